@@ -1,0 +1,77 @@
+/* fl_arch: plain descriptions of a model's architecture and of an adapter's configuration.
+ * These are what the base and adapter files record (fl_modelfile) and what the engine
+ * (fl_model) builds from; they hold no tensors. */
+#ifndef FL_ARCH_H
+#define FL_ARCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define FL_ARCH_MAX_LAYERS 16
+#define FL_LAYER_NAME_MAX 32
+#define FL_MAX_CLASSES 256
+#define FL_MAX_TARGETS FL_ARCH_MAX_LAYERS
+#define FL_HASH_BYTES 32 /* BLAKE2b-256 content hash */
+
+enum fl_layer_kind {
+    FL_LAYER_CONV2D = 1,  /* k x k convolution, stride, zero padding; weight [out,k,k,in] */
+    FL_LAYER_RELU = 2,
+    FL_LAYER_MAXPOOL = 3, /* k x k window, stride */
+    FL_LAYER_FLATTEN = 4, /* NHWC -> [batch, h*w*c] */
+    FL_LAYER_DENSE = 5    /* weight [out, in] */
+};
+
+struct fl_layer_spec {
+    enum fl_layer_kind kind;      /* what the layer computes */
+    char name[FL_LAYER_NAME_MAX]; /* unique within the model, e.g. "conv1", "fc2" */
+    int32_t in_ch, out_ch;        /* conv2d channels */
+    int32_t kernel, stride, pad;  /* conv2d and maxpool geometry */
+    int32_t in_features;          /* dense input width */
+    int32_t out_features;         /* dense output width */
+};
+
+struct fl_arch {
+    char name[FL_LAYER_NAME_MAX];  /* "cnn-small" or "mlp" */
+    int32_t in_h, in_w, in_c;      /* input geometry (mlp: 1 x 1 x features) */
+    int32_t num_classes;           /* width of the last dense layer (the base's head) */
+    int32_t nlayers;               /* layers used */
+    struct fl_layer_spec layers[FL_ARCH_MAX_LAYERS]; /* in execution order */
+};
+
+/* What a base model was trained on. */
+struct fl_base_meta {
+    char data_desc[256];                  /* free text: data set, classes, sizes */
+    int64_t created_unix;                 /* creation time, seconds since the epoch */
+    int32_t nclasses;                     /* number of classes the base predicts */
+    int32_t class_ids[FL_MAX_CLASSES];    /* original label of each output class */
+};
+
+enum fl_adapter_kind {
+    FL_ADAPTER_HEAD = 1,     /* only a new classification head */
+    FL_ADAPTER_LORA = 2,     /* LoRA (A and B trained) on targets + new head */
+    FL_ADAPTER_FFA_LORA = 3, /* LoRA with A frozen from `seed`, only B trained + new head */
+    FL_ADAPTER_BITFIT = 4    /* biases of targets trained + new head */
+};
+
+struct fl_adapter_meta {
+    enum fl_adapter_kind kind;                         /* adapter method */
+    int32_t rank;                                      /* LoRA rank (0 otherwise) */
+    float alpha;                                       /* LoRA scale numerator: dW = alpha/rank B A */
+    uint64_t seed;                                     /* initialisation seed (FFA-LoRA's A) */
+    int32_t ntargets;                                  /* layers carrying LoRA / BitFit */
+    char targets[FL_MAX_TARGETS][FL_LAYER_NAME_MAX];   /* their names */
+    int32_t num_classes;                               /* width of the new head */
+    int32_t class_ids[FL_MAX_CLASSES];                 /* original label of each head output */
+    uint8_t base_hash[FL_HASH_BYTES];                  /* content hash of the base it fits */
+    int64_t created_unix;                              /* creation time */
+    uint32_t round;                                    /* federation round (0 = local) */
+};
+
+/* Method names as users type them: "head", "lora", "ffa-lora", "bitfit". */
+const char *fl_adapter_kind_name(enum fl_adapter_kind kind);
+/* Parse a method name; returns 0 or FL_EINVAL. */
+int fl_adapter_kind_parse(const char *name, enum fl_adapter_kind *kind);
+/* Index of the layer called `name`, or -1. */
+int fl_arch_find(const struct fl_arch *arch, const char *name);
+
+#endif

@@ -1,0 +1,55 @@
+/* fl_linalg: cblas_sgemm behind a small interface, and thread control. */
+#include "fl_linalg.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <unistd.h>
+
+void fl_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void fl_gemm_ref(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            double acc = 0;
+            for (int p = 0; p < k; p++) {
+                float av = trans_a ? a[p * lda + i] : a[i * lda + p];
+                float bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                acc += (double)av * bv;
+            }
+            float prev = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+            c[i * ldc + j] = alpha * (float)acc + prev;
+        }
+    }
+}
+
+void fl_colsum(int m, int n, float alpha, const float *a, float *y)
+{
+    /* Row-wise accumulation: contiguous, vectorised by the compiler, O(m n). */
+    for (int i = 0; i < m; i++) {
+        const float *row = a + (size_t)i * n;
+        for (int j = 0; j < n; j++)
+            y[j] += alpha * row[j];
+    }
+}
+
+void fl_set_threads(int n)
+{
+    if (n <= 0)
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        n = 1;
+    openblas_set_num_threads(n);
+    omp_set_num_threads(n);
+}
+
+int fl_get_threads(void)
+{
+    return openblas_get_num_threads();
+}

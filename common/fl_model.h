@@ -1,0 +1,76 @@
+/* fl_model: a network built from an fl_arch, either fresh (every weight trainable, for
+ * pretraining) or as a frozen base with an adapter on top (LoRA, FFA-LoRA, BitFit, new head).
+ * The model owns its adapter and its workspace; a frozen base's weights are borrowed from the
+ * fl_base_file it was built from, which must outlive the model. Not thread-safe. */
+#ifndef FL_MODEL_H
+#define FL_MODEL_H
+
+#include "fl_arch.h"
+#include "fl_tensor.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fl_base_file;
+struct fl_adapter_file;
+typedef struct fl_model fl_model_t;
+
+/* Which of the model's named tensors to list. */
+enum fl_tensor_set {
+    FL_SET_BASE,      /* what a base file holds: layer weights, biases, norm.mean, norm.std */
+    FL_SET_ADAPTER,   /* what an adapter file holds (FFA-LoRA's frozen A is rebuilt, not kept) */
+    FL_SET_TRAINABLE  /* what the optimiser updates */
+};
+
+/* Built-in architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"
+ * (in_dim -> 256 -> 128 -> classes). Returns 0 or FL_EINVAL with a message. */
+int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *out);
+/* Default LoRA targets of an architecture (comma list) for a method: the layers whose
+ * adaptation pays most per parameter. */
+const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_kind kind);
+
+/* A fresh model, weights initialised from seed, all trainable. NULL on error (message set). */
+fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed);
+/* A frozen base with, when adapter is not NULL, a new adapter initialised from adapter->seed
+ * (its base_hash is filled in). origin names the base in messages. NULL on error. */
+fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *origin,
+                               const struct fl_adapter_meta *adapter);
+/* Load adapter values into a model built for the same adapter configuration; checks the base
+ * hash, method, rank, targets and every tensor's name and shape. Nothing changes on error. */
+int fl_model_set_adapter(fl_model_t *m, const struct fl_adapter_file *a, const char *origin);
+void fl_model_destroy(fl_model_t **self_p);
+
+/* Input normalisation: x' = (x - mean) / std, per feature (len = input dim) or global (1). */
+int fl_model_set_norm(fl_model_t *m, const float *mean, const float *std, size_t len);
+
+const struct fl_arch *fl_model_arch(const fl_model_t *m);
+/* Adapter configuration, or NULL for a model without one. */
+const struct fl_adapter_meta *fl_model_adapter_meta(const fl_model_t *m);
+size_t fl_model_input_dim(const fl_model_t *m);
+int fl_model_num_classes(const fl_model_t *m);
+
+size_t fl_model_ntensors(const fl_model_t *m, enum fl_tensor_set set);
+/* The i-th tensor of a set (live: writing it changes the model). */
+struct fl_tensor *fl_model_tensor(fl_model_t *m, enum fl_tensor_set set, size_t i);
+/* Gradient buffer of the i-th trainable tensor (same numel), valid after a train step. */
+float *fl_model_grad(fl_model_t *m, size_t i);
+/* Parameters used by the forward pass, all or trainable only (FFA-LoRA's A is not trainable). */
+size_t fl_model_param_count(const fl_model_t *m, bool trainable_only);
+
+/* Index of the first layer that carries a trainable parameter: layers before it are frozen,
+ * so their output (the input of this layer) can be cached per sample. */
+int fl_model_frozen_prefix(const fl_model_t *m);
+/* Per-sample size of the input of layer l (l == nlayers: the logits). */
+size_t fl_model_act_dim(const fl_model_t *m, int l);
+/* Run layers [0, upto) on n raw records x [n, input dim] into out [n, act_dim(upto)]. */
+int fl_model_forward_prefix(fl_model_t *m, const float *x, int n, int upto, float *out);
+/* Logits [n, classes] for n raw records (any n; batched internally). */
+int fl_model_forward(fl_model_t *m, const float *x, size_t n, float *logits);
+/* One training step on a mini-batch: `in` holds the inputs of layer `start` (raw records when
+ * start == 0, else cached activations), y the labels. Fills the gradients of every trainable
+ * tensor; returns 0 and the mean loss and the hit count. */
+int fl_model_train_step(fl_model_t *m, int start, const float *in, const int32_t *y, int n,
+                        double *loss, int *correct);
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages fedtl needs, when any is missing (apt-get; sudo when not root).
+# Usage: scripts/deps.sh [build|test|demo|bench]...
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
+      libopenblas-dev libsodium-dev zlib1g-dev libinih-dev)
+for want in "$@"; do
+    case "$want" in
+        build) ;;
+        test) pkgs+=(libcriterion-dev) ;;
+        demo) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
+        bench) pkgs+=(dataset-fashion-mnist python3-torch) ;;
+        *) echo "deps.sh: unknown group '$want' (build, test, demo, bench)" >&2; exit 2 ;;
+    esac
+done
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "fedtl: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "fedtl: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what is missing, configure, build and run every test through ctest.
+# Usage: scripts/test.sh [--sanitize]   (--sanitize: AddressSanitizer + UBSan build in build-asan/)
+# Exit status: ctest's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build
+flags=(-DFEDTL_TESTS=ON)
+if [ "${1:-}" = "--sanitize" ]; then
+    build=build-asan
+    flags+=(-DFEDTL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+fi
+
+scripts/deps.sh build test
+cmake -S . -B "$build" "${flags[@]}" >/dev/null
+cmake --build "$build" -j"$(nproc)"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)"

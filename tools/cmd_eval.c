@@ -1,0 +1,324 @@
+/* fedtl eval / predict / inspect. */
+#include "fedtl.h"
+#include "fl_error.h"
+#include "fl_model.h"
+#include "fl_modelfile.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char s_eval_usage[] =
+    "usage: fedtl eval --base base.ftm [--adapter adapter.fta] --data D [--labels L]\n"
+    "                  [--classes C] [--threads N] [--json]\n"
+    "Accuracy, mean loss and per-class accuracy. Without --classes the model's own classes\n"
+    "are kept (records of other classes are skipped). --json prints one JSON object.\n";
+
+static const char s_predict_usage[] =
+    "usage: fedtl predict --base base.ftm [--adapter adapter.fta] --data D [--labels L]\n"
+    "                     [--threads N]\n"
+    "Prints one predicted label per record (the original class label, in record order).\n"
+    "A CSV's label column and IDX labels are read but not used.\n";
+
+static const char s_inspect_usage[] =
+    "usage: fedtl inspect FILE [--base base.ftm] [--json]\n"
+    "Architecture, total and trainable parameters and the content hash of a base model\n"
+    "(.ftm) or adapter (.fta); for an adapter, the base hash it needs (and, with --base,\n"
+    "its share of the whole model).\n";
+
+/* The loaded model: base file, optional adapter file, and the model built from both. */
+struct s_loaded {
+    struct fl_base_file base;
+    struct fl_adapter_file adapter;
+    bool has_adapter;
+    fl_model_t *m;
+    const int32_t *class_ids; /* original label of each model output */
+    int nclasses;
+};
+
+static void s_unload(struct s_loaded *l)
+{
+    fl_model_destroy(&l->m);
+    if (l->has_adapter)
+        fl_adapter_close(&l->adapter);
+    fl_base_close(&l->base);
+}
+
+static int s_load(const struct tool_opts *o, struct s_loaded *l)
+{
+    memset(l, 0, sizeof *l);
+    int rc = fl_base_read(o->base, &l->base);
+    if (rc)
+        return tool_error(rc, "cannot load the base");
+    if (o->adapter) {
+        if ((rc = fl_adapter_read(o->adapter, &l->adapter)) != 0) {
+            fl_base_close(&l->base);
+            return tool_error(rc, "cannot load the adapter");
+        }
+        l->has_adapter = true;
+        if ((rc = fl_adapter_check_base(&l->adapter, o->adapter, l->base.hash, o->base)) != 0)
+            goto out_fail;
+    }
+    l->m = fl_model_from_base(&l->base, o->base, l->has_adapter ? &l->adapter.meta : NULL);
+    if (!l->m) {
+        rc = FL_EFORMAT;
+        goto out_fail;
+    }
+    if (l->has_adapter && (rc = fl_model_set_adapter(l->m, &l->adapter, o->adapter)) != 0)
+        goto out_fail;
+    l->class_ids = l->has_adapter ? l->adapter.meta.class_ids : l->base.meta.class_ids;
+    l->nclasses = fl_model_num_classes(l->m);
+    return 0;
+out_fail:
+    s_unload(l);
+    return tool_error(rc, "cannot build the model");
+}
+
+/* The data, with the model's classes kept unless --classes says otherwise. */
+static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_dataset *ds)
+{
+    char spec[FL_MAX_CLASSES * 5] = "";
+    if (!o->classes) {
+        size_t off = 0;
+        for (int i = 0; i < l->nclasses && off < sizeof spec; i++)
+            off += (size_t)snprintf(spec + off, sizeof spec - off, i ? ",%d" : "%d",
+                                    l->class_ids[i]);
+        o->classes = spec;
+    }
+    int32_t ids[FL_MAX_CLASSES];
+    int n = 0;
+    int rc = tool_load_data(o, ds, ids, &n);
+    if (rc == 0 && n != l->nclasses) {
+        fprintf(stderr, "fedtl: --classes %s names %d classes, the model has %d\n", o->classes,
+                n, l->nclasses);
+        fl_dataset_free(ds);
+        rc = 1;
+    }
+    if (o->classes == spec)
+        o->classes = NULL;
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    struct tool_opts o;
+    int rc = tool_parse("eval", s_eval_usage, argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    if (!o.base || !o.data) {
+        fprintf(stderr, "fedtl eval: --base and --data are required\n%s", s_eval_usage);
+        return 2;
+    }
+    struct s_loaded l;
+    if (s_load(&o, &l) != 0)
+        return 1;
+    struct fl_dataset ds;
+    if (s_data(&o, &l, &ds) != 0) {
+        s_unload(&l);
+        return 1;
+    }
+    struct fl_eval ev;
+    if ((rc = fl_evaluate(l.m, &ds, &ev)) != 0) {
+        rc = tool_error(rc, o.data);
+        goto out;
+    }
+    if (o.json) {
+        printf("{\"accuracy\":%.6f,\"loss\":%.6f,\"n\":%zu,\"per_class\":[", ev.accuracy,
+               ev.loss, ev.n);
+        for (int k = 0; k < ev.classes; k++)
+            printf("%s{\"class\":%d,\"n\":%zu,\"accuracy\":%.6f}", k ? "," : "", l.class_ids[k],
+                   ev.class_n[k], ev.class_n[k] ? (double)ev.class_hit[k] / ev.class_n[k] : 0.0);
+        printf("]}\n");
+    } else {
+        printf("records  %zu\naccuracy %.4f\nloss     %.4f\n", ev.n, ev.accuracy, ev.loss);
+        for (int k = 0; k < ev.classes; k++)
+            printf("  class %-4d n=%-6zu accuracy %.4f\n", l.class_ids[k], ev.class_n[k],
+                   ev.class_n[k] ? (double)ev.class_hit[k] / ev.class_n[k] : 0.0);
+    }
+out:
+    fl_dataset_free(&ds);
+    s_unload(&l);
+    return rc;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    struct tool_opts o;
+    int rc = tool_parse("predict", s_predict_usage, argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    if (!o.base || !o.data) {
+        fprintf(stderr, "fedtl predict: --base and --data are required\n%s", s_predict_usage);
+        return 2;
+    }
+    struct s_loaded l;
+    if (s_load(&o, &l) != 0)
+        return 1;
+    struct fl_dataset ds;
+    int32_t ids[FL_MAX_CLASSES];
+    int n = 0;
+    if (tool_load_data(&o, &ds, ids, &n) != 0) {
+        s_unload(&l);
+        return 1;
+    }
+    int32_t *pred = malloc(sizeof(int32_t) * (ds.n ? ds.n : 1));
+    if (!pred || (rc = fl_predict(l.m, ds.x, ds.n, pred)) != 0) {
+        rc = tool_error(pred ? rc : FL_ENOMEM, o.data);
+    } else {
+        for (size_t i = 0; i < ds.n; i++)
+            printf("%d\n", l.class_ids[pred[i]]);
+    }
+    free(pred);
+    fl_dataset_free(&ds);
+    s_unload(&l);
+    return rc;
+}
+
+static void s_print_arch(const struct fl_arch *a, bool json)
+{
+    for (int i = 0; i < a->nlayers; i++) {
+        const struct fl_layer_spec *s = &a->layers[i];
+        const char *kind[] = {"?", "conv2d", "relu", "maxpool", "flatten", "dense"};
+        if (json) {
+            printf("%s{\"name\":\"%s\",\"kind\":\"%s\"}", i ? "," : "", s->name, kind[s->kind]);
+            continue;
+        }
+        printf("  %-8s %-8s", s->name, kind[s->kind]);
+        if (s->kind == FL_LAYER_CONV2D)
+            printf(" %dx%d %d->%d stride %d pad %d", s->kernel, s->kernel, s->in_ch, s->out_ch,
+                   s->stride, s->pad);
+        else if (s->kind == FL_LAYER_MAXPOOL)
+            printf(" %dx%d stride %d", s->kernel, s->kernel, s->stride);
+        else if (s->kind == FL_LAYER_DENSE)
+            printf(" %d->%d", s->in_features, s->out_features);
+        printf("\n");
+    }
+}
+
+static int s_inspect_base(const char *path, bool json)
+{
+    struct fl_base_file bf;
+    int rc = fl_base_read(path, &bf);
+    if (rc)
+        return tool_error(rc, "cannot read");
+    fl_model_t *m = fl_model_from_base(&bf, path, NULL);
+    if (!m) {
+        fl_base_close(&bf);
+        return tool_error(FL_EFORMAT, "cannot build");
+    }
+    char hex[2 * FL_HASH_BYTES + 1];
+    fl_hash_hex(bf.hash, hex);
+    size_t total = fl_model_param_count(m, false);
+    if (json) {
+        printf("{\"type\":\"base\",\"arch\":\"%s\",\"hash\":\"%s\",\"parameters\":%zu,"
+               "\"trainable\":%zu,\"classes\":%d,\"created\":%lld,\"layers\":[",
+               bf.arch.name, hex, total, total, bf.arch.num_classes,
+               (long long)bf.meta.created_unix);
+        s_print_arch(&bf.arch, true);
+        printf("]}\n");
+    } else {
+        printf("base model  %s\narch        %s (input %dx%dx%d, %d classes)\nhash        %s\n"
+               "parameters  %zu (all trainable when pretraining; frozen under an adapter)\n"
+               "data        %s\n",
+               path, bf.arch.name, bf.arch.in_h, bf.arch.in_w, bf.arch.in_c,
+               bf.arch.num_classes, hex, total, bf.meta.data_desc);
+        s_print_arch(&bf.arch, false);
+    }
+    fl_model_destroy(&m);
+    fl_base_close(&bf);
+    return 0;
+}
+
+static int s_inspect_adapter(const char *path, const char *base_path, bool json)
+{
+    struct fl_adapter_file af;
+    int rc = fl_adapter_read(path, &af);
+    if (rc)
+        return tool_error(rc, "cannot read");
+    const struct fl_adapter_meta *am = &af.meta;
+    size_t params = 0;
+    for (size_t i = 0; i < af.ntensors; i++)
+        params += fl_tensor_numel(&af.tensors[i]);
+    size_t total = 0, trainable = params;
+    if (base_path) {
+        struct fl_base_file bf;
+        if ((rc = fl_base_read(base_path, &bf)) != 0 ||
+            (rc = fl_adapter_check_base(&af, path, bf.hash, base_path)) != 0) {
+            if (rc != 0 && bf.map)
+                fl_base_close(&bf);
+            fl_adapter_close(&af);
+            return tool_error(rc, "--base");
+        }
+        fl_model_t *m = fl_model_from_base(&bf, base_path, am);
+        if (m) {
+            total = fl_model_param_count(m, false);
+            trainable = fl_model_param_count(m, true);
+        }
+        fl_model_destroy(&m);
+        fl_base_close(&bf);
+    }
+    char hex[2 * FL_HASH_BYTES + 1], bhex[2 * FL_HASH_BYTES + 1];
+    fl_hash_hex(af.hash, hex);
+    fl_hash_hex(am->base_hash, bhex);
+    if (json) {
+        printf("{\"type\":\"adapter\",\"method\":\"%s\",\"rank\":%d,\"alpha\":%g,\"seed\":%llu,"
+               "\"classes\":%d,\"round\":%u,\"hash\":\"%s\",\"base_hash\":\"%s\","
+               "\"adapter_parameters\":%zu,\"trainable\":%zu",
+               fl_adapter_kind_name(am->kind), am->rank, am->alpha,
+               (unsigned long long)am->seed, am->num_classes, am->round, hex, bhex, params,
+               trainable);
+        if (total)
+            printf(",\"parameters\":%zu,\"trainable_fraction\":%.6f", total,
+                   (double)trainable / total);
+        printf(",\"targets\":[");
+        for (int i = 0; i < am->ntargets; i++)
+            printf("%s\"%s\"", i ? "," : "", am->targets[i]);
+        printf("]}\n");
+    } else {
+        printf("adapter     %s\nmethod      %s", path, fl_adapter_kind_name(am->kind));
+        if (am->rank)
+            printf(" (rank %d, alpha %g, seed %llu)", am->rank, am->alpha,
+                   (unsigned long long)am->seed);
+        printf("\ntargets    ");
+        for (int i = 0; i < am->ntargets; i++)
+            printf(" %s", am->targets[i]);
+        printf("%s\nclasses     %d\nround       %u\nhash        %s\nneeds base  %s\n"
+               "parameters  %zu stored\n",
+               am->ntargets ? "" : " (head only)", am->num_classes, am->round, hex, bhex, params);
+        for (size_t i = 0; i < af.ntensors; i++) {
+            char shape[64];
+            fl_tensor_shape_str(&af.tensors[i], shape, sizeof shape);
+            printf("  %-16s %s\n", af.tensors[i].name, shape);
+        }
+        if (total)
+            printf("trainable   %zu of %zu model parameters (%.2f%%)\n", trainable, total,
+                   100.0 * trainable / total);
+    }
+    fl_adapter_close(&af);
+    return 0;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+    struct tool_opts o;
+    int rc = tool_parse("inspect", s_inspect_usage, argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    if (optind != argc - 1) {
+        fprintf(stderr, "fedtl inspect: give exactly one FILE\n%s", s_inspect_usage);
+        return 2;
+    }
+    const char *path = argv[optind];
+    char magic[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "fedtl: %s: cannot open\n", path);
+        return 1;
+    }
+    size_t got = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    if (got == sizeof magic && memcmp(magic, "FEDTLAD\n", 8) == 0)
+        return s_inspect_adapter(path, o.base, o.json);
+    return s_inspect_base(path, o.json);
+}
