@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <unistd.h>
 
 void fl_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -39,17 +40,29 @@ void fl_colsum(int m, int n, float alpha, const float *a, float *y)
     }
 }
 
+static pthread_once_t s_blas_once = PTHREAD_ONCE_INIT;
+
+static void s_blas_serial(void)
+{
+    openblas_set_num_threads(1);
+}
+
+void fl_linalg_init(void)
+{
+    pthread_once(&s_blas_once, s_blas_serial);
+}
+
 void fl_set_threads(int n)
 {
     if (n <= 0)
         n = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n <= 0)
         n = 1;
-    openblas_set_num_threads(n);
+    fl_linalg_init();
     omp_set_num_threads(n);
 }
 
 int fl_get_threads(void)
 {
-    return openblas_get_num_threads();
+    return omp_get_max_threads();
 }

@@ -7,12 +7,15 @@
 #include "fl_rng.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define S_MAX_PARAMS (4 * FL_ARCH_MAX_LAYERS + 4)
 #define S_EVAL_BATCH 256
+#define S_MAX_WORKERS 16
+#define S_MIN_PER_WORKER 16
 
 struct s_param {
     struct fl_tensor t; /* name, shape, data (borrowed for a frozen base) */
@@ -30,9 +33,25 @@ struct s_layer {
     int wrows, wcols;          /* weight as a matrix [out, in_flat] */
     int w, b, lora_a, lora_b;  /* parameter indices, -1 when absent */
     float *w_eff;              /* merged W + scale B A when LoRA */
-    float *dw;                 /* gradient of the (effective) weight when needed */
-    float *col, *dcol;         /* im2col scratch (conv) */
-    int32_t *argmax;           /* max-pool winners */
+    float *dw;                 /* LoRA: gradient of w_eff summed over the workers */
+};
+
+/* One worker's share of a batch: its activations, scratch and private gradients. The batch
+ * is split over the workers (OpenMP threads, single-threaded BLAS each) and their gradients
+ * are summed in a fixed order, so a run is reproducible for a given thread count. */
+struct s_work {
+    int cap;                                  /* records the buffers hold */
+    float *act_buf[FL_ARCH_MAX_LAYERS + 1];   /* owned activation buffers */
+    float *grad_buf[FL_ARCH_MAX_LAYERS + 1];  /* owned activation-gradient buffers */
+    float *act[FL_ARCH_MAX_LAYERS + 1];       /* act[l]: input of layer l (may alias) */
+    float *grad[FL_ARCH_MAX_LAYERS + 1];      /* grad[l]: gradient of act[l] */
+    float *col[FL_ARCH_MAX_LAYERS];           /* im2col patches (conv) */
+    float *dcol[FL_ARCH_MAX_LAYERS];          /* their gradient (conv) */
+    int32_t *argmax[FL_ARCH_MAX_LAYERS];      /* max-pool winners */
+    float *dw[FL_ARCH_MAX_LAYERS];            /* LoRA layers: gradient of w_eff */
+    float *pg[S_MAX_PARAMS];                  /* gradients of the trainable parameters */
+    double loss;                              /* summed loss of its records */
+    int correct;                              /* hits among its records */
 };
 
 struct fl_model {
@@ -45,11 +64,7 @@ struct fl_model {
     int norm_mean, norm_std;                   /* parameter indices of the normalisation */
     struct s_layer layers[FL_ARCH_MAX_LAYERS]; /* one per arch layer */
     int first_trainable;                       /* see fl_model_frozen_prefix */
-    int cap;                                   /* batch capacity of the workspace */
-    float *act_buf[FL_ARCH_MAX_LAYERS + 1];    /* owned activation buffers */
-    float *grad_buf[FL_ARCH_MAX_LAYERS + 1];   /* owned activation-gradient buffers */
-    float *act[FL_ARCH_MAX_LAYERS + 1];        /* act[l]: input of layer l (may alias) */
-    float *grad[FL_ARCH_MAX_LAYERS + 1];       /* grad[l]: gradient of act[l] */
+    struct s_work *work[S_MAX_WORKERS];        /* per-thread workspaces, made on demand */
 };
 
 /* ---- architectures ---- */
@@ -316,10 +331,7 @@ static int s_finish(fl_model_t *m)
         if (!s_has_weights(L))
             continue;
         size_t wn = (size_t)L->wrows * L->wcols;
-        if (L->lora_a >= 0 && !(L->w_eff = fl_falloc(wn)))
-            return FL_ENOMEM;
-        bool need_dw = L->lora_a >= 0 || m->params[L->w].trainable;
-        if (need_dw && !(L->dw = (L->lora_a >= 0) ? fl_falloc(wn) : m->params[L->w].grad))
+        if (L->lora_a >= 0 && (!(L->w_eff = fl_falloc(wn)) || !(L->dw = fl_falloc(wn))))
             return FL_ENOMEM;
     }
     return 0;
@@ -327,6 +339,7 @@ static int s_finish(fl_model_t *m)
 
 fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed)
 {
+    fl_linalg_init();
     fl_model_t *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
@@ -469,6 +482,7 @@ static int s_attach_adapter(fl_model_t *m, const char *origin, struct fl_rng *rn
 fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *origin,
                                const struct fl_adapter_meta *adapter)
 {
+    fl_linalg_init();
     fl_model_t *m = calloc(1, sizeof *m);
     if (!m) {
         fl_error_set("out of memory");
@@ -533,22 +547,25 @@ int fl_model_set_adapter(fl_model_t *m, const struct fl_adapter_file *a, const c
     return 0;
 }
 
-static void s_free_workspace(fl_model_t *m)
+static void s_work_destroy(fl_model_t *m, struct s_work **wp)
 {
+    struct s_work *w = *wp;
+    if (!w)
+        return;
     for (int i = 0; i <= FL_ARCH_MAX_LAYERS; i++) {
-        free(m->act_buf[i]);
-        free(m->grad_buf[i]);
-        m->act_buf[i] = m->grad_buf[i] = NULL;
+        free(w->act_buf[i]);
+        free(w->grad_buf[i]);
     }
-    for (int i = 0; i < m->arch.nlayers; i++) {
-        struct s_layer *L = &m->layers[i];
-        free(L->col);
-        free(L->dcol);
-        free(L->argmax);
-        L->col = L->dcol = NULL;
-        L->argmax = NULL;
+    for (int i = 0; i < FL_ARCH_MAX_LAYERS; i++) {
+        free(w->col[i]);
+        free(w->dcol[i]);
+        free(w->argmax[i]);
+        free(w->dw[i]);
     }
-    m->cap = 0;
+    for (int i = 0; i < S_MAX_PARAMS; i++)
+        free(w->pg[i]);
+    free(w);
+    *wp = NULL;
 }
 
 void fl_model_destroy(fl_model_t **self_p)
@@ -556,12 +573,11 @@ void fl_model_destroy(fl_model_t **self_p)
     if (!self_p || !*self_p)
         return;
     fl_model_t *m = *self_p;
-    s_free_workspace(m);
+    for (int t = 0; t < S_MAX_WORKERS; t++)
+        s_work_destroy(m, &m->work[t]);
     for (int i = 0; i < m->arch.nlayers; i++) {
-        struct s_layer *L = &m->layers[i];
-        free(L->w_eff);
-        if (L->lora_a >= 0)
-            free(L->dw);
+        free(m->layers[i].w_eff);
+        free(m->layers[i].dw);
     }
     for (int i = 0; i < m->nparams; i++) {
         free(m->params[i].grad);
@@ -675,46 +691,83 @@ size_t fl_model_act_dim(const fl_model_t *m, int l)
 
 /* ---- workspace and passes ---- */
 
-static int s_reserve(fl_model_t *m, int n)
+/* Grow worker w's buffers to hold n records; the gradient buffers are made once. */
+static int s_work_reserve(fl_model_t *m, struct s_work *w, int n)
 {
-    if (n <= m->cap)
-        return 0;
-    s_free_workspace(m);
     int L = m->arch.nlayers;
+    if (w->cap == 0) {
+        for (int i = 0; i < m->nparams; i++)
+            if (m->params[i].trainable &&
+                !(w->pg[i] = fl_falloc(fl_tensor_numel(&m->params[i].t))))
+                return FL_ENOMEM;
+        for (int l = 0; l < L; l++)
+            if (m->layers[l].lora_a >= 0 &&
+                !(w->dw[l] = fl_falloc((size_t)m->layers[l].wrows * m->layers[l].wcols)))
+                return FL_ENOMEM;
+    }
+    if (n <= w->cap)
+        return 0;
     for (int l = 0; l <= L; l++) {
-        size_t dim = fl_model_act_dim(m, l);
-        bool alias = l > 0 && m->layers[l - 1].spec.kind == FL_LAYER_FLATTEN;
-        if (alias) {
-            m->act[l] = m->act[l - 1];
-            m->grad[l] = m->grad[l - 1];
+        free(w->act_buf[l]);
+        free(w->grad_buf[l]);
+        w->act_buf[l] = w->grad_buf[l] = NULL;
+        if (l > 0 && m->layers[l - 1].spec.kind == FL_LAYER_FLATTEN) {
+            w->act[l] = w->act[l - 1];
+            w->grad[l] = w->grad[l - 1];
             continue;
         }
-        m->act_buf[l] = fl_falloc((size_t)n * dim);
-        m->grad_buf[l] = fl_falloc((size_t)n * dim);
-        if (!m->act_buf[l] || !m->grad_buf[l])
-            goto out_nomem;
-        m->act[l] = m->act_buf[l];
-        m->grad[l] = m->grad_buf[l];
+        size_t dim = fl_model_act_dim(m, l);
+        w->act_buf[l] = fl_falloc((size_t)n * dim);
+        w->grad_buf[l] = fl_falloc((size_t)n * dim);
+        if (!w->act_buf[l] || !w->grad_buf[l])
+            return FL_ENOMEM;
+        w->act[l] = w->act_buf[l];
+        w->grad[l] = w->grad_buf[l];
     }
     for (int l = 0; l < L; l++) {
         struct s_layer *Ly = &m->layers[l];
         size_t pos = (size_t)n * Ly->geom.oh * Ly->geom.ow;
         if (Ly->spec.kind == FL_LAYER_CONV2D) {
-            Ly->col = fl_falloc(pos * Ly->wcols);
-            Ly->dcol = fl_falloc(pos * Ly->wcols);
-            if (!Ly->col || !Ly->dcol)
-                goto out_nomem;
+            free(w->col[l]);
+            free(w->dcol[l]);
+            w->col[l] = fl_falloc(pos * Ly->wcols);
+            w->dcol[l] = fl_falloc(pos * Ly->wcols);
+            if (!w->col[l] || !w->dcol[l])
+                return FL_ENOMEM;
         } else if (Ly->spec.kind == FL_LAYER_MAXPOOL) {
-            Ly->argmax = malloc(sizeof(int32_t) * pos * Ly->geom.c);
-            if (!Ly->argmax)
-                goto out_nomem;
+            free(w->argmax[l]);
+            if (!(w->argmax[l] = malloc(sizeof(int32_t) * pos * Ly->geom.c)))
+                return FL_ENOMEM;
         }
     }
-    m->cap = n;
+    w->cap = n;
     return 0;
-out_nomem:
-    s_free_workspace(m);
-    return fl_fail(FL_ENOMEM, "out of memory for a batch of %d", n);
+}
+
+/* Workers for a batch of n: every thread, but at least S_MIN_PER_WORKER records each. */
+static int s_workers(int n)
+{
+    int t = omp_get_max_threads();
+    int by_size = (n + S_MIN_PER_WORKER - 1) / S_MIN_PER_WORKER;
+    if (t > by_size)
+        t = by_size;
+    if (t > S_MAX_WORKERS)
+        t = S_MAX_WORKERS;
+    return t < 1 ? 1 : t;
+}
+
+/* Make sure workers 0..T-1 exist and hold `per` records each. */
+static int s_reserve(fl_model_t *m, int T, int per)
+{
+    for (int t = 0; t < T; t++) {
+        if (!m->work[t] && !(m->work[t] = calloc(1, sizeof(struct s_work))))
+            return fl_fail(FL_ENOMEM, "out of memory for a batch of %d", per);
+        if (s_work_reserve(m, m->work[t], per) != 0) {
+            s_work_destroy(m, &m->work[t]);
+            return fl_fail(FL_ENOMEM, "out of memory for a batch of %d", per);
+        }
+    }
+    return 0;
 }
 
 static void s_normalise(const fl_model_t *m, const float *x, int n, float *out)
@@ -722,47 +775,59 @@ static void s_normalise(const fl_model_t *m, const float *x, int n, float *out)
     const struct fl_tensor *mean = &m->params[m->norm_mean].t;
     const struct fl_tensor *std = &m->params[m->norm_std].t;
     size_t dim = m->layers[0].in_dim, len = fl_tensor_numel(mean);
-#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * dim;
         float *oi = out + (size_t)i * dim;
-        for (size_t j = 0; j < dim; j++) {
-            size_t k = len == 1 ? 0 : j;
-            oi[j] = (xi[j] - mean->data[k]) / std->data[k];
+        if (len == 1) {
+            float mu = mean->data[0], inv = 1.0f / std->data[0];
+            for (size_t j = 0; j < dim; j++)
+                oi[j] = (xi[j] - mu) * inv;
+        } else {
+            for (size_t j = 0; j < dim; j++)
+                oi[j] = (xi[j] - mean->data[j]) / std->data[j];
         }
     }
 }
 
-static const float *s_weight(fl_model_t *m, struct s_layer *L)
+/* Merge every LoRA layer's W + scale B A once per step, before the workers start. */
+static void s_merge(fl_model_t *m)
 {
-    const float *w = m->params[L->w].t.data;
-    if (L->lora_a < 0)
-        return w;
-    float scale = m->ameta.alpha / (float)m->ameta.rank;
-    fl_lora_merge(L->wrows, L->wcols, m->ameta.rank, scale, w, m->params[L->lora_a].t.data,
-                  m->params[L->lora_b].t.data, L->w_eff);
-    return L->w_eff;
+    for (int l = 0; l < m->arch.nlayers; l++) {
+        struct s_layer *L = &m->layers[l];
+        if (L->lora_a < 0)
+            continue;
+        float scale = m->ameta.alpha / (float)m->ameta.rank;
+        fl_lora_merge(L->wrows, L->wcols, m->ameta.rank, scale, m->params[L->w].t.data,
+                      m->params[L->lora_a].t.data, m->params[L->lora_b].t.data, L->w_eff);
+    }
 }
 
-static void s_forward(fl_model_t *m, int from, int to, int n)
+static const float *s_weight(const fl_model_t *m, const struct s_layer *L)
+{
+    return L->lora_a >= 0 ? L->w_eff : m->params[L->w].t.data;
+}
+
+static void s_forward(fl_model_t *m, struct s_work *w, int from, int to, int n)
 {
     for (int l = from; l < to; l++) {
         struct s_layer *L = &m->layers[l];
-        L->geom.n = n;
-        const float *x = m->act[l];
-        float *y = m->act[l + 1];
+        struct fl_conv_geom g = L->geom;
+        g.n = n;
+        const float *x = w->act[l];
+        float *y = w->act[l + 1];
         switch (L->spec.kind) {
         case FL_LAYER_CONV2D:
-            fl_conv2d_forward(&L->geom, x, s_weight(m, L), m->params[L->b].t.data, L->col, y);
+            fl_conv2d_forward(&g, x, s_weight(m, L), m->params[L->b].t.data, w->col[l], y);
             break;
         case FL_LAYER_DENSE:
-            fl_dense_forward(n, L->wcols, L->wrows, x, s_weight(m, L), m->params[L->b].t.data, y);
+            fl_dense_forward(n, L->wcols, L->wrows, x, s_weight(m, L), m->params[L->b].t.data,
+                             y);
             break;
         case FL_LAYER_RELU:
             fl_relu_forward((size_t)n * L->in_dim, x, y);
             break;
         case FL_LAYER_MAXPOOL:
-            fl_maxpool_forward(&L->geom, x, y, L->argmax);
+            fl_maxpool_forward(&g, x, y, w->argmax[l]);
             break;
         case FL_LAYER_FLATTEN:
             break;
@@ -770,61 +835,97 @@ static void s_forward(fl_model_t *m, int from, int to, int n)
     }
 }
 
-static void s_backward(fl_model_t *m, int n)
+static void s_backward(fl_model_t *m, struct s_work *w, int n)
 {
     for (int l = m->arch.nlayers - 1; l >= m->first_trainable; l--) {
         struct s_layer *L = &m->layers[l];
-        bool need_dx = l > m->first_trainable;
-        const float *dy = m->grad[l + 1];
-        float *dx = need_dx ? m->grad[l] : NULL;
-        float *db = m->params[L->b < 0 ? 0 : L->b].grad;
+        struct fl_conv_geom g = L->geom;
+        g.n = n;
+        const float *dy = w->grad[l + 1];
+        float *dx = l > m->first_trainable ? w->grad[l] : NULL;
+        float *dw = NULL, *db = NULL;
+        if (s_has_weights(L)) {
+            dw = L->lora_a >= 0 ? w->dw[l] : w->pg[L->w];
+            db = w->pg[L->b];
+        }
         switch (L->spec.kind) {
         case FL_LAYER_CONV2D:
-            fl_conv2d_backward(&L->geom, L->col, L->lora_a >= 0 ? L->w_eff : m->params[L->w].t.data,
-                               dy, L->dw, db, L->dcol, dx);
+            fl_conv2d_backward(&g, w->col[l], s_weight(m, L), dy, dw, db, w->dcol[l], dx);
             break;
         case FL_LAYER_DENSE:
-            fl_dense_backward(n, L->wcols, L->wrows, m->act[l],
-                              L->lora_a >= 0 ? L->w_eff : m->params[L->w].t.data, dy, L->dw, db,
-                              dx);
+            fl_dense_backward(n, L->wcols, L->wrows, w->act[l], s_weight(m, L), dy, dw, db, dx);
             break;
         case FL_LAYER_RELU:
-            fl_relu_backward((size_t)n * L->in_dim, m->act[l + 1], dy, m->grad[l]);
+            fl_relu_backward((size_t)n * L->in_dim, w->act[l + 1], dy, w->grad[l]);
             break;
         case FL_LAYER_MAXPOOL:
-            fl_maxpool_backward(&L->geom, L->argmax, dy, m->grad[l]);
+            fl_maxpool_backward(&g, w->argmax[l], dy, w->grad[l]);
             break;
         case FL_LAYER_FLATTEN:
             break;
         }
-        if (L->lora_a >= 0) {
-            float scale = m->ameta.alpha / (float)m->ameta.rank;
-            fl_lora_backward(L->wrows, L->wcols, m->ameta.rank, scale, m->params[L->lora_a].t.data,
-                             m->params[L->lora_b].t.data, L->dw, m->params[L->lora_a].grad,
-                             m->params[L->lora_b].grad);
-        }
+    }
+}
+
+/* Sum the workers' gradients (in worker order) into the model's, then the LoRA factors'. */
+static void s_reduce(fl_model_t *m, int T)
+{
+    for (int i = 0; i < m->nparams; i++) {
+        struct s_param *p = &m->params[i];
+        if (!p->trainable)
+            continue;
+        size_t len = fl_tensor_numel(&p->t);
+        memcpy(p->grad, m->work[0]->pg[i], sizeof(float) * len);
+        for (int t = 1; t < T; t++)
+            for (size_t j = 0; j < len; j++)
+                p->grad[j] += m->work[t]->pg[i][j];
+    }
+    for (int l = m->first_trainable; l < m->arch.nlayers; l++) {
+        struct s_layer *L = &m->layers[l];
+        if (L->lora_a < 0)
+            continue;
+        size_t len = (size_t)L->wrows * L->wcols;
+        memcpy(L->dw, m->work[0]->dw[l], sizeof(float) * len);
+        for (int t = 1; t < T; t++)
+            for (size_t j = 0; j < len; j++)
+                L->dw[j] += m->work[t]->dw[l][j];
+        float scale = m->ameta.alpha / (float)m->ameta.rank;
+        fl_lora_backward(L->wrows, L->wcols, m->ameta.rank, scale, m->params[L->lora_a].t.data,
+                         m->params[L->lora_b].t.data, L->dw, m->params[L->lora_a].grad,
+                         m->params[L->lora_b].grad);
     }
 }
 
 int fl_model_forward_prefix(fl_model_t *m, const float *x, int n, int upto, float *out)
 {
-    if (upto < 0 || upto > m->arch.nlayers)
+    if (upto < 0 || upto > m->arch.nlayers || n < 0)
         return FL_EINVAL;
-    for (int done = 0; done < n; done += S_EVAL_BATCH) {
-        int b = n - done < S_EVAL_BATCH ? n - done : S_EVAL_BATCH;
-        int rc = s_reserve(m, b);
+    size_t in_dim = m->layers[0].in_dim, out_dim = fl_model_act_dim(m, upto);
+    s_merge(m);
+    for (int done = 0; done < n;) {
+        int T = s_workers(n - done);
+        int block = n - done < T * S_EVAL_BATCH ? n - done : T * S_EVAL_BATCH;
+        int rc = s_reserve(m, T, (block + T - 1) / T);
         if (rc)
             return rc;
-        s_normalise(m, x + (size_t)done * m->layers[0].in_dim, b, m->act[0]);
-        s_forward(m, 0, upto, b);
-        size_t dim = fl_model_act_dim(m, upto);
-        memcpy(out + (size_t)done * dim, m->act[upto], sizeof(float) * b * dim);
+#pragma omp parallel for num_threads(T) schedule(static, 1)
+        for (int t = 0; t < T; t++) {
+            int lo = block * t / T, hi = block * (t + 1) / T;
+            struct s_work *w = m->work[t];
+            s_normalise(m, x + (size_t)(done + lo) * in_dim, hi - lo, w->act[0]);
+            s_forward(m, w, 0, upto, hi - lo);
+            memcpy(out + (size_t)(done + lo) * out_dim, w->act[upto],
+                   sizeof(float) * (size_t)(hi - lo) * out_dim);
+        }
+        done += block;
     }
     return 0;
 }
 
 int fl_model_forward(fl_model_t *m, const float *x, size_t n, float *logits)
 {
+    if (n > INT32_MAX)
+        return FL_EINVAL;
     return fl_model_forward_prefix(m, x, (int)n, m->arch.nlayers, logits);
 }
 
@@ -833,20 +934,39 @@ int fl_model_train_step(fl_model_t *m, int start, const float *in, const int32_t
 {
     if (start < 0 || start > m->first_trainable || n <= 0)
         return fl_fail(FL_EINVAL, "train step: start layer %d, batch %d", start, n);
-    int rc = s_reserve(m, n);
-    if (rc)
-        return rc;
-    if (start == 0)
-        s_normalise(m, in, n, m->act[0]);
-    else
-        memcpy(m->act[start], in, sizeof(float) * n * fl_model_act_dim(m, start));
-    int L = m->arch.nlayers;
-    s_forward(m, start, L, n);
-    int k = m->arch.num_classes;
+    int L = m->arch.nlayers, k = m->arch.num_classes;
     for (int i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= k)
             return fl_fail(FL_ERANGE, "label %d out of range for %d classes", y[i], k);
-    *loss = fl_softmax_xent(n, k, m->act[L], y, m->grad[L], correct);
-    s_backward(m, n);
+    int T = s_workers(n);
+    int rc = s_reserve(m, T, (n + T - 1) / T);
+    if (rc)
+        return rc;
+    size_t in_dim = fl_model_act_dim(m, start);
+    s_merge(m);
+#pragma omp parallel for num_threads(T) schedule(static, 1)
+    for (int t = 0; t < T; t++) {
+        int lo = n * t / T, hi = n * (t + 1) / T, nt = hi - lo;
+        struct s_work *w = m->work[t];
+        if (start == 0)
+            s_normalise(m, in + (size_t)lo * in_dim, nt, w->act[0]);
+        else
+            memcpy(w->act[start], in + (size_t)lo * in_dim, sizeof(float) * nt * in_dim);
+        s_forward(m, w, start, L, nt);
+        w->loss = nt * fl_softmax_xent(nt, k, w->act[L], y + lo, w->grad[L], &w->correct);
+        /* xent's gradient is of the worker's mean; make it a share of the batch mean. */
+        float share = (float)nt / (float)n;
+        for (size_t j = 0; j < (size_t)nt * k; j++)
+            w->grad[L][j] *= share;
+        s_backward(m, w, nt);
+    }
+    s_reduce(m, T);
+    *loss = 0;
+    *correct = 0;
+    for (int t = 0; t < T; t++) {
+        *loss += m->work[t]->loss;
+        *correct += m->work[t]->correct;
+    }
+    *loss /= n;
     return 0;
 }
