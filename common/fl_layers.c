@@ -1,5 +1,5 @@
 /* fl_layers: conv2d through im2col + GEMM, dense through GEMM, and the cheap elementwise
- * layers. Loops over the batch run in parallel (OpenMP); products go through fl_gemm. */
+ * layers. Products go through fl_gemm; callers split batches over threads (fl_model). */
 #include "fl_layers.h"
 #include "fl_error.h"
 #include "fl_linalg.h"
@@ -26,7 +26,6 @@ void fl_im2col(const struct fl_conv_geom *g, const float *x, float *col)
 {
     const int k = g->k, c = g->c;
     const size_t patch = (size_t)k * k * c;
-#pragma omp parallel for schedule(static)
     for (int n = 0; n < g->n; n++) {
         const float *xn = x + (size_t)n * g->h * g->w * c;
         float *rows = col + (size_t)n * g->oh * g->ow * patch;
@@ -63,7 +62,6 @@ void fl_col2im(const struct fl_conv_geom *g, const float *dcol, float *dx)
 {
     const int k = g->k, c = g->c;
     const size_t patch = (size_t)k * k * c;
-#pragma omp parallel for schedule(static)
     for (int n = 0; n < g->n; n++) {
         float *dxn = dx + (size_t)n * g->h * g->w * c;
         const float *rows = dcol + (size_t)n * g->oh * g->ow * patch;
@@ -94,7 +92,6 @@ static void s_add_bias(size_t rows, int cols, const float *b, float *y)
 {
     if (!b)
         return;
-#pragma omp parallel for schedule(static) if (rows > 4096)
     for (size_t i = 0; i < rows; i++) {
         float *r = y + i * cols;
         for (int j = 0; j < cols; j++)
@@ -153,14 +150,12 @@ void fl_dense_backward(int n, int in, int out, const float *x, const float *w, c
 
 void fl_relu_forward(size_t len, const float *x, float *y)
 {
-#pragma omp parallel for schedule(static) if (len > 65536)
     for (size_t i = 0; i < len; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void fl_relu_backward(size_t len, const float *y, const float *dy, float *dx)
 {
-#pragma omp parallel for schedule(static) if (len > 65536)
     for (size_t i = 0; i < len; i++)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
@@ -168,7 +163,6 @@ void fl_relu_backward(size_t len, const float *y, const float *dy, float *dx)
 void fl_maxpool_forward(const struct fl_conv_geom *g, const float *x, float *y, int32_t *argmax)
 {
     const int c = g->c;
-#pragma omp parallel for schedule(static)
     for (int n = 0; n < g->n; n++) {
         const size_t in_base = (size_t)n * g->h * g->w * c;
         for (int oh = 0; oh < g->oh; oh++) {
@@ -206,7 +200,6 @@ void fl_maxpool_backward(const struct fl_conv_geom *g, const int32_t *argmax, co
 {
     const size_t in_per = (size_t)g->h * g->w * g->c;
     const size_t out_per = (size_t)g->oh * g->ow * g->c;
-#pragma omp parallel for schedule(static)
     for (int n = 0; n < g->n; n++) {
         float *dxn = dx + (size_t)n * in_per;
         memset(dxn, 0, sizeof(float) * in_per);

@@ -2,7 +2,6 @@
 #include "fl_linalg.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -52,17 +51,18 @@ void fl_linalg_init(void)
     pthread_once(&s_blas_once, s_blas_serial);
 }
 
+static _Atomic int s_threads; /* process-wide engine thread count; 0 = every core */
+
 void fl_set_threads(int n)
 {
-    if (n <= 0)
-        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0)
-        n = 1;
     fl_linalg_init();
-    omp_set_num_threads(n);
+    s_threads = n > 0 ? n : 0;
 }
 
 int fl_get_threads(void)
 {
-    return omp_get_max_threads();
+    int n = s_threads;
+    if (n <= 0)
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
 }

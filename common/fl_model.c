@@ -4,10 +4,10 @@
 #include "fl_layers.h"
 #include "fl_linalg.h"
 #include "fl_modelfile.h"
+#include "fl_pool.h"
 #include "fl_rng.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +64,7 @@ struct fl_model {
     int norm_mean, norm_std;                   /* parameter indices of the normalisation */
     struct s_layer layers[FL_ARCH_MAX_LAYERS]; /* one per arch layer */
     int first_trainable;                       /* see fl_model_frozen_prefix */
+    fl_pool_t *pool;                           /* compute threads (fl_get_threads at build) */
     struct s_work *work[S_MAX_WORKERS];        /* per-thread workspaces, made on demand */
 };
 
@@ -147,11 +148,26 @@ int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *o
 
 const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_kind kind)
 {
+    /* Measured on Fashion-MNIST 0-4 -> 5-9 (bench/README.md): LoRA on fc1 alone matches
+     * conv2+fc1 and leaves both convolutions frozen (cacheable); FFA-LoRA, whose A is random,
+     * needs conv2 as well. */
     if (kind == FL_ADAPTER_HEAD)
         return "";
-    if (strcmp(arch->name, "cnn-small") == 0)
-        return kind == FL_ADAPTER_BITFIT ? "conv1,conv2,fc1" : "conv2,fc1";
-    return kind == FL_ADAPTER_BITFIT ? "fc1,fc2" : "fc1,fc2";
+    if (strcmp(arch->name, "cnn-small") == 0) {
+        if (kind == FL_ADAPTER_BITFIT)
+            return "conv1,conv2,fc1";
+        return kind == FL_ADAPTER_FFA_LORA ? "conv2,fc1" : "fc1";
+    }
+    return "fc1,fc2";
+}
+
+void fl_adapter_defaults(enum fl_adapter_kind kind, int *rank, float *lr)
+{
+    switch (kind) {
+    case FL_ADAPTER_LORA: *rank = 4, *lr = 2e-3f; break;
+    case FL_ADAPTER_FFA_LORA: *rank = 16, *lr = 1e-2f; break;
+    default: *rank = 0, *lr = 1e-2f; break;
+    }
 }
 
 /* ---- parameters ---- */
@@ -343,6 +359,8 @@ fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed)
     fl_model_t *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
+    if (!(m->pool = fl_pool_new(fl_get_threads())))
+        goto out_destroy;
     m->arch = *arch;
     struct fl_rng rng;
     fl_rng_seed(&rng, seed);
@@ -484,8 +502,9 @@ fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *orig
 {
     fl_linalg_init();
     fl_model_t *m = calloc(1, sizeof *m);
-    if (!m) {
+    if (!m || !(m->pool = fl_pool_new(fl_get_threads()))) {
         fl_error_set("out of memory");
+        fl_model_destroy(&m);
         return NULL;
     }
     m->arch = base->arch;
@@ -575,6 +594,7 @@ void fl_model_destroy(fl_model_t **self_p)
     fl_model_t *m = *self_p;
     for (int t = 0; t < S_MAX_WORKERS; t++)
         s_work_destroy(m, &m->work[t]);
+    fl_pool_destroy(&m->pool);
     for (int i = 0; i < m->arch.nlayers; i++) {
         free(m->layers[i].w_eff);
         free(m->layers[i].dw);
@@ -745,9 +765,9 @@ static int s_work_reserve(fl_model_t *m, struct s_work *w, int n)
 }
 
 /* Workers for a batch of n: every thread, but at least S_MIN_PER_WORKER records each. */
-static int s_workers(int n)
+static int s_workers(const fl_model_t *m, int n)
 {
-    int t = omp_get_max_threads();
+    int t = fl_pool_size(m->pool);
     int by_size = (n + S_MIN_PER_WORKER - 1) / S_MIN_PER_WORKER;
     if (t > by_size)
         t = by_size;
@@ -896,6 +916,30 @@ static void s_reduce(fl_model_t *m, int T)
     }
 }
 
+/* One batch split over the workers: what each task needs to find its share. */
+struct s_job {
+    fl_model_t *m;      /* the model */
+    int T;              /* tasks */
+    int n;              /* records in the job */
+    int start, upto;    /* layers run: [start, upto) */
+    const float *in;    /* inputs of layer start, n rows */
+    const int32_t *y;   /* labels (training) */
+    float *out;         /* outputs of layer upto (prefix), n rows */
+};
+
+static void s_prefix_task(void *arg, int t)
+{
+    struct s_job *j = arg;
+    fl_model_t *m = j->m;
+    int lo = j->n * t / j->T, hi = j->n * (t + 1) / j->T;
+    size_t in_dim = m->layers[0].in_dim, out_dim = fl_model_act_dim(m, j->upto);
+    struct s_work *w = m->work[t];
+    s_normalise(m, j->in + (size_t)lo * in_dim, hi - lo, w->act[0]);
+    s_forward(m, w, 0, j->upto, hi - lo);
+    memcpy(j->out + (size_t)lo * out_dim, w->act[j->upto],
+           sizeof(float) * (size_t)(hi - lo) * out_dim);
+}
+
 int fl_model_forward_prefix(fl_model_t *m, const float *x, int n, int upto, float *out)
 {
     if (upto < 0 || upto > m->arch.nlayers || n < 0)
@@ -903,20 +947,14 @@ int fl_model_forward_prefix(fl_model_t *m, const float *x, int n, int upto, floa
     size_t in_dim = m->layers[0].in_dim, out_dim = fl_model_act_dim(m, upto);
     s_merge(m);
     for (int done = 0; done < n;) {
-        int T = s_workers(n - done);
+        int T = s_workers(m, n - done);
         int block = n - done < T * S_EVAL_BATCH ? n - done : T * S_EVAL_BATCH;
         int rc = s_reserve(m, T, (block + T - 1) / T);
         if (rc)
             return rc;
-#pragma omp parallel for num_threads(T) schedule(static, 1)
-        for (int t = 0; t < T; t++) {
-            int lo = block * t / T, hi = block * (t + 1) / T;
-            struct s_work *w = m->work[t];
-            s_normalise(m, x + (size_t)(done + lo) * in_dim, hi - lo, w->act[0]);
-            s_forward(m, w, 0, upto, hi - lo);
-            memcpy(out + (size_t)(done + lo) * out_dim, w->act[upto],
-                   sizeof(float) * (size_t)(hi - lo) * out_dim);
-        }
+        struct s_job j = {.m = m, .T = T, .n = block, .upto = upto,
+                          .in = x + (size_t)done * in_dim, .out = out + (size_t)done * out_dim};
+        fl_pool_run(m->pool, T, s_prefix_task, &j);
         done += block;
     }
     return 0;
@@ -929,37 +967,43 @@ int fl_model_forward(fl_model_t *m, const float *x, size_t n, float *logits)
     return fl_model_forward_prefix(m, x, (int)n, m->arch.nlayers, logits);
 }
 
+static void s_train_task(void *arg, int t)
+{
+    struct s_job *j = arg;
+    fl_model_t *m = j->m;
+    int L = m->arch.nlayers, k = m->arch.num_classes;
+    int lo = j->n * t / j->T, hi = j->n * (t + 1) / j->T, nt = hi - lo;
+    size_t in_dim = fl_model_act_dim(m, j->start);
+    struct s_work *w = m->work[t];
+    if (j->start == 0)
+        s_normalise(m, j->in + (size_t)lo * in_dim, nt, w->act[0]);
+    else
+        memcpy(w->act[j->start], j->in + (size_t)lo * in_dim, sizeof(float) * nt * in_dim);
+    s_forward(m, w, j->start, L, nt);
+    w->loss = nt * fl_softmax_xent(nt, k, w->act[L], j->y + lo, w->grad[L], &w->correct);
+    /* xent's gradient is of the worker's mean; make it a share of the batch mean. */
+    float share = (float)nt / (float)j->n;
+    for (size_t i = 0; i < (size_t)nt * k; i++)
+        w->grad[L][i] *= share;
+    s_backward(m, w, nt);
+}
+
 int fl_model_train_step(fl_model_t *m, int start, const float *in, const int32_t *y, int n,
                         double *loss, int *correct)
 {
     if (start < 0 || start > m->first_trainable || n <= 0)
         return fl_fail(FL_EINVAL, "train step: start layer %d, batch %d", start, n);
-    int L = m->arch.nlayers, k = m->arch.num_classes;
+    int k = m->arch.num_classes;
     for (int i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= k)
             return fl_fail(FL_ERANGE, "label %d out of range for %d classes", y[i], k);
-    int T = s_workers(n);
+    int T = s_workers(m, n);
     int rc = s_reserve(m, T, (n + T - 1) / T);
     if (rc)
         return rc;
-    size_t in_dim = fl_model_act_dim(m, start);
     s_merge(m);
-#pragma omp parallel for num_threads(T) schedule(static, 1)
-    for (int t = 0; t < T; t++) {
-        int lo = n * t / T, hi = n * (t + 1) / T, nt = hi - lo;
-        struct s_work *w = m->work[t];
-        if (start == 0)
-            s_normalise(m, in + (size_t)lo * in_dim, nt, w->act[0]);
-        else
-            memcpy(w->act[start], in + (size_t)lo * in_dim, sizeof(float) * nt * in_dim);
-        s_forward(m, w, start, L, nt);
-        w->loss = nt * fl_softmax_xent(nt, k, w->act[L], y + lo, w->grad[L], &w->correct);
-        /* xent's gradient is of the worker's mean; make it a share of the batch mean. */
-        float share = (float)nt / (float)n;
-        for (size_t j = 0; j < (size_t)nt * k; j++)
-            w->grad[L][j] *= share;
-        s_backward(m, w, nt);
-    }
+    struct s_job j = {.m = m, .T = T, .n = n, .start = start, .in = in, .y = y};
+    fl_pool_run(m->pool, T, s_train_task, &j);
     s_reduce(m, T);
     *loss = 0;
     *correct = 0;

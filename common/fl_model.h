@@ -30,6 +30,10 @@ int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *o
  * adaptation pays most per parameter. */
 const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_kind kind);
 
+/* Default LoRA rank and Adam learning rate of a method (FFA-LoRA trains only B, so it gets a
+ * higher rank and rate; a head or biases alone learn fastest with a large rate). */
+void fl_adapter_defaults(enum fl_adapter_kind kind, int *rank, float *lr);
+
 /* A fresh model, weights initialised from seed, all trainable. NULL on error (message set). */
 fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed);
 /* A frozen base with, when adapter is not NULL, a new adapter initialised from adapter->seed

@@ -12,8 +12,9 @@
 static const char s_eval_usage[] =
     "usage: fedtl eval --base base.ftm [--adapter adapter.fta] --data D [--labels L]\n"
     "                  [--classes C] [--threads N] [--json]\n"
-    "Accuracy, mean loss and per-class accuracy. Without --classes the model's own classes\n"
-    "are kept (records of other classes are skipped). --json prints one JSON object.\n";
+    "Accuracy, mean loss and per-class accuracy. The model's own classes are kept (records of\n"
+    "other classes are skipped); --classes, if given, must name them in the model's order.\n"
+    "--json prints one JSON object.\n";
 
 static const char s_predict_usage[] =
     "usage: fedtl predict --base base.ftm [--adapter adapter.fta] --data D [--labels L]\n"
@@ -78,7 +79,7 @@ out_fail:
 /* The data, with the model's classes kept unless --classes says otherwise. */
 static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_dataset *ds)
 {
-    char spec[FL_MAX_CLASSES * 5] = "";
+    char spec[FL_MAX_CLASSES * 12 + 1] = "";
     if (!o->classes) {
         size_t off = 0;
         for (int i = 0; i < l->nclasses && off < sizeof spec; i++)
@@ -89,9 +90,14 @@ static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_datas
     int32_t ids[FL_MAX_CLASSES];
     int n = 0;
     int rc = tool_load_data(o, ds, ids, &n);
-    if (rc == 0 && n != l->nclasses) {
-        fprintf(stderr, "fedtl: --classes %s names %d classes, the model has %d\n", o->classes,
-                n, l->nclasses);
+    bool same = rc == 0 && n == l->nclasses;
+    for (int i = 0; same && i < n; i++)
+        same = ids[i] == l->class_ids[i];
+    if (rc == 0 && !same) {
+        fprintf(stderr, "fedtl: --classes %s does not match the model's classes (", o->classes);
+        for (int i = 0; i < l->nclasses; i++)
+            fprintf(stderr, i ? ",%d" : "%d", l->class_ids[i]);
+        fprintf(stderr, ", in this order); omit --classes to use them\n");
         fl_dataset_free(ds);
         rc = 1;
     }

@@ -13,8 +13,8 @@ static const char s_partition_usage[] =
     "                       [--seed S] --out-dir DIR\n"
     "Split a data set into N client shards, IID or with Dirichlet(ALPHA) label skew (default\n"
     "0.5; smaller is more skewed), each with at least M records (default 10). Writes\n"
-    "DIR/client-00.csv ... (label, features; labels as selected by --classes) and prints each\n"
-    "client's class histogram.\n";
+    "DIR/client-00.csv ... (label, features; the original labels, so a branch selects the same\n"
+    "--classes) and prints each client's class histogram.\n";
 
 int cmd_partition(int argc, char **argv)
 {
@@ -59,9 +59,12 @@ int cmd_partition(int argc, char **argv)
             break;
         }
         snprintf(path, plen, "%s/%s", o.out_dir, name);
+        fl_dataset_histogram(&shard, hist);
+        /* Shards keep the original labels: a branch selects its classes as HQ did. */
+        for (size_t i = 0; i < shard.n; i++)
+            shard.y[i] = ids[shard.y[i]];
         if ((rc = fl_dataset_write_csv(&shard, path)) != 0)
             rc = tool_error(rc, path);
-        fl_dataset_histogram(&shard, hist);
         printf("%-7d %-8zu", c, sizes[c]);
         for (int j = 0; j < ds.num_classes; j++)
             printf(" %5zu", hist[j]);

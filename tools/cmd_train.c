@@ -28,9 +28,11 @@ static const char s_finetune_usage[] =
     "                      [--samples N] [--cache-mb MB] [--threads N] [--quiet] --out adapter.fta\n"
     "Fine-tune an adapter over the frozen base on local data: lora, ffa-lora and bitfit train a\n"
     "new head too, head trains only the head. --targets chooses the layers carrying LoRA or\n"
-    "BitFit (default: conv2,fc1 for cnn-small). --alpha defaults to 2 * rank. The frozen\n"
-    "layers below the first adapted one run once per record and are cached (--cache-mb, 1024;\n"
-    "0 turns the cache off). Defaults: 5 epochs, batch 64, Adam, lr 0.001, rank 8.\n";
+    "BitFit (cnn-small: lora fc1; ffa-lora conv2,fc1; bitfit conv1,conv2,fc1). --alpha\n"
+    "defaults to 2 * rank. The frozen layers below the first adapted one run once per record\n"
+    "and are cached (--cache-mb, default 1024; 0 turns the cache off). Defaults: 10 epochs,\n"
+    "batch 64, Adam; rank 4 and lr 0.002 for lora, rank 16 and lr 0.01 for ffa-lora,\n"
+    "lr 0.01 for head and bitfit.\n";
 
 static int s_write_base(const char *path, fl_model_t *m, const struct fl_base_meta *meta)
 {
@@ -60,6 +62,11 @@ int cmd_pretrain(int argc, char **argv)
     if (!o.data || !o.arch || !o.out) {
         fprintf(stderr, "fedtl pretrain: --data, --arch and --out are required\n%s",
                 s_pretrain_usage);
+        return 2;
+    }
+    if (strcmp(o.arch, "cnn-small") != 0 && strcmp(o.arch, "mlp") != 0) {
+        fprintf(stderr, "fedtl pretrain: unknown --arch '%s' (expected cnn-small or mlp)\n",
+                o.arch);
         return 2;
     }
     struct fl_dataset ds;
@@ -135,8 +142,13 @@ int tool_adapter_meta(const struct tool_opts *o, const struct fl_arch *arch, int
     if (rc)
         return rc;
     bool lora = am->kind == FL_ADAPTER_LORA || am->kind == FL_ADAPTER_FFA_LORA;
-    am->rank = lora ? o->rank : 0;
-    am->alpha = lora ? (o->alpha > 0 ? o->alpha : 2.0f * (float)o->rank) : 0.0f;
+    int rank;
+    float lr;
+    fl_adapter_defaults(am->kind, &rank, &lr);
+    if (o->rank > 0)
+        rank = o->rank;
+    am->rank = lora ? rank : 0;
+    am->alpha = lora ? (o->alpha > 0 ? o->alpha : 2.0f * (float)rank) : 0.0f;
     am->seed = o->train.seed;
     am->num_classes = nclasses;
     memcpy(am->class_ids, class_ids, sizeof(int32_t) * (size_t)nclasses);
@@ -155,6 +167,11 @@ int cmd_finetune(int argc, char **argv)
                 s_finetune_usage);
         return 2;
     }
+    enum fl_adapter_kind kind;
+    if (fl_adapter_kind_parse(o.method, &kind) != 0) {
+        fprintf(stderr, "fedtl finetune: %s\n", fl_error_msg());
+        return 2;
+    }
     struct fl_base_file bf;
     if ((rc = fl_base_read(o.base, &bf)) != 0)
         return tool_error(rc, "cannot load the base");
@@ -171,6 +188,12 @@ int cmd_finetune(int argc, char **argv)
         rc = tool_error(rc, "adapter");
         goto out_free_data;
     }
+    if (!(o.train.lr > 0)) {
+        int rank;
+        fl_adapter_defaults(am.kind, &rank, &o.train.lr);
+    }
+    if (o.train.epochs <= 0)
+        o.train.epochs = 10;
     if (!(m = fl_model_from_base(&bf, o.base, &am))) {
         rc = tool_error(FL_EINVAL, "cannot build the adapter");
         goto out_free_data;

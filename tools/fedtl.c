@@ -81,7 +81,11 @@ int tool_parse(const char *cmd, const char *usage, int argc, char **argv, struct
     fl_train_opts_default(&o->train);
     o->train.progress = true;
     o->train.label = cmd;
-    o->rank = 8;
+    if (strcmp(cmd, "finetune") == 0) {
+        o->train.lr = 0;     /* the method's default */
+        o->train.epochs = 0; /* 10 */
+    }
+    o->rank = 0;
     o->dir_alpha = 0.5;
     o->min_size = 10;
     optind = 1;

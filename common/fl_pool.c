@@ -1,0 +1,125 @@
+/* fl_pool: worker threads woken by a generation counter under one mutex. */
+#include "fl_pool.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+struct s_worker {
+    struct fl_pool *pool; /* back pointer */
+    int index;            /* task number this thread runs (1..size-1) */
+    pthread_t thread;     /* the thread */
+};
+
+struct fl_pool {
+    int size;                  /* tasks at once, caller included */
+    pthread_mutex_t lock;      /* guards everything below */
+    pthread_cond_t start;      /* a new job (or shutdown) */
+    pthread_cond_t done;       /* the last task of a job finished */
+    unsigned long generation;  /* job counter */
+    int ntasks;                /* tasks of the current job */
+    int pending;               /* worker tasks not yet finished */
+    fl_pool_fn *fn;            /* current job */
+    void *arg;                 /* its argument */
+    bool stop;                 /* shutting down */
+    struct s_worker *workers;  /* size - 1 threads */
+    int nstarted;              /* threads actually started */
+};
+
+static void *s_worker_main(void *p)
+{
+    struct s_worker *w = p;
+    struct fl_pool *pool = w->pool;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&pool->lock);
+    for (;;) {
+        while (!pool->stop && pool->generation == seen)
+            pthread_cond_wait(&pool->start, &pool->lock);
+        if (pool->stop)
+            break;
+        seen = pool->generation;
+        if (w->index >= pool->ntasks)
+            continue;
+        fl_pool_fn *fn = pool->fn;
+        void *arg = pool->arg;
+        pthread_mutex_unlock(&pool->lock);
+        fn(arg, w->index);
+        pthread_mutex_lock(&pool->lock);
+        if (--pool->pending == 0)
+            pthread_cond_signal(&pool->done);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+fl_pool_t *fl_pool_new(int nthreads)
+{
+    fl_pool_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->size = nthreads < 1 ? 1 : nthreads;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (p->size > 1 && !(p->workers = calloc((size_t)p->size - 1, sizeof *p->workers)))
+        goto out_destroy;
+    for (int i = 1; i < p->size; i++) {
+        struct s_worker *w = &p->workers[i - 1];
+        w->pool = p;
+        w->index = i;
+        if (pthread_create(&w->thread, NULL, s_worker_main, w) != 0)
+            goto out_destroy;
+        p->nstarted++;
+    }
+    return p;
+out_destroy:
+    fl_pool_destroy(&p);
+    return NULL;
+}
+
+void fl_pool_destroy(fl_pool_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    fl_pool_t *p = *self_p;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nstarted; i++)
+        pthread_join(p->workers[i].thread, NULL);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->lock);
+    free(p->workers);
+    free(p);
+    *self_p = NULL;
+}
+
+int fl_pool_size(const fl_pool_t *p)
+{
+    return p->size;
+}
+
+void fl_pool_run(fl_pool_t *p, int ntasks, fl_pool_fn *fn, void *arg)
+{
+    if (ntasks > p->nstarted + 1)
+        ntasks = p->nstarted + 1;
+    if (ntasks <= 1) {
+        fn(arg, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->arg = arg;
+    p->ntasks = ntasks;
+    p->pending = ntasks - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->lock);
+    fn(arg, 0);
+    pthread_mutex_lock(&p->lock);
+    while (p->pending > 0)
+        pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}

@@ -1,0 +1,50 @@
+/* fl_pool: every task of a job runs exactly once, on distinct threads, job after job. */
+#include <criterion/criterion.h>
+
+#include "fl_pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct s_count {
+    atomic_int hits[8];     /* runs per task index */
+    pthread_t who[8];       /* thread that ran each task */
+};
+
+static void s_task(void *arg, int t)
+{
+    struct s_count *c = arg;
+    atomic_fetch_add(&c->hits[t], 1);
+    c->who[t] = pthread_self();
+}
+
+Test(fl_pool, runs_each_task_once_per_job_on_its_own_thread)
+{
+    fl_pool_t *p = fl_pool_new(4);
+    cr_assert_not_null(p);
+    cr_assert_eq(fl_pool_size(p), 4);
+    struct s_count c = {0};
+    for (int job = 0; job < 200; job++)
+        fl_pool_run(p, 1 + job % 4, s_task, &c);
+    /* Task t runs in jobs where 1 + job % 4 > t: 200, 150, 100, 50 times. */
+    cr_assert_eq(atomic_load(&c.hits[0]), 200);
+    cr_assert_eq(atomic_load(&c.hits[1]), 150);
+    cr_assert_eq(atomic_load(&c.hits[2]), 100);
+    cr_assert_eq(atomic_load(&c.hits[3]), 50);
+    cr_assert(pthread_equal(c.who[0], pthread_self()), "task 0 runs on the caller");
+    cr_assert_not(pthread_equal(c.who[1], c.who[2]));
+    fl_pool_destroy(&p);
+    cr_assert_null(p);
+    fl_pool_destroy(&p);
+}
+
+Test(fl_pool, more_tasks_than_threads_are_clamped)
+{
+    fl_pool_t *p = fl_pool_new(2);
+    struct s_count c = {0};
+    fl_pool_run(p, 8, s_task, &c);
+    cr_assert_eq(atomic_load(&c.hits[0]), 1);
+    cr_assert_eq(atomic_load(&c.hits[1]), 1);
+    cr_assert_eq(atomic_load(&c.hits[2]), 0);
+    fl_pool_destroy(&p);
+}
