@@ -33,7 +33,6 @@ struct s_layer {
     int wrows, wcols;          /* weight as a matrix [out, in_flat] */
     int w, b, lora_a, lora_b;  /* parameter indices, -1 when absent */
     float *w_eff;              /* merged W + scale B A when LoRA */
-    float *dw;                 /* LoRA: gradient of w_eff summed over the workers */
 };
 
 /* One worker's share of a batch: its activations, scratch and private gradients. The batch
@@ -48,7 +47,8 @@ struct s_work {
     float *col[FL_ARCH_MAX_LAYERS];           /* im2col patches (conv) */
     float *dcol[FL_ARCH_MAX_LAYERS];          /* their gradient (conv) */
     int32_t *argmax[FL_ARCH_MAX_LAYERS];      /* max-pool winners */
-    float *dw[FL_ARCH_MAX_LAYERS];            /* LoRA layers: gradient of w_eff */
+    float *xa[FL_ARCH_MAX_LAYERS];            /* LoRA layers: X A^T [rows, rank] */
+    float *dyb[FL_ARCH_MAX_LAYERS];           /* LoRA layers: dY B [rows, rank] */
     float *pg[S_MAX_PARAMS];                  /* gradients of the trainable parameters */
     double loss;                              /* summed loss of its records */
     int correct;                              /* hits among its records */
@@ -347,7 +347,7 @@ static int s_finish(fl_model_t *m)
         if (!s_has_weights(L))
             continue;
         size_t wn = (size_t)L->wrows * L->wcols;
-        if (L->lora_a >= 0 && (!(L->w_eff = fl_falloc(wn)) || !(L->dw = fl_falloc(wn))))
+        if (L->lora_a >= 0 && !(L->w_eff = fl_falloc(wn)))
             return FL_ENOMEM;
     }
     return 0;
@@ -579,7 +579,8 @@ static void s_work_destroy(fl_model_t *m, struct s_work **wp)
         free(w->col[i]);
         free(w->dcol[i]);
         free(w->argmax[i]);
-        free(w->dw[i]);
+        free(w->xa[i]);
+        free(w->dyb[i]);
     }
     for (int i = 0; i < S_MAX_PARAMS; i++)
         free(w->pg[i]);
@@ -595,10 +596,8 @@ void fl_model_destroy(fl_model_t **self_p)
     for (int t = 0; t < S_MAX_WORKERS; t++)
         s_work_destroy(m, &m->work[t]);
     fl_pool_destroy(&m->pool);
-    for (int i = 0; i < m->arch.nlayers; i++) {
+    for (int i = 0; i < m->arch.nlayers; i++)
         free(m->layers[i].w_eff);
-        free(m->layers[i].dw);
-    }
     for (int i = 0; i < m->nparams; i++) {
         free(m->params[i].grad);
         fl_tensor_free(&m->params[i].t);
@@ -720,10 +719,6 @@ static int s_work_reserve(fl_model_t *m, struct s_work *w, int n)
             if (m->params[i].trainable &&
                 !(w->pg[i] = fl_falloc(fl_tensor_numel(&m->params[i].t))))
                 return FL_ENOMEM;
-        for (int l = 0; l < L; l++)
-            if (m->layers[l].lora_a >= 0 &&
-                !(w->dw[l] = fl_falloc((size_t)m->layers[l].wrows * m->layers[l].wcols)))
-                return FL_ENOMEM;
     }
     if (n <= w->cap)
         return 0;
@@ -747,6 +742,15 @@ static int s_work_reserve(fl_model_t *m, struct s_work *w, int n)
     for (int l = 0; l < L; l++) {
         struct s_layer *Ly = &m->layers[l];
         size_t pos = (size_t)n * Ly->geom.oh * Ly->geom.ow;
+        if (Ly->lora_a >= 0) {
+            size_t rows = Ly->spec.kind == FL_LAYER_CONV2D ? pos : (size_t)n;
+            free(w->xa[l]);
+            free(w->dyb[l]);
+            w->xa[l] = fl_falloc(rows * m->ameta.rank);
+            w->dyb[l] = fl_falloc(rows * m->ameta.rank);
+            if (!w->xa[l] || !w->dyb[l])
+                return FL_ENOMEM;
+        }
         if (Ly->spec.kind == FL_LAYER_CONV2D) {
             free(w->col[l]);
             free(w->dcol[l]);
@@ -855,6 +859,23 @@ static void s_forward(fl_model_t *m, struct s_work *w, int from, int to, int n)
     }
 }
 
+/* LoRA factor gradients straight from dY, never forming the full dW:
+ * dB = s dY^T (X A^T), dA = s (dY B)^T X, with X the layer input (conv: its im2col rows). */
+static void s_lora_grads(fl_model_t *m, struct s_work *w, int l, int rows, const float *x,
+                         const float *dy)
+{
+    const struct s_layer *L = &m->layers[l];
+    int r = m->ameta.rank, in = L->wcols, out = L->wrows;
+    float s = m->ameta.alpha / (float)r;
+    const float *a = m->params[L->lora_a].t.data, *b = m->params[L->lora_b].t.data;
+    fl_gemm(false, true, rows, r, in, 1.0f, x, in, a, in, 0.0f, w->xa[l], r);
+    fl_gemm(true, false, out, r, rows, s, dy, out, w->xa[l], r, 0.0f, w->pg[L->lora_b], r);
+    if (!m->params[L->lora_a].trainable)
+        return;
+    fl_gemm(false, false, rows, r, out, 1.0f, dy, out, b, r, 0.0f, w->dyb[l], r);
+    fl_gemm(true, false, r, in, rows, s, w->dyb[l], r, x, in, 0.0f, w->pg[L->lora_a], in);
+}
+
 static void s_backward(fl_model_t *m, struct s_work *w, int n)
 {
     for (int l = m->arch.nlayers - 1; l >= m->first_trainable; l--) {
@@ -865,15 +886,19 @@ static void s_backward(fl_model_t *m, struct s_work *w, int n)
         float *dx = l > m->first_trainable ? w->grad[l] : NULL;
         float *dw = NULL, *db = NULL;
         if (s_has_weights(L)) {
-            dw = L->lora_a >= 0 ? w->dw[l] : w->pg[L->w];
+            dw = L->lora_a < 0 ? w->pg[L->w] : NULL;
             db = w->pg[L->b];
         }
         switch (L->spec.kind) {
         case FL_LAYER_CONV2D:
             fl_conv2d_backward(&g, w->col[l], s_weight(m, L), dy, dw, db, w->dcol[l], dx);
+            if (L->lora_a >= 0)
+                s_lora_grads(m, w, l, n * g.oh * g.ow, w->col[l], dy);
             break;
         case FL_LAYER_DENSE:
             fl_dense_backward(n, L->wcols, L->wrows, w->act[l], s_weight(m, L), dy, dw, db, dx);
+            if (L->lora_a >= 0)
+                s_lora_grads(m, w, l, n, w->act[l], dy);
             break;
         case FL_LAYER_RELU:
             fl_relu_backward((size_t)n * L->in_dim, w->act[l + 1], dy, w->grad[l]);
@@ -887,7 +912,7 @@ static void s_backward(fl_model_t *m, struct s_work *w, int n)
     }
 }
 
-/* Sum the workers' gradients (in worker order) into the model's, then the LoRA factors'. */
+/* Sum the workers' gradients into the model's, in worker order (reproducible). */
 static void s_reduce(fl_model_t *m, int T)
 {
     for (int i = 0; i < m->nparams; i++) {
@@ -899,20 +924,6 @@ static void s_reduce(fl_model_t *m, int T)
         for (int t = 1; t < T; t++)
             for (size_t j = 0; j < len; j++)
                 p->grad[j] += m->work[t]->pg[i][j];
-    }
-    for (int l = m->first_trainable; l < m->arch.nlayers; l++) {
-        struct s_layer *L = &m->layers[l];
-        if (L->lora_a < 0)
-            continue;
-        size_t len = (size_t)L->wrows * L->wcols;
-        memcpy(L->dw, m->work[0]->dw[l], sizeof(float) * len);
-        for (int t = 1; t < T; t++)
-            for (size_t j = 0; j < len; j++)
-                L->dw[j] += m->work[t]->dw[l][j];
-        float scale = m->ameta.alpha / (float)m->ameta.rank;
-        fl_lora_backward(L->wrows, L->wcols, m->ameta.rank, scale, m->params[L->lora_a].t.data,
-                         m->params[L->lora_b].t.data, L->dw, m->params[L->lora_a].grad,
-                         m->params[L->lora_b].grad);
     }
 }
 

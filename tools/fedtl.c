@@ -14,6 +14,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } s_cmds[] = {
+    {"keygen", cmd_keygen, "make a node's Ed25519 identity (PREFIX.key, PREFIX.pub)"},
     {"pretrain", cmd_pretrain, "train a base model from scratch"},
     {"finetune", cmd_finetune, "fine-tune an adapter on local data over a frozen base"},
     {"eval", cmd_eval, "accuracy, loss and per-class accuracy of a base (+ adapter)"},

@@ -38,6 +38,7 @@ int tool_error(int rc, const char *what);
 int tool_adapter_meta(const struct tool_opts *o, const struct fl_arch *arch, int nclasses,
                       const int32_t *class_ids, struct fl_adapter_meta *am);
 
+int cmd_keygen(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

@@ -1,0 +1,70 @@
+/* fl_keys: node identities. One Ed25519 key pair per node (branch or coordinator); its X25519
+ * form serves CurveZMQ and sealed boxes, so one public key names a node everywhere.
+ * Files: PREFIX.key (secret, mode 0600) and PREFIX.pub (one line:
+ * "fedtl-ed25519 <base64 public key> <name>"). Secret material is wiped after use. */
+#ifndef FL_KEYS_H
+#define FL_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FL_SIGN_PK_BYTES 32   /* crypto_sign_PUBLICKEYBYTES */
+#define FL_SIGN_SK_BYTES 64   /* crypto_sign_SECRETKEYBYTES */
+#define FL_BOX_PK_BYTES 32    /* crypto_box_PUBLICKEYBYTES (X25519) */
+#define FL_BOX_SK_BYTES 32    /* crypto_box_SECRETKEYBYTES */
+#define FL_SIG_BYTES 64       /* crypto_sign_BYTES */
+#define FL_KEY_NAME_MAX 64    /* node names */
+#define FL_Z85_KEY_LEN 41     /* 40 Z85 characters + NUL, as ZMQ_CURVE_* take them */
+
+/* A node's secret identity; lives in sodium_malloc'd (guarded, locked) memory. */
+struct fl_identity {
+    uint8_t sign_pk[FL_SIGN_PK_BYTES]; /* Ed25519 public key: the node's name on the wire */
+    uint8_t sign_sk[FL_SIGN_SK_BYTES]; /* Ed25519 secret key */
+    uint8_t box_pk[FL_BOX_PK_BYTES];   /* X25519 form of sign_pk */
+    uint8_t box_sk[FL_BOX_SK_BYTES];   /* X25519 form of sign_sk */
+    char name[FL_KEY_NAME_MAX];        /* from the .pub comment / keygen --name */
+};
+
+/* A node's public key as read from a .pub line. */
+struct fl_pubkey {
+    uint8_t sign_pk[FL_SIGN_PK_BYTES]; /* Ed25519 */
+    uint8_t box_pk[FL_BOX_PK_BYTES];   /* X25519 form */
+    char name[FL_KEY_NAME_MAX];        /* comment */
+};
+
+/* Generate a key pair and write PREFIX.key (0600, atomic) and PREFIX.pub. Refuses to
+ * overwrite an existing PREFIX.key (FL_EINVAL). */
+int fl_keygen(const char *prefix, const char *name);
+/* Load PREFIX.key (path of the .key file) into a new sodium_malloc'd identity. Refuses a key
+ * file readable by group or others (FL_EINVAL, like ssh). NULL on error (message names the
+ * file). Free with fl_identity_destroy, which wipes it. */
+struct fl_identity *fl_identity_load(const char *key_path);
+void fl_identity_destroy(struct fl_identity **self_p);
+/* Parse one .pub line; origin names the source (file:line) in messages. */
+int fl_pubkey_parse(const char *line, const char *origin, struct fl_pubkey *pk);
+/* Read a .pub file (its first non-comment line). */
+int fl_pubkey_load(const char *path, struct fl_pubkey *pk);
+/* The .pub line of a key: "fedtl-ed25519 <base64> <name>" (no newline) into out. */
+void fl_pubkey_format(const uint8_t sign_pk[FL_SIGN_PK_BYTES], const char *name, char *out,
+                      size_t len);
+/* Short printable id of a key for logs: first 12 hex digits of the Ed25519 key. */
+void fl_key_id(const uint8_t sign_pk[FL_SIGN_PK_BYTES], char out[13]);
+/* Z85 text of a 32-byte X25519 key, for ZMQ_CURVE_SERVERKEY / PUBLICKEY / SECRETKEY. */
+void fl_key_z85(const uint8_t key[32], char out[FL_Z85_KEY_LEN]);
+
+/* The coordinator's allow-list: a directory of .pub files or one authorized_keys-style file
+ * (one .pub line per key; '#' comments and blank lines ignored). */
+typedef struct fl_allowlist fl_allowlist_t;
+/* Load; NULL on error with the file and line named. An unparsable line is an error, not a
+ * silent skip. */
+fl_allowlist_t *fl_allowlist_load(const char *path);
+void fl_allowlist_destroy(fl_allowlist_t **self_p);
+size_t fl_allowlist_size(const fl_allowlist_t *a);
+/* Is this Ed25519 key enrolled? If so, and name is not NULL, copy its name. */
+bool fl_allowlist_has(const fl_allowlist_t *a, const uint8_t sign_pk[FL_SIGN_PK_BYTES],
+                      char name[FL_KEY_NAME_MAX]);
+/* Is this X25519 (CurveZMQ) key the form of an enrolled key? (For the ZAP handler.) */
+bool fl_allowlist_has_curve(const fl_allowlist_t *a, const uint8_t box_pk[FL_BOX_PK_BYTES]);
+
+#endif

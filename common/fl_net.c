@@ -1,0 +1,142 @@
+/* fl_net: socket set-up and framing. */
+#include "fl_net.h"
+#include "fl_error.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+static void s_common_opts(void *s)
+{
+    int linger = 0, hwm = 1000;
+    int64_t max = FL_WIRE_MAX_MSG;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+}
+
+void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoint)
+{
+    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    if (!s) {
+        fl_error_set("cannot create socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    s_common_opts(s);
+    int one = 1;
+    zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    /* A branch that reconnects with the same key takes over its routing id. */
+    zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    if (id) {
+        zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, id->box_sk, FL_BOX_SK_BYTES);
+        zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "fedtl", 5);
+    }
+    if (zmq_bind(s, endpoint) != 0) {
+        fl_error_set("cannot bind %s: %s", endpoint, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *server_box_pk,
+                    const char *endpoint)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    if (!s) {
+        fl_error_set("cannot create socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    s_common_opts(s);
+    zmq_setsockopt(s, ZMQ_ROUTING_ID, id->sign_pk, FL_SIGN_PK_BYTES);
+    int ivl = 100, max_ivl = 2000;
+    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &max_ivl, sizeof max_ivl);
+    if (server_box_pk) {
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_box_pk, FL_BOX_PK_BYTES);
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, id->box_pk, FL_BOX_PK_BYTES);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, id->box_sk, FL_BOX_SK_BYTES);
+    }
+    if (zmq_connect(s, endpoint) != 0) {
+        fl_error_set("cannot connect to %s: %s", endpoint, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env,
+                int flags, size_t *bytes)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = fl_wire_encode(env, &buf, &len);
+    if (rc)
+        return rc;
+    if (bytes)
+        *bytes = len;
+    if (peer && zmq_send(sock, peer, peer_len, ZMQ_SNDMORE | flags) < 0) {
+        int e = errno;
+        free(buf);
+        errno = e;
+        return FL_EIO;
+    }
+    int n = zmq_send(sock, buf, len, flags);
+    int e = errno;
+    free(buf);
+    errno = e;
+    return n < 0 ? FL_EIO : 0;
+}
+
+/* Drop the rest of a multi-part message. */
+static void s_drain(void *sock)
+{
+    int more = 0;
+    size_t sz = sizeof more;
+    while (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz) == 0 && more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, sock, ZMQ_DONTWAIT);
+        zmq_msg_close(&m);
+    }
+}
+
+int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len,
+                Fedtl__Envelope **env, size_t *bytes)
+{
+    *env = NULL;
+    zmq_msg_t m;
+    if (router) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return errno == EAGAIN ? 1 : FL_EIO;
+        }
+        size_t n = zmq_msg_size(&m);
+        *peer_len = n < FL_NET_PEER_MAX ? n : FL_NET_PEER_MAX;
+        memcpy(peer, zmq_msg_data(&m), *peer_len);
+        zmq_msg_close(&m);
+    }
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, sock, router ? 0 : ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        return errno == EAGAIN ? 1 : FL_EIO;
+    }
+    int more = 0;
+    size_t sz = sizeof more;
+    zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz);
+    if (bytes)
+        *bytes = zmq_msg_size(&m);
+    int rc;
+    if (more) {
+        s_drain(sock);
+        rc = fl_fail(FL_EFORMAT, "multi-part message (the protocol sends one frame)");
+    } else {
+        rc = fl_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), env);
+    }
+    zmq_msg_close(&m);
+    return rc;
+}

@@ -1,0 +1,32 @@
+/* fl_net: the ZeroMQ plumbing the coordinator and the branches share: CURVE-secured ROUTER
+ * and DEALER sockets with the protocol's limits, and sending / receiving one Envelope. */
+#ifndef FL_NET_H
+#define FL_NET_H
+
+#include "fl_codec.h"
+#include "fl_keys.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FL_NET_PEER_MAX 256 /* longest routing id kept */
+
+/* A ROUTER bound to endpoint. With id, it is a CURVE server on id's X25519 key (the ZAP
+ * handler decides who gets in); with id NULL, plaintext. NULL on error (message set). */
+void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoint);
+/* A DEALER connected to endpoint, routing id = its Ed25519 key. With server_box_pk, a CURVE
+ * client pinning that key; NULL means plaintext. NULL on error. */
+void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *server_box_pk,
+                    const char *endpoint);
+/* Send env (to peer, on a ROUTER; peer NULL on a DEALER). flags: ZMQ_DONTWAIT or 0.
+ * Returns 0, FL_EIO (errno set: EAGAIN when the peer's queue is full, EHOSTUNREACH when it
+ * is gone). *bytes (may be NULL) gets the frame size. */
+int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env,
+                int flags, size_t *bytes);
+/* Receive one message without waiting. On a ROUTER the routing id goes to peer/peer_len.
+ * Returns 0 with *env (fl_wire_free it), 1 when nothing is waiting, or a negative FL_E code
+ * for a frame that was read but is bad (the message says why; the frame is consumed). */
+int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len,
+                Fedtl__Envelope **env, size_t *bytes);
+
+#endif

@@ -1,0 +1,71 @@
+/* fl_coord: the coordinator's federation engine: branch registry, base distribution, rounds,
+ * update verification, aggregation, state, ledger, status. One thread; every socket (ROUTER,
+ * ZAP, control) is polled from fl_coord_run, so nothing is shared between threads. */
+#ifndef FL_COORD_H
+#define FL_COORD_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define FL_COORD_PATH_MAX 1024
+
+/* Everything the configuration file ([coordinator] section) and the flags can set. */
+struct fl_coord_config {
+    char federation[64];                 /* federation name, bound into signatures */
+    char endpoint[256];                  /* ROUTER endpoint, e.g. tcp://0.0.0.0:7777 */
+    char control[FL_COORD_PATH_MAX];     /* status socket (default ipc://STATE/control.sock) */
+    char key[FL_COORD_PATH_MAX];         /* coordinator's .key */
+    char allow[FL_COORD_PATH_MAX];       /* allow-list: directory of .pub or one file */
+    char base[FL_COORD_PATH_MAX];        /* the pretrained base (.ftm) */
+    char state_dir[FL_COORD_PATH_MAX];   /* state, ledger, control socket */
+    char eval_data[FL_COORD_PATH_MAX];   /* optional server-side evaluation data */
+    char eval_labels[FL_COORD_PATH_MAX]; /* its IDX labels, when IDX */
+    int rounds;                          /* rounds to run */
+    int clients_per_round;               /* branches per round (0: use fraction) */
+    double fraction;                     /* fraction of eligible branches per round */
+    int min_clients;                     /* updates needed to aggregate */
+    int min_start;                       /* eligible branches needed to start a round */
+    double deadline_s;                   /* round deadline, seconds */
+    int round_retries;                   /* retries of a round that fell short */
+    int epochs, batch;                   /* local training */
+    float lr;                            /* local learning rate (0: the method's default) */
+    char method[16];                     /* adapter method */
+    int rank;                            /* LoRA rank (0: the method's default) */
+    float alpha;                         /* LoRA alpha (0: 2 * rank) */
+    char targets[256];                   /* adapted layers (empty: the arch's default) */
+    char classes[256];                   /* classes of the new head, e.g. 5-9 (empty: all) */
+    uint64_t seed;                       /* adapter initialisation, selection, shuffling */
+    int heartbeat_ms;                    /* branch heartbeat interval */
+    uint32_t chunk_size;                 /* base download chunk */
+    char strategy[32];                   /* aggregation strategy */
+    bool insecure;                       /* plaintext transport */
+    bool exit_when_done;                 /* exit after the final adapter is sent */
+    int threads;                         /* engine threads for server evaluation */
+};
+
+/* Defaults for every field. */
+void fl_coord_config_default(struct fl_coord_config *c);
+/* Set one field from its name (as in the file; '-' and '_' alike) and text value.
+ * Returns 0, or FL_EINVAL / FL_ENOTFOUND with a message naming the key. */
+int fl_coord_config_set(struct fl_coord_config *c, const char *key, const char *value);
+/* Read a configuration file (inih); errors name the file and line. */
+int fl_coord_config_load(struct fl_coord_config *c, const char *path);
+/* Check the configuration is complete and consistent (message says what is missing). */
+int fl_coord_config_check(const struct fl_coord_config *c);
+/* Print the effective configuration, one key = value per line. */
+void fl_coord_config_print(const struct fl_coord_config *c, FILE *f);
+
+typedef struct fl_coord fl_coord_t;
+
+/* Load keys, allow-list, base, state (resuming after the last saved round), bind sockets.
+ * NULL on error, with the message set. */
+fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg);
+/* Serve until the federation is done (with exit_when_done) or *stop is set (SIGTERM).
+ * *reload (SIGHUP) reloads the allow-list. Returns 0, or an FL_E code when rounds could not
+ * complete within the retry bound. */
+int fl_coord_run(fl_coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
+void fl_coord_destroy(fl_coord_t **self_p);
+
+#endif
