@@ -391,6 +391,7 @@ static void s_round_start(struct fl_coord *c, int eligible)
     fl_strategy_begin(c->strategy, c->global.tensors, c->global.ntensors);
     for (int i = 0; i < k; i++) {
         pool[i]->selected_round = r;
+        pool[i]->answered_round = 0; /* a retried round starts afresh */
         s_send_task(c, pool[i]);
     }
     fl_log(FL_LOG_INFO, "round_start", "round=%u selected=%d eligible=%d deadline_s=%g retry=%d",

@@ -16,8 +16,8 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
     esac
 done
-"$root/scripts/deps.sh" build demo
-cmake -S "$root" -B "$root/build" -DFEDTL_TESTS=OFF >/dev/null
+"$root/scripts/deps.sh" build test demo
+cmake -S "$root" -B "$root/build" >/dev/null
 cmake --build "$root/build" -j"$(nproc)" --target fedtl >/dev/null
 mkdir -p "$work"
 exec "$root/bench/transfer.sh" --fedtl "$root/build/fedtl" --work "$work" --reuse-base "${args[@]}"

@@ -15,4 +15,17 @@ char *fl_test_path(const char *dir, const char *name);
  * Returns the exit status (or -1). */
 int fl_test_run(const char *cmd, char **out);
 
+#include <sys/types.h>
+
+/* Start `cmd` (through /bin/sh) in the background, stdout+stderr appended to log_path.
+ * Returns its pid, or -1. */
+pid_t fl_test_spawn(const char *cmd, const char *log_path);
+/* Wait up to timeout_s for pid; returns its exit status, 128+signal when killed by one, or
+ * -1 on time-out (the process is then killed). */
+int fl_test_wait(pid_t pid, double timeout_s);
+/* Read a whole text file (malloc'd, NUL-terminated) or NULL. */
+char *fl_test_slurp(const char *path);
+/* Count occurrences of needle in the file at path. */
+int fl_test_count(const char *path, const char *needle);
+
 #endif

@@ -21,6 +21,7 @@ static const struct {
     {"predict", cmd_predict, "one predicted label per record"},
     {"inspect", cmd_inspect, "architecture, parameters and hashes of a model file"},
     {"partition", cmd_partition, "split a data set into client shards (IID or Dirichlet)"},
+    {"status", cmd_status, "ask a running coordinator for its round, branches and metrics"},
 };
 
 static void s_usage(FILE *f)

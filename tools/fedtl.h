@@ -45,5 +45,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_partition(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

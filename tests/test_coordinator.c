@@ -1,0 +1,392 @@
+/* fedtl-coordinator as a real process, driven by in-test branches speaking the protocol over
+ * real CurveZMQ sockets with real keys: every kind of bad update is rejected with a reason and
+ * never reaches the aggregate, the coordinator keeps serving, and the global adapter is the
+ * sample-weighted mean of what the branches sent. */
+#include <criterion/criterion.h>
+
+#include "fl_codec.h"
+#include "fl_error.h"
+#include "fl_keys.h"
+#include "fl_model.h"
+#include "fl_modelfile.h"
+#include "fl_net.h"
+#include "fl_seal.h"
+#include "fl_testutil.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+struct s_fed {
+    char *dir;                  /* scratch directory */
+    char path[8][1024];          /* named files, see s_file */
+    int port;                   /* coordinator port */
+    pid_t coord;                /* coordinator process */
+    struct fl_base_file base;   /* the base the branches hold */
+    struct fl_identity *hq;     /* coordinator identity (public half used) */
+};
+
+enum { F_BASE, F_HQKEY, F_ALLOW, F_STATE, F_LOG, F_LEDGER, F_GLOBAL };
+
+static void s_run(const char *cmd)
+{
+    char *out = NULL;
+    int rc = fl_test_run(cmd, &out);
+    cr_assert_eq(rc, 0, "%s failed: %s", cmd, out ? out : "");
+    free(out);
+}
+
+/* Keys for hq, b1, b2 (enrolled) and evil (not), a small random base, a coordinator. */
+static void s_fed_setup(struct s_fed *f, const char *extra)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = fl_test_tmpdir("coord");
+    f->port = 20000 + (int)(getpid() % 20000);
+    const char *names[] = {"base.ftm", "hq.key", "allow", "state", "coord.log", "state/rounds.jsonl",
+                           "state/global.fta"};
+    for (int i = 0; i < 7; i++)
+        snprintf(f->path[i], sizeof f->path[i], "%s/%s", f->dir, names[i]);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir allow && for k in hq b1 b2 evil; do %s/fedtl keygen --out $k "
+             "--name $k >/dev/null || exit 1; done && cp b1.pub b2.pub allow/",
+             f->dir, FEDTL_BIN_DIR);
+    s_run(cmd);
+    struct fl_arch a;
+    cr_assert_eq(fl_arch_builtin("mlp", 8, 3, &a), 0);
+    fl_model_t *m = fl_model_new(&a, 5);
+    size_t n = fl_model_ntensors(m, FL_SET_BASE);
+    struct fl_tensor ts[16];
+    for (size_t i = 0; i < n; i++)
+        ts[i] = *fl_model_tensor(m, FL_SET_BASE, i);
+    struct fl_base_meta meta = {.nclasses = 3, .class_ids = {0, 1, 2}};
+    cr_assert_eq(fl_base_write(f->path[F_BASE], &a, &meta, ts, n, NULL), 0);
+    fl_model_destroy(&m);
+    cr_assert_eq(fl_base_read(f->path[F_BASE], &f->base), 0);
+    f->hq = fl_identity_load(f->path[F_HQKEY]);
+    cr_assert_not_null(f->hq);
+    snprintf(cmd, sizeof cmd,
+             "exec %s/fedtl-coordinator --key %s --allow %s --base %s --state-dir %s "
+             "--endpoint tcp://127.0.0.1:%d --federation testfed --method lora --targets fc1 "
+             "--rank 2 --classes 0-2 --heartbeat-ms 200 %s",
+             FEDTL_BIN_DIR, f->path[F_HQKEY], f->path[F_ALLOW], f->path[F_BASE],
+             f->path[F_STATE], f->port, extra);
+    f->coord = fl_test_spawn(cmd, f->path[F_LOG]);
+    cr_assert_gt(f->coord, 0);
+}
+
+static void s_fed_teardown(struct s_fed *f)
+{
+    if (f->coord > 0) {
+        kill(f->coord, SIGKILL);
+        fl_test_wait(f->coord, 5);
+    }
+    fl_identity_destroy(&f->hq);
+    fl_base_close(&f->base);
+    if (!getenv("FEDTL_KEEP_TMP"))
+        fl_test_rmtree(f->dir);
+    free(f->dir);
+}
+
+/* An in-test branch: a DEALER with the branch's identity. */
+struct s_branch {
+    struct fl_identity *id;
+    void *ctx, *sock;
+};
+
+static void s_branch_open(struct s_branch *b, struct s_fed *f, const char *name)
+{
+    char key[600], ep[64];
+    snprintf(key, sizeof key, "%s/%s.key", f->dir, name);
+    b->id = fl_identity_load(key);
+    cr_assert_not_null(b->id, "%s", fl_error_msg());
+    b->ctx = zmq_ctx_new();
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", f->port);
+    b->sock = fl_net_dealer(b->ctx, b->id, f->hq->box_pk, ep);
+    cr_assert_not_null(b->sock);
+}
+
+static void s_branch_close(struct s_branch *b)
+{
+    zmq_close(b->sock);
+    zmq_ctx_term(b->ctx);
+    fl_identity_destroy(&b->id);
+}
+
+/* Wait for the next message of a given type (others, e.g. heartbeats, are skipped). */
+static Fedtl__Envelope *s_expect(struct s_branch *b, int body_case, double timeout_s)
+{
+    for (int i = 0; i < (int)(timeout_s * 50); i++) {
+        zmq_pollitem_t it = {b->sock, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, 20);
+        Fedtl__Envelope *env = NULL;
+        while (fl_net_recv(b->sock, false, NULL, NULL, &env, NULL) == 0) {
+            if ((int)env->body_case == body_case)
+                return env;
+            fl_wire_free(&env);
+        }
+    }
+    return NULL;
+}
+
+static void s_hello(struct s_branch *b, struct s_fed *f)
+{
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__Hello h = FEDTL__HELLO__INIT;
+    h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
+    h.name = b->id->name;
+    h.base_hash = (ProtobufCBinaryData){32, f->base.hash};
+    h.samples = 100;
+    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    cr_assert_eq(fl_net_send(b->sock, NULL, 0, &env, 0, NULL), 0);
+    Fedtl__Envelope *w = s_expect(b, FEDTL__ENVELOPE__BODY_WELCOME, 10);
+    cr_assert_not_null(w, "no Welcome");
+    cr_assert_str_eq(w->welcome->federation, "testfed");
+    cr_assert_eq(fl_verify_base(f->hq->sign_pk, f->base.hash, w->welcome->base_signature.data), 0);
+    fl_wire_free(&w);
+}
+
+/* How to spoil an update. */
+enum s_spoil { S_GOOD, S_TAMPER, S_OTHER_SIGNER, S_FUTURE, S_WRONG_BASE, S_NAN, S_SHAPE };
+
+/* Build and send an update: the task's adapter with every value set to `value`. */
+static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *other,
+                          const struct fl_adapter_file *task, uint32_t round, float value,
+                          uint64_t samples, enum s_spoil spoil, uint8_t **raw, size_t *raw_len)
+{
+    size_t n = task->ntensors;
+    struct fl_tensor ts[16];
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(fl_tensor_copy(&ts[i], &task->tensors[i]), 0);
+        for (size_t j = 0; j < fl_tensor_numel(&ts[i]); j++)
+            ts[i].data[j] = value;
+    }
+    if (spoil == S_NAN)
+        ts[0].data[0] = NAN;
+    struct fl_tensor wide;
+    if (spoil == S_SHAPE) {
+        cr_assert_eq(fl_tensor_init2(&wide, ts[n - 1].name, ts[n - 1].shape[0] + 1, 0), 0);
+        fl_tensor_free(&ts[n - 1]);
+        ts[n - 1] = wide;
+    }
+    struct fl_adapter_meta meta = task->meta;
+    meta.round = round;
+    uint8_t *abuf;
+    size_t alen;
+    cr_assert_eq(fl_adapter_pack(&meta, ts, n, &abuf, &alen), 0, "%s", fl_error_msg());
+    for (size_t i = 0; i < n; i++)
+        fl_tensor_free(&ts[i]);
+    Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
+    body.adapter = (ProtobufCBinaryData){alen, abuf};
+    body.samples = samples;
+    body.train_loss = 0.5f;
+    body.eval_accuracy = 0.75f;
+    body.eval_samples = 10;
+    uint8_t *plain, *ct, sig[64];
+    size_t plain_len, ct_len;
+    cr_assert_eq(fl_wire_encode_body(&body, &plain, &plain_len), 0);
+    uint8_t base_hash[32];
+    memcpy(base_hash, f->base.hash, 32);
+    if (spoil == S_WRONG_BASE)
+        base_hash[0] ^= 1;
+    uint32_t sround = spoil == S_FUTURE ? round + 1 : round;
+    const struct fl_identity *signer = spoil == S_OTHER_SIGNER ? other->id : b->id;
+    cr_assert_eq(fl_seal_update(signer, f->hq->box_pk, "testfed", sround, base_hash, plain,
+                                plain_len, &ct, &ct_len, sig),
+                 0);
+    if (spoil == S_TAMPER)
+        ct[ct_len / 2] ^= 0x40;
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
+    u.round = sround;
+    u.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
+    u.base_hash = (ProtobufCBinaryData){32, base_hash};
+    u.ciphertext = (ProtobufCBinaryData){ct_len, ct};
+    u.signature = (ProtobufCBinaryData){64, sig};
+    env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
+    env.update = &u;
+    if (raw)
+        cr_assert_eq(fl_wire_encode(&env, raw, raw_len), 0);
+    cr_assert_eq(fl_net_send(b->sock, NULL, 0, &env, 0, NULL), 0);
+    free(abuf);
+    free(plain);
+    free(ct);
+}
+
+static void s_expect_receipt(struct s_branch *b, bool accepted, const char *reason)
+{
+    Fedtl__Envelope *r = s_expect(b, FEDTL__ENVELOPE__BODY_RECEIPT, 10);
+    cr_assert_not_null(r, "no receipt (expected %s)", reason ? reason : "accepted");
+    cr_assert_eq(r->receipt->accepted, accepted, "receipt: accepted=%d reason=%s",
+                 r->receipt->accepted, r->receipt->reason);
+    if (reason)
+        cr_assert(strstr(r->receipt->reason, reason), "reason '%s' lacks '%s'",
+                  r->receipt->reason, reason);
+    fl_wire_free(&r);
+}
+
+/* Wait for a task; returns its adapter (caller closes) and round. */
+static uint32_t s_task(struct s_branch *b, struct fl_adapter_file *task)
+{
+    Fedtl__Envelope *t = s_expect(b, FEDTL__ENVELOPE__BODY_TASK, 15);
+    cr_assert_not_null(t, "no task");
+    cr_assert_eq(fl_adapter_unpack(t->task->adapter.data, t->task->adapter.len, "task", task), 0);
+    uint32_t r = t->task->round;
+    fl_wire_free(&t);
+    return r;
+}
+
+static void s_send_raw(struct s_branch *b, const void *buf, size_t len)
+{
+    cr_assert_eq(zmq_send(b->sock, buf, len, 0), (int)len);
+}
+
+Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .timeout = 120)
+{
+    struct s_fed f;
+    s_fed_setup(&f, "--rounds 3 --clients-per-round 2 --min-start 2 --min-clients 1 "
+                    "--deadline 30 --round-retries 5 --exit-when-done");
+    struct s_branch b1, b2;
+    s_branch_open(&b1, &f, "b1");
+    s_branch_open(&b2, &f, "b2");
+    s_hello(&b1, &f);
+    s_hello(&b2, &f);
+    struct fl_adapter_file t1, t2;
+    uint32_t r = s_task(&b1, &t1);
+    cr_assert_eq(s_task(&b2, &t2), r);
+    cr_assert_eq(r, 1);
+
+    /* Frames that do not even parse: logged, never answered, nothing breaks. */
+    s_send_raw(&b1, "\\xff\\xff garbage", 10);
+    static const uint8_t unknown_type[] = {0x08, 0x01, 0xa2, 0x06, 0x00}; /* field 100 */
+    s_send_raw(&b1, unknown_type, sizeof unknown_type);
+    /* Each of these is rejected before it can count as the branch's answer. */
+    s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_TAMPER, NULL, NULL);
+    s_expect_receipt(&b1, false, "bad signature");
+    s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_OTHER_SIGNER, NULL, NULL);
+    s_expect_receipt(&b1, false, "bad signature");
+    s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_FUTURE, NULL, NULL);
+    s_expect_receipt(&b1, false, "future round");
+    s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_WRONG_BASE, NULL, NULL);
+    s_expect_receipt(&b1, false, "wrong base");
+    /* Signed but unusable: rejected, and the branch has had its say for this round. */
+    s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_NAN, NULL, NULL);
+    s_expect_receipt(&b1, false, "NaN");
+    s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_GOOD, NULL, NULL);
+    s_expect_receipt(&b1, false, "duplicate");
+    s_send_update(&b2, &f, &b1, &t2, r, 1, 10, S_SHAPE, NULL, NULL);
+    s_expect_receipt(&b2, false, "expected");
+    fl_adapter_close(&t1);
+    fl_adapter_close(&t2);
+
+    /* Nothing was accepted: round 1 is retried, and this time both answer well. */
+    cr_assert_eq(s_task(&b1, &t1), 1);
+    cr_assert_eq(s_task(&b2, &t2), 1);
+    uint8_t *replay;
+    size_t replay_len;
+    s_send_update(&b1, &f, &b2, &t1, 1, 2.0f, 30, S_GOOD, &replay, &replay_len);
+    s_expect_receipt(&b1, true, NULL);
+    s_send_update(&b2, &f, &b1, &t2, 1, 4.0f, 10, S_GOOD, NULL, NULL);
+    s_expect_receipt(&b2, true, NULL);
+    fl_adapter_close(&t1);
+    fl_adapter_close(&t2);
+
+    /* Round 2: a replay of round 1's update is stale. */
+    cr_assert_eq(s_task(&b1, &t1), 2);
+    cr_assert_eq(s_task(&b2, &t2), 2);
+    /* The global adapter the task carries is round 1's weighted mean: (30*2 + 10*4)/40. */
+    for (size_t i = 0; i < t1.ntensors; i++)
+        for (size_t j = 0; j < fl_tensor_numel(&t1.tensors[i]); j++)
+            cr_assert_float_eq(t1.tensors[i].data[j], 2.5f, 1e-6);
+    s_send_raw(&b1, replay, replay_len);
+    s_expect_receipt(&b1, false, "stale");
+    free(replay);
+    s_send_update(&b1, &f, &b2, &t1, 2, -1.0f, 5, S_GOOD, NULL, NULL);
+    s_expect_receipt(&b1, true, NULL);
+    s_send_update(&b2, &f, &b1, &t2, 2, 3.0f, 15, S_GOOD, NULL, NULL);
+    s_expect_receipt(&b2, true, NULL);
+    fl_adapter_close(&t1);
+    fl_adapter_close(&t2);
+
+    /* Round 3 with uneven weights; then the final adapter reaches both. */
+    cr_assert_eq(s_task(&b1, &t1), 3);
+    cr_assert_eq(s_task(&b2, &t2), 3);
+    s_send_update(&b1, &f, &b2, &t1, 3, 0.25f, 70, S_GOOD, NULL, NULL);
+    s_expect_receipt(&b1, true, NULL);
+    s_send_update(&b2, &f, &b1, &t2, 3, 1.25f, 30, S_GOOD, NULL, NULL);
+    s_expect_receipt(&b2, true, NULL);
+    fl_adapter_close(&t1);
+    fl_adapter_close(&t2);
+    Fedtl__Envelope *fin = s_expect(&b1, FEDTL__ENVELOPE__BODY_FINAL, 10);
+    cr_assert_not_null(fin, "no final adapter");
+    struct fl_adapter_file final;
+    cr_assert_eq(fl_adapter_unpack(fin->final->adapter.data, fin->final->adapter.len, "final",
+                                   &final), 0);
+    fl_wire_free(&fin);
+    float want = (70 * 0.25f + 30 * 1.25f) / 100.0f;
+    for (size_t i = 0; i < final.ntensors; i++)
+        for (size_t j = 0; j < fl_tensor_numel(&final.tensors[i]); j++)
+            cr_assert_float_eq(final.tensors[i].data[j], want, 1e-6);
+    cr_assert_eq(final.meta.round, 3);
+    fl_adapter_close(&final);
+
+    cr_assert_eq(fl_test_wait(f.coord, 20), 0, "coordinator did not exit cleanly");
+    f.coord = 0;
+    /* Ledger: the short round and three aggregated ones, with the rejections and reasons. */
+    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "\"aggregated\":true"), 3);
+    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "\"aggregated\":false"), 1);
+    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "bad signature"), 2);
+    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "stale"), 1);
+    cr_assert_eq(fl_test_count(f.path[F_LOG], "malformed protobuf"), 1);
+    cr_assert_eq(fl_test_count(f.path[F_LOG], "unknown message type"), 1);
+    /* The state on disk is the final global adapter. */
+    struct fl_adapter_file saved;
+    cr_assert_eq(fl_adapter_read(f.path[F_GLOBAL], &saved), 0);
+    cr_assert_eq(saved.meta.round, 3);
+    cr_assert_float_eq(saved.tensors[0].data[0], want, 1e-6);
+    fl_adapter_close(&saved);
+    s_branch_close(&b1);
+    s_branch_close(&b2);
+    s_fed_teardown(&f);
+}
+
+Test(fedtl_coordinator, oversized_frames_and_unknown_keys_are_refused_while_others_are_served,
+     .timeout = 60)
+{
+    struct s_fed f;
+    s_fed_setup(&f, "--rounds 1 --min-start 2");
+    struct s_branch b1, evil;
+    s_branch_open(&b1, &f, "b1");
+    s_hello(&b1, &f);
+    /* An unenrolled key never completes the CURVE handshake: no Welcome. */
+    s_branch_open(&evil, &f, "evil");
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__Hello h = FEDTL__HELLO__INIT;
+    h.branch_key = (ProtobufCBinaryData){32, evil.id->sign_pk};
+    h.name = "evil";
+    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    fl_net_send(evil.sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
+    cr_assert_null(s_expect(&evil, FEDTL__ENVELOPE__BODY_WELCOME, 2));
+    cr_assert_gt(fl_test_count(f.path[F_LOG], "handshake_refused"), 0);
+    /* A frame over the 64 MiB limit is dropped by the transport. */
+    size_t big = (64u << 20) + 1024;
+    char *blob = calloc(1, big);
+    zmq_send(b1.sock, blob, big, 0);
+    free(blob);
+    /* The coordinator still answers its control socket and a re-registering branch. */
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s/fedtl status --state-dir %s", FEDTL_BIN_DIR, f.path[F_STATE]);
+    cr_assert_eq(fl_test_run(cmd, &out), 0);
+    cr_assert(strstr(out, "\"phase\":\"waiting\""), "%s", out);
+    free(out);
+    s_hello(&b1, &f);
+    s_branch_close(&evil);
+    s_branch_close(&b1);
+    s_fed_teardown(&f);
+}
