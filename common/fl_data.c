@@ -744,19 +744,24 @@ int fl_dataset_select_classes(struct fl_dataset *ds, const int32_t *classes, int
 {
     if (count <= 0)
         return fl_fail(FL_EINVAL, "select classes: empty class list");
-    int32_t *map = s_malloc((size_t)ds->num_classes, sizeof *map);
+    /* A class the data happens not to hold (a branch's shard may lack one) is no error: it
+     * keeps its number and simply has no records. */
+    int32_t width = ds->num_classes;
+    for (int i = 0; i < count; i++) {
+        if (classes[i] < 0 || classes[i] > FL_DATA_MAX_LABEL)
+            return fl_fail(FL_ERANGE, "select classes: class %d is out of range (0..%d)",
+                           (int)classes[i], FL_DATA_MAX_LABEL);
+        if (classes[i] >= width)
+            width = classes[i] + 1;
+    }
+    int32_t *map = s_malloc((size_t)width, sizeof *map);
     if (!map)
         return fl_fail(FL_ENOMEM, "select classes: out of memory");
     int rc = 0;
-    for (int32_t c = 0; c < ds->num_classes; c++)
+    for (int32_t c = 0; c < width; c++)
         map[c] = -1;
     for (int i = 0; i < count; i++) {
         int32_t c = classes[i];
-        if (c < 0 || c >= ds->num_classes) {
-            rc = fl_fail(FL_ERANGE, "select classes: class %d not in dataset (labels 0..%d)",
-                         (int)c, (int)ds->num_classes - 1);
-            goto out_free_map;
-        }
         if (map[c] >= 0) {
             rc = fl_fail(FL_EINVAL, "select classes: class %d listed twice", (int)c);
             goto out_free_map;

@@ -511,9 +511,15 @@ Test(fl_data, select_classes_renumbers_in_given_order_and_drops_others)
         cr_assert_float_eq(ds.x[i * 2], want_x0[i], 0);
         cr_assert_float_eq(ds.x[i * 2 + 1], want_x0[i] + 1, 0);
     }
-    cr_assert_eq(fl_dataset_select_classes(&ds, (int32_t[]){5}, 1), FL_ERANGE);
+    /* A class with no records is fine when others have some (a shard may lack a class)... */
+    cr_assert_eq(fl_dataset_select_classes(&ds, (int32_t[]){-1}, 1), FL_ERANGE);
+    cr_assert_eq(fl_dataset_select_classes(&ds, (int32_t[]){5}, 1), FL_ENOTFOUND);
     cr_assert_eq(ds.n, 4); /* unchanged on error */
     cr_assert_eq(fl_dataset_select_classes(&ds, (int32_t[]){1, 1}, 2), FL_EINVAL);
+    /* ...and keeps its number: labels 0, 1 stay 0, 1 with a third, empty class 9. */
+    cr_assert_eq(fl_dataset_select_classes(&ds, (int32_t[]){0, 1, 9}, 3), 0);
+    cr_assert_eq(ds.num_classes, 3);
+    cr_assert_eq(ds.n, 4);
     fl_dataset_free(&ds);
 }
 
