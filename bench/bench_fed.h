@@ -1,0 +1,247 @@
+/* bench_fed: helpers shared by the federation benchmarks (header only, like bench_common.h):
+ * scratch directories, keys made with the real `fedtl keygen`, a real fedtl-coordinator
+ * process, its CPU time from /proc, free TCP ports, memory high-water marks. */
+#ifndef FEDTL_BENCH_FED_H
+#define FEDTL_BENCH_FED_H
+
+#include "bench_common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Directory holding this executable (the build directory: fedtl and fedtl-coordinator live
+ * next to the bench programs). */
+static inline void s_fed_bin_dir(char *out, size_t len)
+{
+    char exe[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        snprintf(out, len, ".");
+        return;
+    }
+    exe[n] = '\0';
+    snprintf(out, len, "%s", dirname(exe));
+}
+
+/* A fresh scratch directory under $TMPDIR (or /tmp); malloc'd path, NULL on failure. */
+static inline char *s_fed_tmpdir(const char *stem)
+{
+    const char *t = getenv("TMPDIR");
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s/fedtl-%s-XXXXXX", t && *t ? t : "/tmp", stem);
+    if (!mkdtemp(buf))
+        return NULL;
+    return strdup(buf);
+}
+
+/* Run a shell command; 0 when it exited 0. */
+static inline int s_fed_sh(const char *cmd)
+{
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "bench: command failed (%d): %s\n", rc, cmd);
+    return rc == 0 ? 0 : -1;
+}
+
+static inline void s_fed_rmtree(const char *dir)
+{
+    if (!dir || !*dir || getenv("FEDTL_KEEP_TMP"))
+        return;
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: could not remove %s\n", dir);
+}
+
+/* Keys with the real tool: DIR/hq.key|.pub and DIR/<prefix>NNN.key|.pub for NNN < n, the
+ * branches' .pub files copied into DIR/allow/. */
+static inline int s_fed_keys(const char *bin, const char *dir, const char *prefix, int n)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && mkdir -p allow && %s/fedtl keygen --out hq --name hq >/dev/null && "
+             "for i in $(seq -f %%03g 0 %d); do %s/fedtl keygen --out %s$i --name %s$i "
+             ">/dev/null || exit 1; cp %s$i.pub allow/; done",
+             dir, bin, n - 1, bin, prefix, prefix, prefix);
+    return s_fed_sh(cmd);
+}
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+static inline int s_fed_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 20000 + (int)(getpid() % 20000);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    int port = 20000 + (int)(getpid() % 20000);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Start argv[0] with stdout and stderr going to log_path; the pid, or -1. */
+static inline pid_t s_fed_spawn(char *const argv[], const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait up to timeout_s for pid; its exit status (0..255), 128+signal, or -1 on time-out
+ * (the process is then killed). */
+static inline int s_fed_wait(pid_t pid, double timeout_s)
+{
+    double end = s_bench_now() + timeout_s;
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0)
+            return -1;
+        if (s_bench_now() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(10000);
+    }
+}
+
+/* CPU time of a process from /proc: *all_s over every thread (utime + stime of
+ * /proc/PID/stat, clock ticks), *main_s of its main thread and *other_s of the others
+ * (nanoseconds from /proc/PID/task/TID/schedstat). 0 or -1. */
+static inline int s_fed_cpu(pid_t pid, double *all_s, double *main_s, double *other_s)
+{
+    char path[128], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* comm may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    *all_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    *main_s = *other_s = 0;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sp[300];
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+        FILE *g = fopen(sp, "r");
+        unsigned long long ns = 0;
+        if (g) {
+            if (fscanf(g, "%llu", &ns) != 1)
+                ns = 0;
+            fclose(g);
+        }
+        if (atoi(e->d_name) == (int)pid)
+            *main_s += (double)ns * 1e-9;
+        else
+            *other_s += (double)ns * 1e-9;
+    }
+    closedir(d);
+    return 0;
+}
+
+/* A "VmHWM:"-style field of /proc/self/status in KiB, or -1. */
+static inline long s_fed_status_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0) {
+            v = atol(line + fl);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* Reset VmHWM to the current RSS (Linux >= 4.0: "5" > /proc/self/clear_refs). */
+static inline int s_fed_reset_hwm(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return -1;
+    int rc = fputs("5", f) < 0 ? -1 : 0;
+    if (fclose(f) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* Parse a comma list of positive integers into v (at most max); the count. */
+static inline int s_fed_parse_list(const char *s, long *v, int max)
+{
+    int n = 0;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && n < max;
+         t = strtok_r(NULL, ",", &save))
+        v[n++] = atol(t);
+    return n;
+}
+
+/* Machine facts for the report: nproc and the CPU model. */
+static inline void s_fed_machine(FILE *out)
+{
+    char model[256] = "?", line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    snprintf(model, sizeof model, "%s", c + 2);
+                    model[strcspn(model, "\n")] = '\0';
+                }
+                break;
+            }
+        fclose(f);
+    }
+    double la[3] = {0};
+    if (getloadavg(la, 3) < 0)
+        la[0] = -1;
+    fprintf(out, "bench=machine nproc=%ld cpu=\"%s\" loadavg=%.2f\n", sysconf(_SC_NPROCESSORS_ONLN),
+            model, la[0]);
+}
+
+#endif

@@ -1,0 +1,42 @@
+/* fl_branch: one branch of a federation, the protocol's client side (docs/PROTOCOL.md).
+ * Registers with the coordinator, fetches and verifies the base, heartbeats, trains each
+ * round's adapter on local data, sends it sealed and signed, and saves the final adapter. */
+#ifndef FL_BRANCH_H
+#define FL_BRANCH_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* What a branch needs to run; the strings must outlive the branch. */
+struct fl_branch_config {
+    const char *coordinator;     /* endpoint, e.g. tcp://127.0.0.1:7777 */
+    const char *coordinator_key; /* the coordinator's .pub file */
+    const char *key;             /* this branch's .key file */
+    const char *data;            /* local data: CSV, or IDX images */
+    const char *labels;          /* IDX labels (NULL for CSV) */
+    double holdout;              /* share of local records held out for evaluation, [0, 1) */
+    const char *cache_dir;       /* where bases are cached */
+    const char *out;             /* where the final adapter goes (NULL: cache_dir/final.fta) */
+    bool insecure;               /* plaintext, no CURVE (the coordinator must agree) */
+    int heartbeat_ms;            /* 0: the coordinator's (from Welcome) */
+    int connect_timeout_s;       /* give up when unregistered this long; 0 waits forever */
+    bool progress;               /* progress lines on stderr (when it is a terminal) */
+};
+
+typedef struct fl_branch fl_branch_t;
+
+/* Load the identity, the coordinator's key and the local data. Connects nothing.
+ * NULL on error (fl_error_msg says what). */
+fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg);
+/* Wipes the identity. */
+void fl_branch_destroy(fl_branch_t **self_p);
+/* A human summary of the configuration (for --check-config). */
+void fl_branch_print(const fl_branch_t *self, FILE *out);
+/* Take part in the federation until the final adapter is saved (0), *stop becomes non-zero
+ * (sends Bye, 0) or a fatal error (negative FL_E code, fl_error_msg says why: refused key,
+ * failed handshake, no answer within the connect timeout, a base that does not verify).
+ * stop may be NULL; it is only read. */
+int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop);
+
+#endif
