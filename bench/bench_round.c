@@ -145,8 +145,10 @@ static double s_log_ts(const char *line)
 /* Fallback when the ledger lacks duration_s: round_start -> round_done in the coordinator's
  * log (ms timestamps; round_done is logged just after the ledger line is written and
  * fsync'ed, so this is the ledger's figure plus one ledger write). */
-static int s_log_durations(const char *path, double *d, int max)
+static int s_log_durations(const char *path, double *d, int max, double *bytes_in,
+                           double *bytes_out)
 {
+    *bytes_in = *bytes_out = 0;
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -158,6 +160,11 @@ static int s_log_durations(const char *path, double *d, int max)
             start = s_log_ts(line);
         else if (strstr(line, "event=round_done") && start >= 0) {
             double end = s_log_ts(line);
+            const char *q;
+            if ((q = strstr(line, " bytes_in=")))
+                *bytes_in += atof(q + 10);
+            if ((q = strstr(line, " bytes_out=")))
+                *bytes_out += atof(q + 11);
             d[n++] = end >= start ? end - start : end + 86400 - start;
             start = -1;
         }
@@ -343,7 +350,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
          * summary fields (duration_s, bytes) and is not valid JSON. */
         fprintf(stderr, "bench_round: ledger has duration_s for %d of %d rounds; using the log's "
                         "round_start/round_done timestamps\n", nd, rounds);
-        nd = s_log_durations(logp, dur, 1024);
+        nd = s_log_durations(logp, dur, 1024, &res->kb_in, &res->kb_out);
         src = "log";
     }
     res->rounds = nd;

@@ -18,6 +18,7 @@
 static const char s_usage[] =
     "usage: fedtl-client --coordinator ENDPOINT --coordinator-key coord.pub --key branch.key\n"
     "                    --data D [--labels L] [--holdout F] [--cache-dir DIR] [--out FILE]\n"
+    "                    [--keep-updates DIR]\n"
     "                    [--insecure] [--threads N] [--heartbeat-ms MS] [--connect-timeout S]\n"
     "                    [--config FILE] [--check-config] [--help]\n"
     "Join a fedtl federation as a branch: register with the coordinator (e.g.\n"
@@ -27,6 +28,7 @@ static const char s_usage[] =
     "  --holdout F          share of local records held out for evaluation (default 0.2)\n"
     "  --cache-dir DIR      base model cache (default ./fedtl-cache)\n"
     "  --out FILE           final adapter (default CACHE/final.fta)\n"
+    "  --keep-updates DIR   also keep each round's own adapter as DIR/round-N.fta\n"
     "  --insecure           plaintext, no CURVE (the coordinator must be --insecure too)\n"
     "  --threads N          training threads (default: every core)\n"
     "  --heartbeat-ms MS    heartbeat interval (default: the coordinator's)\n"
@@ -39,7 +41,7 @@ static const char s_usage[] =
 
 /* Everything the options set; strings are owned (strdup'd). */
 struct s_opts {
-    char *coordinator, *coordinator_key, *key, *data, *labels, *cache_dir, *out;
+    char *coordinator, *coordinator_key, *key, *data, *labels, *cache_dir, *out, *keep_updates;
     double holdout;        /* --holdout */
     bool insecure;         /* --insecure */
     int threads;           /* --threads, 0 = every core */
@@ -108,6 +110,7 @@ static int s_apply(struct s_opts *o, const char *name_in, const char *value, con
         {"labels", offsetof(struct s_opts, labels)},
         {"cache-dir", offsetof(struct s_opts, cache_dir)},
         {"out", offsetof(struct s_opts, out)},
+        {"keep-updates", offsetof(struct s_opts, keep_updates)},
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (strcmp(name, strs[i].name) != 0)
@@ -185,6 +188,7 @@ static const struct option s_long[] = {
     {"holdout", required_argument, 0, O_OPT},
     {"cache-dir", required_argument, 0, O_OPT},
     {"out", required_argument, 0, O_OPT},
+    {"keep-updates", required_argument, 0, O_OPT},
     {"insecure", no_argument, 0, O_OPT},
     {"threads", required_argument, 0, O_OPT},
     {"heartbeat-ms", required_argument, 0, O_OPT},
@@ -253,6 +257,7 @@ static void s_opts_free(struct s_opts *o)
     free(o->labels);
     free(o->cache_dir);
     free(o->out);
+    free(o->keep_updates);
 }
 
 int main(int argc, char **argv)
@@ -273,6 +278,7 @@ int main(int argc, char **argv)
         .holdout = o.holdout,
         .cache_dir = o.cache_dir,
         .out = o.out,
+        .keep_updates = o.keep_updates,
         .insecure = o.insecure,
         .heartbeat_ms = o.heartbeat_ms,
         .connect_timeout_s = o.connect_timeout_s,

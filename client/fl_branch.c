@@ -541,8 +541,9 @@ static bool s_params_ok(const Fedtl__TrainParams *p)
 }
 
 /* The trained adapter, encoded as an UpdateBody, in malloc'd *body (caller wipes). */
-static int s_encode_body(fl_model_t *m, uint32_t round, const struct fl_epoch_stats *st,
-                         const struct fl_eval *ev, size_t train_n, uint8_t **body, size_t *body_len)
+static int s_encode_body(const fl_branch_t *self, fl_model_t *m, uint32_t round,
+                         const struct fl_epoch_stats *st, const struct fl_eval *ev, size_t train_n,
+                         uint8_t **body, size_t *body_len)
 {
     size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
     struct fl_tensor *ts = calloc(n ? n : 1, sizeof *ts);
@@ -558,6 +559,14 @@ static int s_encode_body(fl_model_t *m, uint32_t round, const struct fl_epoch_st
     free(ts);
     if (rc)
         return rc;
+    if (self->cfg.keep_updates) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/round-%u.fta", self->cfg.keep_updates, round);
+        if (fl_fs_mkdirs(self->cfg.keep_updates, 0700) != 0 ||
+            fl_fs_write_file(path, adapter, adapter_len, 0600) != 0)
+            fl_log(FL_LOG_WARN, "keep_update_failed", "path=%s reason=\"%s\"", path,
+                   fl_error_msg());
+    }
     Fedtl__UpdateBody b = FEDTL__UPDATE_BODY__INIT;
     b.adapter.data = adapter;
     b.adapter.len = adapter_len;
@@ -631,7 +640,7 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t, struct fl_ad
         goto out_destroy;
     uint8_t *body = NULL;
     size_t body_len = 0, bytes = 0;
-    if ((rc = s_encode_body(m, t->round, &st, &ev, self->train.n, &body, &body_len)) != 0)
+    if ((rc = s_encode_body(self, m, t->round, &st, &ev, self->train.n, &body, &body_len)) != 0)
         goto out_destroy;
     rc = s_send_update(self, t->round, body, body_len, &bytes);
     sodium_memzero(body, body_len);

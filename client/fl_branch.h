@@ -18,6 +18,8 @@ struct fl_branch_config {
     double holdout;              /* share of local records held out for evaluation, [0, 1) */
     const char *cache_dir;       /* where bases are cached */
     const char *out;             /* where the final adapter goes (NULL: cache_dir/final.fta) */
+    const char *keep_updates;    /* when set, each round's own adapter is kept here too
+                                    (DIR/round-N.fta): the branch's record of what it sent */
     bool insecure;               /* plaintext, no CURVE (the coordinator must agree) */
     int heartbeat_ms;            /* 0: the coordinator's (from Welcome) */
     int connect_timeout_s;       /* give up when unregistered this long; 0 waits forever */

@@ -68,8 +68,8 @@ void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *serv
     return s;
 }
 
-int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env,
-                int flags, size_t *bytes)
+int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env, int flags,
+                size_t *bytes)
 {
     uint8_t *buf;
     size_t len;
@@ -104,8 +104,8 @@ static void s_drain(void *sock)
     }
 }
 
-int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len,
-                Fedtl__Envelope **env, size_t *bytes)
+int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl__Envelope **env,
+                size_t *bytes)
 {
     *env = NULL;
     zmq_msg_t m;

@@ -13,10 +13,10 @@ struct fl_strategy {
 
 /* FedAvg: sum_i w_i x_i / sum_i w_i, accumulated in double. */
 struct s_fedavg {
-    double **acc;      /* one accumulator per tensor */
-    size_t *len;       /* their lengths */
-    size_t n;          /* tensors */
-    double total;      /* sum of weights */
+    double **acc; /* one accumulator per tensor */
+    size_t *len;  /* their lengths */
+    size_t n;     /* tensors */
+    double total; /* sum of weights */
 };
 
 static void s_fedavg_clear(struct s_fedavg *f)

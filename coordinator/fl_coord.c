@@ -24,7 +24,7 @@
 #include <zmq.h>
 
 #define S_MAX_REJECTS 64
-#define S_LOST_BEATS 5
+#define S_LOST_BEATS  5
 
 enum s_phase { S_WAITING, S_ROUND, S_DONE };
 
@@ -43,44 +43,44 @@ struct s_branch {
 
 /* One update the round accepted, for the ledger. */
 struct s_accept {
-    char name[FL_KEY_NAME_MAX]; /* branch */
-    uint64_t samples;           /* weight */
+    char name[FL_KEY_NAME_MAX];            /* branch */
+    uint64_t samples;                      /* weight */
     float train_loss, eval_loss, eval_acc; /* its metrics */
-    uint64_t eval_samples;      /* its held-out size */
+    uint64_t eval_samples;                 /* its held-out size */
 };
 
 struct s_reject {
-    char id[13];        /* branch key id */
-    char reason[160];   /* why */
+    char id[13];      /* branch key id */
+    char reason[160]; /* why */
 };
 
 struct fl_coord {
-    struct fl_coord_config cfg;        /* as given */
-    struct fl_identity *id;            /* coordinator identity */
-    fl_allowlist_t *allow;             /* enrolled branches */
-    struct fl_base_file base;          /* the base, mapped */
-    uint8_t base_sig[FL_SIG_BYTES];    /* our signature over its hash */
-    struct fl_adapter_file global;     /* current global adapter (meta.round = rounds done) */
-    uint8_t *global_bytes;             /* its packed file bytes, sent in tasks */
-    size_t global_len;                 /* their length */
-    fl_strategy_t *strategy;           /* aggregation */
-    struct fl_dataset eval;            /* server-side evaluation data (n = 0: none) */
-    fl_model_t *eval_model;            /* base + global, for evaluation */
-    void *ctx, *router, *zap, *control; /* sockets */
-    struct s_branch *branches;         /* registry */
-    size_t nbranches, cap;             /* its size */
-    enum s_phase phase;                /* what the loop is doing */
-    uint32_t round;                    /* rounds completed */
-    int retries;                       /* retries of the current round */
-    int64_t round_start, deadline;     /* ms, monotonic */
-    int nselected, nanswered;          /* this round */
-    struct s_accept *accepts;          /* accepted updates this round */
-    int naccepts;                      /* their count */
+    struct fl_coord_config cfg;             /* as given */
+    struct fl_identity *id;                 /* coordinator identity */
+    fl_allowlist_t *allow;                  /* enrolled branches */
+    struct fl_base_file base;               /* the base, mapped */
+    uint8_t base_sig[FL_SIG_BYTES];         /* our signature over its hash */
+    struct fl_adapter_file global;          /* current global adapter (meta.round = rounds done) */
+    uint8_t *global_bytes;                  /* its packed file bytes, sent in tasks */
+    size_t global_len;                      /* their length */
+    fl_strategy_t *strategy;                /* aggregation */
+    struct fl_dataset eval;                 /* server-side evaluation data (n = 0: none) */
+    fl_model_t *eval_model;                 /* base + global, for evaluation */
+    void *ctx, *router, *zap, *control;     /* sockets */
+    struct s_branch *branches;              /* registry */
+    size_t nbranches, cap;                  /* its size */
+    enum s_phase phase;                     /* what the loop is doing */
+    uint32_t round;                         /* rounds completed */
+    int retries;                            /* retries of the current round */
+    int64_t round_start, deadline;          /* ms, monotonic */
+    int nselected, nanswered;               /* this round */
+    struct s_accept *accepts;               /* accepted updates this round */
+    int naccepts;                           /* their count */
     struct s_reject rejects[S_MAX_REJECTS]; /* rejected updates this round (first ones) */
-    int nrejects;                      /* their count (may exceed the array) */
-    uint64_t bytes_in, bytes_out;      /* this round */
-    int64_t done_at;                   /* when the final adapter went out (ms) */
-    char last_ledger[4096];            /* last ledger line, for status */
+    int nrejects;                           /* their count (may exceed the array) */
+    uint64_t bytes_in, bytes_out;           /* this round */
+    int64_t done_at;                        /* when the final adapter went out (ms) */
+    char last_ledger[4096];                 /* last ledger line, for status */
     char ledger_path[FL_COORD_PATH_MAX + 32]; /* rounds.jsonl */
 };
 
@@ -154,8 +154,7 @@ static void s_send(struct fl_coord *c, const uint8_t *peer, Fedtl__Envelope *env
     c->bytes_out += bytes;
 }
 
-static void s_send_bye(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
-                       const char *reason)
+static void s_send_bye(struct fl_coord *c, const uint8_t *peer, size_t peer_len, const char *reason)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Bye bye = FEDTL__BYE__INIT;
@@ -213,8 +212,8 @@ static void s_send_final(struct fl_coord *c, struct s_branch *b)
     b->final_sent = true;
 }
 
-static void s_send_receipt(struct fl_coord *c, const uint8_t *peer, uint32_t round,
-                           bool accepted, const char *reason)
+static void s_send_receipt(struct fl_coord *c, const uint8_t *peer, uint32_t round, bool accepted,
+                           const char *reason)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__UpdateReceipt r = FEDTL__UPDATE_RECEIPT__INIT;
@@ -272,8 +271,8 @@ static int s_global_fresh(struct fl_coord *c)
         for (int i = 0; i < am.num_classes; i++)
             am.class_ids[i] = i;
     }
-    const char *targets = g->targets[0] ? g->targets : fl_arch_default_targets(&c->base.arch,
-                                                                                am.kind);
+    const char *targets =
+        g->targets[0] ? g->targets : fl_arch_default_targets(&c->base.arch, am.kind);
     char buf[256];
     snprintf(buf, sizeof buf, "%s", targets);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -364,8 +363,8 @@ static void s_round_start(struct fl_coord *c, int eligible)
             pool[n++] = &c->branches[i];
     /* Deterministic in (seed, round, enrolled keys): a restarted coordinator chooses alike. */
     qsort(pool, (size_t)n, sizeof *pool, s_cmp_key);
-    int k = c->cfg.clients_per_round > 0 ? c->cfg.clients_per_round
-                                         : (int)ceil(c->cfg.fraction * n);
+    int k =
+        c->cfg.clients_per_round > 0 ? c->cfg.clients_per_round : (int)ceil(c->cfg.fraction * n);
     if (k < c->cfg.min_clients)
         k = c->cfg.min_clients;
     if (k > n)
@@ -394,8 +393,8 @@ static void s_round_start(struct fl_coord *c, int eligible)
         pool[i]->answered_round = 0; /* a retried round starts afresh */
         s_send_task(c, pool[i]);
     }
-    fl_log(FL_LOG_INFO, "round_start", "round=%u selected=%d eligible=%d deadline_s=%g retry=%d",
-           r, k, n, c->cfg.deadline_s, c->retries);
+    fl_log(FL_LOG_INFO, "round_start", "round=%u selected=%d eligible=%d deadline_s=%g retry=%d", r,
+           k, n, c->cfg.deadline_s, c->retries);
     free(pool);
 }
 
@@ -519,11 +518,12 @@ static int s_round_end(struct fl_coord *c)
     double sacc = 0, sloss = 0;
     bool has_srv = s_server_eval(c, &sacc, &sloss);
     s_ledger(c, true, sacc, sloss, has_srv);
-    fl_log(FL_LOG_INFO, "round_done", "round=%u accepted=%d selected=%d rejected=%d%s%.4f "
+    fl_log(FL_LOG_INFO, "round_done",
+           "round=%u accepted=%d selected=%d rejected=%d%s%.4f "
            "bytes_in=%llu bytes_out=%llu seconds=%.2f",
            r, accepted, c->nselected, c->nrejects, has_srv ? " server_accuracy=" : " ",
-           has_srv ? sacc : 0.0, (unsigned long long)c->bytes_in,
-           (unsigned long long)c->bytes_out, (s_now_ms() - c->round_start) / 1000.0);
+           has_srv ? sacc : 0.0, (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+           (s_now_ms() - c->round_start) / 1000.0);
     c->retries = 0;
     c->phase = S_WAITING;
     return 0;
@@ -534,8 +534,8 @@ static int s_round_end(struct fl_coord *c)
 static void s_reject(struct fl_coord *c, const uint8_t *peer, uint32_t round, const char *id,
                      const char *reason)
 {
-    fl_log(FL_LOG_WARN, "update_rejected", "peer=%s round=%u current=%u reason=\"%s\"", id,
-           round, c->round + 1, reason);
+    fl_log(FL_LOG_WARN, "update_rejected", "peer=%s round=%u current=%u reason=\"%s\"", id, round,
+           c->round + 1, reason);
     if (c->nrejects < S_MAX_REJECTS) {
         snprintf(c->rejects[c->nrejects].id, sizeof c->rejects[0].id, "%s", id);
         snprintf(c->rejects[c->nrejects].reason, sizeof c->rejects[0].reason, "%s", reason);
@@ -551,22 +551,22 @@ static int s_check_adapter(const struct fl_coord *c, const struct fl_adapter_fil
     if (memcmp(a->base_hash, c->base.hash, FL_HASH_BYTES) != 0)
         return fl_fail(FL_EMISMATCH, "adapter made for another base");
     bool same = a->kind == g->kind && a->rank == g->rank && a->num_classes == g->num_classes &&
-                a->ntargets == g->ntargets && (a->kind != FL_ADAPTER_FFA_LORA || a->seed == g->seed);
+                a->ntargets == g->ntargets &&
+                (a->kind != FL_ADAPTER_FFA_LORA || a->seed == g->seed);
     for (int i = 0; same && i < a->ntargets; i++)
         same = strcmp(a->targets[i], g->targets[i]) == 0;
     if (!same)
         return fl_fail(FL_EMISMATCH, "adapter configuration differs from the global adapter's");
     if (u->ntensors != c->global.ntensors)
-        return fl_fail(FL_EMISMATCH, "%zu tensors, expected %zu", u->ntensors,
-                       c->global.ntensors);
+        return fl_fail(FL_EMISMATCH, "%zu tensors, expected %zu", u->ntensors, c->global.ntensors);
     for (size_t i = 0; i < u->ntensors; i++) {
         const struct fl_tensor *t = &u->tensors[i], *want = &c->global.tensors[i];
         char got_s[64], want_s[64];
         fl_tensor_shape_str(t, got_s, sizeof got_s);
         fl_tensor_shape_str(want, want_s, sizeof want_s);
         if (strcmp(t->name, want->name) != 0 || !fl_tensor_same_shape(t, want))
-            return fl_fail(FL_EMISMATCH, "tensor %zu is %s %s, expected %s %s", i, t->name,
-                           got_s, want->name, want_s);
+            return fl_fail(FL_EMISMATCH, "tensor %zu is %s %s, expected %s %s", i, t->name, got_s,
+                           want->name, want_s);
         size_t n = fl_tensor_numel(t);
         for (size_t j = 0; j < n; j++)
             if (!isfinite(t->data[j]))
@@ -595,8 +595,8 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         return s_reject(c, peer, u->round, id, "duplicate update in this round");
     if (memcmp(u->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0)
         return s_reject(c, peer, u->round, id, "wrong base hash");
-    if (fl_verify_update(b->key, c->cfg.federation, u->round, u->base_hash.data,
-                         u->ciphertext.data, u->ciphertext.len, u->signature.data) != 0)
+    if (fl_verify_update(b->key, c->cfg.federation, u->round, u->base_hash.data, u->ciphertext.data,
+                         u->ciphertext.len, u->signature.data) != 0)
         return s_reject(c, peer, u->round, id, "bad signature");
     /* Signed by the branch: from here on the branch has answered, well or badly. */
     b->answered_round = r;
@@ -627,8 +627,8 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         a->eval_acc = body->eval_accuracy;
         a->eval_samples = body->eval_samples;
         fl_log(FL_LOG_INFO, "update_accepted",
-               "peer=%s branch=%s round=%u samples=%llu train_loss=%.4f eval_accuracy=%.4f",
-               id, b->name, r, (unsigned long long)body->samples, body->train_loss,
+               "peer=%s branch=%s round=%u samples=%llu train_loss=%.4f eval_accuracy=%.4f", id,
+               b->name, r, (unsigned long long)body->samples, body->train_loss,
                body->eval_accuracy);
         s_send_receipt(c, peer, r, true, "");
     }
@@ -646,8 +646,10 @@ static void s_on_hello(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
     fl_key_id(h->branch_key.data, id);
     if (peer_len != FL_SIGN_PK_BYTES || memcmp(peer, h->branch_key.data, FL_SIGN_PK_BYTES) ||
         !fl_allowlist_has(c->allow, h->branch_key.data, name)) {
-        fl_log(FL_LOG_WARN, "hello_refused", "peer=%s reason=\"key not enrolled or routing id "
-                                             "differs from key\"", id);
+        fl_log(FL_LOG_WARN, "hello_refused",
+               "peer=%s reason=\"key not enrolled or routing id "
+               "differs from key\"",
+               id);
         s_send_bye(c, peer, peer_len, "refused: key not enrolled");
         return;
     }
@@ -661,9 +663,10 @@ static void s_on_hello(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
     b->has_base = h->base_hash.len == FL_HASH_BYTES &&
                   memcmp(h->base_hash.data, c->base.hash, FL_HASH_BYTES) == 0;
     if (fresh || had_base != b->has_base)
-        fl_log(FL_LOG_INFO, "branch_registered", "peer=%s branch=%s samples=%llu has_base=%d "
-               "branches=%zu", id, b->name, (unsigned long long)b->samples, b->has_base,
-               c->nbranches);
+        fl_log(FL_LOG_INFO, "branch_registered",
+               "peer=%s branch=%s samples=%llu has_base=%d "
+               "branches=%zu",
+               id, b->name, (unsigned long long)b->samples, b->has_base, c->nbranches);
     s_send_welcome(c, b);
     if (!b->has_base)
         return;
@@ -688,8 +691,8 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
     }
     uint64_t off = q->offset;
     for (uint32_t i = 0; i < q->credit && off < c->base.map_len; i++) {
-        size_t n = c->base.map_len - off < c->cfg.chunk_size ? c->base.map_len - off
-                                                              : c->cfg.chunk_size;
+        size_t n =
+            c->base.map_len - off < c->cfg.chunk_size ? c->base.map_len - off : c->cfg.chunk_size;
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__BaseChunk ch = FEDTL__BASE_CHUNK__INIT;
         ch.base_hash = (ProtobufCBinaryData){FL_HASH_BYTES, c->base.hash};
@@ -740,9 +743,12 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
         break;
     default: {
         char id[13];
-        fl_key_id(peer_len >= FL_SIGN_PK_BYTES ? peer : (const uint8_t *)"????????????????????????????????", id);
-        fl_log(FL_LOG_WARN, "message_rejected", "peer=%s reason=\"unexpected message type %d\"",
-               id, (int)env->body_case);
+        fl_key_id(peer_len >= FL_SIGN_PK_BYTES
+                      ? peer
+                      : (const uint8_t *)"????????????????????????????????",
+                  id);
+        fl_log(FL_LOG_WARN, "message_rejected", "peer=%s reason=\"unexpected message type %d\"", id,
+               (int)env->body_case);
     }
     }
 }
@@ -797,8 +803,8 @@ static void s_read_zap(struct fl_coord *c)
               fl_allowlist_has_curve(c->allow, zmq_msg_data(&part[6]));
     if (!ok) {
         char addr[64] = "";
-        size_t al = zmq_msg_size(&part[3]) < sizeof addr - 1 ? zmq_msg_size(&part[3])
-                                                             : sizeof addr - 1;
+        size_t al =
+            zmq_msg_size(&part[3]) < sizeof addr - 1 ? zmq_msg_size(&part[3]) : sizeof addr - 1;
         memcpy(addr, zmq_msg_data(&part[3]), al);
         fl_log(FL_LOG_WARN, "handshake_refused", "address=%s reason=\"key not enrolled\"", addr);
     }
@@ -855,8 +861,8 @@ static void s_expire(struct fl_coord *c)
         struct s_branch *b = &c->branches[i];
         bool busy = s_in_round(c, b) && now < c->deadline;
         if (!busy && now - b->last_seen > limit) {
-            fl_log(FL_LOG_INFO, "branch_lost", "peer=%s branch=%s silent_ms=%lld", b->id,
-                   b->name, (long long)(now - b->last_seen));
+            fl_log(FL_LOG_INFO, "branch_lost", "peer=%s branch=%s silent_ms=%lld", b->id, b->name,
+                   (long long)(now - b->last_seen));
             s_branch_remove(c, b);
             continue;
         }
@@ -994,8 +1000,7 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
     fl_set_threads(cfg->threads);
     bool resumed = false;
     if (sodium_init() < 0 || fl_fs_mkdirs(c->cfg.state_dir, 0755) != 0 ||
-        !(c->id = fl_identity_load(c->cfg.key)) ||
-        !(c->allow = fl_allowlist_load(c->cfg.allow)) ||
+        !(c->id = fl_identity_load(c->cfg.key)) || !(c->allow = fl_allowlist_load(c->cfg.allow)) ||
         fl_base_read(c->cfg.base, &c->base) != 0 ||
         fl_sign_base(c->id, c->base.hash, c->base_sig) != 0 ||
         !(c->strategy = fl_strategy_new(c->cfg.strategy)) || s_state_load(c, &resumed) != 0 ||
@@ -1016,15 +1021,15 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
             goto out_destroy;
         }
     } else {
-        fl_log(FL_LOG_WARN, "insecure", "reason=\"--insecure: traffic is not encrypted and "
-                                        "branches are not authenticated at the transport\"");
+        fl_log(FL_LOG_WARN, "insecure",
+               "reason=\"--insecure: traffic is not encrypted and "
+               "branches are not authenticated at the transport\"");
     }
     c->control = zmq_socket(c->ctx, ZMQ_REP);
     int linger = 0;
     zmq_setsockopt(c->control, ZMQ_LINGER, &linger, sizeof linger);
     if (!c->control || zmq_bind(c->control, c->cfg.control) != 0) {
-        fl_error_set("cannot bind the control socket %s: %s", c->cfg.control,
-                     zmq_strerror(errno));
+        fl_error_set("cannot bind the control socket %s: %s", c->cfg.control, zmq_strerror(errno));
         goto out_destroy;
     }
     if (!(c->router = fl_net_router(c->ctx, c->cfg.insecure ? NULL : c->id, c->cfg.endpoint)))

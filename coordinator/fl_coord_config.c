@@ -31,15 +31,22 @@ void fl_coord_config_default(struct fl_coord_config *c)
 enum s_kind { S_STR, S_INT, S_U32, S_U64, S_DBL, S_FLT, S_BOOL };
 
 struct s_field {
-    const char *name;   /* key in the file, flag without "--" */
-    enum s_kind kind;   /* how to parse it */
-    size_t off;         /* offset in the config */
-    size_t size;        /* buffer size for strings */
-    double lo, hi;      /* bounds for numbers */
+    const char *name; /* key in the file, flag without "--" */
+    enum s_kind kind; /* how to parse it */
+    size_t off;       /* offset in the config */
+    size_t size;      /* buffer size for strings */
+    double lo, hi;    /* bounds for numbers */
 };
 
-#define F_STR(n, f) {n, S_STR, offsetof(struct fl_coord_config, f), sizeof((struct fl_coord_config *)0)->f, 0, 0}
-#define F_NUM(n, k, f, lo, hi) {n, k, offsetof(struct fl_coord_config, f), 0, lo, hi}
+#define F_STR(n, f)                                                                                \
+    {                                                                                              \
+        n, S_STR, offsetof(struct fl_coord_config, f), sizeof((struct fl_coord_config *)0)->f, 0,  \
+            0                                                                                      \
+    }
+#define F_NUM(n, k, f, lo, hi)                                                                     \
+    {                                                                                              \
+        n, k, offsetof(struct fl_coord_config, f), 0, lo, hi                                       \
+    }
 
 static const struct s_field s_fields[] = {
     F_STR("federation", federation),
@@ -118,15 +125,25 @@ int fl_coord_config_set(struct fl_coord_config *c, const char *key, const char *
     while (*end == ' ')
         end++;
     if (end == value || *end != '\0' || !(v >= f->lo && v <= f->hi))
-        return fl_fail(FL_EINVAL, "%s: '%s' is not a number in [%g, %g]", key, value, f->lo,
-                       f->hi);
+        return fl_fail(FL_EINVAL, "%s: '%s' is not a number in [%g, %g]", key, value, f->lo, f->hi);
     switch (f->kind) {
-    case S_INT: *(int *)p = (int)v; break;
-    case S_U32: *(uint32_t *)p = (uint32_t)v; break;
-    case S_U64: *(uint64_t *)p = strtoull(value, NULL, 10); break;
-    case S_DBL: *(double *)p = v; break;
-    case S_FLT: *(float *)p = (float)v; break;
-    default: break;
+    case S_INT:
+        *(int *)p = (int)v;
+        break;
+    case S_U32:
+        *(uint32_t *)p = (uint32_t)v;
+        break;
+    case S_U64:
+        *(uint64_t *)p = strtoull(value, NULL, 10);
+        break;
+    case S_DBL:
+        *(double *)p = v;
+        break;
+    case S_FLT:
+        *(float *)p = (float)v;
+        break;
+    default:
+        break;
     }
     return 0;
 }
@@ -175,8 +192,8 @@ int fl_coord_config_check(const struct fl_coord_config *c)
         return fl_fail(FL_EINVAL, "no coordinator key: updates are sealed to it even with "
                                   "--insecure; set key = FILE.key");
     if (c->min_clients > c->min_start)
-        return fl_fail(FL_EINVAL, "min_clients (%d) cannot exceed min_start (%d)",
-                       c->min_clients, c->min_start);
+        return fl_fail(FL_EINVAL, "min_clients (%d) cannot exceed min_start (%d)", c->min_clients,
+                       c->min_start);
     if (c->clients_per_round > 0 && c->clients_per_round < c->min_clients)
         return fl_fail(FL_EINVAL, "clients_per_round (%d) is below min_clients (%d)",
                        c->clients_per_round, c->min_clients);
@@ -192,13 +209,27 @@ void fl_coord_config_print(const struct fl_coord_config *c, FILE *f)
         const char *p = (const char *)c + fd->off;
         fprintf(f, "%s = ", fd->name);
         switch (fd->kind) {
-        case S_STR: fprintf(f, "%s\n", p); break;
-        case S_INT: fprintf(f, "%d\n", *(const int *)p); break;
-        case S_U32: fprintf(f, "%u\n", *(const uint32_t *)p); break;
-        case S_U64: fprintf(f, "%llu\n", (unsigned long long)*(const uint64_t *)p); break;
-        case S_DBL: fprintf(f, "%g\n", *(const double *)p); break;
-        case S_FLT: fprintf(f, "%g\n", *(const float *)p); break;
-        case S_BOOL: fprintf(f, "%s\n", *(const bool *)p ? "true" : "false"); break;
+        case S_STR:
+            fprintf(f, "%s\n", p);
+            break;
+        case S_INT:
+            fprintf(f, "%d\n", *(const int *)p);
+            break;
+        case S_U32:
+            fprintf(f, "%u\n", *(const uint32_t *)p);
+            break;
+        case S_U64:
+            fprintf(f, "%llu\n", (unsigned long long)*(const uint64_t *)p);
+            break;
+        case S_DBL:
+            fprintf(f, "%g\n", *(const double *)p);
+            break;
+        case S_FLT:
+            fprintf(f, "%g\n", *(const float *)p);
+            break;
+        case S_BOOL:
+            fprintf(f, "%s\n", *(const bool *)p ? "true" : "false");
+            break;
         }
     }
 }

@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-
 for want in "$@"; do
     case "$want" in
         build) ;;
-        test) pkgs+=(libcriterion-dev) ;;
+        test) pkgs+=(libcriterion-dev dataset-fashion-mnist) ;;
         demo) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
         bench) pkgs+=(dataset-fashion-mnist python3-torch) ;;
         *) echo "deps.sh: unknown group '$want' (build, test, demo, bench)" >&2; exit 2 ;;

@@ -22,12 +22,12 @@
 #include <zmq.h>
 
 struct s_fed {
-    char *dir;                  /* scratch directory */
-    char path[8][1024];          /* named files, see s_file */
-    int port;                   /* coordinator port */
-    pid_t coord;                /* coordinator process */
-    struct fl_base_file base;   /* the base the branches hold */
-    struct fl_identity *hq;     /* coordinator identity (public half used) */
+    char *dir;                /* scratch directory */
+    char path[8][1024];       /* named files, see s_file */
+    int port;                 /* coordinator port */
+    pid_t coord;              /* coordinator process */
+    struct fl_base_file base; /* the base the branches hold */
+    struct fl_identity *hq;   /* coordinator identity (public half used) */
 };
 
 enum { F_BASE, F_HQKEY, F_ALLOW, F_STATE, F_LOG, F_LEDGER, F_GLOBAL };
@@ -46,8 +46,8 @@ static void s_fed_setup(struct s_fed *f, const char *extra)
     memset(f, 0, sizeof *f);
     f->dir = fl_test_tmpdir("coord");
     f->port = 20000 + (int)(getpid() % 20000);
-    const char *names[] = {"base.ftm", "hq.key", "allow", "state", "coord.log", "state/rounds.jsonl",
-                           "state/global.fta"};
+    const char *names[] = {"base.ftm",           "hq.key",          "allow", "state", "coord.log",
+                           "state/rounds.jsonl", "state/global.fta"};
     for (int i = 0; i < 7; i++)
         snprintf(f->path[i], sizeof f->path[i], "%s/%s", f->dir, names[i]);
     char cmd[8192];
@@ -73,8 +73,8 @@ static void s_fed_setup(struct s_fed *f, const char *extra)
              "exec %s/fedtl-coordinator --key %s --allow %s --base %s --state-dir %s "
              "--endpoint tcp://127.0.0.1:%d --federation testfed --method lora --targets fc1 "
              "--rank 2 --classes 0-2 --heartbeat-ms 200 %s",
-             FEDTL_BIN_DIR, f->path[F_HQKEY], f->path[F_ALLOW], f->path[F_BASE],
-             f->path[F_STATE], f->port, extra);
+             FEDTL_BIN_DIR, f->path[F_HQKEY], f->path[F_ALLOW], f->path[F_BASE], f->path[F_STATE],
+             f->port, extra);
     f->coord = fl_test_spawn(cmd, f->path[F_LOG]);
     cr_assert_gt(f->coord, 0);
 }
@@ -225,8 +225,8 @@ static void s_expect_receipt(struct s_branch *b, bool accepted, const char *reas
     cr_assert_eq(r->receipt->accepted, accepted, "receipt: accepted=%d reason=%s",
                  r->receipt->accepted, r->receipt->reason);
     if (reason)
-        cr_assert(strstr(r->receipt->reason, reason), "reason '%s' lacks '%s'",
-                  r->receipt->reason, reason);
+        cr_assert(strstr(r->receipt->reason, reason), "reason '%s' lacks '%s'", r->receipt->reason,
+                  reason);
     fl_wire_free(&r);
 }
 
@@ -325,8 +325,8 @@ Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .ti
     Fedtl__Envelope *fin = s_expect(&b1, FEDTL__ENVELOPE__BODY_FINAL, 10);
     cr_assert_not_null(fin, "no final adapter");
     struct fl_adapter_file final;
-    cr_assert_eq(fl_adapter_unpack(fin->final->adapter.data, fin->final->adapter.len, "final",
-                                   &final), 0);
+    cr_assert_eq(
+        fl_adapter_unpack(fin->final->adapter.data, fin->final->adapter.len, "final", &final), 0);
     fl_wire_free(&fin);
     float want = (70 * 0.25f + 30 * 1.25f) / 100.0f;
     for (size_t i = 0; i < final.ntensors; i++)

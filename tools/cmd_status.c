@@ -27,11 +27,21 @@ int cmd_status(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 's': snprintf(endpoint, sizeof endpoint, "ipc://%.1000s/control.sock", optarg); break;
-        case 'c': snprintf(endpoint, sizeof endpoint, "%.1000s", optarg); break;
-        case 't': timeout = atof(optarg); break;
-        case 'h': fputs(s_usage, stdout); return 0;
-        default: fputs(s_usage, stderr); return 2;
+        case 's':
+            snprintf(endpoint, sizeof endpoint, "ipc://%.1000s/control.sock", optarg);
+            break;
+        case 'c':
+            snprintf(endpoint, sizeof endpoint, "%.1000s", optarg);
+            break;
+        case 't':
+            timeout = atof(optarg);
+            break;
+        case 'h':
+            fputs(s_usage, stdout);
+            return 0;
+        default:
+            fputs(s_usage, stderr);
+            return 2;
         }
     }
     if (!endpoint[0] || optind < argc || !(timeout > 0)) {
@@ -54,8 +64,10 @@ int cmd_status(int argc, char **argv)
         }
     }
     if (rc)
-        fprintf(stderr, "fedtl status: no answer from %s within %gs (is the coordinator "
-                        "running, and is this its state directory?)\n", endpoint, timeout);
+        fprintf(stderr,
+                "fedtl status: no answer from %s within %gs (is the coordinator "
+                "running, and is this its state directory?)\n",
+                endpoint, timeout);
     free(buf);
     zmq_close(req);
     zmq_ctx_term(ctx);

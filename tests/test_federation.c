@@ -1,0 +1,400 @@
+/* Whole federations on loopback with the real programs: fedtl (keys, pretraining, partition,
+ * evaluation), fedtl-coordinator and three fedtl-client processes over CurveZMQ. */
+#include <criterion/criterion.h>
+
+#include "fl_modelfile.h"
+#include "fl_rng.h"
+#include "fl_testutil.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NB 3
+
+struct s_fed {
+    char *dir;            /* scratch directory, all paths below are inside */
+    int port;             /* coordinator port */
+    char coord_cmd[4096]; /* how the coordinator was started (for restarts) */
+    pid_t coord;          /* coordinator */
+    pid_t branch[NB];     /* clients */
+};
+
+static void s_sh(struct s_fed *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_sh(struct s_fed *f, const char *fmt, ...)
+{
+    char body[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd %s && B=%s && %s", f->dir, FEDTL_BIN_DIR, body);
+    char *out = NULL;
+    int rc = fl_test_run(cmd, &out);
+    cr_assert_eq(rc, 0, "%s\n%s", body, out ? out : "");
+    free(out);
+}
+
+/* Four Gaussian classes in 20 dimensions; class 3 lives where the base has seen nothing. */
+static void s_write_blobs(const char *path, int n, uint64_t seed)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 77); /* same class centres for every file */
+    double centre[4][20];
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 20; j++)
+            centre[k][j] = fl_rng_normal(&r) * 1.2;
+    fl_rng_seed(&r, seed);
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    for (int i = 0; i < n; i++) {
+        int k = (int)fl_rng_below(&r, 4);
+        fprintf(fp, "%d", k);
+        for (int j = 0; j < 20; j++)
+            fprintf(fp, ",%.4f", centre[k][j] + fl_rng_normal(&r) * 1.6);
+        fprintf(fp, "\n");
+    }
+    fclose(fp);
+}
+
+#define FMNIST "/usr/share/datasets/fashion-mnist"
+
+/* Keys, data, a pretrained base (classes 0-2), three shards of classes 1-3. With fashion, the
+ * base is cnn-small pretrained on Fashion-MNIST classes 0-4 and the shards hold classes 5-9. */
+static void s_setup_data(struct s_fed *f, bool fashion)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = fl_test_tmpdir("fed");
+    f->port = 20000 + (int)((getpid() * 7) % 20000);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/train.csv", f->dir);
+    s_write_blobs(path, 3000, 1);
+    snprintf(path, sizeof path, "%s/test.csv", f->dir);
+    s_write_blobs(path, 1200, 2);
+    s_sh(f, "mkdir allow && for k in hq b0 b1 b2 stranger; do $B/fedtl keygen --out $k --name $k "
+            ">/dev/null || exit 1; done && cp b0.pub b1.pub b2.pub allow/");
+    if (fashion) {
+        s_sh(f, "$B/fedtl pretrain --data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
+                "/train-labels-idx1-ubyte.gz --classes 0-4 --samples 6000 --arch cnn-small "
+                "--epochs 2 --seed 3 --quiet --out base.ftm");
+        s_sh(f,
+             "$B/fedtl partition --data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
+             "/train-labels-idx1-ubyte.gz --classes 5-9 --samples 900 --clients %d "
+             "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
+             NB);
+        return;
+    }
+    s_sh(f, "$B/fedtl pretrain --data train.csv --classes 0-2 --arch mlp --epochs 4 --seed 3 "
+            "--threads 1 --quiet --out base.ftm");
+    s_sh(f,
+         "$B/fedtl partition --data train.csv --classes 1-3 --samples 900 --clients %d "
+         "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
+         NB);
+}
+
+static void s_setup(struct s_fed *f)
+{
+    s_setup_data(f, false);
+}
+
+static void s_spawn_coord(struct s_fed *f);
+
+static void s_start_coord(struct s_fed *f, const char *extra)
+{
+    snprintf(f->coord_cmd, sizeof f->coord_cmd,
+             "cd %s && exec %s/fedtl-coordinator --key hq.key --allow allow --base base.ftm "
+             "--state-dir state --endpoint tcp://127.0.0.1:%d --classes 1-3 --method lora "
+             "--epochs 3 --heartbeat-ms 200 --eval-data test.csv --threads 1 %s",
+             f->dir, FEDTL_BIN_DIR, f->port, extra);
+    s_spawn_coord(f);
+}
+
+static void s_start_coord_fashion(struct s_fed *f, const char *extra)
+{
+    snprintf(f->coord_cmd, sizeof f->coord_cmd,
+             "cd %s && exec %s/fedtl-coordinator --key hq.key --allow allow --base base.ftm "
+             "--state-dir state --endpoint tcp://127.0.0.1:%d --classes 5-9 --method lora "
+             "--epochs 3 --heartbeat-ms 200 --eval-data " FMNIST "/t10k-images-idx3-ubyte.gz "
+             "--eval-labels " FMNIST "/t10k-labels-idx1-ubyte.gz %s",
+             f->dir, FEDTL_BIN_DIR, f->port, extra);
+    s_spawn_coord(f);
+}
+
+static void s_spawn_coord(struct s_fed *f)
+{
+    char log[1024];
+    snprintf(log, sizeof log, "%s/coord.log", f->dir);
+    f->coord = fl_test_spawn(f->coord_cmd, log);
+}
+
+static pid_t s_start_branch(struct s_fed *f, int i, const char *key, const char *coord_pub,
+                            const char *extra)
+{
+    char cmd[4096], log[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && exec %s/fedtl-client --coordinator tcp://127.0.0.1:%d --coordinator-key %s "
+             "--key %s.key --data shards/client-%02d.csv --cache-dir cache%d --out final%d.fta "
+             "--keep-updates kept%d --threads 1 --connect-timeout 20 %s",
+             f->dir, FEDTL_BIN_DIR, f->port, coord_pub, key, i, i, i, i, extra);
+    snprintf(log, sizeof log, "%s/%s.log", f->dir, key);
+    return fl_test_spawn(cmd, log);
+}
+
+static void s_teardown(struct s_fed *f)
+{
+    for (int i = 0; i < NB; i++)
+        if (f->branch[i] > 0) {
+            kill(f->branch[i], SIGKILL);
+            fl_test_wait(f->branch[i], 5);
+        }
+    if (f->coord > 0) {
+        kill(f->coord, SIGKILL);
+        fl_test_wait(f->coord, 5);
+    }
+    if (!getenv("FEDTL_KEEP_TMP"))
+        fl_test_rmtree(f->dir);
+    free(f->dir);
+}
+
+static char *s_file(struct s_fed *f, const char *name)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/%s", f->dir, name);
+    return path;
+}
+
+/* Wait until a file contains needle (e.g. a log line). */
+static bool s_wait_for(struct s_fed *f, const char *name, const char *needle, double timeout_s)
+{
+    for (int i = 0; i < (int)(timeout_s * 20); i++) {
+        if (fl_test_count(s_file(f, name), needle) > 0)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static double s_eval(struct s_fed *f, const char *adapter)
+{
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s/fedtl eval --base base.ftm --adapter %s --data " FMNIST
+             "/t10k-images-idx3-ubyte.gz --labels " FMNIST "/t10k-labels-idx1-ubyte.gz "
+             "--json",
+             f->dir, FEDTL_BIN_DIR, adapter);
+    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out ? out : "");
+    double acc = -1;
+    char *p = strstr(out, "\"accuracy\":");
+    if (p)
+        acc = atof(p + 11);
+    free(out);
+    return acc;
+}
+
+/* The samples the ledger recorded for a branch in its last aggregated line. */
+static double s_ledger_samples(struct s_fed *f, const char *branch)
+{
+    char *ledger = fl_test_slurp(s_file(f, "state/rounds.jsonl"));
+    cr_assert_not_null(ledger);
+    char needle[128];
+    snprintf(needle, sizeof needle, "\"branch\":\"%s\",\"samples\":", branch);
+    double samples = -1;
+    for (char *p = ledger; (p = strstr(p, needle)); p += strlen(needle))
+        samples = atof(p + strlen(needle));
+    free(ledger);
+    return samples;
+}
+
+Test(fedtl_federation, three_branches_three_rounds_average_and_beat_the_head, .timeout = 240)
+{
+    struct s_fed f;
+    s_setup_data(&f, true);
+    s_start_coord_fashion(&f, "--rounds 3 --min-start 3 --min-clients 3 --deadline 120 "
+                              "--epochs 5 --lr 0.005 --exit-when-done");
+    char key[8];
+    for (int i = 0; i < NB; i++) {
+        snprintf(key, sizeof key, "b%d", i);
+        f.branch[i] = s_start_branch(&f, i, key, "hq.pub", "");
+    }
+    cr_assert_eq(fl_test_wait(f.coord, 180), 0, "coordinator failed");
+    f.coord = 0;
+    for (int i = 0; i < NB; i++) {
+        cr_assert_eq(fl_test_wait(f.branch[i], 30), 0, "branch %d failed", i);
+        f.branch[i] = 0;
+    }
+    cr_assert_eq(fl_test_count(s_file(&f, "state/rounds.jsonl"), "\"aggregated\":true"), 3);
+    /* Every branch downloaded the base, verified it and holds the final adapter. */
+    struct fl_adapter_file global, mine;
+    cr_assert_eq(fl_adapter_read(s_file(&f, "state/global.fta"), &global), 0);
+    cr_assert_eq(global.meta.round, 3);
+    for (int i = 0; i < NB; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "final%d.fta", i);
+        cr_assert_eq(fl_adapter_read(s_file(&f, name), &mine), 0, "%s", name);
+        cr_assert_eq(memcmp(mine.hash, global.hash, 32), 0, "branch %d's final differs", i);
+        fl_adapter_close(&mine);
+    }
+    /* The global adapter is the sample-weighted mean of what the branches sent in round 3,
+     * recomputed here from each branch's own copy and the ledger's sample counts. */
+    double total = 0;
+    struct fl_adapter_file sent[NB];
+    double w[NB];
+    for (int i = 0; i < NB; i++) {
+        char name[64], branch[8];
+        snprintf(name, sizeof name, "kept%d/round-3.fta", i);
+        snprintf(branch, sizeof branch, "b%d", i);
+        cr_assert_eq(fl_adapter_read(s_file(&f, name), &sent[i]), 0, "%s", name);
+        w[i] = s_ledger_samples(&f, branch);
+        cr_assert_gt(w[i], 0);
+        total += w[i];
+    }
+    for (size_t t = 0; t < global.ntensors; t++) {
+        for (size_t j = 0; j < fl_tensor_numel(&global.tensors[t]); j++) {
+            double mean = 0;
+            for (int i = 0; i < NB; i++)
+                mean += w[i] * sent[i].tensors[t].data[j];
+            mean /= total;
+            cr_assert_float_eq(global.tensors[t].data[j], mean, 1e-5, "%s[%zu]",
+                               global.tensors[t].name, j);
+        }
+    }
+    for (int i = 0; i < NB; i++)
+        fl_adapter_close(&sent[i]);
+    fl_adapter_close(&global);
+    /* Better than the base with a head fine-tuned on any one branch's data alone (what a
+     * branch gets without the federation, with as many epochs as the federation ran). */
+    double fed = s_eval(&f, "state/global.fta"), best_local = 0;
+    for (int i = 0; i < NB; i++) {
+        s_sh(&f,
+             "$B/fedtl finetune --base base.ftm --data shards/client-%02d.csv --classes 5-9 "
+             "--method head --epochs 15 --quiet --out head%d.fta >/dev/null",
+             i, i);
+        char name[32];
+        snprintf(name, sizeof name, "head%d.fta", i);
+        double acc = s_eval(&f, name);
+        best_local = acc > best_local ? acc : best_local;
+    }
+    cr_log_info("federated %.4f, best local head-only %.4f", fed, best_local);
+    cr_assert_gt(fed, best_local, "federated %.4f is not above local head-only %.4f", fed,
+                 best_local);
+    s_teardown(&f);
+}
+
+/* Wait until one line of a file holds both a and b. */
+static bool s_wait_line(struct s_fed *f, const char *name, const char *a, const char *b,
+                        double timeout_s)
+{
+    for (int i = 0; i < (int)(timeout_s * 20); i++) {
+        char *text = fl_test_slurp(s_file(f, name));
+        bool hit = false;
+        for (char *line = text ? strtok(text, "\n") : NULL; line && !hit; line = strtok(NULL, "\n"))
+            hit = strstr(line, a) && strstr(line, b);
+        free(text);
+        if (hit)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+Test(fedtl_federation, a_branch_killed_mid_round_and_a_coordinator_killed_after_round_2,
+     .timeout = 300)
+{
+    struct s_fed f;
+    s_setup_data(&f, true);
+    s_start_coord_fashion(&f, "--rounds 3 --min-start 2 --min-clients 1 --deadline 8 "
+                              "--exit-when-done");
+    /* Branch 2 holds far more data (all 30,000 training images of classes 5-9), so it is
+     * still training when it is killed in round 1. */
+    f.branch[2] = s_start_branch(&f, 2, "b2", "hq.pub",
+                                 "--data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
+                                 "/train-labels-idx1-ubyte.gz");
+    cr_assert(s_wait_line(&f, "coord.log", "branch=b2", "has_base=1", 60), "b2 never ready");
+    f.branch[0] = s_start_branch(&f, 0, "b0", "hq.pub", "");
+    cr_assert(s_wait_for(&f, "b2.log", "event=task round=1", 60), "no task for b2");
+    kill(f.branch[2], SIGKILL);
+    fl_test_wait(f.branch[2], 5);
+    f.branch[2] = 0;
+    f.branch[1] = s_start_branch(&f, 1, "b1", "hq.pub", "");
+    cr_assert(s_wait_for(&f, "state/rounds.jsonl", "\"round\":2,", 120), "round 2 never done");
+    /* The coordinator dies without warning after round 2 and comes back; the branches are
+     * not restarted. */
+    kill(f.coord, SIGKILL);
+    fl_test_wait(f.coord, 5);
+    struct fl_adapter_file r2;
+    cr_assert_eq(fl_adapter_read(s_file(&f, "state/global.fta"), &r2), 0);
+    cr_assert_eq(r2.meta.round, 2);
+    fl_adapter_close(&r2);
+    char log[1024];
+    snprintf(log, sizeof log, "%s/coord2.log", f.dir);
+    f.coord = fl_test_spawn(f.coord_cmd, log);
+    cr_assert_eq(fl_test_wait(f.coord, 120), 0, "restarted coordinator failed");
+    f.coord = 0;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(fl_test_wait(f.branch[i], 30), 0, "branch %d failed", i);
+        f.branch[i] = 0;
+    }
+    /* It resumed at round 3 from round 2's adapter, and ran no round twice. */
+    cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "resumed_round=2"), 1);
+    cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "event=round_start round=3"), 1);
+    cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "event=round_start round=1"), 0);
+    cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "event=round_start round=2"), 0);
+    char *ledger = fl_test_slurp(s_file(&f, "state/rounds.jsonl"));
+    cr_assert_eq(fl_test_count(s_file(&f, "state/rounds.jsonl"), "\"aggregated\":true"), 3, "%s",
+                 ledger);
+    /* Round 1 completed at its deadline with b0 alone: b2 was selected but never answered. */
+    char *r1 = strstr(ledger, "\"round\":1,");
+    char *r2line = strstr(ledger, "\"round\":2,");
+    cr_assert(r1 && r2line);
+    *r2line = '\0';
+    cr_assert(strstr(r1, "\"selected\":2"), "%s", r1);
+    cr_assert_null(strstr(r1, "\"branch\":\"b2\""));
+    cr_assert_not_null(strstr(r1, "\"branch\":\"b0\""));
+    double duration = atof(strstr(r1, "\"duration_s\":") + 13);
+    cr_assert_geq(duration, 7.5, "round 1 should have run to its 8 s deadline");
+    free(ledger);
+    struct fl_adapter_file final;
+    cr_assert_eq(fl_adapter_read(s_file(&f, "final0.fta"), &final), 0);
+    cr_assert_eq(final.meta.round, 3);
+    fl_adapter_close(&final);
+    s_teardown(&f);
+}
+
+Test(fedtl_federation, refused_keys_fail_fast_with_a_clear_message, .timeout = 120)
+{
+    struct s_fed f;
+    s_setup(&f);
+    s_start_coord(&f, "--rounds 1 --min-start 3");
+    /* A branch that is not enrolled. */
+    pid_t p = s_start_branch(&f, 0, "stranger", "hq.pub", "");
+    cr_assert_eq(fl_test_wait(p, 30), 1);
+    cr_assert_gt(fl_test_count(s_file(&f, "stranger.log"), "not enrolled"), 0);
+    /* An enrolled branch pinned to the wrong coordinator key. */
+    p = s_start_branch(&f, 0, "b0", "b1.pub", "--connect-timeout 5");
+    cr_assert_eq(fl_test_wait(p, 30), 1);
+    cr_assert_gt(fl_test_count(s_file(&f, "b0.log"), "coordinator-key"), 0);
+    /* Revocation: b1 registers, its key leaves the allow-list, SIGHUP: it is told and refused. */
+    f.branch[1] = s_start_branch(&f, 1, "b1", "hq.pub", "");
+    cr_assert(s_wait_for(&f, "coord.log", "branch=b1", 30), "b1 never registered");
+    s_sh(&f, "rm allow/b1.pub");
+    kill(f.coord, SIGHUP);
+    cr_assert_eq(fl_test_wait(f.branch[1], 30), 1);
+    f.branch[1] = 0;
+    cr_assert_gt(fl_test_count(s_file(&f, "coord.log"), "event=branch_revoked"), 0);
+    cr_assert_gt(fl_test_count(s_file(&f, "b1.log"), "revoked"), 0);
+    p = s_start_branch(&f, 1, "b1", "hq.pub", "");
+    cr_assert_eq(fl_test_wait(p, 30), 1, "a revoked key got in again");
+    /* The coordinator is still serving. */
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s/fedtl status --state-dir %s/state", FEDTL_BIN_DIR, f.dir);
+    cr_assert_eq(fl_test_run(cmd, &out), 0);
+    free(out);
+    kill(f.coord, SIGTERM);
+    cr_assert_eq(fl_test_wait(f.coord, 10), 0, "SIGTERM should exit 0");
+    f.coord = 0;
+    s_teardown(&f);
+}
