@@ -8,13 +8,13 @@
 #include <stdint.h>
 
 #define FL_ARCH_MAX_LAYERS 16
-#define FL_LAYER_NAME_MAX 32
-#define FL_MAX_CLASSES 256
-#define FL_MAX_TARGETS FL_ARCH_MAX_LAYERS
-#define FL_HASH_BYTES 32 /* BLAKE2b-256 content hash */
+#define FL_LAYER_NAME_MAX  32
+#define FL_MAX_CLASSES     256
+#define FL_MAX_TARGETS     FL_ARCH_MAX_LAYERS
+#define FL_HASH_BYTES      32 /* BLAKE2b-256 content hash */
 
 enum fl_layer_kind {
-    FL_LAYER_CONV2D = 1,  /* k x k convolution, stride, zero padding; weight [out,k,k,in] */
+    FL_LAYER_CONV2D = 1, /* k x k convolution, stride, zero padding; weight [out,k,k,in] */
     FL_LAYER_RELU = 2,
     FL_LAYER_MAXPOOL = 3, /* k x k window, stride */
     FL_LAYER_FLATTEN = 4, /* NHWC -> [batch, h*w*c] */
@@ -31,19 +31,19 @@ struct fl_layer_spec {
 };
 
 struct fl_arch {
-    char name[FL_LAYER_NAME_MAX];  /* "cnn-small" or "mlp" */
-    int32_t in_h, in_w, in_c;      /* input geometry (mlp: 1 x 1 x features) */
-    int32_t num_classes;           /* width of the last dense layer (the base's head) */
-    int32_t nlayers;               /* layers used */
+    char name[FL_LAYER_NAME_MAX]; /* "cnn-small" or "mlp" */
+    int32_t in_h, in_w, in_c;     /* input geometry (mlp: 1 x 1 x features) */
+    int32_t num_classes;          /* width of the last dense layer (the base's head) */
+    int32_t nlayers;              /* layers used */
     struct fl_layer_spec layers[FL_ARCH_MAX_LAYERS]; /* in execution order */
 };
 
 /* What a base model was trained on. */
 struct fl_base_meta {
-    char data_desc[256];                  /* free text: data set, classes, sizes */
-    int64_t created_unix;                 /* creation time, seconds since the epoch */
-    int32_t nclasses;                     /* number of classes the base predicts */
-    int32_t class_ids[FL_MAX_CLASSES];    /* original label of each output class */
+    char data_desc[256];               /* free text: data set, classes, sizes */
+    int64_t created_unix;              /* creation time, seconds since the epoch */
+    int32_t nclasses;                  /* number of classes the base predicts */
+    int32_t class_ids[FL_MAX_CLASSES]; /* original label of each output class */
 };
 
 enum fl_adapter_kind {
@@ -54,17 +54,17 @@ enum fl_adapter_kind {
 };
 
 struct fl_adapter_meta {
-    enum fl_adapter_kind kind;                         /* adapter method */
-    int32_t rank;                                      /* LoRA rank (0 otherwise) */
-    float alpha;                                       /* LoRA scale numerator: dW = alpha/rank B A */
-    uint64_t seed;                                     /* initialisation seed (FFA-LoRA's A) */
-    int32_t ntargets;                                  /* layers carrying LoRA / BitFit */
-    char targets[FL_MAX_TARGETS][FL_LAYER_NAME_MAX];   /* their names */
-    int32_t num_classes;                               /* width of the new head */
-    int32_t class_ids[FL_MAX_CLASSES];                 /* original label of each head output */
-    uint8_t base_hash[FL_HASH_BYTES];                  /* content hash of the base it fits */
-    int64_t created_unix;                              /* creation time */
-    uint32_t round;                                    /* federation round (0 = local) */
+    enum fl_adapter_kind kind;                       /* adapter method */
+    int32_t rank;                                    /* LoRA rank (0 otherwise) */
+    float alpha;                                     /* LoRA scale numerator: dW = alpha/rank B A */
+    uint64_t seed;                                   /* initialisation seed (FFA-LoRA's A) */
+    int32_t ntargets;                                /* layers carrying LoRA / BitFit */
+    char targets[FL_MAX_TARGETS][FL_LAYER_NAME_MAX]; /* their names */
+    int32_t num_classes;                             /* width of the new head */
+    int32_t class_ids[FL_MAX_CLASSES];               /* original label of each head output */
+    uint8_t base_hash[FL_HASH_BYTES];                /* content hash of the base it fits */
+    int64_t created_unix;                            /* creation time */
+    uint32_t round;                                  /* federation round (0 = local) */
 };
 
 /* Method names as users type them: "head", "lora", "ffa-lora", "bitfit". */

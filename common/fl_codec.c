@@ -492,8 +492,7 @@ static int s_wire_check(const Fedtl__Envelope *e)
         return 0;
     case FEDTL__ENVELOPE__BODY_UPDATE: {
         const Fedtl__SealedUpdate *m = e->update;
-        if (!s_len_ok(m->branch_key, FL_WIRE_KEY_BYTES) ||
-            !s_len_ok(m->base_hash, FL_HASH_BYTES) ||
+        if (!s_len_ok(m->branch_key, FL_WIRE_KEY_BYTES) || !s_len_ok(m->base_hash, FL_HASH_BYTES) ||
             !s_len_ok(m->signature, FL_WIRE_SIG_BYTES) || m->ciphertext.len == 0 ||
             !s_len_max(m->ciphertext, FL_WIRE_MAX_ADAPTER + 4096))
             return fl_fail(FL_EFORMAT, "update: bad key, hash, signature or ciphertext length");

@@ -12,19 +12,32 @@ static _Thread_local char s_msg[1024];
 const char *fl_strerror(int err)
 {
     switch (err) {
-    case FL_OK: return "success";
-    case FL_ENOMEM: return "out of memory";
-    case FL_EIO: return "I/O error";
-    case FL_EFORMAT: return "malformed input";
-    case FL_EVERSION: return "unsupported version";
-    case FL_EHASH: return "content hash mismatch";
-    case FL_ETRUNC: return "truncated input";
-    case FL_EMISMATCH: return "mismatch";
-    case FL_EINVAL: return "invalid argument";
-    case FL_ERANGE: return "value out of range";
-    case FL_ECRYPTO: return "verification failed";
-    case FL_ENOTFOUND: return "not found";
-    default: return "unknown error";
+    case FL_OK:
+        return "success";
+    case FL_ENOMEM:
+        return "out of memory";
+    case FL_EIO:
+        return "I/O error";
+    case FL_EFORMAT:
+        return "malformed input";
+    case FL_EVERSION:
+        return "unsupported version";
+    case FL_EHASH:
+        return "content hash mismatch";
+    case FL_ETRUNC:
+        return "truncated input";
+    case FL_EMISMATCH:
+        return "mismatch";
+    case FL_EINVAL:
+        return "invalid argument";
+    case FL_ERANGE:
+        return "value out of range";
+    case FL_ECRYPTO:
+        return "verification failed";
+    case FL_ENOTFOUND:
+        return "not found";
+    default:
+        return "unknown error";
     }
 }
 
@@ -82,8 +95,8 @@ void fl_log(fl_log_level_t level, const char *event, const char *fields, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, names[level], event);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, names[level], event);
     if (fields && n > 0 && (size_t)n < sizeof line - 1) {
         line[n++] = ' ';
         va_list ap;

@@ -7,9 +7,9 @@
 #include <sys/types.h>
 
 struct fl_atomic_file {
-    FILE *f;         /* write through this stream between open and commit */
-    char *path;      /* final path */
-    char *tmp_path;  /* temporary path in the same directory */
+    FILE *f;        /* write through this stream between open and commit */
+    char *path;     /* final path */
+    char *tmp_path; /* temporary path in the same directory */
 };
 
 /* Create a temporary file beside `path` with `mode` (e.g. 0644, 0600 for secrets).

@@ -9,13 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FL_SIGN_PK_BYTES 32   /* crypto_sign_PUBLICKEYBYTES */
-#define FL_SIGN_SK_BYTES 64   /* crypto_sign_SECRETKEYBYTES */
-#define FL_BOX_PK_BYTES 32    /* crypto_box_PUBLICKEYBYTES (X25519) */
-#define FL_BOX_SK_BYTES 32    /* crypto_box_SECRETKEYBYTES */
-#define FL_SIG_BYTES 64       /* crypto_sign_BYTES */
-#define FL_KEY_NAME_MAX 64    /* node names */
-#define FL_Z85_KEY_LEN 41     /* 40 Z85 characters + NUL, as ZMQ_CURVE_* take them */
+#define FL_SIGN_PK_BYTES 32 /* crypto_sign_PUBLICKEYBYTES */
+#define FL_SIGN_SK_BYTES 64 /* crypto_sign_SECRETKEYBYTES */
+#define FL_BOX_PK_BYTES  32 /* crypto_box_PUBLICKEYBYTES (X25519) */
+#define FL_BOX_SK_BYTES  32 /* crypto_box_SECRETKEYBYTES */
+#define FL_SIG_BYTES     64 /* crypto_sign_BYTES */
+#define FL_KEY_NAME_MAX  64 /* node names */
+#define FL_Z85_KEY_LEN   41 /* 40 Z85 characters + NUL, as ZMQ_CURVE_* take them */
 
 /* A node's secret identity; lives in sodium_malloc'd (guarded, locked) memory. */
 struct fl_identity {

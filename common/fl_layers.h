@@ -9,11 +9,11 @@
 
 /* Geometry of a conv2d or max-pool over a batch. */
 struct fl_conv_geom {
-    int n;             /* batch */
-    int h, w, c;       /* input height, width, channels */
-    int k, stride, pad;/* square window, stride, zero padding */
-    int out_c;         /* output channels (max-pool: = c) */
-    int oh, ow;        /* output height, width (filled by fl_conv_geom_init) */
+    int n;              /* batch */
+    int h, w, c;        /* input height, width, channels */
+    int k, stride, pad; /* square window, stride, zero padding */
+    int out_c;          /* output channels (max-pool: = c) */
+    int oh, ow;         /* output height, width (filled by fl_conv_geom_init) */
 };
 
 /* Fill oh/ow; returns 0 or FL_EINVAL when the window does not fit. */
@@ -26,8 +26,8 @@ void fl_col2im(const struct fl_conv_geom *g, const float *dcol, float *dx);
 
 /* y [n,oh,ow,out_c] = conv(x, w [out_c,k,k,c]) + b; col is scratch of n*oh*ow*k*k*c floats
  * and keeps the patches for the backward pass. */
-void fl_conv2d_forward(const struct fl_conv_geom *g, const float *x, const float *w,
-                       const float *b, float *col, float *y);
+void fl_conv2d_forward(const struct fl_conv_geom *g, const float *x, const float *w, const float *b,
+                       float *col, float *y);
 /* From dy and the forward's col: dw, db, and dx (via dcol scratch of col's size). */
 void fl_conv2d_backward(const struct fl_conv_geom *g, const float *col, const float *w,
                         const float *dy, float *dw, float *db, float *dcol, float *dx);

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_MAX_PARAMS (4 * FL_ARCH_MAX_LAYERS + 4)
-#define S_EVAL_BATCH 256
-#define S_MAX_WORKERS 16
+#define S_MAX_PARAMS     (4 * FL_ARCH_MAX_LAYERS + 4)
+#define S_EVAL_BATCH     256
+#define S_MAX_WORKERS    16
 #define S_MIN_PER_WORKER 16
 
 struct s_param {
@@ -39,19 +39,19 @@ struct s_layer {
  * is split over the workers (OpenMP threads, single-threaded BLAS each) and their gradients
  * are summed in a fixed order, so a run is reproducible for a given thread count. */
 struct s_work {
-    int cap;                                  /* records the buffers hold */
-    float *act_buf[FL_ARCH_MAX_LAYERS + 1];   /* owned activation buffers */
-    float *grad_buf[FL_ARCH_MAX_LAYERS + 1];  /* owned activation-gradient buffers */
-    float *act[FL_ARCH_MAX_LAYERS + 1];       /* act[l]: input of layer l (may alias) */
-    float *grad[FL_ARCH_MAX_LAYERS + 1];      /* grad[l]: gradient of act[l] */
-    float *col[FL_ARCH_MAX_LAYERS];           /* im2col patches (conv) */
-    float *dcol[FL_ARCH_MAX_LAYERS];          /* their gradient (conv) */
-    int32_t *argmax[FL_ARCH_MAX_LAYERS];      /* max-pool winners */
-    float *xa[FL_ARCH_MAX_LAYERS];            /* LoRA layers: X A^T [rows, rank] */
-    float *dyb[FL_ARCH_MAX_LAYERS];           /* LoRA layers: dY B [rows, rank] */
-    float *pg[S_MAX_PARAMS];                  /* gradients of the trainable parameters */
-    double loss;                              /* summed loss of its records */
-    int correct;                              /* hits among its records */
+    int cap;                                 /* records the buffers hold */
+    float *act_buf[FL_ARCH_MAX_LAYERS + 1];  /* owned activation buffers */
+    float *grad_buf[FL_ARCH_MAX_LAYERS + 1]; /* owned activation-gradient buffers */
+    float *act[FL_ARCH_MAX_LAYERS + 1];      /* act[l]: input of layer l (may alias) */
+    float *grad[FL_ARCH_MAX_LAYERS + 1];     /* grad[l]: gradient of act[l] */
+    float *col[FL_ARCH_MAX_LAYERS];          /* im2col patches (conv) */
+    float *dcol[FL_ARCH_MAX_LAYERS];         /* their gradient (conv) */
+    int32_t *argmax[FL_ARCH_MAX_LAYERS];     /* max-pool winners */
+    float *xa[FL_ARCH_MAX_LAYERS];           /* LoRA layers: X A^T [rows, rank] */
+    float *dyb[FL_ARCH_MAX_LAYERS];          /* LoRA layers: dY B [rows, rank] */
+    float *pg[S_MAX_PARAMS];                 /* gradients of the trainable parameters */
+    double loss;                             /* summed loss of its records */
+    int correct;                             /* hits among its records */
 };
 
 struct fl_model {
@@ -164,9 +164,15 @@ const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_
 void fl_adapter_defaults(enum fl_adapter_kind kind, int *rank, float *lr)
 {
     switch (kind) {
-    case FL_ADAPTER_LORA: *rank = 4, *lr = 2e-3f; break;
-    case FL_ADAPTER_FFA_LORA: *rank = 16, *lr = 1e-2f; break;
-    default: *rank = 0, *lr = 1e-2f; break;
+    case FL_ADAPTER_LORA:
+        *rank = 4, *lr = 2e-3f;
+        break;
+    case FL_ADAPTER_FFA_LORA:
+        *rank = 16, *lr = 1e-2f;
+        break;
+    default:
+        *rank = 0, *lr = 1e-2f;
+        break;
     }
 }
 
@@ -716,8 +722,7 @@ static int s_work_reserve(fl_model_t *m, struct s_work *w, int n)
     int L = m->arch.nlayers;
     if (w->cap == 0) {
         for (int i = 0; i < m->nparams; i++)
-            if (m->params[i].trainable &&
-                !(w->pg[i] = fl_falloc(fl_tensor_numel(&m->params[i].t))))
+            if (m->params[i].trainable && !(w->pg[i] = fl_falloc(fl_tensor_numel(&m->params[i].t))))
                 return FL_ENOMEM;
     }
     if (n <= w->cap)
@@ -844,8 +849,7 @@ static void s_forward(fl_model_t *m, struct s_work *w, int from, int to, int n)
             fl_conv2d_forward(&g, x, s_weight(m, L), m->params[L->b].t.data, w->col[l], y);
             break;
         case FL_LAYER_DENSE:
-            fl_dense_forward(n, L->wcols, L->wrows, x, s_weight(m, L), m->params[L->b].t.data,
-                             y);
+            fl_dense_forward(n, L->wcols, L->wrows, x, s_weight(m, L), m->params[L->b].t.data, y);
             break;
         case FL_LAYER_RELU:
             fl_relu_forward((size_t)n * L->in_dim, x, y);
@@ -929,13 +933,13 @@ static void s_reduce(fl_model_t *m, int T)
 
 /* One batch split over the workers: what each task needs to find its share. */
 struct s_job {
-    fl_model_t *m;      /* the model */
-    int T;              /* tasks */
-    int n;              /* records in the job */
-    int start, upto;    /* layers run: [start, upto) */
-    const float *in;    /* inputs of layer start, n rows */
-    const int32_t *y;   /* labels (training) */
-    float *out;         /* outputs of layer upto (prefix), n rows */
+    fl_model_t *m;    /* the model */
+    int T;            /* tasks */
+    int n;            /* records in the job */
+    int start, upto;  /* layers run: [start, upto) */
+    const float *in;  /* inputs of layer start, n rows */
+    const int32_t *y; /* labels (training) */
+    float *out;       /* outputs of layer upto (prefix), n rows */
 };
 
 static void s_prefix_task(void *arg, int t)
@@ -963,8 +967,12 @@ int fl_model_forward_prefix(fl_model_t *m, const float *x, int n, int upto, floa
         int rc = s_reserve(m, T, (block + T - 1) / T);
         if (rc)
             return rc;
-        struct s_job j = {.m = m, .T = T, .n = block, .upto = upto,
-                          .in = x + (size_t)done * in_dim, .out = out + (size_t)done * out_dim};
+        struct s_job j = {.m = m,
+                          .T = T,
+                          .n = block,
+                          .upto = upto,
+                          .in = x + (size_t)done * in_dim,
+                          .out = out + (size_t)done * out_dim};
         fl_pool_run(m->pool, T, s_prefix_task, &j);
         done += block;
     }

@@ -18,9 +18,9 @@ typedef struct fl_model fl_model_t;
 
 /* Which of the model's named tensors to list. */
 enum fl_tensor_set {
-    FL_SET_BASE,      /* what a base file holds: layer weights, biases, norm.mean, norm.std */
-    FL_SET_ADAPTER,   /* what an adapter file holds (FFA-LoRA's frozen A is rebuilt, not kept) */
-    FL_SET_TRAINABLE  /* what the optimiser updates */
+    FL_SET_BASE,     /* what a base file holds: layer weights, biases, norm.mean, norm.std */
+    FL_SET_ADAPTER,  /* what an adapter file holds (FFA-LoRA's frozen A is rebuilt, not kept) */
+    FL_SET_TRAINABLE /* what the optimiser updates */
 };
 
 /* Built-in architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"

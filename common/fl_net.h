@@ -21,12 +21,12 @@ void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *serv
 /* Send env (to peer, on a ROUTER; peer NULL on a DEALER). flags: ZMQ_DONTWAIT or 0.
  * Returns 0, FL_EIO (errno set: EAGAIN when the peer's queue is full, EHOSTUNREACH when it
  * is gone). *bytes (may be NULL) gets the frame size. */
-int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env,
-                int flags, size_t *bytes);
+int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env, int flags,
+                size_t *bytes);
 /* Receive one message without waiting. On a ROUTER the routing id goes to peer/peer_len.
  * Returns 0 with *env (fl_wire_free it), 1 when nothing is waiting, or a negative FL_E code
  * for a frame that was read but is bad (the message says why; the frame is consumed). */
-int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len,
-                Fedtl__Envelope **env, size_t *bytes);
+int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl__Envelope **env,
+                size_t *bytes);
 
 #endif

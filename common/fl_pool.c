@@ -12,18 +12,18 @@ struct s_worker {
 };
 
 struct fl_pool {
-    int size;                  /* tasks at once, caller included */
-    pthread_mutex_t lock;      /* guards everything below */
-    pthread_cond_t start;      /* a new job (or shutdown) */
-    pthread_cond_t done;       /* the last task of a job finished */
-    unsigned long generation;  /* job counter */
-    int ntasks;                /* tasks of the current job */
-    int pending;               /* worker tasks not yet finished */
-    fl_pool_fn *fn;            /* current job */
-    void *arg;                 /* its argument */
-    bool stop;                 /* shutting down */
-    struct s_worker *workers;  /* size - 1 threads */
-    int nstarted;              /* threads actually started */
+    int size;                 /* tasks at once, caller included */
+    pthread_mutex_t lock;     /* guards everything below */
+    pthread_cond_t start;     /* a new job (or shutdown) */
+    pthread_cond_t done;      /* the last task of a job finished */
+    unsigned long generation; /* job counter */
+    int ntasks;               /* tasks of the current job */
+    int pending;              /* worker tasks not yet finished */
+    fl_pool_fn *fn;           /* current job */
+    void *arg;                /* its argument */
+    bool stop;                /* shutting down */
+    struct s_worker *workers; /* size - 1 threads */
+    int nstarted;             /* threads actually started */
 };
 
 static void *s_worker_main(void *p)

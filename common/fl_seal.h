@@ -20,9 +20,8 @@ int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[
                    uint8_t sig[FL_SIG_BYTES]);
 /* Check the branch's signature over the update context. 0 or FL_ECRYPTO. */
 int fl_verify_update(const uint8_t branch_sign_pk[FL_SIGN_PK_BYTES], const char *federation,
-                     uint32_t round, const uint8_t base_hash[32], const uint8_t *ct,
-                     size_t ct_len, const uint8_t sig[FL_SIG_BYTES])
-    __attribute__((warn_unused_result));
+                     uint32_t round, const uint8_t base_hash[32], const uint8_t *ct, size_t ct_len,
+                     const uint8_t sig[FL_SIG_BYTES]) __attribute__((warn_unused_result));
 /* Open a sealed box with the coordinator's identity into a sodium_malloc'd *plain (free with
  * fl_seal_free_plain, which wipes it). 0 or FL_ECRYPTO. */
 int fl_open_update(const struct fl_identity *coord, const uint8_t *ct, size_t ct_len,

@@ -14,7 +14,7 @@ typedef struct fl_strategy fl_strategy_t;
 
 /* The operations a strategy implements. */
 struct fl_strategy_ops {
-    const char *name;                                     /* as in the configuration */
+    const char *name; /* as in the configuration */
     /* Start a round from the current global tensors (n of them). */
     int (*begin)(void *state, const struct fl_tensor *global, size_t n);
     /* Fold one accepted update in, with its weight (the branch's sample count). */

@@ -13,14 +13,14 @@
 #include <stdint.h>
 
 #define FL_TENSOR_MAX_DIMS 4
-#define FL_NAME_MAX 64
+#define FL_NAME_MAX        64
 
 struct fl_tensor {
-    char name[FL_NAME_MAX];             /* e.g. "conv1.weight", "fc1.lora_B" */
-    int ndim;                           /* number of axes used in shape */
-    int64_t shape[FL_TENSOR_MAX_DIMS];  /* axis sizes, outermost first */
-    float *data;                        /* numel floats, 64-byte aligned when owned */
-    bool owned;                         /* data is ours to free (else borrowed, e.g. mmap) */
+    char name[FL_NAME_MAX];            /* e.g. "conv1.weight", "fc1.lora_B" */
+    int ndim;                          /* number of axes used in shape */
+    int64_t shape[FL_TENSOR_MAX_DIMS]; /* axis sizes, outermost first */
+    float *data;                       /* numel floats, 64-byte aligned when owned */
+    bool owned;                        /* data is ours to free (else borrowed, e.g. mmap) */
 };
 
 /* Allocate a zeroed tensor. Returns 0 or FL_ENOMEM / FL_EINVAL. */

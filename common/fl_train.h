@@ -31,12 +31,12 @@ struct fl_train_opts {
 void fl_train_opts_default(struct fl_train_opts *o);
 
 struct fl_epoch_stats {
-    int epoch, epochs;     /* 1-based epoch and total */
-    double loss;           /* mean training loss over the epoch */
-    double accuracy;       /* training accuracy over the epoch */
-    double seconds;        /* wall time of the epoch */
-    double samples_per_s;  /* records per second */
-    size_t cached;         /* records served from the frozen-prefix cache */
+    int epoch, epochs;    /* 1-based epoch and total */
+    double loss;          /* mean training loss over the epoch */
+    double accuracy;      /* training accuracy over the epoch */
+    double seconds;       /* wall time of the epoch */
+    double samples_per_s; /* records per second */
+    size_t cached;        /* records served from the frozen-prefix cache */
 };
 
 typedef void(fl_epoch_fn)(const struct fl_epoch_stats *s, void *arg);
@@ -47,12 +47,12 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
              fl_epoch_fn *fn, void *arg, struct fl_epoch_stats *last);
 
 struct fl_eval {
-    size_t n;                                /* records evaluated */
-    double loss;                             /* mean cross-entropy */
-    double accuracy;                         /* fraction predicted right */
-    int classes;                             /* model classes */
-    size_t class_n[FL_MAX_CLASSES];          /* records per true class */
-    size_t class_hit[FL_MAX_CLASSES];        /* right predictions per true class */
+    size_t n;                         /* records evaluated */
+    double loss;                      /* mean cross-entropy */
+    double accuracy;                  /* fraction predicted right */
+    int classes;                      /* model classes */
+    size_t class_n[FL_MAX_CLASSES];   /* records per true class */
+    size_t class_hit[FL_MAX_CLASSES]; /* right predictions per true class */
 };
 
 int fl_evaluate(fl_model_t *m, const struct fl_dataset *ds, struct fl_eval *out);

@@ -28,8 +28,7 @@ static double s_dot(const float *a, const float *b, size_t n)
 static void s_close(double num, double ana, const char *what, size_t i)
 {
     double tol = 2e-2 * fmax(fabs(num), fabs(ana)) + 2e-3;
-    cr_assert(fabs(num - ana) <= tol, "%s[%zu]: numeric %.6f vs analytic %.6f", what, i, num,
-              ana);
+    cr_assert(fabs(num - ana) <= tol, "%s[%zu]: numeric %.6f vs analytic %.6f", what, i, num, ana);
 }
 
 Test(fl_linalg, gemm_matches_reference_for_every_transpose)
@@ -74,8 +73,8 @@ static void s_check_conv(int stride, int pad)
 {
     struct fl_rng rng;
     fl_rng_seed(&rng, 11 + stride * 3 + pad);
-    struct fl_conv_geom g = {.n = 2, .h = 5, .w = 6, .c = 3, .k = 3, .stride = stride,
-                             .pad = pad, .out_c = 4};
+    struct fl_conv_geom g = {
+        .n = 2, .h = 5, .w = 6, .c = 3, .k = 3, .stride = stride, .pad = pad, .out_c = 4};
     cr_assert_eq(fl_conv_geom_init(&g), 0);
     size_t nx = (size_t)g.n * g.h * g.w * g.c, nw = (size_t)g.out_c * 9 * g.c;
     size_t ny = (size_t)g.n * g.oh * g.ow * g.out_c, ncol = (size_t)g.n * g.oh * g.ow * 9 * g.c;
@@ -119,8 +118,8 @@ Test(fl_layers, conv2d_gradients_match_finite_differences)
 Test(fl_layers, conv2d_matches_direct_convolution)
 {
     /* One known answer: 1 channel, 3x3 all-ones kernel, pad 1, on a 3x3 image 1..9. */
-    struct fl_conv_geom g = {.n = 1, .h = 3, .w = 3, .c = 1, .k = 3, .stride = 1, .pad = 1,
-                             .out_c = 1};
+    struct fl_conv_geom g = {
+        .n = 1, .h = 3, .w = 3, .c = 1, .k = 3, .stride = 1, .pad = 1, .out_c = 1};
     cr_assert_eq(fl_conv_geom_init(&g), 0);
     float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[9], b[1] = {0.5f}, col[81], y[9];
     for (int i = 0; i < 9; i++)
@@ -186,8 +185,8 @@ Test(fl_layers, maxpool_gradients_match_finite_differences)
 {
     struct fl_rng rng;
     fl_rng_seed(&rng, 5);
-    struct fl_conv_geom g = {.n = 2, .h = 5, .w = 4, .c = 3, .k = 2, .stride = 2, .pad = 0,
-                             .out_c = 3};
+    struct fl_conv_geom g = {
+        .n = 2, .h = 5, .w = 4, .c = 3, .k = 2, .stride = 2, .pad = 0, .out_c = 3};
     cr_assert_eq(fl_conv_geom_init(&g), 0);
     cr_assert_eq(g.oh, 2);
     cr_assert_eq(g.ow, 2);
@@ -280,8 +279,8 @@ Test(fl_layers, im2col_col2im_are_adjoint)
     /* <im2col(x), c> == <x, col2im(c)> for any x, c: col2im is im2col's transpose. */
     struct fl_rng rng;
     fl_rng_seed(&rng, 13);
-    struct fl_conv_geom g = {.n = 2, .h = 4, .w = 5, .c = 2, .k = 3, .stride = 2, .pad = 1,
-                             .out_c = 1};
+    struct fl_conv_geom g = {
+        .n = 2, .h = 4, .w = 5, .c = 2, .k = 3, .stride = 2, .pad = 1, .out_c = 1};
     cr_assert_eq(fl_conv_geom_init(&g), 0);
     size_t nx = (size_t)g.n * g.h * g.w * g.c, nc = (size_t)g.n * g.oh * g.ow * 9 * g.c;
     float *x = fl_falloc(nx), *c = fl_falloc(nc), *col = fl_falloc(nc), *dx = fl_falloc(nx);

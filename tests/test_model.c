@@ -23,12 +23,22 @@ static void s_tiny_arch(struct fl_arch *a)
     strcpy(a->name, "tiny");
     a->in_h = 6, a->in_w = 6, a->in_c = 2, a->num_classes = 3;
     struct fl_layer_spec L[] = {
-        {.kind = FL_LAYER_CONV2D, .name = "conv1", .in_ch = 2, .out_ch = 4, .kernel = 3,
-         .stride = 1, .pad = 1},
+        {.kind = FL_LAYER_CONV2D,
+         .name = "conv1",
+         .in_ch = 2,
+         .out_ch = 4,
+         .kernel = 3,
+         .stride = 1,
+         .pad = 1},
         {.kind = FL_LAYER_RELU, .name = "relu1"},
         {.kind = FL_LAYER_MAXPOOL, .name = "pool1", .kernel = 2, .stride = 2},
-        {.kind = FL_LAYER_CONV2D, .name = "conv2", .in_ch = 4, .out_ch = 5, .kernel = 3,
-         .stride = 1, .pad = 1},
+        {.kind = FL_LAYER_CONV2D,
+         .name = "conv2",
+         .in_ch = 4,
+         .out_ch = 5,
+         .kernel = 3,
+         .stride = 1,
+         .pad = 1},
         {.kind = FL_LAYER_RELU, .name = "relu2"},
         {.kind = FL_LAYER_FLATTEN, .name = "flatten"},
         {.kind = FL_LAYER_DENSE, .name = "fc1", .in_features = 45, .out_features = 7},
@@ -136,8 +146,8 @@ static char *s_write_base(struct fl_base_file *bf, char **dir_out)
 static fl_model_t *s_adapted(const struct fl_base_file *bf, enum fl_adapter_kind kind,
                              const char *t1, const char *t2)
 {
-    struct fl_adapter_meta am = {.kind = kind, .rank = 2, .alpha = 4.0f, .seed = 99,
-                                 .num_classes = 4};
+    struct fl_adapter_meta am = {
+        .kind = kind, .rank = 2, .alpha = 4.0f, .seed = 99, .num_classes = 4};
     if (t1)
         strcpy(am.targets[am.ntargets++], t1);
     if (t2)
@@ -177,8 +187,8 @@ Test(fl_model, every_adapter_kind_gradients_match_finite_differences)
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         fl_model_t *m = s_adapted(&bf, cases[c].kind, cases[c].t1, cases[c].t2);
-        cr_assert_eq(fl_model_ntensors(m, FL_SET_TRAINABLE), cases[c].trainable_tensors,
-                     "%s", fl_adapter_kind_name(cases[c].kind));
+        cr_assert_eq(fl_model_ntensors(m, FL_SET_TRAINABLE), cases[c].trainable_tensors, "%s",
+                     fl_adapter_kind_name(cases[c].kind));
         cr_assert_eq(fl_model_num_classes(m), 4);
         s_randomise_lora_b(m);
         s_gradcheck(m, 10 + c);
@@ -219,8 +229,8 @@ Test(fl_model, unknown_or_head_target_is_refused)
     struct fl_base_file bf;
     char *dir;
     char *path = s_write_base(&bf, &dir);
-    struct fl_adapter_meta am = {.kind = FL_ADAPTER_LORA, .rank = 2, .alpha = 2, .seed = 1,
-                                 .num_classes = 3, .ntargets = 1};
+    struct fl_adapter_meta am = {
+        .kind = FL_ADAPTER_LORA, .rank = 2, .alpha = 2, .seed = 1, .num_classes = 3, .ntargets = 1};
     strcpy(am.targets[0], "nope");
     cr_assert_null(fl_model_from_base(&bf, "base.ftm", &am));
     cr_assert(strstr(fl_error_msg(), "nope"), "%s", fl_error_msg());
@@ -258,8 +268,8 @@ static void s_quadrant_data(struct fl_dataset *ds, size_t n, uint64_t seed)
     }
 }
 
-static void s_train_lora(const struct fl_base_file *bf, const struct fl_dataset *ds,
-                         size_t cache, float *out_b, size_t *out_n, double *acc)
+static void s_train_lora(const struct fl_base_file *bf, const struct fl_dataset *ds, size_t cache,
+                         float *out_b, size_t *out_n, double *acc)
 {
     fl_model_t *m = s_adapted(bf, FL_ADAPTER_LORA, "fc1", NULL);
     struct fl_train_opts o;

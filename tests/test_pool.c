@@ -7,8 +7,8 @@
 #include <stdatomic.h>
 
 struct s_count {
-    atomic_int hits[8];     /* runs per task index */
-    pthread_t who[8];       /* thread that ran each task */
+    atomic_int hits[8]; /* runs per task index */
+    pthread_t who[8];   /* thread that ran each task */
 };
 
 static void s_task(void *arg, int t)

@@ -83,8 +83,8 @@ static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_datas
     if (!o->classes) {
         size_t off = 0;
         for (int i = 0; i < l->nclasses && off < sizeof spec; i++)
-            off += (size_t)snprintf(spec + off, sizeof spec - off, i ? ",%d" : "%d",
-                                    l->class_ids[i]);
+            off +=
+                (size_t)snprintf(spec + off, sizeof spec - off, i ? ",%d" : "%d", l->class_ids[i]);
         o->classes = spec;
     }
     int32_t ids[FL_MAX_CLASSES];
@@ -130,8 +130,8 @@ int cmd_eval(int argc, char **argv)
         goto out;
     }
     if (o.json) {
-        printf("{\"accuracy\":%.6f,\"loss\":%.6f,\"n\":%zu,\"per_class\":[", ev.accuracy,
-               ev.loss, ev.n);
+        printf("{\"accuracy\":%.6f,\"loss\":%.6f,\"n\":%zu,\"per_class\":[", ev.accuracy, ev.loss,
+               ev.n);
         for (int k = 0; k < ev.classes; k++)
             printf("%s{\"class\":%d,\"n\":%zu,\"accuracy\":%.6f}", k ? "," : "", l.class_ids[k],
                    ev.class_n[k], ev.class_n[k] ? (double)ev.class_hit[k] / ev.class_n[k] : 0.0);
@@ -227,8 +227,8 @@ static int s_inspect_base(const char *path, bool json)
         printf("base model  %s\narch        %s (input %dx%dx%d, %d classes)\nhash        %s\n"
                "parameters  %zu (all trainable when pretraining; frozen under an adapter)\n"
                "data        %s\n",
-               path, bf.arch.name, bf.arch.in_h, bf.arch.in_w, bf.arch.in_c,
-               bf.arch.num_classes, hex, total, bf.meta.data_desc);
+               path, bf.arch.name, bf.arch.in_h, bf.arch.in_w, bf.arch.in_c, bf.arch.num_classes,
+               hex, total, bf.meta.data_desc);
         s_print_arch(&bf.arch, false);
     }
     fl_model_destroy(&m);
@@ -271,9 +271,8 @@ static int s_inspect_adapter(const char *path, const char *base_path, bool json)
         printf("{\"type\":\"adapter\",\"method\":\"%s\",\"rank\":%d,\"alpha\":%g,\"seed\":%llu,"
                "\"classes\":%d,\"round\":%u,\"hash\":\"%s\",\"base_hash\":\"%s\","
                "\"adapter_parameters\":%zu,\"trainable\":%zu",
-               fl_adapter_kind_name(am->kind), am->rank, am->alpha,
-               (unsigned long long)am->seed, am->num_classes, am->round, hex, bhex, params,
-               trainable);
+               fl_adapter_kind_name(am->kind), am->rank, am->alpha, (unsigned long long)am->seed,
+               am->num_classes, am->round, hex, bhex, params, trainable);
         if (total)
             printf(",\"parameters\":%zu,\"trainable_fraction\":%.6f", total,
                    (double)trainable / total);

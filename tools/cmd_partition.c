@@ -40,8 +40,8 @@ int cmd_partition(int argc, char **argv)
         goto out_free;
     }
     if ((rc = fl_fs_mkdirs(o.out_dir, 0755)) != 0 ||
-        (rc = fl_partition(&ds, o.clients, o.dir_alpha, o.train.seed, o.min_size, shards,
-                           sizes)) != 0) {
+        (rc = fl_partition(&ds, o.clients, o.dir_alpha, o.train.seed, o.min_size, shards, sizes)) !=
+            0) {
         rc = tool_error(rc, "partition");
         goto out_free;
     }

@@ -25,7 +25,8 @@ static const char s_finetune_usage[] =
     "                      --method ffa-lora|lora|head|bitfit [--rank R] [--alpha A]\n"
     "                      [--targets layer,layer] [--epochs N] [--batch B] [--lr LR]\n"
     "                      [--optimizer adam|sgd] [--momentum M] [--weight-decay W] [--seed S]\n"
-    "                      [--samples N] [--cache-mb MB] [--threads N] [--quiet] --out adapter.fta\n"
+    "                      [--samples N] [--cache-mb MB] [--threads N] [--quiet] --out "
+    "adapter.fta\n"
     "Fine-tune an adapter over the frozen base on local data: lora, ffa-lora and bitfit train a\n"
     "new head too, head trains only the head. --targets chooses the layers carrying LoRA or\n"
     "BitFit (cnn-small: lora fc1; ffa-lora conv2,fc1; bitfit conv1,conv2,fc1). --alpha\n"
@@ -100,8 +101,8 @@ int cmd_pretrain(int argc, char **argv)
         rc = tool_error(rc, "normalisation");
         goto out_destroy;
     }
-    printf("pretrain %s on %zu records, %d classes, %zu parameters, %d threads\n", arch.name,
-           ds.n, nclasses, fl_model_param_count(m, false), fl_get_threads());
+    printf("pretrain %s on %zu records, %d classes, %zu parameters, %d threads\n", arch.name, ds.n,
+           nclasses, fl_model_param_count(m, false), fl_get_threads());
     fflush(stdout);
     if ((rc = fl_train(m, &ds, &o.train, NULL, NULL, NULL)) != 0) {
         rc = tool_error(rc, "training failed");
@@ -109,9 +110,9 @@ int cmd_pretrain(int argc, char **argv)
     }
     meta.nclasses = nclasses;
     meta.created_unix = (int64_t)time(NULL);
-    snprintf(meta.data_desc, sizeof meta.data_desc, "%s%s%s%s; classes %s; %zu records",
-             o.data, o.labels ? " + " : "", o.labels ? o.labels : "", "",
-             o.classes ? o.classes : "all", ds.n);
+    snprintf(meta.data_desc, sizeof meta.data_desc, "%s%s%s%s; classes %s; %zu records", o.data,
+             o.labels ? " + " : "", o.labels ? o.labels : "", "", o.classes ? o.classes : "all",
+             ds.n);
     rc = s_write_base(o.out, m, &meta) ? tool_error(FL_EIO, "cannot write the base") : 0;
 out_destroy:
     fl_model_destroy(&m);

@@ -39,29 +39,69 @@ int tool_error(int rc, const char *what)
 }
 
 enum {
-    O_DATA = 256, O_LABELS, O_CLASSES, O_OUT, O_BASE, O_ADAPTER, O_ARCH, O_METHOD, O_TARGETS,
-    O_RANK, O_ALPHA, O_THREADS, O_SAMPLES, O_EPOCHS, O_BATCH, O_LR, O_OPTIM, O_MOMENTUM,
-    O_WD, O_SEED, O_CACHE, O_JSON, O_QUIET, O_CLIENTS, O_DIR_ALPHA, O_IID, O_MIN, O_OUT_DIR,
-    O_UNLABELED, O_HELP
+    O_DATA = 256,
+    O_LABELS,
+    O_CLASSES,
+    O_OUT,
+    O_BASE,
+    O_ADAPTER,
+    O_ARCH,
+    O_METHOD,
+    O_TARGETS,
+    O_RANK,
+    O_ALPHA,
+    O_THREADS,
+    O_SAMPLES,
+    O_EPOCHS,
+    O_BATCH,
+    O_LR,
+    O_OPTIM,
+    O_MOMENTUM,
+    O_WD,
+    O_SEED,
+    O_CACHE,
+    O_JSON,
+    O_QUIET,
+    O_CLIENTS,
+    O_DIR_ALPHA,
+    O_IID,
+    O_MIN,
+    O_OUT_DIR,
+    O_UNLABELED,
+    O_HELP
 };
 
-static const struct option s_long[] = {
-    {"data", required_argument, 0, O_DATA},       {"labels", required_argument, 0, O_LABELS},
-    {"classes", required_argument, 0, O_CLASSES}, {"out", required_argument, 0, O_OUT},
-    {"base", required_argument, 0, O_BASE},       {"adapter", required_argument, 0, O_ADAPTER},
-    {"arch", required_argument, 0, O_ARCH},       {"method", required_argument, 0, O_METHOD},
-    {"targets", required_argument, 0, O_TARGETS}, {"rank", required_argument, 0, O_RANK},
-    {"alpha", required_argument, 0, O_ALPHA},     {"threads", required_argument, 0, O_THREADS},
-    {"samples", required_argument, 0, O_SAMPLES}, {"epochs", required_argument, 0, O_EPOCHS},
-    {"batch", required_argument, 0, O_BATCH},     {"lr", required_argument, 0, O_LR},
-    {"optimizer", required_argument, 0, O_OPTIM}, {"momentum", required_argument, 0, O_MOMENTUM},
-    {"weight-decay", required_argument, 0, O_WD}, {"seed", required_argument, 0, O_SEED},
-    {"cache-mb", required_argument, 0, O_CACHE},  {"json", no_argument, 0, O_JSON},
-    {"quiet", no_argument, 0, O_QUIET},           {"clients", required_argument, 0, O_CLIENTS},
-    {"dirichlet", required_argument, 0, O_DIR_ALPHA}, {"iid", no_argument, 0, O_IID},
-    {"min-size", required_argument, 0, O_MIN},    {"out-dir", required_argument, 0, O_OUT_DIR},
-    {"unlabeled", no_argument, 0, O_UNLABELED},   {"help", no_argument, 0, O_HELP},
-    {0, 0, 0, 0}};
+static const struct option s_long[] = {{"data", required_argument, 0, O_DATA},
+                                       {"labels", required_argument, 0, O_LABELS},
+                                       {"classes", required_argument, 0, O_CLASSES},
+                                       {"out", required_argument, 0, O_OUT},
+                                       {"base", required_argument, 0, O_BASE},
+                                       {"adapter", required_argument, 0, O_ADAPTER},
+                                       {"arch", required_argument, 0, O_ARCH},
+                                       {"method", required_argument, 0, O_METHOD},
+                                       {"targets", required_argument, 0, O_TARGETS},
+                                       {"rank", required_argument, 0, O_RANK},
+                                       {"alpha", required_argument, 0, O_ALPHA},
+                                       {"threads", required_argument, 0, O_THREADS},
+                                       {"samples", required_argument, 0, O_SAMPLES},
+                                       {"epochs", required_argument, 0, O_EPOCHS},
+                                       {"batch", required_argument, 0, O_BATCH},
+                                       {"lr", required_argument, 0, O_LR},
+                                       {"optimizer", required_argument, 0, O_OPTIM},
+                                       {"momentum", required_argument, 0, O_MOMENTUM},
+                                       {"weight-decay", required_argument, 0, O_WD},
+                                       {"seed", required_argument, 0, O_SEED},
+                                       {"cache-mb", required_argument, 0, O_CACHE},
+                                       {"json", no_argument, 0, O_JSON},
+                                       {"quiet", no_argument, 0, O_QUIET},
+                                       {"clients", required_argument, 0, O_CLIENTS},
+                                       {"dirichlet", required_argument, 0, O_DIR_ALPHA},
+                                       {"iid", no_argument, 0, O_IID},
+                                       {"min-size", required_argument, 0, O_MIN},
+                                       {"out-dir", required_argument, 0, O_OUT_DIR},
+                                       {"unlabeled", no_argument, 0, O_UNLABELED},
+                                       {"help", no_argument, 0, O_HELP},
+                                       {0, 0, 0, 0}};
 
 static int s_num(const char *cmd, const char *opt, const char *arg, double lo, double hi,
                  double *out)
@@ -69,8 +109,8 @@ static int s_num(const char *cmd, const char *opt, const char *arg, double lo, d
     char *end;
     double v = strtod(arg, &end);
     if (end == arg || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "fedtl %s: --%s '%s': expected a number in [%g, %g]\n", cmd, opt, arg,
-                lo, hi);
+        fprintf(stderr, "fedtl %s: --%s '%s': expected a number in [%g, %g]\n", cmd, opt, arg, lo,
+                hi);
         return -1;
     }
     *out = v;
@@ -103,20 +143,49 @@ int tool_parse(const char *cmd, const char *usage, int argc, char **argv, struct
             return 2;
         }
         switch (c) {
-        case O_DATA: o->data = optarg; break;
-        case O_LABELS: o->labels = optarg; break;
-        case O_CLASSES: o->classes = optarg; break;
-        case O_OUT: o->out = optarg; break;
-        case O_BASE: o->base = optarg; break;
-        case O_ADAPTER: o->adapter = optarg; break;
-        case O_ARCH: o->arch = optarg; break;
-        case O_METHOD: o->method = optarg; break;
-        case O_TARGETS: o->targets = optarg; break;
-        case O_OUT_DIR: o->out_dir = optarg; break;
-        case O_JSON: o->json = true; break;
-        case O_QUIET: o->quiet = true; o->train.progress = false; break;
-        case O_UNLABELED: o->unlabeled = true; break;
-        case O_IID: o->dir_alpha = 0; break;
+        case O_DATA:
+            o->data = optarg;
+            break;
+        case O_LABELS:
+            o->labels = optarg;
+            break;
+        case O_CLASSES:
+            o->classes = optarg;
+            break;
+        case O_OUT:
+            o->out = optarg;
+            break;
+        case O_BASE:
+            o->base = optarg;
+            break;
+        case O_ADAPTER:
+            o->adapter = optarg;
+            break;
+        case O_ARCH:
+            o->arch = optarg;
+            break;
+        case O_METHOD:
+            o->method = optarg;
+            break;
+        case O_TARGETS:
+            o->targets = optarg;
+            break;
+        case O_OUT_DIR:
+            o->out_dir = optarg;
+            break;
+        case O_JSON:
+            o->json = true;
+            break;
+        case O_QUIET:
+            o->quiet = true;
+            o->train.progress = false;
+            break;
+        case O_UNLABELED:
+            o->unlabeled = true;
+            break;
+        case O_IID:
+            o->dir_alpha = 0;
+            break;
         case O_OPTIM:
             if (strcmp(optarg, "adam") == 0)
                 o->train.optimizer = FL_OPT_ADAM;
@@ -127,26 +196,58 @@ int tool_parse(const char *cmd, const char *usage, int argc, char **argv, struct
                 return 2;
             }
             break;
-        case O_HELP: fputs(usage, stdout); return 1;
-        case '?': fputs(usage, stderr); return 2;
+        case O_HELP:
+            fputs(usage, stdout);
+            return 1;
+        case '?':
+            fputs(usage, stderr);
+            return 2;
         default:
             if (s_num(cmd, name, optarg, 0, 1e12, &v) != 0)
                 return 2;
             switch (c) {
-            case O_RANK: o->rank = (int)v; break;
-            case O_ALPHA: o->alpha = (float)v; break;
-            case O_THREADS: o->threads = (int)v; break;
-            case O_SAMPLES: o->samples = (size_t)v; break;
-            case O_EPOCHS: o->train.epochs = (int)v; break;
-            case O_BATCH: o->train.batch = (int)v; break;
-            case O_LR: o->train.lr = (float)v; break;
-            case O_MOMENTUM: o->train.momentum = (float)v; break;
-            case O_WD: o->train.weight_decay = (float)v; break;
-            case O_SEED: o->train.seed = (uint64_t)v; break;
-            case O_CACHE: o->train.cache_bytes = (size_t)v << 20; break;
-            case O_CLIENTS: o->clients = (int)v; break;
-            case O_DIR_ALPHA: o->dir_alpha = v; break;
-            case O_MIN: o->min_size = (size_t)v; break;
+            case O_RANK:
+                o->rank = (int)v;
+                break;
+            case O_ALPHA:
+                o->alpha = (float)v;
+                break;
+            case O_THREADS:
+                o->threads = (int)v;
+                break;
+            case O_SAMPLES:
+                o->samples = (size_t)v;
+                break;
+            case O_EPOCHS:
+                o->train.epochs = (int)v;
+                break;
+            case O_BATCH:
+                o->train.batch = (int)v;
+                break;
+            case O_LR:
+                o->train.lr = (float)v;
+                break;
+            case O_MOMENTUM:
+                o->train.momentum = (float)v;
+                break;
+            case O_WD:
+                o->train.weight_decay = (float)v;
+                break;
+            case O_SEED:
+                o->train.seed = (uint64_t)v;
+                break;
+            case O_CACHE:
+                o->train.cache_bytes = (size_t)v << 20;
+                break;
+            case O_CLIENTS:
+                o->clients = (int)v;
+                break;
+            case O_DIR_ALPHA:
+                o->dir_alpha = v;
+                break;
+            case O_MIN:
+                o->min_size = (size_t)v;
+                break;
             }
         }
     }
