@@ -20,18 +20,18 @@
 #include <sodium.h>
 #include <zmq.h>
 
-#define S_FED "benchfed"
+#define S_FED  "benchfed"
 #define S_MAXB 64
 
 struct s_dl {
-    struct fl_identity *id;            /* branch key */
-    void *sock;                        /* DEALER */
-    uint8_t hash[32];                  /* from Welcome */
-    uint64_t size, next_req, got;      /* base size, next offset to ask for, bytes hashed */
-    uint32_t chunk;                    /* chunk size from Welcome */
-    crypto_generichash_state st;       /* running hash */
-    double t0, t_done;                 /* Hello sent, hash verified */
-    bool done, ok;                     /* finished; hash and signature good */
+    struct fl_identity *id;       /* branch key */
+    void *sock;                   /* DEALER */
+    uint8_t hash[32];             /* from Welcome */
+    uint64_t size, next_req, got; /* base size, next offset to ask for, bytes hashed */
+    uint32_t chunk;               /* chunk size from Welcome */
+    crypto_generichash_state st;  /* running hash */
+    double t0, t_done;            /* Hello sent, hash verified */
+    bool done, ok;                /* finished; hash and signature good */
 };
 
 static int s_request(struct s_dl *d, uint64_t off, uint32_t credit)
@@ -168,10 +168,11 @@ static pid_t s_start_coord(const char *bin, const char *dir, const char *ep, lon
     snprintf(state, sizeof state, "%s/state-%ld", dir, chunk);
     snprintf(logp, sizeof logp, "%s/coord-%ld.log", dir, chunk);
     snprintf(cs, sizeof cs, "%ld", chunk);
-    char *argv[] = {coord, "--key", key, "--allow", allow, "--base", base, "--state-dir", state,
-                    "--endpoint", (char *)ep, "--federation", S_FED, "--method", "lora",
-                    "--targets", "fc1", "--rank", "4", "--classes", "0-9", "--heartbeat-ms",
-                    "5000", "--rounds", "1", "--min-start", "1000", "--chunk-size", cs, NULL};
+    char *argv[] = {coord, "--key",       key,    "--allow",        allow,      "--base",
+                    base,  "--state-dir", state,  "--endpoint",     (char *)ep, "--federation",
+                    S_FED, "--method",    "lora", "--targets",      "fc1",      "--rank",
+                    "4",   "--classes",   "0-9",  "--heartbeat-ms", "5000",     "--rounds",
+                    "1",   "--min-start", "1000", "--chunk-size",   cs,         NULL};
     pid_t pid = s_fed_spawn(argv, logp);
     /* Ready when it logs coordinator_start (it hashes the whole base first). */
     for (int i = 0; i < 300 && pid > 0; i++) {

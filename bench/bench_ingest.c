@@ -22,32 +22,32 @@
 #include <sodium.h>
 #include <sys/resource.h>
 
-#define S_NT 2           /* tensors per adapter (a LoRA pair) */
-#define S_RANK 8         /* their rank axis */
-#define S_FED "benchfed" /* federation name bound into signatures */
-#define S_ROUND 1        /* round of every update */
+#define S_NT    2          /* tensors per adapter (a LoRA pair) */
+#define S_RANK  8          /* their rank axis */
+#define S_FED   "benchfed" /* federation name bound into signatures */
+#define S_ROUND 1          /* round of every update */
 
 enum { S_DEC, S_VER, S_OPEN, S_BODY, S_UNPACK, S_CHECK, S_ADD, S_FREE, S_NSTAGE };
-static const char *s_stage_names[S_NSTAGE] = {"decode", "verify", "open",  "body",
-                                              "unpack", "check",  "add",   "free"};
+static const char *s_stage_names[S_NSTAGE] = {"decode", "verify", "open", "body",
+                                              "unpack", "check",  "add",  "free"};
 
 /* Everything one child run shares between its workers. */
 struct s_run {
-    struct fl_identity *hq;              /* the coordinator (opens updates) */
-    uint8_t base_hash[32];               /* the base the adapters fit */
-    struct fl_tensor global[S_NT];       /* the global adapter (shapes to check against) */
-    uint8_t **pool;                      /* pre-encoded SealedUpdate envelopes */
-    size_t *pool_len;                    /* their lengths */
-    int npool;                           /* pool size */
-    long k;                              /* updates to ingest */
-    fl_strategy_t *strategy;             /* fedavg */
-    pthread_mutex_t mu;                  /* guards next, turn, failed */
-    pthread_cond_t cv;                   /* turn advanced */
-    long next;                           /* next update index to take */
-    long turn;                           /* next update index to fold in */
-    int failed;                          /* an update was refused (a bench bug) */
-    double stage[S_NSTAGE];              /* seconds per stage (summed over workers) */
-    pthread_mutex_t stage_mu;            /* guards stage */
+    struct fl_identity *hq;        /* the coordinator (opens updates) */
+    uint8_t base_hash[32];         /* the base the adapters fit */
+    struct fl_tensor global[S_NT]; /* the global adapter (shapes to check against) */
+    uint8_t **pool;                /* pre-encoded SealedUpdate envelopes */
+    size_t *pool_len;              /* their lengths */
+    int npool;                     /* pool size */
+    long k;                        /* updates to ingest */
+    fl_strategy_t *strategy;       /* fedavg */
+    pthread_mutex_t mu;            /* guards next, turn, failed */
+    pthread_cond_t cv;             /* turn advanced */
+    long next;                     /* next update index to take */
+    long turn;                     /* next update index to fold in */
+    int failed;                    /* an update was refused (a bench bug) */
+    double stage[S_NSTAGE];        /* seconds per stage (summed over workers) */
+    pthread_mutex_t stage_mu;      /* guards stage */
 };
 
 static double s_now(void)
@@ -101,8 +101,8 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     body.eval_accuracy = 0.75f;
     body.eval_samples = 10;
     if ((rc = fl_wire_encode_body(&body, &plain, &plain_len)) == 0)
-        rc = fl_seal_update(who, r->hq->box_pk, S_FED, S_ROUND, r->base_hash, plain, plain_len,
-                            &ct, &ct_len, sig);
+        rc = fl_seal_update(who, r->hq->box_pk, S_FED, S_ROUND, r->base_hash, plain, plain_len, &ct,
+                            &ct_len, sig);
     if (rc == 0) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
@@ -420,7 +420,8 @@ static void s_primitives(size_t len)
         v[2][r] = len / (s_now() - t) / 1e9;
         v[3][r] = 0;
         if (crypto_aead_aes256gcm_is_available()) {
-            uint8_t k2[crypto_aead_aes256gcm_KEYBYTES] = {1}, n2[crypto_aead_aes256gcm_NPUBBYTES] = {0};
+            uint8_t k2[crypto_aead_aes256gcm_KEYBYTES] = {1},
+                    n2[crypto_aead_aes256gcm_NPUBBYTES] = {0};
             unsigned long long cl, ml;
             size_t m = len - crypto_aead_aes256gcm_ABYTES;
             crypto_aead_aes256gcm_encrypt(b, &cl, a, m, NULL, 0, NULL, n2, k2);
@@ -447,8 +448,7 @@ static void s_usage(void)
 int main(int argc, char **argv)
 {
     if (argc == 7 && strcmp(argv[1], "--child") == 0)
-        return s_child(atol(argv[2]), atol(argv[3]), atoi(argv[4]), atoi(argv[5]),
-                       atoi(argv[6]));
+        return s_child(atol(argv[2]), atol(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
     long ps[8] = {8192, 1048576}, ks[8] = {100, 1000}, ths[8] = {1, 2};
     int nps = 2, nks = 2, nth = 2, rounds = 3, npool = 8, nkeys = 4;
     for (int i = 1; i < argc; i++) {
@@ -514,12 +514,11 @@ int main(int argc, char **argv)
         }
         const struct s_res *x = &res[c * rounds];
         printf("%-9ld %-6ld %-7ld %-11.3f %-9.3f %-11.1f %-10.1f %-10.1f %s\n", ps[pi], ks[ki],
-               ths[ti], x->update_bytes / 1e6, s_bench_median(g, rounds),
-               s_bench_median(u, rounds), s_bench_median(h, rounds) / 1024.0,
-               x->rss_before_kb / 1024.0, x->agg);
+               ths[ti], x->update_bytes / 1e6, s_bench_median(g, rounds), s_bench_median(u, rounds),
+               s_bench_median(h, rounds) / 1024.0, x->rss_before_kb / 1024.0, x->agg);
     }
-    printf("\nper-update stage times, ms (median over rounds; threads=1 cases):\n%-9s %-6s", "params",
-           "K");
+    printf("\nper-update stage times, ms (median over rounds; threads=1 cases):\n%-9s %-6s",
+           "params", "K");
     for (int i = 0; i < S_NSTAGE; i++)
         printf(" %-8s", s_stage_names[i]);
     printf("\n");

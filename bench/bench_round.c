@@ -20,7 +20,7 @@
 #include <zmq.h>
 
 #define S_MAXB 1000
-#define S_FED "benchfed"
+#define S_FED  "benchfed"
 
 struct s_br {
     struct fl_identity *id; /* the branch's key */
@@ -175,13 +175,13 @@ static int s_log_durations(const char *path, double *d, int max, double *bytes_i
 
 /* The result of one coordinator run. */
 struct s_result {
-    double dur_med, dur_min, dur_max;     /* ledger duration_s, ms */
-    double period_med;                    /* first task of r to first task of r+1, ms */
-    double gap_med;                       /* last receipt of r to first task of r+1, ms */
-    double answer_med;                    /* first to last task arrival, ms */
-    double cpu_all, cpu_main, cpu_other;  /* coordinator CPU per round, ms */
-    double kb_in, kb_out;                 /* per round */
-    int rounds;                           /* aggregated rounds in the ledger */
+    double dur_med, dur_min, dur_max;    /* ledger duration_s, ms */
+    double period_med;                   /* first task of r to first task of r+1, ms */
+    double gap_med;                      /* last receipt of r to first task of r+1, ms */
+    double answer_med;                   /* first to last task arrival, ms */
+    double cpu_all, cpu_main, cpu_other; /* coordinator CPU per round, ms */
+    double kb_in, kb_out;                /* per round */
+    int rounds;                          /* aggregated rounds in the ledger */
 };
 
 static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int in_dim,
@@ -212,11 +212,23 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
     snprintf(s_rounds, sizeof s_rounds, "%d", rounds);
     snprintf(s_cpr, sizeof s_cpr, "%d", nb);
-    char *argv[64] = {coord, "--key", hqkey, "--allow", allow, "--base", base, "--state-dir",
-                      state, "--endpoint", ep, "--federation", S_FED, "--method", "lora",
-                      "--targets", "fc1", "--rank", "4", "--classes", "0-9", "--heartbeat-ms",
-                      "1000", "--rounds", s_rounds, "--clients-per-round", s_cpr, "--min-start",
-                      s_cpr, "--min-clients", s_cpr, "--deadline", "60", "--exit-when-done"};
+    char *argv[64] = {coord,    "--key",
+                      hqkey,    "--allow",
+                      allow,    "--base",
+                      base,     "--state-dir",
+                      state,    "--endpoint",
+                      ep,       "--federation",
+                      S_FED,    "--method",
+                      "lora",   "--targets",
+                      "fc1",    "--rank",
+                      "4",      "--classes",
+                      "0-9",    "--heartbeat-ms",
+                      "1000",   "--rounds",
+                      s_rounds, "--clients-per-round",
+                      s_cpr,    "--min-start",
+                      s_cpr,    "--min-clients",
+                      s_cpr,    "--deadline",
+                      "60",     "--exit-when-done"};
     int argc = 34;
     char extra_buf[256];
     snprintf(extra_buf, sizeof extra_buf, "%s", extra ? extra : "");
@@ -272,9 +284,8 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                 }
                 switch (env->body_case) {
                 case FEDTL__ENVELOPE__BODY_WELCOME:
-                    if (!br[i].welcomed &&
-                        fl_verify_base(hq->sign_pk, base_hash,
-                                       env->welcome->base_signature.data) == 0) {
+                    if (!br[i].welcomed && fl_verify_base(hq->sign_pk, base_hash,
+                                                          env->welcome->base_signature.data) == 0) {
                         br[i].welcomed = true;
                         welcomed++;
                     }
@@ -348,8 +359,10 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     if (nd < rounds) {
         /* fl_coord.c's ledger line is cut at 4 KiB: with ~50+ participants it loses its
          * summary fields (duration_s, bytes) and is not valid JSON. */
-        fprintf(stderr, "bench_round: ledger has duration_s for %d of %d rounds; using the log's "
-                        "round_start/round_done timestamps\n", nd, rounds);
+        fprintf(stderr,
+                "bench_round: ledger has duration_s for %d of %d rounds; using the log's "
+                "round_start/round_done timestamps\n",
+                nd, rounds);
         nd = s_log_durations(logp, dur, 1024, &res->kb_in, &res->kb_out);
         src = "log";
     }
@@ -363,8 +376,8 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
             gap[np++] = (rt[r + 1].first_task - rt[r].last_receipt) * 1e3;
         }
         if (rt[r].accepted != nb)
-            fprintf(stderr, "bench_round: round %d: %d accepted, %d rejected\n", r,
-                    rt[r].accepted, rt[r].rejected);
+            fprintf(stderr, "bench_round: round %d: %d accepted, %d rejected\n", r, rt[r].accepted,
+                    rt[r].rejected);
     }
     double sorted[1024];
     memcpy(sorted, dur, sizeof(double) * (size_t)nd);
@@ -379,12 +392,13 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     res->cpu_other = (cpu1[2] - cpu0[2]) * 1e3 / rounds;
     res->kb_in = res->kb_in / 1024.0 / (nd ? nd : 1);
     res->kb_out = res->kb_out / 1024.0 / (nd ? nd : 1);
-    printf("bench=round source=%s branches=%d rounds=%d aggregated=%d duration_ms_median=%.1f min=%.1f "
+    printf("bench=round source=%s branches=%d rounds=%d aggregated=%d duration_ms_median=%.1f "
+           "min=%.1f "
            "max=%.1f period_ms=%.1f gap_ms=%.1f tasks_spread_ms=%.1f cpu_ms_per_round=%.1f "
            "cpu_main_ms=%.1f cpu_io_ms=%.1f kb_in=%.1f kb_out=%.1f",
            src, nb, rounds, nd, res->dur_med, res->dur_min, res->dur_max, res->period_med,
-           res->gap_med, res->answer_med, res->cpu_all, res->cpu_main, res->cpu_other,
-           res->kb_in, res->kb_out);
+           res->gap_med, res->answer_med, res->cpu_all, res->cpu_main, res->cpu_other, res->kb_in,
+           res->kb_out);
     printf(" durations_ms=");
     for (int i = 0; i < nd; i++)
         printf("%s%.0f", i ? "," : "", dur[i] * 1e3);

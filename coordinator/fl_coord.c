@@ -80,7 +80,7 @@ struct fl_coord {
     int nrejects;                           /* their count (may exceed the array) */
     uint64_t bytes_in, bytes_out;           /* this round */
     int64_t done_at;                        /* when the final adapter went out (ms) */
-    char last_ledger[4096];                 /* last ledger line, for status */
+    char *last_ledger;                      /* last ledger line (malloc'd), for status */
     char ledger_path[FL_COORD_PATH_MAX + 32]; /* rounds.jsonl */
 };
 
@@ -416,8 +416,6 @@ static void s_json_str(char *out, size_t len, const char *s)
 static void s_ledger(struct fl_coord *c, bool aggregated, double srv_acc, double srv_loss,
                      bool has_srv)
 {
-    char *l = c->last_ledger;
-    size_t cap = sizeof c->last_ledger, o = 0;
     double n = 0, tl = 0, en = 0, ea = 0, el = 0;
     for (int i = 0; i < c->naccepts; i++) {
         const struct s_accept *a = &c->accepts[i];
@@ -427,50 +425,54 @@ static void s_ledger(struct fl_coord *c, bool aggregated, double srv_acc, double
         ea += (double)a->eval_samples * a->eval_acc;
         el += (double)a->eval_samples * a->eval_loss;
     }
-    o += (size_t)snprintf(l + o, cap - o,
-                          "{\"round\":%u,\"aggregated\":%s,\"retry\":%d,\"selected\":%d,"
-                          "\"participants\":[",
-                          c->round + (aggregated ? 0 : 1), aggregated ? "true" : "false",
-                          c->retries, c->nselected);
-    for (int i = 0; i < c->naccepts && o < cap - 200; i++) {
+    char *line = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&line, &len); /* the line grows with the participants */
+    if (!m)
+        return;
+    fprintf(m, "{\"round\":%u,\"aggregated\":%s,\"retry\":%d,\"selected\":%d,\"participants\":[",
+            c->round + (aggregated ? 0 : 1), aggregated ? "true" : "false", c->retries,
+            c->nselected);
+    for (int i = 0; i < c->naccepts; i++) {
         char name[2 * FL_KEY_NAME_MAX];
         s_json_str(name, sizeof name, c->accepts[i].name);
-        o += (size_t)snprintf(l + o, cap - o,
-                              "%s{\"branch\":\"%s\",\"samples\":%llu,\"train_loss\":%.5f,"
-                              "\"eval_accuracy\":%.5f}",
-                              i ? "," : "", name, (unsigned long long)c->accepts[i].samples,
-                              c->accepts[i].train_loss, c->accepts[i].eval_acc);
+        fprintf(m,
+                "%s{\"branch\":\"%s\",\"samples\":%llu,\"train_loss\":%.5f,\"eval_accuracy\":%.5f}",
+                i ? "," : "", name, (unsigned long long)c->accepts[i].samples,
+                c->accepts[i].train_loss, c->accepts[i].eval_acc);
     }
-    o += (size_t)snprintf(l + o, cap - o, "],\"rejected\":[");
-    for (int i = 0; i < c->nrejects && i < S_MAX_REJECTS && o < cap - 300; i++) {
+    fprintf(m, "],\"rejected\":[");
+    for (int i = 0; i < c->nrejects && i < S_MAX_REJECTS; i++) {
         char reason[400];
         s_json_str(reason, sizeof reason, c->rejects[i].reason);
-        o += (size_t)snprintf(l + o, cap - o, "%s{\"branch\":\"%s\",\"reason\":\"%s\"}",
-                              i ? "," : "", c->rejects[i].id, reason);
+        fprintf(m, "%s{\"branch\":\"%s\",\"reason\":\"%s\"}", i ? "," : "", c->rejects[i].id,
+                reason);
     }
-    if (o < cap - 400) {
-        o += (size_t)snprintf(l + o, cap - o,
-                              "],\"samples\":%.0f,\"train_loss\":%.5f,\"fed_eval_accuracy\":%.5f,"
-                              "\"fed_eval_loss\":%.5f",
-                              n, n > 0 ? tl / n : 0, en > 0 ? ea / en : 0, en > 0 ? el / en : 0);
-        if (has_srv)
-            o += (size_t)snprintf(l + o, cap - o,
-                                  ",\"server_eval_accuracy\":%.5f,\"server_eval_loss\":%.5f",
-                                  srv_acc, srv_loss);
-        o += (size_t)snprintf(l + o, cap - o,
-                              ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_s\":%.3f}",
-                              (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-                              (s_now_ms() - c->round_start) / 1000.0);
+    fprintf(m,
+            "],\"rejected_total\":%d,\"samples\":%.0f,\"train_loss\":%.5f,"
+            "\"fed_eval_accuracy\":%.5f,\"fed_eval_loss\":%.5f",
+            c->nrejects, n, n > 0 ? tl / n : 0, en > 0 ? ea / en : 0, en > 0 ? el / en : 0);
+    if (has_srv)
+        fprintf(m, ",\"server_eval_accuracy\":%.5f,\"server_eval_loss\":%.5f", srv_acc, srv_loss);
+    fprintf(m, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_s\":%.3f}",
+            (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+            (s_now_ms() - c->round_start) / 1000.0);
+    if (fclose(m) != 0) {
+        free(line);
+        return;
     }
+    free(c->last_ledger);
+    c->last_ledger = line;
     FILE *f = fopen(c->ledger_path, "a");
     if (!f) {
         fl_log(FL_LOG_ERROR, "ledger_failed", "path=%s reason=\"%s\"", c->ledger_path,
                strerror(errno));
         return;
     }
-    fprintf(f, "%s\n", l);
-    fflush(f);
-    fsync(fileno(f));
+    fprintf(f, "%s\n", line);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        fl_log(FL_LOG_ERROR, "ledger_failed", "path=%s reason=\"%s\"", c->ledger_path,
+               strerror(errno));
     fclose(f);
 }
 
@@ -821,34 +823,34 @@ static void s_read_zap(struct fl_coord *c)
 static void s_read_control(struct fl_coord *c)
 {
     char req[64] = "";
-    int n = zmq_recv(c->control, req, sizeof req - 1, ZMQ_DONTWAIT);
-    if (n < 0)
+    if (zmq_recv(c->control, req, sizeof req - 1, ZMQ_DONTWAIT) < 0)
         return;
     static const char *phases[] = {"waiting", "round", "done"};
-    size_t cap = 8192 + c->nbranches * 160, o = 0;
-    char *out = malloc(cap);
-    if (!out) {
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    if (!m) {
         zmq_send(c->control, "{}", 2, 0);
         return;
     }
     int64_t now = s_now_ms();
-    o += (size_t)snprintf(out + o, cap - o,
-                          "{\"federation\":\"%s\",\"phase\":\"%s\",\"round\":%u,\"rounds\":%d,"
-                          "\"branches\":[",
-                          c->cfg.federation, phases[c->phase], c->round, c->cfg.rounds);
-    for (size_t i = 0; i < c->nbranches && o < cap - 200; i++) {
+    fprintf(m, "{\"federation\":\"%s\",\"phase\":\"%s\",\"round\":%u,\"rounds\":%d,\"branches\":[",
+            c->cfg.federation, phases[c->phase], c->round, c->cfg.rounds);
+    for (size_t i = 0; i < c->nbranches; i++) {
         const struct s_branch *b = &c->branches[i];
         char name[2 * FL_KEY_NAME_MAX];
         s_json_str(name, sizeof name, b->name);
-        o += (size_t)snprintf(out + o, cap - o,
-                              "%s{\"name\":\"%s\",\"id\":\"%s\",\"has_base\":%s,\"samples\":%llu,"
-                              "\"idle_ms\":%lld}",
-                              i ? "," : "", name, b->id, b->has_base ? "true" : "false",
-                              (unsigned long long)b->samples, (long long)(now - b->last_seen));
+        fprintf(
+            m,
+            "%s{\"name\":\"%s\",\"id\":\"%s\",\"has_base\":%s,\"samples\":%llu,\"idle_ms\":%lld}",
+            i ? "," : "", name, b->id, b->has_base ? "true" : "false",
+            (unsigned long long)b->samples, (long long)(now - b->last_seen));
     }
-    o += (size_t)snprintf(out + o, cap - o, "],\"last\":%s}",
-                          c->last_ledger[0] ? c->last_ledger : "null");
-    zmq_send(c->control, out, o, 0);
+    fprintf(m, "],\"last\":%s}", c->last_ledger ? c->last_ledger : "null");
+    if (fclose(m) == 0)
+        zmq_send(c->control, out, len, 0);
+    else
+        zmq_send(c->control, "{}", 2, 0);
     free(out);
 }
 
@@ -947,7 +949,13 @@ int fl_coord_run(fl_coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic
             s_read_router(c);
         if (items[1].revents & ZMQ_POLLIN)
             s_read_control(c);
-        if ((rc = s_tick(c)) != 0)
+        /* Tick until the phase settles: a round that just ended starts the next at once. */
+        enum s_phase before;
+        do {
+            before = c->phase;
+            rc = s_tick(c);
+        } while (rc == 0 && c->phase != before && c->phase != S_DONE);
+        if (rc)
             break;
         /* Give the final adapter a moment to leave before exiting. */
         if (c->phase == S_DONE && c->cfg.exit_when_done && s_now_ms() - c->done_at > 1000)
@@ -1071,6 +1079,7 @@ void fl_coord_destroy(fl_coord_t **self_p)
     free(c->global_bytes);
     free(c->accepts);
     free(c->branches);
+    free(c->last_ledger);
     fl_adapter_close(&c->global);
     fl_base_close(&c->base);
     fl_allowlist_destroy(&c->allow);
