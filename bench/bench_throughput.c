@@ -143,8 +143,9 @@ struct s_flops {
 };
 
 /* Walk the arch: forward of every layer (the cache is off), backward from the first trainable
- * layer: dW for each weighted layer there, dX for each layer above the first trainable one,
- * and LoRA merge (forward) plus the two LoRA gradient products (backward) per target. */
+ * layer: dW for each trainable weight (the head), dX for each layer above the first trainable
+ * one, and for a LoRA target the merge W + s B A once per batch and the factor gradients
+ * straight from dY (X A^T, dY^T XA, dY B, (dY B)^T X: no full dW). */
 static struct s_flops s_step_flops(const struct fl_arch *a, int first, const bool *lora, int r,
                                    int n)
 {
@@ -173,12 +174,13 @@ static struct s_flops s_step_flops(const struct fl_arch *a, int first, const boo
         if (mnk == 0)
             continue;
         f.fwd += 2 * mnk;
-        if (l >= first)
+        double rows = mnk / (out * in);
+        if (l >= first && !lora[l])
             f.bwd += 2 * mnk; /* dW */
         if (l > first)
             f.bwd += 2 * mnk; /* dX */
         if (lora[l])
-            f.lora += 3 * 2 * out * in * r; /* merge B A, dB = dW A^T, dA = B^T dW */
+            f.lora += 2 * out * in * r + 4 * rows * r * (in + out); /* merge + 4 GEMMs */
     }
     return f;
 }
