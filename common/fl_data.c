@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 /* Attempts at a Dirichlet draw that gives every shard min_size records. */
@@ -289,6 +290,24 @@ out_free_buf:
     return rc;
 }
 
+/* Could the file hold what its header claims? A raw file must be that long; deflate expands
+ * at most about 1032:1, so a gzip file of S bytes holds at most ~1032 S. Checked before
+ * allocating, so a 20-byte file cannot make us allocate gigabytes. */
+static int s_idx_plausible(const struct s_idx *ix)
+{
+    struct stat st;
+    if (stat(ix->path, &st) != 0)
+        return fl_fail(FL_EIO, "%s: %s", ix->path, strerror(errno));
+    double claimed = (double)ix->count * (double)ix->rec_elems * (double)ix->esize;
+    double room = gzdirect(ix->f) ? (double)st.st_size : 1040.0 * (double)st.st_size + 4096.0;
+    if (S_ISREG(st.st_mode) && claimed > room)
+        return fl_fail(FL_ETRUNC,
+                       "%s: the header claims %zu records (%.0f bytes), more than a "
+                       "%lld-byte file can hold",
+                       ix->path, ix->count, claimed, (long long)st.st_size);
+    return 0;
+}
+
 int fl_dataset_load_idx(struct fl_dataset *ds, const char *images_path, const char *labels_path)
 {
     struct s_idx im = {0}, lb = {0};
@@ -305,6 +324,8 @@ int fl_dataset_load_idx(struct fl_dataset *ds, const char *images_path, const ch
                      images_path, im.count, labels_path, lb.count);
         goto out_close;
     }
+    if ((rc = s_idx_plausible(&im)) || (rc = s_idx_plausible(&lb)))
+        goto out_close;
     d.n = im.count;
     d.dim = im.rec_elems;
     if (im.ndims == 3) {

@@ -18,6 +18,7 @@ static const char s_usage[] =
     "  --federation NAME     --endpoint tcp://0.0.0.0:7777  --key coord.key  --allow DIR|FILE\n"
     "  --base base.ftm       --state-dir DIR   --rounds N   --clients-per-round N\n"
     "  --fraction F          --min-clients N   --min-start N --deadline SECONDS\n"
+    "  --start-grace SECONDS (with min-start branches ready, wait this long for the rest)\n"
     "  --round-retries N     --epochs N  --batch N  --lr LR  --method lora|ffa-lora|head|bitfit\n"
     "  --rank R  --alpha A   --targets L,L  --classes C  --seed S  --heartbeat-ms MS\n"
     "  --eval-data D [--eval-labels L]  --strategy fedavg  --control ENDPOINT  --threads N\n"

@@ -80,6 +80,7 @@ struct fl_coord {
     int nrejects;                           /* their count (may exceed the array) */
     uint64_t bytes_in, bytes_out;           /* this round */
     int64_t done_at;                        /* when the final adapter went out (ms) */
+    int64_t ready_since;                    /* when min_start branches were first eligible */
     char *last_ledger;                      /* last ledger line (malloc'd), for status */
     char ledger_path[FL_COORD_PATH_MAX + 32]; /* rounds.jsonl */
 };
@@ -585,7 +586,12 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
     uint32_t r = c->round + 1;
     struct s_branch *b = s_branch_find(c, peer, peer_len);
     c->bytes_in += frame_bytes;
-    if (!b || peer_len != FL_SIGN_PK_BYTES || memcmp(peer, u->branch_key.data, FL_SIGN_PK_BYTES))
+    bool own_key =
+        peer_len == FL_SIGN_PK_BYTES && memcmp(peer, u->branch_key.data, FL_SIGN_PK_BYTES) == 0;
+    if (!b && own_key && fl_allowlist_has(c->allow, peer, NULL) && u->round < r)
+        /* A straggler that fell silent so long it was dropped: its round is over. */
+        return s_reject(c, peer, u->round, id, "stale round: that round is over");
+    if (!b || !own_key)
         return s_reject(c, peer, u->round, id, "unknown, revoked or mismatched branch key");
     if (c->phase != S_ROUND || u->round < r)
         return s_reject(c, peer, u->round, id, "stale round: that round is over");
@@ -888,7 +894,17 @@ static int s_tick(struct fl_coord *c)
                 if (s_eligible(&c->branches[i]))
                     s_send_final(c, &c->branches[i]);
         } else if (eligible >= c->cfg.min_start) {
-            s_round_start(c, eligible);
+            /* With a start grace, wait a little for the rest of the enrolled branches. */
+            int64_t now = s_now_ms();
+            if (c->ready_since == 0)
+                c->ready_since = now;
+            bool everyone = (size_t)eligible >= fl_allowlist_size(c->allow);
+            if (everyone || now - c->ready_since >= (int64_t)(c->cfg.start_grace_s * 1000)) {
+                c->ready_since = 0;
+                s_round_start(c, eligible);
+            }
+        } else {
+            c->ready_since = 0;
         }
         return 0;
     case S_ROUND:

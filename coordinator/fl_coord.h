@@ -27,6 +27,7 @@ struct fl_coord_config {
     double fraction;                     /* fraction of eligible branches per round */
     int min_clients;                     /* updates needed to aggregate */
     int min_start;                       /* eligible branches needed to start a round */
+    double start_grace_s;                /* then wait up to this long for the other enrolled */
     double deadline_s;                   /* round deadline, seconds */
     int round_retries;                   /* retries of a round that fell short */
     int epochs, batch;                   /* local training */

@@ -2,6 +2,7 @@
 #include "fl_coord.h"
 #include "fl_error.h"
 
+#include <errno.h>
 #include <ini.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ static const struct s_field s_fields[] = {
     F_NUM("min_clients", S_INT, min_clients, 1, 1e6),
     F_NUM("min_start", S_INT, min_start, 1, 1e6),
     F_NUM("deadline", S_DBL, deadline_s, 0.1, 1e6),
+    F_NUM("start_grace", S_DBL, start_grace_s, 0, 1e6),
     F_NUM("round_retries", S_INT, round_retries, 0, 1000),
     F_NUM("epochs", S_INT, epochs, 1, 10000),
     F_NUM("batch", S_INT, batch, 1, 1 << 16),
@@ -73,7 +75,7 @@ static const struct s_field s_fields[] = {
     F_NUM("alpha", S_FLT, alpha, 0, 1e6),
     F_STR("targets", targets),
     F_STR("classes", classes),
-    F_NUM("seed", S_U64, seed, 0, 1.8e19),
+    F_NUM("seed", S_U64, seed, 0, 18446744073709551615.0),
     F_NUM("heartbeat_ms", S_INT, heartbeat_ms, 10, 600000),
     F_NUM("chunk_size", S_U32, chunk_size, 4096, 4 << 20),
     F_STR("strategy", strategy),
@@ -121,30 +123,33 @@ int fl_coord_config_set(struct fl_coord_config *c, const char *key, const char *
         return 0;
     }
     char *end;
+    errno = 0;
+    if (f->kind == S_INT || f->kind == S_U32 || f->kind == S_U64) {
+        /* Whole numbers only: "2.5" or "1e3" for a count is a mistake to report. */
+        unsigned long long u = strtoull(value, &end, 10);
+        while (*end == ' ')
+            end++;
+        if (end == value || *end != '\0' || errno == ERANGE || value[strspn(value, " ")] == '-' ||
+            (double)u < f->lo || (double)u > f->hi)
+            return fl_fail(FL_EINVAL, "%s: '%s' is not a whole number in [%.0f, %.0f]", key, value,
+                           f->lo, f->hi);
+        if (f->kind == S_INT)
+            *(int *)p = (int)u;
+        else if (f->kind == S_U32)
+            *(uint32_t *)p = (uint32_t)u;
+        else
+            *(uint64_t *)p = (uint64_t)u;
+        return 0;
+    }
     double v = strtod(value, &end);
     while (*end == ' ')
         end++;
     if (end == value || *end != '\0' || !(v >= f->lo && v <= f->hi))
         return fl_fail(FL_EINVAL, "%s: '%s' is not a number in [%g, %g]", key, value, f->lo, f->hi);
-    switch (f->kind) {
-    case S_INT:
-        *(int *)p = (int)v;
-        break;
-    case S_U32:
-        *(uint32_t *)p = (uint32_t)v;
-        break;
-    case S_U64:
-        *(uint64_t *)p = strtoull(value, NULL, 10);
-        break;
-    case S_DBL:
+    if (f->kind == S_DBL)
         *(double *)p = v;
-        break;
-    case S_FLT:
+    else
         *(float *)p = (float)v;
-        break;
-    default:
-        break;
-    }
     return 0;
 }
 

@@ -222,6 +222,22 @@ Test(fl_data, idx_truncated_header_and_labels, .init = s_setup, .fini = s_teardo
     s_assert_msg_has("truncated at record 1");
 }
 
+Test(fl_data, idx_header_claiming_more_than_the_file_holds_is_refused_before_allocating,
+     .init = s_setup, .fini = s_teardown)
+{
+    /* 2^30 records of one byte each in a 12-byte file (found by fuzz_idx): no gigabyte
+     * allocation, a clear error instead; the same in gzip. */
+    const char *im = s_path(0, "img.idx"), *lb = s_path(1, "lab.idx");
+    for (int gz = 0; gz < 2; gz++) {
+        s_write_idx(im, gz, 0x08, 2, (uint32_t[]){1u << 30, 1}, (uint8_t[]){7}, 1);
+        s_write_idx(lb, gz, 0x08, 1, (uint32_t[]){1u << 30}, (uint8_t[]){1}, 1);
+        struct fl_dataset ds;
+        cr_assert_eq(fl_dataset_load_idx(&ds, im, lb), FL_ETRUNC);
+        s_assert_msg_has(im);
+        s_assert_msg_has("more than");
+    }
+}
+
 Test(fl_data, idx_bad_magic_and_unsupported_type, .init = s_setup, .fini = s_teardown)
 {
     const char *im = s_path(0, "img.idx"), *lb = s_path(1, "lab.idx");

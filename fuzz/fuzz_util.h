@@ -1,0 +1,38 @@
+/* fuzz_util: what the libFuzzer targets under fuzz/ share: in-memory files (memfd) for the
+ * loaders that take a path, the content-hash fix-up that lets mutated model files past the
+ * hash check, and the fixed keys the corpus generator seals and signs with. */
+#ifndef FUZZ_UTIL_H
+#define FUZZ_UTIL_H
+
+#include "fl_keys.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FUZZ_FEDERATION "fedtl" /* federation name bound into the seed update's signature */
+#define FUZZ_ROUND      3       /* round of the seed update */
+
+/* A file that lives in memory: a memfd reached through /proc/self/fd/N. */
+struct fuzz_file {
+    int fd;        /* the memfd; initialise to -1 (FUZZ_FILE_INIT) */
+    char path[64]; /* "/proc/self/fd/N" */
+};
+#define FUZZ_FILE_INIT                                                                             \
+    {                                                                                              \
+        .fd = -1                                                                                   \
+    }
+
+/* Replace the contents of f (created on first use, named tag) by data[0..len). Aborts when
+ * the memfd cannot be made or written: that is the harness failing, not the code under test. */
+const char *fuzz_file_set(struct fuzz_file *f, const char *tag, const uint8_t *data, size_t len);
+
+/* Recompute the content hash of fedtl model file bytes in place (bytes [24, 56) over [0, 24)
+ * and [56, len)); no-op when len is shorter than the preamble. */
+void fuzz_fix_hash(uint8_t *buf, size_t len);
+
+/* The branch and coordinator identities the seed corpus is made with (from fixed seeds).
+ * Plain memory (not sodium_malloc): these keys are public test fixtures. */
+void fuzz_branch_identity(struct fl_identity *id);
+void fuzz_coord_identity(struct fl_identity *id);
+
+#endif

@@ -1,0 +1,134 @@
+/* fuzz_wire: one frame from a peer, as the coordinator and the branch see it.
+ * fl_wire_decode on the input; a decoded message is re-encoded and must decode again; the
+ * adapter of a RoundTask / FinalModel goes through fl_adapter_unpack (the branch's path); a
+ * SealedUpdate goes through the coordinator's pure verification steps (fl_verify_update with
+ * the fixture branch key and with the key it names, fl_open_update with the fixture
+ * coordinator key, fl_wire_decode_body, fl_adapter_unpack). The same bytes are also read as
+ * an UpdateBody (a second interpretation) and its adapter unpacked. Adapters that fail only
+ * their content hash are unpacked again with the hash fixed, to reach the code behind it. */
+#include "fl_codec.h"
+#include "fl_error.h"
+#include "fl_modelfile.h"
+#include "fl_seal.h"
+#include "fuzz_util.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct fl_identity s_branch, s_coord;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    fuzz_branch_identity(&s_branch);
+    fuzz_coord_identity(&s_coord);
+    return 0;
+}
+
+/* Unpack adapter bytes as received, then (if only the hash was wrong) with the hash fixed. */
+static void s_adapter(const uint8_t *buf, size_t len)
+{
+    struct fl_adapter_file a;
+    int rc = fl_adapter_unpack(buf, len, "fuzz", &a);
+    fl_adapter_close(&a);
+    if (rc != FL_EHASH)
+        return;
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        abort();
+    memcpy(copy, buf, len);
+    fuzz_fix_hash(copy, len);
+    if (fl_adapter_unpack(copy, len, "fuzz", &a) == 0)
+        (void)fl_adapter_tensor(&a, "fc3.weight");
+    fl_adapter_close(&a);
+    free(copy);
+}
+
+static void s_body(const uint8_t *buf, size_t len)
+{
+    Fedtl__UpdateBody *body;
+    if (fl_wire_decode_body(buf, len, &body) != 0)
+        return;
+    s_adapter(body->adapter.data, body->adapter.len);
+    fl_wire_free_body(&body);
+}
+
+/* The coordinator's order: signature first, then open, decode, parse the adapter. */
+static void s_update(const Fedtl__SealedUpdate *u)
+{
+    const uint8_t *ct = u->ciphertext.data;
+    size_t ct_len = u->ciphertext.len;
+    int named = fl_verify_update(u->branch_key.data, FUZZ_FEDERATION, u->round, u->base_hash.data,
+                                 ct, ct_len, u->signature.data);
+    int fixture = fl_verify_update(s_branch.sign_pk, FUZZ_FEDERATION, u->round, u->base_hash.data,
+                                   ct, ct_len, u->signature.data);
+    if (named != 0 && fixture != 0)
+        return;
+    uint8_t *plain;
+    size_t plain_len;
+    if (fl_open_update(&s_coord, ct, ct_len, &plain, &plain_len) != 0)
+        return;
+    s_body(plain, plain_len);
+    fl_seal_free_plain(&plain, plain_len);
+}
+
+/* True when msg holds an unknown field numbered 0. protobuf-c 1.4.1 accepts field number 0
+ * when its key is an over-long varint (0x85 0x00) but refuses the one-byte key it writes back
+ * (fuzz/regressions/wire/): not fedtl's to fix, so such a message skips the round trip. */
+static bool s_has_tag0(const ProtobufCMessage *msg)
+{
+    for (unsigned i = 0; msg && i < msg->n_unknown_fields; i++)
+        if (msg->unknown_fields[i].tag == 0)
+            return true;
+    return false;
+}
+
+/* Whatever decodes must encode and decode again. */
+static void s_roundtrip(Fedtl__Envelope *env)
+{
+    /* Every body member is a message pointer in one union: hello names them all. */
+    if (s_has_tag0(&env->base) || s_has_tag0((const ProtobufCMessage *)env->hello) ||
+        (env->body_case == FEDTL__ENVELOPE__BODY_TASK && s_has_tag0(&env->task->params->base)))
+        return;
+    uint8_t *buf;
+    size_t len;
+    if (fl_wire_encode(env, &buf, &len) != 0) {
+        fprintf(stderr, "fuzz_wire: a decoded envelope does not encode: %s\n", fl_error_msg());
+        abort();
+    }
+    Fedtl__Envelope *again;
+    if (fl_wire_decode(buf, len, &again) != 0) {
+        fprintf(stderr, "fuzz_wire: a re-encoded envelope does not decode: %s\n", fl_error_msg());
+        abort();
+    }
+    if (again->body_case != env->body_case)
+        abort();
+    fl_wire_free(&again);
+    free(buf);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    Fedtl__Envelope *env;
+    if (fl_wire_decode(data, size, &env) == 0) {
+        s_roundtrip(env);
+        switch (env->body_case) {
+        case FEDTL__ENVELOPE__BODY_UPDATE:
+            s_update(env->update);
+            break;
+        case FEDTL__ENVELOPE__BODY_TASK:
+            s_adapter(env->task->adapter.data, env->task->adapter.len);
+            break;
+        case FEDTL__ENVELOPE__BODY_FINAL:
+            s_adapter(env->final->adapter.data, env->final->adapter.len);
+            break;
+        default:
+            break;
+        }
+        fl_wire_free(&env);
+    }
+    s_body(data, size);
+    return 0;
+}

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# simulate.sh: a whole federation on this machine, with the real programs as separate
+# processes: fedtl-coordinator and N fedtl-client branches over CurveZMQ on loopback (or, with
+# --netns, each branch in its own network namespace). Prepares keys, the base and the branch
+# shards in the run directory, prints one line per round, and injects faults on request.
+# Exit status: 0 when every round completed, 1 when the federation did not, 2 on bad usage.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: scripts/simulate.sh [options]
+  --run DIR            run directory (default ./sim-run); keys, base, shards, logs, ledger
+  --branches N         branches (default 10)
+  --alpha A            Dirichlet label skew over the branches; 0 = IID (default 0.3)
+  --rounds R           rounds (default 20)
+  --method M           adapter method: lora, ffa-lora, head, bitfit (default lora)
+  --rank R, --lr LR    adapter rank and local learning rate (default: the method's)
+  --epochs E           local epochs per round (default 2)
+  --batch B            local batch size (default 32)
+  --seed S             seed for shards, adapter and selection (default 1)
+  --deadline S         round deadline in seconds (default 60)
+  --fraction F         fraction of branches per round (default 1)
+  --min-clients N      updates needed to aggregate (default: half the branches, at least 1)
+  --min-start N        registered branches needed to start a round (default: --min-clients);
+                       the coordinator then waits up to 10 s for the others (--start-grace)
+  --samples N          target-class records shared over the branches (default 5000)
+  --holdout F          share of each shard held out for the branch's own evaluation (0.2)
+  --classes C          target classes (default 5-9)
+  --data D [--labels L]            training pool (default Fashion-MNIST train, IDX)
+  --test D [--test-labels L]       server-side evaluation set (default Fashion-MNIST t10k)
+  --base FILE          use this base; otherwise RUN/base.ftm, pretrained once and reused:
+  --base-classes C     classes of the base's pretraining (default 0-4)
+  --pretrain-epochs E  epochs of that pretraining (default 3)
+  --port P             coordinator port (default 7000 + a number from the run directory)
+  --insecure           plaintext transport (CurveZMQ off) on both sides
+  --netns              each branch in its own network namespace, joined to the coordinator's
+                       by a veth pair (needs root; removed on exit)
+  --quiet              no per-round lines
+faults:
+  --kill-branch K:R          SIGKILL branch K when round R starts
+  --restart-coordinator R    SIGKILL the coordinator after round R and start it again
+  --delay-branch K:R         freeze branch K (SIGSTOP) when round R starts, past the deadline,
+                             then let it go on (SIGCONT): its late update must be rejected
+EOF
+}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${FEDTL_BIN:-$root/build}
+fm=/usr/share/datasets/fashion-mnist
+run=$PWD/sim-run branches=10 alpha=0.3 rounds=20 method=lora rank="" lr="" epochs=2 batch=32
+seed=1 deadline=60 fraction=1 min_clients="" min_start="" samples=5000 holdout=0.2 classes=5-9
+data=$fm/train-images-idx3-ubyte.gz labels=$fm/train-labels-idx1-ubyte.gz
+test_data=$fm/t10k-images-idx3-ubyte.gz test_labels=$fm/t10k-labels-idx1-ubyte.gz
+base="" base_classes=0-4 pre_epochs=3 port="" insecure=0 netns=0 quiet=0
+kill_branch="" restart_after="" delay_branch=""
+while [ $# -gt 0 ]; do
+    case $1 in
+    -h | --help) usage; exit 0 ;;
+    --insecure) insecure=1; shift; continue ;;
+    --netns) netns=1; shift; continue ;;
+    --quiet) quiet=1; shift; continue ;;
+    esac
+    [ $# -ge 2 ] || { echo "simulate.sh: $1 needs a value" >&2; usage >&2; exit 2; }
+    case $1 in
+    --run) run=$2 ;; --branches) branches=$2 ;; --alpha) alpha=$2 ;; --rounds) rounds=$2 ;;
+    --method) method=$2 ;; --rank) rank=$2 ;; --lr) lr=$2 ;; --epochs) epochs=$2 ;;
+    --batch) batch=$2 ;; --seed) seed=$2 ;; --deadline) deadline=$2 ;;
+    --fraction) fraction=$2 ;; --min-clients) min_clients=$2 ;; --samples) samples=$2 ;;
+    --min-start) min_start=$2 ;;
+    --holdout) holdout=$2 ;; --classes) classes=$2 ;; --data) data=$2; labels="" ;;
+    --labels) labels=$2 ;; --test) test_data=$2; test_labels="" ;;
+    --test-labels) test_labels=$2 ;; --base) base=$2 ;; --base-classes) base_classes=$2 ;;
+    --pretrain-epochs) pre_epochs=$2 ;; --port) port=$2 ;;
+    --kill-branch) kill_branch=$2 ;; --restart-coordinator) restart_after=$2 ;;
+    --delay-branch) delay_branch=$2 ;;
+    *) echo "simulate.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift 2
+done
+[ "$branches" -ge 1 ] 2>/dev/null || { echo "simulate.sh: --branches must be >= 1" >&2; exit 2; }
+[ -n "$min_clients" ] || min_clients=$(( branches / 2 > 0 ? branches / 2 : 1 ))
+[ -n "$min_start" ] || min_start=$min_clients
+[ "$min_start" -ge "$min_clients" ] || min_start=$min_clients
+for b in fedtl fedtl-coordinator fedtl-client; do
+    [ -x "$bin/$b" ] || { echo "simulate.sh: $bin/$b missing: build first (cmake --build build) or set FEDTL_BIN" >&2; exit 2; }
+done
+if [ "$netns" = 1 ]; then
+    [ "$(id -u)" = 0 ] || { echo "simulate.sh: --netns needs root (network namespaces and veth pairs)" >&2; exit 2; }
+    command -v ip >/dev/null || { echo "simulate.sh: --netns needs iproute2 (apt-get install iproute2)" >&2; exit 2; }
+    [ "$branches" -le 250 ] || { echo "simulate.sh: --netns supports up to 250 branches" >&2; exit 2; }
+fi
+mkdir -p "$run"
+run=$(cd "$run" && pwd)
+[ -n "$port" ] || port=$(( 7000 + $(printf '%s' "$run" | cksum | cut -d' ' -f1) % 2000 ))
+log() { printf '%s\n' "$*" >&2; }
+labels_opt() { [ -n "$1" ] && printf -- '--labels %s' "$1"; }
+
+# ---- clean-up: every process we started, every namespace we made ----
+pids=()
+ns_prefix="fedtl$$"
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
+    [ -n "${coord_pid:-}" ] && kill -KILL "$coord_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    if [ "$netns" = 1 ]; then
+        for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$ns_prefix" || true); do
+            ip netns delete "$ns" 2>/dev/null || true
+        done
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- preparation: keys, base, shards ----
+cd "$run"
+mkdir -p keys allow logs
+[ -f keys/hq.key ] || "$bin/fedtl" keygen --out keys/hq --name hq >/dev/null
+for ((k = 0; k < branches; k++)); do
+    name=$(printf 'branch-%02d' "$k")
+    [ -f "keys/$name.key" ] || "$bin/fedtl" keygen --out "keys/$name" --name "$name" >/dev/null
+    cp "keys/$name.pub" allow/
+done
+if [ -z "$base" ]; then
+    base=$run/base.ftm
+    if [ -s "$base" ] && "$bin/fedtl" inspect "$base" >/dev/null 2>&1; then
+        log "simulate: reusing the base $base"
+    else
+        log "simulate: pretraining the base (cnn-small, classes $base_classes, $pre_epochs epochs)"
+        # shellcheck disable=SC2046
+        "$bin/fedtl" pretrain --data "$data" $(labels_opt "$labels") --classes "$base_classes" \
+            --arch cnn-small --epochs "$pre_epochs" --seed "$seed" --quiet --out "$base" >/dev/null
+    fi
+fi
+rm -rf shards
+# shellcheck disable=SC2046
+"$bin/fedtl" partition --data "$data" $(labels_opt "$labels") --classes "$classes" \
+    --samples "$samples" --clients "$branches" $([ "$alpha" = 0 ] && echo --iid || echo --dirichlet "$alpha") \
+    --min-size 10 --seed "$seed" --out-dir shards >logs/partition.txt
+
+# ---- the network: loopback, or one namespace per branch ----
+coord_host=127.0.0.1
+in_coord_ns=()
+branch_ns() { :; }
+if [ "$netns" = 1 ]; then
+    ip netns add "${ns_prefix}c"
+    ip -n "${ns_prefix}c" link set lo up
+    in_coord_ns=(ip netns exec "${ns_prefix}c")
+    for ((k = 0; k < branches; k++)); do
+        ns="${ns_prefix}b$k"
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        ip link add "fc$$_$k" netns "${ns_prefix}c" type veth peer name "fb$$_$k" netns "$ns"
+        ip -n "${ns_prefix}c" addr add "10.231.$k.1/30" dev "fc$$_$k"
+        ip -n "$ns" addr add "10.231.$k.2/30" dev "fb$$_$k"
+        ip -n "${ns_prefix}c" link set "fc$$_$k" up
+        ip -n "$ns" link set "fb$$_$k" up
+    done
+fi
+
+# ---- the programs: the same command lines docker-compose.yml runs ----
+sec=()
+[ "$insecure" = 1 ] && sec=(--insecure)
+coord_cmd=("$bin/fedtl-coordinator" --federation simulation --key keys/hq.key --allow allow
+    --base "$base" --state-dir state --endpoint "tcp://0.0.0.0:$port" --rounds "$rounds"
+    --fraction "$fraction" --min-clients "$min_clients" --min-start "$min_start" --start-grace 10
+    --deadline "$deadline" --epochs "$epochs" --batch "$batch" --method "$method"
+    --classes "$classes" --seed "$seed" --heartbeat-ms 500 --exit-when-done
+    --eval-data "$test_data" "${sec[@]}")
+[ -n "$test_labels" ] && coord_cmd+=(--eval-labels "$test_labels")
+[ -n "$rank" ] && coord_cmd+=(--rank "$rank")
+[ -n "$lr" ] && coord_cmd+=(--lr "$lr")
+start_coordinator() {
+    "${in_coord_ns[@]}" "${coord_cmd[@]}" >>logs/coordinator.log 2>&1 &
+    coord_pid=$!
+}
+start_branch() {
+    local k=$1 name host prefix=()
+    name=$(printf 'branch-%02d' "$k")
+    host=$coord_host
+    if [ "$netns" = 1 ]; then
+        prefix=(ip netns exec "${ns_prefix}b$k")
+        host=10.231.$k.1
+    fi
+    mkdir -p "$name"
+    "${prefix[@]}" "$bin/fedtl-client" --coordinator "tcp://$host:$port" \
+        --coordinator-key keys/hq.pub --key "keys/$name.key" \
+        --data "shards/client-$(printf %02d "$k").csv" --holdout "$holdout" \
+        --cache-dir "$name/cache" --out "$name/final.fta" --threads 1 --connect-timeout 120 \
+        "${sec[@]}" >>"logs/$name.log" 2>&1 &
+    pids[k]=$!
+    disown "$!" # faults kill branches on purpose: no job-control noise
+}
+
+rm -rf state
+: >logs/coordinator.log
+log "simulate: $branches branches, alpha $alpha, $rounds rounds, method $method, port $port$([ "$netns" = 1 ] && echo ', network namespaces')"
+start_coordinator
+for ((k = 0; k < branches; k++)); do start_branch "$k"; done
+
+# ---- watch the ledger, print rounds, inject faults ----
+num() { sed -n "s/.*\"$1\":\([-0-9.e]*\).*/\1/p" <<<"$2"; }
+printed=0
+fault_at() { [ -n "$1" ] && [ "${1#*:}" = "$2" ]; }
+kill_done=0 delay_done=0 restart_done=0
+[ "$quiet" = 1 ] || printf '%-6s %-9s %-8s %-10s %-10s %-10s %s\n' round branches samples fed_acc server_acc bytes_in bytes_out >&2
+while :; do
+    alive=1
+    kill -0 "$coord_pid" 2>/dev/null || alive=0
+    # Round starts in the log trigger the branch faults.
+    for r in $(sed -n 's/.*event=round_start round=\([0-9]*\).*/\1/p' logs/coordinator.log | sort -un); do
+        if [ "$kill_done" = 0 ] && fault_at "$kill_branch" "$r"; then
+            k=${kill_branch%%:*}
+            log "simulate: fault: killing branch $k in round $r"
+            kill -KILL "${pids[k]}" 2>/dev/null || true
+            kill_done=1
+        fi
+        if [ "$delay_done" = 0 ] && fault_at "$delay_branch" "$r"; then
+            k=${delay_branch%%:*}
+            log "simulate: fault: freezing branch $k for ${deadline}s + 2s in round $r"
+            kill -STOP "${pids[k]}" 2>/dev/null || true
+            ( sleep "$(( ${deadline%.*} + 2 ))"; kill -CONT "${pids[k]}" 2>/dev/null ) &
+            delay_done=1
+        fi
+    done
+    # New ledger lines: print them, and restart the coordinator after round R if asked.
+    if [ -f state/rounds.jsonl ]; then
+        total=$(wc -l <state/rounds.jsonl)
+        while [ "$printed" -lt "$total" ]; do
+            printed=$((printed + 1))
+            line=$(sed -n "${printed}p" state/rounds.jsonl)
+            r=$(num round "$line")
+            if [ "$quiet" = 0 ]; then
+                nb=$(grep -o '"branch":"[^"]*","samples"' <<<"$line" | wc -l)
+                agg=$(grep -q '"aggregated":true' <<<"$line" && echo "" || echo " (not aggregated)")
+                printf '%-6s %-9s %-8s %-10s %-10s %-10s %s%s\n' "$r" "$nb" "$(num samples "$line")" \
+                    "$(num fed_eval_accuracy "$line")" "$(num server_eval_accuracy "$line")" \
+                    "$(num bytes_in "$line")" "$(num bytes_out "$line")" "$agg" >&2
+            fi
+            if [ "$restart_done" = 0 ] && [ -n "$restart_after" ] && [ "$r" = "$restart_after" ] &&
+                grep -q '"aggregated":true' <<<"$line"; then
+                log "simulate: fault: SIGKILL to the coordinator after round $r, then a restart"
+                kill -KILL "$coord_pid" 2>/dev/null || true
+                wait "$coord_pid" 2>/dev/null || true
+                start_coordinator
+                restart_done=1
+                alive=1
+            fi
+        done
+    fi
+    [ "$alive" = 1 ] || break
+    sleep 0.2
+done
+set +e
+wait "$coord_pid"
+coord_rc=$?
+set -e
+coord_pid=""
+# Give the branches a moment to save the final adapter and leave.
+for ((i = 0; i < 50; i++)); do
+    left=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
+    [ "$left" = 0 ] && break
+    sleep 0.2
+done
+done_rounds=$(grep -c '"aggregated":true' state/rounds.jsonl 2>/dev/null || true)
+finals=$(ls branch-*/final.fta 2>/dev/null | wc -l)
+log "simulate: coordinator exit $coord_rc, $done_rounds of $rounds rounds aggregated, $finals branches hold the final adapter; ledger $run/state/rounds.jsonl, logs $run/logs/"
+[ "$coord_rc" = 0 ] && [ "$done_rounds" = "$rounds" ]
