@@ -63,6 +63,11 @@ for t in "${targets[@]}"; do
     rm -rf "$work"
     mkdir -p "$work" "$art"
     cp fuzz/corpus/"$t"/* "$work"/
+    # Every input that once crashed a target must keep passing.
+    if [ -d "fuzz/regressions/$t" ] && ! "$bin" fuzz/regressions/"$t"/* >"$build/logs/$t.regressions.log" 2>&1; then
+        echo "fuzz.sh: $t: a regression input fails again: see $build/logs/$t.regressions.log" >&2
+        failed=1
+    fi
     before=$(find "$art" -type f | wc -l)
     rc=0
     "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
