@@ -26,6 +26,7 @@ struct s_fed {
     char path[8][1024];       /* named files, see s_file */
     int port;                 /* coordinator port */
     pid_t coord;              /* coordinator process */
+    char cmd[8192];           /* how it was started */
     struct fl_base_file base; /* the base the branches hold */
     struct fl_identity *hq;   /* coordinator identity (public half used) */
 };
@@ -75,6 +76,7 @@ static void s_fed_setup(struct s_fed *f, const char *extra)
              "--rank 2 --classes 0-2 --heartbeat-ms 200 %s",
              FEDTL_BIN_DIR, f->path[F_HQKEY], f->path[F_ALLOW], f->path[F_BASE], f->path[F_STATE],
              f->port, extra);
+    snprintf(f->cmd, sizeof f->cmd, "%s", cmd);
     f->coord = fl_test_spawn(cmd, f->path[F_LOG]);
     cr_assert_gt(f->coord, 0);
 }
@@ -388,5 +390,27 @@ Test(fedtl_coordinator, oversized_frames_and_unknown_keys_are_refused_while_othe
     s_hello(&b1, &f);
     s_branch_close(&evil);
     s_branch_close(&b1);
+    s_fed_teardown(&f);
+}
+
+Test(fedtl_coordinator, a_corrupted_state_directory_stops_start_up_with_a_clear_error,
+     .timeout = 60)
+{
+    struct s_fed f;
+    s_fed_setup(&f, "--rounds 1 --min-start 2");
+    for (int i = 0; i < 200 && fl_test_count(f.path[F_LOG], "coordinator_start") == 0; i++)
+        usleep(25000);
+    kill(f.coord, SIGTERM);
+    cr_assert_eq(fl_test_wait(f.coord, 10), 0);
+    /* A state file that is not an adapter, then one for another base. */
+    FILE *fp = fopen(f.path[F_GLOBAL], "w");
+    cr_assert_not_null(fp);
+    fputs("not an adapter", fp);
+    fclose(fp);
+    f.coord = fl_test_spawn(f.cmd, f.path[F_LOG]);
+    cr_assert_eq(fl_test_wait(f.coord, 20), 1, "must refuse to start");
+    f.coord = 0;
+    cr_assert_gt(fl_test_count(f.path[F_LOG], "global.fta cannot be resumed"), 0);
+    cr_assert_gt(fl_test_count(f.path[F_LOG], "move it away to start over"), 0);
     s_fed_teardown(&f);
 }

@@ -1,0 +1,144 @@
+/* fl_codec's protocol half: size limits before parsing, version, message types and every
+ * field's length checked before a caller sees a message. */
+#include <criterion/criterion.h>
+
+#include "fl_codec.h"
+#include "fl_error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint8_t s_key[32], s_hash[32], s_sig[64];
+
+static void s_hello(Fedtl__Envelope *env, Fedtl__Hello *h, size_t key_len)
+{
+    fedtl__envelope__init(env);
+    fedtl__hello__init(h);
+    h->branch_key = (ProtobufCBinaryData){key_len, s_key};
+    h->name = "b1";
+    env->body_case = FEDTL__ENVELOPE__BODY_HELLO;
+    env->hello = h;
+}
+
+Test(fl_wire, round_trip_of_a_hello)
+{
+    Fedtl__Envelope env, *out = NULL;
+    Fedtl__Hello h;
+    s_hello(&env, &h, 32);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), 0, "%s", fl_error_msg());
+    cr_assert_eq(out->version, FL_WIRE_VERSION);
+    cr_assert_eq(out->body_case, FEDTL__ENVELOPE__BODY_HELLO);
+    cr_assert_str_eq(out->hello->name, "b1");
+    fl_wire_free(&out);
+    cr_assert_null(out);
+    /* Every truncation of a valid frame is refused or decodes to something valid. */
+    for (size_t cut = 0; cut < len; cut++) {
+        int rc = fl_wire_decode(buf, cut, &out);
+        if (rc == 0)
+            fl_wire_free(&out);
+        else
+            cr_assert(rc == FL_EFORMAT || rc == FL_EVERSION, "cut %zu: rc %d", cut, rc);
+    }
+    free(buf);
+}
+
+Test(fl_wire, another_protocol_version_is_refused)
+{
+    Fedtl__Envelope env, *out = NULL;
+    Fedtl__Hello h;
+    s_hello(&env, &h, 32);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_eq(buf[0], 0x08); /* field 1 (version), varint */
+    buf[1] = 2;
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
+    cr_assert(strstr(fl_error_msg(), "version 2"), "%s", fl_error_msg());
+    cr_assert_null(out);
+    free(buf);
+}
+
+Test(fl_wire, oversized_frames_are_refused_before_parsing)
+{
+    Fedtl__Envelope *out = NULL;
+    /* Not even read: the length alone decides. */
+    static const uint8_t byte = 0;
+    cr_assert_eq(fl_wire_decode(&byte, (size_t)FL_WIRE_MAX_MSG + 1, &out), FL_ERANGE);
+    cr_assert(strstr(fl_error_msg(), "exceeds"), "%s", fl_error_msg());
+}
+
+Test(fl_wire, wrong_field_lengths_and_missing_bodies_are_refused)
+{
+    Fedtl__Envelope env, *out = NULL;
+    Fedtl__Hello h;
+    uint8_t *buf;
+    size_t len;
+    s_hello(&env, &h, 31); /* a 31-byte key */
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "hello"), "%s", fl_error_msg());
+    free(buf);
+    /* An update whose signature is 63 bytes. */
+    Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
+    u.round = 1;
+    u.branch_key = (ProtobufCBinaryData){32, s_key};
+    u.base_hash = (ProtobufCBinaryData){32, s_hash};
+    u.ciphertext = (ProtobufCBinaryData){32, s_key};
+    u.signature = (ProtobufCBinaryData){63, s_sig};
+    fedtl__envelope__init(&env);
+    env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
+    env.update = &u;
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT);
+    free(buf);
+    u.signature.len = 64;
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), 0, "%s", fl_error_msg());
+    fl_wire_free(&out);
+    free(buf);
+    /* An envelope without a body: an unknown message type. */
+    fedtl__envelope__init(&env);
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "unknown message type"), "%s", fl_error_msg());
+    free(buf);
+    /* A base chunk over the chunk limit. */
+    Fedtl__BaseChunk ch = FEDTL__BASE_CHUNK__INIT;
+    ch.base_hash = (ProtobufCBinaryData){32, s_hash};
+    size_t big = FL_WIRE_MAX_CHUNK + 1;
+    uint8_t *data = calloc(1, big);
+    ch.data = (ProtobufCBinaryData){big, data};
+    fedtl__envelope__init(&env);
+    env.body_case = FEDTL__ENVELOPE__BODY_BASE_CHUNK;
+    env.base_chunk = &ch;
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "oversized"), "%s", fl_error_msg());
+    free(buf);
+    free(data);
+}
+
+Test(fl_wire, update_bodies_need_an_adapter_samples_and_finite_metrics)
+{
+    Fedtl__UpdateBody b = FEDTL__UPDATE_BODY__INIT, *out = NULL;
+    uint8_t *buf;
+    size_t len;
+    b.adapter = (ProtobufCBinaryData){32, s_key};
+    b.samples = 10;
+    cr_assert_eq(fl_wire_encode_body(&b, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode_body(buf, len, &out), 0);
+    fl_wire_free_body(&out);
+    free(buf);
+    b.eval_accuracy = __builtin_nanf("");
+    cr_assert_eq(fl_wire_encode_body(&b, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode_body(buf, len, &out), FL_EFORMAT);
+    free(buf);
+    b.eval_accuracy = 0.5f;
+    b.samples = 0;
+    cr_assert_eq(fl_wire_encode_body(&b, &buf, &len), 0);
+    cr_assert_eq(fl_wire_decode_body(buf, len, &out), FL_EFORMAT);
+    free(buf);
+}
