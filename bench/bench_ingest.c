@@ -1,9 +1,9 @@
 /* bench_ingest: the coordinator's update-ingest path, in process, without the network.
  * K signed, sealed updates of P float parameters go through exactly what fl_coord.c does with
  * each SealedUpdate frame: fl_wire_decode of the envelope bytes, fl_verify_update,
- * fl_open_update, fl_wire_decode_body, fl_adapter_unpack, the name/shape/finite check, and
- * fl_strategy_add (fedavg). The updates come from a small pool of pre-sealed envelopes (from a
- * few distinct branch keys) used cyclically, so K = 1,000 at P = 1M needs ~35 MB, not 4 GB.
+ * fl_open_update, fl_wire_decode_body, fl_adapter_unpack_authenticated, the name/shape/finite
+ * check, and fl_strategy_add (fedavg). The updates come from a small pool of pre-sealed envelopes
+ * (from a few distinct branch keys) used cyclically, so K = 1,000 at P = 1M needs ~35 MB, not 4 GB.
  *
  * Each (P, K, threads) case runs in its own child process (this program re-executed), so its
  * peak RSS (VmHWM, reset after the pool is built) shows whether memory grows with K.
@@ -179,7 +179,7 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
         goto out;
     char id[13];
     fl_key_id(u->branch_key.data, id);
-    rc = fl_adapter_unpack(body->adapter.data, body->adapter.len, id, &af);
+    rc = fl_adapter_unpack_authenticated(body->adapter.data, body->adapter.len, id, &af);
     S_LAP(S_UNPACK);
     if (rc)
         goto out;

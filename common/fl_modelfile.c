@@ -458,7 +458,8 @@ static int s_check_table(const struct fl_tensor_entry *e, size_t n, uint64_t dat
  * and the content hash into hash. Layout problems are reported as such (a truncated file says
  * so); any other damage shows up as a hash mismatch. */
 static int s_parse(const uint8_t *buf, size_t len, const char *origin, const struct s_meta *m,
-                   struct fl_tensor_entry **entries, size_t *n, uint8_t hash[FL_HASH_BYTES])
+                   bool check_hash, struct fl_tensor_entry **entries, size_t *n,
+                   uint8_t hash[FL_HASH_BYTES])
 {
     *entries = NULL;
     *n = 0;
@@ -466,8 +467,13 @@ static int s_parse(const uint8_t *buf, size_t len, const char *origin, const str
     int rc = s_check_preamble(buf, len, origin, m->kind, &hlen);
     if (rc != 0)
         return rc;
-    s_content_hash(buf, len, hash);
-    bool hash_ok = sodium_memcmp(hash, buf + S_HASH_OFFSET, FL_HASH_BYTES) == 0;
+    bool hash_ok = true;
+    if (check_hash) {
+        s_content_hash(buf, len, hash);
+        hash_ok = sodium_memcmp(hash, buf + S_HASH_OFFSET, FL_HASH_BYTES) == 0;
+    } else {
+        memcpy(hash, buf + S_HASH_OFFSET, FL_HASH_BYTES);
+    }
     const uint8_t *hdr = buf + FL_MODELFILE_PREAMBLE;
     if (m->kind == S_BASE)
         rc = fl_codec_unpack_base_header(hdr, hlen, origin, m->arch, m->base, entries, n);
@@ -520,7 +526,7 @@ int fl_base_read(const char *path, struct fl_base_file *out)
     struct s_meta m = {.kind = S_BASE, .arch = &f.arch, .base = &f.meta};
     struct fl_tensor_entry *entries;
     size_t n;
-    rc = s_parse(f.map, f.map_len, path, &m, &entries, &n, f.hash);
+    rc = s_parse(f.map, f.map_len, path, &m, true, &entries, &n, f.hash);
     if (rc != 0)
         goto out_close;
     f.tensors = calloc(n ? n : 1, sizeof *f.tensors);
@@ -566,8 +572,8 @@ const struct fl_tensor *fl_base_tensor(const struct fl_base_file *f, const char 
     return NULL;
 }
 
-int fl_adapter_unpack(const uint8_t *buf, size_t len, const char *origin,
-                      struct fl_adapter_file *out)
+static int s_adapter_unpack(const uint8_t *buf, size_t len, const char *origin, bool check_hash,
+                            struct fl_adapter_file *out)
 {
     memset(out, 0, sizeof *out);
     int rc = s_sodium_ready(origin);
@@ -578,7 +584,7 @@ int fl_adapter_unpack(const uint8_t *buf, size_t len, const char *origin,
     struct s_meta m = {.kind = S_ADAPTER, .adapter = &a.meta};
     struct fl_tensor_entry *entries;
     size_t n;
-    rc = s_parse(buf, len, origin, &m, &entries, &n, a.hash);
+    rc = s_parse(buf, len, origin, &m, check_hash, &entries, &n, a.hash);
     if (rc != 0)
         return rc;
     a.tensors = calloc(n ? n : 1, sizeof *a.tensors);
@@ -653,4 +659,16 @@ int fl_adapter_check_base(const struct fl_adapter_file *a, const char *adapter_p
 void fl_hash_hex(const uint8_t hash[FL_HASH_BYTES], char out[2 * FL_HASH_BYTES + 1])
 {
     sodium_bin2hex(out, 2 * FL_HASH_BYTES + 1, hash, FL_HASH_BYTES);
+}
+
+int fl_adapter_unpack(const uint8_t *buf, size_t len, const char *origin,
+                      struct fl_adapter_file *out)
+{
+    return s_adapter_unpack(buf, len, origin, true, out);
+}
+
+int fl_adapter_unpack_authenticated(const uint8_t *buf, size_t len, const char *origin,
+                                    struct fl_adapter_file *out)
+{
+    return s_adapter_unpack(buf, len, origin, false, out);
 }

@@ -132,8 +132,8 @@ void fl_seal_free_plain(uint8_t **plain, size_t len)
 {
     if (!plain || !*plain)
         return;
-    sodium_memzero(*plain, len);
-    sodium_free(*plain); /* also zeroes the whole allocation */
+    (void)len;
+    sodium_free(*plain); /* zeroes the whole allocation before releasing it */
     *plain = NULL;
 }
 

@@ -618,7 +618,7 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
     char reason[200] = "";
     if (fl_wire_decode_body(plain, plain_len, &body) != 0)
         snprintf(reason, sizeof reason, "malformed update body: %s", fl_error_msg());
-    else if (fl_adapter_unpack(body->adapter.data, body->adapter.len, id, &af) != 0)
+    else if (fl_adapter_unpack_authenticated(body->adapter.data, body->adapter.len, id, &af) != 0)
         snprintf(reason, sizeof reason, "bad adapter: %s", fl_error_msg());
     else if (s_check_adapter(c, &af) != 0)
         snprintf(reason, sizeof reason, "%s", fl_error_msg());

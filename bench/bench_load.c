@@ -1,0 +1,896 @@
+/* bench_load: 1,000 light branches connecting at once to one real fedtl-coordinator process.
+ * The branches' Ed25519 key pairs are made here with libsodium and enrolled through one
+ * allow-list FILE of .pub lines (fl_pubkey_format); the coordinator's key comes from the real
+ * `fedtl keygen`. The branches are CURVE DEALER sockets spread over a few child processes
+ * (each with its own ZeroMQ context, forked before any context exists): each says Hello with
+ * the base hash (nothing downloads), heartbeats while idle, and answers every RoundTask at
+ * once with a freshly sealed and signed update holding the task's adapter unchanged.
+ * The parent follows the coordinator's log and /proc: connect time (all registered), round
+ * times (ledger duration_s), coordinator CPU per round (utime + stime of /proc/PID/stat) and
+ * its peak RSS (VmHWM of /proc/PID/status) and open descriptors. The file-descriptor limit is
+ * raised to the hard limit here and in the coordinator's process before it execs. */
+#include "bench_fed.h"
+
+#include "fl_codec.h"
+#include "fl_error.h"
+#include "fl_fs.h"
+#include "fl_keys.h"
+#include "fl_model.h"
+#include "fl_net.h"
+#include "fl_seal.h"
+
+#include <limits.h>
+#include <sodium.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <zmq.h>
+
+#define S_FED      "benchload"
+#define S_MAXR     64  /* rounds tracked */
+#define S_MAXPROCS 64  /* child processes */
+#define S_FD_SLACK 64  /* descriptors besides the connections */
+#define S_FD_PER   3   /* descriptors per DEALER (TCP, mailbox, slack for reconnects) */
+
+struct s_opts {
+    int branches;     /* light branches in all */
+    int procs;        /* child processes holding them */
+    int rounds;       /* --rounds */
+    int in_dim;       /* mlp input features */
+    int heartbeat_ms; /* --heartbeat-ms */
+    int deadline_s;   /* --deadline */
+    const char *extra; /* more coordinator flags */
+};
+
+/* One light branch in a child process. */
+struct s_br {
+    struct fl_identity *id; /* its key (shared array, read-only) */
+    void *sock;             /* DEALER */
+    bool welcomed;          /* got Welcome */
+    bool final;             /* got FinalModel */
+    double hello_at;        /* last Hello sent (bench clock) */
+};
+
+/* What one child process tells the parent at its end (one struct over a pipe). */
+struct s_report {
+    int branches, sockets;                      /* asked for, created */
+    int welcomed, finals;                       /* branches that got Welcome, FinalModel */
+    int hellos, byes, bad_frames, send_fail;    /* traffic oddities */
+    double first_welcome, last_welcome;         /* bench clock (CLOCK_MONOTONIC) */
+    int tasks[S_MAXR + 1];                      /* tasks received per round */
+    int accepted[S_MAXR + 1], rejected[S_MAXR + 1]; /* receipts per round */
+    double first_task[S_MAXR + 1], last_task[S_MAXR + 1]; /* bench clock */
+};
+
+/* What the parent sees of the coordinator while it runs. */
+struct s_watch {
+    pid_t pid;                                    /* coordinator */
+    int max_registered;                           /* highest branches= in branch_registered */
+    double first_reg, all_reg;                    /* bench clock */
+    double log_first_reg, log_all_reg;            /* log ts seconds of the day */
+    double cpu_reg0, cpu_reg1;                    /* CPU s at first / all registered */
+    double t_start[S_MAXR + 2], t_done[S_MAXR + 2];     /* bench clock */
+    double cpu_start[S_MAXR + 2], cpu_done[S_MAXR + 2]; /* coordinator CPU s */
+    int done_rounds;                              /* round_done lines */
+    bool fed_done;                                /* federation_done seen */
+    long hwm_kb, rss_kb;                          /* VmHWM, last VmRSS */
+    int fd_peak;                                  /* open descriptors, peak */
+    int warn, error;                              /* warn / error lines */
+    int lost, send_failed, rejected, short_rounds, refused; /* notable events */
+    long off;                                     /* log bytes consumed */
+};
+
+/* ---- keys, base, allow-list ---- */
+
+/* n key pairs made with libsodium; their .pub lines into allow_path. */
+static struct fl_identity *s_make_keys(int n, const char *allow_path)
+{
+    struct fl_identity *ids = calloc((size_t)n, sizeof *ids);
+    FILE *f = fopen(allow_path, "w");
+    if (!ids || !f)
+        goto out_fail;
+    fprintf(f, "# bench_load: %d in-process keys\n", n);
+    for (int i = 0; i < n; i++) {
+        struct fl_identity *id = &ids[i];
+        snprintf(id->name, sizeof id->name, "load%04d", i);
+        if (crypto_sign_keypair(id->sign_pk, id->sign_sk) != 0 ||
+            crypto_sign_ed25519_pk_to_curve25519(id->box_pk, id->sign_pk) != 0 ||
+            crypto_sign_ed25519_sk_to_curve25519(id->box_sk, id->sign_sk) != 0)
+            goto out_fail;
+        char line[256];
+        fl_pubkey_format(id->sign_pk, id->name, line, sizeof line);
+        fprintf(f, "%s\n", line);
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        goto out_fail;
+    }
+    return ids;
+out_fail:
+    if (f)
+        fclose(f);
+    if (ids)
+        sodium_memzero(ids, (size_t)n * sizeof *ids);
+    free(ids);
+    return NULL;
+}
+
+static int s_write_base(const char *path, int in_dim, uint8_t hash[32])
+{
+    struct fl_arch a;
+    int rc = fl_arch_builtin("mlp", in_dim, 10, &a);
+    if (rc)
+        return rc;
+    fl_model_t *m = fl_model_new(&a, 5);
+    if (!m)
+        return FL_ENOMEM;
+    size_t n = fl_model_ntensors(m, FL_SET_BASE);
+    struct fl_tensor *ts = calloc(n, sizeof *ts);
+    for (size_t i = 0; ts && i < n; i++)
+        ts[i] = *fl_model_tensor(m, FL_SET_BASE, i);
+    struct fl_base_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.nclasses = 10;
+    for (int i = 0; i < 10; i++)
+        meta.class_ids[i] = i;
+    rc = ts ? fl_base_write(path, &a, &meta, ts, n, hash) : FL_ENOMEM;
+    free(ts);
+    fl_model_destroy(&m);
+    return rc;
+}
+
+/* ---- descriptors ---- */
+
+/* Raise RLIMIT_NOFILE's soft limit to the hard limit; the new soft limit, or -1. */
+static long s_raise_nofile(long *hard)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    *hard = rl.rlim_max == RLIM_INFINITY ? -1 : (long)rl.rlim_max;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -1;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+}
+
+/* "Max open files" soft limit of a process, from /proc/PID/limits; -1 if unknown. */
+static long s_proc_nofile(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Max open files", 14) == 0) {
+            v = strncmp(line + 26, "unlimited", 9) == 0 ? LONG_MAX : atol(line + 26);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static int s_proc_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A VmHWM:-style field of /proc/PID/status in KiB, or -1. */
+static long s_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0) {
+            v = atol(line + fl);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static double s_cpu(pid_t pid)
+{
+    double all = 0, m, o;
+    return s_fed_cpu(pid, &all, &m, &o) == 0 ? all : -1;
+}
+
+/* ---- one child process: a share of the branches ---- */
+
+static int s_send_hello(struct s_br *b, const uint8_t base_hash[32])
+{
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__Hello h = FEDTL__HELLO__INIT;
+    h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
+    h.name = b->id->name;
+    h.base_hash = (ProtobufCBinaryData){32, (uint8_t *)base_hash};
+    h.samples = 100;
+    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    b->hello_at = s_bench_now();
+    return fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
+}
+
+static int s_send_heartbeat(struct s_br *b)
+{
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__Heartbeat h = FEDTL__HEARTBEAT__INIT;
+    env.body_case = FEDTL__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &h;
+    return fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
+}
+
+/* Answer a task: the task's adapter bytes unchanged, sealed and signed now. */
+static int s_answer(struct s_br *b, const Fedtl__RoundTask *t, const uint8_t hq_box_pk[32],
+                    const uint8_t base_hash[32])
+{
+    Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
+    body.adapter = t->adapter;
+    body.samples = 100;
+    body.train_loss = 0.5f;
+    body.eval_loss = 0.6f;
+    body.eval_accuracy = 0.75f;
+    body.eval_samples = 10;
+    uint8_t *plain = NULL, *ct = NULL, sig[FL_SIG_BYTES];
+    size_t plain_len, ct_len;
+    int rc = fl_wire_encode_body(&body, &plain, &plain_len);
+    if (rc == 0)
+        rc = fl_seal_update(b->id, hq_box_pk, S_FED, t->round, base_hash, plain, plain_len, &ct,
+                            &ct_len, sig);
+    if (rc == 0) {
+        Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+        Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
+        u.round = t->round;
+        u.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
+        u.base_hash = (ProtobufCBinaryData){32, (uint8_t *)base_hash};
+        u.ciphertext = (ProtobufCBinaryData){ct_len, ct};
+        u.signature = (ProtobufCBinaryData){FL_SIG_BYTES, sig};
+        env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
+        env.update = &u;
+        rc = fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
+    }
+    free(plain);
+    free(ct);
+    return rc;
+}
+
+/* The context a child's branches share. */
+struct s_child {
+    struct s_br *br;           /* its branches */
+    int nb;                    /* their count */
+    const uint8_t *hq_box_pk;  /* coordinator's X25519 key */
+    const uint8_t *base_hash;  /* the base */
+    struct s_report *rep;      /* what it reports */
+};
+
+static void s_on_envelope(struct s_child *ch, struct s_br *b, Fedtl__Envelope *env)
+{
+    struct s_report *rep = ch->rep;
+    double now = s_bench_now();
+    switch (env->body_case) {
+    case FEDTL__ENVELOPE__BODY_WELCOME:
+        if (!b->welcomed) {
+            b->welcomed = true;
+            if (rep->welcomed++ == 0)
+                rep->first_welcome = now;
+            rep->last_welcome = now;
+        }
+        break;
+    case FEDTL__ENVELOPE__BODY_TASK: {
+        uint32_t rn = env->task->round;
+        if (rn >= 1 && rn <= S_MAXR) {
+            if (rep->tasks[rn]++ == 0)
+                rep->first_task[rn] = now;
+            rep->last_task[rn] = now;
+        }
+        if (s_answer(b, env->task, ch->hq_box_pk, ch->base_hash) != 0)
+            rep->send_fail++;
+        break;
+    }
+    case FEDTL__ENVELOPE__BODY_RECEIPT: {
+        uint32_t rn = env->receipt->round;
+        if (rn >= 1 && rn <= S_MAXR) {
+            if (env->receipt->accepted)
+                rep->accepted[rn]++;
+            else
+                rep->rejected[rn]++;
+        }
+        if (!env->receipt->accepted)
+            fprintf(stderr, "bench_load: %s: update rejected: %s\n", b->id->name,
+                    env->receipt->reason);
+        break;
+    }
+    case FEDTL__ENVELOPE__BODY_FINAL:
+        if (!b->final) {
+            b->final = true;
+            rep->finals++;
+        }
+        break;
+    case FEDTL__ENVELOPE__BODY_BYE:
+        rep->byes++;
+        if (strcasestr(env->bye->reason, "hello")) {
+            b->welcomed = false; /* the coordinator forgot us: register again */
+            s_send_hello(b, ch->base_hash);
+            rep->hellos++;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Re-send Hello to the unwelcomed after 5 beats; heartbeat the welcomed every beat. */
+static void s_child_tick(struct s_child *ch, double beat_s, double *next_beat)
+{
+    double now = s_bench_now();
+    if (now < *next_beat)
+        return;
+    for (int i = 0; i < ch->nb; i++) {
+        struct s_br *b = &ch->br[i];
+        if (b->final)
+            continue;
+        if (b->welcomed) {
+            if (s_send_heartbeat(b) != 0)
+                ch->rep->send_fail++;
+        } else if (now - b->hello_at > 5 * beat_s) {
+            s_send_hello(b, ch->base_hash);
+            ch->rep->hellos++;
+        }
+    }
+    *next_beat = now + beat_s;
+}
+
+static void s_child_loop(struct s_child *ch, zmq_pollitem_t *items, double beat_s, double t_end)
+{
+    struct s_report *rep = ch->rep;
+    double next_beat = s_bench_now() + beat_s;
+    while (rep->finals < ch->nb && s_bench_now() < t_end) {
+        if (zmq_poll(items, ch->nb, 100) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < ch->nb; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN))
+                continue;
+            Fedtl__Envelope *env = NULL;
+            int r;
+            while ((r = fl_net_recv(ch->br[i].sock, false, NULL, NULL, &env, NULL)) != 1) {
+                if (r < 0) {
+                    rep->bad_frames++;
+                    if (r == FL_EIO)
+                        break; /* the socket, not the frame: poll again */
+                    continue;
+                }
+                s_on_envelope(ch, &ch->br[i], env);
+                fl_wire_free(&env);
+            }
+        }
+        s_child_tick(ch, beat_s, &next_beat);
+    }
+}
+
+/* Body of one child: branches [lo, hi) of ids; writes its report to fd. Never returns. */
+static void s_child(struct fl_identity *ids, int lo, int hi, const char *ep,
+                    const uint8_t hq_box_pk[32], const uint8_t base_hash[32], double beat_s,
+                    double t_end, int fd)
+{
+    struct s_report rep;
+    memset(&rep, 0, sizeof rep);
+    int nb = hi - lo;
+    rep.branches = nb;
+    void *ctx = zmq_ctx_new();
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, nb + 16);
+    struct s_br *br = calloc((size_t)nb, sizeof *br);
+    zmq_pollitem_t *items = calloc((size_t)nb, sizeof *items);
+    struct s_child ch = {br, 0, hq_box_pk, base_hash, &rep};
+    for (int i = 0; ctx && br && items && i < nb; i++) {
+        br[i].id = &ids[lo + i];
+        if (!(br[i].sock = fl_net_dealer(ctx, br[i].id, hq_box_pk, ep))) {
+            fprintf(stderr, "bench_load: branch %d: %s (descriptors?)\n", lo + i, fl_error_msg());
+            break;
+        }
+        items[i] = (zmq_pollitem_t){br[i].sock, 0, ZMQ_POLLIN, 0};
+        ch.nb++;
+    }
+    rep.sockets = ch.nb;
+    /* All at once: every Hello queued now goes out as its CURVE handshake completes. */
+    for (int i = 0; i < ch.nb; i++) {
+        s_send_hello(&br[i], base_hash);
+        rep.hellos++;
+    }
+    if (ch.nb == nb)
+        s_child_loop(&ch, items, beat_s, t_end);
+    if (write(fd, &rep, sizeof rep) != (ssize_t)sizeof rep)
+        perror("bench_load: report");
+    for (int i = 0; i < ch.nb; i++)
+        zmq_close(br[i].sock);
+    zmq_ctx_term(ctx);
+    _exit(ch.nb == nb && rep.finals == nb ? 0 : 1);
+}
+
+/* ---- the parent: coordinator, log, /proc ---- */
+
+/* Seconds of the day of a log line's "ts=YYYY-MM-DDTHH:MM:SS.mmmZ"; -1 when absent. */
+static double s_log_ts(const char *line)
+{
+    const char *t = strstr(line, "ts=");
+    int h, m;
+    double sec;
+    if (!t || sscanf(t + 3, "%*10[0-9-]T%d:%d:%lfZ", &h, &m, &sec) != 3)
+        return -1;
+    return h * 3600.0 + m * 60.0 + sec;
+}
+
+static long s_field(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    return p ? atol(p + strlen(key)) : -1;
+}
+
+static void s_watch_line(struct s_watch *w, const char *line, int nb)
+{
+    double now = s_bench_now();
+    if (strstr(line, "level=warn"))
+        w->warn++;
+    if (strstr(line, "level=error"))
+        w->error++;
+    if (strstr(line, "event=branch_registered")) {
+        long n = s_field(line, " branches=");
+        if (w->first_reg == 0) {
+            w->first_reg = now;
+            w->log_first_reg = s_log_ts(line);
+            w->cpu_reg0 = s_cpu(w->pid);
+        }
+        if (n > w->max_registered)
+            w->max_registered = (int)n;
+        if (n >= nb && w->all_reg == 0) {
+            w->all_reg = now;
+            w->log_all_reg = s_log_ts(line);
+            w->cpu_reg1 = s_cpu(w->pid);
+        }
+    } else if (strstr(line, "event=round_start")) {
+        long r = s_field(line, " round=");
+        if (r >= 1 && r <= S_MAXR && w->t_start[r] == 0) {
+            w->t_start[r] = now;
+            w->cpu_start[r] = s_cpu(w->pid);
+        }
+    } else if (strstr(line, "event=round_done")) {
+        long r = s_field(line, " round=");
+        if (r >= 1 && r <= S_MAXR) {
+            w->t_done[r] = now;
+            w->cpu_done[r] = s_cpu(w->pid);
+        }
+        w->done_rounds++;
+    } else if (strstr(line, "event=federation_done")) {
+        w->fed_done = true;
+    } else if (strstr(line, "event=branch_lost")) {
+        w->lost++;
+    } else if (strstr(line, "event=send_failed")) {
+        w->send_failed++;
+    } else if (strstr(line, "event=update_rejected")) {
+        w->rejected++;
+    } else if (strstr(line, "event=round_short")) {
+        w->short_rounds++;
+    } else if (strstr(line, "event=handshake_refused") || strstr(line, "event=hello_refused")) {
+        w->refused++;
+    }
+}
+
+/* Consume the complete new lines of the coordinator's log. */
+static void s_watch_log(struct s_watch *w, const char *logp, int nb)
+{
+    FILE *f = fopen(logp, "r");
+    if (!f || fseek(f, w->off, SEEK_SET) != 0) {
+        if (f)
+            fclose(f);
+        return;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (line[n - 1] != '\n')
+            break; /* partial: read it again next time */
+        w->off += n;
+        s_watch_line(w, line, nb);
+    }
+    free(line);
+    fclose(f);
+}
+
+static void s_watch_proc(struct s_watch *w)
+{
+    long hwm = s_proc_status_kb(w->pid, "VmHWM:"), rss = s_proc_status_kb(w->pid, "VmRSS:");
+    int fds = s_proc_fds(w->pid);
+    if (hwm > w->hwm_kb)
+        w->hwm_kb = hwm;
+    if (rss > 0)
+        w->rss_kb = rss;
+    if (fds > w->fd_peak)
+        w->fd_peak = fds;
+}
+
+/* Fork, raise RLIMIT_NOFILE in the child to its hard limit (what `prlimit` would do), exec the
+ * coordinator with output to log_path. */
+static pid_t s_spawn_coord(char *const argv[], const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    long hard;
+    s_raise_nofile(&hard);
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+/* Ledger: round and duration_s of every aggregated round; the count. Lines are long (one
+ * entry per participant): read with getline. */
+static int s_ledger(const char *path, int *round, double *d, int *participants, int max)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) > 0 && n < max) {
+        char *q = strstr(line, "\"duration_s\":");
+        if (!q || !strstr(line, "\"aggregated\":true"))
+            continue;
+        d[n] = atof(q + 13);
+        round[n] = (int)s_field(line, "\"round\":");
+        /* Participants: the {"branch": entries before the "rejected" list. */
+        char *p0 = strstr(line, "\"participants\":["), *rej = strstr(line, "],\"rejected\":[");
+        int p = 0;
+        for (char *s = p0; s && rej && (s = strstr(s, "{\"branch\":")) && s < rej; s += 10)
+            p++;
+        participants[n] = p;
+        n++;
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+static double s_diff_day(double a, double b)
+{
+    if (a < 0 || b < 0)
+        return -1;
+    return b >= a ? b - a : b + 86400 - a;
+}
+
+/* Fork the children, branches split evenly; their pids into kids, report pipes into fds. */
+static int s_fork_children(const struct s_opts *o, struct fl_identity *ids, const char *ep,
+                           const struct fl_identity *hq, const uint8_t base_hash[32],
+                           double t_end, pid_t *kids, int *fds)
+{
+    int per = (o->branches + o->procs - 1) / o->procs;
+    for (int p = 0; p < o->procs; p++) {
+        int lo = p * per, hi = lo + per < o->branches ? lo + per : o->branches;
+        int pfd[2];
+        if (pipe(pfd) != 0)
+            return -1;
+        fflush(NULL);
+        pid_t k = fork();
+        if (k < 0)
+            return -1;
+        if (k == 0) {
+            close(pfd[0]);
+            s_child(ids, lo, hi, ep, hq->box_pk, base_hash, o->heartbeat_ms / 1000.0, t_end,
+                    pfd[1]);
+        }
+        close(pfd[1]);
+        kids[p] = k;
+        fds[p] = pfd[0];
+    }
+    return 0;
+}
+
+/* Merge the children's reports; how many children exited 0. */
+static int s_reap_children(int procs, pid_t *kids, int *fds, struct s_report *sum,
+                           double timeout_s)
+{
+    int ok = 0;
+    memset(sum, 0, sizeof *sum);
+    sum->first_welcome = 1e300;
+    for (int p = 0; p < procs; p++) {
+        struct s_report r;
+        ssize_t got = read(fds[p], &r, sizeof r);
+        close(fds[p]);
+        int st = s_fed_wait(kids[p], timeout_s);
+        ok += st == 0;
+        if (got != (ssize_t)sizeof r)
+            continue;
+        sum->branches += r.branches;
+        sum->sockets += r.sockets;
+        sum->welcomed += r.welcomed;
+        sum->finals += r.finals;
+        sum->hellos += r.hellos;
+        sum->byes += r.byes;
+        sum->bad_frames += r.bad_frames;
+        sum->send_fail += r.send_fail;
+        if (r.welcomed && r.first_welcome < sum->first_welcome)
+            sum->first_welcome = r.first_welcome;
+        if (r.last_welcome > sum->last_welcome)
+            sum->last_welcome = r.last_welcome;
+        for (int i = 0; i <= S_MAXR; i++) {
+            sum->tasks[i] += r.tasks[i];
+            sum->accepted[i] += r.accepted[i];
+            sum->rejected[i] += r.rejected[i];
+            if (r.tasks[i] && (sum->first_task[i] == 0 || r.first_task[i] < sum->first_task[i]))
+                sum->first_task[i] = r.first_task[i];
+            if (r.last_task[i] > sum->last_task[i])
+                sum->last_task[i] = r.last_task[i];
+        }
+    }
+    return ok;
+}
+
+/* Wait for the federation to finish (or time out), following the log and /proc. */
+static void s_follow(struct s_watch *w, const char *logp, int nb, double t_end)
+{
+    while (s_bench_now() < t_end) {
+        s_watch_log(w, logp, nb);
+        s_watch_proc(w);
+        if (w->fed_done || waitpid(w->pid, NULL, WNOHANG) == w->pid)
+            break;
+        usleep(20000);
+    }
+    s_watch_log(w, logp, nb);
+    s_watch_proc(w);
+}
+
+static bool s_wait_started(const char *logp, pid_t pid, double timeout_s)
+{
+    double end = s_bench_now() + timeout_s;
+    while (s_bench_now() < end) {
+        char *buf = NULL;
+        size_t len = 0;
+        if (fl_fs_read_file(logp, 1 << 20, (unsigned char **)&buf, &len) == 0) {
+            bool up = strstr(buf, "event=coordinator_start") != NULL;
+            free(buf);
+            if (up)
+                return true;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return false;
+        usleep(20000);
+    }
+    return false;
+}
+
+static void s_report(const struct s_opts *o, const struct s_watch *w, const struct s_report *s,
+                     double t_fork, const char *ledger, long soft, long hard, long coord_nofile,
+                     int coord_rc, int kids_ok, bool *pass)
+{
+    int lr[S_MAXR], lp[S_MAXR];
+    double ld[S_MAXR], sorted[S_MAXR];
+    int nl = s_ledger(ledger, lr, ld, lp, S_MAXR);
+    memcpy(sorted, ld, sizeof(double) * (size_t)nl);
+    double med = s_bench_median(sorted, nl);
+    double cpu_round[S_MAXR + 1], cpu_sorted[S_MAXR + 1];
+    int ncpu = 0;
+    for (int r = 1; r <= o->rounds && r <= S_MAXR; r++) {
+        /* Round r starts as round r-1 ends (one loop turn): measure done(r-1) -> done(r). */
+        double c0 = r > 1 && w->cpu_done[r - 1] > 0 ? w->cpu_done[r - 1] : w->cpu_start[r];
+        if (w->cpu_done[r] > 0 && c0 >= 0)
+            cpu_sorted[ncpu] = cpu_round[ncpu] = w->cpu_done[r] - c0, ncpu++;
+    }
+    double cpu_med = s_bench_median(cpu_sorted, ncpu);
+    double connect_s = s->welcomed ? s->last_welcome - t_fork : -1;
+    double reg_log_s = s_diff_day(w->log_first_reg, w->log_all_reg);
+    int min_part = nl ? lp[0] : 0;
+    for (int i = 1; i < nl; i++)
+        if (lp[i] < min_part)
+            min_part = lp[i];
+    *pass = nl == o->rounds && min_part == o->branches && w->hwm_kb > 0 &&
+            w->hwm_kb < 1024L * 1024L && s->finals == o->branches && coord_rc == 0 &&
+            kids_ok == o->procs;
+    for (int i = 0; i < nl; i++)
+        printf("bench=load_round round=%d duration_s=%.3f participants=%d cpu_s=%.3f "
+               "accepted_receipts=%d rejected_receipts=%d tasks_spread_ms=%.1f\n",
+               lr[i], ld[i], lp[i], i < ncpu ? cpu_round[i] : -1,
+               lr[i] >= 1 && lr[i] <= S_MAXR ? s->accepted[lr[i]] : -1,
+               lr[i] >= 1 && lr[i] <= S_MAXR ? s->rejected[lr[i]] : -1,
+               lr[i] >= 1 && lr[i] <= S_MAXR
+                   ? (s->last_task[lr[i]] - s->first_task[lr[i]]) * 1e3
+                   : -1);
+    printf("bench=load branches=%d procs=%d rounds=%d aggregated=%d min_participants=%d "
+           "connect_s=%.3f registered_log_s=%.3f registered=%d welcomed=%d finals=%d "
+           "round_s_median=%.3f cpu_s_per_round_median=%.3f cpu_s_connect=%.3f "
+           "rss_peak_mb=%.1f rss_end_mb=%.1f fd_peak=%d nofile_soft=%ld nofile_hard=%ld "
+           "coord_nofile=%ld warn_lines=%d error_lines=%d lost=%d send_failed=%d "
+           "rejected=%d short_rounds=%d refused=%d hellos=%d byes=%d coord_exit=%d pass=%d\n",
+           o->branches, o->procs, o->rounds, nl, min_part, connect_s, reg_log_s,
+           w->max_registered, s->welcomed, s->finals, med, cpu_med,
+           w->cpu_reg1 >= 0 && w->cpu_reg0 >= 0 ? w->cpu_reg1 - w->cpu_reg0 : -1,
+           w->hwm_kb / 1024.0, w->rss_kb / 1024.0, w->fd_peak, soft, hard, coord_nofile, w->warn,
+           w->error, w->lost, w->send_failed, w->rejected, w->short_rounds, w->refused, s->hellos,
+           s->byes, coord_rc, *pass);
+    printf("\n%d branches in %d processes against one fedtl-coordinator (CURVE on), %d rounds\n",
+           o->branches, o->procs, o->rounds);
+    printf("  connect: all %d welcomed %.2f s after the sockets were made; the log's first to "
+           "last branch_registered %.2f s (coordinator CPU %.2f s)\n",
+           s->welcomed, connect_s, reg_log_s,
+           w->cpu_reg1 >= 0 && w->cpu_reg0 >= 0 ? w->cpu_reg1 - w->cpu_reg0 : -1);
+    printf("  rounds:  %d of %d aggregated, median duration %.3f s (ledger duration_s), "
+           "fewest participants %d\n",
+           nl, o->rounds, med, min_part);
+    printf("  CPU:     median %.3f s of coordinator CPU per round (utime+stime)\n", cpu_med);
+    printf("  memory:  coordinator peak RSS %.1f MiB (VmHWM; target < 1024), %d descriptors at "
+           "peak, limit %ld\n",
+           w->hwm_kb / 1024.0, w->fd_peak, coord_nofile);
+    printf("  result:  %s\n", *pass ? "PASS" : "FAIL");
+}
+
+static int s_run(const struct s_opts *o, const char *bin, const char *dir, long soft, long hard)
+{
+    char allow[1200], base[1200], hqkey[1200], state[1200], ledger[1300], logp[1200], cmd[1400];
+    snprintf(allow, sizeof allow, "%s/allow.pub", dir);
+    snprintf(base, sizeof base, "%s/base.ftm", dir);
+    snprintf(hqkey, sizeof hqkey, "%s/hq.key", dir);
+    snprintf(state, sizeof state, "%s/state", dir);
+    snprintf(ledger, sizeof ledger, "%s/rounds.jsonl", state);
+    snprintf(logp, sizeof logp, "%s/coord.log", dir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/fedtl' keygen --out hq --name hq >/dev/null", dir,
+             bin);
+    double t0 = s_bench_now();
+    struct fl_identity *ids = s_make_keys(o->branches, allow);
+    uint8_t base_hash[32];
+    struct fl_identity *hq = NULL;
+    if (!ids || s_fed_sh(cmd) != 0 || !(hq = fl_identity_load(hqkey)) ||
+        s_write_base(base, o->in_dim, base_hash) != 0) {
+        fprintf(stderr, "bench_load: set-up failed: %s\n", fl_error_msg());
+        free(ids);
+        fl_identity_destroy(&hq);
+        return 1;
+    }
+    fl_allowlist_t *al = fl_allowlist_load(allow);
+    printf("bench=load_setup keys=%d allow_list_keys=%zu keygen_s=%.3f\n", o->branches,
+           fl_allowlist_size(al), s_bench_now() - t0);
+    fl_allowlist_destroy(&al);
+    int port = s_fed_free_port();
+    char ep[64], coord[1100], s_rounds[16], s_n[16], s_hb[16], s_dl[16];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
+    snprintf(s_rounds, sizeof s_rounds, "%d", o->rounds);
+    snprintf(s_n, sizeof s_n, "%d", o->branches);
+    snprintf(s_hb, sizeof s_hb, "%d", o->heartbeat_ms);
+    snprintf(s_dl, sizeof s_dl, "%d", o->deadline_s);
+    char *argv[64] = {coord, "--key", hqkey, "--allow", allow, "--base", base, "--state-dir",
+                      state, "--endpoint", ep, "--federation", S_FED, "--method", "lora",
+                      "--targets", "fc1", "--rank", "4", "--classes", "0-9", "--heartbeat-ms",
+                      s_hb, "--rounds", s_rounds, "--clients-per-round", s_n, "--min-start", s_n,
+                      "--min-clients", s_n, "--deadline", s_dl};
+    int argc = 33;
+    char extra_buf[256];
+    snprintf(extra_buf, sizeof extra_buf, "%s", o->extra ? o->extra : "");
+    for (char *save = NULL, *t = strtok_r(extra_buf, " ", &save); t && argc < 62;
+         t = strtok_r(NULL, " ", &save))
+        argv[argc++] = t;
+    argv[argc] = NULL;
+    fflush(NULL);
+    struct s_watch w;
+    memset(&w, 0, sizeof w);
+    w.pid = s_spawn_coord(argv, logp);
+    if (w.pid < 0 || !s_wait_started(logp, w.pid, 30)) {
+        fprintf(stderr, "bench_load: the coordinator did not start (log: %s)\n", logp);
+        return 1;
+    }
+    long coord_nofile = s_proc_nofile(w.pid);
+    if (coord_nofile >= 0 && coord_nofile < o->branches + S_FD_SLACK)
+        fprintf(stderr,
+                "bench_load: WARNING: the coordinator may open %ld files, fewer than the %d "
+                "branches + %d it needs: connections will be refused (raise the hard limit: "
+                "ulimit -Hn / prlimit / LimitNOFILE)\n",
+                coord_nofile, o->branches, S_FD_SLACK);
+    double t_end = s_bench_now() + 120 + o->rounds * (o->deadline_s + 30.0);
+    pid_t kids[S_MAXPROCS];
+    int fds[S_MAXPROCS];
+    double t_fork = s_bench_now();
+    if (s_fork_children(o, ids, ep, hq, base_hash, t_end, kids, fds) != 0) {
+        perror("bench_load: fork");
+        kill(w.pid, SIGKILL);
+        return 1;
+    }
+    s_follow(&w, logp, o->branches, t_end);
+    if (!w.fed_done) /* the federation failed: the children would wait until t_end */
+        for (int p = 0; p < o->procs; p++)
+            kill(kids[p], SIGKILL);
+    struct s_report sum;
+    int kids_ok = s_reap_children(o->procs, kids, fds, &sum, 30);
+    s_watch_proc(&w);
+    int coord_rc = -1;
+    if (waitpid(w.pid, NULL, WNOHANG) == 0) {
+        kill(w.pid, SIGTERM);
+        coord_rc = s_fed_wait(w.pid, 20);
+    }
+    s_watch_log(&w, logp, o->branches);
+    bool pass = false;
+    s_report(o, &w, &sum, t_fork, ledger, soft, hard, coord_nofile, coord_rc, kids_ok, &pass);
+    if (!pass)
+        fprintf(stderr, "bench_load: FAIL (log %s, ledger %s)\n", logp, ledger);
+    sodium_memzero(ids, (size_t)o->branches * sizeof *ids);
+    free(ids);
+    fl_identity_destroy(&hq);
+    return pass ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct s_opts o = {1000, 4, 3, 8, 2000, 120, NULL};
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--branches"))
+            o.branches = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--procs"))
+            o.procs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rounds"))
+            o.rounds = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--in-dim"))
+            o.in_dim = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--heartbeat-ms"))
+            o.heartbeat_ms = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--deadline"))
+            o.deadline_s = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--coord-args"))
+            o.extra = argv[i + 1];
+        else {
+            fprintf(stderr, "usage: bench_load [--branches 1000] [--procs 4] [--rounds 3] "
+                            "[--in-dim 8] [--heartbeat-ms 2000] [--deadline 120] "
+                            "[--coord-args \"...\"]\n");
+            return 2;
+        }
+    }
+    if (o.branches < 2 || o.branches > 100000 || o.procs < 1 || o.procs > S_MAXPROCS ||
+        o.procs > o.branches || o.rounds < 1 || o.rounds > S_MAXR || o.in_dim < 1 ||
+        o.heartbeat_ms < 10 || o.deadline_s < 1)
+        return 2;
+    if (sodium_init() < 0)
+        return 1;
+    fl_log_set_level(FL_LOG_WARN);
+    s_fed_machine(stdout);
+    long hard = -1, soft = s_raise_nofile(&hard);
+    int per = (o.branches + o.procs - 1) / o.procs;
+    long need_child = (long)per * S_FD_PER + S_FD_SLACK, need_coord = o.branches + S_FD_SLACK;
+    printf("bench=load_fd nofile_soft=%ld nofile_hard=%ld need_per_child=%ld need_coord=%ld\n",
+           soft, hard, need_child, need_coord);
+    if (soft < 0 || soft < need_child || soft < need_coord) {
+        fprintf(stderr,
+                "bench_load: the file-descriptor limit is too low: soft %ld (hard %ld) after "
+                "raising, need %ld per branch process (%d sockets) and %ld for the coordinator. "
+                "Raise the hard limit (ulimit -Hn, prlimit --nofile, LimitNOFILE=) or use more "
+                "--procs.\n",
+                soft, hard, need_child, per, need_coord);
+        return 2;
+    }
+    char bin[1024];
+    s_fed_bin_dir(bin, sizeof bin);
+    char *dir = s_fed_tmpdir("load");
+    if (!dir)
+        return 1;
+    int rc = s_run(&o, bin, dir, soft, hard);
+    s_fed_rmtree(dir);
+    free(dir);
+    return rc;
+}
