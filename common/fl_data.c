@@ -414,6 +414,7 @@ struct s_csv {
     float *x;          /* [cap, dim] features (plain malloc; copied aligned at the end) */
     int32_t *y;        /* [cap] labels */
     int32_t max_label; /* largest label seen */
+    bool unlabeled;    /* every column is a feature (labels left 0) */
 };
 
 static char *s_skip_space(char *p)
@@ -555,10 +556,14 @@ static int s_csv_features(struct s_csv *c, char *p, size_t line_no)
 static int s_csv_row(struct s_csv *c, char *line, size_t line_no, bool may_be_header)
 {
     int32_t label = 0;
-    char *rest = NULL;
-    int rc = s_csv_label(c, line, line_no, may_be_header, &label, &rest);
-    if (rc)
+    char *rest = line;
+    int rc = 0;
+    if (c->unlabeled) {
+        if (may_be_header && !s_looks_numeric(s_skip_space(line)))
+            return 1;
+    } else if ((rc = s_csv_label(c, line, line_no, may_be_header, &label, &rest)) != 0) {
         return rc;
+    }
     if (c->dim == 0) {
         c->dim = 1;
         for (char *s = rest; (s = strchr(s, ',')); s++)
@@ -601,9 +606,9 @@ static int s_csv_read(struct s_csv *c, struct s_lines *lr)
     return rc;
 }
 
-int fl_dataset_load_csv(struct fl_dataset *ds, const char *path)
+static int s_load_csv(struct fl_dataset *ds, const char *path, bool unlabeled)
 {
-    struct s_csv c = {.path = path};
+    struct s_csv c = {.path = path, .unlabeled = unlabeled};
     struct s_lines lr = {.path = path, .cap = (size_t)1 << 20};
     memset(ds, 0, sizeof *ds);
     int rc = s_gz_open(&lr.f, path);
@@ -637,6 +642,16 @@ out_free:
     free(lr.buf);
     gzclose(lr.f);
     return rc;
+}
+
+int fl_dataset_load_csv(struct fl_dataset *ds, const char *path)
+{
+    return s_load_csv(ds, path, false);
+}
+
+int fl_dataset_load_csv_features(struct fl_dataset *ds, const char *path)
+{
+    return s_load_csv(ds, path, true);
 }
 
 int fl_dataset_load(struct fl_dataset *ds, const char *data_path, const char *labels_path)

@@ -29,6 +29,8 @@ int fl_dataset_load(struct fl_dataset *ds, const char *data_path, const char *la
 int fl_dataset_load_idx(struct fl_dataset *ds, const char *images_path, const char *labels_path);
 /* Load a CSV file (raw or gzip): integer label, then features; optional header line. */
 int fl_dataset_load_csv(struct fl_dataset *ds, const char *path);
+/* A CSV of features only (no label column; optional header), for prediction: labels are 0. */
+int fl_dataset_load_csv_features(struct fl_dataset *ds, const char *path);
 /* Free the arrays and zero *ds; safe on a zeroed or already-freed dataset. */
 void fl_dataset_free(struct fl_dataset *ds);
 

@@ -758,3 +758,19 @@ Test(fl_data, real_fashion_mnist_t10k)
     cr_assert_float_eq(mx, 255.0f, 0);
     fl_dataset_free(&ds);
 }
+
+Test(fl_data, csv_of_features_only_for_prediction, .init = s_setup, .fini = s_teardown)
+{
+    const char *p = s_path(0, "feat.csv");
+    s_write_text(p, "f1,f2,f3\n1,2,3\n4.5,5,6\n");
+    struct fl_dataset ds;
+    cr_assert_eq(fl_dataset_load_csv_features(&ds, p), 0, "%s", fl_error_msg());
+    cr_assert_eq(ds.n, 2);
+    cr_assert_eq(ds.dim, 3, "every column is a feature");
+    cr_assert_float_eq(ds.x[3], 4.5f, 0);
+    cr_assert_eq(ds.y[1], 0);
+    fl_dataset_free(&ds);
+    s_write_text(p, "1,2,3\n4,x,6\n");
+    cr_assert_eq(fl_dataset_load_csv_features(&ds, p), FL_EFORMAT);
+    s_assert_msg_has("line 2");
+}

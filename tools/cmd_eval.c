@@ -18,9 +18,10 @@ static const char s_eval_usage[] =
 
 static const char s_predict_usage[] =
     "usage: fedtl predict --base base.ftm [--adapter adapter.fta] --data D [--labels L]\n"
-    "                     [--threads N]\n"
+    "                     [--unlabeled] [--threads N]\n"
     "Prints one predicted label per record (the original class label, in record order).\n"
-    "A CSV's label column and IDX labels are read but not used.\n";
+    "A CSV's label column and IDX labels are read but not used; --unlabeled reads a CSV of\n"
+    "features only (no label column).\n";
 
 static const char s_inspect_usage[] =
     "usage: fedtl inspect FILE [--base base.ftm] [--json]\n"
@@ -164,7 +165,15 @@ int cmd_predict(int argc, char **argv)
     struct fl_dataset ds;
     int32_t ids[FL_MAX_CLASSES];
     int n = 0;
-    if (tool_load_data(&o, &ds, ids, &n) != 0) {
+    if (o.unlabeled) {
+        if (o.labels || (rc = fl_dataset_load_csv_features(&ds, o.data)) != 0) {
+            s_unload(&l);
+            return o.labels ? (fprintf(stderr, "fedtl predict: --unlabeled reads a CSV; "
+                                               "--labels does not apply\n"),
+                               2)
+                            : tool_error(rc, "cannot load data");
+        }
+    } else if (tool_load_data(&o, &ds, ids, &n) != 0) {
         s_unload(&l);
         return 1;
     }
