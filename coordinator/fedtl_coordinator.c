@@ -1,7 +1,10 @@
 /* fedtl-coordinator: the HQ daemon. Holds the pretrained base, enrols branches, runs the
  * rounds and keeps the global adapter. Foreground by default (systemd); --daemon detaches. */
 #include "fl_coord.h"
+#include "fl_data.h"
 #include "fl_error.h"
+#include "fl_keys.h"
+#include "fl_modelfile.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -22,11 +25,38 @@ static const char s_usage[] =
     "  --round-retries N     --epochs N  --batch N  --lr LR  --method lora|ffa-lora|head|bitfit\n"
     "  --rank R  --alpha A   --targets L,L  --classes C  --seed S  --heartbeat-ms MS\n"
     "  --eval-data D [--eval-labels L]  --strategy fedavg  --control ENDPOINT  --threads N\n"
-    "--check-config prints the effective configuration and checks it, then exits.\n"
+    "--check-config checks the settings and opens every file they name (key, allow-list, base,\n"
+    "evaluation data), prints the effective configuration and exits.\n"
     "Signals: SIGTERM/SIGINT stop cleanly (state is saved after every round); SIGHUP reloads\n"
     "the allow-list.\n";
 
 static volatile sig_atomic_t s_stop, s_reload;
+
+/* --check-config: open every file the configuration names, as start-up would. */
+static int s_check_files(const struct fl_coord_config *cfg)
+{
+    struct fl_identity *id = fl_identity_load(cfg->key);
+    if (!id)
+        return FL_EINVAL;
+    fl_identity_destroy(&id);
+    fl_allowlist_t *allow = fl_allowlist_load(cfg->allow);
+    if (!allow)
+        return FL_EINVAL;
+    fl_allowlist_destroy(&allow);
+    struct fl_base_file base;
+    int rc = fl_base_read(cfg->base, &base);
+    if (rc)
+        return rc;
+    fl_base_close(&base);
+    if (cfg->eval_data[0]) {
+        struct fl_dataset ds;
+        rc = fl_dataset_load(&ds, cfg->eval_data, cfg->eval_labels[0] ? cfg->eval_labels : NULL);
+        if (rc)
+            return rc;
+        fl_dataset_free(&ds);
+    }
+    return 0;
+}
 
 static void s_on_signal(int sig)
 {
@@ -83,6 +113,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
+        if (s_check_files(&cfg) != 0) {
+            fprintf(stderr, "fedtl-coordinator: %s\n", fl_error_msg());
+            return 1;
+        }
         fl_coord_config_print(&cfg, stdout);
         return 0;
     }

@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-
 for want in "$@"; do
     case "$want" in
         build) ;;
-        test) pkgs+=(libcriterion-dev dataset-fashion-mnist) ;;
+        test) pkgs+=(libcriterion-dev dataset-fashion-mnist tshark valgrind docker-compose iproute2) ;;
         demo) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
         bench) pkgs+=(dataset-fashion-mnist python3-torch) ;;
         *) echo "deps.sh: unknown group '$want' (build, test, demo, bench)" >&2; exit 2 ;;
@@ -28,5 +28,7 @@ if [ "$(id -u)" -ne 0 ]; then
     sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer no, without a prompt.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
