@@ -26,18 +26,18 @@
 #include <zmq.h>
 
 #define S_FED      "benchload"
-#define S_MAXR     64  /* rounds tracked */
-#define S_MAXPROCS 64  /* child processes */
-#define S_FD_SLACK 64  /* descriptors besides the connections */
-#define S_FD_PER   3   /* descriptors per DEALER (TCP, mailbox, slack for reconnects) */
+#define S_MAXR     64 /* rounds tracked */
+#define S_MAXPROCS 64 /* child processes */
+#define S_FD_SLACK 64 /* descriptors besides the connections */
+#define S_FD_PER   3  /* descriptors per DEALER (TCP, mailbox, slack for reconnects) */
 
 struct s_opts {
-    int branches;     /* light branches in all */
-    int procs;        /* child processes holding them */
-    int rounds;       /* --rounds */
-    int in_dim;       /* mlp input features */
-    int heartbeat_ms; /* --heartbeat-ms */
-    int deadline_s;   /* --deadline */
+    int branches;      /* light branches in all */
+    int procs;         /* child processes holding them */
+    int rounds;        /* --rounds */
+    int in_dim;        /* mlp input features */
+    int heartbeat_ms;  /* --heartbeat-ms */
+    int deadline_s;    /* --deadline */
     const char *extra; /* more coordinator flags */
 };
 
@@ -52,31 +52,31 @@ struct s_br {
 
 /* What one child process tells the parent at its end (one struct over a pipe). */
 struct s_report {
-    int branches, sockets;                      /* asked for, created */
-    int welcomed, finals;                       /* branches that got Welcome, FinalModel */
-    int hellos, byes, bad_frames, send_fail;    /* traffic oddities */
-    double first_welcome, last_welcome;         /* bench clock (CLOCK_MONOTONIC) */
-    int tasks[S_MAXR + 1];                      /* tasks received per round */
+    int branches, sockets;                          /* asked for, created */
+    int welcomed, finals;                           /* branches that got Welcome, FinalModel */
+    int hellos, byes, bad_frames, send_fail;        /* traffic oddities */
+    double first_welcome, last_welcome;             /* bench clock (CLOCK_MONOTONIC) */
+    int tasks[S_MAXR + 1];                          /* tasks received per round */
     int accepted[S_MAXR + 1], rejected[S_MAXR + 1]; /* receipts per round */
     double first_task[S_MAXR + 1], last_task[S_MAXR + 1]; /* bench clock */
 };
 
 /* What the parent sees of the coordinator while it runs. */
 struct s_watch {
-    pid_t pid;                                    /* coordinator */
-    int max_registered;                           /* highest branches= in branch_registered */
-    double first_reg, all_reg;                    /* bench clock */
-    double log_first_reg, log_all_reg;            /* log ts seconds of the day */
-    double cpu_reg0, cpu_reg1;                    /* CPU s at first / all registered */
+    pid_t pid;                                          /* coordinator */
+    int max_registered;                                 /* highest branches= in branch_registered */
+    double first_reg, all_reg;                          /* bench clock */
+    double log_first_reg, log_all_reg;                  /* log ts seconds of the day */
+    double cpu_reg0, cpu_reg1;                          /* CPU s at first / all registered */
     double t_start[S_MAXR + 2], t_done[S_MAXR + 2];     /* bench clock */
     double cpu_start[S_MAXR + 2], cpu_done[S_MAXR + 2]; /* coordinator CPU s */
-    int done_rounds;                              /* round_done lines */
-    bool fed_done;                                /* federation_done seen */
-    long hwm_kb, rss_kb;                          /* VmHWM, last VmRSS */
-    int fd_peak;                                  /* open descriptors, peak */
-    int warn, error;                              /* warn / error lines */
+    int done_rounds;                                    /* round_done lines */
+    bool fed_done;                                      /* federation_done seen */
+    long hwm_kb, rss_kb;                                /* VmHWM, last VmRSS */
+    int fd_peak;                                        /* open descriptors, peak */
+    int warn, error;                                    /* warn / error lines */
     int lost, send_failed, rejected, short_rounds, refused; /* notable events */
-    long off;                                     /* log bytes consumed */
+    long off;                                               /* log bytes consumed */
 };
 
 /* ---- keys, base, allow-list ---- */
@@ -273,11 +273,11 @@ static int s_answer(struct s_br *b, const Fedtl__RoundTask *t, const uint8_t hq_
 
 /* The context a child's branches share. */
 struct s_child {
-    struct s_br *br;           /* its branches */
-    int nb;                    /* their count */
-    const uint8_t *hq_box_pk;  /* coordinator's X25519 key */
-    const uint8_t *base_hash;  /* the base */
-    struct s_report *rep;      /* what it reports */
+    struct s_br *br;          /* its branches */
+    int nb;                   /* their count */
+    const uint8_t *hq_box_pk; /* coordinator's X25519 key */
+    const uint8_t *base_hash; /* the base */
+    struct s_report *rep;     /* what it reports */
 };
 
 static void s_on_envelope(struct s_child *ch, struct s_br *b, Fedtl__Envelope *env)
@@ -582,8 +582,8 @@ static double s_diff_day(double a, double b)
 
 /* Fork the children, branches split evenly; their pids into kids, report pipes into fds. */
 static int s_fork_children(const struct s_opts *o, struct fl_identity *ids, const char *ep,
-                           const struct fl_identity *hq, const uint8_t base_hash[32],
-                           double t_end, pid_t *kids, int *fds)
+                           const struct fl_identity *hq, const uint8_t base_hash[32], double t_end,
+                           pid_t *kids, int *fds)
 {
     int per = (o->branches + o->procs - 1) / o->procs;
     for (int p = 0; p < o->procs; p++) {
@@ -608,8 +608,7 @@ static int s_fork_children(const struct s_opts *o, struct fl_identity *ids, cons
 }
 
 /* Merge the children's reports; how many children exited 0. */
-static int s_reap_children(int procs, pid_t *kids, int *fds, struct s_report *sum,
-                           double timeout_s)
+static int s_reap_children(int procs, pid_t *kids, int *fds, struct s_report *sum, double timeout_s)
 {
     int ok = 0;
     memset(sum, 0, sizeof *sum);
@@ -713,17 +712,16 @@ static void s_report(const struct s_opts *o, const struct s_watch *w, const stru
                lr[i], ld[i], lp[i], i < ncpu ? cpu_round[i] : -1,
                lr[i] >= 1 && lr[i] <= S_MAXR ? s->accepted[lr[i]] : -1,
                lr[i] >= 1 && lr[i] <= S_MAXR ? s->rejected[lr[i]] : -1,
-               lr[i] >= 1 && lr[i] <= S_MAXR
-                   ? (s->last_task[lr[i]] - s->first_task[lr[i]]) * 1e3
-                   : -1);
+               lr[i] >= 1 && lr[i] <= S_MAXR ? (s->last_task[lr[i]] - s->first_task[lr[i]]) * 1e3
+                                             : -1);
     printf("bench=load branches=%d procs=%d rounds=%d aggregated=%d min_participants=%d "
            "connect_s=%.3f registered_log_s=%.3f registered=%d welcomed=%d finals=%d "
            "round_s_median=%.3f cpu_s_per_round_median=%.3f cpu_s_connect=%.3f "
            "rss_peak_mb=%.1f rss_end_mb=%.1f fd_peak=%d nofile_soft=%ld nofile_hard=%ld "
            "coord_nofile=%ld warn_lines=%d error_lines=%d lost=%d send_failed=%d "
            "rejected=%d short_rounds=%d refused=%d hellos=%d byes=%d coord_exit=%d pass=%d\n",
-           o->branches, o->procs, o->rounds, nl, min_part, connect_s, reg_log_s,
-           w->max_registered, s->welcomed, s->finals, med, cpu_med,
+           o->branches, o->procs, o->rounds, nl, min_part, connect_s, reg_log_s, w->max_registered,
+           s->welcomed, s->finals, med, cpu_med,
            w->cpu_reg1 >= 0 && w->cpu_reg0 >= 0 ? w->cpu_reg1 - w->cpu_reg0 : -1,
            w->hwm_kb / 1024.0, w->rss_kb / 1024.0, w->fd_peak, soft, hard, coord_nofile, w->warn,
            w->error, w->lost, w->send_failed, w->rejected, w->short_rounds, w->refused, s->hellos,
@@ -778,11 +776,23 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
     snprintf(s_n, sizeof s_n, "%d", o->branches);
     snprintf(s_hb, sizeof s_hb, "%d", o->heartbeat_ms);
     snprintf(s_dl, sizeof s_dl, "%d", o->deadline_s);
-    char *argv[64] = {coord, "--key", hqkey, "--allow", allow, "--base", base, "--state-dir",
-                      state, "--endpoint", ep, "--federation", S_FED, "--method", "lora",
-                      "--targets", "fc1", "--rank", "4", "--classes", "0-9", "--heartbeat-ms",
-                      s_hb, "--rounds", s_rounds, "--clients-per-round", s_n, "--min-start", s_n,
-                      "--min-clients", s_n, "--deadline", s_dl};
+    char *argv[64] = {coord,    "--key",
+                      hqkey,    "--allow",
+                      allow,    "--base",
+                      base,     "--state-dir",
+                      state,    "--endpoint",
+                      ep,       "--federation",
+                      S_FED,    "--method",
+                      "lora",   "--targets",
+                      "fc1",    "--rank",
+                      "4",      "--classes",
+                      "0-9",    "--heartbeat-ms",
+                      s_hb,     "--rounds",
+                      s_rounds, "--clients-per-round",
+                      s_n,      "--min-start",
+                      s_n,      "--min-clients",
+                      s_n,      "--deadline",
+                      s_dl};
     int argc = 33;
     char extra_buf[256];
     snprintf(extra_buf, sizeof extra_buf, "%s", o->extra ? o->extra : "");
