@@ -196,7 +196,7 @@ start_branch() {
 
 rm -rf state
 : >logs/coordinator.log
-log "simulate: $branches branches, alpha $alpha, $rounds rounds, method $method, port $port$([ "$netns" = 1 ] && echo ', network namespaces')"
+log "simulate: $branches branches, alpha $alpha, $rounds rounds, method $method, port $port$([ "$netns" = 1 ] && echo ", network namespaces ${ns_prefix}*")"
 start_coordinator
 for ((k = 0; k < branches; k++)); do start_branch "$k"; done
 
