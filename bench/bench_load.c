@@ -63,18 +63,19 @@ struct s_report {
 
 /* What the parent sees of the coordinator while it runs. */
 struct s_watch {
-    pid_t pid;                                          /* coordinator */
-    int max_registered;                                 /* highest branches= in branch_registered */
-    double first_reg, all_reg;                          /* bench clock */
-    double log_first_reg, log_all_reg;                  /* log ts seconds of the day */
-    double cpu_reg0, cpu_reg1;                          /* CPU s at first / all registered */
-    double t_start[S_MAXR + 2], t_done[S_MAXR + 2];     /* bench clock */
-    double cpu_start[S_MAXR + 2], cpu_done[S_MAXR + 2]; /* coordinator CPU s */
-    int done_rounds;                                    /* round_done lines */
-    bool fed_done;                                      /* federation_done seen */
-    long hwm_kb, rss_kb;                                /* VmHWM, last VmRSS */
-    int fd_peak;                                        /* open descriptors, peak */
-    int warn, error;                                    /* warn / error lines */
+    pid_t pid;                         /* coordinator */
+    int max_registered;                /* highest branches= in branch_registered */
+    double first_reg, all_reg;         /* bench clock */
+    double log_first_reg, log_all_reg; /* log ts seconds of the day */
+    double cpu_reg0, cpu_reg1;         /* CPU s at first / all registered */
+    long ovf0, ovf1;                   /* ListenOverflows before connecting / when all registered */
+    double t_start[S_MAXR + 2], t_done[S_MAXR + 2];         /* bench clock */
+    double cpu_start[S_MAXR + 2], cpu_done[S_MAXR + 2];     /* coordinator CPU s */
+    int done_rounds;                                        /* round_done lines */
+    bool fed_done;                                          /* federation_done seen */
+    long hwm_kb, rss_kb;                                    /* VmHWM, last VmRSS */
+    int fd_peak;                                            /* open descriptors, peak */
+    int warn, error;                                        /* warn / error lines */
     int lost, send_failed, rejected, short_rounds, refused; /* notable events */
     long off;                                               /* log bytes consumed */
 };
@@ -202,6 +203,28 @@ static long s_proc_status_kb(pid_t pid, const char *field)
             v = atol(line + fl);
             break;
         }
+    fclose(f);
+    return v;
+}
+
+/* TcpExt ListenOverflows of /proc/net/netstat (machine-wide): connections dropped because a
+ * listener's accept queue (ZMQ_BACKLOG, 100 by default) was full; -1 if unknown. */
+static long s_listen_overflows(void)
+{
+    FILE *f = fopen("/proc/net/netstat", "r");
+    if (!f)
+        return -1;
+    char names[4096], values[4096];
+    long v = -1;
+    while (fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0)
+            continue;
+        char *sn = NULL, *sv = NULL;
+        for (char *n = strtok_r(names, " \n", &sn), *x = strtok_r(values, " \n", &sv); n && x;
+             n = strtok_r(NULL, " \n", &sn), x = strtok_r(NULL, " \n", &sv))
+            if (strcmp(n, "ListenOverflows") == 0)
+                v = atol(x);
+    }
     fclose(f);
     return v;
 }
@@ -462,6 +485,7 @@ static void s_watch_line(struct s_watch *w, const char *line, int nb)
             w->all_reg = now;
             w->log_all_reg = s_log_ts(line);
             w->cpu_reg1 = s_cpu(w->pid);
+            w->ovf1 = s_listen_overflows();
         }
     } else if (strstr(line, "event=round_start")) {
         long r = s_field(line, " round=");
@@ -679,6 +703,11 @@ static bool s_wait_started(const char *logp, pid_t pid, double timeout_s)
     return false;
 }
 
+static long s_ovf(const struct s_watch *w)
+{
+    return w->ovf0 >= 0 && w->ovf1 >= 0 ? w->ovf1 - w->ovf0 : -1;
+}
+
 static void s_report(const struct s_opts *o, const struct s_watch *w, const struct s_report *s,
                      double t_fork, const char *ledger, long soft, long hard, long coord_nofile,
                      int coord_rc, int kids_ok, bool *pass)
@@ -719,19 +748,23 @@ static void s_report(const struct s_opts *o, const struct s_watch *w, const stru
            "round_s_median=%.3f cpu_s_per_round_median=%.3f cpu_s_connect=%.3f "
            "rss_peak_mb=%.1f rss_end_mb=%.1f fd_peak=%d nofile_soft=%ld nofile_hard=%ld "
            "coord_nofile=%ld warn_lines=%d error_lines=%d lost=%d send_failed=%d "
-           "rejected=%d short_rounds=%d refused=%d hellos=%d byes=%d coord_exit=%d pass=%d\n",
+           "rejected=%d short_rounds=%d refused=%d hellos=%d byes=%d listen_overflows=%ld "
+           "coord_exit=%d pass=%d\n",
            o->branches, o->procs, o->rounds, nl, min_part, connect_s, reg_log_s, w->max_registered,
            s->welcomed, s->finals, med, cpu_med,
            w->cpu_reg1 >= 0 && w->cpu_reg0 >= 0 ? w->cpu_reg1 - w->cpu_reg0 : -1,
            w->hwm_kb / 1024.0, w->rss_kb / 1024.0, w->fd_peak, soft, hard, coord_nofile, w->warn,
            w->error, w->lost, w->send_failed, w->rejected, w->short_rounds, w->refused, s->hellos,
-           s->byes, coord_rc, *pass);
+           s->byes, s_ovf(w), coord_rc, *pass);
     printf("\n%d branches in %d processes against one fedtl-coordinator (CURVE on), %d rounds\n",
            o->branches, o->procs, o->rounds);
     printf("  connect: all %d welcomed %.2f s after the sockets were made; the log's first to "
            "last branch_registered %.2f s (coordinator CPU %.2f s)\n",
            s->welcomed, connect_s, reg_log_s,
            w->cpu_reg1 >= 0 && w->cpu_reg0 >= 0 ? w->cpu_reg1 - w->cpu_reg0 : -1);
+    printf("  accept queue: %ld connection attempts dropped by full listen queues while they "
+           "connected (TcpExt ListenOverflows, machine-wide; ZMQ_BACKLOG defaults to 100)\n",
+           s_ovf(w));
     printf("  rounds:  %d of %d aggregated, median duration %.3f s (ledger duration_s), "
            "fewest participants %d\n",
            nl, o->rounds, med, min_part);
@@ -818,6 +851,7 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
     double t_end = s_bench_now() + 120 + o->rounds * (o->deadline_s + 30.0);
     pid_t kids[S_MAXPROCS];
     int fds[S_MAXPROCS];
+    w.ovf0 = s_listen_overflows();
     double t_fork = s_bench_now();
     if (s_fork_children(o, ids, ep, hq, base_hash, t_end, kids, fds) != 0) {
         perror("bench_load: fork");

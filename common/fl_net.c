@@ -29,6 +29,9 @@ void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoin
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     /* A branch that reconnects with the same key takes over its routing id. */
     zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    /* Room for a connection storm (1,000 branches at once overflowed the default 100). */
+    int backlog = 1024;
+    zmq_setsockopt(s, ZMQ_BACKLOG, &backlog, sizeof backlog);
     if (id) {
         zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, id->box_sk, FL_BOX_SK_BYTES);

@@ -14,7 +14,9 @@
 #include "fl_strategy.h"
 #include "fl_train.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -334,8 +336,8 @@ static int s_state_save(struct fl_coord *c)
     int n = snprintf(json, sizeof json,
                      "{\"round\":%u,\"rounds\":%d,\"federation\":\"%s\",\"strategy\":\"%s\","
                      "\"seed\":%llu,\"base\":\"%s\"}\n",
-                     c->round, c->cfg.rounds, c->cfg.federation, fl_strategy_name(c->strategy),
-                     (unsigned long long)c->cfg.seed, hex);
+                     c->global.meta.round, c->cfg.rounds, c->cfg.federation,
+                     fl_strategy_name(c->strategy), (unsigned long long)c->cfg.seed, hex);
     return fl_fs_write_file(s_path(c, "state.json", path, sizeof path), json, (size_t)n, 0644);
 }
 
@@ -414,6 +416,92 @@ static void s_json_str(char *out, size_t len, const char *s)
     out[o] = '\0';
 }
 
+/* Append one line with a single write on an O_APPEND descriptor, then fsync: a crash leaves
+ * either the whole line or a partial last line that start-up trims, never two lines glued. */
+static void s_ledger_append(struct fl_coord *c, const char *line, size_t len)
+{
+    int fd = open(c->ledger_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    char *buf = malloc(len + 1);
+    int rc = fd < 0 || !buf ? -1 : 0;
+    if (rc == 0) {
+        memcpy(buf, line, len);
+        buf[len] = '\n';
+        for (size_t off = 0; off < len + 1 && rc == 0;) {
+            ssize_t w = write(fd, buf + off, len + 1 - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            rc = w < 0 ? -1 : 0;
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+    if (rc != 0 || fsync(fd) != 0)
+        fl_log(FL_LOG_ERROR, "ledger_failed", "path=%s reason=\"%s\"", c->ledger_path,
+               strerror(errno));
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* At start-up: drop a partial last line, and add a line for a round the state holds but the
+ * ledger lacks (the coordinator stopped between the two writes). */
+static void s_ledger_mend(struct fl_coord *c)
+{
+    unsigned char *text = NULL;
+    size_t len = 0;
+    if (fl_fs_read_file(c->ledger_path, (size_t)1 << 30, &text, &len) != 0)
+        return; /* no ledger yet */
+    size_t keep = len;
+    while (keep > 0 && text[keep - 1] != '\n')
+        keep--;
+    if (keep < len) {
+        fl_log(FL_LOG_WARN, "ledger_mended",
+               "path=%s dropped_bytes=%zu reason=\"partial last "
+               "line\"",
+               c->ledger_path, len - keep);
+        if (truncate(c->ledger_path, (off_t)keep) != 0)
+            fl_log(FL_LOG_ERROR, "ledger_failed", "path=%s reason=\"%s\"", c->ledger_path,
+                   strerror(errno));
+        text[keep] = '\0';
+    }
+    uint32_t last = 0;
+    for (char *p = (char *)text; (p = strstr(p, "{\"round\":")); p++) {
+        unsigned r = 0;
+        if (sscanf(p, "{\"round\":%u,\"aggregated\":true", &r) == 1 && r > last &&
+            strstr(p, "\"aggregated\":true") == strchr(p, ',') + 1)
+            last = r;
+    }
+    free(text);
+    for (uint32_t r = last + 1; r <= c->round; r++) {
+        char line[160];
+        int n = snprintf(line, sizeof line,
+                         "{\"round\":%u,\"aggregated\":true,\"recovered\":true,\"note\":\"the "
+                         "coordinator stopped after saving this round, before its ledger line\"}",
+                         r);
+        s_ledger_append(c, line, (size_t)n);
+        fl_log(FL_LOG_WARN, "ledger_mended", "round=%u reason=\"saved round had no ledger line\"",
+               r);
+    }
+}
+
+/* Remove temporary files an interrupted atomic write left in the state directory. */
+static void s_state_sweep(struct fl_coord *c)
+{
+    DIR *d = opendir(c->cfg.state_dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, "global.fta.tmp.", 15) != 0 &&
+            strncmp(e->d_name, "state.json.tmp.", 15) != 0)
+            continue;
+        char path[FL_COORD_PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", c->cfg.state_dir, e->d_name);
+        if (unlink(path) == 0)
+            fl_log(FL_LOG_INFO, "state_swept", "path=%s reason=\"left by an interrupted write\"",
+                   path);
+    }
+    closedir(d);
+}
+
 static void s_ledger(struct fl_coord *c, bool aggregated, double srv_acc, double srv_loss,
                      bool has_srv)
 {
@@ -464,17 +552,7 @@ static void s_ledger(struct fl_coord *c, bool aggregated, double srv_acc, double
     }
     free(c->last_ledger);
     c->last_ledger = line;
-    FILE *f = fopen(c->ledger_path, "a");
-    if (!f) {
-        fl_log(FL_LOG_ERROR, "ledger_failed", "path=%s reason=\"%s\"", c->ledger_path,
-               strerror(errno));
-        return;
-    }
-    fprintf(f, "%s\n", line);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        fl_log(FL_LOG_ERROR, "ledger_failed", "path=%s reason=\"%s\"", c->ledger_path,
-               strerror(errno));
-    fclose(f);
+    s_ledger_append(c, line, len);
 }
 
 /* Evaluate the global adapter on the server's data, when it has some. */
@@ -512,14 +590,19 @@ static int s_round_end(struct fl_coord *c)
     int rc = fl_strategy_finish(c->strategy, c->global.tensors, c->global.ntensors);
     if (rc)
         return rc;
-    c->round = r;
-    c->global.meta.round = r;
-    if ((rc = s_global_repack(c)) != 0 || (rc = s_state_save(c)) != 0) {
-        fl_log(FL_LOG_ERROR, "state_save_failed", "round=%u reason=\"%s\"", r, fl_error_msg());
-        return rc;
-    }
+    /* Evaluate first, then commit the state, then the ledger line: the gap in which a crash
+     * leaves a saved round without its line is as short as it can be (and start-up mends it). */
     double sacc = 0, sloss = 0;
     bool has_srv = s_server_eval(c, &sacc, &sloss);
+    c->global.meta.round = r;
+    if ((rc = s_global_repack(c)) != 0 || (rc = s_state_save(c)) != 0) {
+        fl_log(FL_LOG_ERROR, "state_save_failed", "round=%u reason=\"%s\" kept=round-%u", r,
+               fl_error_msg(), c->round);
+        c->global.meta.round = c->round;
+        c->phase = S_WAITING; /* nothing of round r was committed */
+        return rc;
+    }
+    c->round = r;
     s_ledger(c, true, sacc, sloss, has_srv);
     fl_log(FL_LOG_INFO, "round_done",
            "round=%u accepted=%d selected=%d rejected=%d%s%.4f "
@@ -591,6 +674,9 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
     if (!b && own_key && fl_allowlist_has(c->allow, peer, NULL) && u->round < r)
         /* A straggler that fell silent so long it was dropped: its round is over. */
         return s_reject(c, peer, u->round, id, "stale round: that round is over");
+    if (!b && own_key && fl_allowlist_has(c->allow, peer, NULL))
+        return s_reject(c, peer, u->round, id,
+                        "not registered (dropped after falling silent): say hello again");
     if (!b || !own_key)
         return s_reject(c, peer, u->round, id, "unknown, revoked or mismatched branch key");
     if (c->phase != S_ROUND || u->round < r)
@@ -1030,6 +1116,8 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
         !(c->strategy = fl_strategy_new(c->cfg.strategy)) || s_state_load(c, &resumed) != 0 ||
         (!resumed && s_global_fresh(c) != 0) || s_global_repack(c) != 0 || s_load_eval(c) != 0)
         goto out_destroy;
+    s_state_sweep(c);
+    s_ledger_mend(c);
     if (!(c->cfg.lr > 0)) {
         int rank;
         fl_adapter_defaults(c->global.meta.kind, &rank, &c->cfg.lr);

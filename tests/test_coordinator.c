@@ -414,3 +414,55 @@ Test(fedtl_coordinator, a_corrupted_state_directory_stops_start_up_with_a_clear_
     cr_assert_gt(fl_test_count(f.path[F_LOG], "move it away to start over"), 0);
     s_fed_teardown(&f);
 }
+
+Test(fedtl_coordinator, start_up_mends_the_ledger_and_sweeps_interrupted_writes, .timeout = 60)
+{
+    struct s_fed f;
+    s_fed_setup(&f, "--rounds 5 --min-start 2");
+    for (int i = 0; i < 200 && fl_test_count(f.path[F_LOG], "coordinator_start") == 0; i++)
+        usleep(25000);
+    kill(f.coord, SIGTERM);
+    cr_assert_eq(fl_test_wait(f.coord, 10), 0);
+    /* As a SIGKILL can leave it: round 2 saved, the ledger's line for it missing, a partial
+     * line at the end of the ledger, a temporary file of an interrupted write. */
+    struct fl_adapter_meta am = {.kind = FL_ADAPTER_LORA,
+                                 .rank = 2,
+                                 .alpha = 4,
+                                 .seed = 1,
+                                 .num_classes = 3,
+                                 .class_ids = {0, 1, 2},
+                                 .ntargets = 1,
+                                 .round = 2};
+    strcpy(am.targets[0], "fc1");
+    fl_model_t *m = fl_model_from_base(&f.base, "base", &am);
+    cr_assert_not_null(m);
+    struct fl_tensor ts[8];
+    size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
+    for (size_t i = 0; i < n; i++)
+        ts[i] = *fl_model_tensor(m, FL_SET_ADAPTER, i);
+    struct fl_adapter_meta saved = *fl_model_adapter_meta(m);
+    saved.round = 2;
+    cr_assert_eq(fl_adapter_write(f.path[F_GLOBAL], &saved, ts, n, NULL), 0, "%s", fl_error_msg());
+    fl_model_destroy(&m);
+    FILE *fp = fopen(f.path[F_LEDGER], "w");
+    fputs("{\"round\":1,\"aggregated\":true,\"selected\":2}\n{\"round\":2,\"aggreg", fp);
+    fclose(fp);
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s/global.fta.tmp.AbC123", f.path[F_STATE]);
+    fp = fopen(tmp, "w");
+    fputs("half", fp);
+    fclose(fp);
+    f.coord = fl_test_spawn(f.cmd, f.path[F_LOG]);
+    for (int i = 0; i < 200 && fl_test_count(f.path[F_LOG], "resumed_round=2") == 0; i++)
+        usleep(25000);
+    cr_assert_eq(fl_test_count(f.path[F_LOG], "resumed_round=2"), 1);
+    char *ledger = fl_test_slurp(f.path[F_LEDGER]);
+    cr_assert(strstr(ledger, "{\"round\":1,\"aggregated\":true,\"selected\":2}\n"
+                             "{\"round\":2,\"aggregated\":true,\"recovered\":true"),
+              "%s", ledger);
+    cr_assert_null(strstr(ledger, "aggreg\n"), "partial line kept: %s", ledger);
+    free(ledger);
+    cr_assert_neq(access(tmp, F_OK), 0, "temporary file not swept");
+    cr_assert_gt(fl_test_count(f.path[F_LOG], "event=state_swept"), 0);
+    s_fed_teardown(&f);
+}
