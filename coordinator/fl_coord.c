@@ -348,6 +348,13 @@ static bool s_eligible(const struct s_branch *b)
     return b->has_base;
 }
 
+/* Eligible and heard from lately: a branch that died after its last update is not selected
+ * again only to hold the next round until its deadline. */
+static bool s_selectable(const struct fl_coord *c, const struct s_branch *b, int64_t now)
+{
+    return b->has_base && now - b->last_seen <= 3 * (int64_t)c->cfg.heartbeat_ms;
+}
+
 static int s_cmp_key(const void *a, const void *b)
 {
     return memcmp((*(struct s_branch *const *)a)->key, (*(struct s_branch *const *)b)->key,
@@ -361,8 +368,9 @@ static void s_round_start(struct fl_coord *c, int eligible)
     if (!pool)
         return;
     int n = 0;
-    for (size_t i = 0; i < c->nbranches; i++)
-        if (s_eligible(&c->branches[i]))
+    int64_t now = s_now_ms();
+    for (size_t i = 0; i < c->nbranches && n < eligible; i++)
+        if (s_selectable(c, &c->branches[i], now))
             pool[n++] = &c->branches[i];
     /* Deterministic in (seed, round, enrolled keys): a restarted coordinator chooses alike. */
     qsort(pool, (size_t)n, sizeof *pool, s_cmp_key);
@@ -969,7 +977,7 @@ static int s_tick(struct fl_coord *c)
     s_expire(c);
     int eligible = 0;
     for (size_t i = 0; i < c->nbranches; i++)
-        eligible += s_eligible(&c->branches[i]);
+        eligible += s_selectable(c, &c->branches[i], s_now_ms());
     switch (c->phase) {
     case S_WAITING:
         if (c->round >= (uint32_t)c->cfg.rounds) {
