@@ -109,44 +109,6 @@ void fl_conv2d_forward(const struct fl_conv_geom *g, const float *x, const float
     s_add_bias((size_t)rows, g->out_c, b, y);
 }
 
-void fl_conv2d_forward_direct(const struct fl_conv_geom *g, const float *x, const float *w,
-                              const float *b, float *wt, float *y)
-{
-    const int k = g->k, c = g->c, oc = g->out_c, patch = k * k * c;
-    /* wt [patch][out_c]: one tap's weights for every output channel, contiguous. */
-    for (int o = 0; o < oc; o++)
-        for (int p = 0; p < patch; p++)
-            wt[(size_t)p * oc + o] = w[(size_t)o * patch + p];
-    for (int n = 0; n < g->n; n++) {
-        const float *xn = x + (size_t)n * g->h * g->w * c;
-        for (int oh = 0; oh < g->oh; oh++) {
-            for (int ow = 0; ow < g->ow; ow++) {
-                float *yo = y + (((size_t)n * g->oh + oh) * g->ow + ow) * oc;
-                for (int o = 0; o < oc; o++)
-                    yo[o] = b ? b[o] : 0.0f;
-                for (int kh = 0; kh < k; kh++) {
-                    int ih = oh * g->stride - g->pad + kh;
-                    if (ih < 0 || ih >= g->h)
-                        continue;
-                    for (int kw = 0; kw < k; kw++) {
-                        int iw = ow * g->stride - g->pad + kw;
-                        if (iw < 0 || iw >= g->w)
-                            continue;
-                        const float *xi = xn + ((size_t)ih * g->w + iw) * c;
-                        const float *wp = wt + (size_t)((kh * k + kw) * c) * oc;
-                        for (int ch = 0; ch < c; ch++) {
-                            float v = xi[ch];
-                            const float *wr = wp + (size_t)ch * oc;
-                            for (int o = 0; o < oc; o++)
-                                yo[o] += v * wr[o];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 void fl_conv2d_backward(const struct fl_conv_geom *g, const float *col, const float *w,
                         const float *dy, float *dw, float *db, float *dcol, float *dx)
 {

@@ -28,12 +28,6 @@ void fl_col2im(const struct fl_conv_geom *g, const float *dcol, float *dx);
  * and keeps the patches for the backward pass. */
 void fl_conv2d_forward(const struct fl_conv_geom *g, const float *x, const float *w, const float *b,
                        float *col, float *y);
-/* The same output as fl_conv2d_forward, computed directly (no im2col, no GEMM) for layers
- * whose patch k*k*c is small, like a first layer on 1-channel images, where a GEMM with a
- * tiny inner dimension wastes most of its time packing. Keeps nothing for a backward pass:
- * for frozen layers only. wt is scratch of k*k*c*out_c floats. */
-void fl_conv2d_forward_direct(const struct fl_conv_geom *g, const float *x, const float *w,
-                              const float *b, float *wt, float *y);
 /* From dy and the forward's col: dw, db, and dx (via dcol scratch of col's size). */
 void fl_conv2d_backward(const struct fl_conv_geom *g, const float *col, const float *w,
                         const float *dy, float *dw, float *db, float *dcol, float *dx);

@@ -16,7 +16,6 @@
 #define S_EVAL_BATCH     256
 #define S_MAX_WORKERS    16
 #define S_MIN_PER_WORKER 16
-#define S_DIRECT_PATCH   27 /* conv patches up to this (3x3x3) run without im2col when frozen */
 
 struct s_param {
     struct fl_tensor t; /* name, shape, data (borrowed for a frozen base) */
@@ -760,8 +759,7 @@ static int s_work_reserve(fl_model_t *m, struct s_work *w, int n)
         if (Ly->spec.kind == FL_LAYER_CONV2D) {
             free(w->col[l]);
             free(w->dcol[l]);
-            size_t cols = pos * Ly->wcols, wt = (size_t)Ly->wcols * Ly->wrows;
-            w->col[l] = fl_falloc(cols > wt ? cols : wt); /* also the direct path's scratch */
+            w->col[l] = fl_falloc(pos * Ly->wcols);
             w->dcol[l] = fl_falloc(pos * Ly->wcols);
             if (!w->col[l] || !w->dcol[l])
                 return FL_ENOMEM;
@@ -848,12 +846,7 @@ static void s_forward(fl_model_t *m, struct s_work *w, int from, int to, int n)
         float *y = w->act[l + 1];
         switch (L->spec.kind) {
         case FL_LAYER_CONV2D:
-            if (l < m->first_trainable && L->wcols <= S_DIRECT_PATCH)
-                /* Frozen and a tiny patch: no backward needs the patches, skip the GEMM. */
-                fl_conv2d_forward_direct(&g, x, s_weight(m, L), m->params[L->b].t.data, w->col[l],
-                                         y);
-            else
-                fl_conv2d_forward(&g, x, s_weight(m, L), m->params[L->b].t.data, w->col[l], y);
+            fl_conv2d_forward(&g, x, s_weight(m, L), m->params[L->b].t.data, w->col[l], y);
             break;
         case FL_LAYER_DENSE:
             fl_dense_forward(n, L->wcols, L->wrows, x, s_weight(m, L), m->params[L->b].t.data, y);

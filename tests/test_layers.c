@@ -291,34 +291,3 @@ Test(fl_layers, im2col_col2im_are_adjoint)
     cr_assert_float_eq(s_dot(col, c, nc), s_dot(x, dx, nx), 1e-3);
     free(x), free(c), free(col), free(dx);
 }
-
-Test(fl_layers, direct_convolution_matches_im2col_gemm)
-{
-    struct fl_rng rng;
-    fl_rng_seed(&rng, 21);
-    int shapes[][4] = {{1, 3, 1, 1}, {3, 3, 2, 0}, {1, 1, 1, 0}, {2, 3, 1, 1}}; /* c k s pad */
-    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
-        struct fl_conv_geom g = {.n = 2,
-                                 .h = 7,
-                                 .w = 5,
-                                 .c = shapes[t][0],
-                                 .k = shapes[t][1],
-                                 .stride = shapes[t][2],
-                                 .pad = shapes[t][3],
-                                 .out_c = 6};
-        cr_assert_eq(fl_conv_geom_init(&g), 0);
-        size_t nx = (size_t)g.n * g.h * g.w * g.c, patch = (size_t)g.k * g.k * g.c;
-        size_t ny = (size_t)g.n * g.oh * g.ow * g.out_c, pos = (size_t)g.n * g.oh * g.ow;
-        float *x = fl_falloc(nx), *w = fl_falloc(patch * g.out_c), *b = fl_falloc(g.out_c);
-        float *col = fl_falloc(pos * patch + patch * g.out_c), *y1 = fl_falloc(ny),
-              *y2 = fl_falloc(ny);
-        s_fill(x, nx, &rng, 1);
-        s_fill(w, patch * g.out_c, &rng, 1);
-        s_fill(b, g.out_c, &rng, 1);
-        fl_conv2d_forward(&g, x, w, b, col, y1);
-        fl_conv2d_forward_direct(&g, x, w, b, col, y2);
-        for (size_t i = 0; i < ny; i++)
-            cr_assert_float_eq(y1[i], y2[i], 1e-4, "shape %zu, y[%zu]", t, i);
-        free(x), free(w), free(b), free(col), free(y1), free(y2);
-    }
-}
