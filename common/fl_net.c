@@ -3,6 +3,7 @@
 #include "fl_error.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -107,8 +108,8 @@ static void s_drain(void *sock)
     }
 }
 
-int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl__Envelope **env,
-                size_t *bytes)
+static int s_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, char *user_id,
+                  size_t user_id_len, Fedtl__Envelope **env, size_t *bytes)
 {
     *env = NULL;
     zmq_msg_t m;
@@ -133,6 +134,11 @@ int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl_
     zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz);
     if (bytes)
         *bytes = zmq_msg_size(&m);
+    if (user_id && user_id_len) {
+        /* Set by the ZAP handler's reply for this connection (empty without one). */
+        const char *uid = zmq_msg_gets(&m, "User-Id");
+        snprintf(user_id, user_id_len, "%s", uid ? uid : "");
+    }
     int rc;
     if (more) {
         s_drain(sock);
@@ -142,4 +148,16 @@ int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl_
     }
     zmq_msg_close(&m);
     return rc;
+}
+
+int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl__Envelope **env,
+                size_t *bytes)
+{
+    return s_recv(sock, router, peer, peer_len, NULL, 0, env, bytes);
+}
+
+int fl_net_recv_from(void *sock, uint8_t *peer, size_t *peer_len, char *user_id, size_t user_id_len,
+                     Fedtl__Envelope **env, size_t *bytes)
+{
+    return s_recv(sock, true, peer, peer_len, user_id, user_id_len, env, bytes);
 }

@@ -29,4 +29,10 @@ int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelop
 int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl__Envelope **env,
                 size_t *bytes);
 
+/* fl_net_recv on a ROUTER that also returns the connection's User-Id, which the ZAP handler
+ * sets to the hex of the client's CurveZMQ key (empty on a plaintext socket): the proof of
+ * who is at the other end, which the routing id alone is not. */
+int fl_net_recv_from(void *sock, uint8_t *peer, size_t *peer_len, char *user_id, size_t user_id_len,
+                     Fedtl__Envelope **env, size_t *bytes);
+
 #endif

@@ -41,6 +41,8 @@ struct s_branch {
     uint32_t selected_round;       /* round it was last given a task for */
     uint32_t answered_round;       /* round it last answered */
     bool final_sent;               /* has the final adapter */
+    uint64_t base_next;            /* base download: the next byte not yet sent */
+    int64_t base_rewind;           /* when it last asked again for bytes already sent (ms) */
 };
 
 /* One update the round accepted, for the ledger. */
@@ -144,17 +146,22 @@ static bool s_in_round(const struct fl_coord *c, const struct s_branch *b)
 
 /* ---- sending ---- */
 
-static void s_send(struct fl_coord *c, const uint8_t *peer, Fedtl__Envelope *env)
+/* Send without blocking; a branch whose queue is full loses this message (logged). */
+static int s_send(struct fl_coord *c, const uint8_t *peer, Fedtl__Envelope *env)
 {
     size_t bytes = 0;
-    if (fl_net_send(c->router, peer, FL_SIGN_PK_BYTES, env, ZMQ_DONTWAIT, &bytes) != 0) {
+    int rc = fl_net_send(c->router, peer, FL_SIGN_PK_BYTES, env, ZMQ_DONTWAIT, &bytes);
+    if (rc != 0) {
         char id[13];
         fl_key_id(peer, id);
         fl_log(FL_LOG_WARN, "send_failed", "peer=%s reason=\"%s\"", id,
-               errno == EAGAIN ? "queue full" : zmq_strerror(errno));
-        return;
+               rc != FL_EIO      ? fl_error_msg()
+               : errno == EAGAIN ? "queue full"
+                                 : zmq_strerror(errno));
+        return rc;
     }
     c->bytes_out += bytes;
+    return 0;
 }
 
 static void s_send_bye(struct fl_coord *c, const uint8_t *peer, size_t peer_len, const char *reason)
@@ -324,6 +331,8 @@ static int s_state_load(struct fl_coord *c, bool *resumed)
     return 0;
 }
 
+/* Commit the round: global.fta is the commit point (a failure there keeps the previous
+ * round); state.json only describes it, so failing to write it is logged, not fatal. */
 static int s_state_save(struct fl_coord *c)
 {
     char path[FL_COORD_PATH_MAX + 32], json[1024];
@@ -338,7 +347,12 @@ static int s_state_save(struct fl_coord *c)
                      "\"seed\":%llu,\"base\":\"%s\"}\n",
                      c->global.meta.round, c->cfg.rounds, c->cfg.federation,
                      fl_strategy_name(c->strategy), (unsigned long long)c->cfg.seed, hex);
-    return fl_fs_write_file(s_path(c, "state.json", path, sizeof path), json, (size_t)n, 0644);
+    if (fl_fs_write_file(s_path(c, "state.json", path, sizeof path), json, (size_t)n, 0644) != 0)
+        fl_log(FL_LOG_WARN, "state_json_failed",
+               "round=%u reason=\"%s\" note=\"round saved in "
+               "global.fta\"",
+               c->global.meta.round, fl_error_msg());
+    return 0;
 }
 
 /* ---- rounds ---- */
@@ -396,9 +410,20 @@ static void s_round_start(struct fl_coord *c, int eligible)
     c->naccepts = 0;
     c->nrejects = 0;
     c->bytes_in = c->bytes_out = 0;
+    /* A retried round keeps its number: whoever the failed attempt selected is not selected
+     * now unless chosen again (its late update is then stale, not counted). */
+    for (size_t i = 0; i < c->nbranches; i++)
+        if (c->branches[i].selected_round == r)
+            c->branches[i].selected_round = 0;
     free(c->accepts);
-    c->accepts = calloc((size_t)k, sizeof *c->accepts);
-    fl_strategy_begin(c->strategy, c->global.tensors, c->global.ntensors);
+    c->accepts = calloc((size_t)(k > 0 ? k : 1), sizeof *c->accepts);
+    if (!c->accepts || fl_strategy_begin(c->strategy, c->global.tensors, c->global.ntensors) != 0) {
+        fl_log(FL_LOG_ERROR, "round_start_failed", "round=%u reason=\"%s\"", r,
+               c->accepts ? fl_error_msg() : "out of memory");
+        c->phase = S_WAITING; /* tried again on the next tick */
+        free(pool);
+        return;
+    }
     for (int i = 0; i < k; i++) {
         pool[i]->selected_round = r;
         pool[i]->answered_round = 0; /* a retried round starts afresh */
@@ -672,8 +697,9 @@ static int s_check_adapter(const struct fl_coord *c, const struct fl_adapter_fil
 static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
                         const Fedtl__SealedUpdate *u, size_t frame_bytes)
 {
-    char id[13];
-    fl_key_id(u->branch_key.data, id);
+    char id[13] = "unknown";
+    if (peer_len == FL_SIGN_PK_BYTES)
+        fl_key_id(peer, id); /* who sent it, not whom it names */
     uint32_t r = c->round + 1;
     struct s_branch *b = s_branch_find(c, peer, peer_len);
     c->bytes_in += frame_bytes;
@@ -718,6 +744,8 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         snprintf(reason, sizeof reason, "%s", fl_error_msg());
     else if (fl_strategy_add(c->strategy, af.tensors, af.ntensors, (double)body->samples) != 0)
         snprintf(reason, sizeof reason, "aggregation refused it: %s", fl_error_msg());
+    if (!reason[0] && c->naccepts >= c->nselected)
+        snprintf(reason, sizeof reason, "more updates than branches selected");
     if (reason[0]) {
         s_reject(c, peer, u->round, id, reason);
     } else {
@@ -734,6 +762,11 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
                body->eval_accuracy);
         s_send_receipt(c, peer, r, true, "");
     }
+    /* Every copy of the decrypted update is wiped before it is freed. */
+    for (size_t i = 0; i < af.ntensors; i++)
+        sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
+    if (body && body->adapter.data)
+        sodium_memzero(body->adapter.data, body->adapter.len);
     fl_adapter_close(&af);
     fl_wire_free_body(&body);
     fl_seal_free_plain(&plain, plain_len);
@@ -791,8 +824,18 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
                (unsigned long long)q->offset);
         return;
     }
+    /* Credit flow: a branch asks for the bytes after those it asked for before; asking again
+     * for bytes already sent (after a loss) is allowed once per stall period, so a branch
+     * cannot make the coordinator send the base over and over. */
+    int64_t now = s_now_ms(), stall = 2 * (int64_t)c->cfg.heartbeat_ms;
+    if (q->offset < b->base_next) {
+        if (now - b->base_rewind < (stall > 1000 ? stall : 1000))
+            return;
+        b->base_rewind = now;
+    }
+    uint32_t credit = q->credit < 16 ? q->credit : 16;
     uint64_t off = q->offset;
-    for (uint32_t i = 0; i < q->credit && off < c->base.map_len; i++) {
+    for (uint32_t i = 0; i < credit && off < c->base.map_len; i++) {
         size_t n =
             c->base.map_len - off < c->cfg.chunk_size ? c->base.map_len - off : c->cfg.chunk_size;
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
@@ -802,9 +845,11 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
         ch.data = (ProtobufCBinaryData){n, (uint8_t *)c->base.map + off};
         env.body_case = FEDTL__ENVELOPE__BODY_BASE_CHUNK;
         env.base_chunk = &ch;
-        s_send(c, b->key, &env);
+        if (s_send(c, b->key, &env) != 0)
+            break; /* its queue is full: the rest would be dropped too */
         off += n;
     }
+    b->base_next = off;
 }
 
 static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
@@ -837,8 +882,10 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
         break;
     case FEDTL__ENVELOPE__BODY_BYE:
         if (b) {
+            char reason[2 * 512 + 8];
+            s_json_str(reason, sizeof reason, env->bye->reason);
             fl_log(FL_LOG_INFO, "branch_left", "peer=%s branch=%s reason=\"%s\"", b->id, b->name,
-                   env->bye->reason);
+                   reason);
             if (!s_in_round(c, b))
                 s_branch_remove(c, b);
         }
@@ -855,15 +902,41 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
     }
 }
 
+/* Does the routing id (an Ed25519 key) map to the CurveZMQ key the connection proved? */
+static bool s_routing_id_ok(const uint8_t *peer, size_t peer_len, const char *user_id)
+{
+    uint8_t x[FL_BOX_PK_BYTES];
+    char hex[2 * FL_BOX_PK_BYTES + 1];
+    if (peer_len != FL_SIGN_PK_BYTES || crypto_sign_ed25519_pk_to_curve25519(x, peer) != 0)
+        return false;
+    sodium_bin2hex(hex, sizeof hex, x, sizeof x);
+    return strcmp(hex, user_id) == 0;
+}
+
 static void s_read_router(struct fl_coord *c)
 {
     for (int i = 0; i < 256; i++) {
         uint8_t peer[FL_NET_PEER_MAX];
         size_t peer_len = 0, bytes = 0;
         Fedtl__Envelope *env = NULL;
-        int rc = fl_net_recv(c->router, true, peer, &peer_len, &env, &bytes);
+        char user_id[2 * FL_BOX_PK_BYTES + 1];
+        int rc =
+            fl_net_recv_from(c->router, peer, &peer_len, user_id, sizeof user_id, &env, &bytes);
         if (rc == 1)
             return;
+        if (rc == 0 && !c->cfg.insecure && !s_routing_id_ok(peer, peer_len, user_id)) {
+            /* The routing id names another enrolled branch than the one whose key opened
+             * this connection: someone impersonating a peer. */
+            char id[13] = "unknown";
+            if (peer_len == FL_SIGN_PK_BYTES)
+                fl_key_id(peer, id);
+            fl_log(FL_LOG_WARN, "message_rejected",
+                   "peer=%s curve_key=%.12s reason=\"routing id "
+                   "is not the key that authenticated this connection\"",
+                   id, user_id);
+            fl_wire_free(&env);
+            continue;
+        }
         if (rc < 0) {
             char id[13] = "unknown";
             if (peer_len == FL_SIGN_PK_BYTES)
@@ -910,11 +983,16 @@ static void s_read_zap(struct fl_coord *c)
         memcpy(addr, zmq_msg_data(&part[3]), al);
         fl_log(FL_LOG_WARN, "handshake_refused", "address=%s reason=\"key not enrolled\"", addr);
     }
+    /* The User-Id is the client's CurveZMQ key: messages carry it, and the router loop checks
+     * it against their routing id. */
+    char uid[2 * FL_BOX_PK_BYTES + 1] = "";
+    if (ok)
+        sodium_bin2hex(uid, sizeof uid, zmq_msg_data(&part[6]), FL_BOX_PK_BYTES);
     zmq_send(c->zap, "1.0", 3, ZMQ_SNDMORE);
     zmq_send(c->zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE);
     zmq_send(c->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
     zmq_send(c->zap, ok ? "OK" : "not enrolled", ok ? 2 : 12, ZMQ_SNDMORE);
-    zmq_send(c->zap, "", 0, ZMQ_SNDMORE);
+    zmq_send(c->zap, uid, strlen(uid), ZMQ_SNDMORE);
     zmq_send(c->zap, "", 0, 0);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&part[i]);

@@ -388,6 +388,32 @@ Test(fedtl_coordinator, oversized_frames_and_unknown_keys_are_refused_while_othe
     cr_assert(strstr(out, "\"phase\":\"waiting\""), "%s", out);
     free(out);
     s_hello(&b1, &f);
+    /* b2 may not speak as b1: its CurveZMQ key opens the connection, b1's key is the routing
+     * id and the Hello's key. Dropped, logged, and b1 keeps its connection. */
+    struct s_branch b2;
+    s_branch_open(&b2, &f, "b2");
+    void *mask = zmq_socket(b2.ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(mask, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(mask, ZMQ_ROUTING_ID, b1.id->sign_pk, 32);
+    zmq_setsockopt(mask, ZMQ_CURVE_SERVERKEY, f.hq->box_pk, 32);
+    zmq_setsockopt(mask, ZMQ_CURVE_PUBLICKEY, b2.id->box_pk, 32);
+    zmq_setsockopt(mask, ZMQ_CURVE_SECRETKEY, b2.id->box_sk, 32);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", f.port);
+    cr_assert_eq(zmq_connect(mask, ep), 0);
+    Fedtl__Envelope henv = FEDTL__ENVELOPE__INIT;
+    Fedtl__Hello hh = FEDTL__HELLO__INIT;
+    hh.branch_key = (ProtobufCBinaryData){32, b1.id->sign_pk};
+    hh.name = "b1";
+    henv.body_case = FEDTL__ENVELOPE__BODY_HELLO;
+    henv.hello = &hh;
+    cr_assert_eq(fl_net_send(mask, NULL, 0, &henv, 0, NULL), 0);
+    for (int i = 0; i < 100 && fl_test_count(f.path[F_LOG], "is not the key") == 0; i++)
+        usleep(20000);
+    cr_assert_gt(fl_test_count(f.path[F_LOG], "routing id is not the key that authenticated"), 0);
+    zmq_close(mask);
+    s_branch_close(&b2);
     s_branch_close(&evil);
     s_branch_close(&b1);
     s_fed_teardown(&f);
