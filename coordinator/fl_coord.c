@@ -794,6 +794,7 @@ static void s_on_hello(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
         return;
     b->samples = h->samples;
     b->last_seen = s_now_ms();
+    b->base_next = 0; /* a Hello starts a new session: its download may start afresh */
     bool had_base = b->has_base;
     b->has_base = h->base_hash.len == FL_HASH_BYTES &&
                   memcmp(h->base_hash.data, c->base.hash, FL_HASH_BYTES) == 0;
