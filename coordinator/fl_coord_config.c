@@ -1,5 +1,7 @@
 /* fl_coord_config: the coordinator's configuration, from an INI file (inih) and flags. */
+#include "fl_arch.h"
 #include "fl_coord.h"
+#include "fl_data.h"
 #include "fl_error.h"
 
 #include <errno.h>
@@ -202,6 +204,15 @@ int fl_coord_config_check(const struct fl_coord_config *c)
     if (c->clients_per_round > 0 && c->clients_per_round < c->min_clients)
         return fl_fail(FL_EINVAL, "clients_per_round (%d) is below min_clients (%d)",
                        c->clients_per_round, c->min_clients);
+    enum fl_adapter_kind kind;
+    if (fl_adapter_kind_parse(c->method, &kind) != 0)
+        return fl_fail(FL_EINVAL, "method: %s", fl_error_msg());
+    if (c->classes[0]) {
+        int32_t ids[FL_MAX_CLASSES];
+        int n = 0;
+        if (fl_classes_parse(c->classes, ids, FL_MAX_CLASSES, &n) != 0)
+            return fl_fail(FL_EINVAL, "classes: %s", fl_error_msg());
+    }
     if (!c->federation[0] || strlen(c->federation) > 63)
         return fl_fail(FL_EINVAL, "federation name must be 1 to 63 characters");
     return 0;

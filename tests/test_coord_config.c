@@ -54,6 +54,15 @@ Test(fl_coord_config, file_errors_name_the_file_and_line)
     cr_assert_eq(c.rounds, 7);
     cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL, "min_clients above min_start");
     cr_assert(strstr(fl_error_msg(), "min_clients"));
+    c.min_clients = 1;
+    cr_assert_eq(fl_coord_config_check(&c), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "method", "lorax"), 0);
+    cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "lorax"), "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "method", "lora"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "classes", "5-x"), 0);
+    cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "classes"), "%s", fl_error_msg());
     f = fopen(path, "w");
     fprintf(f, "[elsewhere]\nrounds = 3\n");
     fclose(f);
