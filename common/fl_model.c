@@ -36,7 +36,7 @@ struct s_layer {
 };
 
 /* One worker's share of a batch: its activations, scratch and private gradients. The batch
- * is split over the workers (OpenMP threads, single-threaded BLAS each) and their gradients
+ * is split over the workers (fl_pool threads, single-threaded BLAS each) and their gradients
  * are summed in a fixed order, so a run is reproducible for a given thread count. */
 struct s_work {
     int cap;                                 /* records the buffers hold */
