@@ -7,18 +7,17 @@
  *
  * Each (P, K, threads) case runs in its own child process (this program re-executed), so its
  * peak RSS (VmHWM, reset after the pool is built) shows whether memory grows with K.
- * threads = 2 is a BENCH-ONLY EXPERIMENT (the coordinator is single-threaded): two workers
- * verify/open/unpack/check updates in parallel and fold them into the aggregate in arrival
- * order (a ticket), so the result is bitwise the single-threaded one. */
+ * threads is the size of the fl_pool that opens an update's segments, as the coordinator's
+ * `--threads`; updates are taken one at a time, in order, as the coordinator does. */
 #include "bench_fed.h"
 
 #include "fl_codec.h"
 #include "fl_keys.h"
+#include "fl_pool.h"
 #include "fl_seal.h"
 #include "fl_strategy.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <sys/resource.h>
 
@@ -41,13 +40,10 @@ struct s_run {
     int npool;                     /* pool size */
     long k;                        /* updates to ingest */
     fl_strategy_t *strategy;       /* fedavg */
-    pthread_mutex_t mu;            /* guards next, turn, failed */
-    pthread_cond_t cv;             /* turn advanced */
-    long next;                     /* next update index to take */
-    long turn;                     /* next update index to fold in */
+    fl_pool_t *threads;            /* opens segments (the coordinator's pool) */
+    struct fl_plain plain;         /* the decrypted update (reused, as the coordinator's) */
     int failed;                    /* an update was refused (a bench bug) */
-    double stage[S_NSTAGE];        /* seconds per stage (summed over workers) */
-    pthread_mutex_t stage_mu;      /* guards stage */
+    double stage[S_NSTAGE];        /* seconds per stage */
 };
 
 static double s_now(void)
@@ -87,8 +83,9 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     }
     struct fl_adapter_meta am;
     s_meta(&am, r->base_hash);
-    uint8_t *abuf = NULL, *plain = NULL, *ct = NULL, sig[FL_SIG_BYTES];
-    size_t alen, plain_len, ct_len;
+    uint8_t *abuf = NULL, *plain = NULL;
+    size_t alen, plain_len;
+    struct fl_sealed sealed = {0};
     int rc = fl_adapter_pack(&am, ts, S_NT, &abuf, &alen);
     for (int i = 0; i < S_NT; i++)
         fl_tensor_free(&ts[i]);
@@ -101,23 +98,19 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     body.eval_accuracy = 0.75f;
     body.eval_samples = 10;
     if ((rc = fl_wire_encode_body(&body, &plain, &plain_len)) == 0)
-        rc = fl_seal_update(who, r->hq->box_pk, S_FED, S_ROUND, r->base_hash, plain, plain_len, &ct,
-                            &ct_len, sig);
+        rc = fl_seal_update(who, r->hq->box_pk, S_FED, S_ROUND, r->base_hash, plain, plain_len,
+                            &sealed);
     if (rc == 0) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-        u.round = S_ROUND;
-        u.branch_key = (ProtobufCBinaryData){32, (uint8_t *)who->sign_pk};
-        u.base_hash = (ProtobufCBinaryData){32, (uint8_t *)r->base_hash};
-        u.ciphertext = (ProtobufCBinaryData){ct_len, ct};
-        u.signature = (ProtobufCBinaryData){FL_SIG_BYTES, sig};
+        fl_sealed_to_wire(&sealed, &u);
         env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
         env.update = &u;
         rc = fl_wire_encode(&env, out, out_len);
     }
     free(abuf);
     free(plain);
-    free(ct);
+    fl_sealed_free(&sealed);
     return rc;
 }
 
@@ -142,7 +135,7 @@ static int s_check(const struct s_run *r, const struct fl_adapter_file *u)
 }
 
 /* Ingest update number idx the way fl_coord.c's s_on_update does (after its registry
- * checks); folds it in when its turn comes. Stage times go to st. */
+ * checks). Stage times go to st. */
 static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
 {
     const uint8_t *buf = r->pool[idx % r->npool];
@@ -150,8 +143,6 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     Fedtl__Envelope *env = NULL;
     Fedtl__UpdateBody *body = NULL;
     struct fl_adapter_file af = {0};
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
     int rc;
     double t0 = s_now(), t1;
 #define S_LAP(stage) (t1 = s_now(), st[stage] += t1 - t0, t0 = t1)
@@ -164,16 +155,15 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
         rc = FL_EMISMATCH;
         goto out;
     }
-    rc = fl_verify_update(u->branch_key.data, S_FED, u->round, u->base_hash.data,
-                          u->ciphertext.data, u->ciphertext.len, u->signature.data);
+    rc = fl_verify_update(u, u->branch_key.data, S_FED);
     S_LAP(S_VER);
     if (rc)
         goto out;
-    rc = fl_open_update(r->hq, u->ciphertext.data, u->ciphertext.len, &plain, &plain_len);
+    rc = fl_open_update(r->hq, u, u->branch_key.data, S_FED, r->threads, &r->plain);
     S_LAP(S_OPEN);
     if (rc)
         goto out;
-    rc = fl_wire_decode_body(plain, plain_len, &body);
+    rc = fl_wire_decode_body(r->plain.data, r->plain.len, &body);
     S_LAP(S_BODY);
     if (rc)
         goto out;
@@ -187,56 +177,27 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     S_LAP(S_CHECK);
     if (rc)
         goto out;
-    /* Fold in, in index order (with one worker the turn is always ours). */
-    pthread_mutex_lock(&r->mu);
-    while (r->turn != idx)
-        pthread_cond_wait(&r->cv, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-    t0 = s_now();
     rc = fl_strategy_add(r->strategy, af.tensors, af.ntensors, (double)body->samples);
     S_LAP(S_ADD);
 out:
     if (rc) {
         fprintf(stderr, "bench_ingest: update %ld refused: %s (%s)\n", idx, fl_strerror(rc),
                 fl_error_msg());
-        pthread_mutex_lock(&r->mu);
         r->failed = 1;
-        while (r->turn != idx)
-            pthread_cond_wait(&r->cv, &r->mu);
-        pthread_mutex_unlock(&r->mu);
     }
-    /* Hand the turn on before freeing: the next update need not wait for our frees. */
-    pthread_mutex_lock(&r->mu);
-    r->turn = idx + 1;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
     t0 = s_now();
+    /* The coordinator's wipes: every decrypted copy. */
+    for (size_t i = 0; i < af.ntensors; i++)
+        sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
+    if (body && body->adapter.data)
+        sodium_memzero(body->adapter.data, body->adapter.len);
     fl_adapter_close(&af);
     fl_wire_free_body(&body);
-    fl_seal_free_plain(&plain, plain_len);
+    fl_plain_wipe(&r->plain);
     fl_wire_free(&env);
     S_LAP(S_FREE);
 #undef S_LAP
     return rc;
-}
-
-static void *s_worker(void *arg)
-{
-    struct s_run *r = arg;
-    double st[S_NSTAGE] = {0};
-    for (;;) {
-        pthread_mutex_lock(&r->mu);
-        long idx = r->failed ? r->k : r->next++;
-        pthread_mutex_unlock(&r->mu);
-        if (idx >= r->k)
-            break;
-        s_ingest_one(r, idx, st);
-    }
-    pthread_mutex_lock(&r->stage_mu);
-    for (int i = 0; i < S_NSTAGE; i++)
-        r->stage[i] += st[i];
-    pthread_mutex_unlock(&r->stage_mu);
-    return NULL;
 }
 
 /* One case, in this (child) process; prints one "bench=ingest" line. */
@@ -285,11 +246,10 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
             return 1;
         }
     r.strategy = fl_strategy_new("fedavg");
-    if (!r.strategy || fl_strategy_begin(r.strategy, r.global, S_NT))
+    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    if (!r.strategy || fl_strategy_begin(r.strategy, r.global, S_NT) ||
+        !(r.threads = fl_pool_new(threads)))
         return 1;
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_mutex_init(&r.stage_mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
     long rss_before = s_fed_status_kb("VmRSS:");
     int hwm_reset = s_fed_reset_hwm() == 0;
     double bytes = 0;
@@ -297,16 +257,8 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
         bytes += (double)r.pool_len[i % npool];
 
     double t0 = s_now();
-    pthread_t th[8];
-    threads = threads < 1 ? 1 : threads > 8 ? 8 : threads;
-    if (threads == 1) {
-        s_worker(&r);
-    } else {
-        for (int i = 0; i < threads; i++)
-            pthread_create(&th[i], NULL, s_worker, &r);
-        for (int i = 0; i < threads; i++)
-            pthread_join(th[i], NULL);
-    }
+    for (long i = 0; i < k && !r.failed; i++)
+        s_ingest_one(&r, i, r.stage);
     if (fl_strategy_finish(r.strategy, r.global, S_NT))
         r.failed = 1;
     double secs = s_now() - t0;
@@ -335,6 +287,8 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
     for (int i = 0; i < S_NT; i++)
         fl_tensor_free(&r.global[i]);
     fl_strategy_destroy(&r.strategy);
+    fl_pool_destroy(&r.threads);
+    fl_plain_free(&r.plain);
     for (int i = 0; i < nkeys; i++)
         fl_identity_destroy(&keys[i]);
     fl_identity_destroy(&r.hq);
@@ -395,23 +349,25 @@ static int s_run_child(const char *self, long p, long k, int npool, int nkeys, i
  * the ceiling any ingest design faces. GB/s, median of 7. */
 static void s_primitives(size_t len)
 {
-    uint8_t *a = malloc(len + 64), *b = malloc(len + 64), h[32], key[crypto_box_BEFORENMBYTES];
-    uint8_t nonce[crypto_box_NONCEBYTES] = {0};
+    uint8_t *a = malloc(len + 64), *b = malloc(len + 64), h[32];
+    uint8_t key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES] = {1};
+    uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES] = {0};
     if (!a || !b) {
         free(a);
         free(b);
         return;
     }
     randombytes_buf(a, len);
-    randombytes_buf(key, sizeof key);
     double v[4][7];
+    size_t m = len - crypto_aead_xchacha20poly1305_ietf_ABYTES;
     for (int r = 0; r < 7; r++) {
         double t = s_now();
         crypto_generichash(h, sizeof h, a, len, NULL, 0);
         v[0][r] = len / (s_now() - t) / 1e9;
-        crypto_box_easy_afternm(b, a, len - crypto_box_MACBYTES, nonce, key);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(b, NULL, a, m, NULL, 0, NULL, nonce, key);
         t = s_now();
-        if (crypto_box_open_easy_afternm(a, b, len, nonce, key) != 0)
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(a, NULL, NULL, b, len, NULL, 0, nonce,
+                                                       key) != 0)
             v[1][r] = 0;
         else
             v[1][r] = len / (s_now() - t) / 1e9;
@@ -420,17 +376,14 @@ static void s_primitives(size_t len)
         v[2][r] = len / (s_now() - t) / 1e9;
         v[3][r] = 0;
         if (crypto_aead_aes256gcm_is_available()) {
-            uint8_t k2[crypto_aead_aes256gcm_KEYBYTES] = {1},
-                    n2[crypto_aead_aes256gcm_NPUBBYTES] = {0};
-            unsigned long long cl, ml;
-            size_t m = len - crypto_aead_aes256gcm_ABYTES;
-            crypto_aead_aes256gcm_encrypt(b, &cl, a, m, NULL, 0, NULL, n2, k2);
+            uint8_t n2[crypto_aead_aes256gcm_NPUBBYTES] = {0};
+            crypto_aead_aes256gcm_encrypt(b, NULL, a, m, NULL, 0, NULL, n2, key);
             t = s_now();
-            if (crypto_aead_aes256gcm_decrypt(a, &ml, NULL, b, cl, NULL, 0, n2, k2) == 0)
+            if (crypto_aead_aes256gcm_decrypt(a, NULL, NULL, b, len, NULL, 0, n2, key) == 0)
                 v[3][r] = len / (s_now() - t) / 1e9;
         }
     }
-    printf("bench=primitives bytes=%zu blake2b_gbps=%.3f xsalsa20poly1305_open_gbps=%.3f "
+    printf("bench=primitives bytes=%zu blake2b_gbps=%.3f xchacha20poly1305_open_gbps=%.3f "
            "memcpy_gbps=%.3f aes256gcm_open_gbps=%.3f\n",
            len, s_bench_median(v[0], 7), s_bench_median(v[1], 7), s_bench_median(v[2], 7),
            s_bench_median(v[3], 7));

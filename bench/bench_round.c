@@ -85,26 +85,23 @@ static int s_answer(struct s_br *b, const Fedtl__RoundTask *t, const uint8_t hq_
     body.eval_loss = 0.6f;
     body.eval_accuracy = 0.75f;
     body.eval_samples = 10;
-    uint8_t *plain = NULL, *ct = NULL, sig[FL_SIG_BYTES];
-    size_t plain_len, ct_len;
+    uint8_t *plain = NULL;
+    size_t plain_len;
+    struct fl_sealed sealed = {0};
     int rc = fl_wire_encode_body(&body, &plain, &plain_len);
     if (rc == 0)
-        rc = fl_seal_update(b->id, hq_box_pk, S_FED, t->round, base_hash, plain, plain_len, &ct,
-                            &ct_len, sig);
+        rc =
+            fl_seal_update(b->id, hq_box_pk, S_FED, t->round, base_hash, plain, plain_len, &sealed);
     if (rc == 0) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-        u.round = t->round;
-        u.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
-        u.base_hash = (ProtobufCBinaryData){32, (uint8_t *)base_hash};
-        u.ciphertext = (ProtobufCBinaryData){ct_len, ct};
-        u.signature = (ProtobufCBinaryData){FL_SIG_BYTES, sig};
+        fl_sealed_to_wire(&sealed, &u);
         env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
         env.update = &u;
         rc = fl_net_send(b->sock, NULL, 0, &env, 0, NULL);
     }
     free(plain);
-    free(ct);
+    fl_sealed_free(&sealed);
     return rc;
 }
 

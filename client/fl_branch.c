@@ -584,28 +584,18 @@ static int s_encode_body(const fl_branch_t *self, fl_model_t *m, uint32_t round,
 static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body, size_t len,
                          size_t *bytes)
 {
-    uint8_t *ct = NULL;
-    size_t ct_len = 0;
-    uint8_t sig[FL_SIG_BYTES];
+    struct fl_sealed sealed;
     int rc = fl_seal_update(self->id, self->coord.box_pk, self->federation, round, self->base.hash,
-                            body, len, &ct, &ct_len, sig);
+                            body, len, &sealed);
     if (rc)
         return rc;
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &u;
-    u.round = round;
-    u.branch_key.data = self->id->sign_pk;
-    u.branch_key.len = FL_SIGN_PK_BYTES;
-    u.base_hash.data = self->base.hash;
-    u.base_hash.len = FL_HASH_BYTES;
-    u.ciphertext.data = ct;
-    u.ciphertext.len = ct_len;
-    u.signature.data = sig;
-    u.signature.len = FL_SIG_BYTES;
+    fl_sealed_to_wire(&sealed, &u);
     rc = s_send(self, &env, "update", bytes);
-    free(ct);
+    fl_sealed_free(&sealed);
     return rc;
 }
 

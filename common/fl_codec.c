@@ -493,9 +493,12 @@ static int s_wire_check(const Fedtl__Envelope *e)
     case FEDTL__ENVELOPE__BODY_UPDATE: {
         const Fedtl__SealedUpdate *m = e->update;
         if (!s_len_ok(m->branch_key, FL_WIRE_KEY_BYTES) || !s_len_ok(m->base_hash, FL_HASH_BYTES) ||
-            !s_len_ok(m->signature, FL_WIRE_SIG_BYTES) || m->ciphertext.len == 0 ||
-            !s_len_max(m->ciphertext, FL_WIRE_MAX_ADAPTER + 4096))
-            return fl_fail(FL_EFORMAT, "update: bad key, hash, signature or ciphertext length");
+            !s_len_ok(m->signature, FL_WIRE_SIG_BYTES) ||
+            !s_len_ok(m->sealed_key, FL_WIRE_SEALED_KEY) || m->segment_size < FL_WIRE_MIN_SEGMENT ||
+            m->segment_size > FL_WIRE_MAX_SEGMENT || m->ciphertext.len == 0 ||
+            !s_len_max(m->ciphertext, FL_WIRE_MAX_ADAPTER + (64u << 10)))
+            return fl_fail(FL_EFORMAT, "update: bad key, hash, signature, sealed key, segment size "
+                                       "or ciphertext length");
         return 0;
     }
     case FEDTL__ENVELOPE__BODY_RECEIPT:

@@ -48,12 +48,15 @@ int fl_codec_unpack_adapter_header(const uint8_t *buf, size_t len, const char *o
  * length, so a caller never sees an over-long key, hash or blob. */
 #include "fedtl_wire.pb-c.h"
 
-#define FL_WIRE_VERSION     1           /* protocol version spoken */
+#define FL_WIRE_VERSION     2           /* protocol version spoken */
 #define FL_WIRE_MAX_MSG     (64u << 20) /* largest frame accepted (also ZMQ_MAXMSGSIZE) */
 #define FL_WIRE_MAX_ADAPTER (48u << 20) /* largest adapter file inside a message */
 #define FL_WIRE_MAX_CHUNK   (4u << 20)  /* largest base chunk */
 #define FL_WIRE_KEY_BYTES   32          /* Ed25519 public key */
 #define FL_WIRE_SIG_BYTES   64          /* Ed25519 signature */
+#define FL_WIRE_SEALED_KEY  80          /* an update key sealed to the coordinator */
+#define FL_WIRE_MIN_SEGMENT (4u << 10)  /* smallest update ciphertext segment */
+#define FL_WIRE_MAX_SEGMENT (16u << 20) /* largest update ciphertext segment */
 #define FL_WIRE_NAME_MAX    64          /* branch and federation names */
 
 /* Decode one frame into *env (free with fl_wire_free). FL_ERANGE for an oversized frame,

@@ -1,4 +1,4 @@
-/* fl_seal: sealed-box updates signed over their context, and base-model signatures. */
+/* fl_seal: segmented, signed update encryption, and base-model signatures. */
 #include "fl_seal.h"
 #include "fl_codec.h"
 #include "fl_error.h"
@@ -7,32 +7,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(FL_SEAL_OVERHEAD == crypto_box_SEALBYTES, "sealed box overhead");
-
-#define S_UPDATE_TAG "fedtl-update-v1" /* 15 bytes, no NUL */
+#define S_UPDATE_TAG "fedtl-update-v2" /* 15 bytes, no NUL */
 #define S_BASE_TAG   "fedtl-base-v1"   /* 13 bytes, no NUL */
 #define S_HASH_BYTES 32                /* BLAKE2b-256 */
-#define S_FED_MAX    255               /* federation name length fits a u8 */
+#define S_KEY_BYTES  crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#define S_FED_MAX    255 /* federation name length fits a u8 */
 #define S_CTX_MAX                                                                                  \
     (sizeof S_UPDATE_TAG - 1 + 4 + 1 + S_FED_MAX + 4 + FL_SIGN_PK_BYTES + S_HASH_BYTES +           \
-     S_HASH_BYTES)
+     FL_SEAL_KEY_BYTES + 4 + 8)
 
+_Static_assert(FL_SEAL_KEY_BYTES == S_KEY_BYTES + crypto_box_SEALBYTES, "sealed key size");
+_Static_assert(FL_SEAL_KEY_BYTES == FL_WIRE_SEALED_KEY, "sealed key size on the wire");
+_Static_assert(FL_SEAL_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "segment tag");
+_Static_assert(FL_SEAL_SEGMENT >= FL_WIRE_MIN_SEGMENT && FL_SEAL_SEGMENT <= FL_WIRE_MAX_SEGMENT,
+               "segment size within the wire's limits");
 _Static_assert(S_HASH_BYTES <= crypto_generichash_BYTES_MAX, "hash size");
 
-static void s_put_u32le(uint8_t *p, uint32_t v)
+static void s_put_le(uint8_t *p, uint64_t v, int n)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 
 /* The update context of docs/PROTOCOL.md into out[S_CTX_MAX]; its length, or 0 when the
- * federation name does not fit. */
-static size_t s_update_context(const char *federation, uint32_t round,
-                               const uint8_t sign_pk[FL_SIGN_PK_BYTES],
-                               const uint8_t base_hash[S_HASH_BYTES], const uint8_t *ct,
-                               size_t ct_len, uint8_t out[S_CTX_MAX])
+ * federation name does not fit. It is each segment's associated data and, followed by the
+ * hash of the tags, the message the branch signs. */
+static size_t s_context(const char *federation, uint32_t round,
+                        const uint8_t signer_pk[FL_SIGN_PK_BYTES],
+                        const uint8_t base_hash[S_HASH_BYTES],
+                        const uint8_t sealed_key[FL_SEAL_KEY_BYTES], uint32_t segment,
+                        uint64_t ct_len, uint8_t out[S_CTX_MAX])
 {
     size_t fed_len = strlen(federation);
     if (fed_len > S_FED_MAX)
@@ -40,101 +44,268 @@ static size_t s_update_context(const char *federation, uint32_t round,
     size_t n = 0;
     memcpy(out + n, S_UPDATE_TAG, sizeof S_UPDATE_TAG - 1);
     n += sizeof S_UPDATE_TAG - 1;
-    s_put_u32le(out + n, FL_WIRE_VERSION);
+    s_put_le(out + n, FL_WIRE_VERSION, 4);
     n += 4;
     out[n++] = (uint8_t)fed_len;
     memcpy(out + n, federation, fed_len);
     n += fed_len;
-    s_put_u32le(out + n, round);
+    s_put_le(out + n, round, 4);
     n += 4;
-    memcpy(out + n, sign_pk, FL_SIGN_PK_BYTES);
+    memcpy(out + n, signer_pk, FL_SIGN_PK_BYTES);
     n += FL_SIGN_PK_BYTES;
     memcpy(out + n, base_hash, S_HASH_BYTES);
     n += S_HASH_BYTES;
-    crypto_generichash(out + n, S_HASH_BYTES, ct, ct_len, NULL, 0);
-    n += S_HASH_BYTES;
+    memcpy(out + n, sealed_key, FL_SEAL_KEY_BYTES);
+    n += FL_SEAL_KEY_BYTES;
+    s_put_le(out + n, segment, 4);
+    n += 4;
+    s_put_le(out + n, ct_len, 8);
+    n += 8;
     return n;
+}
+
+/* The layout of ct_len bytes of segments of `segment` plaintext bytes: the segment count and
+ * the plaintext length, or false when no ciphertext fedtl writes has that length. */
+static bool s_layout(size_t ct_len, uint32_t segment, size_t *nseg, size_t *plain_len)
+{
+    if (segment < FL_WIRE_MIN_SEGMENT || segment > FL_WIRE_MAX_SEGMENT ||
+        ct_len < FL_SEAL_TAG_BYTES)
+        return false;
+    size_t full = (size_t)segment + FL_SEAL_TAG_BYTES;
+    size_t n = ct_len / full + (ct_len % full != 0);
+    size_t last = ct_len - (n - 1) * full;
+    if (n > 1 && last == FL_SEAL_TAG_BYTES)
+        return false; /* an empty closing segment: never written */
+    *nseg = n;
+    *plain_len = ct_len - n * FL_SEAL_TAG_BYTES;
+    return true;
+}
+
+/* Segment i's nonce: i (u64 little-endian), then 1 for the last segment, then zeros. The key
+ * is never reused, so the nonce only has to order the segments and mark the end. */
+static void s_nonce(uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES], size_t i,
+                    bool last)
+{
+    memset(nonce, 0, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    s_put_le(nonce, i, 8);
+    nonce[8] = last;
+}
+
+/* BLAKE2b-256 of the segments' tags, in order. */
+static void s_tags_hash(const uint8_t *ct, size_t ct_len, uint32_t segment, size_t nseg,
+                        uint8_t out[S_HASH_BYTES])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, S_HASH_BYTES);
+    size_t full = (size_t)segment + FL_SEAL_TAG_BYTES;
+    for (size_t i = 0; i < nseg; i++) {
+        size_t end = i + 1 < nseg ? (i + 1) * full : ct_len;
+        crypto_generichash_update(&st, ct + end - FL_SEAL_TAG_BYTES, FL_SEAL_TAG_BYTES);
+    }
+    crypto_generichash_final(&st, out, S_HASH_BYTES);
 }
 
 int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[FL_BOX_PK_BYTES],
                    const char *federation, uint32_t round, const uint8_t base_hash[32],
-                   const uint8_t *plain, size_t plain_len, uint8_t **ct, size_t *ct_len,
-                   uint8_t sig[FL_SIG_BYTES])
+                   const uint8_t *plain, size_t plain_len, struct fl_sealed *out)
 {
-    *ct = NULL;
-    *ct_len = 0;
+    memset(out, 0, sizeof *out);
     if (sodium_init() < 0)
         return fl_fail(FL_ECRYPTO, "libsodium: initialisation failed");
     if (!branch || !coord_box_pk || !federation || !base_hash || (!plain && plain_len))
         return fl_fail(FL_EINVAL, "seal: missing argument");
     if (strlen(federation) > S_FED_MAX)
         return fl_fail(FL_EINVAL, "seal: federation name longer than %d bytes", S_FED_MAX);
-    if (plain_len > SIZE_MAX - crypto_box_SEALBYTES ||
-        plain_len > crypto_box_MESSAGEBYTES_MAX - crypto_box_SEALBYTES)
+    size_t seg = FL_SEAL_SEGMENT;
+    size_t nseg = plain_len ? plain_len / seg + (plain_len % seg != 0) : 1;
+    if (plain_len > FL_WIRE_MAX_ADAPTER + 1024)
         return fl_fail(FL_ERANGE, "seal: update of %zu bytes is too large", plain_len);
-    size_t n = plain_len + crypto_box_SEALBYTES;
-    uint8_t *c = malloc(n);
-    if (!c)
-        return fl_fail(FL_ENOMEM, "seal: out of memory for %zu bytes", n);
-    static const uint8_t empty[1] = {0};
-    if (crypto_box_seal(c, plain ? plain : empty, plain_len, coord_box_pk) != 0) {
-        free(c);
-        return fl_fail(FL_ECRYPTO, "seal: cannot encrypt to the coordinator's key");
+    size_t ct_len = plain_len + nseg * FL_SEAL_TAG_BYTES;
+    uint8_t *ct = malloc(ct_len);
+    if (!ct)
+        return fl_fail(FL_ENOMEM, "seal: out of memory for %zu bytes", ct_len);
+    uint8_t key[S_KEY_BYTES], ctx[S_CTX_MAX + S_HASH_BYTES];
+    crypto_aead_xchacha20poly1305_ietf_keygen(key);
+    int rc = 0;
+    if (crypto_box_seal(out->sealed_key, key, sizeof key, coord_box_pk) != 0) {
+        rc = fl_fail(FL_ECRYPTO, "seal: cannot seal the update key to the coordinator's key");
+        goto out;
     }
-    uint8_t ctx[S_CTX_MAX];
-    size_t ctx_len = s_update_context(federation, round, branch->sign_pk, base_hash, c, n, ctx);
-    if (crypto_sign_detached(sig, NULL, ctx, ctx_len, branch->sign_sk) != 0) {
-        free(c);
-        return fl_fail(FL_ECRYPTO, "seal: signing failed");
+    size_t ctx_len = s_context(federation, round, branch->sign_pk, base_hash, out->sealed_key,
+                               (uint32_t)seg, ct_len, ctx);
+    for (size_t i = 0; i < nseg; i++) {
+        size_t off = i * seg, n = i + 1 < nseg ? seg : plain_len - off;
+        uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+        s_nonce(nonce, i, i + 1 == nseg);
+        static const uint8_t empty[1] = {0};
+        crypto_aead_xchacha20poly1305_ietf_encrypt(ct + i * (seg + FL_SEAL_TAG_BYTES), NULL,
+                                                   plain ? plain + off : empty, n, ctx, ctx_len,
+                                                   NULL, nonce, key);
     }
-    *ct = c;
-    *ct_len = n;
-    return 0;
+    s_tags_hash(ct, ct_len, (uint32_t)seg, nseg, ctx + ctx_len);
+    if (crypto_sign_detached(out->sig, NULL, ctx, ctx_len + S_HASH_BYTES, branch->sign_sk) != 0) {
+        rc = fl_fail(FL_ECRYPTO, "seal: signing failed");
+        goto out;
+    }
+    out->round = round;
+    memcpy(out->branch_key, branch->sign_pk, FL_SIGN_PK_BYTES);
+    memcpy(out->base_hash, base_hash, S_HASH_BYTES);
+    out->segment = (uint32_t)seg;
+    out->ct = ct;
+    out->ct_len = ct_len;
+    ct = NULL;
+out:
+    sodium_memzero(key, sizeof key);
+    free(ct);
+    return rc;
 }
 
-int fl_verify_update(const uint8_t branch_sign_pk[FL_SIGN_PK_BYTES], const char *federation,
-                     uint32_t round, const uint8_t base_hash[32], const uint8_t *ct, size_t ct_len,
-                     const uint8_t sig[FL_SIG_BYTES])
+void fl_sealed_free(struct fl_sealed *s)
 {
-    if (sodium_init() < 0 || !branch_sign_pk || !federation || !base_hash || !sig ||
-        (!ct && ct_len))
-        return fl_fail(FL_ECRYPTO, "update signature does not verify");
-    uint8_t ctx[S_CTX_MAX];
-    static const uint8_t empty[1] = {0};
-    size_t ctx_len = s_update_context(federation, round, branch_sign_pk, base_hash, ct ? ct : empty,
-                                      ct_len, ctx);
-    if (ctx_len == 0 || crypto_sign_verify_detached(sig, ctx, ctx_len, branch_sign_pk) != 0)
-        return fl_fail(FL_ECRYPTO, "update signature does not verify");
-    return 0;
-}
-
-int fl_open_update(const struct fl_identity *coord, const uint8_t *ct, size_t ct_len,
-                   uint8_t **plain, size_t *plain_len)
-{
-    *plain = NULL;
-    *plain_len = 0;
-    if (sodium_init() < 0 || !coord || !ct || ct_len < crypto_box_SEALBYTES)
-        return fl_fail(FL_ECRYPTO, "sealed update does not open");
-    size_t n = ct_len - crypto_box_SEALBYTES;
-    uint8_t *m = sodium_malloc(n ? n : 1);
-    if (!m)
-        return fl_fail(FL_ENOMEM, "open: out of memory for %zu bytes", n);
-    if (crypto_box_seal_open(m, ct, ct_len, coord->box_pk, coord->box_sk) != 0) {
-        sodium_free(m);
-        return fl_fail(FL_ECRYPTO, "sealed update does not open");
-    }
-    *plain = m;
-    *plain_len = n;
-    return 0;
-}
-
-void fl_seal_free_plain(uint8_t **plain, size_t len)
-{
-    if (!plain || !*plain)
+    if (!s)
         return;
-    (void)len;
-    sodium_free(*plain); /* zeroes the whole allocation before releasing it */
-    *plain = NULL;
+    free(s->ct);
+    memset(s, 0, sizeof *s);
+}
+
+void fl_sealed_to_wire(const struct fl_sealed *s, Fedtl__SealedUpdate *u)
+{
+    u->round = s->round;
+    u->branch_key = (ProtobufCBinaryData){FL_SIGN_PK_BYTES, (uint8_t *)s->branch_key};
+    u->base_hash = (ProtobufCBinaryData){S_HASH_BYTES, (uint8_t *)s->base_hash};
+    u->sealed_key = (ProtobufCBinaryData){FL_SEAL_KEY_BYTES, (uint8_t *)s->sealed_key};
+    u->segment_size = s->segment;
+    u->ciphertext = (ProtobufCBinaryData){s->ct_len, s->ct};
+    u->signature = (ProtobufCBinaryData){FL_SIG_BYTES, (uint8_t *)s->sig};
+}
+
+/* The context of u for signer into ctx (S_CTX_MAX + S_HASH_BYTES bytes), with the segment
+ * layout; its length without the tags' hash, or 0 when u's fields cannot be an update. */
+static size_t s_update_context(const Fedtl__SealedUpdate *u, const uint8_t *signer_pk,
+                               const char *federation, uint8_t *ctx, size_t *nseg,
+                               size_t *plain_len)
+{
+    if (!u || !signer_pk || !federation || u->base_hash.len != S_HASH_BYTES ||
+        u->sealed_key.len != FL_SEAL_KEY_BYTES || u->signature.len != FL_SIG_BYTES ||
+        !u->ciphertext.data || !s_layout(u->ciphertext.len, u->segment_size, nseg, plain_len))
+        return 0;
+    return s_context(federation, u->round, signer_pk, u->base_hash.data, u->sealed_key.data,
+                     u->segment_size, u->ciphertext.len, ctx);
+}
+
+int fl_verify_update(const Fedtl__SealedUpdate *u, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
+                     const char *federation)
+{
+    uint8_t ctx[S_CTX_MAX + S_HASH_BYTES];
+    size_t nseg, plain_len;
+    size_t n =
+        sodium_init() < 0 ? 0 : s_update_context(u, signer_pk, federation, ctx, &nseg, &plain_len);
+    if (n == 0)
+        return fl_fail(FL_ECRYPTO, "update signature does not verify");
+    s_tags_hash(u->ciphertext.data, u->ciphertext.len, u->segment_size, nseg, ctx + n);
+    if (crypto_sign_verify_detached(u->signature.data, ctx, n + S_HASH_BYTES, signer_pk) != 0)
+        return fl_fail(FL_ECRYPTO, "update signature does not verify");
+    return 0;
+}
+
+void fl_plain_wipe(struct fl_plain *p)
+{
+    if (p && p->data)
+        sodium_memzero(p->data, p->len);
+    if (p)
+        p->len = 0;
+}
+
+void fl_plain_free(struct fl_plain *p)
+{
+    if (!p)
+        return;
+    if (p->data)
+        sodium_free(p->data); /* zeroes the whole allocation before releasing it */
+    memset(p, 0, sizeof *p);
+}
+
+/* One opening job: the segments split into contiguous runs, one per task. */
+struct s_open_job {
+    const uint8_t *ct;  /* segments */
+    size_t ct_len;      /* their length */
+    size_t seg;         /* plaintext bytes per segment */
+    size_t nseg;        /* segment count */
+    const uint8_t *ctx; /* associated data */
+    size_t ctx_len;     /* its length */
+    const uint8_t *key; /* the opened one-time key */
+    uint8_t *out;       /* plaintext */
+    int ntasks;         /* tasks sharing the segments */
+    int failed[64];     /* per task: a segment did not open */
+};
+
+static void s_open_task(void *arg, int t)
+{
+    struct s_open_job *j = arg;
+    size_t from = j->nseg * (size_t)t / (size_t)j->ntasks;
+    size_t to = j->nseg * ((size_t)t + 1) / (size_t)j->ntasks;
+    size_t full = j->seg + FL_SEAL_TAG_BYTES;
+    for (size_t i = from; i < to; i++) {
+        size_t clen = i + 1 < j->nseg ? full : j->ct_len - i * full;
+        uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+        s_nonce(nonce, i, i + 1 == j->nseg);
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(j->out + i * j->seg, NULL, NULL,
+                                                       j->ct + i * full, clen, j->ctx, j->ctx_len,
+                                                       nonce, j->key) != 0) {
+            j->failed[t] = 1;
+            return;
+        }
+    }
+}
+
+int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u,
+                   const uint8_t signer_pk[FL_SIGN_PK_BYTES], const char *federation,
+                   fl_pool_t *pool, struct fl_plain *out)
+{
+    fl_plain_wipe(out);
+    uint8_t ctx[S_CTX_MAX + S_HASH_BYTES], key[S_KEY_BYTES];
+    size_t nseg, plain_len;
+    size_t ctx_len = sodium_init() < 0 || !coord || !out
+                         ? 0
+                         : s_update_context(u, signer_pk, federation, ctx, &nseg, &plain_len);
+    if (ctx_len == 0 || crypto_box_seal_open(key, u->sealed_key.data, FL_SEAL_KEY_BYTES,
+                                             coord->box_pk, coord->box_sk) != 0)
+        return fl_fail(FL_ECRYPTO, "sealed update does not open");
+    if (out->cap < plain_len || !out->data) {
+        fl_plain_free(out);
+        size_t cap = plain_len < 4096 ? 4096 : plain_len;
+        if (!(out->data = sodium_malloc(cap))) {
+            sodium_memzero(key, sizeof key);
+            return fl_fail(FL_ENOMEM, "open: out of memory for %zu bytes", cap);
+        }
+        out->cap = cap;
+    }
+    struct s_open_job j = {.ct = u->ciphertext.data,
+                           .ct_len = u->ciphertext.len,
+                           .seg = u->segment_size,
+                           .nseg = nseg,
+                           .ctx = ctx,
+                           .ctx_len = ctx_len,
+                           .key = key,
+                           .out = out->data,
+                           .ntasks = 1};
+    int size = pool ? fl_pool_size(pool) : 1;
+    if (size > 64)
+        size = 64;
+    if (nseg > 1 && size > 1) {
+        j.ntasks = (size_t)size < nseg ? size : (int)nseg;
+        fl_pool_run(pool, j.ntasks, s_open_task, &j);
+    } else {
+        s_open_task(&j, 0);
+    }
+    sodium_memzero(key, sizeof key);
+    out->len = plain_len;
+    for (int t = 0; t < j.ntasks; t++)
+        if (j.failed[t]) {
+            fl_plain_wipe(out);
+            return fl_fail(FL_ECRYPTO, "sealed update does not open");
+        }
+    return 0;
 }
 
 /* "fedtl-base-v1" || hash */

@@ -1,32 +1,70 @@
-/* fl_seal: updates sealed to the coordinator and signed by the branch, and the coordinator's
- * signature over its base model. The signed context binds an update to the protocol version,
- * the federation, the round, the branch, the base and the ciphertext (docs/PROTOCOL.md).
- * Verification and opening return one opaque failure (FL_ECRYPTO): no oracle for a peer. */
+/* fl_seal: updates encrypted to the coordinator and signed by the branch, and the coordinator's
+ * signature over its base model (docs/PROTOCOL.md, "Updates").
+ *
+ * An update's body is encrypted under a fresh one-time key in XChaCha20-Poly1305 segments that
+ * open independently (so the coordinator can spread them over cores); the key goes to the
+ * coordinator in a sealed box. The branch signs a context that binds the update to the
+ * protocol version, the federation, the round, the branch, the base, the sealed key, the
+ * segment size, the ciphertext length and every segment's tag. Verification and opening return
+ * one opaque failure (FL_ECRYPTO): no oracle for a peer. */
 #ifndef FL_SEAL_H
 #define FL_SEAL_H
 
+#include "fedtl_wire.pb-c.h"
 #include "fl_keys.h"
+#include "fl_pool.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define FL_SEAL_OVERHEAD 48 /* crypto_box_SEALBYTES */
+#define FL_SEAL_KEY_BYTES 80           /* a 32-byte key in a sealed box */
+#define FL_SEAL_SEGMENT   (256u << 10) /* plaintext bytes per segment fedtl writes */
+#define FL_SEAL_TAG_BYTES 16           /* Poly1305 tag closing each segment */
 
-/* Encrypt plain to the coordinator's X25519 key (sealed box) into a malloc'd *ct of *ct_len
- * bytes, and sign the update context with the branch's key into sig. */
+/* A sealed, signed update as it goes on the wire (SealedUpdate). Owns ct. */
+struct fl_sealed {
+    uint32_t round;                        /* round it answers */
+    uint8_t branch_key[FL_SIGN_PK_BYTES];  /* signer */
+    uint8_t base_hash[32];                 /* base the adapter was trained on */
+    uint8_t sealed_key[FL_SEAL_KEY_BYTES]; /* the one-time key, sealed to the coordinator */
+    uint32_t segment;                      /* plaintext bytes per segment */
+    uint8_t *ct;                           /* malloc'd segments, each closed by its tag */
+    size_t ct_len;                         /* their length */
+    uint8_t sig[FL_SIG_BYTES];             /* the branch's signature over the context */
+};
+
+/* Encrypt plain for the coordinator's X25519 key and sign it with the branch's key. */
 int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[FL_BOX_PK_BYTES],
                    const char *federation, uint32_t round, const uint8_t base_hash[32],
-                   const uint8_t *plain, size_t plain_len, uint8_t **ct, size_t *ct_len,
-                   uint8_t sig[FL_SIG_BYTES]);
-/* Check the branch's signature over the update context. 0 or FL_ECRYPTO. */
-int fl_verify_update(const uint8_t branch_sign_pk[FL_SIGN_PK_BYTES], const char *federation,
-                     uint32_t round, const uint8_t base_hash[32], const uint8_t *ct, size_t ct_len,
-                     const uint8_t sig[FL_SIG_BYTES]) __attribute__((warn_unused_result));
-/* Open a sealed box with the coordinator's identity into a sodium_malloc'd *plain (free with
- * fl_seal_free_plain, which wipes it). 0 or FL_ECRYPTO. */
-int fl_open_update(const struct fl_identity *coord, const uint8_t *ct, size_t ct_len,
-                   uint8_t **plain, size_t *plain_len) __attribute__((warn_unused_result));
-void fl_seal_free_plain(uint8_t **plain, size_t len);
+                   const uint8_t *plain, size_t plain_len, struct fl_sealed *out);
+void fl_sealed_free(struct fl_sealed *s);
+/* Point u's fields at s (no copies; s must outlive u's use). */
+void fl_sealed_to_wire(const struct fl_sealed *s, Fedtl__SealedUpdate *u);
+
+/* Check signer's signature over u's context (u's round, base hash, sealed key, segment size,
+ * ciphertext length and segment tags, under `federation`). Reads no more than the tags of
+ * the ciphertext. 0 or FL_ECRYPTO. */
+int fl_verify_update(const Fedtl__SealedUpdate *u, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
+                     const char *federation) __attribute__((warn_unused_result));
+
+/* The plaintext of an opened update, in locked memory that is reused from one update to the
+ * next and wiped between them. Zero-initialise; fl_plain_free when done. */
+struct fl_plain {
+    uint8_t *data; /* sodium_malloc'd */
+    size_t len;    /* bytes of the current update */
+    size_t cap;    /* bytes allocated */
+};
+/* Zero the current plaintext (keeps the memory for the next update). */
+void fl_plain_wipe(struct fl_plain *p);
+/* Wipe and release. */
+void fl_plain_free(struct fl_plain *p);
+
+/* Open u (already verified for signer) with the coordinator's identity into out, opening the
+ * segments on pool's threads (pool may be NULL). On failure out holds nothing. 0, FL_ENOMEM
+ * or FL_ECRYPTO. */
+int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u,
+                   const uint8_t signer_pk[FL_SIGN_PK_BYTES], const char *federation,
+                   fl_pool_t *pool, struct fl_plain *out) __attribute__((warn_unused_result));
 
 /* The coordinator's signature over a base model's content hash ("fedtl-base-v1" || hash). */
 int fl_sign_base(const struct fl_identity *coord, const uint8_t base_hash[32],

@@ -68,6 +68,8 @@ struct fl_coord {
     uint8_t *global_bytes;                  /* its packed file bytes, sent in tasks */
     size_t global_len;                      /* their length */
     fl_strategy_t *strategy;                /* aggregation */
+    fl_pool_t *pool;                        /* threads that open updates */
+    struct fl_plain plain;                  /* the update being ingested, decrypted */
     struct fl_dataset eval;                 /* server-side evaluation data (n = 0: none) */
     fl_model_t *eval_model;                 /* base + global, for evaluation */
     void *ctx, *router, *zap, *control;     /* sockets */
@@ -723,20 +725,19 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         return s_reject(c, peer, u->round, id, "duplicate update in this round");
     if (memcmp(u->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0)
         return s_reject(c, peer, u->round, id, "wrong base hash");
-    if (fl_verify_update(b->key, c->cfg.federation, u->round, u->base_hash.data, u->ciphertext.data,
-                         u->ciphertext.len, u->signature.data) != 0)
+    if (fl_verify_update(u, b->key, c->cfg.federation) != 0)
         return s_reject(c, peer, u->round, id, "bad signature");
-    /* Signed by the branch: from here on the branch has answered, well or badly. */
+    /* A segment that does not open was changed by someone without the update key (the tags
+     * are signed): not the branch's answer, which may still arrive intact. */
+    if (fl_open_update(c->id, u, b->key, c->cfg.federation, c->pool, &c->plain) != 0)
+        return s_reject(c, peer, u->round, id, "cannot decrypt");
+    /* Signed by the branch and intact: from here on the branch has answered, well or badly. */
     b->answered_round = r;
     c->nanswered++;
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
-    if (fl_open_update(c->id, u->ciphertext.data, u->ciphertext.len, &plain, &plain_len) != 0)
-        return s_reject(c, peer, u->round, id, "cannot decrypt");
     Fedtl__UpdateBody *body = NULL;
     struct fl_adapter_file af = {0};
     char reason[200] = "";
-    if (fl_wire_decode_body(plain, plain_len, &body) != 0)
+    if (fl_wire_decode_body(c->plain.data, c->plain.len, &body) != 0)
         snprintf(reason, sizeof reason, "malformed update body: %s", fl_error_msg());
     else if (fl_adapter_unpack_authenticated(body->adapter.data, body->adapter.len, id, &af) != 0)
         snprintf(reason, sizeof reason, "bad adapter: %s", fl_error_msg());
@@ -769,7 +770,7 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         sodium_memzero(body->adapter.data, body->adapter.len);
     fl_adapter_close(&af);
     fl_wire_free_body(&body);
-    fl_seal_free_plain(&plain, plain_len);
+    fl_plain_wipe(&c->plain);
 }
 
 /* ---- other messages ---- */
@@ -1200,7 +1201,8 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
         !(c->id = fl_identity_load(c->cfg.key)) || !(c->allow = fl_allowlist_load(c->cfg.allow)) ||
         fl_base_read(c->cfg.base, &c->base) != 0 ||
         fl_sign_base(c->id, c->base.hash, c->base_sig) != 0 ||
-        !(c->strategy = fl_strategy_new(c->cfg.strategy)) || s_state_load(c, &resumed) != 0 ||
+        !(c->strategy = fl_strategy_new(c->cfg.strategy)) ||
+        !(c->pool = fl_pool_new(fl_get_threads())) || s_state_load(c, &resumed) != 0 ||
         (!resumed && s_global_fresh(c) != 0) || s_global_repack(c) != 0 || s_load_eval(c) != 0)
         goto out_destroy;
     s_state_sweep(c);
@@ -1267,6 +1269,8 @@ void fl_coord_destroy(fl_coord_t **self_p)
     fl_model_destroy(&c->eval_model);
     fl_dataset_free(&c->eval);
     fl_strategy_destroy(&c->strategy);
+    fl_pool_destroy(&c->pool);
+    fl_plain_free(&c->plain);
     free(c->global_bytes);
     free(c->accepts);
     free(c->branches);

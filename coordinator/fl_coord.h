@@ -1,6 +1,8 @@
 /* fl_coord: the coordinator's federation engine: branch registry, base distribution, rounds,
- * update verification, aggregation, state, ledger, status. One thread; every socket (ROUTER,
- * ZAP, control) is polled from fl_coord_run, so nothing is shared between threads. */
+ * update verification, aggregation, state, ledger, status. One event-loop thread: every socket
+ * (ROUTER, ZAP, control) is polled from fl_coord_run. Compute threads (opening an update's
+ * segments, server evaluation) work only inside a call from the loop and are joined before it
+ * returns, so no state is shared with them between events. */
 #ifndef FL_COORD_H
 #define FL_COORD_H
 
@@ -43,7 +45,7 @@ struct fl_coord_config {
     char strategy[32];                   /* aggregation strategy */
     bool insecure;                       /* plaintext transport */
     bool exit_when_done;                 /* exit after the final adapter is sent */
-    int threads;                         /* engine threads for server evaluation */
+    int threads; /* threads opening updates and running server evaluation (0: every core) */
 };
 
 /* Defaults for every field. */

@@ -2,10 +2,10 @@
  * fl_wire_decode on the input; a decoded message is re-encoded and must decode again; the
  * adapter of a RoundTask / FinalModel goes through fl_adapter_unpack (the branch's path); a
  * SealedUpdate goes through the coordinator's pure verification steps (fl_verify_update with
- * the fixture branch key and with the key it names, fl_open_update with the fixture
- * coordinator key, fl_wire_decode_body, fl_adapter_unpack). The same bytes are also read as
- * an UpdateBody (a second interpretation) and its adapter unpacked. Adapters that fail only
- * their content hash are unpacked again with the hash fixed, to reach the code behind it. */
+ * the key it names and with the fixture branch key, fl_open_update with the fixture
+ * coordinator key on a 2-thread pool, fl_wire_decode_body, fl_adapter_unpack). The same bytes are
+ * also read as an UpdateBody (a second interpretation) and its adapter unpacked. Adapters that fail
+ * only their content hash are unpacked again with the hash fixed, to reach the code behind it. */
 #include "fl_codec.h"
 #include "fl_error.h"
 #include "fl_modelfile.h"
@@ -55,23 +55,24 @@ static void s_body(const uint8_t *buf, size_t len)
     fl_wire_free_body(&body);
 }
 
-/* The coordinator's order: signature first, then open, decode, parse the adapter. */
+/* The coordinator's order: signature first, then open, decode, parse. */
 static void s_update(const Fedtl__SealedUpdate *u)
 {
-    const uint8_t *ct = u->ciphertext.data;
-    size_t ct_len = u->ciphertext.len;
-    int named = fl_verify_update(u->branch_key.data, FUZZ_FEDERATION, u->round, u->base_hash.data,
-                                 ct, ct_len, u->signature.data);
-    int fixture = fl_verify_update(s_branch.sign_pk, FUZZ_FEDERATION, u->round, u->base_hash.data,
-                                   ct, ct_len, u->signature.data);
-    if (named != 0 && fixture != 0)
+    static struct fl_plain plain; /* reused across inputs, as the coordinator's */
+    static fl_pool_t *pool;       /* two threads open the segments, as on a 2-core coordinator */
+    if (!pool && !(pool = fl_pool_new(2)))
+        abort();
+    const uint8_t *signer = NULL;
+    if (fl_verify_update(u, u->branch_key.data, FUZZ_FEDERATION) == 0)
+        signer = u->branch_key.data;
+    else if (fl_verify_update(u, s_branch.sign_pk, FUZZ_FEDERATION) == 0)
+        signer = s_branch.sign_pk;
+    if (!signer)
         return;
-    uint8_t *plain;
-    size_t plain_len;
-    if (fl_open_update(&s_coord, ct, ct_len, &plain, &plain_len) != 0)
+    if (fl_open_update(&s_coord, u, signer, FUZZ_FEDERATION, pool, &plain) != 0)
         return;
-    s_body(plain, plain_len);
-    fl_seal_free_plain(&plain, plain_len);
+    s_body(plain.data, plain.len);
+    fl_plain_wipe(&plain);
 }
 
 /* True when msg holds an unknown field numbered 0. protobuf-c 1.4.1 accepts field number 0

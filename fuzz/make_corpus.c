@@ -317,26 +317,23 @@ static void s_wire(const uint8_t base_hash[FL_HASH_BYTES], const uint8_t *head, 
     body.eval_loss = 0.61f;
     body.eval_accuracy = 0.8f;
     body.eval_samples = 24;
-    uint8_t *plain, *ct;
-    size_t plain_len, ct_len;
+    uint8_t *plain;
+    size_t plain_len;
+    struct fl_sealed sealed;
     if (fl_wire_encode_body(&body, &plain, &plain_len) != 0)
         s_die("fl_wire_encode_body");
     s_write("wire", "update_body", plain, plain_len);
     if (fl_seal_update(&branch, coord.box_pk, FUZZ_FEDERATION, FUZZ_ROUND, base_hash, plain,
-                       plain_len, &ct, &ct_len, sig) != 0)
+                       plain_len, &sealed) != 0)
         s_die("fl_seal_update");
     Fedtl__SealedUpdate upd = FEDTL__SEALED_UPDATE__INIT;
-    upd.round = FUZZ_ROUND;
-    upd.branch_key = s_bin(branch.sign_pk, sizeof branch.sign_pk);
-    upd.base_hash = s_bin(base_hash, FL_HASH_BYTES);
-    upd.ciphertext = s_bin(ct, ct_len);
-    upd.signature = s_bin(sig, sizeof sig);
+    fl_sealed_to_wire(&sealed, &upd);
     env = (Fedtl__Envelope)FEDTL__ENVELOPE__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &upd;
     s_envelope(&env, "update");
     free(plain);
-    free(ct);
+    fl_sealed_free(&sealed);
 
     Fedtl__UpdateReceipt receipt = FEDTL__UPDATE_RECEIPT__INIT;
     receipt.round = FUZZ_ROUND;

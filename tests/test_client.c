@@ -277,15 +277,12 @@ static void s_fake_update(struct fake *f, const uint8_t *peer, size_t plen,
     f->updates++;
     bool ok = u->round == 1 && memcmp(u->branch_key.data, peer, FL_SIGN_PK_BYTES) == 0 &&
               memcmp(u->base_hash.data, s_hash, FL_HASH_BYTES) == 0 &&
-              fl_verify_update(u->branch_key.data, FEDERATION, u->round, u->base_hash.data,
-                               u->ciphertext.data, u->ciphertext.len, u->signature.data) == 0;
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
+              fl_verify_update(u, u->branch_key.data, FEDERATION) == 0;
+    struct fl_plain plain = {0};
     Fedtl__UpdateBody *b = NULL;
     struct fl_adapter_file a = {0};
-    ok = ok &&
-         fl_open_update(s_coord, u->ciphertext.data, u->ciphertext.len, &plain, &plain_len) == 0;
-    ok = ok && fl_wire_decode_body(plain, plain_len, &b) == 0;
+    ok = ok && fl_open_update(s_coord, u, u->branch_key.data, FEDERATION, NULL, &plain) == 0;
+    ok = ok && fl_wire_decode_body(plain.data, plain.len, &b) == 0;
     ok = ok && fl_adapter_unpack(b->adapter.data, b->adapter.len, "update", &a) == 0;
     ok = ok && fl_adapter_check_base(&a, "update", s_hash, "base") == 0 && a.meta.round == 1 &&
          a.meta.num_classes == 2;
@@ -297,8 +294,7 @@ static void s_fake_update(struct fake *f, const uint8_t *peer, size_t plen,
     f->update_ok = ok;
     fl_adapter_close(&a);
     fl_wire_free_body(&b);
-    if (plain)
-        fl_seal_free_plain(&plain, plain_len);
+    fl_plain_free(&plain);
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__UpdateReceipt r = FEDTL__UPDATE_RECEIPT__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_RECEIPT;

@@ -154,7 +154,16 @@ static void s_hello(struct s_branch *b, struct s_fed *f)
 }
 
 /* How to spoil an update. */
-enum s_spoil { S_GOOD, S_TAMPER, S_OTHER_SIGNER, S_FUTURE, S_WRONG_BASE, S_NAN, S_SHAPE };
+enum s_spoil {
+    S_GOOD,
+    S_TAMPER,     /* a ciphertext byte flipped: the segment no longer opens */
+    S_TAMPER_TAG, /* a segment tag flipped: the signature covers the tags */
+    S_OTHER_SIGNER,
+    S_FUTURE,
+    S_WRONG_BASE,
+    S_NAN,
+    S_SHAPE
+};
 
 /* Build and send an update: the task's adapter with every value set to `value`. */
 static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *other,
@@ -189,8 +198,8 @@ static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *
     body.train_loss = 0.5f;
     body.eval_accuracy = 0.75f;
     body.eval_samples = 10;
-    uint8_t *plain, *ct, sig[64];
-    size_t plain_len, ct_len;
+    uint8_t *plain;
+    size_t plain_len;
     cr_assert_eq(fl_wire_encode_body(&body, &plain, &plain_len), 0);
     uint8_t base_hash[32];
     memcpy(base_hash, f->base.hash, 32);
@@ -198,18 +207,18 @@ static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *
         base_hash[0] ^= 1;
     uint32_t sround = spoil == S_FUTURE ? round + 1 : round;
     const struct fl_identity *signer = spoil == S_OTHER_SIGNER ? other->id : b->id;
+    struct fl_sealed sealed;
     cr_assert_eq(fl_seal_update(signer, f->hq->box_pk, "testfed", sround, base_hash, plain,
-                                plain_len, &ct, &ct_len, sig),
+                                plain_len, &sealed),
                  0);
     if (spoil == S_TAMPER)
-        ct[ct_len / 2] ^= 0x40;
+        sealed.ct[sealed.ct_len / 2] ^= 0x40;
+    if (spoil == S_TAMPER_TAG)
+        sealed.ct[sealed.ct_len - 1] ^= 0x40;
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-    u.round = sround;
-    u.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
-    u.base_hash = (ProtobufCBinaryData){32, base_hash};
-    u.ciphertext = (ProtobufCBinaryData){ct_len, ct};
-    u.signature = (ProtobufCBinaryData){64, sig};
+    fl_sealed_to_wire(&sealed, &u);
+    u.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk}; /* whoever signed */
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &u;
     if (raw)
@@ -217,7 +226,7 @@ static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *
     cr_assert_eq(fl_net_send(b->sock, NULL, 0, &env, 0, NULL), 0);
     free(abuf);
     free(plain);
-    free(ct);
+    fl_sealed_free(&sealed);
 }
 
 static void s_expect_receipt(struct s_branch *b, bool accepted, const char *reason)
@@ -265,10 +274,12 @@ Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .ti
 
     /* Frames that do not even parse: logged, never answered, nothing breaks. */
     s_send_raw(&b1, "\\xff\\xff garbage", 10);
-    static const uint8_t unknown_type[] = {0x08, 0x01, 0xa2, 0x06, 0x00}; /* field 100 */
+    static const uint8_t unknown_type[] = {0x08, FL_WIRE_VERSION, 0xa2, 0x06, 0x00}; /* field 100 */
     s_send_raw(&b1, unknown_type, sizeof unknown_type);
     /* Each of these is rejected before it can count as the branch's answer. */
     s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_TAMPER, NULL, NULL);
+    s_expect_receipt(&b1, false, "cannot decrypt");
+    s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_TAMPER_TAG, NULL, NULL);
     s_expect_receipt(&b1, false, "bad signature");
     s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_OTHER_SIGNER, NULL, NULL);
     s_expect_receipt(&b1, false, "bad signature");
@@ -343,6 +354,7 @@ Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .ti
     cr_assert_eq(fl_test_count(f.path[F_LEDGER], "\"aggregated\":true"), 3);
     cr_assert_eq(fl_test_count(f.path[F_LEDGER], "\"aggregated\":false"), 1);
     cr_assert_eq(fl_test_count(f.path[F_LEDGER], "bad signature"), 2);
+    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "cannot decrypt"), 1);
     cr_assert_eq(fl_test_count(f.path[F_LEDGER], "stale"), 1);
     cr_assert_eq(fl_test_count(f.path[F_LOG], "malformed protobuf"), 1);
     cr_assert_eq(fl_test_count(f.path[F_LOG], "unknown message type"), 1);

@@ -1,6 +1,7 @@
 /* Tests of fl_seal: sealed, signed updates bound to their context, and base signatures. */
 #include "fl_error.h"
 #include "fl_keys.h"
+#include "fl_pool.h"
 #include "fl_seal.h"
 #include "fl_testutil.h"
 
@@ -49,115 +50,233 @@ static const char s_fed[] = "hospitals-eu";
 static const uint8_t s_base[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
-struct sealed {
-    uint8_t *ct;               /* malloc'd ciphertext */
-    size_t ct_len;             /* its length */
-    uint8_t sig[FL_SIG_BYTES]; /* the branch's signature */
-};
-
-static void s_seal(const uint8_t *plain, size_t len, struct sealed *s)
+/* Seal plain (len bytes) as s_branch for s_coord, round 7, and the wire view of it. */
+static void s_seal(const uint8_t *plain, size_t len, struct fl_sealed *s, Fedtl__SealedUpdate *u)
 {
-    cr_assert_eq(fl_seal_update(s_branch, s_coord->box_pk, s_fed, 7, s_base, plain, len, &s->ct,
-                                &s->ct_len, s->sig),
-                 0, "%s", fl_error_msg());
-    cr_assert_eq(s->ct_len, len + FL_SEAL_OVERHEAD);
+    cr_assert_eq(fl_seal_update(s_branch, s_coord->box_pk, s_fed, 7, s_base, plain, len, s), 0,
+                 "%s", fl_error_msg());
+    size_t nseg = len ? (len + FL_SEAL_SEGMENT - 1) / FL_SEAL_SEGMENT : 1;
+    cr_assert_eq(s->ct_len, len + nseg * FL_SEAL_TAG_BYTES);
+    cr_assert_eq(s->segment, FL_SEAL_SEGMENT);
+    fedtl__sealed_update__init(u);
+    fl_sealed_to_wire(s, u);
 }
 
-Test(fl_seal, round_trip)
+/* Verify, open (on pool) and compare with want. */
+static void s_check_opens(const Fedtl__SealedUpdate *u, fl_pool_t *pool, const uint8_t *want,
+                          size_t len)
 {
-    static const char msg[] = "adapter bytes, samples, losses";
-    struct sealed s;
-    s_seal((const uint8_t *)msg, sizeof msg, &s);
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len, s.sig), 0);
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
-    cr_assert_eq(fl_open_update(s_coord, s.ct, s.ct_len, &plain, &plain_len), 0);
-    cr_assert_eq(plain_len, sizeof msg);
-    cr_expect_eq(memcmp(plain, msg, sizeof msg), 0);
-    fl_seal_free_plain(&plain, plain_len);
-    cr_expect_null(plain);
-    fl_seal_free_plain(&plain, plain_len);
-    free(s.ct);
+    cr_assert_eq(fl_verify_update(u, s_branch->sign_pk, s_fed), 0, "%zu bytes", len);
+    struct fl_plain p = {0};
+    cr_assert_eq(fl_open_update(s_coord, u, s_branch->sign_pk, s_fed, pool, &p), 0, "%zu bytes",
+                 len);
+    cr_assert_eq(p.len, len);
+    cr_expect(len == 0 || memcmp(p.data, want, len) == 0, "%zu bytes differ", len);
+    fl_plain_free(&p);
+    cr_expect_null(p.data);
 }
 
-Test(fl_seal, empty_and_large_updates)
+Test(fl_seal, round_trip_at_every_segment_boundary)
 {
-    struct sealed s;
-    s_seal(NULL, 0, &s);
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len, s.sig), 0);
-    uint8_t *plain;
-    size_t plain_len;
-    cr_assert_eq(fl_open_update(s_coord, s.ct, s.ct_len, &plain, &plain_len), 0);
-    cr_expect_eq(plain_len, 0);
-    fl_seal_free_plain(&plain, plain_len);
-    free(s.ct);
+    size_t seg = FL_SEAL_SEGMENT;
+    size_t lens[] = {0, 1, 31, seg - 1, seg, seg + 1, 2 * seg, 3 * seg + 5, 17 * seg + 4093};
+    size_t max = 17 * seg + 4093;
+    uint8_t *data = malloc(max);
+    cr_assert_not_null(data);
+    randombytes_buf(data, max);
+    fl_pool_t *pool = fl_pool_new(3);
+    cr_assert_not_null(pool);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        struct fl_sealed s;
+        Fedtl__SealedUpdate u;
+        s_seal(lens[i] ? data : NULL, lens[i], &s, &u);
+        s_check_opens(&u, NULL, data, lens[i]);
+        s_check_opens(&u, pool, data, lens[i]); /* segments opened on three threads */
+        fl_sealed_free(&s);
+    }
+    fl_pool_destroy(&pool);
+    free(data);
+}
 
-    size_t n = 8u << 20;
-    uint8_t *big = malloc(n);
-    cr_assert_not_null(big);
-    randombytes_buf(big, n);
-    s_seal(big, n, &s);
-    cr_assert_eq(fl_open_update(s_coord, s.ct, s.ct_len, &plain, &plain_len), 0);
-    cr_assert_eq(plain_len, n);
-    cr_expect_eq(memcmp(plain, big, n), 0);
-    fl_seal_free_plain(&plain, plain_len);
-    free(s.ct);
-    free(big);
+Test(fl_seal, the_plaintext_buffer_is_reused_and_wiped)
+{
+    static const char a[] = "first update, the longer one", b[] = "second";
+    struct fl_sealed sa, sb;
+    Fedtl__SealedUpdate ua, ub;
+    s_seal((const uint8_t *)a, sizeof a, &sa, &ua);
+    s_seal((const uint8_t *)b, sizeof b, &sb, &ub);
+    struct fl_plain p = {0};
+    cr_assert_eq(fl_open_update(s_coord, &ua, s_branch->sign_pk, s_fed, NULL, &p), 0);
+    uint8_t *mem = p.data;
+    cr_assert_eq(p.len, sizeof a);
+    fl_plain_wipe(&p);
+    cr_expect_eq(p.len, 0);
+    for (size_t i = 0; i < sizeof a; i++)
+        cr_expect_eq(mem[i], 0, "byte %zu survived the wipe", i);
+    cr_assert_eq(fl_open_update(s_coord, &ub, s_branch->sign_pk, s_fed, NULL, &p), 0);
+    cr_expect_eq(p.data, mem, "a smaller update reuses the memory");
+    cr_expect_eq(memcmp(p.data, b, sizeof b), 0);
+    /* a failed open leaves nothing behind */
+    sa.ct[0] ^= 1;
+    cr_expect_eq(fl_open_update(s_coord, &ua, s_branch->sign_pk, s_fed, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(p.len, 0);
+    for (size_t i = 0; i < sizeof a; i++)
+        cr_expect_eq(p.data[i], 0, "byte %zu left after a failed open", i);
+    fl_plain_free(&p);
+    fl_sealed_free(&sa);
+    fl_sealed_free(&sb);
 }
 
 Test(fl_seal, context_binds_every_field)
 {
-    static const char msg[] = "update";
-    struct sealed s;
-    s_seal((const uint8_t *)msg, sizeof msg, &s);
-    uint8_t other_base[32];
-    memcpy(other_base, s_base, 32);
-    other_base[31] ^= 1;
-
-    cr_expect_eq(fl_verify_update(s_other->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len, s.sig),
-                 FL_ECRYPTO, "another branch's key");
-    cr_expect_eq(
-        fl_verify_update(s_branch->sign_pk, "hospitals-us", 7, s_base, s.ct, s.ct_len, s.sig),
-        FL_ECRYPTO, "another federation");
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, "", 7, s_base, s.ct, s.ct_len, s.sig),
-                 FL_ECRYPTO, "empty federation");
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 8, s_base, s.ct, s.ct_len, s.sig),
-                 FL_ECRYPTO, "next round");
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 6, s_base, s.ct, s.ct_len, s.sig),
-                 FL_ECRYPTO, "previous round");
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 7, other_base, s.ct, s.ct_len, s.sig),
-                 FL_ECRYPTO, "another base");
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len - 1, s.sig),
-                 FL_ECRYPTO, "truncated ciphertext");
-    for (size_t i = 0; i < s.ct_len; i += 11) {
-        s.ct[i] ^= 0x40;
-        cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len, s.sig),
-                     FL_ECRYPTO, "ciphertext byte %zu flipped", i);
-        s.ct[i] ^= 0x40;
+    size_t len = 2 * FL_SEAL_SEGMENT + 100; /* three segments */
+    uint8_t *msg = calloc(1, len);
+    cr_assert_not_null(msg);
+    struct fl_sealed s;
+    Fedtl__SealedUpdate u;
+    s_seal(msg, len, &s, &u);
+    const uint8_t *pk = s_branch->sign_pk;
+    cr_expect_eq(fl_verify_update(&u, s_other->sign_pk, s_fed), FL_ECRYPTO, "another key");
+    cr_expect_eq(fl_verify_update(&u, pk, "hospitals-us"), FL_ECRYPTO, "another federation");
+    cr_expect_eq(fl_verify_update(&u, pk, ""), FL_ECRYPTO, "empty federation");
+    u.round = 8;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "next round");
+    u.round = 6;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "previous round");
+    u.round = 7;
+    s.base_hash[31] ^= 1;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "another base");
+    s.base_hash[31] ^= 1;
+    s.sealed_key[40] ^= 1;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "another sealed key");
+    s.sealed_key[40] ^= 1;
+    u.segment_size = FL_SEAL_SEGMENT / 2;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "another segment size");
+    u.segment_size = FL_SEAL_SEGMENT;
+    u.ciphertext.len--;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "one byte short");
+    u.ciphertext.len -= FL_SEAL_SEGMENT + FL_SEAL_TAG_BYTES - 1;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "one segment short");
+    u.ciphertext.len = s.ct_len;
+    size_t full = FL_SEAL_SEGMENT + FL_SEAL_TAG_BYTES;
+    for (size_t seg = 0; seg < 3; seg++) {
+        size_t tag = (seg < 2 ? (seg + 1) * full : s.ct_len) - 1;
+        s.ct[tag] ^= 0x20;
+        cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "segment %zu's tag", seg);
+        s.ct[tag] ^= 0x20;
     }
     for (size_t i = 0; i < FL_SIG_BYTES; i += 7) {
         s.sig[i] ^= 0x01;
-        cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len, s.sig),
-                     FL_ECRYPTO, "signature byte %zu flipped", i);
+        cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "signature byte %zu", i);
         s.sig[i] ^= 0x01;
     }
-    /* and all restored, it verifies again */
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len, s.sig), 0);
-    free(s.ct);
+    /* and all restored, it verifies and opens again */
+    s_check_opens(&u, NULL, msg, len);
+    fl_sealed_free(&s);
+    free(msg);
+}
+
+Test(fl_seal, a_changed_or_moved_segment_does_not_open)
+{
+    size_t seg = FL_SEAL_SEGMENT, full = seg + FL_SEAL_TAG_BYTES;
+    size_t len = 3 * seg; /* three full segments */
+    uint8_t *msg = malloc(len), *saved = malloc(full);
+    cr_assert(msg && saved);
+    randombytes_buf(msg, len);
+    struct fl_sealed s;
+    Fedtl__SealedUpdate u;
+    s_seal(msg, len, &s, &u);
+    fl_pool_t *pool = fl_pool_new(2);
+    struct fl_plain p = {0};
+    const uint8_t *pk = s_branch->sign_pk;
+    /* A flipped byte in any segment's body: the signature holds (it covers the tags), the
+     * segment does not open, and nothing of the update is released. */
+    for (size_t i = 0; i < 3; i++) {
+        size_t at = i * full + 1000 * (i + 1);
+        s.ct[at] ^= 0x01;
+        cr_expect_eq(fl_verify_update(&u, pk, s_fed), 0);
+        cr_expect_eq(fl_open_update(s_coord, &u, pk, s_fed, pool, &p), FL_ECRYPTO, "segment %zu",
+                     i);
+        cr_expect_eq(p.len, 0);
+        s.ct[at] ^= 0x01;
+    }
+    /* Two whole segments swapped (tags and all): the tags' order is signed. */
+    memcpy(saved, s.ct, full);
+    memcpy(s.ct, s.ct + full, full);
+    memcpy(s.ct + full, saved, full);
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO, "segments swapped");
+    cr_expect_eq(fl_open_update(s_coord, &u, pk, s_fed, pool, &p), FL_ECRYPTO);
+    memcpy(s.ct + full, s.ct, full);
+    memcpy(s.ct, saved, full);
+    /* Another branch's context: the segments' associated data differs. */
+    cr_expect_eq(fl_open_update(s_coord, &u, s_other->sign_pk, s_fed, pool, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &u, pk, "other-fed", pool, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &u, pk, s_fed, pool, &p), 0);
+    cr_expect_eq(memcmp(p.data, msg, len), 0);
+    fl_plain_free(&p);
+    fl_pool_destroy(&pool);
+    fl_sealed_free(&s);
+    free(msg);
+    free(saved);
+}
+
+Test(fl_seal, open_needs_the_coordinator)
+{
+    static const char msg[] = "for the coordinator only";
+    struct fl_sealed s;
+    Fedtl__SealedUpdate u;
+    s_seal((const uint8_t *)msg, sizeof msg, &s, &u);
+    struct fl_plain p = {0};
+    const uint8_t *pk = s_branch->sign_pk;
+    cr_expect_eq(fl_open_update(s_other, &u, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(p.len, 0);
+    cr_expect_eq(fl_open_update(s_branch, &u, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &u, pk, s_fed, NULL, &p), 0);
+    cr_expect_eq(memcmp(p.data, msg, sizeof msg), 0);
+    fl_plain_free(&p);
+    fl_sealed_free(&s);
+}
+
+Test(fl_seal, layouts_fedtl_never_writes_are_refused)
+{
+    static const uint8_t msg[] = "x";
+    struct fl_sealed s;
+    Fedtl__SealedUpdate u;
+    s_seal(msg, sizeof msg, &s, &u);
+    struct fl_plain p = {0};
+    const uint8_t *pk = s_branch->sign_pk;
+    u.ciphertext.len = FL_SEAL_TAG_BYTES - 1; /* shorter than a tag */
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &u, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    u.ciphertext.len = s.ct_len;
+    u.segment_size = 0; /* no division by zero, no endless segments */
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &u, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    u.segment_size = FL_SEAL_SEGMENT;
+    u.sealed_key.len = FL_SEAL_KEY_BYTES - 1;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &u, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    u.sealed_key.len = FL_SEAL_KEY_BYTES;
+    cr_expect_eq(fl_verify_update(&u, pk, s_fed), 0);
+    fl_plain_free(&p);
+    fl_sealed_free(&s);
 }
 
 /* The signed context, rebuilt by hand from docs/PROTOCOL.md: a known-answer check that the
  * layout is the documented one. */
 Test(fl_seal, context_layout_is_the_documented_one)
 {
-    static const char msg[] = "x";
-    struct sealed s;
-    s_seal((const uint8_t *)msg, sizeof msg, &s);
-    uint8_t ctx[512];
+    size_t len = FL_SEAL_SEGMENT + 3; /* two segments */
+    uint8_t *msg = calloc(1, len);
+    cr_assert_not_null(msg);
+    struct fl_sealed s;
+    Fedtl__SealedUpdate u;
+    s_seal(msg, len, &s, &u);
+    uint8_t ctx[600];
     size_t n = 0;
-    memcpy(ctx, "fedtl-update-v1", 15);
+    memcpy(ctx, "fedtl-update-v2", 15);
     n += 15;
-    const uint8_t version[4] = {1, 0, 0, 0};
+    const uint8_t version[4] = {2, 0, 0, 0};
     memcpy(ctx + n, version, 4);
     n += 4;
     ctx[n++] = (uint8_t)strlen(s_fed);
@@ -170,11 +289,36 @@ Test(fl_seal, context_layout_is_the_documented_one)
     n += 32;
     memcpy(ctx + n, s_base, 32);
     n += 32;
-    crypto_generichash(ctx + n, 32, s.ct, s.ct_len, NULL, 0);
+    memcpy(ctx + n, s.sealed_key, 80);
+    n += 80;
+    for (int i = 0; i < 4; i++)
+        ctx[n++] = (uint8_t)(FL_SEAL_SEGMENT >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        ctx[n++] = (uint8_t)((uint64_t)s.ct_len >> (8 * i));
+    size_t ad_len = n;
+    cr_expect_eq(ad_len, 15 + 4 + 1 + 12 + 4 + 32 + 32 + 80 + 4 + 8);
+    size_t full = FL_SEAL_SEGMENT + 16;
+    uint8_t tags[32];
+    memcpy(tags, s.ct + full - 16, 16);
+    memcpy(tags + 16, s.ct + s.ct_len - 16, 16);
+    crypto_generichash(ctx + n, 32, tags, 32, NULL, 0);
     n += 32;
-    cr_expect_eq(n, 15 + 4 + 1 + 12 + 4 + 32 + 32 + 32);
     cr_expect_eq(crypto_sign_verify_detached(s.sig, ctx, n, s_branch->sign_pk), 0);
-    free(s.ct);
+    /* The key opens from the sealed box, and each segment with its documented nonce. */
+    uint8_t key[32], nonce[24] = {0}, out[8];
+    cr_assert_eq(crypto_box_seal_open(key, s.sealed_key, 80, s_coord->box_pk, s_coord->box_sk), 0);
+    nonce[0] = 1; /* segment 1 */
+    nonce[8] = 1; /* the last */
+    cr_expect_eq(crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, s.ct + full, 3 + 16,
+                                                            ctx, ad_len, nonce, key),
+                 0);
+    nonce[8] = 0; /* not marked last: refused */
+    cr_expect_eq(crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, s.ct + full, 3 + 16,
+                                                            ctx, ad_len, nonce, key),
+                 -1);
+    sodium_memzero(key, sizeof key);
+    fl_sealed_free(&s);
+    free(msg);
 }
 
 Test(fl_seal, federation_name_limits)
@@ -182,46 +326,21 @@ Test(fl_seal, federation_name_limits)
     char fed[300];
     memset(fed, 'f', sizeof fed);
     fed[255] = '\0'; /* 255 bytes: the longest a u8 length can hold */
-    uint8_t *ct = NULL;
-    size_t ct_len = 0;
-    uint8_t sig[FL_SIG_BYTES];
-    cr_assert_eq(fl_seal_update(s_branch, s_coord->box_pk, fed, 1, s_base, (const uint8_t *)"a", 1,
-                                &ct, &ct_len, sig),
-                 0, "%s", fl_error_msg());
-    cr_expect_eq(fl_verify_update(s_branch->sign_pk, fed, 1, s_base, ct, ct_len, sig), 0);
-    free(ct);
+    struct fl_sealed s;
+    Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
+    cr_assert_eq(
+        fl_seal_update(s_branch, s_coord->box_pk, fed, 1, s_base, (const uint8_t *)"a", 1, &s), 0,
+        "%s", fl_error_msg());
+    fl_sealed_to_wire(&s, &u);
+    cr_expect_eq(fl_verify_update(&u, s_branch->sign_pk, fed), 0);
     fed[255] = 'f';
     fed[256] = '\0';
-    cr_expect_eq(fl_seal_update(s_branch, s_coord->box_pk, fed, 1, s_base, (const uint8_t *)"a", 1,
-                                &ct, &ct_len, sig),
-                 FL_EINVAL);
-    cr_expect_null(ct);
+    cr_expect_eq(fl_verify_update(&u, s_branch->sign_pk, fed), FL_ECRYPTO);
+    fl_sealed_free(&s);
     cr_expect_eq(
-        fl_verify_update(s_branch->sign_pk, fed, 1, s_base, (const uint8_t *)"abc", 3, sig),
-        FL_ECRYPTO);
-}
-
-Test(fl_seal, open_needs_the_coordinator_and_the_whole_box)
-{
-    static const char msg[] = "for the coordinator only";
-    struct sealed s;
-    s_seal((const uint8_t *)msg, sizeof msg, &s);
-    uint8_t *plain = (uint8_t *)"sentinel";
-    size_t plain_len = 99;
-    cr_expect_eq(fl_open_update(s_other, s.ct, s.ct_len, &plain, &plain_len), FL_ECRYPTO);
-    cr_expect_null(plain);
-    cr_expect_eq(plain_len, 0);
-    cr_expect_eq(fl_open_update(s_branch, s.ct, s.ct_len, &plain, &plain_len), FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, s.ct, s.ct_len - 1, &plain, &plain_len), FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, s.ct, FL_SEAL_OVERHEAD - 1, &plain, &plain_len),
-                 FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, s.ct, 0, &plain, &plain_len), FL_ECRYPTO);
-    s.ct[s.ct_len / 2] ^= 1;
-    cr_expect_eq(fl_open_update(s_coord, s.ct, s.ct_len, &plain, &plain_len), FL_ECRYPTO);
-    s.ct[s.ct_len / 2] ^= 1;
-    cr_expect_eq(fl_open_update(s_coord, s.ct, s.ct_len, &plain, &plain_len), 0);
-    fl_seal_free_plain(&plain, plain_len);
-    free(s.ct);
+        fl_seal_update(s_branch, s_coord->box_pk, fed, 1, s_base, (const uint8_t *)"a", 1, &s),
+        FL_EINVAL);
+    cr_expect_null(s.ct);
 }
 
 Test(fl_seal, base_signature)
@@ -244,10 +363,11 @@ Test(fl_seal, base_signature)
     cr_expect_eq(fl_verify_base(s_coord->sign_pk, s_base, sig), FL_ECRYPTO);
     sig[10] ^= 4;
     /* an update signature is not a base signature, nor the reverse */
-    struct sealed s;
-    s_seal(s_base, 0, &s);
+    struct fl_sealed s;
+    Fedtl__SealedUpdate u;
+    s_seal(s_base, 0, &s, &u);
     cr_expect_eq(fl_verify_base(s_branch->sign_pk, s_base, s.sig), FL_ECRYPTO);
-    cr_expect_eq(fl_verify_update(s_coord->sign_pk, s_fed, 7, s_base, s.ct, s.ct_len, sig),
-                 FL_ECRYPTO);
-    free(s.ct);
+    memcpy(s.sig, sig, FL_SIG_BYTES);
+    cr_expect_eq(fl_verify_update(&u, s_coord->sign_pk, s_fed), FL_ECRYPTO);
+    fl_sealed_free(&s);
 }

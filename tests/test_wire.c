@@ -54,10 +54,15 @@ Test(fl_wire, another_protocol_version_is_refused)
     size_t len;
     cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
     cr_assert_eq(buf[0], 0x08); /* field 1 (version), varint */
-    buf[1] = 2;
+    cr_assert_eq(buf[1], FL_WIRE_VERSION);
+    /* Version 1 (updates as one sealed box) and a future version 3 are refused. */
+    buf[1] = 1;
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
-    cr_assert(strstr(fl_error_msg(), "version 2"), "%s", fl_error_msg());
+    cr_assert(strstr(fl_error_msg(), "version 1"), "%s", fl_error_msg());
     cr_assert_null(out);
+    buf[1] = 3;
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
+    cr_assert(strstr(fl_error_msg(), "version 3"), "%s", fl_error_msg());
     free(buf);
 }
 
@@ -81,13 +86,17 @@ Test(fl_wire, wrong_field_lengths_and_missing_bodies_are_refused)
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT);
     cr_assert(strstr(fl_error_msg(), "hello"), "%s", fl_error_msg());
     free(buf);
-    /* An update whose signature is 63 bytes. */
+    /* An update whose signature is 63 bytes, whose sealed key is 79 or whose segment size is
+     * out of bounds. */
+    static uint8_t sealed_key[FL_WIRE_SEALED_KEY];
     Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
     u.round = 1;
     u.branch_key = (ProtobufCBinaryData){32, s_key};
     u.base_hash = (ProtobufCBinaryData){32, s_hash};
     u.ciphertext = (ProtobufCBinaryData){32, s_key};
     u.signature = (ProtobufCBinaryData){63, s_sig};
+    u.sealed_key = (ProtobufCBinaryData){FL_WIRE_SEALED_KEY, sealed_key};
+    u.segment_size = FL_WIRE_MIN_SEGMENT;
     fedtl__envelope__init(&env);
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &u;
@@ -99,6 +108,22 @@ Test(fl_wire, wrong_field_lengths_and_missing_bodies_are_refused)
     cr_assert_eq(fl_wire_decode(buf, len, &out), 0, "%s", fl_error_msg());
     fl_wire_free(&out);
     free(buf);
+    const struct {
+        size_t key_len;
+        uint32_t segment;
+    } bad[] = {{FL_WIRE_SEALED_KEY - 1, FL_WIRE_MIN_SEGMENT},
+               {0, FL_WIRE_MIN_SEGMENT},
+               {FL_WIRE_SEALED_KEY, 0},
+               {FL_WIRE_SEALED_KEY, FL_WIRE_MIN_SEGMENT - 1},
+               {FL_WIRE_SEALED_KEY, FL_WIRE_MAX_SEGMENT + 1}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        u.sealed_key.len = bad[i].key_len;
+        u.segment_size = bad[i].segment;
+        cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+        cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT, "case %zu", i);
+        cr_assert(strstr(fl_error_msg(), "sealed key, segment size"), "%s", fl_error_msg());
+        free(buf);
+    }
     /* An envelope without a body: an unknown message type. */
     fedtl__envelope__init(&env);
     cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
