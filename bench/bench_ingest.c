@@ -1,7 +1,7 @@
 /* bench_ingest: the coordinator's update-ingest path, in process, without the network.
  * K signed, sealed updates of P float parameters go through exactly what fl_coord.c does with
  * each SealedUpdate frame: fl_wire_decode of the envelope bytes, fl_verify_update,
- * fl_open_update, fl_wire_decode_body, fl_adapter_unpack_authenticated, the name/shape/finite
+ * fl_open_update, fl_wire_decode_body, fl_adapter_view_authenticated, the name/shape/finite
  * check, and fl_strategy_add (fedavg). The updates come from a small pool of pre-sealed envelopes
  * (from a few distinct branch keys) used cyclically, so K = 1,000 at P = 1M needs ~35 MB, not 4 GB.
  *
@@ -169,7 +169,7 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
         goto out;
     char id[13];
     fl_key_id(u->branch_key.data, id);
-    rc = fl_adapter_unpack_authenticated(body->adapter.data, body->adapter.len, id, &af);
+    rc = fl_adapter_view_authenticated(body->adapter.data, body->adapter.len, id, &af);
     S_LAP(S_UNPACK);
     if (rc)
         goto out;
@@ -188,7 +188,8 @@ out:
     t0 = s_now();
     /* The coordinator's wipes: every decrypted copy. */
     for (size_t i = 0; i < af.ntensors; i++)
-        sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
+        if (af.tensors[i].owned) /* else it lies in the body's adapter bytes */
+            sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
     if (body && body->adapter.data)
         sodium_memzero(body->adapter.data, body->adapter.len);
     fl_adapter_close(&af);

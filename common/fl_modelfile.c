@@ -572,8 +572,10 @@ const struct fl_tensor *fl_base_tensor(const struct fl_base_file *f, const char 
     return NULL;
 }
 
+/* Parse adapter bytes; check_hash: verify the content hash; view: let aligned tensors borrow
+ * their data from buf instead of copying it. */
 static int s_adapter_unpack(const uint8_t *buf, size_t len, const char *origin, bool check_hash,
-                            struct fl_adapter_file *out)
+                            bool view, struct fl_adapter_file *out)
 {
     memset(out, 0, sizeof *out);
     int rc = s_sodium_ready(origin);
@@ -593,6 +595,17 @@ static int s_adapter_unpack(const uint8_t *buf, size_t len, const char *origin, 
         goto out_free_entries;
     }
     for (size_t i = 0; i < n; i++) {
+        const uint8_t *src = buf + entries[i].offset;
+        if (view && (uintptr_t)src % _Alignof(float) == 0) {
+            struct fl_tensor *t = &a.tensors[i];
+            snprintf(t->name, sizeof t->name, "%s", entries[i].name);
+            t->ndim = entries[i].ndim;
+            memcpy(t->shape, entries[i].shape, sizeof t->shape);
+            t->data = (float *)(uintptr_t)src;
+            t->owned = false;
+            a.ntensors = i + 1;
+            continue;
+        }
         rc = fl_tensor_init(&a.tensors[i], entries[i].name, entries[i].ndim, entries[i].shape);
         if (rc != 0) {
             rc = fl_fail(FL_ENOMEM, "%s: out of memory", origin);
@@ -664,11 +677,11 @@ void fl_hash_hex(const uint8_t hash[FL_HASH_BYTES], char out[2 * FL_HASH_BYTES +
 int fl_adapter_unpack(const uint8_t *buf, size_t len, const char *origin,
                       struct fl_adapter_file *out)
 {
-    return s_adapter_unpack(buf, len, origin, true, out);
+    return s_adapter_unpack(buf, len, origin, true, false, out);
 }
 
-int fl_adapter_unpack_authenticated(const uint8_t *buf, size_t len, const char *origin,
-                                    struct fl_adapter_file *out)
+int fl_adapter_view_authenticated(const uint8_t *buf, size_t len, const char *origin,
+                                  struct fl_adapter_file *out)
 {
-    return s_adapter_unpack(buf, len, origin, false, out);
+    return s_adapter_unpack(buf, len, origin, false, true, out);
 }

@@ -65,11 +65,12 @@ int fl_adapter_pack(const struct fl_adapter_meta *meta, const struct fl_tensor *
  * messages. Copies the tensors: buf may be freed afterwards. On failure out is zeroed. */
 int fl_adapter_unpack(const uint8_t *buf, size_t len, const char *origin,
                       struct fl_adapter_file *out);
-/* fl_adapter_unpack for bytes whose integrity is already proven (opened from a sealed box
- * whose signature verified): every structural check, but not the content hash again, which
- * is taken from the file as it stands. */
-int fl_adapter_unpack_authenticated(const uint8_t *buf, size_t len, const char *origin,
-                                    struct fl_adapter_file *out);
+/* fl_adapter_unpack for bytes whose integrity is already proven (an update that opened under
+ * a verified signature): every structural check, but not the content hash again, which is
+ * taken from the file as it stands. Copies nothing where it can: a tensor whose data is
+ * aligned for floats in buf borrows it (owned = false), so buf must outlive out. */
+int fl_adapter_view_authenticated(const uint8_t *buf, size_t len, const char *origin,
+                                  struct fl_adapter_file *out);
 /* Pack and write atomically to path, mode 0644; the content hash goes to hash_out unless NULL. */
 int fl_adapter_write(const char *path, const struct fl_adapter_meta *meta,
                      const struct fl_tensor *tensors, size_t n, uint8_t hash_out[FL_HASH_BYTES]);

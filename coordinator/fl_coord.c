@@ -739,7 +739,7 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
     char reason[200] = "";
     if (fl_wire_decode_body(c->plain.data, c->plain.len, &body) != 0)
         snprintf(reason, sizeof reason, "malformed update body: %s", fl_error_msg());
-    else if (fl_adapter_unpack_authenticated(body->adapter.data, body->adapter.len, id, &af) != 0)
+    else if (fl_adapter_view_authenticated(body->adapter.data, body->adapter.len, id, &af) != 0)
         snprintf(reason, sizeof reason, "bad adapter: %s", fl_error_msg());
     else if (s_check_adapter(c, &af) != 0)
         snprintf(reason, sizeof reason, "%s", fl_error_msg());
@@ -765,7 +765,8 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
     }
     /* Every copy of the decrypted update is wiped before it is freed. */
     for (size_t i = 0; i < af.ntensors; i++)
-        sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
+        if (af.tensors[i].owned) /* else it lies in the body's adapter bytes */
+            sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
     if (body && body->adapter.data)
         sodium_memzero(body->adapter.data, body->adapter.len);
     fl_adapter_close(&af);

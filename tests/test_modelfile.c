@@ -359,6 +359,44 @@ Test(fl_modelfile, adapter_round_trip_file_and_memory)
     free(base);
 }
 
+/* The authenticated view borrows the tensors' bytes where they are aligned, copies them where
+ * they are not, and gives the same adapter either way. */
+Test(fl_modelfile, authenticated_view_borrows_aligned_tensors)
+{
+    uint8_t base_hash[FL_HASH_BYTES];
+    struct fl_adapter_meta meta;
+    struct fl_tensor want[S_NADAPTER];
+    memset(base_hash, 7, sizeof base_hash);
+    s_make_adapter(&meta, want, base_hash);
+    uint8_t *packed;
+    size_t plen;
+    cr_assert_eq(fl_adapter_pack(&meta, want, S_NADAPTER, &packed, &plen), 0);
+    uint8_t *shifted = malloc(plen + 1); /* the same bytes one past an aligned address */
+    cr_assert_not_null(shifted);
+    memcpy(shifted + 1, packed, plen);
+    const uint8_t *bufs[2] = {packed, shifted + 1};
+    for (int k = 0; k < 2; k++) {
+        struct fl_adapter_file v;
+        cr_assert_eq(fl_adapter_view_authenticated(bufs[k], plen, "peer", &v), 0, "%s",
+                     fl_error_msg());
+        cr_assert_eq(v.ntensors, S_NADAPTER);
+        for (size_t i = 0; i < v.ntensors; i++) {
+            const struct fl_tensor *t = &v.tensors[i];
+            bool inside =
+                (const uint8_t *)t->data >= bufs[k] && (const uint8_t *)t->data < bufs[k] + plen;
+            cr_assert_eq(t->owned, k == 1, "tensor %zu: owned %d", i, t->owned);
+            cr_assert_eq(inside, k == 0, "tensor %zu borrows iff aligned", i);
+            cr_assert_str_eq(t->name, want[i].name);
+            cr_assert(fl_tensor_same_shape(t, &want[i]));
+            cr_assert_eq(memcmp(t->data, want[i].data, fl_tensor_numel(t) * sizeof(float)), 0);
+        }
+        fl_adapter_close(&v); /* frees only what it owns */
+    }
+    free(shifted);
+    free(packed);
+    s_free_tensors(want, S_NADAPTER);
+}
+
 Test(fl_modelfile, adapter_without_tensors_round_trips)
 {
     struct fl_adapter_meta meta;
