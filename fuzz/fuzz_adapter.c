@@ -1,7 +1,9 @@
 /* fuzz_adapter: fl_adapter_unpack on adapter file bytes (what arrives in a RoundTask,
  * FinalModel or UpdateBody, and what fl_adapter_read hands over). Bytes that fail only their
  * content hash are unpacked again with the hash fixed, to reach the layout and copy code. An
- * adapter that unpacks must pack again and unpack to the same tensors. */
+ * adapter that unpacks must pack again and unpack to the same tensors. The same bytes also go
+ * through fl_adapter_view_authenticated (the coordinator's path for an opened update), which
+ * must agree with fl_adapter_unpack. */
 #include "fl_error.h"
 #include "fl_modelfile.h"
 #include "fuzz_util.h"
@@ -43,18 +45,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0)
         s_roundtrip(&a);
     fl_adapter_close(&a);
-    if (rc != FL_EHASH)
-        return 0;
-    uint8_t *copy = malloc(size);
-    if (!copy)
-        abort();
-    memcpy(copy, data, size);
-    fuzz_fix_hash(copy, size);
-    if (fl_adapter_unpack(copy, size, "fuzz", &a) == 0) {
-        s_roundtrip(&a);
-        (void)fl_adapter_tensor(&a, "head.weight");
+    int fixed_rc = rc;
+    if (rc == FL_EHASH) {
+        uint8_t *copy = malloc(size);
+        if (!copy)
+            abort();
+        memcpy(copy, data, size);
+        fuzz_fix_hash(copy, size);
+        if ((fixed_rc = fl_adapter_unpack(copy, size, "fuzz", &a)) == 0) {
+            s_roundtrip(&a);
+            (void)fl_adapter_tensor(&a, "head.weight");
+        }
+        fl_adapter_close(&a);
+        free(copy);
     }
+    /* The coordinator's path for an update that opened: no hash check, tensors borrowed from
+     * the bytes. It must accept exactly what fl_adapter_unpack accepts once the hash is right. */
+    int view_rc = fl_adapter_view_authenticated(data, size, "fuzz-view", &a);
+    if ((view_rc == 0) != (fixed_rc == 0)) {
+        fprintf(stderr, "fuzz_adapter: view %d, unpack with the hash fixed %d\n", view_rc,
+                fixed_rc);
+        abort();
+    }
+    if (view_rc == 0)
+        s_roundtrip(&a);
     fl_adapter_close(&a);
-    free(copy);
     return 0;
 }
