@@ -1,17 +1,21 @@
 /* bench_ingest: the coordinator's update-ingest path, in process, without the network.
- * K signed, sealed updates of P float parameters go through exactly what fl_coord.c does with
- * each SealedUpdate frame: fl_wire_decode of the envelope bytes, fl_verify_update,
- * fl_open_update, fl_wire_decode_body, fl_adapter_view_authenticated, the name/shape/finite
- * check, and fl_strategy_add (fedavg). The updates come from a small pool of pre-sealed envelopes
- * (from a few distinct branch keys) used cyclically, so K = 1,000 at P = 1M needs ~35 MB, not 4 GB.
+ * K signed, encrypted updates of P float parameters go through what fl_coord.c's s_on_update
+ * does with each SealedUpdate frame after its registry checks: fl_wire_decode of the envelope
+ * bytes, fl_verify_update, fl_open_update, fl_wire_decode_body, fl_adapter_view_authenticated,
+ * fl_coord_check_adapter (the coordinator's own check), fl_strategy_add (fedavg), and the
+ * wipes. The updates come from a small pool of pre-sealed envelopes (from a few distinct branch
+ * keys) used cyclically, so K = 1,000 at P = 1M needs ~35 MB, not 4 GB.
  *
  * Each (P, K, threads) case runs in its own child process (this program re-executed), so its
  * peak RSS (VmHWM, reset after the pool is built) shows whether memory grows with K.
- * threads is the size of the fl_pool that opens an update's segments, as the coordinator's
- * `--threads`; updates are taken one at a time, in order, as the coordinator does. */
+ * threads is the size of the fl_pool the coordinator gets from `--threads`: it opens an
+ * update's segments, checks values, accumulates FedAvg and wipes; updates are taken one at a
+ * time, in order, as the coordinator does, so the aggregate is the same for every thread
+ * count. */
 #include "bench_fed.h"
 
 #include "fl_codec.h"
+#include "fl_coord.h"
 #include "fl_keys.h"
 #include "fl_pool.h"
 #include "fl_seal.h"
@@ -32,18 +36,19 @@ static const char *s_stage_names[S_NSTAGE] = {"decode", "verify", "open", "body"
 
 /* Everything one child run shares between its workers. */
 struct s_run {
-    struct fl_identity *hq;        /* the coordinator (opens updates) */
-    uint8_t base_hash[32];         /* the base the adapters fit */
-    struct fl_tensor global[S_NT]; /* the global adapter (shapes to check against) */
-    uint8_t **pool;                /* pre-encoded SealedUpdate envelopes */
-    size_t *pool_len;              /* their lengths */
-    int npool;                     /* pool size */
-    long k;                        /* updates to ingest */
-    fl_strategy_t *strategy;       /* fedavg */
-    fl_pool_t *threads;            /* opens segments (the coordinator's pool) */
-    struct fl_plain plain;         /* the decrypted update (reused, as the coordinator's) */
-    int failed;                    /* an update was refused (a bench bug) */
-    double stage[S_NSTAGE];        /* seconds per stage */
+    struct fl_identity *hq;             /* the coordinator (opens updates) */
+    uint8_t base_hash[32];              /* the base the adapters fit */
+    struct fl_tensor global[S_NT];      /* the global adapter's tensors */
+    struct fl_adapter_file global_file; /* the global adapter (what updates are checked against) */
+    uint8_t **pool;                     /* pre-encoded SealedUpdate envelopes */
+    size_t *pool_len;                   /* their lengths */
+    int npool;                          /* pool size */
+    long k;                             /* updates to ingest */
+    fl_strategy_t *strategy;            /* fedavg */
+    fl_pool_t *threads;                 /* opens segments (the coordinator's pool) */
+    struct fl_plain plain;              /* the decrypted update (reused, as the coordinator's) */
+    int failed;                         /* an update was refused (a bench bug) */
+    double stage[S_NSTAGE];             /* seconds per stage */
 };
 
 static double s_now(void)
@@ -114,26 +119,6 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     return rc;
 }
 
-/* What s_check_adapter in coordinator/fl_coord.c checks of the tensors (it is file-static). */
-static int s_check(const struct s_run *r, const struct fl_adapter_file *u)
-{
-    if (memcmp(u->meta.base_hash, r->base_hash, 32) != 0 || u->ntensors != S_NT)
-        return FL_EMISMATCH;
-    for (size_t i = 0; i < u->ntensors; i++) {
-        const struct fl_tensor *t = &u->tensors[i], *want = &r->global[i];
-        char got_s[64], want_s[64];
-        fl_tensor_shape_str(t, got_s, sizeof got_s);
-        fl_tensor_shape_str(want, want_s, sizeof want_s);
-        if (strcmp(t->name, want->name) != 0 || !fl_tensor_same_shape(t, want))
-            return FL_EMISMATCH;
-        size_t n = fl_tensor_numel(t);
-        for (size_t j = 0; j < n; j++)
-            if (!isfinite(t->data[j]))
-                return FL_ERANGE;
-    }
-    return 0;
-}
-
 /* Ingest update number idx the way fl_coord.c's s_on_update does (after its registry
  * checks). Stage times go to st. */
 static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
@@ -173,7 +158,7 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     S_LAP(S_UNPACK);
     if (rc)
         goto out;
-    rc = s_check(r, &af);
+    rc = fl_coord_check_adapter(&r->global_file, r->base_hash, &af, r->threads);
     S_LAP(S_CHECK);
     if (rc)
         goto out;
@@ -189,12 +174,13 @@ out:
     /* The coordinator's wipes: every decrypted copy. */
     for (size_t i = 0; i < af.ntensors; i++)
         if (af.tensors[i].owned) /* else it lies in the body's adapter bytes */
-            sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
+            fl_wipe(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float),
+                    r->threads);
     if (body && body->adapter.data)
-        sodium_memzero(body->adapter.data, body->adapter.len);
+        fl_wipe(body->adapter.data, body->adapter.len, r->threads);
     fl_adapter_close(&af);
     fl_wire_free_body(&body);
-    fl_plain_wipe(&r->plain);
+    fl_plain_wipe(&r->plain, r->threads);
     fl_wire_free(&env);
     S_LAP(S_FREE);
 #undef S_LAP
@@ -237,6 +223,9 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
     randombytes_buf(r.base_hash, sizeof r.base_hash);
     if (s_global_init(r.global, p))
         return 1;
+    s_meta(&r.global_file.meta, r.base_hash);
+    r.global_file.tensors = r.global;
+    r.global_file.ntensors = S_NT;
     r.npool = npool;
     r.k = k;
     r.pool = calloc((size_t)npool, sizeof *r.pool);
@@ -251,6 +240,7 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
     if (!r.strategy || fl_strategy_begin(r.strategy, r.global, S_NT) ||
         !(r.threads = fl_pool_new(threads)))
         return 1;
+    fl_strategy_set_pool(r.strategy, r.threads);
     long rss_before = s_fed_status_kb("VmRSS:");
     int hwm_reset = s_fed_reset_hwm() == 0;
     double bytes = 0;
@@ -405,7 +395,7 @@ int main(int argc, char **argv)
         return s_child(atol(argv[2]), atol(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
     long ps[8] = {8192, 1048576}, ks[8] = {100, 1000}, ths[8] = {1, 2};
     int nps = 2, nks = 2, nth = 2, rounds = 3, npool = 8, nkeys = 4;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             s_usage();
@@ -427,7 +417,6 @@ int main(int argc, char **argv)
             s_usage();
             return 2;
         }
-        i++;
     }
     for (int i = 0; i < nps; i++)
         if (ps[i] < 2 * S_RANK || ps[i] % (2 * S_RANK)) {

@@ -123,3 +123,33 @@ void fl_pool_run(fl_pool_t *p, int ntasks, fl_pool_fn *fn, void *arg)
         pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
 }
+
+struct s_for {
+    fl_pool_range_fn *fn; /* what to run */
+    void *arg;            /* its argument */
+    size_t n;             /* range length */
+    int ntasks;           /* pieces */
+};
+
+static void s_for_task(void *arg, int t)
+{
+    const struct s_for *f = arg;
+    size_t begin = f->n * (size_t)t / (size_t)f->ntasks;
+    size_t end = f->n * ((size_t)t + 1) / (size_t)f->ntasks;
+    f->fn(f->arg, t, begin, end);
+}
+
+int fl_pool_for(fl_pool_t *p, size_t n, size_t grain, fl_pool_range_fn *fn, void *arg)
+{
+    size_t pieces = grain ? n / grain : n;
+    int ntasks = p ? p->nstarted + 1 : 1;
+    if ((size_t)ntasks > pieces)
+        ntasks = pieces > 1 ? (int)pieces : 1;
+    if (ntasks == 1) {
+        fn(arg, 0, 0, n);
+        return 1;
+    }
+    struct s_for f = {fn, arg, n, ntasks};
+    fl_pool_run(p, ntasks, s_for_task, &f);
+    return ntasks;
+}

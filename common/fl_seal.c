@@ -4,6 +4,7 @@
 #include "fl_error.h"
 
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,12 +209,24 @@ int fl_verify_update(const Fedtl__SealedUpdate *u, const uint8_t signer_pk[FL_SI
     return 0;
 }
 
-void fl_plain_wipe(struct fl_plain *p)
+static void s_wipe_task(void *arg, int t, size_t begin, size_t end)
 {
-    if (p && p->data)
-        sodium_memzero(p->data, p->len);
-    if (p)
-        p->len = 0;
+    (void)t;
+    sodium_memzero((uint8_t *)arg + begin, end - begin);
+}
+
+void fl_wipe(void *mem, size_t len, fl_pool_t *pool)
+{
+    if (mem && len)
+        fl_pool_for(pool, len, 1u << 20, s_wipe_task, mem);
+}
+
+void fl_plain_wipe(struct fl_plain *p, fl_pool_t *pool)
+{
+    if (!p)
+        return;
+    fl_wipe(p->data, p->len, pool);
+    p->len = 0;
 }
 
 void fl_plain_free(struct fl_plain *p)
@@ -225,7 +238,7 @@ void fl_plain_free(struct fl_plain *p)
     memset(p, 0, sizeof *p);
 }
 
-/* One opening job: the segments split into contiguous runs, one per task. */
+/* One opening job: the segments, split by fl_pool_for into contiguous runs. */
 struct s_open_job {
     const uint8_t *ct;  /* segments */
     size_t ct_len;      /* their length */
@@ -235,26 +248,22 @@ struct s_open_job {
     size_t ctx_len;     /* its length */
     const uint8_t *key; /* the opened one-time key */
     uint8_t *out;       /* plaintext */
-    int ntasks;         /* tasks sharing the segments */
-    int failed[64];     /* per task: a segment did not open */
+    atomic_int failed;  /* a segment did not open */
 };
 
-static void s_open_task(void *arg, int t)
+static void s_open_task(void *arg, int t, size_t from, size_t to)
 {
+    (void)t;
     struct s_open_job *j = arg;
-    size_t from = j->nseg * (size_t)t / (size_t)j->ntasks;
-    size_t to = j->nseg * ((size_t)t + 1) / (size_t)j->ntasks;
     size_t full = j->seg + FL_SEAL_TAG_BYTES;
-    for (size_t i = from; i < to; i++) {
+    for (size_t i = from; i < to && !atomic_load_explicit(&j->failed, memory_order_relaxed); i++) {
         size_t clen = i + 1 < j->nseg ? full : j->ct_len - i * full;
         uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
         s_nonce(nonce, i, i + 1 == j->nseg);
         if (crypto_aead_xchacha20poly1305_ietf_decrypt(j->out + i * j->seg, NULL, NULL,
                                                        j->ct + i * full, clen, j->ctx, j->ctx_len,
-                                                       nonce, j->key) != 0) {
-            j->failed[t] = 1;
-            return;
-        }
+                                                       nonce, j->key) != 0)
+            atomic_store(&j->failed, 1);
     }
 }
 
@@ -262,7 +271,7 @@ int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u
                    const uint8_t signer_pk[FL_SIGN_PK_BYTES], const char *federation,
                    fl_pool_t *pool, struct fl_plain *out)
 {
-    fl_plain_wipe(out);
+    fl_plain_wipe(out, pool);
     uint8_t ctx[S_CTX_MAX + S_HASH_BYTES], key[S_KEY_BYTES];
     size_t nseg, plain_len;
     size_t ctx_len = sodium_init() < 0 || !coord || !out
@@ -287,24 +296,15 @@ int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u
                            .ctx = ctx,
                            .ctx_len = ctx_len,
                            .key = key,
-                           .out = out->data,
-                           .ntasks = 1};
-    int size = pool ? fl_pool_size(pool) : 1;
-    if (size > 64)
-        size = 64;
-    if (nseg > 1 && size > 1) {
-        j.ntasks = (size_t)size < nseg ? size : (int)nseg;
-        fl_pool_run(pool, j.ntasks, s_open_task, &j);
-    } else {
-        s_open_task(&j, 0);
-    }
+                           .out = out->data};
+    atomic_init(&j.failed, 0);
+    fl_pool_for(pool, nseg, 1, s_open_task, &j);
     sodium_memzero(key, sizeof key);
     out->len = plain_len;
-    for (int t = 0; t < j.ntasks; t++)
-        if (j.failed[t]) {
-            fl_plain_wipe(out);
-            return fl_fail(FL_ECRYPTO, "sealed update does not open");
-        }
+    if (atomic_load(&j.failed)) {
+        fl_plain_wipe(out, pool);
+        return fl_fail(FL_ECRYPTO, "sealed update does not open");
+    }
     return 0;
 }
 

@@ -54,8 +54,10 @@ struct fl_plain {
     size_t len;    /* bytes of the current update */
     size_t cap;    /* bytes allocated */
 };
-/* Zero the current plaintext (keeps the memory for the next update). */
-void fl_plain_wipe(struct fl_plain *p);
+/* Zero the current plaintext (keeps the memory for the next update), on pool's threads. */
+void fl_plain_wipe(struct fl_plain *p, fl_pool_t *pool);
+/* sodium_memzero of len bytes at mem, spread over pool's threads (pool may be NULL). */
+void fl_wipe(void *mem, size_t len, fl_pool_t *pool);
 /* Wipe and release. */
 void fl_plain_free(struct fl_plain *p);
 

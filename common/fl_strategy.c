@@ -8,6 +8,7 @@
 struct fl_strategy {
     const struct fl_strategy_ops *ops; /* the implementation */
     void *state;                       /* its private state */
+    fl_pool_t *pool;                   /* threads for elementwise work, or NULL */
     size_t count;                      /* updates since begin */
 };
 
@@ -51,7 +52,23 @@ out_nomem:
     return fl_fail(FL_ENOMEM, "fedavg: out of memory");
 }
 
-static int s_fedavg_add(void *state, const struct fl_tensor *update, size_t n, double weight)
+/* acc[j] += weight * x[j] over one piece of a tensor. */
+struct s_axpy {
+    double *acc;    /* accumulator */
+    const float *x; /* update */
+    double weight;  /* its weight */
+};
+
+static void s_axpy_task(void *arg, int t, size_t begin, size_t end)
+{
+    (void)t;
+    const struct s_axpy *j = arg;
+    for (size_t i = begin; i < end; i++)
+        j->acc[i] += j->weight * j->x[i];
+}
+
+static int s_fedavg_add(void *state, const struct fl_tensor *update, size_t n, double weight,
+                        fl_pool_t *pool)
 {
     struct s_fedavg *f = state;
     if (n != f->n || !(weight > 0))
@@ -61,10 +78,8 @@ static int s_fedavg_add(void *state, const struct fl_tensor *update, size_t n, d
         if (fl_tensor_numel(&update[i]) != f->len[i])
             return fl_fail(FL_EMISMATCH, "fedavg: tensor %zu has the wrong size", i);
     for (size_t i = 0; i < n; i++) {
-        const float *x = update[i].data;
-        double *a = f->acc[i];
-        for (size_t j = 0; j < f->len[i]; j++)
-            a[j] += weight * x[j];
+        struct s_axpy j = {f->acc[i], update[i].data, weight};
+        fl_pool_for(pool, f->len[i], 1u << 16, s_axpy_task, &j);
     }
     f->total += weight;
     return 0;
@@ -127,6 +142,11 @@ void fl_strategy_destroy(fl_strategy_t **self_p)
     *self_p = NULL;
 }
 
+void fl_strategy_set_pool(fl_strategy_t *s, fl_pool_t *pool)
+{
+    s->pool = pool;
+}
+
 const char *fl_strategy_name(const fl_strategy_t *s)
 {
     return s->ops->name;
@@ -140,7 +160,7 @@ int fl_strategy_begin(fl_strategy_t *s, const struct fl_tensor *global, size_t n
 
 int fl_strategy_add(fl_strategy_t *s, const struct fl_tensor *update, size_t n, double weight)
 {
-    int rc = s->ops->add(s->state, update, n, weight);
+    int rc = s->ops->add(s->state, update, n, weight, s->pool);
     if (rc == 0)
         s->count++;
     return rc;

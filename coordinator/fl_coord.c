@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -665,11 +666,28 @@ static void s_reject(struct fl_coord *c, const uint8_t *peer, uint32_t round, co
     s_send_receipt(c, peer, round, false, reason);
 }
 
-/* The adapter must have the global's configuration, tensor names and shapes, finite values. */
-static int s_check_adapter(const struct fl_coord *c, const struct fl_adapter_file *u)
+/* Whether a piece of a tensor is all finite. */
+struct s_finite {
+    const float *x; /* the tensor's values */
+    atomic_int bad; /* a NaN or Inf was seen */
+};
+
+static void s_finite_task(void *arg, int t, size_t begin, size_t end)
 {
-    const struct fl_adapter_meta *a = &u->meta, *g = &c->global.meta;
-    if (memcmp(a->base_hash, c->base.hash, FL_HASH_BYTES) != 0)
+    (void)t;
+    struct s_finite *f = arg;
+    bool ok = true;
+    for (size_t i = begin; i < end; i++)
+        ok &= isfinite(f->x[i]) != 0;
+    if (!ok)
+        atomic_store(&f->bad, 1);
+}
+
+int fl_coord_check_adapter(const struct fl_adapter_file *global, const uint8_t base_hash[32],
+                           const struct fl_adapter_file *u, fl_pool_t *pool)
+{
+    const struct fl_adapter_meta *a = &u->meta, *g = &global->meta;
+    if (memcmp(a->base_hash, base_hash, FL_HASH_BYTES) != 0)
         return fl_fail(FL_EMISMATCH, "adapter made for another base");
     bool same = a->kind == g->kind && a->rank == g->rank && a->num_classes == g->num_classes &&
                 a->ntargets == g->ntargets &&
@@ -678,20 +696,24 @@ static int s_check_adapter(const struct fl_coord *c, const struct fl_adapter_fil
         same = strcmp(a->targets[i], g->targets[i]) == 0;
     if (!same)
         return fl_fail(FL_EMISMATCH, "adapter configuration differs from the global adapter's");
-    if (u->ntensors != c->global.ntensors)
-        return fl_fail(FL_EMISMATCH, "%zu tensors, expected %zu", u->ntensors, c->global.ntensors);
+    if (u->ntensors != global->ntensors)
+        return fl_fail(FL_EMISMATCH, "%zu tensors, expected %zu", u->ntensors, global->ntensors);
     for (size_t i = 0; i < u->ntensors; i++) {
-        const struct fl_tensor *t = &u->tensors[i], *want = &c->global.tensors[i];
-        char got_s[64], want_s[64];
-        fl_tensor_shape_str(t, got_s, sizeof got_s);
-        fl_tensor_shape_str(want, want_s, sizeof want_s);
-        if (strcmp(t->name, want->name) != 0 || !fl_tensor_same_shape(t, want))
+        const struct fl_tensor *t = &u->tensors[i], *want = &global->tensors[i];
+        if (strcmp(t->name, want->name) != 0 || !fl_tensor_same_shape(t, want)) {
+            char got_s[64], want_s[64];
+            fl_tensor_shape_str(t, got_s, sizeof got_s);
+            fl_tensor_shape_str(want, want_s, sizeof want_s);
             return fl_fail(FL_EMISMATCH, "tensor %zu is %s %s, expected %s %s", i, t->name, got_s,
                            want->name, want_s);
-        size_t n = fl_tensor_numel(t);
-        for (size_t j = 0; j < n; j++)
-            if (!isfinite(t->data[j]))
-                return fl_fail(FL_ERANGE, "tensor %s holds NaN or Inf", t->name);
+        }
+    }
+    for (size_t i = 0; i < u->ntensors; i++) {
+        struct s_finite f = {.x = u->tensors[i].data};
+        atomic_init(&f.bad, 0);
+        fl_pool_for(pool, fl_tensor_numel(&u->tensors[i]), 1u << 16, s_finite_task, &f);
+        if (atomic_load(&f.bad))
+            return fl_fail(FL_ERANGE, "tensor %s holds NaN or Inf", u->tensors[i].name);
     }
     return 0;
 }
@@ -741,7 +763,7 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         snprintf(reason, sizeof reason, "malformed update body: %s", fl_error_msg());
     else if (fl_adapter_view_authenticated(body->adapter.data, body->adapter.len, id, &af) != 0)
         snprintf(reason, sizeof reason, "bad adapter: %s", fl_error_msg());
-    else if (s_check_adapter(c, &af) != 0)
+    else if (fl_coord_check_adapter(&c->global, c->base.hash, &af, c->pool) != 0)
         snprintf(reason, sizeof reason, "%s", fl_error_msg());
     else if (fl_strategy_add(c->strategy, af.tensors, af.ntensors, (double)body->samples) != 0)
         snprintf(reason, sizeof reason, "aggregation refused it: %s", fl_error_msg());
@@ -766,12 +788,12 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
     /* Every copy of the decrypted update is wiped before it is freed. */
     for (size_t i = 0; i < af.ntensors; i++)
         if (af.tensors[i].owned) /* else it lies in the body's adapter bytes */
-            sodium_memzero(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float));
+            fl_wipe(af.tensors[i].data, fl_tensor_numel(&af.tensors[i]) * sizeof(float), c->pool);
     if (body && body->adapter.data)
-        sodium_memzero(body->adapter.data, body->adapter.len);
+        fl_wipe(body->adapter.data, body->adapter.len, c->pool);
     fl_adapter_close(&af);
     fl_wire_free_body(&body);
-    fl_plain_wipe(&c->plain);
+    fl_plain_wipe(&c->plain, c->pool);
 }
 
 /* ---- other messages ---- */
@@ -1206,6 +1228,7 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
         !(c->pool = fl_pool_new(fl_get_threads())) || s_state_load(c, &resumed) != 0 ||
         (!resumed && s_global_fresh(c) != 0) || s_global_repack(c) != 0 || s_load_eval(c) != 0)
         goto out_destroy;
+    fl_strategy_set_pool(c->strategy, c->pool);
     s_state_sweep(c);
     s_ledger_mend(c);
     if (!(c->cfg.lr > 0)) {

@@ -6,6 +6,9 @@
 #ifndef FL_COORD_H
 #define FL_COORD_H
 
+#include "fl_modelfile.h"
+#include "fl_pool.h"
+
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,6 +64,12 @@ int fl_coord_config_check(const struct fl_coord_config *c);
 void fl_coord_config_print(const struct fl_coord_config *c, FILE *f);
 
 typedef struct fl_coord fl_coord_t;
+
+/* An update's adapter against the global one: the same base, configuration, tensor names and
+ * shapes, and only finite values (checked on pool's threads; pool may be NULL). 0, or
+ * FL_EMISMATCH / FL_ERANGE with a message that says what differs. */
+int fl_coord_check_adapter(const struct fl_adapter_file *global, const uint8_t base_hash[32],
+                           const struct fl_adapter_file *u, fl_pool_t *pool);
 
 /* Load keys, allow-list, base, state (resuming after the last saved round), bind sockets.
  * NULL on error, with the message set. */

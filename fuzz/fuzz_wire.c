@@ -72,7 +72,7 @@ static void s_update(const Fedtl__SealedUpdate *u)
     if (fl_open_update(&s_coord, u, signer, FUZZ_FEDERATION, pool, &plain) != 0)
         return;
     s_body(plain.data, plain.len);
-    fl_plain_wipe(&plain);
+    fl_plain_wipe(&plain, pool);
 }
 
 /* True when msg holds an unknown field numbered 0. protobuf-c 1.4.1 accepts field number 0

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 struct s_count {
     atomic_int hits[8]; /* runs per task index */
@@ -46,5 +47,42 @@ Test(fl_pool, more_tasks_than_threads_are_clamped)
     cr_assert_eq(atomic_load(&c.hits[0]), 1);
     cr_assert_eq(atomic_load(&c.hits[1]), 1);
     cr_assert_eq(atomic_load(&c.hits[2]), 0);
+    fl_pool_destroy(&p);
+}
+
+struct s_cover {
+    atomic_int seen[1000]; /* how often each element was visited */
+    int tasks_seen[8];     /* elements per task */
+};
+
+static void s_cover(void *arg, int t, size_t begin, size_t end)
+{
+    struct s_cover *c = arg;
+    for (size_t i = begin; i < end; i++)
+        atomic_fetch_add(&c->seen[i], 1);
+    c->tasks_seen[t] = (int)(end - begin);
+}
+
+Test(fl_pool, for_covers_every_element_once_in_grain_sized_pieces)
+{
+    fl_pool_t *p = fl_pool_new(4);
+    cr_assert_not_null(p);
+    static struct s_cover c;
+    /* 1000 elements, grain 100: four pieces of 250. */
+    cr_assert_eq(fl_pool_for(p, 1000, 100, s_cover, &c), 4);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(atomic_load(&c.seen[i]), 1, "element %d", i);
+    for (int t = 0; t < 4; t++)
+        cr_assert_eq(c.tasks_seen[t], 250);
+    /* 250 elements, grain 100: two pieces, never one under the grain. */
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(fl_pool_for(p, 250, 100, s_cover, &c), 2);
+    for (int i = 0; i < 250; i++)
+        cr_assert_eq(atomic_load(&c.seen[i]), 1, "element %d", i);
+    cr_assert_eq(atomic_load(&c.seen[250]), 0);
+    /* Below the grain, or without a pool: the caller alone. */
+    cr_assert_eq(fl_pool_for(p, 99, 100, s_cover, &c), 1);
+    cr_assert_eq(fl_pool_for(NULL, 1000, 1, s_cover, &c), 1);
+    cr_assert_eq(fl_pool_for(p, 0, 100, s_cover, &c), 1);
     fl_pool_destroy(&p);
 }

@@ -109,7 +109,7 @@ Test(fl_seal, the_plaintext_buffer_is_reused_and_wiped)
     cr_assert_eq(fl_open_update(s_coord, &ua, s_branch->sign_pk, s_fed, NULL, &p), 0);
     uint8_t *mem = p.data;
     cr_assert_eq(p.len, sizeof a);
-    fl_plain_wipe(&p);
+    fl_plain_wipe(&p, NULL);
     cr_expect_eq(p.len, 0);
     for (size_t i = 0; i < sizeof a; i++)
         cr_expect_eq(mem[i], 0, "byte %zu survived the wipe", i);

@@ -1,7 +1,10 @@
 /* fl_strategy: FedAvg is the sample-weighted mean, streaming, and refuses mismatches. */
 #include <criterion/criterion.h>
 
+#include "fl_rng.h"
 #include "fl_strategy.h"
+
+#include <string.h>
 
 Test(fl_strategy, fedavg_is_the_sample_weighted_mean)
 {
@@ -50,4 +53,38 @@ Test(fl_strategy, fedavg_is_the_sample_weighted_mean)
 Test(fl_strategy, unknown_name_is_refused)
 {
     cr_assert_null(fl_strategy_new("fedmagic"));
+}
+
+/* Spread over threads, FedAvg gives the same bits as on one: each element is still summed in
+ * update order. Tensors large enough to be split (over 2 x 65,536 elements). */
+Test(fl_strategy, fedavg_on_a_pool_is_bitwise_the_single_thread_result)
+{
+    const int64_t rows = 600, cols = 500; /* 300,000 elements */
+    fl_pool_t *pool = fl_pool_new(3);
+    cr_assert_not_null(pool);
+    struct fl_tensor g[2][1], u;
+    fl_tensor_init2(&u, "w", rows, cols);
+    struct fl_rng rng;
+    for (int run = 0; run < 2; run++) {
+        fl_strategy_t *s = fl_strategy_new("fedavg");
+        cr_assert_not_null(s);
+        fl_strategy_set_pool(s, run ? pool : NULL);
+        fl_tensor_init2(&g[run][0], "w", rows, cols);
+        cr_assert_eq(fl_strategy_begin(s, g[run], 1), 0);
+        fl_rng_seed(&rng, 42);
+        for (int k = 0; k < 5; k++) {
+            for (size_t i = 0; i < fl_tensor_numel(&u); i++)
+                u.data[i] = (float)(fl_rng_uniform(&rng) - 0.5);
+            cr_assert_eq(fl_strategy_add(s, &u, 1, 1.0 + 7.0 * k), 0);
+        }
+        cr_assert_eq(fl_strategy_finish(s, g[run], 1), 0);
+        fl_strategy_destroy(&s);
+    }
+    cr_assert_eq(memcmp(g[0][0].data, g[1][0].data, rows * cols * sizeof(float)), 0);
+    /* and it is not trivially zero */
+    cr_assert_neq(g[1][0].data[rows * cols - 1], 0.0f);
+    fl_tensor_free(&g[0][0]);
+    fl_tensor_free(&g[1][0]);
+    fl_tensor_free(&u);
+    fl_pool_destroy(&pool);
 }
