@@ -1,19 +1,15 @@
 /* fedtl-client: a branch of a fedtl federation. Options come from the command line and/or an
  * INI file (section [client], keys named like the long options); the command line wins. */
 #include "fl_branch.h"
+#include "fl_client_config.h"
 #include "fl_error.h"
 #include "fl_linalg.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <ini.h>
-#include <math.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const char s_usage[] =
     "usage: fedtl-client --coordinator ENDPOINT --coordinator-key coord.pub --key branch.key\n"
@@ -39,17 +35,6 @@ static const char s_usage[] =
     "  --check-config       load keys and data, print a summary and exit without connecting\n"
     "Exit status: 0 final adapter saved or stopped by a signal, 1 error, 2 bad usage.\n";
 
-/* Everything the options set; strings are owned (strdup'd). */
-struct s_opts {
-    char *coordinator, *coordinator_key, *key, *data, *labels, *cache_dir, *out, *keep_updates;
-    double holdout;        /* --holdout */
-    bool insecure;         /* --insecure */
-    int threads;           /* --threads, 0 = every core */
-    int heartbeat_ms;      /* --heartbeat-ms, 0 = from Welcome */
-    int connect_timeout_s; /* --connect-timeout */
-    bool check_config;     /* --check-config */
-};
-
 /* Set by the signal handler, read by the branch loop. */
 static volatile sig_atomic_t s_stop;
 
@@ -57,124 +42,6 @@ static void s_on_signal(int sig)
 {
     (void)sig;
     s_stop = 1;
-}
-
-static int s_set_str(char **field, const char *value)
-{
-    free(*field);
-    *field = strdup(value);
-    return *field ? 0 : -1;
-}
-
-static int s_parse_int(const char *v, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        return -1;
-    *out = (int)x;
-    return 0;
-}
-
-static int s_parse_bool(const char *v, bool *out)
-{
-    if (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
-        !strcasecmp(v, "on") || !*v)
-        *out = true;
-    else if (!strcasecmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
-             !strcasecmp(v, "off"))
-        *out = false;
-    else
-        return -1;
-    return 0;
-}
-
-/* Apply option `name` (long option name; '_' taken as '-') = value. Returns 0, or -1 after
- * printing what is wrong (origin names the file:line or "command line"). */
-static int s_apply(struct s_opts *o, const char *name_in, const char *value, const char *origin)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%s", name_in);
-    for (char *p = name; *p; p++)
-        if (*p == '_')
-            *p = '-';
-    static const struct {
-        const char *name;
-        size_t off;
-    } strs[] = {
-        {"coordinator", offsetof(struct s_opts, coordinator)},
-        {"coordinator-key", offsetof(struct s_opts, coordinator_key)},
-        {"key", offsetof(struct s_opts, key)},
-        {"data", offsetof(struct s_opts, data)},
-        {"labels", offsetof(struct s_opts, labels)},
-        {"cache-dir", offsetof(struct s_opts, cache_dir)},
-        {"out", offsetof(struct s_opts, out)},
-        {"keep-updates", offsetof(struct s_opts, keep_updates)},
-    };
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        if (strcmp(name, strs[i].name) != 0)
-            continue;
-        if (!*value) {
-            fprintf(stderr, "fedtl-client: %s: --%s is empty\n", origin, name);
-            return -1;
-        }
-        return s_set_str((char **)((char *)o + strs[i].off), value);
-    }
-    int bad = 0;
-    if (!strcmp(name, "holdout")) {
-        char *end;
-        errno = 0;
-        o->holdout = strtod(value, &end);
-        bad = errno || end == value || *end || !(o->holdout >= 0.0 && o->holdout < 1.0);
-    } else if (!strcmp(name, "insecure")) {
-        bad = s_parse_bool(value, &o->insecure);
-    } else if (!strcmp(name, "threads")) {
-        bad = s_parse_int(value, 0, 4096, &o->threads);
-    } else if (!strcmp(name, "heartbeat-ms")) {
-        bad = s_parse_int(value, 0, 600000, &o->heartbeat_ms);
-    } else if (!strcmp(name, "connect-timeout")) {
-        bad = s_parse_int(value, 0, 86400 * 365, &o->connect_timeout_s);
-    } else {
-        fprintf(stderr, "fedtl-client: %s: unknown option '%s'\n", origin, name_in);
-        return -1;
-    }
-    if (bad)
-        fprintf(stderr, "fedtl-client: %s: bad value '%s' for --%s\n", origin, value, name);
-    return bad ? -1 : 0;
-}
-
-struct s_ini_ctx {
-    struct s_opts *o; /* options being filled */
-    const char *path; /* the file, for messages */
-    int failed;       /* an entry was wrong */
-};
-
-static int s_ini_entry(void *user, const char *section, const char *name, const char *value)
-{
-    struct s_ini_ctx *c = user;
-    if (strcmp(section, "client") != 0)
-        return 1; /* other programs' sections */
-    char origin[600];
-    snprintf(origin, sizeof origin, "%s [client] %s", c->path, name);
-    if (s_apply(c->o, name, value ? value : "", origin) != 0)
-        c->failed = 1;
-    return 1;
-}
-
-static int s_load_ini(struct s_opts *o, const char *path)
-{
-    struct s_ini_ctx c = {o, path, 0};
-    int rc = ini_parse(path, s_ini_entry, &c);
-    if (rc < 0) {
-        fprintf(stderr, "fedtl-client: %s: cannot read the config file\n", path);
-        return -1;
-    }
-    if (rc > 0) {
-        fprintf(stderr, "fedtl-client: %s:%d: syntax error\n", path, rc);
-        return -1;
-    }
-    return c.failed ? -1 : 0;
 }
 
 enum { O_HELP = 'h', O_CONFIG = 256, O_CHECK, O_OPT };
@@ -200,7 +67,7 @@ static const struct option s_long[] = {
 };
 
 /* The config file first (wherever --config is), then the flags over it. 0, 1 (--help), 2. */
-static int s_parse(int argc, char **argv, struct s_opts *o)
+static int s_parse(int argc, char **argv, struct fl_client_config *o, bool *check_config)
 {
     for (int i = 1; i < argc; i++) {
         const char *path = NULL;
@@ -208,21 +75,25 @@ static int s_parse(int argc, char **argv, struct s_opts *o)
             path = argv[i + 1];
         else if (!strncmp(argv[i], "--config=", 9))
             path = argv[i] + 9;
-        if (path && s_load_ini(o, path) != 0)
+        if (path && fl_client_config_load(o, path) != 0) {
+            fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());
             return 2;
+        }
     }
     int c, idx = 0;
     opterr = 1;
     while ((c = getopt_long(argc, argv, "h", s_long, &idx)) != -1) {
         switch (c) {
         case O_OPT:
-            if (s_apply(o, s_long[idx].name, optarg ? optarg : "", "command line") != 0)
+            if (fl_client_config_set(o, s_long[idx].name, optarg ? optarg : "", "command line")) {
+                fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());
                 return 2;
+            }
             break;
         case O_CONFIG:
             break;
         case O_CHECK:
-            o->check_config = true;
+            *check_config = true;
             break;
         case O_HELP:
             fputs(s_usage, stdout);
@@ -236,36 +107,21 @@ static int s_parse(int argc, char **argv, struct s_opts *o)
         fprintf(stderr, "fedtl-client: unexpected argument '%s'\n%s", argv[optind], s_usage);
         return 2;
     }
-    if (!o->coordinator || !o->coordinator_key || !o->key || !o->data) {
-        fprintf(stderr,
-                "fedtl-client: --coordinator, --coordinator-key, --key and --data are "
-                "required\n%s",
-                s_usage);
+    if (fl_client_config_check(o) != 0) {
+        fprintf(stderr, "fedtl-client: %s\n%s", fl_error_msg(), s_usage);
         return 2;
     }
-    if (!o->cache_dir && s_set_str(&o->cache_dir, "./fedtl-cache") != 0)
-        return 2;
     return 0;
-}
-
-static void s_opts_free(struct s_opts *o)
-{
-    free(o->coordinator);
-    free(o->coordinator_key);
-    free(o->key);
-    free(o->data);
-    free(o->labels);
-    free(o->cache_dir);
-    free(o->out);
-    free(o->keep_updates);
 }
 
 int main(int argc, char **argv)
 {
-    struct s_opts o = {.holdout = 0.2, .connect_timeout_s = 30};
-    int rc = s_parse(argc, argv, &o);
+    struct fl_client_config o;
+    fl_client_config_default(&o);
+    bool check_config = false;
+    int rc = s_parse(argc, argv, &o, &check_config);
     if (rc) {
-        s_opts_free(&o);
+        fl_client_config_free(&o);
         return rc == 1 ? 0 : 2;
     }
     fl_set_threads(o.threads);
@@ -287,13 +143,13 @@ int main(int argc, char **argv)
     fl_branch_t *b = fl_branch_new(&cfg);
     if (!b) {
         fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());
-        s_opts_free(&o);
+        fl_client_config_free(&o);
         return 1;
     }
-    if (o.check_config) {
+    if (check_config) {
         fl_branch_print(b, stdout);
         fl_branch_destroy(&b);
-        s_opts_free(&o);
+        fl_client_config_free(&o);
         return 0;
     }
     struct sigaction sa;
@@ -308,6 +164,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());
     }
     fl_branch_destroy(&b);
-    s_opts_free(&o);
+    fl_client_config_free(&o);
     return rc ? 1 : 0;
 }

@@ -2,8 +2,8 @@
  * real fedtl code: a tiny mlp and a tiny conv base (fl_model_new, fl_base_write), one adapter
  * per method on the mlp base (fl_model_from_base, fl_adapter_pack), one encoded Envelope per
  * message type and a real sealed update (fl_wire_encode, fl_seal_update), IDX pairs and CSV
- * files (raw and gzip) and coordinator configurations. Output is byte-for-byte reproducible:
- * libsodium's randomness is replaced by a seeded stream and every timestamp is fixed.
+ * files (raw and gzip), coordinator and client configurations. Output is byte-for-byte
+ * reproducible: libsodium's randomness is replaced by a seeded stream and every timestamp is fixed.
  * usage: make_corpus OUTDIR   (OUTDIR/<target>/ are created) */
 #include "fl_codec.h"
 #include "fl_error.h"
@@ -541,6 +541,30 @@ static void s_configs(void)
     s_text("config", "crlf.ini",
            "[coordinator]\r\nbase = base.ftm\r\nallow = allow\r\nkey = k.key\r\n"
            "fraction = 1\r\ndeadline = 0.1\r\n");
+
+    /* fedtl-client's [client] section. */
+    s_text("client_config", "full.ini",
+           "; a branch with every option\n"
+           "[client]\n"
+           "coordinator = tcp://hq.example:7777\n"
+           "coordinator_key = keys/hq.pub\n"
+           "key = keys/branch-03.key\n"
+           "data = train-images.idx.gz\n"
+           "labels = train-labels.idx.gz\n"
+           "holdout = 0.15\n"
+           "cache-dir = /var/cache/fedtl\n"
+           "out = final.fta\n"
+           "keep_updates = rounds\n"
+           "insecure = no\n"
+           "threads = 2\n"
+           "heartbeat_ms = 750\n"
+           "connect_timeout = 0\n");
+    s_text("client_config", "shared.ini",
+           "# one file for both programs: the client reads only [client]\n"
+           "[coordinator]\nrounds = 3\n[client]\ncoordinator=tcp://127.0.0.1:7777\n"
+           "coordinator-key=hq.pub\nkey=b.key\ndata=local.csv\ninsecure\n");
+    s_text("client_config", "crlf.ini",
+           "[client]\r\ncoordinator = ipc:///tmp/hq\r\nkey = b.key\r\nholdout = 0\r\n");
 }
 
 int main(int argc, char **argv)
@@ -553,7 +577,7 @@ int main(int argc, char **argv)
     if (randombytes_set_implementation(&s_rng) != 0 || sodium_init() < 0)
         return 1;
     fl_set_threads(1);
-    const char *targets[] = {"wire", "adapter", "base", "idx", "csv", "config"};
+    const char *targets[] = {"wire", "adapter", "base", "idx", "csv", "config", "client_config"};
     if (mkdir(s_out, 0755) != 0 && errno != EEXIST) {
         perror(s_out);
         return 1;

@@ -1,0 +1,40 @@
+/* fl_client_config: fedtl-client's options, from an INI file (inih; section [client], other
+ * sections are other programs') and the command line. Keys are the long options, with '_' and
+ * '-' alike. Errors name where the value came from and what is wrong with it. */
+#ifndef FL_CLIENT_CONFIG_H
+#define FL_CLIENT_CONFIG_H
+
+#include <stdbool.h>
+
+/* Every option; strings are owned (malloc'd) or NULL when not given. */
+struct fl_client_config {
+    char *coordinator;     /* endpoint, e.g. tcp://hq:7777 */
+    char *coordinator_key; /* the coordinator's .pub (pinned) */
+    char *key;             /* the branch's .key */
+    char *data;            /* local data (CSV, or IDX images) */
+    char *labels;          /* IDX labels */
+    char *cache_dir;       /* base model cache */
+    char *out;             /* final adapter */
+    char *keep_updates;    /* directory for each round's own adapter */
+    double holdout;        /* share of records held out for evaluation */
+    bool insecure;         /* plaintext, no CURVE */
+    int threads;           /* training threads, 0 = every core */
+    int heartbeat_ms;      /* 0 = the coordinator's */
+    int connect_timeout_s; /* give up after this much silence, 0 = never */
+};
+
+/* Defaults for every option. */
+void fl_client_config_default(struct fl_client_config *c);
+/* Set option `name` to `value`; origin ("FILE [client] KEY", "command line") prefixes
+ * messages. 0, or FL_EINVAL (bad or empty value), FL_ENOTFOUND (unknown option), FL_ENOMEM. */
+int fl_client_config_set(struct fl_client_config *c, const char *name, const char *value,
+                         const char *origin);
+/* Read the [client] section of an INI file over c. 0, or FL_EIO / FL_EFORMAT naming the file,
+ * the line and (for a bad value) the key; the first error wins, later keys are still read. */
+int fl_client_config_load(struct fl_client_config *c, const char *path);
+/* The options needed to run are there (coordinator, coordinator_key, key, data); the cache
+ * directory defaults to ./fedtl-cache. 0 or FL_EINVAL saying what is missing. */
+int fl_client_config_check(struct fl_client_config *c);
+void fl_client_config_free(struct fl_client_config *c);
+
+#endif
