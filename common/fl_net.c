@@ -72,6 +72,12 @@ void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *serv
     return s;
 }
 
+static void s_free_frame(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
 int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env, int flags,
                 size_t *bytes)
 {
@@ -88,11 +94,21 @@ int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelop
         errno = e;
         return FL_EIO;
     }
-    int n = zmq_send(sock, buf, len, flags);
-    int e = errno;
-    free(buf);
-    errno = e;
-    return n < 0 ? FL_EIO : 0;
+    /* The frame goes out of the encoded buffer itself (ZeroMQ frees it when sent): no copy. */
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, buf, len, s_free_frame, NULL) != 0) {
+        int e = errno;
+        free(buf);
+        errno = e;
+        return FL_EIO;
+    }
+    if (zmq_msg_send(&m, sock, flags) < 0) {
+        int e = errno;
+        zmq_msg_close(&m);
+        errno = e;
+        return FL_EIO;
+    }
+    return 0;
 }
 
 /* Drop the rest of a multi-part message. */
