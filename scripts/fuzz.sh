@@ -50,7 +50,7 @@ export OPENBLAS_NUM_THREADS=1
 
 mkdir -p "$build/logs" "$build/artifacts" "$build/corpus"
 failed=0
-printf '%-8s %12s %8s %8s %8s\n' target execs cov new crashes
+printf '%-13s %12s %8s %8s %8s\n' target execs cov new crashes
 for t in "${targets[@]}"; do
     bin="$build/fuzz_$t"
     if [ ! -x "$bin" ] || [ ! -d "fuzz/corpus/$t" ]; then
@@ -80,7 +80,7 @@ for t in "${targets[@]}"; do
     if [ "$rc" -ne 0 ] && [ "$crashes" -eq 0 ]; then
         crashes=1 # died without writing an artefact (e.g. the harness itself)
     fi
-    printf '%-8s %12s %8s %8s %8s\n' "$t" "${execs:-?}" "${cov:-?}" "${new:-?}" "$crashes"
+    printf '%-13s %12s %8s %8s %8s\n' "$t" "${execs:-?}" "${cov:-?}" "${new:-?}" "$crashes"
     if [ "$crashes" -gt 0 ]; then
         failed=1
         echo "  crashed: see $log; inputs in $art/" >&2
