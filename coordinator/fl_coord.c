@@ -1263,9 +1263,10 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
     fl_hash_hex(c->base.hash, hex);
     fl_log(FL_LOG_INFO, "coordinator_start",
            "federation=%s endpoint=%s base=%s method=%s rounds=%d resumed_round=%u "
-           "enrolled=%zu curve=%d",
+           "enrolled=%zu curve=%d threads=%d",
            c->cfg.federation, c->cfg.endpoint, hex, fl_adapter_kind_name(c->global.meta.kind),
-           c->cfg.rounds, c->round, fl_allowlist_size(c->allow), !c->cfg.insecure);
+           c->cfg.rounds, c->round, fl_allowlist_size(c->allow), !c->cfg.insecure,
+           fl_pool_size(c->pool));
     return c;
 out_destroy:
     if (!fl_error_msg()[0])
