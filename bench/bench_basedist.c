@@ -26,7 +26,7 @@
 struct s_dl {
     struct fl_identity *id;       /* branch key */
     void *sock;                   /* DEALER */
-    uint8_t hash[32];             /* from Welcome */
+    uint8_t hash[FL_HASH_BYTES];  /* from Welcome */
     uint64_t size, next_req, got; /* base size, next offset to ask for, bytes hashed */
     uint32_t chunk;               /* chunk size from Welcome */
     crypto_generichash_state st;  /* running hash */
@@ -122,7 +122,7 @@ static double s_download(const char *dir, const char *ep, const struct fl_identi
                         b->next_req += b->chunk;
                     }
                     if (b->got >= b->size) {
-                        uint8_t h[32];
+                        uint8_t h[FL_HASH_BYTES];
                         crypto_generichash_final(&b->st, h, 32);
                         b->ok = b->ok && crypto_verify_32(h, b->hash) == 0;
                         b->done = true;

@@ -4,6 +4,8 @@
  * epoch fills the cache, the later ones should only run fc1 and the head).
  * Data: Fashion-MNIST classes 5-9 of the training set when it is installed, else random. */
 #include "bench_common.h"
+#include "fl_data.h"
+#include "fl_modelio.h"
 #include "fl_linalg.h"
 
 #include <stdbool.h>

@@ -37,7 +37,7 @@ static const char *s_stage_names[S_NSTAGE] = {"decode", "verify", "open", "body"
 /* Everything one child run shares between its workers. */
 struct s_run {
     struct fl_identity *hq;             /* the coordinator (opens updates) */
-    uint8_t base_hash[32];              /* the base the adapters fit */
+    uint8_t base_hash[FL_HASH_BYTES];   /* the base the adapters fit */
     struct fl_tensor global[S_NT];      /* the global adapter's tensors */
     struct fl_adapter_file global_file; /* the global adapter (what updates are checked against) */
     uint8_t **pool;                     /* pre-encoded SealedUpdate envelopes */
@@ -57,7 +57,7 @@ static double s_now(void)
 }
 
 /* The global adapter's configuration: LoRA rank 8 on fc1, tensors A [8, P/16], B [P/16, 8]. */
-static void s_meta(struct fl_adapter_meta *am, const uint8_t base_hash[32])
+static void s_meta(struct fl_adapter_meta *am, const uint8_t base_hash[FL_HASH_BYTES])
 {
     s_bench_adapter(am, FL_ADAPTER_LORA, S_RANK, 2.0f * S_RANK, "fc1", 5);
     memcpy(am->base_hash, base_hash, 32);
@@ -108,7 +108,7 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     if (rc == 0) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-        fl_sealed_to_wire(&sealed, &u);
+        fl_wire_sealed_put(&sealed, &u);
         env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
         env.update = &u;
         rc = fl_wire_encode(&env, out, out_len);
@@ -140,11 +140,14 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
         rc = FL_EMISMATCH;
         goto out;
     }
-    rc = fl_verify_update(u, u->branch_key.data, S_FED);
+    struct fl_sealed sealed;
+    rc = fl_wire_sealed_get(u, &sealed);
+    if (rc == 0)
+        rc = fl_verify_update(&sealed, u->branch_key.data, S_FED);
     S_LAP(S_VER);
     if (rc)
         goto out;
-    rc = fl_open_update(r->hq, u, u->branch_key.data, S_FED, r->threads, &r->plain);
+    rc = fl_open_update(r->hq, &sealed, u->branch_key.data, S_FED, r->threads, &r->plain);
     S_LAP(S_OPEN);
     if (rc)
         goto out;
@@ -152,7 +155,7 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     S_LAP(S_BODY);
     if (rc)
         goto out;
-    char id[13];
+    char id[FL_KEY_ID_LEN];
     fl_key_id(u->branch_key.data, id);
     rc = fl_adapter_view_authenticated(body->adapter.data, body->adapter.len, id, &af);
     S_LAP(S_UNPACK);
@@ -340,7 +343,7 @@ static int s_run_child(const char *self, long p, long k, int npool, int nkeys, i
  * the ceiling any ingest design faces. GB/s, median of 7. */
 static void s_primitives(size_t len)
 {
-    uint8_t *a = malloc(len + 64), *b = malloc(len + 64), h[32];
+    uint8_t *a = malloc(len + 64), *b = malloc(len + 64), h[FL_HASH_BYTES];
     uint8_t key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES] = {1};
     uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES] = {0};
     if (!a || !b) {

@@ -115,7 +115,7 @@ out_fail:
     return NULL;
 }
 
-static int s_write_base(const char *path, int in_dim, uint8_t hash[32])
+static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES])
 {
     struct fl_arch a;
     int rc = fl_arch_builtin("mlp", in_dim, 10, &a);
@@ -237,7 +237,7 @@ static double s_cpu(pid_t pid)
 
 /* ---- one child process: a share of the branches ---- */
 
-static int s_send_hello(struct s_br *b, const uint8_t base_hash[32])
+static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Hello h = FEDTL__HELLO__INIT;
@@ -261,8 +261,9 @@ static int s_send_heartbeat(struct s_br *b)
 }
 
 /* Answer a task: the task's adapter bytes unchanged, sealed and signed now. */
-static int s_answer(struct s_br *b, const Fedtl__RoundTask *t, const uint8_t hq_box_pk[32],
-                    const uint8_t base_hash[32])
+static int s_answer(struct s_br *b, const Fedtl__RoundTask *t,
+                    const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
+                    const uint8_t base_hash[FL_HASH_BYTES])
 {
     Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
     body.adapter = t->adapter;
@@ -281,7 +282,7 @@ static int s_answer(struct s_br *b, const Fedtl__RoundTask *t, const uint8_t hq_
     if (rc == 0) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-        fl_sealed_to_wire(&sealed, &u);
+        fl_wire_sealed_put(&sealed, &u);
         env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
         env.update = &u;
         rc = fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
@@ -406,8 +407,8 @@ static void s_child_loop(struct s_child *ch, zmq_pollitem_t *items, double beat_
 
 /* Body of one child: branches [lo, hi) of ids; writes its report to fd. Never returns. */
 static void s_child(struct fl_identity *ids, int lo, int hi, const char *ep,
-                    const uint8_t hq_box_pk[32], const uint8_t base_hash[32], double beat_s,
-                    double t_end, int fd)
+                    const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
+                    const uint8_t base_hash[FL_HASH_BYTES], double beat_s, double t_end, int fd)
 {
     struct s_report rep;
     memset(&rep, 0, sizeof rep);
@@ -603,8 +604,8 @@ static double s_diff_day(double a, double b)
 
 /* Fork the children, branches split evenly; their pids into kids, report pipes into fds. */
 static int s_fork_children(const struct s_opts *o, struct fl_identity *ids, const char *ep,
-                           const struct fl_identity *hq, const uint8_t base_hash[32], double t_end,
-                           pid_t *kids, int *fds)
+                           const struct fl_identity *hq, const uint8_t base_hash[FL_HASH_BYTES],
+                           double t_end, pid_t *kids, int *fds)
 {
     int per = (o->branches + o->procs - 1) / o->procs;
     for (int p = 0; p < o->procs; p++) {
@@ -785,7 +786,7 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
              bin);
     double t0 = s_bench_now();
     struct fl_identity *ids = s_make_keys(o->branches, allow);
-    uint8_t base_hash[32];
+    uint8_t base_hash[FL_HASH_BYTES];
     struct fl_identity *hq = NULL;
     if (!ids || s_fed_sh(cmd) != 0 || !(hq = fl_identity_load(hqkey)) ||
         s_write_base(base, o->in_dim, base_hash) != 0) {

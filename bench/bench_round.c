@@ -37,7 +37,7 @@ struct s_rt {
     int accepted, rejected;       /* receipts */
 };
 
-static int s_write_base(const char *path, int in_dim, uint8_t hash[32])
+static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES])
 {
     struct fl_arch a;
     int rc = fl_arch_builtin("mlp", in_dim, 10, &a);
@@ -61,7 +61,7 @@ static int s_write_base(const char *path, int in_dim, uint8_t hash[32])
     return rc;
 }
 
-static int s_send_hello(struct s_br *b, const uint8_t base_hash[32])
+static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Hello h = FEDTL__HELLO__INIT;
@@ -75,8 +75,9 @@ static int s_send_hello(struct s_br *b, const uint8_t base_hash[32])
 }
 
 /* Answer a task: the task's adapter bytes unchanged, sealed and signed now. */
-static int s_answer(struct s_br *b, const Fedtl__RoundTask *t, const uint8_t hq_box_pk[32],
-                    const uint8_t base_hash[32])
+static int s_answer(struct s_br *b, const Fedtl__RoundTask *t,
+                    const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
+                    const uint8_t base_hash[FL_HASH_BYTES])
 {
     Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
     body.adapter = t->adapter;
@@ -95,7 +96,7 @@ static int s_answer(struct s_br *b, const Fedtl__RoundTask *t, const uint8_t hq_
     if (rc == 0) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-        fl_sealed_to_wire(&sealed, &u);
+        fl_wire_sealed_put(&sealed, &u);
         env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
         env.update = &u;
         rc = fl_net_send(b->sock, NULL, 0, &env, 0, NULL);
@@ -195,7 +196,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", state); /* a fresh federation, not a resume */
     if (s_fed_sh(cmd))
         return -1;
-    uint8_t base_hash[32];
+    uint8_t base_hash[FL_HASH_BYTES];
     if (s_write_base(base, in_dim, base_hash)) {
         fprintf(stderr, "bench_round: base: %s\n", fl_error_msg());
         return -1;

@@ -5,6 +5,7 @@
  *
  * Prints machine-readable lines (bench=throughput ...) and a table. See bench/README.md. */
 #include "bench_common.h"
+#include "fl_modelio.h"
 #include "fl_linalg.h"
 
 #include <libgen.h>

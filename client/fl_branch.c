@@ -2,11 +2,13 @@
 #include "fl_branch.h"
 #include "fl_basecache.h"
 #include "fl_codec.h"
+#include "fl_data.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fl_net.h"
 #include "fl_seal.h"
 #include "fl_train.h"
@@ -39,7 +41,7 @@ struct fl_branch {
     struct fl_identity *id;          /* our key pair (sodium_malloc'd) */
     struct fl_pubkey coord;          /* the coordinator's public key */
     char out_path[PATH_MAX];         /* where the final adapter goes */
-    char endpoint_id[13];            /* short id of our key, for logs */
+    char endpoint_id[FL_KEY_ID_LEN]; /* short id of our key, for logs */
     uint64_t split_seed;             /* train/holdout split seed (from our key) */
     struct fl_dataset data;          /* local records before class selection (freed after) */
     struct fl_dataset train, test;   /* the split, once the classes are known */
@@ -51,7 +53,7 @@ struct fl_branch {
     fl_basecache_t *cache;             /* the base cache */
     enum s_state state;                /* where the protocol is */
     bool welcomed;                     /* offer and federation are known */
-    char federation[FL_WIRE_NAME_MAX]; /* from Welcome */
+    char federation[FL_NODE_NAME_MAX]; /* from Welcome */
     struct fl_base_offer offer;        /* the base the coordinator offers */
     uint32_t round;                    /* latest round seen */
     int heartbeat_ms;                  /* in use */
@@ -75,7 +77,7 @@ static uint64_t s_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void s_hex12(const uint8_t hash[FL_HASH_BYTES], char out[13])
+static void s_hex12(const uint8_t hash[FL_HASH_BYTES], char out[FL_KEY_ID_LEN])
 {
     char hex[2 * FL_HASH_BYTES + 1];
     fl_hash_hex(hash, hex);
@@ -156,7 +158,7 @@ void fl_branch_destroy(fl_branch_t **self_p)
 void fl_branch_print(const fl_branch_t *self, FILE *out)
 {
     const struct fl_branch_config *c = &self->cfg;
-    char cid[13];
+    char cid[FL_KEY_ID_LEN];
     fl_key_id(self->coord.sign_pk, cid);
     fprintf(out, "fedtl-client configuration OK\n");
     fprintf(out, "  branch           %s (key %s, %s)\n", self->id->name, self->endpoint_id, c->key);
@@ -227,7 +229,7 @@ static void s_send_hello(fl_branch_t *self, uint64_t now)
     env.hello = &h;
     h.branch_key.data = self->id->sign_pk;
     h.branch_key.len = FL_SIGN_PK_BYTES;
-    char name[FL_WIRE_NAME_MAX];
+    char name[FL_NODE_NAME_MAX];
     snprintf(name, sizeof name, "%s", self->id->name);
     h.name = name;
     h.samples = s_samples(self);
@@ -364,7 +366,7 @@ static int s_acquire_base(fl_branch_t *self, uint64_t now)
     self->dl_start = now;
     self->dl_from = have;
     self->state = S_DOWNLOAD;
-    char h[13];
+    char h[FL_KEY_ID_LEN];
     s_hex12(self->offer.hash, h);
     fl_log(FL_LOG_INFO, "base_download", "base=%s size=%llu offset=%llu chunk=%u", h,
            (unsigned long long)size, (unsigned long long)have, self->offer.chunk_size);
@@ -389,7 +391,7 @@ static int s_on_welcome(fl_branch_t *self, const Fedtl__Welcome *w, uint64_t now
             w->heartbeat_ms < 50 ? 50 : (int)(w->heartbeat_ms > 600000 ? 600000 : w->heartbeat_ms);
     fl_basecache_set_stall_ms(
         self->cache, (uint64_t)(2 * self->heartbeat_ms < 1000 ? 1000 : 2 * self->heartbeat_ms));
-    char h[13];
+    char h[FL_KEY_ID_LEN];
     s_hex12(self->offer.hash, h);
     fl_log(FL_LOG_INFO, "welcome", "federation=%s round=%u base=%s heartbeat_ms=%d",
            self->federation, self->round, h, self->heartbeat_ms);
@@ -483,7 +485,7 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
     }
     if ((rc = fl_fs_write_file(self->out_path, f->adapter.data, f->adapter.len, 0644)) != 0)
         goto out_close;
-    char h[13];
+    char h[FL_KEY_ID_LEN];
     s_hex12(a.hash, h);
     fl_log(FL_LOG_INFO, "final", "round=%u path=%s adapter=%s bytes=%zu", f->round, self->out_path,
            h, f->adapter.len);
@@ -593,7 +595,7 @@ static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body,
     Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &u;
-    fl_sealed_to_wire(&sealed, &u);
+    fl_wire_sealed_put(&sealed, &u);
     rc = s_send(self, &env, "update", bytes);
     fl_sealed_free(&sealed);
     return rc;

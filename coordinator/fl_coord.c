@@ -8,6 +8,7 @@
 #include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fl_net.h"
 #include "fl_rng.h"
 #include "fl_seal.h"
@@ -34,8 +35,8 @@ enum s_phase { S_WAITING, S_ROUND, S_DONE };
 /* One enrolled branch that has said Hello. */
 struct s_branch {
     uint8_t key[FL_SIGN_PK_BYTES]; /* Ed25519 key = routing id */
-    char name[FL_KEY_NAME_MAX];    /* from the allow-list */
-    char id[13];                   /* short key id for logs */
+    char name[FL_NODE_NAME_MAX];   /* from the allow-list */
+    char id[FL_KEY_ID_LEN];        /* short key id for logs */
     uint64_t samples;              /* records it reported */
     bool has_base;                 /* holds our base */
     int64_t last_seen;             /* ms, monotonic */
@@ -48,15 +49,15 @@ struct s_branch {
 
 /* One update the round accepted, for the ledger. */
 struct s_accept {
-    char name[FL_KEY_NAME_MAX];            /* branch */
+    char name[FL_NODE_NAME_MAX];           /* branch */
     uint64_t samples;                      /* weight */
     float train_loss, eval_loss, eval_acc; /* its metrics */
     uint64_t eval_samples;                 /* its held-out size */
 };
 
 struct s_reject {
-    char id[13];      /* branch key id */
-    char reason[160]; /* why */
+    char id[FL_KEY_ID_LEN]; /* branch key id */
+    char reason[160];       /* why */
 };
 
 struct fl_coord {
@@ -155,7 +156,7 @@ static int s_send(struct fl_coord *c, const uint8_t *peer, Fedtl__Envelope *env)
     size_t bytes = 0;
     int rc = fl_net_send(c->router, peer, FL_SIGN_PK_BYTES, env, ZMQ_DONTWAIT, &bytes);
     if (rc != 0) {
-        char id[13];
+        char id[FL_KEY_ID_LEN];
         fl_key_id(peer, id);
         fl_log(FL_LOG_WARN, "send_failed", "peer=%s reason=\"%s\"", id,
                rc != FL_EIO      ? fl_error_msg()
@@ -559,7 +560,7 @@ static void s_ledger(struct fl_coord *c, bool aggregated, double srv_acc, double
             c->round + (aggregated ? 0 : 1), aggregated ? "true" : "false", c->retries,
             c->nselected);
     for (int i = 0; i < c->naccepts; i++) {
-        char name[2 * FL_KEY_NAME_MAX];
+        char name[2 * FL_NODE_NAME_MAX];
         s_json_str(name, sizeof name, c->accepts[i].name);
         fprintf(m,
                 "%s{\"branch\":\"%s\",\"samples\":%llu,\"train_loss\":%.5f,\"eval_accuracy\":%.5f}",
@@ -683,8 +684,9 @@ static void s_finite_task(void *arg, int t, size_t begin, size_t end)
         atomic_store(&f->bad, 1);
 }
 
-int fl_coord_check_adapter(const struct fl_adapter_file *global, const uint8_t base_hash[32],
-                           const struct fl_adapter_file *u, fl_pool_t *pool)
+int fl_coord_check_adapter(const struct fl_adapter_file *global,
+                           const uint8_t base_hash[FL_HASH_BYTES], const struct fl_adapter_file *u,
+                           fl_pool_t *pool)
 {
     const struct fl_adapter_meta *a = &u->meta, *g = &global->meta;
     if (memcmp(a->base_hash, base_hash, FL_HASH_BYTES) != 0)
@@ -721,7 +723,7 @@ int fl_coord_check_adapter(const struct fl_adapter_file *global, const uint8_t b
 static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
                         const Fedtl__SealedUpdate *u, size_t frame_bytes)
 {
-    char id[13] = "unknown";
+    char id[FL_KEY_ID_LEN] = "unknown";
     if (peer_len == FL_SIGN_PK_BYTES)
         fl_key_id(peer, id); /* who sent it, not whom it names */
     uint32_t r = c->round + 1;
@@ -747,11 +749,13 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         return s_reject(c, peer, u->round, id, "duplicate update in this round");
     if (memcmp(u->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0)
         return s_reject(c, peer, u->round, id, "wrong base hash");
-    if (fl_verify_update(u, b->key, c->cfg.federation) != 0)
+    struct fl_sealed sealed; /* borrows u's ciphertext */
+    if (fl_wire_sealed_get(u, &sealed) != 0 ||
+        fl_verify_update(&sealed, b->key, c->cfg.federation) != 0)
         return s_reject(c, peer, u->round, id, "bad signature");
     /* A segment that does not open was changed by someone without the update key (the tags
      * are signed): not the branch's answer, which may still arrive intact. */
-    if (fl_open_update(c->id, u, b->key, c->cfg.federation, c->pool, &c->plain) != 0)
+    if (fl_open_update(c->id, &sealed, b->key, c->cfg.federation, c->pool, &c->plain) != 0)
         return s_reject(c, peer, u->round, id, "cannot decrypt");
     /* Signed by the branch and intact: from here on the branch has answered, well or badly. */
     b->answered_round = r;
@@ -801,7 +805,7 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
 static void s_on_hello(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
                        const Fedtl__Hello *h)
 {
-    char id[13], name[FL_KEY_NAME_MAX];
+    char id[FL_KEY_ID_LEN], name[FL_NODE_NAME_MAX];
     fl_key_id(h->branch_key.data, id);
     if (peer_len != FL_SIGN_PK_BYTES || memcmp(peer, h->branch_key.data, FL_SIGN_PK_BYTES) ||
         !fl_allowlist_has(c->allow, h->branch_key.data, name)) {
@@ -916,7 +920,7 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
         }
         break;
     default: {
-        char id[13];
+        char id[FL_KEY_ID_LEN];
         fl_key_id(peer_len >= FL_SIGN_PK_BYTES
                       ? peer
                       : (const uint8_t *)"????????????????????????????????",
@@ -952,7 +956,7 @@ static void s_read_router(struct fl_coord *c)
         if (rc == 0 && !c->cfg.insecure && !s_routing_id_ok(peer, peer_len, user_id)) {
             /* The routing id names another enrolled branch than the one whose key opened
              * this connection: someone impersonating a peer. */
-            char id[13] = "unknown";
+            char id[FL_KEY_ID_LEN] = "unknown";
             if (peer_len == FL_SIGN_PK_BYTES)
                 fl_key_id(peer, id);
             fl_log(FL_LOG_WARN, "message_rejected",
@@ -963,7 +967,7 @@ static void s_read_router(struct fl_coord *c)
             continue;
         }
         if (rc < 0) {
-            char id[13] = "unknown";
+            char id[FL_KEY_ID_LEN] = "unknown";
             if (peer_len == FL_SIGN_PK_BYTES)
                 fl_key_id(peer, id);
             fl_log(FL_LOG_WARN, "message_rejected", "peer=%s bytes=%zu reason=\"%s\"", id, bytes,
@@ -1041,7 +1045,7 @@ static void s_read_control(struct fl_coord *c)
             c->cfg.federation, phases[c->phase], c->round, c->cfg.rounds);
     for (size_t i = 0; i < c->nbranches; i++) {
         const struct s_branch *b = &c->branches[i];
-        char name[2 * FL_KEY_NAME_MAX];
+        char name[2 * FL_NODE_NAME_MAX];
         s_json_str(name, sizeof name, b->name);
         fprintf(
             m,

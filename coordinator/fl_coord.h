@@ -68,8 +68,9 @@ typedef struct fl_coord fl_coord_t;
 /* An update's adapter against the global one: the same base, configuration, tensor names and
  * shapes, and only finite values (checked on pool's threads; pool may be NULL). 0, or
  * FL_EMISMATCH / FL_ERANGE with a message that says what differs. */
-int fl_coord_check_adapter(const struct fl_adapter_file *global, const uint8_t base_hash[32],
-                           const struct fl_adapter_file *u, fl_pool_t *pool);
+int fl_coord_check_adapter(const struct fl_adapter_file *global,
+                           const uint8_t base_hash[FL_HASH_BYTES], const struct fl_adapter_file *u,
+                           fl_pool_t *pool);
 
 /* Load keys, allow-list, base, state (resuming after the last saved round), bind sockets.
  * NULL on error, with the message set. */

@@ -7,6 +7,7 @@
 #include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fuzz_util.h"
 
 #include <stdlib.h>

@@ -10,6 +10,7 @@
 #include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fl_seal.h"
 #include "fuzz_util.h"
 
@@ -327,7 +328,7 @@ static void s_wire(const uint8_t base_hash[FL_HASH_BYTES], const uint8_t *head, 
                        plain_len, &sealed) != 0)
         s_die("fl_seal_update");
     Fedtl__SealedUpdate upd = FEDTL__SEALED_UPDATE__INIT;
-    fl_sealed_to_wire(&sealed, &upd);
+    fl_wire_sealed_put(&sealed, &upd);
     env = (Fedtl__Envelope)FEDTL__ENVELOPE__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &upd;

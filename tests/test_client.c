@@ -11,6 +11,7 @@
 #include "fl_keys.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fl_net.h"
 #include "fl_seal.h"
 #include "fl_testutil.h"
@@ -275,13 +276,15 @@ static void s_fake_update(struct fake *f, const uint8_t *peer, size_t plen,
                           const Fedtl__SealedUpdate *u)
 {
     f->updates++;
+    struct fl_sealed sealed;
     bool ok = u->round == 1 && memcmp(u->branch_key.data, peer, FL_SIGN_PK_BYTES) == 0 &&
               memcmp(u->base_hash.data, s_hash, FL_HASH_BYTES) == 0 &&
-              fl_verify_update(u, u->branch_key.data, FEDERATION) == 0;
+              fl_wire_sealed_get(u, &sealed) == 0 &&
+              fl_verify_update(&sealed, u->branch_key.data, FEDERATION) == 0;
     struct fl_plain plain = {0};
     Fedtl__UpdateBody *b = NULL;
     struct fl_adapter_file a = {0};
-    ok = ok && fl_open_update(s_coord, u, u->branch_key.data, FEDERATION, NULL, &plain) == 0;
+    ok = ok && fl_open_update(s_coord, &sealed, u->branch_key.data, FEDERATION, NULL, &plain) == 0;
     ok = ok && fl_wire_decode_body(plain.data, plain.len, &b) == 0;
     ok = ok && fl_adapter_unpack(b->adapter.data, b->adapter.len, "update", &a) == 0;
     ok = ok && fl_adapter_check_base(&a, "update", s_hash, "base") == 0 && a.meta.round == 1 &&

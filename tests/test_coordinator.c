@@ -9,6 +9,7 @@
 #include "fl_keys.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fl_net.h"
 #include "fl_seal.h"
 #include "fl_testutil.h"
@@ -201,7 +202,7 @@ static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *
     uint8_t *plain;
     size_t plain_len;
     cr_assert_eq(fl_wire_encode_body(&body, &plain, &plain_len), 0);
-    uint8_t base_hash[32];
+    uint8_t base_hash[FL_HASH_BYTES];
     memcpy(base_hash, f->base.hash, 32);
     if (spoil == S_WRONG_BASE)
         base_hash[0] ^= 1;
@@ -217,7 +218,7 @@ static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *
         sealed.ct[sealed.ct_len - 1] ^= 0x40;
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-    fl_sealed_to_wire(&sealed, &u);
+    fl_wire_sealed_put(&sealed, &u);
     u.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk}; /* whoever signed */
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &u;
@@ -274,7 +275,8 @@ Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .ti
 
     /* Frames that do not even parse: logged, never answered, nothing breaks. */
     s_send_raw(&b1, "\\xff\\xff garbage", 10);
-    static const uint8_t unknown_type[] = {0x08, FL_WIRE_VERSION, 0xa2, 0x06, 0x00}; /* field 100 */
+    static const uint8_t unknown_type[] = {0x08, FL_PROTOCOL_VERSION, 0xa2, 0x06,
+                                           0x00}; /* field 100 */
     s_send_raw(&b1, unknown_type, sizeof unknown_type);
     /* Each of these is rejected before it can count as the branch's answer. */
     s_send_update(&b1, &f, &b2, &t1, r, 1, 10, S_TAMPER, NULL, NULL);

@@ -124,11 +124,11 @@ Test(fl_keys, keygen_rejects_bad_names)
     cr_expect_eq(fl_keygen(s_path("a"), "two words"), FL_EINVAL);
     cr_expect_eq(fl_keygen(s_path("a"), "tab\there"), FL_EINVAL);
     cr_expect_eq(fl_keygen(s_path("a"), "bell\a"), FL_EINVAL);
-    char longname[FL_KEY_NAME_MAX + 1];
-    memset(longname, 'x', FL_KEY_NAME_MAX);
-    longname[FL_KEY_NAME_MAX] = '\0';
+    char longname[FL_NODE_NAME_MAX + 1];
+    memset(longname, 'x', FL_NODE_NAME_MAX);
+    longname[FL_NODE_NAME_MAX] = '\0';
     cr_expect_eq(fl_keygen(s_path("a"), longname), FL_EINVAL);
-    longname[FL_KEY_NAME_MAX - 1] = '\0'; /* 63 characters: the longest allowed */
+    longname[FL_NODE_NAME_MAX - 1] = '\0'; /* 63 characters: the longest allowed */
     cr_expect_eq(fl_keygen(s_path("a"), longname), 0, "%s", fl_error_msg());
     struct stat st;
     cr_expect_eq(stat(s_path("b.key"), &st), -1);
@@ -206,7 +206,7 @@ Test(fl_keys, known_answer_seed_file)
     struct fl_identity *rfc = fl_identity_load(s_path("rfc.key"));
     cr_assert_not_null(rfc, "%s", fl_error_msg());
     cr_expect_eq(memcmp(rfc->sign_pk, rfc_pk, 32), 0);
-    char kid[13];
+    char kid[FL_KEY_ID_LEN];
     fl_key_id(rfc->sign_pk, kid);
     cr_expect_str_eq(kid, "d75a980182b1");
     char line[256];
@@ -315,7 +315,7 @@ Test(fl_keys, pubkey_parse_errors_name_the_origin)
 Test(fl_keys, key_id_and_z85)
 {
     uint8_t key[32] = {0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67};
-    char id[13];
+    char id[FL_KEY_ID_LEN];
     fl_key_id(key, id);
     cr_expect_str_eq(id, "abcdef012345");
     /* The Z85 test vector of the ZeroMQ RFC 32/Z85: 86 4f d2 6f b5 59 f7 5b -> HelloWorld */
@@ -341,7 +341,7 @@ Test(fl_keys, allowlist_from_directory)
     fl_allowlist_t *al = fl_allowlist_load(s_path("enrolled"));
     cr_assert_not_null(al, "%s", fl_error_msg());
     cr_expect_eq(fl_allowlist_size(al), 2);
-    char name[FL_KEY_NAME_MAX] = "";
+    char name[FL_NODE_NAME_MAX] = "";
     cr_expect(fl_allowlist_has(al, a.sign_pk, name));
     cr_expect_str_eq(name, "alpha");
     cr_expect(fl_allowlist_has(al, b.sign_pk, name));
@@ -377,7 +377,7 @@ Test(fl_keys, allowlist_from_file_with_comments_and_duplicates)
     fl_allowlist_t *al = fl_allowlist_load(s_path("authorized"));
     cr_assert_not_null(al, "%s", fl_error_msg());
     cr_expect_eq(fl_allowlist_size(al), 2);
-    char name[FL_KEY_NAME_MAX];
+    char name[FL_NODE_NAME_MAX];
     cr_expect(fl_allowlist_has(al, a.sign_pk, name));
     cr_expect_str_eq(name, "alpha");
     cr_expect(fl_allowlist_has(al, b.sign_pk, name));
@@ -421,7 +421,7 @@ Test(fl_keys, allowlist_of_ten_thousand_keys)
     fl_allowlist_t *al = fl_allowlist_load(path);
     cr_assert_not_null(al, "%s", fl_error_msg());
     cr_expect_eq(fl_allowlist_size(al), N);
-    char name[FL_KEY_NAME_MAX];
+    char name[FL_NODE_NAME_MAX];
     cr_expect(fl_allowlist_has(al, probe[1], name));
     cr_expect_str_eq(name, "b05000");
     for (int i = 0; i < 3; i++) {

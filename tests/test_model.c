@@ -7,6 +7,7 @@
 #include "fl_error.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fl_rng.h"
 #include "fl_testutil.h"
 #include "fl_train.h"

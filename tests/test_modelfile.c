@@ -1,6 +1,7 @@
 /* Tests of fl_modelfile (and the fl_codec headers inside it) on real files in a temp dir:
  * round trips, truncation, corruption, wrong versions and kinds, forged tables. */
 #include "fl_codec.h"
+#include "fl_filecodec.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_modelfile.h"

@@ -29,7 +29,7 @@ Test(fl_wire, round_trip_of_a_hello)
     size_t len;
     cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
     cr_assert_eq(fl_wire_decode(buf, len, &out), 0, "%s", fl_error_msg());
-    cr_assert_eq(out->version, FL_WIRE_VERSION);
+    cr_assert_eq(out->version, FL_PROTOCOL_VERSION);
     cr_assert_eq(out->body_case, FEDTL__ENVELOPE__BODY_HELLO);
     cr_assert_str_eq(out->hello->name, "b1");
     fl_wire_free(&out);
@@ -54,7 +54,7 @@ Test(fl_wire, another_protocol_version_is_refused)
     size_t len;
     cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
     cr_assert_eq(buf[0], 0x08); /* field 1 (version), varint */
-    cr_assert_eq(buf[1], FL_WIRE_VERSION);
+    cr_assert_eq(buf[1], FL_PROTOCOL_VERSION);
     /* Version 1 (updates as one sealed box) and a future version 3 are refused. */
     buf[1] = 1;
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
@@ -88,15 +88,15 @@ Test(fl_wire, wrong_field_lengths_and_missing_bodies_are_refused)
     free(buf);
     /* An update whose signature is 63 bytes, whose sealed key is 79 or whose segment size is
      * out of bounds. */
-    static uint8_t sealed_key[FL_WIRE_SEALED_KEY];
+    static uint8_t sealed_key[FL_SEAL_KEY_BYTES];
     Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
     u.round = 1;
     u.branch_key = (ProtobufCBinaryData){32, s_key};
     u.base_hash = (ProtobufCBinaryData){32, s_hash};
     u.ciphertext = (ProtobufCBinaryData){32, s_key};
     u.signature = (ProtobufCBinaryData){63, s_sig};
-    u.sealed_key = (ProtobufCBinaryData){FL_WIRE_SEALED_KEY, sealed_key};
-    u.segment_size = FL_WIRE_MIN_SEGMENT;
+    u.sealed_key = (ProtobufCBinaryData){FL_SEAL_KEY_BYTES, sealed_key};
+    u.segment_size = FL_SEAL_MIN_SEGMENT;
     fedtl__envelope__init(&env);
     env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
     env.update = &u;
@@ -111,11 +111,11 @@ Test(fl_wire, wrong_field_lengths_and_missing_bodies_are_refused)
     const struct {
         size_t key_len;
         uint32_t segment;
-    } bad[] = {{FL_WIRE_SEALED_KEY - 1, FL_WIRE_MIN_SEGMENT},
-               {0, FL_WIRE_MIN_SEGMENT},
-               {FL_WIRE_SEALED_KEY, 0},
-               {FL_WIRE_SEALED_KEY, FL_WIRE_MIN_SEGMENT - 1},
-               {FL_WIRE_SEALED_KEY, FL_WIRE_MAX_SEGMENT + 1}};
+    } bad[] = {{FL_SEAL_KEY_BYTES - 1, FL_SEAL_MIN_SEGMENT},
+               {0, FL_SEAL_MIN_SEGMENT},
+               {FL_SEAL_KEY_BYTES, 0},
+               {FL_SEAL_KEY_BYTES, FL_SEAL_MIN_SEGMENT - 1},
+               {FL_SEAL_KEY_BYTES, FL_SEAL_MAX_SEGMENT + 1}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         u.sealed_key.len = bad[i].key_len;
         u.segment_size = bad[i].segment;

@@ -1,8 +1,10 @@
 /* fedtl eval / predict / inspect. */
 #include "fedtl.h"
+#include "fl_data.h"
 #include "fl_error.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -81,7 +81,7 @@ int cmd_keygen(int argc, char **argv)
     struct fl_pubkey pk;
     rc = fl_pubkey_load(pub_path, &pk);
     if (rc == 0) {
-        char line[256], id[13];
+        char line[256], id[FL_KEY_ID_LEN];
         fl_pubkey_format(pk.sign_pk, pk.name, line, sizeof line);
         fl_key_id(pk.sign_pk, id);
         printf("wrote %s.key (secret, mode 0600)\nwrote %s (public)\nkey id %s\n%s\n", out,

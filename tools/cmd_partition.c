@@ -1,5 +1,6 @@
 /* fedtl partition: split a data set into client shards. */
 #include "fedtl.h"
+#include "fl_data.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 

@@ -4,6 +4,7 @@
 #include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 
 #include <stdio.h>
 #include <stdlib.h>

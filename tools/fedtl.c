@@ -1,6 +1,7 @@
 /* fedtl: keys, pretraining, local fine-tuning, evaluation, prediction, partitioning and
  * inspection: the tool beside the coordinator and the branch clients. */
 #include "fedtl.h"
+#include "fl_data.h"
 #include "fl_error.h"
 #include "fl_linalg.h"
 

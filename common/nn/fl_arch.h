@@ -4,6 +4,8 @@
 #ifndef FL_ARCH_H
 #define FL_ARCH_H
 
+#include "fl_sizes.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -11,7 +13,6 @@
 #define FL_LAYER_NAME_MAX  32
 #define FL_MAX_CLASSES     256
 #define FL_MAX_TARGETS     FL_ARCH_MAX_LAYERS
-#define FL_HASH_BYTES      32 /* BLAKE2b-256 content hash */
 
 enum fl_layer_kind {
     FL_LAYER_CONV2D = 1, /* k x k convolution, stride, zero padding; weight [out,k,k,in] */

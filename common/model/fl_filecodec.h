@@ -1,8 +1,8 @@
-/* fl_codec: the one module that speaks protobuf-c. Converts the C structs of fedtl to and
- * from protobuf bytes (the proto/ files) and validates everything it decodes, so callers only
- * ever see well-formed structs. No other file calls a *__pack / *__unpack function. */
-#ifndef FL_CODEC_H
-#define FL_CODEC_H
+/* fl_filecodec: the model files' protobuf-c headers (proto/fedtl_model.proto). Converts the
+ * engine's structs to and from header bytes and validates everything it decodes, so callers
+ * only ever see well-formed structs. The only file that packs or unpacks fedtl_model.proto. */
+#ifndef FL_FILECODEC_H
+#define FL_FILECODEC_H
 
 #include "fl_arch.h"
 #include "fl_tensor.h"
@@ -41,34 +41,5 @@ int fl_codec_pack_adapter_header(const struct fl_adapter_meta *meta,
 int fl_codec_unpack_adapter_header(const uint8_t *buf, size_t len, const char *origin,
                                    struct fl_adapter_meta *meta, struct fl_tensor_entry **entries,
                                    size_t *n);
-
-/* ---- the federation protocol (proto/fedtl_wire.proto) ----
- * Messages are the generated protobuf-c structs; build them with the generated *__INIT
- * macros. Decoding enforces the size limits before it parses and checks every field's
- * length, so a caller never sees an over-long key, hash or blob. */
-#include "fedtl_wire.pb-c.h"
-
-#define FL_WIRE_VERSION     2           /* protocol version spoken */
-#define FL_WIRE_MAX_MSG     (64u << 20) /* largest frame accepted (also ZMQ_MAXMSGSIZE) */
-#define FL_WIRE_MAX_ADAPTER (48u << 20) /* largest adapter file inside a message */
-#define FL_WIRE_MAX_CHUNK   (4u << 20)  /* largest base chunk */
-#define FL_WIRE_KEY_BYTES   32          /* Ed25519 public key */
-#define FL_WIRE_SIG_BYTES   64          /* Ed25519 signature */
-#define FL_WIRE_SEALED_KEY  80          /* an update key sealed to the coordinator */
-#define FL_WIRE_MIN_SEGMENT (4u << 10)  /* smallest update ciphertext segment */
-#define FL_WIRE_MAX_SEGMENT (16u << 20) /* largest update ciphertext segment */
-#define FL_WIRE_NAME_MAX    64          /* branch and federation names */
-
-/* Decode one frame into *env (free with fl_wire_free). FL_ERANGE for an oversized frame,
- * FL_EFORMAT for malformed protobuf, a missing body or a field out of bounds, FL_EVERSION for
- * another protocol version; the message says which (the caller adds the peer). */
-int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env);
-/* Encode env (version is set here) into a malloc'd buffer the caller frees. */
-int fl_wire_encode(Fedtl__Envelope *env, uint8_t **buf, size_t *len);
-void fl_wire_free(Fedtl__Envelope **env);
-/* The plaintext of a sealed update: same contract. */
-int fl_wire_decode_body(const uint8_t *buf, size_t len, Fedtl__UpdateBody **body);
-int fl_wire_encode_body(const Fedtl__UpdateBody *body, uint8_t **buf, size_t *len);
-void fl_wire_free_body(Fedtl__UpdateBody **body);
 
 #endif

@@ -3,7 +3,6 @@
 #include "fl_error.h"
 #include "fl_layers.h"
 #include "fl_linalg.h"
-#include "fl_modelfile.h"
 #include "fl_pool.h"
 #include "fl_rng.h"
 
@@ -24,6 +23,12 @@ struct s_param {
     bool trainable;     /* updated by the optimiser */
     bool used;          /* read by the forward pass (counts as a model parameter) */
     float *grad;        /* gradient, trainable only */
+};
+
+/* A set of named tensors handed in (a frozen base's). */
+struct s_tensors {
+    const struct fl_tensor *t; /* the tensors */
+    size_t n;                  /* how many */
 };
 
 struct s_layer {
@@ -383,10 +388,10 @@ out_destroy:
 }
 
 /* Borrow one base tensor, checking its shape. */
-static int s_borrow(fl_model_t *m, const struct fl_base_file *base, const char *origin,
+static int s_borrow(fl_model_t *m, const struct s_tensors *base, const char *origin,
                     const char *name, int64_t rows, int64_t cols)
 {
-    const struct fl_tensor *t = fl_base_tensor(base, name);
+    const struct fl_tensor *t = fl_tensor_find(base->t, base->n, name);
     if (!t)
         return fl_fail(FL_EFORMAT, "%s: tensor '%s' is missing", origin, name);
     size_t want = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
@@ -404,7 +409,7 @@ static int s_borrow(fl_model_t *m, const struct fl_base_file *base, const char *
     return m->nparams++;
 }
 
-static int s_borrow_base(fl_model_t *m, const struct fl_base_file *base, const char *origin)
+static int s_borrow_base(fl_model_t *m, const struct s_tensors *base, const char *origin)
 {
     char name[FL_NAME_MAX];
     for (int i = 0; i < m->arch.nlayers; i++) {
@@ -418,7 +423,7 @@ static int s_borrow_base(fl_model_t *m, const struct fl_base_file *base, const c
         if ((L->b = s_borrow(m, base, origin, name, L->wrows, 0)) < 0)
             return L->b;
     }
-    const struct fl_tensor *mean = fl_base_tensor(base, "norm.mean");
+    const struct fl_tensor *mean = fl_tensor_find(base->t, base->n, "norm.mean");
     size_t len = mean ? fl_tensor_numel(mean) : 0;
     if (len != 1 && len != m->layers[0].in_dim)
         return fl_fail(FL_EFORMAT, "%s: norm.mean is missing or has the wrong size", origin);
@@ -503,9 +508,11 @@ static int s_attach_adapter(fl_model_t *m, const char *origin, struct fl_rng *rn
     return 0;
 }
 
-fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *origin,
-                               const struct fl_adapter_meta *adapter)
+fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tensor *tensors,
+                                size_t n, const uint8_t base_hash[FL_HASH_BYTES],
+                                const char *origin, const struct fl_adapter_meta *adapter)
 {
+    const struct s_tensors base_set = {tensors, n}, *base = &base_set;
     fl_linalg_init();
     fl_model_t *m = calloc(1, sizeof *m);
     if (!m || !(m->pool = fl_pool_new(fl_get_threads()))) {
@@ -513,14 +520,14 @@ fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *orig
         fl_model_destroy(&m);
         return NULL;
     }
-    m->arch = base->arch;
-    memcpy(m->base_hash, base->hash, FL_HASH_BYTES);
+    m->arch = *arch;
+    memcpy(m->base_hash, base_hash, FL_HASH_BYTES);
     if (s_plan(m, origin) != 0 || s_borrow_base(m, base, origin) != 0)
         goto out_destroy;
     if (adapter) {
         m->has_adapter = true;
         m->ameta = *adapter;
-        memcpy(m->ameta.base_hash, base->hash, FL_HASH_BYTES);
+        memcpy(m->ameta.base_hash, base_hash, FL_HASH_BYTES);
         struct fl_rng rng;
         fl_rng_seed(&rng, adapter->seed);
         if (s_attach_adapter(m, origin, &rng) != 0)
@@ -534,9 +541,10 @@ out_destroy:
     return NULL;
 }
 
-int fl_model_set_adapter(fl_model_t *m, const struct fl_adapter_file *a, const char *origin)
+int fl_model_load_adapter(fl_model_t *m, const struct fl_adapter_meta *meta,
+                          const struct fl_tensor *tensors, size_t ntensors, const char *origin)
 {
-    const struct fl_adapter_meta *x = &a->meta, *y = &m->ameta;
+    const struct fl_adapter_meta *x = meta, *y = &m->ameta;
     if (!m->has_adapter)
         return fl_fail(FL_EINVAL, "%s: model has no adapter slot", origin);
     if (memcmp(x->base_hash, m->base_hash, FL_HASH_BYTES) != 0)
@@ -552,19 +560,18 @@ int fl_model_set_adapter(fl_model_t *m, const struct fl_adapter_file *a, const c
                        origin, fl_adapter_kind_name(x->kind), x->rank, x->num_classes,
                        fl_adapter_kind_name(y->kind), y->rank, y->num_classes);
     size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
-    if (a->ntensors != n)
-        return fl_fail(FL_EMISMATCH, "%s: %zu tensors, the adapter needs %zu", origin, a->ntensors,
-                       n);
+    if (ntensors != n)
+        return fl_fail(FL_EMISMATCH, "%s: %zu tensors, the adapter needs %zu", origin, ntensors, n);
     for (size_t i = 0; i < n; i++) {
         struct fl_tensor *t = fl_model_tensor(m, FL_SET_ADAPTER, i);
-        const struct fl_tensor *src = fl_adapter_tensor(a, t->name);
+        const struct fl_tensor *src = fl_tensor_find(tensors, ntensors, t->name);
         if (!src || fl_tensor_numel(src) != fl_tensor_numel(t))
             return fl_fail(FL_EMISMATCH, "%s: tensor '%s' is missing or has the wrong shape",
                            origin, t->name);
     }
     for (size_t i = 0; i < n; i++) {
         struct fl_tensor *t = fl_model_tensor(m, FL_SET_ADAPTER, i);
-        const struct fl_tensor *src = fl_adapter_tensor(a, t->name);
+        const struct fl_tensor *src = fl_tensor_find(tensors, ntensors, t->name);
         memcpy(t->data, src->data, sizeof(float) * fl_tensor_numel(t));
     }
     m->ameta.alpha = x->alpha;
@@ -685,6 +692,15 @@ struct fl_tensor *fl_model_tensor(fl_model_t *m, enum fl_tensor_set set, size_t 
 {
     struct s_param *p = s_nth(m, set, i);
     return p ? &p->t : NULL;
+}
+
+struct fl_tensor *fl_model_tensors(fl_model_t *m, enum fl_tensor_set set, size_t *n)
+{
+    *n = fl_model_ntensors(m, set);
+    struct fl_tensor *ts = calloc(*n ? *n : 1, sizeof *ts);
+    for (size_t i = 0; ts && i < *n; i++)
+        ts[i] = *fl_model_tensor(m, set, i);
+    return ts;
 }
 
 float *fl_model_grad(fl_model_t *m, size_t i)

@@ -1,19 +1,19 @@
 /* fl_model: a network built from an fl_arch, either fresh (every weight trainable, for
  * pretraining) or as a frozen base with an adapter on top (LoRA, FFA-LoRA, BitFit, new head).
  * The model owns its adapter and its workspace; a frozen base's weights are borrowed from the
- * fl_base_file it was built from, which must outlive the model. Not thread-safe. */
+ * tensors it was built from, which must outlive the model. It knows nothing of files: the
+ * model layer (model/fl_modelio.h) builds one from a base file. Not thread-safe. */
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
 
 #include "fl_arch.h"
+#include "fl_sizes.h"
 #include "fl_tensor.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct fl_base_file;
-struct fl_adapter_file;
 typedef struct fl_model fl_model_t;
 
 /* Which of the model's named tensors to list. */
@@ -36,13 +36,18 @@ void fl_adapter_defaults(enum fl_adapter_kind kind, int *rank, float *lr);
 
 /* A fresh model, weights initialised from seed, all trainable. NULL on error (message set). */
 fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed);
-/* A frozen base with, when adapter is not NULL, a new adapter initialised from adapter->seed
- * (its base_hash is filled in). origin names the base in messages. NULL on error. */
-fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *origin,
-                               const struct fl_adapter_meta *adapter);
-/* Load adapter values into a model built for the same adapter configuration; checks the base
- * hash, method, rank, targets and every tensor's name and shape. Nothing changes on error. */
-int fl_model_set_adapter(fl_model_t *m, const struct fl_adapter_file *a, const char *origin);
+/* A frozen base of architecture arch whose weights are the n tensors handed in (borrowed: they
+ * must outlive the model), identified by base_hash, with, when adapter is not NULL, a new
+ * adapter initialised from adapter->seed (its base_hash is filled in). origin names the base
+ * in messages. NULL on error. */
+fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tensor *tensors,
+                                size_t n, const uint8_t base_hash[FL_HASH_BYTES],
+                                const char *origin, const struct fl_adapter_meta *adapter);
+/* Load adapter values (meta and n tensors) into a model built for the same adapter
+ * configuration; checks the base hash, method, rank, targets and every tensor's name and
+ * shape. Nothing changes on error. */
+int fl_model_load_adapter(fl_model_t *m, const struct fl_adapter_meta *meta,
+                          const struct fl_tensor *tensors, size_t n, const char *origin);
 void fl_model_destroy(fl_model_t **self_p);
 
 /* Input normalisation: x' = (x - mean) / std, per feature (len = input dim) or global (1). */
@@ -57,6 +62,9 @@ int fl_model_num_classes(const fl_model_t *m);
 size_t fl_model_ntensors(const fl_model_t *m, enum fl_tensor_set set);
 /* The i-th tensor of a set (live: writing it changes the model). */
 struct fl_tensor *fl_model_tensor(fl_model_t *m, enum fl_tensor_set set, size_t i);
+/* The whole set as a malloc'd array of *n tensors that borrow the model's data (the caller
+ * frees the array, never the data), ready for a file writer; NULL when out of memory. */
+struct fl_tensor *fl_model_tensors(fl_model_t *m, enum fl_tensor_set set, size_t *n);
 /* Gradient buffer of the i-th trainable tensor (same numel), valid after a train step. */
 float *fl_model_grad(fl_model_t *m, size_t i);
 /* Parameters used by the forward pass, all or trainable only (FFA-LoRA's A is not trainable). */

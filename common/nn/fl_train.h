@@ -5,7 +5,7 @@
 #define FL_TRAIN_H
 
 #include "fl_arch.h"
-#include "fl_data.h"
+#include "fl_dataset.h"
 #include "fl_model.h"
 
 #include <stdbool.h>

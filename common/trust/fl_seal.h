@@ -10,22 +10,29 @@
 #ifndef FL_SEAL_H
 #define FL_SEAL_H
 
-#include "fedtl_wire.pb-c.h"
 #include "fl_keys.h"
+#include "fl_modelfile.h"
 #include "fl_pool.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define FL_SEAL_KEY_BYTES 80           /* a 32-byte key in a sealed box */
-#define FL_SEAL_SEGMENT   (256u << 10) /* plaintext bytes per segment fedtl writes */
-#define FL_SEAL_TAG_BYTES 16           /* Poly1305 tag closing each segment */
+#define FL_SEAL_KEY_BYTES                                                                          \
+    (crypto_box_SEALBYTES +                                                                        \
+     crypto_aead_xchacha20poly1305_ietf_KEYBYTES) /* the one-time key in a sealed box */
+#define FL_SEAL_SEGMENT     (256u << 10)          /* plaintext bytes per segment fedtl writes */
+#define FL_SEAL_TAG_BYTES   16                    /* Poly1305 tag closing each segment */
+#define FL_SEAL_MIN_SEGMENT (4u << 10)            /* smallest segment size a peer may choose */
+#define FL_SEAL_MAX_SEGMENT (16u << 20)           /* largest segment size a peer may choose */
+#define FL_SEAL_MAX_PLAIN   (FL_ADAPTER_MAX_BYTES + 1024) /* an adapter file and its metrics */
 
-/* A sealed, signed update as it goes on the wire (SealedUpdate). Owns ct. */
+/* A sealed, signed update, field for field what goes on the wire (SealedUpdate). One made by
+ * fl_seal_update owns ct (fl_sealed_free); one the wire layer fills from a received message
+ * borrows ct from it and is never freed. */
 struct fl_sealed {
     uint32_t round;                        /* round it answers */
     uint8_t branch_key[FL_SIGN_PK_BYTES];  /* signer */
-    uint8_t base_hash[32];                 /* base the adapter was trained on */
+    uint8_t base_hash[FL_HASH_BYTES];      /* base the adapter was trained on */
     uint8_t sealed_key[FL_SEAL_KEY_BYTES]; /* the one-time key, sealed to the coordinator */
     uint32_t segment;                      /* plaintext bytes per segment */
     uint8_t *ct;                           /* malloc'd segments, each closed by its tag */
@@ -35,16 +42,14 @@ struct fl_sealed {
 
 /* Encrypt plain for the coordinator's X25519 key and sign it with the branch's key. */
 int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[FL_BOX_PK_BYTES],
-                   const char *federation, uint32_t round, const uint8_t base_hash[32],
+                   const char *federation, uint32_t round, const uint8_t base_hash[FL_HASH_BYTES],
                    const uint8_t *plain, size_t plain_len, struct fl_sealed *out);
 void fl_sealed_free(struct fl_sealed *s);
-/* Point u's fields at s (no copies; s must outlive u's use). */
-void fl_sealed_to_wire(const struct fl_sealed *s, Fedtl__SealedUpdate *u);
 
 /* Check signer's signature over u's context (u's round, base hash, sealed key, segment size,
  * ciphertext length and segment tags, under `federation`). Reads no more than the tags of
  * the ciphertext. 0 or FL_ECRYPTO. */
-int fl_verify_update(const Fedtl__SealedUpdate *u, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
+int fl_verify_update(const struct fl_sealed *u, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
                      const char *federation) __attribute__((warn_unused_result));
 
 /* The plaintext of an opened update, in locked memory that is reused from one update to the
@@ -64,14 +69,15 @@ void fl_plain_free(struct fl_plain *p);
 /* Open u (already verified for signer) with the coordinator's identity into out, opening the
  * segments on pool's threads (pool may be NULL). On failure out holds nothing. 0, FL_ENOMEM
  * or FL_ECRYPTO. */
-int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u,
+int fl_open_update(const struct fl_identity *coord, const struct fl_sealed *u,
                    const uint8_t signer_pk[FL_SIGN_PK_BYTES], const char *federation,
                    fl_pool_t *pool, struct fl_plain *out) __attribute__((warn_unused_result));
 
 /* The coordinator's signature over a base model's content hash ("fedtl-base-v1" || hash). */
-int fl_sign_base(const struct fl_identity *coord, const uint8_t base_hash[32],
+int fl_sign_base(const struct fl_identity *coord, const uint8_t base_hash[FL_HASH_BYTES],
                  uint8_t sig[FL_SIG_BYTES]);
-int fl_verify_base(const uint8_t coord_sign_pk[FL_SIGN_PK_BYTES], const uint8_t base_hash[32],
-                   const uint8_t sig[FL_SIG_BYTES]) __attribute__((warn_unused_result));
+int fl_verify_base(const uint8_t coord_sign_pk[FL_SIGN_PK_BYTES],
+                   const uint8_t base_hash[FL_HASH_BYTES], const uint8_t sig[FL_SIG_BYTES])
+    __attribute__((warn_unused_result));
 
 #endif

@@ -39,15 +39,6 @@ static void *s_malloc(size_t n, size_t size)
     return malloc(n && size ? n * size : 1);
 }
 
-void fl_dataset_free(struct fl_dataset *ds)
-{
-    if (!ds)
-        return;
-    free(ds->x);
-    free(ds->y);
-    memset(ds, 0, sizeof *ds);
-}
-
 /* Open path for reading through zlib (raw files are read as-is). */
 static int s_gz_open(gzFile *f, const char *path)
 {

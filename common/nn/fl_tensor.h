@@ -23,6 +23,9 @@ struct fl_tensor {
     bool owned;                        /* data is ours to free (else borrowed, e.g. mmap) */
 };
 
+/* The tensor called name among t[0..n), or NULL. */
+const struct fl_tensor *fl_tensor_find(const struct fl_tensor *t, size_t n, const char *name);
+
 /* Allocate a zeroed tensor. Returns 0 or FL_ENOMEM / FL_EINVAL. */
 int fl_tensor_init(struct fl_tensor *t, const char *name, int ndim, const int64_t *shape);
 /* Convenience for 1-2 axis tensors (cols <= 0 means a vector of `rows`). */

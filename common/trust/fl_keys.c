@@ -36,10 +36,10 @@ static int s_sodium_ready(void)
     return 0;
 }
 
-/* A node name: 1..FL_KEY_NAME_MAX-1 bytes, no whitespace or control characters. */
+/* A node name: 1..FL_NODE_NAME_MAX-1 bytes, no whitespace or control characters. */
 static bool s_name_ok(const char *name, size_t len)
 {
-    if (len == 0 || len >= FL_KEY_NAME_MAX)
+    if (len == 0 || len >= FL_NODE_NAME_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
@@ -55,7 +55,7 @@ static int s_check_name(const char *name)
         return fl_fail(FL_EINVAL,
                        "key name '%.80s': must be 1 to %d characters without spaces or control "
                        "characters",
-                       name, FL_KEY_NAME_MAX - 1);
+                       name, FL_NODE_NAME_MAX - 1);
     return 0;
 }
 
@@ -81,7 +81,7 @@ void fl_pubkey_format(const uint8_t sign_pk[FL_SIGN_PK_BYTES], const char *name,
         snprintf(out, len, S_PUB_PREFIX " %s", b64);
 }
 
-void fl_key_id(const uint8_t sign_pk[FL_SIGN_PK_BYTES], char out[13])
+void fl_key_id(const uint8_t sign_pk[FL_SIGN_PK_BYTES], char out[FL_KEY_ID_LEN])
 {
     sodium_bin2hex(out, 13, sign_pk, 6);
 }
@@ -97,7 +97,7 @@ struct s_secret {
     uint8_t seed[S_SEED_BYTES];        /* Ed25519 seed */
     uint8_t sk[FL_SIGN_SK_BYTES];      /* expanded secret key */
     uint8_t decoded[2 * S_SEED_BYTES]; /* base64 decode target (length check) */
-    char text[S_B64_LEN(S_SEED_BYTES) + 64 + FL_KEY_NAME_MAX]; /* .key file contents */
+    char text[S_B64_LEN(S_SEED_BYTES) + 64 + FL_NODE_NAME_MAX]; /* .key file contents */
 };
 
 static int s_write_key_file(const char *path, struct s_secret *s, const char *name)
@@ -146,14 +146,14 @@ static int s_default_name(char *out, size_t len)
         return fl_fail(FL_EINVAL,
                        "host name '%.80s' is not a usable key name (at most %d characters, no "
                        "spaces); give a key name",
-                       host, FL_KEY_NAME_MAX - 1);
+                       host, FL_NODE_NAME_MAX - 1);
     snprintf(out, len, "%s", host);
     return 0;
 }
 
 int fl_keygen(const char *prefix, const char *name)
 {
-    char node[FL_KEY_NAME_MAX];
+    char node[FL_NODE_NAME_MAX];
     int rc = s_sodium_ready();
     if (rc)
         return rc;
@@ -292,7 +292,7 @@ static int s_parse_key_file(const char *path, const char *buf, size_t len, struc
     if (!(line = s_next_line(buf, len, &pos, &n)) || !s_name_ok(line, n))
         return fl_fail(FL_EFORMAT,
                        "%s: line 3: missing or invalid key name (1 to %d characters, no spaces)",
-                       path, FL_KEY_NAME_MAX - 1);
+                       path, FL_NODE_NAME_MAX - 1);
     memcpy(id->name, line, n);
     id->name[n] = '\0';
     while ((line = s_next_line(buf, len, &pos, &n)) != NULL)
@@ -387,7 +387,7 @@ static int s_parse_pub(const char *line, size_t len, const char *origin, struct 
         if (!s_name_ok(tok, n))
             return fl_fail(FL_EFORMAT,
                            "%s: invalid key name (at most %d characters, no control characters)",
-                           origin, FL_KEY_NAME_MAX - 1);
+                           origin, FL_NODE_NAME_MAX - 1);
         memcpy(pk->name, tok, n);
         pk->name[n] = '\0';
     } else {
@@ -637,13 +637,13 @@ static int s_cmp_sign_key(const void *key, const void *elem)
 }
 
 bool fl_allowlist_has(const fl_allowlist_t *a, const uint8_t sign_pk[FL_SIGN_PK_BYTES],
-                      char name[FL_KEY_NAME_MAX])
+                      char name[FL_NODE_NAME_MAX])
 {
     if (!a || !sign_pk || a->n == 0)
         return false;
     const struct s_entry *e = bsearch(sign_pk, a->e, a->n, sizeof *a->e, s_cmp_sign_key);
     if (e && name)
-        memcpy(name, e->key.name, FL_KEY_NAME_MAX);
+        memcpy(name, e->key.name, FL_NODE_NAME_MAX);
     return e != NULL;
 }
 

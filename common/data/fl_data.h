@@ -4,6 +4,8 @@
 #ifndef FL_DATA_H
 #define FL_DATA_H
 
+#include "fl_dataset.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,15 +14,6 @@
 
 /* Largest feature matrix a loader will allocate, in bytes (16 GiB). */
 #define FL_DATA_MAX_BYTES ((size_t)1 << 34)
-
-struct fl_dataset {
-    size_t n;            /* records */
-    size_t dim;          /* features per record */
-    uint32_t rows, cols; /* image geometry when read from 3-d IDX, else 0 */
-    float *x;            /* [n, dim] row-major raw feature values, fl_falloc'd */
-    int32_t *y;          /* [n] labels, each in [0, num_classes) */
-    int32_t num_classes; /* 1 + largest label (or k after fl_dataset_select_classes) */
-};
 
 /* Load a dataset. labels_path != NULL: an IDX images/labels pair; NULL: a CSV file. Either may
  * be gzip-compressed. *ds is overwritten (not freed) and left zeroed on failure. */
@@ -31,8 +24,6 @@ int fl_dataset_load_idx(struct fl_dataset *ds, const char *images_path, const ch
 int fl_dataset_load_csv(struct fl_dataset *ds, const char *path);
 /* A CSV of features only (no label column; optional header), for prediction: labels are 0. */
 int fl_dataset_load_csv_features(struct fl_dataset *ds, const char *path);
-/* Free the arrays and zero *ds; safe on a zeroed or already-freed dataset. */
-void fl_dataset_free(struct fl_dataset *ds);
 
 /* Parse a class list such as "5-9", "0,3,7" or "2-4,9" into classes[0..*count), in the order
  * written. Fails with FL_EINVAL on junk, negatives, duplicates or an empty list, and

@@ -88,3 +88,11 @@ void fl_tensor_shape_str(const struct fl_tensor *t, char *buf, size_t len)
     for (int i = 0; i < t->ndim && off < len; i++)
         off += (size_t)snprintf(buf + off, len - off, i ? "x%lld" : "%lld", (long long)t->shape[i]);
 }
+
+const struct fl_tensor *fl_tensor_find(const struct fl_tensor *t, size_t n, const char *name)
+{
+    for (size_t i = 0; t && i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return &t[i];
+    return NULL;
+}

@@ -5,16 +5,18 @@
 #ifndef FL_KEYS_H
 #define FL_KEYS_H
 
+#include "fl_sizes.h"
+
+#include <sodium.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define FL_SIGN_PK_BYTES 32 /* crypto_sign_PUBLICKEYBYTES */
-#define FL_SIGN_SK_BYTES 64 /* crypto_sign_SECRETKEYBYTES */
-#define FL_BOX_PK_BYTES  32 /* crypto_box_PUBLICKEYBYTES (X25519) */
-#define FL_BOX_SK_BYTES  32 /* crypto_box_SECRETKEYBYTES */
-#define FL_SIG_BYTES     64 /* crypto_sign_BYTES */
-#define FL_KEY_NAME_MAX  64 /* node names */
+#define FL_SIGN_PK_BYTES crypto_sign_PUBLICKEYBYTES /* Ed25519 public key */
+#define FL_SIGN_SK_BYTES crypto_sign_SECRETKEYBYTES /* Ed25519 secret key (seed || pk) */
+#define FL_BOX_PK_BYTES  crypto_box_PUBLICKEYBYTES  /* X25519 public key */
+#define FL_BOX_SK_BYTES  crypto_box_SECRETKEYBYTES  /* X25519 secret key */
+#define FL_SIG_BYTES     crypto_sign_BYTES          /* Ed25519 signature */
 #define FL_Z85_KEY_LEN   41 /* 40 Z85 characters + NUL, as ZMQ_CURVE_* take them */
 
 /* A node's secret identity; lives in sodium_malloc'd (guarded, locked) memory. */
@@ -23,14 +25,14 @@ struct fl_identity {
     uint8_t sign_sk[FL_SIGN_SK_BYTES]; /* Ed25519 secret key */
     uint8_t box_pk[FL_BOX_PK_BYTES];   /* X25519 form of sign_pk */
     uint8_t box_sk[FL_BOX_SK_BYTES];   /* X25519 form of sign_sk */
-    char name[FL_KEY_NAME_MAX];        /* from the .pub comment / keygen --name */
+    char name[FL_NODE_NAME_MAX];       /* from the .pub comment / keygen --name */
 };
 
 /* A node's public key as read from a .pub line. */
 struct fl_pubkey {
     uint8_t sign_pk[FL_SIGN_PK_BYTES]; /* Ed25519 */
     uint8_t box_pk[FL_BOX_PK_BYTES];   /* X25519 form */
-    char name[FL_KEY_NAME_MAX];        /* comment */
+    char name[FL_NODE_NAME_MAX];       /* comment */
 };
 
 /* Generate a key pair and write PREFIX.key (0600, atomic) and PREFIX.pub. Refuses to
@@ -49,7 +51,7 @@ int fl_pubkey_load(const char *path, struct fl_pubkey *pk);
 void fl_pubkey_format(const uint8_t sign_pk[FL_SIGN_PK_BYTES], const char *name, char *out,
                       size_t len);
 /* Short printable id of a key for logs: first 12 hex digits of the Ed25519 key. */
-void fl_key_id(const uint8_t sign_pk[FL_SIGN_PK_BYTES], char out[13]);
+void fl_key_id(const uint8_t sign_pk[FL_SIGN_PK_BYTES], char out[FL_KEY_ID_LEN]);
 /* Z85 text of a 32-byte X25519 key, for ZMQ_CURVE_SERVERKEY / PUBLICKEY / SECRETKEY. */
 void fl_key_z85(const uint8_t key[32], char out[FL_Z85_KEY_LEN]);
 
@@ -63,7 +65,7 @@ void fl_allowlist_destroy(fl_allowlist_t **self_p);
 size_t fl_allowlist_size(const fl_allowlist_t *a);
 /* Is this Ed25519 key enrolled? If so, and name is not NULL, copy its name. */
 bool fl_allowlist_has(const fl_allowlist_t *a, const uint8_t sign_pk[FL_SIGN_PK_BYTES],
-                      char name[FL_KEY_NAME_MAX]);
+                      char name[FL_NODE_NAME_MAX]);
 /* Is this X25519 (CurveZMQ) key the form of an enrolled key? (For the ZAP handler.) */
 bool fl_allowlist_has_curve(const fl_allowlist_t *a, const uint8_t box_pk[FL_BOX_PK_BYTES]);
 

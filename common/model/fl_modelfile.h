@@ -21,9 +21,10 @@
  *   ...           tensor blobs in table order, raw float32 row-major, each at a 64-byte aligned
  *                 offset from the start of the file, zero padding between; the file ends with
  *                 the last blob. The header never holds tensor data (protobuf stops at 2 GB). */
-#define FL_MODELFILE_VERSION  1  /* the only format version this fedtl reads and writes */
-#define FL_MODELFILE_PREAMBLE 56 /* bytes before the header */
-#define FL_MODELFILE_ALIGN    64 /* tensor blobs start at multiples of this */
+#define FL_MODELFILE_VERSION  1           /* the only format version this fedtl reads and writes */
+#define FL_MODELFILE_PREAMBLE 56          /* bytes before the header */
+#define FL_MODELFILE_ALIGN    64          /* tensor blobs start at multiples of this */
+#define FL_ADAPTER_MAX_BYTES  (48u << 20) /* largest adapter a peer may send */
 
 /* A base model opened for reading. Zero it (or let fl_base_read do so) before use. */
 struct fl_base_file {

@@ -2,7 +2,7 @@
  * Reading checks the preamble, the header (fl_codec), the tensor layout and the content hash
  * before anything is handed out; the layout is described in fl_modelfile.h. */
 #include "fl_modelfile.h"
-#include "fl_codec.h"
+#include "fl_filecodec.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 
@@ -566,10 +566,7 @@ void fl_base_close(struct fl_base_file *f)
 
 const struct fl_tensor *fl_base_tensor(const struct fl_base_file *f, const char *name)
 {
-    for (size_t i = 0; f && i < f->ntensors; i++)
-        if (strcmp(f->tensors[i].name, name) == 0)
-            return &f->tensors[i];
-    return NULL;
+    return f ? fl_tensor_find(f->tensors, f->ntensors, name) : NULL;
 }
 
 /* Parse adapter bytes; check_hash: verify the content hash; view: let aligned tensors borrow
@@ -651,10 +648,7 @@ void fl_adapter_close(struct fl_adapter_file *f)
 
 const struct fl_tensor *fl_adapter_tensor(const struct fl_adapter_file *f, const char *name)
 {
-    for (size_t i = 0; f && i < f->ntensors; i++)
-        if (strcmp(f->tensors[i].name, name) == 0)
-            return &f->tensors[i];
-    return NULL;
+    return f ? fl_tensor_find(f->tensors, f->ntensors, name) : NULL;
 }
 
 int fl_adapter_check_base(const struct fl_adapter_file *a, const char *adapter_path,

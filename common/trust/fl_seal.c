@@ -1,6 +1,5 @@
 /* fl_seal: segmented, signed update encryption, and base-model signatures. */
 #include "fl_seal.h"
-#include "fl_codec.h"
 #include "fl_error.h"
 
 #include <sodium.h>
@@ -10,19 +9,17 @@
 
 #define S_UPDATE_TAG "fedtl-update-v2" /* 15 bytes, no NUL */
 #define S_BASE_TAG   "fedtl-base-v1"   /* 13 bytes, no NUL */
-#define S_HASH_BYTES 32                /* BLAKE2b-256 */
 #define S_KEY_BYTES  crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define S_FED_MAX    255 /* federation name length fits a u8 */
 #define S_CTX_MAX                                                                                  \
-    (sizeof S_UPDATE_TAG - 1 + 4 + 1 + S_FED_MAX + 4 + FL_SIGN_PK_BYTES + S_HASH_BYTES +           \
+    (sizeof S_UPDATE_TAG - 1 + 4 + 1 + S_FED_MAX + 4 + FL_SIGN_PK_BYTES + FL_HASH_BYTES +          \
      FL_SEAL_KEY_BYTES + 4 + 8)
 
 _Static_assert(FL_SEAL_KEY_BYTES == S_KEY_BYTES + crypto_box_SEALBYTES, "sealed key size");
-_Static_assert(FL_SEAL_KEY_BYTES == FL_WIRE_SEALED_KEY, "sealed key size on the wire");
 _Static_assert(FL_SEAL_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "segment tag");
-_Static_assert(FL_SEAL_SEGMENT >= FL_WIRE_MIN_SEGMENT && FL_SEAL_SEGMENT <= FL_WIRE_MAX_SEGMENT,
+_Static_assert(FL_SEAL_SEGMENT >= FL_SEAL_MIN_SEGMENT && FL_SEAL_SEGMENT <= FL_SEAL_MAX_SEGMENT,
                "segment size within the wire's limits");
-_Static_assert(S_HASH_BYTES <= crypto_generichash_BYTES_MAX, "hash size");
+_Static_assert(FL_HASH_BYTES <= crypto_generichash_BYTES_MAX, "hash size");
 
 static void s_put_le(uint8_t *p, uint64_t v, int n)
 {
@@ -35,7 +32,7 @@ static void s_put_le(uint8_t *p, uint64_t v, int n)
  * hash of the tags, the message the branch signs. */
 static size_t s_context(const char *federation, uint32_t round,
                         const uint8_t signer_pk[FL_SIGN_PK_BYTES],
-                        const uint8_t base_hash[S_HASH_BYTES],
+                        const uint8_t base_hash[FL_HASH_BYTES],
                         const uint8_t sealed_key[FL_SEAL_KEY_BYTES], uint32_t segment,
                         uint64_t ct_len, uint8_t out[S_CTX_MAX])
 {
@@ -45,7 +42,7 @@ static size_t s_context(const char *federation, uint32_t round,
     size_t n = 0;
     memcpy(out + n, S_UPDATE_TAG, sizeof S_UPDATE_TAG - 1);
     n += sizeof S_UPDATE_TAG - 1;
-    s_put_le(out + n, FL_WIRE_VERSION, 4);
+    s_put_le(out + n, FL_PROTOCOL_VERSION, 4);
     n += 4;
     out[n++] = (uint8_t)fed_len;
     memcpy(out + n, federation, fed_len);
@@ -54,8 +51,8 @@ static size_t s_context(const char *federation, uint32_t round,
     n += 4;
     memcpy(out + n, signer_pk, FL_SIGN_PK_BYTES);
     n += FL_SIGN_PK_BYTES;
-    memcpy(out + n, base_hash, S_HASH_BYTES);
-    n += S_HASH_BYTES;
+    memcpy(out + n, base_hash, FL_HASH_BYTES);
+    n += FL_HASH_BYTES;
     memcpy(out + n, sealed_key, FL_SEAL_KEY_BYTES);
     n += FL_SEAL_KEY_BYTES;
     s_put_le(out + n, segment, 4);
@@ -69,7 +66,7 @@ static size_t s_context(const char *federation, uint32_t round,
  * the plaintext length, or false when no ciphertext fedtl writes has that length. */
 static bool s_layout(size_t ct_len, uint32_t segment, size_t *nseg, size_t *plain_len)
 {
-    if (segment < FL_WIRE_MIN_SEGMENT || segment > FL_WIRE_MAX_SEGMENT ||
+    if (segment < FL_SEAL_MIN_SEGMENT || segment > FL_SEAL_MAX_SEGMENT ||
         ct_len < FL_SEAL_TAG_BYTES)
         return false;
     size_t full = (size_t)segment + FL_SEAL_TAG_BYTES;
@@ -94,20 +91,20 @@ static void s_nonce(uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES],
 
 /* BLAKE2b-256 of the segments' tags, in order. */
 static void s_tags_hash(const uint8_t *ct, size_t ct_len, uint32_t segment, size_t nseg,
-                        uint8_t out[S_HASH_BYTES])
+                        uint8_t out[FL_HASH_BYTES])
 {
     crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, S_HASH_BYTES);
+    crypto_generichash_init(&st, NULL, 0, FL_HASH_BYTES);
     size_t full = (size_t)segment + FL_SEAL_TAG_BYTES;
     for (size_t i = 0; i < nseg; i++) {
         size_t end = i + 1 < nseg ? (i + 1) * full : ct_len;
         crypto_generichash_update(&st, ct + end - FL_SEAL_TAG_BYTES, FL_SEAL_TAG_BYTES);
     }
-    crypto_generichash_final(&st, out, S_HASH_BYTES);
+    crypto_generichash_final(&st, out, FL_HASH_BYTES);
 }
 
 int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[FL_BOX_PK_BYTES],
-                   const char *federation, uint32_t round, const uint8_t base_hash[32],
+                   const char *federation, uint32_t round, const uint8_t base_hash[FL_HASH_BYTES],
                    const uint8_t *plain, size_t plain_len, struct fl_sealed *out)
 {
     memset(out, 0, sizeof *out);
@@ -119,13 +116,13 @@ int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[
         return fl_fail(FL_EINVAL, "seal: federation name longer than %d bytes", S_FED_MAX);
     size_t seg = FL_SEAL_SEGMENT;
     size_t nseg = plain_len ? plain_len / seg + (plain_len % seg != 0) : 1;
-    if (plain_len > FL_WIRE_MAX_ADAPTER + 1024)
+    if (plain_len > FL_SEAL_MAX_PLAIN)
         return fl_fail(FL_ERANGE, "seal: update of %zu bytes is too large", plain_len);
     size_t ct_len = plain_len + nseg * FL_SEAL_TAG_BYTES;
     uint8_t *ct = malloc(ct_len);
     if (!ct)
         return fl_fail(FL_ENOMEM, "seal: out of memory for %zu bytes", ct_len);
-    uint8_t key[S_KEY_BYTES], ctx[S_CTX_MAX + S_HASH_BYTES];
+    uint8_t key[S_KEY_BYTES], ctx[S_CTX_MAX + FL_HASH_BYTES];
     crypto_aead_xchacha20poly1305_ietf_keygen(key);
     int rc = 0;
     if (crypto_box_seal(out->sealed_key, key, sizeof key, coord_box_pk) != 0) {
@@ -144,13 +141,13 @@ int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[
                                                    NULL, nonce, key);
     }
     s_tags_hash(ct, ct_len, (uint32_t)seg, nseg, ctx + ctx_len);
-    if (crypto_sign_detached(out->sig, NULL, ctx, ctx_len + S_HASH_BYTES, branch->sign_sk) != 0) {
+    if (crypto_sign_detached(out->sig, NULL, ctx, ctx_len + FL_HASH_BYTES, branch->sign_sk) != 0) {
         rc = fl_fail(FL_ECRYPTO, "seal: signing failed");
         goto out;
     }
     out->round = round;
     memcpy(out->branch_key, branch->sign_pk, FL_SIGN_PK_BYTES);
-    memcpy(out->base_hash, base_hash, S_HASH_BYTES);
+    memcpy(out->base_hash, base_hash, FL_HASH_BYTES);
     out->segment = (uint32_t)seg;
     out->ct = ct;
     out->ct_len = ct_len;
@@ -169,42 +166,30 @@ void fl_sealed_free(struct fl_sealed *s)
     memset(s, 0, sizeof *s);
 }
 
-void fl_sealed_to_wire(const struct fl_sealed *s, Fedtl__SealedUpdate *u)
-{
-    u->round = s->round;
-    u->branch_key = (ProtobufCBinaryData){FL_SIGN_PK_BYTES, (uint8_t *)s->branch_key};
-    u->base_hash = (ProtobufCBinaryData){S_HASH_BYTES, (uint8_t *)s->base_hash};
-    u->sealed_key = (ProtobufCBinaryData){FL_SEAL_KEY_BYTES, (uint8_t *)s->sealed_key};
-    u->segment_size = s->segment;
-    u->ciphertext = (ProtobufCBinaryData){s->ct_len, s->ct};
-    u->signature = (ProtobufCBinaryData){FL_SIG_BYTES, (uint8_t *)s->sig};
-}
-
-/* The context of u for signer into ctx (S_CTX_MAX + S_HASH_BYTES bytes), with the segment
+/* The context of u for signer into ctx (S_CTX_MAX + FL_HASH_BYTES bytes), with the segment
  * layout; its length without the tags' hash, or 0 when u's fields cannot be an update. */
-static size_t s_update_context(const Fedtl__SealedUpdate *u, const uint8_t *signer_pk,
+static size_t s_update_context(const struct fl_sealed *u, const uint8_t *signer_pk,
                                const char *federation, uint8_t *ctx, size_t *nseg,
                                size_t *plain_len)
 {
-    if (!u || !signer_pk || !federation || u->base_hash.len != S_HASH_BYTES ||
-        u->sealed_key.len != FL_SEAL_KEY_BYTES || u->signature.len != FL_SIG_BYTES ||
-        !u->ciphertext.data || !s_layout(u->ciphertext.len, u->segment_size, nseg, plain_len))
+    if (!u || !signer_pk || !federation || !u->ct ||
+        !s_layout(u->ct_len, u->segment, nseg, plain_len))
         return 0;
-    return s_context(federation, u->round, signer_pk, u->base_hash.data, u->sealed_key.data,
-                     u->segment_size, u->ciphertext.len, ctx);
+    return s_context(federation, u->round, signer_pk, u->base_hash, u->sealed_key, u->segment,
+                     u->ct_len, ctx);
 }
 
-int fl_verify_update(const Fedtl__SealedUpdate *u, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
+int fl_verify_update(const struct fl_sealed *u, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
                      const char *federation)
 {
-    uint8_t ctx[S_CTX_MAX + S_HASH_BYTES];
+    uint8_t ctx[S_CTX_MAX + FL_HASH_BYTES];
     size_t nseg, plain_len;
     size_t n =
         sodium_init() < 0 ? 0 : s_update_context(u, signer_pk, federation, ctx, &nseg, &plain_len);
     if (n == 0)
         return fl_fail(FL_ECRYPTO, "update signature does not verify");
-    s_tags_hash(u->ciphertext.data, u->ciphertext.len, u->segment_size, nseg, ctx + n);
-    if (crypto_sign_verify_detached(u->signature.data, ctx, n + S_HASH_BYTES, signer_pk) != 0)
+    s_tags_hash(u->ct, u->ct_len, u->segment, nseg, ctx + n);
+    if (crypto_sign_verify_detached(u->sig, ctx, n + FL_HASH_BYTES, signer_pk) != 0)
         return fl_fail(FL_ECRYPTO, "update signature does not verify");
     return 0;
 }
@@ -267,18 +252,18 @@ static void s_open_task(void *arg, int t, size_t from, size_t to)
     }
 }
 
-int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u,
+int fl_open_update(const struct fl_identity *coord, const struct fl_sealed *u,
                    const uint8_t signer_pk[FL_SIGN_PK_BYTES], const char *federation,
                    fl_pool_t *pool, struct fl_plain *out)
 {
     fl_plain_wipe(out, pool);
-    uint8_t ctx[S_CTX_MAX + S_HASH_BYTES], key[S_KEY_BYTES];
+    uint8_t ctx[S_CTX_MAX + FL_HASH_BYTES], key[S_KEY_BYTES];
     size_t nseg, plain_len;
     size_t ctx_len = sodium_init() < 0 || !coord || !out
                          ? 0
                          : s_update_context(u, signer_pk, federation, ctx, &nseg, &plain_len);
-    if (ctx_len == 0 || crypto_box_seal_open(key, u->sealed_key.data, FL_SEAL_KEY_BYTES,
-                                             coord->box_pk, coord->box_sk) != 0)
+    if (ctx_len == 0 || crypto_box_seal_open(key, u->sealed_key, FL_SEAL_KEY_BYTES, coord->box_pk,
+                                             coord->box_sk) != 0)
         return fl_fail(FL_ECRYPTO, "sealed update does not open");
     if (out->cap < plain_len || !out->data) {
         fl_plain_free(out);
@@ -289,9 +274,9 @@ int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u
         }
         out->cap = cap;
     }
-    struct s_open_job j = {.ct = u->ciphertext.data,
-                           .ct_len = u->ciphertext.len,
-                           .seg = u->segment_size,
+    struct s_open_job j = {.ct = u->ct,
+                           .ct_len = u->ct_len,
+                           .seg = u->segment,
                            .nseg = nseg,
                            .ctx = ctx,
                            .ctx_len = ctx_len,
@@ -309,34 +294,34 @@ int fl_open_update(const struct fl_identity *coord, const Fedtl__SealedUpdate *u
 }
 
 /* "fedtl-base-v1" || hash */
-static size_t s_base_message(const uint8_t base_hash[S_HASH_BYTES],
-                             uint8_t out[sizeof S_BASE_TAG - 1 + S_HASH_BYTES])
+static size_t s_base_message(const uint8_t base_hash[FL_HASH_BYTES],
+                             uint8_t out[sizeof S_BASE_TAG - 1 + FL_HASH_BYTES])
 {
     memcpy(out, S_BASE_TAG, sizeof S_BASE_TAG - 1);
-    memcpy(out + sizeof S_BASE_TAG - 1, base_hash, S_HASH_BYTES);
-    return sizeof S_BASE_TAG - 1 + S_HASH_BYTES;
+    memcpy(out + sizeof S_BASE_TAG - 1, base_hash, FL_HASH_BYTES);
+    return sizeof S_BASE_TAG - 1 + FL_HASH_BYTES;
 }
 
-int fl_sign_base(const struct fl_identity *coord, const uint8_t base_hash[32],
+int fl_sign_base(const struct fl_identity *coord, const uint8_t base_hash[FL_HASH_BYTES],
                  uint8_t sig[FL_SIG_BYTES])
 {
     if (sodium_init() < 0)
         return fl_fail(FL_ECRYPTO, "libsodium: initialisation failed");
     if (!coord || !base_hash || !sig)
         return fl_fail(FL_EINVAL, "sign base: missing argument");
-    uint8_t msg[sizeof S_BASE_TAG - 1 + S_HASH_BYTES];
+    uint8_t msg[sizeof S_BASE_TAG - 1 + FL_HASH_BYTES];
     size_t n = s_base_message(base_hash, msg);
     if (crypto_sign_detached(sig, NULL, msg, n, coord->sign_sk) != 0)
         return fl_fail(FL_ECRYPTO, "sign base: signing failed");
     return 0;
 }
 
-int fl_verify_base(const uint8_t coord_sign_pk[FL_SIGN_PK_BYTES], const uint8_t base_hash[32],
-                   const uint8_t sig[FL_SIG_BYTES])
+int fl_verify_base(const uint8_t coord_sign_pk[FL_SIGN_PK_BYTES],
+                   const uint8_t base_hash[FL_HASH_BYTES], const uint8_t sig[FL_SIG_BYTES])
 {
     if (sodium_init() < 0 || !coord_sign_pk || !base_hash || !sig)
         return fl_fail(FL_ECRYPTO, "base signature does not verify");
-    uint8_t msg[sizeof S_BASE_TAG - 1 + S_HASH_BYTES];
+    uint8_t msg[sizeof S_BASE_TAG - 1 + FL_HASH_BYTES];
     size_t n = s_base_message(base_hash, msg);
     if (crypto_sign_verify_detached(sig, msg, n, coord_sign_pk) != 0)
         return fl_fail(FL_ECRYPTO, "base signature does not verify");

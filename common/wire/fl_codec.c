@@ -1,0 +1,199 @@
+/* fl_codec: protobuf-c encoding of the federation protocol (proto/fedtl_wire.proto), with
+ * the size limits checked before parsing and every decoded field's length checked after. */
+#include "fl_codec.h"
+#include "fl_error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Serialise any message into a malloc'd buffer. */
+static int s_pack(const ProtobufCMessage *msg, const char *origin, uint8_t **buf, size_t *len)
+{
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    uint8_t *p = malloc(size ? size : 1);
+    if (!p)
+        return fl_fail(FL_ENOMEM, "%s: out of memory", origin);
+    if (protobuf_c_message_pack(msg, p) != size) {
+        free(p);
+        return fl_fail(FL_EINVAL, "%s: encoding failed", origin);
+    }
+    *buf = p;
+    *len = size;
+    return 0;
+}
+
+static bool s_len_ok(ProtobufCBinaryData b, size_t want)
+{
+    return b.len == want;
+}
+
+static bool s_len_max(ProtobufCBinaryData b, size_t max)
+{
+    return b.len <= max;
+}
+
+static bool s_str_ok(const char *s)
+{
+    return s && strlen(s) < FL_NODE_NAME_MAX;
+}
+
+/* Per-message field checks: lengths of keys, hashes, signatures and blobs. */
+static int s_wire_check(const Fedtl__Envelope *e)
+{
+    switch (e->body_case) {
+    case FEDTL__ENVELOPE__BODY_HELLO: {
+        const Fedtl__Hello *m = e->hello;
+        if (!s_len_ok(m->branch_key, FL_SIGN_PK_BYTES) || !s_str_ok(m->name) ||
+            !(m->base_hash.len == 0 || s_len_ok(m->base_hash, FL_HASH_BYTES)))
+            return fl_fail(FL_EFORMAT, "hello: bad key, name or base hash length");
+        return 0;
+    }
+    case FEDTL__ENVELOPE__BODY_WELCOME: {
+        const Fedtl__Welcome *m = e->welcome;
+        if (!s_str_ok(m->federation) || !s_len_ok(m->base_hash, FL_HASH_BYTES) ||
+            !s_len_ok(m->base_signature, FL_SIG_BYTES) || m->chunk_size == 0 ||
+            m->chunk_size > FL_WIRE_MAX_CHUNK)
+            return fl_fail(FL_EFORMAT, "welcome: bad federation, hash, signature or chunk size");
+        return 0;
+    }
+    case FEDTL__ENVELOPE__BODY_HEARTBEAT:
+        return 0;
+    case FEDTL__ENVELOPE__BODY_BASE_REQUEST:
+        if (!s_len_ok(e->base_request->base_hash, FL_HASH_BYTES) || e->base_request->credit == 0 ||
+            e->base_request->credit > 64)
+            return fl_fail(FL_EFORMAT, "base request: bad hash or credit");
+        return 0;
+    case FEDTL__ENVELOPE__BODY_BASE_CHUNK:
+        if (!s_len_ok(e->base_chunk->base_hash, FL_HASH_BYTES) ||
+            !s_len_max(e->base_chunk->data, FL_WIRE_MAX_CHUNK))
+            return fl_fail(FL_EFORMAT, "base chunk: bad hash or oversized data");
+        return 0;
+    case FEDTL__ENVELOPE__BODY_TASK:
+        if (e->task->round == 0 || !e->task->params || e->task->adapter.len == 0 ||
+            !s_len_max(e->task->adapter, FL_ADAPTER_MAX_BYTES))
+            return fl_fail(FL_EFORMAT, "task: bad round, parameters or adapter size");
+        return 0;
+    case FEDTL__ENVELOPE__BODY_UPDATE: {
+        const Fedtl__SealedUpdate *m = e->update;
+        if (!s_len_ok(m->branch_key, FL_SIGN_PK_BYTES) || !s_len_ok(m->base_hash, FL_HASH_BYTES) ||
+            !s_len_ok(m->signature, FL_SIG_BYTES) || !s_len_ok(m->sealed_key, FL_SEAL_KEY_BYTES) ||
+            m->segment_size < FL_SEAL_MIN_SEGMENT || m->segment_size > FL_SEAL_MAX_SEGMENT ||
+            m->ciphertext.len == 0 || !s_len_max(m->ciphertext, FL_ADAPTER_MAX_BYTES + (64u << 10)))
+            return fl_fail(FL_EFORMAT, "update: bad key, hash, signature, sealed key, segment size "
+                                       "or ciphertext length");
+        return 0;
+    }
+    case FEDTL__ENVELOPE__BODY_RECEIPT:
+        if (!e->receipt->reason || strlen(e->receipt->reason) > 512)
+            return fl_fail(FL_EFORMAT, "receipt: reason too long");
+        return 0;
+    case FEDTL__ENVELOPE__BODY_FINAL:
+        if (e->final->adapter.len == 0 || !s_len_max(e->final->adapter, FL_ADAPTER_MAX_BYTES))
+            return fl_fail(FL_EFORMAT, "final: bad adapter size");
+        return 0;
+    case FEDTL__ENVELOPE__BODY_BYE:
+        if (!e->bye->reason || strlen(e->bye->reason) > 512)
+            return fl_fail(FL_EFORMAT, "bye: reason too long");
+        return 0;
+    default:
+        return fl_fail(FL_EFORMAT, "unknown message type %d", (int)e->body_case);
+    }
+}
+
+int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env)
+{
+    *env = NULL;
+    if (len > FL_WIRE_MAX_MSG)
+        return fl_fail(FL_ERANGE, "frame of %zu bytes exceeds the %u-byte limit", len,
+                       FL_WIRE_MAX_MSG);
+    Fedtl__Envelope *e = fedtl__envelope__unpack(NULL, len, buf);
+    if (!e)
+        return fl_fail(FL_EFORMAT, "malformed protobuf frame (%zu bytes)", len);
+    if (e->version != FL_PROTOCOL_VERSION) {
+        uint32_t v = e->version;
+        fedtl__envelope__free_unpacked(e, NULL);
+        return fl_fail(FL_EVERSION, "protocol version %u, this fedtl speaks %d", v,
+                       FL_PROTOCOL_VERSION);
+    }
+    int rc = s_wire_check(e);
+    if (rc) {
+        fedtl__envelope__free_unpacked(e, NULL);
+        return rc;
+    }
+    *env = e;
+    return 0;
+}
+
+int fl_wire_encode(Fedtl__Envelope *env, uint8_t **buf, size_t *len)
+{
+    env->version = FL_PROTOCOL_VERSION;
+    return s_pack(&env->base, "message", buf, len);
+}
+
+void fl_wire_free(Fedtl__Envelope **env)
+{
+    if (env && *env) {
+        fedtl__envelope__free_unpacked(*env, NULL);
+        *env = NULL;
+    }
+}
+
+int fl_wire_decode_body(const uint8_t *buf, size_t len, Fedtl__UpdateBody **body)
+{
+    *body = NULL;
+    if (len > FL_ADAPTER_MAX_BYTES + 1024)
+        return fl_fail(FL_ERANGE, "update body of %zu bytes is too large", len);
+    Fedtl__UpdateBody *b = fedtl__update_body__unpack(NULL, len, buf);
+    if (!b)
+        return fl_fail(FL_EFORMAT, "malformed update body");
+    if (b->adapter.len == 0 || !s_len_max(b->adapter, FL_ADAPTER_MAX_BYTES) || b->samples == 0 ||
+        !isfinite(b->train_loss) || !isfinite(b->eval_loss) || !isfinite(b->eval_accuracy)) {
+        fedtl__update_body__free_unpacked(b, NULL);
+        return fl_fail(FL_EFORMAT, "update body: empty adapter, zero samples or bad metrics");
+    }
+    *body = b;
+    return 0;
+}
+
+int fl_wire_encode_body(const Fedtl__UpdateBody *body, uint8_t **buf, size_t *len)
+{
+    return s_pack(&body->base, "update body", buf, len);
+}
+
+void fl_wire_free_body(Fedtl__UpdateBody **body)
+{
+    if (body && *body) {
+        fedtl__update_body__free_unpacked(*body, NULL);
+        *body = NULL;
+    }
+}
+
+void fl_wire_sealed_put(const struct fl_sealed *s, Fedtl__SealedUpdate *u)
+{
+    u->round = s->round;
+    u->branch_key = (ProtobufCBinaryData){FL_SIGN_PK_BYTES, (uint8_t *)s->branch_key};
+    u->base_hash = (ProtobufCBinaryData){FL_HASH_BYTES, (uint8_t *)s->base_hash};
+    u->sealed_key = (ProtobufCBinaryData){FL_SEAL_KEY_BYTES, (uint8_t *)s->sealed_key};
+    u->segment_size = s->segment;
+    u->ciphertext = (ProtobufCBinaryData){s->ct_len, s->ct};
+    u->signature = (ProtobufCBinaryData){FL_SIG_BYTES, (uint8_t *)s->sig};
+}
+
+int fl_wire_sealed_get(const Fedtl__SealedUpdate *u, struct fl_sealed *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!s_len_ok(u->branch_key, FL_SIGN_PK_BYTES) || !s_len_ok(u->base_hash, FL_HASH_BYTES) ||
+        !s_len_ok(u->signature, FL_SIG_BYTES) || !s_len_ok(u->sealed_key, FL_SEAL_KEY_BYTES) ||
+        !u->ciphertext.data)
+        return fl_fail(FL_EFORMAT, "update: bad key, hash, signature or sealed key length");
+    s->round = u->round;
+    memcpy(s->branch_key, u->branch_key.data, FL_SIGN_PK_BYTES);
+    memcpy(s->base_hash, u->base_hash.data, FL_HASH_BYTES);
+    memcpy(s->sealed_key, u->sealed_key.data, FL_SEAL_KEY_BYTES);
+    memcpy(s->sig, u->signature.data, FL_SIG_BYTES);
+    s->segment = u->segment_size;
+    s->ct = u->ciphertext.data;
+    s->ct_len = u->ciphertext.len;
+    return 0;
+}

@@ -1,0 +1,38 @@
+/* fl_codec: the one module that speaks the federation protocol's protobuf-c
+ * (proto/fedtl_wire.proto). Messages are the generated protobuf-c structs; build them with the
+ * generated *__INIT macros. Decoding enforces the size limits before it parses and checks every
+ * field's length, so a caller never sees an over-long key, hash or blob. No other file packs or
+ * unpacks these messages. */
+#ifndef FL_CODEC_H
+#define FL_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedtl_wire.pb-c.h"
+#include "fl_keys.h"
+#include "fl_seal.h"
+
+#define FL_WIRE_MAX_MSG   (64u << 20) /* largest frame accepted (also ZMQ_MAXMSGSIZE) */
+#define FL_WIRE_MAX_CHUNK (4u << 20)  /* largest base chunk */
+
+/* Decode one frame into *env (free with fl_wire_free). FL_ERANGE for an oversized frame,
+ * FL_EFORMAT for malformed protobuf, a missing body or a field out of bounds, FL_EVERSION for
+ * another protocol version; the message says which (the caller adds the peer). */
+int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env);
+/* Encode env (version is set here) into a malloc'd buffer the caller frees. */
+int fl_wire_encode(Fedtl__Envelope *env, uint8_t **buf, size_t *len);
+void fl_wire_free(Fedtl__Envelope **env);
+/* The plaintext of a sealed update: same contract. */
+int fl_wire_decode_body(const uint8_t *buf, size_t len, Fedtl__UpdateBody **body);
+int fl_wire_encode_body(const Fedtl__UpdateBody *body, uint8_t **buf, size_t *len);
+void fl_wire_free_body(Fedtl__UpdateBody **body);
+
+/* Point u's fields at s (no copies: s must outlive u's use). */
+void fl_wire_sealed_put(const struct fl_sealed *s, Fedtl__SealedUpdate *u);
+/* The sealed update u as trust's plain struct: the small fields copied, the ciphertext
+ * borrowed from u (so *s must not be fl_sealed_free'd, and u must outlive it). FL_EFORMAT when
+ * a field has the wrong length (fl_wire_decode has already refused such a message). */
+int fl_wire_sealed_get(const Fedtl__SealedUpdate *u, struct fl_sealed *s);
+
+#endif
