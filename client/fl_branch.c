@@ -253,12 +253,13 @@ static void s_rehello(fl_branch_t *self, uint64_t now)
     s_send_hello(self, now);
 }
 
-static void s_send_bye(fl_branch_t *self, const char *reason)
+static void s_send_bye(fl_branch_t *self, Fedtl__ByeCode code, const char *reason)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Bye b = FEDTL__BYE__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_BYE;
     env.bye = &b;
+    b.code = code;
     b.reason = (char *)reason;
     s_send(self, &env, "bye", NULL);
 }
@@ -428,34 +429,32 @@ static int s_on_chunk(fl_branch_t *self, const Fedtl__BaseChunk *c, uint64_t now
     return 0;
 }
 
-/* Does a Bye mean our key is refused for good (not enrolled, revoked)? */
-static bool s_is_refusal(const char *reason)
-{
-    static const char *const words[] = {"refus",  "revok",       "not enrolled", "not allow",
-                                        "denied", "unknown key", "forbidden"};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strcasestr(reason, words[i]))
-            return true;
-    return false;
-}
-
 static int s_on_bye(fl_branch_t *self, const Fedtl__Bye *b, uint64_t now)
 {
-    fl_log(FL_LOG_WARN, "coordinator_bye", "reason=\"%s\"", b->reason);
-    /* "say hello (first)": the coordinator does not know us (it restarted or forgot us). */
-    if (strcasestr(b->reason, "hello")) {
+    fl_log(FL_LOG_WARN, "coordinator_bye", "code=%s reason=\"%s\"", fl_wire_bye_name(b->code),
+           b->reason);
+    switch (b->code) {
+    case FEDTL__BYE_CODE__BYE_SAY_HELLO:
+        /* The coordinator does not know us (it restarted or forgot us). */
         if (self->state != S_HELLO || now - self->last_hello >= (uint64_t)self->heartbeat_ms)
             s_rehello(self, now); /* once per interval: queued heartbeats each draw a Bye */
         return 0;
+    case FEDTL__BYE_CODE__BYE_NOT_ENROLLED:
+    case FEDTL__BYE_CODE__BYE_REVOKED:
+        return fl_fail(FL_ECRYPTO, "the coordinator refused this branch (%s): %s",
+                       fl_wire_bye_name(b->code), b->reason);
+    case FEDTL__BYE_CODE__BYE_SHUTDOWN:
+        /* Keep registering until it is back or the connect timeout passes. */
+        if (self->state != S_HELLO)
+            self->lost_since = now;
+        self->state = S_HELLO;
+        self->last_hello = now;
+        return 0;
+    default: /* a branch's codes, from a coordinator: ignore */
+        fl_log(FL_LOG_WARN, "bad_message", "msg=bye error=\"code %s from the coordinator\"",
+               fl_wire_bye_name(b->code));
+        return 0;
     }
-    if (s_is_refusal(b->reason))
-        return fl_fail(FL_ECRYPTO, "the coordinator refused this branch: %s", b->reason);
-    /* A shutdown: keep registering until it is back or the connect timeout passes. */
-    if (self->state != S_HELLO)
-        self->lost_since = now;
-    self->state = S_HELLO;
-    self->last_hello = now;
-    return 0;
 }
 
 static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
@@ -489,7 +488,7 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
     s_hex12(a.hash, h);
     fl_log(FL_LOG_INFO, "final", "round=%u path=%s adapter=%s bytes=%zu", f->round, self->out_path,
            h, f->adapter.len);
-    s_send_bye(self, "branch done");
+    s_send_bye(self, FEDTL__BYE_CODE__BYE_DONE, "branch done");
     rc = S_DONE;
 out_close:
     fl_adapter_close(&a);
@@ -858,7 +857,7 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
     }
     if (rc == 0) { /* stopped */
         fl_log(FL_LOG_INFO, "stop", "msg=\"branch stopping\"");
-        s_send_bye(self, "branch stopping");
+        s_send_bye(self, FEDTL__BYE_CODE__BYE_STOPPING, "branch stopping");
     }
     if (rc == S_DONE)
         rc = 0;

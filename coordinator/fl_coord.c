@@ -168,10 +168,12 @@ static int s_send(struct fl_coord *c, const uint8_t *peer, Fedtl__Envelope *env)
     return 0;
 }
 
-static void s_send_bye(struct fl_coord *c, const uint8_t *peer, size_t peer_len, const char *reason)
+static void s_send_bye(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
+                       Fedtl__ByeCode code, const char *reason)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Bye bye = FEDTL__BYE__INIT;
+    bye.code = code;
     bye.reason = (char *)reason;
     env.body_case = FEDTL__ENVELOPE__BODY_BYE;
     env.bye = &bye;
@@ -813,7 +815,8 @@ static void s_on_hello(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
                "peer=%s reason=\"key not enrolled or routing id "
                "differs from key\"",
                id);
-        s_send_bye(c, peer, peer_len, "refused: key not enrolled");
+        s_send_bye(c, peer, peer_len, FEDTL__BYE_CODE__BYE_NOT_ENROLLED,
+                   "refused: key not enrolled");
         return;
     }
     struct s_branch *b = s_branch_find(c, peer, peer_len);
@@ -845,7 +848,8 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
 {
     struct s_branch *b = s_branch_find(c, peer, peer_len);
     if (!b)
-        return s_send_bye(c, peer, peer_len, "refused: say hello first");
+        return s_send_bye(c, peer, peer_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
+                          "refused: say hello first");
     b->last_seen = s_now_ms();
     if (memcmp(q->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0 ||
         q->offset >= c->base.map_len) {
@@ -893,7 +897,8 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
         break;
     case FEDTL__ENVELOPE__BODY_HEARTBEAT:
         if (!b) {
-            s_send_bye(c, peer, peer_len, "unknown branch: say hello");
+            s_send_bye(c, peer, peer_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
+                       "unknown branch: say hello");
         } else {
             Fedtl__Envelope r = FEDTL__ENVELOPE__INIT;
             Fedtl__Heartbeat hb = FEDTL__HEARTBEAT__INIT;
@@ -913,8 +918,8 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
         if (b) {
             char reason[2 * 512 + 8];
             s_json_str(reason, sizeof reason, env->bye->reason);
-            fl_log(FL_LOG_INFO, "branch_left", "peer=%s branch=%s reason=\"%s\"", b->id, b->name,
-                   reason);
+            fl_log(FL_LOG_INFO, "branch_left", "peer=%s branch=%s code=%s reason=\"%s\"", b->id,
+                   b->name, fl_wire_bye_name(env->bye->code), reason);
             if (!s_in_round(c, b))
                 s_branch_remove(c, b);
         }
@@ -1132,7 +1137,8 @@ static void s_reload(struct fl_coord *c)
         struct s_branch *b = &c->branches[i];
         if (!fl_allowlist_has(c->allow, b->key, NULL)) {
             fl_log(FL_LOG_WARN, "branch_revoked", "peer=%s branch=%s", b->id, b->name);
-            s_send_bye(c, b->key, FL_SIGN_PK_BYTES, "refused: key revoked");
+            s_send_bye(c, b->key, FL_SIGN_PK_BYTES, FEDTL__BYE_CODE__BYE_REVOKED,
+                       "refused: key revoked");
             if (s_in_round(c, b))
                 c->nselected--; /* it will not answer */
             s_branch_remove(c, b);
@@ -1183,7 +1189,8 @@ int fl_coord_run(fl_coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic
                *stop ? "shutting down" : fl_error_msg());
     for (size_t i = 0; i < c->nbranches; i++)
         if (!(c->phase == S_DONE && c->branches[i].final_sent))
-            s_send_bye(c, c->branches[i].key, FL_SIGN_PK_BYTES, "coordinator shutting down");
+            s_send_bye(c, c->branches[i].key, FL_SIGN_PK_BYTES, FEDTL__BYE_CODE__BYE_SHUTDOWN,
+                       "coordinator shutting down");
     fl_log(FL_LOG_INFO, "coordinator_stop", "round=%u reason=%s", c->round,
            rc ? "error" : (*stop ? "signal" : "done"));
     return rc;

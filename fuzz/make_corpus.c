@@ -354,6 +354,7 @@ static void s_wire(const uint8_t base_hash[FL_HASH_BYTES], const uint8_t *head, 
     s_envelope(&env, "final");
 
     Fedtl__Bye bye = FEDTL__BYE__INIT;
+    bye.code = FEDTL__BYE_CODE__BYE_SHUTDOWN;
     bye.reason = "shutdown";
     env = (Fedtl__Envelope)FEDTL__ENVELOPE__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_BYE;

@@ -149,7 +149,8 @@ struct fake {
     size_t final_len;
     bool garbage;                /* send junk before the task / final */
     volatile sig_atomic_t *stop; /* set once the branch is ready */
-    const char *bye_first;       /* answer the first Hello with this Bye */
+    const char *bye_first;       /* answer the first Hello with a Bye with this text */
+    Fedtl__ByeCode bye_code;     /* and this code */
     atomic_int quit;             /* the test is done */
     /* observed */
     int hellos, ready_hellos, requests, chunks, updates;
@@ -158,6 +159,7 @@ struct fake {
     uint64_t upd_samples, upd_eval_samples;
     float upd_accuracy;
     char bye[128];
+    Fedtl__ByeCode bye_got; /* the code of the branch's Bye */
     atomic_int got_bye;
     bool task_sent, final_sent, junk_sent;
 };
@@ -221,6 +223,7 @@ static void s_fake_hello(struct fake *f, const uint8_t *peer, size_t plen, const
         env.body_case = FEDTL__ENVELOPE__BODY_BYE;
         env.bye = &b;
         b.reason = (char *)f->bye_first;
+        b.code = f->bye_code;
         s_fake_send(f, peer, plen, &env);
         return;
     }
@@ -368,6 +371,7 @@ static void *s_fake_run(void *arg)
                 break;
             case FEDTL__ENVELOPE__BODY_BYE:
                 snprintf(f->bye, sizeof f->bye, "%s", env->bye->reason);
+                f->bye_got = env->bye->code;
                 atomic_store(&f->got_bye, 1);
                 break;
             default:
@@ -489,6 +493,7 @@ Test(fl_branch, downloads_verifies_and_saves_the_final_adapter)
     cr_assert(!s_exists(part));
     s_assert_file_equals(s_out, f.final, f.final_len);
     cr_assert_str_eq(f.bye, "branch done");
+    cr_assert_eq(f.bye_got, FEDTL__BYE_CODE__BYE_DONE);
     free(f.final);
 }
 
@@ -602,27 +607,38 @@ Test(fl_branch, stops_on_request_with_a_bye)
     struct fl_branch_config cfg = s_config(f.endpoint);
     cr_assert_eq(s_run_branch(&f, &cfg, &stop), 0, "%s", fl_error_msg());
     cr_assert_str_eq(f.bye, "branch stopping");
+    cr_assert_eq(f.bye_got, FEDTL__BYE_CODE__BYE_STOPPING);
 }
 
-Test(fl_branch, bye_refused_exits_and_bye_shutdown_or_unknown_registers_again)
+Test(fl_branch, a_bye_is_read_by_its_code_never_by_its_text)
 {
-    static const char *const byes[] = {"refused: key not enrolled", "coordinator shutting down",
-                                       "unknown branch: say hello"};
-    for (int i = 0; i < 3; i++) {
+    /* The texts are deliberately misleading: only the code may decide. */
+    static const struct {
+        Fedtl__ByeCode code;
+        const char *text;
+        bool stops;
+    } byes[] = {{FEDTL__BYE_CODE__BYE_NOT_ENROLLED, "say hello, all is well", true},
+                {FEDTL__BYE_CODE__BYE_REVOKED, "coordinator shutting down", true},
+                {FEDTL__BYE_CODE__BYE_SHUTDOWN, "refused: key revoked", false},
+                {FEDTL__BYE_CODE__BYE_SAY_HELLO, "refused: key not enrolled", false},
+                {FEDTL__BYE_CODE__BYE_DONE, "refused", false}};
+    for (size_t i = 0; i < sizeof byes / sizeof byes[0]; i++) {
         struct fake f;
         s_fake_init(&f);
-        f.bye_first = byes[i];
+        f.bye_first = byes[i].text;
+        f.bye_code = byes[i].code;
         s_make_adapter(&f.final, &f.final_len);
         struct fl_branch_config cfg = s_config(f.endpoint);
         cfg.heartbeat_ms = 100;
         int rc = s_run_branch(&f, &cfg, NULL);
-        if (i == 0) {
-            cr_assert_eq(rc, FL_ECRYPTO, "%s", fl_error_msg());
+        if (byes[i].stops) {
+            cr_assert_eq(rc, FL_ECRYPTO, "code %d: %s", byes[i].code, fl_error_msg());
             cr_assert(strstr(fl_error_msg(), "refused"), "%s", fl_error_msg());
             cr_assert_eq(f.hellos, 1);
         } else {
-            cr_assert_eq(rc, 0, "%s: %s", byes[i], fl_error_msg());
-            cr_assert_geq(f.hellos, 3, "registered again after '%s'", byes[i]);
+            cr_assert_eq(rc, 0, "code %d: %s", byes[i].code, fl_error_msg());
+            cr_assert_geq(f.hellos, byes[i].code == FEDTL__BYE_CODE__BYE_DONE ? 2 : 3,
+                          "registered again after code %d", byes[i].code);
         }
         free(f.final);
     }

@@ -265,7 +265,7 @@ Test(fl_seal, context_layout_is_the_documented_one)
     size_t n = 0;
     memcpy(ctx, "fedtl-update-v2", 15);
     n += 15;
-    const uint8_t version[4] = {2, 0, 0, 0};
+    const uint8_t version[4] = {3, 0, 0, 0}; /* protocol version 3 */
     memcpy(ctx + n, version, 4);
     n += 4;
     ctx[n++] = (uint8_t)strlen(s_fed);

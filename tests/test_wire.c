@@ -55,15 +55,49 @@ Test(fl_wire, another_protocol_version_is_refused)
     cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
     cr_assert_eq(buf[0], 0x08); /* field 1 (version), varint */
     cr_assert_eq(buf[1], FL_PROTOCOL_VERSION);
-    /* Version 1 (updates as one sealed box) and a future version 3 are refused. */
+    /* Version 1 (updates as one sealed box), version 2 (Byes without a code) and a future
+     * version 4 are refused. */
     buf[1] = 1;
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
     cr_assert(strstr(fl_error_msg(), "version 1"), "%s", fl_error_msg());
     cr_assert_null(out);
-    buf[1] = 3;
+    buf[1] = 2;
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
-    cr_assert(strstr(fl_error_msg(), "version 3"), "%s", fl_error_msg());
+    cr_assert(strstr(fl_error_msg(), "version 2"), "%s", fl_error_msg());
+    buf[1] = 4;
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
+    cr_assert(strstr(fl_error_msg(), "version 4"), "%s", fl_error_msg());
     free(buf);
+}
+
+Test(fl_wire, a_bye_carries_a_known_code)
+{
+    static const struct {
+        int code;
+        int rc;
+    } cases[] = {{FEDTL__BYE_CODE__BYE_NOT_ENROLLED, 0},
+                 {FEDTL__BYE_CODE__BYE_STOPPING, 0},
+                 {FEDTL__BYE_CODE__BYE_UNSPECIFIED, FL_EFORMAT},
+                 {7, FL_EFORMAT},
+                 {-1, FL_EFORMAT}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Fedtl__Envelope env = FEDTL__ENVELOPE__INIT, *out = NULL;
+        Fedtl__Bye bye = FEDTL__BYE__INIT;
+        bye.code = (Fedtl__ByeCode)cases[i].code;
+        bye.reason = "words that mean nothing to the receiver";
+        env.body_case = FEDTL__ENVELOPE__BODY_BYE;
+        env.bye = &bye;
+        uint8_t *buf;
+        size_t len;
+        cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+        cr_expect_eq(fl_wire_decode(buf, len, &out), cases[i].rc, "code %d", cases[i].code);
+        if (cases[i].rc == 0)
+            cr_expect_eq(out->bye->code, cases[i].code);
+        else
+            cr_expect(strstr(fl_error_msg(), "bye: unknown code"), "%s", fl_error_msg());
+        fl_wire_free(&out);
+        free(buf);
+    }
 }
 
 Test(fl_wire, oversized_frames_are_refused_before_parsing)

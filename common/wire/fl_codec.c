@@ -95,6 +95,8 @@ static int s_wire_check(const Fedtl__Envelope *e)
     case FEDTL__ENVELOPE__BODY_BYE:
         if (!e->bye->reason || strlen(e->bye->reason) > 512)
             return fl_fail(FL_EFORMAT, "bye: reason too long");
+        if (!fl_wire_bye_known(e->bye->code))
+            return fl_fail(FL_EFORMAT, "bye: unknown code %d", (int)e->bye->code);
         return 0;
     default:
         return fl_fail(FL_EFORMAT, "unknown message type %d", (int)e->body_case);
@@ -196,4 +198,39 @@ int fl_wire_sealed_get(const Fedtl__SealedUpdate *u, struct fl_sealed *s)
     s->ct = u->ciphertext.data;
     s->ct_len = u->ciphertext.len;
     return 0;
+}
+
+bool fl_wire_bye_known(int code)
+{
+    switch (code) {
+    case FEDTL__BYE_CODE__BYE_NOT_ENROLLED:
+    case FEDTL__BYE_CODE__BYE_REVOKED:
+    case FEDTL__BYE_CODE__BYE_SAY_HELLO:
+    case FEDTL__BYE_CODE__BYE_SHUTDOWN:
+    case FEDTL__BYE_CODE__BYE_DONE:
+    case FEDTL__BYE_CODE__BYE_STOPPING:
+        return true;
+    default:
+        return false;
+    }
+}
+
+const char *fl_wire_bye_name(int code)
+{
+    switch (code) {
+    case FEDTL__BYE_CODE__BYE_NOT_ENROLLED:
+        return "not_enrolled";
+    case FEDTL__BYE_CODE__BYE_REVOKED:
+        return "revoked";
+    case FEDTL__BYE_CODE__BYE_SAY_HELLO:
+        return "say_hello";
+    case FEDTL__BYE_CODE__BYE_SHUTDOWN:
+        return "shutdown";
+    case FEDTL__BYE_CODE__BYE_DONE:
+        return "done";
+    case FEDTL__BYE_CODE__BYE_STOPPING:
+        return "stopping";
+    default:
+        return "unknown";
+    }
 }

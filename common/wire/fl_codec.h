@@ -6,6 +6,7 @@
 #ifndef FL_CODEC_H
 #define FL_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,11 @@ void fl_wire_free(Fedtl__Envelope **env);
 int fl_wire_decode_body(const uint8_t *buf, size_t len, Fedtl__UpdateBody **body);
 int fl_wire_encode_body(const Fedtl__UpdateBody *body, uint8_t **buf, size_t *len);
 void fl_wire_free_body(Fedtl__UpdateBody **body);
+
+/* Is code one of the Bye codes this fedtl sends and understands? */
+bool fl_wire_bye_known(int code);
+/* A Bye code's name for logs ("not_enrolled", ..., "unknown"). */
+const char *fl_wire_bye_name(int code);
 
 /* Point u's fields at s (no copies: s must outlive u's use). */
 void fl_wire_sealed_put(const struct fl_sealed *s, Fedtl__SealedUpdate *u);
