@@ -11,6 +11,7 @@
 #include "fl_modelio.h"
 #include "fl_net.h"
 #include "fl_seal.h"
+#include "fl_time.h"
 #include "fl_train.h"
 
 #include <errno.h>
@@ -69,13 +70,6 @@ struct fl_branch {
     uint64_t progress_at;              /* ms: last progress line */
     bool progress_tty;                 /* draw progress (stderr is a terminal) */
 };
-
-static uint64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void s_hex12(const uint8_t hash[FL_HASH_BYTES], char out[FL_KEY_ID_LEN])
 {
@@ -604,7 +598,7 @@ static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body,
 static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t, struct fl_adapter_file *a,
                       const char *origin)
 {
-    uint64_t t0 = s_now_ms();
+    uint64_t t0 = (uint64_t)fl_now_ms();
     int rc = s_prepare_data(self, &a->meta);
     if (rc)
         return rc;
@@ -641,7 +635,7 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t, struct fl_ad
                "round=%u samples=%zu train_loss=%.4f eval_loss=%.4f "
                "eval_accuracy=%.4f eval_samples=%zu seconds=%.2f bytes=%zu",
                t->round, self->train.n, st.loss, ev.loss, ev.accuracy, ev.n,
-               (double)(s_now_ms() - t0) / 1000.0, bytes);
+               (double)((uint64_t)fl_now_ms() - t0) / 1000.0, bytes);
 out_destroy:
     fl_model_destroy(&m);
     return rc;
@@ -681,7 +675,7 @@ static int s_on_task(fl_branch_t *self, const Fedtl__RoundTask *t)
                fl_strerror(rc), fl_error_msg());
     fl_adapter_close(&a);
     /* Training blocked the loop: what the coordinator sent meanwhile is still queued. */
-    self->last_heard = self->last_beat = s_now_ms();
+    self->last_heard = self->last_beat = (uint64_t)fl_now_ms();
     return 0;
 }
 
@@ -725,7 +719,7 @@ static int s_on_socket(fl_branch_t *self)
         int rc = fl_net_recv(self->sock, false, NULL, NULL, &env, &bytes);
         if (rc == 1)
             return 0;
-        uint64_t now = s_now_ms();
+        uint64_t now = (uint64_t)fl_now_ms();
         if (rc == FL_EIO) {
             fl_log(FL_LOG_WARN, "recv_failed", "error=\"%s\"", zmq_strerror(errno));
             return 0;
@@ -834,7 +828,7 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
         return FL_EIO;
     if ((rc = s_connect(self)) != 0)
         goto out_disconnect;
-    uint64_t now = s_now_ms();
+    uint64_t now = (uint64_t)fl_now_ms();
     fl_log(FL_LOG_INFO, "start", "branch=%s key=%s coordinator=%s samples=%zu", self->id->name,
            self->endpoint_id, self->cfg.coordinator, s_samples(self));
     self->state = S_HELLO;
@@ -853,7 +847,7 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
         if (rc == 0 && (items[0].revents & ZMQ_POLLIN))
             rc = s_on_socket(self);
         if (rc == 0)
-            rc = s_on_tick(self, s_now_ms());
+            rc = s_on_tick(self, (uint64_t)fl_now_ms());
     }
     if (rc == 0) { /* stopped */
         fl_log(FL_LOG_INFO, "stop", "msg=\"branch stopping\"");

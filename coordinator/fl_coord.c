@@ -13,6 +13,7 @@
 #include "fl_rng.h"
 #include "fl_seal.h"
 #include "fl_strategy.h"
+#include "fl_time.h"
 #include "fl_train.h"
 
 #include <dirent.h>
@@ -92,13 +93,6 @@ struct fl_coord {
     char *last_ledger;                      /* last ledger line (malloc'd), for status */
     char ledger_path[FL_COORD_PATH_MAX + 32]; /* rounds.jsonl */
 };
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char *s_path(const struct fl_coord *c, const char *name, char *buf, size_t len)
 {
@@ -209,7 +203,7 @@ static void s_send_task(struct fl_coord *c, struct s_branch *b)
     t.round = r;
     t.adapter = (ProtobufCBinaryData){c->global_len, c->global_bytes};
     t.params = &p;
-    int64_t left = c->deadline - s_now_ms();
+    int64_t left = c->deadline - fl_now_ms();
     t.deadline_ms = left > 0 ? (uint64_t)left : 0;
     env.body_case = FEDTL__ENVELOPE__BODY_TASK;
     env.task = &t;
@@ -388,7 +382,7 @@ static void s_round_start(struct fl_coord *c, int eligible)
     if (!pool)
         return;
     int n = 0;
-    int64_t now = s_now_ms();
+    int64_t now = fl_now_ms();
     for (size_t i = 0; i < c->nbranches && n < eligible; i++)
         if (s_selectable(c, &c->branches[i], now))
             pool[n++] = &c->branches[i];
@@ -409,7 +403,7 @@ static void s_round_start(struct fl_coord *c, int eligible)
         pool[j] = t;
     }
     c->phase = S_ROUND;
-    c->round_start = s_now_ms();
+    c->round_start = fl_now_ms();
     c->deadline = c->round_start + (int64_t)(c->cfg.deadline_s * 1000);
     c->nselected = k;
     c->nanswered = 0;
@@ -584,7 +578,7 @@ static void s_ledger(struct fl_coord *c, bool aggregated, double srv_acc, double
         fprintf(m, ",\"server_eval_accuracy\":%.5f,\"server_eval_loss\":%.5f", srv_acc, srv_loss);
     fprintf(m, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_s\":%.3f}",
             (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-            (s_now_ms() - c->round_start) / 1000.0);
+            (fl_now_ms() - c->round_start) / 1000.0);
     if (fclose(m) != 0) {
         free(line);
         return;
@@ -648,7 +642,7 @@ static int s_round_end(struct fl_coord *c)
            "bytes_in=%llu bytes_out=%llu seconds=%.2f",
            r, accepted, c->nselected, c->nrejects, has_srv ? " server_accuracy=" : " ",
            has_srv ? sacc : 0.0, (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-           (s_now_ms() - c->round_start) / 1000.0);
+           (fl_now_ms() - c->round_start) / 1000.0);
     c->retries = 0;
     c->phase = S_WAITING;
     return 0;
@@ -824,7 +818,7 @@ static void s_on_hello(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
     if (!b && !(b = s_branch_add(c, peer, name)))
         return;
     b->samples = h->samples;
-    b->last_seen = s_now_ms();
+    b->last_seen = fl_now_ms();
     b->base_next = 0; /* a Hello starts a new session: its download may start afresh */
     bool had_base = b->has_base;
     b->has_base = h->base_hash.len == FL_HASH_BYTES &&
@@ -850,7 +844,7 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
     if (!b)
         return s_send_bye(c, peer, peer_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
                           "refused: say hello first");
-    b->last_seen = s_now_ms();
+    b->last_seen = fl_now_ms();
     if (memcmp(q->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0 ||
         q->offset >= c->base.map_len) {
         fl_log(FL_LOG_WARN, "base_request_bad", "peer=%s offset=%llu", b->id,
@@ -860,7 +854,7 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
     /* Credit flow: a branch asks for the bytes after those it asked for before; asking again
      * for bytes already sent (after a loss) is allowed once per stall period, so a branch
      * cannot make the coordinator send the base over and over. */
-    int64_t now = s_now_ms(), stall = 2 * (int64_t)c->cfg.heartbeat_ms;
+    int64_t now = fl_now_ms(), stall = 2 * (int64_t)c->cfg.heartbeat_ms;
     if (q->offset < b->base_next) {
         if (now - b->base_rewind < (stall > 1000 ? stall : 1000))
             return;
@@ -890,7 +884,7 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
 {
     struct s_branch *b = s_branch_find(c, peer, peer_len);
     if (b)
-        b->last_seen = s_now_ms();
+        b->last_seen = fl_now_ms();
     switch (env->body_case) {
     case FEDTL__ENVELOPE__BODY_HELLO:
         s_on_hello(c, peer, peer_len, env->hello);
@@ -1045,7 +1039,7 @@ static void s_read_control(struct fl_coord *c)
         zmq_send(c->control, "{}", 2, 0);
         return;
     }
-    int64_t now = s_now_ms();
+    int64_t now = fl_now_ms();
     fprintf(m, "{\"federation\":\"%s\",\"phase\":\"%s\",\"round\":%u,\"rounds\":%d,\"branches\":[",
             c->cfg.federation, phases[c->phase], c->round, c->cfg.rounds);
     for (size_t i = 0; i < c->nbranches; i++) {
@@ -1070,7 +1064,7 @@ static void s_read_control(struct fl_coord *c)
 
 static void s_expire(struct fl_coord *c)
 {
-    int64_t now = s_now_ms(), limit = (int64_t)S_LOST_BEATS * c->cfg.heartbeat_ms;
+    int64_t now = fl_now_ms(), limit = (int64_t)S_LOST_BEATS * c->cfg.heartbeat_ms;
     for (size_t i = 0; i < c->nbranches;) {
         struct s_branch *b = &c->branches[i];
         bool busy = s_in_round(c, b) && now < c->deadline;
@@ -1089,19 +1083,19 @@ static int s_tick(struct fl_coord *c)
     s_expire(c);
     int eligible = 0;
     for (size_t i = 0; i < c->nbranches; i++)
-        eligible += s_selectable(c, &c->branches[i], s_now_ms());
+        eligible += s_selectable(c, &c->branches[i], fl_now_ms());
     switch (c->phase) {
     case S_WAITING:
         if (c->round >= (uint32_t)c->cfg.rounds) {
             c->phase = S_DONE;
-            c->done_at = s_now_ms();
+            c->done_at = fl_now_ms();
             fl_log(FL_LOG_INFO, "federation_done", "rounds=%u branches=%d", c->round, eligible);
             for (size_t i = 0; i < c->nbranches; i++)
                 if (s_eligible(&c->branches[i]))
                     s_send_final(c, &c->branches[i]);
         } else if (eligible >= c->cfg.min_start) {
             /* With a start grace, wait a little for the rest of the enrolled branches. */
-            int64_t now = s_now_ms();
+            int64_t now = fl_now_ms();
             if (c->ready_since == 0)
                 c->ready_since = now;
             bool everyone = (size_t)eligible >= fl_allowlist_size(c->allow);
@@ -1114,7 +1108,7 @@ static int s_tick(struct fl_coord *c)
         }
         return 0;
     case S_ROUND:
-        if (c->nanswered >= c->nselected || s_now_ms() >= c->deadline)
+        if (c->nanswered >= c->nselected || fl_now_ms() >= c->deadline)
             return s_round_end(c);
         return 0;
     case S_DONE:
@@ -1181,7 +1175,7 @@ int fl_coord_run(fl_coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic
         if (rc)
             break;
         /* Give the final adapter a moment to leave before exiting. */
-        if (c->phase == S_DONE && c->cfg.exit_when_done && s_now_ms() - c->done_at > 1000)
+        if (c->phase == S_DONE && c->cfg.exit_when_done && fl_now_ms() - c->done_at > 1000)
             break;
     }
     if (c->phase == S_ROUND)

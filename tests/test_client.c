@@ -15,6 +15,7 @@
 #include "fl_net.h"
 #include "fl_seal.h"
 #include "fl_testutil.h"
+#include "fl_time.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -109,9 +110,7 @@ TestSuite(fedtl_client, .init = s_setup, .fini = s_teardown, .timeout = 30);
 
 static uint64_t s_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)fl_now_ms();
 }
 
 /* An adapter for the base (head over classes 0 and 2), as the coordinator would send it. */

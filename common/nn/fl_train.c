@@ -3,6 +3,7 @@
 #include "fl_error.h"
 #include "fl_layers.h"
 #include "fl_rng.h"
+#include "fl_time.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,13 +23,6 @@ void fl_train_opts_default(struct fl_train_opts *o)
     o->seed = 1;
     o->cache_bytes = (size_t)1 << 30;
     o->label = "train";
-}
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Optimiser state: one or two moment buffers per trainable tensor. */
@@ -172,7 +166,7 @@ static int s_cache_gather(struct s_cache *c, fl_model_t *m, const struct fl_data
 static void s_progress_bar(const struct fl_train_opts *o, int epoch, size_t done, size_t n,
                            double loss, double t0)
 {
-    double el = s_now() - t0;
+    double el = fl_now_s() - t0;
     fprintf(stderr, "\r%s epoch %d/%d [%3d%%] loss=%.4f %.0f samples/s   ", o->label, epoch,
             o->epochs, (int)(100.0 * done / n), loss, el > 0 ? done / el : 0.0);
     fflush(stderr);
@@ -214,7 +208,7 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
     struct fl_epoch_stats st = {0};
     for (int e = 1; e <= o->epochs; e++) {
         fl_rng_shuffle(&rng, perm, ds->n);
-        double t0 = s_now(), loss_sum = 0;
+        double t0 = fl_now_s(), loss_sum = 0;
         size_t hits = 0, cached = 0;
         for (size_t done = 0; done < ds->n; done += (size_t)o->batch) {
             int n = (int)(ds->n - done < (size_t)o->batch ? ds->n - done : (size_t)o->batch);
@@ -248,7 +242,7 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
             if (tty && (done / o->batch) % 16 == 0)
                 s_progress_bar(o, e, done + n, ds->n, loss_sum / (done + n), t0);
         }
-        double dt = s_now() - t0;
+        double dt = fl_now_s() - t0;
         st = (struct fl_epoch_stats){.epoch = e,
                                      .epochs = o->epochs,
                                      .loss = loss_sum / ds->n,
