@@ -64,7 +64,7 @@ static double s_download(const char *dir, const char *ep, const struct fl_identi
             goto out;
         items[i] = (zmq_pollitem_t){d[i].sock, 0, ZMQ_POLLIN, 0};
     }
-    double t0 = s_bench_now();
+    double t0 = fl_now_s();
     for (int i = 0; i < nb; i++) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__Hello h = FEDTL__HELLO__INIT;
@@ -73,12 +73,12 @@ static double s_download(const char *dir, const char *ep, const struct fl_identi
         h.samples = 100;
         env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
         env.hello = &h;
-        d[i].t0 = s_bench_now();
+        d[i].t0 = fl_now_s();
         fl_net_send(d[i].sock, NULL, 0, &env, 0, NULL);
     }
     int done = 0;
     double end = t0 + 120;
-    while (done < nb && s_bench_now() < end) {
+    while (done < nb && fl_now_s() < end) {
         if (zmq_poll(items, nb, 100) < 0 && errno != EINTR)
             break;
         for (int i = 0; i < nb; i++) {
@@ -126,7 +126,7 @@ static double s_download(const char *dir, const char *ep, const struct fl_identi
                         crypto_generichash_final(&b->st, h, 32);
                         b->ok = b->ok && crypto_verify_32(h, b->hash) == 0;
                         b->done = true;
-                        b->t_done = s_bench_now();
+                        b->t_done = fl_now_s();
                         done++;
                     }
                 } else if (env->body_case == FEDTL__ENVELOPE__BODY_BYE) {
@@ -136,7 +136,7 @@ static double s_download(const char *dir, const char *ep, const struct fl_identi
             }
         }
     }
-    wall = s_bench_now() - t0;
+    wall = fl_now_s() - t0;
     for (int i = 0; i < nb; i++) {
         per[i] = d[i].done ? d[i].t_done - d[i].t0 : -1;
         if (!d[i].done || !d[i].ok) {
@@ -173,7 +173,7 @@ static pid_t s_start_coord(const char *bin, const char *dir, const char *ep, lon
                     S_FED, "--method",    "lora", "--targets",      "fc1",      "--rank",
                     "4",   "--classes",   "0-9",  "--heartbeat-ms", "5000",     "--rounds",
                     "1",   "--min-start", "1000", "--chunk-size",   cs,         NULL};
-    pid_t pid = s_fed_spawn(argv, logp);
+    pid_t pid = fl_test_spawnv(argv, logp);
     /* Ready when it logs coordinator_start (it hashes the whole base first). */
     for (int i = 0; i < 300 && pid > 0; i++) {
         char cmd[1400];
@@ -185,7 +185,7 @@ static pid_t s_start_coord(const char *bin, const char *dir, const char *ep, lon
     fprintf(stderr, "bench_basedist: coordinator did not start (log %s)\n", logp);
     if (pid > 0) {
         kill(pid, SIGTERM);
-        s_fed_wait(pid, 10);
+        fl_test_wait(pid, 10);
     }
     return -1;
 }
@@ -223,7 +223,7 @@ int main(int argc, char **argv)
     s_fed_machine(stdout);
     char bin[1024], base[1200];
     s_fed_bin_dir(bin, sizeof bin);
-    char *dir = s_fed_tmpdir("basedist");
+    char *dir = fl_test_tmpdir("basedist");
     if (!dir || s_fed_keys(bin, dir, "b", nb) != 0)
         return 1;
     snprintf(base, sizeof base, "%s/base.ftm", dir);
@@ -248,7 +248,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < rounds && !fail; r++)
         for (int c = 0; c < nch && !fail; c++) {
             char ep[64];
-            snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", s_fed_free_port());
+            snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", fl_test_free_port());
             pid_t pid = s_start_coord(bin, dir, ep, chunks[c]);
             if (pid < 0) {
                 fail = 1;
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
                 fflush(stdout);
             }
             kill(pid, SIGTERM);
-            s_fed_wait(pid, 20);
+            fl_test_wait(pid, 20);
         }
     if (!fail) {
         printf("\n%d branches x %.1f MB, total MB/s (median of %d rounds; per-branch seconds, "
@@ -304,7 +304,7 @@ int main(int argc, char **argv)
     fl_identity_destroy(&hq);
     free(mbs);
     free(per);
-    s_fed_rmtree(dir);
+    fl_test_rmtree(dir);
     free(dir);
     return fail;
 }

@@ -134,9 +134,9 @@ int main(int argc, char **argv)
             o.cache_bytes = budgets[c];
             o.label = names[c];
             memset(&run[c], 0, sizeof run[c]);
-            double t0 = s_bench_now();
+            double t0 = fl_now_s();
             rc = fl_train(m, &ds, &o, s_on_epoch, &run[c], NULL);
-            double total = s_bench_now() - t0;
+            double total = fl_now_s() - t0;
             fl_model_destroy(&m);
             if (rc) {
                 fprintf(stderr, "bench_cache: fl_train: %s: %s\n", fl_strerror(rc), fl_error_msg());

@@ -8,6 +8,7 @@
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_rng.h"
+#include "fl_time.h"
 #include "fl_train.h"
 
 #include <stdio.h>
@@ -15,13 +16,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static inline double s_bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int s_bench_cmp_double(const void *a, const void *b)
 {

@@ -1,10 +1,12 @@
 /* bench_fed: helpers shared by the federation benchmarks (header only, like bench_common.h):
- * scratch directories, keys made with the real `fedtl keygen`, a real fedtl-coordinator
- * process, its CPU time from /proc, free TCP ports, memory high-water marks. */
+ * keys made with the real `fedtl keygen`, a real fedtl-coordinator process's CPU time from
+ * /proc, memory high-water marks. Processes, scratch directories and ports come from the
+ * harness the tests use (tests/fl_testutil.h). */
 #ifndef FEDTL_BENCH_FED_H
 #define FEDTL_BENCH_FED_H
 
 #include "bench_common.h"
+#include "fl_testutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,34 +37,15 @@ static inline void s_fed_bin_dir(char *out, size_t len)
     snprintf(out, len, "%s", dirname(exe));
 }
 
-/* A fresh scratch directory under $TMPDIR (or /tmp); malloc'd path, NULL on failure. */
-static inline char *s_fed_tmpdir(const char *stem)
-{
-    const char *t = getenv("TMPDIR");
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s/fedtl-%s-XXXXXX", t && *t ? t : "/tmp", stem);
-    if (!mkdtemp(buf))
-        return NULL;
-    return strdup(buf);
-}
-
-/* Run a shell command; 0 when it exited 0. */
+/* Run a shell command; 0 when it exited 0 (what it printed is shown when it did not). */
 static inline int s_fed_sh(const char *cmd)
 {
-    int rc = system(cmd);
+    char *out = NULL;
+    int rc = fl_test_run(cmd, &out);
     if (rc != 0)
-        fprintf(stderr, "bench: command failed (%d): %s\n", rc, cmd);
+        fprintf(stderr, "bench: command failed (%d): %s\n%s", rc, cmd, out ? out : "");
+    free(out);
     return rc == 0 ? 0 : -1;
-}
-
-static inline void s_fed_rmtree(const char *dir)
-{
-    if (!dir || !*dir || getenv("FEDTL_KEEP_TMP"))
-        return;
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench: could not remove %s\n", dir);
 }
 
 /* Keys with the real tool: DIR/hq.key|.pub and DIR/<prefix>NNN.key|.pub for NNN < n, the
@@ -76,62 +59,6 @@ static inline int s_fed_keys(const char *bin, const char *dir, const char *prefi
              ">/dev/null || exit 1; cp %s$i.pub allow/; done",
              dir, bin, n - 1, bin, prefix, prefix, prefix);
     return s_fed_sh(cmd);
-}
-
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
-static inline int s_fed_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return 20000 + (int)(getpid() % 20000);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    int port = 20000 + (int)(getpid() % 20000);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
-/* Start argv[0] with stdout and stderr going to log_path; the pid, or -1. */
-static inline pid_t s_fed_spawn(char *const argv[], const char *log_path)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Wait up to timeout_s for pid; its exit status (0..255), 128+signal, or -1 on time-out
- * (the process is then killed). */
-static inline int s_fed_wait(pid_t pid, double timeout_s)
-{
-    double end = s_bench_now() + timeout_s;
-    int st = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (r < 0)
-            return -1;
-        if (s_bench_now() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        usleep(10000);
-    }
 }
 
 /* CPU time of a process from /proc: *all_s over every thread (utime + stime of

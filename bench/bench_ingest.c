@@ -51,11 +51,6 @@ struct s_run {
     double stage[S_NSTAGE];             /* seconds per stage */
 };
 
-static double s_now(void)
-{
-    return s_bench_now();
-}
-
 /* The global adapter's configuration: LoRA rank 8 on fc1, tensors A [8, P/16], B [P/16, 8]. */
 static void s_meta(struct fl_adapter_meta *am, const uint8_t base_hash[FL_HASH_BYTES])
 {
@@ -129,8 +124,8 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     Fedtl__UpdateBody *body = NULL;
     struct fl_adapter_file af = {0};
     int rc;
-    double t0 = s_now(), t1;
-#define S_LAP(stage) (t1 = s_now(), st[stage] += t1 - t0, t0 = t1)
+    double t0 = fl_now_s(), t1;
+#define S_LAP(stage) (t1 = fl_now_s(), st[stage] += t1 - t0, t0 = t1)
     rc = fl_wire_decode(buf, len, &env);
     S_LAP(S_DEC);
     if (rc || env->body_case != FEDTL__ENVELOPE__BODY_UPDATE)
@@ -173,7 +168,7 @@ out:
                 fl_error_msg());
         r->failed = 1;
     }
-    t0 = s_now();
+    t0 = fl_now_s();
     /* The coordinator's wipes: every decrypted copy. */
     for (size_t i = 0; i < af.ntensors; i++)
         if (af.tensors[i].owned) /* else it lies in the body's adapter bytes */
@@ -195,7 +190,7 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
 {
     if (sodium_init() < 0)
         return 1;
-    char *dir = s_fed_tmpdir("ingest");
+    char *dir = fl_test_tmpdir("ingest");
     if (!dir)
         return 1;
     struct s_run r;
@@ -217,7 +212,7 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
         else
             keys[i] = id;
     }
-    s_fed_rmtree(dir);
+    fl_test_rmtree(dir);
     free(dir);
     if (rc) {
         fprintf(stderr, "bench_ingest: keys: %s\n", fl_error_msg());
@@ -250,12 +245,12 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
     for (long i = 0; i < k; i++)
         bytes += (double)r.pool_len[i % npool];
 
-    double t0 = s_now();
+    double t0 = fl_now_s();
     for (long i = 0; i < k && !r.failed; i++)
         s_ingest_one(&r, i, r.stage);
     if (fl_strategy_finish(r.strategy, r.global, S_NT))
         r.failed = 1;
-    double secs = s_now() - t0;
+    double secs = fl_now_s() - t0;
 
     long hwm = s_fed_status_kb("VmHWM:");
     struct rusage ru;
@@ -355,26 +350,26 @@ static void s_primitives(size_t len)
     double v[4][7];
     size_t m = len - crypto_aead_xchacha20poly1305_ietf_ABYTES;
     for (int r = 0; r < 7; r++) {
-        double t = s_now();
+        double t = fl_now_s();
         crypto_generichash(h, sizeof h, a, len, NULL, 0);
-        v[0][r] = len / (s_now() - t) / 1e9;
+        v[0][r] = len / (fl_now_s() - t) / 1e9;
         crypto_aead_xchacha20poly1305_ietf_encrypt(b, NULL, a, m, NULL, 0, NULL, nonce, key);
-        t = s_now();
+        t = fl_now_s();
         if (crypto_aead_xchacha20poly1305_ietf_decrypt(a, NULL, NULL, b, len, NULL, 0, nonce,
                                                        key) != 0)
             v[1][r] = 0;
         else
-            v[1][r] = len / (s_now() - t) / 1e9;
-        t = s_now();
+            v[1][r] = len / (fl_now_s() - t) / 1e9;
+        t = fl_now_s();
         memcpy(b, a, len);
-        v[2][r] = len / (s_now() - t) / 1e9;
+        v[2][r] = len / (fl_now_s() - t) / 1e9;
         v[3][r] = 0;
         if (crypto_aead_aes256gcm_is_available()) {
             uint8_t n2[crypto_aead_aes256gcm_NPUBBYTES] = {0};
             crypto_aead_aes256gcm_encrypt(b, NULL, a, m, NULL, 0, NULL, n2, key);
-            t = s_now();
+            t = fl_now_s();
             if (crypto_aead_aes256gcm_decrypt(a, NULL, NULL, b, len, NULL, 0, n2, key) == 0)
-                v[3][r] = len / (s_now() - t) / 1e9;
+                v[3][r] = len / (fl_now_s() - t) / 1e9;
         }
     }
     printf("bench=primitives bytes=%zu blake2b_gbps=%.3f xchacha20poly1305_open_gbps=%.3f "

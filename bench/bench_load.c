@@ -247,7 +247,7 @@ static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
     h.samples = 100;
     env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
     env.hello = &h;
-    b->hello_at = s_bench_now();
+    b->hello_at = fl_now_s();
     return fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
 }
 
@@ -304,7 +304,7 @@ struct s_child {
 static void s_on_envelope(struct s_child *ch, struct s_br *b, Fedtl__Envelope *env)
 {
     struct s_report *rep = ch->rep;
-    double now = s_bench_now();
+    double now = fl_now_s();
     switch (env->body_case) {
     case FEDTL__ENVELOPE__BODY_WELCOME:
         if (!b->welcomed) {
@@ -360,7 +360,7 @@ static void s_on_envelope(struct s_child *ch, struct s_br *b, Fedtl__Envelope *e
 /* Re-send Hello to the unwelcomed after 5 beats; heartbeat the welcomed every beat. */
 static void s_child_tick(struct s_child *ch, double beat_s, double *next_beat)
 {
-    double now = s_bench_now();
+    double now = fl_now_s();
     if (now < *next_beat)
         return;
     for (int i = 0; i < ch->nb; i++) {
@@ -381,8 +381,8 @@ static void s_child_tick(struct s_child *ch, double beat_s, double *next_beat)
 static void s_child_loop(struct s_child *ch, zmq_pollitem_t *items, double beat_s, double t_end)
 {
     struct s_report *rep = ch->rep;
-    double next_beat = s_bench_now() + beat_s;
-    while (rep->finals < ch->nb && s_bench_now() < t_end) {
+    double next_beat = fl_now_s() + beat_s;
+    while (rep->finals < ch->nb && fl_now_s() < t_end) {
         if (zmq_poll(items, ch->nb, 100) < 0 && errno != EINTR)
             break;
         for (int i = 0; i < ch->nb; i++) {
@@ -465,7 +465,7 @@ static long s_field(const char *line, const char *key)
 
 static void s_watch_line(struct s_watch *w, const char *line, int nb)
 {
-    double now = s_bench_now();
+    double now = fl_now_s();
     if (strstr(line, "level=warn"))
         w->warn++;
     if (strstr(line, "level=error"))
@@ -639,7 +639,7 @@ static int s_reap_children(int procs, pid_t *kids, int *fds, struct s_report *su
         struct s_report r;
         ssize_t got = read(fds[p], &r, sizeof r);
         close(fds[p]);
-        int st = s_fed_wait(kids[p], timeout_s);
+        int st = fl_test_wait(kids[p], timeout_s);
         ok += st == 0;
         if (got != (ssize_t)sizeof r)
             continue;
@@ -671,7 +671,7 @@ static int s_reap_children(int procs, pid_t *kids, int *fds, struct s_report *su
 /* Wait for the federation to finish (or time out), following the log and /proc. */
 static void s_follow(struct s_watch *w, const char *logp, int nb, double t_end)
 {
-    while (s_bench_now() < t_end) {
+    while (fl_now_s() < t_end) {
         s_watch_log(w, logp, nb);
         s_watch_proc(w);
         if (w->fed_done || waitpid(w->pid, NULL, WNOHANG) == w->pid)
@@ -684,8 +684,8 @@ static void s_follow(struct s_watch *w, const char *logp, int nb, double t_end)
 
 static bool s_wait_started(const char *logp, pid_t pid, double timeout_s)
 {
-    double end = s_bench_now() + timeout_s;
-    while (s_bench_now() < end) {
+    double end = fl_now_s() + timeout_s;
+    while (fl_now_s() < end) {
         char *buf = NULL;
         size_t len = 0;
         if (fl_fs_read_file(logp, 1 << 20, (unsigned char **)&buf, &len) == 0) {
@@ -784,7 +784,7 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
     snprintf(logp, sizeof logp, "%s/coord.log", dir);
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s/fedtl' keygen --out hq --name hq >/dev/null", dir,
              bin);
-    double t0 = s_bench_now();
+    double t0 = fl_now_s();
     struct fl_identity *ids = s_make_keys(o->branches, allow);
     uint8_t base_hash[FL_HASH_BYTES];
     struct fl_identity *hq = NULL;
@@ -797,9 +797,9 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
     }
     fl_allowlist_t *al = fl_allowlist_load(allow);
     printf("bench=load_setup keys=%d allow_list_keys=%zu keygen_s=%.3f\n", o->branches,
-           fl_allowlist_size(al), s_bench_now() - t0);
+           fl_allowlist_size(al), fl_now_s() - t0);
     fl_allowlist_destroy(&al);
-    int port = s_fed_free_port();
+    int port = fl_test_free_port();
     char ep[64], coord[1100], s_rounds[16], s_n[16], s_hb[16], s_dl[16];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
@@ -846,11 +846,11 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
                 "branches + %d it needs: connections will be refused (raise the hard limit: "
                 "ulimit -Hn / prlimit / LimitNOFILE)\n",
                 coord_nofile, o->branches, S_FD_SLACK);
-    double t_end = s_bench_now() + 120 + o->rounds * (o->deadline_s + 30.0);
+    double t_end = fl_now_s() + 120 + o->rounds * (o->deadline_s + 30.0);
     pid_t kids[S_MAXPROCS];
     int fds[S_MAXPROCS];
     w.ovf0 = s_listen_overflows();
-    double t_fork = s_bench_now();
+    double t_fork = fl_now_s();
     if (s_fork_children(o, ids, ep, hq, base_hash, t_end, kids, fds) != 0) {
         perror("bench_load: fork");
         kill(w.pid, SIGKILL);
@@ -866,7 +866,7 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
     int coord_rc = -1;
     if (waitpid(w.pid, NULL, WNOHANG) == 0) {
         kill(w.pid, SIGTERM);
-        coord_rc = s_fed_wait(w.pid, 20);
+        coord_rc = fl_test_wait(w.pid, 20);
     }
     s_watch_log(&w, logp, o->branches);
     bool pass = false;
@@ -928,11 +928,11 @@ int main(int argc, char **argv)
     }
     char bin[1024];
     s_fed_bin_dir(bin, sizeof bin);
-    char *dir = s_fed_tmpdir("load");
+    char *dir = fl_test_tmpdir("load");
     if (!dir)
         return 1;
     int rc = s_run(&o, bin, dir, soft, hard);
-    s_fed_rmtree(dir);
+    fl_test_rmtree(dir);
     free(dir);
     return rc;
 }

@@ -204,7 +204,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     struct fl_identity *hq = fl_identity_load(hqkey);
     if (!hq)
         return -1;
-    int port = s_fed_free_port();
+    int port = fl_test_free_port();
     char ep[64], coord[1100], s_rounds[16], s_cpr[16];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
@@ -234,7 +234,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
          t = strtok_r(NULL, " ", &save))
         argv[argc++] = t;
     argv[argc] = NULL;
-    pid_t pid = s_fed_spawn(argv, logp);
+    pid_t pid = fl_test_spawnv(argv, logp);
     if (pid < 0)
         return -1;
 
@@ -259,8 +259,8 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     int welcomed = 0, finals = 0;
     double cpu0[3] = {0}, cpu1[3] = {0};
     bool last_hello = false;
-    double t_end = s_bench_now() + 60 + rounds * 5.0, next_beat = s_bench_now() + 0.5;
-    while (finals < nb && s_bench_now() < t_end) {
+    double t_end = fl_now_s() + 60 + rounds * 5.0, next_beat = fl_now_s() + 0.5;
+    while (finals < nb && fl_now_s() < t_end) {
         if (!last_hello && welcomed == nb - 1) {
             /* Everyone else is registered: the next Hello starts round 1. */
             s_fed_cpu(pid, &cpu0[0], &cpu0[1], &cpu0[2]);
@@ -269,7 +269,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
         }
         if (zmq_poll(items, nb, 100) < 0 && errno != EINTR)
             break;
-        double now = s_bench_now();
+        double now = fl_now_s();
         for (int i = 0; i < nb; i++) {
             if (!(items[i].revents & ZMQ_POLLIN))
                 continue;
@@ -304,7 +304,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                 case FEDTL__ENVELOPE__BODY_RECEIPT: {
                     uint32_t rn = env->receipt->round;
                     if (rn >= 1 && rn <= (uint32_t)rounds) {
-                        rt[rn].last_receipt = s_bench_now();
+                        rt[rn].last_receipt = fl_now_s();
                         if (env->receipt->accepted)
                             rt[rn].accepted++;
                         else
@@ -347,7 +347,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                 finals, nb, logp);
         goto out;
     }
-    int st = s_fed_wait(pid, 20);
+    int st = fl_test_wait(pid, 20);
     pid = -1;
     if (st != 0)
         fprintf(stderr, "bench_round: coordinator exited with %d\n", st);
@@ -406,7 +406,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
 out:
     if (pid > 0) {
         kill(pid, SIGTERM);
-        s_fed_wait(pid, 10);
+        fl_test_wait(pid, 10);
     }
     for (int i = 0; i < nb; i++) {
         if (br[i].sock)
@@ -450,7 +450,7 @@ int main(int argc, char **argv)
     s_fed_machine(stdout);
     char bin[1024];
     s_fed_bin_dir(bin, sizeof bin);
-    char *dir = s_fed_tmpdir("round");
+    char *dir = fl_test_tmpdir("round");
     if (!dir || s_fed_keys(bin, dir, "b", nb) != 0)
         return 1;
     struct s_result res[64];
@@ -479,7 +479,7 @@ int main(int argc, char **argv)
         printf("  traffic per round                  %8.1f KiB in, %.1f KiB out\n", res[0].kb_in,
                res[0].kb_out);
     }
-    s_fed_rmtree(dir);
+    fl_test_rmtree(dir);
     free(dir);
     return ok == reps ? 0 : 1;
 }

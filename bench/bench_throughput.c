@@ -81,7 +81,7 @@ static void *s_gemm_worker(void *arg)
 static double s_gemm_batch(struct s_gemm_job *jobs, int t, int reps)
 {
     pthread_t tid[S_MAX_THREADS];
-    double t0 = s_bench_now();
+    double t0 = fl_now_s();
     for (int i = 0; i < t; i++) {
         jobs[i].reps = reps;
         if (i > 0 && pthread_create(&tid[i], NULL, s_gemm_worker, &jobs[i]) != 0)
@@ -90,7 +90,7 @@ static double s_gemm_batch(struct s_gemm_job *jobs, int t, int reps)
     s_gemm_worker(&jobs[0]);
     for (int i = 1; i < t; i++)
         pthread_join(tid[i], NULL);
-    return s_bench_now() - t0;
+    return fl_now_s() - t0;
 }
 
 static double s_bench_gemm_once(struct s_gemm_job *jobs, int t)
@@ -122,8 +122,8 @@ static double s_gemm_gflops(const struct s_shape *s, int t, double budget, doubl
     double flop = 2.0 * s->m * s->n * s->k * t;
     double one = s_bench_gemm_once(jobs, t);
     int reps = one > 0.02 ? 1 : (int)(0.02 / (one > 1e-7 ? one : 1e-7)) + 1;
-    double t_end = s_bench_now() + budget;
-    while (nr < 256 && (nr < 3 || s_bench_now() < t_end)) {
+    double t_end = fl_now_s() + budget;
+    while (nr < 256 && (nr < 3 || fl_now_s() < t_end)) {
         double dt = s_gemm_batch(jobs, t, reps);
         if (dt <= 0)
             break;

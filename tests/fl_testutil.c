@@ -1,6 +1,9 @@
-/* Helpers shared by the Criterion tests. */
+/* The harness for running fedtl's real programs (tests and benchmarks). */
 #include "fl_testutil.h"
+#include "fl_time.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +24,7 @@ char *fl_test_tmpdir(const char *tag)
 
 void fl_test_rmtree(const char *path)
 {
-    if (!path || strlen(path) < 8)
+    if (!path || strlen(path) < 8 || getenv("FEDTL_KEEP_TMP"))
         return;
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
@@ -71,25 +74,40 @@ int fl_test_run(const char *cmd, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-pid_t fl_test_spawn(const char *cmd, const char *log_path)
+/* In a child just forked: stdout and stderr appended to log_path. */
+static void s_redirect(const char *log_path)
 {
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
     int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
         close(fd);
     }
+}
+
+pid_t fl_test_spawn(const char *cmd, const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    s_redirect(log_path);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+}
+
+pid_t fl_test_spawnv(char *const argv[], const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    s_redirect(log_path);
+    execv(argv[0], argv);
     _exit(127);
 }
 
 int fl_test_wait(pid_t pid, double timeout_s)
 {
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double end = fl_now_s() + timeout_s;
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -97,14 +115,29 @@ int fl_test_wait(pid_t pid, double timeout_s)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (r < 0)
             return -1;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) * 1e-9 > timeout_s) {
+        if (fl_now_s() > end) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             return -1;
         }
         usleep(20000);
     }
+}
+
+int fl_test_free_port(void)
+{
+    int fallback = 20000 + (int)(getpid() % 20000);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fallback;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    int port = fallback;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
 }
 
 char *fl_test_slurp(const char *path)

@@ -1,4 +1,6 @@
-/* Helpers shared by the Criterion tests: scratch directories and running the real binaries. */
+/* The one harness for running fedtl's real programs, shared by the Criterion tests and the
+ * benchmarks: scratch directories, shell commands, processes started in the background and
+ * waited for with a time-out, free loopback ports, reading what they wrote. */
 #ifndef FL_TESTUTIL_H
 #define FL_TESTUTIL_H
 
@@ -7,7 +9,7 @@
 /* Create a fresh temporary directory under $TMPDIR (or /tmp); returns a static-lifetime
  * malloc'd path the caller frees. */
 char *fl_test_tmpdir(const char *tag);
-/* Remove a directory tree (rm -rf). */
+/* Remove a directory tree (rm -rf); kept when FEDTL_KEEP_TMP is set, for a post-mortem. */
 void fl_test_rmtree(const char *path);
 /* Path join into a malloc'd string. */
 char *fl_test_path(const char *dir, const char *name);
@@ -20,9 +22,14 @@ int fl_test_run(const char *cmd, char **out);
 /* Start `cmd` (through /bin/sh) in the background, stdout+stderr appended to log_path.
  * Returns its pid, or -1. */
 pid_t fl_test_spawn(const char *cmd, const char *log_path);
+/* Start argv[0] with arguments argv (NULL-terminated, no shell) in the background, stdout and
+ * stderr appended to log_path. Returns its pid, or -1. */
+pid_t fl_test_spawnv(char *const argv[], const char *log_path);
 /* Wait up to timeout_s for pid; returns its exit status, 128+signal when killed by one, or
  * -1 on time-out (the process is then killed). */
 int fl_test_wait(pid_t pid, double timeout_s);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int fl_test_free_port(void);
 /* Read a whole text file (malloc'd, NUL-terminated) or NULL. */
 char *fl_test_slurp(const char *path);
 /* Count occurrences of needle in the file at path. */
