@@ -7,6 +7,7 @@
 #include "fl_error.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
+#include "fl_modelio.h"
 #include "fl_rng.h"
 #include "fl_time.h"
 #include "fl_train.h"
@@ -46,22 +47,13 @@ static inline int s_bench_random_base(const char *path, const char *arch_name, i
         return FL_ENOMEM;
     if ((rc = fl_model_set_norm(m, &mean, &std, 1)) != 0)
         goto out_destroy;
-    size_t n = fl_model_ntensors(m, FL_SET_BASE);
-    struct fl_tensor *ts = calloc(n, sizeof *ts);
-    if (!ts) {
-        rc = FL_ENOMEM;
-        goto out_destroy;
-    }
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_BASE, i);
     struct fl_base_meta meta;
     memset(&meta, 0, sizeof meta);
     snprintf(meta.data_desc, sizeof meta.data_desc, "bench: random weights");
     meta.nclasses = classes;
     for (int i = 0; i < classes; i++)
         meta.class_ids[i] = i;
-    rc = fl_base_write(path, &arch, &meta, ts, n, NULL);
-    free(ts);
+    rc = fl_model_write_base(m, &meta, path, NULL);
     if (rc == 0)
         rc = fl_base_read(path, bf);
 out_destroy:

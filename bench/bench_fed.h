@@ -6,6 +6,8 @@
 #define FEDTL_BENCH_FED_H
 
 #include "bench_common.h"
+#include "fl_net.h"
+#include "fl_seal.h"
 #include "fl_testutil.h"
 
 #include <dirent.h>
@@ -59,6 +61,32 @@ static inline int s_fed_keys(const char *bin, const char *dir, const char *prefi
              ">/dev/null || exit 1; cp %s$i.pub allow/; done",
              dir, bin, n - 1, bin, prefix, prefix, prefix);
     return s_fed_sh(cmd);
+}
+
+/* Answer a task as a branch of federation fed would, on its DEALER sock: the task's adapter
+ * bytes unchanged with fixed metrics, sealed and signed now by id. flags: 0 or ZMQ_DONTWAIT. */
+static inline int s_fed_answer(void *sock, const struct fl_identity *id, const char *fed,
+                               const Fedtl__RoundTask *t, const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
+                               const uint8_t base_hash[FL_HASH_BYTES], int flags)
+{
+    Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
+    body.adapter = t->adapter;
+    body.samples = 100;
+    body.train_loss = 0.5f;
+    body.eval_loss = 0.6f;
+    body.eval_accuracy = 0.75f;
+    body.eval_samples = 10;
+    uint8_t *plain = NULL;
+    size_t plain_len;
+    struct fl_sealed sealed = {0};
+    int rc = fl_wire_encode_body(&body, &plain, &plain_len);
+    if (rc == 0)
+        rc = fl_seal_update(id, hq_box_pk, fed, t->round, base_hash, plain, plain_len, &sealed);
+    if (rc == 0)
+        rc = fl_net_send_update(sock, &sealed, flags, NULL);
+    free(plain);
+    fl_sealed_free(&sealed);
+    return rc;
 }
 
 /* CPU time of a process from /proc: *all_s over every thread (utime + stime of

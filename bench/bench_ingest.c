@@ -100,14 +100,8 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     if ((rc = fl_wire_encode_body(&body, &plain, &plain_len)) == 0)
         rc = fl_seal_update(who, r->hq->box_pk, S_FED, S_ROUND, r->base_hash, plain, plain_len,
                             &sealed);
-    if (rc == 0) {
-        Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-        Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-        fl_wire_sealed_put(&sealed, &u);
-        env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
-        env.update = &u;
-        rc = fl_wire_encode(&env, out, out_len);
-    }
+    if (rc == 0)
+        rc = fl_wire_encode_update(&sealed, out, out_len);
     free(abuf);
     free(plain);
     fl_sealed_free(&sealed);

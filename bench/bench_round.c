@@ -37,27 +37,14 @@ struct s_rt {
     int accepted, rejected;       /* receipts */
 };
 
+/* A random mlp base of input size in_dim written to path; its content hash to hash. */
 static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES])
 {
-    struct fl_arch a;
-    int rc = fl_arch_builtin("mlp", in_dim, 10, &a);
-    if (rc)
-        return rc;
-    fl_model_t *m = fl_model_new(&a, 5);
-    if (!m)
-        return FL_ENOMEM;
-    size_t n = fl_model_ntensors(m, FL_SET_BASE);
-    struct fl_tensor *ts = calloc(n, sizeof *ts);
-    for (size_t i = 0; ts && i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_BASE, i);
-    struct fl_base_meta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.nclasses = 10;
-    for (int i = 0; i < 10; i++)
-        meta.class_ids[i] = i;
-    rc = ts ? fl_base_write(path, &a, &meta, ts, n, hash) : FL_ENOMEM;
-    free(ts);
-    fl_model_destroy(&m);
+    struct fl_base_file bf = {0};
+    int rc = s_bench_random_base(path, "mlp", in_dim, 10, 0.0f, 1.0f, &bf);
+    if (rc == 0)
+        memcpy(hash, bf.hash, FL_HASH_BYTES);
+    fl_base_close(&bf);
     return rc;
 }
 
@@ -72,38 +59,6 @@ static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
     env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     return fl_net_send(b->sock, NULL, 0, &env, 0, NULL);
-}
-
-/* Answer a task: the task's adapter bytes unchanged, sealed and signed now. */
-static int s_answer(struct s_br *b, const Fedtl__RoundTask *t,
-                    const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
-                    const uint8_t base_hash[FL_HASH_BYTES])
-{
-    Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
-    body.adapter = t->adapter;
-    body.samples = 100;
-    body.train_loss = 0.5f;
-    body.eval_loss = 0.6f;
-    body.eval_accuracy = 0.75f;
-    body.eval_samples = 10;
-    uint8_t *plain = NULL;
-    size_t plain_len;
-    struct fl_sealed sealed = {0};
-    int rc = fl_wire_encode_body(&body, &plain, &plain_len);
-    if (rc == 0)
-        rc =
-            fl_seal_update(b->id, hq_box_pk, S_FED, t->round, base_hash, plain, plain_len, &sealed);
-    if (rc == 0) {
-        Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-        Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-        fl_wire_sealed_put(&sealed, &u);
-        env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
-        env.update = &u;
-        rc = fl_net_send(b->sock, NULL, 0, &env, 0, NULL);
-    }
-    free(plain);
-    fl_sealed_free(&sealed);
-    return rc;
 }
 
 /* Ledger: duration_s of every aggregated round into d (at most max); the count. */
@@ -297,7 +252,8 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                         x->last_task = now;
                     }
                     br[i].round = rn;
-                    if (s_answer(&br[i], env->task, hq->box_pk, base_hash) != 0)
+                    if (s_fed_answer(br[i].sock, br[i].id, S_FED, env->task, hq->box_pk, base_hash,
+                                     0) != 0)
                         fprintf(stderr, "bench_round: answer failed: %s\n", fl_error_msg());
                     break;
                 }

@@ -161,17 +161,10 @@ static void s_base(const struct fl_arch *arch, const char *name)
     meta.nclasses = 3;
     for (int i = 0; i < 3; i++)
         meta.class_ids[i] = i;
-    size_t n = fl_model_ntensors(m, FL_SET_BASE);
-    struct fl_tensor *ts = calloc(n, sizeof *ts);
-    if (!ts)
-        exit(1);
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_BASE, i);
     char path[1024];
     snprintf(path, sizeof path, "%s/base/%s", s_out, name);
-    if (fl_base_write(path, fl_model_arch(m), &meta, ts, n, NULL) != 0)
+    if (fl_model_write_base(m, &meta, path, NULL) != 0)
         s_die(path);
-    free(ts);
     fl_model_destroy(&m);
 }
 
@@ -195,20 +188,15 @@ static void s_adapter(const struct fl_base_file *bf, enum fl_adapter_kind kind, 
     fl_model_t *m = fl_model_from_base(bf, "mlp.ftm", &am);
     if (!m)
         s_die("fl_model_from_base");
-    size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
-    struct fl_tensor *ts = calloc(n ? n : 1, sizeof *ts);
-    if (!ts)
-        exit(1);
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_ADAPTER, i);
     /* Non-zero values, so a round trip that loses data shows. */
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < fl_tensor_numel(&ts[i]); j++)
-            if (ts[i].data[j] == 0.0f)
-                ts[i].data[j] = 0.001f * (float)(j + 1);
-    if (fl_adapter_pack(fl_model_adapter_meta(m), ts, n, buf, len) != 0)
-        s_die("fl_adapter_pack");
-    free(ts);
+    for (size_t i = 0; i < fl_model_ntensors(m, FL_SET_ADAPTER); i++) {
+        struct fl_tensor *t = fl_model_tensor(m, FL_SET_ADAPTER, i);
+        for (size_t j = 0; j < fl_tensor_numel(t); j++)
+            if (t->data[j] == 0.0f)
+                t->data[j] = 0.001f * (float)(j + 1);
+    }
+    if (fl_model_pack_adapter(m, fl_model_adapter_meta(m)->round, buf, len) != 0)
+        s_die("fl_model_pack_adapter");
     fl_model_destroy(&m);
 }
 

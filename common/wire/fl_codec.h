@@ -36,6 +36,8 @@ const char *fl_wire_bye_name(int code);
 
 /* Point u's fields at s (no copies: s must outlive u's use). */
 void fl_wire_sealed_put(const struct fl_sealed *s, Fedtl__SealedUpdate *u);
+/* A whole Envelope frame carrying the sealed update s, in a malloc'd *buf (caller frees). */
+int fl_wire_encode_update(const struct fl_sealed *s, uint8_t **buf, size_t *len);
 /* The sealed update u as trust's plain struct: the small fields copied, the ciphertext
  * borrowed from u (so *s must not be fl_sealed_free'd, and u must outlive it). FL_EFORMAT when
  * a field has the wrong length (fl_wire_decode has already refused such a message). */

@@ -111,6 +111,16 @@ int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelop
     return 0;
 }
 
+int fl_net_send_update(void *sock, const struct fl_sealed *s, int flags, size_t *bytes)
+{
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
+    fl_wire_sealed_put(s, &u);
+    env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
+    env.update = &u;
+    return fl_net_send(sock, NULL, 0, &env, flags, bytes);
+}
+
 /* Drop the rest of a multi-part message. */
 static void s_drain(void *sock)
 {

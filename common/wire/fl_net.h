@@ -23,6 +23,8 @@ void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *serv
  * is gone). *bytes (may be NULL) gets the frame size. */
 int fl_net_send(void *sock, const uint8_t *peer, size_t peer_len, Fedtl__Envelope *env, int flags,
                 size_t *bytes);
+/* Send the sealed update s in an Envelope (on a DEALER); same contract as fl_net_send. */
+int fl_net_send_update(void *sock, const struct fl_sealed *s, int flags, size_t *bytes);
 /* Receive one message without waiting. On a ROUTER the routing id goes to peer/peer_len.
  * Returns 0 with *env (fl_wire_free it), 1 when nothing is waiting, or a negative FL_E code
  * for a frame that was read but is bad (the message says why; the frame is consumed). */
