@@ -2,21 +2,17 @@
 #include "fl_branch.h"
 #include "fl_basecache.h"
 #include "fl_codec.h"
-#include "fl_data.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
-#include "fl_model.h"
+#include "fl_localtrain.h"
 #include "fl_modelfile.h"
-#include "fl_modelio.h"
 #include "fl_net.h"
 #include "fl_seal.h"
 #include "fl_time.h"
-#include "fl_train.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +39,7 @@ struct fl_branch {
     struct fl_pubkey coord;          /* the coordinator's public key */
     char out_path[PATH_MAX];         /* where the final adapter goes */
     char endpoint_id[FL_KEY_ID_LEN]; /* short id of our key, for logs */
-    uint64_t split_seed;             /* train/holdout split seed (from our key) */
-    struct fl_dataset data;          /* local records before class selection (freed after) */
-    struct fl_dataset train, test;   /* the split, once the classes are known */
-    bool prepared;                   /* train/test hold the classes below */
-    int nclasses;                    /* classes selected */
-    int32_t classes[FL_MAX_CLASSES]; /* their original labels */
+    fl_localtrain_t *local;          /* the local records and the training step */
     /* the session */
     void *ctx, *sock, *mon;            /* ZeroMQ context, DEALER, monitor PAIR */
     fl_basecache_t *cache;             /* the base cache */
@@ -87,10 +78,6 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
         fl_error_set("coordinator, coordinator key, key, data and cache dir are required");
         return NULL;
     }
-    if (!(cfg->holdout >= 0.0 && cfg->holdout < 1.0)) {
-        fl_error_set("holdout %g is not in [0, 1)", cfg->holdout);
-        return NULL;
-    }
     fl_branch_t *self = calloc(1, sizeof *self);
     if (!self) {
         fl_error_set("out of memory");
@@ -105,17 +92,18 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
         goto out_fail;
     if (fl_pubkey_load(cfg->coordinator_key, &self->coord) != 0)
         goto out_fail;
-    if (fl_dataset_load(&self->data, cfg->data, cfg->labels) != 0)
-        goto out_fail;
-    if (self->data.n == 0) {
-        fl_error_set("%s: no records", cfg->data);
-        goto out_fail;
-    }
     fl_key_id(self->id->sign_pk, self->endpoint_id);
-    for (int i = 0; i < 8; i++)
-        self->split_seed |= (uint64_t)self->id->sign_pk[i] << (8 * i);
     self->heartbeat_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : S_DEFAULT_HEARTBEAT;
     self->progress_tty = cfg->progress && isatty(STDERR_FILENO);
+    struct fl_localtrain_config lc = {.data = cfg->data,
+                                      .labels = cfg->labels,
+                                      .holdout = cfg->holdout,
+                                      .keep_dir = cfg->keep_updates,
+                                      .progress = self->progress_tty};
+    for (int i = 0; i < 8; i++) /* the split is the branch's own: seeded from its key */
+        lc.split_seed |= (uint64_t)self->id->sign_pk[i] << (8 * i);
+    if (!(self->local = fl_localtrain_new(&lc)))
+        goto out_fail;
     return self;
 out_fail:
     fl_branch_destroy(&self);
@@ -141,9 +129,7 @@ void fl_branch_destroy(fl_branch_t **self_p)
     s_disconnect(self);
     fl_basecache_destroy(&self->cache);
     fl_base_close(&self->base);
-    fl_dataset_free(&self->data);
-    fl_dataset_free(&self->train);
-    fl_dataset_free(&self->test);
+    fl_localtrain_destroy(&self->local);
     fl_identity_destroy(&self->id);
     free(self);
     *self_p = NULL;
@@ -154,6 +140,8 @@ void fl_branch_print(const fl_branch_t *self, FILE *out)
     const struct fl_branch_config *c = &self->cfg;
     char cid[FL_KEY_ID_LEN];
     fl_key_id(self->coord.sign_pk, cid);
+    struct fl_localtrain_info li;
+    fl_localtrain_info(self->local, &li);
     fprintf(out, "fedtl-client configuration OK\n");
     fprintf(out, "  branch           %s (key %s, %s)\n", self->id->name, self->endpoint_id, c->key);
     fprintf(out, "  coordinator      %s (key %s %s, %s)\n", c->coordinator, cid, self->coord.name,
@@ -161,8 +149,7 @@ void fl_branch_print(const fl_branch_t *self, FILE *out)
     fprintf(out, "  transport        %s\n",
             c->insecure ? "plaintext (--insecure)" : "CURVE, coordinator key pinned");
     fprintf(out, "  data             %s%s%s: %zu records, %zu features, %d classes\n", c->data,
-            c->labels ? " + " : "", c->labels ? c->labels : "", self->data.n, self->data.dim,
-            (int)self->data.num_classes);
+            c->labels ? " + " : "", c->labels ? c->labels : "", li.records, li.dim, li.classes);
     fprintf(out, "  holdout          %.3g\n", c->holdout);
     fprintf(out, "  cache            %s\n", c->cache_dir);
     fprintf(out, "  final adapter    %s\n", self->out_path);
@@ -212,7 +199,9 @@ static int s_send(fl_branch_t *self, Fedtl__Envelope *env, const char *what, siz
 
 static size_t s_samples(const fl_branch_t *self)
 {
-    return self->prepared ? self->train.n : self->data.n;
+    struct fl_localtrain_info li;
+    fl_localtrain_info(self->local, &li);
+    return li.samples;
 }
 
 static void s_send_hello(fl_branch_t *self, uint64_t now)
@@ -294,11 +283,9 @@ static void s_send_requests(fl_branch_t *self, uint64_t now)
 /* The base is open: it must take our records as input. */
 static int s_base_ready(fl_branch_t *self, uint64_t now)
 {
-    const struct fl_arch *a = &self->base.arch;
-    size_t in = (size_t)a->in_h * (size_t)a->in_w * (size_t)a->in_c;
-    if (in != self->data.dim)
-        return fl_fail(FL_EMISMATCH, "%s has %zu features per record, the base (%s) takes %zu",
-                       self->cfg.data, self->data.dim, a->name, in);
+    int rc = fl_localtrain_check_base(self->local, &self->base);
+    if (rc)
+        return rc;
     self->have_base = true;
     s_rehello(self, now);
     return 0;
@@ -491,91 +478,6 @@ out_close:
 
 /* ---- a round ---- */
 
-/* Keep the records of the adapter's classes and split them (once per class list). */
-static int s_prepare_data(fl_branch_t *self, const struct fl_adapter_meta *am)
-{
-    if (self->prepared && self->nclasses == am->num_classes &&
-        memcmp(self->classes, am->class_ids, sizeof(int32_t) * (size_t)am->num_classes) == 0)
-        return 0;
-    int rc;
-    if (self->prepared) { /* another class list: start again from the file */
-        fl_dataset_free(&self->train);
-        fl_dataset_free(&self->test);
-        self->prepared = false;
-        if ((rc = fl_dataset_load(&self->data, self->cfg.data, self->cfg.labels)) != 0)
-            return rc;
-    }
-    size_t total = self->data.n;
-    if ((rc = fl_dataset_select_classes(&self->data, am->class_ids, am->num_classes)) != 0)
-        return rc;
-    fl_log(FL_LOG_INFO, "data_selected", "classes=%d records=%zu of=%zu", am->num_classes,
-           self->data.n, total);
-    if (self->data.n == 0)
-        return fl_fail(FL_EMISMATCH, "%s: no records of the federation's classes", self->cfg.data);
-    if ((rc = fl_dataset_split(&self->data, self->cfg.holdout, self->split_seed, &self->train,
-                               &self->test)) != 0)
-        return rc;
-    if (self->train.n == 0) {
-        fl_dataset_free(&self->test);
-        return fl_fail(FL_EMISMATCH, "%s: no training records left after the holdout",
-                       self->cfg.data);
-    }
-    fl_dataset_free(&self->data);
-    self->data.dim = self->train.dim; /* kept for the summary and the base check */
-    self->data.n = self->train.n + self->test.n;
-    self->nclasses = am->num_classes;
-    memcpy(self->classes, am->class_ids, sizeof(int32_t) * (size_t)am->num_classes);
-    self->prepared = true;
-    return 0;
-}
-
-static bool s_params_ok(const Fedtl__TrainParams *p)
-{
-    return p->epochs >= 1 && p->epochs <= 10000 && p->batch >= 1 && p->batch <= (1u << 20) &&
-           isfinite(p->lr) && p->lr > 0.0f && p->lr < 100.0f;
-}
-
-/* The trained adapter, encoded as an UpdateBody, in malloc'd *body (caller wipes). */
-static int s_encode_body(const fl_branch_t *self, fl_model_t *m, uint32_t round,
-                         const struct fl_epoch_stats *st, const struct fl_eval *ev, size_t train_n,
-                         uint8_t **body, size_t *body_len)
-{
-    size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
-    struct fl_tensor *ts = calloc(n ? n : 1, sizeof *ts);
-    if (!ts)
-        return fl_fail(FL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_ADAPTER, i);
-    struct fl_adapter_meta meta = *fl_model_adapter_meta(m);
-    meta.round = round;
-    uint8_t *adapter = NULL;
-    size_t adapter_len = 0;
-    int rc = fl_adapter_pack(&meta, ts, n, &adapter, &adapter_len);
-    free(ts);
-    if (rc)
-        return rc;
-    if (self->cfg.keep_updates) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/round-%u.fta", self->cfg.keep_updates, round);
-        if (fl_fs_mkdirs(self->cfg.keep_updates, 0700) != 0 ||
-            fl_fs_write_file(path, adapter, adapter_len, 0600) != 0)
-            fl_log(FL_LOG_WARN, "keep_update_failed", "path=%s reason=\"%s\"", path,
-                   fl_error_msg());
-    }
-    Fedtl__UpdateBody b = FEDTL__UPDATE_BODY__INIT;
-    b.adapter.data = adapter;
-    b.adapter.len = adapter_len;
-    b.samples = train_n;
-    b.train_loss = (float)st->loss;
-    b.eval_loss = (float)ev->loss;
-    b.eval_accuracy = (float)ev->accuracy;
-    b.eval_samples = ev->n;
-    rc = fl_wire_encode_body(&b, body, body_len);
-    sodium_memzero(adapter, adapter_len);
-    free(adapter);
-    return rc;
-}
-
 static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body, size_t len,
                          size_t *bytes)
 {
@@ -595,38 +497,23 @@ static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body,
 }
 
 /* Train the task's adapter and send the sealed update. Errors here skip the round. */
-static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t, struct fl_adapter_file *a,
-                      const char *origin)
+static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
 {
     uint64_t t0 = (uint64_t)fl_now_ms();
-    int rc = s_prepare_data(self, &a->meta);
-    if (rc)
-        return rc;
-    fl_model_t *m = fl_model_from_base(&self->base, self->base_path, &a->meta);
-    if (!m)
-        return FL_EINVAL;
-    if ((rc = fl_model_set_adapter(m, a, origin)) != 0)
-        goto out_destroy;
-    struct fl_train_opts o;
-    fl_train_opts_default(&o);
-    o.epochs = (int)t->params->epochs;
-    o.batch = (int)t->params->batch;
-    o.lr = t->params->lr;
-    o.seed = t->params->seed;
-    o.progress = self->progress_tty;
-    char label[32];
-    snprintf(label, sizeof label, "round %u", t->round);
-    o.label = label;
-    struct fl_epoch_stats st = {0};
-    struct fl_eval ev = {0};
-    if ((rc = fl_train(m, &self->train, &o, NULL, NULL, &st)) != 0)
-        goto out_destroy;
-    if (self->test.n > 0 && (rc = fl_evaluate(m, &self->test, &ev)) != 0)
-        goto out_destroy;
+    struct fl_localtrain_task task = {.round = t->round,
+                                      .adapter = t->adapter.data,
+                                      .adapter_len = t->adapter.len,
+                                      .epochs = t->params->epochs,
+                                      .batch = t->params->batch,
+                                      .lr = t->params->lr,
+                                      .seed = t->params->seed};
+    struct fl_localtrain_metrics m;
     uint8_t *body = NULL;
     size_t body_len = 0, bytes = 0;
-    if ((rc = s_encode_body(self, m, t->round, &st, &ev, self->train.n, &body, &body_len)) != 0)
-        goto out_destroy;
+    int rc =
+        fl_localtrain_run(self->local, &self->base, self->base_path, &task, &body, &body_len, &m);
+    if (rc)
+        return rc;
     rc = s_send_update(self, t->round, body, body_len, &bytes);
     sodium_memzero(body, body_len);
     free(body);
@@ -634,46 +521,25 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t, struct fl_ad
         fl_log(FL_LOG_INFO, "round",
                "round=%u samples=%zu train_loss=%.4f eval_loss=%.4f "
                "eval_accuracy=%.4f eval_samples=%zu seconds=%.2f bytes=%zu",
-               t->round, self->train.n, st.loss, ev.loss, ev.accuracy, ev.n,
+               t->round, m.samples, m.train_loss, m.eval_loss, m.eval_accuracy, m.eval_samples,
                (double)((uint64_t)fl_now_ms() - t0) / 1000.0, bytes);
-out_destroy:
-    fl_model_destroy(&m);
     return rc;
 }
 
 static int s_on_task(fl_branch_t *self, const Fedtl__RoundTask *t)
 {
-    char origin[64];
-    snprintf(origin, sizeof origin, "coordinator round %u", t->round);
     if (!self->have_base) {
         fl_log(FL_LOG_WARN, "bad_message", "msg=task round=%u error=\"no base yet\"", t->round);
         return 0;
     }
-    if (!s_params_ok(t->params)) {
-        fl_log(FL_LOG_WARN, "bad_message",
-               "msg=task round=%u error=\"bad training parameters "
-               "(epochs %u, batch %u, lr %g)\"",
-               t->round, t->params->epochs, t->params->batch, (double)t->params->lr);
-        return 0;
-    }
-    struct fl_adapter_file a;
-    if (fl_adapter_unpack(t->adapter.data, t->adapter.len, origin, &a) != 0) {
-        fl_log(FL_LOG_WARN, "bad_message", "msg=task round=%u error=\"%s\"", t->round,
-               fl_error_msg());
-        return 0;
-    }
-    int rc = fl_adapter_check_base(&a, origin, self->base.hash, self->base_path);
-    if (rc == 0) {
-        self->round = t->round;
-        fl_log(FL_LOG_INFO, "task", "round=%u epochs=%u batch=%u lr=%g deadline_ms=%llu", t->round,
-               t->params->epochs, t->params->batch, (double)t->params->lr,
-               (unsigned long long)t->deadline_ms);
-        rc = s_run_task(self, t, &a, origin);
-    }
+    self->round = t->round;
+    fl_log(FL_LOG_INFO, "task", "round=%u epochs=%u batch=%u lr=%g deadline_ms=%llu", t->round,
+           t->params->epochs, t->params->batch, (double)t->params->lr,
+           (unsigned long long)t->deadline_ms);
+    int rc = s_run_task(self, t);
     if (rc)
         fl_log(FL_LOG_WARN, "task_failed", "round=%u error=%s msg=\"%s\"", t->round,
                fl_strerror(rc), fl_error_msg());
-    fl_adapter_close(&a);
     /* Training blocked the loop: what the coordinator sent meanwhile is still queued. */
     self->last_heard = self->last_beat = (uint64_t)fl_now_ms();
     return 0;
