@@ -7,24 +7,19 @@
 #include "fl_keys.h"
 #include "fl_localtrain.h"
 #include "fl_modelfile.h"
-#include "fl_net.h"
 #include "fl_seal.h"
 #include "fl_time.h"
+#include "fl_uplink.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 #include <unistd.h>
-#include <zmq.h>
 
-#define S_POLL_MS           50   /* longest wait in zmq_poll */
+#define S_POLL_MS           50   /* longest wait for a message */
 #define S_DEFAULT_HEARTBEAT 1000 /* until a Welcome says otherwise */
 #define S_SILENCE_BEATS     5    /* re-register after this many silent heartbeat intervals */
-#define S_NO_DETAIL_MAX     3    /* handshake failures without detail before giving up */
 #define S_DONE              1    /* a handler's "the run is over" */
 
 enum s_state {
@@ -41,7 +36,7 @@ struct fl_branch {
     char endpoint_id[FL_KEY_ID_LEN]; /* short id of our key, for logs */
     fl_localtrain_t *local;          /* the local records and the training step */
     /* the session */
-    void *ctx, *sock, *mon;            /* ZeroMQ context, DEALER, monitor PAIR */
+    fl_uplink_t *up;                   /* the connection to the coordinator */
     fl_basecache_t *cache;             /* the base cache */
     enum s_state state;                /* where the protocol is */
     bool welcomed;                     /* offer and federation are known */
@@ -56,7 +51,6 @@ struct fl_branch {
     uint64_t last_heard;               /* ms: last message from the coordinator */
     uint64_t last_hello, last_beat;    /* ms: last Hello / Heartbeat sent */
     uint64_t lost_since;               /* ms: entered S_HELLO */
-    int no_detail;                     /* handshake failures without detail in a row */
     uint64_t dl_start, dl_from;        /* download start (ms) and its first offset */
     uint64_t progress_at;              /* ms: last progress line */
     bool progress_tty;                 /* draw progress (stderr is a terminal) */
@@ -110,23 +104,12 @@ out_fail:
     return NULL;
 }
 
-static void s_disconnect(fl_branch_t *self)
-{
-    if (self->mon)
-        zmq_close(self->mon);
-    if (self->sock)
-        zmq_close(self->sock);
-    if (self->ctx)
-        zmq_ctx_term(self->ctx);
-    self->mon = self->sock = self->ctx = NULL;
-}
-
 void fl_branch_destroy(fl_branch_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     fl_branch_t *self = *self_p;
-    s_disconnect(self);
+    fl_uplink_destroy(&self->up);
     fl_basecache_destroy(&self->cache);
     fl_base_close(&self->base);
     fl_localtrain_destroy(&self->local);
@@ -163,39 +146,7 @@ void fl_branch_print(const fl_branch_t *self, FILE *out)
         fprintf(out, "  connect timeout  none\n");
 }
 
-/* DEALER to the coordinator and a monitor on it for handshake failures. */
-static int s_connect(fl_branch_t *self)
-{
-    if (!(self->ctx = zmq_ctx_new()))
-        return fl_fail(FL_EIO, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
-    if (self->cfg.insecure)
-        fl_log(FL_LOG_WARN, "insecure",
-               "msg=\"CURVE is off: traffic to the coordinator is plaintext\"");
-    self->sock = fl_net_dealer(self->ctx, self->id, self->cfg.insecure ? NULL : self->coord.box_pk,
-                               self->cfg.coordinator);
-    if (!self->sock)
-        return FL_EIO;
-    char addr[64];
-    snprintf(addr, sizeof addr, "inproc://fedtl-client-monitor-%p", (void *)self);
-    int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                 ZMQ_EVENT_DISCONNECTED;
-    if (zmq_socket_monitor(self->sock, addr, events) != 0 ||
-        !(self->mon = zmq_socket(self->ctx, ZMQ_PAIR)) || zmq_connect(self->mon, addr) != 0)
-        return fl_fail(FL_EIO, "cannot monitor the socket: %s", zmq_strerror(errno));
-    return 0;
-}
-
 /* ---- sending ---- */
-
-static int s_send(fl_branch_t *self, Fedtl__Envelope *env, const char *what, size_t *bytes)
-{
-    int rc = fl_net_send(self->sock, NULL, 0, env, ZMQ_DONTWAIT, bytes);
-    if (rc)
-        fl_log(FL_LOG_WARN, "send_failed", "msg=%s error=\"%s\"", what,
-               rc == FL_EIO ? zmq_strerror(errno) : fl_error_msg());
-    return rc;
-}
 
 static size_t s_samples(const fl_branch_t *self)
 {
@@ -206,25 +157,9 @@ static size_t s_samples(const fl_branch_t *self)
 
 static void s_send_hello(fl_branch_t *self, uint64_t now)
 {
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Hello h = FEDTL__HELLO__INIT;
-    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
-    h.branch_key.data = self->id->sign_pk;
-    h.branch_key.len = FL_SIGN_PK_BYTES;
-    char name[FL_NODE_NAME_MAX];
-    snprintf(name, sizeof name, "%s", self->id->name);
-    h.name = name;
-    h.samples = s_samples(self);
-    if (self->have_base) {
-        h.base_hash.data = self->base.hash;
-        h.base_hash.len = FL_HASH_BYTES;
-    }
     self->hello_had_base = self->have_base;
     self->last_hello = now;
-    if (s_send(self, &env, "hello", NULL) == 0)
-        fl_log(FL_LOG_DEBUG, "hello", "ready=%s samples=%llu", self->have_base ? "yes" : "no",
-               (unsigned long long)h.samples);
+    fl_uplink_hello(self->up, s_samples(self), self->have_base ? self->base.hash : NULL);
 }
 
 /* Wait for a Welcome again (re-register, or ask to be marked ready). */
@@ -236,26 +171,10 @@ static void s_rehello(fl_branch_t *self, uint64_t now)
     s_send_hello(self, now);
 }
 
-static void s_send_bye(fl_branch_t *self, Fedtl__ByeCode code, const char *reason)
-{
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Bye b = FEDTL__BYE__INIT;
-    env.body_case = FEDTL__ENVELOPE__BODY_BYE;
-    env.bye = &b;
-    b.code = code;
-    b.reason = (char *)reason;
-    s_send(self, &env, "bye", NULL);
-}
-
 static void s_send_heartbeat(fl_branch_t *self, uint64_t now)
 {
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Heartbeat hb = FEDTL__HEARTBEAT__INIT;
-    env.body_case = FEDTL__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    hb.round = self->round;
     self->last_beat = now;
-    s_send(self, &env, "heartbeat", NULL);
+    fl_uplink_heartbeat(self->up, self->round);
 }
 
 static void s_send_requests(fl_branch_t *self, uint64_t now)
@@ -263,15 +182,7 @@ static void s_send_requests(fl_branch_t *self, uint64_t now)
     uint64_t offset;
     uint32_t credit;
     while (fl_basecache_next_request(self->cache, now, &offset, &credit)) {
-        Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-        Fedtl__BaseRequest r = FEDTL__BASE_REQUEST__INIT;
-        env.body_case = FEDTL__ENVELOPE__BODY_BASE_REQUEST;
-        env.base_request = &r;
-        r.base_hash.data = self->offer.hash;
-        r.base_hash.len = FL_HASH_BYTES;
-        r.offset = offset;
-        r.credit = credit;
-        if (s_send(self, &env, "base_request", NULL) != 0) {
+        if (fl_uplink_base_request(self->up, self->offer.hash, offset, credit) != 0) {
             fl_basecache_restart(self->cache); /* ask again on the next tick */
             return;
         }
@@ -469,7 +380,7 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
     s_hex12(a.hash, h);
     fl_log(FL_LOG_INFO, "final", "round=%u path=%s adapter=%s bytes=%zu", f->round, self->out_path,
            h, f->adapter.len);
-    s_send_bye(self, FEDTL__BYE_CODE__BYE_DONE, "branch done");
+    fl_uplink_bye(self->up, FEDTL__BYE_CODE__BYE_DONE, "branch done");
     rc = S_DONE;
 out_close:
     fl_adapter_close(&a);
@@ -486,12 +397,7 @@ static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body,
                             body, len, &sealed);
     if (rc)
         return rc;
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
-    env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
-    env.update = &u;
-    fl_wire_sealed_put(&sealed, &u);
-    rc = s_send(self, &env, "update", bytes);
+    rc = fl_uplink_update(self->up, &sealed, bytes);
     fl_sealed_free(&sealed);
     return rc;
 }
@@ -582,14 +488,10 @@ static int s_on_socket(fl_branch_t *self)
     for (;;) {
         Fedtl__Envelope *env = NULL;
         size_t bytes = 0;
-        int rc = fl_net_recv(self->sock, false, NULL, NULL, &env, &bytes);
-        if (rc == 1)
+        int rc = fl_uplink_recv(self->up, &env, &bytes);
+        if (rc == 1 || rc == FL_EIO) /* nothing more, or a socket error (logged) */
             return 0;
         uint64_t now = (uint64_t)fl_now_ms();
-        if (rc == FL_EIO) {
-            fl_log(FL_LOG_WARN, "recv_failed", "error=\"%s\"", zmq_strerror(errno));
-            return 0;
-        }
         self->last_heard = now;
         if (rc < 0) {
             fl_log(FL_LOG_WARN, "bad_message", "bytes=%zu error=\"%s\"", bytes, fl_error_msg());
@@ -599,66 +501,6 @@ static int s_on_socket(fl_branch_t *self)
         fl_wire_free(&env);
         if (rc != 0)
             return rc;
-    }
-}
-
-/* A monitor event: handshake failures are fatal (not enrolled, wrong key). */
-static int s_on_monitor(fl_branch_t *self)
-{
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&m);
-        return 0;
-    }
-    uint16_t event = 0;
-    uint32_t value = 0;
-    if (zmq_msg_size(&m) >= 6) {
-        memcpy(&event, zmq_msg_data(&m), 2);
-        memcpy(&value, (uint8_t *)zmq_msg_data(&m) + 2, 4);
-    }
-    bool more = zmq_msg_more(&m);
-    zmq_msg_close(&m);
-    if (more) { /* the endpoint frame */
-        zmq_msg_init(&m);
-        zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT);
-        zmq_msg_close(&m);
-    }
-    const char *ep = self->cfg.coordinator;
-    switch (event) {
-    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-        self->no_detail = 0;
-        fl_log(FL_LOG_DEBUG, "connected", "endpoint=%s", ep);
-        return 0;
-    case ZMQ_EVENT_DISCONNECTED:
-        fl_log(FL_LOG_INFO, "disconnected", "endpoint=%s", ep);
-        return 0;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-        if (value == 300) {
-            fl_log(FL_LOG_WARN, "handshake_retry", "endpoint=%s zap_status=300", ep);
-            return 0;
-        }
-        return fl_fail(FL_ECRYPTO,
-                       "the coordinator at %s refused our key %s (ZAP status %u): this branch is "
-                       "not enrolled (its .pub is not in the allow-list) or was revoked",
-                       ep, self->endpoint_id, value);
-    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        return fl_fail(FL_ECRYPTO, "handshake with %s failed (ZMTP protocol error 0x%x): %s", ep,
-                       value,
-                       self->cfg.insecure ? "is the coordinator also --insecure?"
-                                          : "wrong --coordinator-key, or the coordinator runs "
-                                            "--insecure");
-    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        fl_log(FL_LOG_WARN, "handshake_failed", "endpoint=%s errno=%u", ep, value);
-        if (++self->no_detail >= S_NO_DETAIL_MAX)
-            return fl_fail(FL_ECRYPTO,
-                           "handshake with %s failed %d times in a row: wrong "
-                           "--coordinator-key%s?",
-                           ep, self->no_detail,
-                           self->cfg.insecure ? " or only one side --insecure" : "");
-        return 0;
-    default:
-        return 0;
     }
 }
 
@@ -687,46 +529,53 @@ static int s_on_tick(fl_branch_t *self, uint64_t now)
     return 0;
 }
 
+/* Messages and time until the run ends (S_DONE), *stop is set (0) or a fatal error. */
+static int s_loop(fl_branch_t *self, volatile sig_atomic_t *stop)
+{
+    int rc = 0;
+    while (rc == 0 && !(stop && *stop)) {
+        bool readable = false;
+        rc = fl_uplink_wait(self->up, S_POLL_MS, &readable);
+        if (rc == 1) { /* a signal: look at *stop again */
+            rc = 0;
+            continue;
+        }
+        if (rc == 0 && readable)
+            rc = s_on_socket(self);
+        if (rc == 0)
+            rc = s_on_tick(self, (uint64_t)fl_now_ms());
+    }
+    return rc;
+}
+
 int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
 {
     int rc = 0;
     if (!self->cache && !(self->cache = fl_basecache_new(self->cfg.cache_dir, self->coord.sign_pk)))
         return FL_EIO;
-    if ((rc = s_connect(self)) != 0)
-        goto out_disconnect;
+    self->up = fl_uplink_new(self->id, self->cfg.insecure ? NULL : self->coord.box_pk,
+                             self->cfg.coordinator);
+    if (!self->up) {
+        rc = FL_EIO;
+        goto out_close;
+    }
     uint64_t now = (uint64_t)fl_now_ms();
     fl_log(FL_LOG_INFO, "start", "branch=%s key=%s coordinator=%s samples=%zu", self->id->name,
            self->endpoint_id, self->cfg.coordinator, s_samples(self));
     self->state = S_HELLO;
     self->lost_since = self->last_heard = now;
     s_send_hello(self, now);
-    while (rc == 0 && !(stop && *stop)) {
-        zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->mon, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, S_POLL_MS) < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = fl_fail(FL_EIO, "poll failed: %s", zmq_strerror(errno));
-            break;
-        }
-        if (items[1].revents & ZMQ_POLLIN)
-            rc = s_on_monitor(self);
-        if (rc == 0 && (items[0].revents & ZMQ_POLLIN))
-            rc = s_on_socket(self);
-        if (rc == 0)
-            rc = s_on_tick(self, (uint64_t)fl_now_ms());
-    }
+    rc = s_loop(self, stop);
     if (rc == 0) { /* stopped */
         fl_log(FL_LOG_INFO, "stop", "msg=\"branch stopping\"");
-        s_send_bye(self, FEDTL__BYE_CODE__BYE_STOPPING, "branch stopping");
+        fl_uplink_bye(self->up, FEDTL__BYE_CODE__BYE_STOPPING, "branch stopping");
     }
     if (rc == S_DONE)
         rc = 0;
-    if (rc == 0) { /* let the Bye leave */
-        int linger = 500;
-        zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
-    }
-out_disconnect:
-    s_disconnect(self);
+    if (rc == 0)
+        fl_uplink_linger(self->up, 500); /* let the Bye leave */
+out_close:
+    fl_uplink_destroy(&self->up);
     fl_basecache_destroy(&self->cache);
     return rc;
 }
