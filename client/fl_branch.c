@@ -1,4 +1,6 @@
-/* fl_branch: the branch's protocol state machine. */
+/* fl_branch: the branch's protocol loop. Its registration rules are fl_presence's, its socket
+ * fl_uplink's, the base's download fl_basecache's and its training fl_localtrain's; this file
+ * ties them to the messages. */
 #include "fl_branch.h"
 #include "fl_basecache.h"
 #include "fl_codec.h"
@@ -7,6 +9,7 @@
 #include "fl_keys.h"
 #include "fl_localtrain.h"
 #include "fl_modelfile.h"
+#include "fl_presence.h"
 #include "fl_seal.h"
 #include "fl_time.h"
 #include "fl_uplink.h"
@@ -17,16 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S_POLL_MS           50   /* longest wait for a message */
-#define S_DEFAULT_HEARTBEAT 1000 /* until a Welcome says otherwise */
-#define S_SILENCE_BEATS     5    /* re-register after this many silent heartbeat intervals */
-#define S_DONE              1    /* a handler's "the run is over" */
-
-enum s_state {
-    S_HELLO,    /* waiting for a Welcome (not registered, or asked to be marked ready) */
-    S_DOWNLOAD, /* registered, fetching the base */
-    S_READY     /* registered with the base: heartbeats, tasks */
-};
+#define S_POLL_MS 50 /* longest wait for a message */
+#define S_DONE    1  /* a handler's "the run is over" */
 
 struct fl_branch {
     struct fl_branch_config cfg;     /* as given (strings borrowed) */
@@ -35,22 +30,16 @@ struct fl_branch {
     char out_path[PATH_MAX];         /* where the final adapter goes */
     char endpoint_id[FL_KEY_ID_LEN]; /* short id of our key, for logs */
     fl_localtrain_t *local;          /* the local records and the training step */
-    /* the session */
+    fl_presence_t *presence;         /* registration, heartbeats, re-registration */
+    /* while running */
     fl_uplink_t *up;                   /* the connection to the coordinator */
     fl_basecache_t *cache;             /* the base cache */
-    enum s_state state;                /* where the protocol is */
     bool welcomed;                     /* offer and federation are known */
     char federation[FL_NODE_NAME_MAX]; /* from Welcome */
     struct fl_base_offer offer;        /* the base the coordinator offers */
     uint32_t round;                    /* latest round seen */
-    int heartbeat_ms;                  /* in use */
-    bool have_base;                    /* base is open and verified against offer */
-    struct fl_base_file base;          /* the base, mapped */
+    struct fl_base_file base;          /* the base, mapped (once fl_presence_has_base) */
     char base_path[PATH_MAX];          /* its file */
-    bool hello_had_base;               /* the last Hello said we hold the base */
-    uint64_t last_heard;               /* ms: last message from the coordinator */
-    uint64_t last_hello, last_beat;    /* ms: last Hello / Heartbeat sent */
-    uint64_t lost_since;               /* ms: entered S_HELLO */
     uint64_t dl_start, dl_from;        /* download start (ms) and its first offset */
     uint64_t progress_at;              /* ms: last progress line */
     bool progress_tty;                 /* draw progress (stderr is a terminal) */
@@ -62,6 +51,40 @@ static void s_hex12(const uint8_t hash[FL_HASH_BYTES], char out[FL_KEY_ID_LEN])
     fl_hash_hex(hash, hex);
     memcpy(out, hex, 12);
     out[12] = '\0';
+}
+
+/* ---- sending ---- */
+
+static size_t s_samples(const fl_branch_t *self)
+{
+    struct fl_localtrain_info li;
+    fl_localtrain_info(self->local, &li);
+    return li.samples;
+}
+
+/* fl_presence's callbacks. */
+static void s_send_hello(void *arg, bool with_base)
+{
+    fl_branch_t *self = arg;
+    fl_uplink_hello(self->up, s_samples(self), with_base ? self->base.hash : NULL);
+}
+
+static void s_send_heartbeat(void *arg)
+{
+    fl_branch_t *self = arg;
+    fl_uplink_heartbeat(self->up, self->round);
+}
+
+static void s_send_requests(fl_branch_t *self, uint64_t now)
+{
+    uint64_t offset;
+    uint32_t credit;
+    while (fl_basecache_next_request(self->cache, now, &offset, &credit)) {
+        if (fl_uplink_base_request(self->up, self->offer.hash, offset, credit) != 0) {
+            fl_basecache_restart(self->cache); /* ask again on the next tick */
+            return;
+        }
+    }
 }
 
 /* ---- set-up ---- */
@@ -87,7 +110,6 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
     if (fl_pubkey_load(cfg->coordinator_key, &self->coord) != 0)
         goto out_fail;
     fl_key_id(self->id->sign_pk, self->endpoint_id);
-    self->heartbeat_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : S_DEFAULT_HEARTBEAT;
     self->progress_tty = cfg->progress && isatty(STDERR_FILENO);
     struct fl_localtrain_config lc = {.data = cfg->data,
                                       .labels = cfg->labels,
@@ -97,6 +119,14 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
     for (int i = 0; i < 8; i++) /* the split is the branch's own: seeded from its key */
         lc.split_seed |= (uint64_t)self->id->sign_pk[i] << (8 * i);
     if (!(self->local = fl_localtrain_new(&lc)))
+        goto out_fail;
+    struct fl_presence_config pc = {.peer = cfg->coordinator,
+                                    .heartbeat_ms = cfg->heartbeat_ms,
+                                    .connect_timeout_s = cfg->connect_timeout_s,
+                                    .send_hello = s_send_hello,
+                                    .send_heartbeat = s_send_heartbeat,
+                                    .arg = self};
+    if (!(self->presence = fl_presence_new(&pc)))
         goto out_fail;
     return self;
 out_fail:
@@ -112,6 +142,7 @@ void fl_branch_destroy(fl_branch_t **self_p)
     fl_uplink_destroy(&self->up);
     fl_basecache_destroy(&self->cache);
     fl_base_close(&self->base);
+    fl_presence_destroy(&self->presence);
     fl_localtrain_destroy(&self->local);
     fl_identity_destroy(&self->id);
     free(self);
@@ -146,49 +177,6 @@ void fl_branch_print(const fl_branch_t *self, FILE *out)
         fprintf(out, "  connect timeout  none\n");
 }
 
-/* ---- sending ---- */
-
-static size_t s_samples(const fl_branch_t *self)
-{
-    struct fl_localtrain_info li;
-    fl_localtrain_info(self->local, &li);
-    return li.samples;
-}
-
-static void s_send_hello(fl_branch_t *self, uint64_t now)
-{
-    self->hello_had_base = self->have_base;
-    self->last_hello = now;
-    fl_uplink_hello(self->up, s_samples(self), self->have_base ? self->base.hash : NULL);
-}
-
-/* Wait for a Welcome again (re-register, or ask to be marked ready). */
-static void s_rehello(fl_branch_t *self, uint64_t now)
-{
-    if (self->state != S_HELLO)
-        self->lost_since = now;
-    self->state = S_HELLO;
-    s_send_hello(self, now);
-}
-
-static void s_send_heartbeat(fl_branch_t *self, uint64_t now)
-{
-    self->last_beat = now;
-    fl_uplink_heartbeat(self->up, self->round);
-}
-
-static void s_send_requests(fl_branch_t *self, uint64_t now)
-{
-    uint64_t offset;
-    uint32_t credit;
-    while (fl_basecache_next_request(self->cache, now, &offset, &credit)) {
-        if (fl_uplink_base_request(self->up, self->offer.hash, offset, credit) != 0) {
-            fl_basecache_restart(self->cache); /* ask again on the next tick */
-            return;
-        }
-    }
-}
-
 /* ---- the base ---- */
 
 /* The base is open: it must take our records as input. */
@@ -197,8 +185,7 @@ static int s_base_ready(fl_branch_t *self, uint64_t now)
     int rc = fl_localtrain_check_base(self->local, &self->base);
     if (rc)
         return rc;
-    self->have_base = true;
-    s_rehello(self, now);
+    fl_presence_base_ready(self->presence, now);
     return 0;
 }
 
@@ -242,7 +229,6 @@ static int s_acquire_base(fl_branch_t *self, uint64_t now)
         int rc = fl_basecache_begin(self->cache, &self->offer, now); /* same hash: restart */
         if (rc < 0)
             return rc;
-        self->state = S_DOWNLOAD;
         return rc == 1 ? s_finish_download(self, now) : 0;
     }
     fl_basecache_path(self->cache, self->offer.hash, ".ftm", self->base_path,
@@ -258,7 +244,6 @@ static int s_acquire_base(fl_branch_t *self, uint64_t now)
     fl_basecache_progress(self->cache, &have, &size);
     self->dl_start = now;
     self->dl_from = have;
-    self->state = S_DOWNLOAD;
     char h[FL_KEY_ID_LEN];
     s_hex12(self->offer.hash, h);
     fl_log(FL_LOG_INFO, "base_download", "base=%s size=%llu offset=%llu chunk=%u", h,
@@ -272,6 +257,7 @@ static int s_on_welcome(fl_branch_t *self, const Fedtl__Welcome *w, uint64_t now
 {
     bool base_changed =
         self->welcomed && memcmp(self->offer.hash, w->base_hash.data, FL_HASH_BYTES) != 0;
+    bool drop_base = base_changed && fl_presence_has_base(self->presence);
     snprintf(self->federation, sizeof self->federation, "%s", w->federation);
     memcpy(self->offer.hash, w->base_hash.data, FL_HASH_BYTES);
     memcpy(self->offer.signature, w->base_signature.data, FL_SIG_BYTES);
@@ -279,34 +265,23 @@ static int s_on_welcome(fl_branch_t *self, const Fedtl__Welcome *w, uint64_t now
     self->offer.chunk_size = w->chunk_size;
     self->round = w->round;
     self->welcomed = true;
-    if (self->cfg.heartbeat_ms <= 0 && w->heartbeat_ms > 0)
-        self->heartbeat_ms =
-            w->heartbeat_ms < 50 ? 50 : (int)(w->heartbeat_ms > 600000 ? 600000 : w->heartbeat_ms);
-    fl_basecache_set_stall_ms(
-        self->cache, (uint64_t)(2 * self->heartbeat_ms < 1000 ? 1000 : 2 * self->heartbeat_ms));
+    if (drop_base)
+        fl_presence_base_lost(self->presence);
+    enum fl_presence_next next = fl_presence_welcome(self->presence, now, w->heartbeat_ms);
+    int hb = fl_presence_heartbeat_ms(self->presence);
+    fl_basecache_set_stall_ms(self->cache, (uint64_t)(2 * hb < 1000 ? 1000 : 2 * hb));
     char h[FL_KEY_ID_LEN];
     s_hex12(self->offer.hash, h);
     fl_log(FL_LOG_INFO, "welcome", "federation=%s round=%u base=%s heartbeat_ms=%d",
-           self->federation, self->round, h, self->heartbeat_ms);
-    if (base_changed && self->have_base) {
+           self->federation, self->round, h, hb);
+    if (drop_base) {
         fl_log(FL_LOG_WARN, "base_changed", "base=%s", h);
         fl_base_close(&self->base);
-        self->have_base = false;
     }
-    if (self->have_base) {
-        if (self->hello_had_base) {
-            if (self->state != S_READY)
-                fl_log(FL_LOG_INFO, "ready", "federation=%s round=%u samples=%zu", self->federation,
-                       self->round, s_samples(self));
-            self->state = S_READY;
-            self->last_beat = now;
-            return 0;
-        }
-        s_rehello(self, now);
-        return 0;
-    }
-    self->state = S_DOWNLOAD;
-    return s_acquire_base(self, now);
+    if (next == FL_PRESENCE_READY)
+        fl_log(FL_LOG_INFO, "ready", "federation=%s round=%u samples=%zu", self->federation,
+               self->round, s_samples(self));
+    return next == FL_PRESENCE_FETCH ? s_acquire_base(self, now) : 0;
 }
 
 static int s_on_chunk(fl_branch_t *self, const Fedtl__BaseChunk *c, uint64_t now)
@@ -325,28 +300,28 @@ static int s_on_bye(fl_branch_t *self, const Fedtl__Bye *b, uint64_t now)
 {
     fl_log(FL_LOG_WARN, "coordinator_bye", "code=%s reason=\"%s\"", fl_wire_bye_name(b->code),
            b->reason);
-    switch (b->code) {
-    case FEDTL__BYE_CODE__BYE_SAY_HELLO:
-        /* The coordinator does not know us (it restarted or forgot us). */
-        if (self->state != S_HELLO || now - self->last_hello >= (uint64_t)self->heartbeat_ms)
-            s_rehello(self, now); /* once per interval: queued heartbeats each draw a Bye */
-        return 0;
-    case FEDTL__BYE_CODE__BYE_NOT_ENROLLED:
-    case FEDTL__BYE_CODE__BYE_REVOKED:
-        return fl_fail(FL_ECRYPTO, "the coordinator refused this branch (%s): %s",
-                       fl_wire_bye_name(b->code), b->reason);
-    case FEDTL__BYE_CODE__BYE_SHUTDOWN:
-        /* Keep registering until it is back or the connect timeout passes. */
-        if (self->state != S_HELLO)
-            self->lost_since = now;
-        self->state = S_HELLO;
-        self->last_hello = now;
-        return 0;
-    default: /* a branch's codes, from a coordinator: ignore */
-        fl_log(FL_LOG_WARN, "bad_message", "msg=bye error=\"code %s from the coordinator\"",
-               fl_wire_bye_name(b->code));
-        return 0;
+    return fl_presence_bye(self->presence, b->code, b->reason, now);
+}
+
+static void s_on_receipt(const Fedtl__UpdateReceipt *r)
+{
+    if (r->accepted)
+        fl_log(FL_LOG_INFO, "receipt", "round=%u accepted=yes", r->round);
+    else
+        fl_log(FL_LOG_WARN, "receipt", "round=%u accepted=no reason=\"%s\"", r->round, r->reason);
+}
+
+/* Write the final adapter where it goes, creating its directory. */
+static int s_save_final(const fl_branch_t *self, const uint8_t *buf, size_t len)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", self->out_path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        fl_fs_mkdirs(dir, 0755);
     }
+    return fl_fs_write_file(self->out_path, buf, len, 0644);
 }
 
 static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
@@ -367,14 +342,7 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
         rc = 0;
         goto out_close;
     }
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", self->out_path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        fl_fs_mkdirs(dir, 0755);
-    }
-    if ((rc = fl_fs_write_file(self->out_path, f->adapter.data, f->adapter.len, 0644)) != 0)
+    if ((rc = s_save_final(self, f->adapter.data, f->adapter.len)) != 0)
         goto out_close;
     char h[FL_KEY_ID_LEN];
     s_hex12(a.hash, h);
@@ -389,6 +357,8 @@ out_close:
 
 /* ---- a round ---- */
 
+/* Seal body for round (signed by us, to the coordinator, bound to the federation and the
+ * base) and send it. */
 static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body, size_t len,
                          size_t *bytes)
 {
@@ -434,7 +404,7 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
 
 static int s_on_task(fl_branch_t *self, const Fedtl__RoundTask *t)
 {
-    if (!self->have_base) {
+    if (!fl_presence_has_base(self->presence)) {
         fl_log(FL_LOG_WARN, "bad_message", "msg=task round=%u error=\"no base yet\"", t->round);
         return 0;
     }
@@ -447,7 +417,7 @@ static int s_on_task(fl_branch_t *self, const Fedtl__RoundTask *t)
         fl_log(FL_LOG_WARN, "task_failed", "round=%u error=%s msg=\"%s\"", t->round,
                fl_strerror(rc), fl_error_msg());
     /* Training blocked the loop: what the coordinator sent meanwhile is still queued. */
-    self->last_heard = self->last_beat = (uint64_t)fl_now_ms();
+    fl_presence_resume(self->presence, (uint64_t)fl_now_ms());
     return 0;
 }
 
@@ -465,11 +435,7 @@ static int s_dispatch(fl_branch_t *self, Fedtl__Envelope *env, uint64_t now)
     case FEDTL__ENVELOPE__BODY_TASK:
         return s_on_task(self, env->task);
     case FEDTL__ENVELOPE__BODY_RECEIPT:
-        if (env->receipt->accepted)
-            fl_log(FL_LOG_INFO, "receipt", "round=%u accepted=yes", env->receipt->round);
-        else
-            fl_log(FL_LOG_WARN, "receipt", "round=%u accepted=no reason=\"%s\"",
-                   env->receipt->round, env->receipt->reason);
+        s_on_receipt(env->receipt);
         return 0;
     case FEDTL__ENVELOPE__BODY_FINAL:
         return s_on_final(self, env->final);
@@ -492,7 +458,7 @@ static int s_on_socket(fl_branch_t *self)
         if (rc == 1 || rc == FL_EIO) /* nothing more, or a socket error (logged) */
             return 0;
         uint64_t now = (uint64_t)fl_now_ms();
-        self->last_heard = now;
+        fl_presence_heard(self->presence, now);
         if (rc < 0) {
             fl_log(FL_LOG_WARN, "bad_message", "bytes=%zu error=\"%s\"", bytes, fl_error_msg());
             continue;
@@ -504,29 +470,13 @@ static int s_on_socket(fl_branch_t *self)
     }
 }
 
-/* Heartbeats, re-registration, the connect timeout and download credit. */
+/* Time passing: heartbeats, re-registration, the connect timeout and download credit. */
 static int s_on_tick(fl_branch_t *self, uint64_t now)
 {
-    uint64_t hb = (uint64_t)self->heartbeat_ms;
-    if (self->state == S_HELLO) {
-        uint64_t limit = (uint64_t)self->cfg.connect_timeout_s * 1000u;
-        if (limit > 0 && now - self->lost_since > limit)
-            return fl_fail(FL_EIO,
-                           "no answer from %s: wrong --coordinator-key, not enrolled, or "
-                           "coordinator down",
-                           self->cfg.coordinator);
-        if (now - self->last_hello >= S_SILENCE_BEATS * hb)
-            s_send_hello(self, now);
-    } else if (now - self->last_heard > S_SILENCE_BEATS * hb) {
-        fl_log(FL_LOG_WARN, "coordinator_silent", "ms=%llu msg=\"registering again\"",
-               (unsigned long long)(now - self->last_heard));
-        s_rehello(self, now);
-    } else if (now - self->last_beat >= hb) {
-        s_send_heartbeat(self, now);
-    }
-    if (fl_basecache_active(self->cache) && self->state != S_HELLO)
+    int rc = fl_presence_tick(self->presence, now);
+    if (rc == 0 && fl_basecache_active(self->cache) && fl_presence_registered(self->presence))
         s_send_requests(self, now);
-    return 0;
+    return rc;
 }
 
 /* Messages and time until the run ends (S_DONE), *stop is set (0) or a fatal error. */
@@ -559,12 +509,9 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
         rc = FL_EIO;
         goto out_close;
     }
-    uint64_t now = (uint64_t)fl_now_ms();
     fl_log(FL_LOG_INFO, "start", "branch=%s key=%s coordinator=%s samples=%zu", self->id->name,
            self->endpoint_id, self->cfg.coordinator, s_samples(self));
-    self->state = S_HELLO;
-    self->lost_since = self->last_heard = now;
-    s_send_hello(self, now);
+    fl_presence_start(self->presence, (uint64_t)fl_now_ms());
     rc = s_loop(self, stop);
     if (rc == 0) { /* stopped */
         fl_log(FL_LOG_INFO, "stop", "msg=\"branch stopping\"");
