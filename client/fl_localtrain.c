@@ -1,0 +1,248 @@
+/* fl_localtrain: a branch's local training step. */
+#include "fl_localtrain.h"
+#include "fl_codec.h"
+#include "fl_data.h"
+#include "fl_error.h"
+#include "fl_fs.h"
+#include "fl_model.h"
+#include "fl_modelio.h"
+#include "fl_train.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fl_localtrain {
+    struct fl_localtrain_config cfg; /* as given (strings borrowed) */
+    struct fl_dataset data;          /* records before class selection (freed after) */
+    struct fl_dataset train, test;   /* the split, once the classes are known */
+    bool prepared;                   /* train/test hold the classes below */
+    int nclasses;                    /* classes selected */
+    int32_t classes[FL_MAX_CLASSES]; /* their original labels */
+};
+
+fl_localtrain_t *fl_localtrain_new(const struct fl_localtrain_config *cfg)
+{
+    if (!cfg->data) {
+        fl_error_set("no local data given");
+        return NULL;
+    }
+    if (!(cfg->holdout >= 0.0 && cfg->holdout < 1.0)) {
+        fl_error_set("holdout %g is not in [0, 1)", cfg->holdout);
+        return NULL;
+    }
+    fl_localtrain_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        fl_error_set("out of memory");
+        return NULL;
+    }
+    self->cfg = *cfg;
+    if (fl_dataset_load(&self->data, cfg->data, cfg->labels) != 0)
+        goto out_fail;
+    if (self->data.n == 0) {
+        fl_error_set("%s: no records", cfg->data);
+        goto out_fail;
+    }
+    return self;
+out_fail:
+    fl_localtrain_destroy(&self);
+    return NULL;
+}
+
+void fl_localtrain_destroy(fl_localtrain_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    fl_localtrain_t *self = *self_p;
+    fl_dataset_free(&self->data);
+    fl_dataset_free(&self->train);
+    fl_dataset_free(&self->test);
+    free(self);
+    *self_p = NULL;
+}
+
+void fl_localtrain_info(const fl_localtrain_t *self, struct fl_localtrain_info *out)
+{
+    out->records = self->data.n;
+    out->dim = self->data.dim;
+    out->classes = (int)self->data.num_classes;
+    out->samples = self->prepared ? self->train.n : self->data.n;
+}
+
+int fl_localtrain_check_base(const fl_localtrain_t *self, const struct fl_base_file *base)
+{
+    const struct fl_arch *a = &base->arch;
+    size_t in = (size_t)a->in_h * (size_t)a->in_w * (size_t)a->in_c;
+    if (in != self->data.dim)
+        return fl_fail(FL_EMISMATCH, "%s has %zu features per record, the base (%s) takes %zu",
+                       self->cfg.data, self->data.dim, a->name, in);
+    return 0;
+}
+
+/* Keep the records of the adapter's classes and split them (once per class list). */
+static int s_prepare_data(fl_localtrain_t *self, const struct fl_adapter_meta *am)
+{
+    if (self->prepared && self->nclasses == am->num_classes &&
+        memcmp(self->classes, am->class_ids, sizeof(int32_t) * (size_t)am->num_classes) == 0)
+        return 0;
+    int rc;
+    if (self->prepared) { /* another class list: start again from the file */
+        fl_dataset_free(&self->train);
+        fl_dataset_free(&self->test);
+        self->prepared = false;
+        if ((rc = fl_dataset_load(&self->data, self->cfg.data, self->cfg.labels)) != 0)
+            return rc;
+    }
+    size_t total = self->data.n;
+    if ((rc = fl_dataset_select_classes(&self->data, am->class_ids, am->num_classes)) != 0)
+        return rc;
+    fl_log(FL_LOG_INFO, "data_selected", "classes=%d records=%zu of=%zu", am->num_classes,
+           self->data.n, total);
+    if (self->data.n == 0)
+        return fl_fail(FL_EMISMATCH, "%s: no records of the federation's classes", self->cfg.data);
+    if ((rc = fl_dataset_split(&self->data, self->cfg.holdout, self->cfg.split_seed, &self->train,
+                               &self->test)) != 0)
+        return rc;
+    if (self->train.n == 0) {
+        fl_dataset_free(&self->test);
+        return fl_fail(FL_EMISMATCH, "%s: no training records left after the holdout",
+                       self->cfg.data);
+    }
+    fl_dataset_free(&self->data);
+    self->data.dim = self->train.dim; /* kept for the summary and the base check */
+    self->data.n = self->train.n + self->test.n;
+    self->nclasses = am->num_classes;
+    memcpy(self->classes, am->class_ids, sizeof(int32_t) * (size_t)am->num_classes);
+    self->prepared = true;
+    return 0;
+}
+
+static int s_check_params(const struct fl_localtrain_task *t)
+{
+    if (t->epochs >= 1 && t->epochs <= 10000 && t->batch >= 1 && t->batch <= (1u << 20) &&
+        isfinite(t->lr) && t->lr > 0.0f && t->lr < 100.0f)
+        return 0;
+    return fl_fail(FL_EINVAL, "bad training parameters (epochs %u, batch %u, lr %g)", t->epochs,
+                   t->batch, (double)t->lr);
+}
+
+/* The training options of a task: the task sets epochs, batch, learning rate and seed; the
+ * rest (optimiser, momentum, decay, cache budget) is the engine's default. The one place the
+ * branch resolves training defaults. */
+static void s_train_opts(const fl_localtrain_t *self, const struct fl_localtrain_task *t,
+                         const char *label, struct fl_train_opts *o)
+{
+    fl_train_opts_default(o);
+    o->epochs = (int)t->epochs;
+    o->batch = (int)t->batch;
+    o->lr = t->lr;
+    o->seed = t->seed;
+    o->progress = self->cfg.progress;
+    o->label = label;
+}
+
+/* Write the adapter sent for round to keep_dir; a failure is logged, never fatal. */
+static void s_keep(const fl_localtrain_t *self, uint32_t round, const uint8_t *adapter, size_t len)
+{
+    if (!self->cfg.keep_dir)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/round-%u.fta", self->cfg.keep_dir, round);
+    if (fl_fs_mkdirs(self->cfg.keep_dir, 0700) != 0 ||
+        fl_fs_write_file(path, adapter, len, 0600) != 0)
+        fl_log(FL_LOG_WARN, "keep_update_failed", "path=%s reason=\"%s\"", path, fl_error_msg());
+}
+
+/* The trained adapter (its header carrying round) and *m, as an UpdateBody. */
+static int s_encode_body(fl_localtrain_t *self, fl_model_t *model, uint32_t round,
+                         const struct fl_localtrain_metrics *m, uint8_t **body, size_t *body_len)
+{
+    uint8_t *adapter = NULL;
+    size_t adapter_len = 0;
+    int rc = fl_model_pack_adapter(model, round, &adapter, &adapter_len);
+    if (rc)
+        return rc;
+    s_keep(self, round, adapter, adapter_len);
+    Fedtl__UpdateBody b = FEDTL__UPDATE_BODY__INIT;
+    b.adapter.data = adapter;
+    b.adapter.len = adapter_len;
+    b.samples = m->samples;
+    b.train_loss = (float)m->train_loss;
+    b.eval_loss = (float)m->eval_loss;
+    b.eval_accuracy = (float)m->eval_accuracy;
+    b.eval_samples = m->eval_samples;
+    rc = fl_wire_encode_body(&b, body, body_len);
+    sodium_memzero(adapter, adapter_len);
+    free(adapter);
+    return rc;
+}
+
+/* The model of the task: the base with the global adapter loaded, checked to fit. */
+static int s_build_model(const struct fl_base_file *base, const char *base_name,
+                         const struct fl_adapter_file *a, const char *origin, fl_model_t **out)
+{
+    int rc = fl_adapter_check_base(a, origin, base->hash, base_name);
+    if (rc)
+        return rc;
+    fl_model_t *m = fl_model_from_base(base, base_name, &a->meta);
+    if (!m)
+        return FL_EINVAL;
+    if ((rc = fl_model_set_adapter(m, a, origin)) != 0) {
+        fl_model_destroy(&m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+static int s_train(fl_localtrain_t *self, fl_model_t *model, const struct fl_localtrain_task *t,
+                   struct fl_localtrain_metrics *m)
+{
+    char label[32];
+    snprintf(label, sizeof label, "round %u", t->round);
+    struct fl_train_opts o;
+    s_train_opts(self, t, label, &o);
+    struct fl_epoch_stats st = {0};
+    struct fl_eval ev = {0};
+    int rc = fl_train(model, &self->train, &o, NULL, NULL, &st);
+    if (rc == 0 && self->test.n > 0)
+        rc = fl_evaluate(model, &self->test, &ev);
+    *m = (struct fl_localtrain_metrics){.samples = self->train.n,
+                                        .train_loss = st.loss,
+                                        .eval_loss = ev.loss,
+                                        .eval_accuracy = ev.accuracy,
+                                        .eval_samples = ev.n};
+    return rc;
+}
+
+int fl_localtrain_run(fl_localtrain_t *self, const struct fl_base_file *base, const char *base_name,
+                      const struct fl_localtrain_task *task, uint8_t **body, size_t *body_len,
+                      struct fl_localtrain_metrics *metrics)
+{
+    *body = NULL;
+    *body_len = 0;
+    int rc = s_check_params(task);
+    if (rc)
+        return rc;
+    char origin[64];
+    snprintf(origin, sizeof origin, "coordinator round %u", task->round);
+    struct fl_adapter_file a;
+    if ((rc = fl_adapter_unpack(task->adapter, task->adapter_len, origin, &a)) != 0)
+        return rc;
+    fl_model_t *model = NULL;
+    if ((rc = s_build_model(base, base_name, &a, origin, &model)) != 0)
+        goto out_close;
+    struct fl_localtrain_metrics m;
+    if ((rc = s_prepare_data(self, &a.meta)) != 0 || (rc = s_train(self, model, task, &m)) != 0 ||
+        (rc = s_encode_body(self, model, task->round, &m, body, body_len)) != 0)
+        goto out_destroy;
+    if (metrics)
+        *metrics = m;
+out_destroy:
+    fl_model_destroy(&model);
+out_close:
+    fl_adapter_close(&a);
+    return rc;
+}

@@ -1,0 +1,513 @@
+/* fl_localtrain: a branch's training step on its own, with no sockets. A small mlp base
+ * (8 features, 3 classes) written to a scratch directory, local records of 3 separable
+ * classes, and global adapters built in memory as a coordinator would send them. */
+#include "fl_codec.h"
+#include "fl_data.h"
+#include "fl_error.h"
+#include "fl_fs.h"
+#include "fl_localtrain.h"
+#include "fl_model.h"
+#include "fl_modelfile.h"
+#include "fl_modelio.h"
+#include "fl_testutil.h"
+#include "fl_train.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RECORDS  300 /* 100 per class */
+#define FEATURES 8
+
+static char *s_dir;                   /* scratch directory */
+static char s_data[600], s_base[600]; /* local CSV, base file */
+static struct fl_base_file s_bf;      /* the base, open */
+
+/* Class y has its feature y raised: separable, but not at a glance for a fresh head. */
+static void s_write_data(const char *path, int features)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < RECORDS; i++) {
+        int y = i % 3;
+        fprintf(f, "%d", y);
+        for (int j = 0; j < features; j++)
+            fprintf(f, ",%.3f", (j == y ? 1.5 : 0.0) + 0.2 * ((i * 7 + j * 3) % 10) - 0.9);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+}
+
+/* An mlp base with in_dim inputs, weights from seed. */
+static void s_write_base(const char *path, int in_dim, uint64_t seed)
+{
+    struct fl_arch arch;
+    cr_assert_eq(fl_arch_builtin("mlp", in_dim, 3, &arch), 0);
+    fl_model_t *m = fl_model_new(&arch, seed);
+    cr_assert_not_null(m);
+    struct fl_base_meta meta = {.nclasses = 3, .class_ids = {0, 1, 2}, .created_unix = 1};
+    snprintf(meta.data_desc, sizeof meta.data_desc, "test blobs");
+    cr_assert_eq(fl_model_write_base(m, &meta, path, NULL), 0, "%s", fl_error_msg());
+    fl_model_destroy(&m);
+}
+
+static void s_setup(void)
+{
+    s_dir = fl_test_tmpdir("localtrain");
+    cr_assert_not_null(s_dir);
+    snprintf(s_data, sizeof s_data, "%s/data.csv", s_dir);
+    snprintf(s_base, sizeof s_base, "%s/base.ftm", s_dir);
+    s_write_data(s_data, FEATURES);
+    s_write_base(s_base, FEATURES, 1);
+    cr_assert_eq(fl_base_read(s_base, &s_bf), 0, "%s", fl_error_msg());
+}
+
+static void s_teardown(void)
+{
+    fl_base_close(&s_bf);
+    fl_test_rmtree(s_dir);
+    free(s_dir);
+}
+
+TestSuite(fl_localtrain, .init = s_setup, .fini = s_teardown, .timeout = 60);
+
+/* A global adapter for bf over classes {0, 2}: a head, or LoRA on fc1 when lora. */
+static void s_global_adapter(const struct fl_base_file *bf, bool lora, uint8_t **buf, size_t *len)
+{
+    struct fl_adapter_meta am = {.kind = FL_ADAPTER_HEAD, .num_classes = 2, .seed = 5};
+    am.class_ids[0] = 0;
+    am.class_ids[1] = 2;
+    if (lora) {
+        am.kind = FL_ADAPTER_LORA;
+        am.rank = 4;
+        am.alpha = 8.0f;
+        am.ntargets = 1;
+        snprintf(am.targets[0], sizeof am.targets[0], "fc1");
+    }
+    fl_model_t *m = fl_model_from_base(bf, "base", &am);
+    cr_assert_not_null(m, "%s", fl_error_msg());
+    cr_assert_eq(fl_model_pack_adapter(m, 0, buf, len), 0);
+    fl_model_destroy(&m);
+}
+
+static struct fl_localtrain_config s_config(void)
+{
+    return (struct fl_localtrain_config){.data = s_data, .holdout = 0.25, .split_seed = 42};
+}
+
+static struct fl_localtrain_task s_task(const uint8_t *adapter, size_t len)
+{
+    return (struct fl_localtrain_task){.round = 7,
+                                       .adapter = adapter,
+                                       .adapter_len = len,
+                                       .epochs = 5,
+                                       .batch = 16,
+                                       .lr = 0.01f,
+                                       .seed = 3};
+}
+
+static fl_localtrain_t *s_new(const struct fl_localtrain_config *cfg)
+{
+    fl_localtrain_t *lt = fl_localtrain_new(cfg);
+    cr_assert_not_null(lt, "%s", fl_error_msg());
+    return lt;
+}
+
+/* Mean loss of the adapter bytes over the records of classes {0, 2}. */
+static double s_loss(const uint8_t *adapter, size_t len)
+{
+    struct fl_adapter_file a;
+    cr_assert_eq(fl_adapter_unpack(adapter, len, "adapter", &a), 0, "%s", fl_error_msg());
+    fl_model_t *m = fl_model_from_base(&s_bf, "base", &a.meta);
+    cr_assert_not_null(m);
+    cr_assert_eq(fl_model_set_adapter(m, &a, "adapter"), 0, "%s", fl_error_msg());
+    struct fl_dataset ds;
+    cr_assert_eq(fl_dataset_load(&ds, s_data, NULL), 0);
+    cr_assert_eq(fl_dataset_select_classes(&ds, a.meta.class_ids, a.meta.num_classes), 0);
+    struct fl_eval ev;
+    cr_assert_eq(fl_evaluate(m, &ds, &ev), 0);
+    fl_dataset_free(&ds);
+    fl_model_destroy(&m);
+    fl_adapter_close(&a);
+    return ev.loss;
+}
+
+/* The adapter bytes inside an update body; *b keeps them (fl_wire_free_body it). */
+static void s_body_adapter(const uint8_t *body, size_t len, Fedtl__UpdateBody **b)
+{
+    cr_assert_eq(fl_wire_decode_body(body, len, b), 0, "%s", fl_error_msg());
+}
+
+Test(fl_localtrain, training_lowers_the_loss_and_changes_the_adapter)
+{
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&s_bf, true, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_task t = s_task(global, glen);
+    uint8_t *body = NULL;
+    size_t len = 0;
+    struct fl_localtrain_metrics m;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, &m), 0, "%s",
+                 fl_error_msg());
+    Fedtl__UpdateBody *b = NULL;
+    s_body_adapter(body, len, &b);
+    double before = s_loss(global, glen), after = s_loss(b->adapter.data, b->adapter.len);
+    cr_assert_lt(after, 0.5 * before, "loss %f before, %f after", before, after);
+    cr_assert_gt(m.eval_accuracy, 0.9, "separable data: accuracy %f", m.eval_accuracy);
+    cr_assert(isfinite(m.train_loss) && m.train_loss > 0.0);
+    /* Classes 0 and 2 of 3: 200 records, a quarter held out. */
+    cr_assert_eq(m.samples + m.eval_samples, 200);
+    cr_assert_gt(m.eval_samples, 30);
+    cr_assert_lt(m.eval_samples, 70);
+    struct fl_adapter_file g, u;
+    cr_assert_eq(fl_adapter_unpack(global, glen, "global", &g), 0);
+    cr_assert_eq(fl_adapter_unpack(b->adapter.data, b->adapter.len, "update", &u), 0);
+    cr_assert_eq(u.ntensors, g.ntensors);
+    for (size_t i = 0; i < u.ntensors; i++) {
+        const struct fl_tensor *tg = fl_adapter_tensor(&g, u.tensors[i].name);
+        cr_assert_not_null(tg);
+        cr_assert_neq(memcmp(tg->data, u.tensors[i].data, 4 * fl_tensor_numel(tg)), 0,
+                      "%s was trained", u.tensors[i].name);
+    }
+    fl_adapter_close(&g);
+    fl_adapter_close(&u);
+    fl_wire_free_body(&b);
+    free(body);
+    free(global);
+    fl_localtrain_destroy(&lt);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, the_body_holds_the_adapter_of_the_tasks_round_and_its_metrics)
+{
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&s_bf, false, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_task t = s_task(global, glen);
+    t.round = 12;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    struct fl_localtrain_metrics m;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, &m), 0, "%s",
+                 fl_error_msg());
+    Fedtl__UpdateBody *b = NULL;
+    s_body_adapter(body, len, &b);
+    cr_assert_eq(b->samples, m.samples);
+    cr_assert_eq(b->eval_samples, m.eval_samples);
+    cr_assert_float_eq(b->train_loss, (float)m.train_loss, 1e-6);
+    cr_assert_float_eq(b->eval_loss, (float)m.eval_loss, 1e-6);
+    cr_assert_float_eq(b->eval_accuracy, (float)m.eval_accuracy, 1e-6);
+    struct fl_adapter_file a;
+    cr_assert_eq(fl_adapter_unpack(b->adapter.data, b->adapter.len, "update", &a), 0);
+    cr_assert_eq(a.meta.round, 12);
+    cr_assert_eq(a.meta.kind, FL_ADAPTER_HEAD);
+    cr_assert_eq(a.meta.num_classes, 2);
+    cr_assert_eq(a.meta.class_ids[1], 2);
+    cr_assert_eq(fl_adapter_check_base(&a, "update", s_bf.hash, "base"), 0);
+    /* The samples are the training split of the selected classes. */
+    struct fl_localtrain_info info;
+    fl_localtrain_info(lt, &info);
+    cr_assert_eq(info.samples, m.samples);
+    cr_assert_eq(info.records, 200);
+    fl_adapter_close(&a);
+    fl_wire_free_body(&b);
+    free(body);
+    free(global);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, the_same_seed_gives_the_same_update)
+{
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&s_bf, true, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *one = s_new(&cfg), *two = s_new(&cfg);
+    struct fl_localtrain_task t = s_task(global, glen);
+    uint8_t *b1 = NULL, *b2 = NULL, *b3 = NULL;
+    size_t l1 = 0, l2 = 0, l3 = 0;
+    cr_assert_eq(fl_localtrain_run(one, &s_bf, "base", &t, &b1, &l1, NULL), 0);
+    cr_assert_eq(fl_localtrain_run(two, &s_bf, "base", &t, &b2, &l2, NULL), 0);
+    cr_assert_eq(l1, l2);
+    cr_assert_eq(memcmp(b1, b2, l1), 0, "two branches with the same seed agree byte for byte");
+    t.seed = 4;
+    cr_assert_eq(fl_localtrain_run(one, &s_bf, "base", &t, &b3, &l3, NULL), 0);
+    cr_assert(l3 != l1 || memcmp(b1, b3, l1) != 0, "another seed, another update");
+    free(b1);
+    free(b2);
+    free(b3);
+    free(global);
+    fl_localtrain_destroy(&one);
+    fl_localtrain_destroy(&two);
+}
+
+Test(fl_localtrain, refuses_an_adapter_made_for_another_base)
+{
+    char other_path[700];
+    snprintf(other_path, sizeof other_path, "%s/other.ftm", s_dir);
+    s_write_base(other_path, FEATURES, 2);
+    struct fl_base_file other;
+    cr_assert_eq(fl_base_read(other_path, &other), 0);
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&other, false, &global, &glen);
+    fl_base_close(&other);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_task t = s_task(global, glen);
+    uint8_t *body = (uint8_t *)"untouched";
+    size_t len = 9;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "the base", &t, &body, &len, NULL), FL_EMISMATCH);
+    cr_assert(strstr(fl_error_msg(), "the base"), "names the base: %s", fl_error_msg());
+    cr_assert_null(body);
+    cr_assert_eq(len, 0);
+    free(global);
+    fl_localtrain_destroy(&lt);
+}
+
+/* Adapter bytes for the base with a hand-made header: meta over tensors ts[0..n). */
+static void s_forged_adapter(const struct fl_adapter_meta *meta, const struct fl_tensor *ts,
+                             size_t n, uint8_t **buf, size_t *len)
+{
+    cr_assert_eq(fl_adapter_pack(meta, ts, n, buf, len), 0, "%s", fl_error_msg());
+}
+
+/* The head tensors of a fresh 2-class head adapter on the base, and its meta. */
+static fl_model_t *s_head_model(struct fl_adapter_meta *meta)
+{
+    struct fl_adapter_meta am = {.kind = FL_ADAPTER_HEAD, .num_classes = 2, .seed = 5};
+    am.class_ids[1] = 2;
+    fl_model_t *m = fl_model_from_base(&s_bf, "base", &am);
+    cr_assert_not_null(m);
+    *meta = *fl_model_adapter_meta(m);
+    return m;
+}
+
+static void s_assert_refused(const uint8_t *adapter, size_t len, int want, const char *words)
+{
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_task t = s_task(adapter, len);
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    int rc = fl_localtrain_run(lt, &s_bf, "base", &t, &body, &blen, NULL);
+    cr_assert_eq(rc, want, "rc %s, want %s: %s", fl_strerror(rc), fl_strerror(want),
+                 fl_error_msg());
+    cr_assert(strstr(fl_error_msg(), words), "'%s' in: %s", words, fl_error_msg());
+    cr_assert_null(body);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, refuses_an_adapter_whose_targets_the_base_does_not_have)
+{
+    struct fl_adapter_meta meta;
+    fl_model_t *m = s_head_model(&meta);
+    size_t n;
+    struct fl_tensor *ts = fl_model_tensors(m, FL_SET_ADAPTER, &n);
+    meta.kind = FL_ADAPTER_LORA;
+    meta.rank = 2;
+    meta.alpha = 4.0f;
+    meta.ntargets = 1;
+    snprintf(meta.targets[0], sizeof meta.targets[0], "conv9");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    s_forged_adapter(&meta, ts, n, &buf, &len);
+    s_assert_refused(buf, len, FL_EINVAL, "conv9");
+    free(buf);
+    free(ts);
+    fl_model_destroy(&m);
+}
+
+Test(fl_localtrain, refuses_a_wrong_class_count)
+{
+    struct fl_adapter_meta meta;
+    fl_model_t *m = s_head_model(&meta);
+    size_t n;
+    struct fl_tensor *ts = fl_model_tensors(m, FL_SET_ADAPTER, &n);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    /* One class: no classifier. */
+    struct fl_adapter_meta one = meta;
+    one.num_classes = 1;
+    s_forged_adapter(&one, ts, n, &buf, &len);
+    s_assert_refused(buf, len, FL_EINVAL, "classes");
+    free(buf);
+    /* Three classes named, a head for two. */
+    struct fl_adapter_meta three = meta;
+    three.num_classes = 3;
+    three.class_ids[2] = 1;
+    s_forged_adapter(&three, ts, n, &buf, &len);
+    s_assert_refused(buf, len, FL_EMISMATCH, "shape");
+    free(buf);
+    free(ts);
+    fl_model_destroy(&m);
+}
+
+Test(fl_localtrain, refuses_classes_the_records_do_not_have)
+{
+    struct fl_adapter_meta meta;
+    fl_model_t *m = s_head_model(&meta);
+    size_t n;
+    struct fl_tensor *ts = fl_model_tensors(m, FL_SET_ADAPTER, &n);
+    meta.class_ids[0] = 5;
+    meta.class_ids[1] = 6;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    s_forged_adapter(&meta, ts, n, &buf, &len);
+    s_assert_refused(buf, len, FL_ENOTFOUND, "no records");
+    free(buf);
+    free(ts);
+    fl_model_destroy(&m);
+}
+
+Test(fl_localtrain, refuses_junk_for_an_adapter)
+{
+    static const uint8_t junk[] = "not an adapter at all, just some bytes";
+    s_assert_refused(junk, sizeof junk, FL_EFORMAT, "coordinator round 7");
+}
+
+Test(fl_localtrain, refuses_training_parameters_out_of_bounds)
+{
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&s_bf, false, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_task bad[6];
+    for (int i = 0; i < 6; i++)
+        bad[i] = s_task(global, glen);
+    bad[0].epochs = 0;
+    bad[1].epochs = 10001;
+    bad[2].batch = 0;
+    bad[3].lr = 0.0f;
+    bad[4].lr = NAN;
+    bad[5].lr = 100.0f;
+    for (int i = 0; i < 6; i++) {
+        uint8_t *body = NULL;
+        size_t len = 0;
+        cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &bad[i], &body, &len, NULL), FL_EINVAL,
+                     "case %d", i);
+        cr_assert(strstr(fl_error_msg(), "training parameters"), "%s", fl_error_msg());
+        cr_assert_null(body);
+    }
+    struct fl_localtrain_info info;
+    fl_localtrain_info(lt, &info);
+    cr_assert_eq(info.records, RECORDS, "a refused task selects nothing");
+    free(global);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, another_class_list_starts_again_from_the_file)
+{
+    uint8_t *two = NULL, *three = NULL;
+    size_t two_len = 0, three_len = 0;
+    s_global_adapter(&s_bf, false, &two, &two_len);
+    struct fl_adapter_meta am = {.kind = FL_ADAPTER_HEAD, .num_classes = 3, .seed = 5};
+    am.class_ids[0] = 2, am.class_ids[1] = 1, am.class_ids[2] = 0;
+    fl_model_t *m = fl_model_from_base(&s_bf, "base", &am);
+    cr_assert_not_null(m);
+    cr_assert_eq(fl_model_pack_adapter(m, 0, &three, &three_len), 0);
+    fl_model_destroy(&m);
+
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_info info;
+    fl_localtrain_info(lt, &info);
+    cr_assert_eq(info.records, RECORDS);
+    cr_assert_eq(info.samples, RECORDS);
+    cr_assert_eq(info.dim, FEATURES);
+    cr_assert_eq(info.classes, 3);
+    struct fl_localtrain_metrics m2, m3;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    struct fl_localtrain_task t = s_task(two, two_len);
+    t.epochs = 1;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, &m2), 0);
+    free(body);
+    cr_assert_eq(m2.samples + m2.eval_samples, 200);
+    t = s_task(three, three_len);
+    t.epochs = 1;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, &m3), 0, "%s",
+                 fl_error_msg());
+    free(body);
+    cr_assert_eq(m3.samples + m3.eval_samples, RECORDS, "every record is back");
+    fl_localtrain_info(lt, &info);
+    cr_assert_eq(info.records, RECORDS);
+    cr_assert_eq(info.samples, m3.samples);
+    free(two);
+    free(three);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, keeps_each_rounds_adapter_when_asked)
+{
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&s_bf, false, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    char keep[700];
+    snprintf(keep, sizeof keep, "%s/kept", s_dir);
+    cfg.keep_dir = keep;
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_task t = s_task(global, glen);
+    t.epochs = 1;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, NULL), 0);
+    Fedtl__UpdateBody *b = NULL;
+    s_body_adapter(body, len, &b);
+    char path[800];
+    snprintf(path, sizeof path, "%s/round-7.fta", keep);
+    uint8_t *kept = NULL;
+    size_t kept_len = 0;
+    cr_assert_eq(fl_fs_read_file(path, 1u << 24, &kept, &kept_len), 0, "%s", fl_error_msg());
+    cr_assert_eq(kept_len, b->adapter.len);
+    cr_assert_eq(memcmp(kept, b->adapter.data, kept_len), 0, "what was sent, byte for byte");
+    free(kept);
+    fl_wire_free_body(&b);
+    free(body);
+    free(global);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, check_base_wants_as_many_inputs_as_features)
+{
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    cr_assert_eq(fl_localtrain_check_base(lt, &s_bf), 0);
+    char wide_path[700];
+    snprintf(wide_path, sizeof wide_path, "%s/wide.ftm", s_dir);
+    s_write_base(wide_path, FEATURES + 2, 1);
+    struct fl_base_file wide;
+    cr_assert_eq(fl_base_read(wide_path, &wide), 0);
+    cr_assert_eq(fl_localtrain_check_base(lt, &wide), FL_EMISMATCH);
+    cr_assert(strstr(fl_error_msg(), "8 features") && strstr(fl_error_msg(), "takes 10"), "%s",
+              fl_error_msg());
+    fl_base_close(&wide);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, new_refuses_a_bad_holdout_and_a_file_without_records)
+{
+    struct fl_localtrain_config cfg = s_config();
+    cfg.holdout = 1.0;
+    cr_assert_null(fl_localtrain_new(&cfg));
+    cr_assert(strstr(fl_error_msg(), "holdout"), "%s", fl_error_msg());
+    cfg.holdout = NAN;
+    cr_assert_null(fl_localtrain_new(&cfg));
+    char empty[700];
+    snprintf(empty, sizeof empty, "%s/empty.csv", s_dir);
+    cr_assert_eq(fl_fs_write_file(empty, (const uint8_t *)"", 0, 0644), 0);
+    cfg = s_config();
+    cfg.data = empty;
+    cr_assert_null(fl_localtrain_new(&cfg));
+    cfg.data = "/nonexistent/data.csv";
+    cr_assert_null(fl_localtrain_new(&cfg));
+    cr_assert(strstr(fl_error_msg(), "/nonexistent/data.csv"), "%s", fl_error_msg());
+}
