@@ -23,17 +23,6 @@ enum fl_tensor_set {
     FL_SET_TRAINABLE /* what the optimiser updates */
 };
 
-/* Built-in architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"
- * (in_dim -> 256 -> 128 -> classes). Returns 0 or FL_EINVAL with a message. */
-int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *out);
-/* Default LoRA targets of an architecture (comma list) for a method: the layers whose
- * adaptation pays most per parameter. */
-const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_kind kind);
-
-/* Default LoRA rank and Adam learning rate of a method (FFA-LoRA trains only B, so it gets a
- * higher rank and rate; a head or biases alone learn fastest with a large rate). */
-void fl_adapter_defaults(enum fl_adapter_kind kind, int *rank, float *lr);
-
 /* A fresh model, weights initialised from seed, all trainable. NULL on error (message set). */
 fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed);
 /* A frozen base of architecture arch whose weights are the n tensors handed in (borrowed: they
