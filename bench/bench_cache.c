@@ -5,6 +5,7 @@
  * Data: Fashion-MNIST classes 5-9 of the training set when it is installed, else random. */
 #include "bench_common.h"
 #include "fl_data.h"
+#include "fl_idx.h"
 #include "fl_modelio.h"
 #include "fl_linalg.h"
 

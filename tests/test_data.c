@@ -3,7 +3,10 @@
 #include <criterion/criterion.h>
 
 #include "fl_data.h"
+#include "fl_csv.h"
 #include "fl_error.h"
+#include "fl_idx.h"
+#include "fl_partition.h"
 #include "fl_testutil.h"
 
 #include <math.h>

@@ -1,5 +1,6 @@
 /* fedtl eval / predict / inspect. */
 #include "fedtl.h"
+#include "fl_csv.h"
 #include "fl_data.h"
 #include "fl_error.h"
 #include "fl_model.h"
