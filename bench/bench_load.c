@@ -11,6 +11,7 @@
  * raised to the hard limit here and in the coordinator's process before it execs. */
 #include "bench_fed.h"
 
+#include "fl_allowlist.h"
 #include "fl_codec.h"
 #include "fl_error.h"
 #include "fl_fs.h"

@@ -1,5 +1,6 @@
 /* fedtl-coordinator: the HQ daemon. Holds the pretrained base, enrols branches, runs the
  * rounds and keeps the global adapter. Foreground by default (systemd); --daemon detaches. */
+#include "fl_allowlist.h"
 #include "fl_coord.h"
 #include "fl_data.h"
 #include "fl_error.h"

@@ -1,5 +1,6 @@
 /* fl_coord: the coordinator's event loop and federation state machine. */
 #include "fl_coord.h"
+#include "fl_allowlist.h"
 #include "fl_codec.h"
 #include "fl_data.h"
 #include "fl_error.h"

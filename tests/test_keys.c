@@ -1,5 +1,6 @@
 /* Tests of fl_keys on real files in a temp dir: keygen, the .key/.pub formats, permission and
  * corruption checks, and the coordinator's allow-list. */
+#include "fl_allowlist.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
