@@ -122,7 +122,7 @@ static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES
     int rc = fl_arch_builtin("mlp", in_dim, 10, &a);
     if (rc)
         return rc;
-    fl_model_t *m = fl_model_new(&a, 5);
+    fl_model_t *m = fl_model_new(&a, 5, NULL); /* written, never run */
     if (!m)
         return FL_ENOMEM;
     size_t n = fl_model_ntensors(m, FL_SET_BASE);

@@ -602,7 +602,7 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t, struct fl_ad
     int rc = s_prepare_data(self, &a->meta);
     if (rc)
         return rc;
-    fl_model_t *m = fl_model_from_base(&self->base, self->base_path, &a->meta);
+    fl_model_t *m = fl_model_from_base(&self->base, self->base_path, &a->meta, self->cfg.pool);
     if (!m)
         return FL_EINVAL;
     if ((rc = fl_model_set_adapter(m, a, origin)) != 0)

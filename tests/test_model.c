@@ -6,6 +6,7 @@
 
 #include "fl_error.h"
 #include "fl_model.h"
+#include "fl_pool.h"
 #include "fl_rng.h"
 #include "fl_train.h"
 
@@ -110,7 +111,7 @@ Test(fl_model, fresh_model_gradients_match_finite_differences)
 {
     struct fl_arch a;
     s_tiny_arch(&a);
-    fl_model_t *m = fl_model_new(&a, 42);
+    fl_model_t *m = fl_model_new(&a, 42, NULL);
     cr_assert_not_null(m, "%s", fl_error_msg());
     cr_assert_eq(fl_model_frozen_prefix(m), 0);
     s_gradcheck(m, 1);
@@ -132,7 +133,7 @@ static void s_base_new(struct s_base *b)
 {
     memset(b, 0, sizeof *b);
     s_tiny_arch(&b->arch);
-    b->owner = fl_model_new(&b->arch, 7);
+    b->owner = fl_model_new(&b->arch, 7, NULL);
     cr_assert_not_null(b->owner, "%s", fl_error_msg());
     b->tensors = fl_model_tensors(b->owner, FL_SET_BASE, &b->n);
     cr_assert_not_null(b->tensors);
@@ -147,7 +148,7 @@ static void s_base_free(struct s_base *b)
 }
 
 static fl_model_t *s_adapted(const struct s_base *b, enum fl_adapter_kind kind, const char *t1,
-                             const char *t2)
+                             const char *t2, fl_pool_t *pool)
 {
     struct fl_adapter_meta am = {
         .kind = kind, .rank = 2, .alpha = 4.0f, .seed = 99, .num_classes = 4};
@@ -155,7 +156,7 @@ static fl_model_t *s_adapted(const struct s_base *b, enum fl_adapter_kind kind, 
         strcpy(am.targets[am.ntargets++], t1);
     if (t2)
         strcpy(am.targets[am.ntargets++], t2);
-    fl_model_t *m = fl_model_new_frozen(&b->arch, b->tensors, b->n, b->hash, "base", &am);
+    fl_model_t *m = fl_model_new_frozen(&b->arch, b->tensors, b->n, b->hash, "base", &am, pool);
     cr_assert_not_null(m, "%s", fl_error_msg());
     cr_assert_eq(memcmp(fl_model_adapter_meta(m)->base_hash, b->hash, FL_HASH_BYTES), 0);
     return m;
@@ -189,7 +190,7 @@ Test(fl_model, every_adapter_kind_gradients_match_finite_differences)
         {FL_ADAPTER_BITFIT, "conv1", "fc1", 4},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        fl_model_t *m = s_adapted(&b, cases[c].kind, cases[c].t1, cases[c].t2);
+        fl_model_t *m = s_adapted(&b, cases[c].kind, cases[c].t1, cases[c].t2, NULL);
         cr_assert_eq(fl_model_ntensors(m, FL_SET_TRAINABLE), cases[c].trainable_tensors, "%s",
                      fl_adapter_kind_name(cases[c].kind));
         cr_assert_eq(fl_model_num_classes(m), 4);
@@ -204,8 +205,8 @@ Test(fl_model, ffa_lora_keeps_a_out_of_the_adapter_and_rebuilds_it_from_the_seed
 {
     struct s_base b;
     s_base_new(&b);
-    fl_model_t *m1 = s_adapted(&b, FL_ADAPTER_FFA_LORA, "fc1", NULL);
-    fl_model_t *m2 = s_adapted(&b, FL_ADAPTER_FFA_LORA, "fc1", NULL);
+    fl_model_t *m1 = s_adapted(&b, FL_ADAPTER_FFA_LORA, "fc1", NULL, NULL);
+    fl_model_t *m2 = s_adapted(&b, FL_ADAPTER_FFA_LORA, "fc1", NULL, NULL);
     for (size_t i = 0; i < fl_model_ntensors(m1, FL_SET_ADAPTER); i++)
         cr_assert_null(strstr(fl_model_tensor(m1, FL_SET_ADAPTER, i)->name, "lora_A"));
     /* Same seed: identical logits (A identical, B zero, head identical). */
@@ -227,12 +228,12 @@ Test(fl_model, unknown_or_head_target_is_refused)
     struct fl_adapter_meta am = {
         .kind = FL_ADAPTER_LORA, .rank = 2, .alpha = 2, .seed = 1, .num_classes = 3, .ntargets = 1};
     strcpy(am.targets[0], "nope");
-    cr_assert_null(fl_model_new_frozen(&b.arch, b.tensors, b.n, b.hash, "base", &am));
+    cr_assert_null(fl_model_new_frozen(&b.arch, b.tensors, b.n, b.hash, "base", &am, NULL));
     cr_assert(strstr(fl_error_msg(), "nope"), "%s", fl_error_msg());
     strcpy(am.targets[0], "relu1");
-    cr_assert_null(fl_model_new_frozen(&b.arch, b.tensors, b.n, b.hash, "base", &am));
+    cr_assert_null(fl_model_new_frozen(&b.arch, b.tensors, b.n, b.hash, "base", &am, NULL));
     strcpy(am.targets[0], "fc2");
-    cr_assert_null(fl_model_new_frozen(&b.arch, b.tensors, b.n, b.hash, "base", &am));
+    cr_assert_null(fl_model_new_frozen(&b.arch, b.tensors, b.n, b.hash, "base", &am, NULL));
     s_base_free(&b);
 }
 
@@ -263,7 +264,7 @@ static void s_quadrant_data(struct fl_dataset *ds, size_t n, uint64_t seed)
 static void s_train_lora(const struct s_base *b, const struct fl_dataset *ds, size_t cache,
                          float *out_b, size_t *out_n, double *acc)
 {
-    fl_model_t *m = s_adapted(b, FL_ADAPTER_LORA, "fc1", NULL);
+    fl_model_t *m = s_adapted(b, FL_ADAPTER_LORA, "fc1", NULL, NULL);
     struct fl_train_opts o;
     fl_train_opts_default(&o);
     o.epochs = 8;
@@ -324,11 +325,11 @@ Test(fl_model, frozen_prefix_starts_at_first_adapted_layer)
 {
     struct s_base b;
     s_base_new(&b);
-    fl_model_t *m = s_adapted(&b, FL_ADAPTER_LORA, "fc1", NULL);
+    fl_model_t *m = s_adapted(&b, FL_ADAPTER_LORA, "fc1", NULL, NULL);
     cr_assert_eq(fl_model_frozen_prefix(m), 6);
     cr_assert_eq(fl_model_act_dim(m, 6), 45);
     fl_model_destroy(&m);
-    m = s_adapted(&b, FL_ADAPTER_HEAD, NULL, NULL);
+    m = s_adapted(&b, FL_ADAPTER_HEAD, NULL, NULL, NULL);
     cr_assert_eq(fl_model_frozen_prefix(m), 8);
     /* Trainable count: head 7*4+4. */
     cr_assert_eq(fl_model_param_count(m, true), 32);
@@ -342,7 +343,7 @@ Test(fl_model, pretraining_a_fresh_model_learns)
     s_tiny_arch(&a);
     a.layers[8].out_features = 4;
     a.num_classes = 4;
-    fl_model_t *m = fl_model_new(&a, 1);
+    fl_model_t *m = fl_model_new(&a, 1, NULL);
     cr_assert_not_null(m);
     struct fl_dataset ds;
     s_quadrant_data(&ds, 400, 2);
@@ -355,7 +356,7 @@ Test(fl_model, pretraining_a_fresh_model_learns)
     cr_assert_eq(fl_train(m, &ds, &o, NULL, NULL, &last), 0, "%s", fl_error_msg());
     cr_assert_gt(last.accuracy, 0.9);
     /* SGD with momentum and weight decay learns too. */
-    fl_model_t *m2 = fl_model_new(&a, 1);
+    fl_model_t *m2 = fl_model_new(&a, 1, NULL);
     o.optimizer = FL_OPT_SGD;
     o.lr = 2e-2f;
     o.weight_decay = 1e-4f;
@@ -364,4 +365,66 @@ Test(fl_model, pretraining_a_fresh_model_learns)
     fl_model_destroy(&m2);
     fl_dataset_free(&ds);
     fl_model_destroy(&m);
+}
+
+/* One step and one forward pass of two models built alike, one alone and one on a pool, on a
+ * batch large enough to be split (four workers of 24): the same loss, hits, gradients and
+ * logits, up to the order in which the workers' gradients are summed. */
+static void s_assert_pool_agrees(fl_model_t *alone, fl_model_t *pooled, uint64_t seed)
+{
+    enum { N = 96 };
+    struct fl_rng r;
+    fl_rng_seed(&r, seed);
+    int dim = (int)fl_model_input_dim(alone), k = fl_model_num_classes(alone);
+    float *x = malloc(sizeof(float) * N * dim), *z1 = malloc(sizeof(float) * N * k),
+          *z2 = malloc(sizeof(float) * N * k);
+    int32_t y[N];
+    s_random_batch(&r, x, y, N, dim, k);
+    double loss1, loss2;
+    int hits1, hits2;
+    cr_assert_eq(fl_model_train_step(alone, 0, x, y, N, &loss1, &hits1), 0);
+    cr_assert_eq(fl_model_train_step(pooled, 0, x, y, N, &loss2, &hits2), 0);
+    cr_assert_float_eq(loss1, loss2, 1e-5 * fabs(loss1) + 1e-6);
+    cr_assert_eq(hits1, hits2);
+    size_t nt = fl_model_ntensors(alone, FL_SET_TRAINABLE);
+    cr_assert_eq(nt, fl_model_ntensors(pooled, FL_SET_TRAINABLE));
+    for (size_t t = 0; t < nt; t++) {
+        const float *g1 = fl_model_grad(alone, t), *g2 = fl_model_grad(pooled, t);
+        size_t len = fl_tensor_numel(fl_model_tensor(alone, FL_SET_TRAINABLE, t));
+        for (size_t i = 0; i < len; i++)
+            cr_assert_float_eq(g1[i], g2[i], 1e-6 + 1e-4 * fabsf(g1[i]), "%s[%zu]",
+                               fl_model_tensor(alone, FL_SET_TRAINABLE, t)->name, i);
+    }
+    cr_assert_eq(fl_model_forward(alone, x, N, z1), 0);
+    cr_assert_eq(fl_model_forward(pooled, x, N, z2), 0);
+    for (int i = 0; i < N * k; i++)
+        cr_assert_float_eq(z1[i], z2[i], 1e-5 + 1e-5 * fabsf(z1[i]), "logit %d", i);
+    free(x);
+    free(z1);
+    free(z2);
+}
+
+Test(fl_model, a_pool_changes_the_speed_not_the_result)
+{
+    fl_pool_t *pool = fl_pool_new(4);
+    cr_assert_not_null(pool);
+    struct fl_arch a;
+    s_tiny_arch(&a);
+    fl_model_t *alone = fl_model_new(&a, 42, NULL), *pooled = fl_model_new(&a, 42, pool);
+    cr_assert(alone && pooled, "%s", fl_error_msg());
+    s_assert_pool_agrees(alone, pooled, 3);
+    fl_model_destroy(&alone);
+    fl_model_destroy(&pooled);
+
+    struct s_base b;
+    s_base_new(&b);
+    alone = s_adapted(&b, FL_ADAPTER_LORA, "conv1", "fc1", NULL);
+    pooled = s_adapted(&b, FL_ADAPTER_LORA, "conv1", "fc1", pool);
+    s_randomise_lora_b(alone);
+    s_randomise_lora_b(pooled);
+    s_assert_pool_agrees(alone, pooled, 4);
+    fl_model_destroy(&alone);
+    fl_model_destroy(&pooled);
+    s_base_free(&b);
+    fl_pool_destroy(&pool);
 }

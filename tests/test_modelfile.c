@@ -616,7 +616,7 @@ Test(fl_modelfile, a_model_rebuilt_from_its_files_computes_the_same_logits)
     struct fl_base_meta meta;
     s_make_arch(&arch);
     s_make_meta(&meta);
-    fl_model_t *fresh = fl_model_new(&arch, 11);
+    fl_model_t *fresh = fl_model_new(&arch, 11, NULL);
     cr_assert_not_null(fresh, "%s", fl_error_msg());
     const float mean[5] = {0.5f, -1.0f, 2.0f, 0.0f, 0.25f}, std[5] = {1.0f, 2.0f, 0.5f, 3.0f, 1.5f};
     cr_assert_eq(fl_model_set_norm(fresh, mean, std, 5), 0);
@@ -632,7 +632,7 @@ Test(fl_modelfile, a_model_rebuilt_from_its_files_computes_the_same_logits)
     size_t n;
     struct fl_tensor *ts = fl_model_tensors(fresh, FL_SET_BASE, &n);
     cr_assert_not_null(ts);
-    fl_model_t *mem = fl_model_new_frozen(&arch, ts, n, base_hash, "memory", &am);
+    fl_model_t *mem = fl_model_new_frozen(&arch, ts, n, base_hash, "memory", &am, NULL);
     cr_assert_not_null(mem, "%s", fl_error_msg());
     for (size_t i = 0; i < fl_model_ntensors(mem, FL_SET_ADAPTER); i++) {
         struct fl_tensor *t = fl_model_tensor(mem, FL_SET_ADAPTER, i);
@@ -649,7 +649,7 @@ Test(fl_modelfile, a_model_rebuilt_from_its_files_computes_the_same_logits)
     cr_assert_eq(memcmp(bf.hash, base_hash, FL_HASH_BYTES), 0);
     cr_assert_eq(fl_adapter_read(adapter_path, &af), 0, "%s", fl_error_msg());
     cr_assert_eq(fl_adapter_check_base(&af, adapter_path, bf.hash, base_path), 0);
-    fl_model_t *file = fl_model_from_base(&bf, base_path, &af.meta);
+    fl_model_t *file = fl_model_from_base(&bf, base_path, &af.meta, NULL);
     cr_assert_not_null(file, "%s", fl_error_msg());
     cr_assert_eq(fl_model_set_adapter(file, &af, adapter_path), 0, "%s", fl_error_msg());
 

@@ -195,14 +195,13 @@ static int s_finish(fl_model_t *m)
     return 0;
 }
 
-fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed)
+fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed, fl_pool_t *pool)
 {
     fl_linalg_init();
     fl_model_t *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    if (!(m->pool = fl_pool_new(fl_get_threads())))
-        goto out_destroy;
+    m->pool = pool;
     m->arch = *arch;
     struct fl_rng rng;
     fl_rng_seed(&rng, seed);
@@ -341,16 +340,17 @@ static int s_attach_adapter(fl_model_t *m, const char *origin, struct fl_rng *rn
 
 fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tensor *tensors,
                                 size_t n, const uint8_t base_hash[FL_HASH_BYTES],
-                                const char *origin, const struct fl_adapter_meta *adapter)
+                                const char *origin, const struct fl_adapter_meta *adapter,
+                                fl_pool_t *pool)
 {
     const struct s_tensors base_set = {tensors, n}, *base = &base_set;
     fl_linalg_init();
     fl_model_t *m = calloc(1, sizeof *m);
-    if (!m || !(m->pool = fl_pool_new(fl_get_threads()))) {
+    if (!m) {
         fl_error_set("out of memory");
-        fl_model_destroy(&m);
         return NULL;
     }
+    m->pool = pool;
     m->arch = *arch;
     memcpy(m->base_hash, base_hash, FL_HASH_BYTES);
     if (s_plan(m, origin) != 0 || s_borrow_base(m, base, origin) != 0)
@@ -416,7 +416,6 @@ void fl_model_destroy(fl_model_t **self_p)
         return;
     fl_model_t *m = *self_p;
     fl_model_work_free(m);
-    fl_pool_destroy(&m->pool);
     for (int i = 0; i < m->arch.nlayers; i++)
         free(m->layers[i].w_eff);
     for (int i = 0; i < m->nparams; i++) {

@@ -48,8 +48,8 @@ struct fl_model {
     int norm_mean, norm_std;                           /* parameter indices of the normalisation */
     struct fl_model_layer layers[FL_ARCH_MAX_LAYERS];  /* one per arch layer */
     int first_trainable;                               /* see fl_model_frozen_prefix */
-    fl_pool_t *pool; /* compute threads (fl_get_threads at build) */
-    struct fl_model_work *work[FL_MODEL_MAX_WORKERS]; /* per-thread workspaces, made on demand */
+    fl_pool_t *pool;                                   /* borrowed compute threads, or NULL */
+    struct fl_model_work *work[FL_MODEL_MAX_WORKERS];  /* per-thread workspaces, made on demand */
 };
 
 /* Does the layer carry a weight and a bias (conv2d, dense)? */
