@@ -6,7 +6,6 @@
 #include "fl_modelfile.h"
 
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,12 +108,7 @@ static int s_adapter_unpack(const uint8_t *buf, size_t len, const char *origin, 
     for (size_t i = 0; i < n; i++) {
         const uint8_t *src = buf + entries[i].offset;
         if (view && (uintptr_t)src % _Alignof(float) == 0) {
-            struct fl_tensor *t = &a.tensors[i];
-            snprintf(t->name, sizeof t->name, "%s", entries[i].name);
-            t->ndim = entries[i].ndim;
-            memcpy(t->shape, entries[i].shape, sizeof t->shape);
-            t->data = (float *)(uintptr_t)src;
-            t->owned = false;
+            fl_layout_view(&entries[i], buf, &a.tensors[i]);
             a.ntensors = i + 1;
             continue;
         }

@@ -105,14 +105,8 @@ int fl_base_read(const char *path, struct fl_base_file *out)
         rc = fl_fail(FL_ENOMEM, "%s: out of memory", path);
         goto out_free_entries;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct fl_tensor *t = &f.tensors[i];
-        memcpy(t->name, entries[i].name, sizeof t->name);
-        t->ndim = entries[i].ndim;
-        memcpy(t->shape, entries[i].shape, sizeof t->shape);
-        t->data = (float *)((uint8_t *)f.map + entries[i].offset);
-        t->owned = false;
-    }
+    for (size_t i = 0; i < n; i++)
+        fl_layout_view(&entries[i], f.map, &f.tensors[i]);
     f.ntensors = n;
     free(entries);
     *out = f;

@@ -334,6 +334,16 @@ int fl_layout_parse(const uint8_t *buf, size_t len, const char *origin,
     return rc;
 }
 
+void fl_layout_view(const struct fl_tensor_entry *e, const uint8_t *file, struct fl_tensor *t)
+{
+    memset(t, 0, sizeof *t);
+    memcpy(t->name, e->name, sizeof t->name);
+    t->ndim = e->ndim;
+    memcpy(t->shape, e->shape, sizeof t->shape);
+    t->data = (float *)(uintptr_t)(file + e->offset);
+    t->owned = false;
+}
+
 void fl_hash_hex(const uint8_t hash[FL_HASH_BYTES], char out[2 * FL_HASH_BYTES + 1])
 {
     sodium_bin2hex(out, 2 * FL_HASH_BYTES + 1, hash, FL_HASH_BYTES);

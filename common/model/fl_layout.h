@@ -63,5 +63,8 @@ void fl_layout_plan_free(struct fl_layout_plan *p);
 int fl_layout_parse(const uint8_t *buf, size_t len, const char *origin,
                     const struct fl_layout_meta *m, bool check_hash,
                     struct fl_tensor_entry **entries, size_t *n, uint8_t hash[FL_HASH_BYTES]);
+/* *t = the tensor of table row e, its data borrowed (owned = false) from the file bytes at e's
+ * offset, which must be aligned for floats and outlive the tensor. */
+void fl_layout_view(const struct fl_tensor_entry *e, const uint8_t *file, struct fl_tensor *t);
 
 #endif
