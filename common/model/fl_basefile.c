@@ -6,7 +6,6 @@
 #include "fl_modelfile.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -69,14 +68,10 @@ int fl_base_read(const char *path, struct fl_base_file *out)
     int rc = fl_layout_sodium_ready(path);
     if (rc != 0)
         return rc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fl_fail(FL_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fl_fail(FL_EIO, "%s: not a regular file", path);
-    }
+    if ((rc = fl_fs_open_regular(path, &fd, &st)) != 0)
+        return rc;
     if ((uint64_t)st.st_size > SIZE_MAX) {
         close(fd);
         return fl_fail(FL_ERANGE, "%s: file too large to map", path);

@@ -4,7 +4,6 @@
 #include "fl_fs.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,15 +202,11 @@ static int s_read_key_file(const char *path, char **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fl_fail(FL_EIO, "%s: %s", path, strerror(errno));
-    int rc = 0;
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = fl_fail(FL_EIO, "%s: not a regular file", path);
-        goto out_close;
-    }
+    int rc = fl_fs_open_regular(path, &fd, &st);
+    if (rc)
+        return rc;
     if (st.st_mode & 077) {
         rc = fl_fail(FL_EINVAL, "%s: permissions %04o are too open; chmod 600 it", path,
                      (unsigned)(st.st_mode & 07777));
@@ -228,16 +223,7 @@ static int s_read_key_file(const char *path, char **buf, size_t *len)
         rc = fl_fail(FL_ENOMEM, "%s: out of memory", path);
         goto out_close;
     }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    if (got != n) {
+    if (fl_fs_read_fd(fd, p, n) != n) {
         sodium_free(p);
         rc = fl_fail(FL_ETRUNC, "%s: short read", path);
         goto out_close;
