@@ -15,7 +15,13 @@
 struct s_tensors {
     const struct fl_tensor *t; /* the tensors */
     size_t n;                  /* how many */
+    const char *origin;        /* where they come from, for messages */
 };
+
+/* Where a parameter comes from (made fresh, or borrowed from a base): the index of the new
+ * parameter of that name and size, or a negative FL_E code. */
+typedef int(s_param_src)(fl_model_t *m, const char *name, int64_t rows, int64_t cols,
+                         const void *arg);
 
 /* ---- parameters ---- */
 
@@ -129,8 +135,9 @@ static int s_name2(char *buf, size_t len, const char *a, const char *b)
     return n > 0 && (size_t)n < len ? 0 : FL_EINVAL;
 }
 
-/* Fresh weights for every layer, all trainable (pretraining). */
-static int s_create_weights(fl_model_t *m, struct fl_rng *rng)
+/* Give every conv2d and dense layer its weight and bias, "<layer>.weight" and "<layer>.bias"
+ * as a base file names them, from src. */
+static int s_add_weights(fl_model_t *m, s_param_src *src, const void *arg)
 {
     char name[FL_NAME_MAX];
     for (int i = 0; i < m->arch.nlayers; i++) {
@@ -138,11 +145,31 @@ static int s_create_weights(fl_model_t *m, struct fl_rng *rng)
         if (!fl_model_layer_has_weights(L))
             continue;
         s_name2(name, sizeof name, L->spec.name, "weight");
-        if ((L->w = s_param_add(m, name, L->wrows, L->wcols)) < 0)
+        if ((L->w = src(m, name, L->wrows, L->wcols, arg)) < 0)
             return L->w;
         s_name2(name, sizeof name, L->spec.name, "bias");
-        if ((L->b = s_param_add(m, name, L->wrows, 0)) < 0)
+        if ((L->b = src(m, name, L->wrows, 0, arg)) < 0)
             return L->b;
+        m->params[L->w].base = m->params[L->b].base = true;
+    }
+    return 0;
+}
+
+static int s_fresh(fl_model_t *m, const char *name, int64_t rows, int64_t cols, const void *arg)
+{
+    return s_param_add(m, name, rows, cols);
+}
+
+/* Fresh weights for every layer, all trainable (pretraining). */
+static int s_create_weights(fl_model_t *m, struct fl_rng *rng)
+{
+    int rc = s_add_weights(m, s_fresh, NULL);
+    if (rc)
+        return rc;
+    for (int i = 0; i < m->arch.nlayers; i++) {
+        struct fl_model_layer *L = &m->layers[i];
+        if (!fl_model_layer_has_weights(L))
+            continue;
         if (L->spec.kind == FL_LAYER_CONV2D) {
             struct fl_tensor *t = &m->params[L->w].t;
             t->ndim = 4;
@@ -151,7 +178,6 @@ static int s_create_weights(fl_model_t *m, struct fl_rng *rng)
             t->shape[3] = L->geom.c;
         }
         s_init_normal(&m->params[L->w].t, rng, sqrt(2.0 / L->wcols));
-        m->params[L->w].base = m->params[L->b].base = true;
     }
     return 0;
 }
@@ -217,10 +243,11 @@ out_destroy:
     return NULL;
 }
 
-/* Borrow one base tensor, checking its shape. */
-static int s_borrow(fl_model_t *m, const struct s_tensors *base, const char *origin,
-                    const char *name, int64_t rows, int64_t cols)
+/* Borrow one tensor of the base set arg, checking its shape. */
+static int s_borrow(fl_model_t *m, const char *name, int64_t rows, int64_t cols, const void *arg)
 {
+    const struct s_tensors *base = arg;
+    const char *origin = base->origin;
     const struct fl_tensor *t = fl_tensor_find(base->t, base->n, name);
     if (!t)
         return fl_fail(FL_EFORMAT, "%s: tensor '%s' is missing", origin, name);
@@ -239,26 +266,18 @@ static int s_borrow(fl_model_t *m, const struct s_tensors *base, const char *ori
     return m->nparams++;
 }
 
-static int s_borrow_base(fl_model_t *m, const struct s_tensors *base, const char *origin)
+static int s_borrow_base(fl_model_t *m, const struct s_tensors *base)
 {
-    char name[FL_NAME_MAX];
-    for (int i = 0; i < m->arch.nlayers; i++) {
-        struct fl_model_layer *L = &m->layers[i];
-        if (!fl_model_layer_has_weights(L))
-            continue;
-        s_name2(name, sizeof name, L->spec.name, "weight");
-        if ((L->w = s_borrow(m, base, origin, name, L->wrows, L->wcols)) < 0)
-            return L->w;
-        s_name2(name, sizeof name, L->spec.name, "bias");
-        if ((L->b = s_borrow(m, base, origin, name, L->wrows, 0)) < 0)
-            return L->b;
-    }
+    const char *origin = base->origin;
+    int rc = s_add_weights(m, s_borrow, base);
+    if (rc)
+        return rc;
     const struct fl_tensor *mean = fl_tensor_find(base->t, base->n, "norm.mean");
     size_t len = mean ? fl_tensor_numel(mean) : 0;
     if (len != 1 && len != m->layers[0].in_dim)
         return fl_fail(FL_EFORMAT, "%s: norm.mean is missing or has the wrong size", origin);
-    if ((m->norm_mean = s_borrow(m, base, origin, "norm.mean", (int64_t)len, 0)) < 0 ||
-        (m->norm_std = s_borrow(m, base, origin, "norm.std", (int64_t)len, 0)) < 0)
+    if ((m->norm_mean = s_borrow(m, "norm.mean", (int64_t)len, 0, base)) < 0 ||
+        (m->norm_std = s_borrow(m, "norm.std", (int64_t)len, 0, base)) < 0)
         return FL_EFORMAT;
     m->params[m->norm_mean].used = m->params[m->norm_std].used = false;
     for (size_t i = 0; i < len; i++)
@@ -343,7 +362,7 @@ fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tens
                                 const char *origin, const struct fl_adapter_meta *adapter,
                                 fl_pool_t *pool)
 {
-    const struct s_tensors base_set = {tensors, n}, *base = &base_set;
+    const struct s_tensors base = {tensors, n, origin};
     fl_linalg_init();
     fl_model_t *m = calloc(1, sizeof *m);
     if (!m) {
@@ -353,7 +372,7 @@ fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tens
     m->pool = pool;
     m->arch = *arch;
     memcpy(m->base_hash, base_hash, FL_HASH_BYTES);
-    if (s_plan(m, origin) != 0 || s_borrow_base(m, base, origin) != 0)
+    if (s_plan(m, origin) != 0 || s_borrow_base(m, &base) != 0)
         goto out_destroy;
     if (adapter) {
         m->has_adapter = true;
