@@ -97,6 +97,7 @@ int fl_fs_write_file(const char *path, const void *buf, size_t len, mode_t mode)
     int rc = fl_atomic_open(&af, path, mode);
     if (rc)
         return rc;
+    setvbuf(af.f, NULL, _IONBF, 0); /* buf goes straight to the file, never through a copy */
     if (len && fwrite(buf, 1, len, af.f) != len) {
         int e = errno;
         fl_atomic_abort(&af);

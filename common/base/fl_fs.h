@@ -21,7 +21,8 @@ int fl_atomic_open(struct fl_atomic_file *af, const char *path, mode_t mode);
 int fl_atomic_commit(struct fl_atomic_file *af);
 /* Discard the temporary file; safe after commit or on a zeroed struct. */
 void fl_atomic_abort(struct fl_atomic_file *af);
-/* One-shot: write buf to path atomically. */
+/* One-shot: write buf to path atomically. Unbuffered, so no stdio buffer ever holds a copy of
+ * buf (secret key files are written this way). */
 int fl_fs_write_file(const char *path, const void *buf, size_t len, mode_t mode);
 /* Read a whole (small) file into a malloc'd buffer (NUL-terminated for convenience).
  * Refuses files larger than max_len with FL_ERANGE. */

@@ -100,8 +100,8 @@ struct s_secret {
 
 static int s_write_key_file(const char *path, struct s_secret *s, const char *name)
 {
-    /* Build the whole file in guarded memory and write it unbuffered, so no stdio buffer
-     * ever holds the seed. */
+    /* Build the whole file in guarded memory and write it unbuffered (fl_fs_write_file), so
+     * no stdio buffer ever holds the seed. */
     size_t hdr = strlen(S_KEY_HEADER);
     memcpy(s->text, S_KEY_HEADER "\n", hdr + 1);
     sodium_bin2base64(s->text + hdr + 1, S_B64_LEN(S_SEED_BYTES), s->seed, S_SEED_BYTES,
@@ -111,18 +111,7 @@ static int s_write_key_file(const char *path, struct s_secret *s, const char *na
     if (w < 0 || (size_t)w >= sizeof s->text - n)
         return fl_fail(FL_EINVAL, "%s: key name too long", path);
     n += (size_t)w;
-
-    struct fl_atomic_file af;
-    int rc = fl_atomic_open(&af, path, 0600);
-    if (rc)
-        return rc;
-    setvbuf(af.f, NULL, _IONBF, 0);
-    if (fwrite(s->text, 1, n, af.f) != n) {
-        int e = errno;
-        fl_atomic_abort(&af);
-        return fl_fail(FL_EIO, "%s: write failed: %s", path, strerror(e));
-    }
-    return fl_atomic_commit(&af);
+    return fl_fs_write_file(path, s->text, n, 0600);
 }
 
 static int s_write_pub_file(const char *path, const uint8_t pk[FL_SIGN_PK_BYTES], const char *name)
