@@ -2,26 +2,11 @@
  * the size limits checked before parsing and every decoded field's length checked after. */
 #include "fl_codec.h"
 #include "fl_error.h"
+#include "fl_protobuf.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Serialise any message into a malloc'd buffer. */
-static int s_pack(const ProtobufCMessage *msg, const char *origin, uint8_t **buf, size_t *len)
-{
-    size_t size = protobuf_c_message_get_packed_size(msg);
-    uint8_t *p = malloc(size ? size : 1);
-    if (!p)
-        return fl_fail(FL_ENOMEM, "%s: out of memory", origin);
-    if (protobuf_c_message_pack(msg, p) != size) {
-        free(p);
-        return fl_fail(FL_EINVAL, "%s: encoding failed", origin);
-    }
-    *buf = p;
-    *len = size;
-    return 0;
-}
 
 static bool s_len_ok(ProtobufCBinaryData b, size_t want)
 {
@@ -130,7 +115,7 @@ int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env)
 int fl_wire_encode(Fedtl__Envelope *env, uint8_t **buf, size_t *len)
 {
     env->version = FL_PROTOCOL_VERSION;
-    return s_pack(&env->base, "message", buf, len);
+    return fl_protobuf_pack(&env->base, "message", buf, len);
 }
 
 void fl_wire_free(Fedtl__Envelope **env)
@@ -160,7 +145,7 @@ int fl_wire_decode_body(const uint8_t *buf, size_t len, Fedtl__UpdateBody **body
 
 int fl_wire_encode_body(const Fedtl__UpdateBody *body, uint8_t **buf, size_t *len)
 {
-    return s_pack(&body->base, "update body", buf, len);
+    return fl_protobuf_pack(&body->base, "update body", buf, len);
 }
 
 void fl_wire_free_body(Fedtl__UpdateBody **body)
