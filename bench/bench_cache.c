@@ -5,8 +5,8 @@
  * Data: Fashion-MNIST classes 5-9 of the training set when it is installed, else random. */
 #include "bench_common.h"
 #include "fl_data.h"
+#include "fl_idx.h"
 #include "fl_modelio.h"
-#include "fl_linalg.h"
 
 #include <stdbool.h>
 
@@ -83,13 +83,18 @@ int main(int argc, char **argv)
                         "[--rounds R] [--cache-mb MB]\n");
         return 2;
     }
-    fl_set_threads(threads); /* before the models: it sizes their worker pools */
+    fl_pool_t *pool = fl_pool_new(threads); /* the process's one pool, lent to every model */
+    if (!pool) {
+        fprintf(stderr, "bench_cache: cannot start %d threads\n", threads);
+        return 1;
+    }
 
     struct fl_dataset ds;
     const char *desc;
     int rc = s_load(&ds, records, &desc);
     if (rc) {
         fprintf(stderr, "bench_cache: data: %s: %s\n", fl_strerror(rc), fl_error_msg());
+        fl_pool_destroy(&pool);
         return 1;
     }
     float mean, std;
@@ -102,13 +107,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_cache: base: %s: %s\n", fl_strerror(rc), fl_error_msg());
         fl_dataset_free(&ds);
         unlink(path);
+        fl_pool_destroy(&pool);
         return 1;
     }
     struct fl_adapter_meta am;
     s_bench_adapter(&am, FL_ADAPTER_LORA, 4, 8.0f, "fc1", 5);
     printf("# bench_cache: cnn-small (random base), LoRA rank 4 alpha 8 on fc1, new head, batch "
            "64, Adam; %zu records (%s); %d epochs; %d threads; %d rounds of (on, off)\n",
-           ds.n, desc, epochs, fl_get_threads(), rounds);
+           ds.n, desc, epochs, fl_pool_size(pool), rounds);
 
     /* Alternate the two configurations, round after round, so that machine noise hits both
      * alike; the speedup is the median over rounds of (off / on) median epoch after the first. */
@@ -120,7 +126,7 @@ int main(int argc, char **argv)
     size_t frozen_dim = 0;
     for (int r = 0; r < rounds && rc == 0; r++) {
         for (int c = 0; c < 2 && rc == 0; c++) {
-            fl_model_t *m = fl_model_from_base(&bf, path, &am);
+            fl_model_t *m = fl_model_from_base(&bf, path, &am, pool);
             if (!m) {
                 fprintf(stderr, "bench_cache: model: %s\n", fl_error_msg());
                 rc = 1;
@@ -175,5 +181,6 @@ int main(int argc, char **argv)
     fl_base_close(&bf);
     unlink(path);
     fl_dataset_free(&ds);
+    fl_pool_destroy(&pool);
     return rc ? 1 : 0;
 }

@@ -42,7 +42,7 @@ static inline int s_bench_random_base(const char *path, const char *arch_name, i
     int rc = fl_arch_builtin(arch_name, in_dim, classes, &arch);
     if (rc)
         return rc;
-    fl_model_t *m = fl_model_new(&arch, 42);
+    fl_model_t *m = fl_model_new(&arch, 42, NULL); /* written, never run */
     if (!m)
         return FL_ENOMEM;
     if ((rc = fl_model_set_norm(m, &mean, &std, 1)) != 0)

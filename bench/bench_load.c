@@ -13,6 +13,7 @@
 
 #include "fl_codec.h"
 #include "fl_error.h"
+#include "fl_allowlist.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
 #include "fl_model.h"

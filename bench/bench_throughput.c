@@ -419,22 +419,23 @@ struct s_results {
     struct s_series ratio;                  /* per round: best fedtl step / best torch step */
 };
 
-/* One round: fedtl at each thread count (epochs, then single steps; a model built after
- * fl_set_threads, which sizes its worker pool), then torch. */
+/* One round: fedtl at each thread count (epochs, then single steps, on a model given a pool of
+ * that size: the thread count is what this bench varies), then torch. */
 static int s_round(const struct s_opts *o, int round, const struct fl_base_file *bf,
                    const char *path, const struct fl_adapter_meta *am, const struct fl_dataset *ds,
                    const double *peak, double flop_sample, struct s_results *r)
 {
     double fbest = 0.0, tbest = 0.0;
     for (int ti = 0; ti < o->nthreads; ti++) {
-        fl_set_threads(o->threads[ti]);
-        fl_model_t *m = fl_model_from_base(bf, path, am);
+        fl_pool_t *pool = fl_pool_new(o->threads[ti]);
+        fl_model_t *m = pool ? fl_model_from_base(bf, path, am, pool) : NULL;
         struct s_epochs ep;
         double sps = 0.0;
         int rc = m ? s_fedtl_epochs(m, ds, o->epochs, &ep) : FL_ENOMEM;
         if (rc == 0)
             rc = s_fedtl_steps(m, ds, o->steps, &sps);
         fl_model_destroy(&m);
+        fl_pool_destroy(&pool);
         if (rc) {
             fprintf(stderr, "bench_throughput: fl_train: %s: %s\n", fl_strerror(rc),
                     fl_error_msg());
@@ -547,7 +548,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_close;
     }
-    if (!(m = fl_model_from_base(&bf, path, &am))) {
+    if (!(m = fl_model_from_base(&bf, path, &am, NULL))) { /* for its shape: never run */
         fprintf(stderr, "bench_throughput: model: %s\n", fl_error_msg());
         rc = 1;
         goto out_free_data;

@@ -3,7 +3,6 @@
 #include "fl_branch.h"
 #include "fl_client_config.h"
 #include "fl_error.h"
-#include "fl_linalg.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -124,7 +123,12 @@ int main(int argc, char **argv)
         fl_client_config_free(&o);
         return rc == 1 ? 0 : 2;
     }
-    fl_set_threads(o.threads);
+    fl_pool_t *pool = fl_pool_new(o.threads); /* the process's one pool */
+    if (!pool) {
+        fprintf(stderr, "fedtl-client: cannot start %d compute threads\n", o.threads);
+        fl_client_config_free(&o);
+        return 1;
+    }
     struct fl_branch_config cfg = {
         .coordinator = o.coordinator,
         .coordinator_key = o.coordinator_key,
@@ -139,16 +143,19 @@ int main(int argc, char **argv)
         .heartbeat_ms = o.heartbeat_ms,
         .connect_timeout_s = o.connect_timeout_s,
         .progress = true,
+        .pool = pool,
     };
     fl_branch_t *b = fl_branch_new(&cfg);
     if (!b) {
         fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());
+        fl_pool_destroy(&pool);
         fl_client_config_free(&o);
         return 1;
     }
     if (check_config) {
         fl_branch_print(b, stdout);
         fl_branch_destroy(&b);
+        fl_pool_destroy(&pool);
         fl_client_config_free(&o);
         return 0;
     }
@@ -164,6 +171,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());
     }
     fl_branch_destroy(&b);
+    fl_pool_destroy(&pool);
     fl_client_config_free(&o);
     return rc ? 1 : 0;
 }

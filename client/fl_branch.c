@@ -115,7 +115,8 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
                                       .labels = cfg->labels,
                                       .holdout = cfg->holdout,
                                       .keep_dir = cfg->keep_updates,
-                                      .progress = self->progress_tty};
+                                      .progress = self->progress_tty,
+                                      .pool = cfg->pool};
     for (int i = 0; i < 8; i++) /* the split is the branch's own: seeded from its key */
         lc.split_seed |= (uint64_t)self->id->sign_pk[i] << (8 * i);
     if (!(self->local = fl_localtrain_new(&lc)))

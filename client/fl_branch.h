@@ -4,11 +4,13 @@
 #ifndef FL_BRANCH_H
 #define FL_BRANCH_H
 
+#include "fl_pool.h"
+
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
-/* What a branch needs to run; the strings must outlive the branch. */
+/* What a branch needs to run; the strings and the pool must outlive the branch. */
 struct fl_branch_config {
     const char *coordinator;     /* endpoint, e.g. tcp://127.0.0.1:7777 */
     const char *coordinator_key; /* the coordinator's .pub file */
@@ -24,6 +26,8 @@ struct fl_branch_config {
     int heartbeat_ms;            /* 0: the coordinator's (from Welcome) */
     int connect_timeout_s;       /* give up when unregistered this long; 0 waits forever */
     bool progress;               /* progress lines on stderr (when it is a terminal) */
+    fl_pool_t *pool;             /* training threads, borrowed (NULL: the branch's thread);
+                                    the branch's one thread is its only caller */
 };
 
 typedef struct fl_branch fl_branch_t;

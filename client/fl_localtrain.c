@@ -181,12 +181,13 @@ static int s_encode_body(fl_localtrain_t *self, fl_model_t *model, uint32_t roun
 
 /* The model of the task: the base with the global adapter loaded, checked to fit. */
 static int s_build_model(const struct fl_base_file *base, const char *base_name,
-                         const struct fl_adapter_file *a, const char *origin, fl_model_t **out)
+                         const struct fl_adapter_file *a, const char *origin, fl_pool_t *pool,
+                         fl_model_t **out)
 {
     int rc = fl_adapter_check_base(a, origin, base->hash, base_name);
     if (rc)
         return rc;
-    fl_model_t *m = fl_model_from_base(base, base_name, &a->meta);
+    fl_model_t *m = fl_model_from_base(base, base_name, &a->meta, pool);
     if (!m)
         return FL_EINVAL;
     if ((rc = fl_model_set_adapter(m, a, origin)) != 0) {
@@ -232,7 +233,7 @@ int fl_localtrain_run(fl_localtrain_t *self, const struct fl_base_file *base, co
     if ((rc = fl_adapter_unpack(task->adapter, task->adapter_len, origin, &a)) != 0)
         return rc;
     fl_model_t *model = NULL;
-    if ((rc = s_build_model(base, base_name, &a, origin, &model)) != 0)
+    if ((rc = s_build_model(base, base_name, &a, origin, self->cfg.pool, &model)) != 0)
         goto out_close;
     struct fl_localtrain_metrics m;
     if ((rc = s_prepare_data(self, &a.meta)) != 0 || (rc = s_train(self, model, task, &m)) != 0 ||

@@ -7,6 +7,7 @@
 #define FL_LOCALTRAIN_H
 
 #include "fl_modelfile.h"
+#include "fl_pool.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@ struct fl_localtrain_config {
     const char *keep_dir; /* when set, each round's trained adapter is also written to
                              keep_dir/round-N.fta */
     bool progress;        /* per-epoch progress lines on stderr */
+    fl_pool_t *pool;      /* training threads, borrowed (NULL: the caller's thread alone) */
 };
 
 /* One round's task. The method, rank, alpha, targets and classes are the global adapter's

@@ -1,5 +1,6 @@
 /* fedtl-coordinator: the HQ daemon. Holds the pretrained base, enrols branches, runs the
  * rounds and keeps the global adapter. Foreground by default (systemd); --daemon detaches. */
+#include "fl_allowlist.h"
 #include "fl_coord.h"
 #include "fl_data.h"
 #include "fl_error.h"
@@ -133,14 +134,19 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    fl_coord_t *c = fl_coord_new(&cfg);
+    /* The process's one pool, made after daemon() (threads do not survive a fork). */
+    fl_pool_t *pool = fl_pool_new(cfg.threads);
+    fl_coord_t *c = pool ? fl_coord_new(&cfg, pool) : NULL;
     if (!c) {
-        fl_log(FL_LOG_ERROR, "start_failed", "reason=\"%s\"", fl_error_msg());
+        fl_log(FL_LOG_ERROR, "start_failed", "reason=\"%s\"",
+               pool ? fl_error_msg() : "cannot start the compute threads");
+        fl_pool_destroy(&pool);
         return 1;
     }
     int rc = fl_coord_run(c, &s_stop, &s_reload);
     if (rc)
         fl_log(FL_LOG_ERROR, "federation_failed", "reason=\"%s\"", fl_error_msg());
     fl_coord_destroy(&c);
+    fl_pool_destroy(&pool);
     return rc ? 1 : 0;
 }

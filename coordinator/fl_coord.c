@@ -1,11 +1,11 @@
 /* fl_coord: the coordinator's event loop and federation state machine. */
 #include "fl_coord.h"
+#include "fl_allowlist.h"
 #include "fl_codec.h"
 #include "fl_data.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
-#include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
@@ -71,7 +71,7 @@ struct fl_coord {
     uint8_t *global_bytes;                  /* its packed file bytes, sent in tasks */
     size_t global_len;                      /* their length */
     fl_strategy_t *strategy;                /* aggregation */
-    fl_pool_t *pool;                        /* threads that open updates */
+    fl_pool_t *pool;                        /* compute threads (borrowed), or NULL */
     struct fl_plain plain;                  /* the update being ingested, decrypted */
     struct fl_dataset eval;                 /* server-side evaluation data (n = 0: none) */
     fl_model_t *eval_model;                 /* base + global, for evaluation */
@@ -290,7 +290,7 @@ static int s_global_fresh(struct fl_coord *c)
             return fl_fail(FL_EINVAL, "too many targets");
         snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "%s", t);
     }
-    fl_model_t *m = fl_model_from_base(&c->base, c->cfg.base, &am);
+    fl_model_t *m = fl_model_from_base(&c->base, c->cfg.base, &am, c->pool);
     if (!m)
         return FL_EINVAL;
     size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
@@ -1203,16 +1203,17 @@ static int s_load_eval(struct fl_coord *c)
                                        c->global.meta.num_classes);
     if (rc)
         return rc;
-    c->eval_model = fl_model_from_base(&c->base, c->cfg.base, &c->global.meta);
+    c->eval_model = fl_model_from_base(&c->base, c->cfg.base, &c->global.meta, c->pool);
     return c->eval_model ? 0 : FL_EINVAL;
 }
 
-fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
+fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg, fl_pool_t *pool)
 {
     struct fl_coord *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->cfg = *cfg;
+    c->pool = pool;
     if (!c->cfg.control[0]) {
         int n = snprintf(c->cfg.control, sizeof c->cfg.control, "ipc://%.900s/control.sock",
                          c->cfg.state_dir);
@@ -1223,14 +1224,12 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg)
         }
     }
     s_path(c, "rounds.jsonl", c->ledger_path, sizeof c->ledger_path);
-    fl_set_threads(cfg->threads);
     bool resumed = false;
     if (sodium_init() < 0 || fl_fs_mkdirs(c->cfg.state_dir, 0755) != 0 ||
         !(c->id = fl_identity_load(c->cfg.key)) || !(c->allow = fl_allowlist_load(c->cfg.allow)) ||
         fl_base_read(c->cfg.base, &c->base) != 0 ||
         fl_sign_base(c->id, c->base.hash, c->base_sig) != 0 ||
-        !(c->strategy = fl_strategy_new(c->cfg.strategy)) ||
-        !(c->pool = fl_pool_new(fl_get_threads())) || s_state_load(c, &resumed) != 0 ||
+        !(c->strategy = fl_strategy_new(c->cfg.strategy)) || s_state_load(c, &resumed) != 0 ||
         (!resumed && s_global_fresh(c) != 0) || s_global_repack(c) != 0 || s_load_eval(c) != 0)
         goto out_destroy;
     fl_strategy_set_pool(c->strategy, c->pool);
@@ -1299,7 +1298,6 @@ void fl_coord_destroy(fl_coord_t **self_p)
     fl_model_destroy(&c->eval_model);
     fl_dataset_free(&c->eval);
     fl_strategy_destroy(&c->strategy);
-    fl_pool_destroy(&c->pool);
     fl_plain_free(&c->plain);
     free(c->global_bytes);
     free(c->accepts);

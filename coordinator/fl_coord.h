@@ -1,8 +1,11 @@
 /* fl_coord: the coordinator's federation engine: branch registry, base distribution, rounds,
  * update verification, aggregation, state, ledger, status. One event-loop thread: every socket
  * (ROUTER, ZAP, control) is polled from fl_coord_run. Compute threads (opening an update's
- * segments, server evaluation) work only inside a call from the loop and are joined before it
- * returns, so no state is shared with them between events. */
+ * segments, checking and averaging it, server evaluation) are the pool the coordinator is
+ * given; they work only inside a call from the loop and are joined before it returns, so no
+ * state is shared with them between events. The ingest, the strategy and the evaluation
+ * model all use that one pool, from the loop thread and one at a time, which is what a pool
+ * asks (fl_pool.h): it must serve no other thread while the coordinator runs. */
 #ifndef FL_COORD_H
 #define FL_COORD_H
 
@@ -48,7 +51,7 @@ struct fl_coord_config {
     char strategy[32];                   /* aggregation strategy */
     bool insecure;                       /* plaintext transport */
     bool exit_when_done;                 /* exit after the final adapter is sent */
-    int threads; /* threads opening updates and running server evaluation (0: every core) */
+    int threads; /* size of the pool main makes for the coordinator (0: every core) */
 };
 
 /* Defaults for every field. */
@@ -73,8 +76,9 @@ int fl_coord_check_adapter(const struct fl_adapter_file *global,
                            fl_pool_t *pool);
 
 /* Load keys, allow-list, base, state (resuming after the last saved round), bind sockets.
- * NULL on error, with the message set. */
-fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg);
+ * pool (borrowed: it must outlive the coordinator; NULL: the loop thread alone) opens, checks
+ * and averages updates and runs server evaluation. NULL on error, with the message set. */
+fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg, fl_pool_t *pool);
 /* Serve until the federation is done (with exit_when_done) or *stop is set (SIGTERM).
  * *reload (SIGHUP) reloads the allow-list. Returns 0, or an FL_E code when rounds could not
  * complete within the retry bound. */

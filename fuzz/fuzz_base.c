@@ -4,7 +4,6 @@
  * (fl_model_from_base, with and without a head adapter), which checks the architecture
  * against the tensors. */
 #include "fl_error.h"
-#include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
@@ -19,7 +18,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    fl_set_threads(1);
     return 0;
 }
 
@@ -40,14 +38,14 @@ static void s_use(const struct fl_base_file *bf)
 {
     volatile float sink = s_touch(bf);
     (void)sink;
-    fl_model_t *m = fl_model_from_base(bf, "fuzz", NULL);
+    fl_model_t *m = fl_model_from_base(bf, "fuzz", NULL, NULL); /* no pool: one thread */
     fl_model_destroy(&m);
     struct fl_adapter_meta am;
     memset(&am, 0, sizeof am);
     am.kind = FL_ADAPTER_HEAD;
     am.num_classes = 2;
     am.class_ids[1] = 1;
-    m = fl_model_from_base(bf, "fuzz", &am);
+    m = fl_model_from_base(bf, "fuzz", &am, NULL);
     fl_model_destroy(&m);
 }
 

@@ -1,4 +1,5 @@
 /* fuzz_csv: fl_dataset_load_csv on a file holding the input (a memfd); may be gzip. */
+#include "fl_csv.h"
 #include "fl_data.h"
 #include "fuzz_util.h"
 

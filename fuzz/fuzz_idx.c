@@ -4,6 +4,7 @@
  * The loader refuses headers claiming more than the file can hold before allocating (it
  * once allocated whatever the header said: fuzz/regressions/idx/). */
 #include "fl_data.h"
+#include "fl_idx.h"
 #include "fuzz_util.h"
 
 #include <stdint.h>

@@ -7,7 +7,6 @@
  * usage: make_corpus OUTDIR   (OUTDIR/<target>/ are created) */
 #include "fl_codec.h"
 #include "fl_error.h"
-#include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
@@ -151,7 +150,7 @@ static void s_arch_cnn(struct fl_arch *a)
 
 static void s_base(const struct fl_arch *arch, const char *name)
 {
-    fl_model_t *m = fl_model_new(arch, 7);
+    fl_model_t *m = fl_model_new(arch, 7, NULL); /* no pool: one thread */
     if (!m)
         s_die("fl_model_new");
     struct fl_base_meta meta;
@@ -185,7 +184,7 @@ static void s_adapter(const struct fl_base_file *bf, enum fl_adapter_kind kind, 
         snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "fc1");
         snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "fc2");
     }
-    fl_model_t *m = fl_model_from_base(bf, "mlp.ftm", &am);
+    fl_model_t *m = fl_model_from_base(bf, "mlp.ftm", &am, NULL);
     if (!m)
         s_die("fl_model_from_base");
     /* Non-zero values, so a round trip that loses data shows. */
@@ -566,7 +565,6 @@ int main(int argc, char **argv)
     s_out = argv[1];
     if (randombytes_set_implementation(&s_rng) != 0 || sodium_init() < 0)
         return 1;
-    fl_set_threads(1);
     const char *targets[] = {"wire", "adapter", "base", "idx", "csv", "config", "client_config"};
     if (mkdir(s_out, 0755) != 0 && errno != EEXIST) {
         perror(s_out);

@@ -59,7 +59,7 @@ static void s_write_base(void)
 {
     struct fl_arch arch;
     cr_assert_eq(fl_arch_builtin("mlp", 8, 3, &arch), 0);
-    fl_model_t *m = fl_model_new(&arch, 1);
+    fl_model_t *m = fl_model_new(&arch, 1, NULL);
     cr_assert_not_null(m);
     size_t n = fl_model_ntensors(m, FL_SET_BASE);
     struct fl_tensor *ts = calloc(n, sizeof *ts);
@@ -121,7 +121,7 @@ static void s_make_adapter(uint8_t **buf, size_t *len)
     struct fl_adapter_meta am = {.kind = FL_ADAPTER_HEAD, .num_classes = 2, .seed = 5};
     am.class_ids[0] = 0;
     am.class_ids[1] = 2;
-    fl_model_t *m = fl_model_from_base(&bf, s_base, &am);
+    fl_model_t *m = fl_model_from_base(&bf, s_base, &am, NULL);
     cr_assert_not_null(m, "%s", fl_error_msg());
     size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
     struct fl_tensor *ts = calloc(n, sizeof *ts);

@@ -60,7 +60,7 @@ static void s_fed_setup(struct s_fed *f, const char *extra)
     s_run(cmd);
     struct fl_arch a;
     cr_assert_eq(fl_arch_builtin("mlp", 8, 3, &a), 0);
-    fl_model_t *m = fl_model_new(&a, 5);
+    fl_model_t *m = fl_model_new(&a, 5, NULL);
     size_t n = fl_model_ntensors(m, FL_SET_BASE);
     struct fl_tensor ts[16];
     for (size_t i = 0; i < n; i++)
@@ -474,7 +474,7 @@ Test(fedtl_coordinator, start_up_mends_the_ledger_and_sweeps_interrupted_writes,
                                  .ntargets = 1,
                                  .round = 2};
     strcpy(am.targets[0], "fc1");
-    fl_model_t *m = fl_model_from_base(&f.base, "base", &am);
+    fl_model_t *m = fl_model_from_base(&f.base, "base", &am, NULL);
     cr_assert_not_null(m);
     struct fl_tensor ts[8];
     size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);

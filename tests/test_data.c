@@ -3,7 +3,10 @@
 #include <criterion/criterion.h>
 
 #include "fl_data.h"
+#include "fl_csv.h"
 #include "fl_error.h"
+#include "fl_idx.h"
+#include "fl_partition.h"
 #include "fl_testutil.h"
 
 #include <math.h>
@@ -553,6 +556,33 @@ Test(fl_data, subset_copies_chosen_records_and_checks_indices)
     fl_dataset_free(&sub);
     cr_assert_eq(fl_dataset_subset(&sub, &ds, (size_t[]){5}, 1), FL_ERANGE);
     fl_dataset_free(&ds);
+}
+
+Test(fl_data, by_class_groups_records_in_ascending_order)
+{
+    struct fl_dataset ds;
+    s_make(&ds, 7, 1, 3, (const int32_t[]){2, 0, 2, 1, 0, 2, 0});
+    size_t *order, *start;
+    cr_assert_eq(fl_dataset_by_class(&ds, &order, &start), 0);
+    const size_t want_start[4] = {0, 3, 4, 7}, want_order[7] = {1, 4, 6, 3, 0, 2, 5};
+    cr_assert_arr_eq(start, want_start, sizeof want_start);
+    cr_assert_arr_eq(order, want_order, sizeof want_order);
+    free(order);
+    free(start);
+    ds.y[3] = 3; /* outside 0..num_classes-1 */
+    cr_assert_eq(fl_dataset_by_class(&ds, &order, &start), FL_EINVAL);
+    cr_assert_null(order);
+    cr_assert_null(start);
+    fl_dataset_free(&ds);
+}
+
+Test(fl_data, idx_sniff_knows_idx_from_csv)
+{
+    cr_assert(fl_idx_sniff((const uint8_t[]){0, 0, 0x08, 3}, 4));
+    cr_assert(fl_idx_sniff((const uint8_t[]){0, 0, 0x0D}, 3));
+    cr_assert_not(fl_idx_sniff((const uint8_t[]){0, 0, 0x0A}, 3)); /* no such type */
+    cr_assert_not(fl_idx_sniff((const uint8_t[]){'1', ',', '2'}, 3));
+    cr_assert_not(fl_idx_sniff((const uint8_t[]){0, 0}, 2));
 }
 
 Test(fl_data, split_is_stratified_disjoint_and_seeded)

@@ -126,9 +126,9 @@ static void s_check_engine_include(const char *path, int lineno, const char *nam
                                    void *arg)
 {
     static const char *const banned[] = {
-        "zmq.h",          "czmq.h",       "protobuf-c", ".pb-c.h",    "fl_fs.h",
-        "fl_modelfile.h", "fl_filecodec", "fl_codec.h", "fl_data.h",  "zlib.h",
-        "sys/mman.h",     "fcntl.h",      "dirent.h",   "sys/stat.h", "sodium.h"};
+        "zmq.h",        "czmq.h",     "protobuf-c", ".pb-c.h",  "fl_fs.h",    "fl_modelfile.h",
+        "fl_filecodec", "fl_codec.h", "fl_data.h",  "fl_idx.h", "fl_csv.h",   "fl_gzread.h",
+        "zlib.h",       "sys/mman.h", "fcntl.h",    "dirent.h", "sys/stat.h", "sodium.h"};
     for (size_t i = 0; i < sizeof banned / sizeof banned[0]; i++)
         if (strstr(name, banned[i]))
             s_note(arg, "%s:%d: the engine includes <%s>", path, lineno, name);

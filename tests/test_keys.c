@@ -1,5 +1,6 @@
 /* Tests of fl_keys on real files in a temp dir: keygen, the .key/.pub formats, permission and
  * corruption checks, and the coordinator's allow-list. */
+#include "fl_allowlist.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
@@ -451,4 +452,49 @@ Test(fl_keys, pubkey_load_reads_the_first_key_line)
     s_write(s_path("e.pub"), "\nfedtl-ed25519 bad e\n", 0644);
     cr_expect_eq(fl_pubkey_load(s_path("e.pub"), &pk), FL_EFORMAT);
     cr_expect_not_null(strstr(fl_error_msg(), "e.pub:2: "), "%s", fl_error_msg());
+}
+
+/* Keys seen by s_collect, and after how many it stops the walk. */
+struct s_seen {
+    struct fl_pubkey keys[4]; /* in the order given */
+    int n;                    /* how many */
+    int stop_after;           /* return 1 after this many (0: never) */
+};
+
+static int s_collect(void *ctx, const struct fl_pubkey *pk)
+{
+    struct s_seen *s = ctx;
+    if (s->n < 4)
+        s->keys[s->n] = *pk;
+    s->n++;
+    return s->stop_after && s->n >= s->stop_after ? 1 : 0;
+}
+
+Test(fl_keys, pubkey_each_walks_every_key_in_file_order)
+{
+    struct fl_pubkey a, b;
+    s_gen("each_a", "alpha", &a);
+    s_gen("each_b", "beta", &b);
+    char la[256], lb[256], text[700];
+    fl_pubkey_format(a.sign_pk, a.name, la, sizeof la);
+    fl_pubkey_format(b.sign_pk, b.name, lb, sizeof lb);
+    snprintf(text, sizeof text, "# two keys\n%s\n\n  # indented comment\n%s\n", lb, la);
+    s_write(s_path("each.keys"), text, 0644);
+    struct s_seen seen = {0};
+    cr_assert_eq(fl_pubkey_each(s_path("each.keys"), s_collect, &seen), 0, "%s", fl_error_msg());
+    cr_assert_eq(seen.n, 2);
+    cr_expect_str_eq(seen.keys[0].name, "beta");
+    cr_expect_str_eq(seen.keys[1].name, "alpha");
+    cr_expect_eq(memcmp(seen.keys[1].box_pk, a.box_pk, FL_BOX_PK_BYTES), 0);
+    /* The callback's non-zero return stops the walk and is returned. */
+    struct s_seen first = {.stop_after = 1};
+    cr_assert_eq(fl_pubkey_each(s_path("each.keys"), s_collect, &first), 1);
+    cr_assert_eq(first.n, 1);
+    /* A bad line is an error naming the file and line, not a skip. */
+    snprintf(text, sizeof text, "%s\nnot a key\n%s\n", la, lb);
+    s_write(s_path("bad.keys"), text, 0644);
+    struct s_seen bad = {0};
+    cr_assert_eq(fl_pubkey_each(s_path("bad.keys"), s_collect, &bad), FL_EFORMAT);
+    cr_expect_not_null(strstr(fl_error_msg(), "bad.keys:2"), "%s", fl_error_msg());
+    cr_expect_eq(bad.n, 1);
 }

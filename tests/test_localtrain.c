@@ -45,7 +45,7 @@ static void s_write_base(const char *path, int in_dim, uint64_t seed)
 {
     struct fl_arch arch;
     cr_assert_eq(fl_arch_builtin("mlp", in_dim, 3, &arch), 0);
-    fl_model_t *m = fl_model_new(&arch, seed);
+    fl_model_t *m = fl_model_new(&arch, seed, NULL);
     cr_assert_not_null(m);
     struct fl_base_meta meta = {.nclasses = 3, .class_ids = {0, 1, 2}, .created_unix = 1};
     snprintf(meta.data_desc, sizeof meta.data_desc, "test blobs");
@@ -86,7 +86,7 @@ static void s_global_adapter(const struct fl_base_file *bf, bool lora, uint8_t *
         am.ntargets = 1;
         snprintf(am.targets[0], sizeof am.targets[0], "fc1");
     }
-    fl_model_t *m = fl_model_from_base(bf, "base", &am);
+    fl_model_t *m = fl_model_from_base(bf, "base", &am, NULL);
     cr_assert_not_null(m, "%s", fl_error_msg());
     cr_assert_eq(fl_model_pack_adapter(m, 0, buf, len), 0);
     fl_model_destroy(&m);
@@ -120,7 +120,7 @@ static double s_loss(const uint8_t *adapter, size_t len)
 {
     struct fl_adapter_file a;
     cr_assert_eq(fl_adapter_unpack(adapter, len, "adapter", &a), 0, "%s", fl_error_msg());
-    fl_model_t *m = fl_model_from_base(&s_bf, "base", &a.meta);
+    fl_model_t *m = fl_model_from_base(&s_bf, "base", &a.meta, NULL);
     cr_assert_not_null(m);
     cr_assert_eq(fl_model_set_adapter(m, &a, "adapter"), 0, "%s", fl_error_msg());
     struct fl_dataset ds;
@@ -283,7 +283,7 @@ static fl_model_t *s_head_model(struct fl_adapter_meta *meta)
 {
     struct fl_adapter_meta am = {.kind = FL_ADAPTER_HEAD, .num_classes = 2, .seed = 5};
     am.class_ids[1] = 2;
-    fl_model_t *m = fl_model_from_base(&s_bf, "base", &am);
+    fl_model_t *m = fl_model_from_base(&s_bf, "base", &am, NULL);
     cr_assert_not_null(m);
     *meta = *fl_model_adapter_meta(m);
     return m;
@@ -410,7 +410,7 @@ Test(fl_localtrain, another_class_list_starts_again_from_the_file)
     s_global_adapter(&s_bf, false, &two, &two_len);
     struct fl_adapter_meta am = {.kind = FL_ADAPTER_HEAD, .num_classes = 3, .seed = 5};
     am.class_ids[0] = 2, am.class_ids[1] = 1, am.class_ids[2] = 0;
-    fl_model_t *m = fl_model_from_base(&s_bf, "base", &am);
+    fl_model_t *m = fl_model_from_base(&s_bf, "base", &am, NULL);
     cr_assert_not_null(m);
     cr_assert_eq(fl_model_pack_adapter(m, 0, &three, &three_len), 0);
     fl_model_destroy(&m);

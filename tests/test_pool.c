@@ -1,4 +1,5 @@
-/* fl_pool: every task of a job runs exactly once, on distinct threads, job after job. */
+/* fl_pool: every task of a job runs exactly once, on distinct threads, job after job; no pool
+ * runs the caller alone; a pool of 0 threads has one per core. */
 #include <criterion/criterion.h>
 
 #include "fl_pool.h"
@@ -6,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 struct s_count {
     atomic_int hits[8]; /* runs per task index */
@@ -85,4 +87,28 @@ Test(fl_pool, for_covers_every_element_once_in_grain_sized_pieces)
     cr_assert_eq(fl_pool_for(NULL, 1000, 1, s_cover, &c), 1);
     cr_assert_eq(fl_pool_for(p, 0, 100, s_cover, &c), 1);
     fl_pool_destroy(&p);
+}
+
+Test(fl_pool, no_pool_means_the_callers_thread_alone)
+{
+    struct s_count c = {0};
+    cr_assert_eq(fl_pool_size(NULL), 1);
+    fl_pool_run(NULL, 4, s_task, &c);
+    cr_assert_eq(atomic_load(&c.hits[0]), 1);
+    cr_assert_eq(atomic_load(&c.hits[1]), 0);
+    cr_assert(pthread_equal(c.who[0], pthread_self()));
+    fl_pool_destroy(NULL);
+}
+
+Test(fl_pool, zero_threads_means_one_per_core)
+{
+    fl_pool_t *p = fl_pool_new(0);
+    cr_assert_not_null(p);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cr_assert_eq(fl_pool_size(p), cores > 0 ? (int)cores : 1);
+    struct s_count c = {0};
+    fl_pool_run(p, 1, s_task, &c);
+    cr_assert_eq(atomic_load(&c.hits[0]), 1);
+    fl_pool_destroy(&p);
+    cr_assert_null(p);
 }

@@ -1,5 +1,6 @@
 /* fedtl eval / predict / inspect. */
 #include "fedtl.h"
+#include "fl_csv.h"
 #include "fl_data.h"
 #include "fl_error.h"
 #include "fl_model.h"
@@ -36,6 +37,7 @@ struct s_loaded {
     struct fl_base_file base;
     struct fl_adapter_file adapter;
     bool has_adapter;
+    fl_pool_t *pool; /* the command's compute threads (--threads), which the model borrows */
     fl_model_t *m;
     const int32_t *class_ids; /* original label of each model output */
     int nclasses;
@@ -44,6 +46,7 @@ struct s_loaded {
 static void s_unload(struct s_loaded *l)
 {
     fl_model_destroy(&l->m);
+    fl_pool_destroy(&l->pool);
     if (l->has_adapter)
         fl_adapter_close(&l->adapter);
     fl_base_close(&l->base);
@@ -64,7 +67,11 @@ static int s_load(const struct tool_opts *o, struct s_loaded *l)
         if ((rc = fl_adapter_check_base(&l->adapter, o->adapter, l->base.hash, o->base)) != 0)
             goto out_fail;
     }
-    l->m = fl_model_from_base(&l->base, o->base, l->has_adapter ? &l->adapter.meta : NULL);
+    if (!(l->pool = fl_pool_new(o->threads))) {
+        rc = FL_ENOMEM;
+        goto out_fail;
+    }
+    l->m = fl_model_from_base(&l->base, o->base, l->has_adapter ? &l->adapter.meta : NULL, l->pool);
     if (!l->m) {
         rc = FL_EFORMAT;
         goto out_fail;
@@ -219,7 +226,7 @@ static int s_inspect_base(const char *path, bool json)
     int rc = fl_base_read(path, &bf);
     if (rc)
         return tool_error(rc, "cannot read");
-    fl_model_t *m = fl_model_from_base(&bf, path, NULL);
+    fl_model_t *m = fl_model_from_base(&bf, path, NULL, NULL); /* counted, never run */
     if (!m) {
         fl_base_close(&bf);
         return tool_error(FL_EFORMAT, "cannot build");
@@ -267,7 +274,7 @@ static int s_inspect_adapter(const char *path, const char *base_path, bool json)
             fl_adapter_close(&af);
             return tool_error(rc, "--base");
         }
-        fl_model_t *m = fl_model_from_base(&bf, base_path, am);
+        fl_model_t *m = fl_model_from_base(&bf, base_path, am, NULL);
         if (m) {
             total = fl_model_param_count(m, false);
             trainable = fl_model_param_count(m, true);

@@ -1,8 +1,10 @@
 /* fedtl partition: split a data set into client shards. */
 #include "fedtl.h"
+#include "fl_csv.h"
 #include "fl_data.h"
 #include "fl_error.h"
 #include "fl_fs.h"
+#include "fl_partition.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,6 @@
 /* fedtl pretrain / finetune. */
 #include "fedtl.h"
 #include "fl_error.h"
-#include "fl_linalg.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
@@ -78,11 +77,12 @@ int cmd_pretrain(int argc, char **argv)
         return 1;
     struct fl_arch arch;
     fl_model_t *m = NULL;
+    fl_pool_t *pool = NULL; /* the command's compute threads (--threads) */
     if ((rc = fl_arch_builtin(o.arch, (int)ds.dim, nclasses, &arch)) != 0) {
         rc = tool_error(rc, o.data);
         goto out_free_data;
     }
-    if (!(m = fl_model_new(&arch, o.train.seed))) {
+    if (!(pool = fl_pool_new(o.threads)) || !(m = fl_model_new(&arch, o.train.seed, pool))) {
         rc = tool_error(FL_ENOMEM, "cannot build the model");
         goto out_free_data;
     }
@@ -103,7 +103,7 @@ int cmd_pretrain(int argc, char **argv)
         goto out_destroy;
     }
     printf("pretrain %s on %zu records, %d classes, %zu parameters, %d threads\n", arch.name, ds.n,
-           nclasses, fl_model_param_count(m, false), fl_get_threads());
+           nclasses, fl_model_param_count(m, false), fl_pool_size(pool));
     fflush(stdout);
     if ((rc = fl_train(m, &ds, &o.train, NULL, NULL, NULL)) != 0) {
         rc = tool_error(rc, "training failed");
@@ -118,6 +118,7 @@ int cmd_pretrain(int argc, char **argv)
 out_destroy:
     fl_model_destroy(&m);
 out_free_data:
+    fl_pool_destroy(&pool);
     fl_dataset_free(&ds);
     return rc;
 }
@@ -181,6 +182,7 @@ int cmd_finetune(int argc, char **argv)
     int32_t class_ids[FL_MAX_CLASSES];
     int nclasses = 0;
     fl_model_t *m = NULL;
+    fl_pool_t *pool = NULL; /* the command's compute threads (--threads) */
     if (tool_load_data(&o, &ds, class_ids, &nclasses) != 0) {
         rc = 1;
         goto out_close;
@@ -196,7 +198,7 @@ int cmd_finetune(int argc, char **argv)
     }
     if (o.train.epochs <= 0)
         o.train.epochs = 10;
-    if (!(m = fl_model_from_base(&bf, o.base, &am))) {
+    if (!(pool = fl_pool_new(o.threads)) || !(m = fl_model_from_base(&bf, o.base, &am, pool))) {
         rc = tool_error(FL_EINVAL, "cannot build the adapter");
         goto out_free_data;
     }
@@ -204,7 +206,7 @@ int cmd_finetune(int argc, char **argv)
     printf("finetune %s (rank %d) on %zu records, %d classes: %zu trainable of %zu parameters "
            "(%.2f%%), %d threads\n",
            o.method, am.rank, ds.n, nclasses, trainable, total, 100.0 * trainable / total,
-           fl_get_threads());
+           fl_pool_size(pool));
     fflush(stdout);
     if ((rc = fl_train(m, &ds, &o.train, NULL, NULL, NULL)) != 0) {
         rc = tool_error(rc, "training failed");
@@ -227,6 +229,7 @@ int cmd_finetune(int argc, char **argv)
 out_destroy:
     fl_model_destroy(&m);
 out_free_data:
+    fl_pool_destroy(&pool);
     fl_dataset_free(&ds);
 out_close:
     fl_base_close(&bf);

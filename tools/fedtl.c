@@ -3,7 +3,6 @@
 #include "fedtl.h"
 #include "fl_data.h"
 #include "fl_error.h"
-#include "fl_linalg.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -256,7 +255,6 @@ int tool_parse(const char *cmd, const char *usage, int argc, char **argv, struct
         fprintf(stderr, "fedtl %s: unexpected argument '%s'\n%s", cmd, argv[optind], usage);
         return 2;
     }
-    fl_set_threads(o->threads);
     return 0;
 }
 

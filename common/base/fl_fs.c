@@ -97,6 +97,7 @@ int fl_fs_write_file(const char *path, const void *buf, size_t len, mode_t mode)
     int rc = fl_atomic_open(&af, path, mode);
     if (rc)
         return rc;
+    setvbuf(af.f, NULL, _IONBF, 0); /* buf goes straight to the file, never through a copy */
     if (len && fwrite(buf, 1, len, af.f) != len) {
         int e = errno;
         fl_atomic_abort(&af);
@@ -105,18 +106,42 @@ int fl_fs_write_file(const char *path, const void *buf, size_t len, mode_t mode)
     return fl_atomic_commit(&af);
 }
 
+int fl_fs_open_regular(const char *path, int *fd, struct stat *st)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return fl_fail(FL_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(*fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return fl_fail(FL_EIO, "%s: not a regular file", path);
+    }
+    return 0;
+}
+
+size_t fl_fs_read_fd(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
 int fl_fs_read_file(const char *path, size_t max_len, unsigned char **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fl_fail(FL_EIO, "%s: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fl_fail(FL_EIO, "%s: not a regular file", path);
-    }
+    int rc = fl_fs_open_regular(path, &fd, &st);
+    if (rc)
+        return rc;
     if ((size_t)st.st_size > max_len) {
         close(fd);
         return fl_fail(FL_ERANGE, "%s: %lld bytes, more than the %zu allowed", path,
@@ -128,15 +153,7 @@ int fl_fs_read_file(const char *path, size_t max_len, unsigned char **buf, size_
         close(fd);
         return fl_fail(FL_ENOMEM, "%s: out of memory", path);
     }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    size_t got = fl_fs_read_fd(fd, p, n);
     close(fd);
     if (got != n) {
         free(p);

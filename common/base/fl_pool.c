@@ -1,9 +1,11 @@
 /* fl_pool: worker threads woken by a generation counter under one mutex. */
 #include "fl_pool.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 struct s_worker {
     struct fl_pool *pool; /* back pointer */
@@ -52,12 +54,19 @@ static void *s_worker_main(void *p)
     return NULL;
 }
 
+/* One task per online core (at least one). */
+static int s_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 fl_pool_t *fl_pool_new(int nthreads)
 {
     fl_pool_t *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    p->size = nthreads < 1 ? 1 : nthreads;
+    p->size = nthreads > 0 ? nthreads : s_cores();
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->start, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -98,18 +107,19 @@ void fl_pool_destroy(fl_pool_t **self_p)
 
 int fl_pool_size(const fl_pool_t *p)
 {
-    return p->size;
+    return p ? p->size : 1;
 }
 
 void fl_pool_run(fl_pool_t *p, int ntasks, fl_pool_fn *fn, void *arg)
 {
-    if (ntasks > p->nstarted + 1)
-        ntasks = p->nstarted + 1;
+    if (!p || ntasks > p->nstarted + 1)
+        ntasks = p ? p->nstarted + 1 : 1;
     if (ntasks <= 1) {
         fn(arg, 0);
         return;
     }
     pthread_mutex_lock(&p->lock);
+    assert(p->pending == 0 && "fl_pool: one caller at a time");
     p->fn = fn;
     p->arg = arg;
     p->ntasks = ntasks;

@@ -1,6 +1,13 @@
 /* fl_pool: a small pool of compute threads that sleep until given work, for splitting a
  * batch across cores. Waiting threads block on a condition variable (they never spin), so an
- * idle pool costs nothing on a shared machine. One caller at a time. */
+ * idle pool costs nothing on a shared machine. A program makes one pool in main, from its
+ * --threads option, and lends it to what computes (models, the coordinator, a strategy).
+ *
+ * Thread-safety: a pool serves one caller at a time. fl_pool_run / fl_pool_for return only
+ * when the job is done, and the pool must not be given a second job from another thread (or
+ * from inside a task) meanwhile. So everything that borrows one pool must be driven from one
+ * thread, one call at a time, or each driving thread needs a pool of its own. Wherever a pool
+ * is taken, NULL means the caller's thread alone. */
 #ifndef FL_POOL_H
 #define FL_POOL_H
 
@@ -11,13 +18,14 @@ typedef struct fl_pool fl_pool_t;
 /* The function a pool runs: task t of the current job, with the caller's argument. */
 typedef void(fl_pool_fn)(void *arg, int t);
 
-/* A pool running up to nthreads tasks at once (the caller counts as one); NULL on failure. */
+/* A pool running up to nthreads tasks at once (the caller counts as one, so nthreads - 1
+ * threads are started); nthreads <= 0 means one per online core. NULL on failure. */
 fl_pool_t *fl_pool_new(int nthreads);
 void fl_pool_destroy(fl_pool_t **self_p);
-/* Number of tasks the pool runs at once. */
+/* Number of tasks the pool runs at once (1 for a NULL pool). */
 int fl_pool_size(const fl_pool_t *p);
-/* Run fn(arg, t) for t = 0..ntasks-1 (ntasks <= size; task 0 on the calling thread) and
- * return when all have finished. */
+/* Run fn(arg, t) for t = 0..ntasks-1 (ntasks is clamped to the size; task 0 on the calling
+ * thread) and return when all have finished. p may be NULL: task 0 alone, on the caller. */
 void fl_pool_run(fl_pool_t *p, int ntasks, fl_pool_fn *fn, void *arg);
 
 /* The function fl_pool_for runs: elements [begin, end) of the range, as task t. */

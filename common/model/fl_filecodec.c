@@ -2,6 +2,7 @@
  * everything decoded (counts, string lengths, shapes, kinds) against the C structs' limits. */
 #include "fl_filecodec.h"
 #include "fl_error.h"
+#include "fl_protobuf.h"
 #include "fedtl_model.pb-c.h"
 
 #include <math.h>
@@ -196,21 +197,6 @@ static int s_infos_read(Fedtl__TensorInfo *const *infos, size_t n, const char *o
     return 0;
 }
 
-int fl_pb_pack(const ProtobufCMessage *msg, const char *origin, uint8_t **buf, size_t *len)
-{
-    size_t size = protobuf_c_message_get_packed_size(msg);
-    uint8_t *p = malloc(size ? size : 1);
-    if (!p)
-        return fl_fail(FL_ENOMEM, "%s: out of memory", origin);
-    if (protobuf_c_message_pack(msg, p) != size) {
-        free(p);
-        return fl_fail(FL_EINVAL, "%s: encoding failed", origin);
-    }
-    *buf = p;
-    *len = size;
-    return 0;
-}
-
 int fl_codec_pack_base_header(const struct fl_arch *arch, const struct fl_base_meta *meta,
                               const struct fl_tensor_entry *entries, size_t n, const char *origin,
                               uint8_t **buf, size_t *len)
@@ -263,7 +249,7 @@ int fl_codec_pack_base_header(const struct fl_arch *arch, const struct fl_base_m
     hdr.class_ids = (int32_t *)meta->class_ids;
     hdr.n_tensors = n;
     hdr.tensors = infos.ptrs;
-    rc = fl_pb_pack(&hdr.base, origin, buf, len);
+    rc = fl_protobuf_pack(&hdr.base, origin, buf, len);
     s_infos_free(&infos);
     return rc;
 }
@@ -377,7 +363,7 @@ int fl_codec_pack_adapter_header(const struct fl_adapter_meta *meta,
     hdr.round = meta->round;
     hdr.n_tensors = n;
     hdr.tensors = infos.ptrs;
-    rc = fl_pb_pack(&hdr.base, origin, buf, len);
+    rc = fl_protobuf_pack(&hdr.base, origin, buf, len);
     s_infos_free(&infos);
     return rc;
 }

@@ -7,7 +7,6 @@
 #include "fl_arch.h"
 #include "fl_tensor.h"
 
-#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,9 +41,5 @@ int fl_codec_pack_adapter_header(const struct fl_adapter_meta *meta,
 int fl_codec_unpack_adapter_header(const uint8_t *buf, size_t len, const char *origin,
                                    struct fl_adapter_meta *meta, struct fl_tensor_entry **entries,
                                    size_t *n);
-
-/* Serialise any protobuf-c message into a malloc'd *buf of *len bytes (caller frees); origin
- * prefixes the message on failure. The one serialiser both codecs (files, wire) use. */
-int fl_pb_pack(const ProtobufCMessage *msg, const char *origin, uint8_t **buf, size_t *len);
 
 #endif

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 
 fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *origin,
-                               const struct fl_adapter_meta *adapter)
+                               const struct fl_adapter_meta *adapter, fl_pool_t *pool)
 {
     return fl_model_new_frozen(&base->arch, base->tensors, base->ntensors, base->hash, origin,
-                               adapter);
+                               adapter, pool);
 }
 
 int fl_model_set_adapter(fl_model_t *m, const struct fl_adapter_file *a, const char *origin)

@@ -8,9 +8,10 @@
 #include "fl_modelfile.h"
 
 /* A frozen base from an opened base file (which must outlive the model) with, when adapter is
- * not NULL, a fresh adapter. origin names the base in messages. NULL on error. */
+ * not NULL, a fresh adapter, running on pool (borrowed, may be NULL; see fl_model.h). origin
+ * names the base in messages. NULL on error. */
 fl_model_t *fl_model_from_base(const struct fl_base_file *base, const char *origin,
-                               const struct fl_adapter_meta *adapter);
+                               const struct fl_adapter_meta *adapter, fl_pool_t *pool);
 /* Load an adapter file's values into a model built for the same configuration (see
  * fl_model_load_adapter). Nothing changes on error. */
 int fl_model_set_adapter(fl_model_t *m, const struct fl_adapter_file *a, const char *origin);

@@ -75,4 +75,15 @@ int fl_adapter_kind_parse(const char *name, enum fl_adapter_kind *kind);
 /* Index of the layer called `name`, or -1. */
 int fl_arch_find(const struct fl_arch *arch, const char *name);
 
+/* Built-in architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"
+ * (in_dim -> 256 -> 128 -> classes). Returns 0 or FL_EINVAL with a message. */
+int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *out);
+/* Default LoRA targets of an architecture (comma list) for a method: the layers whose
+ * adaptation pays most per parameter. */
+const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_kind kind);
+
+/* Default LoRA rank and Adam learning rate of a method (FFA-LoRA trains only B, so it gets a
+ * higher rank and rate; a head or biases alone learn fastest with a large rate). */
+void fl_adapter_defaults(enum fl_adapter_kind kind, int *rank, float *lr);
+
 #endif

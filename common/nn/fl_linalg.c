@@ -1,9 +1,8 @@
-/* fl_linalg: cblas_sgemm behind a small interface, and thread control. */
+/* fl_linalg: cblas_sgemm behind a small interface, kept single-threaded. */
 #include "fl_linalg.h"
 
 #include <cblas.h>
 #include <pthread.h>
-#include <unistd.h>
 
 void fl_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc)
@@ -49,20 +48,4 @@ static void s_blas_serial(void)
 void fl_linalg_init(void)
 {
     pthread_once(&s_blas_once, s_blas_serial);
-}
-
-static _Atomic int s_threads; /* process-wide engine thread count; 0 = every core */
-
-void fl_set_threads(int n)
-{
-    fl_linalg_init();
-    s_threads = n > 0 ? n : 0;
-}
-
-int fl_get_threads(void)
-{
-    int n = s_threads;
-    if (n <= 0)
-        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? n : 1;
 }

@@ -15,13 +15,9 @@ void fl_gemm_ref(bool trans_a, bool trans_b, int m, int n, int k, float alpha, c
 /* y[j] += alpha * sum_i A[i][j] over the m rows of the m x n matrix A (bias gradients). */
 void fl_colsum(int m, int n, float alpha, const float *a, float *y);
 
-/* Threads a model built afterwards uses; n <= 0 means every core. Small GEMMs do not scale across
- * threads, so the engine splits each batch over n pool workers (fl_pool) and keeps every BLAS call
- * single-threaded inside them. */
-void fl_set_threads(int n);
-/* Put OpenBLAS in that single-threaded mode (idempotent; models call it when built). */
+/* Put OpenBLAS in single-threaded mode (idempotent; models call it when built). Small GEMMs do
+ * not scale across threads, so the engine splits each batch over the workers of the pool its
+ * model was given (fl_pool) and keeps every BLAS call single-threaded inside them. */
 void fl_linalg_init(void);
-/* Threads currently in use. */
-int fl_get_threads(void);
 
 #endif

@@ -2,11 +2,17 @@
  * pretraining) or as a frozen base with an adapter on top (LoRA, FFA-LoRA, BitFit, new head).
  * The model owns its adapter and its workspace; a frozen base's weights are borrowed from the
  * tensors it was built from, which must outlive the model. It knows nothing of files: the
- * model layer (model/fl_modelio.h) builds one from a base file. Not thread-safe. */
+ * model layer (model/fl_modelio.h) builds one from a base file.
+ *
+ * Threads: a model splits each batch over the pool it is built with, which it borrows (the
+ * pool must outlive it; NULL runs everything on the calling thread). A model is not
+ * thread-safe: one thread calls it at a time. As a pool serves one caller at a time
+ * (fl_pool.h), models sharing a pool must be driven from one thread, one call at a time. */
 #ifndef FL_MODEL_H
 #define FL_MODEL_H
 
 #include "fl_arch.h"
+#include "fl_pool.h"
 #include "fl_sizes.h"
 #include "fl_tensor.h"
 
@@ -23,26 +29,17 @@ enum fl_tensor_set {
     FL_SET_TRAINABLE /* what the optimiser updates */
 };
 
-/* Built-in architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"
- * (in_dim -> 256 -> 128 -> classes). Returns 0 or FL_EINVAL with a message. */
-int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *out);
-/* Default LoRA targets of an architecture (comma list) for a method: the layers whose
- * adaptation pays most per parameter. */
-const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_kind kind);
-
-/* Default LoRA rank and Adam learning rate of a method (FFA-LoRA trains only B, so it gets a
- * higher rank and rate; a head or biases alone learn fastest with a large rate). */
-void fl_adapter_defaults(enum fl_adapter_kind kind, int *rank, float *lr);
-
-/* A fresh model, weights initialised from seed, all trainable. NULL on error (message set). */
-fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed);
+/* A fresh model, weights initialised from seed, all trainable, running on pool (borrowed, may
+ * be NULL). NULL on error (message set). */
+fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed, fl_pool_t *pool);
 /* A frozen base of architecture arch whose weights are the n tensors handed in (borrowed: they
  * must outlive the model), identified by base_hash, with, when adapter is not NULL, a new
- * adapter initialised from adapter->seed (its base_hash is filled in). origin names the base
- * in messages. NULL on error. */
+ * adapter initialised from adapter->seed (its base_hash is filled in), running on pool
+ * (borrowed, may be NULL). origin names the base in messages. NULL on error. */
 fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tensor *tensors,
                                 size_t n, const uint8_t base_hash[FL_HASH_BYTES],
-                                const char *origin, const struct fl_adapter_meta *adapter);
+                                const char *origin, const struct fl_adapter_meta *adapter,
+                                fl_pool_t *pool);
 /* Load adapter values (meta and n tensors) into a model built for the same adapter
  * configuration; checks the base hash, method, rank, targets and every tensor's name and
  * shape. Nothing changes on error. */

@@ -271,72 +271,89 @@ out_free:
     return rc;
 }
 
+#define S_CHUNK 1024 /* records per forward call when evaluating or predicting */
+
+/* What s_forward_chunks hands on: records [first, first + n) and their logits [n, k]. */
+typedef int(s_logits_fn)(void *arg, size_t first, size_t n, const float *logits, int k);
+
+/* The logits of the n records of x, S_CHUNK records at a time, each chunk handed to fn; stops
+ * at the first non-zero return (of the model or of fn) and returns it. */
+static int s_forward_chunks(fl_model_t *m, const float *x, size_t n, s_logits_fn *fn, void *arg)
+{
+    int k = fl_model_num_classes(m);
+    size_t dim = fl_model_input_dim(m);
+    float *logits = fl_falloc(S_CHUNK * (size_t)k);
+    if (!logits)
+        return FL_ENOMEM;
+    int rc = 0;
+    for (size_t done = 0; done < n && rc == 0; done += S_CHUNK) {
+        size_t b = n - done < S_CHUNK ? n - done : S_CHUNK;
+        if ((rc = fl_model_forward(m, x + done * dim, b, logits)) == 0)
+            rc = fn(arg, done, b, logits, k);
+    }
+    free(logits);
+    return rc;
+}
+
+/* An evaluation in progress. */
+struct s_score {
+    const int32_t *y;    /* the labels */
+    struct fl_eval *out; /* per-class counts */
+    double loss;         /* summed loss */
+    size_t hits;         /* right predictions */
+};
+
+static int s_score_chunk(void *arg, size_t first, size_t n, const float *logits, int k)
+{
+    struct s_score *s = arg;
+    for (size_t i = 0; i < n; i++) {
+        int32_t yi = s->y[first + i];
+        if (yi < 0 || yi >= k)
+            return fl_fail(FL_ERANGE, "record %zu: label %d, the model has %d classes", first + i,
+                           yi, k);
+        int correct = 0;
+        s->loss += fl_softmax_xent(1, k, logits + i * k, &yi, NULL, &correct);
+        s->hits += (size_t)correct;
+        s->out->class_n[yi]++;
+        s->out->class_hit[yi] += (size_t)correct;
+    }
+    return 0;
+}
+
 int fl_evaluate(fl_model_t *m, const struct fl_dataset *ds, struct fl_eval *out)
 {
     memset(out, 0, sizeof *out);
-    int k = fl_model_num_classes(m);
-    out->classes = k;
+    out->classes = fl_model_num_classes(m);
     if (ds->dim != fl_model_input_dim(m))
         return fl_fail(FL_EMISMATCH, "data has %zu features, the model takes %zu", ds->dim,
                        fl_model_input_dim(m));
-    const size_t chunk = 1024;
-    float *logits = fl_falloc(chunk * (size_t)k);
-    if (!logits)
-        return FL_ENOMEM;
-    double loss = 0;
-    size_t hits = 0;
-    int rc = 0;
-    for (size_t done = 0; done < ds->n && rc == 0; done += chunk) {
-        size_t n = ds->n - done < chunk ? ds->n - done : chunk;
-        if ((rc = fl_model_forward(m, ds->x + done * ds->dim, n, logits)) != 0)
-            break;
-        for (size_t i = 0; i < n; i++) {
-            int32_t yi = ds->y[done + i];
-            if (yi < 0 || yi >= k) {
-                rc = fl_fail(FL_ERANGE, "record %zu: label %d, the model has %d classes", done + i,
-                             yi, k);
-                break;
-            }
-            int correct = 0;
-            loss += fl_softmax_xent(1, k, logits + i * k, &yi, NULL, &correct);
-            hits += (size_t)correct;
-            out->class_n[yi]++;
-            out->class_hit[yi] += (size_t)correct;
-        }
-    }
-    free(logits);
+    struct s_score s = {.y = ds->y, .out = out};
+    int rc = s_forward_chunks(m, ds->x, ds->n, s_score_chunk, &s);
     if (rc)
         return rc;
     out->n = ds->n;
-    out->loss = ds->n ? loss / ds->n : 0;
-    out->accuracy = ds->n ? (double)hits / ds->n : 0;
+    out->loss = ds->n ? s.loss / ds->n : 0;
+    out->accuracy = ds->n ? (double)s.hits / ds->n : 0;
+    return 0;
+}
+
+static int s_argmax_chunk(void *arg, size_t first, size_t n, const float *logits, int k)
+{
+    int32_t *pred = arg;
+    for (size_t i = 0; i < n; i++) {
+        const float *z = logits + i * k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > z[best])
+                best = j;
+        pred[first + i] = best;
+    }
     return 0;
 }
 
 int fl_predict(fl_model_t *m, const float *x, size_t n, int32_t *pred)
 {
-    int k = fl_model_num_classes(m);
-    size_t dim = fl_model_input_dim(m);
-    const size_t chunk = 1024;
-    float *logits = fl_falloc(chunk * (size_t)k);
-    if (!logits)
-        return FL_ENOMEM;
-    int rc = 0;
-    for (size_t done = 0; done < n && rc == 0; done += chunk) {
-        size_t b = n - done < chunk ? n - done : chunk;
-        if ((rc = fl_model_forward(m, x + done * dim, b, logits)) != 0)
-            break;
-        for (size_t i = 0; i < b; i++) {
-            const float *z = logits + i * k;
-            int arg = 0;
-            for (int j = 1; j < k; j++)
-                if (z[j] > z[arg])
-                    arg = j;
-            pred[done + i] = arg;
-        }
-    }
-    free(logits);
-    return rc;
+    return s_forward_chunks(m, x, n, s_argmax_chunk, pred);
 }
 
 void fl_data_stats(const struct fl_dataset *ds, bool global, float *mean, float *std)

@@ -1,11 +1,9 @@
-/* fl_keys: Ed25519 node identities, their files, and the coordinator's allow-list. */
+/* fl_keys: Ed25519 node identities and their files (.key, .pub). */
 #include "fl_keys.h"
 #include "fl_error.h"
 #include "fl_fs.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,8 +100,8 @@ struct s_secret {
 
 static int s_write_key_file(const char *path, struct s_secret *s, const char *name)
 {
-    /* Build the whole file in guarded memory and write it unbuffered, so no stdio buffer
-     * ever holds the seed. */
+    /* Build the whole file in guarded memory and write it unbuffered (fl_fs_write_file), so
+     * no stdio buffer ever holds the seed. */
     size_t hdr = strlen(S_KEY_HEADER);
     memcpy(s->text, S_KEY_HEADER "\n", hdr + 1);
     sodium_bin2base64(s->text + hdr + 1, S_B64_LEN(S_SEED_BYTES), s->seed, S_SEED_BYTES,
@@ -113,18 +111,7 @@ static int s_write_key_file(const char *path, struct s_secret *s, const char *na
     if (w < 0 || (size_t)w >= sizeof s->text - n)
         return fl_fail(FL_EINVAL, "%s: key name too long", path);
     n += (size_t)w;
-
-    struct fl_atomic_file af;
-    int rc = fl_atomic_open(&af, path, 0600);
-    if (rc)
-        return rc;
-    setvbuf(af.f, NULL, _IONBF, 0);
-    if (fwrite(s->text, 1, n, af.f) != n) {
-        int e = errno;
-        fl_atomic_abort(&af);
-        return fl_fail(FL_EIO, "%s: write failed: %s", path, strerror(e));
-    }
-    return fl_atomic_commit(&af);
+    return fl_fs_write_file(path, s->text, n, 0600);
 }
 
 static int s_write_pub_file(const char *path, const uint8_t pk[FL_SIGN_PK_BYTES], const char *name)
@@ -204,15 +191,11 @@ static int s_read_key_file(const char *path, char **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fl_fail(FL_EIO, "%s: %s", path, strerror(errno));
-    int rc = 0;
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = fl_fail(FL_EIO, "%s: not a regular file", path);
-        goto out_close;
-    }
+    int rc = fl_fs_open_regular(path, &fd, &st);
+    if (rc)
+        return rc;
     if (st.st_mode & 077) {
         rc = fl_fail(FL_EINVAL, "%s: permissions %04o are too open; chmod 600 it", path,
                      (unsigned)(st.st_mode & 07777));
@@ -229,16 +212,7 @@ static int s_read_key_file(const char *path, char **buf, size_t *len)
         rc = fl_fail(FL_ENOMEM, "%s: out of memory", path);
         goto out_close;
     }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    if (got != n) {
+    if (fl_fs_read_fd(fd, p, n) != n) {
         sodium_free(p);
         rc = fl_fail(FL_ETRUNC, "%s: short read", path);
         goto out_close;
@@ -423,8 +397,7 @@ static bool s_skip_line(const char *line, size_t n)
 
 /* Call fn for every key line of the file at path; origin "path:line" in messages.
  * Stops after the first key when only_first. */
-static int s_each_pub_line(const char *path, bool only_first,
-                           int (*fn)(void *ctx, const struct fl_pubkey *pk), void *ctx)
+static int s_each_pub_line(const char *path, bool only_first, fl_pubkey_fn *fn, void *ctx)
 {
     unsigned char *buf = NULL;
     size_t len = 0;
@@ -473,183 +446,9 @@ int fl_pubkey_load(const char *path, struct fl_pubkey *pk)
     return s_each_pub_line(path, true, s_copy_first, pk);
 }
 
-/* ---- allow-list ---- */
-
-struct s_entry {
-    struct fl_pubkey key; /* keys, name */
-    size_t seq;           /* load order: the first of duplicate keys wins */
-};
-
-struct fl_allowlist {
-    struct s_entry *e;                 /* sorted by sign_pk, no duplicates */
-    size_t n;                          /* entries in use */
-    size_t cap;                        /* entries allocated */
-    uint8_t (*curve)[FL_BOX_PK_BYTES]; /* the X25519 forms of e's keys, sorted */
-};
-
-static int s_add(void *ctx, const struct fl_pubkey *pk)
-{
-    struct fl_allowlist *a = ctx;
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 64;
-        if (cap > SIZE_MAX / sizeof *a->e)
-            return fl_fail(FL_ENOMEM, "allow-list: too many keys");
-        struct s_entry *e = realloc(a->e, cap * sizeof *e);
-        if (!e)
-            return fl_fail(FL_ENOMEM, "allow-list: out of memory");
-        a->e = e;
-        a->cap = cap;
-    }
-    a->e[a->n].key = *pk;
-    a->e[a->n].seq = a->n;
-    a->n++;
-    return 0;
-}
-
-static int s_cmp_entry(const void *x, const void *y)
-{
-    const struct s_entry *a = x, *b = y;
-    int c = memcmp(a->key.sign_pk, b->key.sign_pk, FL_SIGN_PK_BYTES);
-    if (c)
-        return c;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-static int s_cmp_curve(const void *x, const void *y)
-{
-    return memcmp(x, y, FL_BOX_PK_BYTES);
-}
-
-static int s_cmp_str(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
-static bool s_is_pub_name(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 4 && name[0] != '.' && strcmp(name + n - 4, ".pub") == 0;
-}
-
-static int s_load_dir(struct fl_allowlist *a, const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return fl_fail(FL_EIO, "%s: %s", path, strerror(errno));
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!s_is_pub_name(de->d_name))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) {
-                rc = fl_fail(FL_ENOMEM, "%s: out of memory", path);
-                goto out_free;
-            }
-            names = nn;
-        }
-        size_t plen = strlen(path) + strlen(de->d_name) + 2;
-        if (!(names[n] = malloc(plen))) {
-            rc = fl_fail(FL_ENOMEM, "%s: out of memory", path);
-            goto out_free;
-        }
-        snprintf(names[n++], plen, "%s/%s", path, de->d_name);
-    }
-    if (n)
-        qsort(names, n, sizeof *names, s_cmp_str);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        struct stat st;
-        if (stat(names[i], &st) != 0 || !S_ISREG(st.st_mode))
-            continue; /* a directory or dangling link named *.pub is not a key */
-        rc = s_each_pub_line(names[i], false, s_add, a);
-    }
-out_free:
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    closedir(d);
-    return rc;
-}
-
-/* Sort, drop duplicate keys and build the X25519 index. */
-static int s_index(struct fl_allowlist *a, const char *path)
-{
-    if (a->n == 0)
-        return fl_fail(FL_ENOTFOUND, "%s: no public keys", path);
-    qsort(a->e, a->n, sizeof *a->e, s_cmp_entry);
-    size_t w = 1;
-    for (size_t r = 1; r < a->n; r++)
-        if (memcmp(a->e[r].key.sign_pk, a->e[w - 1].key.sign_pk, FL_SIGN_PK_BYTES) != 0)
-            a->e[w++] = a->e[r];
-    a->n = w;
-    if (!(a->curve = malloc(a->n * sizeof *a->curve)))
-        return fl_fail(FL_ENOMEM, "%s: out of memory", path);
-    for (size_t i = 0; i < a->n; i++)
-        memcpy(a->curve[i], a->e[i].key.box_pk, FL_BOX_PK_BYTES);
-    qsort(a->curve, a->n, sizeof *a->curve, s_cmp_curve);
-    return 0;
-}
-
-fl_allowlist_t *fl_allowlist_load(const char *path)
+int fl_pubkey_each(const char *path, fl_pubkey_fn *fn, void *ctx)
 {
     if (s_sodium_ready() != 0)
-        return NULL;
-    struct stat st;
-    if (!path || stat(path, &st) != 0) {
-        fl_fail(FL_EIO, "%s: %s", path ? path : "allow-list", strerror(path ? errno : EINVAL));
-        return NULL;
-    }
-    struct fl_allowlist *a = calloc(1, sizeof *a);
-    if (!a) {
-        fl_fail(FL_ENOMEM, "%s: out of memory", path);
-        return NULL;
-    }
-    int rc = S_ISDIR(st.st_mode) ? s_load_dir(a, path) : s_each_pub_line(path, false, s_add, a);
-    if (rc == 0)
-        rc = s_index(a, path);
-    if (rc != 0)
-        fl_allowlist_destroy(&a);
-    return a;
-}
-
-void fl_allowlist_destroy(fl_allowlist_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    free((*self_p)->e);
-    free((*self_p)->curve);
-    free(*self_p);
-    *self_p = NULL;
-}
-
-size_t fl_allowlist_size(const fl_allowlist_t *a)
-{
-    return a ? a->n : 0;
-}
-
-static int s_cmp_sign_key(const void *key, const void *elem)
-{
-    return memcmp(key, ((const struct s_entry *)elem)->key.sign_pk, FL_SIGN_PK_BYTES);
-}
-
-bool fl_allowlist_has(const fl_allowlist_t *a, const uint8_t sign_pk[FL_SIGN_PK_BYTES],
-                      char name[FL_NODE_NAME_MAX])
-{
-    if (!a || !sign_pk || a->n == 0)
-        return false;
-    const struct s_entry *e = bsearch(sign_pk, a->e, a->n, sizeof *a->e, s_cmp_sign_key);
-    if (e && name)
-        memcpy(name, e->key.name, FL_NODE_NAME_MAX);
-    return e != NULL;
-}
-
-bool fl_allowlist_has_curve(const fl_allowlist_t *a, const uint8_t box_pk[FL_BOX_PK_BYTES])
-{
-    if (!a || !box_pk || a->n == 0)
-        return false;
-    return bsearch(box_pk, a->curve, a->n, sizeof *a->curve, s_cmp_curve) != NULL;
+        return FL_ECRYPTO;
+    return s_each_pub_line(path, false, fn, ctx);
 }

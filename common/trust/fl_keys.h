@@ -47,6 +47,12 @@ void fl_identity_destroy(struct fl_identity **self_p);
 int fl_pubkey_parse(const char *line, const char *origin, struct fl_pubkey *pk);
 /* Read a .pub file (its first non-comment line). */
 int fl_pubkey_load(const char *path, struct fl_pubkey *pk);
+/* What fl_pubkey_each calls with each key; a non-zero return stops the walk and is returned. */
+typedef int(fl_pubkey_fn)(void *ctx, const struct fl_pubkey *pk);
+/* Call fn for every key of a .pub or authorized_keys-style file (one .pub line per key, '#'
+ * comments and blank lines skipped), in file order. An unparsable line is an error naming the
+ * file and line, not a silent skip. */
+int fl_pubkey_each(const char *path, fl_pubkey_fn *fn, void *ctx);
 /* The .pub line of a key: "fedtl-ed25519 <base64> <name>" (no newline) into out. */
 void fl_pubkey_format(const uint8_t sign_pk[FL_SIGN_PK_BYTES], const char *name, char *out,
                       size_t len);
@@ -54,19 +60,5 @@ void fl_pubkey_format(const uint8_t sign_pk[FL_SIGN_PK_BYTES], const char *name,
 void fl_key_id(const uint8_t sign_pk[FL_SIGN_PK_BYTES], char out[FL_KEY_ID_LEN]);
 /* Z85 text of a 32-byte X25519 key, for ZMQ_CURVE_SERVERKEY / PUBLICKEY / SECRETKEY. */
 void fl_key_z85(const uint8_t key[32], char out[FL_Z85_KEY_LEN]);
-
-/* The coordinator's allow-list: a directory of .pub files or one authorized_keys-style file
- * (one .pub line per key; '#' comments and blank lines ignored). */
-typedef struct fl_allowlist fl_allowlist_t;
-/* Load; NULL on error with the file and line named. An unparsable line is an error, not a
- * silent skip. */
-fl_allowlist_t *fl_allowlist_load(const char *path);
-void fl_allowlist_destroy(fl_allowlist_t **self_p);
-size_t fl_allowlist_size(const fl_allowlist_t *a);
-/* Is this Ed25519 key enrolled? If so, and name is not NULL, copy its name. */
-bool fl_allowlist_has(const fl_allowlist_t *a, const uint8_t sign_pk[FL_SIGN_PK_BYTES],
-                      char name[FL_NODE_NAME_MAX]);
-/* Is this X25519 (CurveZMQ) key the form of an enrolled key? (For the ZAP handler.) */
-bool fl_allowlist_has_curve(const fl_allowlist_t *a, const uint8_t box_pk[FL_BOX_PK_BYTES]);
 
 #endif

@@ -2,7 +2,7 @@
  * the size limits checked before parsing and every decoded field's length checked after. */
 #include "fl_codec.h"
 #include "fl_error.h"
-#include "fl_filecodec.h"
+#include "fl_protobuf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -115,7 +115,7 @@ int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env)
 int fl_wire_encode(Fedtl__Envelope *env, uint8_t **buf, size_t *len)
 {
     env->version = FL_PROTOCOL_VERSION;
-    return fl_pb_pack(&env->base, "message", buf, len);
+    return fl_protobuf_pack(&env->base, "message", buf, len);
 }
 
 void fl_wire_free(Fedtl__Envelope **env)
@@ -145,7 +145,7 @@ int fl_wire_decode_body(const uint8_t *buf, size_t len, Fedtl__UpdateBody **body
 
 int fl_wire_encode_body(const Fedtl__UpdateBody *body, uint8_t **buf, size_t *len)
 {
-    return fl_pb_pack(&body->base, "update body", buf, len);
+    return fl_protobuf_pack(&body->base, "update body", buf, len);
 }
 
 void fl_wire_free_body(Fedtl__UpdateBody **body)

@@ -8,24 +8,28 @@
 #include <string.h>
 #include <zmq.h>
 
-static void s_common_opts(void *s)
+/* A socket of the given type with the options every fedtl socket has, or NULL (message set). */
+static void *s_socket(void *ctx, int type)
 {
+    void *s = zmq_socket(ctx, type);
+    if (!s) {
+        fl_error_set("cannot create socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
     int linger = 0, hwm = 1000;
     int64_t max = FL_WIRE_MAX_MSG;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    return s;
 }
 
 void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoint)
 {
-    void *s = zmq_socket(ctx, ZMQ_ROUTER);
-    if (!s) {
-        fl_error_set("cannot create socket: %s", zmq_strerror(errno));
+    void *s = s_socket(ctx, ZMQ_ROUTER);
+    if (!s)
         return NULL;
-    }
-    s_common_opts(s);
     int one = 1;
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     /* A branch that reconnects with the same key takes over its routing id. */
@@ -49,12 +53,9 @@ void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoin
 void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *server_box_pk,
                     const char *endpoint)
 {
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    if (!s) {
-        fl_error_set("cannot create socket: %s", zmq_strerror(errno));
+    void *s = s_socket(ctx, ZMQ_DEALER);
+    if (!s)
         return NULL;
-    }
-    s_common_opts(s);
     zmq_setsockopt(s, ZMQ_ROUTING_ID, id->sign_pk, FL_SIGN_PK_BYTES);
     int ivl = 100, max_ivl = 2000;
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
