@@ -1,15 +1,15 @@
-/* fl_options: the option engine: values, the INI file, the command line. --help and
- * --check-config are in fl_options_help.c. */
+/* fl_options: the option engine's values: reading, checking and storing one option's text,
+ * defaults, the table's own checks. The INI file and the command line are fl_options_read.c;
+ * --help and --check-config, fl_options_help.c. */
 #include "fl_options.h"
 #include "fl_error.h"
+#include "fl_options_internal.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +17,7 @@
 
 /* ---- names ---- */
 
-/* The first n bytes of a name the user typed are option `name`, '-' and '_' alike. */
-static bool s_name_eq(const char *typed, size_t n, const char *name)
+bool fl_options_name_eq(const char *typed, size_t n, const char *name)
 {
     for (size_t k = 0; k < n; k++, name++) {
         char a = typed[k] == '-' ? '_' : typed[k], b = *name == '-' ? '_' : *name;
@@ -31,7 +30,7 @@ static bool s_name_eq(const char *typed, size_t n, const char *name)
 const struct fl_option *fl_options_find(const struct fl_options_spec *s, const char *name, size_t n)
 {
     for (size_t k = 0; k < s->noptions; k++)
-        if (s_name_eq(name, n, s->options[k].name))
+        if (fl_options_name_eq(name, n, s->options[k].name))
             return &s->options[k];
     return NULL;
 }
@@ -44,8 +43,7 @@ void fl_options_flag(const char *name, char *buf, size_t len)
             *p = '-';
 }
 
-/* text for a message: control characters escaped, long text cut. */
-static void s_quote(const char *text, char *buf, size_t len)
+void fl_options_quote(const char *text, char *buf, size_t len)
 {
     size_t o = 0;
     for (const unsigned char *p = (const unsigned char *)text; *p && o + 8 < len; p++) {
@@ -164,7 +162,7 @@ static int s_parse_choice(const struct fl_option *o, const char *t, const char *
 static int s_parse(const struct fl_option *o, const char *t, const char *who, union s_value *v)
 {
     char q[128];
-    s_quote(t, q, sizeof q);
+    fl_options_quote(t, q, sizeof q);
     int rc = 0;
     switch (o->type) {
     case FL_OPTION_BOOL:
@@ -218,7 +216,7 @@ static int s_store_text(const struct fl_option *o, void *field, const char *t, c
     return 0;
 }
 
-static int s_set_one(const struct fl_option *o, void *cfg, const char *t, const char *who)
+int fl_options_set_entry(const struct fl_option *o, void *cfg, const char *t, const char *who)
 {
     void *field = (char *)cfg + o->offset;
     bool text = o->type == FL_OPTION_STRING || o->type == FL_OPTION_PATH ||
@@ -226,7 +224,8 @@ static int s_set_one(const struct fl_option *o, void *cfg, const char *t, const 
     if (!*t && text) {
         if (o->flags & FL_OPTION_REQUIRED)
             return fl_fail(FL_EINVAL, "%s: is empty", who);
-        return o->def ? s_set_one(o, cfg, o->def, who) : s_store_text(o, field, NULL, who);
+        return o->def ? fl_options_set_entry(o, cfg, o->def, who)
+                      : s_store_text(o, field, NULL, who);
     }
     union s_value v;
     int rc = s_parse(o, t, who, &v);
@@ -269,7 +268,7 @@ void fl_options_reset(const struct fl_options_spec *s, void *cfg)
     for (size_t k = 0; k < s->noptions; k++) {
         const struct fl_option *o = &s->options[k];
         if (o->def) {
-            int rc = s_set_one(o, cfg, o->def, o->name);
+            int rc = fl_options_set_entry(o, cfg, o->def, o->name);
             assert(rc == 0 && "an option's default must be valid");
             (void)rc;
         }
@@ -282,14 +281,14 @@ int fl_options_set(const struct fl_options_spec *s, void *cfg, const char *name,
     const struct fl_option *o = fl_options_find(s, name, strlen(name));
     char q[128], who[256];
     if (!o) {
-        s_quote(name, q, sizeof q);
+        fl_options_quote(name, q, sizeof q);
         return fl_fail(FL_ENOTFOUND, "%s%sunknown option '%s'", origin ? origin : "",
                        origin ? ": " : "", q);
     }
     char flag[96];
     fl_options_flag(o->name, flag, sizeof flag);
     snprintf(who, sizeof who, "%s%s%s", origin ? origin : "", origin ? ": " : "", flag);
-    return s_set_one(o, cfg, value, who);
+    return fl_options_set_entry(o, cfg, value, who);
 }
 
 void fl_options_free(const struct fl_options_spec *s, void *cfg)
@@ -302,259 +301,6 @@ void fl_options_free(const struct fl_options_spec *s, void *cfg)
             *field = NULL;
         }
     }
-}
-
-/* ---- the INI file ---- */
-
-/* What inih's callbacks share while one file is read. */
-struct s_load {
-    const struct fl_options_spec *s; /* the program */
-    void *cfg;                       /* being filled */
-    FILE *f;                         /* the file */
-    int line;                        /* lines handed to inih so far (inih counts the same) */
-    int err_line;                    /* line of the first refused entry, 0: none */
-    char err[640];                   /* its message */
-};
-
-static char *s_read_line(char *buf, int n, void *stream)
-{
-    struct s_load *x = stream;
-    char *r = fgets(buf, n, x->f);
-    if (r)
-        x->line++;
-    return r;
-}
-
-static bool s_listed(const char *const *list, const char *name)
-{
-    for (; list && *list; list++)
-        if (strcmp(*list, name) == 0)
-            return true;
-    return false;
-}
-
-/* "[a] or [b]": the sections a program reads, for messages. */
-static void s_sections(const struct fl_options_spec *s, char *buf, size_t len)
-{
-    size_t n = 0;
-    buf[0] = '\0';
-    for (const char *const *p = s->sections; *p && n < len; p++)
-        n += (size_t)snprintf(buf + n, len - n, "%s[%s]", p == s->sections ? "" : " or ", *p);
-}
-
-static int s_ini_entry(void *user, const char *section, const char *name, const char *value)
-{
-    struct s_load *x = user;
-    char qs[128], qn[128], who[160], want[128];
-    s_quote(section, qs, sizeof qs);
-    s_quote(name, qn, sizeof qn);
-    s_sections(x->s, want, sizeof want);
-    int rc = 0;
-    if (s_listed(x->s->sections, section)) {
-        const struct fl_option *o = fl_options_find(x->s, name, strlen(name));
-        if (!o || o->where == FL_OPTION_FLAG_ONLY) {
-            rc = fl_fail(FL_EFORMAT,
-                         o ? "'%s' is a command-line flag only" : "unknown option '%s' in [%s]", qn,
-                         qs);
-        } else {
-            snprintf(who, sizeof who, "%s", qn);
-            rc = s_set_one(o, x->cfg, value ? value : "", who);
-        }
-    } else if (s_listed(x->s->foreign, section)) {
-        return 1; /* another fedtl program's */
-    } else if (!*section) {
-        rc = fl_fail(FL_EFORMAT, "'%s' is outside any section (expected %s)", qn, want);
-    } else {
-        rc = fl_fail(FL_EFORMAT, "unknown section [%s] (expected %s)", qs, want);
-    }
-    if (rc == 0)
-        return 1;
-    if (!x->err_line) {
-        x->err_line = x->line;
-        snprintf(x->err, sizeof x->err, "%s", fl_error_msg());
-    }
-    return 0; /* inih notes the line and reads on */
-}
-
-int fl_options_load(const struct fl_options_spec *s, void *cfg, const char *path)
-{
-    assert(s->sections && "a program without an INI section reads no file");
-    struct s_load x = {.s = s, .cfg = cfg};
-    if (!(x.f = fopen(path, "r")))
-        return fl_fail(FL_EIO, "%s: cannot open the configuration file: %s", path, strerror(errno));
-    int line = ini_parse_stream(s_read_line, &x, s_ini_entry, &x);
-    fclose(x.f);
-    if (line < 0)
-        return fl_fail(FL_ENOMEM, "%s: out of memory", path);
-    if (line == 0)
-        return 0;
-    if (line == x.err_line)
-        return fl_fail(FL_EFORMAT, "%s: line %d: %s", path, line, x.err);
-    return fl_fail(FL_EFORMAT, "%s: line %d: syntax error (expected name = value or [section])",
-                   path, line);
-}
-
-/* ---- the command line ---- */
-
-/* One flag of argv, read in the first pass and applied in the second. */
-struct s_item {
-    const struct fl_option *o; /* the option, NULL for --config */
-    const char *value;         /* its text */
-};
-
-/* The walk over argv: items to apply, and the first usage error. */
-struct s_walk {
-    const struct fl_options_spec *s; /* the program */
-    struct fl_options_args *out;     /* help, switches, positional arguments */
-    struct s_item *items;            /* flags in order */
-    int nitems;                      /* their number */
-    int err;                         /* first error, 0: none */
-    char msg[640];                   /* its message */
-};
-
-static void s_walk_fail(struct s_walk *w, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void s_walk_fail(struct s_walk *w, const char *fmt, ...)
-{
-    if (w->err)
-        return;
-    w->err = FL_EINVAL;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->msg, sizeof w->msg, fmt, ap);
-    va_end(ap);
-}
-
-/* A spec among the siblings that has this flag, or NULL. */
-static const struct fl_options_spec *s_sibling(const struct fl_options_spec *s, const char *name,
-                                               size_t n)
-{
-    for (const struct fl_options_spec *const *p = s->siblings; p && *p; p++) {
-        const struct fl_option *o = *p == s ? NULL : fl_options_find(*p, name, n);
-        if (o && o->where != FL_OPTION_INI_ONLY)
-            return *p;
-    }
-    return NULL;
-}
-
-/* A switch (--check-config, an action): bare, or =BOOL. */
-static bool s_switch(struct s_walk *w, const char *arg, const char *eq)
-{
-    bool on = true;
-    if (eq && fl_options_parse_bool(eq + 1, &on) != 0)
-        s_walk_fail(w, "%s: not a boolean (true/false, yes/no, on/off, 1/0)", arg);
-    return on;
-}
-
-/* One "--name[=value]" at argv[*i]; may take argv[*i + 1] as its value. */
-static void s_walk_flag(struct s_walk *w, int argc, char **argv, int *i)
-{
-    const char *arg = argv[*i], *name = arg + 2, *eq = strchr(name, '=');
-    size_t n = eq ? (size_t)(eq - name) : strlen(name);
-    char typed[128], q[128];
-    snprintf(typed, sizeof typed, "%.*s", (int)(n + 2 < 100 ? n + 2 : 100), arg);
-    s_quote(typed, q, sizeof q);
-    if (s_name_eq(name, n, "help")) {
-        w->out->help = true;
-        return;
-    }
-    const struct fl_options_spec *s = w->s;
-    if (s->check_config && s_name_eq(name, n, "check_config")) {
-        w->out->check_config = s_switch(w, q, eq);
-        return;
-    }
-    for (size_t k = 0; k < s->nactions; k++)
-        if (s_name_eq(name, n, s->actions[k].name)) {
-            if (s_switch(w, q, eq))
-                w->out->actions |= 1u << k;
-            else
-                w->out->actions &= ~(1u << k);
-            return;
-        }
-    const struct fl_option *o = fl_options_find(s, name, n);
-    bool config = s->sections && s_name_eq(name, n, "config");
-    if (!o && !config) {
-        const struct fl_options_spec *other = s_sibling(s, name, n);
-        if (other)
-            s_walk_fail(w, "%s does not apply here (it is an option of %s)", q, other->program);
-        else
-            s_walk_fail(w, "unknown option %s", q);
-        return;
-    }
-    if (o && o->where == FL_OPTION_INI_ONLY) {
-        s_walk_fail(w, "%s can only be set in the configuration file", q);
-        return;
-    }
-    const char *value = eq ? eq + 1 : NULL;
-    if (!value && o && o->type == FL_OPTION_BOOL)
-        value = "true";
-    if (!value) {
-        if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0) {
-            s_walk_fail(w, "%s needs a value", q);
-            return;
-        }
-        value = argv[++*i];
-    }
-    w->items[w->nitems++] = (struct s_item){.o = o, .value = value};
-}
-
-static void s_walk(struct s_walk *w, int argc, char **argv)
-{
-    const struct fl_options_spec *s = w->s;
-    bool dashdash = false;
-    char q[128];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!dashdash && strcmp(a, "--") == 0) {
-            dashdash = true;
-        } else if (!dashdash && strcmp(a, "-h") == 0) {
-            w->out->help = true;
-        } else if (!dashdash && strncmp(a, "--", 2) == 0) {
-            s_walk_flag(w, argc, argv, &i);
-        } else if (!dashdash && a[0] == '-' && a[1]) {
-            s_quote(a, q, sizeof q);
-            s_walk_fail(w, "unknown option %s", q);
-        } else if (w->out->npositional < s->max_positional) {
-            w->out->positional[w->out->npositional++] = a;
-        } else {
-            s_quote(a, q, sizeof q);
-            s_walk_fail(w, "unexpected argument '%s'", q);
-        }
-    }
-    if (w->out->npositional < s->min_positional)
-        s_walk_fail(w, "missing %s", s->positional ? s->positional : "argument");
-}
-
-int fl_options_parse(const struct fl_options_spec *s, void *cfg, int argc, char **argv,
-                     struct fl_options_args *out)
-{
-    assert(fl_options_check_spec(s) == 0);
-    memset(out, 0, sizeof *out);
-    struct s_walk w = {.s = s, .out = out};
-    if (argc > 1 && !(w.items = calloc((size_t)argc, sizeof *w.items)))
-        return fl_fail(FL_ENOMEM, "out of memory");
-    s_walk(&w, argc, argv);
-    int rc = 0;
-    if (out->help)
-        goto out_free_items;
-    if (w.err) {
-        rc = fl_fail(w.err, "%s", w.msg);
-        goto out_free_items;
-    }
-    for (int k = 0; k < w.nitems && rc == 0; k++) /* the files first */
-        if (!w.items[k].o)
-            rc = fl_options_load(s, cfg, w.items[k].value);
-    for (int k = 0; k < w.nitems && rc == 0; k++) {
-        const struct fl_option *o = w.items[k].o;
-        if (!o)
-            continue;
-        char flag[96];
-        fl_options_flag(o->name, flag, sizeof flag);
-        rc = s_set_one(o, cfg, w.items[k].value, flag);
-    }
-out_free_items:
-    free(w.items);
-    return rc;
 }
 
 static bool s_is_set(const struct fl_option *o, const void *cfg)
@@ -616,6 +362,10 @@ void fl_options_format(const struct fl_option *o, const void *cfg, char *buf, si
     case FL_OPTION_DOUBLE: {
         /* The shortest text that reads back to the same value. */
         double v = o->size == sizeof(float) ? *(const float *)field : *(const double *)field;
+        if (v == (double)(long long)v && fabs(v) < 1e15) {
+            snprintf(buf, len, "%.0f", v);
+            break;
+        }
         for (int p = 1; p <= 17; p++) {
             snprintf(buf, len, "%.*g", p, v);
             double back = strtod(buf, NULL);
@@ -699,19 +449,19 @@ int fl_options_check_spec(const struct fl_options_spec *s)
         const struct fl_option *o = &s->options[k];
         const char *why = s_entry_problem(o);
         for (size_t j = 0; !why && j < k; j++)
-            if (s_name_eq(o->name, strlen(o->name), s->options[j].name))
+            if (fl_options_name_eq(o->name, strlen(o->name), s->options[j].name))
                 why = "the name is taken twice";
         for (size_t j = 0; !why && j < sizeof builtin / sizeof builtin[0]; j++)
-            if (s_name_eq(o->name, strlen(o->name), builtin[j]))
+            if (fl_options_name_eq(o->name, strlen(o->name), builtin[j]))
                 why = "the name is a built-in flag's";
         for (size_t j = 0; !why && j < s->nactions; j++)
-            if (s_name_eq(o->name, strlen(o->name), s->actions[j].name))
+            if (fl_options_name_eq(o->name, strlen(o->name), s->actions[j].name))
                 why = "the name is an action's";
         if (!why && o->def) {
             void *scratch = calloc(1, need);
             if (!scratch)
                 return fl_fail(FL_ENOMEM, "out of memory");
-            if (s_set_one(o, scratch, o->def, o->name) != 0)
+            if (fl_options_set_entry(o, scratch, o->def, o->name) != 0)
                 why = "the default is refused";
             free(scratch);
         }

@@ -18,11 +18,11 @@
  *   - an empty value leaves a text option unset (its default, or none); a required option
  *     refuses it.
  *   - text holds no control characters and fits the field.
- * Names: '-' and '_' are alike ("state-dir" is "state_dir"); keys and choices are matched
- * exactly, except choices, which ignore case. Unknown flags and keys are refused, naming them
- * (and the file and line). The engine keeps no state between calls (messages go to fl_error's
- * per-thread buffer). The engine is fl_options.c; what the table prints (usage, --help,
- * --check-config) is fl_options_help.c. */
+ * Names: '-' and '_' are alike ("state-dir" is "state_dir"), otherwise exact; choices ignore
+ * case. Unknown flags and keys are refused, naming them (and the file and line). The engine keeps
+ * no state between calls (messages go to fl_error's per-thread buffer). Values and the table's
+ * checks are in fl_options.c, the INI file and the command line in fl_options_read.c, what the
+ * table prints (usage, --help, --check-config) in fl_options_help.c. */
 #ifndef FL_OPTIONS_H
 #define FL_OPTIONS_H
 

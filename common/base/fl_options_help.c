@@ -3,7 +3,8 @@
 
 #include <string.h>
 
-#define S_COLUMN_MAX 30 /* widest flag column before help moves to the next line */
+#define S_COLUMN_MAX 30  /* widest flag column before help moves to the next line */
+#define S_LINE       100 /* columns of --help */
 
 /* "N", "PATH", "a|b|c": what an option's value looks like. */
 static void s_metavar(const struct fl_option *o, char *buf, size_t len)
@@ -54,13 +55,36 @@ void fl_options_usage(const struct fl_options_spec *s, FILE *f)
     fprintf(f, "\n");
 }
 
-/* One row of --help: the left column padded to width, then the help text. */
+/* One row of --help: the left column padded to width, then the help text and more, wrapped
+ * at S_LINE columns under the help column. */
 static void s_row(FILE *f, int width, const char *left, const char *help, const char *more)
 {
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s", help, more);
+    int room = S_LINE - width - 4;
+    if (room < 20)
+        room = 20;
     if ((int)strlen(left) > width)
-        fprintf(f, "  %s\n  %-*s  %s%s\n", left, width, "", help, more);
+        fprintf(f, "  %s\n  %-*s  ", left, width, "");
     else
-        fprintf(f, "  %-*s  %s%s\n", width, left, help, more);
+        fprintf(f, "  %-*s  ", width, left);
+    const char *p = text;
+    while (*p) {
+        int n = (int)strlen(p);
+        if (n > room) { /* cut at the last blank that fits, or the first one after */
+            n = room;
+            while (n > 0 && p[n] != ' ')
+                n--;
+            if (n == 0)
+                n = (int)strcspn(p, " ");
+        }
+        fprintf(f, "%.*s\n", n, p);
+        p += n;
+        while (*p == ' ')
+            p++;
+        if (*p)
+            fprintf(f, "  %-*s  ", width, "");
+    }
 }
 
 void fl_options_help(const struct fl_options_spec *s, const void *defaults, FILE *f)
@@ -69,13 +93,11 @@ void fl_options_help(const struct fl_options_spec *s, const void *defaults, FILE
     char left[400], value[512], more[640];
     for (size_t k = 0; k < s->noptions; k++) {
         s_left(&s->options[k], left, sizeof left);
-        if ((int)strlen(left) > width)
+        if ((int)strlen(left) > width && (int)strlen(left) <= S_COLUMN_MAX)
             width = (int)strlen(left);
     }
     if (s->sections && width < (int)strlen("--config FILE"))
         width = (int)strlen("--config FILE");
-    if (width > S_COLUMN_MAX)
-        width = S_COLUMN_MAX;
     fl_options_usage(s, f);
     if (s->about)
         fprintf(f, "%s", s->about);
