@@ -15,12 +15,6 @@
 #define INT(lo, hi)  .type = FL_OPTION_INT, .range.i = {lo, hi}
 #define REAL(lo, hi) .type = FL_OPTION_DOUBLE, .range.d = {lo, hi}
 
-static const struct fl_option_choice s_methods[] = {{"lora", FL_ADAPTER_LORA},
-                                                    {"ffa-lora", FL_ADAPTER_FFA_LORA},
-                                                    {"head", FL_ADAPTER_HEAD},
-                                                    {"bitfit", FL_ADAPTER_BITFIT},
-                                                    {NULL, 0}};
-
 static const struct fl_option s_options[] = {
     /* Federation */
     {"federation", TEXT, C(federation), .def = "fedtl", .metavar = "NAME", .group = "Federation",
@@ -68,8 +62,8 @@ static const struct fl_option s_options[] = {
     {"lr", REAL(0, FL_METHOD_LR_MAX), C(lr), .def = "0", .metavar = "LR",
      .help = "local learning rate (0: the method's)"},
     /* Adapter */
-    {"method", .type = FL_OPTION_CHOICE, .store = FL_OPTION_CHARS, C(method), .choices = s_methods,
-     .def = "lora", .group = "Adapter", .help = "adapter method"},
+    {"method", .type = FL_OPTION_CHOICE, .store = FL_OPTION_CHARS, C(method),
+     .choices = fl_method_choices, .def = "lora", .group = "Adapter", .help = "adapter method"},
     {"rank", INT(0, FL_METHOD_RANK_MAX), C(rank), .def = "0",
      .help = "LoRA rank (0: the method's: 4 for lora, 16 for ffa-lora)"},
     {"alpha", REAL(0, FL_METHOD_ALPHA_MAX), C(alpha), .def = "0", .metavar = "A",

@@ -5,6 +5,12 @@
 
 #include <string.h>
 
+const struct fl_option_choice fl_method_choices[] = {{"lora", FL_ADAPTER_LORA},
+                                                     {"ffa-lora", FL_ADAPTER_FFA_LORA},
+                                                     {"head", FL_ADAPTER_HEAD},
+                                                     {"bitfit", FL_ADAPTER_BITFIT},
+                                                     {NULL, 0}};
+
 /* Split a comma list into out's targets. */
 static int s_targets(const char *list, struct fl_method *out)
 {

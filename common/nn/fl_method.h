@@ -6,6 +6,7 @@
 #define FL_METHOD_H
 
 #include "fl_arch.h"
+#include "fl_options.h"
 
 /* Bounds of what a user may set, shared by every program's option table. */
 #define FL_METHOD_RANK_MAX   1024
@@ -15,6 +16,9 @@
 /* Epochs of a whole fine-tuning run when none are set (a federation's per-round epochs have
  * their own default, in the coordinator's options). */
 #define FL_METHOD_EPOCHS 10
+
+/* The methods as option tables offer them (fl_options choices, value: the fl_adapter_kind). */
+extern const struct fl_option_choice fl_method_choices[];
 
 /* What the user set; 0 (or NULL / "" for targets) means "the default". */
 struct fl_method_overrides {
