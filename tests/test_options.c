@@ -375,6 +375,21 @@ Test(fl_options, the_file_reads_its_sections_and_names_file_line_and_key)
         cr_assert(s_has(fl_error_msg(), path, line) && strstr(fl_error_msg(), cases[i].want),
                   "case %zu: %s", i, fl_error_msg());
     }
+    /* A line longer than inih holds, or holding a NUL, is refused whole: the line numbers
+     * after it stay the file's. */
+    char text[600];
+    snprintf(text, sizeof text, "[test]\nname = %0300d\ncount = x\n", 1);
+    s_write(path, text);
+    cr_assert_eq(fl_options_load(&s_spec, &c, path), FL_EFORMAT);
+    cr_assert(s_has(fl_error_msg(), "line 2: the line is longer than", NULL), "%s", fl_error_msg());
+    s_write(path, "[test]\nowned = x\n");
+    FILE *f = fopen(path, "a");
+    fwrite("name = a\0b\ncount = x\n", 1, 21, f);
+    fclose(f);
+    s_default(&c);
+    cr_assert_eq(fl_options_load(&s_spec, &c, path), FL_EFORMAT);
+    cr_assert(s_has(fl_error_msg(), "line 3: a NUL character", NULL), "%s", fl_error_msg());
+    fl_options_free(&s_spec, &c);
     s_write(path, "[test]\ncount = 500\nsmall = 64\n");
     s_default(&c);
     cr_assert_eq(fl_options_load(&s_spec, &c, path), FL_EFORMAT);

@@ -7,8 +7,10 @@
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* ---- the INI file ---- */
 
@@ -17,18 +19,43 @@ struct s_load {
     const struct fl_options_spec *s; /* the program */
     void *cfg;                       /* being filled */
     FILE *f;                         /* the file */
+    char *buf;                       /* the line read (getline's) */
+    size_t cap;                      /* its allocation */
     int line;                        /* lines handed to inih so far (inih counts the same) */
     int err_line;                    /* line of the first refused entry, 0: none */
     char err[640];                   /* its message */
 };
 
+static void s_load_fail(struct s_load *x, const char *msg)
+{
+    if (!x->err_line) {
+        x->err_line = x->line;
+        snprintf(x->err, sizeof x->err, "%s", msg);
+    }
+}
+
+/* inih's reader: one whole line per call, so that inih's line numbers are the file's. A line
+ * inih cannot hold (n bytes with the newline) or holding a NUL is refused here, and inih is
+ * handed a line it refuses too, rather than the pieces fgets would cut it into. */
 static char *s_read_line(char *buf, int n, void *stream)
 {
     struct s_load *x = stream;
-    char *r = fgets(buf, n, x->f);
-    if (r)
-        x->line++;
-    return r;
+    ssize_t len = getline(&x->buf, &x->cap, x->f);
+    if (len < 0)
+        return NULL;
+    x->line++;
+    char why[96] = "";
+    if (memchr(x->buf, '\0', (size_t)len))
+        snprintf(why, sizeof why, "a NUL character in the line");
+    else if (len >= n)
+        snprintf(why, sizeof why, "the line is longer than %d characters", n - 2);
+    if (why[0]) {
+        s_load_fail(x, why);
+        snprintf(buf, (size_t)n, "?\n");
+        return buf;
+    }
+    memcpy(buf, x->buf, (size_t)len + 1);
+    return buf;
 }
 
 static bool s_listed(const char *const *list, const char *name)
@@ -75,10 +102,7 @@ static int s_ini_entry(void *user, const char *section, const char *name, const 
     }
     if (rc == 0)
         return 1;
-    if (!x->err_line) {
-        x->err_line = x->line;
-        snprintf(x->err, sizeof x->err, "%s", fl_error_msg());
-    }
+    s_load_fail(x, fl_error_msg());
     return 0; /* inih notes the line and reads on */
 }
 
@@ -90,6 +114,7 @@ int fl_options_load(const struct fl_options_spec *s, void *cfg, const char *path
         return fl_fail(FL_EIO, "%s: cannot open the configuration file: %s", path, strerror(errno));
     int line = ini_parse_stream(s_read_line, &x, s_ini_entry, &x);
     fclose(x.f);
+    free(x.buf);
     if (line < 0)
         return fl_fail(FL_ENOMEM, "%s: out of memory", path);
     if (line == 0)
