@@ -223,7 +223,7 @@ int fl_options_set_entry(const struct fl_option *o, void *cfg, const char *t, co
                 (o->type == FL_OPTION_CHOICE && o->store != FL_OPTION_VALUE);
     if (!*t && text) {
         if (o->flags & FL_OPTION_REQUIRED)
-            return fl_fail(FL_EINVAL, "%s: is empty", who);
+            return fl_fail(FL_EINVAL, "%s: empty, but required", who);
         return o->def ? fl_options_set_entry(o, cfg, o->def, who)
                       : s_store_text(o, field, NULL, who);
     }
