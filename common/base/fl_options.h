@@ -178,7 +178,8 @@ void fl_options_usage(const struct fl_options_spec *s, FILE *f);
  * `defaults` shown as its default, the built-in flags and the epilogue. */
 void fl_options_help(const struct fl_options_spec *s, const void *defaults, FILE *f);
 /* --check-config: "[section]" then one "name = value" line per option (flag-only ones as
- * "; name = value" comments), which fl_options_load reads back to the same values. */
+ * "; name = value" comments), which fl_options_load reads back to the same values as long as
+ * each line fits inih's (a value of about 180 characters or more does not). */
 void fl_options_print(const struct fl_options_spec *s, const void *cfg, FILE *f);
 /* One option's value as text (as fl_options_print writes it) into buf. */
 void fl_options_format(const struct fl_option *o, const void *cfg, char *buf, size_t len);
