@@ -1,143 +1,85 @@
-/* fl_client_config: fedtl-client's options from an INI file and the command line. */
+/* fl_client_config: fedtl-client's options, one table for the command line and the INI file. */
 #include "fl_client_config.h"
 #include "fl_error.h"
 
-#include <errno.h>
-#include <ini.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+
+#define C(f)        FL_OPTION_FIELD(struct fl_client_config, f)
+#define TEXT        .type = FL_OPTION_STRING, .store = FL_OPTION_OWNED
+#define PATH        .type = FL_OPTION_PATH, .store = FL_OPTION_OWNED
+#define INT(lo, hi) .type = FL_OPTION_INT, .range.i = {lo, hi}
+
+static const struct fl_option s_options[] = {
+    {"coordinator", TEXT, C(coordinator), .flags = FL_OPTION_REQUIRED, .metavar = "ENDPOINT",
+     .group = "Federation", .help = "the coordinator, e.g. tcp://hq.example:7777"},
+    {"coordinator_key", PATH, C(coordinator_key), .flags = FL_OPTION_REQUIRED, .metavar = "FILE",
+     .help = "the coordinator's .pub (pinned)"},
+    {"key", PATH, C(key), .flags = FL_OPTION_REQUIRED, .metavar = "FILE",
+     .help = "this branch's .key"},
+    {"insecure", .type = FL_OPTION_BOOL, C(insecure), .def = "false",
+     .help = "plaintext, no CurveZMQ (the coordinator must be --insecure too)"},
+    {"heartbeat_ms", INT(0, 600000), C(heartbeat_ms), .def = "0", .metavar = "MS",
+     .help = "heartbeat interval (0: the coordinator's)"},
+    {"connect_timeout", INT(0, 86400 * 365), C(connect_timeout_s), .def = "30",
+     .metavar = "SECONDS",
+     .help = "give up when the coordinator does not answer this long (0: wait forever)"},
+    {"data", PATH, C(data), .flags = FL_OPTION_REQUIRED, .metavar = "FILE", .group = "Local data",
+     .help = "local data: CSV (label, features...), or IDX images"},
+    {"labels", PATH, C(labels), .metavar = "FILE", .help = "the IDX images' labels"},
+    {"holdout", .type = FL_OPTION_DOUBLE, .flags = FL_OPTION_HI_OPEN, .range.d = {0, 1}, C(holdout),
+     .def = "0.2", .metavar = "F", .help = "share of the local records held out for evaluation"},
+    {"threads", INT(0, 4096), C(threads), .def = "0", .help = "training threads (0: every core)"},
+    {"cache_dir", PATH, C(cache_dir), .metavar = "DIR", .group = "Files",
+     .help = "base model cache (unset: ./fedtl-cache)"},
+    {"out", PATH, C(out), .metavar = "FILE", .help = "final adapter (unset: CACHE_DIR/final.fta)"},
+    {"keep_updates", PATH, C(keep_updates), .metavar = "DIR",
+     .help = "also keep each round's own adapter as DIR/round-N.fta"},
+};
+
+static const char *const s_sections[] = {"client", NULL};
+static const char *const s_foreign[] = {"coordinator", "federation", NULL};
+
+const struct fl_options_spec fl_client_config_spec = {
+    .program = "fedtl-client",
+    .about = "Join a fedtl federation as a branch: register with the coordinator (CURVE, with its\n"
+             "key pinned from --coordinator-key), fetch and verify the base model into the cache,\n"
+             "train each round's adapter on the local data and send it sealed and signed; save\n"
+             "the final adapter to --out. Every option is a flag and a key of the INI file's\n"
+             "[client] section (coordinator_key or coordinator-key alike); flags override it.\n",
+    .epilogue =
+        "--check-config loads the keys and the data, prints the configuration and a summary\n"
+        "and exits without connecting. Booleans read true/false, yes/no, on/off or 1/0.\n"
+        "Exit status: 0 final adapter saved or stopped by a signal, 1 error, 2 bad usage.\n",
+    .options = s_options,
+    .noptions = sizeof s_options / sizeof s_options[0],
+    .sections = s_sections,
+    .foreign = s_foreign,
+    .check_config = true,
+};
 
 void fl_client_config_default(struct fl_client_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->holdout = 0.2;
-    c->connect_timeout_s = 30;
+    fl_options_reset(&fl_client_config_spec, c);
 }
 
-static int s_parse_int(const char *v, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        return -1;
-    *out = (int)x;
-    return 0;
-}
-
-static int s_parse_bool(const char *v, bool *out)
-{
-    if (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
-        !strcasecmp(v, "on") || !*v)
-        *out = true;
-    else if (!strcasecmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
-             !strcasecmp(v, "off"))
-        *out = false;
-    else
-        return -1;
-    return 0;
-}
-
-static const struct {
-    const char *name; /* long option */
-    size_t off;       /* its char * in the config */
-} s_strs[] = {
-    {"coordinator", offsetof(struct fl_client_config, coordinator)},
-    {"coordinator-key", offsetof(struct fl_client_config, coordinator_key)},
-    {"key", offsetof(struct fl_client_config, key)},
-    {"data", offsetof(struct fl_client_config, data)},
-    {"labels", offsetof(struct fl_client_config, labels)},
-    {"cache-dir", offsetof(struct fl_client_config, cache_dir)},
-    {"out", offsetof(struct fl_client_config, out)},
-    {"keep-updates", offsetof(struct fl_client_config, keep_updates)},
-};
-
-int fl_client_config_set(struct fl_client_config *c, const char *name_in, const char *value,
+int fl_client_config_set(struct fl_client_config *c, const char *name, const char *value,
                          const char *origin)
 {
-    char name[64];
-    if (strlen(name_in) >= sizeof name)
-        return fl_fail(FL_ENOTFOUND, "%s: unknown option '%.64s...'", origin, name_in);
-    snprintf(name, sizeof name, "%s", name_in);
-    for (char *p = name; *p; p++)
-        if (*p == '_')
-            *p = '-';
-    for (size_t i = 0; i < sizeof s_strs / sizeof s_strs[0]; i++) {
-        if (strcmp(name, s_strs[i].name) != 0)
-            continue;
-        if (!*value)
-            return fl_fail(FL_EINVAL, "%s: --%s is empty", origin, name);
-        char **field = (char **)((char *)c + s_strs[i].off), *copy = strdup(value);
-        if (!copy)
-            return fl_fail(FL_ENOMEM, "%s: out of memory", origin);
-        free(*field);
-        *field = copy;
-        return 0;
-    }
-    int bad = 0;
-    if (!strcmp(name, "holdout")) {
-        char *end;
-        errno = 0;
-        double h = strtod(value, &end);
-        bad = errno || end == value || *end || !(h >= 0.0 && h < 1.0);
-        if (!bad)
-            c->holdout = h;
-    } else if (!strcmp(name, "insecure")) {
-        bad = s_parse_bool(value, &c->insecure);
-    } else if (!strcmp(name, "threads")) {
-        bad = s_parse_int(value, 0, 4096, &c->threads);
-    } else if (!strcmp(name, "heartbeat-ms")) {
-        bad = s_parse_int(value, 0, 600000, &c->heartbeat_ms);
-    } else if (!strcmp(name, "connect-timeout")) {
-        bad = s_parse_int(value, 0, 86400 * 365, &c->connect_timeout_s);
-    } else {
-        return fl_fail(FL_ENOTFOUND, "%s: unknown option '%s'", origin, name_in);
-    }
-    if (bad)
-        return fl_fail(FL_EINVAL, "%s: bad value '%.200s' for --%s", origin, value, name);
-    return 0;
-}
-
-/* What inih's callback needs. */
-struct s_ini {
-    struct fl_client_config *c; /* options being filled */
-    char err[600];              /* the first error */
-};
-
-static int s_ini_entry(void *user, const char *section, const char *name, const char *value)
-{
-    struct s_ini *x = user;
-    if (strcmp(section, "client") != 0)
-        return 1; /* other programs' sections */
-    char origin[160];
-    snprintf(origin, sizeof origin, "[client] %.100s", name);
-    if (fl_client_config_set(x->c, name, value ? value : "", origin) != 0) {
-        snprintf(x->err, sizeof x->err, "%s", fl_error_msg());
-        return 0; /* inih reports this line */
-    }
-    return 1;
+    return fl_options_set(&fl_client_config_spec, c, name, value, origin);
 }
 
 int fl_client_config_load(struct fl_client_config *c, const char *path)
 {
-    struct s_ini x = {.c = c};
-    int line = ini_parse(path, s_ini_entry, &x);
-    if (line < 0)
-        return fl_fail(FL_EIO, "%s: cannot read the config file", path);
-    if (line > 0)
-        return fl_fail(FL_EFORMAT, "%s: line %d: %s", path, line,
-                       x.err[0] ? x.err : "syntax error");
-    return 0;
+    return fl_options_load(&fl_client_config_spec, c, path);
 }
 
 int fl_client_config_check(struct fl_client_config *c)
 {
-    if (!c->coordinator || !c->coordinator_key || !c->key || !c->data)
-        return fl_fail(FL_EINVAL,
-                       "--coordinator, --coordinator-key, --key and --data are required");
+    int rc = fl_options_check_required(&fl_client_config_spec, c);
+    if (rc)
+        return rc;
     if (!c->cache_dir && !(c->cache_dir = strdup("./fedtl-cache")))
         return fl_fail(FL_ENOMEM, "out of memory");
     return 0;
@@ -145,9 +87,5 @@ int fl_client_config_check(struct fl_client_config *c)
 
 void fl_client_config_free(struct fl_client_config *c)
 {
-    for (size_t i = 0; i < sizeof s_strs / sizeof s_strs[0]; i++) {
-        char **field = (char **)((char *)c + s_strs[i].off);
-        free(*field);
-        *field = NULL;
-    }
+    fl_options_free(&fl_client_config_spec, c);
 }

@@ -1,8 +1,11 @@
-/* fl_client_config: fedtl-client's options, from an INI file (inih; section [client], other
- * sections are other programs') and the command line. Keys are the long options, with '_' and
- * '-' alike. Errors name where the value came from and what is wrong with it. */
+/* fl_client_config: fedtl-client's options, one table (fl_options) for the command line, the
+ * INI file (section [client]; [coordinator] and [federation] are the coordinator's and are
+ * skipped), --help and --check-config. Keys are the long options, with '_' and '-' alike.
+ * Errors name where the value came from and what is wrong with it. */
 #ifndef FL_CLIENT_CONFIG_H
 #define FL_CLIENT_CONFIG_H
+
+#include "fl_options.h"
 
 #include <stdbool.h>
 
@@ -23,14 +26,19 @@ struct fl_client_config {
     int connect_timeout_s; /* give up after this much silence, 0 = never */
 };
 
+/* fedtl-client's options; fields of struct fl_client_config. */
+extern const struct fl_options_spec fl_client_config_spec;
+
 /* Defaults for every option. */
 void fl_client_config_default(struct fl_client_config *c);
 /* Set option `name` to `value`; origin ("FILE [client] KEY", "command line") prefixes
- * messages. 0, or FL_EINVAL (bad or empty value), FL_ENOTFOUND (unknown option), FL_ENOMEM. */
+ * messages. An empty value unsets an optional option and is refused for a required one.
+ * 0, or FL_EINVAL (bad or empty value), FL_ENOTFOUND (unknown option), FL_ENOMEM. */
 int fl_client_config_set(struct fl_client_config *c, const char *name, const char *value,
                          const char *origin);
 /* Read the [client] section of an INI file over c. 0, or FL_EIO / FL_EFORMAT naming the file,
- * the line and (for a bad value) the key; the first error wins, later keys are still read. */
+ * the line and (for a bad value) the key; the first error wins, later keys are still read. An
+ * unknown section is an error; the coordinator's are skipped. */
 int fl_client_config_load(struct fl_client_config *c, const char *path);
 /* The options needed to run are there (coordinator, coordinator_key, key, data); the cache
  * directory defaults to ./fedtl-cache. 0 or FL_EINVAL saying what is missing. */

@@ -2,36 +2,17 @@
  * rounds and keeps the global adapter. Foreground by default (systemd); --daemon detaches. */
 #include "fl_allowlist.h"
 #include "fl_coord.h"
+#include "fl_coord_config.h"
 #include "fl_data.h"
 #include "fl_error.h"
 #include "fl_keys.h"
 #include "fl_modelfile.h"
 
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char s_usage[] =
-    "usage: fedtl-coordinator [--config FILE] [--SETTING VALUE ...] [--check-config]\n"
-    "                         [--daemon] [--insecure] [--exit-when-done]\n"
-    "Runs the federation. Every setting of the [coordinator] section of the INI file can be\n"
-    "given as a flag (flags win), e.g.:\n"
-    "  --federation NAME     --endpoint tcp://0.0.0.0:7777  --key coord.key  --allow DIR|FILE\n"
-    "  --base base.ftm       --state-dir DIR   --rounds N   --clients-per-round N\n"
-    "  --fraction F          --min-clients N   --min-start N --deadline SECONDS\n"
-    "  --start-grace SECONDS (with min-start branches ready, wait this long for the rest)\n"
-    "  --round-retries N     --epochs N  --batch N  --lr LR  --method lora|ffa-lora|head|bitfit\n"
-    "  --rank R  --alpha A   --targets L,L  --classes C  --seed S  --heartbeat-ms MS\n"
-    "  --eval-data D [--eval-labels L]  --strategy fedavg  --control ENDPOINT\n"
-    "  --threads N           threads that open, check and average updates and run server\n"
-    "                        evaluation (default: every core)\n"
-    "--check-config checks the settings and opens every file they name (key, allow-list, base,\n"
-    "evaluation data), prints the effective configuration and exits.\n"
-    "Signals: SIGTERM/SIGINT stop cleanly (state is saved after every round); SIGHUP reloads\n"
-    "the allow-list.\n";
 
 static volatile sig_atomic_t s_stop, s_reload;
 
@@ -71,46 +52,20 @@ static void s_on_signal(int sig)
 
 int main(int argc, char **argv)
 {
+    const struct fl_options_spec *spec = &fl_coord_config_spec;
     struct fl_coord_config cfg;
     fl_coord_config_default(&cfg);
-    /* Every setting is a flag: build the option table from the argv itself. */
-    const char *config = NULL;
-    bool check = false, daemonize = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(s_usage, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "--config") && i + 1 < argc)
-            config = argv[i + 1];
-    }
-    if (config && fl_coord_config_load(&cfg, config) != 0) {
+    struct fl_options_args args;
+    if (fl_options_parse(spec, &cfg, argc, argv, &args) != 0) {
         fprintf(stderr, "fedtl-coordinator: %s\n", fl_error_msg());
+        fl_options_usage(spec, stderr);
         return 2;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "fedtl-coordinator: unexpected argument '%s'\n%s", a, s_usage);
-            return 2;
-        }
-        a += 2;
-        if (!strcmp(a, "check-config")) {
-            check = true;
-        } else if (!strcmp(a, "daemon")) {
-            daemonize = true;
-        } else if (!strcmp(a, "insecure") || !strcmp(a, "exit-when-done")) {
-            fl_coord_config_set(&cfg, a, "true");
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "fedtl-coordinator: --%s needs a value\n", a);
-            return 2;
-        } else if (!strcmp(a, "config")) {
-            i++;
-        } else if (fl_coord_config_set(&cfg, a, argv[++i]) != 0) {
-            fprintf(stderr, "fedtl-coordinator: --%s\n", fl_error_msg());
-            return 2;
-        }
+    if (args.help) {
+        fl_options_help(spec, &cfg, stdout);
+        return 0;
     }
+    bool check = args.check_config, daemonize = args.actions & FL_COORD_ACTION_DAEMON;
     if (fl_coord_config_check(&cfg) != 0) {
         fprintf(stderr, "fedtl-coordinator: %s\n", fl_error_msg());
         return 2;

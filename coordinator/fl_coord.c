@@ -6,6 +6,7 @@
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
+#include "fl_method.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
@@ -259,16 +260,13 @@ static int s_global_fresh(struct fl_coord *c)
     int rc = fl_adapter_kind_parse(g->method, &am.kind);
     if (rc)
         return rc;
-    int rank;
-    float lr;
-    fl_adapter_defaults(am.kind, &rank, &lr);
-    if (g->rank > 0)
-        rank = g->rank;
-    if (!(c->cfg.lr > 0))
-        c->cfg.lr = lr;
-    bool lora = am.kind == FL_ADAPTER_LORA || am.kind == FL_ADAPTER_FFA_LORA;
-    am.rank = lora ? rank : 0;
-    am.alpha = lora ? (g->alpha > 0 ? g->alpha : 2.0f * rank) : 0;
+    struct fl_method_overrides mo = {
+        .rank = g->rank, .alpha = g->alpha, .lr = g->lr, .targets = g->targets};
+    struct fl_method mp;
+    if ((rc = fl_method_resolve(&c->base.arch, am.kind, &mo, &mp)) != 0)
+        return rc;
+    c->cfg.lr = mp.lr;
+    fl_method_to_meta(&mp, &am);
     am.seed = g->seed;
     am.created_unix = (int64_t)time(NULL);
     if (g->classes[0]) {
@@ -280,15 +278,6 @@ static int s_global_fresh(struct fl_coord *c)
         am.num_classes = c->base.arch.num_classes;
         for (int i = 0; i < am.num_classes; i++)
             am.class_ids[i] = i;
-    }
-    const char *targets =
-        g->targets[0] ? g->targets : fl_arch_default_targets(&c->base.arch, am.kind);
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", targets);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (am.ntargets >= FL_MAX_TARGETS)
-            return fl_fail(FL_EINVAL, "too many targets");
-        snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "%s", t);
     }
     fl_model_t *m = fl_model_from_base(&c->base, c->cfg.base, &am, c->pool);
     if (!m)
@@ -1235,10 +1224,11 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg, fl_pool_t *pool)
     fl_strategy_set_pool(c->strategy, c->pool);
     s_state_sweep(c);
     s_ledger_mend(c);
-    if (!(c->cfg.lr > 0)) {
-        int rank;
-        fl_adapter_defaults(c->global.meta.kind, &rank, &c->cfg.lr);
-    }
+    struct fl_method mp; /* a resumed global's method: the learning rate it trains with */
+    if (fl_method_resolve(&c->base.arch, c->global.meta.kind,
+                          &(struct fl_method_overrides){.lr = c->cfg.lr}, &mp) != 0)
+        goto out_destroy;
+    c->cfg.lr = mp.lr;
     c->ctx = zmq_ctx_new();
     if (!c->ctx)
         goto out_destroy;

@@ -1,190 +1,130 @@
-/* fl_coord_config: the coordinator's configuration, from an INI file (inih) and flags. */
+/* fl_coord_config: the coordinator's configuration, one option table for its flags, its INI
+ * file (inih), --help and --check-config. */
+#include "fl_coord_config.h"
 #include "fl_arch.h"
-#include "fl_coord.h"
 #include "fl_data.h"
 #include "fl_error.h"
+#include "fl_method.h"
 
-#include <errno.h>
-#include <ini.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
+
+#define C(f)         FL_OPTION_FIELD(struct fl_coord_config, f)
+#define TEXT         .type = FL_OPTION_STRING, .store = FL_OPTION_CHARS
+#define PATH         .type = FL_OPTION_PATH, .store = FL_OPTION_CHARS
+#define INT(lo, hi)  .type = FL_OPTION_INT, .range.i = {lo, hi}
+#define REAL(lo, hi) .type = FL_OPTION_DOUBLE, .range.d = {lo, hi}
+
+static const struct fl_option s_options[] = {
+    /* Federation */
+    {"federation", TEXT, C(federation), .def = "fedtl", .metavar = "NAME", .group = "Federation",
+     .help = "federation name, bound into signatures"},
+    {"endpoint", TEXT, C(endpoint), .def = "tcp://0.0.0.0:7777", .metavar = "ENDPOINT",
+     .help = "where branches connect (ZeroMQ ROUTER endpoint)"},
+    {"key", PATH, C(key), .flags = FL_OPTION_REQUIRED, .metavar = "FILE",
+     .help = "the coordinator's .key (needed with --insecure too: updates are sealed to it)"},
+    {"allow", PATH, C(allow), .flags = FL_OPTION_REQUIRED, .metavar = "DIR|FILE",
+     .help = "allow-list: a directory of branches' .pub files, or one file"},
+    {"base", PATH, C(base), .flags = FL_OPTION_REQUIRED, .metavar = "FILE",
+     .help = "the pretrained base (.ftm)"},
+    {"state_dir", PATH, C(state_dir), .def = "fedtl-state", .metavar = "DIR",
+     .help = "state, ledger and control socket"},
+    {"control", TEXT, C(control), .metavar = "ENDPOINT",
+     .help = "status socket (empty: ipc://STATE_DIR/control.sock)"},
+    {"eval_data", PATH, C(eval_data), .metavar = "FILE",
+     .help = "server-side evaluation data (CSV, or IDX images)"},
+    {"eval_labels", PATH, C(eval_labels), .metavar = "FILE",
+     .help = "the evaluation data's IDX labels"},
+    /* Rounds */
+    {"rounds", INT(1, 1000000), C(rounds), .def = "10", .group = "Rounds", .help = "rounds to run"},
+    {"clients_per_round", INT(0, 1000000), C(clients_per_round), .def = "0",
+     .help = "branches selected per round (0: --fraction of the eligible)"},
+    {"fraction", REAL(0, 1), C(fraction), .def = "1", .metavar = "F",
+     .help = "fraction of the eligible branches selected per round"},
+    {"min_clients", INT(1, 1000000), C(min_clients), .def = "1",
+     .help = "accepted updates needed to aggregate"},
+    {"min_start", INT(1, 1000000), C(min_start), .def = "1",
+     .help = "eligible branches needed to start a round"},
+    {"start_grace", REAL(0, 1e6), C(start_grace_s), .def = "0", .metavar = "SECONDS",
+     .help = "with min_start branches ready, wait this long for the other enrolled"},
+    {"deadline", REAL(0.1, 1e6), C(deadline_s), .def = "120", .metavar = "SECONDS",
+     .help = "round deadline"},
+    {"round_retries", INT(0, 1000), C(round_retries), .def = "3",
+     .help = "retries of a round that fell short of min_clients"},
+    {"strategy", TEXT, C(strategy), .def = "fedavg", .metavar = "NAME",
+     .help = "aggregation strategy"},
+    {"seed", .type = FL_OPTION_UINT, .range.u = {0, UINT64_MAX}, C(seed), .def = "1",
+     .help = "seed of the adapter's initialisation, the selection and the shuffling"},
+    /* Local training */
+    {"epochs", INT(1, FL_METHOD_EPOCHS_MAX), C(epochs), .def = "2",
+     .group = "Local training (sent to the branches)", .help = "local epochs per round"},
+    {"batch", INT(1, 1 << 16), C(batch), .def = "32", .help = "local batch size"},
+    {"lr", REAL(0, FL_METHOD_LR_MAX), C(lr), .def = "0", .metavar = "LR",
+     .help = "local learning rate (0: the method's)"},
+    /* Adapter */
+    {"method", .type = FL_OPTION_CHOICE, .store = FL_OPTION_CHARS, C(method),
+     .choices = fl_method_choices, .def = "lora", .group = "Adapter", .help = "adapter method"},
+    {"rank", INT(0, FL_METHOD_RANK_MAX), C(rank), .def = "0",
+     .help = "LoRA rank (0: the method's: 4 for lora, 16 for ffa-lora)"},
+    {"alpha", REAL(0, FL_METHOD_ALPHA_MAX), C(alpha), .def = "0", .metavar = "A",
+     .help = "LoRA alpha (0: 2 * rank)"},
+    {"targets", TEXT, C(targets), .metavar = "LAYER,...",
+     .help = "adapted layers (empty: the architecture's for the method)"},
+    {"classes", TEXT, C(classes), .metavar = "C",
+     .help = "classes of the new head, e.g. 5-9 or 0,3,7 (empty: the base's)"},
+    /* Service */
+    {"heartbeat_ms", INT(10, 600000), C(heartbeat_ms), .def = "1000", .metavar = "MS",
+     .group = "Service", .help = "branch heartbeat interval"},
+    {"chunk_size", .type = FL_OPTION_UINT, .range.u = {4096, 4 << 20}, C(chunk_size),
+     .def = "262144", .metavar = "BYTES", .help = "base download chunk"},
+    {"threads", INT(0, 1024), C(threads), .def = "0",
+     .help = "threads that open, check and average updates and run server evaluation "
+             "(0: every core)"},
+    {"insecure", .type = FL_OPTION_BOOL, C(insecure), .def = "false",
+     .help = "plaintext transport, no CurveZMQ (the branches must be --insecure too)"},
+    {"exit_when_done", .type = FL_OPTION_BOOL, C(exit_when_done), .def = "false",
+     .help = "exit once the final adapter is sent"},
+};
+
+static const char *const s_sections[] = {"coordinator", "federation", NULL};
+static const char *const s_foreign[] = {"client", NULL};
+static const struct fl_options_action s_actions[] = {
+    {"daemon", "detach from the terminal (the default is the foreground, for systemd)"},
+};
+
+const struct fl_options_spec fl_coord_config_spec = {
+    .program = "fedtl-coordinator",
+    .about =
+        "Runs the federation: holds the pretrained base, enrols branches, runs the rounds and\n"
+        "keeps the global adapter. Every option is a flag and a key of the INI file's\n"
+        "[coordinator] section (state_dir or state-dir alike); flags override the file.\n",
+    .epilogue = "--check-config also opens every file the settings name (key, allow-list, base,\n"
+                "evaluation data). Booleans read true/false, yes/no, on/off or 1/0.\n"
+                "Signals: SIGTERM/SIGINT stop cleanly (state is saved after every round); SIGHUP\n"
+                "reloads the allow-list.\n",
+    .options = s_options,
+    .noptions = sizeof s_options / sizeof s_options[0],
+    .sections = s_sections,
+    .foreign = s_foreign,
+    .check_config = true,
+    .actions = s_actions,
+    .nactions = sizeof s_actions / sizeof s_actions[0],
+};
 
 void fl_coord_config_default(struct fl_coord_config *c)
 {
     memset(c, 0, sizeof *c);
-    snprintf(c->federation, sizeof c->federation, "fedtl");
-    snprintf(c->endpoint, sizeof c->endpoint, "tcp://0.0.0.0:7777");
-    snprintf(c->state_dir, sizeof c->state_dir, "fedtl-state");
-    snprintf(c->method, sizeof c->method, "lora");
-    snprintf(c->strategy, sizeof c->strategy, "fedavg");
-    c->rounds = 10;
-    c->fraction = 1.0;
-    c->min_clients = 1;
-    c->min_start = 1;
-    c->deadline_s = 120;
-    c->round_retries = 3;
-    c->epochs = 2;
-    c->batch = 32;
-    c->seed = 1;
-    c->heartbeat_ms = 1000;
-    c->chunk_size = 256u << 10; /* fastest of 256 KiB, 1 MiB, 4 MiB in bench_basedist */
-}
-
-enum s_kind { S_STR, S_INT, S_U32, S_U64, S_DBL, S_FLT, S_BOOL };
-
-struct s_field {
-    const char *name; /* key in the file, flag without "--" */
-    enum s_kind kind; /* how to parse it */
-    size_t off;       /* offset in the config */
-    size_t size;      /* buffer size for strings */
-    double lo, hi;    /* bounds for numbers */
-};
-
-#define F_STR(n, f)                                                                                \
-    {                                                                                              \
-        n, S_STR, offsetof(struct fl_coord_config, f), sizeof((struct fl_coord_config *)0)->f, 0,  \
-            0                                                                                      \
-    }
-#define F_NUM(n, k, f, lo, hi)                                                                     \
-    {                                                                                              \
-        n, k, offsetof(struct fl_coord_config, f), 0, lo, hi                                       \
-    }
-
-static const struct s_field s_fields[] = {
-    F_STR("federation", federation),
-    F_STR("endpoint", endpoint),
-    F_STR("control", control),
-    F_STR("key", key),
-    F_STR("allow", allow),
-    F_STR("base", base),
-    F_STR("state_dir", state_dir),
-    F_STR("eval_data", eval_data),
-    F_STR("eval_labels", eval_labels),
-    F_NUM("rounds", S_INT, rounds, 1, 1e6),
-    F_NUM("clients_per_round", S_INT, clients_per_round, 0, 1e6),
-    F_NUM("fraction", S_DBL, fraction, 0, 1),
-    F_NUM("min_clients", S_INT, min_clients, 1, 1e6),
-    F_NUM("min_start", S_INT, min_start, 1, 1e6),
-    F_NUM("deadline", S_DBL, deadline_s, 0.1, 1e6),
-    F_NUM("start_grace", S_DBL, start_grace_s, 0, 1e6),
-    F_NUM("round_retries", S_INT, round_retries, 0, 1000),
-    F_NUM("epochs", S_INT, epochs, 1, 10000),
-    F_NUM("batch", S_INT, batch, 1, 1 << 16),
-    F_NUM("lr", S_FLT, lr, 0, 10),
-    F_STR("method", method),
-    F_NUM("rank", S_INT, rank, 0, 1024),
-    F_NUM("alpha", S_FLT, alpha, 0, 1e6),
-    F_STR("targets", targets),
-    F_STR("classes", classes),
-    F_NUM("seed", S_U64, seed, 0, 18446744073709551615.0),
-    F_NUM("heartbeat_ms", S_INT, heartbeat_ms, 10, 600000),
-    F_NUM("chunk_size", S_U32, chunk_size, 4096, 4 << 20),
-    F_STR("strategy", strategy),
-    F_NUM("insecure", S_BOOL, insecure, 0, 1),
-    F_NUM("exit_when_done", S_BOOL, exit_when_done, 0, 1),
-    F_NUM("threads", S_INT, threads, 0, 1024),
-};
-
-static const struct s_field *s_find(const char *key)
-{
-    char norm[64];
-    size_t i = 0;
-    for (; key[i] && i < sizeof norm - 1; i++)
-        norm[i] = key[i] == '-' ? '_' : key[i];
-    norm[i] = '\0';
-    for (size_t k = 0; k < sizeof s_fields / sizeof s_fields[0]; k++)
-        if (strcmp(s_fields[k].name, norm) == 0)
-            return &s_fields[k];
-    return NULL;
+    fl_options_reset(&fl_coord_config_spec, c);
 }
 
 int fl_coord_config_set(struct fl_coord_config *c, const char *key, const char *value)
 {
-    const struct s_field *f = s_find(key);
-    if (!f)
-        return fl_fail(FL_ENOTFOUND, "unknown setting '%s'", key);
-    char *p = (char *)c + f->off;
-    if (f->kind == S_STR) {
-        if (strlen(value) >= f->size)
-            return fl_fail(FL_EINVAL, "%s: value longer than %zu characters", key, f->size - 1);
-        snprintf(p, f->size, "%s", value);
-        return 0;
-    }
-    if (f->kind == S_BOOL) {
-        bool v;
-        if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1") ||
-            !strcmp(value, "on"))
-            v = true;
-        else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0") ||
-                 !strcmp(value, "off"))
-            v = false;
-        else
-            return fl_fail(FL_EINVAL, "%s: '%s' is not true or false", key, value);
-        *(bool *)p = v;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    if (f->kind == S_INT || f->kind == S_U32 || f->kind == S_U64) {
-        /* Whole numbers only: "2.5" or "1e3" for a count is a mistake to report. */
-        unsigned long long u = strtoull(value, &end, 10);
-        while (*end == ' ')
-            end++;
-        if (end == value || *end != '\0' || errno == ERANGE || value[strspn(value, " ")] == '-' ||
-            (double)u < f->lo || (double)u > f->hi)
-            return fl_fail(FL_EINVAL, "%s: '%s' is not a whole number in [%.0f, %.0f]", key, value,
-                           f->lo, f->hi);
-        if (f->kind == S_INT)
-            *(int *)p = (int)u;
-        else if (f->kind == S_U32)
-            *(uint32_t *)p = (uint32_t)u;
-        else
-            *(uint64_t *)p = (uint64_t)u;
-        return 0;
-    }
-    double v = strtod(value, &end);
-    while (*end == ' ')
-        end++;
-    if (end == value || *end != '\0' || !(v >= f->lo && v <= f->hi))
-        return fl_fail(FL_EINVAL, "%s: '%s' is not a number in [%g, %g]", key, value, f->lo, f->hi);
-    if (f->kind == S_DBL)
-        *(double *)p = v;
-    else
-        *(float *)p = (float)v;
-    return 0;
-}
-
-struct s_ini_ctx {
-    struct fl_coord_config *c; /* being filled */
-    const char *path;          /* for messages */
-    char err[512];             /* first error */
-};
-
-static int s_ini_handler(void *user, const char *section, const char *name, const char *value)
-{
-    struct s_ini_ctx *x = user;
-    if (strcmp(section, "coordinator") != 0 && strcmp(section, "federation") != 0) {
-        snprintf(x->err, sizeof x->err, "unknown section [%s]", section);
-        return 0;
-    }
-    if (fl_coord_config_set(x->c, name, value) != 0) {
-        snprintf(x->err, sizeof x->err, "%s", fl_error_msg());
-        return 0;
-    }
-    return 1;
+    return fl_options_set(&fl_coord_config_spec, c, key, value, NULL);
 }
 
 int fl_coord_config_load(struct fl_coord_config *c, const char *path)
 {
-    struct s_ini_ctx x = {.c = c, .path = path};
-    int line = ini_parse(path, s_ini_handler, &x);
-    if (line < 0)
-        return fl_fail(FL_EIO, "%s: cannot open", path);
-    if (line > 0)
-        return fl_fail(FL_EFORMAT, "%s: line %d: %s", path, line,
-                       x.err[0] ? x.err : "syntax error");
-    return 0;
+    return fl_options_load(&fl_coord_config_spec, c, path);
 }
 
 int fl_coord_config_check(const struct fl_coord_config *c)
@@ -220,32 +160,5 @@ int fl_coord_config_check(const struct fl_coord_config *c)
 
 void fl_coord_config_print(const struct fl_coord_config *c, FILE *f)
 {
-    for (size_t k = 0; k < sizeof s_fields / sizeof s_fields[0]; k++) {
-        const struct s_field *fd = &s_fields[k];
-        const char *p = (const char *)c + fd->off;
-        fprintf(f, "%s = ", fd->name);
-        switch (fd->kind) {
-        case S_STR:
-            fprintf(f, "%s\n", p);
-            break;
-        case S_INT:
-            fprintf(f, "%d\n", *(const int *)p);
-            break;
-        case S_U32:
-            fprintf(f, "%u\n", *(const uint32_t *)p);
-            break;
-        case S_U64:
-            fprintf(f, "%llu\n", (unsigned long long)*(const uint64_t *)p);
-            break;
-        case S_DBL:
-            fprintf(f, "%g\n", *(const double *)p);
-            break;
-        case S_FLT:
-            fprintf(f, "%g\n", *(const float *)p);
-            break;
-        case S_BOOL:
-            fprintf(f, "%s\n", *(const bool *)p ? "true" : "false");
-            break;
-        }
-    }
+    fl_options_print(&fl_coord_config_spec, c, f);
 }

@@ -551,7 +551,7 @@ static void s_configs(void)
     s_text("client_config", "shared.ini",
            "# one file for both programs: the client reads only [client]\n"
            "[coordinator]\nrounds = 3\n[client]\ncoordinator=tcp://127.0.0.1:7777\n"
-           "coordinator-key=hq.pub\nkey=b.key\ndata=local.csv\ninsecure\n");
+           "coordinator-key=hq.pub\nkey=b.key\ndata=local.csv\ninsecure=YES\n");
     s_text("client_config", "crlf.ini",
            "[client]\r\ncoordinator = ipc:///tmp/hq\r\nkey = b.key\r\nholdout = 0\r\n");
 }

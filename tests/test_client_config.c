@@ -29,8 +29,15 @@ Test(fl_client_config, values_are_checked_and_a_refused_one_changes_nothing)
     cr_assert_eq(fl_client_config_set(&c, "threads", "2.5", "f"), FL_EINVAL);
     cr_assert_eq(fl_client_config_set(&c, "threads", "-1", "f"), FL_EINVAL);
     cr_assert_eq(fl_client_config_set(&c, "insecure", "maybe", "f"), FL_EINVAL);
-    cr_assert_eq(fl_client_config_set(&c, "insecure", "", "f"), 0, "a bare flag");
+    /* Booleans read one way: an empty value is no boolean (a bare --insecure on the command
+     * line is true, as for every flag). */
+    cr_assert_eq(fl_client_config_set(&c, "insecure", "", "f"), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "--insecure"), "%s", fl_error_msg());
+    cr_assert_eq(fl_client_config_set(&c, "insecure", "Yes", "f"), 0);
     cr_assert(c.insecure);
+    cr_assert_eq(fl_client_config_set(&c, "labels", "l.idx", "f"), 0);
+    cr_assert_eq(fl_client_config_set(&c, "labels", "", "f"), 0, "empty unsets an optional one");
+    cr_assert_null(c.labels);
     cr_assert_eq(fl_client_config_set(&c, "data", "", "f"), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "empty"), "%s", fl_error_msg());
     cr_assert_eq(fl_client_config_set(&c, "data", "a.csv", "f"), 0);
@@ -95,6 +102,25 @@ Test(fl_client_config, file_errors_name_the_file_the_line_and_the_key)
               fl_error_msg());
     fl_client_config_free(&c);
 
+    s_write(path, "[client]\ninsecure\n");
+    fl_client_config_default(&c);
+    cr_assert_eq(fl_client_config_load(&c, path), FL_EFORMAT, "a key without a value");
+    cr_assert(strstr(fl_error_msg(), "line 2"), "%s", fl_error_msg());
+    fl_client_config_free(&c);
+
+    s_write(path, "[client]\ninsecure =\n");
+    fl_client_config_default(&c);
+    cr_assert_eq(fl_client_config_load(&c, path), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "line 2") && strstr(fl_error_msg(), "insecure"), "%s",
+              fl_error_msg());
+    fl_client_config_free(&c);
+
+    s_write(path, "[elsewhere]\nthreads = 1\n");
+    fl_client_config_default(&c);
+    cr_assert_eq(fl_client_config_load(&c, path), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "unknown section [elsewhere]"), "%s", fl_error_msg());
+    fl_client_config_free(&c);
+
     s_write(path, "[client]\nbogus = 1\n");
     fl_client_config_default(&c);
     cr_assert_eq(fl_client_config_load(&c, path), FL_EFORMAT);
@@ -108,4 +134,43 @@ Test(fl_client_config, file_errors_name_the_file_the_line_and_the_key)
     fl_test_rmtree(dir);
     free(path);
     free(dir);
+}
+
+Test(fl_client_config, the_printed_configuration_loads_back_the_same)
+{
+    struct fl_client_config c, d;
+    fl_client_config_default(&c);
+    const char *set[][2] = {{"coordinator", "tcp://hq:7777"},
+                            {"coordinator-key", "hq.pub"},
+                            {"key", "b.key"},
+                            {"data", "d.csv"},
+                            {"holdout", "0.15"},
+                            {"insecure", "on"},
+                            {"connect-timeout", "0"},
+                            {"keep_updates", "rounds"}};
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+        cr_assert_eq(fl_client_config_set(&c, set[i][0], set[i][1], "t"), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_client_config_check(&c), 0, "%s", fl_error_msg());
+    char *dir = fl_test_tmpdir("ccfgp");
+    char *path = fl_test_path(dir, "effective.ini");
+    FILE *f = fopen(path, "w");
+    fl_options_print(&fl_client_config_spec, &c, f);
+    fclose(f);
+    fl_client_config_default(&d);
+    cr_assert_eq(fl_client_config_load(&d, path), 0, "%s", fl_error_msg());
+    cr_assert_str_eq(d.coordinator_key, "hq.pub");
+    cr_assert_str_eq(d.cache_dir, "./fedtl-cache");
+    cr_assert_str_eq(d.keep_updates, "rounds");
+    cr_assert_null(d.labels);
+    cr_assert_null(d.out);
+    cr_assert(d.insecure);
+    cr_assert_float_eq(d.holdout, 0.15, 0);
+    cr_assert_eq(d.connect_timeout_s, 0);
+    cr_assert_eq(d.threads, c.threads);
+    cr_assert_eq(fl_options_check_spec(&fl_client_config_spec), 0, "%s", fl_error_msg());
+    fl_client_config_free(&c);
+    fl_client_config_free(&d);
+    fl_test_rmtree(dir);
+    free(dir);
+    free(path);
 }

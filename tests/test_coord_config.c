@@ -1,7 +1,8 @@
 /* fl_coord_config: settings from flags and INI files, with clear errors for bad values. */
 #include <criterion/criterion.h>
 
-#include "fl_coord.h"
+#include "fl_coord_config.h"
+#include "fl_method.h"
 #include "fl_error.h"
 #include "fl_testutil.h"
 
@@ -56,10 +57,16 @@ Test(fl_coord_config, file_errors_name_the_file_and_line)
     cr_assert(strstr(fl_error_msg(), "min_clients"));
     c.min_clients = 1;
     cr_assert_eq(fl_coord_config_check(&c), 0, "%s", fl_error_msg());
-    cr_assert_eq(fl_coord_config_set(&c, "method", "lorax"), 0);
+    /* The method is a choice: a wrong one is refused when set, naming the value and the
+     * choices. fl_coord_config_check still refuses one written into the struct directly. */
+    cr_assert_eq(fl_coord_config_set(&c, "method", "lorax"), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "lorax") && strstr(fl_error_msg(), "ffa-lora"), "%s",
+              fl_error_msg());
+    snprintf(c.method, sizeof c.method, "lorax");
     cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "lorax"), "%s", fl_error_msg());
-    cr_assert_eq(fl_coord_config_set(&c, "method", "lora"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "method", "LoRA"), 0, "choices ignore case");
+    cr_assert_str_eq(c.method, "lora");
     cr_assert_eq(fl_coord_config_set(&c, "classes", "5-x"), 0);
     cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "classes"), "%s", fl_error_msg());
@@ -72,4 +79,114 @@ Test(fl_coord_config, file_errors_name_the_file_and_line)
     fl_test_rmtree(dir);
     free(dir);
     free(path);
+}
+
+static void s_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(fl_coord_config, booleans_read_one_way_and_an_empty_one_is_an_error)
+{
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    const char *yes[] = {"true", "TRUE", "Yes", "on", "1"}, *no[] = {"false", "No", "OFF", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        cr_assert_eq(fl_coord_config_set(&c, "insecure", yes[i]), 0, "%s", yes[i]);
+        cr_assert(c.insecure, "%s", yes[i]);
+        cr_assert_eq(fl_coord_config_set(&c, "insecure", no[i % 4]), 0, "%s", no[i % 4]);
+        cr_assert(!c.insecure, "%s", no[i % 4]);
+    }
+    cr_assert_eq(fl_coord_config_set(&c, "exit_when_done", ""), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "--exit-when-done") && strstr(fl_error_msg(), "''"), "%s",
+              fl_error_msg());
+    char *dir = fl_test_tmpdir("cfgb");
+    char *path = fl_test_path(dir, "coord.ini");
+    s_write(path, "[coordinator]\nbase = b.ftm\ninsecure =\n");
+    cr_assert_eq(fl_coord_config_load(&c, path), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "line 3") && strstr(fl_error_msg(), "insecure"), "%s",
+              fl_error_msg());
+    fl_test_rmtree(dir);
+    free(dir);
+    free(path);
+}
+
+Test(fl_coord_config, a_shared_file_skips_the_client_section)
+{
+    char *dir = fl_test_tmpdir("cfgs");
+    char *path = fl_test_path(dir, "fedtl.ini");
+    s_write(path, "[coordinator]\nrounds = 4\n[client]\ndata = d.csv\n[federation]\n"
+                  "min-start = 2\n");
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    cr_assert_eq(fl_coord_config_load(&c, path), 0, "%s", fl_error_msg());
+    cr_assert_eq(c.rounds, 4);
+    cr_assert_eq(c.min_start, 2);
+    s_write(path, "rounds = 4\n[coordinator]\n");
+    cr_assert_eq(fl_coord_config_load(&c, path), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "line 1") && strstr(fl_error_msg(), "outside any section"),
+              "%s", fl_error_msg());
+    s_write(path, "[coordinator]\nround = 4\n");
+    cr_assert_eq(fl_coord_config_load(&c, path), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "line 2") && strstr(fl_error_msg(), "unknown option 'round'"),
+              "%s", fl_error_msg());
+    fl_test_rmtree(dir);
+    free(dir);
+    free(path);
+}
+
+Test(fl_coord_config, the_printed_configuration_loads_back_the_same)
+{
+    struct fl_coord_config c, d;
+    fl_coord_config_default(&c);
+    const char *set[][2] = {{"base", "b.ftm"},
+                            {"allow", "allow"},
+                            {"key", "hq.key"},
+                            {"fraction", "0.35"},
+                            {"lr", "0.0015"},
+                            {"alpha", "3.7"},
+                            {"deadline", "90.25"},
+                            {"method", "ffa-lora"},
+                            {"targets", "conv2,fc1"},
+                            {"seed", "18446744073709551615"},
+                            {"chunk_size", "1048576"},
+                            {"exit_when_done", "yes"},
+                            {"eval_data", "t10k.idx.gz"}};
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+        cr_assert_eq(fl_coord_config_set(&c, set[i][0], set[i][1]), 0, "%s", fl_error_msg());
+    char *dir = fl_test_tmpdir("cfgp");
+    char *path = fl_test_path(dir, "effective.ini");
+    FILE *f = fopen(path, "w");
+    fl_coord_config_print(&c, f);
+    fclose(f);
+    fl_coord_config_default(&d);
+    cr_assert_eq(fl_coord_config_load(&d, path), 0, "%s", fl_error_msg());
+    cr_assert_eq(memcmp(&c, &d, sizeof c), 0, "what --check-config prints reads back the same");
+    char *text = fl_test_slurp(path);
+    cr_assert(strstr(text, "[coordinator]\n") && strstr(text, "\nstate_dir = fedtl-state\n") &&
+                  strstr(text, "\nlr = 0.0015\n") && strstr(text, "\ncontrol = \n"),
+              "%s", text);
+    free(text);
+    fl_test_rmtree(dir);
+    free(dir);
+    free(path);
+}
+
+Test(fl_coord_config, the_table_is_well_formed_and_its_methods_are_the_engines)
+{
+    cr_assert_eq(fl_options_check_spec(&fl_coord_config_spec), 0, "%s", fl_error_msg());
+    const struct fl_option *m = fl_options_find(&fl_coord_config_spec, "method", 6);
+    cr_assert_not_null(m);
+    int n = 0;
+    for (const struct fl_option_choice *ch = m->choices; ch->name; ch++, n++) {
+        enum fl_adapter_kind kind;
+        cr_assert_eq(fl_adapter_kind_parse(ch->name, &kind), 0, "%s", ch->name);
+        cr_assert_eq((int)kind, ch->value, "%s", ch->name);
+    }
+    cr_assert_eq(n, FL_ADAPTER_BITFIT, "every method is offered");
+    const struct fl_option *r = fl_options_find(&fl_coord_config_spec, "rank", 4);
+    cr_assert_eq(r->range.i.hi, FL_METHOD_RANK_MAX);
 }

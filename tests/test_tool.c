@@ -671,6 +671,31 @@ Test(fedtl_tool, missing_or_misplaced_options_exit_2_with_usage)
                      NULL);
 }
 
+Test(fedtl_tool, a_flag_applies_where_its_subcommand_lists_it)
+{
+    s_expect_failure(2, "eval --base b.ftm --data test.csv --epochs 3",
+                     "fedtl eval: --epochs does not apply here", "usage: fedtl eval", NULL);
+    s_expect_failure(2, "pretrain --data train.csv --arch mlp --out b.ftm --base b.ftm",
+                     "--base does not apply here (it is an option of fedtl finetune)", NULL);
+    s_expect_failure(2, "pretrain --data train.csv --arch mlp --out b.ftm --epochs 2.5",
+                     "--epochs: '2.5' is not a whole number", NULL);
+    s_expect_failure(2, "pretrain --data train.csv --arch mlp --out b.ftm --quiet=maybe",
+                     "--quiet: 'maybe' is not a boolean", NULL);
+    s_expect_failure(2, "keygen --out", "--out needs a value", "usage: fedtl keygen", NULL);
+    s_expect_failure(2, "status", "--state-dir", "usage: fedtl status", NULL);
+    s_expect_failure(2, "inspect a.fta b.fta", "unexpected argument 'b.fta'", NULL);
+    char *out = s_fedtl_ok("finetune --help");
+    const char *flags[] = {"--base FILE",   "--data D",        "--method lora|ffa-lora|head|bitfit",
+                           "--rank R",      "--alpha A",       "--targets",
+                           "--epochs N",    "--lr LR",         "--optimizer adam|sgd",
+                           "--cache-mb MB", "(default: 1024)", "--threads N",
+                           "--quiet"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        cr_expect_not_null(strstr(out, flags[i]), "finetune --help: no '%s' in:\n%s", flags[i],
+                           out);
+    free(out);
+}
+
 Test(fedtl_tool, missing_files_are_named)
 {
     s_expect_failure(0, "pretrain --data nope.csv --arch mlp --out b.ftm", "nope.csv", NULL);
@@ -680,7 +705,8 @@ Test(fedtl_tool, missing_files_are_named)
 
 Test(fedtl_tool, help_exits_0_and_unknown_command_exits_2)
 {
-    const char *cmds[] = {"pretrain", "finetune", "eval", "predict", "inspect", "partition"};
+    const char *cmds[] = {"pretrain", "finetune",  "eval",   "predict",
+                          "inspect",  "partition", "keygen", "status"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char *out = NULL;
         int rc = s_fedtl(&out, "%s --help", cmds[i]);

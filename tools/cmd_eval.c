@@ -7,30 +7,58 @@
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char s_eval_usage[] =
-    "usage: fedtl eval --base base.ftm [--adapter adapter.fta] --data D [--labels L]\n"
-    "                  [--classes C] [--threads N] [--json]\n"
+static const struct fl_option s_eval_options[] = {
+    TOOL_OPT_BASE(FL_OPTION_REQUIRED),
+    TOOL_OPT_ADAPTER,
+    TOOL_OPT_DATA,
+    TOOL_OPT_LABELS,
+    TOOL_OPT_CLASSES,
+    TOOL_OPT_THREADS,
+    TOOL_OPT_JSON,
+};
+
+const struct fl_options_spec tool_eval_spec = TOOL_SPEC(
+    "eval",
     "Accuracy, mean loss and per-class accuracy. The model's own classes are kept (records of\n"
-    "other classes are skipped); --classes, if given, must name them in the model's order.\n"
-    "--json prints one JSON object.\n";
+    "other classes are skipped); --classes, if given, must name them in the model's order.\n",
+    s_eval_options);
 
-static const char s_predict_usage[] =
-    "usage: fedtl predict --base base.ftm [--adapter adapter.fta] --data D [--labels L]\n"
-    "                     [--unlabeled] [--threads N]\n"
-    "Prints one predicted label per record (the original class label, in record order).\n"
-    "A CSV's label column and IDX labels are read but not used; --unlabeled reads a CSV of\n"
-    "features only (no label column).\n";
+static const struct fl_option s_predict_options[] = {
+    TOOL_OPT_BASE(FL_OPTION_REQUIRED),
+    TOOL_OPT_ADAPTER,
+    TOOL_OPT_DATA,
+    TOOL_OPT_LABELS,
+    TOOL_SWITCH("unlabeled", unlabeled, "the CSV has features only (no label column)"),
+    TOOL_OPT_THREADS,
+};
 
-static const char s_inspect_usage[] =
-    "usage: fedtl inspect FILE [--base base.ftm] [--json]\n"
-    "Architecture, total and trainable parameters and the content hash of a base model\n"
-    "(.ftm) or adapter (.fta); for an adapter, the base hash it needs (and, with --base,\n"
-    "its share of the whole model).\n";
+const struct fl_options_spec tool_predict_spec =
+    TOOL_SPEC("predict",
+              "Prints one predicted label per record (the original class label, in record order).\n"
+              "A CSV's label column and IDX labels are read but not used.\n",
+              s_predict_options);
+
+static const struct fl_option s_inspect_options[] = {
+    TOOL_PATH("base", base, 0, "FILE", "the adapter's base: its share of the whole model"),
+    TOOL_OPT_JSON,
+    TOOL_OPT_THREADS,
+};
+
+const struct fl_options_spec tool_inspect_spec = {
+    .program = "fedtl inspect",
+    .about = "Architecture, total and trainable parameters and the content hash of a base model\n"
+             "(.ftm) or adapter (.fta) FILE; for an adapter, the base hash it needs.\n",
+    .options = s_inspect_options,
+    .noptions = sizeof s_inspect_options / sizeof s_inspect_options[0],
+    .positional = "FILE",
+    .min_positional = 1,
+    .max_positional = 1,
+    .siblings = tool_specs,
+};
 
 /* The loaded model: base file, optional adapter file, and the model built from both. */
 struct s_loaded {
@@ -119,13 +147,9 @@ static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_datas
 int cmd_eval(int argc, char **argv)
 {
     struct tool_opts o;
-    int rc = tool_parse("eval", s_eval_usage, argc, argv, &o);
+    int rc = tool_parse(&tool_eval_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (!o.base || !o.data) {
-        fprintf(stderr, "fedtl eval: --base and --data are required\n%s", s_eval_usage);
-        return 2;
-    }
     struct s_loaded l;
     if (s_load(&o, &l) != 0)
         return 1;
@@ -161,13 +185,9 @@ out:
 int cmd_predict(int argc, char **argv)
 {
     struct tool_opts o;
-    int rc = tool_parse("predict", s_predict_usage, argc, argv, &o);
+    int rc = tool_parse(&tool_predict_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (!o.base || !o.data) {
-        fprintf(stderr, "fedtl predict: --base and --data are required\n%s", s_predict_usage);
-        return 2;
-    }
     struct s_loaded l;
     if (s_load(&o, &l) != 0)
         return 1;
@@ -325,14 +345,10 @@ static int s_inspect_adapter(const char *path, const char *base_path, bool json)
 int cmd_inspect(int argc, char **argv)
 {
     struct tool_opts o;
-    int rc = tool_parse("inspect", s_inspect_usage, argc, argv, &o);
+    int rc = tool_parse(&tool_inspect_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (optind != argc - 1) {
-        fprintf(stderr, "fedtl inspect: give exactly one FILE\n%s", s_inspect_usage);
-        return 2;
-    }
-    const char *path = argv[optind];
+    const char *path = o.file;
     char magic[8] = {0};
     FILE *f = fopen(path, "rb");
     if (!f) {

@@ -3,29 +3,24 @@
 #include "fl_error.h"
 #include "fl_keys.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int cmd_keygen(int argc, char **argv);
+static const struct fl_option s_keygen_options[] = {
+    TOOL_PATH("out", out, FL_OPTION_REQUIRED, "PREFIX", "path prefix of the two files"),
+    {"name", .type = FL_OPTION_STRING, TOOL_ARG, TOOL_FIELD(name), .max_len = 63, .metavar = "NAME",
+     .help = "node name (unset: the host name; no spaces, at most 63 characters)"},
+};
 
-static const char s_keygen_usage[] =
-    "usage: fedtl keygen --out PREFIX [--name NAME]\n"
+const struct fl_options_spec tool_keygen_spec = TOOL_SPEC(
+    "keygen",
     "Create a node identity (an Ed25519 key pair; its X25519 form serves CurveZMQ and sealed\n"
     "updates). Writes PREFIX.key, the secret key (mode 0600: keep it private, never copy it\n"
     "off the node), and PREFIX.pub, the public key line \"fedtl-ed25519 <base64> NAME\" to\n"
     "enrol in the coordinator's allow-list or to pin the coordinator on branches. Refuses to\n"
-    "overwrite an existing PREFIX.key.\n"
-    "  --out PREFIX   path prefix of the two files\n"
-    "  --name NAME    node name (default: the host name; no spaces, at most 63 characters)\n";
-
-enum { O_OUT = 256, O_NAME, O_HELP };
-
-static const struct option s_keygen_long[] = {{"out", required_argument, 0, O_OUT},
-                                              {"name", required_argument, 0, O_NAME},
-                                              {"help", no_argument, 0, O_HELP},
-                                              {0, 0, 0, 0}};
+    "overwrite an existing PREFIX.key.\n",
+    s_keygen_options);
 
 static int s_keygen_fail(int rc)
 {
@@ -36,40 +31,12 @@ static int s_keygen_fail(int rc)
 
 int cmd_keygen(int argc, char **argv)
 {
-    const char *out = NULL, *name = NULL;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", s_keygen_long, NULL)) != -1) {
-        switch (c) {
-        case O_OUT:
-            out = optarg;
-            break;
-        case O_NAME:
-            name = optarg;
-            break;
-        case O_HELP:
-            fputs(s_keygen_usage, stdout);
-            return 0;
-        case ':':
-            fprintf(stderr, "fedtl keygen: option '%s' needs an argument\n%s", argv[optind - 1],
-                    s_keygen_usage);
-            return 2;
-        default:
-            fprintf(stderr, "fedtl keygen: unknown option '%s'\n%s", argv[optind - 1],
-                    s_keygen_usage);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "fedtl keygen: unexpected argument '%s'\n%s", argv[optind], s_keygen_usage);
-        return 2;
-    }
-    if (!out || !out[0]) {
-        fprintf(stderr, "fedtl keygen: --out is required\n%s", s_keygen_usage);
-        return 2;
-    }
-    int rc = fl_keygen(out, name);
+    struct tool_opts o;
+    int rc = tool_parse(&tool_keygen_spec, argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    const char *out = o.out;
+    rc = fl_keygen(out, o.name);
     if (rc)
         return s_keygen_fail(rc);
 

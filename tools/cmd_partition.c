@@ -10,26 +10,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char s_partition_usage[] =
-    "usage: fedtl partition --data D [--labels L] [--classes C] --clients N\n"
-    "                       [--dirichlet ALPHA | --iid] [--min-size M] [--samples N]\n"
-    "                       [--seed S] --out-dir DIR\n"
-    "Split a data set into N client shards, IID or with Dirichlet(ALPHA) label skew (default\n"
-    "0.5; smaller is more skewed), each with at least M records (default 10). Writes\n"
-    "DIR/client-00.csv ... (label, features; the original labels, so a branch selects the same\n"
-    "--classes) and prints each client's class histogram.\n";
+static const struct fl_option s_partition_options[] = {
+    TOOL_OPT_DATA,
+    TOOL_OPT_LABELS,
+    TOOL_OPT_CLASSES,
+    TOOL_OPT_SAMPLES,
+    TOOL_INT("clients", clients, 1, 1000000, "N", "shards to write (required)"),
+    {"dirichlet", .type = FL_OPTION_DOUBLE, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(dir_alpha),
+     .range.d = {0, 1e6}, .def = "0.5", .metavar = "ALPHA",
+     .help = "Dirichlet label skew; smaller is more skewed, 0 is IID"},
+    TOOL_SWITCH("iid", iid, "IID shards (--dirichlet 0)"),
+    {"min_size", .type = FL_OPTION_UINT, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(min_size),
+     .range.u = {0, SIZE_MAX}, .def = "10", .metavar = "M", .help = "records per shard, at least"},
+    TOOL_OPT_SEED,
+    TOOL_PATH("out_dir", out_dir, FL_OPTION_REQUIRED, "DIR", "where the shards go"),
+    TOOL_OPT_THREADS,
+};
+
+const struct fl_options_spec tool_partition_spec = TOOL_SPEC(
+    "partition",
+    "Split a data set into N client shards, IID or with Dirichlet(ALPHA) label skew, each with\n"
+    "at least M records. Writes DIR/client-00.csv ... (label, features; the original labels,\n"
+    "so a branch selects the same --classes) and prints each client's class histogram.\n",
+    s_partition_options);
 
 int cmd_partition(int argc, char **argv)
 {
     struct tool_opts o;
-    int rc = tool_parse("partition", s_partition_usage, argc, argv, &o);
+    int rc = tool_parse(&tool_partition_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (!o.data || !o.out_dir || o.clients < 1) {
-        fprintf(stderr, "fedtl partition: --data, --clients (>= 1) and --out-dir are required\n%s",
-                s_partition_usage);
-        return 2;
-    }
+    if (o.clients < 1)
+        return tool_usage_error(&tool_partition_spec, "--clients N is required");
     struct fl_dataset ds;
     int32_t ids[FL_MAX_CLASSES];
     int k = 0;

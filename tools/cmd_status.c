@@ -2,58 +2,46 @@
  * connected branches and its last round's metrics. */
 #include "fedtl.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
-static const char s_usage[] =
-    "usage: fedtl status [--state-dir DIR | --control ENDPOINT] [--timeout SECONDS]\n"
+static const struct fl_option s_status_options[] = {
+    TOOL_PATH("state_dir", state_dir, 0, "DIR",
+              "the coordinator's state directory (its socket: ipc://DIR/control.sock)"),
+    TOOL_TEXT("control", control, 0, "ENDPOINT", "the coordinator's control socket"),
+    {"timeout", .type = FL_OPTION_DOUBLE, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(timeout),
+     .range.d = {0.001, 86400}, .def = "3", .metavar = "SECONDS", .help = "wait this long"},
+};
+
+const struct fl_options_spec tool_status_spec = TOOL_SPEC(
+    "status",
     "Prints the coordinator's status as one JSON object: federation, phase, round, rounds,\n"
     "connected branches (name, key id, base held, samples, ms since last heard) and the last\n"
-    "round's ledger line. The control socket is ipc://DIR/control.sock by default.\n";
+    "round's ledger line. Give --state-dir or --control.\n",
+    s_status_options);
 
 int cmd_status(int argc, char **argv)
 {
-    static const struct option opts[] = {{"state-dir", required_argument, 0, 's'},
-                                         {"control", required_argument, 0, 'c'},
-                                         {"timeout", required_argument, 0, 't'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    char endpoint[1100] = "";
-    double timeout = 3;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            snprintf(endpoint, sizeof endpoint, "ipc://%.1000s/control.sock", optarg);
-            break;
-        case 'c':
-            snprintf(endpoint, sizeof endpoint, "%.1000s", optarg);
-            break;
-        case 't':
-            timeout = atof(optarg);
-            break;
-        case 'h':
-            fputs(s_usage, stdout);
-            return 0;
-        default:
-            fputs(s_usage, stderr);
-            return 2;
-        }
-    }
-    if (!endpoint[0] || optind < argc || !(timeout > 0)) {
-        fputs(s_usage, stderr);
-        return 2;
-    }
+    struct tool_opts o;
+    int rc = tool_parse(&tool_status_spec, argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    if (!o.state_dir == !o.control)
+        return tool_usage_error(&tool_status_spec, "give one of --state-dir and --control");
+    char endpoint[1100];
+    if (o.state_dir)
+        snprintf(endpoint, sizeof endpoint, "ipc://%.1000s/control.sock", o.state_dir);
+    else
+        snprintf(endpoint, sizeof endpoint, "%.1000s", o.control);
+    double timeout = o.timeout;
     void *ctx = zmq_ctx_new();
     void *req = zmq_socket(ctx, ZMQ_REQ);
     int linger = 0, ms = (int)(timeout * 1000);
     zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(req, ZMQ_RCVTIMEO, &ms, sizeof ms);
-    int rc = 1;
+    rc = 1;
     char *buf = malloc(1 << 20);
     if (buf && zmq_connect(req, endpoint) == 0 && zmq_send(req, "status", 6, 0) == 6) {
         int n = zmq_recv(req, buf, (1 << 20) - 1, 0);

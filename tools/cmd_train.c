@@ -10,30 +10,72 @@
 #include <string.h>
 #include <time.h>
 
-static const char s_pretrain_usage[] =
-    "usage: fedtl pretrain --data D [--labels L] [--classes C] --arch cnn-small|mlp\n"
-    "                      [--epochs N] [--batch B] [--lr LR] [--optimizer adam|sgd]\n"
-    "                      [--momentum M] [--weight-decay W] [--seed S] [--samples N]\n"
-    "                      [--threads N] [--quiet] --out base.ftm\n"
-    "Train a base model from scratch. D is a CSV file (label, features...) or an IDX images\n"
-    "file with its IDX labels file L (raw or gzip). --classes 0-4 or 0,3,7 keeps those classes,\n"
-    "renumbered 0..k-1 in the order given. Input normalisation statistics are computed here\n"
-    "and stored in the base. Defaults: 5 epochs, batch 64, Adam, lr 0.001, seed 1.\n";
+static const struct fl_option_choice s_archs[] = {{"cnn-small", 0}, {"mlp", 1}, {NULL, 0}};
 
-static const char s_finetune_usage[] =
-    "usage: fedtl finetune --base base.ftm --data D [--labels L] [--classes C]\n"
-    "                      --method ffa-lora|lora|head|bitfit [--rank R] [--alpha A]\n"
-    "                      [--targets layer,layer] [--epochs N] [--batch B] [--lr LR]\n"
-    "                      [--optimizer adam|sgd] [--momentum M] [--weight-decay W] [--seed S]\n"
-    "                      [--samples N] [--cache-mb MB] [--threads N] [--quiet] --out "
-    "adapter.fta\n"
+static const struct fl_option s_pretrain_options[] = {
+    TOOL_OPT_DATA,
+    TOOL_OPT_LABELS,
+    TOOL_OPT_CLASSES,
+    TOOL_OPT_SAMPLES,
+    {"arch", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(arch),
+     .choices = s_archs, .help = "architecture: cnn-small (28x28x1 images) or mlp (any features)"},
+    TOOL_PATH("out", out, FL_OPTION_REQUIRED, "FILE", "the base to write (.ftm)"),
+    TOOL_OPT_EPOCHS(1, "passes over the data"),
+    TOOL_OPT_BATCH,
+    TOOL_OPT_LR("learning rate"),
+    TOOL_OPT_OPTIMIZER,
+    TOOL_OPT_MOMENTUM,
+    TOOL_OPT_WEIGHT_DECAY,
+    TOOL_OPT_SEED,
+    TOOL_OPT_THREADS,
+    TOOL_OPT_QUIET,
+};
+
+const struct fl_options_spec tool_pretrain_spec = TOOL_SPEC(
+    "pretrain",
+    "Train a base model from scratch. --classes keeps some classes, renumbered 0..k-1 in\n"
+    "the order given. Input normalisation statistics are computed here and stored in\n"
+    "the base.\n",
+    s_pretrain_options);
+
+static const struct fl_option s_finetune_options[] = {
+    TOOL_OPT_BASE(FL_OPTION_REQUIRED),
+    TOOL_OPT_DATA,
+    TOOL_OPT_LABELS,
+    TOOL_OPT_CLASSES,
+    TOOL_OPT_SAMPLES,
+    {"method", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(method),
+     .choices = fl_method_choices, .help = "adapter method"},
+    TOOL_INT("rank", rank, 0, FL_METHOD_RANK_MAX, "R",
+             "LoRA rank (0: the method's: 4 for lora, 16 for ffa-lora)"),
+    TOOL_REAL("alpha", alpha, 0, FL_METHOD_ALPHA_MAX, "A", "LoRA alpha (0: 2 * rank)"),
+    TOOL_TEXT("targets", targets, 0, "LAYER,...",
+              "layers carrying LoRA or BitFit (cnn-small: lora fc1; ffa-lora conv2,fc1; bitfit "
+              "conv1,conv2,fc1)"),
+    TOOL_PATH("out", out, FL_OPTION_REQUIRED, "FILE", "the adapter to write (.fta)"),
+    {"epochs", .type = FL_OPTION_INT, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(train.epochs),
+     .range.i = {0, FL_METHOD_EPOCHS_MAX}, .def = "0", .metavar = "N",
+     .help = "passes over the data (0: 10)"},
+    TOOL_OPT_BATCH,
+    {"lr", .type = FL_OPTION_DOUBLE, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(train.lr),
+     .range.d = {0, FL_METHOD_LR_MAX}, .def = "0", .metavar = "LR",
+     .help = "learning rate (0: the method's: 0.002 for lora, 0.01 for the others)"},
+    TOOL_OPT_OPTIMIZER,
+    TOOL_OPT_MOMENTUM,
+    TOOL_OPT_WEIGHT_DECAY,
+    TOOL_OPT_SEED,
+    TOOL_UINT("cache_mb", cache_mb, 1 << 20, "MB",
+              "cache of the frozen layers' output per record (0: off)"),
+    TOOL_OPT_THREADS,
+    TOOL_OPT_QUIET,
+};
+
+const struct fl_options_spec tool_finetune_spec = TOOL_SPEC(
+    "finetune",
     "Fine-tune an adapter over the frozen base on local data: lora, ffa-lora and bitfit train a\n"
-    "new head too, head trains only the head. --targets chooses the layers carrying LoRA or\n"
-    "BitFit (cnn-small: lora fc1; ffa-lora conv2,fc1; bitfit conv1,conv2,fc1). --alpha\n"
-    "defaults to 2 * rank. The frozen layers below the first adapted one run once per record\n"
-    "and are cached (--cache-mb, default 1024; 0 turns the cache off). Defaults: 10 epochs,\n"
-    "batch 64, Adam; rank 4 and lr 0.002 for lora, rank 16 and lr 0.01 for ffa-lora,\n"
-    "lr 0.01 for head and bitfit.\n";
+    "new head too, head trains only the head. The frozen layers below the first adapted one run\n"
+    "once per record and are cached (--cache-mb).\n",
+    s_finetune_options);
 
 static int s_write_base(const char *path, fl_model_t *m, const struct fl_base_meta *meta)
 {
@@ -57,19 +99,9 @@ static int s_write_base(const char *path, fl_model_t *m, const struct fl_base_me
 int cmd_pretrain(int argc, char **argv)
 {
     struct tool_opts o;
-    int rc = tool_parse("pretrain", s_pretrain_usage, argc, argv, &o);
+    int rc = tool_parse(&tool_pretrain_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (!o.data || !o.arch || !o.out) {
-        fprintf(stderr, "fedtl pretrain: --data, --arch and --out are required\n%s",
-                s_pretrain_usage);
-        return 2;
-    }
-    if (strcmp(o.arch, "cnn-small") != 0 && strcmp(o.arch, "mlp") != 0) {
-        fprintf(stderr, "fedtl pretrain: unknown --arch '%s' (expected cnn-small or mlp)\n",
-                o.arch);
-        return 2;
-    }
     struct fl_dataset ds;
     struct fl_base_meta meta = {0};
     int nclasses = 0;
@@ -123,58 +155,26 @@ out_free_data:
     return rc;
 }
 
-/* Split "a,b,c" into the adapter's target list. */
-static int s_targets(const char *list, struct fl_adapter_meta *am)
-{
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", list);
-    am->ntargets = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (am->ntargets >= FL_MAX_TARGETS || strlen(t) >= FL_LAYER_NAME_MAX)
-            return fl_fail(FL_EINVAL, "--targets: too many layers or a name too long");
-        snprintf(am->targets[am->ntargets++], FL_LAYER_NAME_MAX, "%s", t);
-    }
-    return 0;
-}
-
-int tool_adapter_meta(const struct tool_opts *o, const struct fl_arch *arch, int nclasses,
-                      const int32_t *class_ids, struct fl_adapter_meta *am)
+void tool_adapter_meta(const struct tool_opts *o, const struct fl_method *mp, int nclasses,
+                       const int32_t *class_ids, struct fl_adapter_meta *am)
 {
     memset(am, 0, sizeof *am);
-    int rc = fl_adapter_kind_parse(o->method, &am->kind);
-    if (rc)
-        return rc;
-    bool lora = am->kind == FL_ADAPTER_LORA || am->kind == FL_ADAPTER_FFA_LORA;
-    int rank;
-    float lr;
-    fl_adapter_defaults(am->kind, &rank, &lr);
-    if (o->rank > 0)
-        rank = o->rank;
-    am->rank = lora ? rank : 0;
-    am->alpha = lora ? (o->alpha > 0 ? o->alpha : 2.0f * (float)rank) : 0.0f;
+    fl_method_to_meta(mp, am);
     am->seed = o->train.seed;
     am->num_classes = nclasses;
     memcpy(am->class_ids, class_ids, sizeof(int32_t) * (size_t)nclasses);
     am->created_unix = (int64_t)time(NULL);
-    return s_targets(o->targets ? o->targets : fl_arch_default_targets(arch, am->kind), am);
 }
 
 int cmd_finetune(int argc, char **argv)
 {
     struct tool_opts o;
-    int rc = tool_parse("finetune", s_finetune_usage, argc, argv, &o);
+    int rc = tool_parse(&tool_finetune_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (!o.base || !o.data || !o.method || !o.out) {
-        fprintf(stderr, "fedtl finetune: --base, --data, --method and --out are required\n%s",
-                s_finetune_usage);
-        return 2;
-    }
     enum fl_adapter_kind kind;
-    if (fl_adapter_kind_parse(o.method, &kind) != 0) {
-        fprintf(stderr, "fedtl finetune: %s\n", fl_error_msg());
-        return 2;
-    }
+    if (fl_adapter_kind_parse(o.method, &kind) != 0)
+        return tool_usage_error(&tool_finetune_spec, fl_error_msg());
     struct fl_base_file bf;
     if ((rc = fl_base_read(o.base, &bf)) != 0)
         return tool_error(rc, "cannot load the base");
@@ -187,17 +187,20 @@ int cmd_finetune(int argc, char **argv)
         rc = 1;
         goto out_close;
     }
-    struct fl_adapter_meta am;
-    if ((rc = tool_adapter_meta(&o, &bf.arch, nclasses, class_ids, &am)) != 0) {
+    struct fl_method mp;
+    struct fl_method_overrides mo = {.rank = o.rank,
+                                     .alpha = o.alpha,
+                                     .lr = o.train.lr,
+                                     .epochs = o.train.epochs,
+                                     .targets = o.targets};
+    if ((rc = fl_method_resolve(&bf.arch, kind, &mo, &mp)) != 0) {
         rc = tool_error(rc, "adapter");
         goto out_free_data;
     }
-    if (!(o.train.lr > 0)) {
-        int rank;
-        fl_adapter_defaults(am.kind, &rank, &o.train.lr);
-    }
-    if (o.train.epochs <= 0)
-        o.train.epochs = 10;
+    o.train.lr = mp.lr;
+    o.train.epochs = mp.epochs;
+    struct fl_adapter_meta am;
+    tool_adapter_meta(&o, &mp, nclasses, class_ids, &am);
     if (!(pool = fl_pool_new(o.threads)) || !(m = fl_model_from_base(&bf, o.base, &am, pool))) {
         rc = tool_error(FL_EINVAL, "cannot build the adapter");
         goto out_free_data;

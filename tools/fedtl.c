@@ -4,7 +4,6 @@
 #include "fl_data.h"
 #include "fl_error.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,223 +37,43 @@ int tool_error(int rc, const char *what)
     return 1;
 }
 
-enum {
-    O_DATA = 256,
-    O_LABELS,
-    O_CLASSES,
-    O_OUT,
-    O_BASE,
-    O_ADAPTER,
-    O_ARCH,
-    O_METHOD,
-    O_TARGETS,
-    O_RANK,
-    O_ALPHA,
-    O_THREADS,
-    O_SAMPLES,
-    O_EPOCHS,
-    O_BATCH,
-    O_LR,
-    O_OPTIM,
-    O_MOMENTUM,
-    O_WD,
-    O_SEED,
-    O_CACHE,
-    O_JSON,
-    O_QUIET,
-    O_CLIENTS,
-    O_DIR_ALPHA,
-    O_IID,
-    O_MIN,
-    O_OUT_DIR,
-    O_UNLABELED,
-    O_HELP
-};
+const struct fl_options_spec *const tool_specs[] = {
+    &tool_keygen_spec,    &tool_pretrain_spec, &tool_finetune_spec,
+    &tool_eval_spec,      &tool_predict_spec,  &tool_inspect_spec,
+    &tool_partition_spec, &tool_status_spec,   NULL};
 
-static const struct option s_long[] = {{"data", required_argument, 0, O_DATA},
-                                       {"labels", required_argument, 0, O_LABELS},
-                                       {"classes", required_argument, 0, O_CLASSES},
-                                       {"out", required_argument, 0, O_OUT},
-                                       {"base", required_argument, 0, O_BASE},
-                                       {"adapter", required_argument, 0, O_ADAPTER},
-                                       {"arch", required_argument, 0, O_ARCH},
-                                       {"method", required_argument, 0, O_METHOD},
-                                       {"targets", required_argument, 0, O_TARGETS},
-                                       {"rank", required_argument, 0, O_RANK},
-                                       {"alpha", required_argument, 0, O_ALPHA},
-                                       {"threads", required_argument, 0, O_THREADS},
-                                       {"samples", required_argument, 0, O_SAMPLES},
-                                       {"epochs", required_argument, 0, O_EPOCHS},
-                                       {"batch", required_argument, 0, O_BATCH},
-                                       {"lr", required_argument, 0, O_LR},
-                                       {"optimizer", required_argument, 0, O_OPTIM},
-                                       {"momentum", required_argument, 0, O_MOMENTUM},
-                                       {"weight-decay", required_argument, 0, O_WD},
-                                       {"seed", required_argument, 0, O_SEED},
-                                       {"cache-mb", required_argument, 0, O_CACHE},
-                                       {"json", no_argument, 0, O_JSON},
-                                       {"quiet", no_argument, 0, O_QUIET},
-                                       {"clients", required_argument, 0, O_CLIENTS},
-                                       {"dirichlet", required_argument, 0, O_DIR_ALPHA},
-                                       {"iid", no_argument, 0, O_IID},
-                                       {"min-size", required_argument, 0, O_MIN},
-                                       {"out-dir", required_argument, 0, O_OUT_DIR},
-                                       {"unlabeled", no_argument, 0, O_UNLABELED},
-                                       {"help", no_argument, 0, O_HELP},
-                                       {0, 0, 0, 0}};
+const struct fl_option_choice tool_optimizers[] = {
+    {"adam", FL_OPT_ADAM}, {"sgd", FL_OPT_SGD}, {NULL, 0}};
 
-static int s_num(const char *cmd, const char *opt, const char *arg, double lo, double hi,
-                 double *out)
+int tool_usage_error(const struct fl_options_spec *spec, const char *msg)
 {
-    char *end;
-    double v = strtod(arg, &end);
-    if (end == arg || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "fedtl %s: --%s '%s': expected a number in [%g, %g]\n", cmd, opt, arg, lo,
-                hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    fprintf(stderr, "%s: %s\n", spec->program, msg);
+    fl_options_usage(spec, stderr);
+    fprintf(stderr, "(%s --help lists the options)\n", spec->program);
+    return 2;
 }
 
-int tool_parse(const char *cmd, const char *usage, int argc, char **argv, struct tool_opts *o)
+int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct tool_opts *o)
 {
     memset(o, 0, sizeof *o);
     fl_train_opts_default(&o->train);
     o->train.progress = true;
-    o->train.label = cmd;
-    if (strcmp(cmd, "finetune") == 0) {
-        o->train.lr = 0;     /* the method's default */
-        o->train.epochs = 0; /* 10 */
+    o->train.label = spec->program + strlen("fedtl ");
+    o->cache_mb = o->train.cache_bytes >> 20;
+    fl_options_reset(spec, o);
+    struct fl_options_args args;
+    if (fl_options_parse(spec, o, argc, argv, &args) != 0 ||
+        (!args.help && fl_options_check_required(spec, o) != 0))
+        return tool_usage_error(spec, fl_error_msg());
+    if (args.help) { /* o holds the defaults: --help reads nothing else */
+        fl_options_help(spec, o, stdout);
+        return 1;
     }
-    o->rank = 0;
-    o->dir_alpha = 0.5;
-    o->min_size = 10;
-    optind = 1;
-    int c;
-    double v;
-    while ((c = getopt_long(argc, argv, "", s_long, NULL)) != -1) {
-        const char *name = NULL;
-        for (const struct option *p = s_long; p->name; p++)
-            if (p->val == c)
-                name = p->name;
-        if (c != '?' && name && !strstr(usage, name) && c != O_HELP && c != O_THREADS) {
-            fprintf(stderr, "fedtl %s: --%s does not apply here\n%s", cmd, name, usage);
-            return 2;
-        }
-        switch (c) {
-        case O_DATA:
-            o->data = optarg;
-            break;
-        case O_LABELS:
-            o->labels = optarg;
-            break;
-        case O_CLASSES:
-            o->classes = optarg;
-            break;
-        case O_OUT:
-            o->out = optarg;
-            break;
-        case O_BASE:
-            o->base = optarg;
-            break;
-        case O_ADAPTER:
-            o->adapter = optarg;
-            break;
-        case O_ARCH:
-            o->arch = optarg;
-            break;
-        case O_METHOD:
-            o->method = optarg;
-            break;
-        case O_TARGETS:
-            o->targets = optarg;
-            break;
-        case O_OUT_DIR:
-            o->out_dir = optarg;
-            break;
-        case O_JSON:
-            o->json = true;
-            break;
-        case O_QUIET:
-            o->quiet = true;
-            o->train.progress = false;
-            break;
-        case O_UNLABELED:
-            o->unlabeled = true;
-            break;
-        case O_IID:
-            o->dir_alpha = 0;
-            break;
-        case O_OPTIM:
-            if (strcmp(optarg, "adam") == 0)
-                o->train.optimizer = FL_OPT_ADAM;
-            else if (strcmp(optarg, "sgd") == 0)
-                o->train.optimizer = FL_OPT_SGD;
-            else {
-                fprintf(stderr, "fedtl %s: --optimizer '%s': expected adam or sgd\n", cmd, optarg);
-                return 2;
-            }
-            break;
-        case O_HELP:
-            fputs(usage, stdout);
-            return 1;
-        case '?':
-            fputs(usage, stderr);
-            return 2;
-        default:
-            if (s_num(cmd, name, optarg, 0, 1e12, &v) != 0)
-                return 2;
-            switch (c) {
-            case O_RANK:
-                o->rank = (int)v;
-                break;
-            case O_ALPHA:
-                o->alpha = (float)v;
-                break;
-            case O_THREADS:
-                o->threads = (int)v;
-                break;
-            case O_SAMPLES:
-                o->samples = (size_t)v;
-                break;
-            case O_EPOCHS:
-                o->train.epochs = (int)v;
-                break;
-            case O_BATCH:
-                o->train.batch = (int)v;
-                break;
-            case O_LR:
-                o->train.lr = (float)v;
-                break;
-            case O_MOMENTUM:
-                o->train.momentum = (float)v;
-                break;
-            case O_WD:
-                o->train.weight_decay = (float)v;
-                break;
-            case O_SEED:
-                o->train.seed = (uint64_t)v;
-                break;
-            case O_CACHE:
-                o->train.cache_bytes = (size_t)v << 20;
-                break;
-            case O_CLIENTS:
-                o->clients = (int)v;
-                break;
-            case O_DIR_ALPHA:
-                o->dir_alpha = v;
-                break;
-            case O_MIN:
-                o->min_size = (size_t)v;
-                break;
-            }
-        }
-    }
-    if (optind < argc && strcmp(cmd, "inspect") != 0) {
-        fprintf(stderr, "fedtl %s: unexpected argument '%s'\n%s", cmd, argv[optind], usage);
-        return 2;
-    }
+    o->file = args.npositional ? args.positional[0] : NULL;
+    o->train.progress = !o->quiet;
+    o->train.cache_bytes = o->cache_mb << 20;
+    if (o->iid)
+        o->dir_alpha = 0;
     return 0;
 }
 

@@ -1,42 +1,127 @@
-/* The fedtl tool: shared option handling for its subcommands. */
+/* The fedtl tool: shared option handling for its subcommands. Each subcommand has its own
+ * option table (fl_options); a flag is accepted only where its table lists it. */
 #ifndef FEDTL_TOOL_H
 #define FEDTL_TOOL_H
 
 #include "fl_arch.h"
 #include "fl_data.h"
+#include "fl_method.h"
+#include "fl_options.h"
 #include "fl_train.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Options common to the subcommands; each uses the ones it documents. */
+/* Options of the subcommands; each uses those of its table. Text points into argv. */
 struct tool_opts {
     const char *data, *labels, *classes; /* input data, IDX labels, class selection */
     const char *out, *base, *adapter;    /* output and model files */
     const char *arch, *method, *targets; /* pretrain / finetune choices */
     const char *out_dir;                 /* partition output directory */
-    int rank;                            /* LoRA rank */
+    const char *name;                    /* keygen: the node's name */
+    const char *state_dir, *control;     /* status: where the coordinator listens */
+    const char *file;                    /* inspect: the file */
+    double timeout;                      /* status: seconds to wait for the answer */
+    int rank;                            /* LoRA rank (0: the method's) */
     float alpha;                         /* LoRA alpha (0: 2 * rank) */
     int threads;                         /* 0 = every core */
     size_t samples;                      /* use this many records (stratified), 0 = all */
+    size_t cache_mb;                     /* finetune: frozen-prefix cache, MiB */
     int clients;                         /* partition: shards */
     double dir_alpha;                    /* partition: Dirichlet alpha, 0 = IID */
     size_t min_size;                     /* partition: minimum shard size */
-    bool json, quiet, unlabeled;         /* output switches */
+    bool json, quiet, unlabeled, iid;    /* output and partition switches */
     struct fl_train_opts train;          /* epochs, batch, lr, optimiser, seed, cache */
 };
 
-/* Parse argv for subcommand `cmd`; prints usage and returns 1 for --help, 2 on error. */
-int tool_parse(const char *cmd, const char *usage, int argc, char **argv, struct tool_opts *o);
+/* Each subcommand's table (tools/cmd_*.c) and all of them, NULL-ended (tools/fedtl.c). */
+extern const struct fl_options_spec tool_keygen_spec, tool_pretrain_spec, tool_finetune_spec,
+    tool_eval_spec, tool_predict_spec, tool_inspect_spec, tool_partition_spec, tool_status_spec;
+extern const struct fl_options_spec *const tool_specs[];
+
+/* Parse argv for a subcommand over its defaults, check its required options, apply --quiet,
+ * --iid, --cache-mb and --threads. Prints the help and returns 1 for --help; prints the error
+ * and the usage line and returns 2 for a usage error; 0 otherwise. */
+int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct tool_opts *o);
+/* Print "fedtl CMD: msg" and the usage line for a usage error; returns 2. */
+int tool_usage_error(const struct fl_options_spec *spec, const char *msg);
 /* Load --data/--labels, apply --classes and --samples. Prints the error; returns 0 or 1. */
 int tool_load_data(const struct tool_opts *o, struct fl_dataset *ds, int32_t *class_ids,
                    int *nclasses);
 /* Print "fedtl: <msg>" for an error code with the detail message. Returns 1. */
 int tool_error(int rc, const char *what);
 
-/* Adapter configuration from --method/--rank/--alpha/--targets/--seed for a base's arch. */
-int tool_adapter_meta(const struct tool_opts *o, const struct fl_arch *arch, int nclasses,
-                      const int32_t *class_ids, struct fl_adapter_meta *am);
+/* Adapter configuration from a resolved method and --seed, for nclasses classes. */
+void tool_adapter_meta(const struct tool_opts *o, const struct fl_method *mp, int nclasses,
+                       const int32_t *class_ids, struct fl_adapter_meta *am);
+
+/* Table entries shared by several subcommands. */
+#define TOOL_FIELD(f) FL_OPTION_FIELD(struct tool_opts, f)
+#define TOOL_ARG      .where = FL_OPTION_FLAG_ONLY, .store = FL_OPTION_BORROWED
+#define TOOL_TEXT(n, f, fl, mv, h)                                                                 \
+    {                                                                                              \
+        n, .type = FL_OPTION_STRING, TOOL_ARG, .flags = fl, TOOL_FIELD(f), .metavar = mv,          \
+           .help = h                                                                               \
+    }
+#define TOOL_PATH(n, f, fl, mv, h)                                                                 \
+    {                                                                                              \
+        n, .type = FL_OPTION_PATH, TOOL_ARG, .flags = fl, TOOL_FIELD(f), .metavar = mv, .help = h  \
+    }
+#define TOOL_INT(n, f, lo, hi, mv, h)                                                              \
+    {                                                                                              \
+        n, .type = FL_OPTION_INT, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(f),                     \
+           .range.i = {lo, hi}, .metavar = mv, .help = h                                           \
+    }
+#define TOOL_UINT(n, f, hi, mv, h)                                                                 \
+    {                                                                                              \
+        n, .type = FL_OPTION_UINT, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(f),                    \
+           .range.u = {0, hi}, .metavar = mv, .help = h                                            \
+    }
+#define TOOL_REAL(n, f, lo, hi, mv, h)                                                             \
+    {                                                                                              \
+        n, .type = FL_OPTION_DOUBLE, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(f),                  \
+           .range.d = {lo, hi}, .metavar = mv, .help = h                                           \
+    }
+#define TOOL_SWITCH(n, f, h)                                                                       \
+    {                                                                                              \
+        n, .type = FL_OPTION_BOOL, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(f), .help = h          \
+    }
+
+#define TOOL_OPT_DATA                                                                              \
+    TOOL_PATH("data", data, FL_OPTION_REQUIRED, "D",                                               \
+              "data: a CSV file (label, features...) or IDX images, raw or gzip")
+#define TOOL_OPT_LABELS TOOL_PATH("labels", labels, 0, "L", "the IDX images' IDX labels")
+#define TOOL_OPT_CLASSES                                                                           \
+    TOOL_TEXT("classes", classes, 0, "C",                                                          \
+              "keep these classes (0-4 or 0,3,7), renumbered 0..k-1 in the order given")
+#define TOOL_OPT_SAMPLES                                                                           \
+    TOOL_UINT("samples", samples, SIZE_MAX, "N", "a stratified random subset of N records (0: all)")
+#define TOOL_OPT_THREADS       TOOL_INT("threads", threads, 0, 4096, "N", "threads (0: every core)")
+#define TOOL_OPT_SEED          TOOL_UINT("seed", train.seed, UINT64_MAX, "S", "random seed")
+#define TOOL_OPT_QUIET         TOOL_SWITCH("quiet", quiet, "no progress lines")
+#define TOOL_OPT_JSON          TOOL_SWITCH("json", json, "print one JSON object")
+#define TOOL_OPT_BASE(fl)      TOOL_PATH("base", base, fl, "FILE", "the base model (.ftm)")
+#define TOOL_OPT_ADAPTER       TOOL_PATH("adapter", adapter, 0, "FILE", "an adapter (.fta) over the base")
+#define TOOL_OPT_EPOCHS(lo, h) TOOL_INT("epochs", train.epochs, lo, FL_METHOD_EPOCHS_MAX, "N", h)
+#define TOOL_OPT_BATCH         TOOL_INT("batch", train.batch, 1, 1 << 16, "B", "mini-batch size")
+#define TOOL_OPT_LR(h)         TOOL_REAL("lr", train.lr, 0, FL_METHOD_LR_MAX, "LR", h)
+#define TOOL_OPT_MOMENTUM      TOOL_REAL("momentum", train.momentum, 0, 1, "M", "SGD momentum")
+#define TOOL_OPT_WEIGHT_DECAY                                                                      \
+    TOOL_REAL("weight_decay", train.weight_decay, 0, 10, "W", "L2 weight decay")
+#define TOOL_OPT_OPTIMIZER                                                                         \
+    {                                                                                              \
+        "optimizer", .type = FL_OPTION_CHOICE, .where = FL_OPTION_FLAG_ONLY,                       \
+                     TOOL_FIELD(train.optimizer), .choices = tool_optimizers,                      \
+                     .help = "update rule"                                                         \
+    }
+extern const struct fl_option_choice tool_optimizers[];
+
+/* A subcommand's spec: its program name, about text and table. */
+#define TOOL_SPEC(cmd, text, table)                                                                \
+    {                                                                                              \
+        .program = "fedtl " cmd, .about = text, .options = table,                                  \
+        .noptions = sizeof table / sizeof table[0], .siblings = tool_specs                         \
+    }
 
 int cmd_keygen(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
