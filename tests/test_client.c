@@ -61,14 +61,9 @@ static void s_write_base(void)
     cr_assert_eq(fl_arch_builtin("mlp", 8, 3, &arch), 0);
     fl_model_t *m = fl_model_new(&arch, 1, NULL);
     cr_assert_not_null(m);
-    size_t n = fl_model_ntensors(m, FL_SET_BASE);
-    struct fl_tensor *ts = calloc(n, sizeof *ts);
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_BASE, i);
     struct fl_base_meta meta = {.nclasses = 3, .class_ids = {0, 1, 2}, .created_unix = 1};
     snprintf(meta.data_desc, sizeof meta.data_desc, "test blobs");
-    cr_assert_eq(fl_base_write(s_base, &arch, &meta, ts, n, s_hash), 0);
-    free(ts);
+    cr_assert_eq(fl_model_write_base(m, &meta, s_base, s_hash), 0);
     fl_model_destroy(&m);
     cr_assert_eq(fl_fs_read_file(s_base, 1u << 24, &s_base_bytes, &s_base_len), 0);
 }
@@ -123,12 +118,7 @@ static void s_make_adapter(uint8_t **buf, size_t *len)
     am.class_ids[1] = 2;
     fl_model_t *m = fl_model_from_base(&bf, s_base, &am, NULL);
     cr_assert_not_null(m, "%s", fl_error_msg());
-    size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
-    struct fl_tensor *ts = calloc(n, sizeof *ts);
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_ADAPTER, i);
-    cr_assert_eq(fl_adapter_pack(fl_model_adapter_meta(m), ts, n, buf, len), 0);
-    free(ts);
+    cr_assert_eq(fl_model_pack_adapter(m, fl_model_adapter_meta(m)->round, buf, len), 0);
     fl_model_destroy(&m);
     fl_base_close(&bf);
 }

@@ -79,15 +79,8 @@ const struct fl_options_spec tool_finetune_spec = TOOL_SPEC(
 
 static int s_write_base(const char *path, fl_model_t *m, const struct fl_base_meta *meta)
 {
-    size_t n = fl_model_ntensors(m, FL_SET_BASE);
-    struct fl_tensor *ts = calloc(n, sizeof *ts);
-    if (!ts)
-        return FL_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_BASE, i);
     uint8_t hash[FL_HASH_BYTES];
-    int rc = fl_base_write(path, fl_model_arch(m), meta, ts, n, hash);
-    free(ts);
+    int rc = fl_model_write_base(m, meta, path, hash);
     if (rc == 0) {
         char hex[2 * FL_HASH_BYTES + 1];
         fl_hash_hex(hash, hex);
@@ -215,16 +208,7 @@ int cmd_finetune(int argc, char **argv)
         rc = tool_error(rc, "training failed");
         goto out_destroy;
     }
-    size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
-    struct fl_tensor *ts = calloc(n, sizeof *ts);
-    if (!ts) {
-        rc = tool_error(FL_ENOMEM, "adapter");
-        goto out_destroy;
-    }
-    for (size_t i = 0; i < n; i++)
-        ts[i] = *fl_model_tensor(m, FL_SET_ADAPTER, i);
-    rc = fl_adapter_write(o.out, fl_model_adapter_meta(m), ts, n, NULL);
-    free(ts);
+    rc = fl_model_write_adapter(m, o.out, NULL);
     if (rc)
         rc = tool_error(rc, "cannot write the adapter");
     else
