@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -133,13 +135,65 @@ static inline int s_fed_cpu(pid_t pid, double *all_s, double *main_s, double *ot
     return 0;
 }
 
-/* A "VmHWM:"-style field of /proc/self/status in KiB, or -1. */
-static inline long s_fed_status_kb(const char *field)
+/* Raise RLIMIT_NOFILE's soft limit to the hard limit; the new soft limit, or -1. */
+static inline long s_fed_raise_nofile(long *hard)
 {
-    FILE *f = fopen("/proc/self/status", "r");
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    *hard = rl.rlim_max == RLIM_INFINITY ? -1 : (long)rl.rlim_max;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -1;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+}
+
+/* "Max open files" soft limit of a process, from /proc/PID/limits; -1 if unknown. */
+static inline long s_fed_proc_nofile(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "r");
+    long v = -1;
     if (!f)
         return -1;
-    char line[256];
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Max open files", 14) == 0) {
+            v = strncmp(line + 26, "unlimited", 9) == 0 ? LONG_MAX : atol(line + 26);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* Open descriptors of a process, or -1. */
+static inline int s_fed_proc_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A "VmHWM:"-style field of /proc/PID/status (pid 0: this process) in KiB, or -1. */
+static inline long s_fed_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    if (pid == 0)
+        snprintf(path, sizeof path, "/proc/self/status");
+    else
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
     long v = -1;
     size_t fl = strlen(field);
     while (fgets(line, sizeof line, f))
@@ -147,6 +201,28 @@ static inline long s_fed_status_kb(const char *field)
             v = atol(line + fl);
             break;
         }
+    fclose(f);
+    return v;
+}
+
+/* TcpExt ListenOverflows of /proc/net/netstat (machine-wide): connections dropped because a
+ * listener's accept queue (ZMQ_BACKLOG, 100 by default) was full; -1 if unknown. */
+static inline long s_fed_listen_overflows(void)
+{
+    FILE *f = fopen("/proc/net/netstat", "r");
+    if (!f)
+        return -1;
+    char names[4096], values[4096];
+    long v = -1;
+    while (fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0)
+            continue;
+        char *sn = NULL, *sv = NULL;
+        for (char *n = strtok_r(names, " \n", &sn), *x = strtok_r(values, " \n", &sv); n && x;
+             n = strtok_r(NULL, " \n", &sn), x = strtok_r(NULL, " \n", &sv))
+            if (strcmp(n, "ListenOverflows") == 0)
+                v = atol(x);
+    }
     fclose(f);
     return v;
 }

@@ -233,7 +233,7 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
         !(r.threads = fl_pool_new(threads)))
         return 1;
     fl_strategy_set_pool(r.strategy, r.threads);
-    long rss_before = s_fed_status_kb("VmRSS:");
+    long rss_before = s_fed_proc_status_kb(0, "VmRSS:");
     int hwm_reset = s_fed_reset_hwm() == 0;
     double bytes = 0;
     for (long i = 0; i < k; i++)
@@ -246,7 +246,7 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
         r.failed = 1;
     double secs = fl_now_s() - t0;
 
-    long hwm = s_fed_status_kb("VmHWM:");
+    long hwm = s_fed_proc_status_kb(0, "VmHWM:");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     /* A fingerprint of the aggregate: equal across thread counts when the order is kept. */

@@ -10,6 +10,7 @@
  * its peak RSS (VmHWM of /proc/PID/status) and open descriptors. The file-descriptor limit is
  * raised to the hard limit here and in the coordinator's process before it execs. */
 #include "bench_fed.h"
+#include "bench_load_branches.h"
 
 #include "fl_codec.h"
 #include "fl_error.h"
@@ -26,8 +27,6 @@
 #include <time.h>
 #include <zmq.h>
 
-#define S_FED      "benchload"
-#define S_MAXR     64 /* rounds tracked */
 #define S_MAXPROCS 64 /* child processes */
 #define S_FD_SLACK 64 /* descriptors besides the connections */
 #define S_FD_PER   3  /* descriptors per DEALER (TCP, mailbox, slack for reconnects) */
@@ -40,26 +39,6 @@ struct s_opts {
     int heartbeat_ms;  /* --heartbeat-ms */
     int deadline_s;    /* --deadline */
     const char *extra; /* more coordinator flags */
-};
-
-/* One light branch in a child process. */
-struct s_br {
-    struct fl_identity *id; /* its key (shared array, read-only) */
-    void *sock;             /* DEALER */
-    bool welcomed;          /* got Welcome */
-    bool final;             /* got FinalModel */
-    double hello_at;        /* last Hello sent (bench clock) */
-};
-
-/* What one child process tells the parent at its end (one struct over a pipe). */
-struct s_report {
-    int branches, sockets;                          /* asked for, created */
-    int welcomed, finals;                           /* branches that got Welcome, FinalModel */
-    int hellos, byes, bad_frames, send_fail;        /* traffic oddities */
-    double first_welcome, last_welcome;             /* bench clock (CLOCK_MONOTONIC) */
-    int tasks[S_MAXR + 1];                          /* tasks received per round */
-    int accepted[S_MAXR + 1], rejected[S_MAXR + 1]; /* receipts per round */
-    double first_task[S_MAXR + 1], last_task[S_MAXR + 1]; /* bench clock */
 };
 
 /* What the parent sees of the coordinator while it runs. */
@@ -127,278 +106,10 @@ static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES
     return rc;
 }
 
-/* ---- descriptors ---- */
-
-/* Raise RLIMIT_NOFILE's soft limit to the hard limit; the new soft limit, or -1. */
-static long s_raise_nofile(long *hard)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    *hard = rl.rlim_max == RLIM_INFINITY ? -1 : (long)rl.rlim_max;
-    if (rl.rlim_cur != rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            return -1;
-    }
-    return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
-}
-
-/* "Max open files" soft limit of a process, from /proc/PID/limits; -1 if unknown. */
-static long s_proc_nofile(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "Max open files", 14) == 0) {
-            v = strncmp(line + 26, "unlimited", 9) == 0 ? LONG_MAX : atol(line + 26);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
-static int s_proc_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-/* A VmHWM:-style field of /proc/PID/status in KiB, or -1. */
-static long s_proc_status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long v = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, fl) == 0) {
-            v = atol(line + fl);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
-/* TcpExt ListenOverflows of /proc/net/netstat (machine-wide): connections dropped because a
- * listener's accept queue (ZMQ_BACKLOG, 100 by default) was full; -1 if unknown. */
-static long s_listen_overflows(void)
-{
-    FILE *f = fopen("/proc/net/netstat", "r");
-    if (!f)
-        return -1;
-    char names[4096], values[4096];
-    long v = -1;
-    while (fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
-        if (strncmp(names, "TcpExt:", 7) != 0)
-            continue;
-        char *sn = NULL, *sv = NULL;
-        for (char *n = strtok_r(names, " \n", &sn), *x = strtok_r(values, " \n", &sv); n && x;
-             n = strtok_r(NULL, " \n", &sn), x = strtok_r(NULL, " \n", &sv))
-            if (strcmp(n, "ListenOverflows") == 0)
-                v = atol(x);
-    }
-    fclose(f);
-    return v;
-}
-
 static double s_cpu(pid_t pid)
 {
     double all = 0, m, o;
     return s_fed_cpu(pid, &all, &m, &o) == 0 ? all : -1;
-}
-
-/* ---- one child process: a share of the branches ---- */
-
-static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
-{
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Hello h = FEDTL__HELLO__INIT;
-    h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
-    h.name = b->id->name;
-    h.base_hash = (ProtobufCBinaryData){32, (uint8_t *)base_hash};
-    h.samples = 100;
-    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
-    b->hello_at = fl_now_s();
-    return fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
-}
-
-static int s_send_heartbeat(struct s_br *b)
-{
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Heartbeat h = FEDTL__HEARTBEAT__INIT;
-    env.body_case = FEDTL__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &h;
-    return fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
-}
-
-/* The context a child's branches share. */
-struct s_child {
-    struct s_br *br;          /* its branches */
-    int nb;                   /* their count */
-    const uint8_t *hq_box_pk; /* coordinator's X25519 key */
-    const uint8_t *base_hash; /* the base */
-    struct s_report *rep;     /* what it reports */
-};
-
-static void s_on_envelope(struct s_child *ch, struct s_br *b, Fedtl__Envelope *env)
-{
-    struct s_report *rep = ch->rep;
-    double now = fl_now_s();
-    switch (env->body_case) {
-    case FEDTL__ENVELOPE__BODY_WELCOME:
-        if (!b->welcomed) {
-            b->welcomed = true;
-            if (rep->welcomed++ == 0)
-                rep->first_welcome = now;
-            rep->last_welcome = now;
-        }
-        break;
-    case FEDTL__ENVELOPE__BODY_TASK: {
-        uint32_t rn = env->task->round;
-        if (rn >= 1 && rn <= S_MAXR) {
-            if (rep->tasks[rn]++ == 0)
-                rep->first_task[rn] = now;
-            rep->last_task[rn] = now;
-        }
-        if (s_fed_answer(b->sock, b->id, S_FED, env->task, ch->hq_box_pk, ch->base_hash,
-                         ZMQ_DONTWAIT) != 0)
-            rep->send_fail++;
-        break;
-    }
-    case FEDTL__ENVELOPE__BODY_RECEIPT: {
-        uint32_t rn = env->receipt->round;
-        if (rn >= 1 && rn <= S_MAXR) {
-            if (env->receipt->accepted)
-                rep->accepted[rn]++;
-            else
-                rep->rejected[rn]++;
-        }
-        if (!env->receipt->accepted)
-            fprintf(stderr, "bench_load: %s: update rejected: %s\n", b->id->name,
-                    env->receipt->reason);
-        break;
-    }
-    case FEDTL__ENVELOPE__BODY_FINAL:
-        if (!b->final) {
-            b->final = true;
-            rep->finals++;
-        }
-        break;
-    case FEDTL__ENVELOPE__BODY_BYE:
-        rep->byes++;
-        if (strcasestr(env->bye->reason, "hello")) {
-            b->welcomed = false; /* the coordinator forgot us: register again */
-            s_send_hello(b, ch->base_hash);
-            rep->hellos++;
-        }
-        break;
-    default:
-        break;
-    }
-}
-
-/* Re-send Hello to the unwelcomed after 5 beats; heartbeat the welcomed every beat. */
-static void s_child_tick(struct s_child *ch, double beat_s, double *next_beat)
-{
-    double now = fl_now_s();
-    if (now < *next_beat)
-        return;
-    for (int i = 0; i < ch->nb; i++) {
-        struct s_br *b = &ch->br[i];
-        if (b->final)
-            continue;
-        if (b->welcomed) {
-            if (s_send_heartbeat(b) != 0)
-                ch->rep->send_fail++;
-        } else if (now - b->hello_at > 5 * beat_s) {
-            s_send_hello(b, ch->base_hash);
-            ch->rep->hellos++;
-        }
-    }
-    *next_beat = now + beat_s;
-}
-
-static void s_child_loop(struct s_child *ch, zmq_pollitem_t *items, double beat_s, double t_end)
-{
-    struct s_report *rep = ch->rep;
-    double next_beat = fl_now_s() + beat_s;
-    while (rep->finals < ch->nb && fl_now_s() < t_end) {
-        if (zmq_poll(items, ch->nb, 100) < 0 && errno != EINTR)
-            break;
-        for (int i = 0; i < ch->nb; i++) {
-            if (!(items[i].revents & ZMQ_POLLIN))
-                continue;
-            Fedtl__Envelope *env = NULL;
-            int r;
-            while ((r = fl_net_recv(ch->br[i].sock, false, NULL, NULL, &env, NULL)) != 1) {
-                if (r < 0) {
-                    rep->bad_frames++;
-                    if (r == FL_EIO)
-                        break; /* the socket, not the frame: poll again */
-                    continue;
-                }
-                s_on_envelope(ch, &ch->br[i], env);
-                fl_wire_free(&env);
-            }
-        }
-        s_child_tick(ch, beat_s, &next_beat);
-    }
-}
-
-/* Body of one child: branches [lo, hi) of ids; writes its report to fd. Never returns. */
-static void s_child(struct fl_identity *ids, int lo, int hi, const char *ep,
-                    const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
-                    const uint8_t base_hash[FL_HASH_BYTES], double beat_s, double t_end, int fd)
-{
-    struct s_report rep;
-    memset(&rep, 0, sizeof rep);
-    int nb = hi - lo;
-    rep.branches = nb;
-    void *ctx = zmq_ctx_new();
-    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, nb + 16);
-    struct s_br *br = calloc((size_t)nb, sizeof *br);
-    zmq_pollitem_t *items = calloc((size_t)nb, sizeof *items);
-    struct s_child ch = {br, 0, hq_box_pk, base_hash, &rep};
-    for (int i = 0; ctx && br && items && i < nb; i++) {
-        br[i].id = &ids[lo + i];
-        if (!(br[i].sock = fl_net_dealer(ctx, br[i].id, hq_box_pk, ep))) {
-            fprintf(stderr, "bench_load: branch %d: %s (descriptors?)\n", lo + i, fl_error_msg());
-            break;
-        }
-        items[i] = (zmq_pollitem_t){br[i].sock, 0, ZMQ_POLLIN, 0};
-        ch.nb++;
-    }
-    rep.sockets = ch.nb;
-    /* All at once: every Hello queued now goes out as its CURVE handshake completes. */
-    for (int i = 0; i < ch.nb; i++) {
-        s_send_hello(&br[i], base_hash);
-        rep.hellos++;
-    }
-    if (ch.nb == nb)
-        s_child_loop(&ch, items, beat_s, t_end);
-    if (write(fd, &rep, sizeof rep) != (ssize_t)sizeof rep)
-        perror("bench_load: report");
-    for (int i = 0; i < ch.nb; i++)
-        zmq_close(br[i].sock);
-    zmq_ctx_term(ctx);
-    _exit(ch.nb == nb && rep.finals == nb ? 0 : 1);
 }
 
 /* ---- the parent: coordinator, log, /proc ---- */
@@ -440,7 +151,7 @@ static void s_watch_line(struct s_watch *w, const char *line, int nb)
             w->all_reg = now;
             w->log_all_reg = s_log_ts(line);
             w->cpu_reg1 = s_cpu(w->pid);
-            w->ovf1 = s_listen_overflows();
+            w->ovf1 = s_fed_listen_overflows();
         }
     } else if (strstr(line, "event=round_start")) {
         long r = s_field(line, " round=");
@@ -494,8 +205,8 @@ static void s_watch_log(struct s_watch *w, const char *logp, int nb)
 
 static void s_watch_proc(struct s_watch *w)
 {
-    long hwm = s_proc_status_kb(w->pid, "VmHWM:"), rss = s_proc_status_kb(w->pid, "VmRSS:");
-    int fds = s_proc_fds(w->pid);
+    long hwm = s_fed_proc_status_kb(w->pid, "VmHWM:"), rss = s_fed_proc_status_kb(w->pid, "VmRSS:");
+    int fds = s_fed_proc_fds(w->pid);
     if (hwm > w->hwm_kb)
         w->hwm_kb = hwm;
     if (rss > 0)
@@ -512,7 +223,7 @@ static pid_t s_spawn_coord(char *const argv[], const char *log_path)
     if (pid != 0)
         return pid;
     long hard;
-    s_raise_nofile(&hard);
+    s_fed_raise_nofile(&hard);
     int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
         dup2(fd, 1);
@@ -796,7 +507,7 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
         fprintf(stderr, "bench_load: the coordinator did not start (log: %s)\n", logp);
         return 1;
     }
-    long coord_nofile = s_proc_nofile(w.pid);
+    long coord_nofile = s_fed_proc_nofile(w.pid);
     if (coord_nofile >= 0 && coord_nofile < o->branches + S_FD_SLACK)
         fprintf(stderr,
                 "bench_load: WARNING: the coordinator may open %ld files, fewer than the %d "
@@ -806,7 +517,7 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
     double t_end = fl_now_s() + 120 + o->rounds * (o->deadline_s + 30.0);
     pid_t kids[S_MAXPROCS];
     int fds[S_MAXPROCS];
-    w.ovf0 = s_listen_overflows();
+    w.ovf0 = s_fed_listen_overflows();
     double t_fork = fl_now_s();
     if (s_fork_children(o, ids, ep, hq, base_hash, t_end, kids, fds) != 0) {
         perror("bench_load: fork");
@@ -869,7 +580,7 @@ int main(int argc, char **argv)
         return 1;
     fl_log_set_level(FL_LOG_WARN);
     s_fed_machine(stdout);
-    long hard = -1, soft = s_raise_nofile(&hard);
+    long hard = -1, soft = s_fed_raise_nofile(&hard);
     int per = (o.branches + o.procs - 1) / o.procs;
     long need_child = (long)per * S_FD_PER + S_FD_SLACK, need_coord = o.branches + S_FD_SLACK;
     printf("bench=load_fd nofile_soft=%ld nofile_hard=%ld need_per_child=%ld need_coord=%ld\n",
