@@ -133,14 +133,17 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    char reason[1100]; /* messages name files and settings: escaped for the log */
     fl_coord_t *c = fl_coord_new(&cfg);
     if (!c) {
-        fl_log(FL_LOG_ERROR, "start_failed", "reason=\"%s\"", fl_error_msg());
+        fl_log(FL_LOG_ERROR, "start_failed", "reason=%s",
+               fl_log_str(fl_error_msg(), reason, sizeof reason));
         return 1;
     }
     int rc = fl_coord_run(c, &s_stop, &s_reload);
     if (rc)
-        fl_log(FL_LOG_ERROR, "federation_failed", "reason=\"%s\"", fl_error_msg());
+        fl_log(FL_LOG_ERROR, "federation_failed", "reason=%s",
+               fl_log_str(fl_error_msg(), reason, sizeof reason));
     fl_coord_destroy(&c);
     return rc ? 1 : 0;
 }
