@@ -46,8 +46,8 @@ char *fl_status_json(const fl_round_t *round, const char *federation, int rounds
     cJSON_AddNumberToObject(o, "round", fl_round_completed(round));
     cJSON_AddNumberToObject(o, "rounds", rounds);
     cJSON *branches = s_branches(round, now);
-    /* The ledger keeps its line: the reply refers to it. */
-    cJSON *ref = last ? cJSON_CreateObjectReference(last) : cJSON_CreateNull();
+    /* The ledger keeps its line: the reply refers to its members. */
+    cJSON *ref = last ? cJSON_CreateObjectReference(last->child) : cJSON_CreateNull();
     bool ok = branches && ref && cJSON_AddItemToObject(o, "branches", branches);
     if (ok)
         branches = NULL; /* o owns it */
