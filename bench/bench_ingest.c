@@ -1,5 +1,5 @@
 /* bench_ingest: the coordinator's update-ingest path, in process, without the network.
- * K signed, encrypted updates of P float parameters go through what fl_coord.c's s_on_update
+ * K signed, encrypted updates of P float parameters go through what fl_intake.c's fl_intake_take
  * does with each SealedUpdate frame after its registry checks: fl_wire_decode of the envelope
  * bytes, fl_verify_update, fl_open_update, fl_wire_decode_body, fl_adapter_view_authenticated,
  * fl_coord_check_adapter (the coordinator's own check), fl_strategy_add (fedavg), and the
@@ -16,6 +16,7 @@
 
 #include "fl_codec.h"
 #include "fl_coord.h"
+#include "fl_intake.h"
 #include "fl_keys.h"
 #include "fl_pool.h"
 #include "fl_seal.h"
@@ -108,7 +109,7 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     return rc;
 }
 
-/* Ingest update number idx the way fl_coord.c's s_on_update does (after its registry
+/* Ingest update number idx the way fl_intake.c's fl_intake_take does (after its registry
  * checks). Stage times go to st. */
 static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
 {

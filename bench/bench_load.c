@@ -21,6 +21,7 @@
 #include "fl_net.h"
 #include "fl_seal.h"
 
+#include <cJSON.h>
 #include <limits.h>
 #include <sodium.h>
 #include <sys/resource.h>
@@ -234,31 +235,31 @@ static pid_t s_spawn_coord(char *const argv[], const char *log_path)
     _exit(127);
 }
 
-/* Ledger: round and duration_s of every aggregated round; the count. Lines are long (one
- * entry per participant): read with getline. */
+/* Ledger: round, duration_s and participants of every aggregated round; the count. Lines are
+ * long (one entry per participant): read with getline. */
 static int s_ledger(const char *path, int *round, double *d, int *participants, int max)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
-    char *line = NULL;
+    char *text = NULL;
     size_t cap = 0;
     int n = 0;
-    while (getline(&line, &cap, f) > 0 && n < max) {
-        char *q = strstr(line, "\"duration_s\":");
-        if (!q || !strstr(line, "\"aggregated\":true"))
-            continue;
-        d[n] = atof(q + 13);
-        round[n] = (int)s_field(line, "\"round\":");
-        /* Participants: the {"branch": entries before the "rejected" list. */
-        char *p0 = strstr(line, "\"participants\":["), *rej = strstr(line, "],\"rejected\":[");
-        int p = 0;
-        for (char *s = p0; s && rej && (s = strstr(s, "{\"branch\":")) && s < rej; s += 10)
-            p++;
-        participants[n] = p;
-        n++;
+    while (getline(&text, &cap, f) > 0 && n < max) {
+        cJSON *line = cJSON_Parse(text);
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(line, "round");
+        const cJSON *dur = cJSON_GetObjectItemCaseSensitive(line, "duration_s");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(line, "aggregated")) &&
+            cJSON_IsNumber(r) && cJSON_IsNumber(dur)) {
+            round[n] = (int)r->valuedouble;
+            d[n] = dur->valuedouble;
+            participants[n] =
+                cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(line, "participants"));
+            n++;
+        }
+        cJSON_Delete(line);
     }
-    free(line);
+    free(text);
     fclose(f);
     return n;
 }

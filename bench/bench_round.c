@@ -16,6 +16,7 @@
 #include "fl_net.h"
 #include "fl_seal.h"
 
+#include <cJSON.h>
 #include <sodium.h>
 #include <zmq.h>
 
@@ -61,25 +62,33 @@ static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
     return fl_net_send(b->sock, NULL, 0, &env, 0, NULL);
 }
 
+/* A number of a ledger line, or 0 when it has none. */
+static double s_num(const cJSON *line, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(line, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
 /* Ledger: duration_s of every aggregated round into d (at most max); the count. */
 static int s_ledger(const char *path, double *d, int max, double *bytes_in, double *bytes_out)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
-    char line[8192];
+    char *text = NULL;
+    size_t cap = 0;
     int n = 0;
     *bytes_in = *bytes_out = 0;
-    while (fgets(line, sizeof line, f) && n < max) {
-        char *q = strstr(line, "\"duration_s\":");
-        if (!q || !strstr(line, "\"aggregated\":true"))
-            continue;
-        d[n++] = atof(q + 13);
-        if ((q = strstr(line, "\"bytes_in\":")))
-            *bytes_in += atof(q + 11);
-        if ((q = strstr(line, "\"bytes_out\":")))
-            *bytes_out += atof(q + 12);
+    while (getline(&text, &cap, f) > 0 && n < max) {
+        cJSON *line = cJSON_Parse(text);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(line, "aggregated"))) {
+            d[n++] = s_num(line, "duration_s");
+            *bytes_in += s_num(line, "bytes_in");
+            *bytes_out += s_num(line, "bytes_out");
+        }
+        cJSON_Delete(line);
     }
+    free(text);
     fclose(f);
     return n;
 }

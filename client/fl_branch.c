@@ -273,15 +273,17 @@ static int s_on_welcome(fl_branch_t *self, const Fedtl__Welcome *w, uint64_t now
     fl_basecache_set_stall_ms(self->cache, (uint64_t)(2 * hb < 1000 ? 1000 : 2 * hb));
     char h[FL_KEY_ID_LEN];
     s_hex12(self->offer.hash, h);
-    fl_log(FL_LOG_INFO, "welcome", "federation=%s round=%u base=%s heartbeat_ms=%d",
-           self->federation, self->round, h, hb);
+    char fed[2 * FL_NODE_NAME_MAX + 8]; /* the coordinator's words: escaped */
+    fl_log_str(self->federation, fed, sizeof fed);
+    fl_log(FL_LOG_INFO, "welcome", "federation=%s round=%u base=%s heartbeat_ms=%d", fed,
+           self->round, h, hb);
     if (drop_base) {
         fl_log(FL_LOG_WARN, "base_changed", "base=%s", h);
         fl_base_close(&self->base);
     }
     if (next == FL_PRESENCE_READY)
-        fl_log(FL_LOG_INFO, "ready", "federation=%s round=%u samples=%zu", self->federation,
-               self->round, s_samples(self));
+        fl_log(FL_LOG_INFO, "ready", "federation=%s round=%u samples=%zu", fed, self->round,
+               s_samples(self));
     return next == FL_PRESENCE_FETCH ? s_acquire_base(self, now) : 0;
 }
 
@@ -299,8 +301,9 @@ static int s_on_chunk(fl_branch_t *self, const Fedtl__BaseChunk *c, uint64_t now
 
 static int s_on_bye(fl_branch_t *self, const Fedtl__Bye *b, uint64_t now)
 {
-    fl_log(FL_LOG_WARN, "coordinator_bye", "code=%s reason=\"%s\"", fl_wire_bye_name(b->code),
-           b->reason);
+    char why[1100]; /* the coordinator's words: escaped */
+    fl_log(FL_LOG_WARN, "coordinator_bye", "code=%s reason=%s", fl_wire_bye_name(b->code),
+           fl_log_str(b->reason, why, sizeof why));
     return fl_presence_bye(self->presence, b->code, b->reason, now);
 }
 
@@ -308,8 +311,11 @@ static void s_on_receipt(const Fedtl__UpdateReceipt *r)
 {
     if (r->accepted)
         fl_log(FL_LOG_INFO, "receipt", "round=%u accepted=yes", r->round);
-    else
-        fl_log(FL_LOG_WARN, "receipt", "round=%u accepted=no reason=\"%s\"", r->round, r->reason);
+    else {
+        char why[1100]; /* the coordinator's words: escaped */
+        fl_log(FL_LOG_WARN, "receipt", "round=%u accepted=no reason=%s", r->round,
+               fl_log_str(r->reason, why, sizeof why));
+    }
 }
 
 /* Write the final adapter where it goes, creating its directory. */

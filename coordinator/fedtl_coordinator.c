@@ -90,17 +90,20 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* The process's one pool, made after daemon() (threads do not survive a fork). */
+    char reason[1100]; /* messages name files and settings: escaped for the log */
     fl_pool_t *pool = fl_pool_new(cfg.threads);
     fl_coord_t *c = pool ? fl_coord_new(&cfg, pool) : NULL;
     if (!c) {
-        fl_log(FL_LOG_ERROR, "start_failed", "reason=\"%s\"",
-               pool ? fl_error_msg() : "cannot start the compute threads");
+        fl_log(FL_LOG_ERROR, "start_failed", "reason=%s",
+               fl_log_str(pool ? fl_error_msg() : "cannot start the compute threads", reason,
+                          sizeof reason));
         fl_pool_destroy(&pool);
         return 1;
     }
     int rc = fl_coord_run(c, &s_stop, &s_reload);
     if (rc)
-        fl_log(FL_LOG_ERROR, "federation_failed", "reason=\"%s\"", fl_error_msg());
+        fl_log(FL_LOG_ERROR, "federation_failed", "reason=%s",
+               fl_log_str(fl_error_msg(), reason, sizeof reason));
     fl_coord_destroy(&c);
     fl_pool_destroy(&pool);
     return rc ? 1 : 0;

@@ -1,11 +1,13 @@
-/* fl_coord: the coordinator's federation engine: branch registry, base distribution, rounds,
- * update verification, aggregation, state, ledger, status. One event-loop thread: every socket
- * (ROUTER, ZAP, control) is polled from fl_coord_run. Compute threads (opening an update's
- * segments, checking and averaging it, server evaluation) are the pool the coordinator is
- * given; they work only inside a call from the loop and are joined before it returns, so no
- * state is shared with them between events. The ingest, the strategy and the evaluation
- * model all use that one pool, from the loop thread and one at a time, which is what a pool
- * asks (fl_pool.h): it must serve no other thread while the coordinator runs. */
+/* fl_coord: the coordinator: its configuration, and the event loop that serves the federation
+ * (the round rules are fl_round, updates in fl_intake, messages out fl_outbox, the base
+ * fl_basedist, the global adapter fl_global, state and ledger fl_ledger, the status socket
+ * fl_status, transport authentication fl_zap). One event-loop thread: every socket (ROUTER,
+ * ZAP, control) is polled from fl_coord_run. Compute threads (opening an update's segments,
+ * checking and averaging it, server evaluation) are the pool the coordinator is given; they
+ * work only inside a call from the loop and are joined before it returns, so no state is
+ * shared with them between events. The ingest, the strategy and the evaluation model all use
+ * that one pool, from the loop thread and one at a time, which is what a pool asks
+ * (fl_pool.h): it must serve no other thread while the coordinator runs. */
 #ifndef FL_COORD_H
 #define FL_COORD_H
 
@@ -67,13 +69,6 @@ int fl_coord_config_check(const struct fl_coord_config *c);
 void fl_coord_config_print(const struct fl_coord_config *c, FILE *f);
 
 typedef struct fl_coord fl_coord_t;
-
-/* An update's adapter against the global one: the same base, configuration, tensor names and
- * shapes, and only finite values (checked on pool's threads; pool may be NULL). 0, or
- * FL_EMISMATCH / FL_ERANGE with a message that says what differs. */
-int fl_coord_check_adapter(const struct fl_adapter_file *global,
-                           const uint8_t base_hash[FL_HASH_BYTES], const struct fl_adapter_file *u,
-                           fl_pool_t *pool);
 
 /* Load keys, allow-list, base, state (resuming after the last saved round), bind sockets.
  * pool (borrowed: it must outlive the coordinator; NULL: the loop thread alone) opens, checks

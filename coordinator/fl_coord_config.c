@@ -17,8 +17,9 @@
 
 static const struct fl_option s_options[] = {
     /* Federation */
-    {"federation", TEXT, C(federation), .def = "fedtl", .metavar = "NAME", .group = "Federation",
-     .help = "federation name, bound into signatures"},
+    {"federation", TEXT, C(federation), .flags = FL_OPTION_ANY_TEXT, .def = "fedtl",
+     .metavar = "NAME", .group = "Federation",
+     .help = "federation name, bound into signatures (any UTF-8 text)"},
     {"endpoint", TEXT, C(endpoint), .def = "tcp://0.0.0.0:7777", .metavar = "ENDPOINT",
      .help = "where branches connect (ZeroMQ ROUTER endpoint)"},
     {"key", PATH, C(key), .flags = FL_OPTION_REQUIRED, .metavar = "FILE",

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-      libopenblas-dev libsodium-dev zlib1g-dev libinih-dev)
+      libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev)
 for want in "$@"; do
     case "$want" in
         build) ;;

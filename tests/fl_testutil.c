@@ -2,6 +2,7 @@
 #include "fl_testutil.h"
 #include "fl_time.h"
 
+#include <cJSON.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -164,5 +165,52 @@ int fl_test_count(const char *path, const char *needle)
     for (char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
         n++;
     free(s);
+    return n;
+}
+
+struct cJSON *fl_test_json(const char *path)
+{
+    char *text = fl_test_slurp(path);
+    cJSON *v = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    return v;
+}
+
+struct cJSON *fl_test_jsonl(const char *path)
+{
+    char *text = fl_test_slurp(path);
+    cJSON *lines = text ? cJSON_CreateArray() : NULL;
+    for (char *save = NULL, *l = lines ? strtok_r(text, "\n", &save) : NULL; l;
+         l = strtok_r(NULL, "\n", &save)) {
+        cJSON *v = cJSON_Parse(l);
+        if (!v || !cJSON_AddItemToArray(lines, v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(lines);
+            lines = NULL;
+            break;
+        }
+    }
+    free(text);
+    return lines;
+}
+
+int fl_test_ledger_lines(const struct cJSON *lines, int round, int aggregated,
+                         const struct cJSON **last)
+{
+    int n = 0;
+    const cJSON *line;
+    if (last)
+        *last = NULL;
+    cJSON_ArrayForEach(line, lines)
+    {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(line, "round");
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(line, "aggregated");
+        if (!cJSON_IsNumber(r) || !cJSON_IsBool(a) || (round >= 0 && r->valuedouble != round) ||
+            (aggregated >= 0 && cJSON_IsTrue(a) != (aggregated != 0)))
+            continue;
+        n++;
+        if (last)
+            *last = line;
+    }
     return n;
 }

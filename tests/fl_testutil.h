@@ -35,4 +35,15 @@ char *fl_test_slurp(const char *path);
 /* Count occurrences of needle in the file at path. */
 int fl_test_count(const char *path, const char *needle);
 
+struct cJSON;
+/* Parse a whole file as one JSON value (cJSON_Delete it); NULL when it is missing or not JSON. */
+struct cJSON *fl_test_json(const char *path);
+/* Parse a file of JSON lines (rounds.jsonl) into an array of its values, in order; NULL when it
+ * is missing or a line is not JSON. */
+struct cJSON *fl_test_jsonl(const char *path);
+/* The ledger lines (of fl_test_jsonl) for `round` (-1: any) with "aggregated" equal to
+ * `aggregated` (1 true, 0 false, -1 either): how many, and the last of them in *last (or NULL). */
+int fl_test_ledger_lines(const struct cJSON *lines, int round, int aggregated,
+                         const struct cJSON **last);
+
 #endif

@@ -4,6 +4,8 @@
  * sample-weighted mean of what the branches sent. */
 #include <criterion/criterion.h>
 
+#include <cJSON.h>
+
 #include "fl_codec.h"
 #include "fl_error.h"
 #include "fl_keys.h"
@@ -30,9 +32,10 @@ struct s_fed {
     char cmd[8192];           /* how it was started */
     struct fl_base_file base; /* the base the branches hold */
     struct fl_identity *hq;   /* coordinator identity (public half used) */
+    const char *federation;   /* its name */
 };
 
-enum { F_BASE, F_HQKEY, F_ALLOW, F_STATE, F_LOG, F_LEDGER, F_GLOBAL };
+enum { F_BASE, F_HQKEY, F_ALLOW, F_STATE, F_LOG, F_LEDGER, F_GLOBAL, F_STATE_JSON };
 
 static void s_run(const char *cmd)
 {
@@ -42,15 +45,19 @@ static void s_run(const char *cmd)
     free(out);
 }
 
-/* Keys for hq, b1, b2 (enrolled) and evil (not), a small random base, a coordinator. */
-static void s_fed_setup(struct s_fed *f, const char *extra)
+/* Keys for hq, b1, b2 (enrolled) and evil (not), a small random base, a coordinator of the
+ * federation `federation` (put in single quotes for the shell: it holds none). */
+static void s_fed_setup_named(struct s_fed *f, const char *federation, const char *extra)
 {
     memset(f, 0, sizeof *f);
+    cr_assert_null(strchr(federation, '\''));
+    f->federation = federation;
     f->dir = fl_test_tmpdir("coord");
     f->port = 20000 + (int)(getpid() % 20000);
-    const char *names[] = {"base.ftm",           "hq.key",          "allow", "state", "coord.log",
-                           "state/rounds.jsonl", "state/global.fta"};
-    for (int i = 0; i < 7; i++)
+    const char *names[] = {
+        "base.ftm",           "hq.key",           "allow",           "state", "coord.log",
+        "state/rounds.jsonl", "state/global.fta", "state/state.json"};
+    for (int i = 0; i < 8; i++)
         snprintf(f->path[i], sizeof f->path[i], "%s/%s", f->dir, names[i]);
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
@@ -73,13 +80,18 @@ static void s_fed_setup(struct s_fed *f, const char *extra)
     cr_assert_not_null(f->hq);
     snprintf(cmd, sizeof cmd,
              "exec %s/fedtl-coordinator --key %s --allow %s --base %s --state-dir %s "
-             "--endpoint tcp://127.0.0.1:%d --federation testfed --method lora --targets fc1 "
+             "--endpoint tcp://127.0.0.1:%d --federation '%s' --method lora --targets fc1 "
              "--rank 2 --classes 0-2 --heartbeat-ms 200 %s",
              FEDTL_BIN_DIR, f->path[F_HQKEY], f->path[F_ALLOW], f->path[F_BASE], f->path[F_STATE],
-             f->port, extra);
+             f->port, federation, extra);
     snprintf(f->cmd, sizeof f->cmd, "%s", cmd);
     f->coord = fl_test_spawn(cmd, f->path[F_LOG]);
     cr_assert_gt(f->coord, 0);
+}
+
+static void s_fed_setup(struct s_fed *f, const char *extra)
+{
+    s_fed_setup_named(f, "testfed", extra);
 }
 
 static void s_fed_teardown(struct s_fed *f)
@@ -149,7 +161,7 @@ static void s_hello(struct s_branch *b, struct s_fed *f)
     cr_assert_eq(fl_net_send(b->sock, NULL, 0, &env, 0, NULL), 0);
     Fedtl__Envelope *w = s_expect(b, FEDTL__ENVELOPE__BODY_WELCOME, 10);
     cr_assert_not_null(w, "no Welcome");
-    cr_assert_str_eq(w->welcome->federation, "testfed");
+    cr_assert_str_eq(w->welcome->federation, f->federation);
     cr_assert_eq(fl_verify_base(f->hq->sign_pk, f->base.hash, w->welcome->base_signature.data), 0);
     fl_wire_free(&w);
 }
@@ -209,7 +221,7 @@ static void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *
     uint32_t sround = spoil == S_FUTURE ? round + 1 : round;
     const struct fl_identity *signer = spoil == S_OTHER_SIGNER ? other->id : b->id;
     struct fl_sealed sealed;
-    cr_assert_eq(fl_seal_update(signer, f->hq->box_pk, "testfed", sround, base_hash, plain,
+    cr_assert_eq(fl_seal_update(signer, f->hq->box_pk, f->federation, sround, base_hash, plain,
                                 plain_len, &sealed),
                  0);
     if (spoil == S_TAMPER)
@@ -256,6 +268,19 @@ static uint32_t s_task(struct s_branch *b, struct fl_adapter_file *task)
 static void s_send_raw(struct s_branch *b, const void *buf, size_t len)
 {
     cr_assert_eq(zmq_send(b->sock, buf, len, 0), (int)len);
+}
+
+/* Rejections in a ledger line whose reason holds `reason`. */
+static int s_rejections(const cJSON *line, const char *reason)
+{
+    int n = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(line, "rejected"))
+    {
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(r, "reason");
+        n += cJSON_IsString(why) && strstr(why->valuestring, reason) != NULL;
+    }
+    return n;
 }
 
 Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .timeout = 120)
@@ -353,11 +378,20 @@ Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .ti
     cr_assert_eq(fl_test_wait(f.coord, 20), 0, "coordinator did not exit cleanly");
     f.coord = 0;
     /* Ledger: the short round and three aggregated ones, with the rejections and reasons. */
-    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "\"aggregated\":true"), 3);
-    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "\"aggregated\":false"), 1);
-    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "bad signature"), 2);
-    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "cannot decrypt"), 1);
-    cr_assert_eq(fl_test_count(f.path[F_LEDGER], "stale"), 1);
+    cJSON *ledger = fl_test_jsonl(f.path[F_LEDGER]);
+    cr_assert_not_null(ledger, "rounds.jsonl holds a line that is not JSON");
+    cr_assert_eq(fl_test_ledger_lines(ledger, -1, 1, NULL), 3);
+    const cJSON *short_round;
+    cr_assert_eq(fl_test_ledger_lines(ledger, 1, 0, &short_round), 1);
+    cr_assert_eq(s_rejections(short_round, "bad signature"), 2);
+    cr_assert_eq(s_rejections(short_round, "cannot decrypt"), 1);
+    cr_assert_eq(s_rejections(short_round, "future round"), 1);
+    cr_assert_eq(s_rejections(short_round, "duplicate update"), 1);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(short_round, "rejected_total")->valuedouble, 8);
+    const cJSON *round2;
+    cr_assert_eq(fl_test_ledger_lines(ledger, 2, 1, &round2), 1);
+    cr_assert_eq(s_rejections(round2, "stale round"), 1);
+    cJSON_Delete(ledger);
     cr_assert_eq(fl_test_count(f.path[F_LOG], "malformed protobuf"), 1);
     cr_assert_eq(fl_test_count(f.path[F_LOG], "unknown message type"), 1);
     /* The state on disk is the final global adapter. */
@@ -399,7 +433,11 @@ Test(fedtl_coordinator, oversized_frames_and_unknown_keys_are_refused_while_othe
     char cmd[4096], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s/fedtl status --state-dir %s", FEDTL_BIN_DIR, f.path[F_STATE]);
     cr_assert_eq(fl_test_run(cmd, &out), 0);
-    cr_assert(strstr(out, "\"phase\":\"waiting\""), "%s", out);
+    cJSON *status = cJSON_Parse(out);
+    const cJSON *phase = cJSON_GetObjectItemCaseSensitive(status, "phase");
+    cr_assert(cJSON_IsString(phase) && strcmp(phase->valuestring, "waiting") == 0, "%s", out);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(status, "last")), "%s", out);
+    cJSON_Delete(status);
     free(out);
     s_hello(&b1, &f);
     /* b2 may not speak as b1: its CurveZMQ key opens the connection, b1's key is the routing
@@ -496,13 +534,80 @@ Test(fedtl_coordinator, start_up_mends_the_ledger_and_sweeps_interrupted_writes,
     for (int i = 0; i < 200 && fl_test_count(f.path[F_LOG], "resumed_round=2") == 0; i++)
         usleep(25000);
     cr_assert_eq(fl_test_count(f.path[F_LOG], "resumed_round=2"), 1);
-    char *ledger = fl_test_slurp(f.path[F_LEDGER]);
-    cr_assert(strstr(ledger, "{\"round\":1,\"aggregated\":true,\"selected\":2}\n"
-                             "{\"round\":2,\"aggregated\":true,\"recovered\":true"),
-              "%s", ledger);
-    cr_assert_null(strstr(ledger, "aggreg\n"), "partial line kept: %s", ledger);
-    free(ledger);
+    /* Every line parses (the partial one is gone); round 1's is kept, round 2's written. */
+    cJSON *ledger = fl_test_jsonl(f.path[F_LEDGER]);
+    cr_assert_not_null(ledger, "a line that is not JSON was kept");
+    cr_assert_eq(cJSON_GetArraySize(ledger), 2);
+    const cJSON *r1 = cJSON_GetArrayItem(ledger, 0), *r2 = cJSON_GetArrayItem(ledger, 1);
+    cr_assert_eq(fl_test_ledger_lines(ledger, 1, 1, NULL), 1);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(r1, "selected")->valuedouble, 2);
+    cr_assert_eq(fl_test_ledger_lines(ledger, 2, 1, NULL), 1);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r2, "recovered")));
+    cJSON_Delete(ledger);
     cr_assert_neq(access(tmp, F_OK), 0, "temporary file not swept");
     cr_assert_gt(fl_test_count(f.path[F_LOG], "event=state_swept"), 0);
+    s_fed_teardown(&f);
+}
+
+/* The federation's name as state.json, a ledger line and fedtl status give it back. */
+static void s_expect_name(const cJSON *obj, const char *what, const char *name)
+{
+    const cJSON *fed = cJSON_GetObjectItemCaseSensitive(obj, "federation");
+    cr_assert(cJSON_IsString(fed), "%s: no federation string", what);
+    cr_assert_eq(strlen(fed->valuestring), strlen(name), "%s: %s", what, fed->valuestring);
+    cr_assert_eq(memcmp(fed->valuestring, name, strlen(name)), 0, "%s: %s", what, fed->valuestring);
+}
+
+Test(fedtl_coordinator, any_utf8_federation_name_round_trips_through_state_ledger_and_status,
+     .timeout = 60)
+{
+    static const char name[] = "fed \"q\" \\ back\nslash — Zürich 東京";
+    struct s_fed f;
+    s_fed_setup_named(&f, name, "--rounds 1 --min-start 1 --min-clients 1 --deadline 30");
+    struct s_branch b1;
+    s_branch_open(&b1, &f, "b1");
+    s_hello(&b1, &f); /* the Welcome names the federation byte for byte */
+    struct fl_adapter_file task;
+    cr_assert_eq(s_task(&b1, &task), 1);
+    s_send_update(&b1, &f, NULL, &task, 1, 0.5f, 10, S_GOOD, NULL, NULL); /* signed over it */
+    s_expect_receipt(&b1, true, NULL);
+    fl_adapter_close(&task);
+    Fedtl__Envelope *fin = s_expect(&b1, FEDTL__ENVELOPE__BODY_FINAL, 10);
+    cr_assert_not_null(fin, "no final adapter");
+    fl_wire_free(&fin);
+
+    cJSON *state = fl_test_json(f.path[F_STATE_JSON]);
+    cr_assert(cJSON_IsObject(state), "state.json is not a JSON object");
+    s_expect_name(state, "state.json", name);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(state, "round")->valuedouble, 1);
+    cJSON_Delete(state);
+
+    cJSON *ledger = fl_test_jsonl(f.path[F_LEDGER]);
+    cr_assert_not_null(ledger, "rounds.jsonl holds a line that is not JSON");
+    const cJSON *line;
+    cr_assert_eq(fl_test_ledger_lines(ledger, 1, 1, &line), 1);
+    s_expect_name(line, "rounds.jsonl", name);
+    cJSON_Delete(ledger);
+
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s/fedtl status --state-dir %s", FEDTL_BIN_DIR, f.path[F_STATE]);
+    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out ? out : "");
+    cJSON *status = cJSON_Parse(out);
+    cr_assert(cJSON_IsObject(status), "fedtl status: %s", out);
+    s_expect_name(status, "fedtl status", name);
+    s_expect_name(cJSON_GetObjectItemCaseSensitive(status, "last"), "fedtl status: last", name);
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(status, "phase")->valuestring, "done");
+    cJSON_Delete(status);
+    free(out);
+
+    /* The log names it escaped, on one line: every line is an event. */
+    cr_assert_eq(fl_test_count(f.path[F_LOG],
+                               "federation=\"fed \\\"q\\\" \\\\ back\\nslash — Zürich 東京\" "),
+                 1);
+    char *log = fl_test_slurp(f.path[F_LOG]);
+    for (char *save = NULL, *l = strtok_r(log, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        cr_assert_eq(strncmp(l, "ts=", 3), 0, "a log line broken by the name: %s", l);
+    free(log);
+    s_branch_close(&b1);
     s_fed_teardown(&f);
 }

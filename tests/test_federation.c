@@ -2,6 +2,8 @@
  * evaluation), fedtl-coordinator and three fedtl-client processes over CurveZMQ. */
 #include <criterion/criterion.h>
 
+#include <cJSON.h>
+
 #include "fl_modelfile.h"
 #include "fl_rng.h"
 #include "fl_testutil.h"
@@ -187,25 +189,59 @@ static double s_eval(struct s_fed *f, const char *adapter)
              "--json",
              f->dir, FEDTL_BIN_DIR, adapter);
     cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out ? out : "");
-    double acc = -1;
-    char *p = strstr(out, "\"accuracy\":");
-    if (p)
-        acc = atof(p + 11);
+    cJSON *ev = cJSON_Parse(out);
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(ev, "accuracy");
+    cr_assert(cJSON_IsNumber(acc), "fedtl eval --json: %s", out);
+    double v = acc->valuedouble;
+    cJSON_Delete(ev);
     free(out);
-    return acc;
+    return v;
+}
+
+/* Wait until the ledger has a line for round `round` aggregated. */
+static bool s_wait_aggregated(struct s_fed *f, int round, double timeout_s)
+{
+    for (int i = 0; i < (int)(timeout_s * 20); i++) {
+        cJSON *lines = fl_test_jsonl(s_file(f, "state/rounds.jsonl"));
+        int n = fl_test_ledger_lines(lines, round, 1, NULL);
+        cJSON_Delete(lines);
+        if (n > 0)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+/* The ledger, one parsed JSON value per line. */
+static cJSON *s_ledger(struct s_fed *f)
+{
+    cJSON *lines = fl_test_jsonl(s_file(f, "state/rounds.jsonl"));
+    cr_assert_not_null(lines, "rounds.jsonl is missing or holds a line that is not JSON");
+    return lines;
+}
+
+/* A ledger line's participant named branch, or NULL. */
+static const cJSON *s_participant(const cJSON *line, const char *branch)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(line, "participants"))
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(p, "branch");
+        if (cJSON_IsString(name) && strcmp(name->valuestring, branch) == 0)
+            return p;
+    }
+    return NULL;
 }
 
 /* The samples the ledger recorded for a branch in its last aggregated line. */
 static double s_ledger_samples(struct s_fed *f, const char *branch)
 {
-    char *ledger = fl_test_slurp(s_file(f, "state/rounds.jsonl"));
-    cr_assert_not_null(ledger);
-    char needle[128];
-    snprintf(needle, sizeof needle, "\"branch\":\"%s\",\"samples\":", branch);
-    double samples = -1;
-    for (char *p = ledger; (p = strstr(p, needle)); p += strlen(needle))
-        samples = atof(p + strlen(needle));
-    free(ledger);
+    cJSON *ledger = s_ledger(f);
+    const cJSON *last;
+    cr_assert_gt(fl_test_ledger_lines(ledger, -1, 1, &last), 0);
+    const cJSON *p = s_participant(last, branch);
+    double samples = p ? cJSON_GetObjectItemCaseSensitive(p, "samples")->valuedouble : -1;
+    cJSON_Delete(ledger);
     return samples;
 }
 
@@ -226,7 +262,9 @@ Test(fedtl_federation, three_branches_three_rounds_average_and_beat_the_head, .t
         cr_assert_eq(fl_test_wait(f.branch[i], 30), 0, "branch %d failed", i);
         f.branch[i] = 0;
     }
-    cr_assert_eq(fl_test_count(s_file(&f, "state/rounds.jsonl"), "\"aggregated\":true"), 3);
+    cJSON *ledger = s_ledger(&f);
+    cr_assert_eq(fl_test_ledger_lines(ledger, -1, 1, NULL), 3);
+    cJSON_Delete(ledger);
     /* Every branch downloaded the base, verified it and holds the final adapter. */
     struct fl_adapter_file global, mine;
     cr_assert_eq(fl_adapter_read(s_file(&f, "state/global.fta"), &global), 0);
@@ -320,7 +358,7 @@ Test(fedtl_federation, a_branch_killed_mid_round_and_a_coordinator_killed_after_
     fl_test_wait(f.branch[2], 5);
     f.branch[2] = 0;
     f.branch[1] = s_start_branch(&f, 1, "b1", "hq.pub", "");
-    cr_assert(s_wait_for(&f, "state/rounds.jsonl", "\"round\":2,", 120), "round 2 never done");
+    cr_assert(s_wait_aggregated(&f, 2, 120), "round 2 never done");
     /* The coordinator dies without warning after round 2 and comes back; the branches are
      * not restarted. */
     kill(f.coord, SIGKILL);
@@ -343,20 +381,17 @@ Test(fedtl_federation, a_branch_killed_mid_round_and_a_coordinator_killed_after_
     cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "event=round_start round=3"), 1);
     cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "event=round_start round=1"), 0);
     cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "event=round_start round=2"), 0);
-    char *ledger = fl_test_slurp(s_file(&f, "state/rounds.jsonl"));
-    cr_assert_eq(fl_test_count(s_file(&f, "state/rounds.jsonl"), "\"aggregated\":true"), 3, "%s",
-                 ledger);
+    cJSON *ledger = s_ledger(&f);
+    cr_assert_eq(fl_test_ledger_lines(ledger, -1, 1, NULL), 3);
     /* Round 1 completed at its deadline with b0 alone: b2 was selected but never answered. */
-    char *r1 = strstr(ledger, "\"round\":1,");
-    char *r2line = strstr(ledger, "\"round\":2,");
-    cr_assert(r1 && r2line);
-    *r2line = '\0';
-    cr_assert(strstr(r1, "\"selected\":2"), "%s", r1);
-    cr_assert_null(strstr(r1, "\"branch\":\"b2\""));
-    cr_assert_not_null(strstr(r1, "\"branch\":\"b0\""));
-    double duration = atof(strstr(r1, "\"duration_s\":") + 13);
+    const cJSON *r1;
+    cr_assert_eq(fl_test_ledger_lines(ledger, 1, 1, &r1), 1);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(r1, "selected")->valuedouble, 2);
+    cr_assert_null(s_participant(r1, "b2"));
+    cr_assert_not_null(s_participant(r1, "b0"));
+    double duration = cJSON_GetObjectItemCaseSensitive(r1, "duration_s")->valuedouble;
     cr_assert_geq(duration, 7.5, "round 1 should have run to its 8 s deadline");
-    free(ledger);
+    cJSON_Delete(ledger);
     struct fl_adapter_file final;
     cr_assert_eq(fl_adapter_read(s_file(&f, "final0.fta"), &final), 0);
     cr_assert_eq(final.meta.round, 3);

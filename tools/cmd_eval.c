@@ -7,6 +7,9 @@
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
 
+#include <cJSON.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +147,62 @@ static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_datas
     return rc;
 }
 
+/* A number cut to `decimals` places, as the text output prints it. */
+static void s_json_fixed(cJSON *obj, const char *key, double v, int decimals)
+{
+    double scale = pow(10, decimals);
+    cJSON_AddNumberToObject(obj, key, round(v * scale) / scale);
+}
+
+/* A 64-bit value exactly (as digits: cJSON's doubles round above 2^53). */
+static void s_json_u64(cJSON *obj, const char *key, uint64_t v)
+{
+    char digits[24];
+    snprintf(digits, sizeof digits, "%" PRIu64, v);
+    cJSON_AddRawToObject(obj, key, digits);
+}
+
+/* Print a JSON value on one line and free it; 1 (with a message) when out of memory. */
+static int s_print_json(cJSON *v)
+{
+    char *text = v ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(v);
+    if (!text)
+        return tool_error(FL_ENOMEM, "--json");
+    printf("%s\n", text);
+    cJSON_free(text);
+    return 0;
+}
+
+/* eval --json: accuracy, loss, records, and per class (by original label) the same. */
+static int s_print_eval_json(const struct fl_eval *ev, const int32_t *class_ids)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return s_print_json(NULL);
+    s_json_fixed(o, "accuracy", ev->accuracy, 6);
+    s_json_fixed(o, "loss", ev->loss, 6);
+    cJSON_AddNumberToObject(o, "n", (double)ev->n);
+    cJSON *per = cJSON_AddArrayToObject(o, "per_class");
+    for (int k = 0; per && k < ev->classes; k++) {
+        cJSON *c = cJSON_CreateObject();
+        if (!c || !cJSON_AddItemToArray(per, c)) {
+            cJSON_Delete(c);
+            cJSON_Delete(o);
+            return s_print_json(NULL);
+        }
+        cJSON_AddNumberToObject(c, "class", class_ids[k]);
+        cJSON_AddNumberToObject(c, "n", (double)ev->class_n[k]);
+        s_json_fixed(c, "accuracy",
+                     ev->class_n[k] ? (double)ev->class_hit[k] / ev->class_n[k] : 0.0, 6);
+    }
+    if (!per) { /* out of memory */
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return s_print_json(o);
+}
+
 int cmd_eval(int argc, char **argv)
 {
     struct tool_opts o;
@@ -164,12 +223,7 @@ int cmd_eval(int argc, char **argv)
         goto out;
     }
     if (o.json) {
-        printf("{\"accuracy\":%.6f,\"loss\":%.6f,\"n\":%zu,\"per_class\":[", ev.accuracy, ev.loss,
-               ev.n);
-        for (int k = 0; k < ev.classes; k++)
-            printf("%s{\"class\":%d,\"n\":%zu,\"accuracy\":%.6f}", k ? "," : "", l.class_ids[k],
-                   ev.class_n[k], ev.class_n[k] ? (double)ev.class_hit[k] / ev.class_n[k] : 0.0);
-        printf("]}\n");
+        rc = s_print_eval_json(&ev, l.class_ids);
     } else {
         printf("records  %zu\naccuracy %.4f\nloss     %.4f\n", ev.n, ev.accuracy, ev.loss);
         for (int k = 0; k < ev.classes; k++)
@@ -219,16 +273,13 @@ int cmd_predict(int argc, char **argv)
     return rc;
 }
 
-static void s_print_arch(const struct fl_arch *a, bool json)
+static const char *const s_layer_kinds[] = {"?", "conv2d", "relu", "maxpool", "flatten", "dense"};
+
+static void s_print_arch(const struct fl_arch *a)
 {
     for (int i = 0; i < a->nlayers; i++) {
         const struct fl_layer_spec *s = &a->layers[i];
-        const char *kind[] = {"?", "conv2d", "relu", "maxpool", "flatten", "dense"};
-        if (json) {
-            printf("%s{\"name\":\"%s\",\"kind\":\"%s\"}", i ? "," : "", s->name, kind[s->kind]);
-            continue;
-        }
-        printf("  %-8s %-8s", s->name, kind[s->kind]);
+        printf("  %-8s %-8s", s->name, s_layer_kinds[s->kind]);
         if (s->kind == FL_LAYER_CONV2D)
             printf(" %dx%d %d->%d stride %d pad %d", s->kernel, s->kernel, s->in_ch, s->out_ch,
                    s->stride, s->pad);
@@ -238,6 +289,38 @@ static void s_print_arch(const struct fl_arch *a, bool json)
             printf(" %d->%d", s->in_features, s->out_features);
         printf("\n");
     }
+}
+
+/* inspect --json of a base: type, arch, hash, parameters, classes, creation time, layers. */
+static int s_print_base_json(const struct fl_base_file *bf, const char *hex, size_t total)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return s_print_json(NULL);
+    cJSON_AddStringToObject(o, "type", "base");
+    cJSON_AddStringToObject(o, "arch", bf->arch.name);
+    cJSON_AddStringToObject(o, "hash", hex);
+    cJSON_AddNumberToObject(o, "parameters", (double)total);
+    cJSON_AddNumberToObject(o, "trainable", (double)total);
+    cJSON_AddNumberToObject(o, "classes", bf->arch.num_classes);
+    cJSON_AddNumberToObject(o, "created", (double)bf->meta.created_unix);
+    cJSON *layers = cJSON_AddArrayToObject(o, "layers");
+    for (int i = 0; layers && i < bf->arch.nlayers; i++) {
+        const struct fl_layer_spec *s = &bf->arch.layers[i];
+        cJSON *l = cJSON_CreateObject();
+        if (!l || !cJSON_AddItemToArray(layers, l)) {
+            cJSON_Delete(l);
+            layers = NULL;
+            break;
+        }
+        cJSON_AddStringToObject(l, "name", s->name);
+        cJSON_AddStringToObject(l, "kind", s_layer_kinds[s->kind]);
+    }
+    if (!layers) { /* out of memory */
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return s_print_json(o);
 }
 
 static int s_inspect_base(const char *path, bool json)
@@ -255,23 +338,64 @@ static int s_inspect_base(const char *path, bool json)
     fl_hash_hex(bf.hash, hex);
     size_t total = fl_model_param_count(m, false);
     if (json) {
-        printf("{\"type\":\"base\",\"arch\":\"%s\",\"hash\":\"%s\",\"parameters\":%zu,"
-               "\"trainable\":%zu,\"classes\":%d,\"created\":%lld,\"layers\":[",
-               bf.arch.name, hex, total, total, bf.arch.num_classes,
-               (long long)bf.meta.created_unix);
-        s_print_arch(&bf.arch, true);
-        printf("]}\n");
+        rc = s_print_base_json(&bf, hex, total);
     } else {
         printf("base model  %s\narch        %s (input %dx%dx%d, %d classes)\nhash        %s\n"
                "parameters  %zu (all trainable when pretraining; frozen under an adapter)\n"
                "data        %s\n",
                path, bf.arch.name, bf.arch.in_h, bf.arch.in_w, bf.arch.in_c, bf.arch.num_classes,
                hex, total, bf.meta.data_desc);
-        s_print_arch(&bf.arch, false);
+        s_print_arch(&bf.arch);
     }
     fl_model_destroy(&m);
     fl_base_close(&bf);
-    return 0;
+    return rc;
+}
+
+/* An adapter's parameter counts. */
+struct s_counts {
+    size_t params;    /* stored in the adapter */
+    size_t trainable; /* trained under it */
+    size_t total;     /* of the whole model (0: unknown without the base) */
+};
+
+/* inspect --json of an adapter: its configuration, hashes, parameter counts and targets. */
+static int s_print_adapter_json(const struct fl_adapter_meta *am, const char *hex, const char *bhex,
+                                const struct s_counts *n)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return s_print_json(NULL);
+    cJSON_AddStringToObject(o, "type", "adapter");
+    cJSON_AddStringToObject(o, "method", fl_adapter_kind_name(am->kind));
+    cJSON_AddNumberToObject(o, "rank", am->rank);
+    char alpha[32]; /* a float: its shortest decimal form, as the text output prints it */
+    snprintf(alpha, sizeof alpha, "%g", am->alpha);
+    cJSON_AddNumberToObject(o, "alpha", strtod(alpha, NULL));
+    s_json_u64(o, "seed", am->seed);
+    cJSON_AddNumberToObject(o, "classes", am->num_classes);
+    cJSON_AddNumberToObject(o, "round", am->round);
+    cJSON_AddStringToObject(o, "hash", hex);
+    cJSON_AddStringToObject(o, "base_hash", bhex);
+    cJSON_AddNumberToObject(o, "adapter_parameters", (double)n->params);
+    cJSON_AddNumberToObject(o, "trainable", (double)n->trainable);
+    if (n->total) {
+        cJSON_AddNumberToObject(o, "parameters", (double)n->total);
+        s_json_fixed(o, "trainable_fraction", (double)n->trainable / n->total, 6);
+    }
+    cJSON *targets = cJSON_AddArrayToObject(o, "targets");
+    for (int i = 0; targets && i < am->ntargets; i++) {
+        cJSON *t = cJSON_CreateString(am->targets[i]);
+        if (!t || !cJSON_AddItemToArray(targets, t)) {
+            cJSON_Delete(t);
+            targets = NULL;
+        }
+    }
+    if (!targets) { /* out of memory */
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return s_print_json(o);
 }
 
 static int s_inspect_adapter(const char *path, const char *base_path, bool json)
@@ -306,18 +430,8 @@ static int s_inspect_adapter(const char *path, const char *base_path, bool json)
     fl_hash_hex(af.hash, hex);
     fl_hash_hex(am->base_hash, bhex);
     if (json) {
-        printf("{\"type\":\"adapter\",\"method\":\"%s\",\"rank\":%d,\"alpha\":%g,\"seed\":%llu,"
-               "\"classes\":%d,\"round\":%u,\"hash\":\"%s\",\"base_hash\":\"%s\","
-               "\"adapter_parameters\":%zu,\"trainable\":%zu",
-               fl_adapter_kind_name(am->kind), am->rank, am->alpha, (unsigned long long)am->seed,
-               am->num_classes, am->round, hex, bhex, params, trainable);
-        if (total)
-            printf(",\"parameters\":%zu,\"trainable_fraction\":%.6f", total,
-                   (double)trainable / total);
-        printf(",\"targets\":[");
-        for (int i = 0; i < am->ntargets; i++)
-            printf("%s\"%s\"", i ? "," : "", am->targets[i]);
-        printf("]}\n");
+        struct s_counts n = {params, trainable, total};
+        rc = s_print_adapter_json(am, hex, bhex, &n);
     } else {
         printf("adapter     %s\nmethod      %s", path, fl_adapter_kind_name(am->kind));
         if (am->rank)
@@ -339,7 +453,7 @@ static int s_inspect_adapter(const char *path, const char *base_path, bool json)
                    100.0 * trainable / total);
     }
     fl_adapter_close(&af);
-    return 0;
+    return rc;
 }
 
 int cmd_inspect(int argc, char **argv)

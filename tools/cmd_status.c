@@ -2,6 +2,7 @@
  * connected branches and its last round's metrics. */
 #include "fedtl.h"
 
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,22 +43,30 @@ int cmd_status(int argc, char **argv)
     zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(req, ZMQ_RCVTIMEO, &ms, sizeof ms);
     rc = 1;
-    char *buf = malloc(1 << 20);
-    if (buf && zmq_connect(req, endpoint) == 0 && zmq_send(req, "status", 6, 0) == 6) {
-        int n = zmq_recv(req, buf, (1 << 20) - 1, 0);
-        if (n >= 0) {
-            buf[n < (1 << 20) - 1 ? n : (1 << 20) - 1] = '\0';
-            printf("%s\n", buf);
+    zmq_msg_t reply;
+    zmq_msg_init(&reply);
+    if (zmq_connect(req, endpoint) == 0 && zmq_send(req, "status", 6, 0) == 6 &&
+        zmq_msg_recv(&reply, req, 0) >= 0) {
+        /* Print the answer as it came, once a JSON parser has read it as one object. */
+        const char *text = zmq_msg_data(&reply);
+        size_t len = zmq_msg_size(&reply);
+        cJSON *status = cJSON_ParseWithLength(text, len);
+        if (cJSON_IsObject(status)) {
+            printf("%.*s\n", (int)len, text);
             rc = 0;
+        } else {
+            fprintf(stderr, "fedtl status: the answer from %s is not a JSON object\n", endpoint);
+            rc = 3;
         }
+        cJSON_Delete(status);
     }
-    if (rc)
+    if (rc == 1)
         fprintf(stderr,
                 "fedtl status: no answer from %s within %gs (is the coordinator "
                 "running, and is this its state directory?)\n",
                 endpoint, timeout);
-    free(buf);
+    zmq_msg_close(&reply);
     zmq_close(req);
     zmq_ctx_term(ctx);
-    return rc;
+    return rc ? 1 : 0;
 }

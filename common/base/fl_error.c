@@ -106,3 +106,78 @@ void fl_log(fl_log_level_t level, const char *event, const char *fields, ...)
     }
     fprintf(stderr, "%s\n", line);
 }
+
+/* Length of the well-formed UTF-8 character at p (1 to 4), or 0 when p starts no such
+ * character (a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF). */
+static size_t s_utf8_len(const unsigned char *p)
+{
+    if (p[0] < 0x80)
+        return 1;
+    size_t n = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
+               : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+               : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+                                              : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
+        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+static bool s_log_bare(const char *s)
+{
+    if (!*s)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\' || *p == '=')
+            return false;
+        size_t n = s_utf8_len(p);
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+const char *fl_log_str(const char *s, char *out, size_t len)
+{
+    if (len < 3) { /* not even room for "" */
+        if (len)
+            out[0] = '\0';
+        return out;
+    }
+    if (!s)
+        s = "";
+    if (s_log_bare(s) && strlen(s) < len) {
+        memcpy(out, s, strlen(s) + 1);
+        return out;
+    }
+    size_t o = 0;
+    out[o++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        char esc[8];
+        size_t n = s_utf8_len(p), elen;
+        if (*p == '"' || *p == '\\')
+            elen = (size_t)snprintf(esc, sizeof esc, "\\%c", *p);
+        else if (*p == '\n' || *p == '\r' || *p == '\t')
+            elen = (size_t)snprintf(esc, sizeof esc, "\\%c",
+                                    *p == '\n'   ? 'n'
+                                    : *p == '\r' ? 'r'
+                                                 : 't');
+        else if (n == 0 || *p < 0x20 || *p == 0x7f)
+            elen = (size_t)snprintf(esc, sizeof esc, "\\x%02x", *p);
+        else
+            elen = 0;
+        size_t take = elen ? elen : n;
+        if (o + take + 2 > len) /* room for the closing quote and the NUL */
+            break;
+        memcpy(out + o, elen ? esc : (const char *)p, take);
+        o += take;
+        p += elen ? 1 : n;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}

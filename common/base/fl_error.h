@@ -42,5 +42,10 @@ void fl_log_set_level(fl_log_level_t level);
  * printf format producing key=value pairs separated by spaces (may be NULL). */
 void fl_log(fl_log_level_t level, const char *event, const char *fields, ...)
     __attribute__((format(printf, 3, 4)));
+/* A string from a peer, a file or a user made safe to print as a log value (key=%s): as it is
+ * when it is printable UTF-8 without blanks, '"', '\\' or '='; otherwise in double quotes, with
+ * '"' and '\\' escaped, \n \r \t for those, \xNN for other control bytes and bytes that are
+ * not UTF-8. Cut to fit out (len >= 3 bytes, NUL included) between characters; returns out. */
+const char *fl_log_str(const char *s, char *out, size_t len);
 
 #endif

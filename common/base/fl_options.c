@@ -182,7 +182,7 @@ static int s_parse(const struct fl_option *o, const char *t, const char *who, un
         size_t len = strlen(t);
         if (len > max)
             rc = fl_fail(FL_EINVAL, "%s: longer than %zu characters", who, max);
-        for (size_t k = 0; rc == 0 && k < len; k++)
+        for (size_t k = 0; rc == 0 && !(o->flags & FL_OPTION_ANY_TEXT) && k < len; k++)
             if ((unsigned char)t[k] < 0x20 || t[k] == 0x7f)
                 rc = fl_fail(FL_EINVAL, "%s: '%s' holds a control character", who, q);
         break;

@@ -59,7 +59,9 @@ enum fl_option_store {
 /* Entry flags. */
 enum {
     FL_OPTION_REQUIRED = 1 << 0, /* must be set; an empty value is refused */
-    FL_OPTION_HI_OPEN = 1 << 1   /* a double's upper bound is excluded: [lo, hi) */
+    FL_OPTION_HI_OPEN = 1 << 1,  /* a double's upper bound is excluded: [lo, hi) */
+    FL_OPTION_ANY_TEXT = 1 << 2  /* text may hold control characters (a name written only
+                                    through escaping writers: JSON, escaped log values) */
 };
 
 /* One choice: its name as typed and, for FL_OPTION_VALUE storage, its value. */

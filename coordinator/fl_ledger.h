@@ -1,0 +1,85 @@
+/* fl_ledger: what the coordinator writes in its state directory besides the global adapter:
+ * state.json (which round the saved state holds, and with which settings) and rounds.jsonl
+ * (one JSON object per line and per round attempt: participants, rejections, metrics,
+ * traffic), both through cJSON. It keeps the record of the open round as the round goes. */
+#ifndef FL_LEDGER_H
+#define FL_LEDGER_H
+
+#include "fl_sizes.h"
+
+#include <cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One accepted update, as the ledger records it. */
+struct fl_ledger_update {
+    char branch[FL_NODE_NAME_MAX]; /* the branch's name (from the allow-list) */
+    uint64_t samples;              /* its training records: its weight */
+    float train_loss;              /* its training loss */
+    float eval_loss;               /* its loss on its held-out records */
+    float eval_accuracy;           /* its accuracy on them */
+    uint64_t eval_samples;         /* how many they were */
+};
+
+/* How a round attempt ended, for its line. */
+struct fl_ledger_round {
+    uint32_t round;         /* its number */
+    bool aggregated;        /* committed (false: fell short, to be retried) */
+    int retry;              /* attempts at this round that fell short before */
+    int selected;           /* branches selected */
+    bool has_server_eval;   /* the server evaluated the new global adapter */
+    double server_accuracy; /* its accuracy on the server's data */
+    double server_loss;     /* its loss there */
+    double duration_s;      /* from the start of the attempt to now */
+};
+
+/* What state.json says. */
+struct fl_ledger_state {
+    uint32_t round;           /* rounds the saved global adapter holds */
+    int rounds;               /* rounds to run */
+    const char *strategy;     /* aggregation strategy */
+    uint64_t seed;            /* the federation's seed */
+    const uint8_t *base_hash; /* the base (FL_HASH_BYTES) */
+};
+
+typedef struct fl_ledger fl_ledger_t;
+
+/* The ledger of the federation `federation` in state_dir (which exists). NULL when out of
+ * memory or a path does not fit. */
+fl_ledger_t *fl_ledger_new(const char *state_dir, const char *federation);
+void fl_ledger_destroy(fl_ledger_t **self_p);
+
+/* At start-up: remove the temporary files interrupted atomic writes left in the directory. */
+void fl_ledger_sweep(fl_ledger_t *self);
+/* At start-up: drop a partial last line of rounds.jsonl (a crash mid-write), and write a line
+ * marked "recovered" for each round up to `completed` the ledger lacks (a crash between
+ * saving the round and its line). */
+void fl_ledger_mend(fl_ledger_t *self, uint32_t completed);
+
+/* A round attempt begins: forget the last one's participants, rejections and traffic. */
+void fl_ledger_begin(fl_ledger_t *self);
+/* Record an accepted update. FL_ENOMEM when it cannot be. */
+int fl_ledger_accept(fl_ledger_t *self, const struct fl_ledger_update *u);
+/* Record a rejected update: the sender's key id and the reason (the first 64 are listed). */
+void fl_ledger_reject(fl_ledger_t *self, const char *id, const char *reason);
+/* Count traffic of the open round. */
+void fl_ledger_traffic(fl_ledger_t *self, uint64_t bytes_in, uint64_t bytes_out);
+/* The open round's rejections so far, and its traffic. */
+int fl_ledger_rejected(const fl_ledger_t *self);
+void fl_ledger_bytes(const fl_ledger_t *self, uint64_t *bytes_in, uint64_t *bytes_out);
+
+/* Append the round attempt's line to rounds.jsonl in one write, then fsync (failures are
+ * logged: the line is a record, the global adapter is the state). */
+void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r);
+/* Write state.json atomically (a failure is logged, not returned: global.fta is the commit
+ * point and state.json only describes it). */
+void fl_ledger_save_state(fl_ledger_t *self, const struct fl_ledger_state *st);
+/* Add a 64-bit count to a JSON object exactly (as digits: cJSON's doubles round above 2^53). */
+void fl_json_add_u64(cJSON *obj, const char *key, uint64_t v);
+
+/* The last line written by fl_ledger_write, or NULL; owned by the ledger, valid until the
+ * next write. */
+const cJSON *fl_ledger_last(const fl_ledger_t *self);
+
+#endif
