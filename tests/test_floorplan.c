@@ -1,6 +1,7 @@
 /* The floor plan (docs/ARCHITECTURE.md) as the tree holds it: every header a file of common/
  * includes comes from its own layer or one below, the engine (common/nn) includes nothing
- * about files, protobuf or ZeroMQ.
+ * about files, protobuf or ZeroMQ, and no source file outside tests/ grows past about 600
+ * lines.
  * The build enforces the layers too (a layer's library sees only the headers below it); this
  * test names the offending line. */
 #include <criterion/criterion.h>
@@ -12,6 +13,7 @@
 static const char *const s_layers[] = {"base", "nn", "data", "model", "trust", "wire", "fed"};
 #define S_NLAYERS       ((int)(sizeof s_layers / sizeof s_layers[0]))
 #define S_MAX_OFFENDERS 64
+#define S_MAX_LINES     620 /* "about 600" */
 
 /* Layer index of the folder holding header name, or -1 when it is not one of common/'s. */
 static int s_layer_of_header(const char *name)
@@ -154,6 +156,36 @@ Test(floorplan, the_engine_knows_no_files_protobuf_or_sockets)
     snprintf(dir, sizeof dir, "%s/common/nn", FEDTL_SRC_DIR);
     s_each_source(dir, s_check_engine_file, &c);
     s_report(&c, "things the engine must not know");
+}
+
+static void s_count_lines(const char *path, void *arg)
+{
+    struct s_check *c = arg;
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    int lines = 0, ch;
+    while ((ch = fgetc(f)) != EOF)
+        lines += ch == '\n';
+    fclose(f);
+    if (lines > S_MAX_LINES) {
+        char n[32];
+        snprintf(n, sizeof n, "%d", lines);
+        s_note(c, "%s:%d: %s lines", path, lines, n);
+    }
+}
+
+Test(floorplan, no_source_outside_tests_is_longer_than_about_600_lines)
+{
+    static const char *const dirs[] = {"common/base",  "common/nn",   "common/data", "common/model",
+                                       "common/trust", "common/wire", "common/fed",  "coordinator",
+                                       "client",       "tools",       "bench",       "fuzz"};
+    struct s_check c = {0};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", FEDTL_SRC_DIR, dirs[i]);
+        s_each_source(dir, s_count_lines, &c);
+    }
+    s_report(&c, "files over the limit");
 }
 
 Test(floorplan, nothing_is_left_flat_in_common)
