@@ -65,6 +65,32 @@ static inline int s_fed_keys(const char *bin, const char *dir, const char *prefi
     return s_fed_sh(cmd);
 }
 
+/* A random mlp base of input size in_dim written to path; its content hash to hash. */
+static inline int s_fed_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES])
+{
+    struct fl_base_file bf = {0};
+    int rc = s_bench_random_base(path, "mlp", in_dim, 10, 0.0f, 1.0f, &bf);
+    if (rc == 0)
+        memcpy(hash, bf.hash, FL_HASH_BYTES);
+    fl_base_close(&bf);
+    return rc;
+}
+
+/* Say Hello as id, holding the base base_hash, with 100 samples. flags: 0 or ZMQ_DONTWAIT. */
+static inline int s_fed_hello(void *sock, const struct fl_identity *id,
+                              const uint8_t base_hash[FL_HASH_BYTES], int flags)
+{
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__Hello h = FEDTL__HELLO__INIT;
+    h.branch_key = (ProtobufCBinaryData){FL_SIGN_PK_BYTES, (uint8_t *)id->sign_pk};
+    h.name = (char *)id->name;
+    h.base_hash = (ProtobufCBinaryData){FL_HASH_BYTES, (uint8_t *)base_hash};
+    h.samples = 100;
+    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    return fl_net_send(sock, NULL, 0, &env, flags, NULL);
+}
+
 /* Answer a task as a branch of federation fed would, on its DEALER sock: the task's adapter
  * bytes unchanged with fixed metrics, sealed and signed now by id. flags: 0 or ZMQ_DONTWAIT. */
 static inline int s_fed_answer(void *sock, const struct fl_identity *id, const char *fed,

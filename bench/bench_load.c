@@ -96,17 +96,6 @@ out_fail:
     return NULL;
 }
 
-/* A random mlp base of input size in_dim written to path; its content hash to hash. */
-static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES])
-{
-    struct fl_base_file bf = {0};
-    int rc = s_bench_random_base(path, "mlp", in_dim, 10, 0.0f, 1.0f, &bf);
-    if (rc == 0)
-        memcpy(hash, bf.hash, FL_HASH_BYTES);
-    fl_base_close(&bf);
-    return rc;
-}
-
 static double s_cpu(pid_t pid)
 {
     double all = 0, m, o;
@@ -458,7 +447,7 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
     uint8_t base_hash[FL_HASH_BYTES];
     struct fl_identity *hq = NULL;
     if (!ids || s_fed_sh(cmd) != 0 || !(hq = fl_identity_load(hqkey)) ||
-        s_write_base(base, o->in_dim, base_hash) != 0) {
+        s_fed_write_base(base, o->in_dim, base_hash) != 0) {
         fprintf(stderr, "bench_load: set-up failed: %s\n", fl_error_msg());
         free(ids);
         fl_identity_destroy(&hq);

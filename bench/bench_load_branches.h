@@ -38,16 +38,8 @@ struct s_report {
 
 static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
 {
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Hello h = FEDTL__HELLO__INIT;
-    h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
-    h.name = b->id->name;
-    h.base_hash = (ProtobufCBinaryData){32, (uint8_t *)base_hash};
-    h.samples = 100;
-    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
     b->hello_at = fl_now_s();
-    return fl_net_send(b->sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
+    return s_fed_hello(b->sock, b->id, base_hash, ZMQ_DONTWAIT);
 }
 
 static int s_send_heartbeat(struct s_br *b)

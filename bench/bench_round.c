@@ -38,28 +38,9 @@ struct s_rt {
     int accepted, rejected;       /* receipts */
 };
 
-/* A random mlp base of input size in_dim written to path; its content hash to hash. */
-static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES])
-{
-    struct fl_base_file bf = {0};
-    int rc = s_bench_random_base(path, "mlp", in_dim, 10, 0.0f, 1.0f, &bf);
-    if (rc == 0)
-        memcpy(hash, bf.hash, FL_HASH_BYTES);
-    fl_base_close(&bf);
-    return rc;
-}
-
 static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
 {
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Hello h = FEDTL__HELLO__INIT;
-    h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
-    h.name = b->id->name;
-    h.base_hash = (ProtobufCBinaryData){32, (uint8_t *)base_hash};
-    h.samples = 100;
-    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
-    return fl_net_send(b->sock, NULL, 0, &env, 0, NULL);
+    return s_fed_hello(b->sock, b->id, base_hash, 0);
 }
 
 /* A number of a ledger line, or 0 when it has none. */
@@ -161,7 +142,7 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     if (s_fed_sh(cmd))
         return -1;
     uint8_t base_hash[FL_HASH_BYTES];
-    if (s_write_base(base, in_dim, base_hash)) {
+    if (s_fed_write_base(base, in_dim, base_hash)) {
         fprintf(stderr, "bench_round: base: %s\n", fl_error_msg());
         return -1;
     }
