@@ -110,9 +110,7 @@ out_free:
 int fl_admit_check_distance(const struct fl_admit_limits *l, double distance)
 {
     if (l->max_update_norm > 0 && !(distance <= l->max_update_norm))
-        return fl_fail(FL_ERANGE,
-                       "L2 distance %.4g from the global adapter exceeds "
-                       "max_update_norm %g",
-                       distance, l->max_update_norm);
+        return fl_fail(FL_ERANGE, "L2 distance %.4g exceeds max_update_norm %g", distance,
+                       l->max_update_norm);
     return 0;
 }
