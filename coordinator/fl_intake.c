@@ -11,9 +11,10 @@
 struct fl_intake {
     struct fl_intake_env env; /* as given */
     struct fl_plain plain;    /* the update being taken in, decrypted */
-    uint32_t median_round;    /* the round attempt whose median is below (round, start) */
-    int64_t median_started;
-    uint64_t median; /* median sample count the attempt's selected branches declared */
+    uint32_t median_round;    /* the round attempt whose median is below: its number, */
+    int median_retry;         /* its retry count */
+    int64_t median_started;   /* and when it started */
+    uint64_t median;          /* median sample count that attempt's selected branches declared */
 };
 
 fl_intake_t *fl_intake_new(const struct fl_intake_env *env)
@@ -74,7 +75,8 @@ int fl_coord_check_adapter(const struct fl_adapter_file *global,
 static uint64_t s_round_median(fl_intake_t *self)
 {
     const struct fl_round_info *info = fl_round_info(self->env.round);
-    if (self->median_round == info->round && self->median_started == info->started_ms)
+    if (self->median_round == info->round && self->median_retry == info->retry &&
+        self->median_started == info->started_ms)
         return self->median;
     size_t n = fl_round_nbranches(self->env.round), k = 0;
     uint64_t *v = malloc((n ? n : 1) * sizeof *v);
@@ -88,6 +90,7 @@ static uint64_t s_round_median(fl_intake_t *self)
     self->median = fl_admit_median(v, k);
     free(v);
     self->median_round = info->round;
+    self->median_retry = info->retry;
     self->median_started = info->started_ms;
     return self->median;
 }

@@ -1,7 +1,8 @@
 /* fl_intake: one sealed update from a branch, through admission (the round core's rules),
  * the base hash, the signature (verified before anything is decrypted), decryption on the
- * pool's threads, decoding and the checks against the global adapter, into the aggregation
- * strategy (docs/PROTOCOL.md, "Updates"). Every rejection goes out through the round core
+ * pool's threads, decoding, the checks against the global adapter and those of its contents
+ * (fl_admit: metrics, distance, weight), into the aggregation strategy (docs/PROTOCOL.md,
+ * "Updates" and "Admission"). Every rejection goes out through the round core
  * (fl_round_reject) with its reason; every copy of the plaintext is wiped before it is freed. */
 #ifndef FL_INTAKE_H
 #define FL_INTAKE_H
