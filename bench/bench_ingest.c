@@ -151,7 +151,7 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     S_LAP(S_UNPACK);
     if (rc)
         goto out;
-    rc = fl_coord_check_adapter(&r->global_file, r->base_hash, &af, r->threads);
+    rc = fl_coord_check_adapter(&r->global_file, r->base_hash, &af, r->threads, NULL);
     S_LAP(S_CHECK);
     if (rc)
         goto out;

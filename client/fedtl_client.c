@@ -115,7 +115,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     rc = fl_branch_run(b, &s_stop);
     if (rc) {
-        fl_log(FL_LOG_ERROR, "exit", "error=%s msg=\"%s\"", fl_strerror(rc), fl_error_msg());
+        char msg[512];
+        fl_log(FL_LOG_ERROR, "exit", "error=%s msg=%s", fl_strerror(rc),
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
         fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());
     }
     fl_branch_destroy(&b);

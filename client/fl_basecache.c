@@ -126,8 +126,9 @@ int fl_basecache_open(fl_basecache_t *self, const struct fl_base_offer *offer,
     if (access(path, F_OK) != 0)
         return FL_ENOTFOUND;
     if ((rc = s_read_checked(self, path, offer, out)) != 0) {
-        fl_log(FL_LOG_WARN, "base_cache_invalid", "path=%s error=%s msg=\"%s\"", path,
-               fl_strerror(rc), fl_error_msg());
+        char msg[512];
+        fl_log(FL_LOG_WARN, "base_cache_invalid", "path=%s error=%s msg=%s", path, fl_strerror(rc),
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
         unlink(path);
         return FL_ENOTFOUND;
     }

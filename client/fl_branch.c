@@ -212,8 +212,9 @@ static int s_finish_download(fl_branch_t *self, uint64_t now)
                       sizeof self->base_path);
     int rc = fl_basecache_finish(self->cache, &self->base);
     if (rc) {
-        fl_log(FL_LOG_ERROR, "base_rejected", "error=%s msg=\"%s\"", fl_strerror(rc),
-               fl_error_msg());
+        char msg[512];
+        fl_log(FL_LOG_ERROR, "base_rejected", "error=%s msg=%s", fl_strerror(rc),
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
         return rc;
     }
     double secs = (double)(now - self->dl_start) / 1000.0;
@@ -335,8 +336,10 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
 {
     struct fl_adapter_file a;
     int rc = fl_adapter_unpack(f->adapter.data, f->adapter.len, "coordinator final model", &a);
+    char msg[512];
     if (rc) {
-        fl_log(FL_LOG_WARN, "bad_message", "msg=final error=\"%s\"", fl_error_msg());
+        fl_log(FL_LOG_WARN, "bad_message", "msg=final error=%s",
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
         return 0;
     }
     if (!self->welcomed) {
@@ -345,7 +348,8 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
     }
     if ((rc = fl_adapter_check_base(&a, "coordinator final model", self->offer.hash,
                                     "the federation's base")) != 0) {
-        fl_log(FL_LOG_WARN, "bad_message", "msg=final error=\"%s\"", fl_error_msg());
+        fl_log(FL_LOG_WARN, "bad_message", "msg=final error=%s",
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
         rc = 0;
         goto out_close;
     }
@@ -420,9 +424,11 @@ static int s_on_task(fl_branch_t *self, const Fedtl__RoundTask *t)
            t->params->epochs, t->params->batch, (double)t->params->lr,
            (unsigned long long)t->deadline_ms);
     int rc = s_run_task(self, t);
-    if (rc)
-        fl_log(FL_LOG_WARN, "task_failed", "round=%u error=%s msg=\"%s\"", t->round,
-               fl_strerror(rc), fl_error_msg());
+    if (rc) {
+        char msg[512];
+        fl_log(FL_LOG_WARN, "task_failed", "round=%u error=%s msg=%s", t->round, fl_strerror(rc),
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
+    }
     /* Training blocked the loop: what the coordinator sent meanwhile is still queued. */
     fl_presence_resume(self->presence, (uint64_t)fl_now_ms());
     return 0;
@@ -467,7 +473,9 @@ static int s_on_socket(fl_branch_t *self)
         uint64_t now = (uint64_t)fl_now_ms();
         fl_presence_heard(self->presence, now);
         if (rc < 0) {
-            fl_log(FL_LOG_WARN, "bad_message", "bytes=%zu error=\"%s\"", bytes, fl_error_msg());
+            char msg[512];
+            fl_log(FL_LOG_WARN, "bad_message", "bytes=%zu error=%s", bytes,
+                   fl_log_str(fl_error_msg(), msg, sizeof msg));
             continue;
         }
         rc = s_dispatch(self, env, now);

@@ -27,8 +27,10 @@ static const struct fl_option s_options[] = {
     {"data", PATH, C(data), .flags = FL_OPTION_REQUIRED, .metavar = "FILE", .group = "Local data",
      .help = "local data: CSV (label, features...), or IDX images"},
     {"labels", PATH, C(labels), .metavar = "FILE", .help = "the IDX images' labels"},
-    {"holdout", .type = FL_OPTION_DOUBLE, .flags = FL_OPTION_HI_OPEN, .range.d = {0, 1}, C(holdout),
-     .def = "0.2", .metavar = "F", .help = "share of the local records held out for evaluation"},
+    {"holdout", .type = FL_OPTION_DOUBLE, .range.d = {0, 0.5}, C(holdout), .def = "0.2",
+     .metavar = "F",
+     .help = "share of the local records held out for evaluation (at most half: the "
+             "coordinator refuses more held-out than training records)"},
     {"threads", INT(0, 4096), C(threads), .def = "0", .help = "training threads (0: every core)"},
     {"cache_dir", PATH, C(cache_dir), .metavar = "DIR", .group = "Files",
      .help = "base model cache (unset: ./fedtl-cache)"},

@@ -29,8 +29,8 @@ fl_localtrain_t *fl_localtrain_new(const struct fl_localtrain_config *cfg)
         fl_error_set("no local data given");
         return NULL;
     }
-    if (!(cfg->holdout >= 0.0 && cfg->holdout < 1.0)) {
-        fl_error_set("holdout %g is not in [0, 1)", cfg->holdout);
+    if (!(cfg->holdout >= 0.0 && cfg->holdout <= 0.5)) {
+        fl_error_set("holdout %g is not in [0, 0.5]", cfg->holdout);
         return NULL;
     }
     fl_localtrain_t *self = calloc(1, sizeof *self);
@@ -151,8 +151,11 @@ static void s_keep(const fl_localtrain_t *self, uint32_t round, const uint8_t *a
     char path[4096];
     snprintf(path, sizeof path, "%s/round-%u.fta", self->cfg.keep_dir, round);
     if (fl_fs_mkdirs(self->cfg.keep_dir, 0700) != 0 ||
-        fl_fs_write_file(path, adapter, len, 0600) != 0)
-        fl_log(FL_LOG_WARN, "keep_update_failed", "path=%s reason=\"%s\"", path, fl_error_msg());
+        fl_fs_write_file(path, adapter, len, 0600) != 0) {
+        char msg[512];
+        fl_log(FL_LOG_WARN, "keep_update_failed", "path=%s reason=%s", path,
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
+    }
 }
 
 /* The trained adapter (its header carrying round) and *m, as an UpdateBody. */

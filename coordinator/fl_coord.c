@@ -35,6 +35,7 @@ struct fl_coord {
     uint8_t base_sig[FL_SIG_BYTES]; /* our signature over its hash */
     fl_global_t *global;            /* the global adapter */
     fl_strategy_t *strategy;        /* aggregation */
+    struct fl_admit_limits limits;  /* bounds on an update's weight and distance */
     fl_pool_t *pool;                /* compute threads (borrowed), or NULL */
     fl_round_t *round;              /* the round rules and the registry of branches */
     fl_intake_t *intake;            /* updates in */
@@ -273,12 +274,20 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
         return; /* logged, recorded and answered through s_on_rejected */
     char id[FL_KEY_ID_LEN], name[2 * FL_NODE_NAME_MAX];
     fl_key_id(peer, id);
+    fl_log_str(a.branch, name, sizeof name);
     if (fl_ledger_accept(c->ledger, &a) != 0)
         fl_log(FL_LOG_ERROR, "ledger_failed", "peer=%s reason=\"out of memory\"", id);
+    if (a.weight < a.samples)
+        fl_log(FL_LOG_WARN, "update_weight_capped",
+               "peer=%s branch=%s round=%u claimed=%llu used=%llu max_samples=%llu "
+               "max_samples_ratio=%g",
+               id, name, u->round, (unsigned long long)a.samples, (unsigned long long)a.weight,
+               (unsigned long long)c->limits.max_samples, c->limits.max_samples_ratio);
     fl_log(FL_LOG_INFO, "update_accepted",
-           "peer=%s branch=%s round=%u samples=%llu train_loss=%.4f eval_accuracy=%.4f", id,
-           fl_log_str(a.branch, name, sizeof name), u->round, (unsigned long long)a.samples,
-           a.train_loss, a.eval_accuracy);
+           "peer=%s branch=%s round=%u samples=%llu weight=%llu distance=%.4g train_loss=%.4f "
+           "eval_accuracy=%.4f",
+           id, name, u->round, (unsigned long long)a.samples, (unsigned long long)a.weight,
+           a.distance, a.train_loss, a.eval_accuracy);
     fl_outbox_receipt(c->outbox, peer, u->round, true, "");
 }
 
@@ -482,12 +491,16 @@ static int s_open_state(struct fl_coord *c)
                                    .seed = c->cfg.seed,
                                    .heartbeat_ms = c->cfg.heartbeat_ms};
     c->round = fl_round_new(&rules, completed, fl_allowlist_size(c->allow), &s_round_ops, c);
+    c->limits = (struct fl_admit_limits){.max_samples = c->cfg.max_samples,
+                                         .max_samples_ratio = c->cfg.max_samples_ratio,
+                                         .max_update_norm = c->cfg.max_update_norm};
     struct fl_intake_env env = {.round = c->round,
                                 .id = c->id,
                                 .federation = c->cfg.federation,
                                 .base_hash = c->base.hash,
                                 .global = fl_global_adapter(c->global),
                                 .strategy = c->strategy,
+                                .limits = &c->limits,
                                 .pool = c->pool};
     if (!c->round || !(c->intake = fl_intake_new(&env)) ||
         !(c->basedist = fl_basedist_new(c->base.map, c->base.map_len, c->cfg.chunk_size,

@@ -51,6 +51,9 @@ struct fl_coord_config {
     int heartbeat_ms;                    /* branch heartbeat interval */
     uint32_t chunk_size;                 /* base download chunk */
     char strategy[32];                   /* aggregation strategy */
+    uint64_t max_samples;                /* most weight one update carries */
+    double max_samples_ratio;            /* and at most this times the round's median (0: off) */
+    double max_update_norm;              /* farthest an update may be from the global (0: off) */
     bool insecure;                       /* plaintext transport */
     bool exit_when_done;                 /* exit after the final adapter is sent */
     int threads; /* size of the pool main makes for the coordinator (0: every core) */

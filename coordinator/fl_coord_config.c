@@ -56,6 +56,14 @@ static const struct fl_option s_options[] = {
      .help = "aggregation strategy"},
     {"seed", .type = FL_OPTION_UINT, .range.u = {0, UINT64_MAX}, C(seed), .def = "1",
      .help = "seed of the adapter's initialisation, the selection and the shuffling"},
+    /* Admission of updates */
+    {"max_samples", .type = FL_OPTION_UINT, .range.u = {1, UINT64_MAX}, C(max_samples),
+     .def = "1000000", .group = "Admission of updates", .metavar = "N",
+     .help = "most weight one update carries: a larger sample count is cut to this"},
+    {"max_samples_ratio", REAL(0, 1e9), C(max_samples_ratio), .def = "10", .metavar = "R",
+     .help = "and at most R times the median count the round's branches declared (0: off)"},
+    {"max_update_norm", REAL(0, 1e30), C(max_update_norm), .def = "100", .metavar = "L2",
+     .help = "reject an update farther than this from the global adapter (0: no bound)"},
     /* Local training */
     {"epochs", INT(1, FL_METHOD_EPOCHS_MAX), C(epochs), .def = "2",
      .group = "Local training (sent to the branches)", .help = "local epochs per round"},

@@ -3,8 +3,6 @@
 #include "fl_error.h"
 #include "fl_seal.h"
 
-#include <math.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +11,10 @@
 struct fl_intake {
     struct fl_intake_env env; /* as given */
     struct fl_plain plain;    /* the update being taken in, decrypted */
+    uint32_t median_round;    /* the round attempt whose median is below: its number, */
+    int median_retry;         /* its retry count */
+    int64_t median_started;   /* and when it started */
+    uint64_t median;          /* median sample count that attempt's selected branches declared */
 };
 
 fl_intake_t *fl_intake_new(const struct fl_intake_env *env)
@@ -35,26 +37,9 @@ void fl_intake_destroy(fl_intake_t **self_p)
     *self_p = NULL;
 }
 
-/* Whether a piece of a tensor is all finite. */
-struct s_finite {
-    const float *x; /* the tensor's values */
-    atomic_int bad; /* a NaN or Inf was seen */
-};
-
-static void s_finite_task(void *arg, int t, size_t begin, size_t end)
-{
-    (void)t;
-    struct s_finite *f = arg;
-    bool ok = true;
-    for (size_t i = begin; i < end; i++)
-        ok &= isfinite(f->x[i]) != 0;
-    if (!ok)
-        atomic_store(&f->bad, 1);
-}
-
 int fl_coord_check_adapter(const struct fl_adapter_file *global,
                            const uint8_t base_hash[FL_HASH_BYTES], const struct fl_adapter_file *u,
-                           fl_pool_t *pool)
+                           fl_pool_t *pool, double *distance)
 {
     const struct fl_adapter_meta *a = &u->meta, *g = &global->meta;
     if (memcmp(a->base_hash, base_hash, FL_HASH_BYTES) != 0)
@@ -78,31 +63,67 @@ int fl_coord_check_adapter(const struct fl_adapter_file *global,
                            want->name, want_s);
         }
     }
-    for (size_t i = 0; i < u->ntensors; i++) {
-        struct s_finite f = {.x = u->tensors[i].data};
-        atomic_init(&f.bad, 0);
-        fl_pool_for(pool, fl_tensor_numel(&u->tensors[i]), 1u << 16, s_finite_task, &f);
-        if (atomic_load(&f.bad))
-            return fl_fail(FL_ERANGE, "tensor %s holds NaN or Inf", u->tensors[i].name);
-    }
-    return 0;
+    double d = 0;
+    int rc = fl_admit_distance(global->tensors, u->tensors, u->ntensors, pool, &d);
+    if (rc == 0 && distance)
+        *distance = d;
+    return rc;
 }
 
-/* The checks of a signed and intact update's contents, in order, then the aggregate. */
-static enum fl_reject s_fold_in(fl_intake_t *self, const char *id, Fedtl__UpdateBody **body,
-                                struct fl_adapter_file *af, char *detail, size_t len)
+/* The median of the sample counts the open round's selected branches declared in their
+ * Hello, worked out once per round attempt (every selected branch is marked by then). */
+static uint64_t s_round_median(fl_intake_t *self)
+{
+    const struct fl_round_info *info = fl_round_info(self->env.round);
+    if (self->median_round == info->round && self->median_retry == info->retry &&
+        self->median_started == info->started_ms)
+        return self->median;
+    size_t n = fl_round_nbranches(self->env.round), k = 0;
+    uint64_t *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v)
+        return 0; /* no ratio cap for this update; the next one tries again */
+    for (size_t i = 0; i < n; i++) {
+        const struct fl_round_branch *b = fl_round_branch_at(self->env.round, i);
+        if (b->selected_round == info->round && b->samples)
+            v[k++] = b->samples;
+    }
+    self->median = fl_admit_median(v, k);
+    free(v);
+    self->median_round = info->round;
+    self->median_retry = info->retry;
+    self->median_started = info->started_ms;
+    return self->median;
+}
+
+/* The checks of a signed and intact update's contents, in order, then the aggregate with the
+ * update's bounded weight (out->weight). */
+static enum fl_reject s_fold_in(fl_intake_t *self, const char *id, uint64_t declared,
+                                Fedtl__UpdateBody **body, struct fl_adapter_file *af,
+                                struct fl_ledger_update *out, char *detail, size_t len)
 {
     const struct fl_intake_env *e = &self->env;
     enum fl_reject why = FL_REJECT_NONE;
     if (fl_wire_decode_body(self->plain.data, self->plain.len, body) != 0)
         why = FL_REJECT_MALFORMED;
+    else if (fl_admit_check_metrics(
+                 &(struct fl_admit_metrics){.samples = (*body)->samples,
+                                            .train_loss = (*body)->train_loss,
+                                            .eval_loss = (*body)->eval_loss,
+                                            .eval_accuracy = (*body)->eval_accuracy,
+                                            .eval_samples = (*body)->eval_samples}) != 0)
+        why = FL_REJECT_METRICS;
     else if (fl_adapter_view_authenticated((*body)->adapter.data, (*body)->adapter.len, id, af) !=
              0)
         why = FL_REJECT_BAD_ADAPTER;
-    else if (fl_coord_check_adapter(e->global, e->base_hash, af, e->pool) != 0)
+    else if (fl_coord_check_adapter(e->global, e->base_hash, af, e->pool, &out->distance) != 0)
         why = FL_REJECT_MISMATCH;
-    else if (fl_strategy_add(e->strategy, af->tensors, af->ntensors, (double)(*body)->samples) != 0)
-        why = FL_REJECT_AGGREGATION;
+    else if (fl_admit_check_distance(e->limits, out->distance) != 0)
+        why = FL_REJECT_TOO_FAR;
+    if (why == FL_REJECT_NONE) {
+        out->weight = fl_admit_weight(e->limits, (*body)->samples, declared, s_round_median(self));
+        if (fl_strategy_add(e->strategy, af->tensors, af->ntensors, (double)out->weight) != 0)
+            why = FL_REJECT_AGGREGATION;
+    }
     if (why != FL_REJECT_NONE)
         snprintf(detail, len, "%s", fl_error_msg());
     return why;
@@ -136,6 +157,7 @@ enum fl_reject fl_intake_take(fl_intake_t *self, const fl_allowlist_t *allow, co
     const struct fl_round_branch *b = fl_round_find(e->round, peer, peer_len);
     char id[FL_KEY_ID_LEN];
     snprintf(id, sizeof id, "%s", b->id);
+    uint64_t declared = b->samples;
     snprintf(out->branch, sizeof out->branch, "%s", b->name);
     struct fl_sealed sealed; /* borrows u's ciphertext */
     if (memcmp(u->base_hash.data, e->base_hash, FL_HASH_BYTES) != 0)
@@ -156,7 +178,7 @@ enum fl_reject fl_intake_take(fl_intake_t *self, const fl_allowlist_t *allow, co
     Fedtl__UpdateBody *body = NULL;
     struct fl_adapter_file af = {0};
     char detail[200] = "";
-    why = s_fold_in(self, id, &body, &af, detail, sizeof detail);
+    why = s_fold_in(self, id, declared, &body, &af, out, detail, sizeof detail);
     if (why == FL_REJECT_NONE)
         why = fl_round_accept(e->round, peer, peer_len, u->round);
     else

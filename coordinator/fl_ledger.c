@@ -251,6 +251,8 @@ static void s_add_lists(const fl_ledger_t *self, cJSON *line)
         }
         cJSON_AddStringToObject(p, "branch", a->branch);
         fl_json_add_u64(p, "samples", a->samples);
+        fl_json_add_u64(p, "weight", a->weight);
+        s_add_fixed(p, "distance", a->distance, 5);
         s_add_fixed(p, "train_loss", a->train_loss, 5);
         s_add_fixed(p, "eval_accuracy", a->eval_accuracy, 5);
     }
@@ -266,17 +268,19 @@ static void s_add_lists(const fl_ledger_t *self, cJSON *line)
     }
 }
 
-/* The sample-weighted means of the participants' metrics. */
+/* The means of the participants' metrics, weighted as the aggregate weighed them (held-out
+ * counts bounded by the weight too, so that no claim outweighs the others here either). */
 static void s_add_means(const fl_ledger_t *self, cJSON *line)
 {
     double n = 0, tl = 0, en = 0, ea = 0, el = 0;
     for (int i = 0; i < self->naccepts; i++) {
         const struct fl_ledger_update *a = &self->accepts[i];
-        n += (double)a->samples;
-        tl += (double)a->samples * a->train_loss;
-        en += (double)a->eval_samples;
-        ea += (double)a->eval_samples * a->eval_accuracy;
-        el += (double)a->eval_samples * a->eval_loss;
+        double ev = (double)(a->eval_samples < a->weight ? a->eval_samples : a->weight);
+        n += (double)a->weight;
+        tl += (double)a->weight * a->train_loss;
+        en += ev;
+        ea += ev * a->eval_accuracy;
+        el += ev * a->eval_loss;
     }
     s_add_fixed(line, "samples", n, 0);
     s_add_fixed(line, "train_loss", n > 0 ? tl / n : 0, 5);

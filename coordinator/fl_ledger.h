@@ -15,7 +15,9 @@
 /* One accepted update, as the ledger records it. */
 struct fl_ledger_update {
     char branch[FL_NODE_NAME_MAX]; /* the branch's name (from the allow-list) */
-    uint64_t samples;              /* its training records: its weight */
+    uint64_t samples;              /* the training records it claimed */
+    uint64_t weight;               /* its weight in the aggregate: samples, bounded (fl_admit) */
+    double distance;               /* L2 distance of its adapter from the global one */
     float train_loss;              /* its training loss */
     float eval_loss;               /* its loss on its held-out records */
     float eval_accuracy;           /* its accuracy on them */

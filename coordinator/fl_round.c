@@ -190,8 +190,10 @@ static const char *const s_reasons[] = {
     [FL_REJECT_SIGNATURE] = "bad signature",
     [FL_REJECT_DECRYPT] = "cannot decrypt",
     [FL_REJECT_MALFORMED] = "malformed update body",
+    [FL_REJECT_METRICS] = "implausible metrics",
     [FL_REJECT_BAD_ADAPTER] = "bad adapter",
     [FL_REJECT_MISMATCH] = "adapter does not fit the global adapter",
+    [FL_REJECT_TOO_FAR] = "update too far from the global adapter",
     [FL_REJECT_AGGREGATION] = "aggregation refused it",
     [FL_REJECT_TOO_MANY] = "more updates than branches selected",
 };

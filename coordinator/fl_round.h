@@ -71,8 +71,10 @@ enum fl_reject {
     FL_REJECT_SIGNATURE,    /* the signature does not verify */
     FL_REJECT_DECRYPT,      /* the update key or a segment does not open */
     FL_REJECT_MALFORMED,    /* the body does not decode */
+    FL_REJECT_METRICS,      /* its metrics no training run produces (fl_admit) */
     FL_REJECT_BAD_ADAPTER,  /* the adapter file does not parse */
     FL_REJECT_MISMATCH,     /* the adapter does not fit the global one */
+    FL_REJECT_TOO_FAR,      /* too far from the global adapter (max_update_norm) */
     FL_REJECT_AGGREGATION,  /* the strategy refused it */
     FL_REJECT_TOO_MANY      /* more updates than branches selected */
 };

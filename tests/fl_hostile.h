@@ -151,14 +151,15 @@ static inline Fedtl__Envelope *s_expect(struct s_branch *b, int body_case, doubl
     return NULL;
 }
 
-static inline void s_hello(struct s_branch *b, struct s_fed *f)
+/* Say Hello declaring `samples` training records; expect the Welcome. */
+static inline void s_hello_samples(struct s_branch *b, struct s_fed *f, uint64_t samples)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Hello h = FEDTL__HELLO__INIT;
     h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
     h.name = b->id->name;
     h.base_hash = (ProtobufCBinaryData){32, f->base.hash};
-    h.samples = 100;
+    h.samples = samples;
     env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     cr_assert_eq(fl_net_send(b->sock, NULL, 0, &env, 0, NULL), 0);
@@ -167,6 +168,11 @@ static inline void s_hello(struct s_branch *b, struct s_fed *f)
     cr_assert_str_eq(w->welcome->federation, f->federation);
     cr_assert_eq(fl_verify_base(f->hq->sign_pk, f->base.hash, w->welcome->base_signature.data), 0);
     fl_wire_free(&w);
+}
+
+static inline void s_hello(struct s_branch *b, struct s_fed *f)
+{
+    s_hello_samples(b, f, 100);
 }
 
 /* How to spoil an update. */
@@ -178,13 +184,28 @@ enum s_spoil {
     S_FUTURE,
     S_WRONG_BASE,
     S_NAN,
-    S_SHAPE
+    S_SHAPE,
+    S_DELTA, /* not spoiled: the task's adapter plus `value` in every element */
+    S_NAME   /* tensor 0's name carries a newline and a forged log line (S_FORGED_NAME) */
 };
 
-/* Build and send an update: the task's adapter with every value set to `value`. */
-static inline void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *other,
+/* The name S_NAME gives tensor 0: a log line of its own if printed as it is. */
+#define S_FORGED_NAME "x\nts=2026-01-01T00:00:00Z level=error event=forged peer=all"
+
+/* What an update body reports besides its adapter. */
+struct s_report {
+    uint64_t samples; /* claimed training records (the weight) */
+    float train_loss; /* and the metrics */
+    float eval_loss;
+    float eval_accuracy;
+    uint64_t eval_samples;
+};
+
+/* Build and send an update: the task's adapter with every value set to `value` (S_DELTA: the
+ * task's values plus `value`), reporting *rep. */
+static inline void s_send_report(struct s_branch *b, struct s_fed *f, struct s_branch *other,
                                  const struct fl_adapter_file *task, uint32_t round, float value,
-                                 uint64_t samples, enum s_spoil spoil, uint8_t **raw,
+                                 const struct s_report *rep, enum s_spoil spoil, uint8_t **raw,
                                  size_t *raw_len)
 {
     size_t n = task->ntensors;
@@ -192,10 +213,12 @@ static inline void s_send_update(struct s_branch *b, struct s_fed *f, struct s_b
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(fl_tensor_copy(&ts[i], &task->tensors[i]), 0);
         for (size_t j = 0; j < fl_tensor_numel(&ts[i]); j++)
-            ts[i].data[j] = value;
+            ts[i].data[j] = spoil == S_DELTA ? ts[i].data[j] + value : value;
     }
     if (spoil == S_NAN)
         ts[0].data[0] = NAN;
+    if (spoil == S_NAME)
+        snprintf(ts[0].name, sizeof ts[0].name, "%s", S_FORGED_NAME);
     struct fl_tensor wide;
     if (spoil == S_SHAPE) {
         cr_assert_eq(fl_tensor_init2(&wide, ts[n - 1].name, ts[n - 1].shape[0] + 1, 0), 0);
@@ -211,10 +234,11 @@ static inline void s_send_update(struct s_branch *b, struct s_fed *f, struct s_b
         fl_tensor_free(&ts[i]);
     Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
     body.adapter = (ProtobufCBinaryData){alen, abuf};
-    body.samples = samples;
-    body.train_loss = 0.5f;
-    body.eval_accuracy = 0.75f;
-    body.eval_samples = 10;
+    body.samples = rep->samples;
+    body.train_loss = rep->train_loss;
+    body.eval_loss = rep->eval_loss;
+    body.eval_accuracy = rep->eval_accuracy;
+    body.eval_samples = rep->eval_samples;
     uint8_t *plain;
     size_t plain_len;
     cr_assert_eq(fl_wire_encode_body(&body, &plain, &plain_len), 0);
@@ -244,6 +268,20 @@ static inline void s_send_update(struct s_branch *b, struct s_fed *f, struct s_b
     free(abuf);
     free(plain);
     fl_sealed_free(&sealed);
+}
+
+/* s_send_report with plausible metrics and `samples` claimed. */
+static inline void s_send_update(struct s_branch *b, struct s_fed *f, struct s_branch *other,
+                                 const struct fl_adapter_file *task, uint32_t round, float value,
+                                 uint64_t samples, enum s_spoil spoil, uint8_t **raw,
+                                 size_t *raw_len)
+{
+    struct s_report rep = {.samples = samples,
+                           .train_loss = 0.5f,
+                           .eval_loss = 0.6f,
+                           .eval_accuracy = 0.75f,
+                           .eval_samples = samples < 10 ? samples : 10};
+    s_send_report(b, f, other, task, round, value, &rep, spoil, raw, raw_len);
 }
 
 static inline void s_expect_receipt(struct s_branch *b, bool accepted, const char *reason)

@@ -18,6 +18,7 @@
 #include "fl_time.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -136,7 +137,9 @@ struct fake {
     size_t task_len;
     uint8_t *final; /* final adapter, or NULL */
     size_t final_len;
-    bool garbage;                /* send junk before the task / final */
+    bool garbage;       /* send junk before the task / final */
+    uint8_t *junk_task; /* with garbage: the junk task's adapter (NULL: not one) */
+    size_t junk_task_len;
     volatile sig_atomic_t *stop; /* set once the branch is ready */
     const char *bye_first;       /* answer the first Hello with a Bye with this text */
     Fedtl__ByeCode bye_code;     /* and this code */
@@ -224,7 +227,10 @@ static void s_fake_hello(struct fake *f, const uint8_t *peer, size_t plen, const
         zmq_send(f->router, peer, plen, ZMQ_SNDMORE);
         zmq_send(f->router, "\x08\x01\xff\xff junk", 9, 0);
         uint8_t nonsense[16] = "not an adapter";
-        s_fake_task(f, peer, plen, nonsense, sizeof nonsense);
+        if (f->junk_task)
+            s_fake_task(f, peer, plen, f->junk_task, f->junk_task_len);
+        else
+            s_fake_task(f, peer, plen, nonsense, sizeof nonsense);
         f->junk_sent = true;
     }
     if (f->stop)
@@ -584,6 +590,64 @@ Test(fl_branch, ignores_malformed_messages)
     cr_assert(f.junk_sent);
     cr_assert_eq(f.updates, 0, "a task with a bad adapter is ignored");
     s_assert_file_equals(s_out, f.final, f.final_len);
+    free(f.final);
+}
+
+/* A LoRA adapter for the base whose target layer is named by a forged log line. */
+#define S_FORGED "x\nts=1 level=error event=forged" /* fits a target name */
+static void s_make_forged_adapter(uint8_t **buf, size_t *len)
+{
+    struct fl_base_file bf;
+    cr_assert_eq(fl_base_read(s_base, &bf), 0);
+    struct fl_adapter_meta am = {.kind = FL_ADAPTER_LORA,
+                                 .rank = 2,
+                                 .alpha = 4,
+                                 .num_classes = 2,
+                                 .seed = 5,
+                                 .ntargets = 1,
+                                 .class_ids = {0, 2}};
+    snprintf(am.targets[0], sizeof am.targets[0], "fc1");
+    fl_model_t *m = fl_model_from_base(&bf, s_base, &am, NULL);
+    cr_assert_not_null(m, "%s", fl_error_msg());
+    struct fl_adapter_meta meta = *fl_model_adapter_meta(m);
+    snprintf(meta.targets[0], sizeof meta.targets[0], "%s", S_FORGED);
+    size_t n = fl_model_ntensors(m, FL_SET_ADAPTER);
+    struct fl_tensor ts[16];
+    cr_assert_leq(n, 16);
+    for (size_t i = 0; i < n; i++)
+        ts[i] = *fl_model_tensor(m, FL_SET_ADAPTER, i);
+    cr_assert_eq(fl_adapter_pack(&meta, ts, n, buf, len), 0, "%s", fl_error_msg());
+    fl_model_destroy(&m);
+    fl_base_close(&bf);
+}
+
+Test(fl_branch, a_coordinator_string_cannot_forge_a_line_of_the_branch_log)
+{
+    struct fake f;
+    s_fake_init(&f);
+    f.garbage = true;
+    s_make_forged_adapter(&f.junk_task, &f.junk_task_len);
+    s_make_adapter(&f.final, &f.final_len);
+    struct fl_branch_config cfg = s_config(f.endpoint);
+    char log[700];
+    snprintf(log, sizeof log, "%s/branch.log", s_dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    int rc = s_run_branch(&f, &cfg, NULL);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cr_assert_eq(rc, 0, "%s", fl_error_msg());
+    /* The task's error names the target layer: escaped, on its event's own line. */
+    cr_assert_eq(fl_test_count(log, "event=forged"), 1, "the forged name was not logged");
+    char *text = fl_test_slurp(log);
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        cr_assert(strncmp(l, "ts=1 ", 5) != 0, "a forged log line: %s", l);
+    free(text);
+    free(f.junk_task);
     free(f.final);
 }
 

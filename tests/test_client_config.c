@@ -16,7 +16,7 @@ Test(fl_client_config, values_are_checked_and_a_refused_one_changes_nothing)
     cr_assert_float_eq(c.holdout, 0.2, 1e-12);
     cr_assert_eq(c.connect_timeout_s, 30);
     cr_assert_eq(fl_client_config_set(&c, "holdout", "0.25", "command line"), 0);
-    const char *bad_holdout[] = {"1", "1.5", "-0.1", "abc", "", "nan", "0.2x"};
+    const char *bad_holdout[] = {"0.6", "1", "1.5", "-0.1", "abc", "", "nan", "0.2x"};
     for (size_t i = 0; i < sizeof bad_holdout / sizeof bad_holdout[0]; i++) {
         cr_assert_eq(fl_client_config_set(&c, "holdout", bad_holdout[i], "command line"), FL_EINVAL,
                      "'%s'", bad_holdout[i]);

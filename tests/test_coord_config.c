@@ -190,3 +190,29 @@ Test(fl_coord_config, the_table_is_well_formed_and_its_methods_are_the_engines)
     const struct fl_option *r = fl_options_find(&fl_coord_config_spec, "rank", 4);
     cr_assert_eq(r->range.i.hi, FL_METHOD_RANK_MAX);
 }
+
+Test(fl_coord_config, the_bounds_on_an_update_have_defaults_and_read_from_the_file)
+{
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    cr_assert_eq(c.max_samples, 1000000);
+    cr_assert_float_eq(c.max_samples_ratio, 10, 1e-12);
+    cr_assert_float_eq(c.max_update_norm, 100, 1e-12, "bounded by default");
+    const char *bad[] = {"-1", "nan", "inf", "1e31", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(fl_coord_config_set(&c, "max-update-norm", bad[i]), FL_EINVAL, "'%s'", bad[i]);
+    cr_assert_eq(fl_coord_config_set(&c, "max_samples", "0"), FL_EINVAL, "a weight of at least 1");
+    char *dir = fl_test_tmpdir("cfg");
+    char *path = fl_test_path(dir, "coord.ini");
+    FILE *f = fopen(path, "w");
+    fprintf(f, "[coordinator]\nmax_samples = 60000\nmax-samples-ratio = 0\n"
+               "max_update_norm = 0\n");
+    fclose(f);
+    cr_assert_eq(fl_coord_config_load(&c, path), 0, "%s", fl_error_msg());
+    cr_assert_eq(c.max_samples, 60000);
+    cr_assert_float_eq(c.max_samples_ratio, 0, 1e-12, "0: no median cap");
+    cr_assert_float_eq(c.max_update_norm, 0, 1e-12, "0: no bound");
+    fl_test_rmtree(dir);
+    free(path);
+    free(dir);
+}

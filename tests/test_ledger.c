@@ -39,6 +39,7 @@ Test(fl_ledger, a_round_line_is_one_json_object_with_every_string_escaped)
     fl_ledger_begin(l);
     struct fl_ledger_update a = {.branch = "b\"1",
                                  .samples = (1ull << 60) + 1,
+                                 .weight = 1000000,
                                  .train_loss = 0.123456f,
                                  .eval_accuracy = 0.5f,
                                  .eval_loss = NAN,
