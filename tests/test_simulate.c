@@ -42,8 +42,8 @@ static int s_simulate(const char *run, const char *extra, char **out)
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "FEDTL_BIN=%s %s/scripts/simulate.sh --run %s/%s --base %s/base.ftm --branches 3 "
-             "--rounds 3 --samples 600 --alpha 1.0 --epochs 3 --deadline 10 --quiet %s",
-             FEDTL_BIN_DIR, FEDTL_SRC_DIR, s_dir, run, s_dir, extra);
+             "--rounds 3 --samples 600 --alpha 1.0 --epochs 3 --deadline 10 --port %d --quiet %s",
+             FEDTL_BIN_DIR, FEDTL_SRC_DIR, s_dir, run, s_dir, fl_test_free_port(), extra);
     return fl_test_run(cmd, out);
 }
 
