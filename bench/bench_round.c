@@ -24,11 +24,12 @@
 #define S_FED  "benchfed"
 
 struct s_br {
-    struct fl_identity *id; /* the branch's key */
-    void *sock;             /* DEALER */
-    bool welcomed;          /* got Welcome */
-    bool final;             /* got FinalModel */
-    uint32_t round;         /* last task's round */
+    struct fl_identity *id;          /* the branch's key */
+    void *sock;                      /* DEALER */
+    bool welcomed;                   /* got Welcome */
+    bool final;                      /* got FinalModel */
+    uint32_t round;                  /* last task's round */
+    uint8_t run_id[FL_RUN_ID_BYTES]; /* from Welcome */
 };
 
 /* Per-round timings seen by the branches (bench clock). */
@@ -51,15 +52,7 @@ static int s_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES
 
 static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
 {
-    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-    Fedtl__Hello h = FEDTL__HELLO__INIT;
-    h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
-    h.name = b->id->name;
-    h.base_hash = (ProtobufCBinaryData){32, (uint8_t *)base_hash};
-    h.samples = 100;
-    env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
-    return fl_net_send(b->sock, NULL, 0, &env, 0, NULL);
+    return s_fed_hello(b->sock, b->id, base_hash, NULL, 0);
 }
 
 /* A number of a ledger line, or 0 when it has none. */
@@ -245,7 +238,11 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                     continue;
                 }
                 switch (env->body_case) {
+                case FEDTL__ENVELOPE__BODY_CHALLENGE:
+                    s_fed_hello(br[i].sock, br[i].id, base_hash, env->challenge, 0);
+                    break;
                 case FEDTL__ENVELOPE__BODY_WELCOME:
+                    memcpy(br[i].run_id, env->welcome->run_id.data, FL_RUN_ID_BYTES);
                     if (!br[i].welcomed && fl_verify_base(hq->sign_pk, base_hash,
                                                           env->welcome->base_signature.data) == 0) {
                         br[i].welcomed = true;
@@ -261,8 +258,8 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                         x->last_task = now;
                     }
                     br[i].round = rn;
-                    if (s_fed_answer(br[i].sock, br[i].id, S_FED, env->task, hq->box_pk, base_hash,
-                                     0) != 0)
+                    if (s_fed_answer(br[i].sock, br[i].id, S_FED, br[i].run_id, env->task,
+                                     hq->box_pk, base_hash, 0) != 0)
                         fprintf(stderr, "bench_round: answer failed: %s\n", fl_error_msg());
                     break;
                 }
