@@ -258,8 +258,8 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
 {
     const struct fl_round_branch *b = fl_round_find(c->round, peer, peer_len);
     if (!b) {
-        fl_outbox_bye(c->outbox, peer, peer_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
-                      "refused: say hello first");
+        fl_outbox_bye_branch(c->outbox, peer, FEDTL__BYE_CODE__BYE_SAY_HELLO,
+                             "refused: say hello first");
         return;
     }
     if (memcmp(q->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0 ||
@@ -274,8 +274,8 @@ static void s_on_heartbeat(struct fl_coord *c, const uint8_t *peer, size_t peer_
     if (fl_round_find(c->round, peer, peer_len))
         fl_outbox_heartbeat(c->outbox, peer, fl_round_completed(c->round));
     else
-        fl_outbox_bye(c->outbox, peer, peer_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
-                      "unknown branch: say hello");
+        fl_outbox_bye_branch(c->outbox, peer, FEDTL__BYE_CODE__BYE_SAY_HELLO,
+                             "unknown branch: say hello");
 }
 
 /* A Bye from the connection that serves the branch: it ends that connection, and the branch
