@@ -4,6 +4,12 @@
  * form with an enrolled one. Each test is the attack, then what the honest branch still gets. */
 #include "fl_hostile.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -26,7 +32,7 @@ static void s_write_data(const char *path, uint32_t seed)
 
 /* A real fedtl-client for key `name` (its data, cache and final adapter in the scratch
  * directory), with extra flags. */
-static pid_t s_start_client(struct s_fed *f, const char *name, const char *extra)
+static pid_t s_start_client(struct s_fed *f, const char *name, int port, const char *extra)
 {
     char data[1100], cmd[8192], log[1100];
     snprintf(data, sizeof data, "%s/%s.csv", f->dir, name);
@@ -35,7 +41,7 @@ static pid_t s_start_client(struct s_fed *f, const char *name, const char *extra
              "cd %s && exec %s/fedtl-client --coordinator tcp://127.0.0.1:%d --coordinator-key "
              "hq.pub --key %s.key --data %s.csv --cache-dir cache-%s --out final-%s.fta "
              "--threads 1 --connect-timeout 30 %s",
-             f->dir, FEDTL_BIN_DIR, f->port, name, name, name, name, extra);
+             f->dir, FEDTL_BIN_DIR, port, name, name, name, name, extra);
     snprintf(log, sizeof log, "%s/%s.log", f->dir, name);
     pid_t pid = fl_test_spawn(cmd, log);
     cr_assert_gt(pid, 0);
@@ -68,7 +74,7 @@ Test(hostile, a_routing_id_squat_does_not_cut_a_branch_off, .timeout = 240)
                     "--deadline 30 --round-retries 5 --epochs 1 --exit-when-done");
     struct s_branch b1;
     s_branch_open(&b1, &f, "b1"); /* for b1's public key */
-    pid_t client = s_start_client(&f, "b1", "");
+    pid_t client = s_start_client(&f, "b1", f.port, "");
     s_wait_log(&f, "has_base=1", 1); /* b1 is registered, holding the base */
     int status = -1;
     bool reaped = false;
@@ -111,7 +117,7 @@ Test(hostile, a_keyless_impostor_is_challenged_and_cannot_end_a_branch, .timeout
     struct s_fed f;
     s_fed_setup(&f, "--insecure --rounds 1 --min-start 2 --clients-per-round 2 --min-clients 2 "
                     "--deadline 60 --epochs 1 --exit-when-done");
-    pid_t client = s_start_client(&f, "b1", "--insecure");
+    pid_t client = s_start_client(&f, "b1", f.port, "--insecure");
     s_wait_log(&f, "has_base=1", 1); /* b1 is registered, holding the base */
     struct s_branch b1, evil;
     s_branch_open_as(&b1, &f, "b1", true, NULL, 0); /* b1's public key only */
@@ -256,5 +262,118 @@ Test(hostile, the_twin_of_an_enrolled_key_is_not_welcomed_without_its_secret, .t
     /* As itself, on the same connection, b1 is welcomed. */
     s_hello(&b1, &f);
     s_branch_close(&b1);
+    s_fed_teardown(&f);
+}
+
+/* A TCP relay between the branch and the coordinator that, once told, stops relaying its
+ * first connection and keeps it open: a connection dead without notice. Later connections
+ * are relayed. */
+struct s_relay {
+    int listen_fd, coord_port, port; /* where it listens, where it relays to */
+    atomic_int cut, quit;            /* stop relaying the first connection; stop */
+    int fd[16][2];                   /* the branch's end and the coordinator's, per connection */
+    int n;                           /* connections */
+};
+
+static void s_relay_accept(struct s_relay *r)
+{
+    int a = accept(r->listen_fd, NULL, NULL);
+    if (a < 0 || r->n == 16) {
+        if (a >= 0)
+            close(a);
+        return;
+    }
+    int b = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->coord_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(b, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(a);
+        close(b);
+        return;
+    }
+    r->fd[r->n][0] = a;
+    r->fd[r->n][1] = b;
+    r->n++;
+}
+
+static void *s_relay_run(void *arg)
+{
+    struct s_relay *r = arg;
+    while (!atomic_load(&r->quit)) {
+        struct pollfd p[33];
+        int np = 0;
+        p[np++] = (struct pollfd){.fd = r->listen_fd, .events = POLLIN};
+        for (int i = 0; i < r->n; i++)
+            for (int j = 0; j < 2; j++)
+                p[np++] = (struct pollfd){
+                    .fd = (i == 0 && atomic_load(&r->cut)) || r->fd[i][j] < 0 ? -1 : r->fd[i][j],
+                    .events = POLLIN};
+        if (poll(p, (nfds_t)np, 20) <= 0)
+            continue;
+        if (p[0].revents & POLLIN)
+            s_relay_accept(r);
+        for (int k = 1; k < np; k++) {
+            if (!(p[k].revents & (POLLIN | POLLHUP)))
+                continue;
+            int i = (k - 1) / 2, j = (k - 1) % 2;
+            char buf[65536];
+            ssize_t got = read(r->fd[i][j], buf, sizeof buf);
+            if (got <= 0) {
+                close(r->fd[i][0]);
+                close(r->fd[i][1]);
+                r->fd[i][0] = r->fd[i][1] = -1;
+                continue;
+            }
+            for (ssize_t off = 0; off < got;) {
+                ssize_t put = write(r->fd[i][1 - j], buf + off, (size_t)(got - off));
+                if (put <= 0)
+                    break;
+                off += put;
+            }
+        }
+    }
+    for (int i = 0; i < r->n; i++)
+        for (int j = 0; j < 2; j++)
+            if (r->fd[i][j] >= 0)
+                close(r->fd[i][j]);
+    close(r->listen_fd);
+    return NULL;
+}
+
+static void s_relay_start(struct s_relay *r, int coord_port, pthread_t *th)
+{
+    memset(r, 0, sizeof *r);
+    r->coord_port = coord_port;
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(r->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    cr_assert_eq(getsockname(r->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    r->port = ntohs(sa.sin_port);
+    cr_assert_eq(listen(r->listen_fd, 16), 0);
+    cr_assert_eq(pthread_create(th, NULL, s_relay_run, r), 0);
+}
+
+/* Item 1, the client's part: the branch's connection goes dead without notice (nothing is
+ * relayed any more, nothing is closed). The branch hears nothing, drops its socket, connects
+ * afresh, proves its key again and finishes the federation. */
+Test(hostile, a_branch_whose_connection_goes_dead_connects_afresh, .timeout = 240)
+{
+    struct s_fed f;
+    s_fed_setup(&f, "--rounds 2 --min-start 1 --clients-per-round 1 --min-clients 1 "
+                    "--deadline 5 --round-retries 10 --epochs 1 --exit-when-done");
+    struct s_relay relay;
+    pthread_t th;
+    s_relay_start(&relay, f.port, &th);
+    pid_t client = s_start_client(&f, "b1", relay.port, "");
+    s_wait_log(&f, "has_base=1", 1); /* registered through the relay's first connection */
+    atomic_store(&relay.cut, 1);
+    int rc = fl_test_wait(client, 120);
+    atomic_store(&relay.quit, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(rc, 0, "fedtl-client b1 did not finish (exit %d)", rc);
+    cr_assert_gt(relay.n, 1, "the branch never connected afresh");
+    cr_assert(s_exists(&f, "final-b1.fta"), "no final adapter");
     s_fed_teardown(&f);
 }
