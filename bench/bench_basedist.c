@@ -66,15 +66,8 @@ static double s_download(const char *dir, const char *ep, const struct fl_identi
     }
     double t0 = fl_now_s();
     for (int i = 0; i < nb; i++) {
-        Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-        Fedtl__Hello h = FEDTL__HELLO__INIT;
-        h.branch_key = (ProtobufCBinaryData){32, d[i].id->sign_pk};
-        h.name = d[i].id->name;
-        h.samples = 100;
-        env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         d[i].t0 = fl_now_s();
-        fl_net_send(d[i].sock, NULL, 0, &env, 0, NULL);
+        s_fed_hello(d[i].sock, d[i].id, NULL, NULL, 0);
     }
     int done = 0;
     double end = t0 + 120;
@@ -90,7 +83,9 @@ static double s_download(const char *dir, const char *ep, const struct fl_identi
             while ((r = fl_net_recv(b->sock, false, NULL, NULL, &env, NULL)) != 1) {
                 if (r < 0)
                     continue;
-                if (env->body_case == FEDTL__ENVELOPE__BODY_WELCOME && b->size == 0) {
+                if (env->body_case == FEDTL__ENVELOPE__BODY_CHALLENGE) {
+                    s_fed_hello(b->sock, b->id, NULL, env->challenge, 0);
+                } else if (env->body_case == FEDTL__ENVELOPE__BODY_WELCOME && b->size == 0) {
                     const Fedtl__Welcome *w = env->welcome;
                     memcpy(b->hash, w->base_hash.data, 32);
                     b->size = w->base_size;

@@ -76,25 +76,36 @@ static inline int s_fed_write_base(const char *path, int in_dim, uint8_t hash[FL
     return rc;
 }
 
-/* Say Hello as id, holding the base base_hash, with 100 samples. flags: 0 or ZMQ_DONTWAIT. */
-static inline int s_fed_hello(void *sock, const struct fl_identity *id,
-                              const uint8_t base_hash[FL_HASH_BYTES], int flags)
+/* Say Hello as id on its DEALER sock: with base_hash (or NULL), signed over the Challenge c
+ * when one came (else NULL: the coordinator answers with one). flags: 0 or ZMQ_DONTWAIT. */
+static inline int s_fed_hello(void *sock, const struct fl_identity *id, const uint8_t *base_hash,
+                              const Fedtl__Challenge *c, int flags)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Hello h = FEDTL__HELLO__INIT;
+    uint8_t sig[FL_SIG_BYTES];
     h.branch_key = (ProtobufCBinaryData){FL_SIGN_PK_BYTES, (uint8_t *)id->sign_pk};
     h.name = (char *)id->name;
-    h.base_hash = (ProtobufCBinaryData){FL_HASH_BYTES, (uint8_t *)base_hash};
+    if (base_hash)
+        h.base_hash = (ProtobufCBinaryData){FL_HASH_BYTES, (uint8_t *)base_hash};
     h.samples = 100;
+    if (c) {
+        int rc = fl_sign_hello(id, c->federation, c->nonce.data, sig);
+        if (rc)
+            return rc;
+        h.signature = (ProtobufCBinaryData){FL_SIG_BYTES, sig};
+    }
     env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     return fl_net_send(sock, NULL, 0, &env, flags, NULL);
 }
 
-/* Answer a task as a branch of federation fed would, on its DEALER sock: the task's adapter
- * bytes unchanged with fixed metrics, sealed and signed now by id. flags: 0 or ZMQ_DONTWAIT. */
+/* Answer a task as a branch of run run_id of federation fed would, on its DEALER sock: the
+ * task's adapter bytes unchanged with fixed metrics, sealed and signed now by id. flags: 0 or
+ * ZMQ_DONTWAIT. */
 static inline int s_fed_answer(void *sock, const struct fl_identity *id, const char *fed,
-                               const Fedtl__RoundTask *t, const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
+                               const uint8_t run_id[FL_RUN_ID_BYTES], const Fedtl__RoundTask *t,
+                               const uint8_t hq_box_pk[FL_BOX_PK_BYTES],
                                const uint8_t base_hash[FL_HASH_BYTES], int flags)
 {
     Fedtl__UpdateBody body = FEDTL__UPDATE_BODY__INIT;
@@ -109,7 +120,8 @@ static inline int s_fed_answer(void *sock, const struct fl_identity *id, const c
     struct fl_sealed sealed = {0};
     int rc = fl_wire_encode_body(&body, &plain, &plain_len);
     if (rc == 0)
-        rc = fl_seal_update(id, hq_box_pk, fed, t->round, base_hash, plain, plain_len, &sealed);
+        rc = fl_seal_update(id, hq_box_pk, fed, run_id, t->round, base_hash, plain, plain_len,
+                            &sealed);
     if (rc == 0)
         rc = fl_net_send_update(sock, &sealed, flags, NULL);
     free(plain);

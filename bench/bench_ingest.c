@@ -26,10 +26,11 @@
 #include <sodium.h>
 #include <sys/resource.h>
 
-#define S_NT    2          /* tensors per adapter (a LoRA pair) */
-#define S_RANK  8          /* their rank axis */
-#define S_FED   "benchfed" /* federation name bound into signatures */
-#define S_ROUND 1          /* round of every update */
+#define S_NT   2                                      /* tensors per adapter (a LoRA pair) */
+#define S_RANK 8                                      /* their rank axis */
+#define S_FED  "benchfed"                             /* federation name bound into signatures */
+static const uint8_t s_run_id[FL_RUN_ID_BYTES] = {1}; /* and its run */
+#define S_ROUND 1                                     /* round of every update */
 
 enum { S_DEC, S_VER, S_OPEN, S_BODY, S_UNPACK, S_CHECK, S_ADD, S_FREE, S_NSTAGE };
 static const char *s_stage_names[S_NSTAGE] = {"decode", "verify", "open", "body",
@@ -99,8 +100,8 @@ static int s_make_update(const struct s_run *r, const struct fl_identity *who, u
     body.eval_accuracy = 0.75f;
     body.eval_samples = 10;
     if ((rc = fl_wire_encode_body(&body, &plain, &plain_len)) == 0)
-        rc = fl_seal_update(who, r->hq->box_pk, S_FED, S_ROUND, r->base_hash, plain, plain_len,
-                            &sealed);
+        rc = fl_seal_update(who, r->hq->box_pk, S_FED, s_run_id, S_ROUND, r->base_hash, plain,
+                            plain_len, &sealed);
     if (rc == 0)
         rc = fl_wire_encode_update(&sealed, out, out_len);
     free(abuf);
@@ -133,11 +134,11 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     struct fl_sealed sealed;
     rc = fl_wire_sealed_get(u, &sealed);
     if (rc == 0)
-        rc = fl_verify_update(&sealed, u->branch_key.data, S_FED);
+        rc = fl_verify_update(&sealed, u->branch_key.data, S_FED, s_run_id);
     S_LAP(S_VER);
     if (rc)
         goto out;
-    rc = fl_open_update(r->hq, &sealed, u->branch_key.data, S_FED, r->threads, &r->plain);
+    rc = fl_open_update(r->hq, &sealed, u->branch_key.data, S_FED, s_run_id, r->threads, &r->plain);
     S_LAP(S_OPEN);
     if (rc)
         goto out;

@@ -16,11 +16,12 @@
 
 /* One light branch in a child process. */
 struct s_br {
-    struct fl_identity *id; /* its key (shared array, read-only) */
-    void *sock;             /* DEALER */
-    bool welcomed;          /* got Welcome */
-    bool final;             /* got FinalModel */
-    double hello_at;        /* last Hello sent (bench clock) */
+    struct fl_identity *id;          /* its key (shared array, read-only) */
+    void *sock;                      /* DEALER */
+    bool welcomed;                   /* got Welcome */
+    bool final;                      /* got FinalModel */
+    double hello_at;                 /* last Hello sent (bench clock) */
+    uint8_t run_id[FL_RUN_ID_BYTES]; /* from Welcome */
 };
 
 /* What one child process tells the parent at its end (one struct over a pipe). */
@@ -39,7 +40,7 @@ struct s_report {
 static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
 {
     b->hello_at = fl_now_s();
-    return s_fed_hello(b->sock, b->id, base_hash, ZMQ_DONTWAIT);
+    return s_fed_hello(b->sock, b->id, base_hash, NULL, ZMQ_DONTWAIT);
 }
 
 static int s_send_heartbeat(struct s_br *b)
@@ -65,7 +66,12 @@ static void s_on_envelope(struct s_child *ch, struct s_br *b, Fedtl__Envelope *e
     struct s_report *rep = ch->rep;
     double now = fl_now_s();
     switch (env->body_case) {
+    case FEDTL__ENVELOPE__BODY_CHALLENGE:
+        if (s_fed_hello(b->sock, b->id, ch->base_hash, env->challenge, ZMQ_DONTWAIT) != 0)
+            rep->send_fail++;
+        break;
     case FEDTL__ENVELOPE__BODY_WELCOME:
+        memcpy(b->run_id, env->welcome->run_id.data, FL_RUN_ID_BYTES);
         if (!b->welcomed) {
             b->welcomed = true;
             if (rep->welcomed++ == 0)
@@ -80,7 +86,7 @@ static void s_on_envelope(struct s_child *ch, struct s_br *b, Fedtl__Envelope *e
                 rep->first_task[rn] = now;
             rep->last_task[rn] = now;
         }
-        if (s_fed_answer(b->sock, b->id, S_FED, env->task, ch->hq_box_pk, ch->base_hash,
+        if (s_fed_answer(b->sock, b->id, S_FED, b->run_id, env->task, ch->hq_box_pk, ch->base_hash,
                          ZMQ_DONTWAIT) != 0)
             rep->send_fail++;
         break;

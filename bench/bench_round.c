@@ -24,11 +24,12 @@
 #define S_FED  "benchfed"
 
 struct s_br {
-    struct fl_identity *id; /* the branch's key */
-    void *sock;             /* DEALER */
-    bool welcomed;          /* got Welcome */
-    bool final;             /* got FinalModel */
-    uint32_t round;         /* last task's round */
+    struct fl_identity *id;          /* the branch's key */
+    void *sock;                      /* DEALER */
+    bool welcomed;                   /* got Welcome */
+    bool final;                      /* got FinalModel */
+    uint32_t round;                  /* last task's round */
+    uint8_t run_id[FL_RUN_ID_BYTES]; /* from Welcome */
 };
 
 /* Per-round timings seen by the branches (bench clock). */
@@ -40,7 +41,7 @@ struct s_rt {
 
 static int s_send_hello(struct s_br *b, const uint8_t base_hash[FL_HASH_BYTES])
 {
-    return s_fed_hello(b->sock, b->id, base_hash, 0);
+    return s_fed_hello(b->sock, b->id, base_hash, NULL, 0);
 }
 
 /* A number of a ledger line, or 0 when it has none. */
@@ -226,7 +227,11 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                     continue;
                 }
                 switch (env->body_case) {
+                case FEDTL__ENVELOPE__BODY_CHALLENGE:
+                    s_fed_hello(br[i].sock, br[i].id, base_hash, env->challenge, 0);
+                    break;
                 case FEDTL__ENVELOPE__BODY_WELCOME:
+                    memcpy(br[i].run_id, env->welcome->run_id.data, FL_RUN_ID_BYTES);
                     if (!br[i].welcomed && fl_verify_base(hq->sign_pk, base_hash,
                                                           env->welcome->base_signature.data) == 0) {
                         br[i].welcomed = true;
@@ -242,8 +247,8 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
                         x->last_task = now;
                     }
                     br[i].round = rn;
-                    if (s_fed_answer(br[i].sock, br[i].id, S_FED, env->task, hq->box_pk, base_hash,
-                                     0) != 0)
+                    if (s_fed_answer(br[i].sock, br[i].id, S_FED, br[i].run_id, env->task,
+                                     hq->box_pk, base_hash, 0) != 0)
                         fprintf(stderr, "bench_round: answer failed: %s\n", fl_error_msg());
                     break;
                 }

@@ -32,17 +32,21 @@ struct fl_branch {
     fl_localtrain_t *local;          /* the local records and the training step */
     fl_presence_t *presence;         /* registration, heartbeats, re-registration */
     /* while running */
-    fl_uplink_t *up;                   /* the connection to the coordinator */
-    fl_basecache_t *cache;             /* the base cache */
-    bool welcomed;                     /* offer and federation are known */
-    char federation[FL_NODE_NAME_MAX]; /* from Welcome */
-    struct fl_base_offer offer;        /* the base the coordinator offers */
-    uint32_t round;                    /* latest round seen */
-    struct fl_base_file base;          /* the base, mapped (once fl_presence_has_base) */
-    char base_path[PATH_MAX];          /* its file */
-    uint64_t dl_start, dl_from;        /* download start (ms) and its first offset */
-    uint64_t progress_at;              /* ms: last progress line */
-    bool progress_tty;                 /* draw progress (stderr is a terminal) */
+    fl_uplink_t *up;                      /* the connection to the coordinator */
+    fl_basecache_t *cache;                /* the base cache */
+    bool welcomed;                        /* offer and federation are known */
+    char federation[FL_NODE_NAME_MAX];    /* from Welcome */
+    uint8_t run_id[FL_RUN_ID_BYTES];      /* from Welcome: this run of the federation */
+    bool challenged;                      /* this connection's Challenge came */
+    uint8_t nonce[FL_HELLO_NONCE_BYTES];  /* its nonce */
+    char challenge_fed[FL_NODE_NAME_MAX]; /* the federation it named */
+    struct fl_base_offer offer;           /* the base the coordinator offers */
+    uint32_t round;                       /* latest round seen */
+    struct fl_base_file base;             /* the base, mapped (once fl_presence_has_base) */
+    char base_path[PATH_MAX];             /* its file */
+    uint64_t dl_start, dl_from;           /* download start (ms) and its first offset */
+    uint64_t progress_at;                 /* ms: last progress line */
+    bool progress_tty;                    /* draw progress (stderr is a terminal) */
 };
 
 static void s_hex12(const uint8_t hash[FL_HASH_BYTES], char out[FL_KEY_ID_LEN])
@@ -66,7 +70,19 @@ static size_t s_samples(const fl_branch_t *self)
 static void s_send_hello(void *arg, bool with_base)
 {
     fl_branch_t *self = arg;
-    fl_uplink_hello(self->up, s_samples(self), with_base ? self->base.hash : NULL);
+    uint8_t sig[FL_SIG_BYTES];
+    bool sign =
+        self->challenged && fl_sign_hello(self->id, self->challenge_fed, self->nonce, sig) == 0;
+    fl_uplink_hello(self->up, s_samples(self), with_base ? self->base.hash : NULL,
+                    sign ? sig : NULL);
+}
+
+static void s_reconnect(void *arg)
+{
+    fl_branch_t *self = arg;
+    self->challenged = false; /* a new connection proves our key again */
+    if (fl_uplink_reconnect(self->up) != 0)
+        fl_log(FL_LOG_WARN, "reconnect_failed", "error=\"%s\"", fl_error_msg());
 }
 
 static void s_send_heartbeat(void *arg)
@@ -126,6 +142,7 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
                                     .connect_timeout_s = cfg->connect_timeout_s,
                                     .send_hello = s_send_hello,
                                     .send_heartbeat = s_send_heartbeat,
+                                    .reconnect = s_reconnect,
                                     .arg = self};
     if (!(self->presence = fl_presence_new(&pc)))
         goto out_fail;
@@ -261,6 +278,7 @@ static int s_on_welcome(fl_branch_t *self, const Fedtl__Welcome *w, uint64_t now
         self->welcomed && memcmp(self->offer.hash, w->base_hash.data, FL_HASH_BYTES) != 0;
     bool drop_base = base_changed && fl_presence_has_base(self->presence);
     snprintf(self->federation, sizeof self->federation, "%s", w->federation);
+    memcpy(self->run_id, w->run_id.data, FL_RUN_ID_BYTES);
     memcpy(self->offer.hash, w->base_hash.data, FL_HASH_BYTES);
     memcpy(self->offer.signature, w->base_signature.data, FL_SIG_BYTES);
     self->offer.size = w->base_size;
@@ -286,6 +304,17 @@ static int s_on_welcome(fl_branch_t *self, const Fedtl__Welcome *w, uint64_t now
         fl_log(FL_LOG_INFO, "ready", "federation=%s round=%u samples=%zu", fed, self->round,
                s_samples(self));
     return next == FL_PRESENCE_FETCH ? s_acquire_base(self, now) : 0;
+}
+
+/* The coordinator asks us to prove our key on this connection: a signed Hello answers. */
+static int s_on_challenge(fl_branch_t *self, const Fedtl__Challenge *c, uint64_t now)
+{
+    memcpy(self->nonce, c->nonce.data, FL_HELLO_NONCE_BYTES);
+    snprintf(self->challenge_fed, sizeof self->challenge_fed, "%s", c->federation);
+    self->challenged = true;
+    fl_log(FL_LOG_DEBUG, "challenge", "msg=\"proving our key\"");
+    fl_presence_challenge(self->presence, now);
+    return 0;
 }
 
 static int s_on_chunk(fl_branch_t *self, const Fedtl__BaseChunk *c, uint64_t now)
@@ -368,14 +397,14 @@ out_close:
 
 /* ---- a round ---- */
 
-/* Seal body for round (signed by us, to the coordinator, bound to the federation and the
- * base) and send it. */
+/* Seal body for round (signed by us, to the coordinator, bound to the federation, its run and
+ * the base) and send it. */
 static int s_send_update(fl_branch_t *self, uint32_t round, const uint8_t *body, size_t len,
                          size_t *bytes)
 {
     struct fl_sealed sealed;
-    int rc = fl_seal_update(self->id, self->coord.box_pk, self->federation, round, self->base.hash,
-                            body, len, &sealed);
+    int rc = fl_seal_update(self->id, self->coord.box_pk, self->federation, self->run_id, round,
+                            self->base.hash, body, len, &sealed);
     if (rc)
         return rc;
     rc = fl_uplink_update(self->up, &sealed, bytes);
@@ -443,6 +472,8 @@ static int s_dispatch(fl_branch_t *self, Fedtl__Envelope *env, uint64_t now)
         return s_on_welcome(self, env->welcome, now);
     case FEDTL__ENVELOPE__BODY_HEARTBEAT:
         return 0;
+    case FEDTL__ENVELOPE__BODY_CHALLENGE:
+        return s_on_challenge(self, env->challenge, now);
     case FEDTL__ENVELOPE__BODY_BASE_CHUNK:
         return s_on_chunk(self, env->base_chunk, now);
     case FEDTL__ENVELOPE__BODY_TASK:

@@ -62,6 +62,14 @@ static void s_rehello(fl_presence_t *self, uint64_t now)
     s_hello(self, now);
 }
 
+/* A new connection: what it hears is counted from now. */
+static void s_reconnect(fl_presence_t *self, uint64_t now)
+{
+    if (self->cfg.reconnect)
+        self->cfg.reconnect(self->cfg.arg);
+    self->last_heard = now;
+}
+
 void fl_presence_start(fl_presence_t *self, uint64_t now)
 {
     self->state = S_HELLO;
@@ -89,17 +97,27 @@ int fl_presence_tick(fl_presence_t *self, uint64_t now)
                            "no answer from %s: wrong --coordinator-key, not enrolled, or "
                            "coordinator down",
                            self->cfg.peer);
-        if (now - self->last_hello >= FL_PRESENCE_SILENCE_BEATS * hb)
+        if (now - self->last_hello >= FL_PRESENCE_SILENCE_BEATS * hb) {
+            /* Nothing heard meanwhile: the connection may be dead for good. */
+            if (now - self->last_heard >= FL_PRESENCE_SILENCE_BEATS * hb)
+                s_reconnect(self, now);
             s_hello(self, now);
+        }
     } else if (now - self->last_heard > FL_PRESENCE_SILENCE_BEATS * hb) {
         fl_log(FL_LOG_WARN, "coordinator_silent", "ms=%llu msg=\"registering again\"",
                (unsigned long long)(now - self->last_heard));
+        s_reconnect(self, now);
         s_rehello(self, now);
     } else if (now - self->last_beat >= hb) {
         self->last_beat = now;
         self->cfg.send_heartbeat(self->cfg.arg);
     }
     return 0;
+}
+
+void fl_presence_challenge(fl_presence_t *self, uint64_t now)
+{
+    s_rehello(self, now);
 }
 
 enum fl_presence_next fl_presence_welcome(fl_presence_t *self, uint64_t now, uint64_t heartbeat_ms)

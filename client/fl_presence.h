@@ -20,7 +20,10 @@ struct fl_presence_config {
     void (*send_hello)(void *arg, bool with_base);
     /* Send a Heartbeat now. */
     void (*send_heartbeat)(void *arg);
-    void *arg; /* passed to both */
+    /* The coordinator has not been heard from for FL_PRESENCE_SILENCE_BEATS intervals: drop
+     * the connection and open a new one (a Hello follows at once). */
+    void (*reconnect)(void *arg);
+    void *arg; /* passed to each */
 };
 
 /* After a Welcome, what the caller does next. */
@@ -44,10 +47,13 @@ void fl_presence_heard(fl_presence_t *self, uint64_t now);
 /* The loop was busy (training) until now: what the coordinator sent meanwhile is still queued,
  * so the time is counted neither as silence nor as a missed heartbeat. */
 void fl_presence_resume(fl_presence_t *self, uint64_t now);
-/* Heartbeats, registering again after silence, Hellos while waiting. 0, or FL_EIO when the
- * connect timeout passed without a Welcome (fl_error_msg says so). */
+/* Heartbeats, registering again (on a new connection) after silence, Hellos while waiting. 0, or
+ * FL_EIO when the connect timeout passed without a Welcome (fl_error_msg says so). */
 int fl_presence_tick(fl_presence_t *self, uint64_t now);
 
+/* A Challenge came: answer it with a Hello at once (the caller signs it), and wait for the
+ * Welcome. */
+void fl_presence_challenge(fl_presence_t *self, uint64_t now);
 /* A Welcome with the coordinator's heartbeat interval (ms, 0: none given). */
 enum fl_presence_next fl_presence_welcome(fl_presence_t *self, uint64_t now, uint64_t heartbeat_ms);
 /* The base is open and verified: register again, saying so. */

@@ -16,23 +16,21 @@ struct fl_uplink {
     const char *endpoint;         /* the coordinator's endpoint (borrowed) */
     bool insecure;                /* plaintext: no CURVE */
     char key_id[FL_KEY_ID_LEN];   /* short id of our key, for messages */
+    const uint8_t *coord_box_pk;  /* the coordinator's X25519 key (borrowed), NULL: plaintext */
     void *ctx, *sock, *mon;       /* ZeroMQ context, DEALER, monitor PAIR */
     int no_detail;                /* handshake failures without detail in a row */
+    unsigned sockets;             /* DEALERs opened so far (names their monitors) */
 };
 
 /* The DEALER and a monitor on it for handshake failures. */
-static int s_connect(fl_uplink_t *self, const uint8_t *coord_box_pk)
+static int s_open(fl_uplink_t *self)
 {
-    if (!(self->ctx = zmq_ctx_new()))
-        return fl_fail(FL_EIO, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
-    if (self->insecure)
-        fl_log(FL_LOG_WARN, "insecure",
-               "msg=\"CURVE is off: traffic to the coordinator is plaintext\"");
-    self->sock = fl_net_dealer(self->ctx, self->id, coord_box_pk, self->endpoint);
+    self->sock = fl_net_dealer(self->ctx, self->id, self->coord_box_pk, self->endpoint);
     if (!self->sock)
         return FL_EIO;
-    char addr[64];
-    snprintf(addr, sizeof addr, "inproc://fedtl-client-monitor-%p", (void *)self);
+    char addr[80];
+    snprintf(addr, sizeof addr, "inproc://fedtl-client-monitor-%p-%u", (void *)self,
+             self->sockets++);
     int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                  ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                  ZMQ_EVENT_DISCONNECTED;
@@ -40,6 +38,35 @@ static int s_connect(fl_uplink_t *self, const uint8_t *coord_box_pk)
         !(self->mon = zmq_socket(self->ctx, ZMQ_PAIR)) || zmq_connect(self->mon, addr) != 0)
         return fl_fail(FL_EIO, "cannot monitor the socket: %s", zmq_strerror(errno));
     return 0;
+}
+
+static void s_close(fl_uplink_t *self)
+{
+    if (self->mon)
+        zmq_close(self->mon);
+    if (self->sock)
+        zmq_close(self->sock);
+    self->mon = self->sock = NULL;
+}
+
+static int s_connect(fl_uplink_t *self)
+{
+    if (!(self->ctx = zmq_ctx_new()))
+        return fl_fail(FL_EIO, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+    if (self->insecure)
+        fl_log(FL_LOG_WARN, "insecure",
+               "msg=\"CURVE is off: traffic to the coordinator is plaintext\"");
+    return s_open(self);
+}
+
+int fl_uplink_reconnect(fl_uplink_t *self)
+{
+    s_close(self);
+    self->no_detail = 0;
+    int rc = s_open(self);
+    if (rc == 0)
+        fl_log(FL_LOG_INFO, "reconnect", "endpoint=%s", self->endpoint);
+    return rc;
 }
 
 fl_uplink_t *fl_uplink_new(const struct fl_identity *id, const uint8_t *coord_box_pk,
@@ -53,8 +80,9 @@ fl_uplink_t *fl_uplink_new(const struct fl_identity *id, const uint8_t *coord_bo
     self->id = id;
     self->endpoint = endpoint;
     self->insecure = coord_box_pk == NULL;
+    self->coord_box_pk = coord_box_pk;
     fl_key_id(id->sign_pk, self->key_id);
-    if (s_connect(self, coord_box_pk) != 0)
+    if (s_connect(self) != 0)
         fl_uplink_destroy(&self);
     return self;
 }
@@ -64,10 +92,7 @@ void fl_uplink_destroy(fl_uplink_t **self_p)
     if (!self_p || !*self_p)
         return;
     fl_uplink_t *self = *self_p;
-    if (self->mon)
-        zmq_close(self->mon);
-    if (self->sock)
-        zmq_close(self->sock);
+    s_close(self);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     free(self);
@@ -188,7 +213,8 @@ static int s_send(fl_uplink_t *self, Fedtl__Envelope *env, const char *what, siz
     return rc;
 }
 
-int fl_uplink_hello(fl_uplink_t *self, uint64_t samples, const uint8_t *base_hash)
+int fl_uplink_hello(fl_uplink_t *self, uint64_t samples, const uint8_t *base_hash,
+                    const uint8_t *signature)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Hello h = FEDTL__HELLO__INIT;
@@ -204,10 +230,12 @@ int fl_uplink_hello(fl_uplink_t *self, uint64_t samples, const uint8_t *base_has
         h.base_hash.data = (uint8_t *)base_hash;
         h.base_hash.len = FL_HASH_BYTES;
     }
+    if (signature)
+        h.signature = (ProtobufCBinaryData){FL_SIG_BYTES, (uint8_t *)signature};
     int rc = s_send(self, &env, "hello", NULL);
     if (rc == 0)
-        fl_log(FL_LOG_DEBUG, "hello", "ready=%s samples=%llu", base_hash ? "yes" : "no",
-               (unsigned long long)samples);
+        fl_log(FL_LOG_DEBUG, "hello", "ready=%s samples=%llu signed=%s", base_hash ? "yes" : "no",
+               (unsigned long long)samples, signature ? "yes" : "no");
     return rc;
 }
 

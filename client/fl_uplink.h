@@ -16,12 +16,16 @@
 typedef struct fl_uplink fl_uplink_t;
 
 /* Connect to endpoint as id; with coord_box_pk, a CURVE client pinning that key, with NULL
- * plaintext (logged as a warning). id and endpoint are borrowed: they must outlive the uplink.
+ * plaintext (logged as a warning). id, coord_box_pk and endpoint are borrowed: they must outlive
+ * the uplink.
  * ZeroMQ connects in the background and reconnects by itself. NULL on error. */
 fl_uplink_t *fl_uplink_new(const struct fl_identity *id, const uint8_t *coord_box_pk,
                            const char *endpoint);
 /* Close the sockets; what is queued is dropped unless fl_uplink_linger said otherwise. */
 void fl_uplink_destroy(fl_uplink_t **self_p);
+/* Close the DEALER and open a new one: a new connection, which the coordinator knows nothing
+ * of until it proves our key again. Queued messages are dropped. 0 or FL_EIO. */
+int fl_uplink_reconnect(fl_uplink_t *self);
 /* Give what is queued (a last Bye) up to ms to leave when the uplink is destroyed. */
 void fl_uplink_linger(fl_uplink_t *self, int ms);
 
@@ -38,9 +42,10 @@ int fl_uplink_recv(fl_uplink_t *self, Fedtl__Envelope **env, size_t *bytes);
 
 /* The messages. Each returns 0 or the send's FL_E code, and logs a failure (send_failed). */
 
-/* Hello: our name and key, samples to train on, and base_hash when we hold the base (else
- * NULL). */
-int fl_uplink_hello(fl_uplink_t *self, uint64_t samples, const uint8_t *base_hash);
+/* Hello: our name and key, samples to train on, base_hash when we hold the base (else NULL),
+ * and our signature over the connection's Challenge (fl_sign_hello) once one came (else NULL). */
+int fl_uplink_hello(fl_uplink_t *self, uint64_t samples, const uint8_t *base_hash,
+                    const uint8_t *signature);
 int fl_uplink_heartbeat(fl_uplink_t *self, uint32_t round);
 /* reason is for people; the code is what the coordinator acts on. */
 int fl_uplink_bye(fl_uplink_t *self, Fedtl__ByeCode code, const char *reason);

@@ -16,6 +16,7 @@
 #include "fl_outbox.h"
 #include "fl_round.h"
 #include "fl_seal.h"
+#include "fl_session.h"
 #include "fl_status.h"
 #include "fl_strategy.h"
 #include "fl_time.h"
@@ -28,24 +29,26 @@
 #include <zmq.h>
 
 struct fl_coord {
-    struct fl_coord_config cfg;     /* as given */
-    struct fl_identity *id;         /* coordinator identity */
-    fl_allowlist_t *allow;          /* enrolled branches */
-    struct fl_base_file base;       /* the base, mapped */
-    uint8_t base_sig[FL_SIG_BYTES]; /* our signature over its hash */
-    fl_global_t *global;            /* the global adapter */
-    fl_strategy_t *strategy;        /* aggregation */
-    struct fl_admit_limits limits;  /* bounds on an update's weight and distance */
-    fl_pool_t *pool;                /* compute threads (borrowed), or NULL */
-    fl_round_t *round;              /* the round rules and the registry of branches */
-    fl_intake_t *intake;            /* updates in */
-    fl_ledger_t *ledger;            /* state.json, rounds.jsonl */
-    fl_basedist_t *basedist;        /* the base out */
-    fl_status_t *status;            /* the status socket */
-    fl_outbox_t *outbox;            /* messages to branches */
-    fl_zap_t *zap;                  /* admits enrolled keys (NULL: --insecure) */
-    void *ctx, *router;             /* sockets */
-    int64_t done_at;                /* when the final adapter went out (ms) */
+    struct fl_coord_config cfg;      /* as given */
+    struct fl_identity *id;          /* coordinator identity */
+    fl_allowlist_t *allow;           /* enrolled branches */
+    struct fl_base_file base;        /* the base, mapped */
+    uint8_t base_sig[FL_SIG_BYTES];  /* our signature over its hash */
+    fl_global_t *global;             /* the global adapter */
+    fl_strategy_t *strategy;         /* aggregation */
+    struct fl_admit_limits limits;   /* bounds on an update's weight and distance */
+    fl_pool_t *pool;                 /* compute threads (borrowed), or NULL */
+    fl_round_t *round;               /* the round rules and the registry of branches */
+    fl_intake_t *intake;             /* updates in */
+    fl_ledger_t *ledger;             /* state.json, rounds.jsonl */
+    fl_basedist_t *basedist;         /* the base out */
+    fl_status_t *status;             /* the status socket */
+    fl_outbox_t *outbox;             /* messages to branches */
+    fl_zap_t *zap;                   /* admits enrolled keys (NULL: --insecure) */
+    fl_session_t *sessions;          /* which connection proved which key */
+    uint8_t run_id[FL_RUN_ID_BYTES]; /* this run of the federation (state.json) */
+    void *ctx, *router;              /* sockets */
+    int64_t done_at;                 /* when the final adapter went out (ms) */
 };
 
 /* ---- what the round core asks for ---- */
@@ -85,6 +88,7 @@ static void s_on_lost(void *arg, const struct fl_round_branch *b, int64_t silent
     fl_log(FL_LOG_INFO, "branch_lost", "peer=%s branch=%s silent_ms=%lld", b->id,
            fl_log_str(b->name, name, sizeof name), (long long)silent_ms);
     fl_basedist_forget(c->basedist, b->key);
+    fl_session_forget(c->sessions, b->key);
 }
 
 static void s_on_rejected(void *arg, const struct fl_round_rejection *r)
@@ -160,7 +164,8 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
                                  .rounds = c->cfg.rounds,
                                  .strategy = fl_strategy_name(c->strategy),
                                  .seed = c->cfg.seed,
-                                 .base_hash = c->base.hash};
+                                 .base_hash = c->base.hash,
+                                 .run_id = c->run_id};
     fl_ledger_save_state(c->ledger, &st);
     s_ledger_line(c, info, true, has_srv, sacc, sloss);
     uint64_t bytes_in, bytes_out;
@@ -199,24 +204,47 @@ static const struct fl_round_ops s_round_ops = {
 
 /* ---- messages ---- */
 
-static void s_on_hello(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
-                       const Fedtl__Hello *h)
+/* A fresh Challenge to the connection: the answer to every Hello that does not prove its key
+ * here, whether the key is enrolled or not (the answer reveals nothing about enrolment). */
+static void s_challenge(struct fl_coord *c, const uint8_t *route, size_t route_len)
 {
+    uint8_t nonce[FL_HELLO_NONCE_BYTES];
+    randombytes_buf(nonce, sizeof nonce);
+    if (fl_session_challenge(c->sessions, route, route_len, nonce, fl_now_ms()) == 0)
+        fl_outbox_challenge(c->outbox, route, route_len, nonce);
+}
+
+/* A Hello counts once it carries the branch's signature over this connection's Challenge:
+ * the connection is then the branch's, and the key must be enrolled (and, under CURVE, be the
+ * one whose X25519 form the connection authenticated with). */
+static void s_on_hello(struct fl_coord *c, const uint8_t *route, size_t route_len,
+                       const char *user_id, const Fedtl__Hello *h)
+{
+    const uint8_t *nonce = fl_session_nonce(c->sessions, route, route_len);
+    if (!nonce || h->signature.len != FL_SIG_BYTES ||
+        fl_verify_hello(h->branch_key.data, c->cfg.federation, nonce, h->signature.data) != 0) {
+        s_challenge(c, route, route_len);
+        return;
+    }
+    uint8_t key[FL_SIGN_PK_BYTES];
     char id[FL_KEY_ID_LEN], name[FL_NODE_NAME_MAX];
-    fl_key_id(h->branch_key.data, id);
-    if (peer_len != FL_SIGN_PK_BYTES || memcmp(peer, h->branch_key.data, FL_SIGN_PK_BYTES) ||
-        !fl_allowlist_has(c->allow, h->branch_key.data, name)) {
+    memcpy(key, h->branch_key.data, sizeof key);
+    fl_key_id(key, id);
+    if ((!c->cfg.insecure && !fl_zap_key_ok(key, user_id)) ||
+        !fl_allowlist_has(c->allow, key, name)) {
         fl_log(FL_LOG_WARN, "hello_refused",
-               "peer=%s reason=\"key not enrolled or routing id differs from key\"", id);
-        fl_outbox_bye(c->outbox, peer, peer_len, FEDTL__BYE_CODE__BYE_NOT_ENROLLED,
+               "peer=%s reason=\"key not enrolled or not the connection's CurveZMQ key\"", id);
+        fl_outbox_bye(c->outbox, route, route_len, FEDTL__BYE_CODE__BYE_NOT_ENROLLED,
                       "refused: key not enrolled");
         return;
     }
+    if (fl_session_bind(c->sessions, route, route_len, key) != 0)
+        return;
     bool has_base = h->base_hash.len == FL_HASH_BYTES &&
                     memcmp(h->base_hash.data, c->base.hash, FL_HASH_BYTES) == 0;
     /* A Hello starts a new session: its download may start afresh. */
-    fl_basedist_restart(c->basedist, peer);
-    fl_round_hello(c->round, peer, name, h->samples, has_base, fl_now_ms());
+    fl_basedist_restart(c->basedist, key);
+    fl_round_hello(c->round, key, name, h->samples, has_base, fl_now_ms());
 }
 
 static int s_send_chunk(void *arg, const uint8_t key[FL_SIGN_PK_BYTES], uint64_t offset,
@@ -231,8 +259,8 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
 {
     const struct fl_round_branch *b = fl_round_find(c->round, peer, peer_len);
     if (!b) {
-        fl_outbox_bye(c->outbox, peer, peer_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
-                      "refused: say hello first");
+        fl_outbox_bye_branch(c->outbox, peer, FEDTL__BYE_CODE__BYE_SAY_HELLO,
+                             "refused: say hello first");
         return;
     }
     if (memcmp(q->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0 ||
@@ -247,13 +275,16 @@ static void s_on_heartbeat(struct fl_coord *c, const uint8_t *peer, size_t peer_
     if (fl_round_find(c->round, peer, peer_len))
         fl_outbox_heartbeat(c->outbox, peer, fl_round_completed(c->round));
     else
-        fl_outbox_bye(c->outbox, peer, peer_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
-                      "unknown branch: say hello");
+        fl_outbox_bye_branch(c->outbox, peer, FEDTL__BYE_CODE__BYE_SAY_HELLO,
+                             "unknown branch: say hello");
 }
 
-static void s_on_bye(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
-                     const Fedtl__Bye *bye)
+/* A Bye from the connection that serves the branch: it ends that connection, and the branch
+ * leaves unless it holds a task of the open round. */
+static void s_on_bye(struct fl_coord *c, const uint8_t *route, size_t route_len,
+                     const uint8_t *peer, size_t peer_len, const Fedtl__Bye *bye)
 {
+    fl_session_drop(c->sessions, route, route_len);
     const struct fl_round_branch *b = fl_round_find(c->round, peer, peer_len);
     if (!b)
         return;
@@ -291,14 +322,28 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
     fl_outbox_receipt(c->outbox, peer, u->round, true, "");
 }
 
-static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_len,
-                         Fedtl__Envelope *env, size_t bytes)
+static void s_on_message(struct fl_coord *c, const uint8_t *route, size_t route_len,
+                         const char *user_id, Fedtl__Envelope *env, size_t bytes)
 {
+    if (env->body_case == FEDTL__ENVELOPE__BODY_HELLO) {
+        s_on_hello(c, route, route_len, user_id, env->hello);
+        return;
+    }
+    /* Anything else is from the key this connection proved, or from nobody yet. */
+    const uint8_t *proven = fl_session_key(c->sessions, route, route_len);
+    if (!proven) {
+        if (env->body_case == FEDTL__ENVELOPE__BODY_BYE)
+            fl_session_drop(c->sessions, route, route_len);
+        else
+            fl_outbox_bye(c->outbox, route, route_len, FEDTL__BYE_CODE__BYE_SAY_HELLO,
+                          "unknown branch: say hello");
+        return;
+    }
+    uint8_t peer[FL_SIGN_PK_BYTES];
+    const size_t peer_len = sizeof peer;
+    memcpy(peer, proven, sizeof peer);
     fl_round_heard(c->round, peer, peer_len, fl_now_ms());
     switch (env->body_case) {
-    case FEDTL__ENVELOPE__BODY_HELLO:
-        s_on_hello(c, peer, peer_len, env->hello);
-        break;
     case FEDTL__ENVELOPE__BODY_HEARTBEAT:
         s_on_heartbeat(c, peer, peer_len);
         break;
@@ -309,12 +354,11 @@ static void s_on_message(struct fl_coord *c, const uint8_t *peer, size_t peer_le
         s_on_update(c, peer, peer_len, env->update, bytes);
         break;
     case FEDTL__ENVELOPE__BODY_BYE:
-        s_on_bye(c, peer, peer_len, env->bye);
+        s_on_bye(c, route, route_len, peer, peer_len, env->bye);
         break;
     default: {
-        char id[FL_KEY_ID_LEN] = "unknown";
-        if (peer_len >= FL_SIGN_PK_BYTES)
-            fl_key_id(peer, id);
+        char id[FL_KEY_ID_LEN];
+        fl_key_id(peer, id);
         fl_log(FL_LOG_WARN, "message_rejected", "peer=%s reason=\"unexpected message type %d\"", id,
                (int)env->body_case);
     }
@@ -332,18 +376,9 @@ static void s_read_router(struct fl_coord *c)
             fl_net_recv_from(c->router, peer, &peer_len, user_id, sizeof user_id, &env, &bytes);
         if (rc == 1)
             return;
-        if (peer_len == FL_SIGN_PK_BYTES)
-            fl_key_id(peer, id);
-        if (rc == 0 && !c->cfg.insecure && !fl_zap_routing_id_ok(peer, peer_len, user_id)) {
-            /* The routing id names another enrolled branch than the one whose key opened
-             * this connection: someone impersonating a peer. */
-            fl_log(FL_LOG_WARN, "message_rejected",
-                   "peer=%s curve_key=%.12s reason=\"routing id is not the key that "
-                   "authenticated this connection\"",
-                   id, user_id);
-            fl_wire_free(&env);
-            continue;
-        }
+        const uint8_t *proven = fl_session_key(c->sessions, peer, peer_len);
+        if (proven)
+            fl_key_id(proven, id);
         if (rc < 0) {
             char reason[512];
             fl_log(FL_LOG_WARN, "message_rejected", "peer=%s bytes=%zu reason=%s", id, bytes,
@@ -352,7 +387,7 @@ static void s_read_router(struct fl_coord *c)
                 fl_ledger_traffic(c->ledger, bytes, 0);
             continue;
         }
-        s_on_message(c, peer, peer_len, env, bytes);
+        s_on_message(c, peer, peer_len, user_id, env, bytes);
         fl_wire_free(&env);
     }
 }
@@ -382,13 +417,14 @@ static void s_reload(struct fl_coord *c)
         char name[2 * FL_NODE_NAME_MAX];
         fl_log(FL_LOG_WARN, "branch_revoked", "peer=%s branch=%s", b->id,
                fl_log_str(b->name, name, sizeof name));
-        fl_outbox_bye(c->outbox, b->key, FL_SIGN_PK_BYTES, FEDTL__BYE_CODE__BYE_REVOKED,
-                      "refused: key revoked");
+        fl_outbox_bye_branch(c->outbox, b->key, FEDTL__BYE_CODE__BYE_REVOKED,
+                             "refused: key revoked");
         memcpy(revoked[nrevoked++], b->key, FL_SIGN_PK_BYTES);
     }
     for (size_t i = 0; i < nrevoked; i++) {
         fl_round_revoke(c->round, revoked[i]);
         fl_basedist_forget(c->basedist, revoked[i]);
+        fl_session_forget(c->sessions, revoked[i]);
     }
     free(revoked);
     fl_log(FL_LOG_INFO, "allowlist_reloaded", "path=%s keys=%zu", path,
@@ -421,8 +457,8 @@ static void s_stop(struct fl_coord *c, int rc, bool signalled)
     for (size_t i = 0; i < fl_round_nbranches(c->round); i++) {
         const struct fl_round_branch *b = fl_round_branch_at(c->round, i);
         if (!(phase == FL_ROUND_DONE && b->final_sent))
-            fl_outbox_bye(c->outbox, b->key, FL_SIGN_PK_BYTES, FEDTL__BYE_CODE__BYE_SHUTDOWN,
-                          "coordinator shutting down");
+            fl_outbox_bye_branch(c->outbox, b->key, FEDTL__BYE_CODE__BYE_SHUTDOWN,
+                                 "coordinator shutting down");
     }
     fl_log(FL_LOG_INFO, "coordinator_stop", "round=%u reason=%s", fl_round_completed(c->round),
            rc ? "error" : (signalled ? "signal" : "done"));
@@ -480,6 +516,19 @@ static int s_open_state(struct fl_coord *c)
     uint32_t completed = fl_global_adapter(c->global)->meta.round;
     fl_ledger_sweep(c->ledger);
     fl_ledger_mend(c->ledger, completed);
+    if (!(c->sessions = fl_session_new()))
+        return FL_ENOMEM;
+    if (fl_ledger_load_run_id(c->ledger, c->run_id) != 0) {
+        /* A new run: its id goes into state.json now, so that a restart keeps it. */
+        randombytes_buf(c->run_id, sizeof c->run_id);
+        struct fl_ledger_state st = {.round = completed,
+                                     .rounds = c->cfg.rounds,
+                                     .strategy = fl_strategy_name(c->strategy),
+                                     .seed = c->cfg.seed,
+                                     .base_hash = c->base.hash,
+                                     .run_id = c->run_id};
+        fl_ledger_save_state(c->ledger, &st);
+    }
     struct fl_round_rules rules = {.rounds = c->cfg.rounds,
                                    .clients_per_round = c->cfg.clients_per_round,
                                    .fraction = c->cfg.fraction,
@@ -497,6 +546,7 @@ static int s_open_state(struct fl_coord *c)
     struct fl_intake_env env = {.round = c->round,
                                 .id = c->id,
                                 .federation = c->cfg.federation,
+                                .run_id = c->run_id,
                                 .base_hash = c->base.hash,
                                 .global = fl_global_adapter(c->global),
                                 .strategy = c->strategy,
@@ -527,6 +577,8 @@ static int s_open_sockets(struct fl_coord *c)
     if (!(c->router = fl_net_router(c->ctx, c->cfg.insecure ? NULL : c->id, c->cfg.endpoint)))
         return FL_EIO;
     struct fl_outbox_env env = {.router = c->router,
+                                .sessions = c->sessions,
+                                .run_id = c->run_id,
                                 .ledger = c->ledger,
                                 .cfg = &c->cfg,
                                 .base = &c->base,
@@ -590,6 +642,7 @@ void fl_coord_destroy(fl_coord_t **self_p)
     fl_basedist_destroy(&c->basedist);
     fl_intake_destroy(&c->intake);
     fl_round_destroy(&c->round);
+    fl_session_destroy(&c->sessions);
     fl_ledger_destroy(&c->ledger);
     fl_global_destroy(&c->global);
     fl_strategy_destroy(&c->strategy);

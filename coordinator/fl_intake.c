@@ -163,11 +163,12 @@ enum fl_reject fl_intake_take(fl_intake_t *self, const fl_allowlist_t *allow, co
     if (memcmp(u->base_hash.data, e->base_hash, FL_HASH_BYTES) != 0)
         why = FL_REJECT_WRONG_BASE;
     else if (fl_wire_sealed_get(u, &sealed) != 0 ||
-             fl_verify_update(&sealed, peer, e->federation) != 0)
+             fl_verify_update(&sealed, peer, e->federation, e->run_id) != 0)
         why = FL_REJECT_SIGNATURE;
     /* A segment that does not open was changed by someone without the update key (the tags
      * are signed): not the branch's answer, which may still arrive intact. */
-    else if (fl_open_update(e->id, &sealed, peer, e->federation, e->pool, &self->plain) != 0)
+    else if (fl_open_update(e->id, &sealed, peer, e->federation, e->run_id, e->pool,
+                            &self->plain) != 0)
         why = FL_REJECT_DECRYPT;
     if (why != FL_REJECT_NONE) {
         fl_round_reject(e->round, peer, peer_len, u->round, why, NULL);

@@ -25,6 +25,7 @@ struct fl_intake_env {
     fl_round_t *round;                    /* admission, answers, rejections */
     const struct fl_identity *id;         /* the coordinator's keys: open the update key */
     const char *federation;               /* bound into every signature */
+    const uint8_t *run_id;                /* and this run's id (FL_RUN_ID_BYTES) */
     const uint8_t *base_hash;             /* the base every update must name (FL_HASH_BYTES) */
     const struct fl_adapter_file *global; /* what every update must match */
     fl_strategy_t *strategy;              /* where accepted updates are folded in */

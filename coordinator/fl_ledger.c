@@ -5,6 +5,7 @@
 #include "fl_modelfile.h"
 
 #include <dirent.h>
+#include <sodium.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -335,6 +336,11 @@ void fl_ledger_save_state(fl_ledger_t *self, const struct fl_ledger_state *st)
         cJSON_AddStringToObject(o, "strategy", st->strategy);
         fl_json_add_u64(o, "seed", st->seed);
         cJSON_AddStringToObject(o, "base", hex);
+        if (st->run_id) {
+            char run[2 * FL_RUN_ID_BYTES + 1];
+            sodium_bin2hex(run, sizeof run, st->run_id, FL_RUN_ID_BYTES);
+            cJSON_AddStringToObject(o, "run_id", run);
+        }
         text = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
     }
@@ -354,4 +360,30 @@ void fl_ledger_save_state(fl_ledger_t *self, const struct fl_ledger_state *st)
     cJSON_free(text);
     free(body);
     free(path);
+}
+
+int fl_ledger_load_run_id(fl_ledger_t *self, uint8_t run_id[FL_RUN_ID_BYTES])
+{
+    size_t n = strlen(self->dir) + sizeof "/state.json", len = 0;
+    char *path = malloc(n);
+    unsigned char *buf = NULL;
+    int rc = path ? 0 : fl_fail(FL_ENOMEM, "out of memory");
+    if (rc == 0) {
+        snprintf(path, n, "%s/state.json", self->dir);
+        rc = fl_fs_read_file(path, 1u << 20, &buf, &len);
+    }
+    cJSON *o = rc == 0 ? cJSON_ParseWithLength((const char *)buf, len) : NULL;
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(o, "run_id");
+    size_t got = 0;
+    if (rc == 0)
+        rc = cJSON_IsString(run) && strlen(run->valuestring) == 2 * FL_RUN_ID_BYTES &&
+                     sodium_hex2bin(run_id, FL_RUN_ID_BYTES, run->valuestring, 2 * FL_RUN_ID_BYTES,
+                                    NULL, &got, NULL) == 0 &&
+                     got == FL_RUN_ID_BYTES
+                 ? 0
+                 : FL_ENOTFOUND;
+    cJSON_Delete(o);
+    free(buf);
+    free(path);
+    return rc;
 }

@@ -43,6 +43,7 @@ struct fl_ledger_state {
     const char *strategy;     /* aggregation strategy */
     uint64_t seed;            /* the federation's seed */
     const uint8_t *base_hash; /* the base (FL_HASH_BYTES) */
+    const uint8_t *run_id;    /* this run of the federation (FL_RUN_ID_BYTES), or NULL */
 };
 
 typedef struct fl_ledger fl_ledger_t;
@@ -77,6 +78,8 @@ void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r);
 /* Write state.json atomically (a failure is logged, not returned: global.fta is the commit
  * point and state.json only describes it). */
 void fl_ledger_save_state(fl_ledger_t *self, const struct fl_ledger_state *st);
+/* The run id state.json holds: 0, or FL_ENOTFOUND when it holds none (or there is none). */
+int fl_ledger_load_run_id(fl_ledger_t *self, uint8_t run_id[FL_RUN_ID_BYTES]);
 /* Add a 64-bit count to a JSON object exactly (as digits: cJSON's doubles round above 2^53). */
 void fl_json_add_u64(cJSON *obj, const char *key, uint64_t v);
 

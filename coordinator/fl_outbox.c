@@ -33,8 +33,10 @@ void fl_outbox_destroy(fl_outbox_t **self_p)
 /* Send without blocking; a branch whose queue is full loses this message (logged). */
 static int s_send(fl_outbox_t *self, const uint8_t *key, Fedtl__Envelope *env)
 {
-    size_t bytes = 0;
-    int rc = fl_net_send(self->env.router, key, FL_SIGN_PK_BYTES, env, ZMQ_DONTWAIT, &bytes);
+    size_t bytes = 0, route_len = 0;
+    const uint8_t *route = fl_session_route(self->env.sessions, key, &route_len);
+    int rc = route ? fl_net_send(self->env.router, route, route_len, env, ZMQ_DONTWAIT, &bytes)
+                   : fl_fail(FL_ENOTFOUND, "no connection proved this key");
     if (rc != 0) {
         char id[FL_KEY_ID_LEN], reason[512];
         fl_key_id(key, id);
@@ -61,6 +63,7 @@ int fl_outbox_welcome(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], ui
     w.chunk_size = e->cfg->chunk_size;
     w.round = completed;
     w.heartbeat_ms = (uint32_t)e->cfg->heartbeat_ms;
+    w.run_id = (ProtobufCBinaryData){FL_RUN_ID_BYTES, (uint8_t *)e->run_id};
     env.body_case = FEDTL__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
     return s_send(self, key, &env);
@@ -146,5 +149,26 @@ void fl_outbox_bye(fl_outbox_t *self, const uint8_t *peer, size_t peer_len, Fedt
     bye.reason = (char *)reason;
     env.body_case = FEDTL__ENVELOPE__BODY_BYE;
     env.bye = &bye;
+    fl_net_send(self->env.router, peer, peer_len, &env, ZMQ_DONTWAIT, NULL);
+}
+
+void fl_outbox_bye_branch(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES],
+                          Fedtl__ByeCode code, const char *reason)
+{
+    size_t route_len = 0;
+    const uint8_t *route = fl_session_route(self->env.sessions, key, &route_len);
+    if (route)
+        fl_outbox_bye(self, route, route_len, code, reason);
+}
+
+void fl_outbox_challenge(fl_outbox_t *self, const uint8_t *peer, size_t peer_len,
+                         const uint8_t nonce[FL_HELLO_NONCE_BYTES])
+{
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__Challenge ch = FEDTL__CHALLENGE__INIT;
+    ch.nonce = (ProtobufCBinaryData){FL_HELLO_NONCE_BYTES, (uint8_t *)nonce};
+    ch.federation = (char *)self->env.cfg->federation;
+    env.body_case = FEDTL__ENVELOPE__BODY_CHALLENGE;
+    env.challenge = &ch;
     fl_net_send(self->env.router, peer, peer_len, &env, ZMQ_DONTWAIT, NULL);
 }

@@ -10,6 +10,7 @@
 #include "fl_global.h"
 #include "fl_keys.h"
 #include "fl_ledger.h"
+#include "fl_session.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,10 +19,12 @@
 /* What the messages carry and where they go: borrowed, outliving the outbox. */
 struct fl_outbox_env {
     void *router;                      /* the ROUTER socket */
+    const fl_session_t *sessions;      /* which connection serves which key */
     fl_ledger_t *ledger;               /* counts the bytes sent */
     const struct fl_coord_config *cfg; /* federation, chunk size, heartbeat, training settings */
     const struct fl_base_file *base;   /* the base offered in every Welcome */
     const uint8_t *base_sig;           /* the coordinator's signature over its hash */
+    const uint8_t *run_id;             /* this run's id (FL_RUN_ID_BYTES) */
     fl_global_t *global;               /* the adapter tasks and the final model carry */
 };
 
@@ -31,9 +34,9 @@ typedef struct fl_outbox fl_outbox_t;
 fl_outbox_t *fl_outbox_new(const struct fl_outbox_env *env);
 void fl_outbox_destroy(fl_outbox_t **self_p);
 
-/* Each sends one message to the branch with this key; 0, or an FL_E code when it could not be
- * queued (logged). */
-/* Welcome{federation, base offer, rounds completed, heartbeat}. */
+/* Each sends one message to the connection that proved this key; 0, or an FL_E code when it could
+ * not be queued (logged). */
+/* Welcome{federation, base offer, rounds completed, heartbeat, run id}. */
 int fl_outbox_welcome(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t completed);
 /* RoundTask{round, global adapter, training settings, deadline in ms}. */
 int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t round,
@@ -51,5 +54,11 @@ int fl_outbox_chunk(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint
 /* Bye{code, reason} to any routing id (also one that is not a key), uncounted and unlogged. */
 void fl_outbox_bye(fl_outbox_t *self, const uint8_t *peer, size_t peer_len, Fedtl__ByeCode code,
                    const char *reason);
+/* Bye{code, reason} to the connection that proved key, if any (uncounted and unlogged). */
+void fl_outbox_bye_branch(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES],
+                          Fedtl__ByeCode code, const char *reason);
+/* Challenge{nonce, federation} to a connection, uncounted and unlogged. */
+void fl_outbox_challenge(fl_outbox_t *self, const uint8_t *peer, size_t peer_len,
+                         const uint8_t nonce[FL_HELLO_NONCE_BYTES]);
 
 #endif

@@ -1,4 +1,4 @@
-/* fl_zap: the ZAP handler and the routing id check. */
+/* fl_zap: the ZAP handler and the check of a proven key against the connection's. */
 #include "fl_zap.h"
 #include "fl_error.h"
 
@@ -82,8 +82,8 @@ void fl_zap_answer(fl_zap_t *self, const fl_allowlist_t *allow)
             fl_log(FL_LOG_WARN, "handshake_refused", "address=%s reason=\"key not enrolled\"",
                    fl_log_str(addr, shown, sizeof shown));
         }
-        /* The User-Id is the client's CurveZMQ key: messages carry it, and the router loop
-         * checks it against their routing id. */
+        /* The User-Id is the client's CurveZMQ key: messages carry it, and a Hello's proven
+         * key is checked against it. */
         char uid[FL_ZAP_USER_ID_LEN] = "";
         if (ok)
             sodium_bin2hex(uid, sizeof uid, zmq_msg_data(&part[6]), FL_BOX_PK_BYTES);
@@ -93,11 +93,11 @@ void fl_zap_answer(fl_zap_t *self, const fl_allowlist_t *allow)
         zmq_msg_close(&part[i]);
 }
 
-bool fl_zap_routing_id_ok(const uint8_t *peer, size_t peer_len, const char *user_id)
+bool fl_zap_key_ok(const uint8_t key[FL_SIGN_PK_BYTES], const char *user_id)
 {
     uint8_t x[FL_BOX_PK_BYTES];
     char hex[FL_ZAP_USER_ID_LEN];
-    if (peer_len != FL_SIGN_PK_BYTES || crypto_sign_ed25519_pk_to_curve25519(x, peer) != 0)
+    if (crypto_sign_ed25519_pk_to_curve25519(x, key) != 0)
         return false;
     sodium_bin2hex(hex, sizeof hex, x, sizeof x);
     return strcmp(hex, user_id) == 0;

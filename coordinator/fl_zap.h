@@ -1,7 +1,9 @@
 /* fl_zap: who may connect, and who a message is from (docs/PROTOCOL.md, "Transport"). The ZAP
  * handler (RFC 27, inproc://zeromq.zap.01) admits CURVE clients whose key is the X25519 form of
- * an enrolled Ed25519 key and hands their key to ZeroMQ as the connection's User-Id; a message
- * is then taken only when its routing id is the Ed25519 key of that X25519 key. */
+ * an enrolled Ed25519 key and hands their key to ZeroMQ as the connection's User-Id; a Hello
+ * whose signature proves an Ed25519 key is then taken only when that key's X25519 form is the
+ * connection's. Identities are the proven Ed25519 keys, never the X25519 ones (two Ed25519 keys
+ * that differ in the sign bit share one X25519 key). */
 #ifndef FL_ZAP_H
 #define FL_ZAP_H
 
@@ -27,7 +29,8 @@ void *fl_zap_socket(fl_zap_t *self);
  * logged with the client's address). */
 void fl_zap_answer(fl_zap_t *self, const fl_allowlist_t *allow);
 
-/* Is the routing id (an Ed25519 key) the key whose X25519 form the connection proved? */
-bool fl_zap_routing_id_ok(const uint8_t *peer, size_t peer_len, const char *user_id);
+/* Is key (an Ed25519 key a Hello proved) the one whose X25519 form the connection
+ * authenticated with (user_id, its User-Id)? */
+bool fl_zap_key_ok(const uint8_t key[FL_SIGN_PK_BYTES], const char *user_id);
 
 #endif

@@ -11,6 +11,8 @@
 
 #define FUZZ_FEDERATION "fedtl" /* federation name bound into the seed update's signature */
 #define FUZZ_ROUND      3       /* round of the seed update */
+/* the run id bound into the seed update's signature */
+#define FUZZ_RUN_ID ((const uint8_t[FL_RUN_ID_BYTES]){0x72, 0x75, 0x6e})
 
 /* A file that lives in memory: a memfd reached through /proc/self/fd/N. */
 struct fuzz_file {

@@ -66,13 +66,13 @@ static void s_update(const Fedtl__SealedUpdate *u)
     struct fl_sealed sealed; /* borrows u's ciphertext */
     if (fl_wire_sealed_get(u, &sealed) != 0)
         return;
-    if (fl_verify_update(&sealed, u->branch_key.data, FUZZ_FEDERATION) == 0)
+    if (fl_verify_update(&sealed, u->branch_key.data, FUZZ_FEDERATION, FUZZ_RUN_ID) == 0)
         signer = u->branch_key.data;
-    else if (fl_verify_update(&sealed, s_branch.sign_pk, FUZZ_FEDERATION) == 0)
+    else if (fl_verify_update(&sealed, s_branch.sign_pk, FUZZ_FEDERATION, FUZZ_RUN_ID) == 0)
         signer = s_branch.sign_pk;
     if (!signer)
         return;
-    if (fl_open_update(&s_coord, &sealed, signer, FUZZ_FEDERATION, pool, &plain) != 0)
+    if (fl_open_update(&s_coord, &sealed, signer, FUZZ_FEDERATION, FUZZ_RUN_ID, pool, &plain) != 0)
         return;
     s_body(plain.data, plain.len);
     fl_plain_wipe(&plain, pool);

@@ -243,6 +243,20 @@ static void s_wire(const uint8_t base_hash[FL_HASH_BYTES], const uint8_t *head, 
     s_envelope(&env, "hello");
     hello.base_hash = s_bin(NULL, 0);
     s_envelope(&env, "hello-nobase");
+    uint8_t nonce[FL_HELLO_NONCE_BYTES], hello_sig[FL_SIG_BYTES];
+    memset(nonce, 0x4E, sizeof nonce);
+    if (fl_sign_hello(&branch, FUZZ_FEDERATION, nonce, hello_sig) != 0)
+        s_die("fl_sign_hello");
+    hello.signature = s_bin(hello_sig, sizeof hello_sig);
+    s_envelope(&env, "hello-signed");
+
+    Fedtl__Challenge challenge = FEDTL__CHALLENGE__INIT;
+    challenge.nonce = s_bin(nonce, sizeof nonce);
+    challenge.federation = FUZZ_FEDERATION;
+    env = (Fedtl__Envelope)FEDTL__ENVELOPE__INIT;
+    env.body_case = FEDTL__ENVELOPE__BODY_CHALLENGE;
+    env.challenge = &challenge;
+    s_envelope(&env, "challenge");
 
     Fedtl__Welcome welcome = FEDTL__WELCOME__INIT;
     welcome.federation = FUZZ_FEDERATION;
@@ -252,6 +266,7 @@ static void s_wire(const uint8_t base_hash[FL_HASH_BYTES], const uint8_t *head, 
     welcome.chunk_size = 256u << 10;
     welcome.round = FUZZ_ROUND;
     welcome.heartbeat_ms = 1000;
+    welcome.run_id = s_bin(FUZZ_RUN_ID, FL_RUN_ID_BYTES);
     env = (Fedtl__Envelope)FEDTL__ENVELOPE__INIT;
     env.body_case = FEDTL__ENVELOPE__BODY_WELCOME;
     env.welcome = &welcome;
@@ -311,8 +326,8 @@ static void s_wire(const uint8_t base_hash[FL_HASH_BYTES], const uint8_t *head, 
     if (fl_wire_encode_body(&body, &plain, &plain_len) != 0)
         s_die("fl_wire_encode_body");
     s_write("wire", "update_body", plain, plain_len);
-    if (fl_seal_update(&branch, coord.box_pk, FUZZ_FEDERATION, FUZZ_ROUND, base_hash, plain,
-                       plain_len, &sealed) != 0)
+    if (fl_seal_update(&branch, coord.box_pk, FUZZ_FEDERATION, FUZZ_RUN_ID, FUZZ_ROUND, base_hash,
+                       plain, plain_len, &sealed) != 0)
         s_die("fl_seal_update");
     Fedtl__SealedUpdate upd = FEDTL__SEALED_UPDATE__INIT;
     fl_wire_sealed_put(&sealed, &upd);

@@ -114,18 +114,38 @@ static inline void s_fed_teardown(struct s_fed *f)
 struct s_branch {
     struct fl_identity *id;
     void *ctx, *sock;
+    uint8_t run_id[FL_RUN_ID_BYTES]; /* from the last Welcome */
 };
 
-static inline void s_branch_open(struct s_branch *b, struct s_fed *f, const char *name)
+/* A peer with name's keys: CURVE unless insecure, and with the routing id it chooses
+ * (routing_id, or none: the coordinator's ROUTER then names the connection). */
+static inline void s_branch_open_as(struct s_branch *b, struct s_fed *f, const char *name,
+                                    bool insecure, const uint8_t *routing_id, size_t routing_len)
 {
     char key[600], ep[64];
+    memset(b, 0, sizeof *b);
     snprintf(key, sizeof key, "%s/%s.key", f->dir, name);
     b->id = fl_identity_load(key);
     cr_assert_not_null(b->id, "%s", fl_error_msg());
     b->ctx = zmq_ctx_new();
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", f->port);
-    b->sock = fl_net_dealer(b->ctx, b->id, f->hq->box_pk, ep);
+    b->sock = zmq_socket(b->ctx, ZMQ_DEALER);
     cr_assert_not_null(b->sock);
+    int linger = 0;
+    zmq_setsockopt(b->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (routing_id)
+        cr_assert_eq(zmq_setsockopt(b->sock, ZMQ_ROUTING_ID, routing_id, routing_len), 0);
+    if (!insecure) {
+        zmq_setsockopt(b->sock, ZMQ_CURVE_SERVERKEY, f->hq->box_pk, FL_BOX_PK_BYTES);
+        zmq_setsockopt(b->sock, ZMQ_CURVE_PUBLICKEY, b->id->box_pk, FL_BOX_PK_BYTES);
+        zmq_setsockopt(b->sock, ZMQ_CURVE_SECRETKEY, b->id->box_sk, FL_BOX_SK_BYTES);
+    }
+    cr_assert_eq(zmq_connect(b->sock, ep), 0);
+}
+
+static inline void s_branch_open(struct s_branch *b, struct s_fed *f, const char *name)
+{
+    s_branch_open_as(b, f, name, false, NULL, 0);
 }
 
 static inline void s_branch_close(struct s_branch *b)
@@ -151,25 +171,52 @@ static inline Fedtl__Envelope *s_expect(struct s_branch *b, int body_case, doubl
     return NULL;
 }
 
-/* Say Hello declaring `samples` training records; expect the Welcome. */
-static inline void s_hello_samples(struct s_branch *b, struct s_fed *f, uint64_t samples)
+/* Send a Hello naming key (any key: a hostile peer names others'), holding the base, declaring
+ * `samples` training records, with signature (NULL: none). */
+static inline void s_hello_as_samples(struct s_branch *b, const uint8_t key[FL_SIGN_PK_BYTES],
+                                      struct s_fed *f, const uint8_t *signature, uint64_t samples)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__Hello h = FEDTL__HELLO__INIT;
-    h.branch_key = (ProtobufCBinaryData){32, b->id->sign_pk};
+    h.branch_key = (ProtobufCBinaryData){32, (uint8_t *)key};
     h.name = b->id->name;
     h.base_hash = (ProtobufCBinaryData){32, f->base.hash};
     h.samples = samples;
+    if (signature)
+        h.signature = (ProtobufCBinaryData){FL_SIG_BYTES, (uint8_t *)signature};
     env.body_case = FEDTL__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     cr_assert_eq(fl_net_send(b->sock, NULL, 0, &env, 0, NULL), 0);
+}
+
+/* The same, declaring 100 training records. */
+static inline void s_hello_as(struct s_branch *b, const uint8_t key[FL_SIGN_PK_BYTES],
+                              struct s_fed *f, const uint8_t *signature)
+{
+    s_hello_as_samples(b, key, f, signature, 100);
+}
+
+/* Register as an honest branch does, declaring `samples` training records: Hello, the
+ * coordinator's Challenge, the signed Hello, Welcome (its run id kept for updates). */
+static inline void s_hello_samples(struct s_branch *b, struct s_fed *f, uint64_t samples)
+{
+    s_hello_as_samples(b, b->id->sign_pk, f, NULL, samples);
+    Fedtl__Envelope *c = s_expect(b, FEDTL__ENVELOPE__BODY_CHALLENGE, 10);
+    cr_assert_not_null(c, "no Challenge");
+    cr_assert_str_eq(c->challenge->federation, f->federation);
+    uint8_t sig[FL_SIG_BYTES];
+    cr_assert_eq(fl_sign_hello(b->id, f->federation, c->challenge->nonce.data, sig), 0);
+    fl_wire_free(&c);
+    s_hello_as_samples(b, b->id->sign_pk, f, sig, samples);
     Fedtl__Envelope *w = s_expect(b, FEDTL__ENVELOPE__BODY_WELCOME, 10);
     cr_assert_not_null(w, "no Welcome");
     cr_assert_str_eq(w->welcome->federation, f->federation);
     cr_assert_eq(fl_verify_base(f->hq->sign_pk, f->base.hash, w->welcome->base_signature.data), 0);
+    memcpy(b->run_id, w->welcome->run_id.data, FL_RUN_ID_BYTES);
     fl_wire_free(&w);
 }
 
+/* Register as an honest branch with 100 training records. */
 static inline void s_hello(struct s_branch *b, struct s_fed *f)
 {
     s_hello_samples(b, f, 100);
@@ -249,8 +296,8 @@ static inline void s_send_report(struct s_branch *b, struct s_fed *f, struct s_b
     uint32_t sround = spoil == S_FUTURE ? round + 1 : round;
     const struct fl_identity *signer = spoil == S_OTHER_SIGNER ? other->id : b->id;
     struct fl_sealed sealed;
-    cr_assert_eq(fl_seal_update(signer, f->hq->box_pk, f->federation, sround, base_hash, plain,
-                                plain_len, &sealed),
+    cr_assert_eq(fl_seal_update(signer, f->hq->box_pk, f->federation, b->run_id, sround, base_hash,
+                                plain, plain_len, &sealed),
                  0);
     if (spoil == S_TAMPER)
         sealed.ct[sealed.ct_len / 2] ^= 0x40;

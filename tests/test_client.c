@@ -128,12 +128,16 @@ static void s_make_adapter(uint8_t **buf, size_t *len)
 
 struct fake {
     /* set up by the test */
-    void *ctx, *router, *zap;  /* its context, ROUTER, ZAP handler (or NULL) */
-    char endpoint[128];        /* where it listens */
-    uint8_t sig[FL_SIG_BYTES]; /* signature sent in Welcome */
-    int corrupt_chunk;         /* index of a chunk to damage, -1 for none */
-    const char *zap_status;    /* ZAP answer, e.g. "400" */
-    uint8_t *task;             /* adapter of a round-1 task, or NULL */
+    void *ctx, *router, *zap;            /* its context, ROUTER, ZAP handler (or NULL) */
+    char endpoint[128];                  /* where it listens */
+    uint8_t sig[FL_SIG_BYTES];           /* signature sent in Welcome */
+    uint8_t run_id[FL_RUN_ID_BYTES];     /* run id sent in Welcome */
+    uint8_t nonce[FL_HELLO_NONCE_BYTES]; /* the Challenge sent */
+    uint8_t key[FL_SIGN_PK_BYTES];       /* the key the branch proved */
+    int challenges;                      /* Challenges sent */
+    int corrupt_chunk;                   /* index of a chunk to damage, -1 for none */
+    const char *zap_status;              /* ZAP answer, e.g. "400" */
+    uint8_t *task;                       /* adapter of a round-1 task, or NULL */
     size_t task_len;
     uint8_t *final; /* final adapter, or NULL */
     size_t final_len;
@@ -173,6 +177,7 @@ static void s_fake_welcome(struct fake *f, const uint8_t *peer, size_t plen)
     w.base_signature = (ProtobufCBinaryData){FL_SIG_BYTES, f->sig};
     w.chunk_size = CHUNK;
     w.heartbeat_ms = 200;
+    w.run_id = (ProtobufCBinaryData){FL_RUN_ID_BYTES, f->run_id};
     s_fake_send(f, peer, plen, &env);
 }
 
@@ -207,8 +212,30 @@ static void s_fake_final(struct fake *f, const uint8_t *peer, size_t plen)
     f->final_sent = true;
 }
 
+/* Challenge the connection (a fresh nonce) unless the Hello proves its key over the last one. */
+static bool s_fake_proven(struct fake *f, const uint8_t *peer, size_t plen, const Fedtl__Hello *h)
+{
+    if (f->challenges > 0 && h->signature.len == FL_SIG_BYTES &&
+        fl_verify_hello(h->branch_key.data, FEDERATION, f->nonce, h->signature.data) == 0) {
+        memcpy(f->key, h->branch_key.data, FL_SIGN_PK_BYTES);
+        return true;
+    }
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__Challenge c = FEDTL__CHALLENGE__INIT;
+    randombytes_buf(f->nonce, sizeof f->nonce);
+    c.nonce = (ProtobufCBinaryData){FL_HELLO_NONCE_BYTES, f->nonce};
+    c.federation = FEDERATION;
+    env.body_case = FEDTL__ENVELOPE__BODY_CHALLENGE;
+    env.challenge = &c;
+    s_fake_send(f, peer, plen, &env);
+    f->challenges++;
+    return false;
+}
+
 static void s_fake_hello(struct fake *f, const uint8_t *peer, size_t plen, const Fedtl__Hello *h)
 {
+    if (!s_fake_proven(f, peer, plen, h))
+        return;
     if (f->hellos++ == 0 && f->bye_first) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
         Fedtl__Bye b = FEDTL__BYE__INIT;
@@ -275,14 +302,17 @@ static void s_fake_update(struct fake *f, const uint8_t *peer, size_t plen,
 {
     f->updates++;
     struct fl_sealed sealed;
-    bool ok = u->round == 1 && memcmp(u->branch_key.data, peer, FL_SIGN_PK_BYTES) == 0 &&
+    (void)peer;
+    (void)plen;
+    bool ok = u->round == 1 && memcmp(u->branch_key.data, f->key, FL_SIGN_PK_BYTES) == 0 &&
               memcmp(u->base_hash.data, s_hash, FL_HASH_BYTES) == 0 &&
               fl_wire_sealed_get(u, &sealed) == 0 &&
-              fl_verify_update(&sealed, u->branch_key.data, FEDERATION) == 0;
+              fl_verify_update(&sealed, u->branch_key.data, FEDERATION, f->run_id) == 0;
     struct fl_plain plain = {0};
     Fedtl__UpdateBody *b = NULL;
     struct fl_adapter_file a = {0};
-    ok = ok && fl_open_update(s_coord, &sealed, u->branch_key.data, FEDERATION, NULL, &plain) == 0;
+    ok = ok && fl_open_update(s_coord, &sealed, u->branch_key.data, FEDERATION, f->run_id, NULL,
+                              &plain) == 0;
     ok = ok && fl_wire_decode_body(plain.data, plain.len, &b) == 0;
     ok = ok && fl_adapter_unpack(b->adapter.data, b->adapter.len, "update", &a) == 0;
     ok = ok && fl_adapter_check_base(&a, "update", s_hash, "base") == 0 && a.meta.round == 1 &&
@@ -384,6 +414,7 @@ static void s_fake_init(struct fake *f)
     memset(f, 0, sizeof *f);
     f->corrupt_chunk = -1;
     cr_assert_eq(fl_sign_base(s_coord, s_hash, f->sig), 0);
+    randombytes_buf(f->run_id, sizeof f->run_id);
     f->ctx = zmq_ctx_new();
     cr_assert_not_null(f->ctx);
 }

@@ -12,9 +12,11 @@
 
 /* What the presence asked to send. */
 struct sent {
-    int hellos;           /* Hellos */
-    int hellos_with_base; /* of which said we hold the base */
-    int beats;            /* Heartbeats */
+    int hellos;              /* Hellos */
+    int hellos_with_base;    /* of which said we hold the base */
+    int beats;               /* Heartbeats */
+    int reconnects;          /* new connections asked for */
+    int hellos_at_reconnect; /* Hellos sent before the last new connection */
 };
 
 static void s_hello(void *arg, bool with_base)
@@ -30,6 +32,13 @@ static void s_beat(void *arg)
     s->beats++;
 }
 
+static void s_reconnect(void *arg)
+{
+    struct sent *s = arg;
+    s->reconnects++;
+    s->hellos_at_reconnect = s->hellos;
+}
+
 static fl_presence_t *s_new(struct sent *s, int heartbeat_ms, int connect_timeout_s)
 {
     memset(s, 0, sizeof *s);
@@ -38,6 +47,7 @@ static fl_presence_t *s_new(struct sent *s, int heartbeat_ms, int connect_timeou
                                      .connect_timeout_s = connect_timeout_s,
                                      .send_hello = s_hello,
                                      .send_heartbeat = s_beat,
+                                     .reconnect = s_reconnect,
                                      .arg = s};
     fl_presence_t *p = fl_presence_new(&cfg);
     cr_assert_not_null(p);
@@ -241,5 +251,66 @@ Test(fl_presence, a_refusal_ends_the_run_by_its_code_alone)
     cr_assert_eq(fl_presence_bye(p, 99, "not enrolled", 40), 0);
     cr_assert(fl_presence_registered(p));
     cr_assert_eq(s.hellos, 2);
+    fl_presence_destroy(&p);
+}
+
+/* A connection the coordinator no longer serves hears nothing: after SILENCE_BEATS intervals
+ * the branch drops it and says Hello on a new one. */
+Test(fl_presence, silence_when_ready_opens_a_new_connection_before_the_hello)
+{
+    struct sent s;
+    fl_presence_t *p = s_ready(&s);
+    uint64_t silent = 30 + FL_PRESENCE_SILENCE_BEATS * HB + 1;
+    fl_presence_tick(p, silent - 2);
+    cr_assert_eq(s.reconnects, 0, "not silent long enough yet");
+    fl_presence_tick(p, silent);
+    cr_assert_eq(s.reconnects, 1);
+    cr_assert_eq(s.hellos_at_reconnect, 2, "the new connection comes before the Hello");
+    cr_assert_eq(s.hellos, 3);
+    cr_assert(!fl_presence_registered(p));
+    fl_presence_destroy(&p);
+}
+
+Test(fl_presence, unanswered_hellos_open_a_new_connection_each_time)
+{
+    struct sent s;
+    fl_presence_t *p = s_new(&s, HB, 0);
+    fl_presence_start(p, 0);
+    uint64_t t = 0;
+    for (int i = 1; i <= 3; i++) {
+        t += FL_PRESENCE_SILENCE_BEATS * HB;
+        cr_assert_eq(fl_presence_tick(p, t), 0);
+        cr_assert_eq(s.reconnects, i);
+        cr_assert_eq(s.hellos, i + 1);
+    }
+    fl_presence_destroy(&p);
+}
+
+Test(fl_presence, hellos_that_are_answered_keep_the_connection)
+{
+    struct sent s;
+    fl_presence_t *p = s_new(&s, HB, 0);
+    fl_presence_start(p, 0);
+    /* A Challenge arrives, the signed Hello goes out at once, and the Welcome is slow. */
+    fl_presence_heard(p, 10);
+    fl_presence_challenge(p, 10);
+    cr_assert_eq(s.hellos, 2, "a Challenge is answered by a Hello at once");
+    fl_presence_heard(p, 10 + FL_PRESENCE_SILENCE_BEATS * HB - 10);
+    cr_assert_eq(fl_presence_tick(p, 10 + FL_PRESENCE_SILENCE_BEATS * HB), 0);
+    cr_assert_eq(s.hellos, 3, "Hello again");
+    cr_assert_eq(s.reconnects, 0, "the coordinator was heard: same connection");
+    fl_presence_destroy(&p);
+}
+
+Test(fl_presence, a_challenge_when_ready_registers_again)
+{
+    struct sent s;
+    fl_presence_t *p = s_ready(&s);
+    fl_presence_heard(p, 40);
+    fl_presence_challenge(p, 40);
+    cr_assert_eq(s.hellos, 3);
+    cr_assert(!fl_presence_registered(p), "waiting for the Welcome");
+    cr_assert_eq(fl_presence_welcome(p, 50, 0), FL_PRESENCE_READY, "ready again");
+    cr_assert(fl_presence_registered(p));
     fl_presence_destroy(&p);
 }

@@ -47,14 +47,16 @@ static void s_teardown(void)
 TestSuite(fl_seal, .init = s_setup, .fini = s_teardown);
 
 static const char s_fed[] = "hospitals-eu";
+static const uint8_t s_run[FL_RUN_ID_BYTES] = {0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7,
+                                               0xA8, 0xA9, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF};
 static const uint8_t s_base[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
 /* Seal plain (len bytes) as s_branch for s_coord, round 7. */
 static void s_seal(const uint8_t *plain, size_t len, struct fl_sealed *s)
 {
-    cr_assert_eq(fl_seal_update(s_branch, s_coord->box_pk, s_fed, 7, s_base, plain, len, s), 0,
-                 "%s", fl_error_msg());
+    cr_assert_eq(fl_seal_update(s_branch, s_coord->box_pk, s_fed, s_run, 7, s_base, plain, len, s),
+                 0, "%s", fl_error_msg());
     size_t nseg = len ? (len + FL_SEAL_SEGMENT - 1) / FL_SEAL_SEGMENT : 1;
     cr_assert_eq(s->ct_len, len + nseg * FL_SEAL_TAG_BYTES);
     cr_assert_eq(s->segment, FL_SEAL_SEGMENT);
@@ -64,10 +66,10 @@ static void s_seal(const uint8_t *plain, size_t len, struct fl_sealed *s)
 static void s_check_opens(const struct fl_sealed *u, fl_pool_t *pool, const uint8_t *want,
                           size_t len)
 {
-    cr_assert_eq(fl_verify_update(u, s_branch->sign_pk, s_fed), 0, "%zu bytes", len);
+    cr_assert_eq(fl_verify_update(u, s_branch->sign_pk, s_fed, s_run), 0, "%zu bytes", len);
     struct fl_plain p = {0};
-    cr_assert_eq(fl_open_update(s_coord, u, s_branch->sign_pk, s_fed, pool, &p), 0, "%zu bytes",
-                 len);
+    cr_assert_eq(fl_open_update(s_coord, u, s_branch->sign_pk, s_fed, s_run, pool, &p), 0,
+                 "%zu bytes", len);
     cr_assert_eq(p.len, len);
     cr_expect(len == 0 || memcmp(p.data, want, len) == 0, "%zu bytes differ", len);
     fl_plain_free(&p);
@@ -102,19 +104,20 @@ Test(fl_seal, the_plaintext_buffer_is_reused_and_wiped)
     s_seal((const uint8_t *)a, sizeof a, &sa);
     s_seal((const uint8_t *)b, sizeof b, &sb);
     struct fl_plain p = {0};
-    cr_assert_eq(fl_open_update(s_coord, &sa, s_branch->sign_pk, s_fed, NULL, &p), 0);
+    cr_assert_eq(fl_open_update(s_coord, &sa, s_branch->sign_pk, s_fed, s_run, NULL, &p), 0);
     uint8_t *mem = p.data;
     cr_assert_eq(p.len, sizeof a);
     fl_plain_wipe(&p, NULL);
     cr_expect_eq(p.len, 0);
     for (size_t i = 0; i < sizeof a; i++)
         cr_expect_eq(mem[i], 0, "byte %zu survived the wipe", i);
-    cr_assert_eq(fl_open_update(s_coord, &sb, s_branch->sign_pk, s_fed, NULL, &p), 0);
+    cr_assert_eq(fl_open_update(s_coord, &sb, s_branch->sign_pk, s_fed, s_run, NULL, &p), 0);
     cr_expect_eq(p.data, mem, "a smaller update reuses the memory");
     cr_expect_eq(memcmp(p.data, b, sizeof b), 0);
     /* a failed open leaves nothing behind */
     sa.ct[0] ^= 1;
-    cr_expect_eq(fl_open_update(s_coord, &sa, s_branch->sign_pk, s_fed, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &sa, s_branch->sign_pk, s_fed, s_run, NULL, &p),
+                 FL_ECRYPTO);
     cr_expect_eq(p.len, 0);
     for (size_t i = 0; i < sizeof a; i++)
         cr_expect_eq(p.data[i], 0, "byte %zu left after a failed open", i);
@@ -132,38 +135,42 @@ Test(fl_seal, context_binds_every_field)
     s_seal(msg, len, &s);
     const size_t full_len = s.ct_len;
     const uint8_t *pk = s_branch->sign_pk;
-    cr_expect_eq(fl_verify_update(&s, s_other->sign_pk, s_fed), FL_ECRYPTO, "another key");
-    cr_expect_eq(fl_verify_update(&s, pk, "hospitals-us"), FL_ECRYPTO, "another federation");
-    cr_expect_eq(fl_verify_update(&s, pk, ""), FL_ECRYPTO, "empty federation");
+    cr_expect_eq(fl_verify_update(&s, s_other->sign_pk, s_fed, s_run), FL_ECRYPTO, "another key");
+    cr_expect_eq(fl_verify_update(&s, pk, "hospitals-us", s_run), FL_ECRYPTO, "another federation");
+    uint8_t later_run[FL_RUN_ID_BYTES];
+    memcpy(later_run, s_run, sizeof later_run);
+    later_run[FL_RUN_ID_BYTES - 1] ^= 1;
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, later_run), FL_ECRYPTO, "another run");
+    cr_expect_eq(fl_verify_update(&s, pk, "", s_run), FL_ECRYPTO, "empty federation");
     s.round = 8;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "next round");
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "next round");
     s.round = 6;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "previous round");
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "previous round");
     s.round = 7;
     s.base_hash[31] ^= 1;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "another base");
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "another base");
     s.base_hash[31] ^= 1;
     s.sealed_key[40] ^= 1;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "another sealed key");
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "another sealed key");
     s.sealed_key[40] ^= 1;
     s.segment = FL_SEAL_SEGMENT / 2;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "another segment size");
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "another segment size");
     s.segment = FL_SEAL_SEGMENT;
     s.ct_len--;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "one byte short");
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "one byte short");
     s.ct_len -= FL_SEAL_SEGMENT + FL_SEAL_TAG_BYTES - 1;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "one segment short");
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "one segment short");
     s.ct_len = full_len;
     size_t full = FL_SEAL_SEGMENT + FL_SEAL_TAG_BYTES;
     for (size_t seg = 0; seg < 3; seg++) {
         size_t tag = (seg < 2 ? (seg + 1) * full : s.ct_len) - 1;
         s.ct[tag] ^= 0x20;
-        cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "segment %zu's tag", seg);
+        cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "segment %zu's tag", seg);
         s.ct[tag] ^= 0x20;
     }
     for (size_t i = 0; i < FL_SIG_BYTES; i += 7) {
         s.sig[i] ^= 0x01;
-        cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "signature byte %zu", i);
+        cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "signature byte %zu", i);
         s.sig[i] ^= 0x01;
     }
     /* and all restored, it verifies and opens again */
@@ -189,9 +196,9 @@ Test(fl_seal, a_changed_or_moved_segment_does_not_open)
     for (size_t i = 0; i < 3; i++) {
         size_t at = i * full + 1000 * (i + 1);
         s.ct[at] ^= 0x01;
-        cr_expect_eq(fl_verify_update(&s, pk, s_fed), 0);
-        cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, pool, &p), FL_ECRYPTO, "segment %zu",
-                     i);
+        cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), 0);
+        cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, s_run, pool, &p), FL_ECRYPTO,
+                     "segment %zu", i);
         cr_expect_eq(p.len, 0);
         s.ct[at] ^= 0x01;
     }
@@ -199,14 +206,14 @@ Test(fl_seal, a_changed_or_moved_segment_does_not_open)
     memcpy(saved, s.ct, full);
     memcpy(s.ct, s.ct + full, full);
     memcpy(s.ct + full, saved, full);
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO, "segments swapped");
-    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, pool, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO, "segments swapped");
+    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, s_run, pool, &p), FL_ECRYPTO);
     memcpy(s.ct + full, s.ct, full);
     memcpy(s.ct, saved, full);
     /* Another branch's context: the segments' associated data differs. */
-    cr_expect_eq(fl_open_update(s_coord, &s, s_other->sign_pk, s_fed, pool, &p), FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, &s, pk, "other-fed", pool, &p), FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, pool, &p), 0);
+    cr_expect_eq(fl_open_update(s_coord, &s, s_other->sign_pk, s_fed, s_run, pool, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &s, pk, "other-fed", s_run, pool, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, s_run, pool, &p), 0);
     cr_expect_eq(memcmp(p.data, msg, len), 0);
     fl_plain_free(&p);
     fl_pool_destroy(&pool);
@@ -222,10 +229,10 @@ Test(fl_seal, open_needs_the_coordinator)
     s_seal((const uint8_t *)msg, sizeof msg, &s);
     struct fl_plain p = {0};
     const uint8_t *pk = s_branch->sign_pk;
-    cr_expect_eq(fl_open_update(s_other, &s, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_other, &s, pk, s_fed, s_run, NULL, &p), FL_ECRYPTO);
     cr_expect_eq(p.len, 0);
-    cr_expect_eq(fl_open_update(s_branch, &s, pk, s_fed, NULL, &p), FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, NULL, &p), 0);
+    cr_expect_eq(fl_open_update(s_branch, &s, pk, s_fed, s_run, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, s_run, NULL, &p), 0);
     cr_expect_eq(memcmp(p.data, msg, sizeof msg), 0);
     fl_plain_free(&p);
     fl_sealed_free(&s);
@@ -240,14 +247,14 @@ Test(fl_seal, layouts_fedtl_never_writes_are_refused)
     struct fl_plain p = {0};
     const uint8_t *pk = s_branch->sign_pk;
     s.ct_len = FL_SEAL_TAG_BYTES - 1; /* shorter than a tag */
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, s_run, NULL, &p), FL_ECRYPTO);
     s.ct_len = full_len;
     s.segment = 0; /* no division by zero, no endless segments */
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), FL_ECRYPTO);
-    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, NULL, &p), FL_ECRYPTO);
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), FL_ECRYPTO);
+    cr_expect_eq(fl_open_update(s_coord, &s, pk, s_fed, s_run, NULL, &p), FL_ECRYPTO);
     s.segment = FL_SEAL_SEGMENT;
-    cr_expect_eq(fl_verify_update(&s, pk, s_fed), 0);
+    cr_expect_eq(fl_verify_update(&s, pk, s_fed, s_run), 0);
     fl_plain_free(&p);
     fl_sealed_free(&s);
 }
@@ -263,14 +270,16 @@ Test(fl_seal, context_layout_is_the_documented_one)
     s_seal(msg, len, &s);
     uint8_t ctx[600];
     size_t n = 0;
-    memcpy(ctx, "fedtl-update-v2", 15);
+    memcpy(ctx, "fedtl-update-v3", 15);
     n += 15;
-    const uint8_t version[4] = {3, 0, 0, 0}; /* protocol version 3 */
+    const uint8_t version[4] = {4, 0, 0, 0}; /* protocol version 4 */
     memcpy(ctx + n, version, 4);
     n += 4;
     ctx[n++] = (uint8_t)strlen(s_fed);
     memcpy(ctx + n, s_fed, strlen(s_fed));
     n += strlen(s_fed);
+    memcpy(ctx + n, s_run, FL_RUN_ID_BYTES);
+    n += FL_RUN_ID_BYTES;
     const uint8_t round[4] = {7, 0, 0, 0};
     memcpy(ctx + n, round, 4);
     n += 4;
@@ -285,7 +294,7 @@ Test(fl_seal, context_layout_is_the_documented_one)
     for (int i = 0; i < 8; i++)
         ctx[n++] = (uint8_t)((uint64_t)s.ct_len >> (8 * i));
     size_t ad_len = n;
-    cr_expect_eq(ad_len, 15 + 4 + 1 + 12 + 4 + 32 + 32 + 80 + 4 + 8);
+    cr_expect_eq(ad_len, 15 + 4 + 1 + 12 + 16 + 4 + 32 + 32 + 80 + 4 + 8);
     size_t full = FL_SEAL_SEGMENT + 16;
     uint8_t tags[32];
     memcpy(tags, s.ct + full - 16, 16);
@@ -316,17 +325,17 @@ Test(fl_seal, federation_name_limits)
     memset(fed, 'f', sizeof fed);
     fed[255] = '\0'; /* 255 bytes: the longest a u8 length can hold */
     struct fl_sealed s;
-    cr_assert_eq(
-        fl_seal_update(s_branch, s_coord->box_pk, fed, 1, s_base, (const uint8_t *)"a", 1, &s), 0,
-        "%s", fl_error_msg());
-    cr_expect_eq(fl_verify_update(&s, s_branch->sign_pk, fed), 0);
+    cr_assert_eq(fl_seal_update(s_branch, s_coord->box_pk, fed, s_run, 1, s_base,
+                                (const uint8_t *)"a", 1, &s),
+                 0, "%s", fl_error_msg());
+    cr_expect_eq(fl_verify_update(&s, s_branch->sign_pk, fed, s_run), 0);
     fed[255] = 'f';
     fed[256] = '\0';
-    cr_expect_eq(fl_verify_update(&s, s_branch->sign_pk, fed), FL_ECRYPTO);
+    cr_expect_eq(fl_verify_update(&s, s_branch->sign_pk, fed, s_run), FL_ECRYPTO);
     fl_sealed_free(&s);
-    cr_expect_eq(
-        fl_seal_update(s_branch, s_coord->box_pk, fed, 1, s_base, (const uint8_t *)"a", 1, &s),
-        FL_EINVAL);
+    cr_expect_eq(fl_seal_update(s_branch, s_coord->box_pk, fed, s_run, 1, s_base,
+                                (const uint8_t *)"a", 1, &s),
+                 FL_EINVAL);
     cr_expect_null(s.ct);
 }
 
@@ -354,6 +363,55 @@ Test(fl_seal, base_signature)
     s_seal(s_base, 0, &s);
     cr_expect_eq(fl_verify_base(s_branch->sign_pk, s_base, s.sig), FL_ECRYPTO);
     memcpy(s.sig, sig, FL_SIG_BYTES);
-    cr_expect_eq(fl_verify_update(&s, s_coord->sign_pk, s_fed), FL_ECRYPTO);
+    cr_expect_eq(fl_verify_update(&s, s_coord->sign_pk, s_fed, s_run), FL_ECRYPTO);
     fl_sealed_free(&s);
+}
+
+/* The hello context, rebuilt by hand from docs/PROTOCOL.md: "fedtl-hello-v1" || u32le version
+ * || u8 len || federation || nonce || key. */
+Test(fl_seal, hello_signature_layout_is_the_documented_one)
+{
+    uint8_t nonce[FL_HELLO_NONCE_BYTES], sig[FL_SIG_BYTES];
+    for (size_t i = 0; i < sizeof nonce; i++)
+        nonce[i] = (uint8_t)(0x40 + i);
+    cr_assert_eq(fl_sign_hello(s_branch, s_fed, nonce, sig), 0, "%s", fl_error_msg());
+    uint8_t m[14 + 4 + 1 + 12 + 32 + 32];
+    size_t n = 0;
+    memcpy(m, "fedtl-hello-v1", 14);
+    n += 14;
+    const uint8_t version[4] = {4, 0, 0, 0};
+    memcpy(m + n, version, 4);
+    n += 4;
+    m[n++] = (uint8_t)strlen(s_fed);
+    memcpy(m + n, s_fed, strlen(s_fed));
+    n += strlen(s_fed);
+    memcpy(m + n, nonce, sizeof nonce);
+    n += sizeof nonce;
+    memcpy(m + n, s_branch->sign_pk, 32);
+    n += 32;
+    cr_assert_eq(n, sizeof m);
+    cr_expect_eq(crypto_sign_verify_detached(sig, m, n, s_branch->sign_pk), 0);
+    cr_expect_eq(fl_verify_hello(s_branch->sign_pk, s_fed, nonce, sig), 0);
+}
+
+Test(fl_seal, hello_signature_binds_key_nonce_and_federation)
+{
+    uint8_t nonce[FL_HELLO_NONCE_BYTES] = {1}, sig[FL_SIG_BYTES];
+    cr_assert_eq(fl_sign_hello(s_branch, s_fed, nonce, sig), 0);
+    cr_expect_eq(fl_verify_hello(s_other->sign_pk, s_fed, nonce, sig), FL_ECRYPTO, "another key");
+    cr_expect_eq(fl_verify_hello(s_branch->sign_pk, "hospitals-us", nonce, sig), FL_ECRYPTO,
+                 "another federation");
+    nonce[0] ^= 1;
+    cr_expect_eq(fl_verify_hello(s_branch->sign_pk, s_fed, nonce, sig), FL_ECRYPTO,
+                 "another nonce");
+    nonce[0] ^= 1;
+    /* The other Ed25519 key with the same X25519 form (the sign bit flipped) proves nothing. */
+    uint8_t twin[FL_SIGN_PK_BYTES];
+    memcpy(twin, s_branch->sign_pk, sizeof twin);
+    twin[31] ^= 0x80;
+    cr_expect_eq(fl_verify_hello(twin, s_fed, nonce, sig), FL_ECRYPTO, "sign-bit twin");
+    /* A base signature is no hello signature. */
+    uint8_t base_sig[FL_SIG_BYTES];
+    cr_assert_eq(fl_sign_base(s_branch, s_base, base_sig), 0);
+    cr_expect_eq(fl_verify_hello(s_branch->sign_pk, s_fed, nonce, base_sig), FL_ECRYPTO);
 }

@@ -55,8 +55,9 @@ Test(fl_wire, another_protocol_version_is_refused)
     cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
     cr_assert_eq(buf[0], 0x08); /* field 1 (version), varint */
     cr_assert_eq(buf[1], FL_PROTOCOL_VERSION);
-    /* Version 1 (updates as one sealed box), version 2 (Byes without a code) and a future
-     * version 4 are refused. */
+    /* Version 1 (updates as one sealed box), version 2 (Byes without a code), version 3
+     * (Hellos that prove nothing, updates not bound to the run) and a future version 5 are
+     * refused. */
     buf[1] = 1;
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
     cr_assert(strstr(fl_error_msg(), "version 1"), "%s", fl_error_msg());
@@ -64,9 +65,12 @@ Test(fl_wire, another_protocol_version_is_refused)
     buf[1] = 2;
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
     cr_assert(strstr(fl_error_msg(), "version 2"), "%s", fl_error_msg());
-    buf[1] = 4;
+    buf[1] = 3;
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
-    cr_assert(strstr(fl_error_msg(), "version 4"), "%s", fl_error_msg());
+    cr_assert(strstr(fl_error_msg(), "version 3, this fedtl speaks 4"), "%s", fl_error_msg());
+    buf[1] = 5;
+    cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EVERSION);
+    cr_assert(strstr(fl_error_msg(), "version 5"), "%s", fl_error_msg());
     free(buf);
 }
 

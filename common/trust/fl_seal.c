@@ -7,13 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_UPDATE_TAG "fedtl-update-v2" /* 15 bytes, no NUL */
+#define S_UPDATE_TAG "fedtl-update-v3" /* 15 bytes, no NUL */
 #define S_BASE_TAG   "fedtl-base-v1"   /* 13 bytes, no NUL */
+#define S_HELLO_TAG  "fedtl-hello-v1"  /* 14 bytes, no NUL */
 #define S_KEY_BYTES  crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define S_FED_MAX    255 /* federation name length fits a u8 */
 #define S_CTX_MAX                                                                                  \
-    (sizeof S_UPDATE_TAG - 1 + 4 + 1 + S_FED_MAX + 4 + FL_SIGN_PK_BYTES + FL_HASH_BYTES +          \
-     FL_SEAL_KEY_BYTES + 4 + 8)
+    (sizeof S_UPDATE_TAG - 1 + 4 + 1 + S_FED_MAX + FL_RUN_ID_BYTES + 4 + FL_SIGN_PK_BYTES +        \
+     FL_HASH_BYTES + FL_SEAL_KEY_BYTES + 4 + 8)
+#define S_HELLO_MAX                                                                                \
+    (sizeof S_HELLO_TAG - 1 + 4 + 1 + S_FED_MAX + FL_HELLO_NONCE_BYTES + FL_SIGN_PK_BYTES)
 
 _Static_assert(FL_SEAL_KEY_BYTES == S_KEY_BYTES + crypto_box_SEALBYTES, "sealed key size");
 _Static_assert(FL_SEAL_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "segment tag");
@@ -30,8 +33,8 @@ static void s_put_le(uint8_t *p, uint64_t v, int n)
 /* The update context of docs/PROTOCOL.md into out[S_CTX_MAX]; its length, or 0 when the
  * federation name does not fit. It is each segment's associated data and, followed by the
  * hash of the tags, the message the branch signs. */
-static size_t s_context(const char *federation, uint32_t round,
-                        const uint8_t signer_pk[FL_SIGN_PK_BYTES],
+static size_t s_context(const char *federation, const uint8_t run_id[FL_RUN_ID_BYTES],
+                        uint32_t round, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
                         const uint8_t base_hash[FL_HASH_BYTES],
                         const uint8_t sealed_key[FL_SEAL_KEY_BYTES], uint32_t segment,
                         uint64_t ct_len, uint8_t out[S_CTX_MAX])
@@ -47,6 +50,8 @@ static size_t s_context(const char *federation, uint32_t round,
     out[n++] = (uint8_t)fed_len;
     memcpy(out + n, federation, fed_len);
     n += fed_len;
+    memcpy(out + n, run_id, FL_RUN_ID_BYTES);
+    n += FL_RUN_ID_BYTES;
     s_put_le(out + n, round, 4);
     n += 4;
     memcpy(out + n, signer_pk, FL_SIGN_PK_BYTES);
@@ -104,13 +109,14 @@ static void s_tags_hash(const uint8_t *ct, size_t ct_len, uint32_t segment, size
 }
 
 int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[FL_BOX_PK_BYTES],
-                   const char *federation, uint32_t round, const uint8_t base_hash[FL_HASH_BYTES],
-                   const uint8_t *plain, size_t plain_len, struct fl_sealed *out)
+                   const char *federation, const uint8_t run_id[FL_RUN_ID_BYTES], uint32_t round,
+                   const uint8_t base_hash[FL_HASH_BYTES], const uint8_t *plain, size_t plain_len,
+                   struct fl_sealed *out)
 {
     memset(out, 0, sizeof *out);
     if (sodium_init() < 0)
         return fl_fail(FL_ECRYPTO, "libsodium: initialisation failed");
-    if (!branch || !coord_box_pk || !federation || !base_hash || (!plain && plain_len))
+    if (!branch || !coord_box_pk || !federation || !run_id || !base_hash || (!plain && plain_len))
         return fl_fail(FL_EINVAL, "seal: missing argument");
     if (strlen(federation) > S_FED_MAX)
         return fl_fail(FL_EINVAL, "seal: federation name longer than %d bytes", S_FED_MAX);
@@ -129,8 +135,8 @@ int fl_seal_update(const struct fl_identity *branch, const uint8_t coord_box_pk[
         rc = fl_fail(FL_ECRYPTO, "seal: cannot seal the update key to the coordinator's key");
         goto out;
     }
-    size_t ctx_len = s_context(federation, round, branch->sign_pk, base_hash, out->sealed_key,
-                               (uint32_t)seg, ct_len, ctx);
+    size_t ctx_len = s_context(federation, run_id, round, branch->sign_pk, base_hash,
+                               out->sealed_key, (uint32_t)seg, ct_len, ctx);
     for (size_t i = 0; i < nseg; i++) {
         size_t off = i * seg, n = i + 1 < nseg ? seg : plain_len - off;
         uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
@@ -169,23 +175,24 @@ void fl_sealed_free(struct fl_sealed *s)
 /* The context of u for signer into ctx (S_CTX_MAX + FL_HASH_BYTES bytes), with the segment
  * layout; its length without the tags' hash, or 0 when u's fields cannot be an update. */
 static size_t s_update_context(const struct fl_sealed *u, const uint8_t *signer_pk,
-                               const char *federation, uint8_t *ctx, size_t *nseg,
-                               size_t *plain_len)
+                               const char *federation, const uint8_t run_id[FL_RUN_ID_BYTES],
+                               uint8_t *ctx, size_t *nseg, size_t *plain_len)
 {
-    if (!u || !signer_pk || !federation || !u->ct ||
+    if (!u || !signer_pk || !federation || !run_id || !u->ct ||
         !s_layout(u->ct_len, u->segment, nseg, plain_len))
         return 0;
-    return s_context(federation, u->round, signer_pk, u->base_hash, u->sealed_key, u->segment,
-                     u->ct_len, ctx);
+    return s_context(federation, run_id, u->round, signer_pk, u->base_hash, u->sealed_key,
+                     u->segment, u->ct_len, ctx);
 }
 
 int fl_verify_update(const struct fl_sealed *u, const uint8_t signer_pk[FL_SIGN_PK_BYTES],
-                     const char *federation)
+                     const char *federation, const uint8_t run_id[FL_RUN_ID_BYTES])
 {
     uint8_t ctx[S_CTX_MAX + FL_HASH_BYTES];
     size_t nseg, plain_len;
-    size_t n =
-        sodium_init() < 0 ? 0 : s_update_context(u, signer_pk, federation, ctx, &nseg, &plain_len);
+    size_t n = sodium_init() < 0
+                   ? 0
+                   : s_update_context(u, signer_pk, federation, run_id, ctx, &nseg, &plain_len);
     if (n == 0)
         return fl_fail(FL_ECRYPTO, "update signature does not verify");
     s_tags_hash(u->ct, u->ct_len, u->segment, nseg, ctx + n);
@@ -254,14 +261,15 @@ static void s_open_task(void *arg, int t, size_t from, size_t to)
 
 int fl_open_update(const struct fl_identity *coord, const struct fl_sealed *u,
                    const uint8_t signer_pk[FL_SIGN_PK_BYTES], const char *federation,
-                   fl_pool_t *pool, struct fl_plain *out)
+                   const uint8_t run_id[FL_RUN_ID_BYTES], fl_pool_t *pool, struct fl_plain *out)
 {
     fl_plain_wipe(out, pool);
     uint8_t ctx[S_CTX_MAX + FL_HASH_BYTES], key[S_KEY_BYTES];
     size_t nseg, plain_len;
-    size_t ctx_len = sodium_init() < 0 || !coord || !out
-                         ? 0
-                         : s_update_context(u, signer_pk, federation, ctx, &nseg, &plain_len);
+    size_t ctx_len =
+        sodium_init() < 0 || !coord || !out
+            ? 0
+            : s_update_context(u, signer_pk, federation, run_id, ctx, &nseg, &plain_len);
     if (ctx_len == 0 || crypto_box_seal_open(key, u->sealed_key, FL_SEAL_KEY_BYTES, coord->box_pk,
                                              coord->box_sk) != 0)
         return fl_fail(FL_ECRYPTO, "sealed update does not open");
@@ -325,5 +333,54 @@ int fl_verify_base(const uint8_t coord_sign_pk[FL_SIGN_PK_BYTES],
     size_t n = s_base_message(base_hash, msg);
     if (crypto_sign_verify_detached(sig, msg, n, coord_sign_pk) != 0)
         return fl_fail(FL_ECRYPTO, "base signature does not verify");
+    return 0;
+}
+
+/* "fedtl-hello-v1" || u32le protocol version || u8 len || federation || nonce || key; its
+ * length, or 0 when the federation name does not fit. */
+static size_t s_hello_message(const char *federation, const uint8_t nonce[FL_HELLO_NONCE_BYTES],
+                              const uint8_t branch_pk[FL_SIGN_PK_BYTES], uint8_t out[S_HELLO_MAX])
+{
+    size_t fed_len = strlen(federation), n = 0;
+    if (fed_len > S_FED_MAX)
+        return 0;
+    memcpy(out, S_HELLO_TAG, sizeof S_HELLO_TAG - 1);
+    n += sizeof S_HELLO_TAG - 1;
+    s_put_le(out + n, FL_PROTOCOL_VERSION, 4);
+    n += 4;
+    out[n++] = (uint8_t)fed_len;
+    memcpy(out + n, federation, fed_len);
+    n += fed_len;
+    memcpy(out + n, nonce, FL_HELLO_NONCE_BYTES);
+    n += FL_HELLO_NONCE_BYTES;
+    memcpy(out + n, branch_pk, FL_SIGN_PK_BYTES);
+    return n + FL_SIGN_PK_BYTES;
+}
+
+int fl_sign_hello(const struct fl_identity *branch, const char *federation,
+                  const uint8_t nonce[FL_HELLO_NONCE_BYTES], uint8_t sig[FL_SIG_BYTES])
+{
+    if (sodium_init() < 0)
+        return fl_fail(FL_ECRYPTO, "libsodium: initialisation failed");
+    if (!branch || !federation || !nonce || !sig)
+        return fl_fail(FL_EINVAL, "sign hello: missing argument");
+    uint8_t msg[S_HELLO_MAX];
+    size_t n = s_hello_message(federation, nonce, branch->sign_pk, msg);
+    if (n == 0)
+        return fl_fail(FL_EINVAL, "sign hello: federation name longer than %d bytes", S_FED_MAX);
+    if (crypto_sign_detached(sig, NULL, msg, n, branch->sign_sk) != 0)
+        return fl_fail(FL_ECRYPTO, "sign hello: signing failed");
+    return 0;
+}
+
+int fl_verify_hello(const uint8_t branch_pk[FL_SIGN_PK_BYTES], const char *federation,
+                    const uint8_t nonce[FL_HELLO_NONCE_BYTES], const uint8_t sig[FL_SIG_BYTES])
+{
+    uint8_t msg[S_HELLO_MAX];
+    size_t n = 0;
+    if (sodium_init() >= 0 && branch_pk && federation && nonce && sig)
+        n = s_hello_message(federation, nonce, branch_pk, msg);
+    if (n == 0 || crypto_sign_verify_detached(sig, msg, n, branch_pk) != 0)
+        return fl_fail(FL_ECRYPTO, "hello signature does not verify");
     return 0;
 }

@@ -30,16 +30,18 @@ static int s_wire_check(const Fedtl__Envelope *e)
     case FEDTL__ENVELOPE__BODY_HELLO: {
         const Fedtl__Hello *m = e->hello;
         if (!s_len_ok(m->branch_key, FL_SIGN_PK_BYTES) || !s_str_ok(m->name) ||
-            !(m->base_hash.len == 0 || s_len_ok(m->base_hash, FL_HASH_BYTES)))
-            return fl_fail(FL_EFORMAT, "hello: bad key, name or base hash length");
+            !(m->base_hash.len == 0 || s_len_ok(m->base_hash, FL_HASH_BYTES)) ||
+            !(m->signature.len == 0 || s_len_ok(m->signature, FL_SIG_BYTES)))
+            return fl_fail(FL_EFORMAT, "hello: bad key, name, base hash or signature length");
         return 0;
     }
     case FEDTL__ENVELOPE__BODY_WELCOME: {
         const Fedtl__Welcome *m = e->welcome;
         if (!s_str_ok(m->federation) || !s_len_ok(m->base_hash, FL_HASH_BYTES) ||
             !s_len_ok(m->base_signature, FL_SIG_BYTES) || m->chunk_size == 0 ||
-            m->chunk_size > FL_WIRE_MAX_CHUNK)
-            return fl_fail(FL_EFORMAT, "welcome: bad federation, hash, signature or chunk size");
+            m->chunk_size > FL_WIRE_MAX_CHUNK || !s_len_ok(m->run_id, FL_RUN_ID_BYTES))
+            return fl_fail(FL_EFORMAT,
+                           "welcome: bad federation, hash, signature, chunk size or run id");
         return 0;
     }
     case FEDTL__ENVELOPE__BODY_HEARTBEAT:
@@ -82,6 +84,11 @@ static int s_wire_check(const Fedtl__Envelope *e)
             return fl_fail(FL_EFORMAT, "bye: reason too long");
         if (!fl_wire_bye_known(e->bye->code))
             return fl_fail(FL_EFORMAT, "bye: unknown code %d", (int)e->bye->code);
+        return 0;
+    case FEDTL__ENVELOPE__BODY_CHALLENGE:
+        if (!s_len_ok(e->challenge->nonce, FL_HELLO_NONCE_BYTES) ||
+            !s_str_ok(e->challenge->federation))
+            return fl_fail(FL_EFORMAT, "challenge: bad nonce or federation");
         return 0;
     default:
         return fl_fail(FL_EFORMAT, "unknown message type %d", (int)e->body_case);

@@ -32,8 +32,9 @@ void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoin
         return NULL;
     int one = 1;
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    /* A branch that reconnects with the same key takes over its routing id. */
-    zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    /* The ROUTER names each connection itself (branches set no routing id): a routing id
+     * names a connection, never a branch, and no later connection takes one over (no
+     * ZMQ_ROUTER_HANDOVER). Which branch a connection is, its Hello proves (fl_session). */
     /* Room for a connection storm (1,000 branches at once overflowed the default 100). */
     int backlog = 1024;
     zmq_setsockopt(s, ZMQ_BACKLOG, &backlog, sizeof backlog);
@@ -56,7 +57,6 @@ void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *serv
     void *s = s_socket(ctx, ZMQ_DEALER);
     if (!s)
         return NULL;
-    zmq_setsockopt(s, ZMQ_ROUTING_ID, id->sign_pk, FL_SIGN_PK_BYTES);
     int ivl = 100, max_ivl = 2000;
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &max_ivl, sizeof max_ivl);

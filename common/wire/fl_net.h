@@ -14,8 +14,8 @@
 /* A ROUTER bound to endpoint. With id, it is a CURVE server on id's X25519 key (the ZAP
  * handler decides who gets in); with id NULL, plaintext. NULL on error (message set). */
 void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoint);
-/* A DEALER connected to endpoint, routing id = its Ed25519 key. With server_box_pk, a CURVE
- * client pinning that key; NULL means plaintext. NULL on error. */
+/* A DEALER connected to endpoint (no routing id of its own: the ROUTER names the connection).
+ * With server_box_pk, a CURVE client pinning that key; NULL means plaintext. NULL on error. */
 void *fl_net_dealer(void *ctx, const struct fl_identity *id, const uint8_t *server_box_pk,
                     const char *endpoint);
 /* Send env (to peer, on a ROUTER; peer NULL on a DEALER). flags: ZMQ_DONTWAIT or 0.
