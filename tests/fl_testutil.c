@@ -5,6 +5,7 @@
 #include <cJSON.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,58 @@ int fl_test_count(const char *path, const char *needle)
         n++;
     free(s);
     return n;
+}
+
+long fl_test_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    if (pid == 0)
+        snprintf(path, sizeof path, "/proc/self/status");
+    else
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0) {
+            v = atol(line + fl);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static size_t s_put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (unsigned char)(v | 0x80);
+    p[n++] = (unsigned char)v;
+    return n;
+}
+
+unsigned char *fl_test_bomb_frame(int body, size_t len, size_t *out_len)
+{
+    /* Field 100, varint 0: tag 0xa0 0x06, value 0x00. */
+    static const unsigned char unknown[3] = {0xa0, 0x06, 0x00};
+    if (len < 32)
+        len = 32;
+    unsigned char *buf = malloc(len);
+    if (!buf)
+        return NULL;
+    size_t at = s_put_varint(buf, 1 << 3); /* version = 3 */
+    at += s_put_varint(buf + at, 3);
+    size_t fill = (len - at - 12) / 3 * 3;
+    if (body) {
+        at += s_put_varint(buf + at, (uint64_t)body << 3 | 2);
+        at += s_put_varint(buf + at, fill);
+    }
+    for (size_t i = 0; i < fill; i += 3)
+        memcpy(buf + at + i, unknown, 3);
+    *out_len = at + fill;
+    return buf;
 }
 
 struct cJSON *fl_test_json(const char *path)

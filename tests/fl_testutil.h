@@ -35,6 +35,15 @@ char *fl_test_slurp(const char *path);
 /* Count occurrences of needle in the file at path. */
 int fl_test_count(const char *path, const char *needle);
 
+/* A "VmHWM:"-style field of /proc/PID/status (pid 0: this process) in KiB, or -1. */
+long fl_test_proc_status_kb(pid_t pid, const char *field);
+/* A hostile frame of about len bytes that parses as an Envelope (version 3) made of 3-byte
+ * fields no message has: with body a message type's field number (10-19) they fill that
+ * body, with body 0 they sit in the Envelope itself, which then has no body at all. Cheap for
+ * a sender, millions of allocations for a parser that keeps unknown fields. malloc'd (caller
+ * frees), its size in *out_len; NULL when out of memory. */
+unsigned char *fl_test_bomb_frame(int body, size_t len, size_t *out_len);
+
 struct cJSON;
 /* Parse a whole file as one JSON value (cJSON_Delete it); NULL when it is missing or not JSON. */
 struct cJSON *fl_test_json(const char *path);
