@@ -43,7 +43,7 @@ fl_basedist_t *fl_basedist_new(const uint8_t *base, uint64_t size, uint32_t chun
     self->chunk_size = chunk_size;
     int64_t stall = 2 * (int64_t)heartbeat_ms;
     self->stall_ms = stall > 1000 ? stall : 1000;
-    self->budget = FL_BASEDIST_BUDGET_FACTOR * size + chunk_size;
+    self->budget = FL_BASEDIST_BUDGET_FACTOR * size;
     return self;
 }
 

@@ -3,7 +3,7 @@
  * the branch's last one ended, with at most 16 chunks, plus one request to go back (to refill
  * a loss) per stall period of 2 heartbeats (at least 1 s); a Hello starts afresh from any
  * offset. Over all of that, each key may be sent at most FL_BASEDIST_BUDGET_FACTOR times the
- * base (plus a chunk) per FL_BASEDIST_WINDOW_MS, a budget that refills steadily and that
+ * base per FL_BASEDIST_WINDOW_MS, a budget that refills steadily and that
  * neither a Hello nor a reconnect resets. No sockets: chunks go out through a callback. */
 #ifndef FL_BASEDIST_H
 #define FL_BASEDIST_H

@@ -162,9 +162,7 @@ Test(fl_wire, frames_of_unknown_fields_are_refused_before_parsing)
         uint8_t *buf = fl_test_bomb_frame(bodies[i], 40 << 20, &len);
         cr_assert_not_null(buf);
         cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT, "body %d", bodies[i]);
-        cr_assert(strstr(fl_error_msg(), "more than 64 fields") ||
-                      strstr(fl_error_msg(), "malformed protobuf frame"),
-                  "%s", fl_error_msg());
+        cr_assert(strstr(fl_error_msg(), "more than 64 fields"), "%s", fl_error_msg());
         cr_assert_null(out);
         free(buf);
     }

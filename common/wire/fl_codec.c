@@ -195,8 +195,11 @@ static int s_wire_prescan(const uint8_t *buf, size_t len)
         uint64_t num;
         const uint8_t *val;
         size_t val_len;
-        if (!s_field(&p, end, &num, &val, &val_len) || num == 0 || ++fields > S_MAX_FIELDS)
+        if (!s_field(&p, end, &num, &val, &val_len) || num == 0)
             return fl_fail(FL_EFORMAT, "malformed protobuf frame (%zu bytes)", len);
+        if (++fields > S_MAX_FIELDS)
+            return fl_fail(FL_EFORMAT, "frame of %zu bytes: more than %d fields", len,
+                           S_MAX_FIELDS);
         if (s_type_max(num) == 0)
             continue; /* the version, or a field of a later protocol */
         if (body || !val)
