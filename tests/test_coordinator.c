@@ -114,7 +114,7 @@ Test(fedtl_coordinator, rejects_every_bad_update_and_averages_the_good_ones, .ti
     cr_assert_eq(s_rejections(round2, "stale round"), 1);
     cJSON_Delete(ledger);
     cr_assert_eq(fl_test_count(f.path[F_LOG], "malformed protobuf"), 1);
-    cr_assert_eq(fl_test_count(f.path[F_LOG], "unknown message type"), 1);
+    cr_assert_eq(fl_test_count(f.path[F_LOG], "no message body"), 1);
     /* The state on disk is the final global adapter. */
     struct fl_adapter_file saved;
     cr_assert_eq(fl_adapter_read(f.path[F_GLOBAL], &saved), 0);
