@@ -11,6 +11,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,22 +88,32 @@ static void s_redirect(const char *log_path)
     }
 }
 
+/* In the child: output to log_path, and killed with its parent, so that a test that fails
+ * half-way (Criterion leaves the test at the failed assertion) leaves no process behind. */
+static void s_child(pid_t parent, const char *log_path)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127); /* the parent is already gone */
+    s_redirect(log_path);
+}
+
 pid_t fl_test_spawn(const char *cmd, const char *log_path)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid != 0)
         return pid;
-    s_redirect(log_path);
+    s_child(parent, log_path);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
 }
 
 pid_t fl_test_spawnv(char *const argv[], const char *log_path)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid != 0)
         return pid;
-    s_redirect(log_path);
+    s_child(parent, log_path);
     execv(argv[0], argv);
     _exit(127);
 }

@@ -19,11 +19,11 @@ int fl_test_run(const char *cmd, char **out);
 
 #include <sys/types.h>
 
-/* Start `cmd` (through /bin/sh) in the background, stdout+stderr appended to log_path.
- * Returns its pid, or -1. */
+/* Start `cmd` (through /bin/sh) in the background, stdout+stderr appended to log_path; it is
+ * killed when the calling process ends. Returns its pid, or -1. */
 pid_t fl_test_spawn(const char *cmd, const char *log_path);
 /* Start argv[0] with arguments argv (NULL-terminated, no shell) in the background, stdout and
- * stderr appended to log_path. Returns its pid, or -1. */
+ * stderr appended to log_path; killed when the calling process ends. Returns its pid, or -1. */
 pid_t fl_test_spawnv(char *const argv[], const char *log_path);
 /* Wait up to timeout_s for pid; returns its exit status, 128+signal when killed by one, or
  * -1 on time-out (the process is then killed). */
