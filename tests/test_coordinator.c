@@ -145,7 +145,7 @@ Test(fedtl_coordinator, oversized_frames_and_unknown_keys_are_refused_while_othe
     fl_net_send(evil.sock, NULL, 0, &env, ZMQ_DONTWAIT, NULL);
     cr_assert_null(s_expect(&evil, FEDTL__ENVELOPE__BODY_WELCOME, 2));
     cr_assert_gt(fl_test_count(f.path[F_LOG], "handshake_refused"), 0);
-    /* A frame over the 64 MiB limit is dropped by the transport. */
+    /* A frame over the frame limit (FL_WIRE_MAX_MSG) is dropped by the transport. */
     size_t big = (64u << 20) + 1024;
     char *blob = calloc(1, big);
     zmq_send(b1.sock, blob, big, 0);
