@@ -224,23 +224,7 @@ static inline int s_fed_proc_fds(pid_t pid)
 /* A "VmHWM:"-style field of /proc/PID/status (pid 0: this process) in KiB, or -1. */
 static inline long s_fed_proc_status_kb(pid_t pid, const char *field)
 {
-    char path[64], line[256];
-    if (pid == 0)
-        snprintf(path, sizeof path, "/proc/self/status");
-    else
-        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long v = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, fl) == 0) {
-            v = atol(line + fl);
-            break;
-        }
-    fclose(f);
-    return v;
+    return fl_test_proc_status_kb(pid, field);
 }
 
 /* TcpExt ListenOverflows of /proc/net/netstat (machine-wide): connections dropped because a

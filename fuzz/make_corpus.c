@@ -472,103 +472,99 @@ static void s_idx(void)
 
 /* ---- CSV and configs ---- */
 
-static void s_text(const char *target, const char *name, const char *text)
-{
-    s_write(target, name, text, strlen(text));
-}
+/* The text seeds: CSV files and the programs' INI files. */
+static const struct {
+    const char *target, *name, *text;
+} s_texts[] = {
+    {"csv", "plain.csv", "0,1,2,3\n1,4,5,6\n2,7,8,9\n"},
+    {"csv", "header.csv", "label,a,b,c\n0,0.5,1.5,2.5\n2,-1,1e-3,7\n1,3,+4,.5\n"},
+    {"csv", "crlf.csv", "label,x,y\r\n1,10,20\r\n0,30,40\r\n\r\n3,50,60\r\n"},
+    {"csv", "spaces.csv", "  0 , 1.25 ,\t2\n\n1,3,4\n   \n2 ,5, 6"},
+    {"csv", "wide.csv",
+     "7,255,0,128,64,32,16,8,4,2,1,0.0039215689\n65535,1,2,3,4,5,6,7,8,9,10,11\n"},
+    {"config", "full.ini",
+     "; a coordinator with every setting\n"
+     "[coordinator]\n"
+     "federation = clinics\n"
+     "endpoint = tcp://0.0.0.0:7777\n"
+     "control = ipc:///tmp/fedtl-control.sock\n"
+     "key = keys/coord.key\n"
+     "allow = keys/allow\n"
+     "base = base.ftm\n"
+     "state_dir = state\n"
+     "eval_data = eval-images.idx.gz\n"
+     "eval_labels = eval-labels.idx.gz\n"
+     "rounds = 20\n"
+     "clients_per_round = 4\n"
+     "fraction = 0.5\n"
+     "min_clients = 2\n"
+     "min_start = 3\n"
+     "deadline = 90.5\n"
+     "round_retries = 2\n"
+     "epochs = 3\n"
+     "batch = 64\n"
+     "lr = 0.002\n"
+     "method = ffa-lora\n"
+     "rank = 16\n"
+     "alpha = 32\n"
+     "targets = conv2,fc1\n"
+     "classes = 5-9\n"
+     "seed = 12345678901234567890\n"
+     "heartbeat_ms = 500\n"
+     "chunk_size = 1048576\n"
+     "strategy = fedavg\n"
+     "insecure = false\n"
+     "exit_when_done = yes\n"
+     "threads = 2\n"},
+    {"config", "minimal.ini",
+     "[coordinator]\nbase = base.ftm\nallow = allow.pub\nkey = coord.key\n"},
+    {"config", "federation-section.ini",
+     "# the [federation] section and dashed keys are accepted too\n"
+     "[federation]\n"
+     "rounds=5\n"
+     "exit-when-done=on\n"
+     "min-clients = 1\n"
+     "[coordinator]\n"
+     "base=b.ftm\n"
+     "allow=a\n"
+     "insecure=1\n"
+     "method=bitfit\n"},
+    {"config", "crlf.ini",
+     "[coordinator]\r\nbase = base.ftm\r\nallow = allow\r\nkey = k.key\r\n"
+     "fraction = 1\r\ndeadline = 0.1\r\n"},
+    {"client_config", "full.ini",
+     "; a branch with every option\n"
+     "[client]\n"
+     "coordinator = tcp://hq.example:7777\n"
+     "coordinator_key = keys/hq.pub\n"
+     "key = keys/branch-03.key\n"
+     "data = train-images.idx.gz\n"
+     "labels = train-labels.idx.gz\n"
+     "holdout = 0.15\n"
+     "cache-dir = /var/cache/fedtl\n"
+     "out = final.fta\n"
+     "keep_updates = rounds\n"
+     "insecure = no\n"
+     "threads = 2\n"
+     "heartbeat_ms = 750\n"
+     "connect_timeout = 0\n"},
+    {"client_config", "shared.ini",
+     "# one file for both programs: the client reads only [client]\n"
+     "[coordinator]\nrounds = 3\n[client]\ncoordinator=tcp://127.0.0.1:7777\n"
+     "coordinator-key=hq.pub\nkey=b.key\ndata=local.csv\ninsecure=YES\n"},
+    {"client_config", "crlf.ini",
+     "[client]\r\ncoordinator = ipc:///tmp/hq\r\nkey = b.key\r\nholdout = 0\r\n"},
+};
 
-static void s_csv(void)
+static void s_texts_write(void)
 {
-    s_text("csv", "plain.csv", "0,1,2,3\n1,4,5,6\n2,7,8,9\n");
-    s_text("csv", "header.csv", "label,a,b,c\n0,0.5,1.5,2.5\n2,-1,1e-3,7\n1,3,+4,.5\n");
-    s_text("csv", "crlf.csv", "label,x,y\r\n1,10,20\r\n0,30,40\r\n\r\n3,50,60\r\n");
-    s_text("csv", "spaces.csv", "  0 , 1.25 ,\t2\n\n1,3,4\n   \n2 ,5, 6");
-    s_text("csv", "wide.csv",
-           "7,255,0,128,64,32,16,8,4,2,1,0.0039215689\n"
-           "65535,1,2,3,4,5,6,7,8,9,10,11\n");
+    for (size_t i = 0; i < sizeof s_texts / sizeof s_texts[0]; i++)
+        s_write(s_texts[i].target, s_texts[i].name, s_texts[i].text, strlen(s_texts[i].text));
     const char *gz = "0,1,2\n1,3,4\n1,5,6\n";
     size_t len;
     uint8_t *z = s_gzip((const uint8_t *)gz, strlen(gz), &len);
     s_write("csv", "plain.csv.gz", z, len);
     free(z);
-}
-
-static void s_configs(void)
-{
-    s_text("config", "full.ini",
-           "; a coordinator with every setting\n"
-           "[coordinator]\n"
-           "federation = clinics\n"
-           "endpoint = tcp://0.0.0.0:7777\n"
-           "control = ipc:///tmp/fedtl-control.sock\n"
-           "key = keys/coord.key\n"
-           "allow = keys/allow\n"
-           "base = base.ftm\n"
-           "state_dir = state\n"
-           "eval_data = eval-images.idx.gz\n"
-           "eval_labels = eval-labels.idx.gz\n"
-           "rounds = 20\n"
-           "clients_per_round = 4\n"
-           "fraction = 0.5\n"
-           "min_clients = 2\n"
-           "min_start = 3\n"
-           "deadline = 90.5\n"
-           "round_retries = 2\n"
-           "epochs = 3\n"
-           "batch = 64\n"
-           "lr = 0.002\n"
-           "method = ffa-lora\n"
-           "rank = 16\n"
-           "alpha = 32\n"
-           "targets = conv2,fc1\n"
-           "classes = 5-9\n"
-           "seed = 12345678901234567890\n"
-           "heartbeat_ms = 500\n"
-           "chunk_size = 1048576\n"
-           "strategy = fedavg\n"
-           "insecure = false\n"
-           "exit_when_done = yes\n"
-           "threads = 2\n");
-    s_text("config", "minimal.ini",
-           "[coordinator]\nbase = base.ftm\nallow = allow.pub\nkey = coord.key\n");
-    s_text("config", "federation-section.ini",
-           "# the [federation] section and dashed keys are accepted too\n"
-           "[federation]\n"
-           "rounds=5\n"
-           "exit-when-done=on\n"
-           "min-clients = 1\n"
-           "[coordinator]\n"
-           "base=b.ftm\n"
-           "allow=a\n"
-           "insecure=1\n"
-           "method=bitfit\n");
-    s_text("config", "crlf.ini",
-           "[coordinator]\r\nbase = base.ftm\r\nallow = allow\r\nkey = k.key\r\n"
-           "fraction = 1\r\ndeadline = 0.1\r\n");
-
-    /* fedtl-client's [client] section. */
-    s_text("client_config", "full.ini",
-           "; a branch with every option\n"
-           "[client]\n"
-           "coordinator = tcp://hq.example:7777\n"
-           "coordinator_key = keys/hq.pub\n"
-           "key = keys/branch-03.key\n"
-           "data = train-images.idx.gz\n"
-           "labels = train-labels.idx.gz\n"
-           "holdout = 0.15\n"
-           "cache-dir = /var/cache/fedtl\n"
-           "out = final.fta\n"
-           "keep_updates = rounds\n"
-           "insecure = no\n"
-           "threads = 2\n"
-           "heartbeat_ms = 750\n"
-           "connect_timeout = 0\n");
-    s_text("client_config", "shared.ini",
-           "# one file for both programs: the client reads only [client]\n"
-           "[coordinator]\nrounds = 3\n[client]\ncoordinator=tcp://127.0.0.1:7777\n"
-           "coordinator-key=hq.pub\nkey=b.key\ndata=local.csv\ninsecure=YES\n");
-    s_text("client_config", "crlf.ini",
-           "[client]\r\ncoordinator = ipc:///tmp/hq\r\nkey = b.key\r\nholdout = 0\r\n");
 }
 
 int main(int argc, char **argv)
@@ -618,7 +614,6 @@ int main(int argc, char **argv)
     fl_base_close(&bf);
 
     s_idx();
-    s_csv();
-    s_configs();
+    s_texts_write();
     return 0;
 }

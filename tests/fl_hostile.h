@@ -148,6 +148,19 @@ static inline void s_branch_open(struct s_branch *b, struct s_fed *f, const char
     s_branch_open_as(b, f, name, false, NULL, 0);
 }
 
+/* The same without CurveZMQ, for a coordinator started with --insecure. */
+static inline void s_branch_open_plain(struct s_branch *b, struct s_fed *f, const char *name)
+{
+    char key[600], ep[64];
+    snprintf(key, sizeof key, "%s/%s.key", f->dir, name);
+    b->id = fl_identity_load(key);
+    cr_assert_not_null(b->id, "%s", fl_error_msg());
+    b->ctx = zmq_ctx_new();
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", f->port);
+    b->sock = fl_net_dealer(b->ctx, b->id, NULL, ep);
+    cr_assert_not_null(b->sock);
+}
+
 static inline void s_branch_close(struct s_branch *b)
 {
     zmq_close(b->sock);
@@ -357,6 +370,36 @@ static inline uint32_t s_task(struct s_branch *b, struct fl_adapter_file *task)
 static inline void s_send_raw(struct s_branch *b, const void *buf, size_t len)
 {
     cr_assert_eq(zmq_send(b->sock, buf, len, 0), (int)len);
+}
+
+/* Ask for the base from offset with this credit; the bytes of the chunks that arrive until
+ * none has come for quiet_s (what the coordinator chose to send). */
+static inline size_t s_base_fetch(struct s_branch *b, struct s_fed *f, uint64_t offset,
+                                  uint32_t credit, double quiet_s)
+{
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__BaseRequest q = FEDTL__BASE_REQUEST__INIT;
+    q.base_hash = (ProtobufCBinaryData){32, f->base.hash};
+    q.offset = offset;
+    q.credit = credit;
+    env.body_case = FEDTL__ENVELOPE__BODY_BASE_REQUEST;
+    env.base_request = &q;
+    cr_assert_eq(fl_net_send(b->sock, NULL, 0, &env, 0, NULL), 0);
+    size_t got = 0;
+    Fedtl__Envelope *c;
+    while ((c = s_expect(b, FEDTL__ENVELOPE__BODY_BASE_CHUNK, quiet_s)) != NULL) {
+        got += c->base_chunk->data.len;
+        fl_wire_free(&c);
+    }
+    return got;
+}
+
+/* The coordinator's peak resident memory so far (VmHWM), in KiB. */
+static inline long s_coord_hwm_kb(const struct s_fed *f)
+{
+    long kb = fl_test_proc_status_kb(f->coord, "VmHWM:");
+    cr_assert_gt(kb, 0, "no VmHWM for the coordinator");
+    return kb;
 }
 
 /* Rejections in a ledger line whose reason holds `reason`. */

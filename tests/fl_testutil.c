@@ -1,15 +1,18 @@
 /* The harness for running fedtl's real programs (tests and benchmarks). */
 #include "fl_testutil.h"
+#include "fl_sizes.h"
 #include "fl_time.h"
 
 #include <cJSON.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,22 +89,32 @@ static void s_redirect(const char *log_path)
     }
 }
 
+/* In the child: output to log_path, and killed with its parent, so that a test that fails
+ * half-way (Criterion leaves the test at the failed assertion) leaves no process behind. */
+static void s_child(pid_t parent, const char *log_path)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127); /* the parent is already gone */
+    s_redirect(log_path);
+}
+
 pid_t fl_test_spawn(const char *cmd, const char *log_path)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid != 0)
         return pid;
-    s_redirect(log_path);
+    s_child(parent, log_path);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
 }
 
 pid_t fl_test_spawnv(char *const argv[], const char *log_path)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid != 0)
         return pid;
-    s_redirect(log_path);
+    s_child(parent, log_path);
     execv(argv[0], argv);
     _exit(127);
 }
@@ -166,6 +179,58 @@ int fl_test_count(const char *path, const char *needle)
         n++;
     free(s);
     return n;
+}
+
+long fl_test_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    if (pid == 0)
+        snprintf(path, sizeof path, "/proc/self/status");
+    else
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0) {
+            v = atol(line + fl);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static size_t s_put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (unsigned char)(v | 0x80);
+    p[n++] = (unsigned char)v;
+    return n;
+}
+
+unsigned char *fl_test_bomb_frame(int body, size_t len, size_t *out_len)
+{
+    /* Field 100, varint 0: tag 0xa0 0x06, value 0x00. */
+    static const unsigned char unknown[3] = {0xa0, 0x06, 0x00};
+    if (len < 32)
+        len = 32;
+    unsigned char *buf = malloc(len);
+    if (!buf)
+        return NULL;
+    size_t at = s_put_varint(buf, 1 << 3); /* the protocol version spoken */
+    at += s_put_varint(buf + at, FL_PROTOCOL_VERSION);
+    size_t fill = (len - at - 12) / 3 * 3;
+    if (body) {
+        at += s_put_varint(buf + at, (uint64_t)body << 3 | 2);
+        at += s_put_varint(buf + at, fill);
+    }
+    for (size_t i = 0; i < fill; i += 3)
+        memcpy(buf + at + i, unknown, 3);
+    *out_len = at + fill;
+    return buf;
 }
 
 struct cJSON *fl_test_json(const char *path)

@@ -19,11 +19,11 @@ int fl_test_run(const char *cmd, char **out);
 
 #include <sys/types.h>
 
-/* Start `cmd` (through /bin/sh) in the background, stdout+stderr appended to log_path.
- * Returns its pid, or -1. */
+/* Start `cmd` (through /bin/sh) in the background, stdout+stderr appended to log_path; it is
+ * killed when the calling process ends. Returns its pid, or -1. */
 pid_t fl_test_spawn(const char *cmd, const char *log_path);
 /* Start argv[0] with arguments argv (NULL-terminated, no shell) in the background, stdout and
- * stderr appended to log_path. Returns its pid, or -1. */
+ * stderr appended to log_path; killed when the calling process ends. Returns its pid, or -1. */
 pid_t fl_test_spawnv(char *const argv[], const char *log_path);
 /* Wait up to timeout_s for pid; returns its exit status, 128+signal when killed by one, or
  * -1 on time-out (the process is then killed). */
@@ -34,6 +34,15 @@ int fl_test_free_port(void);
 char *fl_test_slurp(const char *path);
 /* Count occurrences of needle in the file at path. */
 int fl_test_count(const char *path, const char *needle);
+
+/* A "VmHWM:"-style field of /proc/PID/status (pid 0: this process) in KiB, or -1. */
+long fl_test_proc_status_kb(pid_t pid, const char *field);
+/* A hostile frame of about len bytes that parses as an Envelope (version 3) made of 3-byte
+ * fields no message has: with body a message type's field number (10-19) they fill that
+ * body, with body 0 they sit in the Envelope itself, which then has no body at all. Cheap for
+ * a sender, millions of allocations for a parser that keeps unknown fields. malloc'd (caller
+ * frees), its size in *out_len; NULL when out of memory. */
+unsigned char *fl_test_bomb_frame(int body, size_t len, size_t *out_len);
 
 struct cJSON;
 /* Parse a whole file as one JSON value (cJSON_Delete it); NULL when it is missing or not JSON. */

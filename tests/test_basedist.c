@@ -127,3 +127,40 @@ Test(fl_basedist, a_full_queue_stops_the_request_where_it_is)
     cr_assert_eq(next.n, 8, "the branch continues after the last chunk that left");
     fl_basedist_destroy(&d);
 }
+
+Test(fl_basedist, a_keys_budget_holds_across_hellos_and_reconnects_and_refills_with_time)
+{
+    fl_basedist_t *d = s_new();
+    struct s_sent s;
+    /* A Hello (or a reconnect) and a request from 0, over and over: at most twice the base
+     * per window, however many sessions. */
+    size_t sent = 0;
+    for (int i = 0; i < 100; i++) {
+        if (i % 2)
+            fl_basedist_restart(d, s_key_a);
+        else
+            fl_basedist_forget(d, s_key_a);
+        cr_assert_eq(s_request(d, s_key_a, 0, 16, i, &s), 0);
+        for (int j = 0; j < s.n; j++)
+            sent += s.len[j];
+    }
+    cr_assert_leq(sent, FL_BASEDIST_BUDGET_FACTOR * S_SIZE);
+    cr_assert_geq(sent, FL_BASEDIST_BUDGET_FACTOR * S_SIZE, "an honest download fits");
+    cr_assert_gt(fl_basedist_refused(d), 0);
+    /* Another key has a budget of its own. */
+    cr_assert_eq(s_request(d, s_key_b, 0, 16, 100, &s), 0);
+    cr_assert_eq(s.n, 16);
+    /* Half a window later, half the budget is back; a whole window, all of it. */
+    fl_basedist_restart(d, s_key_a);
+    cr_assert_eq(s_request(d, s_key_a, 0, 16, 100 + FL_BASEDIST_WINDOW_MS / 2, &s), 0);
+    cr_assert_eq(s.n, 16);
+    sent = 0;
+    for (int i = 0; i < 20; i++) {
+        fl_basedist_restart(d, s_key_a);
+        cr_assert_eq(s_request(d, s_key_a, 0, 16, 200 + FL_BASEDIST_WINDOW_MS / 2, &s), 0);
+        for (int j = 0; j < s.n; j++)
+            sent += s.len[j];
+    }
+    cr_assert_leq(sent + 16 * S_CHUNK, S_SIZE + S_CHUNK, "refilled in proportion");
+    fl_basedist_destroy(&d);
+}

@@ -4,6 +4,7 @@
 
 #include "fl_codec.h"
 #include "fl_error.h"
+#include "fl_testutil.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,76 @@ Test(fl_wire, oversized_frames_are_refused_before_parsing)
     cr_assert(strstr(fl_error_msg(), "exceeds"), "%s", fl_error_msg());
 }
 
+Test(fl_wire, each_message_type_has_a_size_limit_checked_before_parsing)
+{
+    Fedtl__Envelope *out = NULL;
+    /* A Hello, a Heartbeat, a BaseRequest or a Bye is a few hundred bytes: 8 KiB is refused
+     * from its first bytes, as is any size over the update's limit. */
+    const int small[] = {FEDTL__ENVELOPE__BODY_HELLO, FEDTL__ENVELOPE__BODY_HEARTBEAT,
+                         FEDTL__ENVELOPE__BODY_BASE_REQUEST, FEDTL__ENVELOPE__BODY_BYE};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+        size_t len;
+        uint8_t *buf = fl_test_bomb_frame(small[i], 8 << 10, &len);
+        cr_assert_not_null(buf);
+        cr_assert_eq(fl_wire_decode(buf, len, &out), FL_ERANGE, "type %d", small[i]);
+        cr_assert(strstr(fl_error_msg(), "its limit is 4096"), "%s", fl_error_msg());
+        cr_assert_null(out);
+        free(buf);
+    }
+    /* An update of the largest adapter still decodes: the limits leave honest room. */
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__SealedUpdate u = FEDTL__SEALED_UPDATE__INIT;
+    size_t ct_len = FL_ADAPTER_MAX_BYTES + FL_WIRE_SEAL_SLACK;
+    uint8_t *ct = calloc(1, ct_len), *buf;
+    size_t len;
+    cr_assert_not_null(ct);
+    u.round = 1;
+    u.branch_key = (ProtobufCBinaryData){32, s_key};
+    u.base_hash = (ProtobufCBinaryData){32, s_hash};
+    u.sealed_key = (ProtobufCBinaryData){FL_SEAL_KEY_BYTES, ct};
+    u.segment_size = FL_SEAL_MIN_SEGMENT;
+    u.ciphertext = (ProtobufCBinaryData){ct_len, ct};
+    u.signature = (ProtobufCBinaryData){64, s_sig};
+    env.body_case = FEDTL__ENVELOPE__BODY_UPDATE;
+    env.update = &u;
+    cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
+    cr_assert_leq(len, FL_WIRE_MAX_MSG);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), 0, "%s", fl_error_msg());
+    cr_assert_eq(out->update->ciphertext.len, ct_len);
+    fl_wire_free(&out);
+    free(buf);
+    free(ct);
+}
+
+Test(fl_wire, frames_of_unknown_fields_are_refused_before_parsing)
+{
+    Fedtl__Envelope *out = NULL;
+    /* Millions of 3-byte unknown fields, in the Envelope (no body) or in an update's body:
+     * refused by the scan, before protobuf-c allocates per field. */
+    const int bodies[] = {0, FEDTL__ENVELOPE__BODY_UPDATE, FEDTL__ENVELOPE__BODY_TASK};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        size_t len;
+        uint8_t *buf = fl_test_bomb_frame(bodies[i], 40 << 20, &len);
+        cr_assert_not_null(buf);
+        cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT, "body %d", bodies[i]);
+        cr_assert(strstr(fl_error_msg(), "more than 64 fields"), "%s", fl_error_msg());
+        cr_assert_null(out);
+        free(buf);
+    }
+    /* A few unknown fields (a later protocol's) are fine. */
+    size_t len;
+    uint8_t *buf = fl_test_bomb_frame(FEDTL__ENVELOPE__BODY_HEARTBEAT, 64, &len);
+    cr_assert_eq(fl_wire_decode(buf, len, &out), 0, "%s", fl_error_msg());
+    cr_assert_eq(out->body_case, FEDTL__ENVELOPE__BODY_HEARTBEAT);
+    fl_wire_free(&out);
+    free(buf);
+    /* Two bodies, or a body that is not length-delimited, are refused. */
+    const uint8_t two[] = {0x08, 0x03, 0x62, 0x00, 0x62, 0x00};
+    cr_assert_eq(fl_wire_decode(two, sizeof two, &out), FL_EFORMAT);
+    const uint8_t varint_body[] = {0x08, 0x03, 0x60, 0x01};
+    cr_assert_eq(fl_wire_decode(varint_body, sizeof varint_body, &out), FL_EFORMAT);
+}
+
 Test(fl_wire, wrong_field_lengths_and_missing_bodies_are_refused)
 {
     Fedtl__Envelope env, *out = NULL;
@@ -162,11 +233,11 @@ Test(fl_wire, wrong_field_lengths_and_missing_bodies_are_refused)
         cr_assert(strstr(fl_error_msg(), "sealed key, segment size"), "%s", fl_error_msg());
         free(buf);
     }
-    /* An envelope without a body: an unknown message type. */
+    /* An envelope without a body: refused before parsing. */
     fedtl__envelope__init(&env);
     cr_assert_eq(fl_wire_encode(&env, &buf, &len), 0);
     cr_assert_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT);
-    cr_assert(strstr(fl_error_msg(), "unknown message type"), "%s", fl_error_msg());
+    cr_assert(strstr(fl_error_msg(), "no message body"), "%s", fl_error_msg());
     free(buf);
     /* A base chunk over the chunk limit. */
     Fedtl__BaseChunk ch = FEDTL__BASE_CHUNK__INIT;

@@ -66,7 +66,8 @@ static int s_wire_check(const Fedtl__Envelope *e)
         if (!s_len_ok(m->branch_key, FL_SIGN_PK_BYTES) || !s_len_ok(m->base_hash, FL_HASH_BYTES) ||
             !s_len_ok(m->signature, FL_SIG_BYTES) || !s_len_ok(m->sealed_key, FL_SEAL_KEY_BYTES) ||
             m->segment_size < FL_SEAL_MIN_SEGMENT || m->segment_size > FL_SEAL_MAX_SEGMENT ||
-            m->ciphertext.len == 0 || !s_len_max(m->ciphertext, FL_ADAPTER_MAX_BYTES + (64u << 10)))
+            m->ciphertext.len == 0 ||
+            !s_len_max(m->ciphertext, FL_ADAPTER_MAX_BYTES + FL_WIRE_SEAL_SLACK))
             return fl_fail(FL_EFORMAT, "update: bad key, hash, signature, sealed key, segment size "
                                        "or ciphertext length");
         return 0;
@@ -95,13 +96,185 @@ static int s_wire_check(const Fedtl__Envelope *e)
     }
 }
 
+/* ---- before parsing: the frame's shape, read from its bytes without allocating ---- */
+
+#define S_SMALL_MSG                                                                                \
+    (4u << 10)                  /* Hello, Challenge, Welcome, Heartbeat, BaseRequest, Receipt, Bye \
+                                 */
+#define S_ENV_SLACK  (4u << 10) /* an Envelope's own bytes around a large body */
+#define S_MAX_FIELDS 64         /* fields in the Envelope or in its body (each has <= 10) */
+#define S_BUDGET_PAD (64u << 10) /* what a decode may allocate beyond the frame's own size */
+
+/* A varint at *p (advanced past it); false when truncated or longer than 10 bytes. */
+static bool s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* One field at *p (advanced past it): its number, and for a length-delimited field where its
+ * value lies. False when truncated, or a group (this protocol has none). */
+static bool s_field(const uint8_t **p, const uint8_t *end, uint64_t *num, const uint8_t **val,
+                    size_t *val_len)
+{
+    uint64_t tag, n;
+    if (!s_varint(p, end, &tag))
+        return false;
+    *num = tag >> 3;
+    *val = NULL;
+    *val_len = 0;
+    switch (tag & 7) {
+    case 0:
+        return s_varint(p, end, &n);
+    case 1:
+        n = 8;
+        break;
+    case 5:
+        n = 4;
+        break;
+    case 2:
+        if (!s_varint(p, end, &n))
+            return false;
+        *val = *p;
+        *val_len = (size_t)n;
+        break;
+    default:
+        return false;
+    }
+    if (n > (uint64_t)(end - *p))
+        return false;
+    *p += n;
+    return true;
+}
+
+/* The largest frame a message type may come in: only the update, the task, the final model
+ * and a base chunk carry bulk; everything else is a few hundred bytes. 0: no such type. */
+static size_t s_type_max(uint64_t body)
+{
+    switch (body) {
+    case FEDTL__ENVELOPE__BODY_HELLO:
+    case FEDTL__ENVELOPE__BODY_CHALLENGE:
+    case FEDTL__ENVELOPE__BODY_WELCOME:
+    case FEDTL__ENVELOPE__BODY_HEARTBEAT:
+    case FEDTL__ENVELOPE__BODY_BASE_REQUEST:
+    case FEDTL__ENVELOPE__BODY_RECEIPT:
+    case FEDTL__ENVELOPE__BODY_BYE:
+        return S_SMALL_MSG;
+    case FEDTL__ENVELOPE__BODY_BASE_CHUNK:
+        return FL_WIRE_MAX_CHUNK + S_ENV_SLACK;
+    case FEDTL__ENVELOPE__BODY_TASK:
+    case FEDTL__ENVELOPE__BODY_FINAL:
+        return FL_ADAPTER_MAX_BYTES + S_ENV_SLACK;
+    case FEDTL__ENVELOPE__BODY_UPDATE:
+        return FL_ADAPTER_MAX_BYTES + FL_WIRE_SEAL_SLACK + S_ENV_SLACK;
+    default:
+        return 0;
+    }
+}
+
+/* Fields in a message's bytes, or -1 when they do not parse as protobuf. */
+static int s_count_fields(const uint8_t *p, const uint8_t *end, int max)
+{
+    int n = 0;
+    while (p < end) {
+        uint64_t num;
+        const uint8_t *val;
+        size_t val_len;
+        if (!s_field(&p, end, &num, &val, &val_len) || num == 0 || ++n > max)
+            return -1;
+    }
+    return n;
+}
+
+/* The Envelope's shape checked from its bytes, before protobuf-c allocates anything: one body
+ * of a known type, the frame within that type's limit, few fields at both levels. So a Hello
+ * of 60 MiB or a frame of millions of unknown fields is refused at the cost of a scan. */
+static int s_wire_prescan(const uint8_t *buf, size_t len)
+{
+    const uint8_t *p = buf, *end = buf + len, *body = NULL;
+    size_t body_len = 0;
+    uint64_t type = 0;
+    int fields = 0;
+    while (p < end) {
+        uint64_t num;
+        const uint8_t *val;
+        size_t val_len;
+        if (!s_field(&p, end, &num, &val, &val_len) || num == 0)
+            return fl_fail(FL_EFORMAT, "malformed protobuf frame (%zu bytes)", len);
+        if (++fields > S_MAX_FIELDS)
+            return fl_fail(FL_EFORMAT, "frame of %zu bytes: more than %d fields", len,
+                           S_MAX_FIELDS);
+        if (s_type_max(num) == 0)
+            continue; /* the version, or a field of a later protocol */
+        if (body || !val)
+            return fl_fail(FL_EFORMAT,
+                           "frame of %zu bytes: two bodies or a body that is not "
+                           "a message",
+                           len);
+        type = num;
+        body = val;
+        body_len = val_len;
+    }
+    if (!body)
+        return fl_fail(FL_EFORMAT, "frame of %zu bytes has no message body", len);
+    if (len > s_type_max(type))
+        return fl_fail(FL_ERANGE, "message type %d in a frame of %zu bytes (its limit is %zu)",
+                       (int)type, len, s_type_max(type));
+    if (s_count_fields(body, body + body_len, S_MAX_FIELDS) < 0)
+        return fl_fail(FL_EFORMAT, "message type %d: malformed, or more than %d fields", (int)type,
+                       S_MAX_FIELDS);
+    return 0;
+}
+
+/* ---- parsing with a budget ---- */
+
+/* What one decode may still allocate. */
+struct s_budget {
+    size_t left; /* bytes */
+};
+
+static void *s_budget_alloc(void *data, size_t size)
+{
+    struct s_budget *b = data;
+    if (size > b->left)
+        return NULL; /* protobuf-c then frees what it took and fails the decode */
+    b->left -= size;
+    return malloc(size);
+}
+
+static void s_budget_free(void *data, void *ptr)
+{
+    (void)data;
+    free(ptr);
+}
+
+/* A decode may allocate the frame's size plus a little: honest messages copy their bytes
+ * fields once and add a few structs. Freed with free() (fl_wire_free passes no allocator). */
+static ProtobufCAllocator s_budget_allocator(struct s_budget *b, size_t len)
+{
+    b->left = len + S_BUDGET_PAD;
+    return (ProtobufCAllocator){
+        .alloc = s_budget_alloc, .free = s_budget_free, .allocator_data = b};
+}
+
 int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env)
 {
     *env = NULL;
     if (len > FL_WIRE_MAX_MSG)
         return fl_fail(FL_ERANGE, "frame of %zu bytes exceeds the %u-byte limit", len,
                        FL_WIRE_MAX_MSG);
-    Fedtl__Envelope *e = fedtl__envelope__unpack(NULL, len, buf);
+    int rc = s_wire_prescan(buf, len);
+    if (rc)
+        return rc;
+    struct s_budget budget;
+    ProtobufCAllocator a = s_budget_allocator(&budget, len);
+    Fedtl__Envelope *e = fedtl__envelope__unpack(&a, len, buf);
     if (!e)
         return fl_fail(FL_EFORMAT, "malformed protobuf frame (%zu bytes)", len);
     if (e->version != FL_PROTOCOL_VERSION) {
@@ -110,7 +283,7 @@ int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env)
         return fl_fail(FL_EVERSION, "protocol version %u, this fedtl speaks %d", v,
                        FL_PROTOCOL_VERSION);
     }
-    int rc = s_wire_check(e);
+    rc = s_wire_check(e);
     if (rc) {
         fedtl__envelope__free_unpacked(e, NULL);
         return rc;
@@ -138,7 +311,11 @@ int fl_wire_decode_body(const uint8_t *buf, size_t len, Fedtl__UpdateBody **body
     *body = NULL;
     if (len > FL_ADAPTER_MAX_BYTES + 1024)
         return fl_fail(FL_ERANGE, "update body of %zu bytes is too large", len);
-    Fedtl__UpdateBody *b = fedtl__update_body__unpack(NULL, len, buf);
+    if (s_count_fields(buf, buf + len, S_MAX_FIELDS) < 0)
+        return fl_fail(FL_EFORMAT, "malformed update body, or more than %d fields", S_MAX_FIELDS);
+    struct s_budget budget;
+    ProtobufCAllocator a = s_budget_allocator(&budget, len);
+    Fedtl__UpdateBody *b = fedtl__update_body__unpack(&a, len, buf);
     if (!b)
         return fl_fail(FL_EFORMAT, "malformed update body");
     if (b->adapter.len == 0 || !s_len_max(b->adapter, FL_ADAPTER_MAX_BYTES) || b->samples == 0 ||

@@ -12,14 +12,22 @@
 
 #include "fedtl_wire.pb-c.h"
 #include "fl_keys.h"
+#include "fl_modelfile.h"
 #include "fl_seal.h"
 
-#define FL_WIRE_MAX_MSG   (64u << 20) /* largest frame accepted (also ZMQ_MAXMSGSIZE) */
-#define FL_WIRE_MAX_CHUNK (4u << 20)  /* largest base chunk */
+#define FL_WIRE_SEAL_SLACK (64u << 10) /* a sealed update's ciphertext beyond its adapter */
+/* Largest frame accepted (also ZMQ_MAXMSGSIZE): an update of the largest adapter. */
+#define FL_WIRE_MAX_MSG   (FL_ADAPTER_MAX_BYTES + (128u << 10))
+#define FL_WIRE_MAX_CHUNK (4u << 20) /* largest base chunk */
 
-/* Decode one frame into *env (free with fl_wire_free). FL_ERANGE for an oversized frame,
- * FL_EFORMAT for malformed protobuf, a missing body or a field out of bounds, FL_EVERSION for
- * another protocol version; the message says which (the caller adds the peer). */
+/* Decode one frame into *env (free with fl_wire_free). Before parsing, the frame's bytes are
+ * scanned without allocating: one body of a known type, the frame within that type's limit
+ * (4 KiB for every message but the update, task, final model and base chunk), at most 64
+ * fields in the Envelope and in its body; the parse may then allocate the frame's size plus
+ * 64 KiB. FL_ERANGE for a frame over FL_WIRE_MAX_MSG or over its type's limit, FL_EFORMAT for
+ * malformed protobuf, a missing body, too many fields, a parse over budget or a field out of
+ * bounds, FL_EVERSION for another protocol version; the message says which (the caller adds
+ * the peer). */
 int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env);
 /* Encode env (version is set here) into a malloc'd buffer the caller frees. */
 int fl_wire_encode(Fedtl__Envelope *env, uint8_t **buf, size_t *len);

@@ -3,10 +3,15 @@
 #include "fl_error.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
+
+#define S_TRIM_AFTER (1u << 20) /* a refused frame this large: give memory back */
 
 /* A socket of the given type with the options every fedtl socket has, or NULL (message set). */
 static void *s_socket(void *ctx, int type)
@@ -30,6 +35,13 @@ void *fl_net_router(void *ctx, const struct fl_identity *id, const char *endpoin
     void *s = s_socket(ctx, ZMQ_ROUTER);
     if (!s)
         return NULL;
+    /* Per peer, at most this many messages wait in either direction. Out: 64 chunks of the
+     * base (4 times what a branch may ask for at once), so a peer that does not read pins
+     * little. In: a peer that sends faster than the loop reads is held back by TCP rather
+     * than queued here (a branch has a request or two in flight). */
+    int sndhwm = FL_NET_ROUTER_SNDHWM, rcvhwm = FL_NET_ROUTER_RCVHWM;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     int one = 1;
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     /* The ROUTER names each connection itself (branches set no routing id): a routing id
@@ -173,7 +185,14 @@ static int s_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, char
     } else {
         rc = fl_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), env);
     }
+    size_t frame = zmq_msg_size(&m);
     zmq_msg_close(&m);
+#ifdef __GLIBC__
+    /* A large frame refused: what its read and its parse took goes back to the system now,
+     * not at the next large allocation. */
+    if (rc < 0 && frame > S_TRIM_AFTER)
+        malloc_trim(0);
+#endif
     return rc;
 }
 

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FL_NET_PEER_MAX 256 /* longest routing id kept */
+#define FL_NET_PEER_MAX      256 /* longest routing id kept */
+#define FL_NET_ROUTER_SNDHWM 64  /* messages queued for one peer on the ROUTER */
+#define FL_NET_ROUTER_RCVHWM 16  /* messages queued from one peer on the ROUTER */
 
 /* A ROUTER bound to endpoint. With id, it is a CURVE server on id's X25519 key (the ZAP
  * handler decides who gets in); with id NULL, plaintext. NULL on error (message set). */

@@ -1,0 +1,60 @@
+/* fl_coord_impl: the coordinator's state, shared by the event loop (fl_coord.c) and the
+ * actions the round core asks for (fl_coord_rounds.c). Private to those two files. */
+#ifndef FL_COORD_IMPL_H
+#define FL_COORD_IMPL_H
+
+#include "fl_coord.h"
+#include "fl_basedist.h"
+#include "fl_codec.h"
+#include "fl_error.h"
+#include "fl_fs.h"
+#include "fl_global.h"
+#include "fl_intake.h"
+#include "fl_allowlist.h"
+#include "fl_keys.h"
+#include "fl_ledger.h"
+#include "fl_linalg.h"
+#include "fl_net.h"
+#include "fl_outbox.h"
+#include "fl_round.h"
+#include "fl_seal.h"
+#include "fl_session.h"
+#include "fl_status.h"
+#include "fl_strategy.h"
+#include "fl_time.h"
+#include "fl_zap.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+struct fl_coord {
+    struct fl_coord_config cfg;      /* as given */
+    struct fl_identity *id;          /* coordinator identity */
+    fl_allowlist_t *allow;           /* enrolled branches */
+    struct fl_base_file base;        /* the base, mapped */
+    uint8_t base_sig[FL_SIG_BYTES];  /* our signature over its hash */
+    fl_global_t *global;             /* the global adapter */
+    fl_strategy_t *strategy;         /* aggregation */
+    struct fl_admit_limits limits;   /* bounds on an update's weight and distance */
+    fl_pool_t *pool;                 /* compute threads (borrowed), or NULL */
+    fl_round_t *round;               /* the round rules and the registry of branches */
+    fl_intake_t *intake;             /* updates in */
+    fl_ledger_t *ledger;             /* state.json, rounds.jsonl */
+    fl_basedist_t *basedist;         /* the base out */
+    fl_status_t *status;             /* the status socket */
+    fl_outbox_t *outbox;             /* messages to branches */
+    fl_zap_t *zap;                   /* admits enrolled keys (NULL: --insecure) */
+    fl_session_t *sessions;          /* which connection proved which key */
+    uint8_t run_id[FL_RUN_ID_BYTES]; /* this run of the federation (state.json) */
+    void *ctx, *router;              /* sockets */
+    int64_t done_at;                 /* when the final adapter went out (ms) */
+};
+
+/* What the round core asks the coordinator to do (fl_coord_rounds.c); its argument is the
+ * struct fl_coord. */
+extern const struct fl_round_ops fl_coord_round_ops;
+
+#endif
