@@ -263,3 +263,84 @@ Test(fl_graph, tiny_graph_trains_on_synthetic_data)
     cr_assert(last < 0.5 * first && last < 0.2, "loss %.4f -> %.4f", first, last);
     fl_graph_destroy(&g);
 }
+
+/* conv weight [out, kh, kw, in] (the chain engine's) -> [out, in, kh, kw] (ONNX's). */
+static void s_conv_to_oihw(const struct fl_tensor *t, float *dst)
+{
+    int64_t o = t->shape[0], kh = t->shape[1], kw = t->shape[2], c = t->shape[3];
+    for (int64_t a = 0; a < o; a++)
+        for (int64_t i = 0; i < kh; i++)
+            for (int64_t j = 0; j < kw; j++)
+                for (int64_t k = 0; k < c; k++)
+                    dst[((a * c + k) * kh + i) * kw + j] = t->data[((a * kh + i) * kw + j) * c + k];
+}
+
+static void s_add_tensor(fl_graph_t *g, const struct fl_tensor *t, bool conv, bool nhwc_cols)
+{
+    size_t n = fl_tensor_numel(t);
+    float *v = malloc(n * sizeof *v);
+    int64_t dims[4];
+    memcpy(dims, t->shape, sizeof dims);
+    if (conv) {
+        s_conv_to_oihw(t, v);
+        dims[1] = t->shape[3], dims[2] = t->shape[1], dims[3] = t->shape[2];
+    } else if (nhwc_cols) {
+        /* fc1 after Flatten: columns (h, w, c) in the chain engine, (c, h, w) in the graph. */
+        for (int64_t o = 0; o < t->shape[0]; o++)
+            for (int c = 0; c < 32; c++)
+                for (int hw = 0; hw < 49; hw++)
+                    v[o * 1568 + c * 49 + hw] = t->data[o * 1568 + hw * 32 + c];
+    } else {
+        memcpy(v, t->data, n * sizeof *v);
+    }
+    cr_assert_eq(fl_graph_add_param(g, t->name, t->ndim, dims, v, false), 0, "%s", fl_error_msg());
+    free(v);
+}
+
+Test(fl_graph, cnn_small_as_a_graph_matches_the_chain_engine)
+{
+    struct fl_arch arch;
+    cr_assert_eq(fl_arch_builtin("cnn-small", 784, 10, &arch), 0);
+    fl_model_t *m = fl_model_new(&arch, 7, NULL);
+    cr_assert_not_null(m);
+    struct fl_rng r;
+    fl_rng_seed(&r, 140);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {1, 28, 28};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    for (size_t i = 0; i < fl_model_ntensors(m, FL_SET_BASE); i++) {
+        struct fl_tensor *t = fl_model_tensor(m, FL_SET_BASE, i);
+        if (strncmp(t->name, "norm.", 5) == 0)
+            continue;
+        if (strstr(t->name, ".bias"))
+            s_fill(t->data, fl_tensor_numel(t), &r, 0.1);
+        s_add_tensor(g, t, strncmp(t->name, "conv", 4) == 0 && t->ndim == 4,
+                     strcmp(t->name, "fc1.weight") == 0);
+    }
+    struct fl_op_attrs p1 = s_pad1(), pool = fl_op_attrs_default(), fc = fl_op_attrs_default();
+    pool.kernel[0] = pool.kernel[1] = 2, pool.stride[0] = pool.stride[1] = 2;
+    fc.trans_b = true;
+    s_node(g, "conv1", FL_OP_CONV, "x", "conv1.weight", "conv1.bias", "c1", &p1);
+    s_node(g, "relu1", FL_OP_RELU, "c1", NULL, NULL, "r1", NULL);
+    s_node(g, "pool1", FL_OP_MAXPOOL, "r1", NULL, NULL, "p1", &pool);
+    s_node(g, "conv2", FL_OP_CONV, "p1", "conv2.weight", "conv2.bias", "c2", &p1);
+    s_node(g, "relu2", FL_OP_RELU, "c2", NULL, NULL, "r2", NULL);
+    s_node(g, "pool2", FL_OP_MAXPOOL, "r2", NULL, NULL, "p2", &pool);
+    s_node(g, "flatten", FL_OP_FLATTEN, "p2", NULL, NULL, "f", NULL);
+    s_node(g, "fc1", FL_OP_GEMM, "f", "fc1.weight", "fc1.bias", "h", &fc);
+    s_node(g, "relu3", FL_OP_RELU, "h", NULL, NULL, "r3", NULL);
+    s_node(g, "fc2", FL_OP_GEMM, "r3", "fc2.weight", "fc2.bias", "logits", &fc);
+    cr_assert_eq(fl_graph_set_output(g, "logits"), 0);
+    cr_assert_eq(fl_graph_plan(g, 3, false), 0, "%s", fl_error_msg());
+    float x[3 * 784], want[3 * 10];
+    for (int i = 0; i < 3 * 784; i++)
+        x[i] = (float)fl_rng_uniform(&r);
+    cr_assert_eq(fl_model_forward(m, x, 3, want), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_forward(g, x, 3), 0, "%s", fl_error_msg());
+    const float *got = fl_graph_output(g, NULL);
+    for (int i = 0; i < 30; i++)
+        cr_assert_float_eq(got[i], want[i], 1e-4 * (1 + fabsf(want[i])), "logit %d: %f vs %f", i,
+                           got[i], want[i]);
+    fl_graph_destroy(&g);
+    fl_model_destroy(&m);
+}
