@@ -14,6 +14,7 @@
 #include "fl_rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,7 +232,7 @@ Test(fl_graph, tiny_graph_trains_on_synthetic_data)
     pool.kernel[0] = pool.kernel[1] = 2, pool.stride[0] = pool.stride[1] = 2;
     fc.trans_b = true;
     s_node(g, "conv", FL_OP_CONV, "x", "w", "b", "c", &p1);
-    s_node(g, "relu", FL_OP_RELU, "c", NULL, NULL, "h", NULL);
+    s_node(g, "sig", FL_OP_SIGMOID, "c", NULL, NULL, "h", NULL);
     s_node(g, "pool", FL_OP_MAXPOOL, "h", NULL, NULL, "p", &pool);
     s_node(g, "flat", FL_OP_FLATTEN, "p", NULL, NULL, "f", NULL);
     s_node(g, "fc", FL_OP_GEMM, "f", "fc.w", "fc.b", "logits", &fc);
@@ -343,4 +344,96 @@ Test(fl_graph, cnn_small_as_a_graph_matches_the_chain_engine)
                            got[i], want[i]);
     fl_graph_destroy(&g);
     fl_model_destroy(&m);
+}
+
+/* x [4,6,6] -> conv (2 groups, stride 2, asymmetric padding) -> sigmoid (smooth, for the finite
+ * differences) -> flatten -> gemm [3], every weight frozen; LoRA on both when lora. */
+static fl_graph_t *s_lora_net(bool lora, bool train_a)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 150);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {4, 6, 6};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "cw", false, &r, 0.4, 6, 2, 3, 3);
+    s_param(g, "cb", false, &r, 0.4, 6, 0, 0, 0);
+    s_param(g, "fw", false, &r, 0.4, 3, 54, 0, 0);
+    struct fl_op_attrs c = fl_op_attrs_default(), fc = fl_op_attrs_default();
+    c.group = 2, c.stride[0] = c.stride[1] = 2, c.pads[0] = 1, c.pads[3] = 1;
+    fc.trans_b = true;
+    s_node(g, "conv", FL_OP_CONV, "x", "cw", "cb", "c", &c);
+    s_node(g, "sig", FL_OP_SIGMOID, "c", NULL, NULL, "h", NULL);
+    s_node(g, "flat", FL_OP_FLATTEN, "h", NULL, NULL, "f", NULL);
+    s_node(g, "fc", FL_OP_GEMM, "f", "fw", NULL, "y", &fc);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    if (lora) {
+        cr_assert_eq(fl_graph_add_lora(g, "conv", 2, 4.0f, 1, train_a), 0, "%s", fl_error_msg());
+        cr_assert_eq(fl_graph_add_lora(g, "fc", 3, 3.0f, 2, train_a), 0, "%s", fl_error_msg());
+    }
+    cr_assert_eq(fl_graph_plan(g, 2, true), 0, "%s", fl_error_msg());
+    return g;
+}
+
+Test(fl_graph, lora_on_conv_and_gemm_gradients)
+{
+    fl_graph_t *g = s_lora_net(true, true);
+    struct fl_rng r;
+    fl_rng_seed(&r, 151);
+    size_t n;
+    float *b = fl_graph_param(g, "conv.lora_B", &n);
+    cr_assert_eq(n, 6 * 2);
+    s_fill(b, n, &r, 0.5);
+    b = fl_graph_param(g, "fc.lora_B", &n);
+    cr_assert_eq(n, 3 * 3);
+    s_fill(b, n, &r, 0.5);
+    cr_assert_null(fl_graph_grad(g, "cw"));
+    cr_assert_null(fl_graph_param(g, "conv.lora_W", NULL), "the merged weight is internal");
+    float x[2 * 144];
+    s_fill(x, 288, &r, 1);
+    s_gradcheck(g, x, 144, 2, 152);
+    cr_assert_not_null(fl_graph_grad(g, "conv.lora_A"));
+    fl_graph_destroy(&g);
+
+    g = s_lora_net(true, false);
+    cr_assert_null(fl_graph_grad(g, "fc.lora_A"), "A frozen (FFA-LoRA)");
+    cr_assert_not_null(fl_graph_grad(g, "fc.lora_B"));
+    fl_graph_destroy(&g);
+}
+
+/* With B = 0 a LoRA changes nothing; with B set, the graph computes with W + (alpha/r) B A. */
+Test(fl_graph, lora_starts_neutral_and_merges)
+{
+    fl_graph_t *plain = s_lora_net(false, true), *g = s_lora_net(true, true);
+    struct fl_rng r;
+    fl_rng_seed(&r, 160);
+    float x[2 * 144];
+    s_fill(x, 288, &r, 1);
+    cr_assert_eq(fl_graph_forward(plain, x, 2), 0);
+    cr_assert_eq(fl_graph_forward(g, x, 2), 0);
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(fl_graph_output(g, NULL)[i], fl_graph_output(plain, NULL)[i], 1e-6);
+    const char *node[2] = {"conv", "fc"}, *w[2] = {"cw", "fw"};
+    const int rank[2] = {2, 3};
+    const float alpha[2] = {4.0f, 3.0f};
+    for (int k = 0; k < 2; k++) {
+        char an[64], bn[64];
+        snprintf(an, sizeof an, "%s.lora_A", node[k]);
+        snprintf(bn, sizeof bn, "%s.lora_B", node[k]);
+        size_t nb, nw;
+        float *b = fl_graph_param(g, bn, &nb), *wp = fl_graph_param(plain, w[k], &nw);
+        const float *a = fl_graph_param(g, an, NULL);
+        s_fill(b, nb, &r, 0.5);
+        size_t rows = nb / (size_t)rank[k], cols = nw / rows;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++)
+                for (int q = 0; q < rank[k]; q++)
+                    wp[i * cols + j] += alpha[k] / (float)rank[k] * b[i * (size_t)rank[k] + q] *
+                                        a[(size_t)q * cols + j];
+    }
+    cr_assert_eq(fl_graph_forward(plain, x, 2), 0);
+    cr_assert_eq(fl_graph_forward(g, x, 2), 0);
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(fl_graph_output(g, NULL)[i], fl_graph_output(plain, NULL)[i], 1e-4);
+    fl_graph_destroy(&plain);
+    fl_graph_destroy(&g);
 }

@@ -111,6 +111,7 @@ void fl_graph_destroy(fl_graph_t **self_p)
         free(g->wgrad[t]);
     }
     free(g->dlogits);
+    free(g->loras);
     free(g->order);
     free(g->values);
     free(g->nodes);
@@ -341,6 +342,7 @@ static void s_mark_grads(fl_graph_t *g, bool input_grad)
     for (int v = 0; v < g->nvalues; v++)
         g->values[v].needs_grad = g->values[v].kind == FL_GV_PARAM && g->values[v].trainable;
     g->values[g->input].needs_grad = input_grad;
+    fl_lora_mark(g);
     for (int k = 0; k < g->nnodes; k++) {
         const struct fl_gnode *nd = &g->nodes[g->order[k]];
         for (int i = 0; i < nd->nin; i++)

@@ -107,6 +107,15 @@ int fl_graph_set_output(fl_graph_t *g, const char *name);
  * Before fl_graph_plan. */
 int fl_graph_fold_batchnorm(fl_graph_t *g, const char *bn_node);
 
+/* LoRA on the weight W of Conv, Gemm or MatMul node `node`, read as a matrix [rows, cols]
+ * (rows its first axis, cols the product of the others: [out, in/group*kh*kw] for a Conv,
+ * [out, in] for a Gemm with trans_b): the node computes with W + (alpha/rank) B A, where
+ * parameters "<node>.lora_A" [rank, cols] (normal, std 1/sqrt(cols), from seed; trainable
+ * when train_a, else frozen as in FFA-LoRA) and "<node>.lora_B" [rows, rank] (zeros,
+ * trainable) are added. W stays as it is (frozen unless added trainable). Before planning. */
+int fl_graph_add_lora(fl_graph_t *g, const char *node, int rank, float alpha, uint64_t seed,
+                      bool train_a);
+
 /* Validate (names resolve, no cycle, shapes fit), order the nodes, and allocate every buffer
  * for batches of up to max_batch. input_grad: also compute the gradient of the input. Errors
  * name the node and the shapes. The graph cannot be changed afterwards. */

@@ -29,6 +29,7 @@ struct fl_gvalue {
     float *grad;                     /* same size; NULL when no gradient flows here */
     bool trainable;                  /* parameter updated by training */
     bool needs_grad;                 /* a gradient is computed for it */
+    bool derived;                    /* parameter computed from others (LoRA's merged weight) */
     int producer;                    /* node index writing it, -1 for input and params */
 };
 
@@ -47,6 +48,14 @@ struct fl_gnode {
     size_t scratch;        /* floats of per-worker scratch it needs */
 };
 
+/* LoRA on a node's weight W [rows, cols...] read as a matrix [rows, cols]: the node reads the
+ * derived parameter weff = W + scale B A, A [rank, cols], B [rows, rank]. */
+struct fl_glora {
+    int w, weff, a, b;    /* value indices */
+    int rows, cols, rank; /* matrix shapes */
+    float scale;          /* alpha / rank */
+};
+
 struct fl_graph {
     fl_pool_t *pool;                      /* borrowed compute threads, or NULL */
     int nworkers;                         /* fl_pool_size(pool) */
@@ -63,6 +72,8 @@ struct fl_graph {
     float *scratch[FL_GRAPH_MAX_WORKERS]; /* per-worker scratch (im2col) */
     float **wgrad[FL_GRAPH_MAX_WORKERS];  /* per-worker parameter gradients (worker 0: grad) */
     float *dlogits;                       /* [max_batch, classes] for train_step */
+    int nloras;                           /* entries used in loras */
+    struct fl_glora *loras;               /* LoRA adapters (fl_graph_lora.c) */
 };
 
 /* Data of sample s of value v (a parameter's data whatever s). */
@@ -102,6 +113,13 @@ const struct fl_op_info *fl_op_info(enum fl_op op);
 
 /* "d0xd1x..." of a value's per-sample shape (or "?" before inference) into buf. */
 const char *fl_gv_shape_str(const struct fl_gvalue *v, char *buf, size_t len);
+
+/* LoRA (fl_graph_lora.c): mark the merged weights whose A or B is trainable as needing a
+ * gradient; merge every weff before a forward pass; turn weff's gradient into A's and B's
+ * (and W's when trainable) after a backward pass. */
+void fl_lora_mark(fl_graph_t *g);
+void fl_lora_merge_all(fl_graph_t *g);
+void fl_lora_backward_all(fl_graph_t *g);
 
 /* Kernels (fl_ops_conv.c, fl_ops_elem.c, fl_ops_shape.c). */
 fl_op_infer_fn fl_conv_infer, fl_pool_infer, fl_gap_infer, fl_unary_infer, fl_binary_infer,

@@ -46,6 +46,7 @@ int fl_graph_forward(fl_graph_t *g, const float *x, int n)
     g->batch = n;
     struct fl_gvalue *in = &g->values[g->input];
     memcpy(in->data, x, (size_t)n * in->numel * sizeof(float));
+    fl_lora_merge_all(g);
     for (int k = 0; k < g->nnodes; k++) {
         const struct fl_gnode *nd = &g->nodes[g->order[k]];
         s_run(g, nd, fl_op_info(nd->op)->forward);
@@ -99,6 +100,7 @@ int fl_graph_backward(fl_graph_t *g, const float *dout)
             s_run(g, nd, fl_op_info(nd->op)->backward);
     }
     s_reduce_grads(g, ntasks);
+    fl_lora_backward_all(g);
     return 0;
 }
 
@@ -166,7 +168,7 @@ const float *fl_graph_input_grad(const fl_graph_t *g)
 float *fl_graph_param(fl_graph_t *g, const char *name, size_t *numel)
 {
     int v = s_value(g, name);
-    if (v < 0 || g->values[v].kind != FL_GV_PARAM)
+    if (v < 0 || g->values[v].kind != FL_GV_PARAM || g->values[v].derived)
         return NULL;
     if (numel)
         *numel = g->values[v].numel;
@@ -176,7 +178,7 @@ float *fl_graph_param(fl_graph_t *g, const char *name, size_t *numel)
 const float *fl_graph_grad(const fl_graph_t *g, const char *name)
 {
     int v = s_value(g, name);
-    if (v < 0 || g->values[v].kind != FL_GV_PARAM)
+    if (v < 0 || g->values[v].kind != FL_GV_PARAM || g->values[v].derived)
         return NULL;
     return g->values[v].grad;
 }
@@ -185,14 +187,14 @@ int fl_graph_nparams(const fl_graph_t *g)
 {
     int n = 0;
     for (int v = 0; v < g->nvalues; v++)
-        n += g->values[v].kind == FL_GV_PARAM;
+        n += g->values[v].kind == FL_GV_PARAM && !g->values[v].derived;
     return n;
 }
 
 const char *fl_graph_param_name(const fl_graph_t *g, int i)
 {
     for (int v = 0; v < g->nvalues; v++)
-        if (g->values[v].kind == FL_GV_PARAM && i-- == 0)
+        if (g->values[v].kind == FL_GV_PARAM && !g->values[v].derived && i-- == 0)
             return g->values[v].name;
     return NULL;
 }
