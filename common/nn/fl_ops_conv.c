@@ -1,6 +1,6 @@
 /* fl_ops_conv: the graph's windowed ops on NCHW values: Conv (stride, asymmetric padding,
  * dilation, groups; im2col + fl_gemm per sample and group, no im2col for a 1x1 stride-1
- * unpadded conv), MaxPool, AveragePool and GlobalAveragePool. */
+ * unpadded conv, direct loops for a depthwise conv), MaxPool, AveragePool and GlobalAveragePool. */
 #include "fl_graph_impl.h"
 
 #include "fl_error.h"
@@ -19,6 +19,7 @@ struct s_geom {
     int oh, ow;     /* output height, width */
     int groups, mg; /* conv groups, output channels per group */
     bool direct;    /* 1x1, stride 1, no padding: the input is the col matrix */
+    bool depthwise; /* one input channel per group: direct loops beat a 1-row GEMM */
 };
 
 static void s_geom(const fl_graph_t *g, const struct fl_gnode *nd, struct s_geom *q)
@@ -41,6 +42,7 @@ static void s_geom(const fl_graph_t *g, const struct fl_gnode *nd, struct s_geom
     q->dw = nd->op == FL_OP_CONV ? nd->a.dilation[1] : 1;
     q->oh = y->ndim == 3 ? (int)y->dims[1] : 0;
     q->ow = y->ndim == 3 ? (int)y->dims[2] : 0;
+    q->depthwise = nd->op == FL_OP_CONV && q->c == 1 && q->groups > 1;
     q->direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && q->pt == 0 && q->pl == 0 &&
                 nd->a.pads[2] == 0 && nd->a.pads[3] == 0;
 }
@@ -159,10 +161,71 @@ static void s_col2im(const struct s_geom *q, const float *dcol, float *dx)
             }
 }
 
+/* Calls body for each output (oy, ox) and window tap (ki, kj) inside the input plane, with
+ * io the output offset, ii the input offset and ik the tap. */
+#define S_TAP_LOOP(q, ...)                                                                         \
+    for (int oy = 0; oy < (q).oh; oy++)                                                            \
+        for (int ox = 0; ox < (q).ow; ox++) {                                                      \
+            size_t io = (size_t)oy * (q).ow + ox;                                                  \
+            for (int ki = 0; ki < (q).kh; ki++) {                                                  \
+                int iy = oy * (q).sh - (q).pt + ki * (q).dh;                                       \
+                if (iy < 0 || iy >= (q).h)                                                         \
+                    continue;                                                                      \
+                for (int kj = 0; kj < (q).kw; kj++) {                                              \
+                    int ix = ox * (q).sw - (q).pl + kj * (q).dw;                                   \
+                    if (ix < 0 || ix >= (q).w)                                                     \
+                        continue;                                                                  \
+                    size_t ii = (size_t)iy * (q).w + ix, ik = (size_t)ki * (q).kw + kj;            \
+                    __VA_ARGS__                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+        }
+
+/* Depthwise convolution of one sample, output channel by output channel. */
+static void s_depthwise_fwd(const struct s_geom *q, const float *x, const float *w, const float *b,
+                            float *y)
+{
+    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
+    for (int o = 0; o < q->groups * q->mg; o++) {
+        const float *xp = x + (size_t)(o / q->mg) * plane, *wk = w + (size_t)o * kk;
+        float *yp = y + (size_t)o * p;
+        for (size_t i = 0; i < p; i++)
+            yp[i] = b ? b[o] : 0.0f;
+        S_TAP_LOOP(*q, { yp[io] += wk[ik] * xp[ii]; })
+    }
+}
+
+static void s_depthwise_bwd(const struct s_geom *q, const float *x, const float *w, const float *dy,
+                            float *dw, float *db, float *dx)
+{
+    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
+    for (int o = 0; o < q->groups * q->mg; o++) {
+        size_t xo = (size_t)(o / q->mg) * plane;
+        const float *xp = x + xo, *wk = w + (size_t)o * kk, *dyp = dy + (size_t)o * p;
+        for (size_t i = 0; db && i < p; i++)
+            db[o] += dyp[i];
+        if (dw) {
+            float *dwk = dw + (size_t)o * kk;
+            S_TAP_LOOP(*q, { dwk[ik] += dyp[io] * xp[ii]; })
+        }
+        if (dx) {
+            float *dxp = dx + xo;
+            S_TAP_LOOP(*q, { dxp[ii] += dyp[io] * wk[ik]; })
+        }
+    }
+}
+
 void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
     struct s_geom q;
     s_geom(g, nd, &q);
+    if (q.depthwise) {
+        for (size_t s = b0; s < b1; s++)
+            s_depthwise_fwd(&q, fl_gv_data(g, nd->in[0], s), fl_gv_data(g, nd->in[1], 0),
+                            nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
+                            fl_gv_data(g, nd->out, s));
+        return;
+    }
     const float *w = fl_gv_data(g, nd->in[1], 0);
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
     int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
@@ -196,7 +259,10 @@ void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
     int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
     size_t xin = (size_t)q.c * q.h * q.w;
     float *col = g->scratch[t], *dcol = col + (size_t)k * p;
-    for (size_t s = b0; s < b1; s++) {
+    for (size_t s = b0; s < b1 && q.depthwise; s++)
+        s_depthwise_bwd(&q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw, db,
+                        fl_gv_grad(g, nd->in[0], t, s));
+    for (size_t s = b0; s < b1 && !q.depthwise; s++) {
         const float *x = fl_gv_data(g, nd->in[0], s);
         const float *dy = fl_gv_grad(g, nd->out, t, s);
         float *dx = fl_gv_grad(g, nd->in[0], t, s);
