@@ -174,6 +174,16 @@ Test(fl_graph, validation_refuses_cycles_unknown_values_and_bad_shapes)
 
     g = s_small();
     s_node(g, "r1", FL_OP_RELU, "x", NULL, NULL, "a", NULL);
+    fl_graph_set_output(g, "b");
+    s_plan_fails(g, FL_ENOTFOUND, "output 'b' is not a value");
+    fl_graph_set_output(g, "a");
+    cr_assert_eq(fl_graph_plan(g, 1, false), 0, "a corrected graph plans: %s", fl_error_msg());
+    cr_assert_eq(fl_graph_forward(g, (float[24]){0}, 2), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "batch of 2 (planned for 1 to 1)"));
+    fl_graph_destroy(&g);
+
+    g = s_small();
+    s_node(g, "r1", FL_OP_RELU, "x", NULL, NULL, "a", NULL);
     const char *in[1] = {"x"};
     cr_assert_eq(fl_graph_add_node(g, "r2", FL_OP_RELU, in, 1, "a", NULL), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "value 'a' defined twice"));
@@ -435,5 +445,42 @@ Test(fl_graph, lora_starts_neutral_and_merges)
     for (int i = 0; i < 6; i++)
         cr_assert_float_eq(fl_graph_output(g, NULL)[i], fl_graph_output(plain, NULL)[i], 1e-4);
     fl_graph_destroy(&plain);
+    fl_graph_destroy(&g);
+}
+
+/* BitFit: the biases alone trainable; frozen weights get no gradient buffer, biases are right. */
+Test(fl_graph, bitfit_trains_only_the_biases)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 170);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {2, 5, 5};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "w", true, &r, 0.5, 3, 2, 3, 3);
+    s_param(g, "b", false, &r, 0.5, 3, 0, 0, 0);
+    s_param(g, "fc.w", true, &r, 0.5, 4, 12, 0, 0);
+    s_param(g, "fc.b", false, &r, 0.5, 4, 0, 0, 0);
+    struct fl_op_attrs st = fl_op_attrs_default(), fc = fl_op_attrs_default();
+    st.stride[0] = st.stride[1] = 2;
+    fc.trans_b = true;
+    s_node(g, "conv", FL_OP_CONV, "x", "w", "b", "c", &st);
+    s_node(g, "act", FL_OP_HARDSWISH, "c", NULL, NULL, "h", NULL);
+    s_node(g, "flat", FL_OP_FLATTEN, "h", NULL, NULL, "f", NULL);
+    s_node(g, "fc", FL_OP_GEMM, "f", "fc.w", "fc.b", "y", &fc);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    const char *weights[2] = {"w", "fc.w"}, *biases[2] = {"b", "fc.b"};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(fl_graph_set_trainable(g, weights[i], false), 0);
+        cr_assert_eq(fl_graph_set_trainable(g, biases[i], true), 0);
+    }
+    cr_assert_eq(fl_graph_set_trainable(g, "nope", true), FL_ENOTFOUND);
+    cr_assert_eq(fl_graph_plan(g, 2, true), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_set_trainable(g, "w", true), FL_EINVAL);
+    cr_assert_null(fl_graph_grad(g, "w"));
+    cr_assert_null(fl_graph_grad(g, "fc.w"));
+    float x[100];
+    s_fill(x, 100, &r, 1);
+    s_gradcheck(g, x, 50, 2, 171);
+    cr_assert_not_null(fl_graph_grad(g, "b"));
     fl_graph_destroy(&g);
 }

@@ -7,6 +7,7 @@
 #include "fl_tensor.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,18 @@ int fl_graph_add_node(fl_graph_t *g, const char *name, enum fl_op op, const char
     return 0;
 }
 
+int fl_graph_set_trainable(fl_graph_t *g, const char *name, bool trainable)
+{
+    if (g->planned)
+        return fl_fail(FL_EINVAL, "graph: '%s' made %s after planning", name,
+                       trainable ? "trainable" : "frozen");
+    int v = s_find_value(g, name);
+    if (v < 0 || g->values[v].kind != FL_GV_PARAM || g->values[v].derived)
+        return fl_fail(FL_ENOTFOUND, "graph: no parameter '%s'", name);
+    g->values[v].trainable = trainable;
+    return 0;
+}
+
 int fl_graph_set_output(fl_graph_t *g, const char *name)
 {
     int rc = s_check_name(g, "output", name);
@@ -323,6 +336,7 @@ static int s_resolve_and_order(fl_graph_t *g)
                                nd->in_names[i]);
     }
     char *state = calloc((size_t)g->nnodes + 1, 1);
+    free(g->order);
     g->order = fl_malloc_array((size_t)g->nnodes + 1, sizeof *g->order);
     if (!state || !g->order) {
         free(state);
@@ -397,6 +411,9 @@ int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad)
     if (max_batch < 1)
         return fl_fail(FL_EINVAL, "graph: batch capacity %d", max_batch);
     g->max_batch = max_batch;
+    for (int v = 0; v < g->nvalues; v++)
+        if (g->values[v].kind == FL_GV_ACT)
+            g->values[v].ndim = 0;
     int rc = s_resolve_and_order(g);
     for (int k = 0; rc == 0 && k < g->nnodes; k++) {
         struct fl_gnode *nd = &g->nodes[g->order[k]];
@@ -405,6 +422,10 @@ int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad)
                 return fl_fail(FL_EINVAL, "graph: node '%s' reads '%s' before it is computed",
                                nd->name, nd->in_names[i]);
         rc = s_ops[nd->op].infer(g, nd);
+        const struct fl_gvalue *y = &g->values[nd->out];
+        if (rc == 0 && (y->numel > INT32_MAX || y->numel > SIZE_MAX / 4 / (size_t)max_batch))
+            rc = fl_fail(FL_ERANGE, "graph: node '%s' makes %zu values per sample", nd->name,
+                         y->numel);
     }
     if (rc)
         return rc;

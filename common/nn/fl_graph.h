@@ -99,6 +99,8 @@ int fl_graph_add_param(fl_graph_t *g, const char *name, int ndim, const int64_t 
  * NULL (defaults). Inputs may be defined later: fl_graph_plan resolves and orders them. */
 int fl_graph_add_node(fl_graph_t *g, const char *name, enum fl_op op, const char *const *inputs,
                       int ninputs, const char *output, const struct fl_op_attrs *attrs);
+/* Make a parameter trainable or frozen (BitFit: the biases alone; a new head), before planning. */
+int fl_graph_set_trainable(fl_graph_t *g, const char *name, bool trainable);
 /* The value the forward pass produces (logits for training). */
 int fl_graph_set_output(fl_graph_t *g, const char *name);
 /* Fold the BatchNormalization node bn_node into the Conv that produces its input (whose output
