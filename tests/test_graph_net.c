@@ -75,11 +75,11 @@ Test(fl_graph, residual_block_gradients_end_to_end)
 
 /* MobileNetV3's block: pointwise conv -> hardswish -> depthwise stride 2 -> SE (gap, 1x1
  * reduce, relu, 1x1 expand, hardsigmoid, multiply) -> gap -> flatten -> gemm. */
-Test(fl_graph, squeeze_excitation_block_gradients_end_to_end)
+static fl_graph_t *s_se(fl_pool_t *pool, int max_batch)
 {
     struct fl_rng r;
     fl_rng_seed(&r, 110);
-    fl_graph_t *g = fl_graph_new(NULL);
+    fl_graph_t *g = fl_graph_new(pool);
     int64_t in[3] = {3, 5, 5};
     cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
     s_param(g, "pw", true, &r, 0.5, 4, 3, 1, 1);
@@ -105,7 +105,15 @@ Test(fl_graph, squeeze_excitation_block_gradients_end_to_end)
     s_node(g, "flat", FL_OP_FLATTEN, "p", NULL, NULL, "f", NULL);
     s_node(g, "fc", FL_OP_MATMUL, "f", "fc.w", NULL, "logits", NULL);
     cr_assert_eq(fl_graph_set_output(g, "logits"), 0);
-    cr_assert_eq(fl_graph_plan(g, 2, true), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_plan(g, max_batch, true), 0, "%s", fl_error_msg());
+    return g;
+}
+
+Test(fl_graph, squeeze_excitation_block_gradients_end_to_end)
+{
+    fl_graph_t *g = s_se(NULL, 2);
+    struct fl_rng r;
+    fl_rng_seed(&r, 112);
     float x[2 * 75];
     s_fill(x, 150, &r, 1);
     s_gradcheck(g, x, 75, 2, 111);
@@ -192,16 +200,14 @@ Test(fl_graph, validation_refuses_cycles_unknown_values_and_bad_shapes)
     fl_graph_destroy(&g);
 }
 
-Test(fl_graph, pool_of_two_matches_callers_thread)
+/* One training step of g1 and g2 on the same batch gives the same loss, logits and gradients. */
+static void s_same_step(fl_graph_t *g1, fl_graph_t *g2, size_t in_per, uint64_t seed)
 {
-    fl_pool_t *pool = fl_pool_new(2);
-    cr_assert_not_null(pool);
-    fl_graph_t *g1 = s_residual(NULL, 5, true), *g2 = s_residual(pool, 5, true);
     struct fl_rng r;
-    fl_rng_seed(&r, 120);
-    float x[5 * 144];
+    fl_rng_seed(&r, seed);
+    float *x = malloc(5 * in_per * sizeof *x);
     int32_t y[5] = {0, 1, 2, 1, 0};
-    s_fill(x, 5 * 144, &r, 1);
+    s_fill(x, 5 * in_per, &r, 1);
     double l1, l2;
     cr_assert_eq(fl_graph_train_step(g1, x, y, 5, &l1, NULL), 0, "%s", fl_error_msg());
     cr_assert_eq(fl_graph_train_step(g2, x, y, 5, &l2, NULL), 0, "%s", fl_error_msg());
@@ -219,8 +225,21 @@ Test(fl_graph, pool_of_two_matches_callers_thread)
             cr_assert_float_eq(d1[i], d2[i], 1e-5, "%s[%zu]", name, i);
     }
     const float *gx1 = fl_graph_input_grad(g1), *gx2 = fl_graph_input_grad(g2);
-    for (int i = 0; i < 5 * 144; i++)
+    for (size_t i = 0; i < 5 * in_per; i++)
         cr_assert_float_eq(gx1[i], gx2[i], 1e-6);
+    free(x);
+}
+
+Test(fl_graph, pool_of_two_matches_callers_thread)
+{
+    fl_pool_t *pool = fl_pool_new(2);
+    cr_assert_not_null(pool);
+    fl_graph_t *g1 = s_residual(NULL, 5, true), *g2 = s_residual(pool, 5, true);
+    s_same_step(g1, g2, 144, 120);
+    fl_graph_destroy(&g1);
+    fl_graph_destroy(&g2);
+    g1 = s_se(NULL, 5), g2 = s_se(pool, 5);
+    s_same_step(g1, g2, 75, 121);
     fl_graph_destroy(&g1);
     fl_graph_destroy(&g2);
     fl_pool_destroy(&pool);
