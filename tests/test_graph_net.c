@@ -503,3 +503,39 @@ Test(fl_graph, bitfit_trains_only_the_biases)
     cr_assert_not_null(fl_graph_grad(g, "b"));
     fl_graph_destroy(&g);
 }
+
+Test(fl_graph, building_errors_name_the_problem)
+{
+    fl_graph_t *g = s_small();
+    const char *two[2] = {"x", "x"};
+    cr_assert_eq(fl_graph_add_node(g, "r", FL_OP_RELU, two, 2, "y", NULL), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "node 'r' (Relu) takes 1 to 1 inputs, given 2"));
+    cr_assert_eq(fl_graph_add_node(g, "q", (enum fl_op)99, two, 1, "y", NULL), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "node 'q' has unknown op 99"));
+    int64_t d = 3;
+    cr_assert_eq(fl_graph_add_input(g, "x2", 1, &d), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "one input per graph"));
+
+    /* BatchNorm folding needs a Conv whose output only the BatchNorm reads. */
+    struct fl_rng r;
+    fl_rng_seed(&r, 180);
+    s_param(g, "w", false, &r, 1, 2, 2, 1, 1);
+    const char *bn[4] = {"s", "b", "m", "v"};
+    for (int i = 0; i < 4; i++)
+        s_param(g, bn[i], false, &r, 1, 2, 0, 0, 0);
+    s_node(g, "conv", FL_OP_CONV, "x", "w", NULL, "c", NULL);
+    const char *in1[5] = {"x", "s", "b", "m", "v"}, *in2[5] = {"c", "s", "b", "m", "v"};
+    cr_assert_eq(fl_graph_add_node(g, "bn1", FL_OP_BATCHNORM, in1, 5, "n1", NULL), 0);
+    cr_assert_eq(fl_graph_add_node(g, "bn2", FL_OP_BATCHNORM, in2, 5, "n2", NULL), 0);
+    s_node(g, "add", FL_OP_ADD, "n2", "c", NULL, "y", NULL);
+    cr_assert_eq(fl_graph_fold_batchnorm(g, "bn1"), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "'bn1' does not follow a Conv"));
+    cr_assert_eq(fl_graph_fold_batchnorm(g, "bn2"), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "the output of 'conv' is read by more than 'bn2'"));
+    cr_assert_eq(fl_graph_fold_batchnorm(g, "add"), FL_ENOTFOUND);
+    cr_assert_eq(fl_graph_add_lora(g, "add", 1, 1.0f, 1, true), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "LoRA on 'add' (Add): only Conv, Gemm and MatMul"));
+    cr_assert_eq(fl_graph_add_lora(g, "conv", 3, 1.0f, 1, true), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "rank 3 for a 2x2 weight"));
+    fl_graph_destroy(&g);
+}
