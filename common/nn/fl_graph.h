@@ -9,8 +9,8 @@
  * weights and Flatten/Reshape/Concat keep ONNX's meaning with no permutation on import; per
  * sample a convolution is one GEMM W [out/g, in/g*kh*kw] x col [in/g*kh*kw, oh*ow] with the
  * weight as stored (a 1x1 convolution needs no im2col at all: the activation is already the
- * [in, h*w] matrix); per-channel work (BatchNorm, SE scaling, depthwise convolution) runs on
- * contiguous planes. Parameters are row-major in ONNX's shapes:
+ * [in, h*w] matrix); per-channel work (BatchNorm, SE scaling, depthwise convolution, which
+ * runs as direct loops) reads contiguous planes. Parameters are row-major in ONNX's shapes:
  *   Conv weight  [out, in/group, kh, kw], bias [out]
  *   Gemm         Y [n, out] = alpha * X [n, in] op(W) + beta * C; W [out, in] when trans_b
  *                (ONNX's usual form), else [in, out]; C [out] (or scalar)
@@ -18,7 +18,9 @@
  *   BatchNorm    scale, bias, mean, var: [channels] each
  *
  * Gradients. Parameters are frozen unless added trainable; only trainable ones get gradient
- * buffers. Values are all kept after a forward pass (the backward pass reads them).
+ * buffers, and only values downstream of one (or of the input, when asked) get a gradient.
+ * Values are all kept after a forward pass (the backward pass reads them). LoRA's merged weight
+ * is internal: it is not listed among the parameters.
  *
  * Threads: each node splits the batch over the pool given to fl_graph_new (borrowed, must
  * outlive the graph; NULL = the caller's thread). A graph is not thread-safe. */
