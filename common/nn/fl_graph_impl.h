@@ -1,0 +1,133 @@
+/* fl_graph_impl: the inside of an fl_graph, shared by the files that implement it:
+ * fl_graph.c (building, validation, planning), fl_graph_run.c (passes, loss, accessors) and
+ * the op kernels fl_ops_conv.c, fl_ops_elem.c, fl_ops_shape.c. Nothing else includes it. */
+#ifndef FL_GRAPH_IMPL_H
+#define FL_GRAPH_IMPL_H
+
+#include "fl_graph.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FL_GRAPH_MAX_WORKERS 16 /* workers a batch is split over */
+
+enum fl_gvalue_kind {
+    FL_GV_INPUT, /* the graph's input (batched) */
+    FL_GV_PARAM, /* a parameter (not batched) */
+    FL_GV_ACT    /* a node's output (batched) */
+};
+
+/* A named value: per-sample shape for batched values, the whole shape for parameters. */
+struct fl_gvalue {
+    char name[FL_GRAPH_NAME_MAX];    /* unique among values */
+    enum fl_gvalue_kind kind;        /* what it is */
+    int ndim;                        /* axes used in dims (0 until inferred) */
+    int64_t dims[FL_GRAPH_MAX_DIMS]; /* per-sample (batched) or whole (param) shape */
+    size_t numel;                    /* elements per sample (batched) or in all (param) */
+    float *data;                     /* [max_batch, numel] or [numel] */
+    float *grad;                     /* same size; NULL when no gradient flows here */
+    bool trainable;                  /* parameter updated by training */
+    bool needs_grad;                 /* a gradient is computed for it */
+    bool derived;                    /* parameter computed from others (LoRA's merged weight) */
+    int producer;                    /* node index writing it, -1 for input and params */
+};
+
+/* A node: op, its input and output value indices, attributes and planned geometry. */
+struct fl_gnode {
+    char name[FL_GRAPH_NAME_MAX];                          /* unique among nodes */
+    enum fl_op op;                                         /* what it computes */
+    int nin;                                               /* inputs used */
+    char in_names[FL_GRAPH_MAX_INPUTS][FL_GRAPH_NAME_MAX]; /* as given, resolved by plan */
+    int in[FL_GRAPH_MAX_INPUTS];                           /* value indices */
+    int out;                                               /* output value index */
+    struct fl_op_attrs a;                                  /* attributes */
+    int64_t bstride[2][5]; /* binary ops: operand strides (batch first) */
+    int64_t bdims[5];      /* binary ops: output dims (batch first) */
+    int32_t *argmax;       /* maxpool: winner per output element */
+    size_t scratch;        /* floats of per-worker scratch it needs */
+};
+
+/* LoRA on a node's weight W [rows, cols...] read as a matrix [rows, cols]: the node reads the
+ * derived parameter weff = W + scale B A, A [rank, cols], B [rows, rank]. */
+struct fl_glora {
+    int w, weff, a, b;    /* value indices */
+    int rows, cols, rank; /* matrix shapes */
+    float scale;          /* alpha / rank */
+};
+
+struct fl_graph {
+    fl_pool_t *pool;                      /* borrowed compute threads, or NULL */
+    int nworkers;                         /* fl_pool_size(pool) */
+    int nvalues, cap_values;              /* values used / allocated */
+    struct fl_gvalue *values;             /* every named value */
+    int nnodes, cap_nodes;                /* nodes used / allocated */
+    struct fl_gnode *nodes;               /* in the order added */
+    int *order;                           /* node indices in execution order (after plan) */
+    int input, output;                    /* value indices, -1 until set */
+    char output_name[FL_GRAPH_NAME_MAX];  /* as given to fl_graph_set_output */
+    bool planned;                         /* fl_graph_plan succeeded */
+    int max_batch;                        /* planned batch capacity */
+    int batch;                            /* samples of the last forward pass */
+    float *scratch[FL_GRAPH_MAX_WORKERS]; /* per-worker scratch (im2col) */
+    float **wgrad[FL_GRAPH_MAX_WORKERS];  /* per-worker parameter gradients (worker 0: grad) */
+    float *dlogits;                       /* [max_batch, classes] for train_step */
+    int nloras;                           /* entries used in loras */
+    struct fl_glora *loras;               /* LoRA adapters (fl_graph_lora.c) */
+};
+
+/* Data of sample s of value v (a parameter's data whatever s). */
+static inline float *fl_gv_data(const fl_graph_t *g, int v, size_t s)
+{
+    const struct fl_gvalue *x = &g->values[v];
+    return x->kind == FL_GV_PARAM ? x->data : x->data + s * x->numel;
+}
+
+/* Where worker t accumulates the gradient of sample s of value v (NULL: none wanted). */
+static inline float *fl_gv_grad(const fl_graph_t *g, int v, int t, size_t s)
+{
+    const struct fl_gvalue *x = &g->values[v];
+    if (!x->needs_grad)
+        return NULL;
+    if (x->kind == FL_GV_PARAM)
+        return g->wgrad[t][v];
+    return x->grad + s * x->numel;
+}
+
+/* An op's shape inference (sets the output value's shape and nd->scratch; returns 0 or an
+ * FL_E* code with a message naming the node and shapes), and its kernels over samples
+ * [b0, b1) as worker t. Backward kernels accumulate into the input gradients. */
+typedef int(fl_op_infer_fn)(fl_graph_t *g, struct fl_gnode *nd);
+typedef void(fl_op_run_fn)(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1);
+
+struct fl_op_info {
+    const char *name;       /* ONNX name */
+    int min_in, max_in;     /* inputs accepted */
+    fl_op_infer_fn *infer;  /* shapes */
+    fl_op_run_fn *forward;  /* forward kernel */
+    fl_op_run_fn *backward; /* backward kernel */
+};
+
+/* The table of ops, indexed by enum fl_op (NULL for an unknown op). */
+const struct fl_op_info *fl_op_info(enum fl_op op);
+
+/* "d0xd1x..." of a value's per-sample shape (or "?" before inference) into buf. */
+const char *fl_gv_shape_str(const struct fl_gvalue *v, char *buf, size_t len);
+
+/* LoRA (fl_graph_lora.c): mark the merged weights whose A or B is trainable as needing a
+ * gradient; merge every weff before a forward pass; turn weff's gradient into A's and B's
+ * (and W's when trainable) after a backward pass. */
+void fl_lora_mark(fl_graph_t *g);
+void fl_lora_merge_all(fl_graph_t *g);
+void fl_lora_backward_all(fl_graph_t *g);
+
+/* Kernels (fl_ops_conv.c, fl_ops_elem.c, fl_ops_shape.c). */
+fl_op_infer_fn fl_conv_infer, fl_pool_infer, fl_gap_infer, fl_unary_infer, fl_binary_infer,
+    fl_bn_infer, fl_gemm_infer, fl_matmul_infer, fl_flatten_infer, fl_reshape_infer,
+    fl_concat_infer;
+fl_op_run_fn fl_conv_fwd, fl_conv_bwd, fl_maxpool_fwd, fl_maxpool_bwd, fl_avgpool_fwd,
+    fl_avgpool_bwd, fl_gap_fwd, fl_gap_bwd, fl_unary_fwd, fl_unary_bwd, fl_binary_fwd,
+    fl_binary_bwd, fl_bn_fwd, fl_bn_bwd, fl_gemm_fwd, fl_gemm_bwd, fl_copy_fwd, fl_copy_bwd,
+    fl_concat_fwd, fl_concat_bwd;
+
+#endif

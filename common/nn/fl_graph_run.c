@@ -1,0 +1,200 @@
+/* fl_graph_run: the forward and backward passes of a planned graph, the training loss, and the
+ * accessors of values, parameters and gradients. */
+#include "fl_graph_impl.h"
+
+#include "fl_error.h"
+#include "fl_layers.h"
+
+#include <string.h>
+
+struct s_job {
+    fl_graph_t *g;             /* the graph */
+    const struct fl_gnode *nd; /* the node run */
+    fl_op_run_fn *fn;          /* its forward or backward kernel */
+    int ntasks;                /* pieces the batch is cut into */
+};
+
+static void s_task(void *arg, int t)
+{
+    const struct s_job *j = arg;
+    size_t n = (size_t)j->g->batch;
+    size_t b0 = n * (size_t)t / (size_t)j->ntasks, b1 = n * ((size_t)t + 1) / (size_t)j->ntasks;
+    if (b1 > b0)
+        j->fn(j->g, j->nd, t, b0, b1);
+}
+
+static int s_ntasks(const fl_graph_t *g)
+{
+    return g->batch < g->nworkers ? g->batch : g->nworkers;
+}
+
+static void s_run(fl_graph_t *g, const struct fl_gnode *nd, fl_op_run_fn *fn)
+{
+    struct s_job j = {g, nd, fn, s_ntasks(g)};
+    if (j.ntasks <= 1)
+        s_task(&j, 0);
+    else
+        fl_pool_run(g->pool, j.ntasks, s_task, &j);
+}
+
+int fl_graph_forward(fl_graph_t *g, const float *x, int n)
+{
+    if (!g->planned)
+        return fl_fail(FL_EINVAL, "graph: forward before planning");
+    if (n < 1 || n > g->max_batch)
+        return fl_fail(FL_EINVAL, "graph: batch of %d (planned for 1 to %d)", n, g->max_batch);
+    g->batch = n;
+    struct fl_gvalue *in = &g->values[g->input];
+    memcpy(in->data, x, (size_t)n * in->numel * sizeof(float));
+    fl_lora_merge_all(g);
+    for (int k = 0; k < g->nnodes; k++) {
+        const struct fl_gnode *nd = &g->nodes[g->order[k]];
+        s_run(g, nd, fl_op_info(nd->op)->forward);
+    }
+    return 0;
+}
+
+static void s_zero_grads(fl_graph_t *g, int ntasks)
+{
+    for (int v = 0; v < g->nvalues; v++) {
+        struct fl_gvalue *x = &g->values[v];
+        if (!x->needs_grad)
+            continue;
+        if (x->kind != FL_GV_PARAM) {
+            memset(x->grad, 0, (size_t)g->batch * x->numel * sizeof(float));
+            continue;
+        }
+        for (int t = 0; t < ntasks; t++)
+            memset(g->wgrad[t][v], 0, x->numel * sizeof(float));
+    }
+}
+
+/* Worker 0's parameter gradients are the graph's: add the others' into them. */
+static void s_reduce_grads(fl_graph_t *g, int ntasks)
+{
+    for (int v = 0; v < g->nvalues; v++) {
+        struct fl_gvalue *x = &g->values[v];
+        if (x->kind != FL_GV_PARAM || !x->needs_grad)
+            continue;
+        for (int t = 1; t < ntasks; t++) {
+            const float *src = g->wgrad[t][v];
+            for (size_t i = 0; i < x->numel; i++)
+                x->grad[i] += src[i];
+        }
+    }
+}
+
+int fl_graph_backward(fl_graph_t *g, const float *dout)
+{
+    if (!g->planned || g->batch < 1)
+        return fl_fail(FL_EINVAL, "graph: backward before a forward pass");
+    struct fl_gvalue *out = &g->values[g->output];
+    if (!out->needs_grad)
+        return 0;
+    int ntasks = s_ntasks(g);
+    s_zero_grads(g, ntasks);
+    memcpy(out->grad, dout, (size_t)g->batch * out->numel * sizeof(float));
+    for (int k = g->nnodes - 1; k >= 0; k--) {
+        const struct fl_gnode *nd = &g->nodes[g->order[k]];
+        if (g->values[nd->out].needs_grad)
+            s_run(g, nd, fl_op_info(nd->op)->backward);
+    }
+    s_reduce_grads(g, ntasks);
+    fl_lora_backward_all(g);
+    return 0;
+}
+
+int fl_graph_train_step(fl_graph_t *g, const float *x, const int32_t *labels, int n, double *loss,
+                        int *correct)
+{
+    int rc = fl_graph_forward(g, x, n);
+    if (rc)
+        return rc;
+    const struct fl_gvalue *out = &g->values[g->output];
+    if (out->ndim != 1)
+        return fl_fail(FL_EINVAL, "graph: output '%s' is not a vector of logits", out->name);
+    int k = (int)out->numel;
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= k)
+            return fl_fail(FL_ERANGE, "graph: label %d of sample %d outside 0..%d", (int)labels[i],
+                           i, k - 1);
+    double l = fl_softmax_xent(n, k, out->data, labels, g->dlogits, correct);
+    if (loss)
+        *loss = l;
+    return fl_graph_backward(g, g->dlogits);
+}
+
+static int s_value(const fl_graph_t *g, const char *name)
+{
+    for (int i = 0; i < g->nvalues; i++)
+        if (strcmp(g->values[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const float *fl_graph_output(const fl_graph_t *g, size_t *per_sample)
+{
+    if (!g->planned)
+        return NULL;
+    if (per_sample)
+        *per_sample = g->values[g->output].numel;
+    return g->values[g->output].data;
+}
+
+const float *fl_graph_value(const fl_graph_t *g, const char *name, size_t *per_sample)
+{
+    int v = s_value(g, name);
+    if (v < 0 || !g->values[v].data)
+        return NULL;
+    if (per_sample)
+        *per_sample = g->values[v].numel;
+    return g->values[v].data;
+}
+
+int fl_graph_value_shape(const fl_graph_t *g, const char *name, int64_t dims[FL_GRAPH_MAX_DIMS])
+{
+    int v = s_value(g, name);
+    if (v < 0 || g->values[v].ndim == 0)
+        return -1;
+    memcpy(dims, g->values[v].dims, sizeof g->values[v].dims);
+    return g->values[v].ndim;
+}
+
+const float *fl_graph_input_grad(const fl_graph_t *g)
+{
+    return g->input >= 0 ? g->values[g->input].grad : NULL;
+}
+
+float *fl_graph_param(fl_graph_t *g, const char *name, size_t *numel)
+{
+    int v = s_value(g, name);
+    if (v < 0 || g->values[v].kind != FL_GV_PARAM || g->values[v].derived)
+        return NULL;
+    if (numel)
+        *numel = g->values[v].numel;
+    return g->values[v].data;
+}
+
+const float *fl_graph_grad(const fl_graph_t *g, const char *name)
+{
+    int v = s_value(g, name);
+    if (v < 0 || g->values[v].kind != FL_GV_PARAM || g->values[v].derived)
+        return NULL;
+    return g->values[v].grad;
+}
+
+int fl_graph_nparams(const fl_graph_t *g)
+{
+    int n = 0;
+    for (int v = 0; v < g->nvalues; v++)
+        n += g->values[v].kind == FL_GV_PARAM && !g->values[v].derived;
+    return n;
+}
+
+const char *fl_graph_param_name(const fl_graph_t *g, int i)
+{
+    for (int v = 0; v < g->nvalues; v++)
+        if (g->values[v].kind == FL_GV_PARAM && !g->values[v].derived && i-- == 0)
+            return g->values[v].name;
+    return NULL;
+}

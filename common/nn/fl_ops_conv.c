@@ -1,0 +1,428 @@
+/* fl_ops_conv: the graph's windowed ops on NCHW values: Conv (stride, asymmetric padding,
+ * dilation, groups; im2col + fl_gemm per sample and group, no im2col for a 1x1 stride-1
+ * unpadded conv, direct loops for a depthwise conv), MaxPool, AveragePool and GlobalAveragePool. */
+#include "fl_graph_impl.h"
+
+#include "fl_error.h"
+#include "fl_linalg.h"
+
+#include <float.h>
+#include <string.h>
+
+/* Geometry of a windowed op on one sample. */
+struct s_geom {
+    int c, h, w;    /* input channels (per group for conv), height, width */
+    int kh, kw;     /* window */
+    int sh, sw;     /* stride */
+    int pt, pl;     /* padding before (top, left) */
+    int dh, dw;     /* dilation */
+    int oh, ow;     /* output height, width */
+    int groups, mg; /* conv groups, output channels per group */
+    bool direct;    /* 1x1, stride 1, no padding: the input is the col matrix */
+    bool depthwise; /* one input channel per group: direct loops beat a 1-row GEMM */
+};
+
+static void s_geom(const fl_graph_t *g, const struct fl_gnode *nd, struct s_geom *q)
+{
+    const struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
+    memset(q, 0, sizeof *q);
+    q->groups = nd->op == FL_OP_CONV ? nd->a.group : 1;
+    q->c = (int)x->dims[0] / q->groups;
+    q->h = (int)x->dims[1], q->w = (int)x->dims[2];
+    if (nd->op == FL_OP_CONV) {
+        const struct fl_gvalue *wt = &g->values[nd->in[1]];
+        q->kh = (int)wt->dims[2], q->kw = (int)wt->dims[3];
+        q->mg = (int)wt->dims[0] / q->groups;
+    } else {
+        q->kh = nd->a.kernel[0], q->kw = nd->a.kernel[1];
+    }
+    q->sh = nd->a.stride[0], q->sw = nd->a.stride[1];
+    q->pt = nd->a.pads[0], q->pl = nd->a.pads[1];
+    q->dh = nd->op == FL_OP_CONV ? nd->a.dilation[0] : 1;
+    q->dw = nd->op == FL_OP_CONV ? nd->a.dilation[1] : 1;
+    q->oh = y->ndim == 3 ? (int)y->dims[1] : 0;
+    q->ow = y->ndim == 3 ? (int)y->dims[2] : 0;
+    q->depthwise = nd->op == FL_OP_CONV && q->c == 1 && q->groups > 1;
+    q->direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && q->pt == 0 && q->pl == 0 &&
+                nd->a.pads[2] == 0 && nd->a.pads[3] == 0;
+}
+
+/* Output size along one axis, or 0 when the window does not fit. */
+static int s_out_size(int in, int pad0, int pad1, int k, int stride, int dil)
+{
+    int span = dil * (k - 1) + 1, len = in + pad0 + pad1;
+    return len < span ? 0 : (len - span) / stride + 1;
+}
+
+static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh, int kw)
+{
+    struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
+    char xs[64];
+    const struct fl_op_attrs *a = &nd->a;
+    if (x->ndim != 3)
+        return fl_fail(FL_EMISMATCH, "graph: node '%s' (%s) needs a CxHxW input, '%s' is %s",
+                       nd->name, fl_op_name(nd->op), x->name, fl_gv_shape_str(x, xs, sizeof xs));
+    bool conv = nd->op == FL_OP_CONV;
+    int dh = conv ? a->dilation[0] : 1, dw = conv ? a->dilation[1] : 1;
+    if (a->stride[0] < 1 || a->stride[1] < 1 || dh < 1 || dw < 1 || kh < 1 || kw < 1)
+        return fl_fail(FL_EINVAL, "graph: node '%s' has kernel %dx%d, stride %dx%d, dilation %dx%d",
+                       nd->name, kh, kw, a->stride[0], a->stride[1], dh, dw);
+    for (int i = 0; i < 4; i++)
+        if (a->pads[i] < 0 || (!conv && a->pads[i] >= (i % 2 ? kw : kh)))
+            return fl_fail(FL_EINVAL, "graph: node '%s' has padding %d on side %d", nd->name,
+                           a->pads[i], i);
+    int oh = s_out_size((int)x->dims[1], a->pads[0], a->pads[2], kh, a->stride[0], dh);
+    int ow = s_out_size((int)x->dims[2], a->pads[1], a->pads[3], kw, a->stride[1], dw);
+    if (oh < 1 || ow < 1)
+        return fl_fail(FL_EMISMATCH, "graph: node '%s': a %dx%d window does not fit input %s",
+                       nd->name, kh, kw, fl_gv_shape_str(x, xs, sizeof xs));
+    int64_t dims[3] = {c_out, oh, ow};
+    y->ndim = 3;
+    memcpy(y->dims, dims, sizeof dims);
+    y->numel = (size_t)c_out * (size_t)oh * (size_t)ow;
+    return 0;
+}
+
+int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
+{
+    const struct fl_gvalue *x = &g->values[nd->in[0]], *w = &g->values[nd->in[1]];
+    char xs[64], ws[64], bs[64];
+    if (w->kind != FL_GV_PARAM || w->ndim != 4)
+        return fl_fail(FL_EMISMATCH,
+                       "graph: node '%s' (Conv) needs a 4-axis weight parameter, "
+                       "'%s' is %s",
+                       nd->name, w->name, fl_gv_shape_str(w, ws, sizeof ws));
+    int grp = nd->a.group;
+    if (x->ndim != 3 || grp < 1 || x->dims[0] % grp || w->dims[0] % grp ||
+        w->dims[1] * grp != x->dims[0])
+        return fl_fail(
+            FL_EMISMATCH, "graph: node '%s' (Conv): weight %s with %d groups does not fit input %s",
+            nd->name, fl_gv_shape_str(w, ws, sizeof ws), grp, fl_gv_shape_str(x, xs, sizeof xs));
+    if (nd->nin == 3) {
+        const struct fl_gvalue *b = &g->values[nd->in[2]];
+        if (b->kind != FL_GV_PARAM || b->numel != (size_t)w->dims[0])
+            return fl_fail(FL_EMISMATCH, "graph: node '%s' (Conv): bias %s for %lld outputs",
+                           nd->name, fl_gv_shape_str(b, bs, sizeof bs), (long long)w->dims[0]);
+    }
+    int rc = s_window_infer(g, nd, (int)w->dims[0], (int)w->dims[2], (int)w->dims[3]);
+    if (rc)
+        return rc;
+    struct s_geom q;
+    s_geom(g, nd, &q);
+    nd->scratch = 2 * (size_t)q.c * q.kh * q.kw * (size_t)q.oh * q.ow;
+    return 0;
+}
+
+int fl_pool_infer(fl_graph_t *g, struct fl_gnode *nd)
+{
+    return s_window_infer(g, nd, (int)g->values[nd->in[0]].dims[0], nd->a.kernel[0],
+                          nd->a.kernel[1]);
+}
+
+/* col [c*kh*kw, oh*ow] of one group's input planes x [c, h, w]. */
+static void s_im2col(const struct s_geom *q, const float *x, float *col)
+{
+    size_t p = (size_t)q->oh * q->ow;
+    for (int c = 0; c < q->c; c++)
+        for (int ki = 0; ki < q->kh; ki++)
+            for (int kj = 0; kj < q->kw; kj++) {
+                float *row = col + (((size_t)c * q->kh + ki) * q->kw + kj) * p;
+                const float *plane = x + (size_t)c * q->h * q->w;
+                for (int oy = 0; oy < q->oh; oy++) {
+                    int iy = oy * q->sh - q->pt + ki * q->dh;
+                    for (int ox = 0; ox < q->ow; ox++) {
+                        int ix = ox * q->sw - q->pl + kj * q->dw;
+                        bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
+                        row[oy * q->ow + ox] = in ? plane[iy * q->w + ix] : 0.0f;
+                    }
+                }
+            }
+}
+
+/* dx [c, h, w] += the scatter of dcol [c*kh*kw, oh*ow]. */
+static void s_col2im(const struct s_geom *q, const float *dcol, float *dx)
+{
+    size_t p = (size_t)q->oh * q->ow;
+    for (int c = 0; c < q->c; c++)
+        for (int ki = 0; ki < q->kh; ki++)
+            for (int kj = 0; kj < q->kw; kj++) {
+                const float *row = dcol + (((size_t)c * q->kh + ki) * q->kw + kj) * p;
+                float *plane = dx + (size_t)c * q->h * q->w;
+                for (int oy = 0; oy < q->oh; oy++) {
+                    int iy = oy * q->sh - q->pt + ki * q->dh;
+                    if (iy < 0 || iy >= q->h)
+                        continue;
+                    for (int ox = 0; ox < q->ow; ox++) {
+                        int ix = ox * q->sw - q->pl + kj * q->dw;
+                        if (ix >= 0 && ix < q->w)
+                            plane[iy * q->w + ix] += row[oy * q->ow + ox];
+                    }
+                }
+            }
+}
+
+/* Calls body for each output (oy, ox) and window tap (ki, kj) inside the input plane, with
+ * io the output offset, ii the input offset and ik the tap. */
+#define S_TAP_LOOP(q, ...)                                                                         \
+    for (int oy = 0; oy < (q).oh; oy++)                                                            \
+        for (int ox = 0; ox < (q).ow; ox++) {                                                      \
+            size_t io = (size_t)oy * (q).ow + ox;                                                  \
+            for (int ki = 0; ki < (q).kh; ki++) {                                                  \
+                int iy = oy * (q).sh - (q).pt + ki * (q).dh;                                       \
+                if (iy < 0 || iy >= (q).h)                                                         \
+                    continue;                                                                      \
+                for (int kj = 0; kj < (q).kw; kj++) {                                              \
+                    int ix = ox * (q).sw - (q).pl + kj * (q).dw;                                   \
+                    if (ix < 0 || ix >= (q).w)                                                     \
+                        continue;                                                                  \
+                    size_t ii = (size_t)iy * (q).w + ix, ik = (size_t)ki * (q).kw + kj;            \
+                    __VA_ARGS__                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+        }
+
+/* Depthwise convolution of one sample, output channel by output channel. */
+static void s_depthwise_fwd(const struct s_geom *q, const float *x, const float *w, const float *b,
+                            float *y)
+{
+    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
+    for (int o = 0; o < q->groups * q->mg; o++) {
+        const float *xp = x + (size_t)(o / q->mg) * plane, *wk = w + (size_t)o * kk;
+        float *yp = y + (size_t)o * p;
+        for (size_t i = 0; i < p; i++)
+            yp[i] = b ? b[o] : 0.0f;
+        S_TAP_LOOP(*q, { yp[io] += wk[ik] * xp[ii]; })
+    }
+}
+
+static void s_depthwise_bwd(const struct s_geom *q, const float *x, const float *w, const float *dy,
+                            float *dw, float *db, float *dx)
+{
+    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
+    for (int o = 0; o < q->groups * q->mg; o++) {
+        size_t xo = (size_t)(o / q->mg) * plane;
+        const float *xp = x + xo, *wk = w + (size_t)o * kk, *dyp = dy + (size_t)o * p;
+        for (size_t i = 0; db && i < p; i++)
+            db[o] += dyp[i];
+        if (dw) {
+            float *dwk = dw + (size_t)o * kk;
+            S_TAP_LOOP(*q, { dwk[ik] += dyp[io] * xp[ii]; })
+        }
+        if (dx) {
+            float *dxp = dx + xo;
+            S_TAP_LOOP(*q, { dxp[ii] += dyp[io] * wk[ik]; })
+        }
+    }
+}
+
+void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    struct s_geom q;
+    s_geom(g, nd, &q);
+    if (q.depthwise) {
+        for (size_t s = b0; s < b1; s++)
+            s_depthwise_fwd(&q, fl_gv_data(g, nd->in[0], s), fl_gv_data(g, nd->in[1], 0),
+                            nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
+                            fl_gv_data(g, nd->out, s));
+        return;
+    }
+    const float *w = fl_gv_data(g, nd->in[1], 0);
+    const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
+    int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
+    size_t xin = (size_t)q.c * q.h * q.w;
+    for (size_t s = b0; s < b1; s++) {
+        const float *x = fl_gv_data(g, nd->in[0], s);
+        float *y = fl_gv_data(g, nd->out, s);
+        for (int gi = 0; gi < q.groups; gi++) {
+            const float *col = x + gi * xin;
+            if (!q.direct) {
+                s_im2col(&q, col, g->scratch[t]);
+                col = g->scratch[t];
+            }
+            float *yg = y + (size_t)gi * q.mg * p;
+            fl_gemm(false, false, q.mg, p, k, 1.0f, w + (size_t)gi * q.mg * k, k, col, p, 0.0f, yg,
+                    p);
+            for (int m = 0; b && m < q.mg; m++)
+                for (int i = 0; i < p; i++)
+                    yg[(size_t)m * p + i] += b[gi * q.mg + m];
+        }
+    }
+}
+
+void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    struct s_geom q;
+    s_geom(g, nd, &q);
+    const float *w = fl_gv_data(g, nd->in[1], 0);
+    float *dw = fl_gv_grad(g, nd->in[1], t, 0);
+    float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
+    int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
+    size_t xin = (size_t)q.c * q.h * q.w;
+    float *col = g->scratch[t], *dcol = col + (size_t)k * p;
+    for (size_t s = b0; s < b1 && q.depthwise; s++)
+        s_depthwise_bwd(&q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw, db,
+                        fl_gv_grad(g, nd->in[0], t, s));
+    for (size_t s = b0; s < b1 && !q.depthwise; s++) {
+        const float *x = fl_gv_data(g, nd->in[0], s);
+        const float *dy = fl_gv_grad(g, nd->out, t, s);
+        float *dx = fl_gv_grad(g, nd->in[0], t, s);
+        for (int gi = 0; gi < q.groups; gi++) {
+            const float *dyg = dy + (size_t)gi * q.mg * p, *wg = w + (size_t)gi * q.mg * k;
+            if (dw) {
+                const float *cg = x + gi * xin;
+                if (!q.direct) {
+                    s_im2col(&q, cg, col);
+                    cg = col;
+                }
+                fl_gemm(false, true, q.mg, k, p, 1.0f, dyg, p, cg, p, 1.0f,
+                        dw + (size_t)gi * q.mg * k, k);
+            }
+            for (int m = 0; db && m < q.mg; m++)
+                for (int i = 0; i < p; i++)
+                    db[gi * q.mg + m] += dyg[(size_t)m * p + i];
+            if (!dx)
+                continue;
+            if (q.direct) {
+                fl_gemm(true, false, k, p, q.mg, 1.0f, wg, k, dyg, p, 1.0f, dx + gi * xin, p);
+                continue;
+            }
+            fl_gemm(true, false, k, p, q.mg, 1.0f, wg, k, dyg, p, 0.0f, dcol, p);
+            s_col2im(&q, dcol, dx + gi * xin);
+        }
+    }
+}
+
+/* Visit each output element of a pool: fn gets the plane, the output index and the window. */
+#define S_WINDOW_LOOP(q, ...)                                                                      \
+    for (int c = 0; c < (q).c; c++)                                                                \
+        for (int oy = 0; oy < (q).oh; oy++)                                                        \
+            for (int ox = 0; ox < (q).ow; ox++) {                                                  \
+                size_t o = ((size_t)c * (q).oh + oy) * (q).ow + ox;                                \
+                size_t base = (size_t)c * (q).h * (q).w;                                           \
+                int y0 = oy * (q).sh - (q).pt, x0 = ox * (q).sw - (q).pl;                          \
+                int ya = y0 < 0 ? 0 : y0, xa = x0 < 0 ? 0 : x0;                                    \
+                int yb = y0 + (q).kh > (q).h ? (q).h : y0 + (q).kh;                                \
+                int xb = x0 + (q).kw > (q).w ? (q).w : x0 + (q).kw;                                \
+                __VA_ARGS__                                                                        \
+            }
+
+void fl_maxpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    struct s_geom q;
+    s_geom(g, nd, &q);
+    size_t per = g->values[nd->out].numel;
+    for (size_t s = b0; s < b1; s++) {
+        const float *x = fl_gv_data(g, nd->in[0], s);
+        float *y = fl_gv_data(g, nd->out, s);
+        int32_t *arg = nd->argmax + s * per;
+        S_WINDOW_LOOP(q, {
+            float best = -FLT_MAX;
+            int32_t at = (int32_t)(base + (size_t)ya * q.w + xa);
+            for (int iy = ya; iy < yb; iy++)
+                for (int ix = xa; ix < xb; ix++)
+                    if (x[base + (size_t)iy * q.w + ix] > best) {
+                        best = x[base + (size_t)iy * q.w + ix];
+                        at = (int32_t)(base + (size_t)iy * q.w + ix);
+                    }
+            y[o] = best;
+            arg[o] = at;
+        })
+    }
+}
+
+void fl_maxpool_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    size_t per = g->values[nd->out].numel;
+    for (size_t s = b0; s < b1; s++) {
+        const float *dy = fl_gv_grad(g, nd->out, t, s);
+        float *dx = fl_gv_grad(g, nd->in[0], t, s);
+        const int32_t *arg = nd->argmax + s * per;
+        for (size_t o = 0; dx && o < per; o++)
+            dx[arg[o]] += dy[o];
+    }
+}
+
+/* Divisor of an average window: the whole window or the input cells it covers. */
+static float s_avg_div(const struct fl_gnode *nd, const struct s_geom *q, int ya, int yb, int xa,
+                       int xb)
+{
+    return nd->a.count_include_pad ? (float)(q->kh * q->kw) : (float)((yb - ya) * (xb - xa));
+}
+
+void fl_avgpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    struct s_geom q;
+    s_geom(g, nd, &q);
+    for (size_t s = b0; s < b1; s++) {
+        const float *x = fl_gv_data(g, nd->in[0], s);
+        float *y = fl_gv_data(g, nd->out, s);
+        S_WINDOW_LOOP(q, {
+            float sum = 0;
+            for (int iy = ya; iy < yb; iy++)
+                for (int ix = xa; ix < xb; ix++)
+                    sum += x[base + (size_t)iy * q.w + ix];
+            y[o] = sum / s_avg_div(nd, &q, ya, yb, xa, xb);
+        })
+    }
+}
+
+void fl_avgpool_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    struct s_geom q;
+    s_geom(g, nd, &q);
+    for (size_t s = b0; s < b1; s++) {
+        const float *dy = fl_gv_grad(g, nd->out, t, s);
+        float *dx = fl_gv_grad(g, nd->in[0], t, s);
+        if (!dx)
+            continue;
+        S_WINDOW_LOOP(q, {
+            float d = dy[o] / s_avg_div(nd, &q, ya, yb, xa, xb);
+            for (int iy = ya; iy < yb; iy++)
+                for (int ix = xa; ix < xb; ix++)
+                    dx[base + (size_t)iy * q.w + ix] += d;
+        })
+    }
+}
+
+int fl_gap_infer(fl_graph_t *g, struct fl_gnode *nd)
+{
+    struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
+    char xs[64];
+    if (x->ndim != 3)
+        return fl_fail(FL_EMISMATCH, "graph: node '%s' (GlobalAveragePool) needs CxHxW, '%s' is %s",
+                       nd->name, x->name, fl_gv_shape_str(x, xs, sizeof xs));
+    y->ndim = 3;
+    y->dims[0] = x->dims[0];
+    y->dims[1] = y->dims[2] = 1;
+    y->numel = (size_t)x->dims[0];
+    return 0;
+}
+
+void fl_gap_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    const struct fl_gvalue *x = &g->values[nd->in[0]];
+    size_t c = (size_t)x->dims[0], hw = (size_t)(x->dims[1] * x->dims[2]);
+    for (size_t s = b0; s < b1; s++) {
+        const float *xs = fl_gv_data(g, nd->in[0], s);
+        float *y = fl_gv_data(g, nd->out, s);
+        for (size_t i = 0; i < c; i++) {
+            float sum = 0;
+            for (size_t j = 0; j < hw; j++)
+                sum += xs[i * hw + j];
+            y[i] = sum / (float)hw;
+        }
+    }
+}
+
+void fl_gap_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
+{
+    const struct fl_gvalue *x = &g->values[nd->in[0]];
+    size_t c = (size_t)x->dims[0], hw = (size_t)(x->dims[1] * x->dims[2]);
+    for (size_t s = b0; s < b1; s++) {
+        const float *dy = fl_gv_grad(g, nd->out, t, s);
+        float *dx = fl_gv_grad(g, nd->in[0], t, s);
+        for (size_t i = 0; dx && i < c; i++)
+            for (size_t j = 0; j < hw; j++)
+                dx[i * hw + j] += dy[i] / (float)hw;
+    }
+}

@@ -1,0 +1,457 @@
+/* The graph engine's ops, one by one: each forward pass against a naive reference or a known
+ * answer, each backward pass against central finite differences (input and parameters). */
+#include "fl_graphcheck.h"
+
+#include <criterion/criterion.h>
+
+#include "fl_error.h"
+#include "fl_graph.h"
+#include "fl_rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One convolution case: input c x h x w, m outputs, kernel kh x kw and the attributes. */
+struct s_conv_case {
+    int c, h, w, m, kh, kw;
+    int sh, sw, pads[4], dh, dw, group;
+};
+
+/* Plain loops over NCHW: the definition of ONNX's Conv. */
+static void s_conv_ref(const struct s_conv_case *k, const float *x, const float *wt, const float *b,
+                       int oh, int ow, float *y)
+{
+    int cg = k->c / k->group, mg = k->m / k->group;
+    for (int o = 0; o < k->m; o++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                double acc = b[o];
+                for (int ci = 0; ci < cg; ci++)
+                    for (int ki = 0; ki < k->kh; ki++)
+                        for (int kj = 0; kj < k->kw; kj++) {
+                            int iy = oy * k->sh - k->pads[0] + ki * k->dh;
+                            int ix = ox * k->sw - k->pads[1] + kj * k->dw;
+                            if (iy < 0 || iy >= k->h || ix < 0 || ix >= k->w)
+                                continue;
+                            int cin = (o / mg) * cg + ci;
+                            acc += (double)x[(cin * k->h + iy) * k->w + ix] *
+                                   wt[((o * cg + ci) * k->kh + ki) * k->kw + kj];
+                        }
+                y[(o * oh + oy) * ow + ox] = (float)acc;
+            }
+}
+
+static void s_check_conv(const struct s_conv_case *k, uint64_t seed)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, seed);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {k->c, k->h, k->w};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "w", true, &r, 0.5, k->m, k->c / k->group, k->kh, k->kw);
+    s_param(g, "b", true, &r, 0.5, k->m, 0, 0, 0);
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.stride[0] = k->sh, a.stride[1] = k->sw;
+    memcpy(a.pads, k->pads, sizeof a.pads);
+    a.dilation[0] = k->dh, a.dilation[1] = k->dw;
+    a.group = k->group;
+    s_node(g, "conv", FL_OP_CONV, "x", "w", "b", "y", &a);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, 2, true), 0, "%s", fl_error_msg());
+    int64_t yd[4];
+    cr_assert_eq(fl_graph_value_shape(g, "y", yd), 3);
+    int oh = (k->h + k->pads[0] + k->pads[2] - k->dh * (k->kh - 1) - 1) / k->sh + 1;
+    int ow = (k->w + k->pads[1] + k->pads[3] - k->dw * (k->kw - 1) - 1) / k->sw + 1;
+    cr_assert(yd[0] == k->m && yd[1] == oh && yd[2] == ow);
+    size_t nin = (size_t)k->c * k->h * k->w, nout = (size_t)k->m * oh * ow;
+    float *x = malloc(2 * nin * sizeof *x), *ref = malloc(nout * sizeof *ref);
+    s_fill(x, 2 * nin, &r, 1);
+    cr_assert_eq(fl_graph_forward(g, x, 2), 0);
+    const float *y = fl_graph_output(g, NULL);
+    for (int s = 0; s < 2; s++) {
+        s_conv_ref(k, x + s * nin, fl_graph_param(g, "w", NULL), fl_graph_param(g, "b", NULL), oh,
+                   ow, ref);
+        for (size_t i = 0; i < nout; i++)
+            cr_assert_float_eq(y[s * nout + i], ref[i], 1e-4, "sample %d [%zu]", s, i);
+    }
+    s_gradcheck(g, x, nin, 2, seed + 1);
+    free(ref);
+    free(x);
+    fl_graph_destroy(&g);
+}
+
+Test(fl_graph, conv_plain_padded_matches_reference_and_gradients)
+{
+    struct s_conv_case k = {3, 5, 6, 4, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1};
+    s_check_conv(&k, 1);
+}
+
+Test(fl_graph, conv_grouped_strided_asymmetric_padding)
+{
+    struct s_conv_case k = {4, 7, 6, 6, 3, 2, 2, 1, {0, 1, 2, 0}, 1, 1, 2};
+    s_check_conv(&k, 2);
+}
+
+Test(fl_graph, conv_depthwise_strided_asymmetric_padding)
+{
+    struct s_conv_case k = {4, 7, 7, 4, 3, 3, 2, 2, {1, 2, 1, 0}, 1, 1, 4};
+    s_check_conv(&k, 3);
+}
+
+Test(fl_graph, conv_depthwise_multiplier_dilated)
+{
+    struct s_conv_case k = {3, 6, 7, 6, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 2, 3};
+    s_check_conv(&k, 4);
+}
+
+Test(fl_graph, conv_grouped_dilated)
+{
+    struct s_conv_case k = {2, 7, 8, 4, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 2};
+    s_check_conv(&k, 5);
+}
+
+Test(fl_graph, conv_pointwise_without_im2col)
+{
+    struct s_conv_case k = {3, 4, 5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1};
+    s_check_conv(&k, 6);
+}
+
+/* A graph x [in...] -> op -> y with the given parameters already added by build. */
+static fl_graph_t *s_unary_graph(enum fl_op op, const struct fl_op_attrs *a, int ndim,
+                                 const int64_t *dims)
+{
+    fl_graph_t *g = fl_graph_new(NULL);
+    cr_assert_eq(fl_graph_add_input(g, "x", ndim, dims), 0);
+    s_node(g, "op", op, "x", NULL, NULL, "y", a);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, 3, true), 0, "%s", fl_error_msg());
+    return g;
+}
+
+Test(fl_graph, activations_known_answers_and_gradients)
+{
+    const float x[6] = {-4.0f, -1.0f, -0.25f, 0.5f, 2.0f, 7.0f};
+    struct fl_op_attrs relu6 = fl_op_attrs_default(), hsig = fl_op_attrs_default();
+    relu6.min = 0, relu6.max = 6;
+    hsig.alpha = 0.2f, hsig.beta = 0.5f;
+    struct {
+        enum fl_op op;
+        const struct fl_op_attrs *a;
+        float want[6];
+    } cases[] = {
+        {FL_OP_RELU, NULL, {0, 0, 0, 0.5f, 2, 7}},
+        {FL_OP_CLIP, &relu6, {0, 0, 0, 0.5f, 2, 6}},
+        {FL_OP_SIGMOID,
+         NULL,
+         {0.0179862f, 0.2689414f, 0.4378235f, 0.6224593f, 0.8807971f, 0.9990889f}},
+        {FL_OP_HARDSIGMOID, &hsig, {0, 0.3f, 0.45f, 0.6f, 0.9f, 1}},
+        {FL_OP_HARDSWISH,
+         NULL,
+         {0, -1.0f / 3, -0.25f * 2.75f / 6, 0.5f * 3.5f / 6, 2 * 5.0f / 6, 7}},
+        {FL_OP_IDENTITY, NULL, {-4, -1, -0.25f, 0.5f, 2, 7}},
+        {FL_OP_DROPOUT, NULL, {-4, -1, -0.25f, 0.5f, 2, 7}},
+    };
+    struct fl_rng r;
+    fl_rng_seed(&r, 9);
+    float rx[3 * 24];
+    s_fill(rx, 3 * 24, &r, 2.5);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t d1 = 6, d3[3] = {2, 3, 4};
+        fl_graph_t *g = s_unary_graph(cases[c].op, cases[c].a, 1, &d1);
+        cr_assert_eq(fl_graph_forward(g, x, 1), 0);
+        const float *y = fl_graph_output(g, NULL);
+        for (int i = 0; i < 6; i++)
+            cr_assert_float_eq(y[i], cases[c].want[i], 1e-5, "%s [%d]: %f", fl_op_name(cases[c].op),
+                               i, y[i]);
+        fl_graph_destroy(&g);
+        g = s_unary_graph(cases[c].op, cases[c].a, 3, d3);
+        s_gradcheck(g, rx, 24, 3, 10 + c);
+        fl_graph_destroy(&g);
+    }
+}
+
+Test(fl_graph, gemm_and_matmul_match_reference_and_gradients)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 12);
+    for (int variant = 0; variant < 3; variant++) {
+        fl_graph_t *g = fl_graph_new(NULL);
+        int64_t in = 5;
+        cr_assert_eq(fl_graph_add_input(g, "x", 1, &in), 0);
+        struct fl_op_attrs a = fl_op_attrs_default();
+        a.trans_b = variant == 0;
+        a.alpha = variant == 1 ? 0.5f : 1.0f;
+        a.beta = variant == 1 ? 2.0f : 1.0f;
+        if (variant == 0)
+            s_param(g, "w", true, &r, 1, 4, 5, 0, 0);
+        else
+            s_param(g, "w", true, &r, 1, 5, 4, 0, 0);
+        s_param(g, "c", true, &r, 1, variant == 1 ? 1 : 4, 0, 0, 0);
+        if (variant == 2)
+            s_node(g, "mm", FL_OP_MATMUL, "x", "w", NULL, "y", NULL);
+        else
+            s_node(g, "fc", FL_OP_GEMM, "x", "w", "c", "y", &a);
+        cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+        cr_assert_eq(fl_graph_plan(g, 3, true), 0, "%s", fl_error_msg());
+        float x[15];
+        s_fill(x, 15, &r, 1);
+        cr_assert_eq(fl_graph_forward(g, x, 3), 0);
+        const float *y = fl_graph_output(g, NULL), *w = fl_graph_param(g, "w", NULL);
+        const float *c = fl_graph_param(g, "c", NULL);
+        for (int s = 0; s < 3; s++)
+            for (int o = 0; o < 4; o++) {
+                double acc = 0;
+                for (int i = 0; i < 5; i++)
+                    acc += (double)x[s * 5 + i] * (variant == 0 ? w[o * 5 + i] : w[i * 4 + o]);
+                acc *= a.alpha;
+                if (variant == 0)
+                    acc += c[o];
+                if (variant == 1)
+                    acc += 2.0 * c[0];
+                cr_assert_float_eq(y[s * 4 + o], (float)acc, 1e-4, "variant %d", variant);
+            }
+        s_gradcheck(g, x, 5, 3, 20 + variant);
+        fl_graph_destroy(&g);
+    }
+}
+
+/* x + p (per channel), x - p, x * q (scalar), x / r (per column): C=2, H=1, W=3. */
+Test(fl_graph, arithmetic_broadcasts_known_answers)
+{
+    const float x[6] = {1, 2, 3, 4, 5, 6}, p[2] = {10, 20}, q[1] = {3}, r[3] = {1, 2, 4};
+    const float want[4][6] = {{11, 12, 13, 24, 25, 26},
+                              {-9, -8, -7, -16, -15, -14},
+                              {3, 6, 9, 12, 15, 18},
+                              {1, 1, 0.75f, 4, 2.5f, 1.5f}};
+    const enum fl_op ops[4] = {FL_OP_ADD, FL_OP_SUB, FL_OP_MUL, FL_OP_DIV};
+    const char *operand[4] = {"p", "p", "q", "r"};
+    for (int k = 0; k < 4; k++) {
+        fl_graph_t *g = fl_graph_new(NULL);
+        int64_t in[3] = {2, 1, 3}, pd[4] = {1, 2, 1, 1}, qd = 1, rd[2] = {1, 3};
+        cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+        cr_assert_eq(fl_graph_add_param(g, "p", 4, pd, p, false), 0);
+        cr_assert_eq(fl_graph_add_param(g, "q", 1, &qd, q, false), 0);
+        cr_assert_eq(fl_graph_add_param(g, "r", 2, rd, r, false), 0);
+        s_node(g, "op", ops[k], "x", operand[k], NULL, "y", NULL);
+        cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+        cr_assert_eq(fl_graph_plan(g, 1, false), 0, "%s", fl_error_msg());
+        int64_t yd[4];
+        cr_assert_eq(fl_graph_value_shape(g, "y", yd), 3);
+        cr_assert(yd[0] == 2 && yd[1] == 1 && yd[2] == 3);
+        cr_assert_eq(fl_graph_forward(g, x, 1), 0);
+        const float *y = fl_graph_output(g, NULL);
+        for (int i = 0; i < 6; i++)
+            cr_assert_float_eq(y[i], want[k][i], 1e-6, "%s [%d]", fl_op_name(ops[k]), i);
+        fl_graph_destroy(&g);
+    }
+}
+
+/* y = op(q, op(p, op(x, sigmoid(gap(x))))): activation against activation (per channel, as in
+ * squeeze-and-excitation), a trainable per-channel parameter first, a trainable scalar. */
+Test(fl_graph, arithmetic_broadcast_gradients)
+{
+    const enum fl_op ops[4] = {FL_OP_ADD, FL_OP_SUB, FL_OP_MUL, FL_OP_DIV};
+    struct fl_rng r;
+    fl_rng_seed(&r, 30);
+    for (int k = 0; k < 4; k++) {
+        fl_graph_t *g = fl_graph_new(NULL);
+        int64_t in[3] = {2, 3, 4};
+        cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+        s_param(g, "p", true, &r, 0.3, 2, 1, 1, 0);
+        s_param(g, "q", true, &r, 0.3, 1, 0, 0, 0);
+        s_node(g, "gap", FL_OP_GLOBALAVGPOOL, "x", NULL, NULL, "s", NULL);
+        s_node(g, "sig", FL_OP_SIGMOID, "s", NULL, NULL, "sg", NULL);
+        s_node(g, "a", ops[k], "x", "sg", NULL, "y1", NULL);
+        s_node(g, "b", ops[k], "p", "y1", NULL, "y2", NULL);
+        s_node(g, "c", ops[k], "y2", "q", NULL, "y3", NULL);
+        cr_assert_eq(fl_graph_set_output(g, "y3"), 0);
+        cr_assert_eq(fl_graph_plan(g, 2, true), 0, "%s", fl_error_msg());
+        float *p = fl_graph_param(g, "p", NULL), *q = fl_graph_param(g, "q", NULL);
+        p[0] += 1.5f, p[1] += 2.0f, q[0] += 1.5f; /* away from zero: they divide */
+        float x[48];
+        s_fill(x, 48, &r, 1);
+        if (ops[k] == FL_OP_DIV) /* y1 divides p: keep it away from zero too */
+            for (int i = 0; i < 48; i++)
+                x[i] = x[i] >= 0 ? x[i] + 1.0f : x[i] - 1.0f;
+        s_gradcheck(g, x, 24, 2, 31 + k);
+        fl_graph_destroy(&g);
+    }
+}
+
+Test(fl_graph, pools_known_answers)
+{
+    float x[16];
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)i;
+    int64_t d44[3] = {1, 4, 4}, d33[3] = {1, 3, 3};
+    struct fl_op_attrs mp = fl_op_attrs_default(), ap = fl_op_attrs_default();
+    mp.kernel[0] = mp.kernel[1] = 2, mp.stride[0] = mp.stride[1] = 2;
+    fl_graph_t *g = s_unary_graph(FL_OP_MAXPOOL, &mp, 3, d44);
+    cr_assert_eq(fl_graph_forward(g, x, 1), 0);
+    const float *y = fl_graph_output(g, NULL);
+    cr_assert(y[0] == 5 && y[1] == 7 && y[2] == 13 && y[3] == 15);
+    fl_graph_destroy(&g);
+
+    const float nine[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    ap.kernel[0] = ap.kernel[1] = 3;
+    ap.pads[0] = ap.pads[1] = ap.pads[2] = ap.pads[3] = 1;
+    for (int inc = 0; inc < 2; inc++) {
+        ap.count_include_pad = inc;
+        g = s_unary_graph(FL_OP_AVGPOOL, &ap, 3, d33);
+        cr_assert_eq(fl_graph_forward(g, nine, 1), 0);
+        y = fl_graph_output(g, NULL);
+        cr_assert_float_eq(y[0], inc ? 12.0f / 9 : 3.0f, 1e-6);
+        cr_assert_float_eq(y[4], 5.0f, 1e-6);
+        cr_assert_float_eq(y[5], inc ? 33.0f / 9 : 33.0f / 6, 1e-6);
+        fl_graph_destroy(&g);
+    }
+    g = s_unary_graph(FL_OP_GLOBALAVGPOOL, NULL, 3, d44);
+    cr_assert_eq(fl_graph_forward(g, x, 1), 0);
+    cr_assert_float_eq(fl_graph_output(g, NULL)[0], 7.5f, 1e-6);
+    fl_graph_destroy(&g);
+}
+
+Test(fl_graph, pool_gradients)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 40);
+    float x[3 * 2 * 7 * 6];
+    s_fill(x, sizeof x / sizeof x[0], &r, 1);
+    int64_t d[3] = {2, 7, 6};
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.kernel[0] = 3, a.kernel[1] = 2, a.stride[0] = 2, a.stride[1] = 1;
+    a.pads[0] = 1, a.pads[1] = 1, a.pads[2] = 0, a.pads[3] = 1;
+    const enum fl_op ops[4] = {FL_OP_MAXPOOL, FL_OP_AVGPOOL, FL_OP_AVGPOOL, FL_OP_GLOBALAVGPOOL};
+    for (int k = 0; k < 4; k++) {
+        a.count_include_pad = k == 2;
+        fl_graph_t *g = s_unary_graph(ops[k], &a, 3, d);
+        s_gradcheck(g, x, 84, 3, 41 + k);
+        fl_graph_destroy(&g);
+    }
+}
+
+/* Concat(x, sigmoid(x)) along an axis, then Reshape and Flatten. */
+static void s_check_concat(int axis, int64_t want0, int64_t want1, int64_t want2)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 50 + axis);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {2, 3, 4};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    struct fl_op_attrs cat = fl_op_attrs_default(), rs = fl_op_attrs_default();
+    cat.axis = axis;
+    rs.nshape = 3, rs.shape[0] = 0, rs.shape[1] = 6, rs.shape[2] = -1;
+    s_node(g, "sig", FL_OP_SIGMOID, "x", NULL, NULL, "s", NULL);
+    const char *in2[2] = {"x", "s"};
+    cr_assert_eq(fl_graph_add_node(g, "cat", FL_OP_CONCAT, in2, 2, "c", &cat), 0);
+    s_node(g, "rs", FL_OP_RESHAPE, "c", NULL, NULL, "r", &rs);
+    s_node(g, "fl", FL_OP_FLATTEN, "r", NULL, NULL, "y", NULL);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, 2, true), 0, "%s", fl_error_msg());
+    int64_t d[4];
+    cr_assert_eq(fl_graph_value_shape(g, "c", d), 3);
+    cr_assert(d[0] == want0 && d[1] == want1 && d[2] == want2, "axis %d: %lldx%lldx%lld", axis,
+              (long long)d[0], (long long)d[1], (long long)d[2]);
+    cr_assert_eq(fl_graph_value_shape(g, "r", d), 2);
+    cr_assert(d[0] == 6 && d[1] == 8);
+    float x[48];
+    s_fill(x, 48, &r, 1);
+    cr_assert_eq(fl_graph_forward(g, x, 2), 0);
+    const float *y = fl_graph_output(g, NULL);
+    for (int s = 0; s < 2; s++)
+        for (int c = 0; c < want0; c++)
+            for (int h = 0; h < want1; h++)
+                for (int w = 0; w < want2; w++) {
+                    int sc = c, sh = h, sw = w, second = 0;
+                    if (axis == 1 && c >= 2)
+                        sc -= 2, second = 1;
+                    if (axis == 2 && h >= 3)
+                        sh -= 3, second = 1;
+                    if ((axis == 3 || axis == -1) && w >= 4)
+                        sw -= 4, second = 1;
+                    float v = x[s * 24 + (sc * 3 + sh) * 4 + sw];
+                    float want = second ? 1.0f / (1.0f + expf(-v)) : v;
+                    float got = y[s * 48 + (c * want1 + h) * want2 + w];
+                    cr_assert_float_eq(got, want, 1e-6, "axis %d", axis);
+                }
+    s_gradcheck(g, x, 24, 2, 60 + axis);
+    fl_graph_destroy(&g);
+}
+
+Test(fl_graph, concat_reshape_flatten_values_and_gradients)
+{
+    s_check_concat(1, 4, 3, 4);
+    s_check_concat(2, 2, 6, 4);
+    s_check_concat(3, 2, 3, 8);
+    s_check_concat(-1, 2, 3, 8);
+}
+
+/* BatchNormalization x [3, 2, 2] with every statistic trainable (to check each gradient). */
+Test(fl_graph, batchnorm_formula_and_gradients)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 70);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {3, 2, 2};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    const char *names[4] = {"scale", "bias", "mean", "var"};
+    for (int i = 0; i < 4; i++)
+        s_param(g, names[i], true, &r, 0.5, 3, 0, 0, 0);
+    float *var = fl_graph_param(g, "var", NULL);
+    for (int i = 0; i < 3; i++)
+        var[i] = 0.5f + var[i] * var[i];
+    const char *ins[5] = {"x", "scale", "bias", "mean", "var"};
+    cr_assert_eq(fl_graph_add_node(g, "bn", FL_OP_BATCHNORM, ins, 5, "y", NULL), 0);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, 2, true), 0, "%s", fl_error_msg());
+    float x[24];
+    s_fill(x, 24, &r, 1);
+    cr_assert_eq(fl_graph_forward(g, x, 2), 0);
+    const float *y = fl_graph_output(g, NULL);
+    const float *sc = fl_graph_param(g, "scale", NULL), *b = fl_graph_param(g, "bias", NULL);
+    const float *mu = fl_graph_param(g, "mean", NULL);
+    for (int i = 0; i < 24; i++) {
+        int c = (i / 4) % 3;
+        float want = (x[i] - mu[c]) / sqrtf(var[c] + 1e-5f) * sc[c] + b[c];
+        cr_assert_float_eq(y[i], want, 1e-5);
+    }
+    s_gradcheck(g, x, 12, 2, 71);
+    fl_graph_destroy(&g);
+}
+
+/* conv -> bn computes the same as the conv with bn folded into it. */
+Test(fl_graph, batchnorm_folds_into_conv)
+{
+    float out[2][2 * 4 * 5 * 5];
+    float x[2 * 3 * 5 * 5];
+    for (int fold = 0; fold < 2; fold++) {
+        struct fl_rng r;
+        fl_rng_seed(&r, 80);
+        fl_graph_t *g = fl_graph_new(NULL);
+        int64_t in[3] = {3, 5, 5};
+        cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+        s_param(g, "w", false, &r, 0.5, 4, 3, 3, 3);
+        const char *names[4] = {"scale", "bias", "mean", "var"};
+        for (int i = 0; i < 4; i++)
+            s_param(g, names[i], false, &r, 0.5, 4, 0, 0, 0);
+        float *var = fl_graph_param(g, "var", NULL);
+        for (int i = 0; i < 4; i++)
+            var[i] = 0.5f + var[i] * var[i];
+        struct fl_op_attrs a = fl_op_attrs_default();
+        a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = 1;
+        s_node(g, "conv", FL_OP_CONV, "x", "w", NULL, "c", &a);
+        const char *ins[5] = {"c", "scale", "bias", "mean", "var"};
+        cr_assert_eq(fl_graph_add_node(g, "bn", FL_OP_BATCHNORM, ins, 5, "y", NULL), 0);
+        cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+        if (fold)
+            cr_assert_eq(fl_graph_fold_batchnorm(g, "bn"), 0, "%s", fl_error_msg());
+        cr_assert_eq(fl_graph_plan(g, 2, false), 0, "%s", fl_error_msg());
+        s_fill(x, sizeof x / sizeof x[0], &r, 1);
+        cr_assert_eq(fl_graph_forward(g, x, 2), 0);
+        memcpy(out[fold], fl_graph_output(g, NULL), sizeof out[fold]);
+        fl_graph_destroy(&g);
+    }
+    for (size_t i = 0; i < sizeof out[0] / sizeof out[0][0]; i++)
+        cr_assert_float_eq(out[0][i], out[1][i], 1e-4, "[%zu]", i);
+}
