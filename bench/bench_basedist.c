@@ -5,9 +5,10 @@
  * into a /dev/null-like sink (BLAKE2b-256 over the file as its content hash is defined in
  * fl_modelfile.h: bytes [0, 24) and [56, end), the hash field itself skipped and compared),
  * and checking the hash equals the Welcome's and the coordinator's signature over it.
- * The base is ~100 MB: mlp with a wide input (fc1 = in_dim x 256 floats). Every chunk size
- * gets its own coordinator (--chunk-size); credits are tried against the same one. Cases are
- * interleaved over rounds and medians reported. Both ends share the machine's cores. */
+ * The base is ~100 MB: mlp with a wide input (fc1 = in_dim x 256 floats). Every case (chunk
+ * size, credit, round) gets a coordinator of its own (--chunk-size), since a coordinator sends
+ * one key the base at most twice per 10 minutes. Cases are interleaved over rounds and medians
+ * reported. Both ends share the machine's cores. */
 #include "bench_fed.h"
 
 #include "fl_codec.h"
@@ -153,15 +154,16 @@ out:
     return wall;
 }
 
-static pid_t s_start_coord(const char *bin, const char *dir, const char *ep, long chunk)
+static pid_t s_start_coord(const char *bin, const char *dir, const char *ep, long chunk,
+                           long credit, int round)
 {
     char coord[1100], key[1200], allow[1200], base[1200], state[1200], logp[1200], cs[32];
     snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
     snprintf(key, sizeof key, "%s/hq.key", dir);
     snprintf(allow, sizeof allow, "%s/allow", dir);
     snprintf(base, sizeof base, "%s/base.ftm", dir);
-    snprintf(state, sizeof state, "%s/state-%ld", dir, chunk);
-    snprintf(logp, sizeof logp, "%s/coord-%ld.log", dir, chunk);
+    snprintf(state, sizeof state, "%s/state-%ld-%ld-%d", dir, chunk, credit, round);
+    snprintf(logp, sizeof logp, "%s/coord-%ld-%ld-%d.log", dir, chunk, credit, round);
     snprintf(cs, sizeof cs, "%ld", chunk);
     char *argv[] = {coord, "--key",       key,    "--allow",        allow,      "--base",
                     base,  "--state-dir", state,  "--endpoint",     (char *)ep, "--federation",
@@ -241,18 +243,20 @@ int main(int argc, char **argv)
     double *mbs = calloc((size_t)(ncase * rounds), sizeof *mbs);
     double *per = calloc((size_t)(ncase * rounds * nb), sizeof *per);
     for (int r = 0; r < rounds && !fail; r++)
-        for (int c = 0; c < nch && !fail; c++) {
-            char ep[64];
-            snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", fl_test_free_port());
-            pid_t pid = s_start_coord(bin, dir, ep, chunks[c]);
-            if (pid < 0) {
-                fail = 1;
-                break;
-            }
-            for (int k = 0; k < ncr; k++) {
+        for (int c = 0; c < nch && !fail; c++)
+            for (int k = 0; k < ncr && !fail; k++) {
+                char ep[64];
+                snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", fl_test_free_port());
+                pid_t pid = s_start_coord(bin, dir, ep, chunks[c], credits[k], r);
+                if (pid < 0) {
+                    fail = 1;
+                    break;
+                }
                 int idx = (c * ncr + k) * rounds + r;
                 double *pb = per + (size_t)idx * nb;
                 double wall = s_download(dir, ep, hq, nb, (uint32_t)credits[k], io_threads, pb);
+                kill(pid, SIGTERM);
+                fl_test_wait(pid, 20);
                 if (wall < 0) {
                     fail = 1;
                     break;
@@ -269,9 +273,6 @@ int main(int argc, char **argv)
                 printf("\n");
                 fflush(stdout);
             }
-            kill(pid, SIGTERM);
-            fl_test_wait(pid, 20);
-        }
     if (!fail) {
         printf("\n%d branches x %.1f MB, total MB/s (median of %d rounds; per-branch seconds, "
                "median branch of the median round)\n%-10s",
