@@ -11,7 +11,8 @@
 
 #define FL_NET_PEER_MAX      256 /* longest routing id kept */
 #define FL_NET_ROUTER_SNDHWM 64  /* messages queued for one peer on the ROUTER */
-#define FL_NET_ROUTER_RCVHWM 16  /* messages queued from one peer on the ROUTER */
+/* Messages queued from one peer on the ROUTER: with one being read, what a peer pins. */
+#define FL_NET_ROUTER_RCVHWM 2
 
 /* A ROUTER bound to endpoint. With id, it is a CURVE server on id's X25519 key (the ZAP
  * handler decides who gets in); with id NULL, plaintext. NULL on error (message set). */
