@@ -132,7 +132,9 @@ Test(fedtl_coordinator, oversized_frames_and_unknown_keys_are_refused_while_othe
      .timeout = 60)
 {
     struct s_fed f;
-    s_fed_setup(&f, "--rounds 1 --min-start 2");
+    /* b1 stays quiet for seconds while the others try their luck: heartbeats of 2 s keep the
+     * coordinator from forgetting it for silence (5 beats) on a slow, loaded machine. */
+    s_fed_setup(&f, "--rounds 1 --min-start 2 --heartbeat-ms 2000");
     struct s_branch b1, evil;
     s_branch_open(&b1, &f, "b1");
     s_hello(&b1, &f);
