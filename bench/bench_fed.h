@@ -65,6 +65,53 @@ static inline int s_fed_keys(const char *bin, const char *dir, const char *prefi
     return s_fed_sh(cmd);
 }
 
+/* The benchmarks' coordinator command: federation fed on ep, LoRA rank 4 on fc1 of an mlp
+ * over classes 0-9, `rounds` rounds with all nb branches selected and needed, heartbeat_ms and
+ * deadline_s; then the flags of `extra` (space-separated, may be NULL). argv is
+ * NULL-terminated; its strings live in the struct. */
+struct s_fed_cmd {
+    char *argv[64];                                       /* fedtl-coordinator and its flags */
+    char coord[1100], rounds[16], nb[16], hb[16], dl[16]; /* their text */
+    char extra[512];                                      /* extra, cut at the blanks */
+};
+
+static inline void s_fed_coord_cmd(struct s_fed_cmd *c, const char *bin, const char *key,
+                                   const char *allow, const char *base, const char *state,
+                                   const char *ep, const char *fed, int rounds, int nb,
+                                   int heartbeat_ms, int deadline_s, const char *extra)
+{
+    snprintf(c->coord, sizeof c->coord, "%s/fedtl-coordinator", bin);
+    snprintf(c->rounds, sizeof c->rounds, "%d", rounds);
+    snprintf(c->nb, sizeof c->nb, "%d", nb);
+    snprintf(c->hb, sizeof c->hb, "%d", heartbeat_ms);
+    snprintf(c->dl, sizeof c->dl, "%d", deadline_s);
+    const char *fixed[] = {c->coord,  "--key",
+                           key,       "--allow",
+                           allow,     "--base",
+                           base,      "--state-dir",
+                           state,     "--endpoint",
+                           ep,        "--federation",
+                           fed,       "--method",
+                           "lora",    "--targets",
+                           "fc1",     "--rank",
+                           "4",       "--classes",
+                           "0-9",     "--heartbeat-ms",
+                           c->hb,     "--rounds",
+                           c->rounds, "--clients-per-round",
+                           c->nb,     "--min-start",
+                           c->nb,     "--min-clients",
+                           c->nb,     "--deadline",
+                           c->dl};
+    int argc = 0;
+    for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+        c->argv[argc++] = (char *)fixed[k];
+    snprintf(c->extra, sizeof c->extra, "%s", extra ? extra : "");
+    for (char *save = NULL, *t = strtok_r(c->extra, " ", &save); t && argc < 63;
+         t = strtok_r(NULL, " ", &save))
+        c->argv[argc++] = t;
+    c->argv[argc] = NULL;
+}
+
 /* A random mlp base of input size in_dim written to path; its content hash to hash. */
 static inline int s_fed_write_base(const char *path, int in_dim, uint8_t hash[FL_HASH_BYTES])
 {

@@ -181,29 +181,11 @@ static int s_one_run(const char *bin, const char *dir, struct s_run *r)
     if (!hq)
         return -1;
     int port = fl_test_free_port();
-    char ep[64], coord[1100], s_rounds[16], s_nb[16];
+    char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
-    snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
-    snprintf(s_rounds, sizeof s_rounds, "%d", r->rounds);
-    snprintf(s_nb, sizeof s_nb, "%d", r->nb);
-    char *argv[] = {coord,    "--key",
-                    hqkey,    "--allow",
-                    allow,    "--base",
-                    base,     "--state-dir",
-                    state,    "--endpoint",
-                    ep,       "--federation",
-                    S_FED,    "--method",
-                    "lora",   "--targets",
-                    "fc1",    "--rank",
-                    "4",      "--classes",
-                    "0-9",    "--heartbeat-ms",
-                    "1000",   "--rounds",
-                    s_rounds, "--clients-per-round",
-                    s_nb,     "--min-start",
-                    s_nb,     "--min-clients",
-                    s_nb,     "--deadline",
-                    "120",    r->insecure ? "--insecure" : NULL,
-                    NULL};
+    struct s_fed_cmd coord;
+    s_fed_coord_cmd(&coord, bin, hqkey, allow, base, state, ep, S_FED, r->rounds, r->nb, 1000, 120,
+                    r->insecure ? "--insecure" : NULL);
     int fds[2] = {-1, -1};
     pid_t attacker = -1;
     if (r->rate > 0) {
@@ -217,7 +199,7 @@ static int s_one_run(const char *bin, const char *dir, struct s_run *r)
         }
         close(fds[1]);
     }
-    pid_t pid = fl_test_spawnv(argv, logp);
+    pid_t pid = fl_test_spawnv(coord.argv, logp);
     if (pid < 0)
         return -1;
     s_branches(r, dir, hq, base_hash, ep, pid);

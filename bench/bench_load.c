@@ -458,41 +458,15 @@ static int s_run(const struct s_opts *o, const char *bin, const char *dir, long 
            fl_allowlist_size(al), fl_now_s() - t0);
     fl_allowlist_destroy(&al);
     int port = fl_test_free_port();
-    char ep[64], coord[1100], s_rounds[16], s_n[16], s_hb[16], s_dl[16];
+    char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
-    snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
-    snprintf(s_rounds, sizeof s_rounds, "%d", o->rounds);
-    snprintf(s_n, sizeof s_n, "%d", o->branches);
-    snprintf(s_hb, sizeof s_hb, "%d", o->heartbeat_ms);
-    snprintf(s_dl, sizeof s_dl, "%d", o->deadline_s);
-    char *argv[64] = {coord,    "--key",
-                      hqkey,    "--allow",
-                      allow,    "--base",
-                      base,     "--state-dir",
-                      state,    "--endpoint",
-                      ep,       "--federation",
-                      S_FED,    "--method",
-                      "lora",   "--targets",
-                      "fc1",    "--rank",
-                      "4",      "--classes",
-                      "0-9",    "--heartbeat-ms",
-                      s_hb,     "--rounds",
-                      s_rounds, "--clients-per-round",
-                      s_n,      "--min-start",
-                      s_n,      "--min-clients",
-                      s_n,      "--deadline",
-                      s_dl};
-    int argc = 33;
-    char extra_buf[256];
-    snprintf(extra_buf, sizeof extra_buf, "%s", o->extra ? o->extra : "");
-    for (char *save = NULL, *t = strtok_r(extra_buf, " ", &save); t && argc < 62;
-         t = strtok_r(NULL, " ", &save))
-        argv[argc++] = t;
-    argv[argc] = NULL;
+    struct s_fed_cmd coord_cmd;
+    s_fed_coord_cmd(&coord_cmd, bin, hqkey, allow, base, state, ep, S_FED, o->rounds, o->branches,
+                    o->heartbeat_ms, o->deadline_s, o->extra);
     fflush(NULL);
     struct s_watch w;
     memset(&w, 0, sizeof w);
-    w.pid = s_spawn_coord(argv, logp);
+    w.pid = s_spawn_coord(coord_cmd.argv, logp);
     if (w.pid < 0 || !s_wait_started(logp, w.pid, 30)) {
         fprintf(stderr, "bench_load: the coordinator did not start (log: %s)\n", logp);
         return 1;

@@ -151,36 +151,13 @@ static int s_one_run(const char *bin, const char *dir, int nb, int rounds, int i
     if (!hq)
         return -1;
     int port = fl_test_free_port();
-    char ep[64], coord[1100], s_rounds[16], s_cpr[16];
+    char ep[64], extra_flags[300];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
-    snprintf(coord, sizeof coord, "%s/fedtl-coordinator", bin);
-    snprintf(s_rounds, sizeof s_rounds, "%d", rounds);
-    snprintf(s_cpr, sizeof s_cpr, "%d", nb);
-    char *argv[64] = {coord,    "--key",
-                      hqkey,    "--allow",
-                      allow,    "--base",
-                      base,     "--state-dir",
-                      state,    "--endpoint",
-                      ep,       "--federation",
-                      S_FED,    "--method",
-                      "lora",   "--targets",
-                      "fc1",    "--rank",
-                      "4",      "--classes",
-                      "0-9",    "--heartbeat-ms",
-                      "1000",   "--rounds",
-                      s_rounds, "--clients-per-round",
-                      s_cpr,    "--min-start",
-                      s_cpr,    "--min-clients",
-                      s_cpr,    "--deadline",
-                      "60",     "--exit-when-done"};
-    int argc = 34;
-    char extra_buf[256];
-    snprintf(extra_buf, sizeof extra_buf, "%s", extra ? extra : "");
-    for (char *save = NULL, *t = strtok_r(extra_buf, " ", &save); t && argc < 62;
-         t = strtok_r(NULL, " ", &save))
-        argv[argc++] = t;
-    argv[argc] = NULL;
-    pid_t pid = fl_test_spawnv(argv, logp);
+    snprintf(extra_flags, sizeof extra_flags, "--exit-when-done %s", extra ? extra : "");
+    struct s_fed_cmd coord_cmd;
+    s_fed_coord_cmd(&coord_cmd, bin, hqkey, allow, base, state, ep, S_FED, rounds, nb, 1000, 60,
+                    extra_flags);
+    pid_t pid = fl_test_spawnv(coord_cmd.argv, logp);
     if (pid < 0)
         return -1;
 

@@ -105,7 +105,7 @@ static void s_check_file(const char *path, void *arg)
     s_each_include(path, s_check_include, arg);
 }
 
-static void s_report(const struct s_check *c, const char *what)
+static void s_expect_none(const struct s_check *c, const char *what)
 {
     for (int i = 0; i < c->bad && i < S_MAX_OFFENDERS; i++)
         cr_log_error("%s", c->what[i]);
@@ -119,7 +119,7 @@ Test(floorplan, every_include_points_down_the_layers)
         char dir[512];
         snprintf(dir, sizeof dir, "%s/common/%s", FEDTL_SRC_DIR, s_layers[l]);
         s_each_source(dir, s_check_file, &c);
-        s_report(&c, "includes point up the layers");
+        s_expect_none(&c, "includes point up the layers");
     }
 }
 
@@ -155,7 +155,7 @@ Test(floorplan, the_engine_knows_no_files_protobuf_or_sockets)
     char dir[512];
     snprintf(dir, sizeof dir, "%s/common/nn", FEDTL_SRC_DIR);
     s_each_source(dir, s_check_engine_file, &c);
-    s_report(&c, "things the engine must not know");
+    s_expect_none(&c, "things the engine must not know");
 }
 
 static void s_count_lines(const char *path, void *arg)
@@ -185,7 +185,7 @@ Test(floorplan, no_source_outside_tests_is_longer_than_about_600_lines)
         snprintf(dir, sizeof dir, "%s/%s", FEDTL_SRC_DIR, dirs[i]);
         s_each_source(dir, s_count_lines, &c);
     }
-    s_report(&c, "files over the limit");
+    s_expect_none(&c, "files over the limit");
 }
 
 Test(floorplan, nothing_is_left_flat_in_common)
@@ -203,5 +203,5 @@ Test(floorplan, nothing_is_left_flat_in_common)
             s_note(&c, "%s:%d: %s belongs in a layer's folder", dir, 0, e->d_name);
     }
     closedir(d);
-    s_report(&c, "files outside the layers");
+    s_expect_none(&c, "files outside the layers");
 }
