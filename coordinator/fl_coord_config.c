@@ -15,10 +15,17 @@
 #define INT(lo, hi)  .type = FL_OPTION_INT, .range.i = {lo, hi}
 #define REAL(lo, hi) .type = FL_OPTION_DOUBLE, .range.d = {lo, hi}
 
+/* The federation name goes into JSON files, log lines and every branch's signatures: any text
+ * (quotes, newlines and all: every writer escapes it), but UTF-8. */
+static int s_utf8_text(const char *value)
+{
+    return fl_utf8_valid(value) ? 0 : fl_fail(FL_EINVAL, "not UTF-8 text");
+}
+
 static const struct fl_option s_options[] = {
     /* Federation */
-    {"federation", TEXT, C(federation), .flags = FL_OPTION_ANY_TEXT, .def = "fedtl",
-     .metavar = "NAME", .group = "Federation",
+    {"federation", TEXT, C(federation), .flags = FL_OPTION_ANY_TEXT, .validate = s_utf8_text,
+     .def = "fedtl", .metavar = "NAME", .group = "Federation",
      .help = "federation name, bound into signatures (any UTF-8 text)"},
     {"endpoint", TEXT, C(endpoint), .def = "tcp://0.0.0.0:7777", .metavar = "ENDPOINT",
      .help = "where branches connect (ZeroMQ ROUTER endpoint)"},

@@ -32,6 +32,23 @@ Test(fl_coord_config, whole_numbers_are_whole_and_bounded)
     cr_assert_eq(fl_coord_config_set(&c, "no_such_setting", "1"), FL_ENOTFOUND);
 }
 
+Test(fl_coord_config, a_federation_name_is_any_utf8_text_and_only_that)
+{
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    static const char good[] = "fed \"q\" \\ back\nslash — Zürich 東京";
+    cr_assert_eq(fl_coord_config_set(&c, "federation", good), 0, "%s", fl_error_msg());
+    cr_assert_str_eq(c.federation, good);
+    /* a stray continuation byte, an overlong '/', a surrogate, a truncated character */
+    const char *bad[] = {"fed\x80", "fed\xc0\xaf", "fed\xed\xa0\x80", "fed\xe6\x9d"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(fl_coord_config_set(&c, "federation", bad[i]), FL_EINVAL, "case %zu", i);
+        cr_assert(strstr(fl_error_msg(), "federation") && strstr(fl_error_msg(), "UTF-8"), "%s",
+                  fl_error_msg());
+    }
+    cr_assert_str_eq(c.federation, good, "a refused value changes nothing");
+}
+
 Test(fl_coord_config, file_errors_name_the_file_and_line)
 {
     char *dir = fl_test_tmpdir("cfg");

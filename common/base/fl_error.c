@@ -126,6 +126,17 @@ static size_t s_utf8_len(const unsigned char *p)
     return n;
 }
 
+bool fl_utf8_valid(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = s_utf8_len(p);
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 static bool s_log_bare(const char *s)
 {
     if (!*s)

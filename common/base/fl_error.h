@@ -47,5 +47,8 @@ void fl_log(fl_log_level_t level, const char *event, const char *fields, ...)
  * '"' and '\\' escaped, \n \r \t for those, \xNN for other control bytes and bytes that are
  * not UTF-8. Cut to fit out (len >= 3 bytes, NUL included) between characters; returns out. */
 const char *fl_log_str(const char *s, char *out, size_t len);
+/* Is s well-formed UTF-8 (no stray continuation byte, overlong form, surrogate or code point
+ * beyond U+10FFFF)? Text that JSON files and peers will carry is checked with it. */
+bool fl_utf8_valid(const char *s);
 
 #endif
