@@ -238,7 +238,8 @@ int main(int argc, char **argv)
     struct s_run base = {.nb = 4, .rounds = 5, .seconds = 60, .rate = 10};
     double frame_mib = 46;
     const char *modes = "curve,insecure";
-    for (int i = 1; i + 1 < argc; i += 2) {
+    bool unknown = false;
+    for (int i = 1; i + 1 < argc && !unknown; i += 2) {
         if (!strcmp(argv[i], "--seconds"))
             base.seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--rate"))
@@ -251,15 +252,18 @@ int main(int argc, char **argv)
             base.rounds = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--modes"))
             modes = argv[i + 1];
-        else {
-            fprintf(stderr, "usage: bench_hostile [--seconds 60] [--rate 10] [--frame-mib 46] "
-                            "[--branches 4] [--rounds 5] [--modes curve,insecure]\n");
-            return 2;
-        }
+        else
+            unknown = true;
     }
-    if (argc % 2 == 0 || base.seconds < 1 || base.rate <= 0 || base.nb < 1 || base.nb > S_MAXB ||
-        base.rounds < 1 || frame_mib < 0.01 || frame_mib > 64)
+    if (unknown || argc % 2 == 0 || base.seconds < 1 || base.rate <= 0 || base.nb < 1 ||
+        base.nb > S_MAXB || base.rounds < 1 || frame_mib < 0.01 || frame_mib > 64) {
+        fprintf(stderr,
+                "usage: bench_hostile [--seconds 60 (>= 1)] [--rate 10 (> 0)] "
+                "[--frame-mib 46 (0.01 to 64)] [--branches 4 (1 to %d)] [--rounds 5] "
+                "[--modes curve,insecure]\n",
+                S_MAXB);
         return 2;
+    }
     base.frame = (size_t)(frame_mib * 1048576.0);
     if (sodium_init() < 0)
         return 1;

@@ -30,6 +30,22 @@ static void s_put_le(uint8_t *p, uint64_t v, int n)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* What every signed message of fedtl starts with: tag || u32le protocol version || u8 length ||
+ * federation name, into out; its length, or 0 when the name is longer than S_FED_MAX. */
+static size_t s_put_prefix(uint8_t *out, const char *tag, size_t tag_len, const char *federation)
+{
+    size_t fed_len = strlen(federation), n = 0;
+    if (fed_len > S_FED_MAX)
+        return 0;
+    memcpy(out, tag, tag_len);
+    n += tag_len;
+    s_put_le(out + n, FL_PROTOCOL_VERSION, 4);
+    n += 4;
+    out[n++] = (uint8_t)fed_len;
+    memcpy(out + n, federation, fed_len);
+    return n + fed_len;
+}
+
 /* The update context of docs/PROTOCOL.md into out[S_CTX_MAX]; its length, or 0 when the
  * federation name does not fit. It is each segment's associated data and, followed by the
  * hash of the tags, the message the branch signs. */
@@ -39,17 +55,9 @@ static size_t s_context(const char *federation, const uint8_t run_id[FL_RUN_ID_B
                         const uint8_t sealed_key[FL_SEAL_KEY_BYTES], uint32_t segment,
                         uint64_t ct_len, uint8_t out[S_CTX_MAX])
 {
-    size_t fed_len = strlen(federation);
-    if (fed_len > S_FED_MAX)
+    size_t n = s_put_prefix(out, S_UPDATE_TAG, sizeof S_UPDATE_TAG - 1, federation);
+    if (n == 0)
         return 0;
-    size_t n = 0;
-    memcpy(out + n, S_UPDATE_TAG, sizeof S_UPDATE_TAG - 1);
-    n += sizeof S_UPDATE_TAG - 1;
-    s_put_le(out + n, FL_PROTOCOL_VERSION, 4);
-    n += 4;
-    out[n++] = (uint8_t)fed_len;
-    memcpy(out + n, federation, fed_len);
-    n += fed_len;
     memcpy(out + n, run_id, FL_RUN_ID_BYTES);
     n += FL_RUN_ID_BYTES;
     s_put_le(out + n, round, 4);
@@ -341,16 +349,9 @@ int fl_verify_base(const uint8_t coord_sign_pk[FL_SIGN_PK_BYTES],
 static size_t s_hello_message(const char *federation, const uint8_t nonce[FL_HELLO_NONCE_BYTES],
                               const uint8_t branch_pk[FL_SIGN_PK_BYTES], uint8_t out[S_HELLO_MAX])
 {
-    size_t fed_len = strlen(federation), n = 0;
-    if (fed_len > S_FED_MAX)
+    size_t n = s_put_prefix(out, S_HELLO_TAG, sizeof S_HELLO_TAG - 1, federation);
+    if (n == 0)
         return 0;
-    memcpy(out, S_HELLO_TAG, sizeof S_HELLO_TAG - 1);
-    n += sizeof S_HELLO_TAG - 1;
-    s_put_le(out + n, FL_PROTOCOL_VERSION, 4);
-    n += 4;
-    out[n++] = (uint8_t)fed_len;
-    memcpy(out + n, federation, fed_len);
-    n += fed_len;
     memcpy(out + n, nonce, FL_HELLO_NONCE_BYTES);
     n += FL_HELLO_NONCE_BYTES;
     memcpy(out + n, branch_pk, FL_SIGN_PK_BYTES);
