@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages fedtl needs, when any is missing (apt-get; sudo when not root).
-# Usage: scripts/deps.sh [build|test|demo|bench]...
+# Usage: scripts/deps.sh [build|test|demo|bench|peers]...
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
@@ -10,8 +10,9 @@ for want in "$@"; do
         build) ;;
         test) pkgs+=(libcriterion-dev dataset-fashion-mnist tshark valgrind docker-compose iproute2) ;;
         demo) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
-        bench) pkgs+=(dataset-fashion-mnist python3-torch) ;;
-        *) echo "deps.sh: unknown group '$want' (build, test, demo, bench)" >&2; exit 2 ;;
+        bench) pkgs+=(dataset-fashion-mnist python3-torch python3-torchvision python3-onnx) ;;
+        peers) pkgs+=(python3-torch python3-torchvision python3-onnx python3-pil) ;;
+        *) echo "deps.sh: unknown group '$want' (build, test, demo, bench, peers)" >&2; exit 2 ;;
     esac
 done
 

@@ -13,6 +13,7 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 
 scripts/deps.sh build test
+scripts/peers.sh
 cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
