@@ -1,10 +1,9 @@
-#!/ usr / bin / python3
-""
-    "PyTorch reference for bench_throughput: one LoRA fine-tuning step of cnn-small.
+#!/usr/bin/python3
+"""PyTorch reference for bench_throughput: one LoRA fine-tuning step of cnn-small.
 
-    The same model as fedtl's cnn-small (NCHW here): conv3x3(1->16,pad1)-ReLU-maxpool2 -> conv3x3(
-        16->32, pad1) -
-    ReLU - maxpool2->flatten(1568)->dense(1568->128) - ReLU->head(128->5).The base is frozen; LoRA (rank r, scale alpha/r) sits on conv2 and fc1, and the head is new:
+The same model as fedtl's cnn-small (NCHW here): conv3x3(1->16,pad1)-ReLU-maxpool2 ->
+conv3x3(16->32,pad1)-ReLU-maxpool2 -> flatten(1568) -> dense(1568->128)-ReLU -> head(128->5).
+The base is frozen; LoRA (rank r, scale alpha/r) sits on conv2 and fc1, and the head is new:
 - fc1:   y = x W^T + b + scale * (x A^T) B^T          (loralib's parallel path)
 - conv2: conv(x, W + scale * (B A).view(W.shape)) + b  (loralib's ConvLoRA, merged per step)
 Adam over A, B and the head; batch 64 drawn at random from a random 6,400-record set and
