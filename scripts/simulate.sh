@@ -15,6 +15,8 @@ usage: scripts/simulate.sh [options]
   --rounds R           rounds (default 20)
   --method M           adapter method: lora, ffa-lora, head, bitfit (default lora)
   --rank R, --lr LR    adapter rank and local learning rate (default: the method's)
+  --targets T,...      nodes or layers the adapter adapts (default: the base's, for the method;
+                       `fedtl inspect BASE` lists them)
   --epochs E           local epochs per round (default 2)
   --batch B            local batch size (default 32)
   --seed S             seed for shards, adapter and selection (default 1)
@@ -47,7 +49,7 @@ EOF
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${FEDTL_BIN:-$root/build}
 fm=/usr/share/datasets/fashion-mnist
-run=$PWD/sim-run branches=10 alpha=0.3 rounds=20 method=lora rank="" lr="" epochs=2 batch=32
+run=$PWD/sim-run branches=10 alpha=0.3 rounds=20 method=lora rank="" targets="" lr="" epochs=2 batch=32
 seed=1 deadline=60 fraction=1 min_clients="" min_start="" samples=5000 holdout=0.2 classes=5-9
 data=$fm/train-images-idx3-ubyte.gz labels=$fm/train-labels-idx1-ubyte.gz
 test_data=$fm/t10k-images-idx3-ubyte.gz test_labels=$fm/t10k-labels-idx1-ubyte.gz
@@ -63,7 +65,7 @@ while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || { echo "simulate.sh: $1 needs a value" >&2; usage >&2; exit 2; }
     case $1 in
     --run) run=$2 ;; --branches) branches=$2 ;; --alpha) alpha=$2 ;; --rounds) rounds=$2 ;;
-    --method) method=$2 ;; --rank) rank=$2 ;; --lr) lr=$2 ;; --epochs) epochs=$2 ;;
+    --method) method=$2 ;; --rank) rank=$2 ;; --targets) targets=$2 ;; --lr) lr=$2 ;; --epochs) epochs=$2 ;;
     --batch) batch=$2 ;; --seed) seed=$2 ;; --deadline) deadline=$2 ;;
     --fraction) fraction=$2 ;; --min-clients) min_clients=$2 ;; --samples) samples=$2 ;;
     --min-start) min_start=$2 ;;
@@ -171,6 +173,7 @@ coord_cmd=("$bin/fedtl-coordinator" --federation simulation --key keys/hq.key --
     --eval-data "$test_data" "${sec[@]}")
 [ -n "$test_labels" ] && coord_cmd+=(--eval-labels "$test_labels")
 [ -n "$rank" ] && coord_cmd+=(--rank "$rank")
+[ -n "$targets" ] && coord_cmd+=(--targets "$targets")
 [ -n "$lr" ] && coord_cmd+=(--lr "$lr")
 start_coordinator() {
     "${in_coord_ns[@]}" "${coord_cmd[@]}" >>logs/coordinator.log 2>&1 &
