@@ -416,3 +416,411 @@ Test(fl_onnx_export, writes_atomically_with_mode_0644_and_refuses_what_it_cannot
     free(dir);
     s_net_free(&m);
 }
+
+/* ---- adapters merged into the graph -------------------------------------------------------- */
+
+static struct fl_adapter_meta s_meta(enum fl_adapter_kind kind, int rank, float alpha,
+                                     const char *const *targets, int ntargets)
+{
+    struct fl_adapter_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.kind = kind, meta.rank = rank, meta.alpha = alpha, meta.ntargets = ntargets;
+    for (int i = 0; i < ntargets; i++)
+        snprintf(meta.targets[i], sizeof meta.targets[i], "%s", targets[i]);
+    return meta;
+}
+
+/* LoRA tensors "N.lora_A" [rank, cols] and "N.lora_B" [rows, rank] for each target of m. */
+static void s_lora_tensors(struct s_net *ad, const struct s_net *m, const char *const *targets,
+                           int nt, int rank)
+{
+    for (int i = 0; i < nt; i++) {
+        int n = fl_graphdef_find(&m->def, targets[i]);
+        cr_assert_geq(n, 0);
+        const struct fl_tensor *w = fl_tensor_find(m->p, m->np, m->def.nodes[n].in[1]);
+        int64_t rows = w->shape[0], cols = (int64_t)fl_tensor_numel(w) / rows;
+        char an[128], bn[128];
+        snprintf(an, sizeof an, "%s.lora_A", targets[i]);
+        snprintf(bn, sizeof bn, "%s.lora_B", targets[i]);
+        s_p(ad, an, 0.3, false, 2, rank, cols, 0, 0);
+        s_p(ad, bn, 0.3, false, 2, rows, rank, 0, 0);
+    }
+}
+
+static void s_free_tensors(struct fl_tensor *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fl_tensor_free(&t[i]);
+    free(t);
+}
+
+/* Logits of m merged with the adapter (meta, ad). */
+static float *s_merged_forward(const struct s_net *m, const struct fl_adapter_meta *meta,
+                               const struct s_net *ad, const float *x, size_t *n)
+{
+    struct fl_graphdef od;
+    struct fl_tensor *op = NULL;
+    size_t nop = 0;
+    cr_assert_eq(fl_graph_merge_adapter(&m->def, m->p, m->np, meta, ad->p, ad->np, &od, &op, &nop),
+                 0, "%s", fl_error_msg());
+    float *y = s_forward(&od, op, nop, x, n);
+    fl_graphdef_free(&od);
+    s_free_tensors(op, nop);
+    return y;
+}
+
+/* The LoRA-merged network against fl_graph_add_lora with the same A and B. */
+static void s_check_lora(const char *what, struct s_net *m, enum fl_adapter_kind kind,
+                         const char *const *targets, int nt)
+{
+    struct s_net ad = {0};
+    fl_rng_seed(&ad.rng, 77);
+    s_lora_tensors(&ad, m, targets, nt, 2);
+    struct fl_adapter_meta meta = s_meta(kind, 2, 3.0f, targets, nt);
+    fl_graph_t *g = fl_graph_from_def(&m->def, m->p, m->np, NULL);
+    cr_assert_not_null(g, "%s", fl_error_msg());
+    for (int i = 0; i < nt; i++)
+        cr_assert_eq(fl_graph_add_lora(g, targets[i], 2, 3.0f, 5, true), 0, "%s", fl_error_msg());
+    for (size_t i = 0; i < ad.np; i++) {
+        size_t numel;
+        float *v = fl_graph_param(g, ad.p[i].name, &numel);
+        cr_assert(v && numel == fl_tensor_numel(&ad.p[i]), "%s", ad.p[i].name);
+        memcpy(v, ad.p[i].data, numel * sizeof *v);
+    }
+    size_t nx, ny, nz;
+    float *x = s_input_batch(&m->def, 11, &nx);
+    float *want = s_forward_graph(g, x, &ny);
+    float *base = s_forward(&m->def, m->p, m->np, x, &nz);
+    float *got = s_merged_forward(m, &meta, &ad, x, &nz);
+    cr_assert_eq(ny, nz);
+    s_compare(what, want, got, ny, 1e-5);
+    double moved = 0;
+    for (size_t i = 0; i < ny; i++)
+        moved = fmax(moved, fabs((double)base[i] - want[i]));
+    cr_assert_gt(moved, 1e-3, "the LoRA changes the logits");
+    fl_graph_destroy(&g);
+    free(x), free(want), free(got), free(base);
+    s_net_free(&ad);
+}
+
+Test(fl_graph_merge, lora_on_convs_and_a_gemm_gives_the_logits_of_the_graph_with_lora)
+{
+    struct s_net m;
+    s_cnn(&m, 10);
+    const char *t[3] = {"/layer1/conv/Conv", "/dw/Conv", "/fc/Gemm"};
+    s_check_lora("cnn LoRA merged vs fl_graph_add_lora", &m, FL_ADAPTER_LORA, t, 3);
+    s_net_free(&m);
+}
+
+Test(fl_graph_merge, lora_on_matmuls_gives_the_logits_of_the_graph_with_lora)
+{
+    struct s_net m;
+    s_mlp(&m, 11);
+    const char *t[2] = {"/fc1/MatMul", "/fc2/MatMul"};
+    s_check_lora("mlp FFA-LoRA merged vs fl_graph_add_lora", &m, FL_ADAPTER_FFA_LORA, t, 2);
+    s_net_free(&m);
+}
+
+Test(fl_graph_merge, bitfit_replaces_or_adds_biases)
+{
+    /* CNN: a Conv with a bias, a Conv without one, a BatchNormalization */
+    struct s_net m, ad = {0}, ref;
+    s_cnn(&m, 12);
+    fl_rng_seed(&ad.rng, 13);
+    const char *t[3] = {"/layer1/conv/Conv", "/layer1/proj/Conv", "/bn/BatchNormalization"};
+    for (int i = 0; i < 3; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s.bias", t[i]);
+        s_p(&ad, name, 0.5, false, 1, 8, 0, 0, 0);
+    }
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_BITFIT, 0, 0, t, 3);
+    s_cnn(&ref, 12); /* the same network reading the adapter's biases */
+    for (int i = 0; i < 3; i++) {
+        struct fl_gdef_node *nd = &ref.def.nodes[fl_graphdef_find(&ref.def, t[i])];
+        snprintf(nd->in[2], sizeof nd->in[2], "%s", ad.p[i].name);
+        nd->nin = nd->nin < 3 ? 3 : nd->nin;
+        cr_assert_eq(fl_tensor_copy(&ref.p[ref.np++], &ad.p[i]), 0);
+    }
+    size_t nx, ny, nz;
+    float *x = s_input_batch(&m.def, 14, &nx);
+    float *want = s_forward(&ref.def, ref.p, ref.np, x, &ny);
+    float *got = s_merged_forward(&m, &meta, &ad, x, &nz);
+    s_compare("cnn BitFit merged vs biases set by hand", want, got, ny, 1e-5);
+    free(x), free(want), free(got);
+    s_net_free(&m), s_net_free(&ad), s_net_free(&ref);
+
+    /* MLP: a MatMul gets an Add of its new bias, which adds to the base's Add */
+    struct s_net ad2 = {0};
+    s_mlp(&m, 15);
+    s_mlp(&ref, 15);
+    fl_rng_seed(&ad2.rng, 16);
+    const char *t2[1] = {"/fc1/MatMul"};
+    s_p(&ad2, "/fc1/MatMul.bias", 0.5, false, 1, 16, 0, 0, 0);
+    meta = s_meta(FL_ADAPTER_BITFIT, 0, 0, t2, 1);
+    struct fl_tensor *b = (struct fl_tensor *)fl_tensor_find(ref.p, ref.np, "fc1.bias");
+    for (int i = 0; i < 16; i++)
+        b->data[i] += ad2.p[0].data[i];
+    x = s_input_batch(&m.def, 17, &nx);
+    want = s_forward(&ref.def, ref.p, ref.np, x, &ny);
+    got = s_merged_forward(&m, &meta, &ad2, x, &nz);
+    s_compare("mlp BitFit on a MatMul merged vs bias added by hand", want, got, ny, 1e-5);
+    free(x), free(want), free(got);
+    s_net_free(&m), s_net_free(&ad2), s_net_free(&ref);
+}
+
+/* The new head's logits by hand from the base's features (value feat). */
+static void s_check_head(const char *what, struct s_net *m, const char *feat, int64_t in,
+                         int64_t classes)
+{
+    struct s_net ad = {0};
+    fl_rng_seed(&ad.rng, 21);
+    s_p(&ad, "head.weight", 0.5, false, 2, classes, in, 0, 0);
+    s_p(&ad, "head.bias", 0.5, false, 1, classes, 0, 0, 0);
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_HEAD, 0, 0, NULL, 0);
+    size_t nx, ny, nz, per;
+    float *x = s_input_batch(&m->def, 22, &nx);
+    fl_graph_t *g = fl_graph_from_def(&m->def, m->p, m->np, NULL);
+    free(s_forward_graph(g, x, &nz));
+    const float *f = fl_graph_value(g, feat, &per);
+    cr_assert(f && per == (size_t)in, "%s: %zu features", feat, per);
+    float *want = malloc(S_BATCH * (size_t)classes * sizeof *want);
+    for (int s = 0; s < S_BATCH; s++)
+        for (int64_t c = 0; c < classes; c++) {
+            double acc = ad.p[1].data[c];
+            for (int64_t k = 0; k < in; k++)
+                acc += (double)f[s * in + k] * ad.p[0].data[c * in + k];
+            want[s * classes + c] = (float)acc;
+        }
+    float *got = s_merged_forward(m, &meta, &ad, x, &ny);
+    cr_assert_eq(ny, S_BATCH * (size_t)classes, "%zu logits", ny);
+    s_compare(what, want, got, ny, 1e-5);
+    fl_graph_destroy(&g);
+    free(x), free(want), free(got);
+    s_net_free(&ad);
+}
+
+Test(fl_graph_merge, a_new_head_replaces_the_last_gemm_or_matmul)
+{
+    struct s_net m;
+    s_cnn(&m, 23);
+    cr_assert_eq(fl_graph_head_node(&m.def), fl_graphdef_find(&m.def, "/fc/Gemm"));
+    s_check_head("cnn new head merged vs by hand", &m, "feat", 8, 7);
+    s_net_free(&m);
+    s_mlp(&m, 24); /* MatMul + Add: the Add of the base's bias goes */
+    s_check_head("mlp new head merged vs by hand", &m, "h", 16, 4);
+    s_net_free(&m);
+}
+
+Test(fl_graph_merge, refuses_what_does_not_fit)
+{
+    struct s_net m, ad = {0};
+    s_cnn(&m, 25);
+    fl_rng_seed(&ad.rng, 26);
+    const char *t[1] = {"/layer1/conv/Conv"};
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_LORA, 2, 4, t, 1);
+    struct fl_graphdef od;
+    struct fl_tensor *op = NULL;
+    size_t nop = 0;
+    s_p(&ad, "/layer1/conv/Conv.lora_A", 0.1, false, 2, 2, 71, 0, 0); /* 72 columns */
+    s_p(&ad, "/layer1/conv/Conv.lora_B", 0.1, false, 2, 8, 2, 0, 0);
+    cr_assert_eq(fl_graph_merge_adapter(&m.def, m.p, m.np, &meta, ad.p, ad.np, &od, &op, &nop),
+                 FL_EMISMATCH);
+    cr_assert(strstr(fl_error_msg(), "lora_A"), "%s", fl_error_msg());
+    s_net_free(&ad);
+    s_lora_tensors(&ad, &m, t, 1, 2);
+    s_p(&ad, "stray", 0.1, false, 1, 3, 0, 0, 0);
+    cr_assert_eq(fl_graph_merge_adapter(&m.def, m.p, m.np, &meta, ad.p, ad.np, &od, &op, &nop),
+                 FL_EMISMATCH);
+    cr_assert(strstr(fl_error_msg(), "stray"), "%s", fl_error_msg());
+    const char *relu[1] = {"/stem/Relu"}, *none[1] = {"/nope"};
+    meta = s_meta(FL_ADAPTER_LORA, 2, 4, relu, 1);
+    cr_assert_eq(fl_graph_merge_adapter(&m.def, m.p, m.np, &meta, ad.p, 0, &od, &op, &nop),
+                 FL_EINVAL);
+    meta = s_meta(FL_ADAPTER_BITFIT, 0, 0, none, 1);
+    cr_assert_eq(fl_graph_merge_adapter(&m.def, m.p, m.np, &meta, ad.p, 0, &od, &op, &nop),
+                 FL_EINVAL);
+    s_net_free(&ad), s_net_free(&m);
+}
+
+Test(fl_graph_merge, a_merged_adapter_exports_and_runs_the_same_in_onnxruntime)
+{
+    /* MLP with BitFit on a MatMul (an Add inserted) and a new head (MatMul + Add to Gemm) */
+    struct s_net m, ad = {0};
+    s_mlp(&m, 27);
+    fl_rng_seed(&ad.rng, 28);
+    const char *t[1] = {"/fc1/MatMul"};
+    s_p(&ad, "/fc1/MatMul.bias", 0.5, false, 1, 16, 0, 0, 0);
+    s_p(&ad, "head.weight", 0.5, false, 2, 3, 16, 0, 0);
+    s_p(&ad, "head.bias", 0.5, false, 1, 3, 0, 0, 0);
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_BITFIT, 0, 0, t, 1);
+    struct s_net merged = {0};
+    struct fl_tensor *op = NULL;
+    size_t nop = 0;
+    cr_assert_eq(
+        fl_graph_merge_adapter(&m.def, m.p, m.np, &meta, ad.p, ad.np, &merged.def, &op, &nop), 0,
+        "%s", fl_error_msg());
+    cr_assert_leq(nop, S_MAXP);
+    memcpy(merged.p, op, nop * sizeof *op);
+    merged.np = nop;
+    free(op);
+    cr_assert_eq(merged.def.nnodes, m.def.nnodes + 1, "one Add more");
+    cr_assert_null(fl_tensor_find(merged.p, merged.np, "fc2.bias"), "the base head is gone");
+    s_check_ort("mlp BitFit + new head merged vs ONNX Runtime", &merged, NULL);
+    s_net_free(&merged), s_net_free(&ad), s_net_free(&m);
+}
+
+/* ---- LoRA as PEFT saves it ----------------------------------------------------------------- */
+
+Test(fl_peft, module_names_come_from_weights_or_node_names)
+{
+    struct s_net m;
+    s_cnn(&m, 30);
+    char name[64];
+    cr_assert_eq(fl_peft_module_name(&m.def, fl_graphdef_find(&m.def, "/layer1/conv/Conv"), name,
+                                     sizeof name),
+                 0);
+    cr_assert_str_eq(name, "layer1.conv");
+    s_net_free(&m);
+    s_mlp(&m, 31);
+    cr_assert_eq(
+        fl_peft_module_name(&m.def, fl_graphdef_find(&m.def, "/fc1/MatMul"), name, sizeof name), 0);
+    cr_assert_str_eq(name, "fc1.MatMul");
+    s_net_free(&m);
+}
+
+/* The tensor `key` of a safetensors dump: its shape and values. */
+static const cJSON *s_dumped(const cJSON *dump, const char *key, int ndim, const int64_t *shape)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(dump, key);
+    cr_assert_not_null(t, "no %s in the safetensors file", key);
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
+    cr_assert_eq(cJSON_GetArraySize(sh), ndim, "%s", key);
+    for (int i = 0; i < ndim; i++)
+        cr_assert_eq((int64_t)cJSON_GetArrayItem(sh, i)->valuedouble, shape[i], "%s axis %d", key,
+                     i);
+    return cJSON_GetObjectItemCaseSensitive(t, "values");
+}
+
+static void s_same_values(const cJSON *v, const float *want, size_t n, bool transpose, int64_t rows,
+                          int64_t cols)
+{
+    cr_assert_eq((size_t)cJSON_GetArraySize(v), n);
+    for (size_t i = 0; i < n; i++) {
+        /* the dump is [cols, rows] of want [rows, cols] when transposed */
+        size_t k = transpose ? (i % (size_t)rows) * (size_t)cols + i / (size_t)rows : i;
+        cr_assert_eq((float)cJSON_GetArrayItem(v, (int)i)->valuedouble, want[k], "value %zu", i);
+    }
+}
+
+/* Export ad as PEFT into dir and read it back with python: the dump (cJSON_Delete it). */
+static cJSON *s_peft_roundtrip(const char *dir, const struct s_net *m,
+                               const struct fl_adapter_meta *meta, const struct s_net *ad)
+{
+    cr_assert_eq(fl_peft_export(dir, &m->def, m->p, m->np, meta, ad->p, ad->np, "fedtl/base"), 0,
+                 "%s", fl_error_msg());
+    if (fl_test_run("/usr/bin/python3 -c 'import json, struct'", NULL) != 0)
+        cr_skip_test("no /usr/bin/python3: run scripts/peers.sh");
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/peers/safetensors_dump.py '%s/%s'",
+             FEDTL_SRC_DIR, dir, FL_PEFT_WEIGHTS);
+    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out ? out : "");
+    cJSON *dump = cJSON_Parse(out);
+    cr_assert_not_null(dump, "%s", out);
+    free(out);
+    return dump;
+}
+
+Test(fl_peft, lora_on_a_conv_and_a_gemm_reads_back_in_peft_shapes)
+{
+    struct s_net m, ad = {0};
+    s_cnn(&m, 32);
+    fl_rng_seed(&ad.rng, 33);
+    const char *t[2] = {"/layer1/conv/Conv", "/fc/Gemm"};
+    s_lora_tensors(&ad, &m, t, 2, 2);
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_LORA, 2, 16, t, 2);
+    char *dir = fl_test_tmpdir("peft"), *sub = fl_test_path(dir, "adapter");
+    cJSON *dump = s_peft_roundtrip(sub, &m, &meta, &ad);
+    int64_t ca[4] = {2, 8, 3, 3}, cb[4] = {8, 2, 1, 1}, fa[2] = {2, 8}, fb[2] = {5, 2};
+    s_same_values(s_dumped(dump, "base_model.model.layer1.conv.lora_A.weight", 4, ca), ad.p[0].data,
+                  144, false, 0, 0);
+    s_same_values(s_dumped(dump, "base_model.model.layer1.conv.lora_B.weight", 4, cb), ad.p[1].data,
+                  16, false, 0, 0);
+    s_same_values(s_dumped(dump, "base_model.model.fc.lora_A.weight", 2, fa), ad.p[2].data, 16,
+                  false, 0, 0);
+    s_same_values(s_dumped(dump, "base_model.model.fc.lora_B.weight", 2, fb), ad.p[3].data, 10,
+                  false, 0, 0);
+    cr_assert_eq(cJSON_GetArraySize(dump), 5, "four tensors and __metadata__");
+    cJSON_Delete(dump);
+    char *cpath = fl_test_path(sub, FL_PEFT_CONFIG);
+    cJSON *c = fl_test_json(cpath);
+    cr_assert_not_null(c);
+    cr_assert_str_eq(cJSON_GetObjectItem(c, "peft_type")->valuestring, "LORA");
+    cr_assert_eq(cJSON_GetObjectItem(c, "r")->valueint, 2);
+    cr_assert_eq(cJSON_GetObjectItem(c, "lora_alpha")->valuedouble, 16.0);
+    cr_assert_str_eq(cJSON_GetObjectItem(c, "bias")->valuestring, "none");
+    cr_assert_str_eq(cJSON_GetObjectItem(c, "base_model_name_or_path")->valuestring, "fedtl/base");
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(c, "task_type")));
+    const cJSON *tm = cJSON_GetObjectItem(c, "target_modules");
+    cr_assert_eq(cJSON_GetArraySize(tm), 2);
+    cr_assert_str_eq(cJSON_GetArrayItem(tm, 0)->valuestring, "layer1.conv");
+    cr_assert_str_eq(cJSON_GetArrayItem(tm, 1)->valuestring, "fc");
+    cJSON_Delete(c);
+    free(cpath);
+    free(sub);
+    fl_test_rmtree(dir);
+    free(dir);
+    s_net_free(&ad), s_net_free(&m);
+}
+
+Test(fl_peft, lora_on_a_matmul_is_transposed_to_pytorch_s_linear)
+{
+    struct s_net m, ad = {0};
+    s_mlp(&m, 34);
+    fl_rng_seed(&ad.rng, 35);
+    const char *t[1] = {"/fc1/MatMul"}; /* W [12, 16]: A [2, 16], B [12, 2] */
+    s_lora_tensors(&ad, &m, t, 1, 2);
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_FFA_LORA, 2, 4, t, 1);
+    char *dir = fl_test_tmpdir("peft-mm");
+    cJSON *dump = s_peft_roundtrip(dir, &m, &meta, &ad);
+    int64_t as[2] = {2, 12}, bs[2] = {16, 2};
+    const cJSON *pa = s_dumped(dump, "base_model.model.fc1.MatMul.lora_A.weight", 2, as);
+    const cJSON *pb = s_dumped(dump, "base_model.model.fc1.MatMul.lora_B.weight", 2, bs);
+    s_same_values(pa, ad.p[1].data, 24, true, 12, 2); /* B^T */
+    s_same_values(pb, ad.p[0].data, 32, true, 2, 16); /* A^T */
+    /* PyTorch's delta [out, in] = B' A' is fedtl's delta [in, out] = B A, transposed */
+    for (int o = 0; o < 16; o++)
+        for (int i = 0; i < 12; i++) {
+            double peft = 0, ours = 0;
+            for (int r = 0; r < 2; r++) {
+                peft += cJSON_GetArrayItem(pb, o * 2 + r)->valuedouble *
+                        cJSON_GetArrayItem(pa, r * 12 + i)->valuedouble;
+                ours += (double)ad.p[1].data[i * 2 + r] * ad.p[0].data[r * 16 + o];
+            }
+            cr_assert_float_eq(peft, ours, 1e-9, "delta[%d][%d]", o, i);
+        }
+    cJSON_Delete(dump);
+    fl_test_rmtree(dir);
+    free(dir);
+    s_net_free(&ad), s_net_free(&m);
+}
+
+Test(fl_peft, refuses_grouped_convs_and_adapters_without_lora)
+{
+    struct s_net m, ad = {0};
+    s_cnn(&m, 36);
+    fl_rng_seed(&ad.rng, 37);
+    const char *t[1] = {"/dw/Conv"};
+    s_lora_tensors(&ad, &m, t, 1, 2);
+    char *dir = fl_test_tmpdir("peft-bad"), *sub = fl_test_path(dir, "out");
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_LORA, 2, 4, t, 1);
+    cr_assert_eq(fl_peft_export(sub, &m.def, m.p, m.np, &meta, ad.p, ad.np, NULL), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "grouped"), "%s", fl_error_msg());
+    meta = s_meta(FL_ADAPTER_BITFIT, 0, 0, t, 1);
+    cr_assert_eq(fl_peft_export(sub, &m.def, m.p, m.np, &meta, ad.p, ad.np, NULL), FL_EINVAL);
+    struct stat st;
+    cr_assert_neq(stat(sub, &st), 0, "nothing written");
+    free(sub);
+    fl_test_rmtree(dir);
+    free(dir);
+    s_net_free(&ad), s_net_free(&m);
+}
