@@ -824,3 +824,40 @@ Test(fl_peft, refuses_grouped_convs_and_adapters_without_lora)
     free(dir);
     s_net_free(&ad), s_net_free(&m);
 }
+
+Test(fl_peft, pytorch_runs_the_peft_adapter_like_the_merged_model)
+{
+    struct s_net m, ad = {0};
+    s_cnn(&m, 38);
+    fl_rng_seed(&ad.rng, 39);
+    const char *t[2] = {"/layer1/conv/Conv", "/fc/Gemm"};
+    s_lora_tensors(&ad, &m, t, 2, 2);
+    struct fl_adapter_meta meta = s_meta(FL_ADAPTER_LORA, 2, 16, t, 2);
+    char *dir = fl_test_tmpdir("peft-torch"), *peft = fl_test_path(dir, "peft");
+    char *base = fl_test_path(dir, "base.onnx"), *merged = fl_test_path(dir, "merged.onnx");
+    cr_assert_eq(fl_peft_export(peft, &m.def, m.p, m.np, &meta, ad.p, ad.np, NULL), 0, "%s",
+                 fl_error_msg());
+    cr_assert_eq(fl_onnx_export(base, &m.def, m.p, m.np, NULL), 0, "%s", fl_error_msg());
+    struct fl_graphdef od;
+    struct fl_tensor *op = NULL;
+    size_t nop = 0;
+    cr_assert_eq(fl_graph_merge_adapter(&m.def, m.p, m.np, &meta, ad.p, ad.np, &od, &op, &nop), 0,
+                 "%s", fl_error_msg());
+    cr_assert_eq(fl_onnx_export(merged, &od, op, nop, NULL), 0, "%s", fl_error_msg());
+    fl_graphdef_free(&od);
+    s_free_tensors(op, nop);
+    if (fl_test_run("/usr/bin/python3 -c 'import torch, onnx'", NULL) != 0)
+        cr_skip_test("no python3 torch and onnx peers: run scripts/peers.sh");
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/peers/peft_torch_check.py '%s' '%s' '%s'",
+             FEDTL_SRC_DIR, base, merged, peft);
+    int rc = fl_test_run(cmd, &out);
+    fprintf(stderr, "test_onnx_export: PEFT in PyTorch vs merged: %s", out ? out : "\n");
+    cr_assert_eq(rc, 0, "%s", out ? out : "");
+    cr_assert(strstr(out, "layer1.conv (Conv)") && strstr(out, "fc (Gemm)"), "%s", out);
+    free(out);
+    free(peft), free(base), free(merged);
+    fl_test_rmtree(dir);
+    free(dir);
+    s_net_free(&ad), s_net_free(&m);
+}
