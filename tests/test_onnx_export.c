@@ -498,6 +498,9 @@ static void s_check_lora(const char *what, struct s_net *m, enum fl_adapter_kind
     for (size_t i = 0; i < ny; i++)
         moved = fmax(moved, fabs((double)base[i] - want[i]));
     cr_assert_gt(moved, 1e-3, "the LoRA changes the logits");
+    float *again = s_forward(&m->def, m->p, m->np, x, &nz);
+    cr_assert_arr_eq(again, base, ny * sizeof *base, "the merge leaves the base as it was");
+    free(again);
     fl_graph_destroy(&g);
     free(x), free(want), free(got), free(base);
     s_net_free(&ad);

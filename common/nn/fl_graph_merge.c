@@ -265,16 +265,6 @@ static int s_rebuild(struct s_merge *m, struct fl_graphdef *out)
     return rc;
 }
 
-/* The tensor a merged parameter name stands for: merged weight, adapter, then base. */
-static const struct fl_tensor *s_source(const struct s_merge *m, const char *name)
-{
-    const struct fl_tensor *t = fl_tensor_find(m->merged, m->nmerged, name);
-    for (size_t i = 0; !t && i < m->nad; i++)
-        if (m->used[i] && strcmp(m->ad[i].name, name) == 0)
-            t = &m->ad[i];
-    return t ? t : fl_tensor_find(m->base, m->nbase, name);
-}
-
 static void s_free_all(struct fl_tensor *t, size_t n)
 {
     for (size_t i = 0; t && i < n; i++)
@@ -282,8 +272,29 @@ static void s_free_all(struct fl_tensor *t, size_t n)
     free(t);
 }
 
-/* Copies of the parameters od reads, once each, in the order they are first read. */
-static int s_gather(const struct s_merge *m, const struct fl_graphdef *od, struct fl_tensor **out,
+/* Parameter `name` of the merged graph into *t: a merged weight (its data handed over), else
+ * the adapter's or the base's tensor (borrowed). */
+static int s_take_param(struct s_merge *m, const char *name, struct fl_tensor *t)
+{
+    for (size_t i = 0; i < m->nmerged; i++)
+        if (strcmp(m->merged[i].name, name) == 0) {
+            *t = m->merged[i];
+            m->merged[i].owned = false;
+            return 0;
+        }
+    const struct fl_tensor *src = NULL;
+    for (size_t i = 0; !src && i < m->nad; i++)
+        if (m->used[i] && strcmp(m->ad[i].name, name) == 0)
+            src = &m->ad[i];
+    if (!src && !(src = fl_tensor_find(m->base, m->nbase, name)))
+        return FL_ENOTFOUND;
+    *t = *src;
+    t->owned = false;
+    return 0;
+}
+
+/* The parameters od reads, once each, in the order they are first read. */
+static int s_gather(struct s_merge *m, const struct fl_graphdef *od, struct fl_tensor **out,
                     size_t *nout)
 {
     size_t cap = 0, n = 0;
@@ -297,17 +308,12 @@ static int s_gather(const struct s_merge *m, const struct fl_graphdef *od, struc
             const char *name = od->nodes[i].in[k];
             if (!fl_graphdef_is_param(od, name) || fl_tensor_find(t, n, name))
                 continue;
-            const struct fl_tensor *src = s_source(m, name);
-            int rc = src ? fl_tensor_copy(&t[n], src)
-                         : fl_fail(FL_EMISMATCH,
-                                   "merge: node '%s' reads '%s', which is no "
-                                   "parameter",
-                                   od->nodes[i].name, name);
-            if (rc) {
+            if (s_take_param(m, name, &t[n]) != 0) {
                 s_free_all(t, n);
-                return rc;
+                return fl_fail(FL_EMISMATCH, "merge: node '%s' reads '%s', which is no parameter",
+                               od->nodes[i].name, name);
             }
-            snprintf(t[n++].name, FL_NAME_MAX, "%s", name);
+            n++;
         }
     *out = t;
     *nout = n;

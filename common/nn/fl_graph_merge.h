@@ -29,8 +29,10 @@ int fl_graph_head_node(const struct fl_graphdef *def);
 
 /* Merge the adapter (meta: kind, rank, alpha, targets; its tensors adapter[0..nadapter)) into
  * the network def with parameters base[0..nbase): *out_def gets the merged description (to be
- * freed with fl_graphdef_free) and *out a new array of *nout owned tensors, exactly the
- * parameters out_def's nodes read (free each with fl_tensor_free, then the array). LoRA is
+ * freed with fl_graphdef_free) and *out a new array of *nout tensors, exactly the parameters
+ * out_def's nodes read: merged weights are owned, the others borrow the data of base or
+ * adapter (owned = false, so a large base is not copied), which must outlive them; free each
+ * with fl_tensor_free, then the array. LoRA is
  * merged for FL_ADAPTER_LORA and FL_ADAPTER_FFA_LORA, biases for FL_ADAPTER_BITFIT, and the
  * head is replaced whenever the adapter holds "head.weight". Inputs are not changed. 0, or
  * FL_EMISMATCH (a tensor missing, of the wrong shape or unused, a name clash), FL_EINVAL (a
