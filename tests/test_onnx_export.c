@@ -864,3 +864,20 @@ Test(fl_peft, pytorch_runs_the_peft_adapter_like_the_merged_model)
     free(dir);
     s_net_free(&ad), s_net_free(&m);
 }
+
+Test(fl_onnx_export, an_output_no_gemm_writes_gets_its_shape_from_the_planned_graph)
+{
+    struct s_net m;
+    memset(&m, 0, sizeof m);
+    fl_rng_seed(&m.rng, 40);
+    s_input(&m, 3, 4, 5, 5);
+    s_p(&m, "pw.weight", 0.3, false, 4, 6, 4, 1, 1);
+    struct fl_op_attrs clip = fl_op_attrs_default();
+    clip.min = -0.2f; /* a lower bound alone */
+    s_n(&m, "/pw/Conv", FL_OP_CONV, "input", "pw.weight", NULL, "c", NULL);
+    s_n(&m, "/Clip", FL_OP_CLIP, "c", NULL, NULL, "cl", &clip);
+    s_n(&m, "/GlobalAveragePool", FL_OP_GLOBALAVGPOOL, "cl", NULL, NULL, "g", NULL);
+    s_n(&m, "/Flatten", FL_OP_FLATTEN, "g", NULL, NULL, "logits", NULL);
+    s_check_ort("conv/GAP/Flatten output vs ONNX Runtime", &m, NULL);
+    s_net_free(&m);
+}
