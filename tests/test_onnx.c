@@ -121,6 +121,14 @@ static double s_logits(const char *dir, const char *name, const struct fl_onnx_o
     return diff / big;
 }
 
+static int s_count_op(const struct fl_graphdef *def, enum fl_op op)
+{
+    int n = 0;
+    for (int i = 0; i < def->nnodes; i++)
+        n += def->nodes[i].op == op;
+    return n;
+}
+
 Test(fl_onnx, torchvision_networks_give_pytorchs_logits, .timeout = 600)
 {
     S_PEERS(dir);
@@ -132,6 +140,16 @@ Test(fl_onnx, torchvision_networks_give_pytorchs_logits, .timeout = 600)
                 char name[128];
                 snprintf(name, sizeof name, "%s_%d_%c.onnx", nets[i], size, fold ? 'f' : 'u');
                 double rel = s_logits(dir, name, NULL, pool);
+                char path[1024];
+                snprintf(path, sizeof path, "%s/%s", dir, name);
+                struct fl_graphdef def;
+                struct fl_tensor *params;
+                size_t np;
+                cr_assert_eq(fl_onnx_import(path, NULL, &def, &params, &np), 0);
+                cr_expect_eq(s_count_op(&def, FL_OP_BATCHNORM), 0, "%s: BatchNorm not folded",
+                             name);
+                fl_onnx_free_params(&params, np);
+                fl_graphdef_free(&def);
                 printf("onnx: %-28s max |fedtl - PyTorch| / max |logit| = %.2e\n", name, rel);
                 cr_expect_leq(rel, 1e-4, "%s: %.3e", name, rel);
             }
@@ -233,6 +251,30 @@ Test(fl_onnx, a_file_written_with_onnx_helper_imports_with_its_dynamic_axes_fixe
     cr_assert_eq(fl_onnx_import(path, &o, &def, &params, &np), 0);
     cr_expect_geq(fl_graphdef_find(&def, "Relu_5"), 0);
     cr_expect_eq(def.nnodes, 5, "conv, relu, pool, reshape, gemm: %d nodes", def.nnodes);
+    fl_onnx_free_params(&params, np);
+    fl_graphdef_free(&def);
+    free(dir);
+}
+
+Test(fl_onnx, the_other_ops_and_attributes_give_torchs_answer)
+{
+    S_PEERS(dir);
+    struct fl_onnx_opts o = {3, {3, 9, 9}};
+    double rel = s_logits(dir, "ops.onnx", &o, NULL);
+    printf("onnx: ops.onnx max |fedtl - torch| / max |logit| = %.2e\n", rel);
+    cr_expect_leq(rel, 1e-5);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ops.onnx", dir);
+    struct fl_graphdef def;
+    struct fl_tensor *params;
+    size_t np;
+    cr_assert_eq(fl_onnx_import(path, &o, &def, &params, &np), 0, "%s", fl_error_msg());
+    /* The BatchNorm stays (its conv's output has another reader), MatMul + Add is one Gemm,
+     * the LogSoftmax is gone. */
+    cr_expect_eq(s_count_op(&def, FL_OP_BATCHNORM), 1);
+    cr_expect_eq(s_count_op(&def, FL_OP_GEMM), 1);
+    cr_expect_eq(s_count_op(&def, FL_OP_MATMUL), 0);
+    cr_expect_str_eq(def.output, "d");
     fl_onnx_free_params(&params, np);
     fl_graphdef_free(&def);
     free(dir);

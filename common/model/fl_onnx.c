@@ -245,9 +245,19 @@ static int s_input(struct fl_ox *ox, const Onnx__ValueInfoProto *vi)
                               d + 1, (long long)dm->dim_value, (long long)o->in_dims[d]);
         dynamic |= !known;
         dims[d] = given ? o->in_dims[d] : known ? dm->dim_value : -1;
-        if (given && (dims[d] < 1 || dims[d] > (1 << 20)))
-            return fl_ox_fail(ox, FL_EINVAL, "input shape axis %d = %lld", d + 1,
-                              (long long)dims[d]);
+        if (dims[d] > FL_ONNX_MAX_AXIS || (given && dims[d] < 1))
+            return fl_ox_fail(ox, FL_ERANGE, "input '%.200s': absurd dimensions (axis %d = %lld)",
+                              vi->name, d + 1, (long long)dims[d]);
+    }
+    if (!dynamic || given) {
+        int64_t total = 1;
+        for (int d = 0; d < nd; d++)
+            total *= dims[d];
+        if (total > FL_ONNX_MAX_NUMEL)
+            return fl_ox_fail(ox, FL_ERANGE,
+                              "input '%.200s': absurd dimensions (%lld values "
+                              "per sample)",
+                              vi->name, (long long)total);
     }
     if (dynamic && !given)
         return fl_ox_fail(ox, FL_EINVAL,

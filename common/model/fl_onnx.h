@@ -19,11 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FL_ONNX_MAX_FILE  ((size_t)2 << 30)  /* bytes of a model file (protobuf's limit) */
-#define FL_ONNX_MAX_NUMEL ((int64_t)1 << 31) /* elements of one tensor */
-#define FL_ONNX_MAX_NODES 100000             /* nodes of an ONNX graph */
-#define FL_ONNX_OPSET_MIN 9                  /* opsets of the default domain read */
-#define FL_ONNX_OPSET_MAX 17
+#define FL_ONNX_MAX_FILE   ((size_t)2 << 30)  /* bytes of a model file (protobuf's limit) */
+#define FL_ONNX_MAX_NUMEL  ((int64_t)1 << 31) /* elements of one tensor */
+#define FL_ONNX_MAX_NODES  100000             /* nodes of an ONNX graph */
+#define FL_ONNX_MAX_FOLDED ((int64_t)1 << 24) /* elements of a constant computed at import */
+#define FL_ONNX_MAX_AXIS   ((int64_t)1 << 20) /* one axis of the input */
+#define FL_ONNX_OPSET_MIN  9                  /* opsets of the default domain read */
+#define FL_ONNX_OPSET_MAX  17
 
 struct fl_onnx_opts {
     int in_ndim;        /* per-sample input axes given (0: take the shape from the file) */

@@ -22,8 +22,11 @@ static int s_result(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_ox_kind 
     memcpy(dims, shape, (size_t)ndim * sizeof *dims);
     int64_t total = 1;
     for (int d = 0; d < ndim; d++)
-        if (dims[d] < 0 || dims[d] > FL_ONNX_MAX_NUMEL || (total *= dims[d]) > FL_ONNX_MAX_NUMEL)
-            return fl_ox_fail(ox, FL_ERANGE, "absurd dimensions in a folded constant");
+        if (dims[d] < 0 || dims[d] > FL_ONNX_MAX_FOLDED || (total *= dims[d]) > FL_ONNX_MAX_FOLDED)
+            return fl_ox_fail(ox, FL_ERANGE,
+                              "absurd dimensions in a constant computed at import "
+                              "(at most %lld values)",
+                              (long long)FL_ONNX_MAX_FOLDED);
     int rc = fl_ox_new_val(ox, n->output[0], kind, v);
     if (rc)
         return rc;

@@ -17,6 +17,11 @@ Writes into OUTDIR, every array raw little-endian (float32 unless said):
                            dynamic height and width, Shape-Slice-Concat-Reshape before a Gemm;
                            .in [2, 1, 28, 28] / .out
   dtypes.onnx              float16 and float64 weights (one through a Cast); .in / .out
+  ops.onnx                 the other ops and attributes: a BatchNormalization that stays (its
+                           conv's output has another reader), auto_pad SAME_UPPER, Clip with
+                           constant inputs, MaxPool ceil_mode, AveragePool count_include_pad,
+                           Concat, Sub/Div/Mul with constants, Sigmoid, MatMul + Add, Dropout,
+                           a final LogSoftmax; .in / .out (the logits before the LogSoftmax)
   ext/model.onnx           weights in ext/weights.bin (external data); .in / .out beside it
   ext/escape_dotdot.onnx   external data at ../weights_out.bin (outside the folder)
   ext/escape_abs.onnx      external data at an absolute path
@@ -192,6 +197,60 @@ def helper_file():
     save(os.path.join(OUT, "helper.out"), y.numpy())
 
 
+def ops_file():
+    rng = np.random.default_rng(11)
+    f32 = lambda *shape: rng.normal(0, 0.5, shape).astype(np.float32)
+    w1, b1, w2, b2, off = f32(4, 3, 3, 3), f32(4), f32(72, 6), f32(6), f32(8, 1, 1)
+    scale, bias, mean = f32(4) + 1.0, f32(4), f32(4)
+    var = (rng.random(4) + 0.5).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (off, "off"), (scale, "bn.scale"),
+        (bias, "bn.bias"), (mean, "bn.mean"), (var, "bn.var"),
+        (np.array(-0.5, np.float32), "lo"), (np.array(1.0, np.float32), "hi"),
+        (np.array(2.0, np.float32), "two"))]
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", auto_pad="SAME_UPPER", strides=[2, 2]),
+        mk("BatchNormalization", ["c1", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["b"],
+           name="bn", epsilon=1e-3),
+        mk("Add", ["b", "c1"], ["a"], name="add"),
+        mk("Clip", ["a", "lo", "hi"], ["k"], name="clip"),
+        mk("MaxPool", ["k"], ["mp"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2],
+           ceil_mode=1),
+        mk("AveragePool", ["k"], ["ap"], name="avgpool", kernel_shape=[3, 3], strides=[2, 2],
+           pads=[1, 1, 1, 1], count_include_pad=1),
+        mk("Concat", ["mp", "ap"], ["cat"], name="concat", axis=1),
+        mk("Sub", ["cat", "off"], ["sub"], name="sub"),
+        mk("Div", ["sub", "two"], ["div"], name="div"),
+        mk("Sigmoid", ["div"], ["sig"], name="sigmoid"),
+        mk("Mul", ["sig", "cat"], ["mul"], name="mul"),
+        mk("Flatten", ["mul"], ["flat"], name="flatten"),
+        mk("MatMul", ["flat", "w2"], ["mm"], name="matmul"),
+        mk("Add", ["mm", "b2"], ["g"], name="bias"),
+        mk("Dropout", ["g"], ["d"], name="dropout"),
+        mk("LogSoftmax", ["d"], ["y"], name="logsoftmax", axis=1),
+    ]
+    graph = helper.make_graph(nodes, "ops",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             ["N", 3, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, os.path.join(OUT, "ops.onnx"))
+    x = rng.normal(0, 1, (4, 3, 9, 9)).astype(np.float32)
+    t = lambda a: torch.from_numpy(a)
+    c1 = F.conv2d(t(x), t(w1), t(b1), stride=2, padding=1)
+    b = F.batch_norm(c1, t(mean), t(var), t(scale), t(bias), False, 0.0, 1e-3)
+    k = torch.clamp(b + c1, -0.5, 1.0)
+    mp = F.max_pool2d(k, 2, 2, ceil_mode=True)
+    ap = F.avg_pool2d(k, 3, 2, padding=1, count_include_pad=True)
+    cat = torch.cat([mp, ap], 1)
+    mul = torch.sigmoid((cat - t(off)) / 2.0) * cat
+    g = mul.flatten(1) @ t(w2) + t(b2)
+    save(os.path.join(OUT, "ops.in"), x)
+    save(os.path.join(OUT, "ops.out"), g.numpy())
+
+
 def small_model(rng, w_conv, b_conv, w_fc, b_fc, cast_fc):
     """Conv 3x3 (2 -> 3) + Relu + Flatten + Gemm (3*6*6 -> 5) on [N, 2, 6, 6]."""
     inits = [numpy_helper.from_array(w_conv, "conv.weight"),
@@ -258,6 +317,7 @@ if __name__ == "__main__":
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
     helper_file()
+    ops_file()
     dtype_and_external_files()
     lora_files()
     logits_files()
