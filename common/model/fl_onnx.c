@@ -327,20 +327,38 @@ static int s_order(struct fl_ox *ox, const Onnx__GraphProto *g, int **order_p)
             deg[i]++;
         }
     }
-    /* Kahn: repeatedly take the nodes whose inputs are all known. */
-    size_t done = 0, head = 0;
+    /* Kahn over the consumers of each node (an edge per input read): take the nodes whose
+     * inputs are all known. */
+    size_t done = 0, head = 0, nedge = 0;
+    size_t *first = rc ? NULL : calloc(n + 2, sizeof *first);
+    int *edge = NULL;
+    for (size_t i = 0; first && i < n; i++)
+        nedge += g->node[i]->n_input;
+    if (rc == 0 && (!first || !(edge = calloc(nedge + 1, sizeof *edge))))
+        rc = fl_fail(FL_ENOMEM, "onnx: out of memory");
+    for (int pass = 0; rc == 0 && pass < 2; pass++) {
+        for (size_t j = 0; j < n; j++)
+            for (size_t q = 0; q < g->node[j]->n_input; q++) {
+                int p = fl_ox_map_get(&prod, g->node[j]->input[q]);
+                if (p >= 0 && pass == 0)
+                    first[p + 2]++;
+                else if (p >= 0)
+                    edge[first[p + 1]++] = (int)j;
+            }
+        for (size_t i = 0; pass == 0 && i < n; i++)
+            first[i + 2] += first[i + 1];
+    }
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (deg[i] == 0)
             order[done++] = (int)i;
     while (rc == 0 && head < done) {
-        const Onnx__NodeProto *nd = g->node[order[head++]];
-        for (size_t k = 0; k < nd->n_output; k++)
-            for (size_t j = 0; nd->output[k] && *nd->output[k] && j < n; j++)
-                for (size_t q = 0; q < g->node[j]->n_input; q++)
-                    if (g->node[j]->input[q] && strcmp(g->node[j]->input[q], nd->output[k]) == 0 &&
-                        --deg[j] == 0)
-                        order[done++] = (int)j;
+        int p = order[head++];
+        for (size_t e = p ? first[p] : 0; e < first[p + 1]; e++)
+            if (--deg[edge[e]] == 0)
+                order[done++] = edge[e];
     }
+    free(first);
+    free(edge);
     for (size_t i = 0; rc == 0 && done < n && i < n; i++)
         if (deg[i] > 0)
             rc =

@@ -168,7 +168,7 @@ static int s_squeeze(struct fl_ox *ox, const Onnx__NodeProto *n, int x, bool un)
     bool mark[FL_OX_MAX_DIMS] = {false};
     for (int k = 0; k < na; k++) {
         int64_t a = ax[k] < 0 ? ax[k] + nd : ax[k];
-        if (a < 0 || a >= nd || (!un && xv->dims[a] != 1))
+        if (a < 0 || a >= nd || (!un && xv->dims[a] != 1) || mark[a])
             return fl_ox_fail(ox, FL_EINVAL, "axis %lld", (long long)ax[k]);
         mark[a] = true;
     }

@@ -12,7 +12,8 @@
 
 const char fl_ox_supported[] =
     "Conv, Gemm, MatMul, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, "
-    "Add, Sub, Mul, Div, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Concat, "
+    "Add, Sub, Mul, Div, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Squeeze, "
+    "Unsqueeze, Concat, "
     "Dropout, Identity, Softmax and LogSoftmax (as the last node), and on constants and shapes "
     "Constant, Shape, Gather, Slice, Cast, Unsqueeze, Squeeze, ConstantOfShape, Range";
 
@@ -485,6 +486,51 @@ static int s_concat(struct fl_ox *ox, const Onnx__NodeProto *n)
     return s_node(ox, n, FL_OP_CONCAT, in, (int)n->n_input, x0->ndim, dims, &a);
 }
 
+/* Squeeze / Unsqueeze of an activation: a Reshape keeping the batch axis. */
+static int s_squeeze(struct fl_ox *ox, const Onnx__NodeProto *n, bool un)
+{
+    int x, rc = s_act(ox, n, 0, &x);
+    if (rc)
+        return rc;
+    const struct fl_ox_val *xv = &ox->vals[x];
+    int64_t ax[FL_OX_MAX_DIMS];
+    int na = 0, av = fl_ox_in(ox, n, 1);
+    const Onnx__AttributeProto *at = fl_ox_attr(n, "axes");
+    if (av >= 0 && ox->vals[av].kind == FL_OX_INT && ox->vals[av].numel <= FL_OX_MAX_DIMS) {
+        na = (int)ox->vals[av].numel;
+        memcpy(ax, ox->vals[av].i, (size_t)na * sizeof *ax);
+    } else if (av < 0 && at && at->n_ints <= FL_OX_MAX_DIMS) {
+        na = (int)at->n_ints;
+        memcpy(ax, at->ints, (size_t)na * sizeof *ax);
+    } else if (av >= 0 || un)
+        return fl_ox_fail(ox, FL_EINVAL, "axes must be a constant list");
+    int nd = un ? xv->ndim + na : xv->ndim, o = 0;
+    bool mark[FL_OX_MAX_DIMS * 2] = {false};
+    for (int k = 0; k < na; k++) {
+        int64_t a = ax[k] < 0 ? ax[k] + nd : ax[k];
+        if (a < 1 || a >= nd || (!un && xv->dims[a] != 1) || mark[a])
+            return fl_ox_fail(ox, FL_EINVAL,
+                              "axis %lld (the batch axis stays; a squeezed axis "
+                              "has size 1)",
+                              (long long)ax[k]);
+        mark[a] = true;
+    }
+    int64_t dims[FL_OX_MAX_DIMS * 2] = {FL_OX_BATCH};
+    for (int d = 1, s = 1; d < nd; d++) {
+        if (un)
+            dims[++o] = mark[d] ? 1 : xv->dims[s++];
+        else if (!(na > 0 ? mark[d] : xv->dims[d] == 1))
+            dims[++o] = xv->dims[d];
+    }
+    if (o < 1 || o + 1 > FL_GRAPH_MAX_DIMS)
+        return fl_ox_fail(ox, FL_EINVAL, "the result would have %d axes per sample (1 to 3)", o);
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.nshape = o + 1;
+    for (int d = 1; d <= o; d++)
+        a.shape[d] = dims[d];
+    return s_node(ox, n, FL_OP_RESHAPE, &x, 1, o + 1, dims, &a);
+}
+
 /* Softmax / LogSoftmax: dropped (the loss applies its own); only as the last node. */
 static int s_softmax(struct fl_ox *ox, const Onnx__NodeProto *n)
 {
@@ -547,6 +593,8 @@ int fl_ox_translate(struct fl_ox *ox, const Onnx__NodeProto *n)
         return s_reshape(ox, n);
     if (strcmp(t, "Concat") == 0)
         return s_concat(ox, n);
+    if (strcmp(t, "Squeeze") == 0 || strcmp(t, "Unsqueeze") == 0)
+        return s_squeeze(ox, n, t[0] == 'U');
     if (strcmp(t, "Softmax") == 0 || strcmp(t, "LogSoftmax") == 0)
         return s_softmax(ox, n);
     if (strcmp(t, "Dropout") == 0 || strcmp(t, "Identity") == 0)

@@ -20,7 +20,8 @@ Writes into OUTDIR, every array raw little-endian (float32 unless said):
   ops.onnx                 the other ops and attributes: a BatchNormalization that stays (its
                            conv's output has another reader), auto_pad SAME_UPPER, Clip with
                            constant inputs, MaxPool ceil_mode, AveragePool count_include_pad,
-                           Concat, Sub/Div/Mul with constants, Sigmoid, MatMul + Add, Dropout,
+                           Concat, Sub/Div/Mul with constants, Sigmoid, Unsqueeze and Squeeze
+                           of an activation, MatMul + Add, Dropout,
                            a final LogSoftmax; .in / .out (the logits before the LogSoftmax)
   ext/model.onnx           weights in ext/weights.bin (external data); .in / .out beside it
   ext/escape_dotdot.onnx   external data at ../weights_out.bin (outside the folder)
@@ -207,7 +208,7 @@ def ops_file():
         (w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (off, "off"), (scale, "bn.scale"),
         (bias, "bn.bias"), (mean, "bn.mean"), (var, "bn.var"),
         (np.array(-0.5, np.float32), "lo"), (np.array(1.0, np.float32), "hi"),
-        (np.array(2.0, np.float32), "two"))]
+        (np.array(2.0, np.float32), "two"), (np.array([2], np.int64), "axis2"))]
     mk = helper.make_node
     nodes = [
         mk("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", auto_pad="SAME_UPPER", strides=[2, 2]),
@@ -225,7 +226,9 @@ def ops_file():
         mk("Sigmoid", ["div"], ["sig"], name="sigmoid"),
         mk("Mul", ["sig", "cat"], ["mul"], name="mul"),
         mk("Flatten", ["mul"], ["flat"], name="flatten"),
-        mk("MatMul", ["flat", "w2"], ["mm"], name="matmul"),
+        mk("Unsqueeze", ["flat", "axis2"], ["flat3"], name="unsqueeze"),
+        mk("Squeeze", ["flat3", "axis2"], ["flat2"], name="squeeze"),
+        mk("MatMul", ["flat2", "w2"], ["mm"], name="matmul"),
         mk("Add", ["mm", "b2"], ["g"], name="bias"),
         mk("Dropout", ["g"], ["d"], name="dropout"),
         mk("LogSoftmax", ["d"], ["y"], name="logsoftmax", axis=1),
