@@ -280,6 +280,29 @@ Test(fl_onnx, the_other_ops_and_attributes_give_torchs_answer)
     free(dir);
 }
 
+Test(fl_onnx, views_of_the_batch_fold_into_one_reshape)
+{
+    S_PEERS(dir);
+    const char *files[] = {"view_static.onnx", "view_dynamic.onnx"};
+    for (int i = 0; i < 2; i++) {
+        double rel = s_logits(dir, files[i], NULL, NULL);
+        printf("onnx: %s max |fedtl - PyTorch| / max |logit| = %.2e\n", files[i], rel);
+        cr_expect_leq(rel, 1e-5, "%s", files[i]);
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        struct fl_graphdef def;
+        struct fl_tensor *params;
+        size_t np;
+        cr_assert_eq(fl_onnx_import(path, NULL, &def, &params, &np), 0, "%s", fl_error_msg());
+        cr_expect_eq(def.nnodes, 5, "%s: conv, relu, pool, reshape, gemm: %d nodes", files[i],
+                     def.nnodes);
+        cr_expect_eq(s_count_op(&def, FL_OP_RESHAPE), 1);
+        fl_onnx_free_params(&params, np);
+        fl_graphdef_free(&def);
+    }
+    free(dir);
+}
+
 /* Import path expecting failure; the message must hold every word of `words`. */
 static void s_refused(const char *path, const char *const *words, int nwords)
 {

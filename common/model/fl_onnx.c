@@ -235,6 +235,10 @@ static int s_input(struct fl_ox *ox, const Onnx__ValueInfoProto *vi)
                           o->in_ndim);
     int64_t dims[3];
     bool dynamic = false;
+    const Onnx__TensorShapeProto__Dimension *d0 = sh ? sh->dim[0] : NULL;
+    ox->file_batch = d0 && d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE
+                         ? d0->dim_value
+                         : -1;
     for (int d = 0; d < nd; d++) {
         const Onnx__TensorShapeProto__Dimension *dm = sh ? sh->dim[d + 1] : NULL;
         bool known = dm && dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&

@@ -64,6 +64,7 @@ struct fl_ox {
     struct fl_ox_node *nodes;            /* emitted nodes */
     int nnodes, capn;                    /* used / allocated */
     int input, output;                   /* value indices */
+    int64_t file_batch;                  /* the input's batch axis in the file, -1: dynamic */
     const Onnx__NodeProto *cur;          /* node being translated, for messages */
     char curname[FL_GRAPH_NAME_MAX * 4]; /* its name (given or made) */
 };

@@ -440,7 +440,10 @@ static int s_reshape(struct fl_ox *ox, const Onnx__NodeProto *n)
     }
     if (infer >= 0 && known && per % known == 0)
         dims[infer] = (int64_t)(per / known), known = per;
-    bool batch_ok = sh[0] == FL_OX_BATCH || sh[0] == 0 || sh[0] == -1 || (sh[0] > 0 && infer < 0);
+    /* The batch entry: computed from the input's shape, 0 (copy), -1 with every other axis
+     * given, the file's static batch size, or any size when the per-sample size is given. */
+    bool batch_ok = sh[0] == FL_OX_BATCH || sh[0] == 0 || sh[0] == -1 ||
+                    (sh[0] > 0 && (sh[0] == ox->file_batch || infer < 0));
     if (known != per || !batch_ok || (sh[0] == -1 && infer >= 0))
         return fl_ox_fail(ox, FL_EMISMATCH,
                           "shape of %d entries (first %lld) for an input of %zu values per "

@@ -16,6 +16,9 @@ Writes into OUTDIR, every array raw little-endian (float32 unless said):
   helper.onnx              built with onnx.helper: opset 9, Constant nodes with float_data,
                            dynamic height and width, Shape-Slice-Concat-Reshape before a Gemm;
                            .in [2, 1, 28, 28] / .out
+  view_static.onnx         x.view(x.size(0), -1) exported with a static batch of 8 and constant
+                           folding (Reshape to [8, -1]); view_dynamic.onnx the same with a
+                           dynamic batch, unfolded (Shape, Gather, Unsqueeze, Concat); .in / .out
   dtypes.onnx              float16 and float64 weights (one through a Cast); .in / .out
   ops.onnx                 the other ops and attributes: a BatchNormalization that stays (its
                            conv's output has another reader), auto_pad SAME_UPPER, Clip with
@@ -69,7 +72,7 @@ def export(model, x, path, fold, opset, dynamic_batch):
     # EVAL fuses BatchNorm into the convs whatever the folding; PRESERVE (the model is in eval
     # mode) keeps BatchNormalization nodes for the importer to fold.
     mode = torch.onnx.TrainingMode.EVAL if fold else torch.onnx.TrainingMode.PRESERVE
-    kw = {}
+    kw = {"keep_initializers_as_inputs": opset == 9}  # as older exporters wrote it
     if dynamic_batch:
         kw["dynamic_axes"] = {"input": {0: "batch"}, "logits": {0: "batch"}}
     torch.onnx.export(model, x, path, input_names=["input"], output_names=["logits"],
@@ -254,6 +257,29 @@ def ops_file():
     save(os.path.join(OUT, "ops.out"), g.numpy())
 
 
+class ViewNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        x = F.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def view_files():
+    torch.manual_seed(3)
+    model = ViewNet().eval()
+    x = torch.randn(8, 3, 16, 16)
+    with torch.no_grad():
+        y = model(x)
+    for tag, fold, opset in (("static", True, 13), ("dynamic", False, 11)):
+        export(model, x, os.path.join(OUT, "view_%s.onnx" % tag), fold, opset, not fold)
+        save(os.path.join(OUT, "view_%s.in" % tag), x.numpy())
+        save(os.path.join(OUT, "view_%s.out" % tag), y.numpy())
+
+
 def small_model(rng, w_conv, b_conv, w_fc, b_fc, cast_fc):
     """Conv 3x3 (2 -> 3) + Relu + Flatten + Gemm (3*6*6 -> 5) on [N, 2, 6, 6]."""
     inits = [numpy_helper.from_array(w_conv, "conv.weight"),
@@ -321,6 +347,7 @@ if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     helper_file()
     ops_file()
+    view_files()
     dtype_and_external_files()
     lora_files()
     logits_files()
