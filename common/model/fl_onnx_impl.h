@@ -1,7 +1,8 @@
-/* fl_onnx_impl: the inside of the ONNX importer, shared by its files: fl_onnx.c (the file,
- * tensors, inputs, order of the nodes, the result), fl_onnx_ops.c (ops the engine runs, with
- * their shapes), fl_onnx_fold.c (constants and shape computations folded at import) and
- * fl_onnx_post.c (BatchNorm folding, MatMul + Add, names). Nothing else includes it. */
+/* fl_onnx_impl: the inside of the ONNX importer, shared by its files: fl_onnx.c (the file, its
+ * input, the order of the nodes, the result), fl_onnx_tensor.c (tensors, external data),
+ * fl_onnx_ops.c (ops the engine runs, with their shapes), fl_onnx_shape.c (Flatten, Reshape,
+ * Squeeze, Concat), fl_onnx_fold.c (constants and shape computations folded at import) and
+ * fl_onnx_post.c (BatchNorm folding, MatMul + Add). Nothing else includes it. */
 #ifndef FL_ONNX_IMPL_H
 #define FL_ONNX_IMPL_H
 
@@ -96,6 +97,16 @@ float fl_ox_attr_f(const Onnx__NodeProto *n, const char *name, float def);
 /* Translate node n (fl_onnx_ops.c): fold it when its inputs are constants and the op is
  * foldable (fl_ox_fold), else emit the engine's node. */
 int fl_ox_translate(struct fl_ox *ox, const Onnx__NodeProto *n);
+/* Input k of the current node, which must be computed from the graph input (fl_onnx_ops.c). */
+int fl_ox_act(struct fl_ox *ox, const Onnx__NodeProto *n, size_t k, int *v);
+/* Emit op on values in[0..nin) into n's output, a new value of the given shape. */
+int fl_ox_node(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op, const int *in, int nin,
+               int ndim, const int64_t *dims, const struct fl_op_attrs *a);
+/* Flatten, Reshape, Concat, Squeeze / Unsqueeze (un) of activations (fl_onnx_shape.c). */
+int fl_ox_flatten(struct fl_ox *ox, const Onnx__NodeProto *n);
+int fl_ox_reshape(struct fl_ox *ox, const Onnx__NodeProto *n);
+int fl_ox_concat(struct fl_ox *ox, const Onnx__NodeProto *n);
+int fl_ox_squeeze(struct fl_ox *ox, const Onnx__NodeProto *n, bool un);
 /* Fold n into constants when possible (fl_onnx_fold.c): *done tells whether it did. */
 int fl_ox_fold(struct fl_ox *ox, const Onnx__NodeProto *n, bool *done);
 /* The value of input k of n (-1 when absent or empty). */

@@ -1,6 +1,7 @@
 /* fl_onnx_ops: ONNX nodes into the engine's nodes, with the shapes of their outputs (batch
  * first) so that later Shape nodes fold. Attribute values the engine cannot run are refused
- * here, naming the node. */
+ * here, naming the node. Flatten, Reshape, Squeeze, Unsqueeze and Concat are in
+ * fl_onnx_shape.c. */
 #include "fl_onnx_impl.h"
 
 #include "fl_error.h"
@@ -29,8 +30,7 @@ bool fl_ox_is_const(const struct fl_ox *ox, int v)
     return v >= 0 && ox->vals[v].kind != FL_OX_ACT;
 }
 
-/* Input k, which must be computed from the graph input. */
-static int s_act(struct fl_ox *ox, const Onnx__NodeProto *n, size_t k, int *v)
+int fl_ox_act(struct fl_ox *ox, const Onnx__NodeProto *n, size_t k, int *v)
 {
     *v = fl_ox_in(ox, n, k);
     if (*v < 0)
@@ -91,9 +91,8 @@ static int s_out(struct fl_ox *ox, const Onnx__NodeProto *n, int ndim, const int
     return 0;
 }
 
-/* Emit op on inputs in[0..nin) into a new output of the given shape. */
-static int s_node(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op, const int *in, int nin,
-                  int ndim, const int64_t *dims, const struct fl_op_attrs *a)
+int fl_ox_node(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op, const int *in, int nin,
+               int ndim, const int64_t *dims, const struct fl_op_attrs *a)
 {
     int out, rc = s_out(ox, n, ndim, dims, &out);
     return rc ? rc : fl_ox_emit(ox, ox->curname, op, in, nin, out, a);
@@ -160,7 +159,7 @@ static int s_window(struct fl_ox *ox, const Onnx__NodeProto *n, const int64_t *x
 
 static int s_conv(struct fl_ox *ox, const Onnx__NodeProto *n)
 {
-    int in[3], rc = s_act(ox, n, 0, &in[0]);
+    int in[3], rc = fl_ox_act(ox, n, 0, &in[0]);
     if (rc == 0)
         rc = s_param(ox, n, 1, 4, false, &in[1]);
     if (rc == 0)
@@ -187,12 +186,12 @@ static int s_conv(struct fl_ox *ox, const Onnx__NodeProto *n)
     if ((rc = s_window(ox, n, x, (int)w[2], (int)w[3], &a, hw)))
         return rc;
     int64_t dims[4] = {FL_OX_BATCH, w[0], hw[0], hw[1]};
-    return s_node(ox, n, FL_OP_CONV, in, in[2] >= 0 ? 3 : 2, 4, dims, &a);
+    return fl_ox_node(ox, n, FL_OP_CONV, in, in[2] >= 0 ? 3 : 2, 4, dims, &a);
 }
 
 static int s_pool(struct fl_ox *ox, const Onnx__NodeProto *n, bool max)
 {
-    int x, rc = s_act(ox, n, 0, &x);
+    int x, rc = fl_ox_act(ox, n, 0, &x);
     if (rc)
         return rc;
     const int64_t *xd = ox->vals[x].dims;
@@ -229,18 +228,18 @@ static int s_pool(struct fl_ox *ox, const Onnx__NodeProto *n, bool max)
         hw[i] = c;
     }
     int64_t dims[4] = {FL_OX_BATCH, xd[1], hw[0], hw[1]};
-    return s_node(ox, n, max ? FL_OP_MAXPOOL : FL_OP_AVGPOOL, &x, 1, 4, dims, &a);
+    return fl_ox_node(ox, n, max ? FL_OP_MAXPOOL : FL_OP_AVGPOOL, &x, 1, 4, dims, &a);
 }
 
 static int s_gap(struct fl_ox *ox, const Onnx__NodeProto *n)
 {
-    int x, rc = s_act(ox, n, 0, &x);
+    int x, rc = fl_ox_act(ox, n, 0, &x);
     if (rc)
         return rc;
     if (ox->vals[x].ndim != 4)
         return fl_ox_fail(ox, FL_EMISMATCH, "input of %d axes (NCHW is needed)", ox->vals[x].ndim);
     int64_t dims[4] = {FL_OX_BATCH, ox->vals[x].dims[1], 1, 1};
-    return s_node(ox, n, FL_OP_GLOBALAVGPOOL, &x, 1, 4, dims, NULL);
+    return fl_ox_node(ox, n, FL_OP_GLOBALAVGPOOL, &x, 1, 4, dims, NULL);
 }
 
 /* A scalar float from constant input k (absent: def). */
@@ -258,7 +257,7 @@ static int s_scalar(struct fl_ox *ox, const Onnx__NodeProto *n, size_t k, float 
 
 static int s_unary(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op)
 {
-    int x, rc = s_act(ox, n, 0, &x);
+    int x, rc = fl_ox_act(ox, n, 0, &x);
     if (rc)
         return rc;
     struct fl_op_attrs a = fl_op_attrs_default();
@@ -274,12 +273,12 @@ static int s_unary(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op)
             return rc;
     }
     const struct fl_ox_val *xv = &ox->vals[x];
-    return s_node(ox, n, op, &x, 1, xv->ndim, xv->dims, &a);
+    return fl_ox_node(ox, n, op, &x, 1, xv->ndim, xv->dims, &a);
 }
 
 static int s_batchnorm(struct fl_ox *ox, const Onnx__NodeProto *n)
 {
-    int in[5], rc = s_act(ox, n, 0, &in[0]);
+    int in[5], rc = fl_ox_act(ox, n, 0, &in[0]);
     for (size_t k = 1; rc == 0 && k < 5; k++)
         if ((rc = s_param(ox, n, k, -1, false, &in[k])) == 0 &&
             ox->vals[in[k]].numel != (size_t)ox->vals[in[0]].dims[1])
@@ -296,12 +295,12 @@ static int s_batchnorm(struct fl_ox *ox, const Onnx__NodeProto *n)
     struct fl_op_attrs a = fl_op_attrs_default();
     a.epsilon = fl_ox_attr_f(n, "epsilon", 1e-5f);
     const struct fl_ox_val *xv = &ox->vals[in[0]];
-    return s_node(ox, n, FL_OP_BATCHNORM, in, 5, xv->ndim, xv->dims, &a);
+    return fl_ox_node(ox, n, FL_OP_BATCHNORM, in, 5, xv->ndim, xv->dims, &a);
 }
 
 static int s_gemm(struct fl_ox *ox, const Onnx__NodeProto *n, bool matmul)
 {
-    int in[3], rc = s_act(ox, n, 0, &in[0]);
+    int in[3], rc = fl_ox_act(ox, n, 0, &in[0]);
     if (rc == 0)
         rc = s_param(ox, n, 1, 2, false, &in[1]);
     in[2] = -1;
@@ -327,7 +326,8 @@ static int s_gemm(struct fl_ox *ox, const Onnx__NodeProto *n, bool matmul)
                           (long long)w[0], (long long)w[1], a.trans_b ? " transposed" : "", cn,
                           ox->vals[in[0]].ndim, (long long)x[1]);
     int64_t dims[2] = {FL_OX_BATCH, m};
-    return s_node(ox, n, matmul ? FL_OP_MATMUL : FL_OP_GEMM, in, in[2] >= 0 ? 3 : 2, 2, dims, &a);
+    return fl_ox_node(ox, n, matmul ? FL_OP_MATMUL : FL_OP_GEMM, in, in[2] >= 0 ? 3 : 2, 2, dims,
+                      &a);
 }
 
 /* Add, Sub, Mul, Div with one or two activations (a constant operand becomes a parameter). */
@@ -338,7 +338,7 @@ static int s_binary(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op)
         in[k] = fl_ox_in(ox, n, (size_t)k);
         if (in[k] < 0)
             return fl_ox_fail(ox, FL_EFORMAT, "input %d is missing", k);
-        int rc = ox->vals[in[k]].kind == FL_OX_ACT ? s_act(ox, n, (size_t)k, &in[k]) : 0;
+        int rc = ox->vals[in[k]].kind == FL_OX_ACT ? fl_ox_act(ox, n, (size_t)k, &in[k]) : 0;
         if (rc)
             return rc;
         if (ox->vals[in[k]].kind == FL_OX_INT) { /* an integer constant operand: as floats */
@@ -371,173 +371,13 @@ static int s_binary(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op)
                           "shapes of '%.200s' (%d axes) and '%.200s' (%d axes) do not "
                           "broadcast per sample",
                           a->name, a->ndim, b->name, b->ndim);
-    return s_node(ox, n, op, in, 2, nd, dims, NULL);
-}
-
-static size_t s_per_sample(const struct fl_ox_val *x)
-{
-    size_t n = 1;
-    for (int d = 1; d < x->ndim; d++)
-        n *= (size_t)x->dims[d];
-    return n;
-}
-
-static int s_flatten(struct fl_ox *ox, const Onnx__NodeProto *n)
-{
-    int x, rc = s_act(ox, n, 0, &x);
-    if (rc)
-        return rc;
-    int64_t axis = fl_ox_attr_i(n, "axis", 1);
-    if (axis < 0)
-        axis += ox->vals[x].ndim;
-    if (axis != 1)
-        return fl_ox_fail(ox, FL_EINVAL, "axis %lld is not supported (1: keep the batch axis)",
-                          (long long)fl_ox_attr_i(n, "axis", 1));
-    int64_t dims[2] = {FL_OX_BATCH, (int64_t)s_per_sample(&ox->vals[x])};
-    return s_node(ox, n, FL_OP_FLATTEN, &x, 1, 2, dims, NULL);
-}
-
-static int s_reshape(struct fl_ox *ox, const Onnx__NodeProto *n)
-{
-    int x, rc = s_act(ox, n, 0, &x);
-    if (rc)
-        return rc;
-    int64_t sh[FL_OX_MAX_DIMS];
-    int ns;
-    const Onnx__AttributeProto *at = fl_ox_attr(n, "shape");
-    int sv = fl_ox_in(ox, n, 1);
-    if (sv >= 0 && ox->vals[sv].kind == FL_OX_INT && ox->vals[sv].numel <= FL_OX_MAX_DIMS) {
-        ns = (int)ox->vals[sv].numel;
-        memcpy(sh, ox->vals[sv].i, (size_t)ns * sizeof *sh);
-    } else if (sv < 0 && at && at->n_ints <= FL_OX_MAX_DIMS) {
-        ns = (int)at->n_ints;
-        memcpy(sh, at->ints, (size_t)ns * sizeof *sh);
-    } else
-        return fl_ox_fail(ox, FL_EINVAL,
-                          "the shape must be a constant of at most %d entries "
-                          "(or a computation on the input's shape that folds)",
-                          FL_OX_MAX_DIMS);
-    const struct fl_ox_val *xv = &ox->vals[x];
-    size_t per = s_per_sample(xv), known = 1;
-    int infer = -1;
-    bool allowzero = fl_ox_attr_i(n, "allowzero", 0) != 0;
-    if (ns < 2 || ns > FL_GRAPH_MAX_DIMS)
-        return fl_ox_fail(ox, FL_EINVAL, "a shape of %d entries (batch and 1 to 3 axes)", ns);
-    int64_t dims[FL_GRAPH_MAX_DIMS] = {FL_OX_BATCH};
-    for (int d = 1; d < ns; d++) {
-        int64_t s = sh[d];
-        if (s == 0 && !allowzero && d < xv->ndim)
-            s = xv->dims[d];
-        if (s == -1 && infer < 0) {
-            infer = d;
-            continue;
-        }
-        if (s < 1 || s > FL_ONNX_MAX_NUMEL)
-            return fl_ox_fail(ox, FL_EINVAL, "shape entry %d = %lld", d, (long long)sh[d]);
-        dims[d] = s;
-        if ((known *= (size_t)s) > (size_t)FL_ONNX_MAX_NUMEL)
-            return fl_ox_fail(ox, FL_EINVAL, "shape entry %d = %lld", d, (long long)sh[d]);
-    }
-    if (infer >= 0 && known && per % known == 0)
-        dims[infer] = (int64_t)(per / known), known = per;
-    /* The batch entry: computed from the input's shape, 0 (copy), -1 with every other axis
-     * given, the file's static batch size, or any size when the per-sample size is given. */
-    bool batch_ok = sh[0] == FL_OX_BATCH || sh[0] == 0 || sh[0] == -1 ||
-                    (sh[0] > 0 && (sh[0] == ox->file_batch || infer < 0));
-    if (known != per || !batch_ok || (sh[0] == -1 && infer >= 0))
-        return fl_ox_fail(ox, FL_EMISMATCH,
-                          "shape of %d entries (first %lld) for an input of %zu values per "
-                          "sample: only reshapes that keep the batch axis are supported",
-                          ns, (long long)sh[0], per);
-    struct fl_op_attrs a = fl_op_attrs_default();
-    a.nshape = ns;
-    a.shape[0] = 0;
-    for (int d = 1; d < ns; d++)
-        a.shape[d] = dims[d];
-    return s_node(ox, n, FL_OP_RESHAPE, &x, 1, ns, dims, &a);
-}
-
-static int s_concat(struct fl_ox *ox, const Onnx__NodeProto *n)
-{
-    int in[FL_GRAPH_MAX_INPUTS], rc = 0;
-    if (n->n_input < 1 || n->n_input > FL_GRAPH_MAX_INPUTS)
-        return fl_ox_fail(ox, FL_EINVAL, "%zu inputs (1 to %d)", n->n_input, FL_GRAPH_MAX_INPUTS);
-    for (size_t k = 0; rc == 0 && k < n->n_input; k++)
-        rc = s_act(ox, n, k, &in[k]);
-    if (rc)
-        return rc;
-    const struct fl_ox_val *x0 = &ox->vals[in[0]];
-    int64_t axis = fl_ox_attr_i(n, "axis", 1), dims[FL_OX_MAX_DIMS];
-    if (axis < 0)
-        axis += x0->ndim;
-    if (axis < 1 || axis >= x0->ndim)
-        return fl_ox_fail(ox, FL_EINVAL, "axis %lld (1 to %d: not the batch axis)",
-                          (long long)fl_ox_attr_i(n, "axis", 1), x0->ndim - 1);
-    memcpy(dims, x0->dims, sizeof dims);
-    for (size_t k = 1; k < n->n_input; k++) {
-        const struct fl_ox_val *xk = &ox->vals[in[k]];
-        bool ok = xk->ndim == x0->ndim;
-        for (int d = 1; ok && d < x0->ndim; d++)
-            ok = d == axis || xk->dims[d] == x0->dims[d];
-        if (!ok)
-            return fl_ox_fail(ox, FL_EMISMATCH, "'%.200s' does not fit '%.200s' on axis %lld",
-                              xk->name, x0->name, (long long)axis);
-        dims[axis] += xk->dims[axis];
-    }
-    struct fl_op_attrs a = fl_op_attrs_default();
-    a.axis = (int)axis;
-    return s_node(ox, n, FL_OP_CONCAT, in, (int)n->n_input, x0->ndim, dims, &a);
-}
-
-/* Squeeze / Unsqueeze of an activation: a Reshape keeping the batch axis. */
-static int s_squeeze(struct fl_ox *ox, const Onnx__NodeProto *n, bool un)
-{
-    int x, rc = s_act(ox, n, 0, &x);
-    if (rc)
-        return rc;
-    const struct fl_ox_val *xv = &ox->vals[x];
-    int64_t ax[FL_OX_MAX_DIMS];
-    int na = 0, av = fl_ox_in(ox, n, 1);
-    const Onnx__AttributeProto *at = fl_ox_attr(n, "axes");
-    if (av >= 0 && ox->vals[av].kind == FL_OX_INT && ox->vals[av].numel <= FL_OX_MAX_DIMS) {
-        na = (int)ox->vals[av].numel;
-        memcpy(ax, ox->vals[av].i, (size_t)na * sizeof *ax);
-    } else if (av < 0 && at && at->n_ints <= FL_OX_MAX_DIMS) {
-        na = (int)at->n_ints;
-        memcpy(ax, at->ints, (size_t)na * sizeof *ax);
-    } else if (av >= 0 || un)
-        return fl_ox_fail(ox, FL_EINVAL, "axes must be a constant list");
-    int nd = un ? xv->ndim + na : xv->ndim, o = 0;
-    bool mark[FL_OX_MAX_DIMS * 2] = {false};
-    for (int k = 0; k < na; k++) {
-        int64_t a = ax[k] < 0 ? ax[k] + nd : ax[k];
-        if (a < 1 || a >= nd || (!un && xv->dims[a] != 1) || mark[a])
-            return fl_ox_fail(ox, FL_EINVAL,
-                              "axis %lld (the batch axis stays; a squeezed axis "
-                              "has size 1)",
-                              (long long)ax[k]);
-        mark[a] = true;
-    }
-    int64_t dims[FL_OX_MAX_DIMS * 2] = {FL_OX_BATCH};
-    for (int d = 1, s = 1; d < nd; d++) {
-        if (un)
-            dims[++o] = mark[d] ? 1 : xv->dims[s++];
-        else if (!(na > 0 ? mark[d] : xv->dims[d] == 1))
-            dims[++o] = xv->dims[d];
-    }
-    if (o < 1 || o + 1 > FL_GRAPH_MAX_DIMS)
-        return fl_ox_fail(ox, FL_EINVAL, "the result would have %d axes per sample (1 to 3)", o);
-    struct fl_op_attrs a = fl_op_attrs_default();
-    a.nshape = o + 1;
-    for (int d = 1; d <= o; d++)
-        a.shape[d] = dims[d];
-    return s_node(ox, n, FL_OP_RESHAPE, &x, 1, o + 1, dims, &a);
+    return fl_ox_node(ox, n, op, in, 2, nd, dims, NULL);
 }
 
 /* Softmax / LogSoftmax: dropped (the loss applies its own); only as the last node. */
 static int s_softmax(struct fl_ox *ox, const Onnx__NodeProto *n)
 {
-    int x, out, rc = s_act(ox, n, 0, &x);
+    int x, out, rc = fl_ox_act(ox, n, 0, &x);
     if (rc == 0)
         rc = s_out(ox, n, ox->vals[x].ndim, ox->vals[x].dims, &out);
     if (rc == 0)
@@ -547,10 +387,10 @@ static int s_softmax(struct fl_ox *ox, const Onnx__NodeProto *n)
 
 static int s_copy(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op)
 {
-    int x, rc = s_act(ox, n, 0, &x);
+    int x, rc = fl_ox_act(ox, n, 0, &x);
     if (rc)
         return rc;
-    return s_node(ox, n, op, &x, 1, ox->vals[x].ndim, ox->vals[x].dims, NULL);
+    return fl_ox_node(ox, n, op, &x, 1, ox->vals[x].ndim, ox->vals[x].dims, NULL);
 }
 
 int fl_ox_translate(struct fl_ox *ox, const Onnx__NodeProto *n)
@@ -591,13 +431,13 @@ int fl_ox_translate(struct fl_ox *ox, const Onnx__NodeProto *n)
     if (strcmp(t, "Gemm") == 0 || strcmp(t, "MatMul") == 0)
         return s_gemm(ox, n, t[0] == 'M');
     if (strcmp(t, "Flatten") == 0)
-        return s_flatten(ox, n);
+        return fl_ox_flatten(ox, n);
     if (strcmp(t, "Reshape") == 0)
-        return s_reshape(ox, n);
+        return fl_ox_reshape(ox, n);
     if (strcmp(t, "Concat") == 0)
-        return s_concat(ox, n);
+        return fl_ox_concat(ox, n);
     if (strcmp(t, "Squeeze") == 0 || strcmp(t, "Unsqueeze") == 0)
-        return s_squeeze(ox, n, t[0] == 'U');
+        return fl_ox_squeeze(ox, n, t[0] == 'U');
     if (strcmp(t, "Softmax") == 0 || strcmp(t, "LogSoftmax") == 0)
         return s_softmax(ox, n);
     if (strcmp(t, "Dropout") == 0 || strcmp(t, "Identity") == 0)
