@@ -542,7 +542,9 @@ Test(fl_onnx, long_names_are_shortened_and_unnamed_nodes_named)
     cr_assert_eq(fl_onnx_import_mem(buf, len, "long", NULL, NULL, &def, &params, &np), 0, "%s",
                  fl_error_msg());
     cr_expect_lt(strlen(def.nodes[0].name), FL_GRAPH_NAME_MAX);
-    cr_expect_eq(strncmp(def.nodes[0].name, lnode, 46), 0, "%s", def.nodes[0].name);
+    cr_expect_eq(strncmp(def.nodes[0].name, lnode, 33), 0, "%s", def.nodes[0].name);
+    cr_expect_eq(strlen(def.nodes[0].name), 50, "%s", def.nodes[0].name);
+    cr_expect_neq(strchr(def.nodes[0].name, '~'), NULL);
     cr_expect_str_eq(def.nodes[0].out, def.nodes[1].in[0]);
     cr_expect_str_eq(def.nodes[1].name, "Relu_1");
     /* Deterministic: the same names again. */
@@ -550,6 +552,9 @@ Test(fl_onnx, long_names_are_shortened_and_unnamed_nodes_named)
     cr_expect_str_eq(def.nodes[0].name, def2.nodes[0].name);
     fl_graph_t *g = fl_graph_from_def(&def, params, np, NULL);
     cr_assert_not_null(g, "%s", fl_error_msg());
+    /* LoRA targets the conv by its (shortened) name. */
+    cr_expect_eq(fl_graph_add_lora(g, def.nodes[0].name, 1, 1.0f, 1, true), 0, "%s",
+                 fl_error_msg());
     cr_expect_eq(fl_graph_plan(g, 2, false), 0, "%s", fl_error_msg());
     fl_graph_destroy(&g);
     fl_onnx_free_params(&params, np);

@@ -84,7 +84,8 @@ void fl_ox_short_name(const char *name, char out[FL_GRAPH_NAME_MAX])
         memcpy(out, name, len + 1);
         return;
     }
-    snprintf(out, FL_GRAPH_NAME_MAX, "%.46s~%016llx", name, (unsigned long long)s_hash(name));
+    /* 50 bytes in all: the engine names a node's LoRA factors "<first 50 bytes>.lora_A" */
+    snprintf(out, FL_GRAPH_NAME_MAX, "%.33s~%016llx", name, (unsigned long long)s_hash(name));
 }
 
 int fl_ox_find(const struct fl_ox *ox, const char *name)

@@ -9,7 +9,8 @@
  *
  * Names: nodes keep their ONNX names when they fit FL_GRAPH_NAME_MAX (users pick LoRA targets
  * by them), unnamed nodes are called "<OpType>_<index>", and names of 64 bytes or more (nodes
- * and values) become their first 46 bytes, '~' and 16 hex digits of a hash of the whole name. */
+ * and values) become their first 33 bytes, '~' and 16 hex digits of a hash of the whole name
+ * (50 bytes: the engine's LoRA factors of a node are "<its first 50 bytes>.lora_A"). */
 #ifndef FL_ONNX_H
 #define FL_ONNX_H
 
