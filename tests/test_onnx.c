@@ -703,3 +703,25 @@ Test(fl_onnx, external_data_without_a_folder_is_refused)
     free(dir);
     free(buf);
 }
+
+Test(fl_onnx, attribute_values_the_engine_cannot_run_are_refused)
+{
+    struct s_model s;
+    s_model_init(&s);
+    Onnx__AttributeProto axis, *attrs[1] = {&axis};
+    onnx__attribute_proto__init(&axis);
+    axis.name = "axis";
+    axis.has_type = true;
+    axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    axis.has_i = true;
+    axis.i = 2;
+    s.node[2].attribute = attrs;
+    s.node[2].n_attribute = 1;
+    const char *w[] = {"'flatten' (Flatten)", "axis 2 is not supported"};
+    s_expect_error(&s, "flatten.onnx", 0, w, 2);
+    s_model_init(&s);
+    s.w.n_dims = 3; /* a 1-D convolution's weight [2, 1, 9] */
+    s.wdims[2] = 9;
+    const char *w2[] = {"'conv' (Conv)", "3 axes", "2-D convolutions"};
+    s_expect_error(&s, "conv1d.onnx", 0, w2, 3);
+}

@@ -68,8 +68,10 @@ static int s_param(struct fl_ox *ox, const Onnx__NodeProto *n, size_t k, int ndi
                           "(an initializer)",
                           k, p->name);
     if ((ndim >= 0 && p->ndim != ndim) || p->ndim > FL_GRAPH_MAX_DIMS || p->numel == 0)
-        return fl_ox_fail(ox, FL_EMISMATCH, "weight '%.200s' has %d axes and %zu values", p->name,
-                          p->ndim, p->numel);
+        return fl_ox_fail(ox, FL_EMISMATCH,
+                          "input %zu '%.200s' has %d axes and %zu values (%d axes and at least "
+                          "one value are needed: 2-D convolutions, [in, out] matrices)",
+                          k, p->name, p->ndim, p->numel, ndim >= 0 ? ndim : p->ndim);
     return 0;
 }
 
