@@ -490,6 +490,8 @@ Test(fl_onnx, a_small_model_imports_and_computes)
 {
     struct s_model s;
     s_model_init(&s);
+    s_node(&s, 3, "dead", "Sigmoid", "c", NULL, "unused"); /* the output does not need it */
+    s.g.n_node = 4;
     size_t len = onnx__model_proto__get_packed_size(&s.m), np;
     uint8_t *buf = malloc(len);
     onnx__model_proto__pack(&s.m, buf);

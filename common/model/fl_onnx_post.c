@@ -1,13 +1,14 @@
 /* fl_onnx_post: rewrites on the translated nodes. A frozen BatchNormalization whose input is
  * a Conv's output read by nothing else is folded into that conv (weights and bias rescaled in
  * the importer's own copies); a MatMul whose output only an Add of a constant bias reads
- * becomes one Gemm. */
+ * becomes one Gemm; nodes the output does not depend on are dropped. */
 #include "fl_onnx_impl.h"
 
 #include "fl_error.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The live node writing value v, or NULL. */
@@ -87,6 +88,26 @@ static void s_fold_matmul_add(struct fl_ox *ox, struct fl_ox_node *mm)
     add->dead = true;
 }
 
+/* Drop the nodes the output does not depend on (nodes are in execution order). */
+static int s_prune(struct fl_ox *ox)
+{
+    bool *need = calloc((size_t)ox->nvals + 1, sizeof *need);
+    if (!need)
+        return fl_fail(FL_ENOMEM, "onnx: out of memory");
+    need[ox->output] = true;
+    for (int i = ox->nnodes - 1; i >= 0; i--) {
+        struct fl_ox_node *nd = &ox->nodes[i];
+        if (nd->dead || !need[nd->out]) {
+            nd->dead = true;
+            continue;
+        }
+        for (int k = 0; k < nd->nin; k++)
+            need[nd->in[k]] = true;
+    }
+    free(need);
+    return 0;
+}
+
 int fl_ox_post(struct fl_ox *ox)
 {
     for (int i = 0; i < ox->nnodes; i++) {
@@ -99,5 +120,5 @@ int fl_ox_post(struct fl_ox *ox)
         } else if (ox->nodes[i].op == FL_OP_MATMUL)
             s_fold_matmul_add(ox, &ox->nodes[i]);
     }
-    return 0;
+    return s_prune(ox);
 }
