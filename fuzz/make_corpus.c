@@ -181,8 +181,8 @@ static void s_adapter(const struct fl_base_file *bf, enum fl_adapter_kind kind, 
     am.class_ids[0] = 3, am.class_ids[1] = 4;
     am.created_unix = S_CREATED;
     if (kind != FL_ADAPTER_HEAD) {
-        snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "fc1");
-        snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "fc2");
+        snprintf(am.targets[am.ntargets++], FL_TARGET_NAME_MAX, "fc1");
+        snprintf(am.targets[am.ntargets++], FL_TARGET_NAME_MAX, "fc2");
     }
     fl_model_t *m = fl_model_from_base(bf, "mlp.ftm", &am, NULL);
     if (!m)

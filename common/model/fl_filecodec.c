@@ -75,7 +75,7 @@ static int s_check_adapter_meta(const struct fl_adapter_meta *meta, const char *
         return fl_fail(err, "%s: %d target layers, at most %d allowed", origin, (int)meta->ntargets,
                        FL_MAX_TARGETS);
     for (int i = 0; i < meta->ntargets; i++)
-        if (!s_terminated(meta->targets[i], FL_LAYER_NAME_MAX) || meta->targets[i][0] == '\0')
+        if (!s_terminated(meta->targets[i], FL_TARGET_NAME_MAX) || meta->targets[i][0] == '\0')
             return fl_fail(err, "%s: target %d has no valid name", origin, i);
     if (meta->num_classes < 0 || meta->num_classes > FL_MAX_CLASSES)
         return fl_fail(err, "%s: %d classes, at most %d allowed", origin, (int)meta->num_classes,
@@ -384,7 +384,7 @@ static int s_adapter_meta_read(const Fedtl__AdapterHeader *h, const char *origin
         return fl_fail(FL_EFORMAT, "%s: base hash is %zu bytes, expected %d", origin,
                        h->base_hash.len, FL_HASH_BYTES);
     for (size_t i = 0; i < h->n_targets; i++) {
-        int rc = s_copy_str(meta->targets[i], FL_LAYER_NAME_MAX, h->targets[i], origin,
+        int rc = s_copy_str(meta->targets[i], FL_TARGET_NAME_MAX, h->targets[i], origin,
                             "a target layer name");
         if (rc != 0)
             return rc;
