@@ -1,8 +1,9 @@
 /* fl_model_graph: a model whose base is a graph network (arch.graph): the graph built from the
  * description and the base's tensors, with an adapter on it (a new head replacing the Gemm or
  * MatMul that computes the logits, LoRA on Conv / Gemm / MatMul nodes, BitFit biases), its
- * frozen prefix for the client's cache, and the passes, run FL_MODEL_GRAPH_BATCH samples at a
- * time on buffers made once. Tensor names and default targets: fl_graphadapt.h. */
+ * frozen prefix for the client's cache, and the passes, run a few samples at a time (up to
+ * FL_MODEL_GRAPH_BATCH, fewer when the network's values would pass FL_MODEL_GRAPH_BYTES) on
+ * buffers made once. Tensor names and default targets: fl_graphadapt.h. */
 #include "fl_model_impl.h"
 
 #include "fl_error.h"
@@ -22,8 +23,9 @@ struct fl_model_graph {
     size_t in_dim;          /* floats per input record */
     int64_t in_c;           /* input channels (per-channel normalisation) */
     int classes;            /* logits per record */
-    float *x;               /* [FL_MODEL_GRAPH_BATCH, in_dim] normalised inputs */
-    float *dlogits;         /* [FL_MODEL_GRAPH_BATCH, classes] */
+    int cap;                /* samples the graph runs at once */
+    float *x;               /* [cap, in_dim] normalised inputs */
+    float *dlogits;         /* [cap, classes] */
     const float **ggrad;    /* per model parameter: the graph's gradient (trainable only) */
 };
 
@@ -230,7 +232,30 @@ static int s_graph(fl_model_t *m, const struct fl_tensor *t, size_t n, fl_pool_t
         rc = fl_graph_add_lora(mg->g, node, m->ameta.rank, m->ameta.alpha,
                                s_node_seed(m->ameta.seed, node), m->ameta.kind == FL_ADAPTER_LORA);
     }
-    return rc ? rc : fl_graph_plan(mg->g, FL_MODEL_GRAPH_BATCH, false);
+    return rc ? rc : fl_graph_plan(mg->g, mg->cap, false);
+}
+
+/* How many samples the graph runs at once: planned for one, its values (kept for the
+ * backward pass, with as many gradients at most) sized against FL_MODEL_GRAPH_BYTES. */
+static int s_capacity(fl_model_t *m, const struct fl_tensor *t, size_t n)
+{
+    struct fl_model_graph *mg = m->graph;
+    mg->cap = 1;
+    int rc = s_graph(m, t, n, NULL);
+    double bytes = (double)mg->in_dim;
+    for (int i = 0; rc == 0 && i < mg->def.nnodes; i++) {
+        int64_t dims[FL_GRAPH_MAX_DIMS];
+        int nd = fl_graph_value_shape(mg->g, mg->def.nodes[i].out, dims);
+        double v = 1;
+        for (int k = 0; k < nd; k++)
+            v *= (double)dims[k];
+        bytes += v;
+    }
+    bytes *= 2 * sizeof(float);
+    fl_graph_destroy(&mg->g);
+    double cap = (double)FL_MODEL_GRAPH_BYTES / bytes;
+    mg->cap = cap >= FL_MODEL_GRAPH_BATCH ? FL_MODEL_GRAPH_BATCH : cap < 1 ? 1 : (int)cap;
+    return rc;
 }
 
 /* Point every entry the graph reads at the graph's live copy; gradients for the trainable. */
@@ -312,13 +337,13 @@ int fl_model_graph_build(fl_model_t *m, const struct fl_tensor *t, size_t n, con
         (m->has_adapter && (rc = s_adapter(m, t, n, origin, &hd, rng)) != 0) ||
         (rc = s_unique(m, origin)) != 0)
         return rc;
-    if ((rc = s_graph(m, t, n, m->pool)) != 0)
+    if ((rc = s_capacity(m, t, n)) != 0 || (rc = s_graph(m, t, n, m->pool)) != 0)
         return s_origin_fail(rc, origin);
     if ((rc = s_bind(m)) != 0)
         return rc;
     mg->classes = m->arch.num_classes;
-    mg->x = fl_falloc((size_t)FL_MODEL_GRAPH_BATCH * mg->in_dim);
-    mg->dlogits = fl_falloc((size_t)FL_MODEL_GRAPH_BATCH * (size_t)mg->classes);
+    mg->x = fl_falloc((size_t)mg->cap * mg->in_dim);
+    mg->dlogits = fl_falloc((size_t)mg->cap * (size_t)mg->classes);
     if (m->has_adapter && !(mg->cut = fl_graph_cut_new(mg->g)))
         return FL_ENOMEM;
     if (!mg->x || !mg->dlogits)
@@ -382,7 +407,7 @@ int fl_model_graph_forward_prefix(fl_model_t *m, const float *x, int n, int upto
         return fl_fail(FL_EINVAL, "graph model: no layer %d to run up to", upto);
     size_t od = fl_model_graph_act_dim(m, upto);
     for (int done = 0; done < n;) {
-        int k = n - done < FL_MODEL_GRAPH_BATCH ? n - done : FL_MODEL_GRAPH_BATCH;
+        int k = n - done < m->graph->cap ? n - done : m->graph->cap;
         float *o = out + (size_t)done * od;
         s_normalise(m, x + (size_t)done * mg->in_dim, k, mg->x);
         int rc = 0;
@@ -444,7 +469,7 @@ int fl_model_graph_train_step(fl_model_t *m, int start, const float *in, const i
     *loss = 0;
     *correct = 0;
     for (int done = 0; done < n;) {
-        int k = n - done < FL_MODEL_GRAPH_BATCH ? n - done : FL_MODEL_GRAPH_BATCH;
+        int k = n - done < m->graph->cap ? n - done : m->graph->cap;
         int rc = s_step_piece(m, start, in + (size_t)done * dim, y + done, k, n, loss, correct);
         if (rc)
             return rc;
