@@ -512,3 +512,78 @@ Test(fl_graph_model, normalisation_per_channel_is_applied)
     fl_base_close(&bf);
     free(path);
 }
+
+/* Mean loss of the batch at the model's current values. */
+static double s_loss(fl_model_t *m, const float *x, const int32_t *y, int n)
+{
+    double loss;
+    int hits;
+    cr_assert_eq(fl_model_train_step(m, 0, x, y, n, &loss, &hits), 0, "%s", fl_error_msg());
+    return loss;
+}
+
+Test(fl_graph_model, lora_on_a_grouped_convolution_has_the_finite_difference_gradient)
+{
+    struct fl_graphdef d;
+    fl_graphdef_init(&d);
+    snprintf(d.input, sizeof d.input, "in");
+    snprintf(d.output, sizeof d.output, "out");
+    d.in_ndim = 3;
+    d.in_dims[0] = 4, d.in_dims[1] = d.in_dims[2] = 6;
+    struct fl_op_attrs g2 = fl_op_attrs_default(), fc = fl_op_attrs_default();
+    g2.group = 2;
+    g2.pads[0] = g2.pads[1] = g2.pads[2] = g2.pads[3] = 1;
+    fc.trans_b = true;
+    gb_node(&d, "grouped", FL_OP_CONV, "in", "g.w", NULL, "c", &g2);
+    gb_node(&d, "relu", FL_OP_RELU, "c", NULL, NULL, "r", NULL);
+    gb_node(&d, "gap", FL_OP_GLOBALAVGPOOL, "r", NULL, NULL, "p", NULL);
+    gb_node(&d, "flat", FL_OP_FLATTEN, "p", NULL, NULL, "f", NULL);
+    gb_node(&d, "fc", FL_OP_MATMUL, "f", "fc.w", NULL, "out", &fc);
+    struct fl_tensor t[2];
+    int64_t ws[4] = {4, 2, 3, 3}, fs[2] = {4, 2};
+    cr_assert_eq(fl_tensor_init(&t[0], "g.w", 4, ws), 0);
+    cr_assert_eq(fl_tensor_init(&t[1], "fc.w", 2, fs), 0);
+    s_random(t[0].data, 72, 30);
+    s_random(t[1].data, 8, 31);
+    struct fl_arch arch;
+    cr_assert_eq(fl_arch_from_graph(&d, "grouped", 2, &arch), 0);
+    uint8_t hash[FL_HASH_BYTES] = {0};
+    struct fl_adapter_meta am;
+    memset(&am, 0, sizeof am);
+    am.kind = FL_ADAPTER_LORA;
+    am.rank = 2;
+    am.alpha = 4;
+    am.ntargets = 1;
+    snprintf(am.targets[0], sizeof am.targets[0], "grouped");
+    am.num_classes = 3; /* the MatMul head [4, 2] becomes a Gemm [3, 4] */
+    fl_model_t *m = fl_model_new_frozen(&arch, t, 2, hash, "grouped", &am, NULL);
+    cr_assert_not_null(m, "%s", fl_error_msg());
+    cr_assert_eq(s_tensor(m, FL_SET_ADAPTER, "grouped.lora_A")->shape[1], 2 * 9);
+    cr_assert_eq(s_tensor(m, FL_SET_ADAPTER, "grouped.lora_B")->shape[0], 4);
+    s_shake(m, 32);
+    enum { N = 5 };
+    float x[N * 144];
+    int32_t y[N] = {0, 1, 2, 1, 0};
+    s_random(x, N * 144, 33);
+    s_loss(m, x, y, N);
+    for (size_t i = 0; i < fl_model_ntensors(m, FL_SET_TRAINABLE); i++) {
+        struct fl_tensor *p = fl_model_tensor(m, FL_SET_TRAINABLE, i);
+        for (size_t j = 0; j < fl_tensor_numel(p); j += 3) {
+            s_loss(m, x, y, N);
+            double g = fl_model_grad(m, i)[j];
+            float keep = p->data[j];
+            p->data[j] = keep + 1e-2f;
+            double up = s_loss(m, x, y, N);
+            p->data[j] = keep - 1e-2f;
+            double down = s_loss(m, x, y, N);
+            p->data[j] = keep;
+            double fd = (up - down) / 2e-2;
+            cr_assert(fabs(fd - g) < 2e-3 + 2e-2 * fabs(fd), "%s[%zu]: %g vs %g", p->name, j, g,
+                      fd);
+        }
+    }
+    fl_model_destroy(&m);
+    fl_tensor_free(&t[0]);
+    fl_tensor_free(&t[1]);
+    fl_graphdef_free(&d);
+}
