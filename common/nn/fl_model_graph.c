@@ -274,6 +274,8 @@ static int s_bind(fl_model_t *m)
         if (i == m->norm_mean || i == m->norm_std)
             continue;
         p->used = live != NULL;
+        if (!live && (p->adapter || p->trainable))
+            return fl_fail(FL_EINVAL, "adapter tensor %s is not in the graph", p->t.name);
         if (!live)
             continue;
         char name[FL_NAME_MAX];
