@@ -587,3 +587,40 @@ Test(fl_graph_model, lora_on_a_grouped_convolution_has_the_finite_difference_gra
     fl_tensor_free(&t[1]);
     fl_graphdef_free(&d);
 }
+
+Test(fl_graph_model, the_cut_names_the_values_that_cross_it)
+{
+    fl_graph_t *g = fl_graph_from_def(s_base.graph, s_base.tensors, s_base.ntensors, NULL);
+    cr_assert_not_null(g, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_set_trainable(g, "pw.w", true), 0);
+    cr_assert_eq(fl_graph_plan(g, 4, false), 0, "%s", fl_error_msg());
+    fl_graph_cut_t *c = fl_graph_cut_new(g);
+    cr_assert_not_null(c);
+    cr_assert_eq(fl_graph_cut_nvalues(c), 2);
+    cr_assert_str_eq(fl_graph_cut_value(c, 0), "sr"); /* the skip connection's */
+    cr_assert_str_eq(fl_graph_cut_value(c, 1), "dr"); /* the pointwise conv's input */
+    cr_assert_null(fl_graph_cut_value(c, 2));
+    cr_assert_eq(fl_graph_cut_dim(c), 2 * 8 * 8 * 8);
+    float x[2 * S_IN], packed[2 * 1024], direct[6], cached[6];
+    s_random(x, 2 * S_IN, 70);
+    cr_assert_eq(fl_graph_forward(g, x, 2), 0);
+    memcpy(direct, fl_graph_output(g, NULL), sizeof direct);
+    cr_assert_eq(fl_graph_cut_forward_prefix(c, x, 2, packed), 0);
+    cr_assert_eq(fl_graph_cut_forward_rest(c, packed, 2), 0);
+    memcpy(cached, fl_graph_output(g, NULL), sizeof cached);
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(cached[i], direct[i], 1e-6);
+    cr_assert_eq(fl_graph_cut_forward_rest(c, packed, 5), FL_EINVAL, "more than planned");
+    fl_graph_cut_destroy(&c);
+    fl_graph_cut_destroy(&c);
+    fl_graph_destroy(&g);
+    /* The input itself crossing the cut (the stem trained) leaves nothing to cache. */
+    g = fl_graph_from_def(s_base.graph, s_base.tensors, s_base.ntensors, NULL);
+    cr_assert_eq(fl_graph_set_trainable(g, "stem.w", true), 0);
+    cr_assert_eq(fl_graph_plan(g, 4, false), 0);
+    c = fl_graph_cut_new(g);
+    cr_assert_eq(fl_graph_cut_dim(c), 0);
+    cr_assert_eq(fl_graph_cut_forward_prefix(c, x, 1, packed), FL_EINVAL);
+    fl_graph_cut_destroy(&c);
+    fl_graph_destroy(&g);
+}
