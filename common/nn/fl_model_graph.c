@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(FL_TARGET_NAME_MAX >= FL_GRAPH_NAME_MAX, "a target holds any node's name");
+
 struct fl_model_graph {
     struct fl_graphdef def; /* the description as built: head replaced, BitFit biases added */
     fl_graph_t *g;          /* the engine */
