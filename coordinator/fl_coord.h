@@ -45,18 +45,17 @@ struct fl_coord_config {
     char method[16];                     /* adapter method */
     int rank;                            /* LoRA rank (0: the method's default) */
     float alpha;                         /* LoRA alpha (0: 2 * rank) */
-    char targets[FL_MAX_TARGETS *
-                 FL_TARGET_NAME_MAX]; /* adapted layers or graph nodes (empty: default) */
-    char classes[256];                /* classes of the new head, e.g. 5-9 (empty: all) */
-    uint64_t seed;                    /* adapter initialisation, selection, shuffling */
-    int heartbeat_ms;                 /* branch heartbeat interval */
-    uint32_t chunk_size;              /* base download chunk */
-    char strategy[32];                /* aggregation strategy */
-    uint64_t max_samples;             /* most weight one update carries */
-    double max_samples_ratio;         /* and at most this times the round's median (0: off) */
-    double max_update_norm;           /* farthest an update may be from the global (0: off) */
-    bool insecure;                    /* plaintext transport */
-    bool exit_when_done;              /* exit after the final adapter is sent */
+    char targets[FL_TARGET_LIST_MAX];    /* adapted layers or nodes (empty: the default) */
+    char classes[256];                   /* classes of the new head, e.g. 5-9 (empty: all) */
+    uint64_t seed;                       /* adapter initialisation, selection, shuffling */
+    int heartbeat_ms;                    /* branch heartbeat interval */
+    uint32_t chunk_size;                 /* base download chunk */
+    char strategy[32];                   /* aggregation strategy */
+    uint64_t max_samples;                /* most weight one update carries */
+    double max_samples_ratio;            /* and at most this times the round's median (0: off) */
+    double max_update_norm;              /* farthest an update may be from the global (0: off) */
+    bool insecure;                       /* plaintext transport */
+    bool exit_when_done;                 /* exit after the final adapter is sent */
     int threads; /* size of the pool main makes for the coordinator (0: every core) */
 };
 

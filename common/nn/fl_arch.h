@@ -12,9 +12,12 @@
 #define FL_ARCH_MAX_LAYERS 16
 #define FL_LAYER_NAME_MAX  32
 #define FL_MAX_CLASSES     256
-#define FL_MAX_TARGETS     64 /* adapted layers or graph nodes of one adapter */
-#define FL_TARGET_NAME_MAX                                                                         \
-    64 /* a target's name, NUL included (a graph node's: FL_GRAPH_NAME_MAX) */
+/* An adapter's targets: layers of a chain or nodes of a graph, named in FL_TARGET_NAME_MAX
+ * bytes (NUL included; a graph node's name fits: FL_GRAPH_NAME_MAX), listed by users in a
+ * comma list of at most FL_TARGET_LIST_MAX bytes. */
+#define FL_MAX_TARGETS     64
+#define FL_TARGET_NAME_MAX 64
+#define FL_TARGET_LIST_MAX (FL_MAX_TARGETS * FL_TARGET_NAME_MAX)
 
 struct fl_graphdef; /* fl_graphdef.h */
 
@@ -35,14 +38,15 @@ struct fl_layer_spec {
     int32_t out_features;         /* dense output width */
 };
 
-/* A chain (layers in order) or, when graph is set, a graph network (nlayers is then 0). */
+/* A chain (layers in order) or, when graph is set, a graph network: then nlayers is 0 and
+ * the input geometry is the graph input's {C, H, W} ({C, H} or {features}: the rest 1). */
 struct fl_arch {
     char name[FL_LAYER_NAME_MAX]; /* "cnn-small", "mlp", or a graph model's name */
-    int32_t in_h, in_w, in_c; /* input geometry (mlp: 1 x 1 x features; graph: from its input) */
-    int32_t num_classes;      /* width of the last dense layer (the base's head) */
-    int32_t nlayers;          /* layers used (chain) */
-    struct fl_layer_spec layers[FL_ARCH_MAX_LAYERS]; /* in execution order (chain) */
-    const struct fl_graphdef *graph; /* the graph (borrowed: a base file's), NULL for a chain */
+    int32_t in_h, in_w, in_c;     /* input geometry (mlp: 1 x 1 x features) */
+    int32_t num_classes;          /* width of the last dense layer (the base's head) */
+    int32_t nlayers;              /* layers used */
+    struct fl_layer_spec layers[FL_ARCH_MAX_LAYERS]; /* in execution order */
+    const struct fl_graphdef *graph;                 /* the graph (borrowed); NULL: a chain */
 };
 
 /* What a base model was trained on. */
@@ -61,12 +65,12 @@ enum fl_adapter_kind {
 };
 
 struct fl_adapter_meta {
-    enum fl_adapter_kind kind; /* adapter method */
-    int32_t rank;              /* LoRA rank (0 otherwise) */
-    float alpha;               /* LoRA scale numerator: dW = alpha/rank B A */
-    uint64_t seed;             /* initialisation seed (FFA-LoRA's A) */
-    int32_t ntargets;          /* layers carrying LoRA / BitFit */
-    char targets[FL_MAX_TARGETS][FL_TARGET_NAME_MAX]; /* their names (layers or graph nodes) */
+    enum fl_adapter_kind kind;                        /* adapter method */
+    int32_t rank;                                     /* LoRA rank (0 otherwise) */
+    float alpha;                                      /* LoRA scale: dW = alpha/rank B A */
+    uint64_t seed;                                    /* initialisation seed (FFA-LoRA's A) */
+    int32_t ntargets;                                 /* layers or nodes with LoRA / BitFit */
+    char targets[FL_MAX_TARGETS][FL_TARGET_NAME_MAX]; /* their names */
     int32_t num_classes;                              /* width of the new head */
     int32_t class_ids[FL_MAX_CLASSES];                /* original label of each head output */
     uint8_t base_hash[FL_HASH_BYTES];                 /* content hash of the base it fits */

@@ -16,8 +16,8 @@
 
 #define FL_MODEL_MAX_PARAMS  (4 * FL_ARCH_MAX_LAYERS + 4) /* named tensors of a chain model */
 #define FL_MODEL_MAX_WORKERS 16                           /* workers a batch is split over */
-#define FL_MODEL_GRAPH_BATCH 64           /* most samples a graph runs at once (more: in pieces) */
-#define FL_MODEL_GRAPH_BYTES (256u << 20) /* a graph's values and their gradients, about */
+#define FL_MODEL_GRAPH_BATCH 64                           /* most samples a graph runs at once */
+#define FL_MODEL_GRAPH_BYTES (256u << 20)                 /* budget of a graph's values */
 
 /* One named tensor of the model and the roles it plays. */
 struct fl_model_param {
