@@ -101,7 +101,7 @@ static inline void s_bench_adapter(struct fl_adapter_meta *am, enum fl_adapter_k
     snprintf(buf, sizeof buf, "%s", targets);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && am->ntargets < FL_MAX_TARGETS;
          t = strtok_r(NULL, ",", &save))
-        snprintf(am->targets[am->ntargets++], FL_LAYER_NAME_MAX, "%s", t);
+        snprintf(am->targets[am->ntargets++], FL_TARGET_NAME_MAX, "%s", t);
 }
 
 /* A temporary file name under $TMPDIR (or /tmp) for a bench base; "" on failure. */

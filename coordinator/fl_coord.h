@@ -45,7 +45,7 @@ struct fl_coord_config {
     char method[16];                     /* adapter method */
     int rank;                            /* LoRA rank (0: the method's default) */
     float alpha;                         /* LoRA alpha (0: 2 * rank) */
-    char targets[256];                   /* adapted layers (empty: the arch's default) */
+    char targets[FL_TARGET_LIST_MAX];    /* adapted layers or nodes (empty: the default) */
     char classes[256];                   /* classes of the new head, e.g. 5-9 (empty: all) */
     uint64_t seed;                       /* adapter initialisation, selection, shuffling */
     int heartbeat_ms;                    /* branch heartbeat interval */

@@ -85,7 +85,7 @@ static const struct fl_option s_options[] = {
     {"alpha", REAL(0, FL_METHOD_ALPHA_MAX), C(alpha), .def = "0", .metavar = "A",
      .help = "LoRA alpha (0: 2 * rank)"},
     {"targets", TEXT, C(targets), .metavar = "LAYER,...",
-     .help = "adapted layers (empty: the architecture's for the method)"},
+     .help = "adapted layers, or graph nodes (empty: the architecture's for the method)"},
     {"classes", TEXT, C(classes), .metavar = "C",
      .help = "classes of the new head, e.g. 5-9 or 0,3,7 (empty: the base's)"},
     /* Service */

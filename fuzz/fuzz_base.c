@@ -1,9 +1,10 @@
 /* fuzz_base: fl_base_read on a file holding the input (a memfd), as a branch reads its cached
  * base and `fedtl eval` a local one. Bytes that fail only their content hash are read again
  * with the hash fixed. A base that reads has every tensor touched and is built into a model
- * (fl_model_from_base, with and without a head adapter), which checks the architecture
- * against the tensors. */
+ * (fl_model_from_base, with and without a head adapter), which checks the architecture (or
+ * the graph) against the tensors; a graph base also gets its default BitFit adapter. */
 #include "fl_error.h"
+#include "fl_graphadapt.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
@@ -45,6 +46,12 @@ static void s_use(const struct fl_base_file *bf)
     am.kind = FL_ADAPTER_HEAD;
     am.num_classes = 2;
     am.class_ids[1] = 1;
+    m = fl_model_from_base(bf, "fuzz", &am, NULL);
+    fl_model_destroy(&m);
+    if (!bf->graph)
+        return;
+    am.kind = FL_ADAPTER_BITFIT;
+    am.ntargets = fl_graphadapt_default_targets(bf->graph, am.kind, am.targets, FL_MAX_TARGETS);
     m = fl_model_from_base(bf, "fuzz", &am, NULL);
     fl_model_destroy(&m);
 }

@@ -37,4 +37,9 @@ void fuzz_fix_hash(uint8_t *buf, size_t len);
 void fuzz_branch_identity(struct fl_identity *id);
 void fuzz_coord_identity(struct fl_identity *id);
 
+/* make_corpus's tiny graph base (corpus_graph.c): x [1,6,6] -> Conv 3x3 -> Relu -> Add (+ x)
+ * -> GlobalAveragePool -> Flatten -> Gemm [3, 2], written to OUT_DIR/base/graph-tiny.ftm; 0 or
+ * an FL_E* code (message set). */
+int corpus_graph_base(const char *out_dir, int64_t created);
+
 #endif

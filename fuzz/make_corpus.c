@@ -1,6 +1,6 @@
 /* make_corpus: writes the seed corpus of every fuzz target (fuzz/corpus/<target>/) from the
- * real fedtl code: a tiny mlp and a tiny conv base (fl_model_new, fl_base_write), one adapter
- * per method on the mlp base (fl_model_from_base, fl_adapter_pack), one encoded Envelope per
+ * real fedtl code: a tiny mlp, conv (fl_model_new, fl_base_write) and graph base (corpus_graph.c),
+ * one adapter per method on the mlp base (fl_model_from_base, fl_adapter_pack), one Envelope per
  * message type and a real sealed update (fl_wire_encode, fl_seal_update), IDX pairs and CSV
  * files (raw and gzip), coordinator and client configurations. Output is byte-for-byte
  * reproducible: libsodium's randomness is replaced by a seeded stream and every timestamp is fixed.
@@ -181,8 +181,8 @@ static void s_adapter(const struct fl_base_file *bf, enum fl_adapter_kind kind, 
     am.class_ids[0] = 3, am.class_ids[1] = 4;
     am.created_unix = S_CREATED;
     if (kind != FL_ADAPTER_HEAD) {
-        snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "fc1");
-        snprintf(am.targets[am.ntargets++], FL_LAYER_NAME_MAX, "fc2");
+        snprintf(am.targets[am.ntargets++], FL_TARGET_NAME_MAX, "fc1");
+        snprintf(am.targets[am.ntargets++], FL_TARGET_NAME_MAX, "fc2");
     }
     fl_model_t *m = fl_model_from_base(bf, "mlp.ftm", &am, NULL);
     if (!m)
@@ -589,7 +589,8 @@ int main(int argc, char **argv)
     s_arch_cnn(&cnn);
     s_base(&mlp, "mlp.ftm");
     s_base(&cnn, "cnn-tiny.ftm");
-
+    if (corpus_graph_base(s_out, S_CREATED) != 0)
+        s_die("graph-tiny.ftm");
     char path[1024];
     snprintf(path, sizeof path, "%s/base/mlp.ftm", s_out);
     struct fl_base_file bf;

@@ -20,7 +20,7 @@ static struct fl_arch s_arch(const char *name)
 /* m's targets, comma-joined. */
 static const char *s_joined(const struct fl_method *m)
 {
-    static char buf[FL_MAX_TARGETS * FL_LAYER_NAME_MAX];
+    static char buf[FL_MAX_TARGETS * FL_TARGET_NAME_MAX];
     buf[0] = '\0';
     for (int i = 0; i < m->ntargets; i++) {
         strcat(buf, i ? "," : "");
@@ -111,14 +111,14 @@ Test(fl_method, target_lists_are_checked_not_cut)
 {
     struct fl_arch a = s_arch("cnn-small");
     struct fl_method m;
-    char name[FL_LAYER_NAME_MAX + 1];
+    char name[FL_TARGET_NAME_MAX + 1];
     memset(name, 'n', sizeof name);
-    name[FL_LAYER_NAME_MAX - 1] = '\0';
+    name[FL_TARGET_NAME_MAX - 1] = '\0';
     struct fl_method_overrides u = {.targets = name};
     cr_assert_eq(fl_method_resolve(&a, FL_ADAPTER_LORA, &u, &m), 0, "the longest name fits");
     cr_assert_str_eq(m.targets[0], name);
-    name[FL_LAYER_NAME_MAX - 1] = 'n';
-    name[FL_LAYER_NAME_MAX] = '\0';
+    name[FL_TARGET_NAME_MAX - 1] = 'n';
+    name[FL_TARGET_NAME_MAX] = '\0';
     cr_assert_eq(fl_method_resolve(&a, FL_ADAPTER_LORA, &u, &m), FL_EINVAL, "one too long");
     cr_assert(strstr(fl_error_msg(), "targets"), "%s", fl_error_msg());
 

@@ -316,7 +316,7 @@ static int s_print_base_json(const struct fl_base_file *bf, const char *hex, siz
         cJSON_AddStringToObject(l, "name", s->name);
         cJSON_AddStringToObject(l, "kind", s_layer_kinds[s->kind]);
     }
-    if (!layers) { /* out of memory */
+    if (!layers || (bf->graph && tool_graph_json(bf, o) != 0)) { /* out of memory */
         cJSON_Delete(o);
         o = NULL;
     }
@@ -346,6 +346,8 @@ static int s_inspect_base(const char *path, bool json)
                path, bf.arch.name, bf.arch.in_h, bf.arch.in_w, bf.arch.in_c, bf.arch.num_classes,
                hex, total, bf.meta.data_desc);
         s_print_arch(&bf.arch);
+        if (bf.graph)
+            tool_graph_print(&bf);
     }
     fl_model_destroy(&m);
     fl_base_close(&bf);

@@ -50,8 +50,8 @@ static const struct fl_option s_finetune_options[] = {
              "LoRA rank (0: the method's: 4 for lora, 16 for ffa-lora)"),
     TOOL_REAL("alpha", alpha, 0, FL_METHOD_ALPHA_MAX, "A", "LoRA alpha (0: 2 * rank)"),
     TOOL_TEXT("targets", targets, 0, "LAYER,...",
-              "layers carrying LoRA or BitFit (cnn-small: lora fc1; ffa-lora conv2,fc1; bitfit "
-              "conv1,conv2,fc1)"),
+              "layers (or a graph base's nodes: fedtl inspect lists them) carrying LoRA or "
+              "BitFit (cnn-small: lora fc1; ffa-lora conv2,fc1; bitfit conv1,conv2,fc1)"),
     TOOL_PATH("out", out, FL_OPTION_REQUIRED, "FILE", "the adapter to write (.fta)"),
     {"epochs", .type = FL_OPTION_INT, .where = FL_OPTION_FLAG_ONLY, TOOL_FIELD(train.epochs),
      .range.i = {0, FL_METHOD_EPOCHS_MAX}, .def = "0", .metavar = "N",

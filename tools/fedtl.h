@@ -55,6 +55,13 @@ int tool_error(int rc, const char *what);
 void tool_adapter_meta(const struct tool_opts *o, const struct fl_method *mp, int nclasses,
                        const int32_t *class_ids, struct fl_adapter_meta *am);
 
+struct fl_base_file;
+struct cJSON;
+/* inspect of a graph base (cmd_graph.c): the nodes an adapter can target, as a table on
+ * stdout, or as a "nodes" array added to the JSON object o (0, or 1 when out of memory). */
+void tool_graph_print(const struct fl_base_file *bf);
+int tool_graph_json(const struct fl_base_file *bf, struct cJSON *o);
+
 /* Table entries shared by several subcommands. */
 #define TOOL_FIELD(f) FL_OPTION_FIELD(struct tool_opts, f)
 #define TOOL_ARG      .where = FL_OPTION_FLAG_ONLY, .store = FL_OPTION_BORROWED

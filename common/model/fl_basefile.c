@@ -89,7 +89,8 @@ int fl_base_read(const char *path, struct fl_base_file *out)
     }
     close(fd);
 
-    struct fl_layout_meta m = {.kind = FL_LAYOUT_BASE, .arch = &f.arch, .base = &f.meta};
+    struct fl_layout_meta m = {
+        .kind = FL_LAYOUT_BASE, .arch = &f.arch, .graph = &f.graph, .base = &f.meta};
     struct fl_tensor_entry *entries;
     size_t n;
     rc = fl_layout_parse(f.map, f.map_len, path, &m, true, &entries, &n, f.hash);
@@ -121,6 +122,9 @@ void fl_base_close(struct fl_base_file *f)
     if (f->map && f->map_len)
         munmap(f->map, f->map_len);
     free(f->tensors);
+    if (f->graph)
+        fl_graphdef_free(f->graph);
+    free(f->graph);
     memset(f, 0, sizeof *f);
 }
 

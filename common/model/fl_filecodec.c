@@ -2,6 +2,7 @@
  * everything decoded (counts, string lengths, shapes, kinds) against the C structs' limits. */
 #include "fl_filecodec.h"
 #include "fl_error.h"
+#include "fl_graphcodec.h"
 #include "fl_protobuf.h"
 #include "fedtl_model.pb-c.h"
 
@@ -26,6 +27,24 @@ static bool s_terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL;
 }
 
+/* A graph's architecture: no layers, a name, and the input geometry of its graph. */
+static int s_check_graph_arch(const struct fl_arch *arch, const char *origin, int err)
+{
+    const struct fl_graphdef *d = arch->graph;
+    int64_t dims[3] = {1, 1, 1};
+    for (int i = 0; i < d->in_ndim && i < 3; i++)
+        dims[i] = d->in_dims[i];
+    if (arch->nlayers != 0 || arch->name[0] == '\0')
+        return fl_fail(err, "%s: a graph architecture has a name and no layers", origin);
+    if (arch->in_c != dims[0] || arch->in_h != dims[1] || arch->in_w != dims[2])
+        return fl_fail(err, "%s: architecture input %dx%dx%d differs from the graph's", origin,
+                       arch->in_c, arch->in_h, arch->in_w);
+    if (arch->num_classes < 1 || arch->num_classes > FL_MAX_CLASSES)
+        return fl_fail(err, "%s: %d classes, 1 to %d allowed", origin, arch->num_classes,
+                       FL_MAX_CLASSES);
+    return 0;
+}
+
 /* Consistency of an architecture: counts, names, kinds, geometry. */
 static int s_check_arch(const struct fl_arch *arch, const char *origin, int err)
 {
@@ -36,6 +55,8 @@ static int s_check_arch(const struct fl_arch *arch, const char *origin, int err)
                        FL_ARCH_MAX_LAYERS);
     if (arch->in_h < 0 || arch->in_w < 0 || arch->in_c < 0 || arch->num_classes < 0)
         return fl_fail(err, "%s: negative input geometry or class count", origin);
+    if (arch->graph)
+        return s_check_graph_arch(arch, origin, err);
     for (int i = 0; i < arch->nlayers; i++) {
         const struct fl_layer_spec *l = &arch->layers[i];
         if (!s_terminated(l->name, sizeof l->name) || l->name[0] == '\0')
@@ -75,7 +96,7 @@ static int s_check_adapter_meta(const struct fl_adapter_meta *meta, const char *
         return fl_fail(err, "%s: %d target layers, at most %d allowed", origin, (int)meta->ntargets,
                        FL_MAX_TARGETS);
     for (int i = 0; i < meta->ntargets; i++)
-        if (!s_terminated(meta->targets[i], FL_LAYER_NAME_MAX) || meta->targets[i][0] == '\0')
+        if (!s_terminated(meta->targets[i], FL_TARGET_NAME_MAX) || meta->targets[i][0] == '\0')
             return fl_fail(err, "%s: target %d has no valid name", origin, i);
     if (meta->num_classes < 0 || meta->num_classes > FL_MAX_CLASSES)
         return fl_fail(err, "%s: %d classes, at most %d allowed", origin, (int)meta->num_classes,
@@ -203,13 +224,18 @@ int fl_codec_pack_base_header(const struct fl_arch *arch, const struct fl_base_m
 {
     *buf = NULL;
     *len = 0;
-    int rc = s_check_arch(arch, origin, FL_EINVAL);
+    struct fl_graphcodec_view gv = {0};
+    int rc = arch->graph ? fl_graphcodec_view(arch->graph, origin, &gv) : 0;
+    if (rc == 0)
+        rc = s_check_arch(arch, origin, FL_EINVAL);
     if (rc == 0)
         rc = s_check_base_meta(meta, origin, FL_EINVAL);
     if (rc == 0)
         rc = s_check_entries(entries, n, origin, FL_EINVAL);
-    if (rc != 0)
+    if (rc != 0) {
+        fl_graphcodec_view_free(&gv);
         return rc;
+    }
 
     Fedtl__LayerSpec layers[FL_ARCH_MAX_LAYERS];
     Fedtl__LayerSpec *layer_ptrs[FL_ARCH_MAX_LAYERS];
@@ -239,10 +265,13 @@ int fl_codec_pack_base_header(const struct fl_arch *arch, const struct fl_base_m
 
     struct s_infos infos;
     rc = s_infos_build(&infos, entries, n, origin);
-    if (rc != 0)
+    if (rc != 0) {
+        fl_graphcodec_view_free(&gv);
         return rc;
+    }
     Fedtl__BaseHeader hdr = FEDTL__BASE_HEADER__INIT;
     hdr.arch = &parch;
+    hdr.graph = arch->graph ? &gv.msg : NULL;
     hdr.data_desc = (char *)meta->data_desc;
     hdr.created_unix = meta->created_unix;
     hdr.n_class_ids = (size_t)meta->nclasses;
@@ -251,10 +280,12 @@ int fl_codec_pack_base_header(const struct fl_arch *arch, const struct fl_base_m
     hdr.tensors = infos.ptrs;
     rc = fl_protobuf_pack(&hdr.base, origin, buf, len);
     s_infos_free(&infos);
+    fl_graphcodec_view_free(&gv);
     return rc;
 }
 
-static int s_arch_read(const Fedtl__Arch *p, const char *origin, struct fl_arch *arch)
+static int s_arch_read(const Fedtl__Arch *p, const struct fl_graphdef *graph, const char *origin,
+                       struct fl_arch *arch)
 {
     if (!p)
         return fl_fail(FL_EFORMAT, "%s: header has no architecture", origin);
@@ -269,6 +300,7 @@ static int s_arch_read(const Fedtl__Arch *p, const char *origin, struct fl_arch 
     arch->in_c = p->in_c;
     arch->num_classes = p->num_classes;
     arch->nlayers = (int32_t)p->n_layers;
+    arch->graph = graph;
     for (size_t i = 0; i < p->n_layers; i++) {
         const Fedtl__LayerSpec *pl = p->layers[i];
         struct fl_layer_spec *l = &arch->layers[i];
@@ -305,17 +337,21 @@ static int s_base_meta_read(const Fedtl__BaseHeader *h, const char *origin,
 }
 
 int fl_codec_unpack_base_header(const uint8_t *buf, size_t len, const char *origin,
-                                struct fl_arch *arch, struct fl_base_meta *meta,
-                                struct fl_tensor_entry **entries, size_t *n)
+                                struct fl_arch *arch, struct fl_graphdef **graph,
+                                struct fl_base_meta *meta, struct fl_tensor_entry **entries,
+                                size_t *n)
 {
     memset(arch, 0, sizeof *arch);
     memset(meta, 0, sizeof *meta);
+    *graph = NULL;
     *entries = NULL;
     *n = 0;
     Fedtl__BaseHeader *h = fedtl__base_header__unpack(NULL, len, buf);
     if (!h)
         return fl_fail(FL_EFORMAT, "%s: base model header is not valid protobuf", origin);
-    int rc = s_arch_read(h->arch, origin, arch);
+    int rc = h->graph ? fl_graphcodec_read(h->graph, origin, graph) : 0;
+    if (rc == 0)
+        rc = s_arch_read(h->arch, *graph, origin, arch);
     if (rc == 0)
         rc = s_base_meta_read(h, origin, meta);
     if (rc == 0)
@@ -324,6 +360,7 @@ int fl_codec_unpack_base_header(const uint8_t *buf, size_t len, const char *orig
     if (rc != 0) {
         memset(arch, 0, sizeof *arch);
         memset(meta, 0, sizeof *meta);
+        fl_graphcodec_free(graph);
     }
     return rc;
 }
@@ -384,7 +421,7 @@ static int s_adapter_meta_read(const Fedtl__AdapterHeader *h, const char *origin
         return fl_fail(FL_EFORMAT, "%s: base hash is %zu bytes, expected %d", origin,
                        h->base_hash.len, FL_HASH_BYTES);
     for (size_t i = 0; i < h->n_targets; i++) {
-        int rc = s_copy_str(meta->targets[i], FL_LAYER_NAME_MAX, h->targets[i], origin,
+        int rc = s_copy_str(meta->targets[i], FL_TARGET_NAME_MAX, h->targets[i], origin,
                             "a target layer name");
         if (rc != 0)
             return rc;

@@ -5,6 +5,7 @@
 #define FL_FILECODEC_H
 
 #include "fl_arch.h"
+#include "fl_graphdef.h"
 #include "fl_tensor.h"
 
 #include <stddef.h>
@@ -27,11 +28,14 @@ int fl_codec_pack_base_header(const struct fl_arch *arch, const struct fl_base_m
                               const struct fl_tensor_entry *entries, size_t n, const char *origin,
                               uint8_t **buf, size_t *len);
 /* Decode and validate a base model header. On success *entries is a malloc'd table of *n
- * rows (NULL when empty; caller frees). On failure (FL_EFORMAT, FL_ENOMEM) the outputs are
- * zeroed and the message starts with `origin`. */
+ * rows (NULL when empty; caller frees) and, for a graph base, *graph its description
+ * (malloc'd, the caller frees it with fl_graphdef_free and free; arch->graph points at it),
+ * else NULL. On failure (FL_EFORMAT, FL_ENOMEM) the outputs are zeroed and the message
+ * starts with `origin`. */
 int fl_codec_unpack_base_header(const uint8_t *buf, size_t len, const char *origin,
-                                struct fl_arch *arch, struct fl_base_meta *meta,
-                                struct fl_tensor_entry **entries, size_t *n);
+                                struct fl_arch *arch, struct fl_graphdef **graph,
+                                struct fl_base_meta *meta, struct fl_tensor_entry **entries,
+                                size_t *n);
 
 /* Encode an adapter header into a malloc'd *buf of *len bytes (caller frees). */
 int fl_codec_pack_adapter_header(const struct fl_adapter_meta *meta,

@@ -318,7 +318,7 @@ int fl_layout_parse(const uint8_t *buf, size_t len, const char *origin,
     }
     const uint8_t *hdr = buf + FL_MODELFILE_PREAMBLE;
     if (m->kind == FL_LAYOUT_BASE)
-        rc = fl_codec_unpack_base_header(hdr, hlen, origin, m->arch, m->base, entries, n);
+        rc = fl_codec_unpack_base_header(hdr, hlen, origin, m->arch, m->graph, m->base, entries, n);
     else
         rc = fl_codec_unpack_adapter_header(hdr, hlen, origin, m->adapter, entries, n);
     if (rc == 0)

@@ -22,6 +22,7 @@ enum fl_layout_kind { FL_LAYOUT_BASE, FL_LAYOUT_ADAPTER };
 struct fl_layout_meta {
     enum fl_layout_kind kind;        /* base model or adapter */
     struct fl_arch *arch;            /* base only */
+    struct fl_graphdef **graph;      /* base read only: the decoded graph (caller frees), or NULL */
     struct fl_base_meta *base;       /* base only */
     struct fl_adapter_meta *adapter; /* adapter only */
 };

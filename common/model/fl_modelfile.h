@@ -28,7 +28,8 @@
 
 /* A base model opened for reading. Zero it (or let fl_base_read do so) before use. */
 struct fl_base_file {
-    struct fl_arch arch;         /* architecture the tensors belong to */
+    struct fl_arch arch;         /* architecture the tensors belong to (arch.graph: graph) */
+    struct fl_graphdef *graph;   /* a graph base's description (owned), NULL for a chain */
     struct fl_base_meta meta;    /* what the base was trained on */
     size_t ntensors;             /* entries in tensors */
     struct fl_tensor *tensors;   /* data borrowed from the read-only mapping (owned=false) */
@@ -37,8 +38,9 @@ struct fl_base_file {
     size_t map_len;              /* its length (the file size) */
 };
 
-/* Write a base model to path atomically (temporary file, fsync, rename), mode 0644.
- * Tensor names must be unique. The content hash goes to hash_out unless it is NULL. */
+/* Write a base model to path atomically (temporary file, fsync, rename), mode 0644. A graph
+ * architecture (arch->graph, see fl_arch_from_graph) is recorded with it. Tensor names must
+ * be unique. The content hash (which covers the graph) goes to hash_out unless it is NULL. */
 int fl_base_write(const char *path, const struct fl_arch *arch, const struct fl_base_meta *meta,
                   const struct fl_tensor *tensors, size_t n, uint8_t hash_out[FL_HASH_BYTES]);
 /* Map and fully validate a base model (layout, header, hash). On failure out is zeroed and

@@ -12,7 +12,14 @@
 #define FL_ARCH_MAX_LAYERS 16
 #define FL_LAYER_NAME_MAX  32
 #define FL_MAX_CLASSES     256
-#define FL_MAX_TARGETS     FL_ARCH_MAX_LAYERS
+/* An adapter's targets: layers of a chain or nodes of a graph, named in FL_TARGET_NAME_MAX
+ * bytes (NUL included; a graph node's name fits: FL_GRAPH_NAME_MAX), listed by users in a
+ * comma list of at most FL_TARGET_LIST_MAX bytes. */
+#define FL_MAX_TARGETS     64
+#define FL_TARGET_NAME_MAX 64
+#define FL_TARGET_LIST_MAX (FL_MAX_TARGETS * FL_TARGET_NAME_MAX)
+
+struct fl_graphdef; /* fl_graphdef.h */
 
 enum fl_layer_kind {
     FL_LAYER_CONV2D = 1, /* k x k convolution, stride, zero padding; weight [out,k,k,in] */
@@ -31,12 +38,15 @@ struct fl_layer_spec {
     int32_t out_features;         /* dense output width */
 };
 
+/* A chain (layers in order) or, when graph is set, a graph network: then nlayers is 0 and
+ * the input geometry is the graph input's {C, H, W} ({C, H} or {features}: the rest 1). */
 struct fl_arch {
-    char name[FL_LAYER_NAME_MAX]; /* "cnn-small" or "mlp" */
+    char name[FL_LAYER_NAME_MAX]; /* "cnn-small", "mlp", or a graph model's name */
     int32_t in_h, in_w, in_c;     /* input geometry (mlp: 1 x 1 x features) */
     int32_t num_classes;          /* width of the last dense layer (the base's head) */
     int32_t nlayers;              /* layers used */
     struct fl_layer_spec layers[FL_ARCH_MAX_LAYERS]; /* in execution order */
+    const struct fl_graphdef *graph;                 /* the graph (borrowed); NULL: a chain */
 };
 
 /* What a base model was trained on. */
@@ -55,17 +65,17 @@ enum fl_adapter_kind {
 };
 
 struct fl_adapter_meta {
-    enum fl_adapter_kind kind;                       /* adapter method */
-    int32_t rank;                                    /* LoRA rank (0 otherwise) */
-    float alpha;                                     /* LoRA scale numerator: dW = alpha/rank B A */
-    uint64_t seed;                                   /* initialisation seed (FFA-LoRA's A) */
-    int32_t ntargets;                                /* layers carrying LoRA / BitFit */
-    char targets[FL_MAX_TARGETS][FL_LAYER_NAME_MAX]; /* their names */
-    int32_t num_classes;                             /* width of the new head */
-    int32_t class_ids[FL_MAX_CLASSES];               /* original label of each head output */
-    uint8_t base_hash[FL_HASH_BYTES];                /* content hash of the base it fits */
-    int64_t created_unix;                            /* creation time */
-    uint32_t round;                                  /* federation round (0 = local) */
+    enum fl_adapter_kind kind;                        /* adapter method */
+    int32_t rank;                                     /* LoRA rank (0 otherwise) */
+    float alpha;                                      /* LoRA scale: dW = alpha/rank B A */
+    uint64_t seed;                                    /* initialisation seed (FFA-LoRA's A) */
+    int32_t ntargets;                                 /* layers or nodes with LoRA / BitFit */
+    char targets[FL_MAX_TARGETS][FL_TARGET_NAME_MAX]; /* their names */
+    int32_t num_classes;                              /* width of the new head */
+    int32_t class_ids[FL_MAX_CLASSES];                /* original label of each head output */
+    uint8_t base_hash[FL_HASH_BYTES];                 /* content hash of the base it fits */
+    int64_t created_unix;                             /* creation time */
+    uint32_t round;                                   /* federation round (0 = local) */
 };
 
 /* Method names as users type them: "head", "lora", "ffa-lora", "bitfit". */
@@ -78,8 +88,8 @@ int fl_arch_find(const struct fl_arch *arch, const char *name);
 /* Built-in architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"
  * (in_dim -> 256 -> 128 -> classes). Returns 0 or FL_EINVAL with a message. */
 int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *out);
-/* Default LoRA targets of an architecture (comma list) for a method: the layers whose
- * adaptation pays most per parameter. */
+/* Default LoRA targets of a chain architecture (comma list) for a method: the layers whose
+ * adaptation pays most per parameter (a graph's: fl_graphadapt_default_targets). */
 const char *fl_arch_default_targets(const struct fl_arch *arch, enum fl_adapter_kind kind);
 
 /* Default LoRA rank and Adam learning rate of a method (FFA-LoRA trains only B, so it gets a

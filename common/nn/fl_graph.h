@@ -153,4 +153,28 @@ const float *fl_graph_grad(const fl_graph_t *g, const char *name);
 int fl_graph_nparams(const fl_graph_t *g);
 const char *fl_graph_param_name(const fl_graph_t *g, int i);
 
+/* The frozen prefix of a planned graph (fl_graph_prefix.c): the nodes that depend on no
+ * trainable parameter compute the same values for a sample at every step, so what the other
+ * nodes read of them (the frontier: one value, or several when a skip connection crosses the
+ * cut) can be computed once per sample, packed, kept, and fed back instead of the input. */
+typedef struct fl_graph_cut fl_graph_cut_t;
+
+/* The cut of planned graph g (borrowed: it must outlive the cut). Its size is 0 when nothing
+ * can be cached: no trainable parameter, or a node that depends on one reads the graph's
+ * input. NULL when out of memory (message set). */
+fl_graph_cut_t *fl_graph_cut_new(fl_graph_t *g);
+void fl_graph_cut_destroy(fl_graph_cut_t **self_p);
+/* Floats per sample of a packed frontier (the frontier values, per sample, in the order of
+ * their value index); 0 when there is no cut. */
+size_t fl_graph_cut_dim(const fl_graph_cut_t *c);
+/* Number of frontier values and the name of the i-th (NULL when out of range). */
+int fl_graph_cut_nvalues(const fl_graph_cut_t *c);
+const char *fl_graph_cut_value(const fl_graph_cut_t *c, int i);
+/* Run the frozen nodes on n (1..max_batch) samples x [n, input shape] and pack the frontier
+ * into out [n, dim]. */
+int fl_graph_cut_forward_prefix(const fl_graph_cut_t *c, const float *x, int n, float *out);
+/* Unpack n frontiers packed [n, dim] and run the other nodes: the output, and a following
+ * fl_graph_backward, are those of fl_graph_forward on the samples they were packed from. */
+int fl_graph_cut_forward_rest(const fl_graph_cut_t *c, const float *packed, int n);
+
 #endif

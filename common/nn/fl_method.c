@@ -1,6 +1,7 @@
 /* fl_method: an adapter method's settings, resolved in one place. */
 #include "fl_method.h"
 #include "fl_error.h"
+#include "fl_graphadapt.h"
 #include "fl_model.h"
 
 #include <string.h>
@@ -25,9 +26,9 @@ static int s_targets(const char *list, struct fl_method *out)
         if (end > name) {
             if (out->ntargets >= FL_MAX_TARGETS)
                 return fl_fail(FL_EINVAL, "targets: more than %d layers", FL_MAX_TARGETS);
-            if ((size_t)(end - name) >= FL_LAYER_NAME_MAX)
+            if ((size_t)(end - name) >= FL_TARGET_NAME_MAX)
                 return fl_fail(FL_EINVAL, "targets: '%.*s...' is longer than %d characters",
-                               FL_LAYER_NAME_MAX, name, FL_LAYER_NAME_MAX - 1);
+                               FL_TARGET_NAME_MAX, name, FL_TARGET_NAME_MAX - 1);
             memcpy(out->targets[out->ntargets], name, (size_t)(end - name));
             out->targets[out->ntargets++][end - name] = '\0';
         }
@@ -62,8 +63,14 @@ int fl_method_resolve(const struct fl_arch *arch, enum fl_adapter_kind kind,
     }
     out->lr = u->lr > 0 ? u->lr : lr;
     out->epochs = u->epochs > 0 ? u->epochs : FL_METHOD_EPOCHS;
-    return s_targets(u->targets && u->targets[0] ? u->targets : fl_arch_default_targets(arch, kind),
-                     out);
+    if (u->targets && u->targets[0])
+        return s_targets(u->targets, out);
+    if (arch->graph) {
+        out->ntargets =
+            fl_graphadapt_default_targets(arch->graph, kind, out->targets, FL_MAX_TARGETS);
+        return 0;
+    }
+    return s_targets(fl_arch_default_targets(arch, kind), out);
 }
 
 void fl_method_to_meta(const struct fl_method *m, struct fl_adapter_meta *am)

@@ -31,18 +31,18 @@ struct fl_method_overrides {
 
 /* A method's resolved settings. */
 struct fl_method {
-    enum fl_adapter_kind kind;                       /* the method */
-    int rank;                                        /* LoRA rank (0 for head and bitfit) */
-    float alpha;                                     /* LoRA alpha (0 for head and bitfit) */
-    float lr;                                        /* learning rate */
-    int epochs;                                      /* local epochs */
-    int ntargets;                                    /* adapted layers */
-    char targets[FL_MAX_TARGETS][FL_LAYER_NAME_MAX]; /* their names */
+    enum fl_adapter_kind kind;                        /* the method */
+    int rank;                                         /* LoRA rank (0 for head and bitfit) */
+    float alpha;                                      /* LoRA alpha (0 for head and bitfit) */
+    float lr;                                         /* learning rate */
+    int epochs;                                       /* local epochs */
+    int ntargets;                                     /* adapted layers */
+    char targets[FL_MAX_TARGETS][FL_TARGET_NAME_MAX]; /* their names */
 };
 
 /* Resolve kind's settings for arch: each override that is set, else the default. Targets are
  * split at commas (blanks around names and empty names dropped) and checked: at most
- * FL_MAX_TARGETS names of fewer than FL_LAYER_NAME_MAX characters; whether arch has those
+ * FL_MAX_TARGETS names of fewer than FL_TARGET_NAME_MAX characters; whether arch has those
  * layers is the model's to check. user may be NULL (every default). 0, or FL_EINVAL for an
  * override out of bounds or a bad target list (the message says which). */
 int fl_method_resolve(const struct fl_arch *arch, enum fl_adapter_kind kind,

@@ -27,7 +27,7 @@ typedef int(s_param_src)(fl_model_t *m, const char *name, int64_t rows, int64_t 
 
 static int s_param_add(fl_model_t *m, const char *name, int64_t rows, int64_t cols)
 {
-    if (m->nparams >= FL_MODEL_MAX_PARAMS)
+    if (m->nparams >= m->cap_params)
         return fl_fail(FL_EINVAL, "too many parameter tensors");
     struct fl_model_param *p = &m->params[m->nparams];
     memset(p, 0, sizeof *p);
@@ -221,14 +221,32 @@ static int s_finish(fl_model_t *m)
     return 0;
 }
 
+/* An empty model with room for a chain's parameters; NULL when out of memory. */
+static fl_model_t *s_alloc(const struct fl_arch *arch, fl_pool_t *pool)
+{
+    fl_model_t *m = calloc(1, sizeof *m);
+    if (!m || !(m->params = calloc(FL_MODEL_MAX_PARAMS, sizeof *m->params))) {
+        free(m);
+        fl_error_set("out of memory");
+        return NULL;
+    }
+    m->cap_params = FL_MODEL_MAX_PARAMS;
+    m->pool = pool;
+    m->arch = *arch;
+    return m;
+}
+
 fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed, fl_pool_t *pool)
 {
     fl_linalg_init();
-    fl_model_t *m = calloc(1, sizeof *m);
+    if (arch->graph) {
+        fl_error_set("%s: a graph model is built from a base's tensors, not from scratch",
+                     arch->name);
+        return NULL;
+    }
+    fl_model_t *m = s_alloc(arch, pool);
     if (!m)
         return NULL;
-    m->pool = pool;
-    m->arch = *arch;
     struct fl_rng rng;
     fl_rng_seed(&rng, seed);
     if (s_plan(m, arch->name) != 0 || s_create_weights(m, &rng) != 0 || s_add_norm(m, 1) != 0)
@@ -255,7 +273,7 @@ static int s_borrow(fl_model_t *m, const char *name, int64_t rows, int64_t cols,
     if (fl_tensor_numel(t) != want)
         return fl_fail(FL_EFORMAT, "%s: tensor '%s' has %zu values, the architecture needs %zu",
                        origin, name, fl_tensor_numel(t), want);
-    if (m->nparams >= FL_MODEL_MAX_PARAMS)
+    if (m->nparams >= m->cap_params)
         return fl_fail(FL_EFORMAT, "%s: too many tensors", origin);
     struct fl_model_param *p = &m->params[m->nparams];
     memset(p, 0, sizeof *p);
@@ -364,25 +382,26 @@ fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tens
 {
     const struct s_tensors base = {tensors, n, origin};
     fl_linalg_init();
-    fl_model_t *m = calloc(1, sizeof *m);
-    if (!m) {
-        fl_error_set("out of memory");
+    fl_model_t *m = s_alloc(arch, pool);
+    if (!m)
         return NULL;
-    }
-    m->pool = pool;
-    m->arch = *arch;
     memcpy(m->base_hash, base_hash, FL_HASH_BYTES);
-    if (s_plan(m, origin) != 0 || s_borrow_base(m, &base) != 0)
-        goto out_destroy;
+    struct fl_rng rng;
+    fl_rng_seed(&rng, adapter ? adapter->seed : 0);
     if (adapter) {
         m->has_adapter = true;
         m->ameta = *adapter;
         memcpy(m->ameta.base_hash, base_hash, FL_HASH_BYTES);
-        struct fl_rng rng;
-        fl_rng_seed(&rng, adapter->seed);
-        if (s_attach_adapter(m, origin, &rng) != 0)
-            goto out_destroy;
     }
+    if (arch->graph) {
+        if (fl_model_graph_build(m, tensors, n, origin, &rng) != 0)
+            goto out_destroy;
+        return m;
+    }
+    if (s_plan(m, origin) != 0 || s_borrow_base(m, &base) != 0)
+        goto out_destroy;
+    if (adapter && s_attach_adapter(m, origin, &rng) != 0)
+        goto out_destroy;
     if (s_finish(m) != 0)
         goto out_destroy;
     return m;
@@ -435,21 +454,23 @@ void fl_model_destroy(fl_model_t **self_p)
         return;
     fl_model_t *m = *self_p;
     fl_model_work_free(m);
+    fl_model_graph_free(m);
     for (int i = 0; i < m->arch.nlayers; i++)
         free(m->layers[i].w_eff);
     for (int i = 0; i < m->nparams; i++) {
         free(m->params[i].grad);
         fl_tensor_free(&m->params[i].t);
     }
+    free(m->params);
     free(m);
     *self_p = NULL;
 }
 
 int fl_model_set_norm(fl_model_t *m, const float *mean, const float *std, size_t len)
 {
-    if (len != 1 && len != m->layers[0].in_dim)
-        return fl_fail(FL_EINVAL, "normalisation has %zu values, expected 1 or %zu", len,
-                       m->layers[0].in_dim);
+    if (m->graph ? !fl_model_graph_norm_fits(m, len) : len != 1 && len != m->layers[0].in_dim)
+        return fl_fail(FL_EINVAL, "normalisation has %zu values, expected 1%s or %zu", len,
+                       m->graph ? ", one per channel" : "", fl_model_input_dim(m));
     struct fl_model_param *pm = &m->params[m->norm_mean], *ps = &m->params[m->norm_std];
     if (!pm->t.owned)
         return fl_fail(FL_EINVAL, "a frozen base's normalisation cannot change");
@@ -477,7 +498,7 @@ const struct fl_adapter_meta *fl_model_adapter_meta(const fl_model_t *m)
 
 size_t fl_model_input_dim(const fl_model_t *m)
 {
-    return m->layers[0].in_dim;
+    return m->graph ? fl_model_graph_input_dim(m) : m->layers[0].in_dim;
 }
 
 int fl_model_num_classes(const fl_model_t *m)
@@ -553,5 +574,7 @@ int fl_model_frozen_prefix(const fl_model_t *m)
 
 size_t fl_model_act_dim(const fl_model_t *m, int l)
 {
+    if (m->graph)
+        return fl_model_graph_act_dim(m, l);
     return l >= m->arch.nlayers ? (size_t)m->arch.num_classes : m->layers[l].in_dim;
 }

@@ -30,12 +30,14 @@ enum fl_tensor_set {
 };
 
 /* A fresh model, weights initialised from seed, all trainable, running on pool (borrowed, may
- * be NULL). NULL on error (message set). */
+ * be NULL). NULL on error (message set), as for a graph architecture (built from tensors). */
 fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed, fl_pool_t *pool);
 /* A frozen base of architecture arch whose weights are the n tensors handed in (borrowed: they
  * must outlive the model), identified by base_hash, with, when adapter is not NULL, a new
  * adapter initialised from adapter->seed (its base_hash is filled in), running on pool
- * (borrowed, may be NULL). origin names the base in messages. NULL on error. */
+ * (borrowed, may be NULL). origin names the base in messages. NULL on error. A graph
+ * architecture (arch->graph, borrowed too) is built with fl_graph_from_def; its adapter's
+ * tensors and targets are named as fl_graphadapt.h says. */
 fl_model_t *fl_model_new_frozen(const struct fl_arch *arch, const struct fl_tensor *tensors,
                                 size_t n, const uint8_t base_hash[FL_HASH_BYTES],
                                 const char *origin, const struct fl_adapter_meta *adapter,
@@ -68,7 +70,10 @@ float *fl_model_grad(fl_model_t *m, size_t i);
 size_t fl_model_param_count(const fl_model_t *m, bool trainable_only);
 
 /* Index of the first layer that carries a trainable parameter: layers before it are frozen,
- * so their output (the input of this layer) can be cached per sample. */
+ * so their output (the input of this layer) can be cached per sample. A graph model has three
+ * "layers": 0 the input, 1 the frontier of its frozen prefix (the values the nodes that depend
+ * on a trainable parameter read of the others, packed; fl_graph_cut_new), 2 the logits; it
+ * returns 1 when such a cut exists, else 0. */
 int fl_model_frozen_prefix(const fl_model_t *m);
 /* Per-sample size of the input of layer l (l == nlayers: the logits). */
 size_t fl_model_act_dim(const fl_model_t *m, int l);

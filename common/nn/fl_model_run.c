@@ -299,6 +299,8 @@ static void s_prefix_task(void *arg, int t)
 
 int fl_model_forward_prefix(fl_model_t *m, const float *x, int n, int upto, float *out)
 {
+    if (m->graph)
+        return fl_model_graph_forward_prefix(m, x, n, upto, out);
     if (upto < 0 || upto > m->arch.nlayers || n < 0)
         return FL_EINVAL;
     size_t in_dim = m->layers[0].in_dim, out_dim = fl_model_act_dim(m, upto);
@@ -325,6 +327,8 @@ int fl_model_forward(fl_model_t *m, const float *x, size_t n, float *logits)
 {
     if (n > INT32_MAX)
         return FL_EINVAL;
+    if (m->graph)
+        return fl_model_graph_forward_prefix(m, x, (int)n, 2, logits);
     return fl_model_forward_prefix(m, x, (int)n, m->arch.nlayers, logits);
 }
 
@@ -358,6 +362,8 @@ int fl_model_train_step(fl_model_t *m, int start, const float *in, const int32_t
     for (int i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= k)
             return fl_fail(FL_ERANGE, "label %d out of range for %d classes", y[i], k);
+    if (m->graph)
+        return fl_model_graph_train_step(m, start, in, y, n, loss, correct);
     int T = s_workers(m, n);
     int rc = s_reserve(m, T, (n + T - 1) / T);
     if (rc)

@@ -4,6 +4,7 @@
  *   activations   [batch, height, width, channels]  (NHWC; dense layers: [batch, features])
  *   dense weight  [out, in]                         (y = x W^T + b)
  *   conv2d weight [out, kh, kw, in]                 (one row = one im2col patch)
+ *   (a graph model's tensors keep ONNX's layouts, NCHW: see fl_graph.h)
  *   LoRA A        [rank, in_flat], LoRA B [out, rank], delta W = (alpha/rank) B A */
 #ifndef FL_TENSOR_H
 #define FL_TENSOR_H
