@@ -624,3 +624,32 @@ Test(fl_graph_model, the_cut_names_the_values_that_cross_it)
     fl_graph_cut_destroy(&c);
     fl_graph_destroy(&g);
 }
+
+Test(fl_graph_model, bitfit_on_a_depthwise_convolution_has_the_finite_difference_gradient)
+{
+    fl_model_t *m = s_model(FL_ADAPTER_BITFIT, "dw,pw", 3);
+    s_shake(m, 80);
+    enum { N = 4 };
+    float x[N * S_IN];
+    int32_t y[N] = {0, 1, 2, 1};
+    s_random(x, N * S_IN, 81);
+    for (size_t i = 0; i < fl_model_ntensors(m, FL_SET_TRAINABLE); i++) {
+        struct fl_tensor *p = fl_model_tensor(m, FL_SET_TRAINABLE, i);
+        if (strcmp(p->name, "dw.bias") != 0 && strcmp(p->name, "pw.bias") != 0)
+            continue;
+        for (size_t j = 0; j < fl_tensor_numel(p); j++) {
+            s_loss(m, x, y, N);
+            double g = fl_model_grad(m, i)[j];
+            float keep = p->data[j];
+            p->data[j] = keep + 1e-2f;
+            double up = s_loss(m, x, y, N);
+            p->data[j] = keep - 1e-2f;
+            double down = s_loss(m, x, y, N);
+            p->data[j] = keep;
+            double fd = (up - down) / 2e-2;
+            cr_assert(fabs(fd - g) < 2e-3 + 2e-2 * fabs(fd), "%s[%zu]: %g vs %g", p->name, j, g,
+                      fd);
+        }
+    }
+    fl_model_destroy(&m);
+}
