@@ -18,6 +18,8 @@ static const struct {
     {"finetune", cmd_finetune, "fine-tune an adapter on local data over a frozen base"},
     {"eval", cmd_eval, "accuracy, loss and per-class accuracy of a base (+ adapter)"},
     {"predict", cmd_predict, "one predicted label per record"},
+    {"import", cmd_import, "import an ONNX model as a base (.ftm)"},
+    {"export", cmd_export, "write a graph base, with an adapter merged in, as an ONNX model"},
     {"inspect", cmd_inspect, "architecture, parameters and hashes of a model file"},
     {"partition", cmd_partition, "split a data set into client shards (IID or Dirichlet)"},
     {"status", cmd_status, "ask a running coordinator for its round, branches and metrics"},
@@ -37,10 +39,17 @@ int tool_error(int rc, const char *what)
     return 1;
 }
 
-const struct fl_options_spec *const tool_specs[] = {
-    &tool_keygen_spec,    &tool_pretrain_spec, &tool_finetune_spec,
-    &tool_eval_spec,      &tool_predict_spec,  &tool_inspect_spec,
-    &tool_partition_spec, &tool_status_spec,   NULL};
+const struct fl_options_spec *const tool_specs[] = {&tool_keygen_spec,
+                                                    &tool_pretrain_spec,
+                                                    &tool_finetune_spec,
+                                                    &tool_eval_spec,
+                                                    &tool_predict_spec,
+                                                    &tool_inspect_spec,
+                                                    &tool_partition_spec,
+                                                    &tool_status_spec,
+                                                    &tool_import_spec,
+                                                    &tool_export_spec,
+                                                    NULL};
 
 const struct fl_option_choice tool_optimizers[] = {
     {"adam", FL_OPT_ADAM}, {"sgd", FL_OPT_SGD}, {NULL, 0}};

@@ -14,29 +14,32 @@
 
 /* Options of the subcommands; each uses those of its table. Text points into argv. */
 struct tool_opts {
-    const char *data, *labels, *classes; /* input data, IDX labels, class selection */
-    const char *out, *base, *adapter;    /* output and model files */
-    const char *arch, *method, *targets; /* pretrain / finetune choices */
-    const char *out_dir;                 /* partition output directory */
-    const char *name;                    /* keygen: the node's name */
-    const char *state_dir, *control;     /* status: where the coordinator listens */
-    const char *file;                    /* inspect: the file */
-    double timeout;                      /* status: seconds to wait for the answer */
-    int rank;                            /* LoRA rank (0: the method's) */
-    float alpha;                         /* LoRA alpha (0: 2 * rank) */
-    int threads;                         /* 0 = every core */
-    size_t samples;                      /* use this many records (stratified), 0 = all */
-    size_t cache_mb;                     /* finetune: frozen-prefix cache, MiB */
-    int clients;                         /* partition: shards */
-    double dir_alpha;                    /* partition: Dirichlet alpha, 0 = IID */
-    size_t min_size;                     /* partition: minimum shard size */
-    bool json, quiet, unlabeled, iid;    /* output and partition switches */
-    struct fl_train_opts train;          /* epochs, batch, lr, optimiser, seed, cache */
+    const char *data, *labels, *classes;  /* input data, IDX labels, class selection */
+    const char *out, *base, *adapter;     /* output and model files */
+    const char *arch, *method, *targets;  /* pretrain / finetune choices */
+    const char *out_dir;                  /* partition output directory */
+    const char *name;                     /* keygen: the node's name */
+    const char *state_dir, *control;      /* status: where the coordinator listens */
+    const char *file;                     /* inspect, import: the file */
+    const char *input_shape, *mean, *std; /* import: input shape and normalisation */
+    const char *desc, *peft;              /* import: description; export: PEFT directory */
+    double timeout;                       /* status: seconds to wait for the answer */
+    int rank;                             /* LoRA rank (0: the method's) */
+    float alpha;                          /* LoRA alpha (0: 2 * rank) */
+    int threads;                          /* 0 = every core */
+    size_t samples;                       /* use this many records (stratified), 0 = all */
+    size_t cache_mb;                      /* finetune: frozen-prefix cache, MiB */
+    int clients;                          /* partition: shards */
+    double dir_alpha;                     /* partition: Dirichlet alpha, 0 = IID */
+    size_t min_size;                      /* partition: minimum shard size */
+    bool json, quiet, unlabeled, iid;     /* output and partition switches */
+    struct fl_train_opts train;           /* epochs, batch, lr, optimiser, seed, cache */
 };
 
 /* Each subcommand's table (tools/cmd_*.c) and all of them, NULL-ended (tools/fedtl.c). */
 extern const struct fl_options_spec tool_keygen_spec, tool_pretrain_spec, tool_finetune_spec,
-    tool_eval_spec, tool_predict_spec, tool_inspect_spec, tool_partition_spec, tool_status_spec;
+    tool_eval_spec, tool_predict_spec, tool_inspect_spec, tool_partition_spec, tool_status_spec,
+    tool_import_spec, tool_export_spec;
 extern const struct fl_options_spec *const tool_specs[];
 
 /* Parse argv for a subcommand over its defaults, check its required options, apply --quiet,
@@ -138,5 +141,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_partition(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -42,4 +42,15 @@ int fl_graph_merge_adapter(const struct fl_graphdef *def, const struct fl_tensor
                            const struct fl_tensor *adapter, size_t nadapter,
                            struct fl_graphdef *out_def, struct fl_tensor **out, size_t *nout);
 
+/* The graph with the base's input normalisation in front, for a runtime that is handed raw
+ * records as fedtl is: when params hold "norm.mean" and "norm.std" other than 0 and 1, the
+ * nodes "fedtl.norm.sub" (Sub) and "fedtl.norm.div" (Div) compute (x - mean) / std from the
+ * input, and every node that read the input reads their result; the two tensors become
+ * "fedtl.norm.mean" and "fedtl.norm.std", shaped to broadcast over the input ([C, 1, 1] for one
+ * value per channel, the input's shape for one per feature, [1] for one value). *out lists
+ * *nout tensors: those two (owned) and the others of params (borrowed: params must outlive
+ * it); free each with fl_tensor_free, then the array, and out_def with fl_graphdef_free. */
+int fl_graph_prepend_norm(const struct fl_graphdef *def, const struct fl_tensor *params, size_t n,
+                          struct fl_graphdef *out_def, struct fl_tensor **out, size_t *nout);
+
 #endif
