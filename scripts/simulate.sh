@@ -93,6 +93,11 @@ if [ "$netns" = 1 ]; then
 fi
 mkdir -p "$run"
 run=$(cd "$run" && pwd)
+# Paths the user gave stay valid after the cd into the run directory.
+abspath() { case "$1" in /*|"") printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+base=$(abspath "$base") data=$(abspath "$data") labels=$(abspath "$labels")
+test_data=$(abspath "$test_data") test_labels=$(abspath "$test_labels")
+if [ -n "$base" ] && [ ! -r "$base" ]; then echo "simulate.sh: --base $base: no such file" >&2; exit 2; fi
 [ -n "$port" ] || port=$(( 7000 + $(printf '%s' "$run" | cksum | cut -d' ' -f1) % 2000 ))
 log() { printf '%s\n' "$*" >&2; }
 labels_opt() { [ -n "$1" ] && printf -- '--labels %s' "$1"; }
