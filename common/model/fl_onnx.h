@@ -3,9 +3,11 @@
  * fields, float32, float16 or float64, inline or in a side file) and turns it into the plain
  * graph description the engine builds from (fl_graphdef.h) plus the float32 parameters it
  * reads. Shape computations in front of a Reshape are folded to constants, frozen
- * BatchNormalization is folded into the conv before it, a final Softmax is dropped (the loss
- * applies its own), auto_pad is resolved into explicit pads. Anything the engine cannot run is
- * refused with the node's name, its op type and the model's opset.
+ * BatchNormalization is folded into the conv before it (so LoRA on that conv adapts the fused
+ * weight, as on a file exported with constant folding), a final Softmax is dropped (the loss
+ * applies its own), auto_pad is resolved into explicit pads, a MatMul + Add becomes a Gemm and
+ * nodes the output does not need are left out. Anything the engine cannot run is refused with
+ * the node's name, its op type and the model's opset.
  *
  * Names: nodes keep their ONNX names when they fit FL_GRAPH_NAME_MAX (users pick LoRA targets
  * by them), unnamed nodes are called "<OpType>_<index>", and names of 64 bytes or more (nodes

@@ -102,7 +102,8 @@ static int s_list(struct fl_ox *ox, const Onnx__NodeProto *n, const char *attr, 
     if (a->n_ints > 2 * FL_OX_MAX_DIMS)
         return fl_ox_fail(ox, FL_EINVAL, "attribute %s has %zu values", attr, a->n_ints);
     *cnt = (int)a->n_ints;
-    memcpy(out, a->ints, a->n_ints * sizeof *out);
+    if (a->n_ints) /* ints is NULL when empty */
+        memcpy(out, a->ints, a->n_ints * sizeof *out);
     return 0;
 }
 

@@ -44,7 +44,8 @@ int fl_ox_reshape(struct fl_ox *ox, const Onnx__NodeProto *n)
         memcpy(sh, ox->vals[sv].i, (size_t)ns * sizeof *sh);
     } else if (sv < 0 && at && at->n_ints <= FL_OX_MAX_DIMS) {
         ns = (int)at->n_ints;
-        memcpy(sh, at->ints, (size_t)ns * sizeof *sh);
+        if (ns) /* ints is NULL when empty */
+            memcpy(sh, at->ints, (size_t)ns * sizeof *sh);
     } else
         return fl_ox_fail(ox, FL_EINVAL,
                           "the shape must be a constant of at most %d entries "
@@ -137,7 +138,8 @@ int fl_ox_squeeze(struct fl_ox *ox, const Onnx__NodeProto *n, bool un)
         memcpy(ax, ox->vals[av].i, (size_t)na * sizeof *ax);
     } else if (av < 0 && at && at->n_ints <= FL_OX_MAX_DIMS) {
         na = (int)at->n_ints;
-        memcpy(ax, at->ints, (size_t)na * sizeof *ax);
+        if (na) /* ints is NULL when empty */
+            memcpy(ax, at->ints, (size_t)na * sizeof *ax);
     } else if (av >= 0 || un)
         return fl_ox_fail(ox, FL_EINVAL, "axes must be a constant list");
     int nd = un ? xv->ndim + na : xv->ndim, o = 0;

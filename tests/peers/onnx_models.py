@@ -6,10 +6,13 @@ Usage: onnx_models.py OUTDIR
 Writes into OUTDIR, every array raw little-endian (float32 unless said):
   <net>_<size>_<f|u>.onnx  torchvision resnet18 / mobilenet_v2 / mobilenet_v3_small (10
                            classes, random weights, randomised eval-mode BatchNorm statistics)
-                           exported by torch.onnx.export with constant folding on (f) or off (u)
+                           exported by torch.onnx.export with constant folding on (f: BatchNorm
+                           fused by the exporter, dynamic batch) or off (u: BatchNormalization
+                           nodes kept, for the importer to fold; static batch)
   <same>.in / .out         an input batch [8, 3, size, size] and PyTorch's logits [8, 10]
-  lora_<net>.onnx          the net with every BatchNorm fused into its conv (as constant
-                           folding does), exported unfolded; .in, .labels (int32),
+  lora_<net>.onnx          the net with every BatchNorm fused into its conv in PyTorch (as the
+                           importer and the exporter's folding do, so that LoRA acts on the
+                           fused weight on both sides); .in, .labels (int32),
                            .nodes (the ONNX names of the LoRA'd convs, one a line), and for the
                            k-th conv .A<k> .B<k> (the LoRA factors set) and .gA<k> .gB<k>
                            (PyTorch's gradients of the mean cross-entropy)
@@ -24,8 +27,8 @@ Writes into OUTDIR, every array raw little-endian (float32 unless said):
                            conv's output has another reader), auto_pad SAME_UPPER, Clip with
                            constant inputs, MaxPool ceil_mode, AveragePool count_include_pad,
                            Concat, Sub/Div/Mul with constants, Sigmoid, Unsqueeze and Squeeze
-                           of an activation, MatMul + Add, Dropout,
-                           a final LogSoftmax; .in / .out (the logits before the LogSoftmax)
+                           of an activation, MatMul + Add, Dropout, a final LogSoftmax;
+                           .in / .out (the logits before the LogSoftmax)
   ext/model.onnx           weights in ext/weights.bin (external data); .in / .out beside it
   ext/escape_dotdot.onnx   external data at ../weights_out.bin (outside the folder)
   ext/escape_abs.onnx      external data at an absolute path
