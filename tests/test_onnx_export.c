@@ -8,6 +8,7 @@
 #include "fl_error.h"
 #include "fl_graph.h"
 #include "fl_graph_merge.h"
+#include "fl_graphadapt.h"
 #include "fl_graphdef.h"
 #include "fl_onnx_export.h"
 #include "fl_peft.h"
@@ -125,7 +126,7 @@ static void s_cnn(struct s_net *m, uint64_t seed)
     s_n(m, "/fc/Gemm", FL_OP_GEMM, "feat", "fc.weight", "fc.bias", "logits", &g);
 }
 
-/* An MLP of MatMul + Add. */
+/* An MLP: a MatMul + Add, then a Gemm head. */
 static void s_mlp(struct s_net *m, uint64_t seed)
 {
     memset(m, 0, sizeof *m);
@@ -133,13 +134,14 @@ static void s_mlp(struct s_net *m, uint64_t seed)
     s_input(m, 1, 12, 0, 0);
     s_p(m, "onnx::MatMul_21", 0.3, false, 2, 12, 16, 0, 0);
     s_p(m, "fc1.bias", 0.1, false, 1, 16, 0, 0, 0);
-    s_p(m, "onnx::MatMul_22", 0.3, false, 2, 16, 6, 0, 0);
+    s_p(m, "fc2.weight", 0.3, false, 2, 6, 16, 0, 0);
     s_p(m, "fc2.bias", 0.1, false, 1, 6, 0, 0, 0);
     s_n(m, "/fc1/MatMul", FL_OP_MATMUL, "input", "onnx::MatMul_21", NULL, "m1", NULL);
     s_n(m, "/fc1/Add", FL_OP_ADD, "m1", "fc1.bias", NULL, "a1", NULL);
     s_n(m, "/Relu", FL_OP_RELU, "a1", NULL, NULL, "h", NULL);
-    s_n(m, "/fc2/MatMul", FL_OP_MATMUL, "h", "onnx::MatMul_22", NULL, "m2", NULL);
-    s_n(m, "/fc2/Add", FL_OP_ADD, "m2", "fc2.bias", NULL, "logits", NULL);
+    struct fl_op_attrs fc = fl_op_attrs_default();
+    fc.trans_b = true;
+    s_n(m, "/fc2/Gemm", FL_OP_GEMM, "h", "fc2.weight", "fc2.bias", "logits", &fc);
 }
 
 /* Pools, Concat, Sigmoid, a one-sided Clip, Sub, Div, Dropout, Reshape, Identity and a Gemm
@@ -519,7 +521,7 @@ Test(fl_graph_merge, lora_on_matmuls_gives_the_logits_of_the_graph_with_lora)
 {
     struct s_net m;
     s_mlp(&m, 11);
-    const char *t[2] = {"/fc1/MatMul", "/fc2/MatMul"};
+    const char *t[2] = {"/fc1/MatMul", "/fc2/Gemm"};
     s_check_lora("mlp FFA-LoRA merged vs fl_graph_add_lora", &m, FL_ADAPTER_FFA_LORA, t, 2);
     s_net_free(&m);
 }
@@ -602,14 +604,14 @@ static void s_check_head(const char *what, struct s_net *m, const char *feat, in
     s_net_free(&ad);
 }
 
-Test(fl_graph_merge, a_new_head_replaces_the_last_gemm_or_matmul)
+Test(fl_graph_merge, a_new_head_replaces_the_gemm_computing_the_output)
 {
     struct s_net m;
     s_cnn(&m, 23);
-    cr_assert_eq(fl_graph_head_node(&m.def), fl_graphdef_find(&m.def, "/fc/Gemm"));
+    cr_assert_eq(fl_graphadapt_head(&m.def), fl_graphdef_find(&m.def, "/fc/Gemm"));
     s_check_head("cnn new head merged vs by hand", &m, "feat", 8, 7);
     s_net_free(&m);
-    s_mlp(&m, 24); /* MatMul + Add: the Add of the base's bias goes */
+    s_mlp(&m, 24);
     s_check_head("mlp new head merged vs by hand", &m, "h", 16, 4);
     s_net_free(&m);
 }

@@ -4,6 +4,7 @@
 #include "fl_peft.h"
 
 #include "fl_error.h"
+#include "fl_graphadapt.h"
 #include "fl_fs.h"
 
 #include <cjson/cJSON.h>
@@ -91,8 +92,8 @@ static int s_target(const struct fl_graphdef *def, int node, const struct fl_ten
     int rc = fl_peft_module_name(def, node, module, sizeof module);
     if (rc)
         return rc;
-    snprintf(an, sizeof an, "%s.lora_A", nd->name);
-    snprintf(bn, sizeof bn, "%s.lora_B", nd->name);
+    fl_graphadapt_tensor_name(an, nd->name, "lora_A");
+    fl_graphadapt_tensor_name(bn, nd->name, "lora_B");
     const struct fl_tensor *a = fl_tensor_find(ad, nad, an), *b = fl_tensor_find(ad, nad, bn);
     const struct fl_tensor *w = nd->nin > 1 ? fl_tensor_find(base, nbase, nd->in[1]) : NULL;
     int64_t r = meta->rank;

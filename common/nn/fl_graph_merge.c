@@ -4,6 +4,7 @@
 #include "fl_graph_merge.h"
 
 #include "fl_error.h"
+#include "fl_graphadapt.h"
 #include "fl_linalg.h"
 
 #include <stdio.h>
@@ -93,9 +94,9 @@ static int s_lora(struct s_merge *m, int n, const struct fl_adapter_meta *meta)
     const struct fl_tensor *w = s_param(m, n, 1);
     if (!w)
         return FL_EMISMATCH;
-    char an[FL_GRAPH_NAME_MAX + 8], bn[FL_GRAPH_NAME_MAX + 8];
-    snprintf(an, sizeof an, "%s.lora_A", nd->name);
-    snprintf(bn, sizeof bn, "%s.lora_B", nd->name);
+    char an[FL_NAME_MAX], bn[FL_NAME_MAX];
+    fl_graphadapt_tensor_name(an, nd->name, "lora_A");
+    fl_graphadapt_tensor_name(bn, nd->name, "lora_B");
     const struct fl_tensor *a = s_take(m, an), *b = s_take(m, bn);
     int64_t rows = w->shape[0], cols = (int64_t)(fl_tensor_numel(w) / (size_t)rows);
     if (!a || !b || !s_shape2(a, meta->rank, cols) || !s_shape2(b, rows, meta->rank))
@@ -148,8 +149,8 @@ static int s_bitfit(struct s_merge *m, int n)
                        "merge: BitFit target '%s' is a %s (Conv, Gemm, MatMul or "
                        "BatchNormalization only)",
                        nd->name, fl_op_name(nd->op));
-    char bn[FL_GRAPH_NAME_MAX + 8];
-    snprintf(bn, sizeof bn, "%s.bias", nd->name);
+    char bn[FL_NAME_MAX];
+    fl_graphadapt_tensor_name(bn, nd->name, "bias");
     if (strlen(bn) >= FL_GRAPH_NAME_MAX)
         return fl_fail(FL_EINVAL, "merge: '%s' is too long a name", bn);
     const struct fl_tensor *b = s_take(m, bn);
@@ -168,35 +169,14 @@ static int s_bitfit(struct s_merge *m, int n)
     return s_rewire(m, n, 2, bn);
 }
 
-int fl_graph_head_node(const struct fl_graphdef *def)
-{
-    for (int i = def->nnodes - 1; i >= 0; i--)
-        if (def->nodes[i].op == FL_OP_GEMM || def->nodes[i].op == FL_OP_MATMUL)
-            return i;
-    return -1;
-}
-
-/* The only node reading value, or -1 when none or several do. */
-static int s_only_reader(const struct fl_graphdef *d, const char *value, int *slot)
-{
-    int found = -1;
-    for (int i = 0; i < d->nnodes; i++)
-        for (int k = 0; k < d->nodes[i].nin; k++)
-            if (strcmp(d->nodes[i].in[k], value) == 0) {
-                if (found >= 0)
-                    return -1;
-                found = i;
-                *slot = k;
-            }
-    return found;
-}
-
 /* The head reads "head.weight" and "head.bias" as a Gemm with transB. */
 static int s_head(struct s_merge *m, const struct fl_tensor *hw, const struct fl_adapter_meta *meta)
 {
-    int n = fl_graph_head_node(m->def);
+    int n = fl_graphadapt_head(m->def);
     if (n < 0)
-        return fl_fail(FL_EMISMATCH, "merge: the adapter has a head, the graph no Gemm/MatMul");
+        return fl_fail(
+            FL_EMISMATCH,
+            "merge: the adapter has a head, the graph no Gemm/MatMul computing its output");
     const struct fl_gdef_node *nd = &m->def->nodes[n];
     for (int t = 0; t < meta->ntargets && t < FL_MAX_TARGETS; t++)
         if (strncmp(meta->targets[t], nd->name, sizeof meta->targets[t]) == 0)
@@ -216,15 +196,6 @@ static int s_head(struct s_merge *m, const struct fl_tensor *hw, const struct fl
     if (rc)
         return rc;
     struct fl_gdef_node *h = &m->d.nodes[n];
-    if (h->op == FL_OP_MATMUL) {
-        int slot = 0, r = s_only_reader(m->def, nd->out, &slot);
-        struct fl_gdef_node *add = r >= 0 ? &m->d.nodes[r] : NULL;
-        if (add && add->op == FL_OP_ADD && fl_graphdef_is_param(m->def, add->in[1 - slot])) {
-            add->op = FL_OP_IDENTITY;
-            add->nin = 1;
-            snprintf(add->in[0], FL_GRAPH_NAME_MAX, "%s", nd->out);
-        }
-    }
     struct fl_op_attrs a = fl_op_attrs_default();
     a.trans_b = true;
     h->op = FL_OP_GEMM;
@@ -250,10 +221,10 @@ static int s_rebuild(struct s_merge *m, struct fl_graphdef *out)
             rc = fl_graphdef_add(out, nd->name, nd->op, in, nd->nin, nd->out, &nd->a);
             continue;
         }
-        char mid[FL_GRAPH_NAME_MAX + 16], add[FL_GRAPH_NAME_MAX + 16], bias[FL_GRAPH_NAME_MAX + 8];
+        char mid[FL_GRAPH_NAME_MAX + 16], add[FL_GRAPH_NAME_MAX + 16], bias[FL_NAME_MAX];
         snprintf(mid, sizeof mid, "%s.pre_bias", nd->name);
         snprintf(add, sizeof add, "%s/bitfit", nd->name);
-        snprintf(bias, sizeof bias, "%s.bias", nd->name);
+        fl_graphadapt_tensor_name(bias, nd->name, "bias");
         if (strlen(mid) >= FL_GRAPH_NAME_MAX || strlen(add) >= FL_GRAPH_NAME_MAX ||
             s_taken(m->def, mid) || fl_graphdef_find(m->def, add) >= 0)
             return fl_fail(FL_EMISMATCH, "merge: no room for BitFit's Add after '%s'", nd->name);

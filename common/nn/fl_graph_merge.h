@@ -1,19 +1,20 @@
 /* fl_graph_merge: an adapter folded into a graph network's description and parameters, so that
  * the result runs (and exports to ONNX) as one plain network with no adapter left.
  *
- * Naming rules of an adapter on a graph (the training side names its tensors the same way):
+ * Naming rules of an adapter on a graph, as fl_graphadapt.h gives them to training (N below is
+ * the node's name cut to FL_GRAPHADAPT_NODE_CHARS bytes):
  *   LoRA on target node N (Conv, Gemm or MatMul): "N.lora_A" [rank, cols] and "N.lora_B"
  *     [rows, rank], with N's weight W read as a matrix [rows, cols] (rows its first axis, cols
  *     the product of the others, as fl_graph_add_lora does). Merged: W' = W + (alpha/rank) B A.
  *   BitFit on target node N: "N.bias" [out] (the node's output channels or features) replaces the
  * node's bias input (Conv's B, Gemm's C (which Gemm scales by beta, as ONNX does),
  * BatchNormalization's B), adding one if the node had none; a MatMul has no bias input, so an Add
- * node "N/bitfit" after it adds "N.bias". The new head: the head is the last Gemm or MatMul node in
- * execution order (the one before the output). It reads "head.weight" [classes, in] and "head.bias"
- * [classes] from the adapter instead of its base weights: in the merged graph it is a Gemm (same
- * name, input and output) computing X head.weight^T + head.bias (alpha 1, beta 1, transB 1). When
- * the head was a MatMul whose output only an Add with a parameter reads (MatMul + Add, the base
- *     head's bias), that Add becomes an Identity.
+ * node "N/bitfit" after it adds "N.bias". The new head: the head is fl_graphadapt_head's (the Gemm
+ * or MatMul whose output reaches the graph's output through Identity, Dropout and Flatten only;
+ * the importer makes a MatMul + Add of a bias one Gemm). It reads "head.weight" [classes, in] and
+ * "head.bias" [classes] from the adapter instead of its base weights: in the merged graph it is a
+ * Gemm (same name, input and output) computing X head.weight^T + head.bias (alpha 1, beta 1,
+ * transB 1).
  * Every adapter tensor must be used by one of these rules. */
 #ifndef FL_GRAPH_MERGE_H
 #define FL_GRAPH_MERGE_H
@@ -23,9 +24,6 @@
 #include "fl_tensor.h"
 
 #include <stddef.h>
-
-/* The head node of def under the rule above (the last Gemm or MatMul), or -1 when none. */
-int fl_graph_head_node(const struct fl_graphdef *def);
 
 /* Merge the adapter (meta: kind, rank, alpha, targets; its tensors adapter[0..nadapter)) into
  * the network def with parameters base[0..nbase): *out_def gets the merged description (to be
