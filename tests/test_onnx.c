@@ -5,13 +5,17 @@
  * op, truncation, mismatched shapes, absurd dimensions, a dynamic input without a shape,
  * external data outside the model's folder) are each a clear error. The PyTorch comparisons
  * need the peers (scripts/peers.sh) and skip without them; models for the error paths are
- * built here with protobuf-c. */
+ * built here with protobuf-c. Each torchvision network, with an adapter merged in (LoRA on its
+ * default targets, a new head) and exported, gives fedtl's logits again in ONNX Runtime. */
 #include <criterion/criterion.h>
 
 #include "fl_error.h"
 #include "fl_graph.h"
+#include "fl_graph_merge.h"
+#include "fl_graphadapt.h"
 #include "fl_graphdef.h"
 #include "fl_onnx.h"
+#include "fl_onnx_export.h"
 #include "fl_pool.h"
 #include "fl_testutil.h"
 #include "onnx.pb-c.h"
@@ -726,4 +730,126 @@ Test(fl_onnx, attribute_values_the_engine_cannot_run_are_refused)
     s.wdims[2] = 9;
     const char *w2[] = {"'conv' (Conv)", "3 axes", "2-D convolutions"};
     s_expect_error(&s, "conv1d.onnx", 0, w2, 3);
+}
+
+/* ---- out again: import, merge an adapter, export, run in ONNX Runtime ---- */
+
+static bool s_have_ort(void)
+{
+    char pkg[1024];
+    snprintf(pkg, sizeof pkg, "%s/tests/peers/node_modules/onnxruntime-node/package.json",
+             FEDTL_SRC_DIR);
+    return access(pkg, R_OK) == 0 && fl_test_run("node --version >/dev/null 2>&1", NULL) == 0;
+}
+
+/* A LoRA adapter on the default targets of def (B random, so that it changes the logits) and
+ * a new head of 7 classes, as training would leave it. */
+static size_t s_adapter(const struct fl_graphdef *def, const struct fl_tensor *p, size_t np,
+                        struct fl_adapter_meta *meta, struct fl_tensor *t)
+{
+    memset(meta, 0, sizeof *meta);
+    meta->kind = FL_ADAPTER_LORA;
+    meta->rank = 4;
+    meta->alpha = 8.0f;
+    meta->num_classes = 7;
+    meta->ntargets = fl_graphadapt_default_targets(def, FL_ADAPTER_LORA, meta->targets, 2);
+    cr_assert_eq(meta->ntargets, 2);
+    size_t n = 0;
+    uint32_t state = 12345;
+    for (int i = 0; i < meta->ntargets; i++) {
+        struct fl_gadapt_node nd;
+        cr_assert_eq(fl_graphadapt_node(def, p, np, fl_graphdef_find(def, meta->targets[i]), &nd),
+                     0, "%s", fl_error_msg());
+        char an[FL_NAME_MAX], bn[FL_NAME_MAX];
+        fl_graphadapt_tensor_name(an, meta->targets[i], "lora_A");
+        fl_graphadapt_tensor_name(bn, meta->targets[i], "lora_B");
+        int64_t as[2] = {4, nd.cols}, bs[2] = {nd.rows, 4};
+        cr_assert_eq(fl_tensor_init(&t[n++], an, 2, as), 0);
+        cr_assert_eq(fl_tensor_init(&t[n++], bn, 2, bs), 0);
+    }
+    int head = fl_graphadapt_head(def);
+    struct fl_gadapt_node hd;
+    cr_assert_eq(fl_graphadapt_node(def, p, np, head, &hd), 0);
+    int64_t hw[2] = {7, hd.cols}, hb[1] = {7};
+    cr_assert_eq(fl_tensor_init(&t[n++], "head.weight", 2, hw), 0);
+    cr_assert_eq(fl_tensor_init(&t[n++], "head.bias", 1, hb), 0);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < fl_tensor_numel(&t[i]); k++) {
+            state = state * 1664525u + 1013904223u;
+            t[i].data[k] = ((float)(state >> 8) / 16777216.0f - 0.5f) * 0.1f;
+        }
+    return n;
+}
+
+Test(fl_onnx, torchvision_networks_adapted_and_exported_give_the_same_logits_in_onnxruntime,
+     .timeout = 600)
+{
+    S_PEERS(dir);
+    if (!s_have_ort())
+        cr_skip_test("no ONNX Runtime peer (node, tests/peers/node_modules/onnxruntime-node): "
+                     "run scripts/peers.sh");
+    char *tmp = fl_test_tmpdir("onnx-out");
+    const char *nets[] = {"resnet18", "mobilenet_v2", "mobilenet_v3_small"};
+    for (int i = 0; i < 3; i++) {
+        char path[1024], out[1024], res[1024], cmd[4096], name[64];
+        snprintf(name, sizeof name, "%s_32_f", nets[i]);
+        snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
+        struct fl_graphdef def, mdef;
+        struct fl_tensor *p, *mp, ad[8] = {0};
+        size_t np, nmp;
+        struct fl_adapter_meta meta;
+        cr_assert_eq(fl_onnx_import(path, NULL, &def, &p, &np), 0, "%s", fl_error_msg());
+        size_t nad = s_adapter(&def, p, np, &meta, ad);
+        cr_assert_eq(fl_graph_merge_adapter(&def, p, np, &meta, ad, nad, &mdef, &mp, &nmp), 0,
+                     "%s: %s", name, fl_error_msg());
+        snprintf(out, sizeof out, "%s/%s.adapted.onnx", tmp, nets[i]);
+        cr_assert_eq(fl_onnx_export(out, &mdef, mp, nmp, "fedtl-test"), 0, "%s", fl_error_msg());
+        /* fedtl's logits of the merged network on the batch PyTorch ran. */
+        size_t nx;
+        snprintf(res, sizeof res, "%s.in", name);
+        float *x = s_read(dir, res, &nx);
+        int n = (int)(nx / (3 * 32 * 32));
+        fl_graph_t *g = fl_graph_from_def(&mdef, mp, nmp, NULL);
+        cr_assert_not_null(g, "%s", fl_error_msg());
+        cr_assert_eq(fl_graph_plan(g, n, false), 0, "%s", fl_error_msg());
+        cr_assert_eq(fl_graph_forward(g, x, n), 0);
+        size_t classes;
+        const float *y = fl_graph_output(g, &classes);
+        cr_assert_eq(classes, 7);
+        /* ONNX Runtime's on the exported file. */
+        snprintf(cmd, sizeof cmd,
+                 "node %s/tests/peers/ort_run.js '%s' '%s/%s.in' %d,3,32,32 '%s/%s.ort'",
+                 FEDTL_SRC_DIR, out, dir, name, n, tmp, nets[i]);
+        char *text = NULL;
+        cr_assert_eq(fl_test_run(cmd, &text), 0, "%s", text ? text : "");
+        free(text);
+        snprintf(res, sizeof res, "%s.ort", nets[i]);
+        size_t ny;
+        float *ort = s_read(tmp, res, &ny);
+        cr_assert_eq(ny, (size_t)n * 7);
+        double diff = 0, big = 0;
+        for (size_t k = 0; k < ny; k++) {
+            diff = fmax(diff, fabs((double)y[k] - ort[k]));
+            big = fmax(big, fabs((double)ort[k]));
+        }
+        printf("onnx: %-20s adapted, exported: max |fedtl - ONNX Runtime| / max |logit| = "
+               "%.2e\n",
+               nets[i], diff / big);
+        cr_expect(big > 0 && diff / big <= 1e-4, "%s: %.3e", nets[i], diff / big);
+        free(ort);
+        free(x);
+        fl_graph_destroy(&g);
+        for (size_t k = 0; k < nmp; k++)
+            fl_tensor_free(&mp[k]);
+        free(mp);
+        fl_graphdef_free(&mdef);
+        for (size_t k = 0; k < nad; k++)
+            fl_tensor_free(&ad[k]);
+        fl_onnx_free_params(&p, np);
+        fl_graphdef_free(&def);
+    }
+    if (!getenv("FEDTL_KEEP_TMP"))
+        fl_test_rmtree(tmp);
+    free(tmp);
+    free(dir);
 }
