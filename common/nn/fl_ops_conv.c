@@ -83,6 +83,19 @@ static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh,
     return 0;
 }
 
+/* Scratch floats a worker may use for a chunk of samples (the whole share of the batch when
+ * it fits: one GEMM over the chunk amortises OpenBLAS's packing of the weight, which dominates
+ * when a sample's output plane is small, as in the last stages of a CNN). */
+#define S_CHUNK_FLOATS ((size_t)4 << 20)
+
+/* Scratch floats per sample of a chunk: col and dcol [k, p] and the gathered output or its
+ * gradient [out, p]. */
+static size_t s_chunk_floats(const struct s_geom *q)
+{
+    size_t k = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * q->ow;
+    return (2 * k + (size_t)q->mg * q->groups) * p;
+}
+
 int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
 {
     const struct fl_gvalue *x = &g->values[nd->in[0]], *w = &g->values[nd->in[1]];
@@ -109,7 +122,9 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
         return rc;
     struct s_geom q;
     s_geom(g, nd, &q);
-    nd->scratch = 2 * (size_t)q.c * q.kh * q.kw * (size_t)q.oh * q.ow;
+    size_t per = s_chunk_floats(&q), workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
+    size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
+    nd->scratch = per * (nb < 1 ? 1 : nb > share ? share : nb);
     return 0;
 }
 
@@ -119,44 +134,64 @@ int fl_pool_infer(fl_graph_t *g, struct fl_gnode *nd)
                           nd->a.kernel[1]);
 }
 
-/* col [c*kh*kw, oh*ow] of one group's input planes x [c, h, w]. */
-static void s_im2col(const struct s_geom *q, const float *x, float *col)
+/* Output columns [*o0, *o1) of a row whose input column ox * sw - pl + kj * dw is inside
+ * [0, w). */
+static void s_valid_cols(const struct s_geom *q, int kj, int *o0, int *o1)
 {
-    size_t p = (size_t)q->oh * q->ow;
+    int off = kj * q->dw - q->pl; /* ix = ox * sw + off */
+    int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
+    int hi = q->w - off <= 0 ? 0 : (q->w - off + q->sw - 1) / q->sw;
+    *o0 = lo < q->ow ? lo : q->ow;
+    *o1 = hi < *o0 ? *o0 : hi > q->ow ? q->ow : hi;
+}
+
+/* col [c*kh*kw, oh*ow] (rows ld floats apart) of one group's input planes x [c, h, w]. */
+static void s_im2col(const struct s_geom *q, const float *x, float *col, size_t ld)
+{
     for (int c = 0; c < q->c; c++)
         for (int ki = 0; ki < q->kh; ki++)
             for (int kj = 0; kj < q->kw; kj++) {
-                float *row = col + (((size_t)c * q->kh + ki) * q->kw + kj) * p;
+                float *row = col + (((size_t)c * q->kh + ki) * q->kw + kj) * ld;
                 const float *plane = x + (size_t)c * q->h * q->w;
-                for (int oy = 0; oy < q->oh; oy++) {
+                int o0, o1, off = kj * q->dw - q->pl;
+                s_valid_cols(q, kj, &o0, &o1);
+                for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
                     int iy = oy * q->sh - q->pt + ki * q->dh;
-                    for (int ox = 0; ox < q->ow; ox++) {
-                        int ix = ox * q->sw - q->pl + kj * q->dw;
-                        bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
-                        row[oy * q->ow + ox] = in ? plane[iy * q->w + ix] : 0.0f;
+                    if (iy < 0 || iy >= q->h || o0 == o1) {
+                        memset(row, 0, (size_t)q->ow * sizeof *row);
+                        continue;
                     }
+                    const float *src = plane + (size_t)iy * q->w + off;
+                    for (int ox = 0; ox < o0; ox++)
+                        row[ox] = 0.0f;
+                    if (q->sw == 1)
+                        memcpy(row + o0, src + o0, (size_t)(o1 - o0) * sizeof *row);
+                    else
+                        for (int ox = o0; ox < o1; ox++)
+                            row[ox] = src[ox * q->sw];
+                    for (int ox = o1; ox < q->ow; ox++)
+                        row[ox] = 0.0f;
                 }
             }
 }
 
-/* dx [c, h, w] += the scatter of dcol [c*kh*kw, oh*ow]. */
-static void s_col2im(const struct s_geom *q, const float *dcol, float *dx)
+/* dx [c, h, w] += the scatter of dcol [c*kh*kw, oh*ow] (rows ld floats apart). */
+static void s_col2im(const struct s_geom *q, const float *dcol, float *dx, size_t ld)
 {
-    size_t p = (size_t)q->oh * q->ow;
     for (int c = 0; c < q->c; c++)
         for (int ki = 0; ki < q->kh; ki++)
             for (int kj = 0; kj < q->kw; kj++) {
-                const float *row = dcol + (((size_t)c * q->kh + ki) * q->kw + kj) * p;
+                const float *row = dcol + (((size_t)c * q->kh + ki) * q->kw + kj) * ld;
                 float *plane = dx + (size_t)c * q->h * q->w;
-                for (int oy = 0; oy < q->oh; oy++) {
+                int o0, o1, off = kj * q->dw - q->pl;
+                s_valid_cols(q, kj, &o0, &o1);
+                for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
                     int iy = oy * q->sh - q->pt + ki * q->dh;
                     if (iy < 0 || iy >= q->h)
                         continue;
-                    for (int ox = 0; ox < q->ow; ox++) {
-                        int ix = ox * q->sw - q->pl + kj * q->dw;
-                        if (ix >= 0 && ix < q->w)
-                            plane[iy * q->w + ix] += row[oy * q->ow + ox];
-                    }
+                    float *dst = plane + (size_t)iy * q->w + off;
+                    for (int ox = o0; ox < o1; ox++)
+                        dst[ox * q->sw] += row[ox];
                 }
             }
 }
@@ -215,6 +250,46 @@ static void s_depthwise_bwd(const struct s_geom *q, const float *x, const float 
     }
 }
 
+/* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
+static size_t s_chunk(const struct fl_gnode *nd, const struct s_geom *q)
+{
+    size_t nb = nd->scratch / s_chunk_floats(q);
+    return nb < 1 ? 1 : nb;
+}
+
+/* Forward of samples [s0, s0 + nb) as one GEMM per group: col [k, nb*p] (sample j in columns
+ * j*p..), Y [out, nb*p] = W col, then each sample's planes get their columns and the bias. */
+static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q,
+                             float *scratch, size_t s0, size_t nb)
+{
+    const float *w = fl_gv_data(g, nd->in[1], 0);
+    const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
+    int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg * q->groups;
+    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
+    float *col = scratch, *yc = scratch + 2 * (size_t)k * ld;
+    for (int gi = 0; gi < q->groups; gi++) {
+        for (size_t j = 0; j < nb; j++) {
+            const float *x = fl_gv_data(g, nd->in[0], s0 + j) + gi * xin;
+            if (q->direct)
+                for (int c = 0; c < k; c++)
+                    memcpy(col + c * ld + j * p, x + (size_t)c * p, (size_t)p * sizeof *col);
+            else
+                s_im2col(q, x, col + j * p, ld);
+        }
+        fl_gemm(false, false, q->mg, (int)ld, k, 1.0f, w + (size_t)gi * q->mg * k, k, col, (int)ld,
+                0.0f, yc + (size_t)gi * q->mg * ld, (int)ld);
+    }
+    for (size_t j = 0; j < nb; j++) {
+        float *y = fl_gv_data(g, nd->out, s0 + j);
+        for (int o = 0; o < m; o++) {
+            const float *src = yc + o * ld + j * p;
+            float bo = b ? b[o] : 0.0f, *dst = y + (size_t)o * p;
+            for (int i = 0; i < p; i++)
+                dst[i] = src[i] + bo;
+        }
+    }
+}
+
 void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
     struct s_geom q;
@@ -226,25 +301,61 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
                             fl_gv_data(g, nd->out, s));
         return;
     }
+    size_t nb = s_chunk(nd, &q);
+    for (size_t s = b0; s < b1; s += nb)
+        s_conv_fwd_chunk(g, nd, &q, g->scratch[t], s, b1 - s < nb ? b1 - s : nb);
+}
+
+/* Backward of samples [s0, s0 + nb): dY gathered into [out, nb*p]; dW += dY col^T, db += the
+ * rows of dY, dcol = W^T dY scattered back into each sample's dx. Only what is wanted. */
+static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q,
+                             int t, size_t s0, size_t nb)
+{
     const float *w = fl_gv_data(g, nd->in[1], 0);
-    const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
-    int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
-    size_t xin = (size_t)q.c * q.h * q.w;
-    for (size_t s = b0; s < b1; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        for (int gi = 0; gi < q.groups; gi++) {
-            const float *col = x + gi * xin;
-            if (!q.direct) {
-                s_im2col(&q, col, g->scratch[t]);
-                col = g->scratch[t];
+    float *dw = fl_gv_grad(g, nd->in[1], t, 0);
+    float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
+    bool dx = g->values[nd->in[0]].needs_grad;
+    int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg * q->groups;
+    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
+    float *col = g->scratch[t], *dcol = col + (size_t)k * ld, *dyc = dcol + (size_t)k * ld;
+    for (size_t j = 0; j < nb; j++) {
+        const float *dy = fl_gv_grad(g, nd->out, t, s0 + j);
+        for (int o = 0; o < m; o++)
+            memcpy(dyc + o * ld + j * p, dy + (size_t)o * p, (size_t)p * sizeof *dyc);
+    }
+    for (int o = 0; db && o < m; o++) {
+        float sum = 0.0f;
+        for (size_t i = 0; i < ld; i++)
+            sum += dyc[o * ld + i];
+        db[o] += sum;
+    }
+    for (int gi = 0; gi < q->groups; gi++) {
+        const float *dyg = dyc + (size_t)gi * q->mg * ld, *wg = w + (size_t)gi * q->mg * k;
+        for (size_t j = 0; dw && j < nb; j++) {
+            const float *x = fl_gv_data(g, nd->in[0], s0 + j) + gi * xin;
+            if (q->direct)
+                for (int c = 0; c < k; c++)
+                    memcpy(col + c * ld + j * p, x + (size_t)c * p, (size_t)p * sizeof *col);
+            else
+                s_im2col(q, x, col + j * p, ld);
+        }
+        if (dw)
+            fl_gemm(false, true, q->mg, k, (int)ld, 1.0f, dyg, (int)ld, col, (int)ld, 1.0f,
+                    dw + (size_t)gi * q->mg * k, k);
+        if (!dx)
+            continue;
+        fl_gemm(true, false, k, (int)ld, q->mg, 1.0f, wg, k, dyg, (int)ld, 0.0f, dcol, (int)ld);
+        for (size_t j = 0; j < nb; j++) {
+            float *dxs = fl_gv_grad(g, nd->in[0], t, s0 + j) + gi * xin;
+            if (!q->direct) {
+                s_col2im(q, dcol + j * p, dxs, ld);
+                continue;
             }
-            float *yg = y + (size_t)gi * q.mg * p;
-            fl_gemm(false, false, q.mg, p, k, 1.0f, w + (size_t)gi * q.mg * k, k, col, p, 0.0f, yg,
-                    p);
-            for (int m = 0; b && m < q.mg; m++)
+            for (int c = 0; c < k; c++) {
+                const float *src = dcol + c * ld + j * p;
                 for (int i = 0; i < p; i++)
-                    yg[(size_t)m * p + i] += b[gi * q.mg + m];
+                    dxs[(size_t)c * p + i] += src[i];
+            }
         }
     }
 }
@@ -253,43 +364,18 @@ void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
 {
     struct s_geom q;
     s_geom(g, nd, &q);
-    const float *w = fl_gv_data(g, nd->in[1], 0);
-    float *dw = fl_gv_grad(g, nd->in[1], t, 0);
-    float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
-    int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
-    size_t xin = (size_t)q.c * q.h * q.w;
-    float *col = g->scratch[t], *dcol = col + (size_t)k * p;
-    for (size_t s = b0; s < b1 && q.depthwise; s++)
-        s_depthwise_bwd(&q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw, db,
-                        fl_gv_grad(g, nd->in[0], t, s));
-    for (size_t s = b0; s < b1 && !q.depthwise; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        for (int gi = 0; gi < q.groups; gi++) {
-            const float *dyg = dy + (size_t)gi * q.mg * p, *wg = w + (size_t)gi * q.mg * k;
-            if (dw) {
-                const float *cg = x + gi * xin;
-                if (!q.direct) {
-                    s_im2col(&q, cg, col);
-                    cg = col;
-                }
-                fl_gemm(false, true, q.mg, k, p, 1.0f, dyg, p, cg, p, 1.0f,
-                        dw + (size_t)gi * q.mg * k, k);
-            }
-            for (int m = 0; db && m < q.mg; m++)
-                for (int i = 0; i < p; i++)
-                    db[gi * q.mg + m] += dyg[(size_t)m * p + i];
-            if (!dx)
-                continue;
-            if (q.direct) {
-                fl_gemm(true, false, k, p, q.mg, 1.0f, wg, k, dyg, p, 1.0f, dx + gi * xin, p);
-                continue;
-            }
-            fl_gemm(true, false, k, p, q.mg, 1.0f, wg, k, dyg, p, 0.0f, dcol, p);
-            s_col2im(&q, dcol, dx + gi * xin);
-        }
+    if (q.depthwise) {
+        const float *w = fl_gv_data(g, nd->in[1], 0);
+        float *dw = fl_gv_grad(g, nd->in[1], t, 0);
+        float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
+        for (size_t s = b0; s < b1; s++)
+            s_depthwise_bwd(&q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw,
+                            db, fl_gv_grad(g, nd->in[0], t, s));
+        return;
     }
+    size_t nb = s_chunk(nd, &q);
+    for (size_t s = b0; s < b1; s += nb)
+        s_conv_bwd_chunk(g, nd, &q, t, s, b1 - s < nb ? b1 - s : nb);
 }
 
 /* Visit each output element of a pool: fn gets the plane, the output index and the window. */
