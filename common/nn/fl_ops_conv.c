@@ -88,12 +88,21 @@ static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh,
  * when a sample's output plane is small, as in the last stages of a CNN). */
 #define S_CHUNK_FLOATS ((size_t)4 << 20)
 
-/* Scratch floats per sample of a chunk: col and dcol [k, p] and the gathered output or its
- * gradient [out, p]. */
-static size_t s_chunk_floats(const struct s_geom *q)
+/* Rank of a LoRA on the node's weight (0 for none). */
+static int s_lora_rank(const fl_graph_t *g, const struct fl_gnode *nd)
+{
+    for (int i = 0; i < g->nloras; i++)
+        if (g->loras[i].weff == nd->in[1])
+            return g->loras[i].rank;
+    return 0;
+}
+
+/* Scratch floats per sample of a chunk: col and dcol [k, p], the gathered output or its
+ * gradient [out, p], and a factored LoRA's A col and B^T dY [rank, p]. */
+static size_t s_chunk_floats(const struct s_geom *q, int rank)
 {
     size_t k = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * q->ow;
-    return (2 * k + (size_t)q->mg * q->groups) * p;
+    return (2 * k + (size_t)q->mg * q->groups + 2 * (size_t)rank) * p;
 }
 
 int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
@@ -122,7 +131,8 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
         return rc;
     struct s_geom q;
     s_geom(g, nd, &q);
-    size_t per = s_chunk_floats(&q), workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
+    size_t per = s_chunk_floats(&q, s_lora_rank(g, nd)),
+           workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
     size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
     nd->scratch = q.depthwise ? 0 : per * (nb < 1 ? 1 : nb > share ? share : nb);
     return 0;
@@ -266,10 +276,26 @@ static void s_depthwise_bwd(const struct s_geom *q, const float *x, const float 
 }
 
 /* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
-static size_t s_chunk(const struct fl_gnode *nd, const struct s_geom *q)
+static size_t s_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q)
 {
-    size_t nb = nd->scratch / s_chunk_floats(q);
+    size_t nb = nd->scratch / s_chunk_floats(q, s_lora_rank(g, nd));
     return nb < 1 ? 1 : nb;
+}
+
+/* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
+static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q, int gi,
+                         size_t s0, size_t nb, float *col)
+{
+    int k = q->c * q->kh * q->kw, p = q->oh * q->ow;
+    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
+    for (size_t j = 0; j < nb; j++) {
+        const float *x = fl_gv_data(g, nd->in[0], s0 + j) + gi * xin;
+        if (q->direct)
+            for (int c = 0; c < k; c++)
+                memcpy(col + c * ld + j * p, x + (size_t)c * p, (size_t)p * sizeof *col);
+        else
+            s_im2col(q, x, col + j * p, ld);
+    }
 }
 
 /* Forward of samples [s0, s0 + nb) as one GEMM per group: col [k, nb*p] (sample j in columns
@@ -277,22 +303,22 @@ static size_t s_chunk(const struct fl_gnode *nd, const struct s_geom *q)
 static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q,
                              float *scratch, size_t s0, size_t nb)
 {
-    const float *w = fl_gv_data(g, nd->in[1], 0);
+    const struct fl_glora *L = fl_lora_of(g, nd);
+    const float *w = fl_gv_data(g, L ? L->w : nd->in[1], 0);
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
     int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg * q->groups;
-    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
-    float *col = scratch, *yc = scratch + 2 * (size_t)k * ld;
+    size_t ld = nb * (size_t)p;
+    float *col = scratch, *yc = scratch + 2 * (size_t)k * ld, *ac = yc + (size_t)m * ld;
     for (int gi = 0; gi < q->groups; gi++) {
-        for (size_t j = 0; j < nb; j++) {
-            const float *x = fl_gv_data(g, nd->in[0], s0 + j) + gi * xin;
-            if (q->direct)
-                for (int c = 0; c < k; c++)
-                    memcpy(col + c * ld + j * p, x + (size_t)c * p, (size_t)p * sizeof *col);
-            else
-                s_im2col(q, x, col + j * p, ld);
-        }
+        s_gather_col(g, nd, q, gi, s0, nb, col);
         fl_gemm(false, false, q->mg, (int)ld, k, 1.0f, w + (size_t)gi * q->mg * k, k, col, (int)ld,
                 0.0f, yc + (size_t)gi * q->mg * ld, (int)ld);
+    }
+    if (L) { /* one group: Y += s B (A col) */
+        fl_gemm(false, false, L->rank, (int)ld, k, 1.0f, g->values[L->a].data, k, col, (int)ld,
+                0.0f, ac, (int)ld);
+        fl_gemm(false, false, m, (int)ld, L->rank, L->scale, g->values[L->b].data, L->rank, ac,
+                (int)ld, 1.0f, yc, (int)ld);
     }
     for (size_t j = 0; j < nb; j++) {
         float *y = fl_gv_data(g, nd->out, s0 + j);
@@ -316,9 +342,58 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
                             fl_gv_data(g, nd->out, s));
         return;
     }
-    size_t nb = s_chunk(nd, &q);
+    size_t nb = s_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
         s_conv_fwd_chunk(g, nd, &q, g->scratch[t], s, b1 - s < nb ? b1 - s : nb);
+}
+
+/* dx of group gi of samples [s0, s0 + nb) += the scatter of dcol [k, nb*p]. */
+static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q, int t,
+                           int gi, size_t s0, size_t nb, const float *dcol)
+{
+    int k = q->c * q->kh * q->kw, p = q->oh * q->ow;
+    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
+    for (size_t j = 0; j < nb; j++) {
+        float *dxs = fl_gv_grad(g, nd->in[0], t, s0 + j) + gi * xin;
+        if (!q->direct) {
+            s_col2im(q, dcol + j * p, dxs, ld);
+            continue;
+        }
+        for (int c = 0; c < k; c++) {
+            const float *src = dcol + c * ld + j * p;
+            float *dst = dxs + (size_t)c * p;
+            for (int i = 0; i < p; i++)
+                dst[i] += src[i];
+        }
+    }
+}
+
+/* A factored LoRA's backward on a chunk (one group): with u = B^T dY and a = A col,
+ * dA += s u col^T, dB += s dY a^T, dcol = W^T dY + s A^T u. */
+static void s_lora_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q,
+                             const struct fl_glora *L, int t, size_t s0, size_t nb,
+                             const float *dyc)
+{
+    int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg, r = L->rank;
+    size_t ld = nb * (size_t)p;
+    float *col = g->scratch[t], *dcol = col + (size_t)k * ld, *u = dcol + (size_t)(k + m) * ld;
+    float *ac = u + (size_t)r * ld, *da = fl_gv_grad(g, L->a, t, 0);
+    float *dbl = fl_gv_grad(g, L->b, t, 0);
+    const float *A = g->values[L->a].data, *B = g->values[L->b].data, *w = g->values[L->w].data;
+    fl_gemm(true, false, r, (int)ld, m, 1.0f, B, r, dyc, (int)ld, 0.0f, u, (int)ld);
+    if (da || dbl)
+        s_gather_col(g, nd, q, 0, s0, nb, col);
+    if (da)
+        fl_gemm(false, true, r, k, (int)ld, L->scale, u, (int)ld, col, (int)ld, 1.0f, da, k);
+    if (dbl) {
+        fl_gemm(false, false, r, (int)ld, k, 1.0f, A, k, col, (int)ld, 0.0f, ac, (int)ld);
+        fl_gemm(false, true, m, r, (int)ld, L->scale, dyc, (int)ld, ac, (int)ld, 1.0f, dbl, r);
+    }
+    if (!g->values[nd->in[0]].needs_grad)
+        return;
+    fl_gemm(true, false, k, (int)ld, m, 1.0f, w, k, dyc, (int)ld, 0.0f, dcol, (int)ld);
+    fl_gemm(true, false, k, (int)ld, r, L->scale, A, k, u, (int)ld, 1.0f, dcol, (int)ld);
+    s_scatter_dcol(g, nd, q, t, 0, s0, nb, dcol);
 }
 
 /* Backward of samples [s0, s0 + nb): dY gathered into [out, nb*p]; dW += dY col^T, db += the
@@ -329,9 +404,8 @@ static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
     const float *w = fl_gv_data(g, nd->in[1], 0);
     float *dw = fl_gv_grad(g, nd->in[1], t, 0);
     float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
-    bool dx = g->values[nd->in[0]].needs_grad;
     int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg * q->groups;
-    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
+    size_t ld = nb * (size_t)p;
     float *col = g->scratch[t], *dcol = col + (size_t)k * ld, *dyc = dcol + (size_t)k * ld;
     for (size_t j = 0; j < nb; j++) {
         const float *dy = fl_gv_grad(g, nd->out, t, s0 + j);
@@ -344,34 +418,22 @@ static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
             sum += dyc[o * ld + i];
         db[o] += sum;
     }
+    const struct fl_glora *L = fl_lora_of(g, nd);
+    if (L) {
+        s_lora_bwd_chunk(g, nd, q, L, t, s0, nb, dyc);
+        return;
+    }
     for (int gi = 0; gi < q->groups; gi++) {
         const float *dyg = dyc + (size_t)gi * q->mg * ld, *wg = w + (size_t)gi * q->mg * k;
-        for (size_t j = 0; dw && j < nb; j++) {
-            const float *x = fl_gv_data(g, nd->in[0], s0 + j) + gi * xin;
-            if (q->direct)
-                for (int c = 0; c < k; c++)
-                    memcpy(col + c * ld + j * p, x + (size_t)c * p, (size_t)p * sizeof *col);
-            else
-                s_im2col(q, x, col + j * p, ld);
-        }
-        if (dw)
+        if (dw) {
+            s_gather_col(g, nd, q, gi, s0, nb, col);
             fl_gemm(false, true, q->mg, k, (int)ld, 1.0f, dyg, (int)ld, col, (int)ld, 1.0f,
                     dw + (size_t)gi * q->mg * k, k);
-        if (!dx)
+        }
+        if (!g->values[nd->in[0]].needs_grad)
             continue;
         fl_gemm(true, false, k, (int)ld, q->mg, 1.0f, wg, k, dyg, (int)ld, 0.0f, dcol, (int)ld);
-        for (size_t j = 0; j < nb; j++) {
-            float *dxs = fl_gv_grad(g, nd->in[0], t, s0 + j) + gi * xin;
-            if (!q->direct) {
-                s_col2im(q, dcol + j * p, dxs, ld);
-                continue;
-            }
-            for (int c = 0; c < k; c++) {
-                const float *src = dcol + c * ld + j * p;
-                for (int i = 0; i < p; i++)
-                    dxs[(size_t)c * p + i] += src[i];
-            }
-        }
+        s_scatter_dcol(g, nd, q, t, gi, s0, nb, dcol);
     }
 }
 
@@ -388,7 +450,7 @@ void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
                             db, fl_gv_grad(g, nd->in[0], t, s));
         return;
     }
-    size_t nb = s_chunk(nd, &q);
+    size_t nb = s_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
         s_conv_bwd_chunk(g, nd, &q, t, s, b1 - s < nb ? b1 - s : nb);
 }
