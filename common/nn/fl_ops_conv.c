@@ -1,7 +1,9 @@
-/* fl_ops_conv: the graph's windowed ops on NCHW values: Conv (stride, asymmetric padding,
- * dilation, groups; im2col + fl_gemm per sample and group, no im2col for a 1x1 stride-1
- * unpadded conv, direct loops for a depthwise conv), MaxPool, AveragePool and GlobalAveragePool. */
-#include "fl_graph_impl.h"
+/* fl_ops_conv: the graph's Conv on NCHW values (stride, asymmetric padding, dilation, groups)
+ * and the shape inference of every windowed op. A worker's samples go through in chunks, one
+ * im2col matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N); a 1x1
+ * stride-1 unpadded conv needs no im2col; a LoRA on a plain conv stays factored (W x + s B A x);
+ * a depthwise conv runs as direct loops over zero-padded planes. Pools: fl_ops_pool.c. */
+#include "fl_ops_window.h"
 
 #include "fl_error.h"
 #include "fl_linalg.h"
@@ -9,20 +11,7 @@
 #include <float.h>
 #include <string.h>
 
-/* Geometry of a windowed op on one sample. */
-struct s_geom {
-    int c, h, w;    /* input channels (per group for conv), height, width */
-    int kh, kw;     /* window */
-    int sh, sw;     /* stride */
-    int pt, pl;     /* padding before (top, left) */
-    int dh, dw;     /* dilation */
-    int oh, ow;     /* output height, width */
-    int groups, mg; /* conv groups, output channels per group */
-    bool direct;    /* 1x1, stride 1, no padding: the input is the col matrix */
-    bool depthwise; /* one input channel per group: direct loops beat a 1-row GEMM */
-};
-
-static void s_geom(const fl_graph_t *g, const struct fl_gnode *nd, struct s_geom *q)
+void fl_wgeom_of(const fl_graph_t *g, const struct fl_gnode *nd, struct fl_wgeom *q)
 {
     const struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
     memset(q, 0, sizeof *q);
@@ -83,6 +72,16 @@ static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh,
     return 0;
 }
 
+/* Rows and columns of a depthwise conv's zero-padded input plane: every tap of every output
+ * lands inside it. */
+static void s_padded(const struct fl_wgeom *q, int *ph, int *pw)
+{
+    int rows = (q->oh - 1) * q->sh + (q->kh - 1) * q->dh + 1;
+    int cols = (q->ow - 1) * q->sw + (q->kw - 1) * q->dw + 1;
+    *ph = rows > q->h + q->pt ? rows : q->h + q->pt;
+    *pw = cols > q->w + q->pl ? cols : q->w + q->pl;
+}
+
 /* Scratch floats a worker may use for a chunk of samples (the whole share of the batch when
  * it fits: one GEMM over the chunk amortises OpenBLAS's packing of the weight, which dominates
  * when a sample's output plane is small, as in the last stages of a CNN). */
@@ -99,10 +98,17 @@ static int s_lora_rank(const fl_graph_t *g, const struct fl_gnode *nd)
 
 /* Scratch floats per sample of a chunk: col and dcol [k, p], the gathered output or its
  * gradient [out, p], and a factored LoRA's A col and B^T dY [rank, p]. */
-static size_t s_chunk_floats(const struct s_geom *q, int rank)
+static size_t s_chunk_floats(const struct fl_wgeom *q, int rank)
 {
     size_t k = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * q->ow;
     return (2 * k + (size_t)q->mg * q->groups + 2 * (size_t)rank) * p;
+}
+
+/* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
+static size_t s_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+{
+    size_t nb = nd->scratch / s_chunk_floats(q, s_lora_rank(g, nd));
+    return nb < 1 ? 1 : nb;
 }
 
 int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
@@ -129,12 +135,14 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     int rc = s_window_infer(g, nd, (int)w->dims[0], (int)w->dims[2], (int)w->dims[3]);
     if (rc)
         return rc;
-    struct s_geom q;
-    s_geom(g, nd, &q);
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
     size_t per = s_chunk_floats(&q, s_lora_rank(g, nd)),
            workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
     size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
-    nd->scratch = q.depthwise ? 0 : per * (nb < 1 ? 1 : nb > share ? share : nb);
+    int ph, pw;
+    s_padded(&q, &ph, &pw);
+    nd->scratch = q.depthwise ? 2 * (size_t)ph * pw : per * (nb < 1 ? 1 : nb > share ? share : nb);
     return 0;
 }
 
@@ -146,7 +154,7 @@ int fl_pool_infer(fl_graph_t *g, struct fl_gnode *nd)
 
 /* Output columns [*o0, *o1) of a row whose input column ox * sw - pl + kj * dw is inside
  * [0, w). */
-static void s_valid_cols(const struct s_geom *q, int kj, int *o0, int *o1)
+static void s_valid_cols(const struct fl_wgeom *q, int kj, int *o0, int *o1)
 {
     int off = kj * q->dw - q->pl; /* ix = ox * sw + off */
     int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
@@ -156,7 +164,7 @@ static void s_valid_cols(const struct s_geom *q, int kj, int *o0, int *o1)
 }
 
 /* col [c*kh*kw, oh*ow] (rows ld floats apart) of one group's input planes x [c, h, w]. */
-static void s_im2col(const struct s_geom *q, const float *x, float *col, size_t ld)
+static void s_im2col(const struct fl_wgeom *q, const float *x, float *col, size_t ld)
 {
     for (int c = 0; c < q->c; c++)
         for (int ki = 0; ki < q->kh; ki++)
@@ -186,7 +194,7 @@ static void s_im2col(const struct s_geom *q, const float *x, float *col, size_t 
 }
 
 /* dx [c, h, w] += the scatter of dcol [c*kh*kw, oh*ow] (rows ld floats apart). */
-static void s_col2im(const struct s_geom *q, const float *dcol, float *dx, size_t ld)
+static void s_col2im(const struct fl_wgeom *q, const float *dcol, float *dx, size_t ld)
 {
     for (int c = 0; c < q->c; c++)
         for (int ki = 0; ki < q->kh; ki++)
@@ -206,84 +214,94 @@ static void s_col2im(const struct s_geom *q, const float *dcol, float *dx, size_
             }
 }
 
-/* Depthwise convolution of one sample, output channel by output channel, tap by tap: each tap
- * adds a weighted run of an input row to an output row over the columns where it lands inside
- * the input (no test per element, so the inner loop vectorises). */
-static void s_depthwise_fwd(const struct s_geom *q, const float *x, const float *w, const float *b,
-                            float *y)
+static void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, int ph, int pw)
 {
-    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
+    memset(buf, 0, (size_t)ph * pw * sizeof *buf);
+    for (int iy = 0; iy < q->h; iy++)
+        memcpy(buf + (size_t)(iy + q->pt) * pw + q->pl, x + (size_t)iy * q->w,
+               (size_t)q->w * sizeof *buf);
+}
+
+/* Depthwise convolution of one sample, channel by channel on a zero-padded copy of its input
+ * plane (buf), so that each tap adds a weighted input row to an output row with no bounds
+ * test: the inner loop runs over the output row and vectorises. */
+static void s_depthwise_fwd(const struct fl_wgeom *q, const float *x, const float *w,
+                            const float *b, float *y, float *buf)
+{
+    int ph, pw;
+    s_padded(q, &ph, &pw);
+    size_t plane = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
     for (int o = 0; o < q->groups * q->mg; o++) {
-        const float *xp = x + (size_t)(o / q->mg) * plane, *wk = w + (size_t)o * kk;
-        float *yp = y + (size_t)o * p;
-        for (size_t i = 0; i < p; i++)
-            yp[i] = b ? b[o] : 0.0f;
-        for (int ki = 0; ki < q->kh; ki++)
-            for (int kj = 0; kj < q->kw; kj++) {
-                int o0, o1, off = kj * q->dw - q->pl;
-                float wv = wk[ki * q->kw + kj];
-                s_valid_cols(q, kj, &o0, &o1);
-                for (int oy = 0; oy < q->oh; oy++) {
-                    int iy = oy * q->sh - q->pt + ki * q->dh;
-                    if (iy < 0 || iy >= q->h)
-                        continue;
-                    const float *restrict xr = xp + (size_t)iy * q->w;
-                    float *restrict yr = yp + (size_t)oy * q->ow;
+        const float *wk = w + (size_t)o * kk;
+        if (o % q->mg == 0)
+            s_pad_plane(q, x + (size_t)(o / q->mg) * plane, buf, ph, pw);
+        for (int oy = 0; oy < q->oh; oy++) {
+            float *restrict yr = y + ((size_t)o * q->oh + oy) * q->ow;
+            for (int ox = 0; ox < q->ow; ox++)
+                yr[ox] = b ? b[o] : 0.0f;
+            for (int ki = 0; ki < q->kh; ki++) {
+                const float *restrict xr = buf + (size_t)(oy * q->sh + ki * q->dh) * pw;
+                for (int kj = 0; kj < q->kw; kj++) {
+                    float wv = wk[ki * q->kw + kj];
+                    const float *restrict xt = xr + kj * q->dw;
                     if (q->sw == 1)
-                        for (int ox = o0; ox < o1; ox++)
-                            yr[ox] += wv * xr[ox + off];
+                        for (int ox = 0; ox < q->ow; ox++)
+                            yr[ox] += wv * xt[ox];
                     else
-                        for (int ox = o0; ox < o1; ox++)
-                            yr[ox] += wv * xr[ox * q->sw + off];
+                        for (int ox = 0; ox < q->ow; ox++)
+                            yr[ox] += wv * xt[ox * q->sw];
                 }
             }
+        }
     }
 }
 
-static void s_depthwise_bwd(const struct s_geom *q, const float *x, const float *w, const float *dy,
-                            float *dw, float *db, float *dx)
+/* dw, db and dx (each may be NULL) of one sample's depthwise conv; buf holds two padded planes
+ * (the input, the input's gradient). */
+static void s_depthwise_bwd(const struct fl_wgeom *q, const float *x, const float *w,
+                            const float *dy, float *dw, float *db, float *dx, float *buf)
 {
+    int ph, pw;
+    s_padded(q, &ph, &pw);
     size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
+    float *dbuf = buf + (size_t)ph * pw;
     for (int o = 0; o < q->groups * q->mg; o++) {
-        size_t xo = (size_t)(o / q->mg) * plane;
-        const float *xp = x + xo, *wk = w + (size_t)o * kk, *dyp = dy + (size_t)o * p;
+        const float *wk = w + (size_t)o * kk, *dyp = dy + (size_t)o * p;
         float sum = 0.0f;
         for (size_t i = 0; db && i < p; i++)
             sum += dyp[i];
         if (db)
             db[o] += sum;
-        for (int ki = 0; (dw || dx) && ki < q->kh; ki++)
+        if (dw && o % q->mg == 0)
+            s_pad_plane(q, x + (size_t)(o / q->mg) * plane, buf, ph, pw);
+        if (dx)
+            memset(dbuf, 0, (size_t)ph * pw * sizeof *dbuf);
+        for (int ki = 0; ki < q->kh; ki++)
             for (int kj = 0; kj < q->kw; kj++) {
-                int o0, o1, off = kj * q->dw - q->pl, sw = q->sw;
                 float wv = wk[ki * q->kw + kj], acc = 0.0f;
-                s_valid_cols(q, kj, &o0, &o1);
                 for (int oy = 0; oy < q->oh; oy++) {
-                    int iy = oy * q->sh - q->pt + ki * q->dh;
-                    if (iy < 0 || iy >= q->h)
-                        continue;
-                    const float *restrict dyr = dyp + (size_t)oy * q->ow;
-                    const float *restrict xr = xp + (size_t)iy * q->w;
-                    for (int ox = o0; dw && ox < o1; ox++)
-                        acc += dyr[ox] * xr[ox * sw + off];
-                    float *restrict dxr = dx ? dx + xo + (size_t)iy * q->w : NULL;
-                    for (int ox = o0; dxr && ox < o1; ox++)
-                        dxr[ox * sw + off] += wv * dyr[ox];
+                    size_t at = (size_t)(oy * q->sh + ki * q->dh) * pw + (size_t)kj * q->dw;
+                    const float *restrict dyr = dyp + (size_t)oy * q->ow, *xt = buf + at;
+                    float *restrict dxt = dbuf + at;
+                    for (int ox = 0; dw && ox < q->ow; ox++)
+                        acc += dyr[ox] * xt[ox * q->sw];
+                    for (int ox = 0; dx && ox < q->ow; ox++)
+                        dxt[ox * q->sw] += wv * dyr[ox];
                 }
                 if (dw)
                     dw[(size_t)o * kk + (size_t)ki * q->kw + kj] += acc;
             }
+        for (int iy = 0; dx && iy < q->h; iy++) {
+            float *restrict dr = dx + (size_t)(o / q->mg) * plane + (size_t)iy * q->w;
+            const float *restrict sr = dbuf + (size_t)(iy + q->pt) * pw + q->pl;
+            for (int ix = 0; ix < q->w; ix++)
+                dr[ix] += sr[ix];
+        }
     }
 }
 
-/* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
-static size_t s_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q)
-{
-    size_t nb = nd->scratch / s_chunk_floats(q, s_lora_rank(g, nd));
-    return nb < 1 ? 1 : nb;
-}
-
 /* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
-static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q, int gi,
+static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int gi,
                          size_t s0, size_t nb, float *col)
 {
     int k = q->c * q->kh * q->kw, p = q->oh * q->ow;
@@ -300,7 +318,7 @@ static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct 
 
 /* Forward of samples [s0, s0 + nb) as one GEMM per group: col [k, nb*p] (sample j in columns
  * j*p..), Y [out, nb*p] = W col, then each sample's planes get their columns and the bias. */
-static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q,
+static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                              float *scratch, size_t s0, size_t nb)
 {
     const struct fl_glora *L = fl_lora_of(g, nd);
@@ -333,13 +351,13 @@ static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
 
 void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
-    struct s_geom q;
-    s_geom(g, nd, &q);
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
     if (q.depthwise) {
         for (size_t s = b0; s < b1; s++)
             s_depthwise_fwd(&q, fl_gv_data(g, nd->in[0], s), fl_gv_data(g, nd->in[1], 0),
                             nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                            fl_gv_data(g, nd->out, s));
+                            fl_gv_data(g, nd->out, s), g->scratch[t]);
         return;
     }
     size_t nb = s_chunk(g, nd, &q);
@@ -348,8 +366,8 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
 }
 
 /* dx of group gi of samples [s0, s0 + nb) += the scatter of dcol [k, nb*p]. */
-static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q, int t,
-                           int gi, size_t s0, size_t nb, const float *dcol)
+static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                           int t, int gi, size_t s0, size_t nb, const float *dcol)
 {
     int k = q->c * q->kh * q->kw, p = q->oh * q->ow;
     size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
@@ -370,7 +388,7 @@ static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struc
 
 /* A factored LoRA's backward on a chunk (one group): with u = B^T dY and a = A col,
  * dA += s u col^T, dB += s dY a^T, dcol = W^T dY + s A^T u. */
-static void s_lora_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q,
+static void s_lora_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                              const struct fl_glora *L, int t, size_t s0, size_t nb,
                              const float *dyc)
 {
@@ -398,7 +416,7 @@ static void s_lora_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
 
 /* Backward of samples [s0, s0 + nb): dY gathered into [out, nb*p]; dW += dY col^T, db += the
  * rows of dY, dcol = W^T dY scattered back into each sample's dx. Only what is wanted. */
-static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct s_geom *q,
+static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                              int t, size_t s0, size_t nb)
 {
     const float *w = fl_gv_data(g, nd->in[1], 0);
@@ -439,153 +457,18 @@ static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
 
 void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
-    struct s_geom q;
-    s_geom(g, nd, &q);
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
     if (q.depthwise) {
         const float *w = fl_gv_data(g, nd->in[1], 0);
         float *dw = fl_gv_grad(g, nd->in[1], t, 0);
         float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
         for (size_t s = b0; s < b1; s++)
             s_depthwise_bwd(&q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw,
-                            db, fl_gv_grad(g, nd->in[0], t, s));
+                            db, fl_gv_grad(g, nd->in[0], t, s), g->scratch[t]);
         return;
     }
     size_t nb = s_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
         s_conv_bwd_chunk(g, nd, &q, t, s, b1 - s < nb ? b1 - s : nb);
-}
-
-/* Visit each output element of a pool: fn gets the plane, the output index and the window. */
-#define S_WINDOW_LOOP(q, ...)                                                                      \
-    for (int c = 0; c < (q).c; c++)                                                                \
-        for (int oy = 0; oy < (q).oh; oy++)                                                        \
-            for (int ox = 0; ox < (q).ow; ox++) {                                                  \
-                size_t o = ((size_t)c * (q).oh + oy) * (q).ow + ox;                                \
-                size_t base = (size_t)c * (q).h * (q).w;                                           \
-                int y0 = oy * (q).sh - (q).pt, x0 = ox * (q).sw - (q).pl;                          \
-                int ya = y0 < 0 ? 0 : y0, xa = x0 < 0 ? 0 : x0;                                    \
-                int yb = y0 + (q).kh > (q).h ? (q).h : y0 + (q).kh;                                \
-                int xb = x0 + (q).kw > (q).w ? (q).w : x0 + (q).kw;                                \
-                __VA_ARGS__                                                                        \
-            }
-
-void fl_maxpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    size_t per = g->values[nd->out].numel;
-    for (size_t s = b0; s < b1; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        int32_t *arg = nd->argmax + s * per;
-        S_WINDOW_LOOP(q, {
-            float best = -FLT_MAX;
-            int32_t at = (int32_t)(base + (size_t)ya * q.w + xa);
-            for (int iy = ya; iy < yb; iy++)
-                for (int ix = xa; ix < xb; ix++)
-                    if (x[base + (size_t)iy * q.w + ix] > best) {
-                        best = x[base + (size_t)iy * q.w + ix];
-                        at = (int32_t)(base + (size_t)iy * q.w + ix);
-                    }
-            y[o] = best;
-            arg[o] = at;
-        })
-    }
-}
-
-void fl_maxpool_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    size_t per = g->values[nd->out].numel;
-    for (size_t s = b0; s < b1; s++) {
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        const int32_t *arg = nd->argmax + s * per;
-        for (size_t o = 0; dx && o < per; o++)
-            dx[arg[o]] += dy[o];
-    }
-}
-
-/* Divisor of an average window: the whole window or the input cells it covers. */
-static float s_avg_div(const struct fl_gnode *nd, const struct s_geom *q, int ya, int yb, int xa,
-                       int xb)
-{
-    return nd->a.count_include_pad ? (float)(q->kh * q->kw) : (float)((yb - ya) * (xb - xa));
-}
-
-void fl_avgpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    for (size_t s = b0; s < b1; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        S_WINDOW_LOOP(q, {
-            float sum = 0;
-            for (int iy = ya; iy < yb; iy++)
-                for (int ix = xa; ix < xb; ix++)
-                    sum += x[base + (size_t)iy * q.w + ix];
-            y[o] = sum / s_avg_div(nd, &q, ya, yb, xa, xb);
-        })
-    }
-}
-
-void fl_avgpool_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    for (size_t s = b0; s < b1; s++) {
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        if (!dx)
-            continue;
-        S_WINDOW_LOOP(q, {
-            float d = dy[o] / s_avg_div(nd, &q, ya, yb, xa, xb);
-            for (int iy = ya; iy < yb; iy++)
-                for (int ix = xa; ix < xb; ix++)
-                    dx[base + (size_t)iy * q.w + ix] += d;
-        })
-    }
-}
-
-int fl_gap_infer(fl_graph_t *g, struct fl_gnode *nd)
-{
-    struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
-    char xs[64];
-    if (x->ndim != 3)
-        return fl_fail(FL_EMISMATCH, "graph: node '%s' (GlobalAveragePool) needs CxHxW, '%s' is %s",
-                       nd->name, x->name, fl_gv_shape_str(x, xs, sizeof xs));
-    y->ndim = 3;
-    y->dims[0] = x->dims[0];
-    y->dims[1] = y->dims[2] = 1;
-    y->numel = (size_t)x->dims[0];
-    return 0;
-}
-
-void fl_gap_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    const struct fl_gvalue *x = &g->values[nd->in[0]];
-    size_t c = (size_t)x->dims[0], hw = (size_t)(x->dims[1] * x->dims[2]);
-    for (size_t s = b0; s < b1; s++) {
-        const float *xs = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        for (size_t i = 0; i < c; i++) {
-            float sum = 0;
-            for (size_t j = 0; j < hw; j++)
-                sum += xs[i * hw + j];
-            y[i] = sum / (float)hw;
-        }
-    }
-}
-
-void fl_gap_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    const struct fl_gvalue *x = &g->values[nd->in[0]];
-    size_t c = (size_t)x->dims[0], hw = (size_t)(x->dims[1] * x->dims[2]);
-    for (size_t s = b0; s < b1; s++) {
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        for (size_t i = 0; dx && i < c; i++)
-            for (size_t j = 0; j < hw; j++)
-                dx[i * hw + j] += dy[i] / (float)hw;
-    }
 }
