@@ -100,6 +100,14 @@ Test(fl_graph, conv_depthwise_strided_asymmetric_padding)
     s_check_conv(&k, 3);
 }
 
+/* Output planes above 64 positions take the row-by-row depthwise kernel, smaller ones the
+ * channels-last one (the case above). */
+Test(fl_graph, conv_depthwise_large_plane_rows)
+{
+    struct s_conv_case k = {3, 12, 11, 3, 3, 3, 1, 1, {1, 0, 2, 1}, 1, 1, 3};
+    s_check_conv(&k, 9);
+}
+
 Test(fl_graph, conv_depthwise_multiplier_dilated)
 {
     struct s_conv_case k = {3, 6, 7, 6, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 2, 3};

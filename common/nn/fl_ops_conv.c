@@ -2,7 +2,7 @@
  * and the shape inference of every windowed op. A worker's samples go through in chunks, one
  * im2col matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N); a 1x1
  * stride-1 unpadded conv needs no im2col; a LoRA on a plain conv stays factored (W x + s B A x);
- * a depthwise conv runs as direct loops over zero-padded planes. Pools: fl_ops_pool.c. */
+ * depthwise convs: fl_ops_depthwise.c; pools: fl_ops_pool.c. */
 #include "fl_ops_window.h"
 
 #include "fl_error.h"
@@ -72,16 +72,6 @@ static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh,
     return 0;
 }
 
-/* Rows and columns of a depthwise conv's zero-padded input plane: every tap of every output
- * lands inside it. */
-static void s_padded(const struct fl_wgeom *q, int *ph, int *pw)
-{
-    int rows = (q->oh - 1) * q->sh + (q->kh - 1) * q->dh + 1;
-    int cols = (q->ow - 1) * q->sw + (q->kw - 1) * q->dw + 1;
-    *ph = rows > q->h + q->pt ? rows : q->h + q->pt;
-    *pw = cols > q->w + q->pl ? cols : q->w + q->pl;
-}
-
 /* Scratch floats a worker uses for a chunk of samples: one GEMM over a chunk amortises
  * OpenBLAS's packing of the weight, which dominates when a sample's output plane is small (the
  * last stages of a CNN); 1 MiB keeps the im2col matrix near the cache (measured on resnet18 and
@@ -141,9 +131,10 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     size_t per = s_chunk_floats(&q, s_lora_rank(g, nd)),
            workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
     size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
-    int ph, pw;
-    s_padded(&q, &ph, &pw);
-    nd->scratch = q.depthwise ? 2 * (size_t)ph * pw : per * (nb < 1 ? 1 : nb > share ? share : nb);
+    nd->scratch = q.depthwise ? fl_depthwise_scratch(&q)
+                              : per * (nb < 1       ? 1
+                                       : nb > share ? share
+                                                    : nb);
     return 0;
 }
 
@@ -217,92 +208,6 @@ static void s_col2im(const struct fl_wgeom *q, const float *dcol, float *dx, siz
             }
 }
 
-static void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, int ph, int pw)
-{
-    memset(buf, 0, (size_t)ph * pw * sizeof *buf);
-    for (int iy = 0; iy < q->h; iy++)
-        memcpy(buf + (size_t)(iy + q->pt) * pw + q->pl, x + (size_t)iy * q->w,
-               (size_t)q->w * sizeof *buf);
-}
-
-/* Depthwise convolution of one sample, channel by channel on a zero-padded copy of its input
- * plane (buf), so that each tap adds a weighted input row to an output row with no bounds
- * test: the inner loop runs over the output row and vectorises. */
-static void s_depthwise_fwd(const struct fl_wgeom *q, const float *x, const float *w,
-                            const float *b, float *y, float *buf)
-{
-    int ph, pw;
-    s_padded(q, &ph, &pw);
-    size_t plane = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
-    for (int o = 0; o < q->groups * q->mg; o++) {
-        const float *wk = w + (size_t)o * kk;
-        if (o % q->mg == 0)
-            s_pad_plane(q, x + (size_t)(o / q->mg) * plane, buf, ph, pw);
-        for (int oy = 0; oy < q->oh; oy++) {
-            float *restrict yr = y + ((size_t)o * q->oh + oy) * q->ow;
-            for (int ox = 0; ox < q->ow; ox++)
-                yr[ox] = b ? b[o] : 0.0f;
-            for (int ki = 0; ki < q->kh; ki++) {
-                const float *restrict xr = buf + (size_t)(oy * q->sh + ki * q->dh) * pw;
-                for (int kj = 0; kj < q->kw; kj++) {
-                    float wv = wk[ki * q->kw + kj];
-                    const float *restrict xt = xr + kj * q->dw;
-                    if (q->sw == 1)
-                        for (int ox = 0; ox < q->ow; ox++)
-                            yr[ox] += wv * xt[ox];
-                    else
-                        for (int ox = 0; ox < q->ow; ox++)
-                            yr[ox] += wv * xt[ox * q->sw];
-                }
-            }
-        }
-    }
-}
-
-/* dw, db and dx (each may be NULL) of one sample's depthwise conv; buf holds two padded planes
- * (the input, the input's gradient). */
-static void s_depthwise_bwd(const struct fl_wgeom *q, const float *x, const float *w,
-                            const float *dy, float *dw, float *db, float *dx, float *buf)
-{
-    int ph, pw;
-    s_padded(q, &ph, &pw);
-    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
-    float *dbuf = buf + (size_t)ph * pw;
-    for (int o = 0; o < q->groups * q->mg; o++) {
-        const float *wk = w + (size_t)o * kk, *dyp = dy + (size_t)o * p;
-        float sum = 0.0f;
-        for (size_t i = 0; db && i < p; i++)
-            sum += dyp[i];
-        if (db)
-            db[o] += sum;
-        if (dw && o % q->mg == 0)
-            s_pad_plane(q, x + (size_t)(o / q->mg) * plane, buf, ph, pw);
-        if (dx)
-            memset(dbuf, 0, (size_t)ph * pw * sizeof *dbuf);
-        for (int ki = 0; ki < q->kh; ki++)
-            for (int kj = 0; kj < q->kw; kj++) {
-                float wv = wk[ki * q->kw + kj], acc = 0.0f;
-                for (int oy = 0; oy < q->oh; oy++) {
-                    size_t at = (size_t)(oy * q->sh + ki * q->dh) * pw + (size_t)kj * q->dw;
-                    const float *restrict dyr = dyp + (size_t)oy * q->ow, *xt = buf + at;
-                    float *restrict dxt = dbuf + at;
-                    for (int ox = 0; dw && ox < q->ow; ox++)
-                        acc += dyr[ox] * xt[ox * q->sw];
-                    for (int ox = 0; dx && ox < q->ow; ox++)
-                        dxt[ox * q->sw] += wv * dyr[ox];
-                }
-                if (dw)
-                    dw[(size_t)o * kk + (size_t)ki * q->kw + kj] += acc;
-            }
-        for (int iy = 0; dx && iy < q->h; iy++) {
-            float *restrict dr = dx + (size_t)(o / q->mg) * plane + (size_t)iy * q->w;
-            const float *restrict sr = dbuf + (size_t)(iy + q->pt) * pw + q->pl;
-            for (int ix = 0; ix < q->w; ix++)
-                dr[ix] += sr[ix];
-        }
-    }
-}
-
 /* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
 static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int gi,
                          size_t s0, size_t nb, float *col)
@@ -357,10 +262,7 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
     struct fl_wgeom q;
     fl_wgeom_of(g, nd, &q);
     if (q.depthwise) {
-        for (size_t s = b0; s < b1; s++)
-            s_depthwise_fwd(&q, fl_gv_data(g, nd->in[0], s), fl_gv_data(g, nd->in[1], 0),
-                            nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                            fl_gv_data(g, nd->out, s), g->scratch[t]);
+        fl_depthwise_fwd(g, nd, &q, t, b0, b1);
         return;
     }
     size_t nb = s_chunk(g, nd, &q);
@@ -463,12 +365,7 @@ void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
     struct fl_wgeom q;
     fl_wgeom_of(g, nd, &q);
     if (q.depthwise) {
-        const float *w = fl_gv_data(g, nd->in[1], 0);
-        float *dw = fl_gv_grad(g, nd->in[1], t, 0);
-        float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
-        for (size_t s = b0; s < b1; s++)
-            s_depthwise_bwd(&q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw,
-                            db, fl_gv_grad(g, nd->in[0], t, s), g->scratch[t]);
+        fl_depthwise_bwd(g, nd, &q, t, b0, b1);
         return;
     }
     size_t nb = s_chunk(g, nd, &q);
