@@ -120,6 +120,35 @@ Test(fl_graph, conv_grouped_dilated)
     s_check_conv(&k, 5);
 }
 
+/* Taps that only ever read padding are dropped from the GEMMs (1x1 planes: the centre tap
+ * alone; 2x2 at stride 2: the first row and column never land inside). */
+Test(fl_graph, conv_dead_taps_match_reference_and_gradients)
+{
+    struct s_conv_case one = {3, 1, 1, 4, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1};
+    struct s_conv_case two = {3, 2, 2, 4, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1};
+    s_check_conv(&one, 10);
+    s_check_conv(&two, 11);
+    /* A frozen weight: the backward pass drops the dead taps too. */
+    struct fl_rng r;
+    fl_rng_seed(&r, 12);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {3, 2, 2};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "w", false, &r, 0.5, 4, 3, 3, 3);
+    s_param(g, "b", true, &r, 0.5, 4, 0, 0, 0);
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.stride[0] = a.stride[1] = 2;
+    a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = 1;
+    s_node(g, "conv", FL_OP_CONV, "x", "w", "b", "c", &a);
+    s_node(g, "sig", FL_OP_SIGMOID, "c", NULL, NULL, "y", NULL);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, 3, true), 0, "%s", fl_error_msg());
+    float x[3 * 12];
+    s_fill(x, 36, &r, 1);
+    s_gradcheck(g, x, 12, 3, 13);
+    fl_graph_destroy(&g);
+}
+
 Test(fl_graph, conv_pointwise_without_im2col)
 {
     struct s_conv_case k = {3, 4, 5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1};

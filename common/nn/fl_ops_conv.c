@@ -95,10 +95,146 @@ static size_t s_chunk_floats(const struct fl_wgeom *q, int rank)
     return (2 * k + (size_t)q->mg * q->groups + 2 * (size_t)rank) * p;
 }
 
+/* Output columns [*o0, *o1) of a row whose input column ox * sw - pl + kj * dw is inside
+ * [0, w). */
+static void s_valid_cols(const struct fl_wgeom *q, int kj, int *o0, int *o1)
+{
+    int off = kj * q->dw - q->pl; /* ix = ox * sw + off */
+    int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
+    int hi = q->w - off <= 0 ? 0 : (q->w - off + q->sw - 1) / q->sw;
+    *o0 = lo < q->ow ? lo : q->ow;
+    *o1 = hi < *o0 ? *o0 : hi > q->ow ? q->ow : hi;
+}
+
+/* The window taps a conv's col matrix holds: all of them, or (one group, a kernel of at most
+ * S_MAX_TAPS taps) only the live ones: a tap that lands in the padding for every output row or
+ * every output column contributes nothing (a 3x3 padded conv on a 1x1 or 2x2 plane, as in the
+ * last stage of a CNN on small images), so its rows of col and columns of W are dropped. */
+#define S_MAX_TAPS 64
+
+struct s_taps {
+    int n;               /* taps kept */
+    bool pruned;         /* some were dropped: idx lists the kept ones */
+    int idx[S_MAX_TAPS]; /* ki * kw + kj of each kept tap */
+};
+
+static void s_taps_of(const struct fl_wgeom *q, bool allow, struct s_taps *T)
+{
+    int kk = q->kh * q->kw;
+    T->n = kk;
+    T->pruned = false;
+    if (!allow || q->groups != 1 || kk > S_MAX_TAPS || q->direct)
+        return;
+    int n = 0;
+    for (int ki = 0; ki < q->kh; ki++) {
+        bool rows = false;
+        for (int oy = 0; oy < q->oh && !rows; oy++) {
+            int iy = oy * q->sh - q->pt + ki * q->dh;
+            rows = iy >= 0 && iy < q->h;
+        }
+        for (int kj = 0; kj < q->kw; kj++) {
+            int o0, o1;
+            s_valid_cols(q, kj, &o0, &o1);
+            if (rows && o0 < o1)
+                T->idx[n++] = ki * q->kw + kj;
+        }
+    }
+    T->pruned = n < kk;
+    T->n = n > 0 ? n : kk;
+    if (n == 0)
+        T->pruned = false;
+}
+
+/* dst [rows, c*T->n] = the kept taps' columns of src [rows, c*kh*kw]. */
+static void s_compact(const struct fl_wgeom *q, const struct s_taps *T, const float *src, int rows,
+                      float *dst)
+{
+    size_t kk = (size_t)q->kh * q->kw, kq = (size_t)q->c * T->n;
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (size_t c = 0; c < (size_t)q->c; c++)
+            for (int l = 0; l < T->n; l++)
+                dst[r * kq + c * T->n + l] = src[(r * q->c + c) * kk + T->idx[l]];
+}
+
+/* col [c*T->n, oh*ow] (rows ld floats apart) of one group's input planes x [c, h, w]. */
+static void s_im2col(const struct fl_wgeom *q, const struct s_taps *T, const float *restrict x,
+                     float *restrict col, size_t ld)
+{
+    for (int c = 0; c < q->c; c++)
+        for (int l = 0; l < T->n; l++) {
+            int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+            float *row = col + ((size_t)c * T->n + l) * ld;
+            const float *plane = x + (size_t)c * q->h * q->w;
+            int o0, o1, off = kj * q->dw - q->pl;
+            s_valid_cols(q, kj, &o0, &o1);
+            for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
+                int iy = oy * q->sh - q->pt + ki * q->dh;
+                if (iy < 0 || iy >= q->h || o0 == o1) {
+                    memset(row, 0, (size_t)q->ow * sizeof *row);
+                    continue;
+                }
+                const float *src = plane + (size_t)iy * q->w;
+                for (int ox = 0; ox < o0; ox++)
+                    row[ox] = 0.0f;
+                if (q->sw == 1) /* short rows: a loop beats a call to memcpy */
+                    for (int ox = o0; ox < o1; ox++)
+                        row[ox] = src[ox + off];
+                else
+                    for (int ox = o0; ox < o1; ox++)
+                        row[ox] = src[ox * q->sw + off];
+                for (int ox = o1; ox < q->ow; ox++)
+                    row[ox] = 0.0f;
+            }
+        }
+}
+
+/* dx [c, h, w] += the scatter of dcol [c*T->n, oh*ow] (rows ld floats apart). */
+static void s_col2im(const struct fl_wgeom *q, const struct s_taps *T, const float *dcol, float *dx,
+                     size_t ld)
+{
+    for (int c = 0; c < q->c; c++)
+        for (int l = 0; l < T->n; l++) {
+            int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+            const float *row = dcol + ((size_t)c * T->n + l) * ld;
+            float *plane = dx + (size_t)c * q->h * q->w;
+            int o0, o1, off = kj * q->dw - q->pl;
+            s_valid_cols(q, kj, &o0, &o1);
+            for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
+                int iy = oy * q->sh - q->pt + ki * q->dh;
+                if (iy < 0 || iy >= q->h)
+                    continue;
+                float *dst = plane + (size_t)iy * q->w;
+                for (int ox = o0; ox < o1; ox++)
+                    dst[ox * q->sw + off] += row[ox];
+            }
+        }
+}
+
+/* What a kernel call shares across its chunks: the taps, the weight (and a factored LoRA's A)
+ * as the GEMMs read them (compacted when taps were dropped), and the chunk's scratch. */
+struct s_ctx {
+    struct s_taps taps;       /* the col matrix's taps */
+    int k;                    /* rows of col: c * taps.n */
+    const float *w, *a;       /* W [out, k] and A [rank, k] as used */
+    const struct fl_glora *L; /* factored LoRA, or NULL */
+    float *dap;               /* [rank, k]: dA of the kept taps (pruned only) */
+    float *work;              /* chunk scratch */
+};
+
+/* Scratch floats before the chunk's: compacted W and A, and dA (see s_ctx). */
+static size_t s_fixed_floats(const struct fl_wgeom *q, int rank)
+{
+    struct s_taps T;
+    s_taps_of(q, true, &T);
+    size_t k = (size_t)q->c * q->kh * q->kw;
+    return T.pruned ? ((size_t)q->mg + 2 * (size_t)rank) * k : 0;
+}
+
 /* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
 static size_t s_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
-    size_t nb = nd->scratch / s_chunk_floats(q, s_lora_rank(g, nd));
+    int rank = s_lora_rank(g, nd);
+    size_t nb = (nd->scratch - s_fixed_floats(q, rank)) / s_chunk_floats(q, rank);
     return nb < 1 ? 1 : nb;
 }
 
@@ -132,9 +268,9 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
            workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
     size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
     nd->scratch = q.depthwise ? fl_depthwise_scratch(&q)
-                              : per * (nb < 1       ? 1
-                                       : nb > share ? share
-                                                    : nb);
+                              : s_fixed_floats(&q, s_lora_rank(g, nd)) + per * (nb < 1       ? 1
+                                                                                : nb > share ? share
+                                                                                             : nb);
     return 0;
 }
 
@@ -144,75 +280,35 @@ int fl_pool_infer(fl_graph_t *g, struct fl_gnode *nd)
                           nd->a.kernel[1]);
 }
 
-/* Output columns [*o0, *o1) of a row whose input column ox * sw - pl + kj * dw is inside
- * [0, w). */
-static void s_valid_cols(const struct fl_wgeom *q, int kj, int *o0, int *o1)
+static void s_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                       bool allow_prune, struct s_ctx *x)
 {
-    int off = kj * q->dw - q->pl; /* ix = ox * sw + off */
-    int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
-    int hi = q->w - off <= 0 ? 0 : (q->w - off + q->sw - 1) / q->sw;
-    *o0 = lo < q->ow ? lo : q->ow;
-    *o1 = hi < *o0 ? *o0 : hi > q->ow ? q->ow : hi;
-}
-
-/* col [c*kh*kw, oh*ow] (rows ld floats apart) of one group's input planes x [c, h, w]. */
-static void s_im2col(const struct fl_wgeom *q, const float *restrict x, float *restrict col,
-                     size_t ld)
-{
-    for (int c = 0; c < q->c; c++)
-        for (int ki = 0; ki < q->kh; ki++)
-            for (int kj = 0; kj < q->kw; kj++) {
-                float *row = col + (((size_t)c * q->kh + ki) * q->kw + kj) * ld;
-                const float *plane = x + (size_t)c * q->h * q->w;
-                int o0, o1, off = kj * q->dw - q->pl;
-                s_valid_cols(q, kj, &o0, &o1);
-                for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
-                    int iy = oy * q->sh - q->pt + ki * q->dh;
-                    if (iy < 0 || iy >= q->h || o0 == o1) {
-                        memset(row, 0, (size_t)q->ow * sizeof *row);
-                        continue;
-                    }
-                    const float *src = plane + (size_t)iy * q->w;
-                    for (int ox = 0; ox < o0; ox++)
-                        row[ox] = 0.0f;
-                    if (q->sw == 1) /* short rows: a loop beats a call to memcpy */
-                        for (int ox = o0; ox < o1; ox++)
-                            row[ox] = src[ox + off];
-                    else
-                        for (int ox = o0; ox < o1; ox++)
-                            row[ox] = src[ox * q->sw + off];
-                    for (int ox = o1; ox < q->ow; ox++)
-                        row[ox] = 0.0f;
-                }
-            }
-}
-
-/* dx [c, h, w] += the scatter of dcol [c*kh*kw, oh*ow] (rows ld floats apart). */
-static void s_col2im(const struct fl_wgeom *q, const float *dcol, float *dx, size_t ld)
-{
-    for (int c = 0; c < q->c; c++)
-        for (int ki = 0; ki < q->kh; ki++)
-            for (int kj = 0; kj < q->kw; kj++) {
-                const float *row = dcol + (((size_t)c * q->kh + ki) * q->kw + kj) * ld;
-                float *plane = dx + (size_t)c * q->h * q->w;
-                int o0, o1, off = kj * q->dw - q->pl;
-                s_valid_cols(q, kj, &o0, &o1);
-                for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
-                    int iy = oy * q->sh - q->pt + ki * q->dh;
-                    if (iy < 0 || iy >= q->h)
-                        continue;
-                    float *dst = plane + (size_t)iy * q->w;
-                    for (int ox = o0; ox < o1; ox++)
-                        dst[ox * q->sw + off] += row[ox];
-                }
-            }
+    x->L = fl_lora_of(g, nd);
+    x->w = fl_gv_data(g, x->L ? x->L->w : nd->in[1], 0);
+    x->a = x->L ? g->values[x->L->a].data : NULL;
+    s_taps_of(q, allow_prune, &x->taps);
+    x->k = q->c * x->taps.n;
+    int r = x->L ? x->L->rank : 0;
+    size_t kfull = (size_t)q->c * q->kh * q->kw, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
+    float *base = g->scratch[t];
+    x->work = base + fixed;
+    x->dap = NULL;
+    if (!x->taps.pruned)
+        return;
+    s_compact(q, &x->taps, x->w, q->mg, base);
+    x->w = base;
+    if (x->L) {
+        s_compact(q, &x->taps, x->a, r, base + (size_t)q->mg * kfull);
+        x->a = base + (size_t)q->mg * kfull;
+        x->dap = base + ((size_t)q->mg + (size_t)r) * kfull;
+    }
 }
 
 /* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
-static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int gi,
-                         size_t s0, size_t nb, float *col)
+static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                         const struct s_taps *T, int gi, size_t s0, size_t nb, float *col)
 {
-    int k = q->c * q->kh * q->kw, p = q->oh * q->ow;
+    int k = q->c * T->n, p = q->oh * q->ow;
     size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
     for (size_t j = 0; j < nb; j++) {
         const float *x = fl_gv_data(g, nd->in[0], s0 + j) + gi * xin;
@@ -220,31 +316,30 @@ static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct 
             for (int c = 0; c < k; c++)
                 memcpy(col + c * ld + j * p, x + (size_t)c * p, (size_t)p * sizeof *col);
         else
-            s_im2col(q, x, col + j * p, ld);
+            s_im2col(q, T, x, col + j * p, ld);
     }
 }
 
 /* Forward of samples [s0, s0 + nb) as one GEMM per group: col [k, nb*p] (sample j in columns
- * j*p..), Y [out, nb*p] = W col, then each sample's planes get their columns and the bias. */
+ * j*p..), Y [out, nb*p] = W col (+ s B (A col)), then each sample's planes get their columns
+ * and the bias. */
 static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                             float *scratch, size_t s0, size_t nb)
+                             const struct s_ctx *x, size_t s0, size_t nb)
 {
-    const struct fl_glora *L = fl_lora_of(g, nd);
-    const float *w = fl_gv_data(g, L ? L->w : nd->in[1], 0);
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
-    int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg * q->groups;
+    int k = x->k, p = q->oh * q->ow, m = q->mg * q->groups;
     size_t ld = nb * (size_t)p;
-    float *col = scratch, *yc = scratch + 2 * (size_t)k * ld, *ac = yc + (size_t)m * ld;
+    float *col = x->work, *yc = col + 2 * (size_t)k * ld, *ac = yc + (size_t)m * ld;
     for (int gi = 0; gi < q->groups; gi++) {
-        s_gather_col(g, nd, q, gi, s0, nb, col);
-        fl_gemm(false, false, q->mg, (int)ld, k, 1.0f, w + (size_t)gi * q->mg * k, k, col, (int)ld,
-                0.0f, yc + (size_t)gi * q->mg * ld, (int)ld);
+        s_gather_col(g, nd, q, &x->taps, gi, s0, nb, col);
+        fl_gemm(false, false, q->mg, (int)ld, k, 1.0f, x->w + (size_t)gi * q->mg * k, k, col,
+                (int)ld, 0.0f, yc + (size_t)gi * q->mg * ld, (int)ld);
     }
-    if (L) { /* one group: Y += s B (A col) */
-        fl_gemm(false, false, L->rank, (int)ld, k, 1.0f, g->values[L->a].data, k, col, (int)ld,
-                0.0f, ac, (int)ld);
-        fl_gemm(false, false, m, (int)ld, L->rank, L->scale, g->values[L->b].data, L->rank, ac,
-                (int)ld, 1.0f, yc, (int)ld);
+    if (x->L) { /* one group */
+        fl_gemm(false, false, x->L->rank, (int)ld, k, 1.0f, x->a, k, col, (int)ld, 0.0f, ac,
+                (int)ld);
+        fl_gemm(false, false, m, (int)ld, x->L->rank, x->L->scale, g->values[x->L->b].data,
+                x->L->rank, ac, (int)ld, 1.0f, yc, (int)ld);
     }
     for (size_t j = 0; j < nb; j++) {
         float *y = fl_gv_data(g, nd->out, s0 + j);
@@ -265,21 +360,24 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         fl_depthwise_fwd(g, nd, &q, t, b0, b1);
         return;
     }
+    struct s_ctx x;
+    s_ctx_init(g, nd, &q, t, true, &x);
     size_t nb = s_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
-        s_conv_fwd_chunk(g, nd, &q, g->scratch[t], s, b1 - s < nb ? b1 - s : nb);
+        s_conv_fwd_chunk(g, nd, &q, &x, s, b1 - s < nb ? b1 - s : nb);
 }
 
 /* dx of group gi of samples [s0, s0 + nb) += the scatter of dcol [k, nb*p]. */
 static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                           int t, int gi, size_t s0, size_t nb, const float *dcol)
+                           const struct s_taps *T, int t, int gi, size_t s0, size_t nb,
+                           const float *dcol)
 {
-    int k = q->c * q->kh * q->kw, p = q->oh * q->ow;
+    int k = q->c * T->n, p = q->oh * q->ow;
     size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
     for (size_t j = 0; j < nb; j++) {
         float *dxs = fl_gv_grad(g, nd->in[0], t, s0 + j) + gi * xin;
         if (!q->direct) {
-            s_col2im(q, dcol + j * p, dxs, ld);
+            s_col2im(q, T, dcol + j * p, dxs, ld);
             continue;
         }
         for (int c = 0; c < k; c++) {
@@ -294,42 +392,48 @@ static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struc
 /* A factored LoRA's backward on a chunk (one group): with u = B^T dY and a = A col,
  * dA += s u col^T, dB += s dY a^T, dcol = W^T dY + s A^T u. */
 static void s_lora_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                             const struct fl_glora *L, int t, size_t s0, size_t nb,
-                             const float *dyc)
+                             const struct s_ctx *x, int t, size_t s0, size_t nb, const float *dyc)
 {
-    int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg, r = L->rank;
+    const struct fl_glora *L = x->L;
+    int k = x->k, p = q->oh * q->ow, m = q->mg, r = L->rank;
     size_t ld = nb * (size_t)p;
-    float *col = g->scratch[t], *dcol = col + (size_t)k * ld, *u = dcol + (size_t)(k + m) * ld;
+    float *col = x->work, *dcol = col + (size_t)k * ld, *u = dcol + (size_t)(k + m) * ld;
     float *ac = u + (size_t)r * ld, *da = fl_gv_grad(g, L->a, t, 0);
     float *dbl = fl_gv_grad(g, L->b, t, 0);
-    const float *A = g->values[L->a].data, *B = g->values[L->b].data, *w = g->values[L->w].data;
+    const float *B = g->values[L->b].data;
     fl_gemm(true, false, r, (int)ld, m, 1.0f, B, r, dyc, (int)ld, 0.0f, u, (int)ld);
     if (da || dbl)
-        s_gather_col(g, nd, q, 0, s0, nb, col);
-    if (da)
+        s_gather_col(g, nd, q, &x->taps, 0, s0, nb, col);
+    if (da && !x->dap)
         fl_gemm(false, true, r, k, (int)ld, L->scale, u, (int)ld, col, (int)ld, 1.0f, da, k);
+    if (da && x->dap) { /* the kept taps' columns, then into dA's */
+        fl_gemm(false, true, r, k, (int)ld, L->scale, u, (int)ld, col, (int)ld, 0.0f, x->dap, k);
+        size_t kk = (size_t)q->kh * q->kw;
+        for (size_t i = 0; i < (size_t)r * q->c; i++)
+            for (int l = 0; l < x->taps.n; l++)
+                da[i * kk + x->taps.idx[l]] += x->dap[i * x->taps.n + l];
+    }
     if (dbl) {
-        fl_gemm(false, false, r, (int)ld, k, 1.0f, A, k, col, (int)ld, 0.0f, ac, (int)ld);
+        fl_gemm(false, false, r, (int)ld, k, 1.0f, x->a, k, col, (int)ld, 0.0f, ac, (int)ld);
         fl_gemm(false, true, m, r, (int)ld, L->scale, dyc, (int)ld, ac, (int)ld, 1.0f, dbl, r);
     }
     if (!g->values[nd->in[0]].needs_grad)
         return;
-    fl_gemm(true, false, k, (int)ld, m, 1.0f, w, k, dyc, (int)ld, 0.0f, dcol, (int)ld);
-    fl_gemm(true, false, k, (int)ld, r, L->scale, A, k, u, (int)ld, 1.0f, dcol, (int)ld);
-    s_scatter_dcol(g, nd, q, t, 0, s0, nb, dcol);
+    fl_gemm(true, false, k, (int)ld, m, 1.0f, x->w, k, dyc, (int)ld, 0.0f, dcol, (int)ld);
+    fl_gemm(true, false, k, (int)ld, r, L->scale, x->a, k, u, (int)ld, 1.0f, dcol, (int)ld);
+    s_scatter_dcol(g, nd, q, &x->taps, t, 0, s0, nb, dcol);
 }
 
 /* Backward of samples [s0, s0 + nb): dY gathered into [out, nb*p]; dW += dY col^T, db += the
  * rows of dY, dcol = W^T dY scattered back into each sample's dx. Only what is wanted. */
 static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                             int t, size_t s0, size_t nb)
+                             const struct s_ctx *x, int t, size_t s0, size_t nb)
 {
-    const float *w = fl_gv_data(g, nd->in[1], 0);
     float *dw = fl_gv_grad(g, nd->in[1], t, 0);
     float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
-    int k = q->c * q->kh * q->kw, p = q->oh * q->ow, m = q->mg * q->groups;
+    int k = x->k, p = q->oh * q->ow, m = q->mg * q->groups;
     size_t ld = nb * (size_t)p;
-    float *col = g->scratch[t], *dcol = col + (size_t)k * ld, *dyc = dcol + (size_t)k * ld;
+    float *col = x->work, *dcol = col + (size_t)k * ld, *dyc = dcol + (size_t)k * ld;
     for (size_t j = 0; j < nb; j++) {
         const float *dy = fl_gv_grad(g, nd->out, t, s0 + j);
         for (int o = 0; o < m; o++)
@@ -341,22 +445,21 @@ static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
             sum += dyc[o * ld + i];
         db[o] += sum;
     }
-    const struct fl_glora *L = fl_lora_of(g, nd);
-    if (L) {
-        s_lora_bwd_chunk(g, nd, q, L, t, s0, nb, dyc);
+    if (x->L) {
+        s_lora_bwd_chunk(g, nd, q, x, t, s0, nb, dyc);
         return;
     }
     for (int gi = 0; gi < q->groups; gi++) {
-        const float *dyg = dyc + (size_t)gi * q->mg * ld, *wg = w + (size_t)gi * q->mg * k;
+        const float *dyg = dyc + (size_t)gi * q->mg * ld, *wg = x->w + (size_t)gi * q->mg * k;
         if (dw) {
-            s_gather_col(g, nd, q, gi, s0, nb, col);
+            s_gather_col(g, nd, q, &x->taps, gi, s0, nb, col);
             fl_gemm(false, true, q->mg, k, (int)ld, 1.0f, dyg, (int)ld, col, (int)ld, 1.0f,
                     dw + (size_t)gi * q->mg * k, k);
         }
         if (!g->values[nd->in[0]].needs_grad)
             continue;
         fl_gemm(true, false, k, (int)ld, q->mg, 1.0f, wg, k, dyg, (int)ld, 0.0f, dcol, (int)ld);
-        s_scatter_dcol(g, nd, q, t, gi, s0, nb, dcol);
+        s_scatter_dcol(g, nd, q, &x->taps, t, gi, s0, nb, dcol);
     }
 }
 
@@ -368,7 +471,9 @@ void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         fl_depthwise_bwd(g, nd, &q, t, b0, b1);
         return;
     }
+    struct s_ctx x; /* a weight gradient needs every tap's columns */
+    s_ctx_init(g, nd, &q, t, !g->values[nd->in[1]].needs_grad, &x);
     size_t nb = s_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
-        s_conv_bwd_chunk(g, nd, &q, t, s, b1 - s < nb ? b1 - s : nb);
+        s_conv_bwd_chunk(g, nd, &q, &x, t, s, b1 - s < nb ? b1 - s : nb);
 }
