@@ -6,6 +6,7 @@
 
 #include "fl_error.h"
 #include "fl_graph.h"
+#include "fl_pool.h"
 #include "fl_rng.h"
 
 #include <math.h>
@@ -99,6 +100,14 @@ Test(fl_graph, conv_depthwise_strided_asymmetric_padding)
     s_check_conv(&k, 3);
 }
 
+/* Output planes above 64 positions take the row-by-row depthwise kernel, smaller ones the
+ * channels-last one (the case above). */
+Test(fl_graph, conv_depthwise_large_plane_rows)
+{
+    struct s_conv_case k = {3, 12, 11, 3, 3, 3, 1, 1, {1, 0, 2, 1}, 1, 1, 3};
+    s_check_conv(&k, 9);
+}
+
 Test(fl_graph, conv_depthwise_multiplier_dilated)
 {
     struct s_conv_case k = {3, 6, 7, 6, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 2, 3};
@@ -111,10 +120,110 @@ Test(fl_graph, conv_grouped_dilated)
     s_check_conv(&k, 5);
 }
 
+/* Taps that only ever read padding are dropped from the GEMMs (1x1 planes: the centre tap
+ * alone; 2x2 at stride 2: the first row and column never land inside). */
+Test(fl_graph, conv_dead_taps_match_reference_and_gradients)
+{
+    struct s_conv_case one = {3, 1, 1, 4, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1};
+    struct s_conv_case two = {3, 2, 2, 4, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1};
+    s_check_conv(&one, 10);
+    s_check_conv(&two, 11);
+    /* A frozen weight: the backward pass drops the dead taps too. */
+    struct fl_rng r;
+    fl_rng_seed(&r, 12);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {3, 2, 2};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "w", false, &r, 0.5, 4, 3, 3, 3);
+    s_param(g, "b", true, &r, 0.5, 4, 0, 0, 0);
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.stride[0] = a.stride[1] = 2;
+    a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = 1;
+    s_node(g, "conv", FL_OP_CONV, "x", "w", "b", "c", &a);
+    s_node(g, "sig", FL_OP_SIGMOID, "c", NULL, NULL, "y", NULL);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, 3, true), 0, "%s", fl_error_msg());
+    float x[3 * 12];
+    s_fill(x, 36, &r, 1);
+    s_gradcheck(g, x, 12, 3, 13);
+    fl_graph_destroy(&g);
+}
+
 Test(fl_graph, conv_pointwise_without_im2col)
 {
     struct s_conv_case k = {3, 4, 5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1};
     s_check_conv(&k, 6);
+}
+
+/* The gradients of L = <conv(x), r> by plain loops: dw and dx accumulate over one sample. */
+static void s_conv_ref_grads(const struct s_conv_case *k, const float *x, const float *wt,
+                             const float *r, int oh, int ow, double *dw, double *dx)
+{
+    int cg = k->c / k->group, mg = k->m / k->group;
+    for (int o = 0; o < k->m; o++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int ci = 0; ci < cg; ci++)
+                    for (int ki = 0; ki < k->kh; ki++)
+                        for (int kj = 0; kj < k->kw; kj++) {
+                            int iy = oy * k->sh - k->pads[0] + ki * k->dh;
+                            int ix = ox * k->sw - k->pads[1] + kj * k->dw;
+                            if (iy < 0 || iy >= k->h || ix < 0 || ix >= k->w)
+                                continue;
+                            int xi = (((o / mg) * cg + ci) * k->h + iy) * k->w + ix;
+                            int wi = ((o * cg + ci) * k->kh + ki) * k->kw + kj;
+                            double d = r[(o * oh + oy) * ow + ox];
+                            dw[wi] += d * x[xi];
+                            dx[xi] += d * wt[wi];
+                        }
+}
+
+/* Planes big enough that a worker's share of the batch runs as several chunks (one sample per
+ * im2col GEMM), on a pool of two: values and gradients against plain loops. */
+Test(fl_graph, conv_large_chunked_matches_reference)
+{
+    struct s_conv_case k = {16, 30, 28, 8, 3, 3, 1, 2, {1, 1, 1, 0}, 1, 1, 1};
+    const int n = 5, oh = 30, ow = 14;
+    struct fl_rng r;
+    fl_rng_seed(&r, 7);
+    fl_pool_t *pool = fl_pool_new(2);
+    fl_graph_t *g = fl_graph_new(pool);
+    int64_t in[3] = {k.c, k.h, k.w};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "w", true, &r, 0.2, k.m, k.c, k.kh, k.kw);
+    s_param(g, "b", true, &r, 0.2, k.m, 0, 0, 0);
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.stride[1] = 2;
+    memcpy(a.pads, k.pads, sizeof a.pads);
+    s_node(g, "conv", FL_OP_CONV, "x", "w", "b", "y", &a);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, n, true), 0, "%s", fl_error_msg());
+    size_t nin = (size_t)k.c * k.h * k.w, nout = (size_t)k.m * oh * ow, nw = (size_t)k.m * k.c * 9;
+    float *x = malloc(n * nin * sizeof *x), *ref = malloc(nout * sizeof *ref);
+    float *dy = malloc(n * nout * sizeof *dy);
+    double *dw = calloc(nw, sizeof *dw), *dx = calloc(n * nin, sizeof *dx);
+    s_fill(x, n * nin, &r, 1);
+    s_fill(dy, n * nout, &r, 1);
+    cr_assert_eq(fl_graph_forward(g, x, n), 0);
+    cr_assert_eq(fl_graph_backward(g, dy), 0);
+    const float *w = fl_graph_param(g, "w", NULL), *y = fl_graph_output(g, NULL);
+    for (int s = 0; s < n; s++) {
+        s_conv_ref(&k, x + s * nin, w, fl_graph_param(g, "b", NULL), oh, ow, ref);
+        for (size_t i = 0; i < nout; i++)
+            cr_assert_float_eq(y[s * nout + i], ref[i], 1e-4, "sample %d [%zu]", s, i);
+        s_conv_ref_grads(&k, x + s * nin, w, dy + s * nout, oh, ow, dw, dx + s * nin);
+    }
+    for (size_t i = 0; i < nw; i++)
+        cr_assert_float_eq(fl_graph_grad(g, "w")[i], dw[i], 1e-3 * (1 + fabs(dw[i])), "dw[%zu]", i);
+    for (size_t i = 0; i < n * nin; i++)
+        cr_assert_float_eq(fl_graph_input_grad(g)[i], dx[i], 1e-4, "dx[%zu]", i);
+    free(dx);
+    free(dw);
+    free(dy);
+    free(ref);
+    free(x);
+    fl_graph_destroy(&g);
+    fl_pool_destroy(&pool);
 }
 
 /* A graph x [in...] -> op -> y with the given parameters already added by build. */

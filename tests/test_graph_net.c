@@ -539,3 +539,106 @@ Test(fl_graph, building_errors_name_the_problem)
     cr_assert(strstr(fl_error_msg(), "rank 3 for a 2x2 weight"));
     fl_graph_destroy(&g);
 }
+
+/* The conv of s_factored_net: input 3 x h x w, 5 outputs, kh x kw, stride, padding. */
+struct s_fcase {
+    int h, w, kh, kw, stride, pads[4];
+};
+
+/* x [3,h,w] -> conv (one group) -> sigmoid -> gap -> flatten -> gemm [2]; LoRA on the conv,
+ * whose frozen weight lets the kernel keep the factors apart (W x + s B (A x)) instead of
+ * merging them. wdelta is added to the conv's weight. */
+static fl_graph_t *s_factored_net(const struct s_fcase *fc_, fl_pool_t *pool, const float *wdelta,
+                                  bool lora)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 180);
+    fl_graph_t *g = fl_graph_new(pool);
+    int64_t in[3] = {3, fc_->h, fc_->w};
+    int kw = 3 * fc_->kh * fc_->kw;
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "cw", false, &r, 0.4, 5, 3, fc_->kh, fc_->kw);
+    s_param(g, "cb", false, &r, 0.4, 5, 0, 0, 0);
+    s_param(g, "fw", true, &r, 0.4, 2, 5, 0, 0);
+    float *w = fl_graph_param(g, "cw", NULL);
+    for (int i = 0; wdelta && i < 5 * kw; i++)
+        w[i] += wdelta[i];
+    struct fl_op_attrs c = fl_op_attrs_default(), fc = fl_op_attrs_default();
+    c.stride[0] = c.stride[1] = fc_->stride;
+    memcpy(c.pads, fc_->pads, sizeof c.pads);
+    fc.trans_b = true;
+    s_node(g, "conv", FL_OP_CONV, "x", "cw", "cb", "c", &c);
+    s_node(g, "sig", FL_OP_SIGMOID, "c", NULL, NULL, "h", NULL);
+    s_node(g, "gap", FL_OP_GLOBALAVGPOOL, "h", NULL, NULL, "p", NULL);
+    s_node(g, "flat", FL_OP_FLATTEN, "p", NULL, NULL, "f", NULL);
+    s_node(g, "fc", FL_OP_GEMM, "f", "fw", NULL, "y", &fc);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    if (lora) {
+        cr_assert_eq(fl_graph_add_lora(g, "conv", 2, 3.0f, 4, true), 0, "%s", fl_error_msg());
+        float *b = fl_graph_param(g, "conv.lora_B", NULL);
+        fl_rng_seed(&r, 181);
+        s_fill(b, 10, &r, 0.5);
+    }
+    cr_assert_eq(fl_graph_plan(g, 5, true), 0, "%s", fl_error_msg());
+    return g;
+}
+
+/* The factored LoRA against the same conv with W + s B A merged by hand: values, input
+ * gradients, one worker against two, and finite differences. */
+static void s_check_factored(const struct s_fcase *fc)
+{
+    fl_pool_t *pool = fl_pool_new(2);
+    fl_graph_t *g = s_factored_net(fc, NULL, NULL, true),
+               *g2 = s_factored_net(fc, pool, NULL, true);
+    const float *a = fl_graph_param(g, "conv.lora_A", NULL);
+    const float *b = fl_graph_param(g, "conv.lora_B", NULL);
+    int kw = 3 * fc->kh * fc->kw, nin = 3 * fc->h * fc->w;
+    float delta[5 * 3 * 9];
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < kw; j++)
+            delta[i * kw + j] = 1.5f * (b[i * 2] * a[j] + b[i * 2 + 1] * a[kw + j]);
+    fl_graph_t *plain = s_factored_net(fc, NULL, delta, false);
+    struct fl_rng r;
+    fl_rng_seed(&r, 182);
+    float x[5 * 3 * 64], dout[10];
+    s_fill(x, (size_t)5 * nin, &r, 1);
+    s_fill(dout, 10, &r, 1);
+    cr_assert_eq(fl_graph_forward(g, x, 5), 0);
+    cr_assert_eq(fl_graph_forward(g2, x, 5), 0);
+    cr_assert_eq(fl_graph_forward(plain, x, 5), 0);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_float_eq(fl_graph_output(g, NULL)[i], fl_graph_output(plain, NULL)[i], 1e-5);
+        cr_assert_float_eq(fl_graph_output(g2, NULL)[i], fl_graph_output(plain, NULL)[i], 1e-5);
+    }
+    cr_assert_eq(fl_graph_backward(g, dout), 0);
+    cr_assert_eq(fl_graph_backward(g2, dout), 0);
+    cr_assert_eq(fl_graph_backward(plain, dout), 0);
+    for (int i = 0; i < 5 * nin; i++)
+        cr_assert_float_eq(fl_graph_input_grad(g2)[i], fl_graph_input_grad(plain)[i], 1e-5);
+    const char *pn[2] = {"conv.lora_A", "conv.lora_B"};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 2 * (k ? 5 : kw); i++)
+            cr_assert_float_eq(fl_graph_grad(g, pn[k])[i], fl_graph_grad(g2, pn[k])[i], 1e-5,
+                               "%s[%d], one worker vs two", pn[k], i);
+    s_gradcheck(g, x, (size_t)nin, 3, 183);
+    fl_graph_destroy(&plain);
+    fl_graph_destroy(&g2);
+    fl_graph_destroy(&g);
+    fl_pool_destroy(&pool);
+}
+
+Test(fl_graph, lora_on_plain_conv_factored_values_and_gradients)
+{
+    struct s_fcase fc = {7, 6, 2, 3, 2, {1, 2, 0, 1}};
+    s_check_factored(&fc);
+}
+
+/* A 3x3 padded conv on planes so small that some taps only ever read padding (1x1 input: the
+ * centre alone; 2x2 input at stride 2: the first row and column never): those taps' columns
+ * are dropped from the GEMMs, and A's gradient there stays zero. */
+Test(fl_graph, lora_on_conv_with_dead_taps)
+{
+    struct s_fcase one = {1, 1, 3, 3, 1, {1, 1, 1, 1}}, two = {2, 2, 3, 3, 2, {1, 1, 1, 1}};
+    s_check_factored(&one);
+    s_check_factored(&two);
+}

@@ -52,6 +52,32 @@ Test(fl_linalg, gemm_matches_reference_for_every_transpose)
     }
 }
 
+/* One column (n = 1, a matrix-vector product) inside wider matrices: strided B and C. */
+Test(fl_linalg, gemm_single_column_matches_reference)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 8);
+    const int m = 9, k = 6, ld = 4;
+    float a[9 * 9], b[9 * 4], c1[9 * 4], c2[9 * 4];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int zero = 0; zero < 2; zero++) {
+                s_fill(a, sizeof a / 4, &r, 1);
+                s_fill(b, sizeof b / 4, &r, 1);
+                s_fill(c1, sizeof c1 / 4, &r, 1);
+                if (zero)
+                    c1[0] = NAN;
+                memcpy(c2, c1, sizeof c1);
+                int lda = ta ? m : k, ldb = tb ? k : ld;
+                float beta = zero ? 0.0f : 0.25f;
+                fl_gemm(ta, tb, m, 1, k, 0.5f, a, lda, b, ldb, beta, c1, ld);
+                fl_gemm_ref(ta, tb, m, 1, k, 0.5f, a, lda, b, ldb, beta, c2, ld);
+                for (int i = 0; i < m * ld; i++)
+                    cr_assert(c1[i] == c2[i] || fabsf(c1[i] - c2[i]) < 1e-4f,
+                              "ta=%d tb=%d beta0=%d i=%d: %f vs %f", ta, tb, zero, i, c1[i], c2[i]);
+            }
+}
+
 Test(fl_linalg, colsum_adds_each_column)
 {
     float a[6] = {1, 2, 3, 4, 5, 6}, y[3] = {1, 1, 1};

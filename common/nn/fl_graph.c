@@ -363,6 +363,7 @@ static void s_mark_grads(fl_graph_t *g, bool input_grad)
             if (g->values[nd->in[i]].needs_grad)
                 g->values[nd->out].needs_grad = true;
     }
+    fl_lora_settle(g);
 }
 
 static int s_alloc(fl_graph_t *g)

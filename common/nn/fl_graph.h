@@ -6,11 +6,11 @@
  *
  * Layout. Activations are NCHW, row-major: [batch, channels, height, width] (a value of fewer
  * axes, e.g. after Flatten, is [batch, features]). NCHW because it is what ONNX files hold, so
- * weights and Flatten/Reshape/Concat keep ONNX's meaning with no permutation on import; per
- * sample a convolution is one GEMM W [out/g, in/g*kh*kw] x col [in/g*kh*kw, oh*ow] with the
- * weight as stored (a 1x1 convolution needs no im2col at all: the activation is already the
- * [in, h*w] matrix); per-channel work (BatchNorm, SE scaling, depthwise convolution, which
- * runs as direct loops) reads contiguous planes. Parameters are row-major in ONNX's shapes:
+ * weights and Flatten/Reshape/Concat keep ONNX's meaning with no permutation on import; a
+ * convolution is one GEMM W [out/g, in/g*kh*kw] x col [in/g*kh*kw, n*oh*ow] per chunk of
+ * samples with the weight as stored (a 1x1 convolution needs no im2col: each activation is
+ * already an [in, h*w] block); per-channel work (BatchNorm, SE scaling, depthwise convolution,
+ * which runs as direct loops) reads contiguous planes. Parameters are row-major in ONNX's shapes:
  *   Conv weight  [out, in/group, kh, kw], bias [out]
  *   Gemm         Y [n, out] = alpha * X [n, in] op(W) + beta * C; W [out, in] when trans_b
  *                (ONNX's usual form), else [in, out]; C [out] (or scalar)

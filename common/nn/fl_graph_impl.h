@@ -54,6 +54,9 @@ struct fl_glora {
     int w, weff, a, b;    /* value indices */
     int rows, cols, rank; /* matrix shapes */
     float scale;          /* alpha / rank */
+    bool factored;        /* W frozen, node a plain Conv: the kernel computes W x + s B (A x)
+                           * and A's and B's gradients itself; weff is neither merged nor
+                           * differentiated (set by fl_lora_settle) */
 };
 
 struct fl_graph {
@@ -118,6 +121,10 @@ const char *fl_gv_shape_str(const struct fl_gvalue *v, char *buf, size_t len);
  * gradient; merge every weff before a forward pass; turn weff's gradient into A's and B's
  * (and W's when trainable) after a backward pass. */
 void fl_lora_mark(fl_graph_t *g);
+/* After gradients are marked: choose the factored LoRAs (fl_glora.factored). */
+void fl_lora_settle(fl_graph_t *g);
+/* The factored LoRA whose weff node nd reads as its weight, or NULL. */
+const struct fl_glora *fl_lora_of(const fl_graph_t *g, const struct fl_gnode *nd);
 void fl_lora_merge_all(fl_graph_t *g);
 void fl_lora_backward_all(fl_graph_t *g);
 

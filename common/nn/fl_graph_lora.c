@@ -104,10 +104,43 @@ void fl_lora_mark(fl_graph_t *g)
     }
 }
 
+/* The node reading value v (a LoRA's weff has exactly one). */
+static const struct fl_gnode *s_reader(const fl_graph_t *g, int v)
+{
+    for (int n = 0; n < g->nnodes; n++)
+        if (g->nodes[n].nin > 1 && g->nodes[n].in[1] == v)
+            return &g->nodes[n];
+    return NULL;
+}
+
+/* A plain Conv (one group) with a frozen W never needs the merged weight: W x + s B (A x)
+ * costs rank (rows + cols) per output column instead of a rows x cols merge and a rows x cols
+ * weight gradient per step. */
+void fl_lora_settle(fl_graph_t *g)
+{
+    for (int i = 0; i < g->nloras; i++) {
+        struct fl_glora *L = &g->loras[i];
+        const struct fl_gnode *nd = s_reader(g, L->weff);
+        L->factored = nd && nd->op == FL_OP_CONV && nd->a.group == 1 && !g->values[L->w].needs_grad;
+        if (L->factored)
+            g->values[L->weff].needs_grad = false;
+    }
+}
+
+const struct fl_glora *fl_lora_of(const fl_graph_t *g, const struct fl_gnode *nd)
+{
+    for (int i = 0; nd->nin > 1 && i < g->nloras; i++)
+        if (g->loras[i].weff == nd->in[1] && g->loras[i].factored)
+            return &g->loras[i];
+    return NULL;
+}
+
 void fl_lora_merge_all(fl_graph_t *g)
 {
     for (int i = 0; i < g->nloras; i++) {
         const struct fl_glora *L = &g->loras[i];
+        if (L->factored)
+            continue;
         float *weff = g->values[L->weff].data;
         memcpy(weff, g->values[L->w].data, g->values[L->w].numel * sizeof(float));
         fl_gemm(false, false, L->rows, L->cols, L->rank, L->scale, g->values[L->b].data, L->rank,
@@ -120,7 +153,7 @@ void fl_lora_backward_all(fl_graph_t *g)
     for (int i = 0; i < g->nloras; i++) {
         const struct fl_glora *L = &g->loras[i];
         const float *dw = g->values[L->weff].grad;
-        if (!dw)
+        if (!dw || L->factored)
             continue;
         struct fl_gvalue *a = &g->values[L->a], *b = &g->values[L->b], *w = &g->values[L->w];
         /* weff = W + s B A: dA = s B^T dweff, dB = s dweff A^T, dW = dweff. */

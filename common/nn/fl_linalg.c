@@ -7,6 +7,13 @@
 void fl_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc)
 {
+    if (n == 1) { /* a matrix times a vector: sgemv reads A once, sgemm would pack it first */
+        for (int i = 0; beta == 0.0f && i < m; i++)
+            c[(size_t)i * ldc] = 0.0f; /* beta 0 ignores C, even a NaN in it */
+        cblas_sgemv(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_a ? k : m,
+                    trans_a ? m : k, alpha, a, lda, b, trans_b ? 1 : ldb, beta, c, ldc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

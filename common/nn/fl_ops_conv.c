@@ -1,7 +1,9 @@
-/* fl_ops_conv: the graph's windowed ops on NCHW values: Conv (stride, asymmetric padding,
- * dilation, groups; im2col + fl_gemm per sample and group, no im2col for a 1x1 stride-1
- * unpadded conv, direct loops for a depthwise conv), MaxPool, AveragePool and GlobalAveragePool. */
-#include "fl_graph_impl.h"
+/* fl_ops_conv: the graph's Conv on NCHW values (stride, asymmetric padding, dilation, groups)
+ * and the shape inference of every windowed op. A worker's samples go through in chunks, one
+ * im2col matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N); a 1x1
+ * stride-1 unpadded conv needs no im2col; a LoRA on a plain conv stays factored (W x + s B A x);
+ * depthwise convs: fl_ops_depthwise.c; pools: fl_ops_pool.c. */
+#include "fl_ops_window.h"
 
 #include "fl_error.h"
 #include "fl_linalg.h"
@@ -9,20 +11,7 @@
 #include <float.h>
 #include <string.h>
 
-/* Geometry of a windowed op on one sample. */
-struct s_geom {
-    int c, h, w;    /* input channels (per group for conv), height, width */
-    int kh, kw;     /* window */
-    int sh, sw;     /* stride */
-    int pt, pl;     /* padding before (top, left) */
-    int dh, dw;     /* dilation */
-    int oh, ow;     /* output height, width */
-    int groups, mg; /* conv groups, output channels per group */
-    bool direct;    /* 1x1, stride 1, no padding: the input is the col matrix */
-    bool depthwise; /* one input channel per group: direct loops beat a 1-row GEMM */
-};
-
-static void s_geom(const fl_graph_t *g, const struct fl_gnode *nd, struct s_geom *q)
+void fl_wgeom_of(const fl_graph_t *g, const struct fl_gnode *nd, struct fl_wgeom *q)
 {
     const struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
     memset(q, 0, sizeof *q);
@@ -83,6 +72,172 @@ static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh,
     return 0;
 }
 
+/* Scratch floats a worker uses for a chunk of samples: one GEMM over a chunk amortises
+ * OpenBLAS's packing of the weight, which dominates when a sample's output plane is small (the
+ * last stages of a CNN); 1 MiB keeps the im2col matrix near the cache (measured on resnet18 and
+ * mobilenet_v2 at 32x32 and 64x64, batch 32: 4 MiB and 16 MiB were slower, 256 and 512 KiB too). */
+#define S_CHUNK_FLOATS ((size_t)256 << 10)
+
+/* Rank of a LoRA on the node's weight (0 for none). */
+static int s_lora_rank(const fl_graph_t *g, const struct fl_gnode *nd)
+{
+    for (int i = 0; i < g->nloras; i++)
+        if (g->loras[i].weff == nd->in[1])
+            return g->loras[i].rank;
+    return 0;
+}
+
+/* Scratch floats per sample of a chunk: col and dcol [k, p], the gathered output or its
+ * gradient [out, p], and a factored LoRA's A col and B^T dY [rank, p]. */
+static size_t s_chunk_floats(const struct fl_wgeom *q, int rank)
+{
+    size_t k = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * q->ow;
+    return (2 * k + (size_t)q->mg * q->groups + 2 * (size_t)rank) * p;
+}
+
+/* Output columns [*o0, *o1) of a row whose input column ox * sw - pl + kj * dw is inside
+ * [0, w). */
+static void s_valid_cols(const struct fl_wgeom *q, int kj, int *o0, int *o1)
+{
+    int off = kj * q->dw - q->pl; /* ix = ox * sw + off */
+    int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
+    int hi = q->w - off <= 0 ? 0 : (q->w - off + q->sw - 1) / q->sw;
+    *o0 = lo < q->ow ? lo : q->ow;
+    *o1 = hi < *o0 ? *o0 : hi > q->ow ? q->ow : hi;
+}
+
+/* The window taps a conv's col matrix holds: all of them, or (one group, a kernel of at most
+ * S_MAX_TAPS taps) only the live ones: a tap that lands in the padding for every output row or
+ * every output column contributes nothing (a 3x3 padded conv on a 1x1 or 2x2 plane, as in the
+ * last stage of a CNN on small images), so its rows of col and columns of W are dropped. */
+#define S_MAX_TAPS 64
+
+struct s_taps {
+    int n;               /* taps kept */
+    bool pruned;         /* some were dropped: idx lists the kept ones */
+    int idx[S_MAX_TAPS]; /* ki * kw + kj of each kept tap */
+};
+
+static void s_taps_of(const struct fl_wgeom *q, bool allow, struct s_taps *T)
+{
+    int kk = q->kh * q->kw;
+    T->n = kk;
+    T->pruned = false;
+    if (!allow || q->groups != 1 || kk > S_MAX_TAPS || q->direct)
+        return;
+    int n = 0;
+    for (int ki = 0; ki < q->kh; ki++) {
+        bool rows = false;
+        for (int oy = 0; oy < q->oh && !rows; oy++) {
+            int iy = oy * q->sh - q->pt + ki * q->dh;
+            rows = iy >= 0 && iy < q->h;
+        }
+        for (int kj = 0; kj < q->kw; kj++) {
+            int o0, o1;
+            s_valid_cols(q, kj, &o0, &o1);
+            if (rows && o0 < o1)
+                T->idx[n++] = ki * q->kw + kj;
+        }
+    }
+    T->pruned = n < kk;
+    T->n = n > 0 ? n : kk;
+    if (n == 0)
+        T->pruned = false;
+}
+
+/* dst [rows, c*T->n] = the kept taps' columns of src [rows, c*kh*kw]. */
+static void s_compact(const struct fl_wgeom *q, const struct s_taps *T, const float *src, int rows,
+                      float *dst)
+{
+    size_t kk = (size_t)q->kh * q->kw, kq = (size_t)q->c * T->n;
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (size_t c = 0; c < (size_t)q->c; c++)
+            for (int l = 0; l < T->n; l++)
+                dst[r * kq + c * T->n + l] = src[(r * q->c + c) * kk + T->idx[l]];
+}
+
+/* col [c*T->n, oh*ow] (rows ld floats apart) of one group's input planes x [c, h, w]. */
+static void s_im2col(const struct fl_wgeom *q, const struct s_taps *T, const float *restrict x,
+                     float *restrict col, size_t ld)
+{
+    for (int c = 0; c < q->c; c++)
+        for (int l = 0; l < T->n; l++) {
+            int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+            float *row = col + ((size_t)c * T->n + l) * ld;
+            const float *plane = x + (size_t)c * q->h * q->w;
+            int o0, o1, off = kj * q->dw - q->pl;
+            s_valid_cols(q, kj, &o0, &o1);
+            for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
+                int iy = oy * q->sh - q->pt + ki * q->dh;
+                if (iy < 0 || iy >= q->h || o0 == o1) {
+                    memset(row, 0, (size_t)q->ow * sizeof *row);
+                    continue;
+                }
+                const float *src = plane + (size_t)iy * q->w;
+                for (int ox = 0; ox < o0; ox++)
+                    row[ox] = 0.0f;
+                if (q->sw == 1) /* short rows: a loop beats a call to memcpy */
+                    for (int ox = o0; ox < o1; ox++)
+                        row[ox] = src[ox + off];
+                else
+                    for (int ox = o0; ox < o1; ox++)
+                        row[ox] = src[ox * q->sw + off];
+                for (int ox = o1; ox < q->ow; ox++)
+                    row[ox] = 0.0f;
+            }
+        }
+}
+
+/* dx [c, h, w] += the scatter of dcol [c*T->n, oh*ow] (rows ld floats apart). */
+static void s_col2im(const struct fl_wgeom *q, const struct s_taps *T, const float *dcol, float *dx,
+                     size_t ld)
+{
+    for (int c = 0; c < q->c; c++)
+        for (int l = 0; l < T->n; l++) {
+            int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+            const float *row = dcol + ((size_t)c * T->n + l) * ld;
+            float *plane = dx + (size_t)c * q->h * q->w;
+            int o0, o1, off = kj * q->dw - q->pl;
+            s_valid_cols(q, kj, &o0, &o1);
+            for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
+                int iy = oy * q->sh - q->pt + ki * q->dh;
+                if (iy < 0 || iy >= q->h)
+                    continue;
+                float *dst = plane + (size_t)iy * q->w;
+                for (int ox = o0; ox < o1; ox++)
+                    dst[ox * q->sw + off] += row[ox];
+            }
+        }
+}
+
+/* What a kernel call shares across its chunks: the taps, the weight (and a factored LoRA's A)
+ * as the GEMMs read them (compacted when taps were dropped), and the chunk's scratch. */
+struct s_ctx {
+    struct s_taps taps;       /* the col matrix's taps */
+    int k;                    /* rows of col: c * taps.n */
+    const float *w, *a;       /* W [out, k] and A [rank, k] as used */
+    const struct fl_glora *L; /* factored LoRA, or NULL */
+    float *dap;               /* [rank, k]: dA of the kept taps (pruned only) */
+    float *work;              /* chunk scratch */
+};
+
+/* Scratch floats before the chunk's: compacted W and A, and dA (see s_ctx). */
+static size_t s_fixed_floats(const struct fl_wgeom *q, int rank)
+{
+    struct s_taps T;
+    s_taps_of(q, true, &T);
+    size_t k = (size_t)q->c * q->kh * q->kw;
+    return T.pruned ? ((size_t)q->mg + 2 * (size_t)rank) * k : 0;
+}
+
+/* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
+static size_t s_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+{
+    int rank = s_lora_rank(g, nd);
+    size_t nb = (nd->scratch - s_fixed_floats(q, rank)) / s_chunk_floats(q, rank);
+    return nb < 1 ? 1 : nb;
+}
+
 int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
 {
     const struct fl_gvalue *x = &g->values[nd->in[0]], *w = &g->values[nd->in[1]];
@@ -107,9 +262,15 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     int rc = s_window_infer(g, nd, (int)w->dims[0], (int)w->dims[2], (int)w->dims[3]);
     if (rc)
         return rc;
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    nd->scratch = 2 * (size_t)q.c * q.kh * q.kw * (size_t)q.oh * q.ow;
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
+    size_t per = s_chunk_floats(&q, s_lora_rank(g, nd)),
+           workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
+    size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
+    nd->scratch = q.depthwise ? fl_depthwise_scratch(&q)
+                              : s_fixed_floats(&q, s_lora_rank(g, nd)) + per * (nb < 1       ? 1
+                                                                                : nb > share ? share
+                                                                                             : nb);
     return 0;
 }
 
@@ -119,310 +280,200 @@ int fl_pool_infer(fl_graph_t *g, struct fl_gnode *nd)
                           nd->a.kernel[1]);
 }
 
-/* col [c*kh*kw, oh*ow] of one group's input planes x [c, h, w]. */
-static void s_im2col(const struct s_geom *q, const float *x, float *col)
+static void s_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                       bool allow_prune, struct s_ctx *x)
 {
-    size_t p = (size_t)q->oh * q->ow;
-    for (int c = 0; c < q->c; c++)
-        for (int ki = 0; ki < q->kh; ki++)
-            for (int kj = 0; kj < q->kw; kj++) {
-                float *row = col + (((size_t)c * q->kh + ki) * q->kw + kj) * p;
-                const float *plane = x + (size_t)c * q->h * q->w;
-                for (int oy = 0; oy < q->oh; oy++) {
-                    int iy = oy * q->sh - q->pt + ki * q->dh;
-                    for (int ox = 0; ox < q->ow; ox++) {
-                        int ix = ox * q->sw - q->pl + kj * q->dw;
-                        bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
-                        row[oy * q->ow + ox] = in ? plane[iy * q->w + ix] : 0.0f;
-                    }
-                }
-            }
-}
-
-/* dx [c, h, w] += the scatter of dcol [c*kh*kw, oh*ow]. */
-static void s_col2im(const struct s_geom *q, const float *dcol, float *dx)
-{
-    size_t p = (size_t)q->oh * q->ow;
-    for (int c = 0; c < q->c; c++)
-        for (int ki = 0; ki < q->kh; ki++)
-            for (int kj = 0; kj < q->kw; kj++) {
-                const float *row = dcol + (((size_t)c * q->kh + ki) * q->kw + kj) * p;
-                float *plane = dx + (size_t)c * q->h * q->w;
-                for (int oy = 0; oy < q->oh; oy++) {
-                    int iy = oy * q->sh - q->pt + ki * q->dh;
-                    if (iy < 0 || iy >= q->h)
-                        continue;
-                    for (int ox = 0; ox < q->ow; ox++) {
-                        int ix = ox * q->sw - q->pl + kj * q->dw;
-                        if (ix >= 0 && ix < q->w)
-                            plane[iy * q->w + ix] += row[oy * q->ow + ox];
-                    }
-                }
-            }
-}
-
-/* Calls body for each output (oy, ox) and window tap (ki, kj) inside the input plane, with
- * io the output offset, ii the input offset and ik the tap. */
-#define S_TAP_LOOP(q, ...)                                                                         \
-    for (int oy = 0; oy < (q).oh; oy++)                                                            \
-        for (int ox = 0; ox < (q).ow; ox++) {                                                      \
-            size_t io = (size_t)oy * (q).ow + ox;                                                  \
-            for (int ki = 0; ki < (q).kh; ki++) {                                                  \
-                int iy = oy * (q).sh - (q).pt + ki * (q).dh;                                       \
-                if (iy < 0 || iy >= (q).h)                                                         \
-                    continue;                                                                      \
-                for (int kj = 0; kj < (q).kw; kj++) {                                              \
-                    int ix = ox * (q).sw - (q).pl + kj * (q).dw;                                   \
-                    if (ix < 0 || ix >= (q).w)                                                     \
-                        continue;                                                                  \
-                    size_t ii = (size_t)iy * (q).w + ix, ik = (size_t)ki * (q).kw + kj;            \
-                    __VA_ARGS__                                                                    \
-                }                                                                                  \
-            }                                                                                      \
-        }
-
-/* Depthwise convolution of one sample, output channel by output channel. */
-static void s_depthwise_fwd(const struct s_geom *q, const float *x, const float *w, const float *b,
-                            float *y)
-{
-    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
-    for (int o = 0; o < q->groups * q->mg; o++) {
-        const float *xp = x + (size_t)(o / q->mg) * plane, *wk = w + (size_t)o * kk;
-        float *yp = y + (size_t)o * p;
-        for (size_t i = 0; i < p; i++)
-            yp[i] = b ? b[o] : 0.0f;
-        S_TAP_LOOP(*q, { yp[io] += wk[ik] * xp[ii]; })
+    x->L = fl_lora_of(g, nd);
+    x->w = fl_gv_data(g, x->L ? x->L->w : nd->in[1], 0);
+    x->a = x->L ? g->values[x->L->a].data : NULL;
+    s_taps_of(q, allow_prune, &x->taps);
+    x->k = q->c * x->taps.n;
+    int r = x->L ? x->L->rank : 0;
+    size_t kfull = (size_t)q->c * q->kh * q->kw, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
+    float *base = g->scratch[t];
+    x->work = base + fixed;
+    x->dap = NULL;
+    if (!x->taps.pruned)
+        return;
+    s_compact(q, &x->taps, x->w, q->mg, base);
+    x->w = base;
+    if (x->L) {
+        s_compact(q, &x->taps, x->a, r, base + (size_t)q->mg * kfull);
+        x->a = base + (size_t)q->mg * kfull;
+        x->dap = base + ((size_t)q->mg + (size_t)r) * kfull;
     }
 }
 
-static void s_depthwise_bwd(const struct s_geom *q, const float *x, const float *w, const float *dy,
-                            float *dw, float *db, float *dx)
+/* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
+static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                         const struct s_taps *T, int gi, size_t s0, size_t nb, float *col)
 {
-    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
-    for (int o = 0; o < q->groups * q->mg; o++) {
-        size_t xo = (size_t)(o / q->mg) * plane;
-        const float *xp = x + xo, *wk = w + (size_t)o * kk, *dyp = dy + (size_t)o * p;
-        for (size_t i = 0; db && i < p; i++)
-            db[o] += dyp[i];
-        if (dw) {
-            float *dwk = dw + (size_t)o * kk;
-            S_TAP_LOOP(*q, { dwk[ik] += dyp[io] * xp[ii]; })
-        }
-        if (dx) {
-            float *dxp = dx + xo;
-            S_TAP_LOOP(*q, { dxp[ii] += dyp[io] * wk[ik]; })
+    int k = q->c * T->n, p = q->oh * q->ow;
+    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
+    for (size_t j = 0; j < nb; j++) {
+        const float *x = fl_gv_data(g, nd->in[0], s0 + j) + gi * xin;
+        if (q->direct)
+            for (int c = 0; c < k; c++)
+                memcpy(col + c * ld + j * p, x + (size_t)c * p, (size_t)p * sizeof *col);
+        else
+            s_im2col(q, T, x, col + j * p, ld);
+    }
+}
+
+/* Forward of samples [s0, s0 + nb) as one GEMM per group: col [k, nb*p] (sample j in columns
+ * j*p..), Y [out, nb*p] = W col (+ s B (A col)), then each sample's planes get their columns
+ * and the bias. */
+static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                             const struct s_ctx *x, size_t s0, size_t nb)
+{
+    const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
+    int k = x->k, p = q->oh * q->ow, m = q->mg * q->groups;
+    size_t ld = nb * (size_t)p;
+    float *col = x->work, *yc = col + 2 * (size_t)k * ld, *ac = yc + (size_t)m * ld;
+    for (int gi = 0; gi < q->groups; gi++) {
+        s_gather_col(g, nd, q, &x->taps, gi, s0, nb, col);
+        fl_gemm(false, false, q->mg, (int)ld, k, 1.0f, x->w + (size_t)gi * q->mg * k, k, col,
+                (int)ld, 0.0f, yc + (size_t)gi * q->mg * ld, (int)ld);
+    }
+    if (x->L) { /* one group */
+        fl_gemm(false, false, x->L->rank, (int)ld, k, 1.0f, x->a, k, col, (int)ld, 0.0f, ac,
+                (int)ld);
+        fl_gemm(false, false, m, (int)ld, x->L->rank, x->L->scale, g->values[x->L->b].data,
+                x->L->rank, ac, (int)ld, 1.0f, yc, (int)ld);
+    }
+    for (size_t j = 0; j < nb; j++) {
+        float *y = fl_gv_data(g, nd->out, s0 + j);
+        for (int o = 0; o < m; o++) {
+            const float *src = yc + o * ld + j * p;
+            float bo = b ? b[o] : 0.0f, *dst = y + (size_t)o * p;
+            for (int i = 0; i < p; i++)
+                dst[i] = src[i] + bo;
         }
     }
 }
 
 void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
-    struct s_geom q;
-    s_geom(g, nd, &q);
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
     if (q.depthwise) {
-        for (size_t s = b0; s < b1; s++)
-            s_depthwise_fwd(&q, fl_gv_data(g, nd->in[0], s), fl_gv_data(g, nd->in[1], 0),
-                            nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                            fl_gv_data(g, nd->out, s));
+        fl_depthwise_fwd(g, nd, &q, t, b0, b1);
         return;
     }
-    const float *w = fl_gv_data(g, nd->in[1], 0);
-    const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
-    int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
-    size_t xin = (size_t)q.c * q.h * q.w;
-    for (size_t s = b0; s < b1; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        for (int gi = 0; gi < q.groups; gi++) {
-            const float *col = x + gi * xin;
-            if (!q.direct) {
-                s_im2col(&q, col, g->scratch[t]);
-                col = g->scratch[t];
-            }
-            float *yg = y + (size_t)gi * q.mg * p;
-            fl_gemm(false, false, q.mg, p, k, 1.0f, w + (size_t)gi * q.mg * k, k, col, p, 0.0f, yg,
-                    p);
-            for (int m = 0; b && m < q.mg; m++)
-                for (int i = 0; i < p; i++)
-                    yg[(size_t)m * p + i] += b[gi * q.mg + m];
+    struct s_ctx x;
+    s_ctx_init(g, nd, &q, t, true, &x);
+    size_t nb = s_chunk(g, nd, &q);
+    for (size_t s = b0; s < b1; s += nb)
+        s_conv_fwd_chunk(g, nd, &q, &x, s, b1 - s < nb ? b1 - s : nb);
+}
+
+/* dx of group gi of samples [s0, s0 + nb) += the scatter of dcol [k, nb*p]. */
+static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                           const struct s_taps *T, int t, int gi, size_t s0, size_t nb,
+                           const float *dcol)
+{
+    int k = q->c * T->n, p = q->oh * q->ow;
+    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
+    for (size_t j = 0; j < nb; j++) {
+        float *dxs = fl_gv_grad(g, nd->in[0], t, s0 + j) + gi * xin;
+        if (!q->direct) {
+            s_col2im(q, T, dcol + j * p, dxs, ld);
+            continue;
         }
+        for (int c = 0; c < k; c++) {
+            const float *src = dcol + c * ld + j * p;
+            float *dst = dxs + (size_t)c * p;
+            for (int i = 0; i < p; i++)
+                dst[i] += src[i];
+        }
+    }
+}
+
+/* A factored LoRA's backward on a chunk (one group): with u = B^T dY and a = A col,
+ * dA += s u col^T, dB += s dY a^T, dcol = W^T dY + s A^T u. */
+static void s_lora_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                             const struct s_ctx *x, int t, size_t s0, size_t nb, const float *dyc)
+{
+    const struct fl_glora *L = x->L;
+    int k = x->k, p = q->oh * q->ow, m = q->mg, r = L->rank;
+    size_t ld = nb * (size_t)p;
+    float *col = x->work, *dcol = col + (size_t)k * ld, *u = dcol + (size_t)(k + m) * ld;
+    float *ac = u + (size_t)r * ld, *da = fl_gv_grad(g, L->a, t, 0);
+    float *dbl = fl_gv_grad(g, L->b, t, 0);
+    const float *B = g->values[L->b].data;
+    fl_gemm(true, false, r, (int)ld, m, 1.0f, B, r, dyc, (int)ld, 0.0f, u, (int)ld);
+    if (da || dbl)
+        s_gather_col(g, nd, q, &x->taps, 0, s0, nb, col);
+    if (da && !x->dap)
+        fl_gemm(false, true, r, k, (int)ld, L->scale, u, (int)ld, col, (int)ld, 1.0f, da, k);
+    if (da && x->dap) { /* the kept taps' columns, then into dA's */
+        fl_gemm(false, true, r, k, (int)ld, L->scale, u, (int)ld, col, (int)ld, 0.0f, x->dap, k);
+        size_t kk = (size_t)q->kh * q->kw;
+        for (size_t i = 0; i < (size_t)r * q->c; i++)
+            for (int l = 0; l < x->taps.n; l++)
+                da[i * kk + x->taps.idx[l]] += x->dap[i * x->taps.n + l];
+    }
+    if (dbl) {
+        fl_gemm(false, false, r, (int)ld, k, 1.0f, x->a, k, col, (int)ld, 0.0f, ac, (int)ld);
+        fl_gemm(false, true, m, r, (int)ld, L->scale, dyc, (int)ld, ac, (int)ld, 1.0f, dbl, r);
+    }
+    if (!g->values[nd->in[0]].needs_grad)
+        return;
+    fl_gemm(true, false, k, (int)ld, m, 1.0f, x->w, k, dyc, (int)ld, 0.0f, dcol, (int)ld);
+    fl_gemm(true, false, k, (int)ld, r, L->scale, x->a, k, u, (int)ld, 1.0f, dcol, (int)ld);
+    s_scatter_dcol(g, nd, q, &x->taps, t, 0, s0, nb, dcol);
+}
+
+/* Backward of samples [s0, s0 + nb): dY gathered into [out, nb*p]; dW += dY col^T, db += the
+ * rows of dY, dcol = W^T dY scattered back into each sample's dx. Only what is wanted. */
+static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                             const struct s_ctx *x, int t, size_t s0, size_t nb)
+{
+    float *dw = fl_gv_grad(g, nd->in[1], t, 0);
+    float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
+    int k = x->k, p = q->oh * q->ow, m = q->mg * q->groups;
+    size_t ld = nb * (size_t)p;
+    float *col = x->work, *dcol = col + (size_t)k * ld, *dyc = dcol + (size_t)k * ld;
+    for (size_t j = 0; j < nb; j++) {
+        const float *dy = fl_gv_grad(g, nd->out, t, s0 + j);
+        for (int o = 0; o < m; o++)
+            memcpy(dyc + o * ld + j * p, dy + (size_t)o * p, (size_t)p * sizeof *dyc);
+    }
+    for (int o = 0; db && o < m; o++) {
+        float sum = 0.0f;
+        for (size_t i = 0; i < ld; i++)
+            sum += dyc[o * ld + i];
+        db[o] += sum;
+    }
+    if (x->L) {
+        s_lora_bwd_chunk(g, nd, q, x, t, s0, nb, dyc);
+        return;
+    }
+    for (int gi = 0; gi < q->groups; gi++) {
+        const float *dyg = dyc + (size_t)gi * q->mg * ld, *wg = x->w + (size_t)gi * q->mg * k;
+        if (dw) {
+            s_gather_col(g, nd, q, &x->taps, gi, s0, nb, col);
+            fl_gemm(false, true, q->mg, k, (int)ld, 1.0f, dyg, (int)ld, col, (int)ld, 1.0f,
+                    dw + (size_t)gi * q->mg * k, k);
+        }
+        if (!g->values[nd->in[0]].needs_grad)
+            continue;
+        fl_gemm(true, false, k, (int)ld, q->mg, 1.0f, wg, k, dyg, (int)ld, 0.0f, dcol, (int)ld);
+        s_scatter_dcol(g, nd, q, &x->taps, t, gi, s0, nb, dcol);
     }
 }
 
 void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    const float *w = fl_gv_data(g, nd->in[1], 0);
-    float *dw = fl_gv_grad(g, nd->in[1], t, 0);
-    float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
-    int k = q.c * q.kh * q.kw, p = q.oh * q.ow;
-    size_t xin = (size_t)q.c * q.h * q.w;
-    float *col = g->scratch[t], *dcol = col + (size_t)k * p;
-    for (size_t s = b0; s < b1 && q.depthwise; s++)
-        s_depthwise_bwd(&q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw, db,
-                        fl_gv_grad(g, nd->in[0], t, s));
-    for (size_t s = b0; s < b1 && !q.depthwise; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        for (int gi = 0; gi < q.groups; gi++) {
-            const float *dyg = dy + (size_t)gi * q.mg * p, *wg = w + (size_t)gi * q.mg * k;
-            if (dw) {
-                const float *cg = x + gi * xin;
-                if (!q.direct) {
-                    s_im2col(&q, cg, col);
-                    cg = col;
-                }
-                fl_gemm(false, true, q.mg, k, p, 1.0f, dyg, p, cg, p, 1.0f,
-                        dw + (size_t)gi * q.mg * k, k);
-            }
-            for (int m = 0; db && m < q.mg; m++)
-                for (int i = 0; i < p; i++)
-                    db[gi * q.mg + m] += dyg[(size_t)m * p + i];
-            if (!dx)
-                continue;
-            if (q.direct) {
-                fl_gemm(true, false, k, p, q.mg, 1.0f, wg, k, dyg, p, 1.0f, dx + gi * xin, p);
-                continue;
-            }
-            fl_gemm(true, false, k, p, q.mg, 1.0f, wg, k, dyg, p, 0.0f, dcol, p);
-            s_col2im(&q, dcol, dx + gi * xin);
-        }
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
+    if (q.depthwise) {
+        fl_depthwise_bwd(g, nd, &q, t, b0, b1);
+        return;
     }
-}
-
-/* Visit each output element of a pool: fn gets the plane, the output index and the window. */
-#define S_WINDOW_LOOP(q, ...)                                                                      \
-    for (int c = 0; c < (q).c; c++)                                                                \
-        for (int oy = 0; oy < (q).oh; oy++)                                                        \
-            for (int ox = 0; ox < (q).ow; ox++) {                                                  \
-                size_t o = ((size_t)c * (q).oh + oy) * (q).ow + ox;                                \
-                size_t base = (size_t)c * (q).h * (q).w;                                           \
-                int y0 = oy * (q).sh - (q).pt, x0 = ox * (q).sw - (q).pl;                          \
-                int ya = y0 < 0 ? 0 : y0, xa = x0 < 0 ? 0 : x0;                                    \
-                int yb = y0 + (q).kh > (q).h ? (q).h : y0 + (q).kh;                                \
-                int xb = x0 + (q).kw > (q).w ? (q).w : x0 + (q).kw;                                \
-                __VA_ARGS__                                                                        \
-            }
-
-void fl_maxpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    size_t per = g->values[nd->out].numel;
-    for (size_t s = b0; s < b1; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        int32_t *arg = nd->argmax + s * per;
-        S_WINDOW_LOOP(q, {
-            float best = -FLT_MAX;
-            int32_t at = (int32_t)(base + (size_t)ya * q.w + xa);
-            for (int iy = ya; iy < yb; iy++)
-                for (int ix = xa; ix < xb; ix++)
-                    if (x[base + (size_t)iy * q.w + ix] > best) {
-                        best = x[base + (size_t)iy * q.w + ix];
-                        at = (int32_t)(base + (size_t)iy * q.w + ix);
-                    }
-            y[o] = best;
-            arg[o] = at;
-        })
-    }
-}
-
-void fl_maxpool_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    size_t per = g->values[nd->out].numel;
-    for (size_t s = b0; s < b1; s++) {
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        const int32_t *arg = nd->argmax + s * per;
-        for (size_t o = 0; dx && o < per; o++)
-            dx[arg[o]] += dy[o];
-    }
-}
-
-/* Divisor of an average window: the whole window or the input cells it covers. */
-static float s_avg_div(const struct fl_gnode *nd, const struct s_geom *q, int ya, int yb, int xa,
-                       int xb)
-{
-    return nd->a.count_include_pad ? (float)(q->kh * q->kw) : (float)((yb - ya) * (xb - xa));
-}
-
-void fl_avgpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    for (size_t s = b0; s < b1; s++) {
-        const float *x = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        S_WINDOW_LOOP(q, {
-            float sum = 0;
-            for (int iy = ya; iy < yb; iy++)
-                for (int ix = xa; ix < xb; ix++)
-                    sum += x[base + (size_t)iy * q.w + ix];
-            y[o] = sum / s_avg_div(nd, &q, ya, yb, xa, xb);
-        })
-    }
-}
-
-void fl_avgpool_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    struct s_geom q;
-    s_geom(g, nd, &q);
-    for (size_t s = b0; s < b1; s++) {
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        if (!dx)
-            continue;
-        S_WINDOW_LOOP(q, {
-            float d = dy[o] / s_avg_div(nd, &q, ya, yb, xa, xb);
-            for (int iy = ya; iy < yb; iy++)
-                for (int ix = xa; ix < xb; ix++)
-                    dx[base + (size_t)iy * q.w + ix] += d;
-        })
-    }
-}
-
-int fl_gap_infer(fl_graph_t *g, struct fl_gnode *nd)
-{
-    struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
-    char xs[64];
-    if (x->ndim != 3)
-        return fl_fail(FL_EMISMATCH, "graph: node '%s' (GlobalAveragePool) needs CxHxW, '%s' is %s",
-                       nd->name, x->name, fl_gv_shape_str(x, xs, sizeof xs));
-    y->ndim = 3;
-    y->dims[0] = x->dims[0];
-    y->dims[1] = y->dims[2] = 1;
-    y->numel = (size_t)x->dims[0];
-    return 0;
-}
-
-void fl_gap_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    const struct fl_gvalue *x = &g->values[nd->in[0]];
-    size_t c = (size_t)x->dims[0], hw = (size_t)(x->dims[1] * x->dims[2]);
-    for (size_t s = b0; s < b1; s++) {
-        const float *xs = fl_gv_data(g, nd->in[0], s);
-        float *y = fl_gv_data(g, nd->out, s);
-        for (size_t i = 0; i < c; i++) {
-            float sum = 0;
-            for (size_t j = 0; j < hw; j++)
-                sum += xs[i * hw + j];
-            y[i] = sum / (float)hw;
-        }
-    }
-}
-
-void fl_gap_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    const struct fl_gvalue *x = &g->values[nd->in[0]];
-    size_t c = (size_t)x->dims[0], hw = (size_t)(x->dims[1] * x->dims[2]);
-    for (size_t s = b0; s < b1; s++) {
-        const float *dy = fl_gv_grad(g, nd->out, t, s);
-        float *dx = fl_gv_grad(g, nd->in[0], t, s);
-        for (size_t i = 0; dx && i < c; i++)
-            for (size_t j = 0; j < hw; j++)
-                dx[i * hw + j] += dy[i] / (float)hw;
-    }
+    struct s_ctx x; /* a weight gradient needs every tap's columns */
+    s_ctx_init(g, nd, &q, t, !g->values[nd->in[1]].needs_grad, &x);
+    size_t nb = s_chunk(g, nd, &q);
+    for (size_t s = b0; s < b1; s += nb)
+        s_conv_bwd_chunk(g, nd, &q, &x, t, s, b1 - s < nb ? b1 - s : nb);
 }

@@ -1,0 +1,241 @@
+/* fl_ops_depthwise: the graph's depthwise Conv (one input channel per group). Large planes go
+ * channel by channel over a zero-padded copy of the input plane, each tap adding a weighted
+ * input row to an output row (the inner loop runs along the row and vectorises). Small planes
+ * (the last stages of a CNN: 8x8 and below, where rows are too short for that) are transposed
+ * to channels-last, [position, channel], so that the inner loop runs over the channels. */
+#include "fl_ops_window.h"
+
+#include <string.h>
+
+/* Output planes up to this many positions run channels-last. */
+#define S_CL_MAX_POSITIONS 64
+
+static bool s_channels_last(const struct fl_wgeom *q)
+{
+    return q->mg == 1 && q->oh * q->ow <= S_CL_MAX_POSITIONS;
+}
+
+/* Rows and columns of a depthwise conv's zero-padded input plane: every tap of every output
+ * lands inside it. */
+static void s_padded(const struct fl_wgeom *q, int *ph, int *pw)
+{
+    int rows = (q->oh - 1) * q->sh + (q->kh - 1) * q->dh + 1;
+    int cols = (q->ow - 1) * q->sw + (q->kw - 1) * q->dw + 1;
+    *ph = rows > q->h + q->pt ? rows : q->h + q->pt;
+    *pw = cols > q->w + q->pl ? cols : q->w + q->pl;
+}
+
+size_t fl_depthwise_scratch(const struct fl_wgeom *q)
+{
+    size_t c = (size_t)q->groups, hw = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
+    if (s_channels_last(q)) /* wT, dwT [kk, c]; xT, dxT [hw, c]; yT [ohw, c] */
+        return c * (2 * kk + 2 * hw + (size_t)q->oh * q->ow);
+    int ph, pw;
+    s_padded(q, &ph, &pw);
+    return 2 * (size_t)ph * pw;
+}
+
+static void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, int ph, int pw)
+{
+    memset(buf, 0, (size_t)ph * pw * sizeof *buf);
+    for (int iy = 0; iy < q->h; iy++)
+        memcpy(buf + (size_t)(iy + q->pt) * pw + q->pl, x + (size_t)iy * q->w,
+               (size_t)q->w * sizeof *buf);
+}
+
+/* Depthwise convolution of one sample, channel by channel on a zero-padded copy of its input
+ * plane (buf), so that each tap adds a weighted input row to an output row with no bounds
+ * test: the inner loop runs over the output row and vectorises. */
+static void s_rows_fwd(const struct fl_wgeom *q, const float *x, const float *w, const float *b,
+                       float *y, float *buf)
+{
+    int ph, pw;
+    s_padded(q, &ph, &pw);
+    size_t plane = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
+    for (int o = 0; o < q->groups * q->mg; o++) {
+        const float *wk = w + (size_t)o * kk;
+        if (o % q->mg == 0)
+            s_pad_plane(q, x + (size_t)(o / q->mg) * plane, buf, ph, pw);
+        for (int oy = 0; oy < q->oh; oy++) {
+            float *restrict yr = y + ((size_t)o * q->oh + oy) * q->ow;
+            for (int ox = 0; ox < q->ow; ox++)
+                yr[ox] = b ? b[o] : 0.0f;
+            for (int ki = 0; ki < q->kh; ki++) {
+                const float *restrict xr = buf + (size_t)(oy * q->sh + ki * q->dh) * pw;
+                for (int kj = 0; kj < q->kw; kj++) {
+                    float wv = wk[ki * q->kw + kj];
+                    const float *restrict xt = xr + kj * q->dw;
+                    if (q->sw == 1)
+                        for (int ox = 0; ox < q->ow; ox++)
+                            yr[ox] += wv * xt[ox];
+                    else
+                        for (int ox = 0; ox < q->ow; ox++)
+                            yr[ox] += wv * xt[ox * q->sw];
+                }
+            }
+        }
+    }
+}
+
+/* dw, db and dx (each may be NULL) of one sample's depthwise conv; buf holds two padded planes
+ * (the input, the input's gradient). */
+static void s_rows_bwd(const struct fl_wgeom *q, const float *x, const float *w, const float *dy,
+                       float *dw, float *db, float *dx, float *buf)
+{
+    int ph, pw;
+    s_padded(q, &ph, &pw);
+    size_t plane = (size_t)q->h * q->w, p = (size_t)q->oh * q->ow, kk = (size_t)q->kh * q->kw;
+    float *dbuf = buf + (size_t)ph * pw;
+    for (int o = 0; o < q->groups * q->mg; o++) {
+        const float *wk = w + (size_t)o * kk, *dyp = dy + (size_t)o * p;
+        float sum = 0.0f;
+        for (size_t i = 0; db && i < p; i++)
+            sum += dyp[i];
+        if (db)
+            db[o] += sum;
+        if (dw && o % q->mg == 0)
+            s_pad_plane(q, x + (size_t)(o / q->mg) * plane, buf, ph, pw);
+        if (dx)
+            memset(dbuf, 0, (size_t)ph * pw * sizeof *dbuf);
+        for (int ki = 0; ki < q->kh; ki++)
+            for (int kj = 0; kj < q->kw; kj++) {
+                float wv = wk[ki * q->kw + kj], acc = 0.0f;
+                for (int oy = 0; oy < q->oh; oy++) {
+                    size_t at = (size_t)(oy * q->sh + ki * q->dh) * pw + (size_t)kj * q->dw;
+                    const float *restrict dyr = dyp + (size_t)oy * q->ow, *xt = buf + at;
+                    float *restrict dxt = dbuf + at;
+                    for (int ox = 0; dw && ox < q->ow; ox++)
+                        acc += dyr[ox] * xt[ox * q->sw];
+                    for (int ox = 0; dx && ox < q->ow; ox++)
+                        dxt[ox * q->sw] += wv * dyr[ox];
+                }
+                if (dw)
+                    dw[(size_t)o * kk + (size_t)ki * q->kw + kj] += acc;
+            }
+        for (int iy = 0; dx && iy < q->h; iy++) {
+            float *restrict dr = dx + (size_t)(o / q->mg) * plane + (size_t)iy * q->w;
+            const float *restrict sr = dbuf + (size_t)(iy + q->pt) * pw + q->pl;
+            for (int ix = 0; ix < q->w; ix++)
+                dr[ix] += sr[ix];
+        }
+    }
+}
+
+/* dst [cols, rows] = the transpose of src [rows, cols]. */
+static void s_transpose(const float *restrict src, float *restrict dst, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++)
+            dst[c * rows + r] = src[r * cols + c];
+}
+
+/* Calls body for every output position o (oy, ox) and window tap k landing on input position i,
+ * inside the input. */
+#define S_TAPS(q, ...)                                                                             \
+    for (int oy = 0; oy < (q)->oh; oy++)                                                           \
+        for (int ox = 0; ox < (q)->ow; ox++)                                                       \
+            for (int ki = 0; ki < (q)->kh; ki++) {                                                 \
+                int iy = oy * (q)->sh - (q)->pt + ki * (q)->dh;                                    \
+                if (iy < 0 || iy >= (q)->h)                                                        \
+                    continue;                                                                      \
+                for (int kj = 0; kj < (q)->kw; kj++) {                                             \
+                    int ix = ox * (q)->sw - (q)->pl + kj * (q)->dw;                                \
+                    if (ix < 0 || ix >= (q)->w)                                                    \
+                        continue;                                                                  \
+                    size_t o = (size_t)oy * (q)->ow + ox, i = (size_t)iy * (q)->w + ix;            \
+                    size_t k = (size_t)ki * (q)->kw + kj;                                          \
+                    __VA_ARGS__                                                                    \
+                }                                                                                  \
+            }
+
+/* One sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT scratch. */
+static void s_cl_fwd(const struct fl_wgeom *q, const float *xT, const float *wT, const float *b,
+                     float *yT, float *y)
+{
+    size_t c = (size_t)q->groups, ohw = (size_t)q->oh * q->ow;
+    for (size_t o = 0; o < ohw; o++)
+        for (size_t ch = 0; ch < c; ch++)
+            yT[o * c + ch] = b ? b[ch] : 0.0f;
+    S_TAPS(q, {
+        float *restrict yo = yT + o * c;
+        const float *restrict xi = xT + i * c, *restrict wk = wT + k * c;
+        for (size_t ch = 0; ch < c; ch++)
+            yo[ch] += wk[ch] * xi[ch];
+    })
+    s_transpose(yT, y, ohw, c);
+}
+
+/* One sample channels-last backward: dyT [ohw, c]; dwT += (when xT), dxT = (when dxT). */
+static void s_cl_bwd(const struct fl_wgeom *q, const float *xT, const float *wT, const float *dyT,
+                     float *dwT, float *dxT)
+{
+    size_t c = (size_t)q->groups;
+    S_TAPS(q, {
+        const float *restrict dyo = dyT + o * c, *restrict wk = wT + k * c;
+        const float *restrict xi = xT ? xT + i * c : NULL;
+        float *restrict dwk = dwT + k * c, *restrict dxi = dxT ? dxT + i * c : NULL;
+        for (size_t ch = 0; xi && ch < c; ch++)
+            dwk[ch] += dyo[ch] * xi[ch];
+        for (size_t ch = 0; dxi && ch < c; ch++)
+            dxi[ch] += wk[ch] * dyo[ch];
+    })
+}
+
+void fl_depthwise_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                      size_t b0, size_t b1)
+{
+    const float *w = fl_gv_data(g, nd->in[1], 0);
+    const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
+    if (!s_channels_last(q)) {
+        for (size_t s = b0; s < b1; s++)
+            s_rows_fwd(q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
+                       g->scratch[t]);
+        return;
+    }
+    size_t c = (size_t)q->groups, hw = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
+    float *wT = g->scratch[t], *xT = wT + 2 * c * kk, *yT = xT + 2 * c * hw;
+    s_transpose(w, wT, c, kk);
+    for (size_t s = b0; s < b1; s++) {
+        s_transpose(fl_gv_data(g, nd->in[0], s), xT, c, hw);
+        s_cl_fwd(q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
+    }
+}
+
+void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                      size_t b0, size_t b1)
+{
+    const float *w = fl_gv_data(g, nd->in[1], 0);
+    float *dw = fl_gv_grad(g, nd->in[1], t, 0);
+    float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
+    if (!s_channels_last(q)) {
+        for (size_t s = b0; s < b1; s++)
+            s_rows_bwd(q, fl_gv_data(g, nd->in[0], s), w, fl_gv_grad(g, nd->out, t, s), dw, db,
+                       fl_gv_grad(g, nd->in[0], t, s), g->scratch[t]);
+        return;
+    }
+    size_t c = (size_t)q->groups, hw = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
+    size_t ohw = (size_t)q->oh * q->ow;
+    float *wT = g->scratch[t], *dwT = wT + c * kk, *xT = dwT + c * kk, *dxT = xT + c * hw;
+    float *dyT = dxT + c * hw;
+    s_transpose(w, wT, c, kk);
+    memset(dwT, 0, c * kk * sizeof *dwT);
+    for (size_t s = b0; s < b1; s++) {
+        const float *dy = fl_gv_grad(g, nd->out, t, s);
+        float *dx = fl_gv_grad(g, nd->in[0], t, s);
+        for (size_t ch = 0; db && ch < c; ch++)
+            for (size_t o = 0; o < ohw; o++)
+                db[ch] += dy[ch * ohw + o];
+        s_transpose(dy, dyT, c, ohw);
+        if (dw)
+            s_transpose(fl_gv_data(g, nd->in[0], s), xT, c, hw);
+        if (dx)
+            memset(dxT, 0, c * hw * sizeof *dxT);
+        s_cl_bwd(q, dw ? xT : NULL, wT, dyT, dwT, dx ? dxT : NULL);
+        for (size_t ch = 0; dx && ch < c; ch++)
+            for (size_t i = 0; i < hw; i++)
+                dx[ch * hw + i] += dxT[i * c + ch];
+    }
+    for (size_t ch = 0; dw && ch < c; ch++)
+        for (size_t k = 0; k < kk; k++)
+            dw[ch * kk + k] += dwT[k * c + ch];
+}
