@@ -1,0 +1,33 @@
+/* fl_zoo: built-in graph architectures with torchvision's topologies (resnet18, mobilenet_v2)
+ * as an fl_graphdef plus freshly initialised parameters, for any input CxHxW and number of
+ * classes. BatchNorm is folded away, as an eval-mode export gives: every Conv has a bias.
+ * Nodes, values and parameters are named after torchvision's modules ("layer4.1.conv2",
+ * "layer4.1.conv2.weight" / ".bias", "features.17.conv.2", "classifier.1.weight"), so that
+ * LoRA targets and imported weights line up with what PyTorch users know. */
+#ifndef FL_ZOO_H
+#define FL_ZOO_H
+
+#include "fl_graphdef.h"
+#include "fl_tensor.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Is name a built-in graph architecture ("resnet18", "mobilenet_v2")? */
+bool fl_zoo_known(const char *name);
+/* Names of the built-in architectures, NULL-terminated. */
+const char *const *fl_zoo_names(void);
+
+/* Build architecture `name` for inputs c x h x w and `classes` outputs: *def receives the
+ * description (input "input", output "logits"; free with fl_graphdef_free) and *params an
+ * array of *n owned tensors (free with fl_zoo_free_params): convolutions He-normal (fan in),
+ * biases zero, the classifier uniform +-1/sqrt(in) as torch.nn.Linear, all from seed.
+ * Returns 0 or an FL_E* code with a message (unknown name, input too small). */
+int fl_zoo_build(const char *name, int c, int h, int w, int classes, uint64_t seed,
+                 struct fl_graphdef *def, struct fl_tensor **params, size_t *n);
+
+/* Free params[0..n) and the array; accepts NULL. */
+void fl_zoo_free_params(struct fl_tensor *params, size_t n);
+
+#endif
