@@ -1,16 +1,21 @@
 /* fedtl pretrain / finetune. */
 #include "fedtl.h"
 #include "fl_error.h"
+#include "fl_graphadapt.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
+#include "fl_zoo.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static const struct fl_option_choice s_archs[] = {{"cnn-small", 0}, {"mlp", 1}, {NULL, 0}};
+static const struct fl_option_choice s_archs[] = {
+    {"cnn-small", 0}, {"mlp", 1}, {"resnet18", 2}, {"mobilenet_v2", 3}, {NULL, 0}};
 
 static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_DATA,
@@ -18,7 +23,12 @@ static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_CLASSES,
     TOOL_OPT_SAMPLES,
     {"arch", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(arch),
-     .choices = s_archs, .help = "architecture: cnn-small (28x28x1 images) or mlp (any features)"},
+     .choices = s_archs,
+     .help = "architecture: cnn-small (28x28x1 images), mlp (any features), or a graph with "
+             "torchvision's topology, BatchNorm folded: resnet18, mobilenet_v2 (images)"},
+    TOOL_TEXT("input-shape", input_shape, 0, "CxHxW",
+              "a record's image shape for resnet18 / mobilenet_v2 (default: 1xSxS when a "
+              "record has S*S values, as Fashion-MNIST's 1x28x28)"),
     TOOL_PATH("out", out, FL_OPTION_REQUIRED, "FILE", "the base to write (.ftm)"),
     TOOL_OPT_EPOCHS(1, "passes over the data"),
     TOOL_OPT_BATCH,
@@ -33,9 +43,10 @@ static const struct fl_option s_pretrain_options[] = {
 
 const struct fl_options_spec tool_pretrain_spec = TOOL_SPEC(
     "pretrain",
-    "Train a base model from scratch. --classes keeps some classes, renumbered 0..k-1 in\n"
-    "the order given. Input normalisation statistics are computed here and stored in\n"
-    "the base.\n",
+    "Train a base model from scratch: a chain (cnn-small, mlp) or a graph base (resnet18,\n"
+    "mobilenet_v2), every parameter trained. --classes keeps some classes, renumbered 0..k-1\n"
+    "in the order given. Input normalisation statistics (one per channel for a graph) are\n"
+    "computed here and stored in the base.\n",
     s_pretrain_options);
 
 static const struct fl_option s_finetune_options[] = {
@@ -89,6 +100,91 @@ static int s_write_base(const char *path, fl_model_t *m, const struct fl_base_me
     return rc;
 }
 
+/* A zoo architecture's image shape: --input-shape, else one grey square channel. */
+static int s_image_shape(const struct tool_opts *o, size_t dim, int shape[3])
+{
+    char end;
+    if (o->input_shape) {
+        if (sscanf(o->input_shape, "%dx%dx%d%c", &shape[0], &shape[1], &shape[2], &end) != 3 ||
+            shape[0] < 1 || shape[1] < 1 || shape[2] < 1 || shape[0] > 4096 || shape[1] > 65536 ||
+            shape[2] > 65536)
+            return fl_fail(FL_EINVAL, "--input-shape '%s' is not CxHxW (e.g. 1x28x28)",
+                           o->input_shape);
+        if ((size_t)shape[0] * (size_t)shape[1] * (size_t)shape[2] != dim)
+            return fl_fail(FL_EINVAL, "--input-shape %s has %zu values, a record has %zu",
+                           o->input_shape, (size_t)shape[0] * shape[1] * shape[2], dim);
+        return 0;
+    }
+    shape[0] = 1;
+    shape[1] = shape[2] = (int)lround(sqrt((double)dim));
+    if ((size_t)shape[1] * (size_t)shape[2] != dim)
+        return fl_fail(FL_EINVAL,
+                       "--arch %s takes images: a record of %zu values is not a square of grey "
+                       "pixels; give --input-shape CxHxW",
+                       o->arch, dim);
+    return 0;
+}
+
+/* A fresh model: a chain, or a zoo graph described in *def (which the model borrows). */
+static fl_model_t *s_fresh_model(const struct tool_opts *o, size_t dim, int classes,
+                                 struct fl_arch *arch, struct fl_graphdef *def, fl_pool_t *pool)
+{
+    if (!fl_zoo_known(o->arch)) {
+        int rc = fl_arch_builtin(o->arch, (int)dim, classes, arch);
+        return rc ? NULL : fl_model_new(arch, o->train.seed, pool);
+    }
+    int shape[3];
+    struct fl_tensor *params = NULL;
+    size_t n = 0;
+    if (s_image_shape(o, dim, shape) != 0 ||
+        fl_zoo_build(o->arch, shape[0], shape[1], shape[2], classes, o->train.seed, def, &params,
+                     &n) != 0 ||
+        fl_arch_from_graph(def, o->arch, classes, arch) != 0)
+        return NULL;
+    fl_model_t *m = fl_model_new_graph(arch, params, n, pool);
+    fl_zoo_free_params(params, n);
+    return m;
+}
+
+/* Mean and standard deviation of each of c channels of ds's records (planes of dim / c). */
+static void s_channel_stats(const struct fl_dataset *ds, int c, float *mean, float *std)
+{
+    size_t plane = ds->dim / (size_t)c;
+    for (int k = 0; k < c; k++) {
+        double s = 0, s2 = 0;
+        for (size_t i = 0; i < ds->n; i++)
+            for (size_t j = 0; j < plane; j++) {
+                double v = ds->x[i * ds->dim + (size_t)k * plane + j];
+                s += v;
+                s2 += v * v;
+            }
+        double cnt = ds->n * plane > 0 ? (double)(ds->n * plane) : 1.0;
+        double mu = s / cnt, var = s2 / cnt - mu * mu;
+        mean[k] = (float)mu;
+        std[k] = (float)(var > 1e-12 ? sqrt(var) : 1.0);
+    }
+}
+
+/* The input normalisation from the data: one value for cnn-small, one per channel for a
+ * graph, one per feature for mlp. */
+static int s_norm(fl_model_t *m, const struct tool_opts *o, const struct fl_dataset *ds)
+{
+    const struct fl_arch *a = fl_model_arch(m);
+    bool global = strcmp(o->arch, "cnn-small") == 0;
+    float *mean = fl_falloc(ds->dim), *std = fl_falloc(ds->dim);
+    int rc = FL_ENOMEM;
+    if (mean && std && a->graph) {
+        s_channel_stats(ds, a->in_c, mean, std);
+        rc = fl_model_set_norm(m, mean, std, (size_t)a->in_c);
+    } else if (mean && std) {
+        fl_data_stats(ds, global, mean, std);
+        rc = fl_model_set_norm(m, mean, std, global ? 1 : ds->dim);
+    }
+    free(mean);
+    free(std);
+    return rc;
+}
+
 int cmd_pretrain(int argc, char **argv)
 {
     struct tool_opts o;
@@ -101,29 +197,19 @@ int cmd_pretrain(int argc, char **argv)
     if (tool_load_data(&o, &ds, meta.class_ids, &nclasses) != 0)
         return 1;
     struct fl_arch arch;
+    struct fl_graphdef def; /* a graph architecture's description, borrowed by the model */
     fl_model_t *m = NULL;
     fl_pool_t *pool = NULL; /* the command's compute threads (--threads) */
-    if ((rc = fl_arch_builtin(o.arch, (int)ds.dim, nclasses, &arch)) != 0) {
-        rc = tool_error(rc, o.data);
+    fl_graphdef_init(&def);
+    if (!(pool = fl_pool_new(o.threads))) {
+        rc = tool_error(FL_ENOMEM, "cannot make the threads");
         goto out_free_data;
     }
-    if (!(pool = fl_pool_new(o.threads)) || !(m = fl_model_new(&arch, o.train.seed, pool))) {
-        rc = tool_error(FL_ENOMEM, "cannot build the model");
+    if (!(m = s_fresh_model(&o, ds.dim, nclasses, &arch, &def, pool))) {
+        rc = tool_error(FL_EINVAL, "cannot build the model");
         goto out_free_data;
     }
-    bool global = strcmp(o.arch, "cnn-small") == 0;
-    float *mean = fl_falloc(ds.dim), *std = fl_falloc(ds.dim);
-    if (!mean || !std) {
-        free(mean);
-        free(std);
-        rc = tool_error(FL_ENOMEM, "normalisation");
-        goto out_destroy;
-    }
-    fl_data_stats(&ds, global, mean, std);
-    rc = fl_model_set_norm(m, mean, std, global ? 1 : ds.dim);
-    free(mean);
-    free(std);
-    if (rc) {
+    if ((rc = s_norm(m, &o, &ds)) != 0) {
         rc = tool_error(rc, "normalisation");
         goto out_destroy;
     }
@@ -144,6 +230,7 @@ out_destroy:
     fl_model_destroy(&m);
 out_free_data:
     fl_pool_destroy(&pool);
+    fl_graphdef_free(&def);
     fl_dataset_free(&ds);
     return rc;
 }

@@ -240,7 +240,7 @@ fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed, fl_pool_t *p
 {
     fl_linalg_init();
     if (arch->graph) {
-        fl_error_set("%s: a graph model is built from a base's tensors, not from scratch",
+        fl_error_set("%s: a graph model is built from its tensors (fl_model_new_graph)",
                      arch->name);
         return NULL;
     }

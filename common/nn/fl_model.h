@@ -29,9 +29,17 @@ enum fl_tensor_set {
     FL_SET_TRAINABLE /* what the optimiser updates */
 };
 
-/* A fresh model, weights initialised from seed, all trainable, running on pool (borrowed, may
- * be NULL). NULL on error (message set), as for a graph architecture (built from tensors). */
+/* A fresh chain model, weights initialised from seed, all trainable, running on pool (borrowed,
+ * may be NULL). NULL on error (message set), as for a graph architecture: fl_model_new_graph. */
 fl_model_t *fl_model_new(const struct fl_arch *arch, uint64_t seed, fl_pool_t *pool);
+/* A fresh graph model of architecture arch (arch->graph set; arch is copied, the graph is
+ * borrowed and must outlive the model) for pretraining: every tensor among t[0..n) that a node
+ * reads is a base parameter, trainable, starting from an owned copy (t may be freed after the
+ * call; fl_zoo_build's freshly initialised tensors, say); norm.* in t are ignored and the
+ * normalisation starts as identity (fl_model_set_norm). Runs on pool (borrowed, may be NULL).
+ * NULL on error (message set): not a graph, no head computing arch->num_classes logits. */
+fl_model_t *fl_model_new_graph(const struct fl_arch *arch, const struct fl_tensor *t, size_t n,
+                               fl_pool_t *pool);
 /* A frozen base of architecture arch whose weights are the n tensors handed in (borrowed: they
  * must outlive the model), identified by base_hash, with, when adapter is not NULL, a new
  * adapter initialised from adapter->seed (its base_hash is filled in), running on pool

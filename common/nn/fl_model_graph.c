@@ -10,6 +10,7 @@
 #include "fl_graph.h"
 #include "fl_graphadapt.h"
 #include "fl_graphdef.h"
+#include "fl_linalg.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -306,41 +307,11 @@ static int s_origin_fail(int rc, const char *origin)
     return fl_fail(rc, "%s: %s", origin, msg);
 }
 
-int fl_model_graph_build(fl_model_t *m, const struct fl_tensor *t, size_t n, const char *origin,
-                         struct fl_rng *rng)
+/* Plan the graph on the model's parameters (and the n base tensors), bind, make buffers. */
+static int s_engine(fl_model_t *m, const struct fl_tensor *t, size_t n, const char *origin)
 {
-    const struct fl_graphdef *d = m->arch.graph;
-    struct fl_model_graph *mg = calloc(1, sizeof *mg);
-    if (!mg)
-        return fl_fail(FL_ENOMEM, "out of memory");
-    m->graph = mg;
-    int rc = fl_graphdef_copy(&mg->def, d);
-    if (rc)
-        return rc;
-    mg->in_dim = 1;
-    for (int i = 0; i < d->in_ndim && i < 3; i++)
-        mg->in_dim *= (size_t)d->in_dims[i];
-    mg->in_c = d->in_ndim > 1 ? d->in_dims[0] : (int64_t)mg->in_dim;
-    int head = fl_graphadapt_head(d);
-    struct fl_gadapt_node hd;
-    if (head < 0)
-        return fl_fail(FL_EFORMAT, "%s: the graph has no Gemm or MatMul computing its output",
-                       origin);
-    if (fl_graphadapt_node(d, t, n, head, &hd) != 0)
-        return s_origin_fail(FL_EFORMAT, origin);
-    if (hd.rows != m->arch.num_classes)
-        return fl_fail(FL_EFORMAT, "%s: head '%s' has %lld outputs, the base says %d classes",
-                       origin, d->nodes[head].name, (long long)hd.rows, m->arch.num_classes);
-    size_t cap = n + 4 + (size_t)(m->has_adapter ? 2 * m->ameta.ntargets : 0);
-    free(m->params);
-    m->nparams = 0;
-    if (!(m->params = calloc(cap, sizeof *m->params)))
-        return fl_fail(FL_ENOMEM, "out of memory");
-    m->cap_params = (int)cap;
-    if ((rc = s_base_params(m, t, n, origin)) != 0 ||
-        (m->has_adapter && (rc = s_adapter(m, t, n, origin, &hd, rng)) != 0) ||
-        (rc = s_unique(m, origin)) != 0)
-        return rc;
+    struct fl_model_graph *mg = m->graph;
+    int rc;
     if ((rc = s_capacity(m, t, n)) != 0 || (rc = s_graph(m, t, n, m->pool)) != 0)
         return s_origin_fail(rc, origin);
     if ((rc = s_bind(m)) != 0)
@@ -354,6 +325,109 @@ int fl_model_graph_build(fl_model_t *m, const struct fl_tensor *t, size_t n, con
         return fl_fail(FL_ENOMEM, "out of memory");
     m->first_trainable = mg->cut && fl_graph_cut_dim(mg->cut) > 0 ? 1 : 0;
     return 0;
+}
+
+/* The model's graph description copied, its input size, room for cap parameter entries. */
+static int s_start(fl_model_t *m, size_t cap)
+{
+    const struct fl_graphdef *d = m->arch.graph;
+    struct fl_model_graph *mg = calloc(1, sizeof *mg);
+    if (!mg)
+        return fl_fail(FL_ENOMEM, "out of memory");
+    m->graph = mg;
+    int rc = fl_graphdef_copy(&mg->def, d);
+    if (rc)
+        return rc;
+    mg->in_dim = 1;
+    for (int i = 0; i < d->in_ndim && i < 3; i++)
+        mg->in_dim *= (size_t)d->in_dims[i];
+    mg->in_c = d->in_ndim > 1 ? d->in_dims[0] : (int64_t)mg->in_dim;
+    free(m->params);
+    m->nparams = 0;
+    if (!(m->params = calloc(cap, sizeof *m->params)))
+        return fl_fail(FL_ENOMEM, "out of memory");
+    m->cap_params = (int)cap;
+    return 0;
+}
+
+/* The Gemm or MatMul computing the logits, which must have the architecture's classes. */
+static int s_head_node(const fl_model_t *m, const struct fl_tensor *t, size_t n, const char *origin,
+                       struct fl_gadapt_node *hd)
+{
+    const struct fl_graphdef *d = m->arch.graph;
+    int head = fl_graphadapt_head(d);
+    if (head < 0)
+        return fl_fail(FL_EFORMAT, "%s: the graph has no Gemm or MatMul computing its output",
+                       origin);
+    if (fl_graphadapt_node(d, t, n, head, hd) != 0)
+        return s_origin_fail(FL_EFORMAT, origin);
+    if (hd->rows != m->arch.num_classes)
+        return fl_fail(FL_EFORMAT, "%s: head '%s' has %lld outputs, the base says %d classes",
+                       origin, d->nodes[head].name, (long long)hd->rows, m->arch.num_classes);
+    return 0;
+}
+
+int fl_model_graph_build(fl_model_t *m, const struct fl_tensor *t, size_t n, const char *origin,
+                         struct fl_rng *rng)
+{
+    size_t cap = n + 4 + (size_t)(m->has_adapter ? 2 * m->ameta.ntargets : 0);
+    struct fl_gadapt_node hd;
+    int rc = s_start(m, cap);
+    if (rc || (rc = s_head_node(m, t, n, origin, &hd)) != 0)
+        return rc;
+    if ((rc = s_base_params(m, t, n, origin)) != 0 ||
+        (m->has_adapter && (rc = s_adapter(m, t, n, origin, &hd, rng)) != 0) ||
+        (rc = s_unique(m, origin)) != 0)
+        return rc;
+    return s_engine(m, t, n, origin);
+}
+
+/* Is value read by a node of d? */
+static bool s_read(const struct fl_graphdef *d, const char *value)
+{
+    for (int i = 0; i < d->nnodes; i++)
+        for (int k = 0; k < d->nodes[i].nin; k++)
+            if (strcmp(d->nodes[i].in[k], value) == 0)
+                return true;
+    return false;
+}
+
+fl_model_t *fl_model_new_graph(const struct fl_arch *arch, const struct fl_tensor *t, size_t n,
+                               fl_pool_t *pool)
+{
+    fl_linalg_init();
+    if (!arch->graph) {
+        fl_error_set("%s: not a graph architecture", arch->name);
+        return NULL;
+    }
+    fl_model_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        fl_error_set("out of memory");
+        return NULL;
+    }
+    m->arch = *arch;
+    m->pool = pool;
+    struct fl_gadapt_node hd;
+    int rc = s_start(m, n + 2);
+    if (rc || (rc = s_head_node(m, t, n, arch->name, &hd)) != 0)
+        goto out_destroy;
+    for (size_t i = 0; i < n; i++) {
+        if (!fl_graphdef_is_param(m->arch.graph, t[i].name) || !s_read(m->arch.graph, t[i].name))
+            continue; /* norm.mean, norm.std and what no node reads */
+        int k = t[i].ndim > 0
+                    ? s_param(m, t[i].name, t[i].ndim, t[i].shape)
+                    : fl_fail(FL_EFORMAT, "%s: tensor '%s' has no shape", arch->name, t[i].name);
+        if (k < 0)
+            goto out_destroy;
+        memcpy(m->params[k].t.data, t[i].data, sizeof(float) * fl_tensor_numel(&t[i]));
+        m->params[k].base = m->params[k].trainable = true;
+    }
+    if (s_base_params(m, NULL, 0, arch->name) != 0 || s_engine(m, NULL, 0, arch->name) != 0)
+        goto out_destroy;
+    return m;
+out_destroy:
+    fl_model_destroy(&m);
+    return NULL;
 }
 
 void fl_model_graph_free(fl_model_t *m)
@@ -464,7 +538,7 @@ static int s_step_piece(fl_model_t *m, int start, const float *in, const int32_t
 int fl_model_graph_train_step(fl_model_t *m, int start, const float *in, const int32_t *y, int n,
                               double *loss, int *correct)
 {
-    if (!m->has_adapter)
+    if (fl_model_ntensors(m, FL_SET_TRAINABLE) == 0)
         return fl_fail(FL_EINVAL, "train step: the model has nothing to train");
     size_t dim = fl_model_graph_act_dim(m, start);
     for (int i = 0; i < m->nparams; i++)

@@ -1,0 +1,265 @@
+/* Pretraining a graph from scratch: fl_model_new_graph on a zoo architecture trains every
+ * parameter and lowers the loss, its base set is a graph base; `fedtl pretrain --arch resnet18`
+ * on Fashion-MNIST records writes a base that inspect, eval and finetune accept; and the
+ * refusals name what is wrong. */
+#include <criterion/criterion.h>
+
+#include "fl_data.h"
+#include "fl_error.h"
+#include "fl_graphadapt.h"
+#include "fl_model.h"
+#include "fl_testutil.h"
+#include "fl_train.h"
+#include "fl_zoo.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FMNIST "/usr/share/datasets/fashion-mnist"
+
+static char *s_dir;
+
+static void s_setup(void)
+{
+    s_dir = fl_test_tmpdir("gpretrain");
+    cr_assert_not_null(s_dir);
+}
+
+static void s_teardown(void)
+{
+    if (!getenv("FEDTL_KEEP_TMP"))
+        fl_test_rmtree(s_dir);
+    free(s_dir);
+}
+
+TestSuite(fl_graph_pretrain, .init = s_setup, .fini = s_teardown);
+
+/* n records of 1 x hw x hw: class c lights up one quadrant (c of 4), with noise. */
+static void s_quadrants(struct fl_dataset *ds, size_t n, int hw, int classes)
+{
+    ds->n = n;
+    ds->dim = (size_t)hw * (size_t)hw;
+    ds->num_classes = classes;
+    ds->x = fl_falloc(n * ds->dim);
+    ds->y = calloc(n, sizeof *ds->y);
+    cr_assert(ds->x && ds->y);
+    uint64_t s = 7;
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)(i % (size_t)classes);
+        ds->y[i] = c;
+        for (int r = 0; r < hw; r++)
+            for (int k = 0; k < hw; k++) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                int q = (r >= hw / 2) * 2 + (k >= hw / 2);
+                float noise = (float)((s >> 40) % 1000) / 1000.0f;
+                ds->x[i * ds->dim + (size_t)r * hw + k] = (q == c ? 200.0f : 20.0f) + 30 * noise;
+            }
+    }
+}
+
+static void s_record(const struct fl_epoch_stats *st, void *arg)
+{
+    ((double *)arg)[st->epoch - 1] = st->loss;
+}
+
+Test(fl_graph_pretrain, fresh_zoo_graph_trains_every_parameter_and_learns)
+{
+    struct fl_graphdef def;
+    struct fl_tensor *p = NULL;
+    size_t n = 0;
+    struct fl_arch arch;
+    cr_assert_eq(fl_zoo_build("resnet18", 1, 16, 16, 3, 5, &def, &p, &n), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_arch_from_graph(&def, "resnet18", 3, &arch), 0, "%s", fl_error_msg());
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += fl_tensor_numel(&p[i]);
+    fl_model_t *m = fl_model_new_graph(&arch, p, n, NULL);
+    cr_assert_not_null(m, "%s", fl_error_msg());
+    float first = p[0].data[0];
+    fl_zoo_free_params(p, n); /* the model owns its copies */
+    cr_assert_eq(fl_model_param_count(m, true), total, "every parameter is trainable");
+    cr_assert_eq(fl_model_param_count(m, false), total);
+    cr_assert_eq(fl_model_ntensors(m, FL_SET_BASE), n + 2, "parameters, norm.mean, norm.std");
+    cr_assert_eq(fl_model_ntensors(m, FL_SET_TRAINABLE), n);
+    cr_assert_null(fl_model_adapter_meta(m));
+    cr_assert_eq(fl_model_tensor(m, FL_SET_BASE, 0)->data[0], first);
+    cr_assert_eq(fl_model_frozen_prefix(m), 0, "nothing frozen, nothing to cache");
+    float mean = 60.0f, sd = 60.0f;
+    cr_assert_eq(fl_model_set_norm(m, &mean, &sd, 1), 0, "%s", fl_error_msg());
+
+    struct fl_dataset ds = {0};
+    s_quadrants(&ds, 48, 16, 3);
+    struct fl_train_opts o;
+    fl_train_opts_default(&o);
+    o.epochs = 4;
+    o.batch = 16;
+    double loss[4] = {0};
+    cr_assert_eq(fl_train(m, &ds, &o, s_record, loss, NULL), 0, "%s", fl_error_msg());
+    cr_assert_lt(loss[3], loss[0], "loss %g -> %g", loss[0], loss[3]);
+    struct fl_eval ev;
+    cr_assert_eq(fl_evaluate(m, &ds, &ev), 0);
+    cr_assert_gt(ev.accuracy, 0.6, "accuracy %g on the training records", ev.accuracy);
+    cr_assert_neq(fl_model_tensor(m, FL_SET_BASE, 0)->data[0], first, "conv1 was trained");
+    fl_dataset_free(&ds);
+    fl_model_destroy(&m);
+    fl_model_destroy(&m);
+    fl_graphdef_free(&def);
+}
+
+Test(fl_graph_pretrain, refusals_name_the_problem)
+{
+    struct fl_graphdef def;
+    struct fl_tensor *p = NULL;
+    size_t n = 0;
+    struct fl_arch arch, chain;
+    cr_assert_eq(fl_zoo_build("resnet18", 1, 16, 16, 3, 5, &def, &p, &n), 0);
+    cr_assert_eq(fl_arch_from_graph(&def, "resnet18", 3, &arch), 0);
+    cr_assert_null(fl_model_new(&arch, 1, NULL));
+    cr_assert_not_null(strstr(fl_error_msg(), "fl_model_new_graph"), "%s", fl_error_msg());
+    cr_assert_eq(fl_arch_builtin("mlp", 10, 3, &chain), 0);
+    cr_assert_null(fl_model_new_graph(&chain, p, n, NULL));
+    cr_assert_not_null(strstr(fl_error_msg(), "not a graph"), "%s", fl_error_msg());
+    /* Without the classifier's weight there is no head. */
+    size_t fc = (size_t)(fl_tensor_find(p, n, "fc.weight") - p);
+    struct fl_tensor keep = p[fc];
+    p[fc] = p[0];
+    cr_assert_null(fl_model_new_graph(&arch, p, n, NULL));
+    cr_assert_not_null(strstr(fl_error_msg(), "fc.weight"), "%s", fl_error_msg());
+    p[fc] = keep;
+    /* A head that does not compute the architecture's classes. */
+    arch.num_classes = 4;
+    cr_assert_null(fl_model_new_graph(&arch, p, n, NULL));
+    cr_assert_not_null(strstr(fl_error_msg(), "4 classes"), "%s", fl_error_msg());
+    fl_zoo_free_params(p, n);
+    fl_graphdef_free(&def);
+}
+
+/* ---- the tool ---------------------------------------------------------------------------- */
+
+/* Run `fedtl ARGS` in the scratch directory; output (stdout and stderr) in *out. */
+static int s_fedtl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int s_fedtl(char **out, const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/fedtl' %s 2>&1", s_dir, FEDTL_BIN_DIR, args);
+    char *text = NULL;
+    int rc = fl_test_run(cmd, &text);
+    cr_assert_not_null(text, "no output from %s", cmd);
+    *out = text;
+    return rc;
+}
+
+/* Records [from, from + n) of ds whose label is below 5, as a CSV (label first). */
+static void s_write_csv(const struct fl_dataset *ds, size_t *from, size_t n, const char *name)
+{
+    char *path = fl_test_path(s_dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (size_t i = *from, k = 0; k < n && i < ds->n; i++, (*from)++) {
+        if (ds->y[i] >= 5)
+            continue;
+        fprintf(f, "%d", ds->y[i]);
+        for (size_t j = 0; j < ds->dim; j++)
+            fprintf(f, ",%g", ds->x[i * ds->dim + j]);
+        fprintf(f, "\n");
+        k++;
+    }
+    cr_assert_eq(fclose(f), 0);
+    free(path);
+}
+
+static double s_epoch_loss(const char *text, int epoch)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "epoch %d/", epoch);
+    const char *p = strstr(text, pat);
+    cr_assert_not_null(p, "no %s in\n%s", pat, text);
+    p = strstr(p, "loss=");
+    cr_assert_not_null(p);
+    return atof(p + 5);
+}
+
+Test(fl_graph_pretrain, fedtl_pretrains_resnet18_that_inspect_eval_finetune_accept, .timeout = 600)
+{
+    if (access(FMNIST "/t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("no Fashion-MNIST in " FMNIST);
+    struct fl_dataset ds;
+    cr_assert_eq(fl_dataset_load(&ds, FMNIST "/t10k-images-idx3-ubyte.gz",
+                                 FMNIST "/t10k-labels-idx1-ubyte.gz"),
+                 0, "%s", fl_error_msg());
+    size_t at = 0;
+    s_write_csv(&ds, &at, 300, "train.csv");
+    s_write_csv(&ds, &at, 100, "test.csv");
+    fl_dataset_free(&ds);
+    char *out = NULL;
+    int rc = s_fedtl(&out, "pretrain --data train.csv --classes 0-4 --arch resnet18 --epochs 2 "
+                           "--batch 32 --out r18.ftm");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "pretrain resnet18 on 300 records, 5 classes, 11168005 "
+                                   "parameters"),
+                       "%s", out);
+    cr_assert_lt(s_epoch_loss(out, 2), s_epoch_loss(out, 1), "%s", out);
+    free(out);
+    cr_assert_eq(s_fedtl(&out, "inspect r18.ftm"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "resnet18 (input 28x28x1, 5 classes)"), "%s", out);
+    cr_assert_not_null(strstr(out, "layer4.1.conv2"), "%s", out);
+    free(out);
+    cr_assert_eq(s_fedtl(&out, "eval --base r18.ftm --data test.csv --json"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "\"n\":100"), "%s", out);
+    free(out);
+    rc = s_fedtl(&out, "finetune --base r18.ftm --data train.csv --classes 0-4 --method lora "
+                       "--targets layer4.1.conv1,layer4.1.conv2 --epochs 1 --out a.fta");
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    rc = s_fedtl(&out, "eval --base r18.ftm --adapter a.fta --data test.csv --json");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "\"n\":100"), "%s", out);
+    free(out);
+}
+
+Test(fl_graph_pretrain, fedtl_pretrain_refuses_what_is_not_an_image)
+{
+    char *path = fl_test_path(s_dir, "flat.csv");
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%d,%d,1,2,3,4,5,6,7,8,9\n", i % 2, i);
+    cr_assert_eq(fclose(f), 0);
+    free(path);
+    char *out = NULL;
+    cr_assert_neq(s_fedtl(&out, "pretrain --data flat.csv --arch resnet18 --out x.ftm"), 0);
+    cr_assert_not_null(strstr(out, "10 values is not a square"), "%s", out);
+    cr_assert_not_null(strstr(out, "--input-shape"), "%s", out);
+    free(out);
+    cr_assert_neq(s_fedtl(&out, "pretrain --data flat.csv --arch mobilenet_v2 --input-shape "
+                                "3x2x2 --out x.ftm"),
+                  0);
+    cr_assert_not_null(strstr(out, "--input-shape 3x2x2 has 12 values, a record has 10"), "%s",
+                       out);
+    free(out);
+    cr_assert_neq(s_fedtl(&out, "pretrain --data flat.csv --arch mobilenet_v2 --input-shape 10 "
+                                "--out x.ftm"),
+                  0);
+    cr_assert_not_null(strstr(out, "is not CxHxW"), "%s", out);
+    free(out);
+    cr_assert_neq(s_fedtl(&out, "pretrain --data flat.csv --arch resnet50 --out x.ftm"), 0);
+    for (const char *const *a =
+             (const char *const[]){"cnn-small", "mlp", "resnet18", "mobilenet_v2", NULL};
+         *a; a++)
+        cr_assert_not_null(strstr(out, *a), "%s not named in\n%s", *a, out);
+    free(out);
+    cr_assert_eq(s_fedtl(&out, "pretrain --help"), 0);
+    cr_assert_not_null(strstr(out, "mobilenet_v2"), "%s", out);
+    cr_assert_not_null(strstr(out, "--input-shape"), "%s", out);
+    free(out);
+    path = fl_test_path(s_dir, "x.ftm");
+    cr_assert_eq(access(path, F_OK), -1, "no base is written");
+    free(path);
+}
