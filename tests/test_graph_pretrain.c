@@ -208,7 +208,7 @@ Test(fl_graph_pretrain, fedtl_pretrains_resnet18_that_inspect_eval_finetune_acce
     cr_assert_lt(s_epoch_loss(out, 2), s_epoch_loss(out, 1), "%s", out);
     free(out);
     cr_assert_eq(s_fedtl(&out, "inspect r18.ftm"), 0, "%s", out);
-    cr_assert_not_null(strstr(out, "resnet18 (input 28x28x1, 5 classes)"), "%s", out);
+    cr_assert_not_null(strstr(out, "resnet18 (input 1x28x28, 5 classes)"), "%s", out);
     cr_assert_not_null(strstr(out, "layer4.1.conv2"), "%s", out);
     free(out);
     cr_assert_eq(s_fedtl(&out, "eval --base r18.ftm --data test.csv --json"), 0, "%s", out);

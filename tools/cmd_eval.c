@@ -340,11 +340,14 @@ static int s_inspect_base(const char *path, bool json)
     if (json) {
         rc = s_print_base_json(&bf, hex, total);
     } else {
+        /* A chain's input reads HxWxC (NHWC); a graph's CxHxW, as its ONNX file has it. */
+        const struct fl_arch *a = &bf.arch;
+        int d0 = bf.graph ? a->in_c : a->in_h, d2 = bf.graph ? a->in_w : a->in_c;
         printf("base model  %s\narch        %s (input %dx%dx%d, %d classes)\nhash        %s\n"
                "parameters  %zu (all trainable when pretraining; frozen under an adapter)\n"
                "data        %s\n",
-               path, bf.arch.name, bf.arch.in_h, bf.arch.in_w, bf.arch.in_c, bf.arch.num_classes,
-               hex, total, bf.meta.data_desc);
+               path, a->name, d0, bf.graph ? a->in_h : a->in_w, d2, a->num_classes, hex, total,
+               bf.meta.data_desc);
         s_print_arch(&bf.arch);
         if (bf.graph)
             tool_graph_print(&bf);

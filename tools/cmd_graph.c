@@ -7,6 +7,7 @@
 
 #include <cJSON.h>
 #include <stdio.h>
+#include <string.h>
 
 static void s_shape(const struct fl_gadapt_node *x, char *buf, size_t len)
 {
@@ -20,11 +21,14 @@ static void s_shape(const struct fl_gadapt_node *x, char *buf, size_t len)
 void tool_graph_print(const struct fl_base_file *bf)
 {
     const struct fl_graphdef *d = bf->graph;
-    int head = fl_graphadapt_head(d);
+    int head = fl_graphadapt_head(d), w = 4; /* the node column fits the longest name */
+    for (int i = 0; i < d->nnodes; i++)
+        if (fl_graphadapt_is_linear(d, i) && (int)strlen(d->nodes[i].name) > w)
+            w = (int)strlen(d->nodes[i].name);
     printf("graph       %d nodes, input '%s', output '%s'\n"
            "nodes an adapter can target (--targets NODE,...):\n"
-           "  %-24s %-7s %-12s %10s  %-16s %s\n",
-           d->nnodes, d->input, d->output, "node", "op", "weight", "params", "lora", "bitfit");
+           "  %-*s %-7s %-12s %10s  %-16s %s\n",
+           d->nnodes, d->input, d->output, w, "node", "op", "weight", "params", "lora", "bitfit");
     for (int i = 0; i < d->nnodes; i++) {
         struct fl_gadapt_node x;
         if (!fl_graphadapt_is_linear(d, i) ||
@@ -32,8 +36,8 @@ void tool_graph_print(const struct fl_base_file *bf)
             continue;
         char shape[64];
         s_shape(&x, shape, sizeof shape);
-        printf("  %-24s %-7s %-12s %10zu  %-16s %s\n", d->nodes[i].name, fl_op_name(d->nodes[i].op),
-               shape, x.params,
+        printf("  %-*s %-7s %-12s %10zu  %-16s %s\n", w, d->nodes[i].name,
+               fl_op_name(d->nodes[i].op), shape, x.params,
                i == head ? "head (replaced)"
                : x.lora  ? "yes"
                          : "no (depthwise)",
