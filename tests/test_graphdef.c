@@ -145,3 +145,32 @@ Test(graphdef, missing_parameter_named)
         fl_tensor_free(&t[i]);
     fl_graphdef_free(&d);
 }
+
+/* A file sets a Conv's kernel through its weight's shape and its dilation and stride through
+ * attributes: a kernel of 2^20 taps with a dilation of 4096 must be refused at planning, not
+ * overflow the window arithmetic into reads far outside the buffers. */
+Test(graphdef, an_absurd_convolution_window_is_refused)
+{
+    struct fl_graphdef d;
+    fl_graphdef_init(&d);
+    snprintf(d.input, sizeof d.input, "x");
+    d.in_ndim = 3;
+    d.in_dims[0] = d.in_dims[1] = d.in_dims[2] = 1;
+    snprintf(d.output, sizeof d.output, "y");
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.dilation[1] = 4096;
+    a.stride[1] = 4096;
+    const char *in[2] = {"x", "w"};
+    cr_assert_eq(fl_graphdef_add(&d, "conv", FL_OP_CONV, in, 2, "y", &a), 0);
+    struct fl_tensor w = {0};
+    int64_t shape[4] = {1, 1, 1, 1 << 20};
+    cr_assert_eq(fl_tensor_init(&w, "w", 4, shape), 0);
+    fl_graph_t *g = fl_graph_from_def(&d, &w, 1, NULL);
+    cr_assert_not_null(g, "%s", fl_error_msg());
+    cr_assert_neq(fl_graph_plan(g, 1, false), 0);
+    cr_assert(strstr(fl_error_msg(), "'conv'") && strstr(fl_error_msg(), "kernel"), "%s",
+              fl_error_msg());
+    fl_graph_destroy(&g);
+    fl_tensor_free(&w);
+    fl_graphdef_free(&d);
+}

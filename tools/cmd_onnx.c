@@ -335,15 +335,20 @@ int cmd_export(int argc, char **argv)
     /* The normalisation first: the merge keeps only the tensors the nodes read. */
     if (rc == 0)
         rc = fl_graph_prepend_norm(bf.graph, bf.tensors, bf.ntensors, &ndef, &np, &nnp);
+    /* The adapter's tensors, with FFA-LoRA's frozen A rebuilt from its seed. */
+    struct fl_tensor *at = NULL;
+    size_t nat = 0;
     if (rc == 0 && o.adapter)
-        rc = fl_graph_merge_adapter(&ndef, np, nnp, &af.meta, af.tensors, af.ntensors, &mdef, &mp,
-                                    &nmp);
+        rc = fl_graphadapt_complete(bf.graph, bf.tensors, bf.ntensors, &af.meta, af.tensors,
+                                    af.ntensors, &at, &nat);
+    if (rc == 0 && o.adapter)
+        rc = fl_graph_merge_adapter(&ndef, np, nnp, &af.meta, at, nat, &mdef, &mp, &nmp);
     if (rc == 0)
         rc = o.adapter ? fl_onnx_export(o.out, &mdef, mp, nmp, "fedtl")
                        : fl_onnx_export(o.out, &ndef, np, nnp, "fedtl");
     if (rc == 0 && o.peft)
-        rc = fl_peft_export(o.peft, bf.graph, bf.tensors, bf.ntensors, &af.meta, af.tensors,
-                            af.ntensors, bf.arch.name);
+        rc = fl_peft_export(o.peft, bf.graph, bf.tensors, bf.ntensors, &af.meta, at, nat,
+                            bf.arch.name);
     if (rc == 0)
         s_print_export(&o);
     for (size_t i = 0; i < nmp; i++)
@@ -354,6 +359,9 @@ int cmd_export(int argc, char **argv)
         fl_tensor_free(&np[i]);
     free(np);
     fl_graphdef_free(&ndef);
+    for (size_t i = 0; i < nat; i++)
+        fl_tensor_free(&at[i]);
+    free(at);
     fl_adapter_close(&af);
     fl_base_close(&bf);
     return rc ? tool_error(rc, "cannot export") : 0;

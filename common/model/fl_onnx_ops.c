@@ -345,6 +345,12 @@ static int s_binary(struct fl_ox *ox, const Onnx__NodeProto *n, enum fl_op op)
             return rc;
         if (ox->vals[in[k]].kind == FL_OX_INT) { /* an integer constant operand: as floats */
             const struct fl_ox_val *c = &ox->vals[in[k]];
+            for (size_t j = 0; j < c->numel; j++)
+                if (c->i[j] == FL_OX_BATCH)
+                    return fl_ox_fail(ox, FL_EINVAL,
+                                      "input %d depends on the batch size, which fedtl does not "
+                                      "fix at import",
+                                      k);
             int f;
             if ((rc = fl_ox_new_const(ox, c->name, FL_OX_FLOAT, c->ndim, c->dims, &f)))
                 return rc;

@@ -405,6 +405,24 @@ static int s_alloc(fl_graph_t *g)
     return 0;
 }
 
+/* Does a value's shape hold: 1 to FL_GRAPH_MAX_DIMS axes of 1 to 2^24, whose product (checked
+ * axis by axis, so that nothing wraps) is numel and at most INT32_MAX? Shape inference works
+ * on dimensions a hostile file chose; this is the one check after every op. */
+static bool s_dims_sane(const struct fl_gvalue *v)
+{
+    if (v->ndim < 1 || v->ndim > FL_GRAPH_MAX_DIMS)
+        return false;
+    uint64_t n = 1;
+    for (int i = 0; i < v->ndim; i++) {
+        if (v->dims[i] < 1 || v->dims[i] > (1 << 24))
+            return false;
+        n *= (uint64_t)v->dims[i];
+        if (n > INT32_MAX)
+            return false;
+    }
+    return n == v->numel;
+}
+
 int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad)
 {
     if (g->planned)
@@ -424,6 +442,11 @@ int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad)
                                nd->name, nd->in_names[i]);
         rc = s_ops[nd->op].infer(g, nd);
         const struct fl_gvalue *y = &g->values[nd->out];
+        if (rc == 0 && !s_dims_sane(y))
+            rc = fl_fail(FL_ERANGE,
+                         "graph: node '%s' makes a value of more than 2^31 elements "
+                         "or an axis over 2^24",
+                         nd->name);
         if (rc == 0 && (y->numel > INT32_MAX || y->numel > SIZE_MAX / 4 / (size_t)max_batch))
             rc = fl_fail(FL_ERANGE, "graph: node '%s' makes %zu values per sample", nd->name,
                          y->numel);

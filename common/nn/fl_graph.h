@@ -119,6 +119,9 @@ int fl_graph_fold_batchnorm(fl_graph_t *g, const char *bn_node);
  * trainable) are added. W stays as it is (frozen unless added trainable). Before planning. */
 int fl_graph_add_lora(fl_graph_t *g, const char *node, int rank, float alpha, uint64_t seed,
                       bool train_a);
+/* LoRA's A as fl_graph_add_lora initialises it from seed: rank x cols values, normal with
+ * standard deviation 1/sqrt(cols) (FFA-LoRA's frozen A is rebuilt from this, never stored). */
+void fl_graph_lora_init_a(float *a, int rank, int cols, uint64_t seed);
 
 /* Validate (names resolve, no cycle, shapes fit), order the nodes, and allocate every buffer
  * for batches of up to max_batch. input_grad: also compute the gradient of the input. Errors

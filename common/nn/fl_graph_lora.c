@@ -29,6 +29,14 @@ static int s_node(const fl_graph_t *g, const char *name)
     return -1;
 }
 
+void fl_graph_lora_init_a(float *a, int rank, int cols, uint64_t seed)
+{
+    struct fl_rng rng;
+    fl_rng_seed(&rng, seed);
+    for (size_t i = 0; i < (size_t)rank * (size_t)cols; i++)
+        a[i] = (float)(fl_rng_normal(&rng) / sqrt((double)cols));
+}
+
 /* Add the three parameters of a LoRA on weight w and record it. */
 static int s_add(fl_graph_t *g, int n, int w, int rank, float alpha, uint64_t seed, bool train_a)
 {
@@ -49,10 +57,7 @@ static int s_add(fl_graph_t *g, int n, int w, int rank, float alpha, uint64_t se
         return fl_fail(FL_ENOMEM, "graph: out of memory for LoRA on '%s'", node);
     }
     g->loras = l;
-    struct fl_rng rng;
-    fl_rng_seed(&rng, seed);
-    for (size_t i = 0; i < (size_t)rank * (size_t)cols; i++)
-        init[i] = (float)(fl_rng_normal(&rng) / sqrt((double)cols));
+    fl_graph_lora_init_a(init, rank, cols, seed);
     int rc = fl_graph_add_param(g, an, 2, ad, init, train_a);
     free(init);
     if (rc || (rc = fl_graph_add_param(g, bn, 2, bd, NULL, true)) ||

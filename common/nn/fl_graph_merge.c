@@ -166,6 +166,9 @@ static int s_bitfit(struct s_merge *m, int n)
         m->bias_after[n] = true;
         return 0;
     }
+    /* Training adds the trained bias as it is (it starts from beta C), so beta becomes 1. */
+    if (nd->op == FL_OP_GEMM)
+        m->d.nodes[n].a.beta = 1.0f;
     return s_rewire(m, n, 2, bn);
 }
 

@@ -4,6 +4,7 @@
 #include "fl_error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 bool fl_graphadapt_is_linear(const struct fl_graphdef *d, int i)
@@ -131,5 +132,59 @@ int fl_arch_from_graph(const struct fl_graphdef *d, const char *name, int num_cl
     out->in_w = (int32_t)dims[2];
     out->num_classes = num_classes;
     out->graph = d;
+    return 0;
+}
+
+uint64_t fl_graphadapt_node_seed(uint64_t seed, const char *node)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *c = node; *c; c++)
+        h = (h ^ (uint8_t)*c) * 1099511628211ULL;
+    return seed ^ h;
+}
+
+int fl_graphadapt_complete(const struct fl_graphdef *d, const struct fl_tensor *base, size_t nbase,
+                           const struct fl_adapter_meta *meta, const struct fl_tensor *ad,
+                           size_t nad, struct fl_tensor **out, size_t *nout)
+{
+    int extra = meta->kind == FL_ADAPTER_FFA_LORA ? meta->ntargets : 0;
+    struct fl_tensor *t = calloc(nad + (size_t)extra + 1, sizeof *t);
+    if (!t)
+        return fl_fail(FL_ENOMEM, "out of memory");
+    size_t n = 0;
+    for (; n < nad; n++) {
+        t[n] = ad[n];
+        t[n].owned = false;
+    }
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < extra; i++) {
+        char an[FL_NAME_MAX];
+        fl_graphadapt_tensor_name(an, meta->targets[i], "lora_A");
+        if (fl_tensor_find(ad, nad, an))
+            continue;
+        int node = fl_graphdef_find(d, meta->targets[i]);
+        struct fl_gadapt_node x;
+        if (node < 0)
+            rc = fl_fail(FL_EMISMATCH, "the adapter's target '%s' is no node of the base",
+                         meta->targets[i]);
+        else if ((rc = fl_graphadapt_node(d, base, nbase, node, &x)) == 0) {
+            /* A reads W as the engine does: rows its first axis, cols the rest. */
+            const struct fl_tensor *w = fl_tensor_find(base, nbase, x.weight);
+            int64_t cols = (int64_t)(fl_tensor_numel(w) / (size_t)w->shape[0]);
+            if ((rc = fl_tensor_init2(&t[n], an, meta->rank, cols)) == 0) {
+                fl_graph_lora_init_a(t[n].data, meta->rank, (int)cols,
+                                     fl_graphadapt_node_seed(meta->seed, d->nodes[node].name));
+                n++;
+            }
+        }
+    }
+    if (rc) {
+        for (size_t i = 0; i < n; i++)
+            fl_tensor_free(&t[i]);
+        free(t);
+        return rc;
+    }
+    *out = t;
+    *nout = n;
     return 0;
 }

@@ -51,6 +51,15 @@ int fl_graphadapt_node(const struct fl_graphdef *d, const struct fl_tensor *t, s
 /* The default targets of method kind (see above) into targets; returns how many (<= max). */
 int fl_graphadapt_default_targets(const struct fl_graphdef *d, enum fl_adapter_kind kind,
                                   char (*targets)[FL_TARGET_NAME_MAX], int max);
+/* The seed of node's LoRA A under an adapter seeded with seed: FFA-LoRA's frozen A is a
+ * function of (adapter seed, node name) only. */
+uint64_t fl_graphadapt_node_seed(uint64_t seed, const char *node);
+/* The adapter's tensors as a merge or an export needs them: ad[0..nad) (borrowed) plus, for
+ * FFA-LoRA, each target's frozen "<node>.lora_A", rebuilt from the seed as training built it
+ * (owned). *out has *nout entries; free each with fl_tensor_free, then the array. */
+int fl_graphadapt_complete(const struct fl_graphdef *d, const struct fl_tensor *base, size_t nbase,
+                           const struct fl_adapter_meta *meta, const struct fl_tensor *ad,
+                           size_t nad, struct fl_tensor **out, size_t *nout);
 /* "<node>.<what>" into out, the node's name cut to FL_GRAPHADAPT_NODE_CHARS bytes. */
 void fl_graphadapt_tensor_name(char out[FL_NAME_MAX], const char *node, const char *what);
 

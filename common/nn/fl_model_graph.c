@@ -32,15 +32,6 @@ struct fl_model_graph {
     const float **ggrad;    /* per model parameter: the graph's gradient (trainable only) */
 };
 
-/* A seed per node so that FFA-LoRA's A is a function of (adapter seed, node name) only. */
-static uint64_t s_node_seed(uint64_t seed, const char *name)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *c = name; *c; c++)
-        h = (h ^ (uint8_t)*c) * 1099511628211ULL;
-    return seed ^ h;
-}
-
 /* A new parameter entry called name; with ndim > 0 its data is allocated (zeros). */
 static int s_param(fl_model_t *m, const char *name, int ndim, const int64_t *shape)
 {
@@ -233,7 +224,8 @@ static int s_graph(fl_model_t *m, const struct fl_tensor *t, size_t n, fl_pool_t
     for (int i = 0; rc == 0 && m->has_adapter && lora && i < m->ameta.ntargets; i++) {
         const char *node = m->ameta.targets[i];
         rc = fl_graph_add_lora(mg->g, node, m->ameta.rank, m->ameta.alpha,
-                               s_node_seed(m->ameta.seed, node), m->ameta.kind == FL_ADAPTER_LORA);
+                               fl_graphadapt_node_seed(m->ameta.seed, node),
+                               m->ameta.kind == FL_ADAPTER_LORA);
     }
     return rc ? rc : fl_graph_plan(mg->g, mg->cap, false);
 }

@@ -36,12 +36,16 @@ void fl_wgeom_of(const fl_graph_t *g, const struct fl_gnode *nd, struct fl_wgeom
                 nd->a.pads[2] == 0 && nd->a.pads[3] == 0;
 }
 
-/* Output size along one axis, or 0 when the window does not fit. */
-static int s_out_size(int in, int pad0, int pad1, int k, int stride, int dil)
+/* Output size along one axis, or 0 when the window does not fit (64-bit: the kernel comes
+ * from a weight's shape, which a file sets). */
+static int s_out_size(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int64_t stride,
+                      int64_t dil)
 {
-    int span = dil * (k - 1) + 1, len = in + pad0 + pad1;
-    return len < span ? 0 : (len - span) / stride + 1;
+    int64_t span = dil * (k - 1) + 1, len = in + pad0 + pad1;
+    return len < span ? 0 : (int)((len - span) / stride + 1);
 }
+
+#define S_GEOM_MAX 4096 /* kernel, stride, dilation and padding along an axis */
 
 static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh, int kw)
 {
@@ -53,11 +57,15 @@ static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh,
                        nd->name, fl_op_name(nd->op), x->name, fl_gv_shape_str(x, xs, sizeof xs));
     bool conv = nd->op == FL_OP_CONV;
     int dh = conv ? a->dilation[0] : 1, dw = conv ? a->dilation[1] : 1;
-    if (a->stride[0] < 1 || a->stride[1] < 1 || dh < 1 || dw < 1 || kh < 1 || kw < 1)
-        return fl_fail(FL_EINVAL, "graph: node '%s' has kernel %dx%d, stride %dx%d, dilation %dx%d",
-                       nd->name, kh, kw, a->stride[0], a->stride[1], dh, dw);
+    if (a->stride[0] < 1 || a->stride[1] < 1 || dh < 1 || dw < 1 || kh < 1 || kw < 1 ||
+        a->stride[0] > S_GEOM_MAX || a->stride[1] > S_GEOM_MAX || dh > S_GEOM_MAX ||
+        dw > S_GEOM_MAX || kh > S_GEOM_MAX || kw > S_GEOM_MAX)
+        return fl_fail(FL_EINVAL,
+                       "graph: node '%s' has kernel %dx%d, stride %dx%d, dilation %dx%d "
+                       "(each 1 to %d)",
+                       nd->name, kh, kw, a->stride[0], a->stride[1], dh, dw, S_GEOM_MAX);
     for (int i = 0; i < 4; i++)
-        if (a->pads[i] < 0 || (!conv && a->pads[i] >= (i % 2 ? kw : kh)))
+        if (a->pads[i] < 0 || a->pads[i] > S_GEOM_MAX || (!conv && a->pads[i] >= (i % 2 ? kw : kh)))
             return fl_fail(FL_EINVAL, "graph: node '%s' has padding %d on side %d", nd->name,
                            a->pads[i], i);
     int oh = s_out_size((int)x->dims[1], a->pads[0], a->pads[2], kh, a->stride[0], dh);
