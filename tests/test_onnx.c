@@ -16,6 +16,7 @@
 #include "fl_graphdef.h"
 #include "fl_onnx.h"
 #include "fl_onnx_export.h"
+#include "fl_onnx_impl.h"
 #include "fl_pool.h"
 #include "fl_testutil.h"
 #include "onnx.pb-c.h"
@@ -552,6 +553,15 @@ Test(fl_onnx, long_names_are_shortened_and_unnamed_nodes_named)
     cr_expect_eq(strlen(def.nodes[0].name), 50, "%s", def.nodes[0].name);
     cr_expect_neq(strchr(def.nodes[0].name, '~'), NULL);
     cr_expect_str_eq(def.nodes[0].out, def.nodes[1].in[0]);
+    {
+        /* 51 to 63 bytes are shortened too: names sharing their first 50 bytes stay apart. */
+        char a[64], b[64], sa[FL_GRAPH_NAME_MAX], sb[FL_GRAPH_NAME_MAX];
+        memset(a, 'c', 60), a[60] = '\0';
+        memcpy(b, a, 61), b[59] = 'd';
+        fl_ox_short_name(a, sa), fl_ox_short_name(b, sb);
+        cr_expect_eq(strlen(sa), 50, "%s", sa);
+        cr_expect_str_neq(sa, sb);
+    }
     cr_expect_str_eq(def.nodes[1].name, "Relu_1");
     /* Deterministic: the same names again. */
     cr_assert_eq(fl_onnx_import_mem(buf, len, "long", NULL, NULL, &def2, &p2, &np), 0);

@@ -1,5 +1,6 @@
 /* fl_onnx: see fl_onnx.h. The file, its graph input, the order of its nodes and the result;
  * tensors in fl_onnx_tensor.c, ops in fl_onnx_ops.c, folding in fl_onnx_fold.c. */
+#include "fl_graphadapt.h"
 #include "fl_onnx_impl.h"
 
 #include "fl_error.h"
@@ -80,11 +81,12 @@ void fl_ox_map_free(struct fl_ox_map *m)
 void fl_ox_short_name(const char *name, char out[FL_GRAPH_NAME_MAX])
 {
     size_t len = strlen(name);
-    if (len < FL_GRAPH_NAME_MAX) {
+    if (len <= FL_GRAPHADAPT_NODE_CHARS) {
         memcpy(out, name, len + 1);
         return;
     }
-    /* 50 bytes in all: the engine names a node's LoRA factors "<first 50 bytes>.lora_A" */
+    /* 50 bytes in all: an adapter names a node's tensors after its first 50 bytes
+     * ("<node>.lora_A", fl_graphadapt.h), so two longer names sharing those would clash. */
     snprintf(out, FL_GRAPH_NAME_MAX, "%.33s~%016llx", name, (unsigned long long)s_hash(name));
 }
 

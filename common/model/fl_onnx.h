@@ -10,9 +10,10 @@
  * the node's name, its op type and the model's opset.
  *
  * Names: nodes keep their ONNX names when they fit FL_GRAPH_NAME_MAX (users pick LoRA targets
- * by them), unnamed nodes are called "<OpType>_<index>", and names of 64 bytes or more (nodes
+ * by them), unnamed nodes are called "<OpType>_<index>", and names longer than 50 bytes (nodes
  * and values) become their first 33 bytes, '~' and 16 hex digits of a hash of the whole name
- * (50 bytes: the engine's LoRA factors of a node are "<its first 50 bytes>.lora_A"). */
+ * (50 bytes: an adapter's tensors of a node are "<its first 50 bytes>.lora_A", so two longer
+ * names sharing those bytes would clash). */
 #ifndef FL_ONNX_H
 #define FL_ONNX_H
 
