@@ -1,7 +1,8 @@
 /* Pretraining a graph from scratch: fl_model_new_graph on a zoo architecture trains every
  * parameter and lowers the loss, its base set is a graph base; `fedtl pretrain --arch resnet18`
- * on Fashion-MNIST records writes a base that inspect, eval and finetune accept; and the
- * refusals name what is wrong. */
+ * on Fashion-MNIST records writes a base that inspect, eval and finetune accept, whose adapted
+ * model exported to ONNX (fedtl export) and imported again (fedtl import) predicts the same;
+ * and the refusals of pretrain, import and export name what is wrong. */
 #include <criterion/criterion.h>
 
 #include "fl_data.h"
@@ -222,6 +223,41 @@ Test(fl_graph_pretrain, fedtl_pretrains_resnet18_that_inspect_eval_finetune_acce
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_not_null(strstr(out, "\"n\":100"), "%s", out);
     free(out);
+
+    /* Out and in again, with no peer: the merged model exported to ONNX and imported as a base
+     * of its own predicts what the base with its adapter predicts, record by record (the
+     * normalisation travels inside the ONNX file, so the import adds none). */
+    rc = s_fedtl(&out, "export --base r18.ftm --adapter a.fta --out merged.onnx");
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    rc = s_fedtl(&out, "import merged.onnx --out merged.ftm --classes 0-4");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "5 classes"), "%s", out);
+    free(out);
+    char *want = NULL, *got = NULL;
+    cr_assert_eq(s_fedtl(&want, "predict --base r18.ftm --adapter a.fta --data test.csv"), 0, "%s",
+                 want);
+    cr_assert_eq(s_fedtl(&got, "predict --base merged.ftm --data test.csv"), 0, "%s", got);
+    cr_assert_str_eq(got, want);
+    free(want);
+    free(got);
+    /* Bad input to both commands: each error names what is wrong. */
+    cr_assert_neq(s_fedtl(&out, "import merged.onnx --out x.ftm --classes 0-2"), 0);
+    cr_assert_not_null(strstr(out, "--classes names 3 classes, the model has 5 outputs"), "%s",
+                       out);
+    free(out);
+    cr_assert_neq(s_fedtl(&out, "import merged.onnx --out x.ftm --mean 1,2 --std 3"), 0);
+    cr_assert_not_null(strstr(out, "the input has 1 channels"), "%s", out);
+    free(out);
+    cr_assert_neq(s_fedtl(&out, "import test.csv --out x.ftm"), 0);
+    cr_assert_not_null(strstr(out, "not an ONNX model"), "%s", out);
+    free(out);
+    cr_assert_neq(s_fedtl(&out, "export --base r18.ftm --out x.onnx --peft p"), 0);
+    cr_assert_not_null(strstr(out, "--peft needs --adapter"), "%s", out);
+    free(out);
+    char *path = fl_test_path(s_dir, "x.ftm");
+    cr_assert_neq(access(path, F_OK), 0, "a failed import left %s", path);
+    free(path);
 }
 
 Test(fl_graph_pretrain, fedtl_pretrain_refuses_what_is_not_an_image)

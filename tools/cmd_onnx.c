@@ -312,11 +312,11 @@ int cmd_export(int argc, char **argv)
     if ((rc = fl_base_read(o.base, &bf)))
         return tool_error(rc, "cannot read the base");
     if (!bf.graph) {
-        fl_base_close(&bf);
         fprintf(stderr,
-                "fedtl export: %s is a %s chain base; only graph bases (fedtl import) "
-                "export to ONNX\n",
+                "fedtl export: %s is a %s chain base; only graph bases (fedtl import, "
+                "fedtl pretrain --arch resnet18) export to ONNX\n",
                 o.base, bf.arch.name);
+        fl_base_close(&bf);
         return 1;
     }
     if (o.adapter && ((rc = fl_adapter_read(o.adapter, &af)) ||
