@@ -73,7 +73,9 @@ read -r head_mean head_lo head_hi < <(stats "${head_accs[@]}")
 read -r local_mean local_lo local_hi < <(stats "${local_accs[@]}")
 
 # Bytes: what the branches sent (ledger) against sending the whole model every round.
-model_params=$("$bin/fedtl" inspect base.ftm --json | sed -n 's/.*"parameters":\([0-9]*\).*/\1/p')
+# (the base's own count comes first: a graph base lists each node's after it)
+model_params=$("$bin/fedtl" inspect base.ftm --json | grep -o '"parameters":[0-9]*' | head -n 1 |
+    cut -d: -f2)
 bytes_in=$(sed -n 's/.*"bytes_in":\([0-9]*\).*/\1/p' state/rounds.jsonl | awk '{s += $1} END {print s}')
 updates=$(grep -o '"branch":"[^"]*","samples"' state/rounds.jsonl | wc -l)
 per_update=$((bytes_in / (updates > 0 ? updates : 1)))

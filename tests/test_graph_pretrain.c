@@ -2,13 +2,16 @@
  * parameter and lowers the loss, its base set is a graph base; `fedtl pretrain --arch resnet18`
  * on Fashion-MNIST records writes a base that inspect, eval and finetune accept, whose adapted
  * model exported to ONNX (fedtl export) and imported again (fedtl import) predicts the same;
- * and the refusals of pretrain, import and export name what is wrong. */
+ * `--arch cnn-small` writes a graph base with the chain's layer names and default targets,
+ * while a chain base already on disk still fine-tunes; and the refusals of pretrain, import
+ * and export name what is wrong. */
 #include <criterion/criterion.h>
 
 #include "fl_data.h"
 #include "fl_error.h"
 #include "fl_graphadapt.h"
 #include "fl_model.h"
+#include "fl_modelio.h"
 #include "fl_testutil.h"
 #include "fl_train.h"
 #include "fl_zoo.h"
@@ -298,4 +301,65 @@ Test(fl_graph_pretrain, fedtl_pretrain_refuses_what_is_not_an_image)
     path = fl_test_path(s_dir, "x.ftm");
     cr_assert_eq(access(path, F_OK), -1, "no base is written");
     free(path);
+}
+
+/* A chain cnn-small base as fedtl wrote them before pretraining made graphs. */
+static void s_write_chain_base(const char *name)
+{
+    struct fl_arch arch;
+    cr_assert_eq(fl_arch_builtin("cnn-small", 784, 5, &arch), 0);
+    fl_model_t *m = fl_model_new(&arch, 3, NULL);
+    cr_assert_not_null(m, "%s", fl_error_msg());
+    struct fl_base_meta meta = {.nclasses = 5, .class_ids = {0, 1, 2, 3, 4}};
+    char *path = fl_test_path(s_dir, name);
+    uint8_t hash[FL_HASH_BYTES];
+    cr_assert_eq(fl_model_write_base(m, &meta, path, hash), 0, "%s", fl_error_msg());
+    free(path);
+    fl_model_destroy(&m);
+}
+
+Test(fl_graph_pretrain, fedtl_pretrains_cnn_small_as_a_graph_and_chain_bases_still_run,
+     .timeout = 600)
+{
+    if (access(FMNIST "/t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("no Fashion-MNIST in " FMNIST);
+    struct fl_dataset ds;
+    cr_assert_eq(fl_dataset_load(&ds, FMNIST "/t10k-images-idx3-ubyte.gz",
+                                 FMNIST "/t10k-labels-idx1-ubyte.gz"),
+                 0, "%s", fl_error_msg());
+    size_t at = 0;
+    s_write_csv(&ds, &at, 300, "train.csv");
+    fl_dataset_free(&ds);
+    char *out = NULL;
+    int rc = s_fedtl(&out, "pretrain --data train.csv --classes 0-4 --arch cnn-small --epochs 2 "
+                           "--out cnn.ftm");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "5 classes, 206277 parameters"), "%s", out);
+    free(out);
+    cr_assert_eq(s_fedtl(&out, "inspect cnn.ftm"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "cnn-small (input 1x28x28, 5 classes)"), "%s", out);
+    cr_assert_not_null(strstr(out, "graph       10 nodes"), "%s", out);
+    cr_assert_not_null(strstr(out, "default targets of lora: fc1\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "default targets of bitfit: conv1,conv2,fc1"), "%s", out);
+    free(out);
+    s_write_chain_base("chain.ftm");
+    const char *bases[2] = {"cnn.ftm", "chain.ftm"};
+    for (int b = 0; b < 2; b++) {
+        rc = s_fedtl(&out,
+                     "finetune --base %s --data train.csv --classes 0-4 --method lora "
+                     "--targets conv2,fc1 --epochs 1 --out a.fta",
+                     bases[b]);
+        cr_assert_eq(rc, 0, "%s: %s", bases[b], out);
+        free(out);
+        rc = s_fedtl(&out, "eval --base %s --adapter a.fta --data train.csv --json", bases[b]);
+        cr_assert_eq(rc, 0, "%s: %s", bases[b], out);
+        cr_assert_not_null(strstr(out, "\"n\":300"), "%s", out);
+        free(out);
+    }
+    /* A grey image of another size is refused by name. */
+    cr_assert_neq(s_fedtl(&out, "pretrain --data train.csv --arch cnn-small --input-shape 4x14x14 "
+                                "--out x.ftm"),
+                  0);
+    cr_assert_not_null(strstr(out, "cnn-small takes 1x28x28 images, not 4x14x14"), "%s", out);
+    free(out);
 }

@@ -1,6 +1,7 @@
-/* fl_zoo: the built-in architectures have torchvision's parameter counts (BatchNorm folded into
- * conv biases), torchvision's names, and the shapes torchvision gives at 32x32 and 64x64; they
- * plan, run and train as graphs. */
+/* fl_zoo: resnet18 and mobilenet_v2 have torchvision's parameter counts (BatchNorm folded into
+ * conv biases), torchvision's names, and the shapes torchvision gives at 32x32 and 64x64;
+ * cnn-small and mlp the chain architectures' topology and names; they plan, run and train as
+ * graphs. */
 #include <criterion/criterion.h>
 
 #include "fl_error.h"
@@ -185,8 +186,63 @@ Test(fl_zoo, refuses_unknown_and_bad_sizes)
     cr_assert_eq(fl_zoo_build("resnet50", 3, 32, 32, 10, 1, &def, &p, &n), FL_ENOTFOUND);
     cr_assert_eq(fl_zoo_build("resnet18", 0, 32, 32, 10, 1, &def, &p, &n), FL_EINVAL);
     cr_assert_eq(fl_zoo_build("mobilenet_v2", 3, 32, 32, 0, 1, &def, &p, &n), FL_EINVAL);
+    cr_assert_eq(fl_zoo_build("cnn-small", 1, 32, 32, 10, 1, &def, &p, &n), FL_EINVAL);
+    cr_assert_eq(fl_zoo_build("cnn-small", 3, 28, 28, 10, 1, &def, &p, &n), FL_EINVAL);
     cr_assert(fl_zoo_known("resnet18") && fl_zoo_known("mobilenet_v2"));
+    cr_assert(fl_zoo_known("cnn-small") && fl_zoo_known("mlp"));
     cr_assert(!fl_zoo_known("vgg16") && !fl_zoo_known(NULL));
-    cr_assert_str_eq(fl_zoo_names()[1], "mobilenet_v2");
-    cr_assert_null(fl_zoo_names()[2]);
+    cr_assert_str_eq(fl_zoo_names()[0], "cnn-small");
+    cr_assert_str_eq(fl_zoo_names()[3], "mobilenet_v2");
+    cr_assert_null(fl_zoo_names()[4]);
+}
+
+/* fedtl's own cnn-small and mlp: the chain architectures' topology, layer names and parameter
+ * counts (cnn-small, 5 classes: 160 + 4,640 + 200,832 + 645; mlp on 784 features, 10 classes:
+ * 200,960 + 32,896 + 1,290), every weight He-normal, every bias zero. */
+Test(fl_zoo, builtin_chains_as_graphs)
+{
+    struct fl_graphdef def;
+    struct fl_tensor *p = NULL;
+    size_t n = 0;
+    cr_assert_eq(fl_zoo_build("cnn-small", 1, 28, 28, 5, 1, &def, &p, &n), 0, "%s", fl_error_msg());
+    cr_assert_eq(s_count(p, n), 206277);
+    const char *nodes[] = {"conv1", "relu1",   "pool1", "conv2", "relu2",
+                           "pool2", "flatten", "fc1",   "relu3", "fc2"};
+    cr_assert_eq(def.nnodes, 10);
+    for (int i = 0; i < 10; i++)
+        cr_assert_str_eq(def.nodes[i].name, nodes[i]);
+    const struct fl_tensor *b = fl_tensor_find(p, n, "fc1.bias");
+    cr_assert(b && b->data[0] == 0.0f && b->data[127] == 0.0f);
+    fl_graph_t *g = fl_graph_from_def(&def, p, n, NULL);
+    cr_assert_not_null(g, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_plan(g, 2, false), 0, "%s", fl_error_msg());
+    s_shape_is(g, "pool1", 16, 14, 14);
+    s_shape_is(g, "pool2", 32, 7, 7);
+    int64_t d[FL_GRAPH_MAX_DIMS];
+    cr_assert_eq(fl_graph_value_shape(g, "fc1", d), 1);
+    cr_assert_eq(d[0], 128);
+    fl_graph_destroy(&g);
+    fl_graphdef_free(&def);
+    fl_zoo_free_params(p, n);
+
+    cr_assert_eq(fl_zoo_build("mlp", 784, 1, 1, 10, 1, &def, &p, &n), 0, "%s", fl_error_msg());
+    cr_assert_eq(s_count(p, n), 235146);
+    cr_assert(def.in_ndim == 1 && def.in_dims[0] == 784);
+    cr_assert_geq(fl_graphdef_find(&def, "fc3"), 0);
+    cr_assert_str_eq(def.output, "logits");
+    g = fl_graph_from_def(&def, p, n, NULL);
+    cr_assert_not_null(g, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_plan(g, 3, false), 0, "%s", fl_error_msg());
+    float x[3 * 784];
+    for (int i = 0; i < 3 * 784; i++)
+        x[i] = (float)(i % 17) / 17.0f;
+    cr_assert_eq(fl_graph_forward(g, x, 3), 0, "%s", fl_error_msg());
+    size_t per = 0;
+    const float *out = fl_graph_output(g, &per);
+    cr_assert_eq(per, 10);
+    for (int i = 0; i < 30; i++)
+        cr_assert(isfinite(out[i]));
+    fl_graph_destroy(&g);
+    fl_graphdef_free(&def);
+    fl_zoo_free_params(p, n);
 }

@@ -45,11 +45,12 @@ void tool_graph_print(const struct fl_base_file *bf)
     }
     static const enum fl_adapter_kind kinds[] = {FL_ADAPTER_LORA, FL_ADAPTER_BITFIT};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        char targets[FL_MAX_TARGETS][FL_TARGET_NAME_MAX];
-        int n = fl_graphadapt_default_targets(d, kinds[k], targets, FL_MAX_TARGETS);
+        struct fl_method mp;
+        if (fl_method_resolve(&bf->arch, kinds[k], NULL, &mp) != 0)
+            continue;
         printf("default targets of %s:", fl_adapter_kind_name(kinds[k]));
-        for (int i = 0; i < n; i++)
-            printf("%s%s", i ? "," : " ", targets[i]);
+        for (int i = 0; i < mp.ntargets; i++)
+            printf("%s%s", i ? "," : " ", mp.targets[i]);
         printf("\n");
     }
 }

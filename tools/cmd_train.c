@@ -24,8 +24,8 @@ static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_SAMPLES,
     {"arch", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(arch),
      .choices = s_archs,
-     .help = "architecture: cnn-small (28x28x1 images), mlp (any features), or a graph with "
-             "torchvision's topology, BatchNorm folded: resnet18, mobilenet_v2 (images)"},
+     .help = "architecture, built as a graph: cnn-small (28x28x1 images), mlp (any features), "
+             "or torchvision's topology, BatchNorm folded: resnet18, mobilenet_v2 (images)"},
     TOOL_TEXT("input-shape", input_shape, 0, "CxHxW",
               "a record's image shape for resnet18 / mobilenet_v2 (default: 1xSxS when a "
               "record has S*S values, as Fashion-MNIST's 1x28x28)"),
@@ -43,8 +43,8 @@ static const struct fl_option s_pretrain_options[] = {
 
 const struct fl_options_spec tool_pretrain_spec = TOOL_SPEC(
     "pretrain",
-    "Train a base model from scratch: a chain (cnn-small, mlp) or a graph base (resnet18,\n"
-    "mobilenet_v2), every parameter trained. --classes keeps some classes, renumbered 0..k-1\n"
+    "Train a graph base model from scratch (cnn-small, mlp, resnet18, mobilenet_v2), every\n"
+    "parameter trained. --classes keeps some classes, renumbered 0..k-1\n"
     "in the order given. Input normalisation statistics (one per channel for a graph) are\n"
     "computed here and stored in the base.\n",
     s_pretrain_options);
@@ -125,18 +125,18 @@ static int s_image_shape(const struct tool_opts *o, size_t dim, int shape[3])
     return 0;
 }
 
-/* A fresh model: a chain, or a zoo graph described in *def (which the model borrows). */
+/* A fresh model: a zoo graph described in *def (which the model borrows). */
 static fl_model_t *s_fresh_model(const struct tool_opts *o, size_t dim, int classes,
                                  struct fl_arch *arch, struct fl_graphdef *def, fl_pool_t *pool)
 {
-    if (!fl_zoo_known(o->arch)) {
-        int rc = fl_arch_builtin(o->arch, (int)dim, classes, arch);
-        return rc ? NULL : fl_model_new(arch, o->train.seed, pool);
-    }
-    int shape[3];
+    int shape[3] = {(int)dim, 1, 1}; /* mlp: a flat record */
     struct fl_tensor *params = NULL;
     size_t n = 0;
-    if (s_image_shape(o, dim, shape) != 0 ||
+    if (dim > (1 << 24)) {
+        fl_fail(FL_EINVAL, "a record of %zu values is too large", dim);
+        return NULL;
+    }
+    if ((strcmp(o->arch, "mlp") != 0 && s_image_shape(o, dim, shape) != 0) ||
         fl_zoo_build(o->arch, shape[0], shape[1], shape[2], classes, o->train.seed, def, &params,
                      &n) != 0 ||
         fl_arch_from_graph(def, o->arch, classes, arch) != 0)
@@ -165,20 +165,16 @@ static void s_channel_stats(const struct fl_dataset *ds, int c, float *mean, flo
     }
 }
 
-/* The input normalisation from the data: one value for cnn-small, one per channel for a
- * graph, one per feature for mlp. */
-static int s_norm(fl_model_t *m, const struct tool_opts *o, const struct fl_dataset *ds)
+/* The input normalisation from the data, one value per channel of the graph's input: one for
+ * cnn-small (a grey image), one per feature for mlp (a flat record has a channel per value). */
+static int s_norm(fl_model_t *m, const struct fl_dataset *ds)
 {
     const struct fl_arch *a = fl_model_arch(m);
-    bool global = strcmp(o->arch, "cnn-small") == 0;
     float *mean = fl_falloc(ds->dim), *std = fl_falloc(ds->dim);
     int rc = FL_ENOMEM;
-    if (mean && std && a->graph) {
+    if (mean && std) {
         s_channel_stats(ds, a->in_c, mean, std);
         rc = fl_model_set_norm(m, mean, std, (size_t)a->in_c);
-    } else if (mean && std) {
-        fl_data_stats(ds, global, mean, std);
-        rc = fl_model_set_norm(m, mean, std, global ? 1 : ds->dim);
     }
     free(mean);
     free(std);
@@ -209,7 +205,7 @@ int cmd_pretrain(int argc, char **argv)
         rc = tool_error(FL_EINVAL, "cannot build the model");
         goto out_free_data;
     }
-    if ((rc = s_norm(m, &o, &ds)) != 0) {
+    if ((rc = s_norm(m, &ds)) != 0) {
         rc = tool_error(rc, "normalisation");
         goto out_destroy;
     }

@@ -85,8 +85,9 @@ int fl_adapter_kind_parse(const char *name, enum fl_adapter_kind *kind);
 /* Index of the layer called `name`, or -1. */
 int fl_arch_find(const struct fl_arch *arch, const char *name);
 
-/* Built-in architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"
- * (in_dim -> 256 -> 128 -> classes). Returns 0 or FL_EINVAL with a message. */
+/* Built-in chain architectures: "cnn-small" (28x28x1 input, in_dim must be 784) and "mlp"
+ * (in_dim -> 256 -> 128 -> classes), as chain bases on disk record them; new bases are their
+ * graph forms (fl_zoo.h). Returns 0 or FL_EINVAL with a message. */
 int fl_arch_builtin(const char *name, int in_dim, int classes, struct fl_arch *out);
 /* Default LoRA targets of a chain architecture (comma list) for a method: the layers whose
  * adaptation pays most per parameter (a graph's: fl_graphadapt_default_targets). */

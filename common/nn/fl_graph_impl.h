@@ -54,7 +54,8 @@ struct fl_glora {
     int w, weff, a, b;    /* value indices */
     int rows, cols, rank; /* matrix shapes */
     float scale;          /* alpha / rank */
-    bool factored;        /* W frozen, node a plain Conv: the kernel computes W x + s B (A x)
+    bool factored;        /* W frozen, node a plain Conv or a Gemm with W transposed: the
+                           * kernel computes W x + s B (A x)
                            * and A's and B's gradients itself; weff is neither merged nor
                            * differentiated (set by fl_lora_settle) */
 };

@@ -118,15 +118,17 @@ static const struct fl_gnode *s_reader(const fl_graph_t *g, int v)
     return NULL;
 }
 
-/* A plain Conv (one group) with a frozen W never needs the merged weight: W x + s B (A x)
- * costs rank (rows + cols) per output column instead of a rows x cols merge and a rows x cols
- * weight gradient per step. */
+/* A plain Conv (one group) or a Gemm reading W transposed, with a frozen W, never needs the
+ * merged weight: W x + s B (A x) costs rank (rows + cols) per output column instead of a
+ * rows x cols merge and a rows x cols weight gradient per step. */
 void fl_lora_settle(fl_graph_t *g)
 {
     for (int i = 0; i < g->nloras; i++) {
         struct fl_glora *L = &g->loras[i];
         const struct fl_gnode *nd = s_reader(g, L->weff);
-        L->factored = nd && nd->op == FL_OP_CONV && nd->a.group == 1 && !g->values[L->w].needs_grad;
+        L->factored =
+            nd && !g->values[L->w].needs_grad &&
+            ((nd->op == FL_OP_CONV && nd->a.group == 1) || (nd->op == FL_OP_GEMM && nd->a.trans_b));
         if (L->factored)
             g->values[L->weff].needs_grad = false;
     }

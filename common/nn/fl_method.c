@@ -37,6 +37,28 @@ static int s_targets(const char *list, struct fl_method *out)
     return 0;
 }
 
+/* The chain architecture's default targets (fl_arch_default_targets) of a graph built by
+ * fedtl's zoo as cnn-small or mlp, whose nodes carry the chain's layer names: NULL for any
+ * other graph, or one that lacks one of those nodes (an imported graph that took the name). */
+static const char *s_builtin_graph_targets(const struct fl_arch *arch, enum fl_adapter_kind kind)
+{
+    if (strcmp(arch->name, "cnn-small") != 0 && strcmp(arch->name, "mlp") != 0)
+        return NULL;
+    const char *list = fl_arch_default_targets(arch, kind);
+    char name[FL_TARGET_NAME_MAX];
+    for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        size_t n = strcspn(p, ",");
+        if (n >= sizeof name)
+            return NULL;
+        memcpy(name, p, n);
+        name[n] = '\0';
+        int i = fl_graphdef_find(arch->graph, name);
+        if (i < 0 || !fl_graphadapt_is_linear(arch->graph, i))
+            return NULL;
+    }
+    return list;
+}
+
 int fl_method_resolve(const struct fl_arch *arch, enum fl_adapter_kind kind,
                       const struct fl_method_overrides *user, struct fl_method *out)
 {
@@ -65,6 +87,9 @@ int fl_method_resolve(const struct fl_arch *arch, enum fl_adapter_kind kind,
     out->epochs = u->epochs > 0 ? u->epochs : FL_METHOD_EPOCHS;
     if (u->targets && u->targets[0])
         return s_targets(u->targets, out);
+    const char *builtin = arch->graph ? s_builtin_graph_targets(arch, kind) : NULL;
+    if (builtin)
+        return s_targets(builtin, out);
     if (arch->graph) {
         out->ntargets =
             fl_graphadapt_default_targets(arch->graph, kind, out->targets, FL_MAX_TARGETS);

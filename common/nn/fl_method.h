@@ -43,7 +43,9 @@ struct fl_method {
 /* Resolve kind's settings for arch: each override that is set, else the default. Targets are
  * split at commas (blanks around names and empty names dropped) and checked: at most
  * FL_MAX_TARGETS names of fewer than FL_TARGET_NAME_MAX characters; whether arch has those
- * layers is the model's to check. user may be NULL (every default). 0, or FL_EINVAL for an
+ * layers is the model's to check. A graph's default targets are fl_graphadapt_default_targets,
+ * except for the zoo's cnn-small and mlp, which keep their chain's (fl_arch_default_targets).
+ * user may be NULL (every default). 0, or FL_EINVAL for an
  * override out of bounds or a bad target list (the message says which). */
 int fl_method_resolve(const struct fl_arch *arch, enum fl_adapter_kind kind,
                       const struct fl_method_overrides *user, struct fl_method *out);

@@ -38,6 +38,13 @@ int fl_gemm_infer(fl_graph_t *g, struct fl_gnode *nd)
                            nd->name, c->name, fl_gv_shape_str(c, cs, sizeof cs), (long long)m);
     }
     s_set_vec(&g->values[nd->out], m);
+    /* A factored LoRA's X A^T and dY B, [rows, rank] each, for a worker's share of a batch. */
+    for (int i = 0; i < g->nloras; i++)
+        if (g->loras[i].weff == nd->in[1]) {
+            size_t workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
+            size_t share = ((size_t)g->max_batch + workers - 1) / workers;
+            nd->scratch = 2 * share * (size_t)g->loras[i].rank;
+        }
     return 0;
 }
 
@@ -54,8 +61,17 @@ void fl_gemm_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
     int rows = (int)(b1 - b0);
     bool tb = nd->a.trans_b;
     float *y = fl_gv_data(g, nd->out, b0);
-    fl_gemm(false, tb, rows, m, k, nd->a.alpha, fl_gv_data(g, nd->in[0], b0), k,
-            fl_gv_data(g, nd->in[1], 0), tb ? k : m, 0.0f, y, m);
+    const float *x = fl_gv_data(g, nd->in[0], b0);
+    const struct fl_glora *L = fl_lora_of(g, nd); /* factored: W x + s B (A x), tb only */
+    const float *w = L ? g->values[L->w].data : fl_gv_data(g, nd->in[1], 0);
+    fl_gemm(false, tb, rows, m, k, nd->a.alpha, x, k, w, tb ? k : m, 0.0f, y, m);
+    if (L) {
+        int r = L->rank;
+        float *u = g->scratch[t];
+        fl_gemm(false, true, rows, r, k, 1.0f, x, k, g->values[L->a].data, k, 0.0f, u, r);
+        fl_gemm(false, true, rows, m, r, L->scale * nd->a.alpha, u, r, g->values[L->b].data, r,
+                1.0f, y, m);
+    }
     if (nd->nin < 3)
         return;
     const struct fl_gvalue *cv = &g->values[nd->in[2]];
@@ -73,6 +89,23 @@ void fl_gemm_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
     const float *x = fl_gv_data(g, nd->in[0], b0), *w = fl_gv_data(g, nd->in[1], 0);
     const float *dy = fl_gv_grad(g, nd->out, t, b0);
     float *dx = fl_gv_grad(g, nd->in[0], t, b0), *dw = fl_gv_grad(g, nd->in[1], t, 0);
+    const struct fl_glora *L = fl_lora_of(g, nd);
+    if (L) { /* factored (tb): u = X A^T, v = dY B; dB += s dY^T u, dA += s v^T X, dX += s v A */
+        int r = L->rank;
+        float sa = L->scale * al, *u = g->scratch[t], *v = u + (size_t)rows * r;
+        float *da = fl_gv_grad(g, L->a, t, 0), *db = fl_gv_grad(g, L->b, t, 0);
+        const float *A = g->values[L->a].data;
+        w = g->values[L->w].data;
+        fl_gemm(false, false, rows, r, m, 1.0f, dy, m, g->values[L->b].data, r, 0.0f, v, r);
+        if (db) {
+            fl_gemm(false, true, rows, r, k, 1.0f, x, k, A, k, 0.0f, u, r);
+            fl_gemm(true, false, m, r, rows, sa, dy, m, u, r, 1.0f, db, r);
+        }
+        if (da)
+            fl_gemm(true, false, r, k, rows, sa, v, r, x, k, 1.0f, da, k);
+        if (dx)
+            fl_gemm(false, false, rows, k, r, sa, v, r, A, k, 1.0f, dx, k);
+    }
     if (dw && tb)
         fl_gemm(true, false, m, k, rows, al, dy, m, x, k, 1.0f, dw, k);
     else if (dw)

@@ -1,4 +1,5 @@
-/* fl_zoo: resnet18 and mobilenet_v2 as torchvision builds them, BatchNorm folded away. */
+/* fl_zoo: fedtl's own cnn-small and mlp, and resnet18 and mobilenet_v2 as torchvision builds
+ * them, BatchNorm folded away. */
 #include "fl_zoo.h"
 
 #include "fl_error.h"
@@ -221,13 +222,92 @@ static void s_mobilenet_v2(struct s_zb *b, int c, int classes)
     s_head(b, y, 1280, classes, "classifier.0", "classifier.1");
 }
 
+/* Gemm `name` reading value `in` [batch, cin] into value `out`: weight [cout, cin] (trans_b)
+ * He-normal over its fan in and bias [cout] zero, as a chain's dense layer starts. */
+static void s_dense(struct s_zb *b, const char *name, const char *in, int cin, int cout,
+                    const char *out)
+{
+    int64_t ws[2] = {cout, cin}, bs[1] = {cout};
+    struct fl_tensor *w = s_new_param(b, name, "weight", 2, ws);
+    if (!w || !s_new_param(b, name, "bias", 1, bs))
+        return;
+    double std = sqrt(2.0 / (double)cin);
+    for (size_t i = 0; i < fl_tensor_numel(w); i++)
+        w->data[i] = (float)(fl_rng_normal(&b->rng) * std);
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.trans_b = true;
+    char wn[FL_NAME_MAX], bn[FL_NAME_MAX];
+    snprintf(wn, sizeof wn, "%.50s.weight", name);
+    snprintf(bn, sizeof bn, "%.50s.bias", name);
+    const char *ins[3] = {in, wn, bn};
+    s_add(b, name, FL_OP_GEMM, ins, 3, out, &a);
+}
+
+/* cnn-small on 1x28x28: conv1 (3x3, 16, pad 1), relu1, pool1 (2x2), conv2 (3x3, 32, pad 1),
+ * relu2, pool2, flatten, fc1 (1568 -> 128), relu3, fc2 -> logits; nodes named as the chain
+ * architecture names its layers (fl_arch_builtin). */
+static void s_cnn_small(struct s_zb *b, int c, int h, int w, int classes)
+{
+    if (c != 1 || h != 28 || w != 28) {
+        b->rc = fl_fail(FL_EINVAL, "zoo: cnn-small takes 1x28x28 images, not %dx%dx%d", c, h, w);
+        return;
+    }
+    struct fl_op_attrs mp = fl_op_attrs_default();
+    mp.kernel[0] = mp.kernel[1] = 2;
+    mp.stride[0] = mp.stride[1] = 2;
+    const char *r1 = "relu1", *r2 = "relu2";
+    s_conv(b, "conv1", "input", 1, 16, 3, 1, 1);
+    s_unary(b, "relu1", FL_OP_RELU, "conv1");
+    s_add(b, "pool1", FL_OP_MAXPOOL, &r1, 1, NULL, &mp);
+    s_conv(b, "conv2", "pool1", 16, 32, 3, 1, 1);
+    s_unary(b, "relu2", FL_OP_RELU, "conv2");
+    s_add(b, "pool2", FL_OP_MAXPOOL, &r2, 1, NULL, &mp);
+    s_unary(b, "flatten", FL_OP_FLATTEN, "pool2");
+    s_dense(b, "fc1", "flatten", 32 * 7 * 7, 128, NULL);
+    s_unary(b, "relu3", FL_OP_RELU, "fc1");
+    s_dense(b, "fc2", "relu3", 128, classes, "logits");
+}
+
+/* mlp on c*h*w features (a flat input): fc1 (-> 256), relu1, fc2 (-> 128), relu2, fc3 ->
+ * logits, as the chain architecture names its layers. */
+static void s_mlp(struct s_zb *b, int c, int h, int w, int classes)
+{
+    int64_t in = (int64_t)c * h * w;
+    if (in > (1 << 24)) {
+        b->rc = fl_fail(FL_EINVAL, "zoo: mlp on %lld features is too large", (long long)in);
+        return;
+    }
+    b->def->in_ndim = 1;
+    b->def->in_dims[0] = in, b->def->in_dims[1] = b->def->in_dims[2] = 0;
+    s_dense(b, "fc1", "input", (int)in, 256, NULL);
+    s_unary(b, "relu1", FL_OP_RELU, "fc1");
+    s_dense(b, "fc2", "relu1", 256, 128, NULL);
+    s_unary(b, "relu2", FL_OP_RELU, "fc2");
+    s_dense(b, "fc3", "relu2", 128, classes, "logits");
+}
+
+static void s_resnet18_chw(struct s_zb *b, int c, int h, int w, int classes)
+{
+    (void)h, (void)w;
+    s_resnet18(b, c, classes);
+}
+
+static void s_mobilenet_v2_chw(struct s_zb *b, int c, int h, int w, int classes)
+{
+    (void)h, (void)w;
+    s_mobilenet_v2(b, c, classes);
+}
+
 struct s_arch {
-    const char *name;                           /* as given to fl_zoo_build */
-    void (*build)(struct s_zb *, int c, int k); /* appends nodes and parameters */
+    const char *name;                                         /* as given to fl_zoo_build */
+    void (*build)(struct s_zb *, int c, int h, int w, int k); /* appends nodes and parameters */
 };
 
-static const struct s_arch s_archs[] = {{"resnet18", s_resnet18}, {"mobilenet_v2", s_mobilenet_v2}};
-static const char *const s_names[] = {"resnet18", "mobilenet_v2", NULL};
+static const struct s_arch s_archs[] = {{"cnn-small", s_cnn_small},
+                                        {"mlp", s_mlp},
+                                        {"resnet18", s_resnet18_chw},
+                                        {"mobilenet_v2", s_mobilenet_v2_chw}};
+static const char *const s_names[] = {"cnn-small", "mlp", "resnet18", "mobilenet_v2", NULL};
 
 const char *const *fl_zoo_names(void)
 {
@@ -269,7 +349,7 @@ int fl_zoo_build(const char *name, int c, int h, int w, int classes, uint64_t se
     snprintf(def->output, sizeof def->output, "logits");
     def->in_ndim = 3;
     def->in_dims[0] = c, def->in_dims[1] = h, def->in_dims[2] = w;
-    arch->build(&b, c, classes);
+    arch->build(&b, c, h, w, classes);
     if (b.rc) {
         fl_graphdef_free(def);
         fl_zoo_free_params(b.p, b.n);
