@@ -355,6 +355,11 @@ Test(fl_graph_pretrain, fedtl_pretrains_cnn_small_as_a_graph_and_chain_bases_sti
         cr_assert_eq(rc, 0, "%s: %s", bases[b], out);
         cr_assert_not_null(strstr(out, "\"n\":300"), "%s", out);
         free(out);
+        /* A graph exports to ONNX; a chain base, kept for what is on disk, does not. */
+        rc = s_fedtl(&out, "export --base %s --adapter a.fta --out m.onnx", bases[b]);
+        cr_assert_eq(rc != 0, b == 1, "%s: %s", bases[b], out);
+        cr_assert(b == 0 || strstr(out, "cnn-small chain base"), "%s", out);
+        free(out);
     }
     /* A grey image of another size is refused by name. */
     cr_assert_neq(s_fedtl(&out, "pretrain --data train.csv --arch cnn-small --input-shape 4x14x14 "

@@ -313,8 +313,8 @@ int cmd_export(int argc, char **argv)
         return tool_error(rc, "cannot read the base");
     if (!bf.graph) {
         fprintf(stderr,
-                "fedtl export: %s is a %s chain base; only graph bases (fedtl import, "
-                "fedtl pretrain --arch resnet18) export to ONNX\n",
+                "fedtl export: %s is a %s chain base (written by an earlier fedtl); only "
+                "graph bases (fedtl import, fedtl pretrain) export to ONNX\n",
                 o.base, bf.arch.name);
         fl_base_close(&bf);
         return 1;
