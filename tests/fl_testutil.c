@@ -279,3 +279,17 @@ int fl_test_ledger_lines(const struct cJSON *lines, int round, int aggregated,
     }
     return n;
 }
+
+bool fl_test_have_ort(const char *src_dir)
+{
+    char pkg[4096];
+    snprintf(pkg, sizeof pkg, "%s/tests/peers/node_modules/onnxruntime-node/package.json", src_dir);
+    return access(pkg, R_OK) == 0 && fl_test_run("node --version >/dev/null 2>&1", NULL) == 0;
+}
+
+bool fl_test_have_python(const char *modules)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd / && /usr/bin/python3 -c 'import %s' >/dev/null 2>&1", modules);
+    return fl_test_run(cmd, NULL) == 0;
+}

@@ -4,6 +4,7 @@
 #ifndef FL_TESTUTIL_H
 #define FL_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Create a fresh temporary directory under $TMPDIR (or /tmp); returns a static-lifetime
@@ -30,6 +31,11 @@ pid_t fl_test_spawnv(char *const argv[], const char *log_path);
 int fl_test_wait(pid_t pid, double timeout_s);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int fl_test_free_port(void);
+/* The peers of the side-by-side tests (scripts/peers.sh installs them): ONNX Runtime for node in
+ * SRC_DIR/tests/peers/node_modules, and Debian's /usr/bin/python3 importing the comma list
+ * `modules` (e.g. "torch, torchvision, onnx"). */
+bool fl_test_have_ort(const char *src_dir);
+bool fl_test_have_python(const char *modules);
 /* Read a whole text file (malloc'd, NUL-terminated) or NULL. */
 char *fl_test_slurp(const char *path);
 /* Count occurrences of needle in the file at path. */

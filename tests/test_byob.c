@@ -37,15 +37,10 @@ static void s_teardown(void)
 
 static void s_need_peers(void)
 {
-    if (fl_test_run("cd / && /usr/bin/python3 -c 'import torch, torchvision, onnx, numpy' "
-                    "2>/dev/null",
-                    NULL) != 0)
+    if (!fl_test_have_python("torch, torchvision, onnx, numpy"))
         cr_skip_test("PyTorch, torchvision or onnx is missing for /usr/bin/python3: run "
                      "scripts/peers.sh");
-    char pkg[2048];
-    snprintf(pkg, sizeof pkg, "%s/tests/peers/node_modules/onnxruntime-node/package.json",
-             FEDTL_SRC_DIR);
-    if (access(pkg, R_OK) != 0 || fl_test_run("node --version >/dev/null 2>&1", NULL) != 0)
+    if (!fl_test_have_ort(FEDTL_SRC_DIR))
         cr_skip_test("no ONNX Runtime peer (node, tests/peers/node_modules/onnxruntime-node): "
                      "run scripts/peers.sh");
 }

@@ -36,8 +36,7 @@
  * peers are not installed. */
 static char *s_peers(void)
 {
-    if (fl_test_run("cd / && /usr/bin/python3 -c 'import torch, torchvision, onnx' 2>/dev/null",
-                    NULL) != 0)
+    if (!fl_test_have_python("torch, torchvision, onnx"))
         return NULL;
     struct stat st;
     cr_assert_eq(stat(S_SCRIPT, &st), 0);
@@ -744,14 +743,6 @@ Test(fl_onnx, attribute_values_the_engine_cannot_run_are_refused)
 
 /* ---- out again: import, merge an adapter, export, run in ONNX Runtime ---- */
 
-static bool s_have_ort(void)
-{
-    char pkg[1024];
-    snprintf(pkg, sizeof pkg, "%s/tests/peers/node_modules/onnxruntime-node/package.json",
-             FEDTL_SRC_DIR);
-    return access(pkg, R_OK) == 0 && fl_test_run("node --version >/dev/null 2>&1", NULL) == 0;
-}
-
 /* A LoRA adapter on the default targets of def (B random, so that it changes the logits) and
  * a new head of 7 classes, as training would leave it. */
 static size_t s_adapter(const struct fl_graphdef *def, const struct fl_tensor *p, size_t np,
@@ -795,7 +786,7 @@ Test(fl_onnx, torchvision_networks_adapted_and_exported_give_the_same_logits_in_
      .timeout = 600)
 {
     S_PEERS(dir);
-    if (!s_have_ort())
+    if (!fl_test_have_ort(FEDTL_SRC_DIR))
         cr_skip_test("no ONNX Runtime peer (node, tests/peers/node_modules/onnxruntime-node): "
                      "run scripts/peers.sh");
     char *tmp = fl_test_tmpdir("onnx-out");

@@ -228,20 +228,11 @@ static void s_compare(const char *what, const float *a, const float *b, size_t n
     cr_assert(dmax <= rel * amax, "%s: max |diff| %g > %g x max |logit| %g", what, dmax, rel, amax);
 }
 
-static bool s_have_ort(void)
-{
-    char pkg[512];
-    snprintf(pkg, sizeof pkg, "%s/tests/peers/node_modules/onnxruntime-node/package.json",
-             FEDTL_SRC_DIR);
-    struct stat st;
-    return stat(pkg, &st) == 0 && fl_test_run("node --version", NULL) == 0;
-}
-
 /* ONNX Runtime's output for x on the model at path (malloc'd; n floats expected). */
 static float *s_ort(const char *dir, const char *model, const struct fl_graphdef *d, const float *x,
                     size_t nx, size_t n)
 {
-    if (!s_have_ort())
+    if (!fl_test_have_ort(FEDTL_SRC_DIR))
         cr_skip_test("no ONNX Runtime peer (node, tests/peers/node_modules/onnxruntime-node): "
                      "run scripts/peers.sh");
     char *in = fl_test_path(dir, "x.f32"), *out = fl_test_path(dir, "y.f32");
@@ -343,7 +334,7 @@ Test(fl_onnx_export, weights_over_the_threshold_go_to_a_side_file_onnxruntime_re
 
 Test(fl_onnx_export, the_files_pass_onnx_checker)
 {
-    if (fl_test_run("/usr/bin/python3 -c 'import onnx'", NULL) != 0)
+    if (!fl_test_have_python("onnx"))
         cr_skip_test("no python3 onnx peer: run scripts/peers.sh");
     char *dir = fl_test_tmpdir("onnx-checker");
     struct s_net m[3];
@@ -723,7 +714,7 @@ static cJSON *s_peft_roundtrip(const char *dir, const struct s_net *m,
 {
     cr_assert_eq(fl_peft_export(dir, &m->def, m->p, m->np, meta, ad->p, ad->np, "fedtl/base"), 0,
                  "%s", fl_error_msg());
-    if (fl_test_run("/usr/bin/python3 -c 'import json, struct'", NULL) != 0)
+    if (!fl_test_have_python("json, struct"))
         cr_skip_test("no /usr/bin/python3: run scripts/peers.sh");
     char cmd[1024], *out = NULL;
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/peers/safetensors_dump.py '%s/%s'",
@@ -851,7 +842,7 @@ Test(fl_peft, pytorch_runs_the_peft_adapter_like_the_merged_model)
     cr_assert_eq(fl_onnx_export(merged, &od, op, nop, NULL), 0, "%s", fl_error_msg());
     fl_graphdef_free(&od);
     s_free_tensors(op, nop);
-    if (fl_test_run("/usr/bin/python3 -c 'import torch, onnx'", NULL) != 0)
+    if (!fl_test_have_python("torch, onnx"))
         cr_skip_test("no python3 torch and onnx peers: run scripts/peers.sh");
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/peers/peft_torch_check.py '%s' '%s' '%s'",

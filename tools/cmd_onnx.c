@@ -68,27 +68,6 @@ const struct fl_options_spec tool_export_spec = TOOL_SPEC(
     "HardSwish) that takes raw records: the base's input normalisation comes first.\n",
     s_export_options);
 
-/* "3x224x224" (1 to 3 positive axes) into dims. */
-static int s_parse_shape(const char *text, struct fl_onnx_opts *opts)
-{
-    const char *p = text;
-    int n = 0;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || errno || v < 1 || v > (1 << 20) || n == 3 || (*end && *end != 'x'))
-            return fl_fail(FL_EINVAL, "--input-shape '%s': want 1 to 3 positive axes as CxHxW",
-                           text);
-        opts->in_dims[n++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (n == 0)
-        return fl_fail(FL_EINVAL, "--input-shape is empty");
-    opts->in_ndim = n;
-    return 0;
-}
-
 /* A comma list of finite floats into out (at most max); *count values. */
 static int s_parse_floats(const char *what, const char *text, float *out, int max, int *count)
 {
@@ -240,7 +219,7 @@ int cmd_import(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     struct fl_onnx_opts opts = {0};
-    if (o.input_shape && (rc = s_parse_shape(o.input_shape, &opts)))
+    if (o.input_shape && (rc = tool_parse_shape(o.input_shape, opts.in_dims, &opts.in_ndim)))
         return tool_usage_error(&tool_import_spec, fl_error_msg());
     struct fl_graphdef def;
     struct fl_tensor *params = NULL;

@@ -103,13 +103,17 @@ static int s_write_base(const char *path, fl_model_t *m, const struct fl_base_me
 /* A zoo architecture's image shape: --input-shape, else one grey square channel. */
 static int s_image_shape(const struct tool_opts *o, size_t dim, int shape[3])
 {
-    char end;
     if (o->input_shape) {
-        if (sscanf(o->input_shape, "%dx%dx%d%c", &shape[0], &shape[1], &shape[2], &end) != 3 ||
-            shape[0] < 1 || shape[1] < 1 || shape[2] < 1 || shape[0] > 4096 || shape[1] > 65536 ||
-            shape[2] > 65536)
+        int64_t d[3];
+        int nd = 0;
+        int rc = tool_parse_shape(o->input_shape, d, &nd);
+        if (rc)
+            return rc;
+        if (nd != 3 || d[0] > 4096)
             return fl_fail(FL_EINVAL, "--input-shape '%s' is not CxHxW (e.g. 1x28x28)",
                            o->input_shape);
+        for (int i = 0; i < 3; i++)
+            shape[i] = (int)d[i];
         if ((size_t)shape[0] * (size_t)shape[1] * (size_t)shape[2] != dim)
             return fl_fail(FL_EINVAL, "--input-shape %s has %zu values, a record has %zu",
                            o->input_shape, (size_t)shape[0] * shape[1] * shape[2], dim);

@@ -4,6 +4,7 @@
 #include "fl_data.h"
 #include "fl_error.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,26 @@ int tool_usage_error(const struct fl_options_spec *spec, const char *msg)
     fl_options_usage(spec, stderr);
     fprintf(stderr, "(%s --help lists the options)\n", spec->program);
     return 2;
+}
+
+int tool_parse_shape(const char *text, int64_t dims[3], int *ndim)
+{
+    const char *p = text;
+    int n = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 1 || v > (1 << 20) || n == 3 || (*end && *end != 'x'))
+            return fl_fail(FL_EINVAL,
+                           "--input-shape '%s': want 1 to 3 positive axes, e.g. 3x224x224", text);
+        dims[n++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0)
+        return fl_fail(FL_EINVAL, "--input-shape is empty");
+    *ndim = n;
+    return 0;
 }
 
 int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct tool_opts *o)

@@ -51,6 +51,9 @@ int tool_usage_error(const struct fl_options_spec *spec, const char *msg);
 /* Load --data/--labels, apply --classes and --samples. Prints the error; returns 0 or 1. */
 int tool_load_data(const struct tool_opts *o, struct fl_dataset *ds, int32_t *class_ids,
                    int *nclasses);
+/* --input-shape: "CxHxW" (or fewer axes, "HxW", "N") into dims, 1 to 3 positive axes of at most
+ * 2^20; *ndim axes. 0, or FL_EINVAL with a message naming the text. */
+int tool_parse_shape(const char *text, int64_t dims[3], int *ndim);
 /* Print "fedtl: <msg>" for an error code with the detail message. Returns 1. */
 int tool_error(int rc, const char *what);
 

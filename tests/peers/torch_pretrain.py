@@ -10,7 +10,6 @@ Prints one progress line per epoch on stderr and a last JSON line on stdout:
 {"onnx": PATH, "train_accuracy": A, "test_accuracy": T, "seconds": S}.
 """
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -20,20 +19,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-
-def read_idx(path):
-    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def parse_classes(text):
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(c) for c in text.split(",")]
+from idx import parse_classes, read_idx
 
 
 def build(arch, classes):
