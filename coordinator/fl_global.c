@@ -6,12 +6,12 @@
 #include "fl_method.h"
 #include "fl_model.h"
 #include "fl_modelio.h"
+#include "fl_time.h"
 #include "fl_train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 struct fl_global {
@@ -52,7 +52,7 @@ static int s_fresh_meta(fl_global_t *self, const struct fl_coord_config *cfg,
         return rc;
     fl_method_to_meta(&mp, am);
     am->seed = cfg->seed;
-    am->created_unix = (int64_t)time(NULL);
+    am->created_unix = fl_time_stamp();
     if (cfg->classes[0]) {
         int n = 0;
         if ((rc = fl_classes_parse(cfg->classes, am->class_ids, FL_MAX_CLASSES, &n)) != 0)

@@ -303,7 +303,8 @@ static int s_print_base_json(const struct fl_base_file *bf, const char *hex, siz
     cJSON_AddNumberToObject(o, "parameters", (double)total);
     cJSON_AddNumberToObject(o, "trainable", (double)total);
     cJSON_AddNumberToObject(o, "classes", bf->arch.num_classes);
-    cJSON_AddNumberToObject(o, "created", (double)bf->meta.created_unix);
+    if (bf->meta.created_unix) /* 0: not recorded (fl_time_stamp) */
+        cJSON_AddNumberToObject(o, "created", (double)bf->meta.created_unix);
     cJSON *layers = cJSON_AddArrayToObject(o, "layers");
     for (int i = 0; layers && i < bf->arch.nlayers; i++) {
         const struct fl_layer_spec *s = &bf->arch.layers[i];

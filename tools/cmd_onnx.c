@@ -10,6 +10,7 @@
 #include "fl_onnx.h"
 #include "fl_onnx_export.h"
 #include "fl_peft.h"
+#include "fl_time.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -17,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define S_MAX_NORM 4096 /* values of --mean / --std: one, one per channel or one per feature */
 
@@ -228,7 +228,7 @@ int cmd_import(int argc, char **argv)
     if ((rc = fl_onnx_import(o.file, &opts, &def, &params, &n)))
         return tool_error(rc, "cannot import");
     struct fl_arch arch;
-    struct fl_base_meta meta = {.created_unix = (int64_t)time(NULL)};
+    struct fl_base_meta meta = {.created_unix = fl_time_stamp()};
     char name[FL_LAYER_NAME_MAX];
     int classes = 0;
     s_arch_name(&o, name, sizeof name);

@@ -5,6 +5,7 @@
 #include "fl_model.h"
 #include "fl_modelfile.h"
 #include "fl_modelio.h"
+#include "fl_time.h"
 #include "fl_zoo.h"
 
 #include <math.h>
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const struct fl_option_choice s_archs[] = {
     {"cnn-small", 0}, {"mlp", 1}, {"resnet18", 2}, {"mobilenet_v2", 3}, {NULL, 0}};
@@ -221,7 +221,7 @@ int cmd_pretrain(int argc, char **argv)
         goto out_destroy;
     }
     meta.nclasses = nclasses;
-    meta.created_unix = (int64_t)time(NULL);
+    meta.created_unix = fl_time_stamp();
     snprintf(meta.data_desc, sizeof meta.data_desc, "%s%s%s%s; classes %s; %zu records", o.data,
              o.labels ? " + " : "", o.labels ? o.labels : "", "", o.classes ? o.classes : "all",
              ds.n);
@@ -243,7 +243,7 @@ void tool_adapter_meta(const struct tool_opts *o, const struct fl_method *mp, in
     am->seed = o->train.seed;
     am->num_classes = nclasses;
     memcpy(am->class_ids, class_ids, sizeof(int32_t) * (size_t)nclasses);
-    am->created_unix = (int64_t)time(NULL);
+    am->created_unix = fl_time_stamp();
 }
 
 int cmd_finetune(int argc, char **argv)
