@@ -1,4 +1,4 @@
-/* fedtl eval / predict / inspect. */
+/* fedtl eval / inspect, and the model loading predict shares. */
 #include "fedtl.h"
 #include "fl_csv.h"
 #include "fl_data.h"
@@ -19,6 +19,7 @@ static const struct fl_option s_eval_options[] = {
     TOOL_OPT_ADAPTER,
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
     TOOL_OPT_THREADS,
     TOOL_OPT_JSON,
@@ -29,21 +30,6 @@ const struct fl_options_spec tool_eval_spec = TOOL_SPEC(
     "Accuracy, mean loss and per-class accuracy. The model's own classes are kept (records of\n"
     "other classes are skipped); --classes, if given, must name them in the model's order.\n",
     s_eval_options);
-
-static const struct fl_option s_predict_options[] = {
-    TOOL_OPT_BASE(FL_OPTION_REQUIRED),
-    TOOL_OPT_ADAPTER,
-    TOOL_OPT_DATA,
-    TOOL_OPT_LABELS,
-    TOOL_SWITCH("unlabeled", unlabeled, "the CSV has features only (no label column)"),
-    TOOL_OPT_THREADS,
-};
-
-const struct fl_options_spec tool_predict_spec =
-    TOOL_SPEC("predict",
-              "Prints one predicted label per record (the original class label, in record order).\n"
-              "A CSV's label column and IDX labels are read but not used.\n",
-              s_predict_options);
 
 static const struct fl_option s_inspect_options[] = {
     TOOL_PATH("base", base, 0, "FILE", "the adapter's base: its share of the whole model"),
@@ -63,18 +49,7 @@ const struct fl_options_spec tool_inspect_spec = {
     .siblings = tool_specs,
 };
 
-/* The loaded model: base file, optional adapter file, and the model built from both. */
-struct s_loaded {
-    struct fl_base_file base;
-    struct fl_adapter_file adapter;
-    bool has_adapter;
-    fl_pool_t *pool; /* the command's compute threads (--threads), which the model borrows */
-    fl_model_t *m;
-    const int32_t *class_ids; /* original label of each model output */
-    int nclasses;
-};
-
-static void s_unload(struct s_loaded *l)
+void tool_model_unload(struct tool_model *l)
 {
     fl_model_destroy(&l->m);
     fl_pool_destroy(&l->pool);
@@ -83,7 +58,7 @@ static void s_unload(struct s_loaded *l)
     fl_base_close(&l->base);
 }
 
-static int s_load(const struct tool_opts *o, struct s_loaded *l)
+int tool_model_load(const struct tool_opts *o, struct tool_model *l)
 {
     memset(l, 0, sizeof *l);
     int rc = fl_base_read(o->base, &l->base);
@@ -113,12 +88,12 @@ static int s_load(const struct tool_opts *o, struct s_loaded *l)
     l->nclasses = fl_model_num_classes(l->m);
     return 0;
 out_fail:
-    s_unload(l);
+    tool_model_unload(l);
     return tool_error(rc, "cannot build the model");
 }
 
 /* The data, with the model's classes kept unless --classes says otherwise. */
-static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_dataset *ds)
+static int s_data(struct tool_opts *o, const struct tool_model *l, struct fl_dataset *ds)
 {
     char spec[FL_MAX_CLASSES * 12 + 1] = "";
     if (!o->classes) {
@@ -130,7 +105,11 @@ static int s_data(struct tool_opts *o, const struct s_loaded *l, struct fl_datas
     }
     int32_t ids[FL_MAX_CLASSES];
     int n = 0;
-    int rc = tool_load_data(o, ds, ids, &n);
+    struct fl_image_target image;
+    fl_image_target_for_base(&image, &l->base.arch, &l->base.meta);
+    o->image = &image;
+    int rc = tool_load_data(o, ds, ids, &n, NULL);
+    o->image = NULL;
     bool same = rc == 0 && n == l->nclasses;
     for (int i = 0; same && i < n; i++)
         same = ids[i] == l->class_ids[i];
@@ -209,12 +188,12 @@ int cmd_eval(int argc, char **argv)
     int rc = tool_parse(&tool_eval_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    struct s_loaded l;
-    if (s_load(&o, &l) != 0)
+    struct tool_model l;
+    if (tool_model_load(&o, &l) != 0)
         return 1;
     struct fl_dataset ds;
     if (s_data(&o, &l, &ds) != 0) {
-        s_unload(&l);
+        tool_model_unload(&l);
         return 1;
     }
     struct fl_eval ev;
@@ -232,44 +211,7 @@ int cmd_eval(int argc, char **argv)
     }
 out:
     fl_dataset_free(&ds);
-    s_unload(&l);
-    return rc;
-}
-
-int cmd_predict(int argc, char **argv)
-{
-    struct tool_opts o;
-    int rc = tool_parse(&tool_predict_spec, argc, argv, &o);
-    if (rc)
-        return rc == 1 ? 0 : 2;
-    struct s_loaded l;
-    if (s_load(&o, &l) != 0)
-        return 1;
-    struct fl_dataset ds;
-    int32_t ids[FL_MAX_CLASSES];
-    int n = 0;
-    if (o.unlabeled) {
-        if (o.labels || (rc = fl_dataset_load_csv_features(&ds, o.data)) != 0) {
-            s_unload(&l);
-            return o.labels ? (fprintf(stderr, "fedtl predict: --unlabeled reads a CSV; "
-                                               "--labels does not apply\n"),
-                               2)
-                            : tool_error(rc, "cannot load data");
-        }
-    } else if (tool_load_data(&o, &ds, ids, &n) != 0) {
-        s_unload(&l);
-        return 1;
-    }
-    int32_t *pred = malloc(sizeof(int32_t) * (ds.n ? ds.n : 1));
-    if (!pred || (rc = fl_predict(l.m, ds.x, ds.n, pred)) != 0) {
-        rc = tool_error(pred ? rc : FL_ENOMEM, o.data);
-    } else {
-        for (size_t i = 0; i < ds.n; i++)
-            printf("%d\n", l.class_ids[pred[i]]);
-    }
-    free(pred);
-    fl_dataset_free(&ds);
-    s_unload(&l);
+    tool_model_unload(&l);
     return rc;
 }
 

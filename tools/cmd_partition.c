@@ -45,7 +45,7 @@ int cmd_partition(int argc, char **argv)
     struct fl_dataset ds;
     int32_t ids[FL_MAX_CLASSES];
     int k = 0;
-    if (tool_load_data(&o, &ds, ids, &k) != 0)
+    if (tool_load_data(&o, &ds, ids, &k, NULL) != 0)
         return 1;
     size_t **shards = calloc((size_t)o.clients, sizeof *shards);
     size_t *sizes = calloc((size_t)o.clients, sizeof *sizes);

@@ -20,6 +20,7 @@ static const struct fl_option_choice s_archs[] = {
 static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
     TOOL_OPT_SAMPLES,
     {"arch", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(arch),
@@ -53,6 +54,7 @@ static const struct fl_option s_finetune_options[] = {
     TOOL_OPT_BASE(FL_OPTION_REQUIRED),
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
     TOOL_OPT_SAMPLES,
     {"method", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(method),
@@ -185,6 +187,15 @@ static int s_norm(fl_model_t *m, const struct fl_dataset *ds)
     return rc;
 }
 
+/* Class folder names become the base's label names, so predict can print them. */
+static void s_label_names(struct fl_base_meta *meta, const struct fl_data_info *info)
+{
+    int n = info->nnames < FL_MAX_CLASSES ? info->nnames : FL_MAX_CLASSES;
+    for (int i = 0; i < n; i++)
+        snprintf(meta->label_names[i], FL_LABEL_NAME_MAX, "%s", info->names[i]);
+    meta->nlabel_names = n;
+}
+
 int cmd_pretrain(int argc, char **argv)
 {
     struct tool_opts o;
@@ -194,8 +205,11 @@ int cmd_pretrain(int argc, char **argv)
     struct fl_dataset ds;
     struct fl_base_meta meta = {0};
     int nclasses = 0;
-    if (tool_load_data(&o, &ds, meta.class_ids, &nclasses) != 0)
+    struct fl_data_info info;
+    if (tool_load_data(&o, &ds, meta.class_ids, &nclasses, &info) != 0)
         return 1;
+    s_label_names(&meta, &info);
+    fl_data_info_free(&info);
     struct fl_arch arch;
     struct fl_graphdef def; /* a graph architecture's description, borrowed by the model */
     fl_model_t *m = NULL;
@@ -263,7 +277,10 @@ int cmd_finetune(int argc, char **argv)
     int nclasses = 0;
     fl_model_t *m = NULL;
     fl_pool_t *pool = NULL; /* the command's compute threads (--threads) */
-    if (tool_load_data(&o, &ds, class_ids, &nclasses) != 0) {
+    struct fl_image_target image;
+    fl_image_target_for_base(&image, &bf.arch, &bf.meta);
+    o.image = &image;
+    if (tool_load_data(&o, &ds, class_ids, &nclasses, NULL) != 0) {
         rc = 1;
         goto out_close;
     }

@@ -22,6 +22,7 @@ static const struct {
     {"import", cmd_import, "import an ONNX model as a base (.ftm)"},
     {"export", cmd_export, "write a graph base, with an adapter merged in, as an ONNX model"},
     {"inspect", cmd_inspect, "architecture, parameters and hashes of a model file"},
+    {"export-images", cmd_export_images, "write a data set as class folders of PNG or JPEG images"},
     {"partition", cmd_partition, "split a data set into client shards (IID or Dirichlet)"},
     {"status", cmd_status, "ask a running coordinator for its round, branches and metrics"},
 };
@@ -30,7 +31,7 @@ static void s_usage(FILE *f)
 {
     fprintf(f, "usage: fedtl COMMAND [OPTIONS]   (fedtl COMMAND --help for its options)\n\n");
     for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++)
-        fprintf(f, "  %-10s %s\n", s_cmds[i].name, s_cmds[i].help);
+        fprintf(f, "  %-13s %s\n", s_cmds[i].name, s_cmds[i].help);
 }
 
 int tool_error(int rc, const char *what)
@@ -40,17 +41,10 @@ int tool_error(int rc, const char *what)
     return 1;
 }
 
-const struct fl_options_spec *const tool_specs[] = {&tool_keygen_spec,
-                                                    &tool_pretrain_spec,
-                                                    &tool_finetune_spec,
-                                                    &tool_eval_spec,
-                                                    &tool_predict_spec,
-                                                    &tool_inspect_spec,
-                                                    &tool_partition_spec,
-                                                    &tool_status_spec,
-                                                    &tool_import_spec,
-                                                    &tool_export_spec,
-                                                    NULL};
+const struct fl_options_spec *const tool_specs[] = {
+    &tool_keygen_spec,  &tool_pretrain_spec, &tool_finetune_spec,      &tool_eval_spec,
+    &tool_predict_spec, &tool_inspect_spec,  &tool_partition_spec,     &tool_status_spec,
+    &tool_import_spec,  &tool_export_spec,   &tool_export_images_spec, NULL};
 
 const struct fl_option_choice tool_optimizers[] = {
     {"adam", FL_OPT_ADAM}, {"sgd", FL_OPT_SGD}, {NULL, 0}};
@@ -108,11 +102,19 @@ int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct
 }
 
 int tool_load_data(const struct tool_opts *o, struct fl_dataset *ds, int32_t *class_ids,
-                   int *nclasses)
+                   int *nclasses, struct fl_data_info *info)
 {
-    int rc = fl_dataset_load(ds, o->data, o->labels);
+    struct fl_data_opts dopts = {.image = o->image, .skip_bad = o->skip_bad};
+    struct fl_data_info own;
+    struct fl_data_info *di = info ? info : &own;
+    int rc = fl_dataset_load_ex(ds, o->data, o->labels, &dopts, di);
     if (rc)
         return tool_error(rc, "cannot load data");
+    if (di->skipped || di->ignored)
+        fprintf(stderr, "fedtl: %s: %zu records; %zu bad images skipped, %zu other files ignored\n",
+                o->data, ds->n, di->skipped, di->ignored);
+    if (!info)
+        fl_data_info_free(&own);
     if (o->classes) {
         int count = 0;
         if ((rc = fl_classes_parse(o->classes, class_ids, FL_MAX_CLASSES, &count)) != 0 ||

@@ -6,6 +6,8 @@
 #include "fl_arch.h"
 #include "fl_data.h"
 #include "fl_method.h"
+#include "fl_model.h"
+#include "fl_modelfile.h"
 #include "fl_options.h"
 #include "fl_train.h"
 
@@ -33,13 +35,18 @@ struct tool_opts {
     double dir_alpha;                     /* partition: Dirichlet alpha, 0 = IID */
     size_t min_size;                      /* partition: minimum shard size */
     bool json, quiet, unlabeled, iid;     /* output and partition switches */
+    bool skip_bad;                        /* skip unreadable images, counting them */
+    const struct fl_image_target *image;  /* images: the base's preparation (NULL: as they are) */
+    int resize, crop;                     /* import: image preparation to record */
+    const char *pixel_range;              /* import: "1" or "255", a white pixel's value */
+    const char *format;                   /* export-images: png or jpeg */
     struct fl_train_opts train;           /* epochs, batch, lr, optimiser, seed, cache */
 };
 
 /* Each subcommand's table (tools/cmd_*.c) and all of them, NULL-ended (tools/fedtl.c). */
 extern const struct fl_options_spec tool_keygen_spec, tool_pretrain_spec, tool_finetune_spec,
     tool_eval_spec, tool_predict_spec, tool_inspect_spec, tool_partition_spec, tool_status_spec,
-    tool_import_spec, tool_export_spec;
+    tool_import_spec, tool_export_spec, tool_export_images_spec;
 extern const struct fl_options_spec *const tool_specs[];
 
 /* Parse argv for a subcommand over its defaults, check its required options, apply --quiet,
@@ -48,9 +55,11 @@ extern const struct fl_options_spec *const tool_specs[];
 int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct tool_opts *o);
 /* Print "fedtl CMD: msg" and the usage line for a usage error; returns 2. */
 int tool_usage_error(const struct fl_options_spec *spec, const char *msg);
-/* Load --data/--labels, apply --classes and --samples. Prints the error; returns 0 or 1. */
+/* Load --data/--labels (images prepared as o->image says, --skip-bad), apply --classes and
+ * --samples; info (may be NULL) receives the class names and files. Prints the error and a
+ * line for skipped or ignored files; returns 0 or 1. */
 int tool_load_data(const struct tool_opts *o, struct fl_dataset *ds, int32_t *class_ids,
-                   int *nclasses);
+                   int *nclasses, struct fl_data_info *info);
 /* --input-shape: "CxHxW" (or fewer axes, "HxW", "N") into dims, 1 to 3 positive axes of at most
  * 2^20; *ndim axes. 0, or FL_EINVAL with a message naming the text. */
 int tool_parse_shape(const char *text, int64_t dims[3], int *ndim);
@@ -61,7 +70,20 @@ int tool_error(int rc, const char *what);
 void tool_adapter_meta(const struct tool_opts *o, const struct fl_method *mp, int nclasses,
                        const int32_t *class_ids, struct fl_adapter_meta *am);
 
-struct fl_base_file;
+/* A model loaded for eval and predict: the base, the adapter if any, the model built. */
+struct tool_model {
+    struct fl_base_file base;       /* the base file */
+    struct fl_adapter_file adapter; /* the adapter file, when has_adapter */
+    bool has_adapter;               /* --adapter given */
+    fl_pool_t *pool;                /* compute threads (--threads), which the model borrows */
+    fl_model_t *m;                  /* the model */
+    const int32_t *class_ids;       /* original label of each model output */
+    int nclasses;                   /* model outputs */
+};
+/* Load --base and --adapter into l and build the model. Prints the error; returns 0 or 1. */
+int tool_model_load(const struct tool_opts *o, struct tool_model *l);
+void tool_model_unload(struct tool_model *l);
+
 struct cJSON;
 /* inspect of a graph base (cmd_graph.c): the nodes an adapter can target, as a table on
  * stdout, or as a "nodes" array added to the JSON object o (0, or 1 when out of memory). */
@@ -102,7 +124,12 @@ int tool_graph_json(const struct fl_base_file *bf, struct cJSON *o);
 
 #define TOOL_OPT_DATA                                                                              \
     TOOL_PATH("data", data, FL_OPTION_REQUIRED, "D",                                               \
-              "data: a CSV file (label, features...) or IDX images, raw or gzip")
+              "data: a folder of class folders of PNG/JPEG images, a path,label manifest, a "      \
+              "CSV file (label, features...) or IDX images, raw or gzip")
+#define TOOL_OPT_SKIP_BAD                                                                          \
+    TOOL_SWITCH("skip-bad", skip_bad,                                                              \
+                "skip unreadable images (corrupt, not images, outside a manifest's folder), "      \
+                "counting them, instead of stopping")
 #define TOOL_OPT_LABELS TOOL_PATH("labels", labels, 0, "L", "the IDX images' IDX labels")
 #define TOOL_OPT_CLASSES                                                                           \
     TOOL_TEXT("classes", classes, 0, "C",                                                          \
@@ -146,5 +173,6 @@ int cmd_partition(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_export_images(int argc, char **argv);
 
 #endif

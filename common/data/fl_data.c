@@ -5,17 +5,62 @@
 #include "fl_error.h"
 #include "fl_gzread.h"
 #include "fl_idx.h"
+#include "fl_imagefolder.h"
 #include "fl_mem.h"
 #include "fl_rng.h"
 #include "fl_tensor.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+void fl_data_info_free(struct fl_data_info *info)
+{
+    if (!info)
+        return;
+    for (int i = 0; i < info->nnames; i++)
+        free(info->names[i]);
+    free(info->names);
+    for (size_t i = 0; i < info->nfiles; i++)
+        free(info->files[i]);
+    free(info->files);
+    memset(info, 0, sizeof *info);
+}
+
+bool fl_data_is_images(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    if (S_ISDIR(st.st_mode))
+        return true;
+    uint8_t hdr[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    size_t got = fread(hdr, 1, sizeof hdr, f);
+    fclose(f);
+    return fl_image_sniff(hdr, got) || fl_imagefolder_is_manifest(path);
+}
+
+int fl_dataset_load_ex(struct fl_dataset *ds, const char *data_path, const char *labels_path,
+                       const struct fl_data_opts *opts, struct fl_data_info *info)
+{
+    static const struct fl_data_opts s_defaults = {0};
+    if (info)
+        memset(info, 0, sizeof *info);
+    if (!labels_path && fl_data_is_images(data_path))
+        return fl_imagefolder_load(ds, data_path, opts ? opts : &s_defaults, info);
+    return fl_dataset_load(ds, data_path, labels_path);
+}
 
 int fl_dataset_load(struct fl_dataset *ds, const char *data_path, const char *labels_path)
 {
+    if (!labels_path && fl_data_is_images(data_path))
+        return fl_dataset_load_ex(ds, data_path, NULL, NULL, NULL);
     if (labels_path)
         return fl_dataset_load_idx(ds, data_path, labels_path);
     gzFile f;

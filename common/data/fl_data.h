@@ -1,11 +1,15 @@
-/* fl_data: labelled datasets loaded from a file in either format fedtl reads (IDX in fl_idx.h,
- * CSV in fl_csv.h), and the seeded ways fedtl cuts them up: class selection, subsets, the
- * stratified train/test split and sample (the federated partition is fl_partition.h). */
+/* fl_data: labelled datasets loaded from whatever fedtl reads (image folders and manifests in
+ * fl_imagefolder.h, IDX in fl_idx.h, CSV in fl_csv.h), and the seeded ways fedtl cuts them up:
+ * class selection, subsets, the stratified train/test split and sample (the federated
+ * partition is fl_partition.h). */
 #ifndef FL_DATA_H
 #define FL_DATA_H
 
 #include "fl_dataset.h"
+#include "fl_image.h"
+#include "fl_pool.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,7 +19,36 @@
 /* Largest feature matrix a loader will allocate, in bytes (16 GiB). */
 #define FL_DATA_MAX_BYTES ((size_t)1 << 34)
 
-/* Load a dataset. labels_path != NULL: an IDX images/labels pair (fl_idx.h); NULL: a CSV
+/* How a dataset is read, beyond its path. A zeroed struct reads as fl_dataset_load does. */
+struct fl_data_opts {
+    const struct fl_image_target *image; /* images: how they become features (the base's
+                                            preparation); NULL: as the files are, raw bytes */
+    bool skip_bad;   /* skip unreadable images (counted in the info) instead of failing */
+    bool unlabeled;  /* images for prediction: a folder of images or image files, no classes */
+    fl_pool_t *pool; /* decoding threads, borrowed; NULL: a pool of every core for the load */
+};
+
+/* What a load found besides the records; free with fl_data_info_free. */
+struct fl_data_info {
+    size_t skipped; /* bad images skipped (skip_bad) */
+    size_t ignored; /* files in image folders without a .png/.jpg/.jpeg name, ignored */
+    int nnames;     /* class names known (image folders, named manifest labels) */
+    char **names;   /* [nnames]: name of label i, malloc'd; NULL when none */
+    char **files;   /* [records]: each record's image file, malloc'd; NULL for tables */
+    size_t nfiles;  /* entries in files */
+};
+
+/* Free the info's arrays and zero it; safe on a zeroed info. */
+void fl_data_info_free(struct fl_data_info *info);
+/* Is path image data: a directory, an image file, or a manifest CSV (first line "path,label"
+ * or naming a .png/.jpg/.jpeg file)? */
+bool fl_data_is_images(const char *path);
+/* fl_dataset_load with options; info (may be NULL) receives the names, files and counts. */
+int fl_dataset_load_ex(struct fl_dataset *ds, const char *data_path, const char *labels_path,
+                       const struct fl_data_opts *opts, struct fl_data_info *info);
+
+/* Load a dataset. data_path may be image data (fl_data_is_images), read as the files are.
+ * labels_path != NULL: an IDX images/labels pair (fl_idx.h); NULL: a CSV
  * file (fl_csv.h), unless the file is IDX, which is refused with a hint. Either may be
  * gzip-compressed. *ds is overwritten (not freed) and left zeroed on failure. */
 int fl_dataset_load(struct fl_dataset *ds, const char *data_path, const char *labels_path);

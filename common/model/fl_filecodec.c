@@ -81,6 +81,24 @@ static int s_check_base_meta(const struct fl_base_meta *meta, const char *origin
     if (meta->nclasses < 0 || meta->nclasses > FL_MAX_CLASSES)
         return fl_fail(err, "%s: %d classes, at most %d allowed", origin, (int)meta->nclasses,
                        FL_MAX_CLASSES);
+    if (meta->image_resize < 0 || meta->image_resize > 65536 || meta->image_crop < 0 ||
+        meta->image_crop > 65536)
+        return fl_fail(err, "%s: image resize %d / crop %d out of range (0 to 65536)", origin,
+                       (int)meta->image_resize, (int)meta->image_crop);
+    if (meta->pixel_max != 0.0f && meta->pixel_max != 1.0f && meta->pixel_max != 255.0f)
+        return fl_fail(err, "%s: pixel maximum %g is neither 1 nor 255", origin,
+                       (double)meta->pixel_max);
+    if (meta->nlabel_names < 0 || meta->nlabel_names > FL_MAX_CLASSES)
+        return fl_fail(err, "%s: %d label names, at most %d allowed", origin,
+                       (int)meta->nlabel_names, FL_MAX_CLASSES);
+    for (int i = 0; i < meta->nlabel_names; i++) {
+        const char *nm = meta->label_names[i];
+        if (!s_terminated(nm, FL_LABEL_NAME_MAX) || !fl_utf8_valid(nm))
+            return fl_fail(err, "%s: label name %d is not UTF-8 text", origin, i);
+        for (const char *q = nm; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                return fl_fail(err, "%s: label name %d holds a control character", origin, i);
+    }
     return 0;
 }
 
@@ -278,6 +296,18 @@ int fl_codec_pack_base_header(const struct fl_arch *arch, const struct fl_base_m
     hdr.class_ids = (int32_t *)meta->class_ids;
     hdr.n_tensors = n;
     hdr.tensors = infos.ptrs;
+    Fedtl__ImagePrep prep = FEDTL__IMAGE_PREP__INIT;
+    char *names[FL_MAX_CLASSES];
+    if (meta->image_resize || meta->image_crop || meta->pixel_max != 0.0f) {
+        prep.resize = meta->image_resize;
+        prep.crop = meta->image_crop;
+        prep.pixel_max = meta->pixel_max;
+        hdr.image_prep = &prep;
+    }
+    for (int i = 0; i < meta->nlabel_names && i < FL_MAX_CLASSES; i++)
+        names[i] = (char *)meta->label_names[i];
+    hdr.n_label_names = meta->nlabel_names > 0 ? (size_t)meta->nlabel_names : 0;
+    hdr.label_names = names;
     rc = fl_protobuf_pack(&hdr.base, origin, buf, len);
     s_infos_free(&infos);
     fl_graphcodec_view_free(&gv);
@@ -333,6 +363,19 @@ static int s_base_meta_read(const Fedtl__BaseHeader *h, const char *origin,
     meta->nclasses = (int32_t)h->n_class_ids;
     if (h->n_class_ids)
         memcpy(meta->class_ids, h->class_ids, h->n_class_ids * sizeof *h->class_ids);
+    if (h->image_prep) {
+        meta->image_resize = h->image_prep->resize;
+        meta->image_crop = h->image_prep->crop;
+        meta->pixel_max = h->image_prep->pixel_max;
+    }
+    if (h->n_label_names > FL_MAX_CLASSES)
+        return fl_fail(FL_EFORMAT, "%s: %zu label names, at most %d allowed", origin,
+                       h->n_label_names, FL_MAX_CLASSES);
+    meta->nlabel_names = (int32_t)h->n_label_names;
+    for (size_t i = 0; i < h->n_label_names; i++)
+        if ((rc = s_copy_str(meta->label_names[i], FL_LABEL_NAME_MAX, h->label_names[i], origin,
+                             "a label name")) != 0)
+            return rc;
     return s_check_base_meta(meta, origin, FL_EFORMAT);
 }
 

@@ -12,6 +12,7 @@
 #define FL_ARCH_MAX_LAYERS 16
 #define FL_LAYER_NAME_MAX  32
 #define FL_MAX_CLASSES     256
+#define FL_LABEL_NAME_MAX  64 /* bytes of a class name, NUL included */
 /* An adapter's targets: layers of a chain or nodes of a graph, named in FL_TARGET_NAME_MAX
  * bytes (NUL included; a graph node's name fits: FL_GRAPH_NAME_MAX), listed by users in a
  * comma list of at most FL_TARGET_LIST_MAX bytes. */
@@ -55,6 +56,11 @@ struct fl_base_meta {
     int64_t created_unix;              /* creation time, seconds since the epoch */
     int32_t nclasses;                  /* number of classes the base predicts */
     int32_t class_ids[FL_MAX_CLASSES]; /* original label of each output class */
+    int32_t image_resize;              /* images: shorter side resized to this first (0: not) */
+    int32_t image_crop;                /* images: centre crop side recorded (0: none) */
+    float pixel_max;                   /* images: feature of a white pixel, 1 or 255 (0: 255) */
+    int32_t nlabel_names;              /* entries of label_names (0: names unknown) */
+    char label_names[FL_MAX_CLASSES][FL_LABEL_NAME_MAX]; /* name of original label i */
 };
 
 enum fl_adapter_kind {
