@@ -21,7 +21,17 @@ struct fl_localtrain {
     bool prepared;                   /* train/test hold the classes below */
     int nclasses;                    /* classes selected */
     int32_t classes[FL_MAX_CLASSES]; /* their original labels */
+    struct fl_image_target image;    /* images: prepared as the base says (once it is known) */
+    bool has_image;                  /* image is set */
 };
+
+/* Load the records; images prepared for the base once check_base has seen it. */
+static int s_load(fl_localtrain_t *self)
+{
+    struct fl_data_opts o = {.image = self->has_image ? &self->image : NULL,
+                             .pool = self->cfg.pool};
+    return fl_dataset_load_ex(&self->data, self->cfg.data, self->cfg.labels, &o, NULL);
+}
 
 fl_localtrain_t *fl_localtrain_new(const struct fl_localtrain_config *cfg)
 {
@@ -39,7 +49,7 @@ fl_localtrain_t *fl_localtrain_new(const struct fl_localtrain_config *cfg)
         return NULL;
     }
     self->cfg = *cfg;
-    if (fl_dataset_load(&self->data, cfg->data, cfg->labels) != 0)
+    if (s_load(self) != 0)
         goto out_fail;
     if (self->data.n == 0) {
         fl_error_set("%s: no records", cfg->data);
@@ -71,10 +81,23 @@ void fl_localtrain_info(const fl_localtrain_t *self, struct fl_localtrain_info *
     out->samples = self->prepared ? self->train.n : self->data.n;
 }
 
-int fl_localtrain_check_base(const fl_localtrain_t *self, const struct fl_base_file *base)
+int fl_localtrain_check_base(fl_localtrain_t *self, const struct fl_base_file *base)
 {
     const struct fl_arch *a = &base->arch;
     size_t in = (size_t)a->in_h * (size_t)a->in_w * (size_t)a->in_c;
+    struct fl_image_target image;
+    fl_image_target_for_base(&image, a, &base->meta);
+    if (fl_data_is_images(self->cfg.data) &&
+        (!self->has_image || memcmp(&image, &self->image, sizeof image) != 0)) {
+        self->image = image, self->has_image = true; /* read the images again, as it says */
+        fl_dataset_free(&self->data);
+        fl_dataset_free(&self->train);
+        fl_dataset_free(&self->test);
+        self->prepared = false;
+        int rc = s_load(self);
+        if (rc)
+            return rc;
+    }
     if (in != self->data.dim)
         return fl_fail(FL_EMISMATCH, "%s has %zu features per record, the base (%s) takes %zu",
                        self->cfg.data, self->data.dim, a->name, in);
@@ -92,7 +115,7 @@ static int s_prepare_data(fl_localtrain_t *self, const struct fl_adapter_meta *a
         fl_dataset_free(&self->train);
         fl_dataset_free(&self->test);
         self->prepared = false;
-        if ((rc = fl_dataset_load(&self->data, self->cfg.data, self->cfg.labels)) != 0)
+        if ((rc = s_load(self)) != 0)
             return rc;
     }
     size_t total = self->data.n;

@@ -66,7 +66,7 @@ void fl_localtrain_destroy(fl_localtrain_t **self_p);
 void fl_localtrain_info(const fl_localtrain_t *self, struct fl_localtrain_info *out);
 
 /* 0 when the base takes the records as input, else FL_EMISMATCH naming both sizes. */
-int fl_localtrain_check_base(const fl_localtrain_t *self, const struct fl_base_file *base);
+int fl_localtrain_check_base(fl_localtrain_t *self, const struct fl_base_file *base);
 
 /* Train for one task on the base (opened and verified; base_name names it in messages):
  * check the parameters (FL_EINVAL), decode the global adapter (the decoder's code), check it

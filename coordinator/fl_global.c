@@ -129,8 +129,11 @@ static int s_load_eval(fl_global_t *self, const struct fl_coord_config *cfg)
 {
     if (!cfg->eval_data[0])
         return 0;
-    int rc =
-        fl_dataset_load(&self->eval, cfg->eval_data, cfg->eval_labels[0] ? cfg->eval_labels : NULL);
+    struct fl_image_target image; /* images are prepared as the base says */
+    fl_image_target_for_base(&image, &self->base->arch, &self->base->meta);
+    struct fl_data_opts dopts = {.image = &image, .pool = self->pool};
+    int rc = fl_dataset_load_ex(&self->eval, cfg->eval_data,
+                                cfg->eval_labels[0] ? cfg->eval_labels : NULL, &dopts, NULL);
     if (rc == 0)
         rc = fl_dataset_select_classes(&self->eval, self->adapter.meta.class_ids,
                                        self->adapter.meta.num_classes);

@@ -28,6 +28,13 @@ static const struct fl_option s_import_options[] = {
     TOOL_TEXT("mean", mean, 0, "M,...",
               "input normalisation x' = (x - mean) / std: one value, or one per channel"),
     TOOL_TEXT("std", std, 0, "S,...", "see --mean (default 1)"),
+    TOOL_INT("resize", resize, 0, 65536, "N",
+             "images: resize the shorter side to N first (PIL bilinear, as torchvision's "
+             "Resize(N)); 0: not"),
+    TOOL_INT("crop", crop, 0, 65536, "N",
+             "images: centre crop to N x N, the input's size (torchvision's CenterCrop(N))"),
+    TOOL_INT("pixel-max", pixel_max, 1, 255, "1|255",
+             "images: the feature value of a white pixel: 1 (ToTensor's [0, 1], default) or 255"),
     TOOL_TEXT("classes", classes, 0, "C",
               "the original label of each model output, in order (0-4 or 3,5,7; default 0..k-1)"),
     TOOL_TEXT("name", name, 0, "NAME", "the architecture's name (default: the file's name)"),
@@ -42,7 +49,9 @@ const struct fl_options_spec tool_import_spec = {
         "fedtl base. Shape computations are folded, BatchNorm is folded into the conv before\n"
         "it and a final Softmax is dropped; an operation fedtl cannot run is refused by name.\n"
         "Record the input normalisation the model was trained with (--mean, --std): fedtl\n"
-        "applies it to raw records everywhere the base is used.\n",
+        "applies it to raw records everywhere the base is used. For image data, record how\n"
+        "files become input (--resize, --crop, --pixel-max): every fedtl program then reads\n"
+        "image folders as torchvision's Resize, CenterCrop and ToTensor would.\n",
     .options = s_import_options,
     .noptions = sizeof s_import_options / sizeof s_import_options[0],
     .positional = "MODEL.onnx",
@@ -212,6 +221,23 @@ static void s_print_import(const struct tool_opts *o, const struct fl_arch *arch
            o->out, o->out, hex);
 }
 
+/* --resize, --crop, --pixel-max into the base's image preparation. */
+static int s_image_prep(const struct tool_opts *o, const struct fl_arch *arch,
+                        struct fl_base_meta *meta)
+{
+    if (o->pixel_max && o->pixel_max != 1 && o->pixel_max != 255)
+        return fl_fail(FL_EINVAL, "--pixel-max is 1 or 255, not %d", o->pixel_max);
+    if (o->crop && (o->crop != arch->in_h || o->crop != arch->in_w))
+        return fl_fail(FL_EINVAL, "--crop %d: the model's input is %d x %d", o->crop,
+                       (int)arch->in_h, (int)arch->in_w);
+    if (o->resize && o->crop && o->resize < o->crop)
+        return fl_fail(FL_EINVAL, "--resize %d is smaller than --crop %d", o->resize, o->crop);
+    meta->image_resize = o->resize;
+    meta->image_crop = o->crop;
+    meta->pixel_max = o->pixel_max ? (float)o->pixel_max : 1.0f;
+    return 0;
+}
+
 int cmd_import(int argc, char **argv)
 {
     struct tool_opts o;
@@ -245,6 +271,8 @@ int cmd_import(int argc, char **argv)
             rc = fl_fail(FL_EINVAL, "--classes names %d classes, the model has %d outputs", count,
                          classes);
     }
+    if (rc == 0)
+        rc = s_image_prep(&o, &arch, &meta);
     if (rc == 0) {
         const char *b = strrchr(o.file, '/');
         snprintf(meta.data_desc, sizeof meta.data_desc, "%s", o.desc ? o.desc : b ? b + 1 : o.file);

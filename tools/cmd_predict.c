@@ -182,7 +182,7 @@ int cmd_predict(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     if (!o.data && !o.file)
-        return tool_usage_error(&tool_predict_spec, "--data or image FILEs are needed");
+        return tool_usage_error(&tool_predict_spec, "--data (or image FILEs) is required");
     bool images = o.file || (!o.labels && !o.unlabeled && fl_data_is_images(o.data));
     struct tool_model l;
     if (tool_model_load(&o, &l) != 0)

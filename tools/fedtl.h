@@ -38,7 +38,7 @@ struct tool_opts {
     bool skip_bad;                        /* skip unreadable images, counting them */
     const struct fl_image_target *image;  /* images: the base's preparation (NULL: as they are) */
     int resize, crop;                     /* import: image preparation to record */
-    const char *pixel_range;              /* import: "1" or "255", a white pixel's value */
+    int pixel_max;                        /* import: a white pixel's feature value, 1 or 255 */
     const char *format;                   /* export-images: png or jpeg */
     struct fl_train_opts train;           /* epochs, batch, lr, optimiser, seed, cache */
 };

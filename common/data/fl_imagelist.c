@@ -181,6 +181,62 @@ static int s_walk(struct fl_imagelist *l, const char *dir, int32_t label, struct
     return rc;
 }
 
+static bool s_is_int_label(const char *s, long *v)
+{
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return false;
+    errno = 0;
+    *v = strtol(s, &end, 10);
+    return *end == '\0' && errno == 0 && *v <= FL_DATA_MAX_LABEL;
+}
+
+/* Class folders all named by numbers ("0".."9", or "5".."9" where a shard lacks some classes)
+ * are labelled by those numbers, so branches that lack a class still agree on the others'
+ * labels; with every number from 0 present this is torchvision's numbering too. */
+static int s_numeric_classes(struct fl_imagelist *l, const char *root)
+{
+    long v = 0, top = -1;
+    for (int i = 0; i < l->nnames; i++) {
+        if (!s_is_int_label(l->names[i], &v))
+            return 0;
+        top = v > top ? v : top;
+    }
+    char **names = calloc((size_t)top + 1, sizeof *names);
+    int32_t *map = calloc((size_t)l->nnames, sizeof *map);
+    int rc = 0;
+    if (!names || !map) {
+        rc = fl_fail(FL_ENOMEM, "out of memory");
+        goto out_free;
+    }
+    for (int i = 0; i < l->nnames && rc == 0; i++) {
+        s_is_int_label(l->names[i], &v);
+        map[i] = (int32_t)v;
+        if (names[v])
+            rc = fl_fail(FL_EINVAL, "%s: class folders '%s' and '%s' are one number", root,
+                         names[v], l->names[i]);
+        names[v] = l->names[i];
+    }
+    for (long i = 0; i <= top && rc == 0; i++)
+        if (!names[i] && !(names[i] = calloc(1, 1))) /* a number no folder has: no name */
+            rc = fl_fail(FL_ENOMEM, "out of memory");
+    if (rc)
+        goto out_free;
+    for (size_t i = 0; i < l->n; i++)
+        l->e[i].label = map[l->e[i].label];
+    free(l->names); /* the strings moved to names */
+    l->names = names, names = NULL;
+    l->nnames = (int)top + 1;
+out_free:
+    if (names) /* only the strings this function allocated: the folder names stay in l */
+        for (long i = 0; i <= top; i++)
+            if (names[i] && !names[i][0])
+                free(names[i]);
+    free(names);
+    free(map);
+    return rc;
+}
+
 /* A folder of class folders (or, unlabeled, of images). */
 int fl_imagelist_folder(struct fl_imagelist *l, const char *root, bool unlabeled)
 {
@@ -240,6 +296,8 @@ int fl_imagelist_folder(struct fl_imagelist *l, const char *root, bool unlabeled
     if (rc == 0 && l->nnames == 0)
         rc = fl_fail(FL_ENOTFOUND,
                      "%s: no class folders (one subfolder per class, holding its images)", root);
+    if (rc == 0)
+        rc = s_numeric_classes(l, root);
 out_free:
     for (size_t i = 0; i < n; i++)
         free(names[i]);
@@ -323,16 +381,6 @@ static int s_manifest_path(struct fl_imagelist *l, const char *manifest, size_t 
                                            manifest, lineno, rel, base));
     }
     return fl_imagelist_add(l, p, 0);
-}
-
-static bool s_is_int_label(const char *s, long *v)
-{
-    char *end;
-    if (!isdigit((unsigned char)*s))
-        return false;
-    errno = 0;
-    *v = strtol(s, &end, 10);
-    return *end == '\0' && errno == 0 && *v <= FL_DATA_MAX_LABEL;
 }
 
 /* Labels: all integers (used as they are), or else class names (sorted, numbered). */
