@@ -33,6 +33,8 @@ usage: scripts/simulate.sh [options]
   --base FILE          use this base; otherwise RUN/base.ftm, pretrained once and reused:
   --base-classes C     classes of the base's pretraining (default 0-4)
   --pretrain-epochs E  epochs of that pretraining (default 3)
+  --images             each branch reads its shard as a folder of PNG class folders
+                       (fedtl export-images) instead of CSV
   --port P             coordinator port (default 7000 + a number from the run directory)
   --insecure           plaintext transport (CurveZMQ off) on both sides
   --netns              each branch in its own network namespace, joined to the coordinator's
@@ -54,13 +56,14 @@ seed=1 deadline=60 fraction=1 min_clients="" min_start="" samples=5000 holdout=0
 data=$fm/train-images-idx3-ubyte.gz labels=$fm/train-labels-idx1-ubyte.gz
 test_data=$fm/t10k-images-idx3-ubyte.gz test_labels=$fm/t10k-labels-idx1-ubyte.gz
 base="" base_classes=0-4 pre_epochs=3 port="" insecure=0 netns=0 quiet=0
-kill_branch="" restart_after="" delay_branch=""
+kill_branch="" restart_after="" delay_branch="" images=0
 while [ $# -gt 0 ]; do
     case $1 in
     -h | --help) usage; exit 0 ;;
     --insecure) insecure=1; shift; continue ;;
     --netns) netns=1; shift; continue ;;
     --quiet) quiet=1; shift; continue ;;
+    --images) images=1; shift; continue ;;
     esac
     [ $# -ge 2 ] || { echo "simulate.sh: $1 needs a value" >&2; usage >&2; exit 2; }
     case $1 in
@@ -146,6 +149,9 @@ rm -rf shards
 "$bin/fedtl" partition --data "$data" $(labels_opt "$labels") --classes "$classes" \
     --samples "$samples" --clients "$branches" $([ "$alpha" = 0 ] && echo --iid || echo --dirichlet "$alpha") \
     --min-size 10 --seed "$seed" --out-dir shards >logs/partition.txt
+if [ "$images" = 1 ]; then # shards/client-NN.csv -> shards/client-NN/<class>/<record>.png
+    for f in shards/client-*.csv; do "$bin/fedtl" export-images --data "$f" --out "${f%.csv}" --quiet; done
+fi
 
 # ---- the network: loopback, or one namespace per branch ----
 coord_host=127.0.0.1
@@ -195,7 +201,7 @@ start_branch() {
     mkdir -p "$name"
     "${prefix[@]}" "$bin/fedtl-client" --coordinator "tcp://$host:$port" \
         --coordinator-key keys/hq.pub --key "keys/$name.key" \
-        --data "shards/client-$(printf %02d "$k").csv" --holdout "$holdout" \
+        --data "shards/client-$(printf %02d "$k")$([ "$images" = 1 ] || echo .csv)" --holdout "$holdout" \
         --cache-dir "$name/cache" --out "$name/final.fta" --threads 1 --connect-timeout 120 \
         "${sec[@]}" >>"logs/$name.log" 2>&1 &
     pids[k]=$!

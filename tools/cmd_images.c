@@ -71,6 +71,10 @@ int cmd_export_images(int argc, char **argv)
     if (tool_load_data(&o, &ds, ids, &k, NULL) != 0)
         return 1;
     struct fl_image img = {0};
+    if (k > FL_MAX_CLASSES) {
+        rc = tool_error(FL_ERANGE, "export-images: more than 256 classes");
+        goto out_free;
+    }
     if ((rc = s_geometry(&ds, &img.c, &img.h, &img.w)) != 0) {
         rc = tool_error(rc, o.data);
         goto out_free;
@@ -84,9 +88,11 @@ int cmd_export_images(int argc, char **argv)
         goto out_free;
     }
     char path[4096];
-    for (int i = 0; i < k; i++) {
+    size_t counts[FL_MAX_CLASSES];
+    fl_dataset_histogram(&ds, counts);
+    for (int i = 0; i < k; i++) { /* a class without records gets no (empty) folder */
         snprintf(path, sizeof path, "%s/%0*d", o.out_dir, width, (int)ids[i]);
-        if ((rc = fl_fs_mkdirs(path, 0755)) != 0) {
+        if (counts[i] && (rc = fl_fs_mkdirs(path, 0755)) != 0) {
             rc = tool_error(rc, path);
             goto out_free;
         }
@@ -101,8 +107,8 @@ int cmd_export_images(int argc, char **argv)
         }
     }
     if (!o.quiet)
-        printf("wrote %zu %s images of %d x %d x %d in %d class folders under %s\n", ds.n,
-               jpeg ? "JPEG" : "PNG", img.c, img.h, img.w, k, o.out_dir);
+        printf("wrote %zu %s images of %d x %d x %d in class folders under %s\n", ds.n,
+               jpeg ? "JPEG" : "PNG", img.c, img.h, img.w, o.out_dir);
 out_free:
     free(img.p);
     fl_dataset_free(&ds);
