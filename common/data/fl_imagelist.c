@@ -117,7 +117,8 @@ static int s_read_dir(const char *dir, char ***names, size_t *n)
         *names = NULL, *n = 0;
         return rc;
     }
-    qsort(*names, *n, sizeof **names, s_cmp_str);
+    if (*n > 1)
+        qsort(*names, *n, sizeof **names, s_cmp_str);
     return 0;
 }
 
