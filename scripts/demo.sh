@@ -5,12 +5,13 @@
 # Dirichlet(0.3) label skew; the coordinator and the 10 branches run as separate processes on
 # loopback with CurveZMQ for 20 rounds. Then the same test set judges: the base with a head
 # fitted locally, local-only fine-tuning at each branch, the federated adapter and centralised
-# fine-tuning on the pooled 5,000 examples; a PNG plots accuracy per round.
+# fine-tuning on the pooled 5,000 examples; a PNG plots accuracy per round. With --images the
+# branches' shards and the test set are folders of PNG class folders (fedtl export-images).
 # Usage: scripts/demo.sh [--work DIR] [--branches N] [--alpha A] [--rounds R] [--method M]
-#                        [--epochs E] [--fresh] [--netns]
+#                        [--epochs E] [--fresh] [--netns] [--images]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-work=$PWD/demo-run branches=10 alpha=0.3 rounds=20 method=lora epochs=2 extra=()
+work=$PWD/demo-run branches=10 alpha=0.3 rounds=20 method=lora epochs=2 extra=() images=0
 while [ $# -gt 0 ]; do
     case $1 in
     --work) work=$2; shift 2 ;;
@@ -21,7 +22,8 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift 2 ;;
     --fresh) rm -f "$work/base.ftm"; shift ;;
     --netns) extra+=(--netns); shift ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --images) images=1; shift ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -35,6 +37,16 @@ fm=/usr/share/datasets/fashion-mnist
 test_set=(--data "$fm/t10k-images-idx3-ubyte.gz" --labels "$fm/t10k-labels-idx1-ubyte.gz")
 mkdir -p "$work"
 cd "$work"
+shard_ext=.csv what=""
+if [ "$images" = 1 ]; then # the same records as PNG files: the branches read folders
+    if [ ! -d images/test ]; then
+        echo "demo: writing the t10k test set as PNG class folders (fedtl export-images)" >&2
+        "$bin/fedtl" export-images "${test_set[@]}" --out images/test --quiet
+    fi
+    test_set=(--data "$work/images/test")
+    extra+=(--images --test "$work/images/test")
+    shard_ext="" what=", PNG class folders"
+fi
 
 # ---- the federation ----
 "$root/scripts/simulate.sh" --run "$work" --branches "$branches" --alpha "$alpha" \
@@ -54,15 +66,21 @@ total_epochs=$((rounds * epochs))
 echo "demo: baselines (each branch alone: a head, then $method; $total_epochs epochs)" >&2
 head_accs=() local_accs=()
 for ((k = 0; k < branches; k++)); do
-    shard=shards/client-$(printf %02d "$k").csv
+    shard=shards/client-$(printf %02d "$k")$shard_ext
     finetune "compare/head-$k.fta" "$shard" head "$total_epochs" >/dev/null
     head_accs+=("$(acc "compare/head-$k.fta")")
     read -r trainable total < <(finetune "compare/local-$k.fta" "$shard" "$method" "$total_epochs")
     local_accs+=("$(acc "compare/local-$k.fta")")
 done
 echo "demo: centralised $method on the pooled 5,000 examples ($total_epochs epochs)" >&2
-cat shards/client-*.csv >compare/pooled.csv
-finetune compare/central.fta compare/pooled.csv "$method" "$total_epochs" >/dev/null
+pooled=compare/pooled.csv
+if [ "$images" = 1 ]; then # a manifest of every shard's images: path,label
+    pooled=pooled-images.csv
+    find shards -path 'shards/client-*/*/*.png' | sort | awk -F/ '{print $0 "," $(NF-1) + 0}' >"$pooled"
+else
+    cat shards/client-*.csv >"$pooled"
+fi
+finetune compare/central.fta "$pooled" "$method" "$total_epochs" >/dev/null
 central=$(acc compare/central.fta)
 federated=$(acc state/global.fta)
 central=$(printf '%.4f' "$central")
@@ -83,8 +101,8 @@ whole=$((model_params * 4))
 
 {
     printf '\nFederated transfer learning on Fashion-MNIST: base cnn-small pretrained on classes 0-4;\n'
-    printf '%d branches hold 5,000 examples of classes 5-9 (Dirichlet %s); %d rounds of %s, %d local epochs.\n' \
-        "$branches" "$alpha" "$rounds" "$method" "$epochs"
+    printf '%d branches hold 5,000 examples of classes 5-9 (Dirichlet %s%s); %d rounds of %s, %d local epochs.\n' \
+        "$branches" "$alpha" "$what" "$rounds" "$method" "$epochs"
     printf 'Accuracy on the t10k test images of classes 5-9 (5,000 images):\n\n'
     printf '  %-50s %s\n' "setting" "accuracy"
     printf '  %-50s %s (range %s-%s)\n' "base + a head fitted locally (mean of branches)" "$head_mean" "$head_lo" "$head_hi"

@@ -17,7 +17,7 @@ case "$secs" in '' | *[!0-9]*)
 esac
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(wire adapter base idx csv config client_config)
+[ ${#targets[@]} -eq 0 ] && targets=(wire adapter base idx csv config client_config image)
 build=build-fuzz
 
 # Dependencies: fedtl's own, then clang and its compiler-rt (libFuzzer, sanitizer runtimes).
