@@ -352,6 +352,32 @@ static uint8_t s_clip8(int32_t v)
     return (uint8_t)(v >> S_PREC);
 }
 
+/* One row's horizontal pass: out[w * c] from in, PIL's sums and rounding. */
+static void s_resample_row(const uint8_t *in, uint8_t *out, int w, int c, const struct s_coeffs *cx)
+{
+    for (int xx = 0; xx < w; xx++) {
+        const int32_t *k = cx->k + (size_t)xx * cx->ksize;
+        int n = cx->bounds[2 * xx + 1];
+        const uint8_t *p = in + (size_t)cx->bounds[2 * xx] * c;
+        if (c == 3) {
+            int32_t s0 = 1 << (S_PREC - 1), s1 = s0, s2 = s0;
+            for (int x = 0; x < n; x++, p += 3) {
+                s0 += p[0] * k[x];
+                s1 += p[1] * k[x];
+                s2 += p[2] * k[x];
+            }
+            out[3 * xx] = s_clip8(s0), out[3 * xx + 1] = s_clip8(s1), out[3 * xx + 2] = s_clip8(s2);
+            continue;
+        }
+        for (int ch = 0; ch < c; ch++) {
+            int32_t ss = 1 << (S_PREC - 1);
+            for (int x = 0; x < n; x++)
+                ss += p[x * c + ch] * k[x];
+            out[(size_t)xx * c + ch] = s_clip8(ss);
+        }
+    }
+}
+
 int fl_image_resize(struct fl_image *img, int w, int h)
 {
     if (w < 1 || h < 1 || (uint64_t)w * (uint64_t)h > FL_IMAGE_MAX_PIXELS)
@@ -371,29 +397,29 @@ int fl_image_resize(struct fl_image *img, int w, int h)
         rc = fl_fail(FL_ENOMEM, "image: out of memory for resampling");
         goto out_free;
     }
-    for (int y = 0; y < th; y++) {
-        const uint8_t *row = img->p + (size_t)(y + y0) * img->w * c;
-        for (int xx = 0; xx < w; xx++) {
-            const int32_t *k = cx.k + (size_t)xx * cx.ksize;
-            int xmin = cx.bounds[2 * xx], n = cx.bounds[2 * xx + 1];
-            for (int ch = 0; ch < c; ch++) {
-                int32_t ss = 1 << (S_PREC - 1);
-                for (int x = 0; x < n; x++)
-                    ss += row[(size_t)(x + xmin) * c + ch] * k[x];
-                tmp[((size_t)y * w + xx) * c + ch] = s_clip8(ss);
-            }
-        }
+    for (int y = 0; y < th; y++)
+        s_resample_row(img->p + (size_t)(y + y0) * img->w * c, tmp + (size_t)y * w * c, w, c, &cx);
+    int32_t *acc = fl_malloc_array((size_t)w * c, sizeof *acc);
+    if (!acc) {
+        rc = fl_fail(FL_ENOMEM, "image: out of memory for resampling");
+        goto out_free;
     }
-    for (int yy = 0; yy < h; yy++) {
+    for (int yy = 0; yy < h; yy++) { /* whole rows at a time: integer sums, PIL's values */
         const int32_t *k = cy.k + (size_t)yy * cy.ksize;
         int ymin = cy.bounds[2 * yy] - y0, n = cy.bounds[2 * yy + 1];
-        for (size_t i = 0; i < (size_t)w * c; i++) {
-            int32_t ss = 1 << (S_PREC - 1);
-            for (int y = 0; y < n; y++)
-                ss += tmp[(size_t)(y + ymin) * w * c + i] * k[y];
-            dst[(size_t)yy * w * c + i] = s_clip8(ss);
+        size_t len = (size_t)w * c;
+        for (size_t i = 0; i < len; i++)
+            acc[i] = 1 << (S_PREC - 1);
+        for (int y = 0; y < n; y++) {
+            const uint8_t *src = tmp + (size_t)(y + ymin) * len;
+            int32_t ky = k[y];
+            for (size_t i = 0; i < len; i++)
+                acc[i] += src[i] * ky;
         }
+        for (size_t i = 0; i < len; i++)
+            dst[(size_t)yy * len + i] = s_clip8(acc[i]);
     }
+    free(acc);
     free(img->p);
     img->p = dst;
     img->w = w, img->h = h;
