@@ -19,6 +19,7 @@ static const struct fl_option s_eval_options[] = {
     TOOL_OPT_ADAPTER,
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_TABLE,
     TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
     TOOL_OPT_THREADS,

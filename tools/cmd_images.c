@@ -13,6 +13,7 @@
 static const struct fl_option s_options[] = {
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_TABLE,
     TOOL_OPT_CLASSES,
     TOOL_OPT_SAMPLES,
     TOOL_OPT_SEED,

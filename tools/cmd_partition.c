@@ -13,6 +13,7 @@
 static const struct fl_option s_partition_options[] = {
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_TABLE,
     TOOL_OPT_CLASSES,
     TOOL_OPT_SAMPLES,
     TOOL_INT("clients", clients, 1, 1000000, "N", "shards to write (required)"),

@@ -20,6 +20,7 @@ static const struct fl_option_choice s_archs[] = {
 static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_TABLE,
     TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
     TOOL_OPT_SAMPLES,
@@ -54,6 +55,7 @@ static const struct fl_option s_finetune_options[] = {
     TOOL_OPT_BASE(FL_OPTION_REQUIRED),
     TOOL_OPT_DATA,
     TOOL_OPT_LABELS,
+    TOOL_OPT_TABLE,
     TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
     TOOL_OPT_SAMPLES,

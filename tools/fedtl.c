@@ -104,12 +104,19 @@ int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct
 int tool_load_data(const struct tool_opts *o, struct fl_dataset *ds, int32_t *class_ids,
                    int *nclasses, struct fl_data_info *info)
 {
+    struct fl_table_opts table = {.label_column = o->label_column, .columns = o->columns};
     struct fl_data_opts dopts = {.image = o->image, .skip_bad = o->skip_bad};
+    if (o->missing && fl_missing_parse(o->missing, &table.missing) != 0)
+        return tool_error(FL_EINVAL, "--missing");
+    if (o->label_column || o->columns || o->missing)
+        dopts.table = &table;
     struct fl_data_info own;
     struct fl_data_info *di = info ? info : &own;
     int rc = fl_dataset_load_ex(ds, o->data, o->labels, &dopts, di);
     if (rc)
         return tool_error(rc, "cannot load data");
+    if (di->dropped)
+        fprintf(stderr, "fedtl: %s: %zu rows with a missing value dropped\n", o->data, di->dropped);
     if (di->skipped || di->ignored)
         fprintf(stderr, "fedtl: %s: %zu records; %zu bad images skipped, %zu other files ignored\n",
                 o->data, ds->n, di->skipped, di->ignored);

@@ -40,6 +40,8 @@ struct tool_opts {
     int resize, crop;                     /* import: image preparation to record */
     int pixel_max;                        /* import: a white pixel's feature value, 1 or 255 */
     const char *format;                   /* export-images: png or jpeg */
+    const char *label_column, *columns;   /* tables: the label and feature columns by name */
+    const char *missing;                  /* tables: error, mean or drop */
     struct fl_train_opts train;           /* epochs, batch, lr, optimiser, seed, cache */
 };
 
@@ -130,6 +132,14 @@ int tool_graph_json(const struct fl_base_file *bf, struct cJSON *o);
     TOOL_SWITCH("skip-bad", skip_bad,                                                              \
                 "skip unreadable images (corrupt, not images, outside a manifest's folder), "      \
                 "counting them, instead of stopping")
+#define TOOL_OPT_TABLE                                                                             \
+    TOOL_TEXT("label-column", label_column, 0, "NAME",                                             \
+              "a CSV with a header: the label column (default: the first)"),                       \
+        TOOL_TEXT("columns", columns, 0, "A,B,...",                                                \
+                  "a CSV with a header: the feature columns, in this order (default: the rest)"),  \
+        TOOL_TEXT("missing", missing, 0, "error|mean|drop",                                        \
+                  "a CSV with a header: a missing value (empty, NA, NaN, null, ?) is an error "    \
+                  "(default), takes its column's mean, or drops its row")
 #define TOOL_OPT_LABELS TOOL_PATH("labels", labels, 0, "L", "the IDX images' IDX labels")
 #define TOOL_OPT_CLASSES                                                                           \
     TOOL_TEXT("classes", classes, 0, "C",                                                          \

@@ -54,6 +54,8 @@ int fl_dataset_load_ex(struct fl_dataset *ds, const char *data_path, const char 
         memset(info, 0, sizeof *info);
     if (!labels_path && fl_data_is_images(data_path))
         return fl_imagefolder_load(ds, data_path, opts ? opts : &s_defaults, info);
+    if (!labels_path && opts && opts->table)
+        return fl_table_load(ds, data_path, opts->table, info ? &info->dropped : NULL);
     return fl_dataset_load(ds, data_path, labels_path);
 }
 

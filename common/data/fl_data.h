@@ -8,6 +8,7 @@
 #include "fl_dataset.h"
 #include "fl_image.h"
 #include "fl_pool.h"
+#include "fl_table.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,11 +27,14 @@ struct fl_data_opts {
     bool skip_bad;   /* skip unreadable images (counted in the info) instead of failing */
     bool unlabeled;  /* images for prediction: a folder of images or image files, no classes */
     fl_pool_t *pool; /* decoding threads, borrowed; NULL: a pool of every core for the load */
+    const struct fl_table_opts *table; /* a CSV with a header read by column name (fl_table.h);
+                                          NULL: the plain CSV reader (fl_csv.h) */
 };
 
 /* What a load found besides the records; free with fl_data_info_free. */
 struct fl_data_info {
     size_t skipped; /* bad images skipped (skip_bad) */
+    size_t dropped; /* table rows dropped for a missing value (FL_MISSING_DROP) */
     size_t ignored; /* files in image folders without a .png/.jpg/.jpeg name, ignored */
     int nnames;     /* class names known (image folders, named manifest labels) */
     char **names;   /* [nnames]: name of label i, malloc'd; NULL when none */
