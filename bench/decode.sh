@@ -33,32 +33,43 @@ root, resize, crop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(1)
 tf = T.Compose([T.Resize(resize), T.CenterCrop(crop), T.ToTensor()])
 for workers in (0, 2):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ds = ImageFolder(root, transform=tf)
     xs = [x for x, _ in DataLoader(ds, batch_size=64, num_workers=workers)]
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = sum(len(x) for x in xs)
     total = sum(float(x.double().sum()) for x in xs)
+    cpu_ms = "%.3f" % (1e3 * cpu / n) if workers == 0 else "-"  # workers' time is not ours
     print("bench=decode contender=torchvision workers=%d images=%d seconds=%.3f "
-          "images_per_s=%.1f checksum=%.4f" % (workers, n, sec, n / sec, total), flush=True)
+          "images_per_s=%.1f cpu_ms_per_image=%s checksum=%.4f"
+          % (workers, n, sec, n / sec, cpu_ms, total), flush=True)
 PY
 done
 /usr/bin/python3 - "$out" <<'PY'
 import collections, re, statistics, sys
 runs = collections.defaultdict(list)
+cpus = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     if line.startswith("bench=decode "):
         kv = dict(f.split("=", 1) for f in line.split())
         key = "fedtl, %s thread(s)" % kv["threads"] if kv["contender"] == "fedtl" else \
               "PIL + torchvision, %s DataLoader workers" % kv["workers"]
         runs[key].append(float(kv["images_per_s"]))
-print("\n%-42s %12s  (%s)" % ("contender", "images/s", "median of rounds"))
+        if kv.get("cpu_ms_per_image", "-") != "-":
+            cpus[key].append(float(kv["cpu_ms_per_image"]))
+print("\n%-42s %12s %14s  (%s)" % ("contender", "images/s", "CPU ms/image",
+                                     "images/s of each round"))
 best = {}
 for key, v in runs.items():
     m = statistics.median(v)
-    print("%-42s %12.1f  %s" % (key, m, " ".join("%.0f" % x for x in v)))
+    c = "%.3f" % statistics.median(cpus[key]) if cpus[key] else "-"
+    print("%-42s %12.1f %14s  %s" % (key, m, c, " ".join("%.0f" % x for x in v)))
     side = "fedtl" if key.startswith("fedtl") else "torchvision"
     best[side] = max(best.get(side, 0), m)
 if len(best) == 2:
-    print("\nfedtl best / torchvision best: %.2fx" % (best["fedtl"] / best["torchvision"]))
+    print("\nfedtl best / torchvision best (images/s): %.2fx" % (best["fedtl"] / best["torchvision"]))
+f1, t0 = "fedtl, 1 thread(s)", "PIL + torchvision, 0 DataLoader workers"
+if cpus[f1] and cpus[t0]:
+    print("CPU time per image, torchvision (1 process) / fedtl (1 thread): %.2fx"
+          % (statistics.median(cpus[t0]) / statistics.median(cpus[f1])))
 PY
