@@ -4,6 +4,9 @@
  * the very pixels of a CSV: reading either must give the same accuracy. */
 #include <criterion/criterion.h>
 
+#include "fl_error.h"
+#include "fl_fs.h"
+#include "fl_image.h"
 #include "fl_testutil.h"
 
 #include <stdio.h>
@@ -92,6 +95,70 @@ Test(image_federation, branches_read_png_folders_and_match_csv, .timeout = 600)
     s_run_ok(cmd);
     snprintf(cmd, sizeof cmd, "%s/pred.json", s_dir);
     cr_assert_eq(fl_test_count(cmd, "\"probability\":"), 600);
+    fl_test_rmtree(s_dir);
+    free(s_dir);
+}
+
+/* Two class folders of n images each, w x h with c channels. */
+static void s_folder(const char *dir, int n, int w, int h, int c)
+{
+    const char *classes[] = {"ant", "zebra"};
+    char path[4200];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", dir, classes[k]);
+        cr_assert_eq(fl_fs_mkdirs(path, 0755), 0);
+        for (int i = 0; i < n; i++) {
+            struct fl_image img = {.w = w, .h = h, .c = c, .p = malloc((size_t)w * h * c)};
+            for (int j = 0; j < w * h * c; j++) /* ants dark, zebras striped */
+                img.p[j] = (uint8_t)(k ? (j / c % 2) * 255 : (j * 7 + i) % 60);
+            snprintf(path, sizeof path, "%s/%s/%02d.png", dir, classes[k], i);
+            cr_assert_eq(fl_image_write(path, &img, 0), 0, "%s", fl_error_msg());
+            free(img.p);
+        }
+    }
+}
+
+Test(image_tools, import_records_the_preparation_and_predict_prints_class_names, .timeout = 300)
+{
+    s_dir = fl_test_tmpdir("imgtool");
+    char cmd[8192], *out = NULL, dir[2048];
+    /* an imported model of input 3x9x9: its files are resized to 12, then centre-cropped */
+    snprintf(cmd, sizeof cmd,
+             "%s/fedtl import %s/fuzz/corpus/onnx/ops.onnx --resize 12 --crop 9 --out %s/ops.ftm "
+             ">/dev/null && %s/fedtl inspect %s/ops.ftm --json",
+             FEDTL_BIN_DIR, FEDTL_SRC_DIR, s_dir, FEDTL_BIN_DIR, s_dir);
+    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "\"images\":{\"resize\":12,\"crop\":9,\"pixel_max\":1}"), "%s",
+                       out);
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             "%s/fedtl import %s/fuzz/corpus/onnx/ops.onnx --crop 8 --out %s/bad.ftm",
+             FEDTL_BIN_DIR, FEDTL_SRC_DIR, s_dir);
+    cr_assert_eq(fl_test_run(cmd, &out), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "--crop 8: the model's input is 9 x 9"), "%s", out);
+    free(out);
+    snprintf(dir, sizeof dir, "%s/rgb", s_dir);
+    s_folder(dir, 3, 20, 15, 3);
+    snprintf(cmd, sizeof cmd, "%s/fedtl predict --base %s/ops.ftm --data %s", FEDTL_BIN_DIR, s_dir,
+             dir);
+    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out);
+    int lines = 0;
+    for (char *p = out; (p = strstr(p, ".png\t")); p++)
+        lines++;
+    cr_assert_eq(lines, 6, "%s", out);
+    free(out);
+    /* a base pretrained on named class folders records the names; predict prints them */
+    snprintf(dir, sizeof dir, "%s/grey", s_dir);
+    s_folder(dir, 12, 8, 8, 1);
+    snprintf(cmd, sizeof cmd,
+             "%s/fedtl pretrain --data %s --arch mlp --epochs 30 --lr 0.01 --quiet --out "
+             "%s/named.ftm >/dev/null && %s/fedtl predict --base %s/named.ftm %s/ant/00.png "
+             "%s/zebra/05.png --json",
+             FEDTL_BIN_DIR, dir, s_dir, FEDTL_BIN_DIR, s_dir, dir, dir);
+    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "00.png\",\"label\":0,\"class\":\"ant\""), "%s", out);
+    cr_assert_not_null(strstr(out, "05.png\",\"label\":1,\"class\":\"zebra\""), "%s", out);
+    free(out);
     fl_test_rmtree(s_dir);
     free(s_dir);
 }

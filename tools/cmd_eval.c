@@ -248,6 +248,15 @@ static int s_print_base_json(const struct fl_base_file *bf, const char *hex, siz
     cJSON_AddNumberToObject(o, "classes", bf->arch.num_classes);
     if (bf->meta.created_unix) /* 0: not recorded (fl_time_stamp) */
         cJSON_AddNumberToObject(o, "created", (double)bf->meta.created_unix);
+    cJSON *img = cJSON_AddObjectToObject(o, "images");
+    if (img) {
+        cJSON_AddNumberToObject(img, "resize", bf->meta.image_resize);
+        cJSON_AddNumberToObject(img, "crop", bf->meta.image_crop);
+        cJSON_AddNumberToObject(img, "pixel_max", bf->meta.pixel_max ? bf->meta.pixel_max : 255);
+    }
+    cJSON *names = cJSON_AddArrayToObject(o, "label_names");
+    for (int i = 0; names && i < bf->meta.nlabel_names; i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(bf->meta.label_names[i]));
     cJSON *layers = cJSON_AddArrayToObject(o, "layers");
     for (int i = 0; layers && i < bf->arch.nlayers; i++) {
         const struct fl_layer_spec *s = &bf->arch.layers[i];
@@ -292,6 +301,14 @@ static int s_inspect_base(const char *path, bool json)
                "data        %s\n",
                path, a->name, d0, bf.graph ? a->in_h : a->in_w, d2, a->num_classes, hex, total,
                bf.meta.data_desc);
+        printf("images      resize %d, crop %d, pixels 0-%g\n", bf.meta.image_resize,
+               bf.meta.image_crop, bf.meta.pixel_max ? (double)bf.meta.pixel_max : 255.0);
+        if (bf.meta.nlabel_names) {
+            printf("labels     ");
+            for (int i = 0; i < bf.meta.nlabel_names; i++)
+                printf(" %d=%s", i, bf.meta.label_names[i]);
+            printf("\n");
+        }
         s_print_arch(&bf.arch);
         if (bf.graph)
             tool_graph_print(&bf);

@@ -504,7 +504,7 @@ int fl_image_prepare(struct fl_image *img, const struct fl_image_target *t, cons
     for (int ch = 0; ch < c; ch++)
         for (size_t i = 0; i < plane; i++) {
             float v = img->p[i * c + ch];
-            out[ch * plane + i] = raw ? v : v / 255.0f * scale;
+            out[t->hwc ? i * c + ch : ch * plane + i] = raw ? v : v / 255.0f * scale;
         }
     return 0;
 }
@@ -515,6 +515,7 @@ void fl_image_target_for_base(struct fl_image_target *t, const struct fl_arch *a
     *t = (struct fl_image_target){.resize = meta->image_resize, .pixel_max = meta->pixel_max};
     if (arch->in_h > 1 || arch->in_w > 1) /* a flat input (an MLP's) leaves the files' own */
         t->channels = arch->in_c, t->height = arch->in_h, t->width = arch->in_w;
+    t->hwc = !arch->graph && arch->nlayers > 0; /* a chain reads HxWxC */
 }
 
 /* ---- encoding (for fedtl export-images, the tests and the benchmark) ---- */

@@ -7,6 +7,7 @@
 
 #include "fl_arch.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,7 @@ struct fl_image_target {
     int resize;      /* shorter side resized to this first (PIL bilinear); 0: not resized */
     float pixel_max; /* feature value of a full-intensity pixel: 1 (ToTensor's [0, 1]) or 255
                         (raw bytes, what IDX files hold); 0 means 255 */
+    bool hwc;        /* features interleaved (HWC, a chain base's layout) instead of CHW */
 };
 
 /* Is buf the start of a PNG or a JPEG file? */
