@@ -31,15 +31,17 @@ static int s_check_files(const struct fl_coord_config *cfg)
     int rc = fl_base_read(cfg->base, &base);
     if (rc)
         return rc;
-    fl_base_close(&base);
-    if (cfg->eval_data[0]) {
+    if (cfg->eval_data[0]) { /* images read as the base prepares them, as fl_global does */
         struct fl_dataset ds;
-        rc = fl_dataset_load(&ds, cfg->eval_data, cfg->eval_labels[0] ? cfg->eval_labels : NULL);
-        if (rc)
-            return rc;
+        struct fl_image_target image;
+        fl_image_target_for_base(&image, &base.arch, &base.meta);
+        struct fl_data_opts dopts = {.image = &image};
+        rc = fl_dataset_load_ex(&ds, cfg->eval_data, cfg->eval_labels[0] ? cfg->eval_labels : NULL,
+                                &dopts, NULL);
         fl_dataset_free(&ds);
     }
-    return 0;
+    fl_base_close(&base);
+    return rc;
 }
 
 static void s_on_signal(int sig)
