@@ -7,6 +7,7 @@
 #include "fl_tensor.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -74,7 +75,9 @@ static int s_fix_geometry(struct s_job *j, struct fl_imagelist *l)
         j->t.channels = c, j->t.height = h, j->t.width = w;
         return 0;
     }
-    return fl_fail(last, "no image could be read (%s)", fl_error_msg());
+    char why[512];
+    snprintf(why, sizeof why, "%s", fl_error_msg()); /* fl_fail writes where it points */
+    return fl_fail(last, "no image could be read (%s)", why);
 }
 
 /* Decode every listed file into ds; bad ones fail the load or, skip_bad, are left out. */
