@@ -1,6 +1,6 @@
 /* fuzz_image: fl_image_decode on PNG or JPEG bytes (libpng and libjpeg-turbo behind their
  * setjmp error handlers), then what every loader does with a decoded image: fl_image_prepare
- * to a grey 8x8 input after a resize of the shorter side to 10, and to the image's own size
+ * to an RGB 8x8 input after a resize of the shorter side to 10, and to the image's own size
  * in RGB with ToTensor's scaling. A failure must leave nothing allocated and say why; sizes
  * beyond FL_IMAGE_MAX_PIXELS are refused from the header, so the fuzzer never waits on a
  * huge allocation. */
@@ -25,9 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (copy.p) {
         for (size_t i = 0; i < (size_t)img.w * img.h * img.c; i++)
             copy.p[i] = img.p[i];
-        float grey[64];
-        struct fl_image_target t = {.channels = 1, .height = 8, .width = 8, .resize = 10};
-        (void)fl_image_prepare(&copy, &t, "input", grey, 64);
+        float rgb8[3 * 64]; /* resampled in RGB: the three-channel (SIMD) path */
+        struct fl_image_target t = {.channels = 3, .height = 8, .width = 8, .resize = 10};
+        (void)fl_image_prepare(&copy, &t, "input", rgb8, 3 * 64);
         fl_image_free(&copy);
     }
     if ((size_t)img.w * img.h <= 4096) {
