@@ -419,7 +419,7 @@ Test(fl_http, federation_pages, .timeout = 600)
     free(m0);
 
     /* Rounds complete while we watch; then branch 2 stops and the federation holds. */
-    s_wait_rounds(&f, 1);
+    s_wait_rounds(&f, 6);
     cJSON *st = s_freeze(&f);
     int completed = cJSON_GetObjectItemCaseSensitive(st, "completed")->valueint;
     cr_assert(completed >= 1 && completed < ROUNDS, "completed %d", completed);
