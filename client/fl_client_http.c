@@ -37,6 +37,7 @@ fl_client_http_t *fl_client_http_new(const char *address)
     }
     self->dirty = true;
     fl_client_http_publish(self);
+    fl_log(FL_LOG_INFO, "http_listening", "address=%s paths=/metrics", fl_http_where(self->http));
     return self;
 }
 

@@ -48,9 +48,8 @@ int fl_coord_http_open(struct fl_coord *c)
         return fl_fail(FL_ENOMEM, "out of memory");
     if (!(c->http = fl_http_new(c->cfg.http, s_on_request, c)))
         return FL_EIO;
-    char addr[2 * sizeof c->cfg.http];
     fl_log(FL_LOG_INFO, "http_listening", "address=%s paths=\"/ /metrics /status.json\"",
-           fl_log_str(c->cfg.http, addr, sizeof addr));
+           fl_http_where(c->http));
     return 0;
 }
 

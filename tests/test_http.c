@@ -7,6 +7,9 @@
 
 #include <cJSON.h>
 
+#include "fl_error.h"
+#include "fl_http.h"
+#include "fl_prom.h"
 #include "fl_rng.h"
 #include "fl_testutil.h"
 
@@ -598,4 +601,71 @@ Test(fl_http, hostile_clients, .timeout = 600)
     cr_assert(out && strstr(out, "http") && strstr(out, "example.org"), "%s", out ? out : "");
     free(out);
     s_stop(&f);
+}
+
+/* ---- the pieces, without processes ---- */
+
+Test(fl_http, addresses)
+{
+    const char *good[] = {"9464", ":9464", "127.0.0.1:9464", "0.0.0.0:1", "[::1]:9464", ""};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        cr_assert_eq(fl_http_check_address(good[i]), 0, "'%s': %s", good[i], fl_error_msg());
+    const char *bad[] = {"0",        "65536",     "127.0.0.1:", "localhost:9464",
+                         "::1:9464", "[::1]9464", "[::1]:",     "1.2.3:80",
+                         "9464x",    "-1",        "[zz]:80",    "127.0.0.1:99999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(fl_http_check_address(bad[i]), FL_EINVAL, "'%s' accepted", bad[i]);
+    /* A server on a bad address is not made, and says why. */
+    cr_assert_null(fl_http_new_threaded("localhost:9464"));
+    cr_assert(strstr(fl_error_msg(), "localhost"), "%s", fl_error_msg());
+}
+
+Test(fl_http, threaded_server_serves_published_documents)
+{
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", fl_test_free_port());
+    fl_http_t *h = fl_http_new_threaded(addr);
+    cr_assert_not_null(h, "%s", fl_error_msg());
+    int port = atoi(strrchr(addr, ':') + 1);
+    struct s_reply r = s_request(port, "GET", "/metrics");
+    cr_assert_eq(r.status, 404, "nothing published yet");
+    s_reply_free(&r);
+    cr_assert_eq(fl_http_publish(h, "/metrics", "text/plain", "a 1\n", 4), 0);
+    cr_assert_eq(fl_http_publish(h, "/metrics", "text/plain", "a 2\n", 4), 0);
+    r = s_request(port, "GET", "/metrics");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "a 2\n");
+    s_reply_free(&r);
+    fl_http_destroy(&h);
+    fl_http_destroy(&h);
+    cr_assert_null(h);
+}
+
+Test(fl_prom, exposition_text)
+{
+    char *text = NULL, label[128];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    fl_prom_family(f, "x_total", "counter", "a \\ help\nline");
+    fl_prom_count(f, "x_total", fl_prom_label(label, sizeof label, "name", "a\"b\\c\nd"), 3);
+    static const double bounds[] = {1, 5};
+    struct fl_prom_hist h;
+    fl_prom_hist_init(&h, bounds, 2);
+    fl_prom_hist_observe(&h, 0.5);
+    fl_prom_hist_observe(&h, 3);
+    fl_prom_hist_observe(&h, 9);
+    fl_prom_hist_write(f, "d_seconds", "durations", &h);
+    fclose(f);
+    cr_assert_str_eq(text, "# HELP x_total a \\\\ help\\nline\n"
+                           "# TYPE x_total counter\n"
+                           "x_total{name=\"a\\\"b\\\\c\\nd\"} 3\n"
+                           "# HELP d_seconds durations\n"
+                           "# TYPE d_seconds histogram\n"
+                           "d_seconds_bucket{le=\"1\"} 1\n"
+                           "d_seconds_bucket{le=\"5\"} 2\n"
+                           "d_seconds_bucket{le=\"+Inf\"} 3\n"
+                           "d_seconds_sum 12.5\n"
+                           "d_seconds_count 3\n");
+    free(text);
 }

@@ -26,6 +26,7 @@ struct fl_http {
     fl_http_handler_fn *handler;              /* answers requests (loop servers) */
     void *arg;                                /* handler's argument */
     bool threaded;                            /* on MHD's thread: published documents only */
+    char where[64];                           /* the address listened on, for logs */
     pthread_mutex_t lock;                     /* guards docs (threaded servers) */
     struct s_doc docs[FL_HTTP_MAX_DOCUMENTS]; /* published documents */
     size_t ndocs;                             /* how many */
@@ -198,6 +199,12 @@ static fl_http_t *s_new(const char *address, bool threaded, fl_http_handler_fn *
     self->handler = handler;
     self->arg = arg;
     self->threaded = threaded;
+    char host[INET6_ADDRSTRLEN] = "?";
+    bool v6 = addr.sa.sa_family == AF_INET6;
+    inet_ntop(addr.sa.sa_family, v6 ? (void *)&addr.in6.sin6_addr : (void *)&addr.in4.sin_addr,
+              host, sizeof host);
+    snprintf(self->where, sizeof self->where, v6 ? "[%s]:%u" : "%s:%u", host,
+             ntohs(v6 ? addr.in6.sin6_port : addr.in4.sin_port));
     pthread_mutex_init(&self->lock, NULL);
     unsigned flags = MHD_USE_EPOLL | (threaded ? MHD_USE_INTERNAL_POLLING_THREAD : 0) |
                      (addr.sa.sa_family == AF_INET6 ? MHD_USE_IPv6 : 0);
@@ -242,6 +249,11 @@ void fl_http_destroy(fl_http_t **self_p)
 }
 
 /* ---- the caller's loop ---- */
+
+const char *fl_http_where(const fl_http_t *self)
+{
+    return self->where;
+}
 
 int fl_http_fd(const fl_http_t *self)
 {

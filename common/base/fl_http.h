@@ -20,7 +20,6 @@
 #define FL_HTTP_MAX_PER_IP       8    /* of them from one address */
 #define FL_HTTP_MAX_REQUEST      8192 /* request line and headers, bytes (more: 414/431) */
 #define FL_HTTP_IDLE_SECONDS     10   /* a connection silent this long is closed */
-#define FL_HTTP_DEFAULT_PORT     "9464"
 #define FL_HTTP_DEFAULT_HOST     "127.0.0.1"
 #define FL_HTTP_MAX_DOCUMENTS    8 /* paths a threaded server publishes */
 #define FL_HTTP_MAX_DOCUMENT_LEN (16u << 20)
@@ -52,6 +51,9 @@ fl_http_t *fl_http_new(const char *address, fl_http_handler_fn *handler, void *a
 fl_http_t *fl_http_new_threaded(const char *address);
 /* Stops the server (joins its thread) and frees it; accepts NULL. */
 void fl_http_destroy(fl_http_t **self_p);
+
+/* The address it listens on, as HOST:PORT (for logs). */
+const char *fl_http_where(const fl_http_t *self);
 
 /* The descriptor to poll for input (fl_http_new servers): ready when fl_http_run has work. */
 int fl_http_fd(const fl_http_t *self);
