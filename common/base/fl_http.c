@@ -208,6 +208,7 @@ static fl_http_t *s_new(const char *address, bool threaded, fl_http_handler_fn *
     pthread_mutex_init(&self->lock, NULL);
     unsigned flags = MHD_USE_EPOLL | (threaded ? MHD_USE_INTERNAL_POLLING_THREAD : 0) |
                      (addr.sa.sa_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    errno = 0;
     self->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, s_on_request, self, MHD_OPTION_SOCK_ADDR, &addr.sa,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)FL_HTTP_MAX_CONNECTIONS,
@@ -216,7 +217,7 @@ static fl_http_t *s_new(const char *address, bool threaded, fl_http_handler_fn *
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)FL_HTTP_MAX_REQUEST,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)FL_HTTP_MAX_CONNECTIONS, MHD_OPTION_END);
     if (!self->mhd) {
-        fl_error_set("cannot serve HTTP on %s: %s", address,
+        fl_error_set("cannot serve HTTP on %s: %s", self->where,
                      errno ? strerror(errno) : "libmicrohttpd refused to start");
         fl_http_destroy(&self);
         return NULL;
