@@ -357,21 +357,29 @@ static cJSON *s_freeze(struct s_fed *f)
     return NULL;
 }
 
+/* Headless Chromium on url: the DOM it rendered (malloc'd), or with screenshot, a PNG of the
+ * page written there (and what it printed). */
 static char *s_chromium(struct s_fed *f, const char *url, const char *screenshot)
 {
     cr_assert_eq(fl_test_run("command -v chromium >/dev/null", NULL), 0,
                  "chromium not found (Debian package chromium; scripts/deps.sh test installs it)");
     char cmd[4096];
-    /* --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start. */
+    /* --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start; and containers
+     * have a small /dev/shm. Its chatter goes to chromium.log, the DOM to stdout. */
     snprintf(cmd, sizeof cmd,
              "HOME=%s timeout 120 chromium --headless --no-sandbox --disable-gpu "
-             "--user-data-dir=%s/chromium --hide-scrollbars --window-size=1000,1050 %s%s %s "
-             "2>/dev/null",
+             "--disable-dev-shm-usage --user-data-dir=%s/chromium --hide-scrollbars "
+             "--window-size=1000,1050 %s%s %s 2>>%s/chromium.log",
              f->dir, f->dir, screenshot ? "--screenshot=" : "--dump-dom",
-             screenshot ? screenshot : "", url);
+             screenshot ? screenshot : "", url, f->dir);
     char *out = NULL;
     int rc = fl_test_run(cmd, &out);
-    cr_assert_eq(rc, 0, "%s\n%s", cmd, out ? out : "");
+    if (rc != 0) {
+        char log[1024];
+        snprintf(log, sizeof log, "%s/chromium.log", f->dir);
+        char *text = fl_test_slurp(log);
+        cr_assert_fail("%s: exit %d\n%s\n%s", cmd, rc, out ? out : "", text ? text : "");
+    }
     return out;
 }
 
