@@ -8,15 +8,17 @@ static void s_live(struct fl_coord *c, struct fl_metrics_live *live)
 {
     uint64_t in, out;
     fl_ledger_bytes(c->ledger, &in, &out);
-    *live = (struct fl_metrics_live){.federation = c->cfg.federation,
-                                     .phase = fl_round_phase(c->round),
-                                     .completed = fl_round_completed(c->round),
-                                     .rounds = c->cfg.rounds,
-                                     .enrolled = fl_allowlist_size(c->allow),
-                                     .connected = fl_round_nbranches(c->round),
-                                     .bytes_in = in,
-                                     .bytes_out = out,
-                                     .now = fl_now_ms()};
+    *live = (struct fl_metrics_live){
+        .federation = c->cfg.federation,
+        .phase = fl_round_phase(c->round),
+        .completed = fl_round_completed(c->round),
+        .rounds = c->cfg.rounds,
+        .enrolled = fl_allowlist_size(c->allow),
+        .connected = fl_round_nbranches(c->round),
+        .bytes_in = in,
+        .bytes_out = out,
+        .now = fl_now_ms(),
+        .open = fl_round_phase(c->round) == FL_ROUND_RUNNING ? fl_round_info(c->round) : NULL};
 }
 
 static void s_on_request(void *arg, const char *path, struct fl_http_reply *reply)

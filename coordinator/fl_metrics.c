@@ -209,6 +209,11 @@ const struct fl_metrics_round *fl_metrics_round_at(const fl_metrics_t *self, siz
     return &self->rounds[(self->rounds_head + i) % FL_METRICS_ROUNDS_KEPT];
 }
 
+int fl_metrics_open_rejected(const fl_metrics_t *self)
+{
+    return self->open.rejected;
+}
+
 size_t fl_metrics_nbranches(const fl_metrics_t *self)
 {
     return self->nbranches;

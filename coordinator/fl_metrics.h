@@ -47,15 +47,16 @@ struct fl_metrics_branch {
 
 /* What the loop knows now, for a page: read at the request, never kept. */
 struct fl_metrics_live {
-    const char *federation;    /* the federation's name */
-    enum fl_round_phase phase; /* waiting, round or done */
-    uint32_t completed;        /* rounds completed (from the saved state on) */
-    int rounds;                /* rounds to run */
-    size_t enrolled;           /* keys on the allow-list */
-    size_t connected;          /* branches registered */
-    uint64_t bytes_in;         /* traffic of the open attempt so far (the ledger's) */
-    uint64_t bytes_out;        /* likewise out */
-    int64_t now;               /* fl_now_ms() */
+    const char *federation;           /* the federation's name */
+    enum fl_round_phase phase;        /* waiting, round or done */
+    uint32_t completed;               /* rounds completed (from the saved state on) */
+    int rounds;                       /* rounds to run */
+    size_t enrolled;                  /* keys on the allow-list */
+    size_t connected;                 /* branches registered */
+    uint64_t bytes_in;                /* traffic of the open attempt so far (the ledger's) */
+    uint64_t bytes_out;               /* likewise out */
+    int64_t now;                      /* fl_now_ms() */
+    const struct fl_round_info *open; /* the open round (NULL between rounds) */
 };
 
 typedef struct fl_metrics fl_metrics_t;
@@ -94,6 +95,8 @@ char *fl_metrics_prometheus(const fl_metrics_t *self, const struct fl_metrics_li
 /* The round attempts kept, oldest first (i < fl_metrics_nrounds). */
 size_t fl_metrics_nrounds(const fl_metrics_t *self);
 const struct fl_metrics_round *fl_metrics_round_at(const fl_metrics_t *self, size_t i);
+/* Updates rejected since the open round attempt began. */
+int fl_metrics_open_rejected(const fl_metrics_t *self);
 /* The branches seen, in the order first seen. */
 size_t fl_metrics_nbranches(const fl_metrics_t *self);
 const struct fl_metrics_branch *fl_metrics_branch_at(const fl_metrics_t *self, size_t i);

@@ -142,12 +142,21 @@ static void s_metric_cell(FILE *f, bool has, double v)
         fputs("<td class=\"n\">&ndash;</td>", f);
 }
 
-static void s_rounds(FILE *f, const fl_metrics_t *m)
+static void s_rounds(FILE *f, const fl_metrics_t *m, const struct fl_metrics_live *live)
 {
     fputs("<h2>Rounds</h2><table id=\"rounds\"><tr><th>Round</th><th>Outcome</th>"
           "<th>Selected</th><th>Accepted</th><th>Rejected</th><th>Federated accuracy</th>"
           "<th>Server accuracy</th><th>Seconds</th></tr>",
           f);
+    const struct fl_round_info *o = live->open;
+    if (o) /* the open round first, with its counts so far */
+        fprintf(f,
+                "<tr class=\"round open\" data-round=\"%u\"><td class=\"n\">%u</td><td>open%s</td>"
+                "<td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td>"
+                "<td class=\"n\">&ndash;</td><td class=\"n\">&ndash;</td>"
+                "<td class=\"n\">%.1f so far</td></tr>",
+                o->round, o->round, o->retry ? " (retry)" : "", o->selected, o->accepted,
+                fl_metrics_open_rejected(m), (double)(live->now - o->started_ms) / 1000.0);
     for (size_t k = fl_metrics_nrounds(m); k-- > 0;) { /* newest first */
         const struct fl_metrics_round *r = fl_metrics_round_at(m, k);
         fprintf(f, "<tr class=\"round\" data-round=\"%u\"><td class=\"n\">%u</td><td>%s", r->round,
@@ -190,7 +199,7 @@ char *fl_statuspage_html(const fl_metrics_t *m, const struct fl_metrics_live *li
     fputs("<h2>Accuracy per round</h2>", f);
     s_chart(f, m);
     s_branches(f, m, live->now);
-    s_rounds(f, m);
+    s_rounds(f, m, live);
     fprintf(f,
             "<footer>Reloads every %d s. Also: <a href=\"/metrics\">/metrics</a> (Prometheus), "
             "<a href=\"/status.json\">/status.json</a>.</footer></body></html>\n",
@@ -267,6 +276,16 @@ char *fl_statuspage_json(const fl_metrics_t *m, const struct fl_metrics_live *li
     cJSON_AddNumberToObject(o, "rounds", live->rounds);
     cJSON_AddNumberToObject(o, "connected", (double)live->connected);
     cJSON_AddNumberToObject(o, "enrolled", (double)live->enrolled);
+    cJSON *open = live->open ? cJSON_AddObjectToObject(o, "open_round") : NULL;
+    if (open) {
+        cJSON_AddNumberToObject(open, "round", live->open->round);
+        cJSON_AddNumberToObject(open, "retry", live->open->retry);
+        cJSON_AddNumberToObject(open, "selected", live->open->selected);
+        cJSON_AddNumberToObject(open, "accepted", live->open->accepted);
+        cJSON_AddNumberToObject(open, "rejected", fl_metrics_open_rejected(m));
+        cJSON_AddNumberToObject(open, "seconds",
+                                (double)(live->now - live->open->started_ms) / 1000.0);
+    }
     cJSON *b = s_json_branches(m, live->now), *r = s_json_rounds(m);
     char *text = NULL;
     if (b && cJSON_AddItemToObject(o, "branches", b)) {

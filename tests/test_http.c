@@ -402,10 +402,17 @@ static void s_check_status_page(struct s_fed *f, int completed)
     for (int k = 1; k <= completed; k++) {
         char row[64], point[64];
         snprintf(row, sizeof row, "<tr class=\"round\" data-round=\"%d\">", k);
-        snprintf(point, sizeof point, "data-round=\"%d\" data-accuracy=\"0.", k);
+        snprintf(point, sizeof point, "data-round=\"%d\" data-accuracy=\"", k);
         cr_assert(strstr(dom, row), "no row for round %d:\n%s", k, dom);
         cr_assert_eq(s_count(dom, point), 2, "round %d's points:\n%s", k, dom);
     }
+    /* The open round first, with the two updates it has. */
+    char open[256];
+    snprintf(open, sizeof open,
+             "<tr class=\"round open\" data-round=\"%d\"><td class=\"n\">%d</td><td>open</td>"
+             "<td class=\"n\">3</td><td class=\"n\">2</td>",
+             completed + 1, completed + 1);
+    cr_assert(strstr(dom, open), "no open round %d:\n%s", completed + 1, dom);
     char phase[64];
     snprintf(phase, sizeof phase, "<b id=\"completed\">%d</b>", completed);
     cr_assert(strstr(dom, phase), "%s", dom);
@@ -443,6 +450,9 @@ Test(fl_http, federation_pages, .timeout = 600)
     cJSON *st = s_freeze(&f);
     int completed = cJSON_GetObjectItemCaseSensitive(st, "completed")->valueint;
     cr_assert(completed >= 1 && completed < ROUNDS, "completed %d", completed);
+    const cJSON *open = cJSON_GetObjectItemCaseSensitive(st, "open_round");
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(open, "round")->valueint, completed + 1);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(open, "selected")->valueint, NB);
     cJSON_Delete(st);
     /* The other two have answered the open round (each of them in milliseconds). */
     for (int i = 0; i < 600; i++) {
