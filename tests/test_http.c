@@ -485,8 +485,16 @@ Test(fl_http, federation_pages, .timeout = 600)
     cr_assert(acc > 0.5 && acc <= 1, "federated accuracy %g", acc);
     free(m);
 
-    /* The branch's own page, while it waits for the next task. */
-    char *bm = s_get(f.branch_http, "/metrics");
+    /* The branch's own page, while it waits for the next task (once the receipt for its
+     * update to the open round has come). */
+    char *bm = NULL;
+    for (int i = 0; i < 600; i++) {
+        free(bm);
+        bm = s_get(f.branch_http, "/metrics");
+        if (s_metric(bm, "fedtl_branch_updates_accepted_total") >= completed + 1)
+            break;
+        usleep(50000);
+    }
     s_promtool(&f, bm, "branch");
     cr_assert_eq(s_metric(bm, "fedtl_branch_rounds_joined_total"), completed + 1, "%s", bm);
     cr_assert_eq(s_metric(bm, "fedtl_branch_updates_accepted_total"), completed + 1, "%s", bm);
