@@ -4,11 +4,12 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-      libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev)
+      libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev libmicrohttpd-dev)
 for want in "$@"; do
     case "$want" in
         build) ;;
-        test) pkgs+=(libcriterion-dev dataset-fashion-mnist tshark valgrind docker-compose iproute2) ;;
+        test) pkgs+=(libcriterion-dev dataset-fashion-mnist tshark valgrind docker-compose iproute2
+                     chromium prometheus) ;; # test_http: the status page rendered, promtool
         demo) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
         bench) pkgs+=(dataset-fashion-mnist python3-torch python3-torchvision python3-onnx) ;;
         peers) pkgs+=(python3-torch python3-torchvision python3-onnx python3-pil) ;;
