@@ -224,7 +224,7 @@ ensure_base_images() {
         die 1 "debootstrap failed (log: $logs_dir/debootstrap.log)"
     fi
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*_Packages
-    tar -C "$dir" -c . | docker import -q - "${missing[0]}" >/dev/null
+    tar -C "$dir" -c . | docker import - "${missing[0]}" >/dev/null
     rm -rf "$dir"
     for img in "${missing[@]:1}"; do docker tag "${missing[0]}" "$img"; done
     say "imported ${missing[*]}"
