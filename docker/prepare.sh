@@ -24,7 +24,7 @@
 # that user and goes on as that user. Exit status: 0 done, 1 failure, 2 bad settings.
 # Every failure says why on stderr (`docker-compose logs prepare` shows it).
 set -eEuo pipefail
-trap 'rc=$?; printf "fedtl-prepare: failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2; exit 1' ERR
+trap 'printf "fedtl-prepare: failed (exit %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2; exit 1' ERR
 
 home=${FEDTL_HOME:-/var/lib/fedtl}
 keys=${KEYS_DIR:-$home/keys} allow=${ALLOW_DIR:-$home/allow}

@@ -38,7 +38,8 @@ usage: scripts/compose.sh [-p PROJECT] COMMAND [options]
   build      engine, then build the images
   -p PROJECT  the Compose project name (default: COMPOSE_PROJECT_NAME, else fedtl)
 environment: FEDTL_COMPOSE (the Compose command, e.g. "docker-compose"; default: `docker
-compose` when present, else docker-compose), FEDTL_TAG (image tag, default latest),
+compose` when present, else docker-compose), FEDTL_COMPOSE_FILE (default: docker-compose.yml
+here; the build context stays this directory), FEDTL_TAG (image tag, default latest),
 FEDTL_DOCKERD_LOG (default /var/log/fedtl-dockerd.log), FEDTL_DEBIAN_MIRROR (the mirror for
 debootstrap and the images; default: the one apt uses), FEDTL_COMPOSE_LOGS (build and
 debootstrap logs; default /tmp/fedtl-compose-PROJECT).
@@ -236,7 +237,8 @@ engine() {
     ensure_base_images
 }
 
-dc() { "${compose[@]}" -p "$project" -f "$root/docker-compose.yml" --project-directory "$root" "$@"; }
+compose_file=${FEDTL_COMPOSE_FILE:-$root/docker-compose.yml}
+dc() { "${compose[@]}" -p "$project" -f "$compose_file" --project-directory "$root" "$@"; }
 
 build() {
     local codename
@@ -246,7 +248,7 @@ build() {
     say "building the images with ${compose[*]} (apt: ${FEDTL_APT_SOURCES:-as the base image has it}; log: $logs_dir/build.log)"
     local t0=$SECONDS
     if ! run_logged "$logs_dir/build.log" build \
-        '^Step [0-9]+/|^#[0-9]+ \[|Successfully tagged|^Building |ERROR|rror:' dc build; then
+        '^Step [0-9]+/|^#[0-9]+ \[|Built target fedtl|Successfully tagged|^Building |ERROR|rror:' dc build; then
         tail -n 30 "$logs_dir/build.log" >&2
         die 1 "the build failed (log: $logs_dir/build.log)"
     fi
@@ -311,7 +313,7 @@ up() {
     local t0=$SECONDS
     if ! dc up -d >"$logs_dir/up.log" 2>&1; then
         cat "$logs_dir/up.log" >&2
-        failed_logs
+        failed_logs || true
         die 1 "the federation did not start (prepare's reason, if it failed, is above; again: scripts/compose.sh logs prepare)"
     fi
     local seen=0 killed=0 c
@@ -342,7 +344,7 @@ up() {
         [ $busy = 0 ] && break
         if [ $((SECONDS - t0)) -ge "$timeout" ]; then
             status
-            failed_logs all
+            failed_logs all || true
             die 1 "the federation is not done after $timeout s"
         fi
         sleep 1
