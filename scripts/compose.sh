@@ -121,8 +121,11 @@ ensure_engine() {
     fi
     find_compose
     docker info >/dev/null 2>&1 && return 0
-    is_root || unavailable "no Docker daemon answers ($(docker info 2>&1 | grep -m1 -i error ||
-        echo 'docker info fails')), and starting one needs root"
+    if ! is_root; then
+        local why
+        why=$(docker info 2>&1 | grep -iv warning | grep -m1 -iE 'cannot connect|denied|error' || true)
+        unavailable "no Docker daemon answers here (${why:-docker info fails}), and starting one needs root"
+    fi
     say "starting dockerd in the background (log: $dockerd_log)"
     mkdir -p "$(dirname "$dockerd_log")"
     setsid nohup dockerd >>"$dockerd_log" 2>&1 </dev/null &
