@@ -450,16 +450,22 @@ results() {
     fi
 }
 
-case $cmd in
-engine) engine ;;
-build) engine; build ;;
-up) up "$@" ;;
-results) [ $# -le 1 ] || { usage >&2; exit 2; }; results "$@" ;;
-status) status ;;
-logs) engine_quiet; dc logs --no-color "$@" ;;
-down)
-    engine_quiet
-    case ${1:-} in '' | -v) dc down ${1:+-v} ;; *) usage >&2; exit 2 ;; esac
-    ;;
-*) say "unknown command '$cmd'"; usage >&2; exit 2 ;;
-esac
+# The whole dispatch is one function, called on the script's last line with its exit: bash
+# reads a script as it runs, and an edit to this file while an `up` runs must not feed it
+# the edited tail.
+main() {
+    case $cmd in
+    engine) engine ;;
+    build) engine; build ;;
+    up) up "$@" ;;
+    results) [ $# -le 1 ] || { usage >&2; exit 2; }; results "$@" ;;
+    status) status ;;
+    logs) engine_quiet; dc logs --no-color "$@" ;;
+    down)
+        engine_quiet
+        case ${1:-} in '' | -v) dc down ${1:+-v} ;; *) usage >&2; exit 2 ;; esac
+        ;;
+    *) say "unknown command '$cmd'"; usage >&2; exit 2 ;;
+    esac
+}
+main "$@"; exit $?
