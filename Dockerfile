@@ -11,14 +11,20 @@
 #   docker build --target runtime -t fedtl .
 #   docker build --target data -t fedtl-data .
 #
+# apt in every stage uses the image's own sources, or the Debian mirror given as the build
+# argument APT_SOURCES (docker/apt-sources.sh; scripts/compose.sh passes the host's mirror).
+#
 # The build uses -march=x86-64-v2 (CMakeLists.txt, release builds): build and run on x86-64.
 
 FROM debian:bookworm AS build
 ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
+ARG APT_SOURCES=""
+COPY docker/apt-sources.sh /usr/local/sbin/fedtl-apt-sources
+RUN fedtl-apt-sources \
+ && apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
-        libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev \
+        libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -30,17 +36,23 @@ RUN cmake -S . -B /build -DFEDTL_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 # Runtime libraries, from `ldd` on the programs and `dpkg -S` on each library:
 #   libzmq.so.5 libzmq5, libprotobuf-c.so.1 libprotobuf-c1, libopenblas.so.0
 #   libopenblas0-pthread, libsodium.so.23 libsodium23, libz.so.1 zlib1g, libinih.so.1 libinih1,
-#   libcjson.so.1 libcjson1
+#   libcjson.so.1 libcjson1, libmicrohttpd.so.12 libmicrohttpd12
 # (libc, libm: libc6; the rest are these packages' own dependencies; no OpenMP).
 FROM debian:bookworm-slim AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
+ARG APT_SOURCES=""
+COPY docker/apt-sources.sh /usr/local/sbin/fedtl-apt-sources
+RUN fedtl-apt-sources \
+ && apt-get update \
  && apt-get install -y --no-install-recommends \
         libzmq5 libprotobuf-c1 libopenblas0-pthread libsodium23 zlib1g libinih1 libcjson1 \
+        libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/*
 # The mount points exist in the image, owned by fedtl, so that a fresh named volume mounted
 # there starts out owned by fedtl (Docker copies the directory's owner into an empty volume).
-RUN useradd --system --user-group --uid 10001 --home-dir /var/lib/fedtl \
+# User and group fedtl are both 10001.
+RUN groupadd --system --gid 10001 fedtl \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/fedtl \
         --shell /usr/sbin/nologin fedtl \
  && install -d -o fedtl -g fedtl -m 0750 /var/lib/fedtl \
  && install -d -o fedtl -g fedtl -m 0700 /var/lib/fedtl/keys /var/lib/fedtl/state \

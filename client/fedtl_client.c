@@ -87,6 +87,7 @@ int main(int argc, char **argv)
         .cache_dir = o.cache_dir,
         .out = o.out,
         .keep_updates = o.keep_updates,
+        .http = o.http,
         .insecure = o.insecure,
         .heartbeat_ms = o.heartbeat_ms,
         .connect_timeout_s = o.connect_timeout_s,

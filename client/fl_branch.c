@@ -3,6 +3,7 @@
  * ties them to the messages. */
 #include "fl_branch.h"
 #include "fl_basecache.h"
+#include "fl_client_http.h"
 #include "fl_codec.h"
 #include "fl_error.h"
 #include "fl_fs.h"
@@ -47,6 +48,7 @@ struct fl_branch {
     uint64_t dl_start, dl_from;           /* download start (ms) and its first offset */
     uint64_t progress_at;                 /* ms: last progress line */
     bool progress_tty;                    /* draw progress (stderr is a terminal) */
+    fl_client_http_t *http;               /* --http /metrics (NULL: off) */
 };
 
 static void s_hex12(const uint8_t hash[FL_HASH_BYTES], char out[FL_KEY_ID_LEN])
@@ -433,12 +435,15 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
     rc = s_send_update(self, t->round, body, body_len, &bytes);
     sodium_memzero(body, body_len);
     free(body);
+    double secs = (double)((uint64_t)fl_now_ms() - t0) / 1000.0;
+    if (rc == 0)
+        fl_client_http_round(self->http, t->round, secs, bytes, &m);
     if (rc == 0)
         fl_log(FL_LOG_INFO, "round",
                "round=%u samples=%zu train_loss=%.4f eval_loss=%.4f "
                "eval_accuracy=%.4f eval_samples=%zu seconds=%.2f bytes=%zu",
                t->round, m.samples, m.train_loss, m.eval_loss, m.eval_accuracy, m.eval_samples,
-               (double)((uint64_t)fl_now_ms() - t0) / 1000.0, bytes);
+               secs, bytes);
     return rc;
 }
 
@@ -479,6 +484,7 @@ static int s_dispatch(fl_branch_t *self, Fedtl__Envelope *env, uint64_t now)
     case FEDTL__ENVELOPE__BODY_TASK:
         return s_on_task(self, env->task);
     case FEDTL__ENVELOPE__BODY_RECEIPT:
+        fl_client_http_receipt(self->http, env->receipt->accepted);
         s_on_receipt(env->receipt);
         return 0;
     case FEDTL__ENVELOPE__BODY_FINAL:
@@ -502,6 +508,7 @@ static int s_on_socket(fl_branch_t *self)
         if (rc == 1 || rc == FL_EIO) /* nothing more, or a socket error (logged) */
             return 0;
         uint64_t now = (uint64_t)fl_now_ms();
+        fl_client_http_received(self->http, bytes);
         fl_presence_heard(self->presence, now);
         if (rc < 0) {
             char msg[512];
@@ -540,6 +547,7 @@ static int s_loop(fl_branch_t *self, volatile sig_atomic_t *stop)
             rc = s_on_socket(self);
         if (rc == 0)
             rc = s_on_tick(self, (uint64_t)fl_now_ms());
+        fl_client_http_publish(self->http); /* when a count changed (fl_client_http.h) */
     }
     return rc;
 }
@@ -551,7 +559,7 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
         return FL_EIO;
     self->up = fl_uplink_new(self->id, self->cfg.insecure ? NULL : self->coord.box_pk,
                              self->cfg.coordinator);
-    if (!self->up) {
+    if (!self->up || (self->cfg.http && !(self->http = fl_client_http_new(self->cfg.http)))) {
         rc = FL_EIO;
         goto out_close;
     }
@@ -568,6 +576,7 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
     if (rc == 0)
         fl_uplink_linger(self->up, 500); /* let the Bye leave */
 out_close:
+    fl_client_http_destroy(&self->http);
     fl_uplink_destroy(&self->up);
     fl_basecache_destroy(&self->cache);
     return rc;

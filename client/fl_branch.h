@@ -26,6 +26,7 @@ struct fl_branch_config {
     int heartbeat_ms;            /* 0: the coordinator's (from Welcome) */
     int connect_timeout_s;       /* give up when unregistered this long; 0 waits forever */
     bool progress;               /* progress lines on stderr (when it is a terminal) */
+    const char *http;            /* serve /metrics here (fl_client_http; NULL: off) */
     fl_pool_t *pool;             /* training threads, borrowed (NULL: the branch's thread);
                                     the branch's one thread is its only caller */
 };

@@ -1,6 +1,7 @@
 /* fl_client_config: fedtl-client's options, one table for the command line and the INI file. */
 #include "fl_client_config.h"
 #include "fl_error.h"
+#include "fl_http.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -24,6 +25,9 @@ static const struct fl_option s_options[] = {
     {"connect_timeout", INT(0, 86400 * 365), C(connect_timeout_s), .def = "30",
      .metavar = "SECONDS",
      .help = "give up when the coordinator does not answer this long (0: wait forever)"},
+    {"http", TEXT, C(http), .validate = fl_http_check_address, .metavar = "[HOST:]PORT",
+     .help = "serve /metrics (Prometheus) here, e.g. 127.0.0.1:9465 (unset: off; a bare PORT "
+             "listens on the loopback)"},
     {"data", PATH, C(data), .flags = FL_OPTION_REQUIRED, .metavar = "FILE", .group = "Local data",
      .help = "local data: CSV (label, features...), or IDX images"},
     {"labels", PATH, C(labels), .metavar = "FILE", .help = "the IDX images' labels"},

@@ -19,6 +19,7 @@ struct fl_client_config {
     char *cache_dir;       /* base model cache */
     char *out;             /* final adapter */
     char *keep_updates;    /* directory for each round's own adapter */
+    char *http;            /* serve /metrics here (NULL: off) */
     double holdout;        /* share of records held out for evaluation */
     bool insecure;         /* plaintext, no CURVE */
     int threads;           /* training threads, 0 = every core */

@@ -52,6 +52,7 @@ static int s_send_chunk(void *arg, const uint8_t key[FL_SIGN_PK_BYTES], uint64_t
                         const uint8_t *data, size_t len)
 {
     struct fl_coord *c = arg;
+    fl_metrics_base_chunk(c->metrics, len);
     return fl_outbox_chunk(c->outbox, key, offset, data, len);
 }
 
@@ -64,6 +65,7 @@ static void s_on_base_request(struct fl_coord *c, const uint8_t *peer, size_t pe
                              "refused: say hello first");
         return;
     }
+    fl_metrics_base_request(c->metrics, q->offset);
     if (memcmp(q->base_hash.data, c->base.hash, FL_HASH_BYTES) != 0 ||
         fl_basedist_request(c->basedist, peer, q->offset, q->credit, fl_now_ms(), s_send_chunk,
                             c) != 0)
@@ -102,8 +104,12 @@ static void s_on_update(struct fl_coord *c, const uint8_t *peer, size_t peer_len
 {
     fl_ledger_traffic(c->ledger, frame_bytes, 0);
     struct fl_ledger_update a = {0};
-    if (fl_intake_take(c->intake, c->allow, peer, peer_len, u, &a) != FL_REJECT_NONE)
+    double t0 = fl_now_s();
+    enum fl_reject why = fl_intake_take(c->intake, c->allow, peer, peer_len, u, &a);
+    fl_metrics_intake(c->metrics, t0);
+    if (why != FL_REJECT_NONE)
         return; /* logged, recorded and answered through s_on_rejected */
+    fl_metrics_accepted(c->metrics, peer, &a);
     char id[FL_KEY_ID_LEN], name[2 * FL_NODE_NAME_MAX];
     fl_key_id(peer, id);
     fl_log_str(a.branch, name, sizeof name);
@@ -273,18 +279,23 @@ int fl_coord_run(fl_coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic
             *reload = 0;
             s_reload(c);
         }
-        zmq_pollitem_t items[3] = {{c->router, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{c->router, 0, ZMQ_POLLIN, 0},
                                    {fl_status_socket(c->status), 0, ZMQ_POLLIN, 0},
                                    {c->zap ? fl_zap_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0}};
         int nitems = c->zap ? 3 : 2;
-        if (zmq_poll(items, nitems, 50) < 0 && errno != EINTR) {
+        if (c->http) /* its epoll set, after the sockets (fl_coord_http.h) */
+            items[nitems++] = (zmq_pollitem_t){NULL, fl_http_fd(c->http), ZMQ_POLLIN, 0};
+        if (zmq_poll(items, nitems, c->http ? fl_http_poll_ms(c->http, 50) : 50) < 0 &&
+            errno != EINTR) {
             rc = fl_fail(FL_EIO, "poll: %s", zmq_strerror(errno));
             break;
         }
-        if (nitems == 3 && (items[2].revents & ZMQ_POLLIN))
+        if (c->zap && (items[2].revents & ZMQ_POLLIN))
             fl_zap_answer(c->zap, c->allow);
         if (items[0].revents & ZMQ_POLLIN)
             s_read_router(c);
+        if (c->http) /* not blocking: answers what is ready (fl_coord_http.h) */
+            fl_http_run(c->http);
         if (items[1].revents & ZMQ_POLLIN)
             fl_status_answer(c->status, c->round, c->cfg.federation, c->cfg.rounds,
                              fl_ledger_last(c->ledger), fl_now_ms());
@@ -405,7 +416,7 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg, fl_pool_t *pool)
         }
     }
     fl_error_set("%s", "");
-    if (s_open_state(c) != 0 || s_open_sockets(c) != 0)
+    if (s_open_state(c) != 0 || s_open_sockets(c) != 0 || fl_coord_http_open(c) != 0)
         goto out_destroy;
     char hex[2 * FL_HASH_BYTES + 1], fed[2 * FL_NODE_NAME_MAX + 8], ep[600];
     fl_hash_hex(c->base.hash, hex);
@@ -430,6 +441,7 @@ void fl_coord_destroy(fl_coord_t **self_p)
     if (!self_p || !*self_p)
         return;
     struct fl_coord *c = *self_p;
+    fl_coord_http_close(c);
     if (c->router) {
         int linger = 2000; /* let Byes and the final adapter leave */
         zmq_setsockopt(c->router, ZMQ_LINGER, &linger, sizeof linger);

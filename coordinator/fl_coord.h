@@ -26,6 +26,7 @@ struct fl_coord_config {
     char federation[64];                 /* federation name, bound into signatures */
     char endpoint[256];                  /* ROUTER endpoint, e.g. tcp://0.0.0.0:7777 */
     char control[FL_COORD_PATH_MAX];     /* status socket (default ipc://STATE/control.sock) */
+    char http[64];                       /* /metrics and status page address (empty: off) */
     char key[FL_COORD_PATH_MAX];         /* coordinator's .key */
     char allow[FL_COORD_PATH_MAX];       /* allow-list: directory of .pub or one file */
     char base[FL_COORD_PATH_MAX];        /* the pretrained base (.ftm) */

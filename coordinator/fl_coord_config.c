@@ -4,6 +4,7 @@
 #include "fl_arch.h"
 #include "fl_data.h"
 #include "fl_error.h"
+#include "fl_http.h"
 #include "fl_method.h"
 
 #include <stddef.h>
@@ -39,6 +40,9 @@ static const struct fl_option s_options[] = {
      .help = "state, ledger and control socket"},
     {"control", TEXT, C(control), .metavar = "ENDPOINT",
      .help = "status socket (empty: ipc://STATE_DIR/control.sock)"},
+    {"http", TEXT, C(http), .validate = fl_http_check_address, .metavar = "[HOST:]PORT",
+     .help = "serve /metrics (Prometheus) and a status page here, e.g. 127.0.0.1:9464 (empty: "
+             "off; a bare PORT listens on the loopback)"},
     {"eval_data", PATH, C(eval_data), .metavar = "FILE",
      .help = "server-side evaluation data (CSV, or IDX images)"},
     {"eval_labels", PATH, C(eval_labels), .metavar = "FILE",

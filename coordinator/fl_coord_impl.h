@@ -9,10 +9,12 @@
 #include "fl_error.h"
 #include "fl_fs.h"
 #include "fl_global.h"
+#include "fl_http.h"
 #include "fl_intake.h"
 #include "fl_allowlist.h"
 #include "fl_keys.h"
 #include "fl_ledger.h"
+#include "fl_metrics.h"
 #include "fl_linalg.h"
 #include "fl_net.h"
 #include "fl_outbox.h"
@@ -23,6 +25,7 @@
 #include "fl_strategy.h"
 #include "fl_time.h"
 #include "fl_zap.h"
+#include "fl_coord_http.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -51,6 +54,8 @@ struct fl_coord {
     uint8_t run_id[FL_RUN_ID_BYTES]; /* this run of the federation (state.json) */
     void *ctx, *router;              /* sockets */
     int64_t done_at;                 /* when the final adapter went out (ms) */
+    fl_metrics_t *metrics;           /* counters for --http (NULL: off) */
+    fl_http_t *http;                 /* the --http server (fl_coord_http), or NULL */
 };
 
 /* What the round core asks the coordinator to do (fl_coord_rounds.c); its argument is the

@@ -48,6 +48,7 @@ static void s_on_rejected(void *arg, const struct fl_round_rejection *r)
     fl_log(FL_LOG_WARN, "update_rejected", "peer=%s round=%u current=%u reason=%s", r->id, r->round,
            r->current, fl_log_str(r->text, reason, sizeof reason));
     fl_ledger_reject(c->ledger, r->id, r->text);
+    fl_metrics_rejected(c->metrics, r);
     fl_outbox_receipt(c->outbox, r->peer, r->round, false, r->text);
 }
 
@@ -55,6 +56,7 @@ static int s_on_begin(void *arg, const struct fl_round_info *info)
 {
     struct fl_coord *c = arg;
     struct fl_adapter_file *g = fl_global_adapter(c->global);
+    fl_metrics_begin(c->metrics, c->ledger); /* before the ledger forgets the traffic */
     fl_ledger_begin(c->ledger);
     int rc = fl_strategy_begin(c->strategy, g->tensors, g->ntensors);
     if (rc) {
@@ -90,6 +92,7 @@ static void s_on_fell_short(void *arg, const struct fl_round_info *info)
            "round=%u accepted=%d min_clients=%d selected=%d retry=%d of=%d", info->round,
            info->accepted, c->cfg.min_clients, info->selected, info->retry, c->cfg.round_retries);
     s_ledger_line(c, info, false, false, 0, 0);
+    fl_metrics_round_end(c->metrics, info, false, false, 0, 0);
 }
 
 /* Aggregate, evaluate, commit the global adapter (global.fta is the commit point), then
@@ -118,6 +121,7 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
                                  .run_id = c->run_id};
     fl_ledger_save_state(c->ledger, &st);
     s_ledger_line(c, info, true, has_srv, sacc, sloss);
+    fl_metrics_round_end(c->metrics, info, true, has_srv, sacc, sloss);
     uint64_t bytes_in, bytes_out;
     fl_ledger_bytes(c->ledger, &bytes_in, &bytes_out);
     char srv[48] = "";

@@ -22,7 +22,9 @@
 # volume, which catches a BRANCHES that does not match the branch volumes.
 # Started as root with FEDTL_USER set (the image sets it), it gives the output directories to
 # that user and goes on as that user. Exit status: 0 done, 1 failure, 2 bad settings.
-set -euo pipefail
+# Every failure says why on stderr (`docker-compose logs prepare` shows it).
+set -eEuo pipefail
+trap 'printf "fedtl-prepare: failed (exit %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2; exit 1' ERR
 
 home=${FEDTL_HOME:-/var/lib/fedtl}
 keys=${KEYS_DIR:-$home/keys} allow=${ALLOW_DIR:-$home/allow}

@@ -4,13 +4,14 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-      libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev libpng-dev
-      libjpeg62-turbo-dev)
+      libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev libmicrohttpd-dev
+      libpng-dev libjpeg62-turbo-dev)
 for want in "$@"; do
     case "$want" in
         build) ;;
         test) pkgs+=(libcriterion-dev dataset-fashion-mnist tshark valgrind docker-compose iproute2
-                    python3-torchvision python3-pil) ;;
+                     chromium prometheus # test_http: the status page rendered, promtool
+                     python3-torchvision python3-pil) ;; # test_image_parity
         demo) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
         bench) pkgs+=(dataset-fashion-mnist python3-torch python3-torchvision python3-onnx python3-pil) ;;
         peers) pkgs+=(python3-torch python3-torchvision python3-onnx python3-pil) ;;
