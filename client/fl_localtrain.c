@@ -88,7 +88,7 @@ int fl_localtrain_check_base(fl_localtrain_t *self, const struct fl_base_file *b
     struct fl_image_target image;
     fl_image_target_for_base(&image, a, &base->meta);
     if (fl_data_is_images(self->cfg.data) &&
-        (!self->has_image || memcmp(&image, &self->image, sizeof image) != 0)) {
+        (!self->has_image || !fl_image_target_eq(&image, &self->image))) {
         self->image = image, self->has_image = true; /* read the images again, as it says */
         fl_dataset_free(&self->data);
         fl_dataset_free(&self->train);

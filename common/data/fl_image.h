@@ -75,6 +75,8 @@ void fl_image_prepared_dims(const struct fl_image *img, const struct fl_image_ta
  * else PNG. */
 int fl_image_write(const char *path, const struct fl_image *img, int quality);
 
+/* Do a and b prepare images alike (field by field: padding bytes are not compared)? */
+bool fl_image_target_eq(const struct fl_image_target *a, const struct fl_image_target *b);
 /* The target a base's input asks for: its channels and size (arch; a flat input, in_h and
  * in_w 1, leaves the files' own), the resize and pixel scale its file records (meta). */
 void fl_image_target_for_base(struct fl_image_target *t, const struct fl_arch *arch,

@@ -297,6 +297,12 @@ int fl_image_prepare(struct fl_image *img, const struct fl_image_target *t, cons
     return 0;
 }
 
+bool fl_image_target_eq(const struct fl_image_target *a, const struct fl_image_target *b)
+{
+    return a->channels == b->channels && a->height == b->height && a->width == b->width &&
+           a->resize == b->resize && a->pixel_max == b->pixel_max && a->hwc == b->hwc;
+}
+
 void fl_image_target_for_base(struct fl_image_target *t, const struct fl_arch *arch,
                               const struct fl_base_meta *meta)
 {
