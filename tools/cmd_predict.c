@@ -120,7 +120,8 @@ static int s_load_images(const struct tool_opts *o, const struct tool_model *l, 
 {
     struct fl_image_target image;
     fl_image_target_for_base(&image, &l->base.arch, &l->base.meta);
-    struct fl_data_opts dopts = {.image = &image, .skip_bad = o->skip_bad, .unlabeled = true};
+    struct fl_data_opts dopts = {
+        .image = &image, .skip_bad = o->skip_bad, .unlabeled = true, .pool = l->pool};
     struct fl_options_args args;
     const char *files[FL_OPTIONS_MAX_POSITIONAL + 1];
     size_t n = 0;

@@ -18,7 +18,7 @@ static const struct {
     {"pretrain", cmd_pretrain, "train a base model from scratch"},
     {"finetune", cmd_finetune, "fine-tune an adapter on local data over a frozen base"},
     {"eval", cmd_eval, "accuracy, loss and per-class accuracy of a base (+ adapter)"},
-    {"predict", cmd_predict, "one predicted label per record"},
+    {"predict", cmd_predict, "the predicted class of each record or image file"},
     {"import", cmd_import, "import an ONNX model as a base (.ftm)"},
     {"export", cmd_export, "write a graph base, with an adapter merged in, as an ONNX model"},
     {"inspect", cmd_inspect, "architecture, parameters and hashes of a model file"},
