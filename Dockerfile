@@ -25,6 +25,7 @@ RUN fedtl-apt-sources \
  && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
         libopenblas-dev libsodium-dev zlib1g-dev libinih-dev libcjson-dev libmicrohttpd-dev \
+        libpng-dev libjpeg62-turbo-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -36,7 +37,8 @@ RUN cmake -S . -B /build -DFEDTL_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 # Runtime libraries, from `ldd` on the programs and `dpkg -S` on each library:
 #   libzmq.so.5 libzmq5, libprotobuf-c.so.1 libprotobuf-c1, libopenblas.so.0
 #   libopenblas0-pthread, libsodium.so.23 libsodium23, libz.so.1 zlib1g, libinih.so.1 libinih1,
-#   libcjson.so.1 libcjson1, libmicrohttpd.so.12 libmicrohttpd12
+#   libcjson.so.1 libcjson1, libmicrohttpd.so.12 libmicrohttpd12, libpng16.so.16 libpng16-16,
+#   libjpeg.so.62 libjpeg62-turbo
 # (libc, libm: libc6; the rest are these packages' own dependencies; no OpenMP).
 FROM debian:bookworm-slim AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
@@ -46,7 +48,7 @@ RUN fedtl-apt-sources \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         libzmq5 libprotobuf-c1 libopenblas0-pthread libsodium23 zlib1g libinih1 libcjson1 \
-        libmicrohttpd12 \
+        libmicrohttpd12 libpng16-16 libjpeg62-turbo \
  && rm -rf /var/lib/apt/lists/*
 # The mount points exist in the image, owned by fedtl, so that a fresh named volume mounted
 # there starts out owned by fedtl (Docker copies the directory's owner into an empty volume).
