@@ -135,6 +135,9 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
                                       .pool = cfg->pool};
     for (int i = 0; i < 8; i++) /* the split is the branch's own: seeded from its key */
         lc.split_seed |= (uint64_t)self->id->sign_pk[i] << (8 * i);
+#ifdef FEDTL_TESTING
+    lc.attack = cfg->attack;
+#endif
     if (!(self->local = fl_localtrain_new(&lc)))
         goto out_fail;
     struct fl_presence_config pc = {.peer = cfg->coordinator,

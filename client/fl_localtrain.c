@@ -98,6 +98,9 @@ static int s_prepare_data(fl_localtrain_t *self, const struct fl_adapter_meta *a
     size_t total = self->data.n;
     if ((rc = fl_dataset_select_classes(&self->data, am->class_ids, am->num_classes)) != 0)
         return rc;
+#ifdef FEDTL_TESTING
+    fl_attack_labels(self->cfg.attack, &self->data);
+#endif
     fl_log(FL_LOG_INFO, "data_selected", "classes=%d records=%zu of=%zu", am->num_classes,
            self->data.n, total);
     if (self->data.n == 0)
@@ -213,6 +216,11 @@ static int s_train(fl_localtrain_t *self, fl_model_t *model, const struct fl_loc
     int rc = fl_train(model, &self->train, &o, NULL, NULL, &st);
     if (rc == 0 && self->test.n > 0)
         rc = fl_evaluate(model, &self->test, &ev);
+#ifdef FEDTL_TESTING /* after the honest evaluation, before the adapter is encoded */
+    if (rc == 0)
+        rc = fl_attack_update(self->cfg.attack, model, t->adapter, t->adapter_len, t->round,
+                              t->seed ^ self->cfg.split_seed);
+#endif
     *m = (struct fl_localtrain_metrics){.samples = self->train.n,
                                         .train_loss = st.loss,
                                         .eval_loss = ev.loss,

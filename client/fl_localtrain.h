@@ -7,6 +7,9 @@
 #define FL_LOCALTRAIN_H
 
 #include "fl_modelfile.h"
+#ifdef FEDTL_TESTING
+#include "fl_attack.h"
+#endif
 #include "fl_pool.h"
 
 #include <stdbool.h>
@@ -23,6 +26,9 @@ struct fl_localtrain_config {
                              keep_dir/round-N.fta */
     bool progress;        /* per-epoch progress lines on stderr */
     fl_pool_t *pool;      /* training threads, borrowed (NULL: the caller's thread alone) */
+#ifdef FEDTL_TESTING
+    const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
+#endif
 };
 
 /* One round's task. The method, rank, alpha, targets and classes are the global adapter's

@@ -43,6 +43,10 @@ faults:
   --restart-coordinator R    SIGKILL the coordinator after round R and start it again
   --delay-branch K:R         freeze branch K (SIGSTOP) when round R starts, past the deadline,
                              then let it go on (SIGCONT): its late update must be rejected
+attacks (a client built with cmake -DFEDTL_TESTING=ON, as scripts/test.sh builds it):
+  --malicious N              the first N branches (branch-00...) attack (default 0)
+  --attack KIND              scale, signflip, noise, nan or labelflip (client/fl_attack.h)
+  --attack-factor F          the attack's F (default: the attack's own, scale 100, others 1)
 EOF
 }
 
@@ -55,6 +59,7 @@ data=$fm/train-images-idx3-ubyte.gz labels=$fm/train-labels-idx1-ubyte.gz
 test_data=$fm/t10k-images-idx3-ubyte.gz test_labels=$fm/t10k-labels-idx1-ubyte.gz
 base="" base_classes=0-4 pre_epochs=3 port="" insecure=0 netns=0 quiet=0
 kill_branch="" restart_after="" delay_branch=""
+malicious=0 attack="" attack_factor=0
 while [ $# -gt 0 ]; do
     case $1 in
     -h | --help) usage; exit 0 ;;
@@ -64,6 +69,7 @@ while [ $# -gt 0 ]; do
     esac
     [ $# -ge 2 ] || { echo "simulate.sh: $1 needs a value" >&2; usage >&2; exit 2; }
     case $1 in
+    --malicious) malicious=$2 ;; --attack) attack=$2 ;; --attack-factor) attack_factor=$2 ;;
     --run) run=$2 ;; --branches) branches=$2 ;; --alpha) alpha=$2 ;; --rounds) rounds=$2 ;;
     --method) method=$2 ;; --rank) rank=$2 ;; --targets) targets=$2 ;; --lr) lr=$2 ;; --epochs) epochs=$2 ;;
     --batch) batch=$2 ;; --seed) seed=$2 ;; --deadline) deadline=$2 ;;
@@ -86,6 +92,27 @@ done
 for b in fedtl fedtl-coordinator fedtl-client; do
     [ -x "$bin/$b" ] || { echo "simulate.sh: $bin/$b missing: build first (cmake --build build) or set FEDTL_BIN" >&2; exit 2; }
 done
+# ---- attacks: only a test build's client has the switch ----
+if ! [[ "$malicious" =~ ^[0-9]+$ ]] || [ "$malicious" -gt "$branches" ]; then
+    echo "simulate.sh: --malicious $malicious: a count of branches, 0 to $branches" >&2; exit 2
+fi
+if [ "$malicious" -gt 0 ]; then
+    case $attack in
+    scale | signflip | noise | nan | labelflip) ;;
+    "") echo "simulate.sh: --malicious $malicious needs --attack scale|signflip|noise|nan|labelflip" >&2; exit 2 ;;
+    *) echo "simulate.sh: --attack $attack: not scale, signflip, noise, nan or labelflip" >&2; exit 2 ;;
+    esac
+    case $("$bin/fedtl-client" --help 2>/dev/null || true) in
+    *--test-attack*) ;;
+    *) echo "simulate.sh: --malicious needs a fedtl-client built with -DFEDTL_TESTING=ON; $bin/fedtl-client was built without it (cmake -S . -B build -DFEDTL_TESTING=ON && cmake --build build)" >&2
+       exit 2 ;;
+    esac
+fi
+[[ "$attack_factor" =~ ^[0-9]+([.][0-9]*)?([eE][-+]?[0-9]+)?$ ]] ||
+    { echo "simulate.sh: --attack-factor $attack_factor: not a number >= 0" >&2; exit 2; }
+# The flags of branch $1: the attack for the first $malicious branches, nothing for the others.
+attack_args() { if [ "$1" -lt "$malicious" ]; then echo --test-attack "$attack" --test-attack-factor "$attack_factor"; fi; }
+
 if [ "$netns" = 1 ]; then
     [ "$(id -u)" = 0 ] || { echo "simulate.sh: --netns needs root (network namespaces and veth pairs)" >&2; exit 2; }
     command -v ip >/dev/null || { echo "simulate.sh: --netns needs iproute2 (apt-get install iproute2)" >&2; exit 2; }
@@ -193,11 +220,12 @@ start_branch() {
         host=10.231.$k.1
     fi
     mkdir -p "$name"
+    # shellcheck disable=SC2046 # attack_args: words without blanks
     "${prefix[@]}" "$bin/fedtl-client" --coordinator "tcp://$host:$port" \
         --coordinator-key keys/hq.pub --key "keys/$name.key" \
         --data "shards/client-$(printf %02d "$k").csv" --holdout "$holdout" \
         --cache-dir "$name/cache" --out "$name/final.fta" --threads 1 --connect-timeout 120 \
-        "${sec[@]}" >>"logs/$name.log" 2>&1 &
+        "${sec[@]}" $(attack_args "$k") >>"logs/$name.log" 2>&1 &
     pids[k]=$!
     disown "$!" # faults kill branches on purpose: no job-control noise
 }
@@ -205,6 +233,7 @@ start_branch() {
 rm -rf state
 : >logs/coordinator.log
 log "simulate: $branches branches, alpha $alpha, $rounds rounds, method $method, port $port$([ "$netns" = 1 ] && echo ", network namespaces ${ns_prefix}*")"
+[ "$malicious" = 0 ] || log "simulate: branches 0 to $((malicious - 1)) are malicious: --test-attack $attack --test-attack-factor $attack_factor"
 start_coordinator
 for ((k = 0; k < branches; k++)); do start_branch "$k"; done
 
