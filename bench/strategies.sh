@@ -126,12 +126,15 @@ fi
 # ---- runs: one simulate.sh each, in WORK/runs/NAME, reused while the command is the same ----
 port_next=$(( 20000 + $$ % 20000 ))
 running=0
+used_runs=() reused=0
 # run NAME SIMULATE-OPTIONS...: start (or reuse) a simulation; at most $jobs at once.
 run() {
     local name=$1 dir=$work/runs/$1
     shift
+    used_runs+=("$name")
     local cmd="scripts/simulate.sh --branches $branches --rounds $rounds --samples $samples --method lora --epochs $epochs --holdout $holdout --classes $classes --quiet $*"
     if [ "$fresh" = 0 ] && [ -f "$dir/bench.rc" ] && [ "$(cat "$dir/bench.cmd" 2>/dev/null)" = "$cmd" ]; then
+        reused=$((reused + 1))
         return 0
     fi
     while [ "$running" -ge "$jobs" ]; do wait -n || true; running=$((running - 1)); done
@@ -357,17 +360,15 @@ want skew && skew_runs
 want attack && attack_runs
 want personal && personal_runs
 finish_runs
-total_runs=0 total_seconds=0
-for d in "$work"/runs/*/; do
-    [ -f "$d/bench.seconds" ] || continue
-    total_runs=$((total_runs + 1))
-    total_seconds=$((total_seconds + $(cat "$d/bench.seconds")))
+total_runs=${#used_runs[@]} total_seconds=0
+for name in "${used_runs[@]}"; do
+    total_seconds=$((total_seconds + $(cat "$work/runs/$name/bench.seconds" 2>/dev/null || echo 0)))
 done
 want skew && skew_table
 want attack && attack_table
 want personal && personal_table
 t_end=$(date +%s)
-printf '\nwall time %d s; %d simulations in %s took %d s in all (%d s each on average, --jobs %d)\n' \
-    $((t_end - t_start)) "$total_runs" "$work/runs" "$total_seconds" \
+printf '\nwall time %d s; %d simulations (%d reused from %s) took %d s when they ran (%d s each on average, --jobs %d)\n' \
+    $((t_end - t_start)) "$total_runs" "$reused" "$work/runs" "$total_seconds" \
     $((total_runs ? total_seconds / total_runs : 0)) "$jobs"
 exit "$failed"
