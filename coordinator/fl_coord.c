@@ -304,11 +304,13 @@ int fl_coord_run(fl_coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic
 /* The parts that hold no socket: keys, allow-list, base, global adapter, ledger, rules. */
 static int s_open_state(struct fl_coord *c)
 {
+    struct fl_strategy_config sc;
     if (sodium_init() < 0 || fl_fs_mkdirs(c->cfg.state_dir, 0755) != 0 ||
         !(c->id = fl_identity_load(c->cfg.key)) || !(c->allow = fl_allowlist_load(c->cfg.allow)) ||
         fl_base_read(c->cfg.base, &c->base) != 0 ||
         fl_sign_base(c->id, c->base.hash, c->base_sig) != 0 ||
-        !(c->strategy = fl_strategy_new(c->cfg.strategy)) ||
+        fl_strategy_config_default(&sc, c->cfg.strategy) != 0 ||
+        fl_strategy_config_check(&sc) != 0 || !(c->strategy = fl_strategy_new(&sc)) ||
         !(c->global = fl_global_new(&c->cfg, &c->base, c->pool)))
         return FL_EINVAL;
     fl_strategy_set_pool(c->strategy, c->pool);

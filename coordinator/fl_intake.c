@@ -121,7 +121,7 @@ static enum fl_reject s_fold_in(fl_intake_t *self, const char *id, uint64_t decl
         why = FL_REJECT_TOO_FAR;
     if (why == FL_REJECT_NONE) {
         out->weight = fl_admit_weight(e->limits, (*body)->samples, declared, s_round_median(self));
-        if (fl_strategy_add(e->strategy, af->tensors, af->ntensors, (double)out->weight) != 0)
+        if (fl_strategy_add(e->strategy, af->tensors, af->ntensors, (double)out->weight, id) != 0)
             why = FL_REJECT_AGGREGATION;
     }
     if (why != FL_REJECT_NONE)
