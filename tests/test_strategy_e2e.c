@@ -85,6 +85,20 @@ static fl_strategy_t *s_load_state(const char *name, const char *path, uint32_t 
     return s;
 }
 
+/* fedtl-coordinator started again on RUN's state (keys, allow-list and base as simulate.sh
+ * made them) with the strategy options given; its exit status, its output in *out. */
+static int s_restart(const char *run, const char *strategy, char **out)
+{
+    char cmd[8192], dir[2048];
+    snprintf(dir, sizeof dir, "%s/%s", s_dir, run);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s/fedtl-coordinator --federation simulation --key keys/hq.key "
+             "--allow allow --base %s/base.ftm --state-dir state --endpoint tcp://127.0.0.1:%d "
+             "--rounds 3 --classes 5-9 --exit-when-done %s",
+             dir, FEDTL_BIN_DIR, s_dir, fl_test_free_port(), strategy);
+    return fl_test_run(cmd, out);
+}
+
 /* FedAdam through a SIGKILL of the coordinator after round 2 of 3: the restart resumes the
  * optimiser state saved with round 2 (the log says so), and round 3 continues from exactly
  * those moments: m3 = b1 m2 + (1 - b1) d and v3 = b2 v2 + (1 - b2) d^2 hold for the one delta
@@ -137,6 +151,19 @@ Test(strategy_e2e, fedadam_keeps_its_moments_through_a_coordinator_sigkill)
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(st, "strategy_config");
     cr_assert(cJSON_IsString(sc) && strstr(sc->valuestring, "fedadam"), "state.json");
     cJSON_Delete(st);
+    /* Started again on that state: with another strategy configuration, or without the
+     * optimiser state of the round global.fta holds, the coordinator refuses by name. */
+    cr_assert_eq(s_restart("adam", "--strategy fedadam --tau 0.002", &out), 1, "%s", out);
+    cr_assert(strstr(out, "state.json") && strstr(out, "tau=0.001") && strstr(out, "tau=0.002"),
+              "%s", out);
+    free(out);
+    cr_assert_eq(s_restart("adam", "--strategy fedyogi", &out), 1, "%s", out);
+    cr_assert(strstr(out, "fedadam") && strstr(out, "fedyogi"), "%s", out);
+    free(out);
+    cr_assert_eq(unlink(s_file("adam", "state/strategy-3.state")), 0);
+    cr_assert_eq(s_restart("adam", "--strategy fedadam", &out), 1, "%s", out);
+    cr_assert(strstr(out, "strategy-3.state") && strstr(out, "missing"), "%s", out);
+    free(out);
 }
 
 /* Coordinate-wise median with a bound of 1 x the round's median change norm: the updates
