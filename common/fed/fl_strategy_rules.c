@@ -306,9 +306,12 @@ int fl_strategy_rules_held(fl_strategy_t *s, double *d)
         return 0;
     case FL_RULE_MEDIAN:
     case FL_RULE_TRIMMED_MEAN:
+        /* floor(beta n), with room for beta n's rounding (0.29 x 100 is 28.999...) */
         a.trim = s->cfg.rule == FL_RULE_TRIMMED_MEAN
                      ? (size_t)floor(s->cfg.trim_beta * (double)s->ne + 1e-9)
                      : 0;
+        if (2 * a.trim >= s->ne) /* beta just under 0.5: keep the middle one */
+            a.trim = (s->ne - 1) / 2;
         if (!(a.scratch = malloc((size_t)fl_pool_size(s->pool) * s->ne * sizeof(double))))
             return fl_fail(FL_ENOMEM, "strategy: out of memory");
         fl_pool_for(s->pool, s->numel, 1u << 10, s_sorted_task, &a);
