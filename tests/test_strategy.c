@@ -451,6 +451,52 @@ Test(fl_strategy, trimmed_mean_cuts_floor_beta_n_at_each_end)
     }
 }
 
+static int s_cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Beyond a handful the rules select rather than sort: against a plain sort (the reference),
+ * on 16 to 41 updates with many ties, both parities, each trimmed at floor(0.2 n). */
+Test(fl_strategy, median_and_trimmed_mean_match_a_sort_on_larger_rounds)
+{
+    enum { LEN = 64 };
+    struct fl_rng rng;
+    fl_rng_seed(&rng, 3);
+    for (int n = 16; n <= 41; n++) {
+        float *u = malloc(sizeof(float) * (size_t)n * LEN), col[64];
+        for (int k = 0; k < n * LEN; k++)
+            u[k] = (float)fl_rng_below(&rng, k % 3 ? 10 : 1000) - 5;
+        for (int r = 0; r < 2; r++) {
+            struct fl_strategy_config c;
+            cr_assert_eq(fl_strategy_config_default(&c, r ? "trimmed-mean" : "median"), 0);
+            c.trim_beta = 0.2;
+            fl_strategy_t *s = s_new_cfg(&c);
+            float g[LEN] = {0};
+            cr_assert_eq(s_round(s, g, LEN, u, (size_t)n, NULL, NULL), 0);
+            int cut = (int)floor(0.2 * n + 1e-9);
+            for (int j = 0; j < LEN; j++) {
+                for (int k = 0; k < n; k++)
+                    col[k] = u[k * LEN + j];
+                qsort(col, (size_t)n, sizeof *col, s_cmp_float);
+                double want = 0;
+                if (r == 0) {
+                    want = n % 2 ? col[n / 2] : 0.5 * ((double)col[n / 2 - 1] + col[n / 2]);
+                } else {
+                    for (int k = cut; k < n - cut; k++)
+                        want += col[k];
+                    want /= n - 2 * cut;
+                }
+                cr_assert_float_eq(g[j], want, 1e-5, "%s n %d coordinate %d: %g, want %g", c.name,
+                                   n, j, (double)g[j], want);
+            }
+            fl_strategy_destroy(&s);
+        }
+        free(u);
+    }
+}
+
 /* ---- Krum ---- */
 
 /* Five updates of two coordinates, f = 1, so each score sums the n - f - 2 = 2 smallest
