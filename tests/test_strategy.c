@@ -41,7 +41,7 @@ static int s_round(fl_strategy_t *s, float *g, size_t len, const float *u, size_
     memcpy(gt.data, g, len * sizeof *g);
     cr_assert_eq(fl_strategy_begin(s, &gt, 1), 0, "%s", fl_error_msg());
     for (size_t k = 0; k < n; k++) {
-        char id[16];
+        char id[24];
         snprintf(id, sizeof id, "b%02zu", k);
         memcpy(ut.data, u + k * len, len * sizeof *u);
         cr_assert_eq(fl_strategy_add(s, &ut, 1, w ? w[k] : 1.0, ids ? ids[k] : id), 0, "%s",
@@ -180,7 +180,7 @@ Test(fl_strategy, fedavg_is_the_sample_weighted_mean)
             u[0].data[i] = (float)((k + 1) * (i + 1));
         for (int i = 0; i < 3; i++)
             u[1].data[i] = (float)(-(k + 1) * i);
-        char id[8];
+        char id[24];
         snprintf(id, sizeof id, "b%d", k);
         cr_assert_eq(fl_strategy_add(s, u, 2, w[k], id), 0);
     }
@@ -251,7 +251,7 @@ Test(fl_strategy, a_pool_gives_bitwise_the_single_thread_result)
             for (int k = 0; k < 5; k++) {
                 for (size_t i = 0; i < fl_tensor_numel(&u); i++)
                     u.data[i] = (float)((fl_rng_uniform(&rng) - 0.5) * (1 + k % 2));
-                char id[8];
+                char id[24];
                 snprintf(id, sizeof id, "b%d", k);
                 cr_assert_eq(fl_strategy_add(s, &u, 1, 1.0 + 7.0 * k, id), 0);
             }
@@ -279,7 +279,7 @@ Test(fl_strategy, arrival_order_does_not_change_a_bit)
     float *u = malloc(sizeof(float) * N * LEN), *g0 = malloc(sizeof(float) * LEN);
     float *out[4];
     double w[N];
-    char ids[N][8];
+    char ids[N][16];
     const char *id[N];
     struct fl_rng rng;
     fl_rng_seed(&rng, 7);
@@ -349,7 +349,7 @@ Test(fl_strategy, memory_streams_for_the_mean_and_holds_for_the_median)
         for (int k = 0; k < 50; k++) {
             for (size_t j = 0; j < LEN; j++)
                 u.data[j] = (float)(k + j);
-            char id[8];
+            char id[24];
             snprintf(id, sizeof id, "b%02d", k);
             cr_assert_eq(fl_strategy_add(s, &u, 1, 1.0, id), 0);
             size_t want = r == 0 ? 0 : (size_t)(k + 1) * LEN * sizeof(float);
@@ -451,6 +451,52 @@ Test(fl_strategy, trimmed_mean_cuts_floor_beta_n_at_each_end)
     }
 }
 
+static int s_cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Beyond a handful the rules select rather than sort: against a plain sort (the reference),
+ * on 16 to 41 updates with many ties, both parities, each trimmed at floor(0.2 n). */
+Test(fl_strategy, median_and_trimmed_mean_match_a_sort_on_larger_rounds)
+{
+    enum { LEN = 64 };
+    struct fl_rng rng;
+    fl_rng_seed(&rng, 3);
+    for (int n = 16; n <= 41; n++) {
+        float *u = malloc(sizeof(float) * (size_t)n * LEN), col[64];
+        for (int k = 0; k < n * LEN; k++)
+            u[k] = (float)fl_rng_below(&rng, k % 3 ? 10 : 1000) - 5;
+        for (int r = 0; r < 2; r++) {
+            struct fl_strategy_config c;
+            cr_assert_eq(fl_strategy_config_default(&c, r ? "trimmed-mean" : "median"), 0);
+            c.trim_beta = 0.2;
+            fl_strategy_t *s = s_new_cfg(&c);
+            float g[LEN] = {0};
+            cr_assert_eq(s_round(s, g, LEN, u, (size_t)n, NULL, NULL), 0);
+            int cut = (int)floor(0.2 * n + 1e-9);
+            for (int j = 0; j < LEN; j++) {
+                for (int k = 0; k < n; k++)
+                    col[k] = u[k * LEN + j];
+                qsort(col, (size_t)n, sizeof *col, s_cmp_float);
+                double want = 0;
+                if (r == 0) {
+                    want = n % 2 ? col[n / 2] : 0.5 * ((double)col[n / 2 - 1] + col[n / 2]);
+                } else {
+                    for (int k = cut; k < n - cut; k++)
+                        want += col[k];
+                    want /= n - 2 * cut;
+                }
+                cr_assert_float_eq(g[j], want, 1e-5, "%s n %d coordinate %d: %g, want %g", c.name,
+                                   n, j, (double)g[j], want);
+            }
+            fl_strategy_destroy(&s);
+        }
+        free(u);
+    }
+}
+
 /* ---- Krum ---- */
 
 /* Five updates of two coordinates, f = 1, so each score sums the n - f - 2 = 2 smallest
@@ -486,7 +532,8 @@ Test(fl_strategy, krum_picks_the_update_closest_to_its_neighbours)
         cr_assert_eq(v[i].score, scores[i], "%s: %g", v[i].id, v[i].score);
         cr_assert_eq(v[i].kind, i == 0 ? FL_VERDICT_KEPT : FL_VERDICT_DROPPED, "%s", v[i].id);
     }
-    cr_assert_str_eq(v[4].why, "krum score 292 not among the 1 best");
+    cr_assert_str_eq(v[4].why, "krum score 292, not the lowest");
+    cr_assert_str_eq(v[0].why, "krum score 5, the lowest");
     fl_strategy_destroy(&s);
 }
 
@@ -503,6 +550,7 @@ Test(fl_strategy, multi_krum_averages_the_m_best)
     size_t nv;
     const struct fl_verdict *v = fl_strategy_verdicts(s, &nv);
     cr_assert_eq(v[4].kind, FL_VERDICT_DROPPED, "e");
+    cr_assert_str_eq(v[4].why, "krum score 292 not among the 4 lowest");
     for (int i = 0; i < 4; i++)
         cr_assert_eq(v[i].kind, FL_VERDICT_KEPT);
     fl_strategy_destroy(&s);
@@ -785,7 +833,7 @@ static void s_state_round(fl_strategy_t *s, struct fl_tensor *g, int r)
         for (int i = 0; i < 2; i++)
             for (size_t j = 0; j < fl_tensor_numel(&u[i]); j++)
                 u[i].data[j] = g[i].data[j] + (float)(fl_rng_uniform(&rng) - 0.4);
-        char id[8];
+        char id[24];
         snprintf(id, sizeof id, "b%d", k);
         cr_assert_eq(fl_strategy_add(s, u, 2, 10.0 + k, id), 0);
     }
@@ -943,6 +991,7 @@ Test(fl_strategy, set_state_checks_its_values)
     st.v = &v;
     cr_assert_eq(fl_strategy_set_state(s, &st), 0);
     cr_assert_eq(fl_strategy_begin(s, &g, 1), 0);
+    cr_assert_eq(fl_strategy_set_state(s, &st), FL_EINVAL, "not during a round");
     fl_strategy_get_state(s, &st);
     cr_assert_eq(st.steps, 4);
     cr_assert_eq(st.v[0].data[1], 1.0f);

@@ -270,8 +270,10 @@ int fl_strategy_begin(fl_strategy_t *s, const struct fl_tensor *global, size_t n
     s->off[0] = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k = fl_tensor_numel(&global[i]);
-        if (k && !global[i].data)
-            return fl_fail(FL_EINVAL, "strategy: global tensor %s has no data", global[i].name);
+        if (k && !global[i].data) {
+            s_round_clear(s);
+            return fl_fail(FL_EINVAL, "strategy: global tensor %zu has no data", i);
+        }
         if (k > SIZE_MAX / sizeof(double) - s->off[i])
             goto out_nomem;
         s->off[i + 1] = s->off[i] + k;
@@ -482,8 +484,11 @@ static int s_verdicts(fl_strategy_t *s)
         double bound = e->scale < 1 ? e->norm * e->scale : 0;
         if (!e->used) {
             v->kind = FL_VERDICT_DROPPED;
-            snprintf(v->why, sizeof v->why, "krum score %.4g not among the %zu best", e->score,
-                     used);
+            if (s->cfg.rule == FL_RULE_KRUM)
+                snprintf(v->why, sizeof v->why, "krum score %.4g, not the lowest", e->score);
+            else
+                snprintf(v->why, sizeof v->why, "krum score %.4g not among the %zu lowest",
+                         e->score, used);
         } else if (e->scale < 1) {
             v->kind = FL_VERDICT_CLIPPED;
             if (s->cfg.bound == FL_BOUND_MEDIAN)
@@ -494,8 +499,10 @@ static int s_verdicts(fl_strategy_t *s)
                          s->cfg.norm_bound);
         } else {
             v->kind = FL_VERDICT_KEPT;
-            if (s->cfg.rule == FL_RULE_KRUM || s->cfg.rule == FL_RULE_MULTI_KRUM)
-                snprintf(v->why, sizeof v->why, "krum score %.4g among the %zu best", e->score,
+            if (s->cfg.rule == FL_RULE_KRUM)
+                snprintf(v->why, sizeof v->why, "krum score %.4g, the lowest", e->score);
+            else if (s->cfg.rule == FL_RULE_MULTI_KRUM)
+                snprintf(v->why, sizeof v->why, "krum score %.4g among the %zu lowest", e->score,
                          used);
         }
     }

@@ -61,7 +61,7 @@ struct fl_strategy_config {
     double norm_bound;      /* FIXED: the bound; MEDIAN: the multiple, > 0 */
     double trim_beta;       /* trimmed mean: share cut at each end, [0, 0.5) */
     uint32_t krum_f;        /* Krum, multi-Krum: Byzantine updates tolerated */
-    uint32_t krum_m;        /* multi-Krum: updates kept (0: n - f) */
+    uint32_t krum_m;        /* multi-Krum: updates kept (0, or above n - f: n - f) */
     double server_lr;       /* eta */
     double beta1;           /* momentum (FedAvgM's beta; the adaptive methods' beta1) */
     double beta2;           /* second-moment decay (FedAdam, FedYogi) */
@@ -137,8 +137,9 @@ struct fl_strategy_state {
     const struct fl_tensor *v; /* n second moments, or NULL */
 };
 void fl_strategy_get_state(const fl_strategy_t *s, struct fl_strategy_state *out);
-/* Restore a saved state (copied); its tensor count and sizes must match the global's given
- * to the next begin, which checks them (FL_EMISMATCH). */
+/* Restore a saved state (copied) between rounds (FL_EINVAL during one); its tensor count,
+ * names and sizes must match the global's given to the next begin, which checks them
+ * (FL_EMISMATCH). FL_EINVAL for a non-finite moment or a negative second moment. */
 int fl_strategy_set_state(fl_strategy_t *s, const struct fl_strategy_state *st);
 
 /* Save the state to PATH atomically (a StrategyState protobuf, fedtl_model.proto: config

@@ -229,6 +229,8 @@ static int s_copy_checked(const struct fl_tensor *src, size_t n, bool second,
 
 int fl_strategy_set_state(fl_strategy_t *s, const struct fl_strategy_state *st)
 {
+    if (s->open)
+        return fl_fail(FL_EINVAL, "strategy: the optimiser's state cannot change during a round");
     enum fl_server_opt opt = s->cfg.opt;
     struct fl_tensor *m = NULL, *v = NULL;
     size_t n = fl_strategy_opt_has_m(opt) ? st->n : 0;

@@ -13,6 +13,7 @@
 #include "fl_error.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,49 @@ static void s_sort(double *v, size_t n)
     }
 }
 
+/* Hoare's selection: reorder v[0..n) so that v[k] is the (k+1)-th smallest, v[0..k) are no
+ * larger and v(k..n) no smaller. Average O(n); the order it leaves depends on the input's
+ * alone. Median-of-three pivots keep both scans inside [l, r]. */
+static void s_select(double *v, ptrdiff_t n, ptrdiff_t k)
+{
+    ptrdiff_t l = 0, r = n - 1;
+    while (r > l) {
+        if (r - l < 16) {
+            s_sort(v + l, (size_t)(r - l + 1));
+            return;
+        }
+        ptrdiff_t m = l + (r - l) / 2, i = l, j = r;
+        double t;
+#define S_SWAP(a, b) (t = v[a], v[a] = v[b], v[b] = t)
+        if (v[m] < v[l])
+            S_SWAP(m, l);
+        if (v[r] < v[l])
+            S_SWAP(r, l);
+        if (v[r] < v[m])
+            S_SWAP(r, m);
+        double p = v[m];
+        while (i <= j) {
+            while (v[i] < p)
+                i++;
+            while (v[j] > p)
+                j--;
+            if (i <= j) {
+                S_SWAP(i, j);
+                i++;
+                j--;
+            }
+        }
+#undef S_SWAP
+        /* now v[l..j] <= p, v[i..r] >= p and whatever lies between equals p */
+        if (k <= j)
+            r = j;
+        else if (k >= i)
+            l = i;
+        else
+            return;
+    }
+}
+
 /* Median of sorted v[0..n): the middle value, or the mean of the two middle ones. */
 static double s_median_sorted(const double *v, size_t n)
 {
@@ -184,39 +228,101 @@ static void s_sorted_task(void *arg, int t, size_t begin, size_t end)
     for (size_t j = begin; j < end; j++) {
         for (size_t k = 0; k < n; k++)
             v[k] = s_delta(&s->e[k], s->g, j);
-        s_sort(v, n);
         if (s->cfg.rule == FL_RULE_MEDIAN) {
-            a->d[j] = s_median_sorted(v, n);
+            /* the middle value, or the mean of the lower middle and the least above it */
+            s_select(v, (ptrdiff_t)n, (ptrdiff_t)((n - 1) / 2));
+            double lo = v[(n - 1) / 2], hi = lo;
+            if (n % 2 == 0) {
+                hi = v[n / 2];
+                for (size_t k = n / 2 + 1; k < n; k++)
+                    hi = v[k] < hi ? v[k] : hi;
+                lo = 0.5 * (lo + hi);
+            }
+            a->d[j] = lo;
         } else {
+            /* the trim smallest to the front, then the trim largest to the back */
+            size_t cut = a->trim, keep = n - 2 * cut;
+            if (cut) {
+                s_select(v, (ptrdiff_t)n, (ptrdiff_t)cut);
+                s_select(v + cut, (ptrdiff_t)(n - cut), (ptrdiff_t)(keep - 1));
+            }
             double acc = 0;
-            for (size_t k = a->trim; k < n - a->trim; k++)
+            for (size_t k = cut; k < n - cut; k++)
                 acc += v[k];
-            a->d[j] = acc / (double)(n - 2 * a->trim);
+            a->d[j] = acc / (double)keep;
         }
     }
 }
 
-/* Krum: squared distances between the bounded deltas, one pair per task piece. */
+/* Krum: squared distances between the bounded deltas, block by block of coordinates so that
+ * a block of every delta stays in cache while all pairs use it. Each pair's sum runs over the
+ * blocks in order, whatever task computes it. */
+#define S_KBLOCK 1024
+
 struct s_pairs {
     const fl_strategy_t *s; /* updates */
     size_t *pa, *pb;        /* pair k is (pa[k], pb[k]) */
-    double *dist;           /* ne x ne, symmetric */
+    double *dist;           /* per pair: the sum so far */
+    double *blk;            /* ne rows of S_KBLOCK: the block's deltas */
+    size_t b0, len;         /* the block's first coordinate and length */
 };
+
+static void s_pair_fill(void *arg, int t, size_t begin, size_t end)
+{
+    const struct s_pairs *p = arg;
+    for (size_t k = begin; k < end; k++)
+        for (size_t j = 0; j < p->len; j++)
+            p->blk[k * S_KBLOCK + j] = s_delta(&p->s->e[k], p->s->g, p->b0 + j);
+}
 
 static void s_pair_task(void *arg, int t, size_t begin, size_t end)
 {
     const struct s_pairs *p = arg;
-    const fl_strategy_t *s = p->s;
     for (size_t k = begin; k < end; k++) {
-        const struct fl_strategy_entry *a = &s->e[p->pa[k]], *b = &s->e[p->pb[k]];
-        double sq = 0;
-        for (size_t j = 0; j < s->numel; j++) {
-            double x = s_delta(a, s->g, j) - s_delta(b, s->g, j);
-            sq += x * x;
-        }
-        p->dist[p->pa[k] * s->ne + p->pb[k]] = sq;
-        p->dist[p->pb[k] * s->ne + p->pa[k]] = sq;
+        const double *a = p->blk + p->pa[k] * S_KBLOCK, *b = p->blk + p->pb[k] * S_KBLOCK;
+        double q[4] = {0, 0, 0, 0}; /* four lanes, added in a fixed order */
+        size_t j = 0;
+        for (; j + 4 <= p->len; j += 4)
+            for (int l = 0; l < 4; l++)
+                q[l] += (a[j + l] - b[j + l]) * (a[j + l] - b[j + l]);
+        for (; j < p->len; j++)
+            q[0] += (a[j] - b[j]) * (a[j] - b[j]);
+        p->dist[k] += (q[0] + q[1]) + (q[2] + q[3]);
     }
+}
+
+/* dist[a * n + b]: the squared distance between the bounded deltas of a and b. */
+static int s_pair_dists(fl_strategy_t *s, double *dist)
+{
+    size_t n = s->ne, npairs = n * (n - 1) / 2, k = 0;
+    size_t *pa = malloc(npairs * sizeof *pa), *pb = malloc(npairs * sizeof *pb);
+    double *acc = calloc(npairs, sizeof *acc), *blk = malloc(n * S_KBLOCK * sizeof *blk);
+    int rc = 0;
+    if (!pa || !pb || !acc || !blk) {
+        rc = fl_fail(FL_ENOMEM, "strategy: out of memory for krum");
+        goto out_free;
+    }
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = a + 1; b < n; b++) {
+            pa[k] = a;
+            pb[k++] = b;
+        }
+    struct s_pairs p = {s, pa, pb, acc, blk, 0, 0};
+    for (p.b0 = 0; p.b0 < s->numel; p.b0 += S_KBLOCK) {
+        p.len = s->numel - p.b0 < S_KBLOCK ? s->numel - p.b0 : S_KBLOCK;
+        fl_pool_for(s->pool, n, 8, s_pair_fill, &p);
+        fl_pool_for(s->pool, npairs, 64, s_pair_task, &p);
+    }
+    for (k = 0; k < npairs; k++) {
+        dist[pa[k] * n + pb[k]] = acc[k];
+        dist[pb[k] * n + pa[k]] = acc[k];
+    }
+out_free:
+    free(pa);
+    free(pb);
+    free(acc);
+    free(blk);
+    return rc;
 }
 
 /* Each update's Krum score: the sum of its n - f - 2 smallest squared distances to the others
@@ -229,22 +335,15 @@ static int s_krum(fl_strategy_t *s)
         return fl_fail(FL_EINVAL,
                        "strategy: %s with krum-f %zu needs at least %zu updates, the round has %zu",
                        s->cfg.rule == FL_RULE_KRUM ? "krum" : "multi-krum", f, 2 * f + 3, n);
-    size_t npairs = n * (n - 1) / 2, k = 0;
     double *dist = calloc(n * n, sizeof *dist), *row = malloc(n * sizeof *row);
-    size_t *pa = malloc(npairs * sizeof *pa), *pb = malloc(npairs * sizeof *pb);
     size_t *order = malloc(n * sizeof *order);
     int rc = 0;
-    if (!dist || !row || !pa || !pb || !order) {
+    if (!dist || !row || !order) {
         rc = fl_fail(FL_ENOMEM, "strategy: out of memory for krum");
         goto out_free;
     }
-    for (size_t a = 0; a < n; a++)
-        for (size_t b = a + 1; b < n; b++) {
-            pa[k] = a;
-            pb[k++] = b;
-        }
-    struct s_pairs p = {s, pa, pb, dist};
-    fl_pool_for(s->pool, npairs, 1, s_pair_task, &p);
+    if ((rc = s_pair_dists(s, dist)) != 0)
+        goto out_free;
     for (size_t a = 0; a < n; a++) {
         size_t r = 0;
         for (size_t b = 0; b < n; b++)
@@ -272,8 +371,6 @@ static int s_krum(fl_strategy_t *s)
 out_free:
     free(dist);
     free(row);
-    free(pa);
-    free(pb);
     free(order);
     return rc;
 }
@@ -306,9 +403,12 @@ int fl_strategy_rules_held(fl_strategy_t *s, double *d)
         return 0;
     case FL_RULE_MEDIAN:
     case FL_RULE_TRIMMED_MEAN:
+        /* floor(beta n), with room for beta n's rounding (0.29 x 100 is 28.999...) */
         a.trim = s->cfg.rule == FL_RULE_TRIMMED_MEAN
                      ? (size_t)floor(s->cfg.trim_beta * (double)s->ne + 1e-9)
                      : 0;
+        if (2 * a.trim >= s->ne) /* beta just under 0.5: keep the middle one */
+            a.trim = (s->ne - 1) / 2;
         if (!(a.scratch = malloc((size_t)fl_pool_size(s->pool) * s->ne * sizeof(double))))
             return fl_fail(FL_ENOMEM, "strategy: out of memory");
         fl_pool_for(s->pool, s->numel, 1u << 10, s_sorted_task, &a);
