@@ -28,6 +28,8 @@ struct fl_branch {
     struct fl_identity *id;          /* our key pair (sodium_malloc'd) */
     struct fl_pubkey coord;          /* the coordinator's public key */
     char out_path[PATH_MAX];         /* where the final adapter goes */
+    char global_path[PATH_MAX];      /* the unpersonalised final adapter, when personalised */
+    char head_path[PATH_MAX];        /* the adapter whose head the branch keeps (FedPer) */
     char endpoint_id[FL_KEY_ID_LEN]; /* short id of our key, for logs */
     fl_localtrain_t *local;          /* the local records and the training step */
     fl_presence_t *presence;         /* registration, heartbeats, re-registration */
@@ -121,6 +123,18 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
         snprintf(self->out_path, sizeof self->out_path, "%s", cfg->out);
     else
         snprintf(self->out_path, sizeof self->out_path, "%s/final.fta", cfg->cache_dir);
+    /* final.fta -> final-global.fta: next to the final adapter, named after it */
+    size_t stem = strlen(self->out_path);
+    if (stem > 4 && strcmp(self->out_path + stem - 4, ".fta") == 0)
+        stem -= 4;
+    if (snprintf(self->global_path, sizeof self->global_path, "%.*s-global.fta", (int)stem,
+                 self->out_path) >= (int)sizeof self->global_path ||
+        snprintf(self->head_path, sizeof self->head_path, "%s/personal.fta", cfg->cache_dir) >=
+            (int)sizeof self->head_path) {
+        fl_error_set("the cache directory or --out path is too long");
+        free(self);
+        return NULL;
+    }
     if (!(self->id = fl_identity_load(cfg->key)))
         goto out_fail;
     if (fl_pubkey_load(cfg->coordinator_key, &self->coord) != 0)
@@ -131,6 +145,7 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
                                       .labels = cfg->labels,
                                       .holdout = cfg->holdout,
                                       .keep_dir = cfg->keep_updates,
+                                      .head_path = self->head_path,
                                       .progress = self->progress_tty,
                                       .pool = cfg->pool};
     for (int i = 0; i < 8; i++) /* the split is the branch's own: seeded from its key */
@@ -351,17 +366,66 @@ static void s_on_receipt(const Fedtl__UpdateReceipt *r)
     }
 }
 
-/* Write the final adapter where it goes, creating its directory. */
-static int s_save_final(const fl_branch_t *self, const uint8_t *buf, size_t len)
+/* Write a final adapter to path, creating its directory. */
+static int s_save_final(const char *path, const uint8_t *buf, size_t len)
 {
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", self->out_path);
+    snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
         *slash = '\0';
         fl_fs_mkdirs(dir, 0755);
     }
-    return fl_fs_write_file(self->out_path, buf, len, 0644);
+    return fl_fs_write_file(path, buf, len, 0644);
+}
+
+/* FinalModel.personalize, checked: 0 when none is asked for, 1 when one is, else FL_EINVAL
+ * (the coordinator is a peer: its numbers are checked like any other). */
+static int s_personalize_asked(const Fedtl__FinalModel *f)
+{
+    const Fedtl__TrainParams *p = f->personalize;
+    if (!p || p->epochs == 0)
+        return 0;
+    if (p->epochs > 1000)
+        return fl_fail(FL_EINVAL, "personalisation epochs %u above 1000", p->epochs);
+    return 1;
+}
+
+/* Fine-tune the final adapter f on the local records (with the branch's own head when the
+ * federation kept them); save it to out_path and the global one to global_path. What it
+ * measured goes into `shown` for the final log line. */
+static int s_personalize(fl_branch_t *self, const Fedtl__FinalModel *f, char *shown,
+                         size_t len_shown)
+{
+    if (!fl_presence_has_base(self->presence))
+        return fl_fail(FL_EINVAL, "no base to fine-tune on");
+    struct fl_localtrain_final lf = {.adapter = f->adapter.data,
+                                     .adapter_len = f->adapter.len,
+                                     .round = f->round,
+                                     .epochs = f->personalize->epochs,
+                                     .batch = f->personalize->batch,
+                                     .lr = f->personalize->lr,
+                                     .seed = f->personalize->seed,
+                                     .personal_head = f->personal_head};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    struct fl_localtrain_metrics m;
+    int rc =
+        fl_localtrain_personalize(self->local, &self->base, self->base_path, &lf, &buf, &len, &m);
+    if (rc == 0)
+        rc = s_save_final(self->global_path, f->adapter.data, f->adapter.len);
+    if (rc == 0)
+        rc = s_save_final(self->out_path, buf, len);
+    free(buf);
+    char gp[2 * PATH_MAX];
+    if (rc == 0)
+        snprintf(shown, len_shown,
+                 " epochs=%u personal_head=%d global_accuracy=%.4f personal_accuracy=%.4f "
+                 "global_loss=%.4f personal_loss=%.4f eval_samples=%zu global_path=%s",
+                 lf.epochs, (int)lf.personal_head, m.eval_accuracy, m.personal_accuracy,
+                 m.eval_loss, m.personal_loss, m.eval_samples,
+                 fl_log_str(self->global_path, gp, sizeof gp));
+    return rc;
 }
 
 static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
@@ -385,12 +449,24 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
         rc = 0;
         goto out_close;
     }
-    if ((rc = s_save_final(self, f->adapter.data, f->adapter.len)) != 0)
+    char shown[3 * PATH_MAX] = "";
+    int asked = s_personalize_asked(f);
+    if (asked == 1 && (rc = s_personalize(self, f, shown, sizeof shown)) != 0) {
+        fl_log(FL_LOG_WARN, "personalize_failed", "round=%u reason=%s saving=global", f->round,
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
+        asked = 0;
+    } else if (asked < 0) {
+        fl_log(FL_LOG_WARN, "personalize_refused", "round=%u reason=%s saving=global", f->round,
+               fl_log_str(fl_error_msg(), msg, sizeof msg));
+        asked = 0;
+    }
+    if (asked == 0 && (rc = s_save_final(self->out_path, f->adapter.data, f->adapter.len)) != 0)
         goto out_close;
     char h[FL_KEY_ID_LEN];
     s_hex12(a.hash, h);
-    fl_log(FL_LOG_INFO, "final", "round=%u path=%s adapter=%s bytes=%zu", f->round, self->out_path,
-           h, f->adapter.len);
+    char op[2 * PATH_MAX];
+    fl_log(FL_LOG_INFO, "final", "round=%u path=%s adapter=%s bytes=%zu personalized=%d%s",
+           f->round, fl_log_str(self->out_path, op, sizeof op), h, f->adapter.len, asked, shown);
     fl_uplink_bye(self->up, FEDTL__BYE_CODE__BYE_DONE, "branch done");
     rc = S_DONE;
 out_close:
@@ -425,7 +501,9 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
                                       .epochs = t->params->epochs,
                                       .batch = t->params->batch,
                                       .lr = t->params->lr,
-                                      .seed = t->params->seed};
+                                      .seed = t->params->seed,
+                                      .prox_mu = t->proximal_mu,
+                                      .personal_head = t->personal_head};
     struct fl_localtrain_metrics m;
     uint8_t *body = NULL;
     size_t body_len = 0, bytes = 0;
@@ -436,12 +514,16 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
     rc = s_send_update(self, t->round, body, body_len, &bytes);
     sodium_memzero(body, body_len);
     free(body);
+    char personal[96] = "";
+    if (rc == 0 && m.personal)
+        snprintf(personal, sizeof personal, " personal_accuracy=%.4f personal_loss=%.4f",
+                 m.personal_accuracy, m.personal_loss);
     if (rc == 0)
         fl_log(FL_LOG_INFO, "round",
                "round=%u samples=%zu train_loss=%.4f eval_loss=%.4f "
-               "eval_accuracy=%.4f eval_samples=%zu seconds=%.2f bytes=%zu",
+               "eval_accuracy=%.4f eval_samples=%zu%s seconds=%.2f bytes=%zu",
                t->round, m.samples, m.train_loss, m.eval_loss, m.eval_accuracy, m.eval_samples,
-               (double)((uint64_t)fl_now_ms() - t0) / 1000.0, bytes);
+               personal, (double)((uint64_t)fl_now_ms() - t0) / 1000.0, bytes);
     return rc;
 }
 
@@ -452,9 +534,10 @@ static int s_on_task(fl_branch_t *self, const Fedtl__RoundTask *t)
         return 0;
     }
     self->round = t->round;
-    fl_log(FL_LOG_INFO, "task", "round=%u epochs=%u batch=%u lr=%g deadline_ms=%llu", t->round,
-           t->params->epochs, t->params->batch, (double)t->params->lr,
-           (unsigned long long)t->deadline_ms);
+    fl_log(FL_LOG_INFO, "task",
+           "round=%u epochs=%u batch=%u lr=%g proximal_mu=%g personal_head=%d deadline_ms=%llu",
+           t->round, t->params->epochs, t->params->batch, (double)t->params->lr,
+           (double)t->proximal_mu, (int)t->personal_head, (unsigned long long)t->deadline_ms);
     int rc = s_run_task(self, t);
     if (rc) {
         char msg[512];
