@@ -44,7 +44,8 @@ sim=$root/scripts/simulate.sh
 quick=0 only="" work="" jobs=1 branches="" rounds="" fresh=0
 rules_given="" attacks_given="" counts_given=""
 attacks=(scale signflip noise nan labelflip) counts=(1 2)
-args_given="$*"
+args_given=""
+[ $# -eq 0 ] || { args_given=$(printf '%q ' "$@"); args_given=${args_given% }; }
 while [ $# -gt 0 ]; do
     case $1 in
     -h | --help) usage; exit 0 ;;
