@@ -22,12 +22,12 @@ usage() {
     cat <<'EOF'
 usage: bench/strategies.sh [--quick] [--only skew|attack|personal] [--work DIR] [--jobs N]
                            [--branches N] [--rounds R] [--fresh]
-  --quick      6 branches, 5 rounds, 1,500 records: to try the script (minutes, not hours)
+  --quick      8 branches, 5 rounds, 1,500 records: to try the script (minutes, not hours)
   --only T     one table: skew, attack or personal (default: all three)
   --work DIR   runs, base and logs (default bench/out/strategies, bench/out/strategies-quick)
   --jobs N     simulations at once (default 1: on a 2-core machine one federation already
                fills both cores, and parallel runs only stretch each round)
-  --branches N, --rounds R   override (default 10 and 20; --quick: 6 and 5)
+  --branches N, --rounds R   override (default 10 and 20; --quick: 8 and 5)
   --fresh      run everything again instead of reusing WORK/runs
   --rules "K ..."      only these rows: fedavg fedavgm fedadagrad fedadam fedyogi fedprox
                        median trimmed-mean krum multi-krum norm-bound (fedavg with
@@ -65,7 +65,7 @@ case $only in "" | skew | attack | personal) ;; *) echo "strategies.sh: --only $
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "strategies.sh: --jobs $jobs: a count >= 1" >&2; exit 2; }
 samples=5000 epochs=2 holdout=0.2 classes=5-9
 if [ "$quick" = 1 ]; then
-    : "${branches:=6}" "${rounds:=5}"
+    : "${branches:=8}" "${rounds:=5}"
     samples=1500
     : "${work:=$root/bench/out/strategies-quick}"
 else
@@ -88,6 +88,10 @@ has() { case $sim_help in *"$1"*) return 0 ;; esac; return 1; }
 has_attack=0
 case $("$bin/fedtl-client" --help 2>/dev/null || true) in *--test-attack*) has_attack=1 ;; esac
 
+# Krum (f = 1) needs at least 2f + 3 = 5 updates a round: the coordinator refuses a smaller
+# --min-clients, and simulate.sh's default is half the branches.
+krum_min=""
+[ $((branches / 2)) -ge 5 ] || krum_min=" --min-clients 5"
 # The strategies: a key, then simulate.sh's options for it.
 strategies=(
     "fedavg|"
@@ -98,8 +102,8 @@ strategies=(
     "fedprox|--strategy fedprox"
     "median|--strategy median"
     "trimmed-mean|--strategy trimmed-mean"
-    "krum|--strategy krum"
-    "multi-krum|--strategy multi-krum"
+    "krum|--strategy krum$krum_min"
+    "multi-krum|--strategy multi-krum$krum_min"
     "norm-bound|--strategy fedavg --strategy-opt norm_bound_median=3"
 )
 robust=(fedavg median trimmed-mean krum multi-krum norm-bound)
