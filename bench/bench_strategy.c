@@ -3,9 +3,10 @@
  * and B halves) and 10 and 100 updates, each strategy runs whole rounds through fl_strategy
  * (begin, every add, finish) on updates made beforehand (distinct random deltas around a
  * random global, a tenth of them ten times larger), and the median of --repeats rounds is
- * reported: the round, the add per update (the non-finite scan, the norm, then the fold or the
- * copy) and the finish (bound, rule, optimiser). "held" is fl_strategy_held_bytes before
- * finish: 0 for streaming, n x adapter for the rules that hold every update.
+ * reported: the round (wall clock, and CPU time of the process), the add per update (the non-finite
+ * scan, the norm, then the fold or the copy) and the finish (bound, rule, optimiser). "held" is
+ * fl_strategy_held_bytes before finish: 0 for streaming, n x adapter for the rules that hold every
+ * update.
  *
  *   build-bench/bench_strategy [--repeats 5] [--threads 1] [--quick]
  *
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int s_cmp_double(const void *a, const void *b)
 {
@@ -94,13 +96,23 @@ static void s_free(struct s_inputs *in)
     fl_tensor_free(&in->g[1]);
 }
 
-/* One round: seconds for the adds and the finish, bytes held before finish. */
+/* CPU seconds of the whole process (all its threads): steadier than the wall clock on a
+ * shared machine. */
+static double s_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One round: seconds for the adds and the finish, CPU seconds of the round, bytes held
+ * before finish. */
 static int s_round(fl_strategy_t *s, const struct s_inputs *in, struct fl_tensor *g, double *add_s,
-                   double *fin_s, size_t *held)
+                   double *fin_s, double *cpu_s, size_t *held)
 {
     for (int t = 0; t < 2; t++)
         memcpy(g[t].data, in->g[t].data, fl_tensor_numel(&g[t]) * sizeof(float));
-    double t0 = fl_now_s();
+    double c0 = s_cpu_s(), t0 = fl_now_s();
     int rc = fl_strategy_begin(s, g, 2);
     for (int k = 0; k < in->n && rc == 0; k++) {
         char id[24];
@@ -113,6 +125,7 @@ static int s_round(fl_strategy_t *s, const struct s_inputs *in, struct fl_tensor
         rc = fl_strategy_finish(s, g, 2);
     *add_s = t1 - t0;
     *fin_s = fl_now_s() - t1;
+    *cpu_s = s_cpu_s() - c0;
     return rc;
 }
 
@@ -141,6 +154,7 @@ int main(int argc, char **argv)
     double *round_s = malloc(sizeof(double) * (size_t)repeats);
     double *add_s = malloc(sizeof(double) * (size_t)repeats);
     double *fin_s = malloc(sizeof(double) * (size_t)repeats);
+    double *cpu_s = malloc(sizeof(double) * (size_t)repeats);
     char table[S_NCASES * 4][160];
     int rows = 0;
     for (int zi = 0; zi < (quick ? 1 : 2); zi++)
@@ -166,7 +180,7 @@ int main(int argc, char **argv)
                 fl_strategy_set_pool(s, pool);
                 size_t held = 0;
                 for (int r = 0; r < repeats; r++) {
-                    if (s_round(s, &in, g, &add_s[r], &fin_s[r], &held) != 0) {
+                    if (s_round(s, &in, g, &add_s[r], &fin_s[r], &cpu_s[r], &held) != 0) {
                         fprintf(stderr, "bench_strategy: %s: %s\n", s_cases[c].label,
                                 fl_error_msg());
                         return 1;
@@ -176,14 +190,16 @@ int main(int argc, char **argv)
                 double rm = s_median(round_s, repeats) * 1e3;
                 double am = s_median(add_s, repeats) * 1e3 / in.n;
                 double fm = s_median(fin_s, repeats) * 1e3;
+                double cm = s_median(cpu_s, repeats) * 1e3;
                 double kb = (double)in.numel * 4 / 1024, held_mb = (double)held / (1 << 20);
                 printf("bench=strategy strategy=%s adapter_kb=%.0f updates=%d threads=%d "
-                       "round_ms=%.3f add_ms_per_update=%.4f finish_ms=%.3f held_mb=%.1f\n",
-                       s_cases[c].label, kb, in.n, threads, rm, am, fm, held_mb);
+                       "round_ms=%.3f cpu_ms=%.3f add_ms_per_update=%.4f finish_ms=%.3f "
+                       "held_mb=%.1f\n",
+                       s_cases[c].label, kb, in.n, threads, rm, cm, am, fm, held_mb);
                 fflush(stdout);
                 snprintf(table[rows++], sizeof table[0],
-                         "| %-13s | %6.0f KB | %3d | %10.3f | %9.4f | %10.3f | %8.1f |",
-                         s_cases[c].label, kb, in.n, rm, am, fm, held_mb);
+                         "| %-13s | %6.0f KB | %3d | %10.3f | %10.3f | %10.4f | %10.3f | %8.1f |",
+                         s_cases[c].label, kb, in.n, rm, cm, am, fm, held_mb);
                 fl_strategy_destroy(&s);
             }
             fl_tensor_free(&g[0]);
@@ -191,14 +207,15 @@ int main(int argc, char **argv)
             s_free(&in);
         }
     printf("\nmedian of %d rounds, %d thread%s\n\n", repeats, threads, threads > 1 ? "s" : "");
-    printf(
-        "| strategy      | adapter   |   n | round (ms) | add/upd ms | finish (ms)| held (MB)|\n");
-    printf("|---|---|---|---|---|---|---|\n");
+    printf("| strategy | adapter | n | round (ms) | CPU (ms) | add/update (ms) | finish (ms) | "
+           "held (MB) |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < rows; i++)
         printf("%s\n", table[i]);
     free(round_s);
     free(add_s);
     free(fin_s);
+    free(cpu_s);
     fl_pool_destroy(&pool);
     return 0;
 }

@@ -11,9 +11,10 @@
  * The mean with no bound or a fixed bound streams: memory is O(model) whatever the number of
  * branches. The other rules and the median bound hold every update of the round:
  * O(branches x model) (fl_strategy_held_bytes says how much). Held updates are aggregated in
- * the order of their ids, never of their arrival, so that a round's result does not depend on
- * timing. Tensors are matched by position: the caller has checked names and shapes against
- * the global adapter. FedProx is client-side: the strategy only carries its mu. */
+ * the order of their ids, never of their arrival, and the streaming mean adds in double-double
+ * (fl_strategy_rules.c), so that a round's result does not depend on timing. Tensors are matched by
+ * position: the caller has checked names and shapes against the global adapter. FedProx is
+ * client-side: the strategy only carries its mu. */
 #ifndef FL_STRATEGY_H
 #define FL_STRATEGY_H
 
@@ -95,7 +96,7 @@ struct fl_verdict {
     double scale; /* factor applied by the bound (1 when kept) */
     double score; /* Krum score, 0 for other rules */
     char why[96]; /* e.g. "norm 31.2 above bound 4.1 (3 x median 1.37)",
-                     "krum score 812 not among the 8 best" */
+                     "krum score 812 not among the 8 lowest" */
 };
 
 typedef struct fl_strategy fl_strategy_t;
@@ -111,9 +112,12 @@ const char *fl_strategy_name(const fl_strategy_t *s);
 
 /* Start a round from the current global tensors (n of them; borrowed until finish). */
 int fl_strategy_begin(fl_strategy_t *s, const struct fl_tensor *global, size_t n);
-/* Fold in (or hold) one accepted update with its weight (> 0, the bounded sample count) and
- * an id unique in the round (the branch's key id; orders held updates and names verdicts).
- * FL_EMISMATCH when the tensor count or sizes differ, FL_EINVAL for a non-finite value. */
+/* Fold in (or hold: a float copy) one accepted update with its weight (> 0, the bounded
+ * sample count) and an id unique in the round (the branch's key id, at most 71 bytes; orders
+ * held updates and names verdicts). FL_EMISMATCH when the tensor count or sizes differ;
+ * FL_EINVAL for a non-finite value ("update from ID: non-finite value in tensor NAME at
+ * index I"), a weight not > 0, an id already added, or no round begun. A refused update is
+ * not counted and leaves the round as it was. */
 int fl_strategy_add(fl_strategy_t *s, const struct fl_tensor *update, size_t n, double weight,
                     const char *id);
 /* Updates added since begin. */
@@ -121,15 +125,17 @@ size_t fl_strategy_count(const fl_strategy_t *s);
 /* Bytes currently held for the round's updates (0 when streaming without a median bound). */
 size_t fl_strategy_held_bytes(const fl_strategy_t *s);
 /* Write the next global into `global` (same shapes as at begin) and advance the optimiser's
- * state. FL_EINVAL when the rule cannot run on the updates it has (nothing added; Krum with
- * n <= 2f + 2): the global and the optimiser state are left as they were. */
+ * state; the held copies are let go. FL_EINVAL when the rule cannot run on the updates it has
+ * (nothing added; Krum with n <= 2f + 2), FL_ERANGE when the step would make a value
+ * non-finite: the global and the optimiser state are left as they were, and the round stays
+ * open (more updates may be added and finish tried again). */
 int fl_strategy_finish(fl_strategy_t *s, struct fl_tensor *global, size_t n);
 /* The verdicts of the last finish, in id order (*n of them; valid until the next begin). */
 const struct fl_verdict *fl_strategy_verdicts(const fl_strategy_t *s, size_t *n);
 
 /* The server optimiser's state, for the checkpoint: the steps taken and, for each global
- * tensor, its first and second moments (NULL data when the optimiser keeps none). Borrowed,
- * valid until the next finish. */
+ * tensor, its first and second moments (m, v NULL when the optimiser keeps none; n 0 until
+ * the first begin creates them). Borrowed, valid until the next begin, finish or set. */
 struct fl_strategy_state {
     uint64_t steps;            /* finished rounds since the optimiser started */
     size_t n;                  /* tensors */

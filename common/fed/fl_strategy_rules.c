@@ -190,10 +190,15 @@ int fl_strategy_rules_bound(fl_strategy_t *s)
 /* ---- stage 2 over held updates ---- */
 
 /* The coordinate-wise rules: each task owns whole coordinates and a scratch row. */
+/* The coordinate-wise rules go through the coordinates S_CBLOCK at a time, reading each held
+ * update's block in one sweep: reading one coordinate of every update in turn would hit the
+ * same cache set in every buffer (they are all page-aligned) and run at memory latency. */
+#define S_CBLOCK 256
+
 struct s_coord {
     const fl_strategy_t *s;              /* updates (sorted by id), global, configuration */
     double *d;                           /* out: the aggregate delta */
-    double *scratch;                     /* per task: ne doubles */
+    double *scratch;                     /* per task: S_CBLOCK x ne doubles */
     size_t trim;                         /* trimmed mean: values cut at each end */
     double wsum;                         /* mean: the total weight of the used updates */
     const struct fl_strategy_entry *one; /* Krum: the chosen update's delta, as it is */
@@ -204,53 +209,66 @@ static inline double s_delta(const struct fl_strategy_entry *e, const float *g, 
     return e->scale * ((double)e->u[j] - (double)g[j]);
 }
 
+/* The weighted mean: per coordinate, the updates' terms added in id order. */
 static void s_mean_task(void *arg, int t, size_t begin, size_t end)
 {
     const struct s_coord *a = arg;
     const fl_strategy_t *s = a->s;
     for (size_t j = begin; j < end && a->one; j++)
         a->d[j] = s_delta(a->one, s->g, j);
-    for (size_t j = begin; j < end && !a->one; j++) {
-        double acc = 0;
-        for (size_t k = 0; k < s->ne; k++)
-            if (s->e[k].used)
-                acc += s->e[k].weight * s_delta(&s->e[k], s->g, j);
-        a->d[j] = acc / a->wsum;
+    for (size_t b0 = begin; b0 < end && !a->one; b0 += S_CBLOCK) {
+        size_t b1 = end - b0 < S_CBLOCK ? end : b0 + S_CBLOCK;
+        for (size_t j = b0; j < b1; j++)
+            a->d[j] = 0;
+        for (size_t k = 0; k < s->ne; k++) {
+            const struct fl_strategy_entry *e = &s->e[k];
+            for (size_t j = b0; j < b1 && e->used; j++)
+                a->d[j] += e->weight * s_delta(e, s->g, j);
+        }
+        for (size_t j = b0; j < b1; j++)
+            a->d[j] /= a->wsum;
     }
+}
+
+/* One coordinate's median or trimmed mean from its n values v (reordered). */
+static double s_robust(const struct s_coord *a, double *v, size_t n)
+{
+    if (a->s->cfg.rule == FL_RULE_MEDIAN) {
+        /* the middle value, or the mean of the lower middle and the least above it */
+        s_select(v, (ptrdiff_t)n, (ptrdiff_t)((n - 1) / 2));
+        double lo = v[(n - 1) / 2];
+        if (n % 2)
+            return lo;
+        double hi = v[n / 2];
+        for (size_t k = n / 2 + 1; k < n; k++)
+            hi = v[k] < hi ? v[k] : hi;
+        return 0.5 * (lo + hi);
+    }
+    /* the trim smallest to the front, then the trim largest to the back */
+    size_t cut = a->trim, keep = n - 2 * cut;
+    if (cut) {
+        s_select(v, (ptrdiff_t)n, (ptrdiff_t)cut);
+        s_select(v + cut, (ptrdiff_t)(n - cut), (ptrdiff_t)(keep - 1));
+    }
+    double acc = 0;
+    for (size_t k = cut; k < n - cut; k++)
+        acc += v[k];
+    return acc / (double)keep;
 }
 
 static void s_sorted_task(void *arg, int t, size_t begin, size_t end)
 {
     const struct s_coord *a = arg;
     const fl_strategy_t *s = a->s;
-    double *v = a->scratch + (size_t)t * s->ne;
     size_t n = s->ne;
-    for (size_t j = begin; j < end; j++) {
+    double *v = a->scratch + (size_t)t * S_CBLOCK * n; /* coordinate-major: v[j * n + k] */
+    for (size_t b0 = begin; b0 < end; b0 += S_CBLOCK) {
+        size_t b1 = end - b0 < S_CBLOCK ? end : b0 + S_CBLOCK;
         for (size_t k = 0; k < n; k++)
-            v[k] = s_delta(&s->e[k], s->g, j);
-        if (s->cfg.rule == FL_RULE_MEDIAN) {
-            /* the middle value, or the mean of the lower middle and the least above it */
-            s_select(v, (ptrdiff_t)n, (ptrdiff_t)((n - 1) / 2));
-            double lo = v[(n - 1) / 2], hi = lo;
-            if (n % 2 == 0) {
-                hi = v[n / 2];
-                for (size_t k = n / 2 + 1; k < n; k++)
-                    hi = v[k] < hi ? v[k] : hi;
-                lo = 0.5 * (lo + hi);
-            }
-            a->d[j] = lo;
-        } else {
-            /* the trim smallest to the front, then the trim largest to the back */
-            size_t cut = a->trim, keep = n - 2 * cut;
-            if (cut) {
-                s_select(v, (ptrdiff_t)n, (ptrdiff_t)cut);
-                s_select(v + cut, (ptrdiff_t)(n - cut), (ptrdiff_t)(keep - 1));
-            }
-            double acc = 0;
-            for (size_t k = cut; k < n - cut; k++)
-                acc += v[k];
-            a->d[j] = acc / (double)keep;
-        }
+            for (size_t j = b0; j < b1; j++)
+                v[(j - b0) * n + k] = s_delta(&s->e[k], s->g, j);
+        for (size_t j = b0; j < b1; j++)
+            a->d[j] = s_robust(a, v + (j - b0) * n, n);
     }
 }
 
@@ -409,7 +427,8 @@ int fl_strategy_rules_held(fl_strategy_t *s, double *d)
                      : 0;
         if (2 * a.trim >= s->ne) /* beta just under 0.5: keep the middle one */
             a.trim = (s->ne - 1) / 2;
-        if (!(a.scratch = malloc((size_t)fl_pool_size(s->pool) * s->ne * sizeof(double))))
+        if (!(a.scratch =
+                  malloc((size_t)fl_pool_size(s->pool) * S_CBLOCK * s->ne * sizeof(double))))
             return fl_fail(FL_ENOMEM, "strategy: out of memory");
         fl_pool_for(s->pool, s->numel, 1u << 10, s_sorted_task, &a);
         free(a.scratch);
