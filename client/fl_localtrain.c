@@ -279,8 +279,7 @@ static int s_train(fl_localtrain_t *self, fl_model_t *model, struct fl_adapter_f
         return rc;
     if (t->personal_head) {
         bool own = s_put_own_head(self, a);
-        fl_log(FL_LOG_INFO, "personal_head", "round=%u own=%s", t->round,
-               own ? "yes" : "no");
+        fl_log(FL_LOG_INFO, "personal_head", "round=%u own=%s", t->round, own ? "yes" : "no");
         if (own && (rc = fl_model_set_adapter(model, a, origin)) != 0)
             return rc;
     }

@@ -355,10 +355,15 @@ static int s_apply_rule(const struct fl_coord_config *c, struct fl_strategy_conf
 {
     if (!c->rule[0])
         return 0;
-    enum fl_rule rule = FL_RULE_MEAN;
-    for (const struct fl_option_choice *k = s_rules; k->name; k++)
-        if (strcmp(k->name, c->rule) == 0)
-            rule = (enum fl_rule)k->value;
+    const struct fl_option_choice *k = s_rules;
+    while (k->name && strcmp(k->name, c->rule) != 0)
+        k++;
+    if (!k->name)
+        return fl_fail(FL_EINVAL,
+                       "--rule %s: not one of mean, median, trimmed-mean, krum, "
+                       "multi-krum",
+                       c->rule);
+    enum fl_rule rule = (enum fl_rule)k->value;
     if (rule == out->rule)
         return 0;
     if (out->rule != FL_RULE_MEAN || strcmp(out->name, "fedprox") == 0 ||

@@ -333,6 +333,7 @@ Test(fl_coord_config, a_setting_that_does_not_apply_to_the_strategy_is_an_error_
 
 Test(fl_coord_config, strategy_values_are_checked_where_they_are_read_and_by_the_strategy)
 {
+    struct fl_strategy_config sc;
     struct fl_coord_config c;
     fl_coord_config_default(&c);
     const char *bad[] = {"abc", "nan", "inf", "1e999", "0.1x"};
@@ -346,10 +347,13 @@ Test(fl_coord_config, strategy_values_are_checked_where_they_are_read_and_by_the
     cr_assert(strstr(fl_error_msg(), "fedmagic") && strstr(fl_error_msg(), "fedyogi"), "%s",
               fl_error_msg());
     cr_assert_eq(fl_coord_config_set(&c, "rule", "mode"), FL_EINVAL);
+    snprintf(c.rule, sizeof c.rule, "mode"); /* written into the struct: still refused */
+    cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "mode"), "%s", fl_error_msg());
+    c.rule[0] = '\0';
     /* in range for the text, out of range for the strategy: its check names the field */
     cr_assert_eq(fl_coord_config_set(&c, "strategy", "trimmed-mean"), 0);
     cr_assert_eq(fl_coord_config_set(&c, "trim_beta", "0.7"), 0);
-    struct fl_strategy_config sc;
     cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "trim"), "%s", fl_error_msg());
     /* Krum needs n > 2f + 2 every round: min_clients must promise it */

@@ -23,7 +23,12 @@
  * or 0.1 eta x sign(delta) (Adagrad: sqrt(v) ~ |delta|), whatever the size of delta: eta 0.01
  * for Adam and Yogi and 0.1 for Adagrad give a first step of 0.01 per coordinate, the order of
  * a round's client delta on fedtl's small LoRA and head adapters (Flower's 0.1 for FedAdam
- * would move every coordinate ten times further than a round of local training does). */
+ * would move every coordinate ten times further than a round of local training does).
+ * Measured with scripts/simulate.sh (cnn-small LoRA, 4 branches, 8 rounds, 1 epoch, 2,000
+ * records, seed 1; server accuracy after rounds 1..8): Adam and Yogi at 0.1 swing (Adam
+ * 0.38 0.58 0.37 0.40 0.54 0.62 0.78 0.60), at 0.01 climb steadily (Adam to 0.63, Yogi to
+ * 0.65), at 0.001 hardly move (Adam 0.25 to 0.35); Adagrad climbs steadily at 0.1 (0.33 to
+ * 0.72) and hardly moves at 0.01 (0.25 to 0.39). FedAvg reached 0.75 and FedAvgM 0.81. */
 #include "fl_strategy_impl.h"
 #include "fl_error.h"
 
