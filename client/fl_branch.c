@@ -5,6 +5,7 @@
 #include "fl_basecache.h"
 #include "fl_codec.h"
 #include "fl_error.h"
+#include "fl_final.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
 #include "fl_localtrain.h"
@@ -366,68 +367,6 @@ static void s_on_receipt(const Fedtl__UpdateReceipt *r)
     }
 }
 
-/* Write a final adapter to path, creating its directory. */
-static int s_save_final(const char *path, const uint8_t *buf, size_t len)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        fl_fs_mkdirs(dir, 0755);
-    }
-    return fl_fs_write_file(path, buf, len, 0644);
-}
-
-/* FinalModel.personalize, checked: 0 when none is asked for, 1 when one is, else FL_EINVAL
- * (the coordinator is a peer: its numbers are checked like any other). */
-static int s_personalize_asked(const Fedtl__FinalModel *f)
-{
-    const Fedtl__TrainParams *p = f->personalize;
-    if (!p || p->epochs == 0)
-        return 0;
-    if (p->epochs > 1000)
-        return fl_fail(FL_EINVAL, "personalisation epochs %u above 1000", p->epochs);
-    return 1;
-}
-
-/* Fine-tune the final adapter f on the local records (with the branch's own head when the
- * federation kept them); save it to out_path and the global one to global_path. What it
- * measured goes into `shown` for the final log line. */
-static int s_personalize(fl_branch_t *self, const Fedtl__FinalModel *f, char *shown,
-                         size_t len_shown)
-{
-    if (!fl_presence_has_base(self->presence))
-        return fl_fail(FL_EINVAL, "no base to fine-tune on");
-    struct fl_localtrain_final lf = {.adapter = f->adapter.data,
-                                     .adapter_len = f->adapter.len,
-                                     .round = f->round,
-                                     .epochs = f->personalize->epochs,
-                                     .batch = f->personalize->batch,
-                                     .lr = f->personalize->lr,
-                                     .seed = f->personalize->seed,
-                                     .personal_head = f->personal_head};
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    struct fl_localtrain_metrics m;
-    int rc =
-        fl_localtrain_personalize(self->local, &self->base, self->base_path, &lf, &buf, &len, &m);
-    if (rc == 0)
-        rc = s_save_final(self->global_path, f->adapter.data, f->adapter.len);
-    if (rc == 0)
-        rc = s_save_final(self->out_path, buf, len);
-    free(buf);
-    char gp[2 * PATH_MAX];
-    if (rc == 0)
-        snprintf(shown, len_shown,
-                 " epochs=%u personal_head=%d global_accuracy=%.4f personal_accuracy=%.4f "
-                 "global_loss=%.4f personal_loss=%.4f eval_samples=%zu global_path=%s",
-                 lf.epochs, (int)lf.personal_head, m.eval_accuracy, m.personal_accuracy,
-                 m.eval_loss, m.personal_loss, m.eval_samples,
-                 fl_log_str(self->global_path, gp, sizeof gp));
-    return rc;
-}
-
 static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
 {
     struct fl_adapter_file a;
@@ -449,18 +388,11 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
         rc = 0;
         goto out_close;
     }
-    char shown[3 * PATH_MAX] = "";
-    int asked = s_personalize_asked(f);
-    if (asked == 1 && (rc = s_personalize(self, f, shown, sizeof shown)) != 0) {
-        fl_log(FL_LOG_WARN, "personalize_failed", "round=%u reason=%s saving=global", f->round,
-               fl_log_str(fl_error_msg(), msg, sizeof msg));
-        asked = 0;
-    } else if (asked < 0) {
-        fl_log(FL_LOG_WARN, "personalize_refused", "round=%u reason=%s saving=global", f->round,
-               fl_log_str(fl_error_msg(), msg, sizeof msg));
-        asked = 0;
-    }
-    if (asked == 0 && (rc = s_save_final(self->out_path, f->adapter.data, f->adapter.len)) != 0)
+    char shown[3 * PATH_MAX];
+    int asked = 0;
+    const struct fl_final_paths paths = {.out = self->out_path, .global = self->global_path};
+    if ((rc = fl_final_save(self->local, fl_presence_has_base(self->presence) ? &self->base : NULL,
+                            self->base_path, &paths, f, &asked, shown, sizeof shown)) != 0)
         goto out_close;
     char h[FL_KEY_ID_LEN];
     s_hex12(a.hash, h);
