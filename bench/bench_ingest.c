@@ -156,7 +156,9 @@ static int s_ingest_one(struct s_run *r, long idx, double st[S_NSTAGE])
     S_LAP(S_CHECK);
     if (rc)
         goto out;
-    rc = fl_strategy_add(r->strategy, af.tensors, af.ntensors, (double)body->samples);
+    char uid[40]; /* keys repeat across the bench's updates; a round's ids do not */
+    snprintf(uid, sizeof uid, "%s-%ld", id, idx);
+    rc = fl_strategy_add(r->strategy, af.tensors, af.ntensors, (double)body->samples, uid);
     S_LAP(S_ADD);
 out:
     if (rc) {
@@ -229,7 +231,10 @@ static int s_child(long p, long k, int npool, int nkeys, int threads)
             fprintf(stderr, "bench_ingest: cannot build update: %s\n", fl_error_msg());
             return 1;
         }
-    r.strategy = fl_strategy_new("fedavg");
+    struct fl_strategy_config sc;
+    if (fl_strategy_config_default(&sc, "fedavg") != 0)
+        return 1;
+    r.strategy = fl_strategy_new(&sc);
     threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     if (!r.strategy || fl_strategy_begin(r.strategy, r.global, S_NT) ||
         !(r.threads = fl_pool_new(threads)))

@@ -94,6 +94,10 @@ int main(int argc, char **argv)
         .progress = true,
         .pool = pool,
     };
+#ifdef FEDTL_TESTING
+    struct fl_attack attack = {.kind = o.test_attack, .factor = o.test_attack_factor};
+    cfg.attack = &attack;
+#endif
     fl_branch_t *b = fl_branch_new(&cfg);
     if (!b) {
         fprintf(stderr, "fedtl-client: %s\n", fl_error_msg());

@@ -6,6 +6,7 @@
 #include "fl_client_http.h"
 #include "fl_codec.h"
 #include "fl_error.h"
+#include "fl_final.h"
 #include "fl_fs.h"
 #include "fl_keys.h"
 #include "fl_localtrain.h"
@@ -29,6 +30,8 @@ struct fl_branch {
     struct fl_identity *id;          /* our key pair (sodium_malloc'd) */
     struct fl_pubkey coord;          /* the coordinator's public key */
     char out_path[PATH_MAX];         /* where the final adapter goes */
+    char global_path[PATH_MAX];      /* the unpersonalised final adapter, when personalised */
+    char head_path[PATH_MAX];        /* the adapter whose head the branch keeps (FedPer) */
     char endpoint_id[FL_KEY_ID_LEN]; /* short id of our key, for logs */
     fl_localtrain_t *local;          /* the local records and the training step */
     fl_presence_t *presence;         /* registration, heartbeats, re-registration */
@@ -123,6 +126,18 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
         snprintf(self->out_path, sizeof self->out_path, "%s", cfg->out);
     else
         snprintf(self->out_path, sizeof self->out_path, "%s/final.fta", cfg->cache_dir);
+    /* final.fta -> final-global.fta: next to the final adapter, named after it */
+    size_t stem = strlen(self->out_path);
+    if (stem > 4 && strcmp(self->out_path + stem - 4, ".fta") == 0)
+        stem -= 4;
+    if (snprintf(self->global_path, sizeof self->global_path, "%.*s-global.fta", (int)stem,
+                 self->out_path) >= (int)sizeof self->global_path ||
+        snprintf(self->head_path, sizeof self->head_path, "%s/personal.fta", cfg->cache_dir) >=
+            (int)sizeof self->head_path) {
+        fl_error_set("the cache directory or --out path is too long");
+        free(self);
+        return NULL;
+    }
     if (!(self->id = fl_identity_load(cfg->key)))
         goto out_fail;
     if (fl_pubkey_load(cfg->coordinator_key, &self->coord) != 0)
@@ -133,10 +148,14 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
                                       .labels = cfg->labels,
                                       .holdout = cfg->holdout,
                                       .keep_dir = cfg->keep_updates,
+                                      .head_path = self->head_path,
                                       .progress = self->progress_tty,
                                       .pool = cfg->pool};
     for (int i = 0; i < 8; i++) /* the split is the branch's own: seeded from its key */
         lc.split_seed |= (uint64_t)self->id->sign_pk[i] << (8 * i);
+#ifdef FEDTL_TESTING
+    lc.attack = cfg->attack;
+#endif
     if (!(self->local = fl_localtrain_new(&lc)))
         goto out_fail;
     struct fl_presence_config pc = {.peer = cfg->coordinator,
@@ -350,19 +369,6 @@ static void s_on_receipt(const Fedtl__UpdateReceipt *r)
     }
 }
 
-/* Write the final adapter where it goes, creating its directory. */
-static int s_save_final(const fl_branch_t *self, const uint8_t *buf, size_t len)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", self->out_path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        fl_fs_mkdirs(dir, 0755);
-    }
-    return fl_fs_write_file(self->out_path, buf, len, 0644);
-}
-
 static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
 {
     struct fl_adapter_file a;
@@ -384,12 +390,17 @@ static int s_on_final(fl_branch_t *self, const Fedtl__FinalModel *f)
         rc = 0;
         goto out_close;
     }
-    if ((rc = s_save_final(self, f->adapter.data, f->adapter.len)) != 0)
+    char shown[3 * PATH_MAX];
+    int asked = 0;
+    const struct fl_final_paths paths = {.out = self->out_path, .global = self->global_path};
+    if ((rc = fl_final_save(self->local, fl_presence_has_base(self->presence) ? &self->base : NULL,
+                            self->base_path, &paths, f, &asked, shown, sizeof shown)) != 0)
         goto out_close;
     char h[FL_KEY_ID_LEN];
     s_hex12(a.hash, h);
-    fl_log(FL_LOG_INFO, "final", "round=%u path=%s adapter=%s bytes=%zu", f->round, self->out_path,
-           h, f->adapter.len);
+    char op[2 * PATH_MAX];
+    fl_log(FL_LOG_INFO, "final", "round=%u path=%s adapter=%s bytes=%zu personalized=%d%s",
+           f->round, fl_log_str(self->out_path, op, sizeof op), h, f->adapter.len, asked, shown);
     fl_uplink_bye(self->up, FEDTL__BYE_CODE__BYE_DONE, "branch done");
     rc = S_DONE;
 out_close:
@@ -424,7 +435,9 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
                                       .epochs = t->params->epochs,
                                       .batch = t->params->batch,
                                       .lr = t->params->lr,
-                                      .seed = t->params->seed};
+                                      .seed = t->params->seed,
+                                      .prox_mu = t->proximal_mu,
+                                      .personal_head = t->personal_head};
     struct fl_localtrain_metrics m;
     uint8_t *body = NULL;
     size_t body_len = 0, bytes = 0;
@@ -438,12 +451,16 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
     double secs = (double)((uint64_t)fl_now_ms() - t0) / 1000.0;
     if (rc == 0)
         fl_client_http_round(self->http, t->round, secs, bytes, &m);
+    char personal[96] = "";
+    if (rc == 0 && m.personal)
+        snprintf(personal, sizeof personal, " personal_accuracy=%.4f personal_loss=%.4f",
+                 m.personal_accuracy, m.personal_loss);
     if (rc == 0)
         fl_log(FL_LOG_INFO, "round",
                "round=%u samples=%zu train_loss=%.4f eval_loss=%.4f "
-               "eval_accuracy=%.4f eval_samples=%zu seconds=%.2f bytes=%zu",
+               "eval_accuracy=%.4f eval_samples=%zu%s seconds=%.2f bytes=%zu",
                t->round, m.samples, m.train_loss, m.eval_loss, m.eval_accuracy, m.eval_samples,
-               secs, bytes);
+               personal, secs, bytes);
     return rc;
 }
 
@@ -454,9 +471,10 @@ static int s_on_task(fl_branch_t *self, const Fedtl__RoundTask *t)
         return 0;
     }
     self->round = t->round;
-    fl_log(FL_LOG_INFO, "task", "round=%u epochs=%u batch=%u lr=%g deadline_ms=%llu", t->round,
-           t->params->epochs, t->params->batch, (double)t->params->lr,
-           (unsigned long long)t->deadline_ms);
+    fl_log(FL_LOG_INFO, "task",
+           "round=%u epochs=%u batch=%u lr=%g proximal_mu=%g personal_head=%d deadline_ms=%llu",
+           t->round, t->params->epochs, t->params->batch, (double)t->params->lr,
+           (double)t->proximal_mu, (int)t->personal_head, (unsigned long long)t->deadline_ms);
     int rc = s_run_task(self, t);
     if (rc) {
         char msg[512];

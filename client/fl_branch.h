@@ -5,6 +5,9 @@
 #define FL_BRANCH_H
 
 #include "fl_pool.h"
+#ifdef FEDTL_TESTING
+#include "fl_attack.h"
+#endif
 
 #include <signal.h>
 #include <stdbool.h>
@@ -29,6 +32,9 @@ struct fl_branch_config {
     const char *http;            /* serve /metrics here (fl_client_http; NULL: off) */
     fl_pool_t *pool;             /* training threads, borrowed (NULL: the branch's thread);
                                     the branch's one thread is its only caller */
+#ifdef FEDTL_TESTING
+    const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
+#endif
 };
 
 typedef struct fl_branch fl_branch_t;

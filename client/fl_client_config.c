@@ -1,5 +1,8 @@
 /* fl_client_config: fedtl-client's options, one table for the command line and the INI file. */
 #include "fl_client_config.h"
+#ifdef FEDTL_TESTING
+#include "fl_attack.h"
+#endif
 #include "fl_error.h"
 #include "fl_http.h"
 
@@ -10,6 +13,16 @@
 #define TEXT        .type = FL_OPTION_STRING, .store = FL_OPTION_OWNED
 #define PATH        .type = FL_OPTION_PATH, .store = FL_OPTION_OWNED
 #define INT(lo, hi) .type = FL_OPTION_INT, .range.i = {lo, hi}
+
+#ifdef FEDTL_TESTING
+static const struct fl_option_choice s_attacks[] = {{"none", FL_ATTACK_NONE},
+                                                    {"scale", FL_ATTACK_SCALE},
+                                                    {"signflip", FL_ATTACK_SIGNFLIP},
+                                                    {"noise", FL_ATTACK_NOISE},
+                                                    {"nan", FL_ATTACK_NAN},
+                                                    {"labelflip", FL_ATTACK_LABELFLIP},
+                                                    {NULL, 0}};
+#endif
 
 static const struct fl_option s_options[] = {
     {"coordinator", TEXT, C(coordinator), .flags = FL_OPTION_REQUIRED, .metavar = "ENDPOINT",
@@ -41,6 +54,17 @@ static const struct fl_option s_options[] = {
     {"out", PATH, C(out), .metavar = "FILE", .help = "final adapter (unset: CACHE_DIR/final.fta)"},
     {"keep_updates", PATH, C(keep_updates), .metavar = "DIR",
      .help = "also keep each round's own adapter as DIR/round-N.fta"},
+#ifdef FEDTL_TESTING
+    /* A malicious branch (client/fl_attack.h), in builds configured with -DFEDTL_TESTING=ON only:
+     * a default build has neither the options nor the code. */
+    {"test_attack", .type = FL_OPTION_CHOICE, .choices = s_attacks, C(test_attack), .def = "none",
+     .where = FL_OPTION_FLAG_ONLY, .metavar = "KIND",
+     .group = "Testing (FEDTL_TESTING builds only)",
+     .help = "send malicious updates: scale, signflip, noise, nan or labelflip (none: honest)"},
+    {"test_attack_factor", .type = FL_OPTION_DOUBLE, .range.d = {0, 1e9}, C(test_attack_factor),
+     .def = "0", .where = FL_OPTION_FLAG_ONLY, .metavar = "F",
+     .help = "the attack's F (0: its default, scale 100, signflip 1, noise 1)"},
+#endif
 };
 
 static const char *const s_sections[] = {"client", NULL};

@@ -25,6 +25,10 @@ struct fl_client_config {
     int threads;           /* training threads, 0 = every core */
     int heartbeat_ms;      /* 0 = the coordinator's */
     int connect_timeout_s; /* give up after this much silence, 0 = never */
+#ifdef FEDTL_TESTING
+    int test_attack;           /* test builds only: enum fl_attack_kind (fl_attack.h) */
+    double test_attack_factor; /* test builds only: its F, 0 = the attack's default */
+#endif
 };
 
 /* fedtl-client's options; fields of struct fl_client_config. */

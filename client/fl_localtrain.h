@@ -2,11 +2,17 @@
  * with. Holds the branch's records, keeps those of the federation's classes split (seeded) into
  * training and held-out records, and for each task builds the model from the base and the
  * global adapter, trains it, evaluates it on the held-out records and encodes the trained
- * adapter with its metrics as an UpdateBody (fl_codec). No sockets, envelopes or sealing here. */
+ * adapter with its metrics as an UpdateBody (fl_codec). A task may ask for FedProx's proximal
+ * term (its mu) and for a personal head (FedPer: the branch trains and keeps its own head.weight
+ * and head.bias, reporting the global adapter's held-out figures next to its own); the final
+ * adapter may be personalised by local fine-tuning. No sockets, envelopes or sealing here. */
 #ifndef FL_LOCALTRAIN_H
 #define FL_LOCALTRAIN_H
 
 #include "fl_modelfile.h"
+#ifdef FEDTL_TESTING
+#include "fl_attack.h"
+#endif
 #include "fl_pool.h"
 
 #include <stdbool.h>
@@ -15,14 +21,20 @@
 
 /* Where the records come from and how they are used; the strings must outlive the module. */
 struct fl_localtrain_config {
-    const char *data;     /* local records: CSV, or IDX images */
-    const char *labels;   /* IDX labels (NULL for CSV) */
-    double holdout;       /* share of the records held out for evaluation, [0, 1) */
-    uint64_t split_seed;  /* seed of the training / held-out split */
-    const char *keep_dir; /* when set, each round's trained adapter is also written to
-                             keep_dir/round-N.fta */
-    bool progress;        /* per-epoch progress lines on stderr */
-    fl_pool_t *pool;      /* training threads, borrowed (NULL: the caller's thread alone) */
+    const char *data;      /* local records: CSV, or IDX images */
+    const char *labels;    /* IDX labels (NULL for CSV) */
+    double holdout;        /* share of the records held out for evaluation, [0, 1) */
+    uint64_t split_seed;   /* seed of the training / held-out split */
+    const char *keep_dir;  /* when set, each round's trained adapter is also written to
+                              keep_dir/round-N.fta */
+    const char *head_path; /* where the branch keeps its own adapter for FedPer (tasks with
+                              personal_head): its head.* tensors replace the global's before
+                              training; NULL: personal heads are refused */
+    bool progress;         /* per-epoch progress lines on stderr */
+    fl_pool_t *pool;       /* training threads, borrowed (NULL: the caller's thread alone) */
+#ifdef FEDTL_TESTING
+    const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
+#endif
 };
 
 /* One round's task. The method, rank, alpha, targets and classes are the global adapter's
@@ -35,15 +47,33 @@ struct fl_localtrain_task {
     uint32_t batch;         /* mini-batch size, 1 to 2^20 */
     float lr;               /* learning rate, finite, in (0, 100) */
     uint64_t seed;          /* shuffling seed */
+    float prox_mu;          /* FedProx's mu, finite, in [0, 1000] (0: off) */
+    bool personal_head;     /* FedPer: train with (and keep) the branch's own head */
+};
+
+/* The final adapter to personalise (FinalModel.personalize): fine-tune it locally. */
+struct fl_localtrain_final {
+    const uint8_t *adapter; /* the final global adapter: adapter file bytes (borrowed) */
+    size_t adapter_len;     /* their length */
+    uint32_t round;         /* the federation's last round, written into the header */
+    uint32_t epochs;        /* fine-tuning epochs, 1 to 1000 */
+    uint32_t batch;         /* mini-batch size, 1 to 2^20 */
+    float lr;               /* learning rate, finite, in (0, 100) */
+    uint64_t seed;          /* shuffling seed */
+    bool personal_head;     /* start from the branch's own head */
 };
 
 /* What a trained update reports; the same figures go into its body. */
 struct fl_localtrain_metrics {
-    size_t samples;       /* records trained on (the aggregation weight) */
-    double train_loss;    /* mean training loss of the last epoch */
-    double eval_loss;     /* mean loss on the held-out records (0 when none are held out) */
-    double eval_accuracy; /* accuracy on the held-out records (0 when none are held out) */
-    size_t eval_samples;  /* held-out records */
+    size_t samples;           /* records trained on (the aggregation weight) */
+    double train_loss;        /* mean training loss of the last epoch */
+    double eval_loss;         /* mean loss on the held-out records (0 when none are held out) */
+    double eval_accuracy;     /* accuracy on the held-out records (0 when none are held out) */
+    size_t eval_samples;      /* held-out records */
+    bool personal;            /* personal_* hold figures (a personal head, or personalisation);
+                                 eval_* then score the global adapter as received */
+    double personal_loss;     /* the personalised adapter's loss on the held-out records */
+    double personal_accuracy; /* and its accuracy there */
 };
 
 /* The records as loaded, for summaries. */
@@ -79,5 +109,15 @@ int fl_localtrain_check_base(fl_localtrain_t *self, const struct fl_base_file *b
 int fl_localtrain_run(fl_localtrain_t *self, const struct fl_base_file *base, const char *base_name,
                       const struct fl_localtrain_task *task, uint8_t **body, size_t *body_len,
                       struct fl_localtrain_metrics *metrics);
+
+/* Personalise the final adapter: check the parameters (FL_EINVAL), decode and check it as a
+ * task's, evaluate it as received on the held-out records (metrics->eval_*), put the branch's
+ * own head in when final->personal_head and one is kept, fine-tune on the training records,
+ * evaluate again (metrics->personal_*) and pack the result into a malloc'd *adapter of *len
+ * bytes (caller frees). Blocks for the whole fine-tuning. */
+int fl_localtrain_personalize(fl_localtrain_t *self, const struct fl_base_file *base,
+                              const char *base_name, const struct fl_localtrain_final *final,
+                              uint8_t **adapter, size_t *len,
+                              struct fl_localtrain_metrics *metrics);
 
 #endif

@@ -297,8 +297,8 @@ int fl_coord_run(fl_coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic
         if (c->http) /* not blocking: answers what is ready (fl_coord_http.h) */
             fl_http_run(c->http);
         if (items[1].revents & ZMQ_POLLIN)
-            fl_status_answer(c->status, c->round, c->cfg.federation, c->cfg.rounds,
-                             fl_ledger_last(c->ledger), fl_now_ms());
+            fl_status_answer(c->status, c->round, c->cfg.federation, c->strategy_desc,
+                             c->cfg.rounds, fl_ledger_last(c->ledger), fl_now_ms());
         if ((rc = s_tick(c)) != 0)
             break;
         /* Give the final adapter a moment to leave before exiting. */
@@ -319,15 +319,19 @@ static int s_open_state(struct fl_coord *c)
         !(c->id = fl_identity_load(c->cfg.key)) || !(c->allow = fl_allowlist_load(c->cfg.allow)) ||
         fl_base_read(c->cfg.base, &c->base) != 0 ||
         fl_sign_base(c->id, c->base.hash, c->base_sig) != 0 ||
-        !(c->strategy = fl_strategy_new(c->cfg.strategy)) ||
+        fl_coord_config_strategy(&c->cfg, &c->scfg) != 0 ||
+        !(c->strategy = fl_strategy_new(&c->scfg)) ||
         !(c->global = fl_global_new(&c->cfg, &c->base, c->pool)))
         return FL_EINVAL;
     fl_strategy_set_pool(c->strategy, c->pool);
+    fl_strategy_config_str(&c->scfg, c->strategy_desc, sizeof c->strategy_desc);
     if (!(c->ledger = fl_ledger_new(c->cfg.state_dir, c->cfg.federation)))
         return FL_ENOMEM;
     uint32_t completed = fl_global_adapter(c->global)->meta.round;
     fl_ledger_sweep(c->ledger);
     fl_ledger_mend(c->ledger, completed);
+    if (fl_coord_strategy_resume(c, completed) != 0)
+        return FL_EINVAL;
     if (!(c->sessions = fl_session_new()))
         return FL_ENOMEM;
     if (fl_ledger_load_run_id(c->ledger, c->run_id) != 0) {
@@ -336,6 +340,7 @@ static int s_open_state(struct fl_coord *c)
         struct fl_ledger_state st = {.round = completed,
                                      .rounds = c->cfg.rounds,
                                      .strategy = fl_strategy_name(c->strategy),
+                                     .strategy_config = c->strategy_desc,
                                      .seed = c->cfg.seed,
                                      .base_hash = c->base.hash,
                                      .run_id = c->run_id};
@@ -363,7 +368,8 @@ static int s_open_state(struct fl_coord *c)
                                 .global = fl_global_adapter(c->global),
                                 .strategy = c->strategy,
                                 .limits = &c->limits,
-                                .pool = c->pool};
+                                .pool = c->pool,
+                                .personal_head = c->cfg.personal_head};
     if (!c->round || !(c->intake = fl_intake_new(&env)) ||
         !(c->basedist = fl_basedist_new(c->base.map, c->base.map_len, c->cfg.chunk_size,
                                         c->cfg.heartbeat_ms)))
@@ -395,7 +401,8 @@ static int s_open_sockets(struct fl_coord *c)
                                 .cfg = &c->cfg,
                                 .base = &c->base,
                                 .base_sig = c->base_sig,
-                                .global = c->global};
+                                .global = c->global,
+                                .prox_mu = (float)c->scfg.prox_mu};
     return (c->outbox = fl_outbox_new(&env)) ? 0 : FL_ENOMEM;
 }
 
@@ -418,16 +425,20 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg, fl_pool_t *pool)
     fl_error_set("%s", "");
     if (s_open_state(c) != 0 || s_open_sockets(c) != 0 || fl_coord_http_open(c) != 0)
         goto out_destroy;
-    char hex[2 * FL_HASH_BYTES + 1], fed[2 * FL_NODE_NAME_MAX + 8], ep[600];
+    struct fl_strategy_state st;
+    fl_strategy_get_state(c->strategy, &st);
+    char hex[2 * FL_HASH_BYTES + 1], fed[2 * FL_NODE_NAME_MAX + 8], ep[600], strat[600];
     fl_hash_hex(c->base.hash, hex);
     fl_log(FL_LOG_INFO, "coordinator_start",
            "federation=%s endpoint=%s base=%s method=%s rounds=%d resumed_round=%u "
-           "enrolled=%zu curve=%d threads=%d",
+           "enrolled=%zu curve=%d threads=%d strategy=%s personal_head=%d "
+           "personalize_epochs=%d strategy_steps=%llu",
            fl_log_str(c->cfg.federation, fed, sizeof fed),
            fl_log_str(c->cfg.endpoint, ep, sizeof ep), hex,
            fl_adapter_kind_name(fl_global_adapter(c->global)->meta.kind), c->cfg.rounds,
            fl_round_completed(c->round), fl_allowlist_size(c->allow), !c->cfg.insecure,
-           fl_pool_size(c->pool));
+           fl_pool_size(c->pool), fl_log_str(c->strategy_desc, strat, sizeof strat),
+           (int)c->cfg.personal_head, c->cfg.personalize_epochs, (unsigned long long)st.steps);
     return c;
 out_destroy:
     if (!fl_error_msg()[0])

@@ -19,7 +19,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define FL_COORD_PATH_MAX 1024
+#define FL_COORD_PATH_MAX    1024
+#define FL_COORD_SETTING_MAX 32 /* a strategy setting's text */
 
 /* Everything the configuration file ([coordinator] section) and the flags can set. */
 struct fl_coord_config {
@@ -51,13 +52,29 @@ struct fl_coord_config {
     uint64_t seed;                       /* adapter initialisation, selection, shuffling */
     int heartbeat_ms;                    /* branch heartbeat interval */
     uint32_t chunk_size;                 /* base download chunk */
-    char strategy[32];                   /* aggregation strategy */
-    uint64_t max_samples;                /* most weight one update carries */
-    double max_samples_ratio;            /* and at most this times the round's median (0: off) */
-    double max_update_norm;              /* farthest an update may be from the global (0: off) */
-    bool insecure;                       /* plaintext transport */
-    bool exit_when_done;                 /* exit after the final adapter is sent */
-    int threads; /* size of the pool main makes for the coordinator (0: every core) */
+    char strategy[32];                   /* aggregation strategy (fl_strategy's names) */
+    /* The strategy's settings ([strategy] section): text, empty for the strategy's default
+     * (fl_coord_config_strategy resolves them). */
+    char rule[16];                        /* the rule under the optimiser: mean, median, ... */
+    char server_lr[FL_COORD_SETTING_MAX]; /* eta */
+    char server_momentum[FL_COORD_SETTING_MAX];   /* FedAvgM's beta */
+    char beta1[FL_COORD_SETTING_MAX];             /* the adaptive optimisers' first-moment decay */
+    char beta2[FL_COORD_SETTING_MAX];             /* and second-moment decay */
+    char tau[FL_COORD_SETTING_MAX];               /* their adaptivity */
+    char proximal_mu[FL_COORD_SETTING_MAX];       /* FedProx's mu, sent with every task */
+    char trim_beta[FL_COORD_SETTING_MAX];         /* trimmed mean: share cut at each end */
+    char krum_f[FL_COORD_SETTING_MAX];            /* Krum: Byzantine updates tolerated */
+    char krum_m[FL_COORD_SETTING_MAX];            /* multi-Krum: updates kept */
+    char norm_bound[FL_COORD_SETTING_MAX];        /* clip each update's delta to this L2 norm */
+    char norm_bound_median[FL_COORD_SETTING_MAX]; /* or this times the round's median */
+    bool personal_head;                           /* FedPer: each branch keeps its own head */
+    int personalize_epochs;   /* fine-tuning epochs of the final adapter (0: none) */
+    uint64_t max_samples;     /* most weight one update carries */
+    double max_samples_ratio; /* and at most this times the round's median (0: off) */
+    double max_update_norm;   /* farthest an update may be from the global (0: off) */
+    bool insecure;            /* plaintext transport */
+    bool exit_when_done;      /* exit after the final adapter is sent */
+    int threads;              /* size of the pool main makes for the coordinator (0: every core) */
 };
 
 /* Defaults for every field. */
@@ -69,7 +86,15 @@ int fl_coord_config_set(struct fl_coord_config *c, const char *key, const char *
 int fl_coord_config_load(struct fl_coord_config *c, const char *path);
 /* Check the configuration is complete and consistent (message says what is missing). */
 int fl_coord_config_check(const struct fl_coord_config *c);
-/* Print the effective configuration, one key = value per line. */
+struct fl_strategy_config;
+/* The strategy the configuration describes: the strategy name's defaults
+ * (fl_strategy_config_default), then the options set, then fl_strategy_config_check. FL_EINVAL
+ * naming the option and the strategy when one does not apply to it, or what is wrong. */
+int fl_coord_config_strategy(const struct fl_coord_config *c, struct fl_strategy_config *out);
+/* Write the resolved strategy back into c's text fields (the options that apply to it set,
+ * the others empty), as --check-config shows them. 0, or fl_coord_config_strategy's error. */
+int fl_coord_config_resolve(struct fl_coord_config *c);
+/* Print the effective configuration, one key = value per line (the strategy resolved). */
 void fl_coord_config_print(const struct fl_coord_config *c, FILE *f);
 
 typedef struct fl_coord fl_coord_t;

@@ -6,8 +6,12 @@
 #include "fl_error.h"
 #include "fl_http.h"
 #include "fl_method.h"
+#include "fl_strategy.h"
 
+#include <math.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define C(f)         FL_OPTION_FIELD(struct fl_coord_config, f)
@@ -22,6 +26,39 @@ static int s_utf8_text(const char *value)
 {
     return fl_utf8_valid(value) ? 0 : fl_fail(FL_EINVAL, "not UTF-8 text");
 }
+
+/* A strategy setting: a finite number (its range is the strategy's to check). */
+static int s_real(const char *value)
+{
+    char *end = NULL;
+    double v = strtod(value, &end);
+    return end != value && !*end && isfinite(v) ? 0 : fl_fail(FL_EINVAL, "not a finite number");
+}
+
+/* A strategy count: a whole number from 0 to 2^31 - 1. */
+static int s_count(const char *value)
+{
+    char *end = NULL;
+    long long v = strtoll(value, &end, 10);
+    return end != value && !*end && value[0] != '-' && v <= 0x7fffffff
+               ? 0
+               : fl_fail(FL_EINVAL, "not a whole number from 0 to 2147483647");
+}
+
+/* fl_strategy's names, and the rules one may run under an optimiser. */
+static const struct fl_option_choice s_strategies[] = {
+    {"fedavg", 0},  {"fedavgm", 1},    {"fedadagrad", 2}, {"fedadam", 3},
+    {"fedyogi", 4}, {"fedprox", 5},    {"median", 6},     {"trimmed-mean", 7},
+    {"krum", 8},    {"multi-krum", 9}, {NULL, 0}};
+static const struct fl_option_choice s_rules[] = {{"mean", FL_RULE_MEAN},
+                                                  {"median", FL_RULE_MEDIAN},
+                                                  {"trimmed-mean", FL_RULE_TRIMMED_MEAN},
+                                                  {"krum", FL_RULE_KRUM},
+                                                  {"multi-krum", FL_RULE_MULTI_KRUM},
+                                                  {NULL, 0}};
+
+#define SREAL(f)  TEXT, C(f), .validate = s_real, .metavar = "X"
+#define SCOUNT(f) TEXT, C(f), .validate = s_count, .metavar = "N"
 
 static const struct fl_option s_options[] = {
     /* Federation */
@@ -63,8 +100,6 @@ static const struct fl_option s_options[] = {
      .help = "round deadline"},
     {"round_retries", INT(0, 1000), C(round_retries), .def = "3",
      .help = "retries of a round that fell short of min_clients"},
-    {"strategy", TEXT, C(strategy), .def = "fedavg", .metavar = "NAME",
-     .help = "aggregation strategy"},
     {"seed", .type = FL_OPTION_UINT, .range.u = {0, UINT64_MAX}, C(seed), .def = "1",
      .help = "seed of the adapter's initialisation, the selection and the shuffling"},
     /* Admission of updates */
@@ -75,6 +110,34 @@ static const struct fl_option s_options[] = {
      .help = "and at most R times the median count the round's branches declared (0: off)"},
     {"max_update_norm", REAL(0, 1e30), C(max_update_norm), .def = "100", .metavar = "L2",
      .help = "reject an update farther than this from the global adapter (0: no bound)"},
+    /* Strategy ([strategy] section; empty: the strategy's default) */
+    {"strategy", .type = FL_OPTION_CHOICE, .store = FL_OPTION_CHARS, C(strategy),
+     .choices = s_strategies, .def = "fedavg", .metavar = "NAME",
+     .group = "Aggregation strategy ([strategy] section; unset: the strategy's defaults)",
+     .help = "fedavg fedavgm fedadagrad fedadam fedyogi fedprox median trimmed-mean krum "
+             "multi-krum"},
+    {"rule", .type = FL_OPTION_CHOICE, .store = FL_OPTION_CHARS, C(rule), .choices = s_rules,
+     .metavar = "RULE",
+     .help = "the rule under the server optimiser: mean median trimmed-mean krum multi-krum"},
+    {"server_lr", SREAL(server_lr), .help = "server learning rate eta"},
+    {"server_momentum", SREAL(server_momentum), .help = "FedAvgM's momentum"},
+    {"beta1", SREAL(beta1), .help = "FedAdagrad, FedAdam, FedYogi: first-moment decay"},
+    {"beta2", SREAL(beta2), .help = "FedAdam, FedYogi: second-moment decay"},
+    {"tau", SREAL(tau), .help = "FedAdagrad, FedAdam, FedYogi: adaptivity"},
+    {"proximal_mu", SREAL(proximal_mu),
+     .help = "FedProx: mu of the branches' proximal term, sent with every task"},
+    {"trim_beta", SREAL(trim_beta), .help = "trimmed mean: share cut at each end, [0, 0.5)"},
+    {"krum_f", SCOUNT(krum_f), .help = "Krum, multi-Krum: Byzantine updates tolerated"},
+    {"krum_m", SCOUNT(krum_m), .help = "multi-Krum: updates averaged (0: n - f)"},
+    {"norm_bound", SREAL(norm_bound), .help = "clip each update's change to this L2 norm"},
+    {"norm_bound_median", TEXT, C(norm_bound_median), .validate = s_real, .metavar = "K",
+     .help = "or to K times the round's median change norm"},
+    /* Personalisation */
+    {"personal_head", .type = FL_OPTION_BOOL, C(personal_head), .def = "false",
+     .group = "Personalisation (sent to the branches)",
+     .help = "FedPer: each branch trains and keeps its own head"},
+    {"personalize_epochs", INT(0, 1000), C(personalize_epochs), .def = "0",
+     .help = "branches fine-tune the final adapter this many epochs on their records"},
     /* Local training */
     {"epochs", INT(1, FL_METHOD_EPOCHS_MAX), C(epochs), .def = "2",
      .group = "Local training (sent to the branches)", .help = "local epochs per round"},
@@ -106,7 +169,9 @@ static const struct fl_option s_options[] = {
      .help = "exit once the final adapter is sent"},
 };
 
-static const char *const s_sections[] = {"coordinator", "federation", NULL};
+static const char *const s_sections[] = {"coordinator", "federation", "strategy", NULL};
+static const struct fl_options_alias s_aliases[] = {{"strategy", "name", "strategy"},
+                                                    {NULL, NULL, NULL}};
 static const char *const s_foreign[] = {"client", NULL};
 static const struct fl_options_action s_actions[] = {
     {"daemon", "detach from the terminal (the default is the foreground, for systemd)"},
@@ -117,7 +182,8 @@ const struct fl_options_spec fl_coord_config_spec = {
     .about =
         "Runs the federation: holds the pretrained base, enrols branches, runs the rounds and\n"
         "keeps the global adapter. Every option is a flag and a key of the INI file's\n"
-        "[coordinator] section (state_dir or state-dir alike); flags override the file.\n",
+        "[coordinator] section (state_dir or state-dir alike); flags override the file.\n"
+        "The strategy's settings may also go in a [strategy] section (name = the strategy).\n",
     .epilogue = "--check-config also opens every file the settings name (key, allow-list, base,\n"
                 "evaluation data). Booleans read true/false, yes/no, on/off or 1/0.\n"
                 "Signals: SIGTERM/SIGINT stop cleanly (state is saved after every round); SIGHUP\n"
@@ -129,6 +195,7 @@ const struct fl_options_spec fl_coord_config_spec = {
     .check_config = true,
     .actions = s_actions,
     .nactions = sizeof s_actions / sizeof s_actions[0],
+    .aliases = s_aliases,
 };
 
 void fl_coord_config_default(struct fl_coord_config *c)
@@ -175,10 +242,218 @@ int fl_coord_config_check(const struct fl_coord_config *c)
     }
     if (!c->federation[0] || strlen(c->federation) > 63)
         return fl_fail(FL_EINVAL, "federation name must be 1 to 63 characters");
+    struct fl_strategy_config sc;
+    int rc = fl_coord_config_strategy(c, &sc);
+    if (rc)
+        return rc;
+    /* Krum scores each update by its n - f - 2 nearest: it needs n > 2f + 2 every round. */
+    if ((sc.rule == FL_RULE_KRUM || sc.rule == FL_RULE_MULTI_KRUM) &&
+        (uint64_t)c->min_clients < 2 * (uint64_t)sc.krum_f + 3)
+        return fl_fail(FL_EINVAL,
+                       "--strategy %s with krum_f %u needs min_clients of at least 2f + 3 = %u "
+                       "(min_clients is %d)",
+                       sc.name, sc.krum_f, 2 * sc.krum_f + 3, c->min_clients);
     return 0;
 }
 
 void fl_coord_config_print(const struct fl_coord_config *c, FILE *f)
 {
-    fl_options_print(&fl_coord_config_spec, c, f);
+    struct fl_coord_config shown = *c;
+    if (fl_coord_config_resolve(&shown) != 0)
+        shown = *c; /* as set: fl_coord_config_check says what is wrong */
+    fl_options_print(&fl_coord_config_spec, &shown, f);
+}
+
+/* ---- the strategy ---- */
+
+/* Which resolved strategies a setting applies to. */
+static bool s_any(const struct fl_strategy_config *s)
+{
+    (void)s;
+    return true;
+}
+static bool s_avgm(const struct fl_strategy_config *s)
+{
+    return s->opt == FL_SERVER_OPT_AVGM;
+}
+static bool s_adaptive(const struct fl_strategy_config *s)
+{
+    return s->opt == FL_SERVER_OPT_ADAGRAD || s->opt == FL_SERVER_OPT_ADAM ||
+           s->opt == FL_SERVER_OPT_YOGI;
+}
+static bool s_second_moment(const struct fl_strategy_config *s)
+{
+    return s->opt == FL_SERVER_OPT_ADAM || s->opt == FL_SERVER_OPT_YOGI;
+}
+static bool s_trimmed(const struct fl_strategy_config *s)
+{
+    return s->rule == FL_RULE_TRIMMED_MEAN;
+}
+static bool s_krum(const struct fl_strategy_config *s)
+{
+    return s->rule == FL_RULE_KRUM || s->rule == FL_RULE_MULTI_KRUM;
+}
+static bool s_multi_krum(const struct fl_strategy_config *s)
+{
+    return s->rule == FL_RULE_MULTI_KRUM;
+}
+static bool s_fixed(const struct fl_strategy_config *s)
+{
+    return s->bound == FL_BOUND_FIXED;
+}
+static bool s_median_bound(const struct fl_strategy_config *s)
+{
+    return s->bound == FL_BOUND_MEDIAN;
+}
+
+/* A numeric strategy setting: its text field, the value it sets, where it applies. */
+struct s_setting {
+    const char *name;                                   /* the option */
+    size_t text;                                        /* its field in fl_coord_config */
+    size_t value;                                       /* its field in fl_strategy_config */
+    bool count;                                         /* a uint32_t, else a double */
+    bool (*applies)(const struct fl_strategy_config *); /* to the resolved strategy */
+};
+
+#define ST(f) offsetof(struct fl_coord_config, f)
+#define SV(f) offsetof(struct fl_strategy_config, f)
+static const struct s_setting s_settings[] = {
+    {"server_lr", ST(server_lr), SV(server_lr), false, s_any},
+    {"server_momentum", ST(server_momentum), SV(beta1), false, s_avgm},
+    {"beta1", ST(beta1), SV(beta1), false, s_adaptive},
+    {"beta2", ST(beta2), SV(beta2), false, s_second_moment},
+    {"tau", ST(tau), SV(tau), false, s_adaptive},
+    {"proximal_mu", ST(proximal_mu), SV(prox_mu), false, s_any},
+    {"trim_beta", ST(trim_beta), SV(trim_beta), false, s_trimmed},
+    {"krum_f", ST(krum_f), SV(krum_f), true, s_krum},
+    {"krum_m", ST(krum_m), SV(krum_m), true, s_multi_krum},
+    {"norm_bound", ST(norm_bound), SV(norm_bound), false, s_fixed},
+    {"norm_bound_median", ST(norm_bound_median), SV(norm_bound), false, s_median_bound},
+};
+
+static const char *s_text(const struct fl_coord_config *c, size_t off)
+{
+    return (const char *)c + off;
+}
+
+static const char *s_rule_name(enum fl_rule r)
+{
+    for (const struct fl_option_choice *k = s_rules; k->name; k++)
+        if (k->value == (int)r)
+            return k->name;
+    return "?";
+}
+
+/* "--strategy fedavg (rule mean, no server optimiser)": what a setting did not apply to. */
+static void s_describe(const struct fl_strategy_config *s, char *buf, size_t len)
+{
+    static const char *const opt[] = {"no server optimiser", "FedAvgM", "FedAdagrad", "FedAdam",
+                                      "FedYogi"};
+    snprintf(buf, len, "--strategy %s (rule %s, %s)", s->name, s_rule_name(s->rule),
+             (unsigned)s->opt < 5 ? opt[s->opt] : "?");
+}
+
+/* --rule over the strategy's own: a robust strategy is its rule; an optimiser takes any, with
+ * that rule's own defaults (trim share, f, m). */
+static int s_apply_rule(const struct fl_coord_config *c, struct fl_strategy_config *out)
+{
+    if (!c->rule[0])
+        return 0;
+    const struct fl_option_choice *k = s_rules;
+    while (k->name && strcmp(k->name, c->rule) != 0)
+        k++;
+    if (!k->name)
+        return fl_fail(FL_EINVAL,
+                       "--rule %s: not one of mean, median, trimmed-mean, krum, "
+                       "multi-krum",
+                       c->rule);
+    enum fl_rule rule = (enum fl_rule)k->value;
+    if (rule == out->rule)
+        return 0;
+    if (out->rule != FL_RULE_MEAN || strcmp(out->name, "fedprox") == 0 ||
+        strcmp(out->name, "fedavg") == 0)
+        return fl_fail(FL_EINVAL,
+                       "--rule %s does not apply to --strategy %s (its rule is %s; use "
+                       "--strategy %s, or an optimiser such as fedadam with --rule %s)",
+                       c->rule, out->name, s_rule_name(out->rule), c->rule, c->rule);
+    struct fl_strategy_config d;
+    if (fl_strategy_config_default(&d, c->rule) != 0)
+        return FL_EINVAL;
+    out->rule = rule;
+    out->trim_beta = d.trim_beta;
+    out->krum_f = d.krum_f;
+    out->krum_m = d.krum_m;
+    return 0;
+}
+
+int fl_coord_config_strategy(const struct fl_coord_config *c, struct fl_strategy_config *out)
+{
+    int rc = fl_strategy_config_default(out, c->strategy[0] ? c->strategy : "fedavg");
+    if (rc)
+        return fl_fail(rc, "strategy: %s", fl_error_msg());
+    if ((rc = s_apply_rule(c, out)) != 0)
+        return rc;
+    if (c->norm_bound[0] && c->norm_bound_median[0])
+        return fl_fail(FL_EINVAL, "--norm-bound %s and --norm-bound-median %s: give one bound",
+                       c->norm_bound, c->norm_bound_median);
+    if (c->norm_bound[0])
+        out->bound = FL_BOUND_FIXED;
+    else if (c->norm_bound_median[0])
+        out->bound = FL_BOUND_MEDIAN;
+    if (c->server_momentum[0] && c->beta1[0])
+        return fl_fail(FL_EINVAL, "--server-momentum and --beta1 set the same thing: give one");
+    char what[128], flag[64];
+    for (size_t i = 0; i < sizeof s_settings / sizeof s_settings[0]; i++) {
+        const struct s_setting *st = &s_settings[i];
+        const char *text = s_text(c, st->text);
+        if (!text[0])
+            continue;
+        fl_options_flag(st->name, flag, sizeof flag);
+        if (!st->applies(out)) {
+            s_describe(out, what, sizeof what);
+            return fl_fail(FL_EINVAL, "%s does not apply to %s", flag, what);
+        }
+        if ((st->count ? s_count(text) : s_real(text)) != 0)
+            return fl_fail(FL_EINVAL, "%s %s: %s", flag, text, fl_error_msg());
+        if (st->count)
+            *(uint32_t *)((char *)out + st->value) = (uint32_t)strtoul(text, NULL, 10);
+        else
+            *(double *)((char *)out + st->value) = strtod(text, NULL);
+    }
+    if ((rc = fl_strategy_config_check(out)) != 0)
+        return fl_fail(rc, "strategy %s: %s", out->name, fl_error_msg());
+    return 0;
+}
+
+/* The shortest text that reads back as v. */
+static void s_shortest(double v, char *buf, size_t len)
+{
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, len, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+int fl_coord_config_resolve(struct fl_coord_config *c)
+{
+    struct fl_strategy_config s;
+    int rc = fl_coord_config_strategy(c, &s);
+    if (rc)
+        return rc;
+    snprintf(c->strategy, sizeof c->strategy, "%s", s.name);
+    snprintf(c->rule, sizeof c->rule, "%s", s_rule_name(s.rule));
+    for (size_t i = 0; i < sizeof s_settings / sizeof s_settings[0]; i++) {
+        const struct s_setting *st = &s_settings[i];
+        char *text = (char *)c + st->text;
+        const void *v = (const char *)&s + st->value;
+        text[0] = '\0';
+        if (!st->applies(&s))
+            continue;
+        if (st->count)
+            snprintf(text, FL_COORD_SETTING_MAX, "%u", *(const uint32_t *)v);
+        else
+            s_shortest(*(const double *)v, text, FL_COORD_SETTING_MAX);
+    }
+    return 0;
 }

@@ -41,6 +41,8 @@ struct fl_coord {
     uint8_t base_sig[FL_SIG_BYTES];  /* our signature over its hash */
     fl_global_t *global;             /* the global adapter */
     fl_strategy_t *strategy;         /* aggregation */
+    struct fl_strategy_config scfg;  /* its configuration, resolved */
+    char strategy_desc[256];         /* its description (fl_strategy_config_str) */
     struct fl_admit_limits limits;   /* bounds on an update's weight and distance */
     fl_pool_t *pool;                 /* compute threads (borrowed), or NULL */
     fl_round_t *round;               /* the round rules and the registry of branches */
@@ -61,5 +63,12 @@ struct fl_coord {
 /* What the round core asks the coordinator to do (fl_coord_rounds.c); its argument is the
  * struct fl_coord. */
 extern const struct fl_round_ops fl_coord_round_ops;
+
+/* STATE/strategy-ROUND.state: the strategy's state after round `round` (fl_coord_rounds.c). */
+void fl_coord_strategy_path(const struct fl_coord *c, uint32_t round, char *buf, size_t len);
+/* At start-up: the strategy state of the round the global adapter holds (fl_coord_rounds.c).
+ * FL_EINVAL naming the file when it is missing and the optimiser keeps state, or when the
+ * configuration differs from the one the state was saved with. */
+int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed);
 
 #endif

@@ -1,7 +1,101 @@
 /* fl_coord_rounds: what the round core (fl_round) asks the coordinator to do: welcome, send
  * tasks and the final adapter, forget silent branches, record rejections, begin, abandon and
- * commit rounds (the strategy's result into the global adapter, the ledger and the state). */
+ * commit rounds (the strategy's result into the global adapter, the ledger and the state), and
+ * the strategy's own state (its optimiser's moments) kept beside the global adapter. */
 #include "fl_coord_impl.h"
+
+#include <unistd.h>
+
+/* ---- the strategy's state ---- */
+
+void fl_coord_strategy_path(const struct fl_coord *c, uint32_t round, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/strategy-%u.state", c->cfg.state_dir, round);
+}
+
+/* The configuration the state directory was made with must be this one. */
+static int s_same_strategy(struct fl_coord *c)
+{
+    char saved[256];
+    if (fl_ledger_load_strategy(c->ledger, saved, sizeof saved) != 0 ||
+        strcmp(saved, c->strategy_desc) == 0)
+        return 0;
+    return fl_fail(FL_EINVAL,
+                   "%s/state.json was saved with the strategy \"%s\", the configuration says "
+                   "\"%s\": configure the saved one to resume, or move the state directory "
+                   "away to start over",
+                   c->cfg.state_dir, saved, c->strategy_desc);
+}
+
+int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed)
+{
+    int rc = s_same_strategy(c);
+    if (rc || completed == 0)
+        return rc;
+    char path[FL_COORD_PATH_MAX + 64];
+    fl_coord_strategy_path(c, completed, path, sizeof path);
+    bool keeps_state = c->scfg.opt != FL_SERVER_OPT_NONE;
+    if (access(path, F_OK) != 0) {
+        if (!keeps_state)
+            return 0;
+        return fl_fail(FL_EINVAL,
+                       "%s is missing: the %s optimiser's state after round %u, the round "
+                       "global.fta holds (move the state directory away to start over)",
+                       path, c->scfg.name, completed);
+    }
+    uint32_t round = 0;
+    if ((rc = fl_strategy_load_file(c->strategy, path, &round)) != 0)
+        return fl_fail(rc, "%s: %s", path, fl_error_msg());
+    if (round != completed)
+        return fl_fail(FL_EINVAL, "%s holds the strategy's state after round %u, not %u", path,
+                       round, completed);
+    return 0;
+}
+
+/* Save the strategy's state after `round` (before global.fta commits the round). */
+static int s_save_strategy(struct fl_coord *c, uint32_t round)
+{
+    char path[FL_COORD_PATH_MAX + 64];
+    fl_coord_strategy_path(c, round, path, sizeof path);
+    return fl_strategy_save_file(c->strategy, path, round);
+}
+
+/* Once round `round` is committed, the state before the previous one is not needed. */
+static void s_prune_strategy(struct fl_coord *c, uint32_t round)
+{
+    if (round < 3)
+        return;
+    char path[FL_COORD_PATH_MAX + 64];
+    fl_coord_strategy_path(c, round - 2, path, sizeof path);
+    unlink(path);
+}
+
+/* A log line and a ledger entry per update the strategy did not keep as sent. */
+static void s_record_verdicts(struct fl_coord *c, uint32_t round)
+{
+    size_t n = 0;
+    const struct fl_verdict *v = fl_strategy_verdicts(c->strategy, &n);
+    for (size_t i = 0; v && i < n; i++) {
+        if (v[i].kind == FL_VERDICT_KEPT)
+            continue;
+        const char *kind = v[i].kind == FL_VERDICT_CLIPPED ? "clipped" : "dropped";
+        char name[2 * FL_NODE_NAME_MAX], why[256], id[2 * sizeof v[i].id];
+        fl_log_str(v[i].id, id, sizeof id);
+        fl_log_str(fl_ledger_branch_of(c->ledger, v[i].id), name, sizeof name);
+        fl_log(FL_LOG_INFO, v[i].kind == FL_VERDICT_CLIPPED ? "update_clipped" : "update_dropped",
+               "round=%u peer=%s branch=%s norm=%.6g scale=%.6g score=%.6g why=%s", round, id, name,
+               v[i].norm, v[i].scale, v[i].score, fl_log_str(v[i].why, why, sizeof why));
+        struct fl_ledger_verdict lv = {.kind = kind,
+                                       .norm = v[i].norm,
+                                       .scale = v[i].scale,
+                                       .score = v[i].score,
+                                       .why = v[i].why};
+        snprintf(lv.id, sizeof lv.id, "%s", v[i].id);
+        fl_ledger_verdict(c->ledger, &lv);
+    }
+}
+
+/* ---- the round core's actions ---- */
 
 static void s_on_registered(void *arg, const struct fl_round_branch *b, size_t nbranches)
 {
@@ -81,7 +175,8 @@ static void s_ledger_line(struct fl_coord *c, const struct fl_round_info *info, 
                                  .has_server_eval = has_srv,
                                  .server_accuracy = srv_acc,
                                  .server_loss = srv_loss,
-                                 .duration_s = (fl_now_ms() - info->started_ms) / 1000.0};
+                                 .duration_s = (fl_now_ms() - info->started_ms) / 1000.0,
+                                 .strategy = c->scfg.name};
     fl_ledger_write(c->ledger, &lr);
 }
 
@@ -95,9 +190,11 @@ static void s_on_fell_short(void *arg, const struct fl_round_info *info)
     fl_metrics_round_end(c->metrics, info, false, false, 0, 0);
 }
 
-/* Aggregate, evaluate, commit the global adapter (global.fta is the commit point), then
- * state.json and the ledger line: the gap in which a crash leaves a saved round without its
- * line is as short as it can be (and start-up mends it). */
+/* Aggregate, evaluate, save the strategy's state for the round, commit the global adapter
+ * (global.fta is the commit point: a restart resumes the strategy state of the round it
+ * holds, and the previous one is kept for a crash between the two), then state.json and the
+ * ledger line: the gap in which a crash leaves a saved round without its line is as short as
+ * it can be (and start-up mends it). */
 static int s_on_commit(void *arg, const struct fl_round_info *info)
 {
     struct fl_coord *c = arg;
@@ -105,17 +202,21 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
     int rc = fl_strategy_finish(c->strategy, g->tensors, g->ntensors);
     if (rc)
         return rc;
+    s_record_verdicts(c, info->round);
     double sacc = 0, sloss = 0;
     bool has_srv = fl_global_evaluate(c->global, &sacc, &sloss);
-    if ((rc = fl_global_commit(c->global, info->round)) != 0) {
+    if ((rc = s_save_strategy(c, info->round)) != 0 ||
+        (rc = fl_global_commit(c->global, info->round)) != 0) {
         char reason[512];
         fl_log(FL_LOG_ERROR, "state_save_failed", "round=%u reason=%s kept=round-%u", info->round,
                fl_log_str(fl_error_msg(), reason, sizeof reason), info->round - 1);
         return rc;
     }
+    s_prune_strategy(c, info->round);
     struct fl_ledger_state st = {.round = info->round,
                                  .rounds = c->cfg.rounds,
                                  .strategy = fl_strategy_name(c->strategy),
+                                 .strategy_config = c->strategy_desc,
                                  .seed = c->cfg.seed,
                                  .base_hash = c->base.hash,
                                  .run_id = c->run_id};
@@ -129,10 +230,10 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
         snprintf(srv, sizeof srv, " server_accuracy=%.4f", sacc);
     fl_log(FL_LOG_INFO, "round_done",
            "round=%u accepted=%d selected=%d rejected=%d%s bytes_in=%llu bytes_out=%llu "
-           "seconds=%.2f",
+           "seconds=%.2f strategy=%s",
            info->round, info->accepted, info->selected, fl_ledger_rejected(c->ledger), srv,
            (unsigned long long)bytes_in, (unsigned long long)bytes_out,
-           (fl_now_ms() - info->started_ms) / 1000.0);
+           (fl_now_ms() - info->started_ms) / 1000.0, c->scfg.name);
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include "fl_error.h"
 #include "fl_seal.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,18 @@ static uint64_t s_round_median(fl_intake_t *self)
     return self->median;
 }
 
+/* A personal head's figures, as the held-out ones are checked (fl_admit_check_metrics). */
+static int s_check_personal(const Fedtl__UpdateBody *b)
+{
+    if (!isfinite(b->personal_loss) || b->personal_loss < 0)
+        return fl_fail(FL_ERANGE, "personal_loss %g is not a loss (finite, >= 0)",
+                       (double)b->personal_loss);
+    if (!(b->personal_accuracy >= 0 && b->personal_accuracy <= 1))
+        return fl_fail(FL_ERANGE, "personal_accuracy %g is outside [0, 1]",
+                       (double)b->personal_accuracy);
+    return 0;
+}
+
 /* The checks of a signed and intact update's contents, in order, then the aggregate with the
  * update's bounded weight (out->weight). */
 static enum fl_reject s_fold_in(fl_intake_t *self, const char *id, uint64_t declared,
@@ -112,6 +125,8 @@ static enum fl_reject s_fold_in(fl_intake_t *self, const char *id, uint64_t decl
                                             .eval_accuracy = (*body)->eval_accuracy,
                                             .eval_samples = (*body)->eval_samples}) != 0)
         why = FL_REJECT_METRICS;
+    else if (s_check_personal(*body) != 0)
+        why = FL_REJECT_METRICS;
     else if (fl_adapter_view_authenticated((*body)->adapter.data, (*body)->adapter.len, id, af) !=
              0)
         why = FL_REJECT_BAD_ADAPTER;
@@ -121,7 +136,7 @@ static enum fl_reject s_fold_in(fl_intake_t *self, const char *id, uint64_t decl
         why = FL_REJECT_TOO_FAR;
     if (why == FL_REJECT_NONE) {
         out->weight = fl_admit_weight(e->limits, (*body)->samples, declared, s_round_median(self));
-        if (fl_strategy_add(e->strategy, af->tensors, af->ntensors, (double)out->weight) != 0)
+        if (fl_strategy_add(e->strategy, af->tensors, af->ntensors, (double)out->weight, id) != 0)
             why = FL_REJECT_AGGREGATION;
     }
     if (why != FL_REJECT_NONE)
@@ -159,6 +174,7 @@ enum fl_reject fl_intake_take(fl_intake_t *self, const fl_allowlist_t *allow, co
     snprintf(id, sizeof id, "%s", b->id);
     uint64_t declared = b->samples;
     snprintf(out->branch, sizeof out->branch, "%s", b->name);
+    snprintf(out->id, sizeof out->id, "%s", b->id);
     struct fl_sealed sealed; /* borrows u's ciphertext */
     if (memcmp(u->base_hash.data, e->base_hash, FL_HASH_BYTES) != 0)
         why = FL_REJECT_WRONG_BASE;
@@ -190,6 +206,9 @@ enum fl_reject fl_intake_take(fl_intake_t *self, const fl_allowlist_t *allow, co
         out->eval_loss = body->eval_loss;
         out->eval_accuracy = body->eval_accuracy;
         out->eval_samples = body->eval_samples;
+        out->personal = e->personal_head;
+        out->personal_accuracy = e->personal_head ? body->personal_accuracy : 0;
+        out->personal_loss = e->personal_head ? body->personal_loss : 0;
     }
     s_wipe(self, &body, &af);
     return why;

@@ -17,6 +17,7 @@
 #include "fl_round.h"
 #include "fl_strategy.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,8 @@ struct fl_intake_env {
     fl_strategy_t *strategy;              /* where accepted updates are folded in */
     const struct fl_admit_limits *limits; /* bounds on an update's weight and distance */
     fl_pool_t *pool;                      /* threads opening and checking updates (or NULL) */
+    bool personal_head;                   /* tasks ask for personal heads: updates report
+                                             personal_* figures, checked and recorded */
 };
 
 typedef struct fl_intake fl_intake_t;

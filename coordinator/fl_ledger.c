@@ -24,16 +24,27 @@ struct s_reject {
     char reason[160];       /* why */
 };
 
+/* One verdict of the strategy. */
+struct s_verdict {
+    char id[FL_KEY_ID_LEN]; /* the update's key id */
+    char kind[12];          /* clipped, dropped */
+    double norm, scale;     /* its change's norm, the bound's factor */
+    double score;           /* Krum score */
+    char why[128];          /* the strategy's words */
+};
+
 struct fl_ledger {
-    char *dir;                              /* the state directory */
-    char *federation;                       /* its name */
-    char *path;                             /* STATE/rounds.jsonl */
-    struct fl_ledger_update *accepts;       /* the open round's accepted updates */
-    int naccepts, cap;                      /* their count and room */
-    struct s_reject rejects[S_MAX_REJECTS]; /* its rejected updates (the first ones) */
-    int nrejects;                           /* their count (may exceed the array) */
-    uint64_t bytes_in, bytes_out;           /* its traffic */
-    cJSON *last;                            /* the last line written */
+    char *dir;                                /* the state directory */
+    char *federation;                         /* its name */
+    char *path;                               /* STATE/rounds.jsonl */
+    struct fl_ledger_update *accepts;         /* the open round's accepted updates */
+    int naccepts, cap;                        /* their count and room */
+    struct s_reject rejects[S_MAX_REJECTS];   /* its rejected updates (the first ones) */
+    int nrejects;                             /* their count (may exceed the array) */
+    struct s_verdict verdicts[S_MAX_REJECTS]; /* the strategy's verdicts (the first ones) */
+    int nverdicts;                            /* their count (may exceed the array) */
+    uint64_t bytes_in, bytes_out;             /* its traffic */
+    cJSON *last;                              /* the last line written */
 };
 
 fl_ledger_t *fl_ledger_new(const char *state_dir, const char *federation)
@@ -178,7 +189,8 @@ void fl_ledger_sweep(fl_ledger_t *self)
         return;
     for (struct dirent *e; (e = readdir(d));) {
         if (strncmp(e->d_name, "global.fta.tmp.", 15) != 0 &&
-            strncmp(e->d_name, "state.json.tmp.", 15) != 0)
+            strncmp(e->d_name, "state.json.tmp.", 15) != 0 &&
+            !(strncmp(e->d_name, "strategy-", 9) == 0 && strstr(e->d_name, ".state.tmp.")))
             continue;
         char path[PATH_MAX + 300], shown[PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", self->dir, e->d_name);
@@ -195,6 +207,7 @@ void fl_ledger_begin(fl_ledger_t *self)
 {
     self->naccepts = 0;
     self->nrejects = 0;
+    self->nverdicts = 0;
     self->bytes_in = self->bytes_out = 0;
 }
 
@@ -210,6 +223,28 @@ int fl_ledger_accept(fl_ledger_t *self, const struct fl_ledger_update *u)
     }
     self->accepts[self->naccepts++] = *u;
     return 0;
+}
+
+void fl_ledger_verdict(fl_ledger_t *self, const struct fl_ledger_verdict *v)
+{
+    if (self->nverdicts < S_MAX_REJECTS) {
+        struct s_verdict *d = &self->verdicts[self->nverdicts];
+        snprintf(d->id, sizeof d->id, "%s", v->id);
+        snprintf(d->kind, sizeof d->kind, "%s", v->kind);
+        snprintf(d->why, sizeof d->why, "%s", v->why ? v->why : "");
+        d->norm = v->norm;
+        d->scale = v->scale;
+        d->score = v->score;
+    }
+    self->nverdicts++;
+}
+
+const char *fl_ledger_branch_of(const fl_ledger_t *self, const char *id)
+{
+    for (int i = 0; i < self->naccepts; i++)
+        if (strcmp(self->accepts[i].id, id) == 0)
+            return self->accepts[i].branch;
+    return "?";
 }
 
 void fl_ledger_reject(fl_ledger_t *self, const char *id, const char *reason)
@@ -239,6 +274,30 @@ void fl_ledger_bytes(const fl_ledger_t *self, uint64_t *bytes_in, uint64_t *byte
     *bytes_out = self->bytes_out;
 }
 
+/* What the strategy did not keep as sent: one object per verdict (only when there are any). */
+static void s_add_verdicts(const fl_ledger_t *self, cJSON *line)
+{
+    if (self->nverdicts == 0)
+        return;
+    cJSON *arr = cJSON_AddArrayToObject(line, "verdicts");
+    for (int i = 0; arr && i < self->nverdicts && i < S_MAX_REJECTS; i++) {
+        const struct s_verdict *v = &self->verdicts[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            break;
+        }
+        cJSON_AddStringToObject(o, "branch", fl_ledger_branch_of(self, v->id));
+        cJSON_AddStringToObject(o, "id", v->id);
+        cJSON_AddStringToObject(o, "kind", v->kind);
+        s_add_fixed(o, "norm", v->norm, 5);
+        s_add_fixed(o, "scale", v->scale, 5);
+        s_add_fixed(o, "score", v->score, 5);
+        cJSON_AddStringToObject(o, "why", v->why);
+    }
+    cJSON_AddNumberToObject(line, "verdicts_total", self->nverdicts);
+}
+
 /* The participants and rejections of the open round, as arrays. */
 static void s_add_lists(const fl_ledger_t *self, cJSON *line)
 {
@@ -256,7 +315,12 @@ static void s_add_lists(const fl_ledger_t *self, cJSON *line)
         s_add_fixed(p, "distance", a->distance, 5);
         s_add_fixed(p, "train_loss", a->train_loss, 5);
         s_add_fixed(p, "eval_accuracy", a->eval_accuracy, 5);
+        if (a->personal) {
+            s_add_fixed(p, "personal_accuracy", a->personal_accuracy, 5);
+            s_add_fixed(p, "personal_loss", a->personal_loss, 5);
+        }
     }
+    s_add_verdicts(self, line);
     cJSON *rej = cJSON_AddArrayToObject(line, "rejected");
     for (int i = 0; rej && i < self->nrejects && i < S_MAX_REJECTS; i++) {
         cJSON *r = cJSON_CreateObject();
@@ -311,6 +375,8 @@ void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r)
     fl_json_add_u64(line, "bytes_out", self->bytes_out);
     s_add_fixed(line, "duration_s", r->duration_s, 3);
     cJSON_AddStringToObject(line, "federation", self->federation);
+    if (r->strategy)
+        cJSON_AddStringToObject(line, "strategy", r->strategy);
     s_append(self, line);
     cJSON_Delete(self->last);
     self->last = line;
@@ -334,6 +400,8 @@ void fl_ledger_save_state(fl_ledger_t *self, const struct fl_ledger_state *st)
         cJSON_AddNumberToObject(o, "rounds", st->rounds);
         cJSON_AddStringToObject(o, "federation", self->federation);
         cJSON_AddStringToObject(o, "strategy", st->strategy);
+        if (st->strategy_config)
+            cJSON_AddStringToObject(o, "strategy_config", st->strategy_config);
         fl_json_add_u64(o, "seed", st->seed);
         cJSON_AddStringToObject(o, "base", hex);
         if (st->run_id) {
@@ -362,28 +430,45 @@ void fl_ledger_save_state(fl_ledger_t *self, const struct fl_ledger_state *st)
     free(path);
 }
 
-int fl_ledger_load_run_id(fl_ledger_t *self, uint8_t run_id[FL_RUN_ID_BYTES])
+/* state.json, parsed (cJSON_Delete it), or NULL when there is none or it is not JSON. */
+static cJSON *s_load_state(fl_ledger_t *self)
 {
     size_t n = strlen(self->dir) + sizeof "/state.json", len = 0;
     char *path = malloc(n);
     unsigned char *buf = NULL;
-    int rc = path ? 0 : fl_fail(FL_ENOMEM, "out of memory");
-    if (rc == 0) {
+    cJSON *o = NULL;
+    if (path) {
         snprintf(path, n, "%s/state.json", self->dir);
-        rc = fl_fs_read_file(path, 1u << 20, &buf, &len);
+        if (fl_fs_read_file(path, 1u << 20, &buf, &len) == 0)
+            o = cJSON_ParseWithLength((const char *)buf, len);
     }
-    cJSON *o = rc == 0 ? cJSON_ParseWithLength((const char *)buf, len) : NULL;
+    free(buf);
+    free(path);
+    return o;
+}
+
+int fl_ledger_load_run_id(fl_ledger_t *self, uint8_t run_id[FL_RUN_ID_BYTES])
+{
+    cJSON *o = s_load_state(self);
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(o, "run_id");
     size_t got = 0;
-    if (rc == 0)
-        rc = cJSON_IsString(run) && strlen(run->valuestring) == 2 * FL_RUN_ID_BYTES &&
+    int rc = cJSON_IsString(run) && strlen(run->valuestring) == 2 * FL_RUN_ID_BYTES &&
                      sodium_hex2bin(run_id, FL_RUN_ID_BYTES, run->valuestring, 2 * FL_RUN_ID_BYTES,
                                     NULL, &got, NULL) == 0 &&
                      got == FL_RUN_ID_BYTES
                  ? 0
                  : FL_ENOTFOUND;
     cJSON_Delete(o);
-    free(buf);
-    free(path);
+    return rc;
+}
+
+int fl_ledger_load_strategy(fl_ledger_t *self, char *buf, size_t len)
+{
+    cJSON *o = s_load_state(self);
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(o, "strategy_config");
+    int rc = cJSON_IsString(sc) ? 0 : FL_ENOTFOUND;
+    if (rc == 0)
+        snprintf(buf, len, "%s", sc->valuestring);
+    cJSON_Delete(o);
     return rc;
 }

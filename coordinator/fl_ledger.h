@@ -15,6 +15,7 @@
 /* One accepted update, as the ledger records it. */
 struct fl_ledger_update {
     char branch[FL_NODE_NAME_MAX]; /* the branch's name (from the allow-list) */
+    char id[FL_KEY_ID_LEN];        /* its key id (what the strategy's verdicts name) */
     uint64_t samples;              /* the training records it claimed */
     uint64_t weight;               /* its weight in the aggregate: samples, bounded (fl_admit) */
     double distance;               /* L2 distance of its adapter from the global one */
@@ -22,6 +23,20 @@ struct fl_ledger_update {
     float eval_loss;               /* its loss on its held-out records */
     float eval_accuracy;           /* its accuracy on them */
     uint64_t eval_samples;         /* how many they were */
+    bool personal;                 /* it trained a personal head: eval_* score the global
+                                      adapter as it was sent, personal_* its own */
+    float personal_accuracy;       /* its personalised adapter's accuracy on its held-out records */
+    float personal_loss;           /* and loss there */
+};
+
+/* What the strategy did to an update that it did not keep as sent (fl_strategy's verdict). */
+struct fl_ledger_verdict {
+    char id[FL_KEY_ID_LEN]; /* the update's key id */
+    const char *kind;       /* "clipped" or "dropped" */
+    double norm;            /* L2 norm of its change as sent */
+    double scale;           /* factor the bound applied (1: none) */
+    double score;           /* Krum score (0: another rule) */
+    const char *why;        /* the strategy's words */
 };
 
 /* How a round attempt ended, for its line. */
@@ -34,16 +49,18 @@ struct fl_ledger_round {
     double server_accuracy; /* its accuracy on the server's data */
     double server_loss;     /* its loss there */
     double duration_s;      /* from the start of the attempt to now */
+    const char *strategy;   /* the strategy's name (NULL: not written) */
 };
 
 /* What state.json says. */
 struct fl_ledger_state {
-    uint32_t round;           /* rounds the saved global adapter holds */
-    int rounds;               /* rounds to run */
-    const char *strategy;     /* aggregation strategy */
-    uint64_t seed;            /* the federation's seed */
-    const uint8_t *base_hash; /* the base (FL_HASH_BYTES) */
-    const uint8_t *run_id;    /* this run of the federation (FL_RUN_ID_BYTES), or NULL */
+    uint32_t round;              /* rounds the saved global adapter holds */
+    int rounds;                  /* rounds to run */
+    const char *strategy;        /* aggregation strategy: its name */
+    const char *strategy_config; /* and its full description (fl_strategy_config_str) */
+    uint64_t seed;               /* the federation's seed */
+    const uint8_t *base_hash;    /* the base (FL_HASH_BYTES) */
+    const uint8_t *run_id;       /* this run of the federation (FL_RUN_ID_BYTES), or NULL */
 };
 
 typedef struct fl_ledger fl_ledger_t;
@@ -64,6 +81,11 @@ void fl_ledger_mend(fl_ledger_t *self, uint32_t completed);
 void fl_ledger_begin(fl_ledger_t *self);
 /* Record an accepted update. FL_ENOMEM when it cannot be. */
 int fl_ledger_accept(fl_ledger_t *self, const struct fl_ledger_update *u);
+/* Record a strategy's verdict on an accepted update of the open round (the first 64 are
+ * listed with the branch's name, all are counted). */
+void fl_ledger_verdict(fl_ledger_t *self, const struct fl_ledger_verdict *v);
+/* The name of the branch whose accepted update of the open round has key id `id`, or "?". */
+const char *fl_ledger_branch_of(const fl_ledger_t *self, const char *id);
 /* Record a rejected update: the sender's key id and the reason (the first 64 are listed). */
 void fl_ledger_reject(fl_ledger_t *self, const char *id, const char *reason);
 /* Count traffic of the open round. */
@@ -80,6 +102,9 @@ void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r);
 void fl_ledger_save_state(fl_ledger_t *self, const struct fl_ledger_state *st);
 /* The run id state.json holds: 0, or FL_ENOTFOUND when it holds none (or there is none). */
 int fl_ledger_load_run_id(fl_ledger_t *self, uint8_t run_id[FL_RUN_ID_BYTES]);
+/* The strategy description state.json holds (strategy_config) into buf: 0, or FL_ENOTFOUND
+ * when it holds none (or there is none). */
+int fl_ledger_load_strategy(fl_ledger_t *self, char *buf, size_t len);
 /* Add a 64-bit count to a JSON object exactly (as digits: cJSON's doubles round above 2^53). */
 void fl_json_add_u64(cJSON *obj, const char *key, uint64_t v);
 

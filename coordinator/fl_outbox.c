@@ -86,6 +86,8 @@ int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint3
     t.adapter = (ProtobufCBinaryData){len, (uint8_t *)bytes};
     t.params = &p;
     t.deadline_ms = deadline_ms > 0 ? (uint64_t)deadline_ms : 0;
+    t.proximal_mu = e->prox_mu;
+    t.personal_head = e->cfg->personal_head;
     env.body_case = FEDTL__ENVELOPE__BODY_TASK;
     env.task = &t;
     return s_send(self, key, &env);
@@ -95,10 +97,20 @@ int fl_outbox_final(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
     Fedtl__FinalModel f = FEDTL__FINAL_MODEL__INIT;
+    Fedtl__TrainParams p = FEDTL__TRAIN_PARAMS__INIT;
+    const struct fl_coord_config *cfg = self->env.cfg;
     size_t len;
     const uint8_t *bytes = fl_global_bytes(self->env.global, &len);
     f.round = completed;
     f.adapter = (ProtobufCBinaryData){len, (uint8_t *)bytes};
+    f.personal_head = cfg->personal_head;
+    if (cfg->personalize_epochs > 0) {
+        p.epochs = (uint32_t)cfg->personalize_epochs;
+        p.batch = (uint32_t)cfg->batch;
+        p.lr = fl_global_lr(self->env.global);
+        p.seed = cfg->seed * 1000003u + completed + 1; /* as a round after the last would */
+        f.personalize = &p;
+    }
     env.body_case = FEDTL__ENVELOPE__BODY_FINAL;
     env.final = &f;
     return s_send(self, key, &env);

@@ -26,6 +26,7 @@ struct fl_outbox_env {
     const uint8_t *base_sig;           /* the coordinator's signature over its hash */
     const uint8_t *run_id;             /* this run's id (FL_RUN_ID_BYTES) */
     fl_global_t *global;               /* the adapter tasks and the final model carry */
+    float prox_mu;                     /* FedProx's mu every task carries (0: off) */
 };
 
 typedef struct fl_outbox fl_outbox_t;
@@ -38,10 +39,12 @@ void fl_outbox_destroy(fl_outbox_t **self_p);
  * not be queued (logged). */
 /* Welcome{federation, base offer, rounds completed, heartbeat, run id}. */
 int fl_outbox_welcome(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t completed);
-/* RoundTask{round, global adapter, training settings, deadline in ms}. */
+/* RoundTask{round, global adapter, training settings, deadline in ms, proximal mu, personal
+ * head}. */
 int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t round,
                    int64_t deadline_ms);
-/* FinalModel{rounds completed, global adapter}. */
+/* FinalModel{rounds completed, global adapter, personalisation (when personalize_epochs),
+ * personal head}. */
 int fl_outbox_final(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t completed);
 /* UpdateReceipt{round, accepted, reason}. */
 int fl_outbox_receipt(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t round,

@@ -34,14 +34,16 @@ static cJSON *s_branches(const fl_round_t *round, int64_t now)
     return arr;
 }
 
-char *fl_status_json(const fl_round_t *round, const char *federation, int rounds, const cJSON *last,
-                     int64_t now)
+char *fl_status_json(const fl_round_t *round, const char *federation, const char *strategy,
+                     int rounds, const cJSON *last, int64_t now)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
     char *text = NULL;
     cJSON_AddStringToObject(o, "federation", federation);
+    if (strategy)
+        cJSON_AddStringToObject(o, "strategy", strategy);
     cJSON_AddStringToObject(o, "phase", fl_round_phase_name(fl_round_phase(round)));
     cJSON_AddNumberToObject(o, "round", fl_round_completed(round));
     cJSON_AddNumberToObject(o, "rounds", rounds);
@@ -96,12 +98,12 @@ void *fl_status_socket(fl_status_t *self)
 }
 
 void fl_status_answer(fl_status_t *self, const fl_round_t *round, const char *federation,
-                      int rounds, const cJSON *last, int64_t now)
+                      const char *strategy, int rounds, const cJSON *last, int64_t now)
 {
     char req[64];
     if (zmq_recv(self->sock, req, sizeof req, ZMQ_DONTWAIT) < 0)
         return;
-    char *text = fl_status_json(round, federation, rounds, last, now);
+    char *text = fl_status_json(round, federation, strategy, rounds, last, now);
     if (text)
         zmq_send(self->sock, text, strlen(text), 0);
     else

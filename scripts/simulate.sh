@@ -40,11 +40,26 @@ usage: scripts/simulate.sh [options]
   --netns              each branch in its own network namespace, joined to the coordinator's
                        by a veth pair (needs root; removed on exit)
   --quiet              no per-round lines
+strategies and personalisation:
+  --strategy NAME      aggregation: fedavg fedavgm fedadagrad fedadam fedyogi fedprox median
+                       trimmed-mean krum multi-krum (default fedavg)
+  --strategy-opt K=V   a setting of the coordinator's [strategy] section, e.g. rule=median,
+                       server_lr=0.01, tau=0.001, proximal_mu=0.1, norm_bound_median=3
+                       (repeatable; fedtl-coordinator --help lists them)
+  --personal-head      FedPer: each branch keeps its own head
+  --personalize-epochs N   branches fine-tune the final adapter N epochs on their records
+  At the end RUN/summary.json holds the final server accuracy, the spread (max - min) of the
+  last five rounds' server accuracy and, with personalisation, the branches' mean and worst
+  held-out accuracy with the global and with their personalised adapters.
 faults:
   --kill-branch K:R          SIGKILL branch K when round R starts
   --restart-coordinator R    SIGKILL the coordinator after round R and start it again
   --delay-branch K:R         freeze branch K (SIGSTOP) when round R starts, past the deadline,
                              then let it go on (SIGCONT): its late update must be rejected
+attacks (a client built with cmake -DFEDTL_TESTING=ON, as scripts/test.sh builds it):
+  --malicious N              the first N branches (branch-00...) attack (default 0)
+  --attack KIND              scale, signflip, noise, nan or labelflip (client/fl_attack.h)
+  --attack-factor F          the attack's F (default: the attack's own, scale 100, others 1)
 EOF
 }
 
@@ -57,6 +72,8 @@ data=$fm/train-images-idx3-ubyte.gz labels=$fm/train-labels-idx1-ubyte.gz
 test_data=$fm/t10k-images-idx3-ubyte.gz test_labels=$fm/t10k-labels-idx1-ubyte.gz
 base="" base_classes=0-4 pre_epochs=3 port="" insecure=0 netns=0 quiet=0
 kill_branch="" restart_after="" delay_branch="" images=0
+strategy=fedavg strategy_opts=() personal_head=0 personalize_epochs=0
+malicious=0 attack="" attack_factor=0
 while [ $# -gt 0 ]; do
     case $1 in
     -h | --help) usage; exit 0 ;;
@@ -65,8 +82,23 @@ while [ $# -gt 0 ]; do
     --quiet) quiet=1; shift; continue ;;
     --images) images=1; shift; continue ;;
     esac
+    # strategies and personalisation
+    case $1 in
+    --personal-head) personal_head=1; shift; continue ;;
+    --strategy | --strategy-opt | --personalize-epochs)
+        [ $# -ge 2 ] || { echo "simulate.sh: $1 needs a value" >&2; exit 2; }
+        case $1 in
+        --strategy) strategy=$2 ;;
+        --strategy-opt)
+            [[ $2 == ?*=* ]] || { echo "simulate.sh: --strategy-opt $2: expected KEY=VALUE" >&2; exit 2; }
+            strategy_opts+=("$2") ;;
+        --personalize-epochs) personalize_epochs=$2 ;;
+        esac
+        shift 2; continue ;;
+    esac
     [ $# -ge 2 ] || { echo "simulate.sh: $1 needs a value" >&2; usage >&2; exit 2; }
     case $1 in
+    --malicious) malicious=$2 ;; --attack) attack=$2 ;; --attack-factor) attack_factor=$2 ;;
     --run) run=$2 ;; --branches) branches=$2 ;; --alpha) alpha=$2 ;; --rounds) rounds=$2 ;;
     --method) method=$2 ;; --rank) rank=$2 ;; --targets) targets=$2 ;; --lr) lr=$2 ;; --epochs) epochs=$2 ;;
     --batch) batch=$2 ;; --seed) seed=$2 ;; --deadline) deadline=$2 ;;
@@ -89,6 +121,27 @@ done
 for b in fedtl fedtl-coordinator fedtl-client; do
     [ -x "$bin/$b" ] || { echo "simulate.sh: $bin/$b missing: build first (cmake --build build) or set FEDTL_BIN" >&2; exit 2; }
 done
+# ---- attacks: only a test build's client has the switch ----
+if ! [[ "$malicious" =~ ^[0-9]+$ ]] || [ "$malicious" -gt "$branches" ]; then
+    echo "simulate.sh: --malicious $malicious: a count of branches, 0 to $branches" >&2; exit 2
+fi
+if [ "$malicious" -gt 0 ]; then
+    case $attack in
+    scale | signflip | noise | nan | labelflip) ;;
+    "") echo "simulate.sh: --malicious $malicious needs --attack scale|signflip|noise|nan|labelflip" >&2; exit 2 ;;
+    *) echo "simulate.sh: --attack $attack: not scale, signflip, noise, nan or labelflip" >&2; exit 2 ;;
+    esac
+    case $("$bin/fedtl-client" --help 2>/dev/null || true) in
+    *--test-attack*) ;;
+    *) echo "simulate.sh: --malicious needs a fedtl-client built with -DFEDTL_TESTING=ON; $bin/fedtl-client was built without it (cmake -S . -B build -DFEDTL_TESTING=ON && cmake --build build)" >&2
+       exit 2 ;;
+    esac
+fi
+[[ "$attack_factor" =~ ^[0-9]+([.][0-9]*)?([eE][-+]?[0-9]+)?$ ]] ||
+    { echo "simulate.sh: --attack-factor $attack_factor: not a number >= 0" >&2; exit 2; }
+# The flags of branch $1: the attack for the first $malicious branches, nothing for the others.
+attack_args() { if [ "$1" -lt "$malicious" ]; then echo --test-attack "$attack" --test-attack-factor "$attack_factor"; fi; }
+
 if [ "$netns" = 1 ]; then
     [ "$(id -u)" = 0 ] || { echo "simulate.sh: --netns needs root (network namespaces and veth pairs)" >&2; exit 2; }
     command -v ip >/dev/null || { echo "simulate.sh: --netns needs iproute2 (apt-get install iproute2)" >&2; exit 2; }
@@ -186,6 +239,17 @@ coord_cmd=("$bin/fedtl-coordinator" --federation simulation --key keys/hq.key --
 [ -n "$rank" ] && coord_cmd+=(--rank "$rank")
 [ -n "$targets" ] && coord_cmd+=(--targets "$targets")
 [ -n "$lr" ] && coord_cmd+=(--lr "$lr")
+# The strategy goes through the coordinator's [strategy] section; personalisation as flags.
+{
+    printf '[strategy]\nname = %s\n' "$strategy"
+    for kv in "${strategy_opts[@]:-}"; do
+        [ -n "$kv" ] && printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"
+    done
+} >strategy.ini
+coord_cmd+=(--config strategy.ini --personalize-epochs "$personalize_epochs")
+[ "$personal_head" = 1 ] && coord_cmd+=(--personal-head)
+"${coord_cmd[@]}" --check-config >logs/coordinator-config.txt 2>&1 ||
+    { echo "simulate.sh: the coordinator refuses its configuration:" >&2; cat logs/coordinator-config.txt >&2; exit 2; }
 start_coordinator() {
     "${in_coord_ns[@]}" "${coord_cmd[@]}" >>logs/coordinator.log 2>&1 &
     coord_pid=$!
@@ -199,11 +263,12 @@ start_branch() {
         host=10.231.$k.1
     fi
     mkdir -p "$name"
+    # shellcheck disable=SC2046 # attack_args: words without blanks
     "${prefix[@]}" "$bin/fedtl-client" --coordinator "tcp://$host:$port" \
         --coordinator-key keys/hq.pub --key "keys/$name.key" \
         --data "shards/client-$(printf %02d "$k")$([ "$images" = 1 ] || echo .csv)" --holdout "$holdout" \
         --cache-dir "$name/cache" --out "$name/final.fta" --threads 1 --connect-timeout 120 \
-        "${sec[@]}" >>"logs/$name.log" 2>&1 &
+        "${sec[@]}" $(attack_args "$k") >>"logs/$name.log" 2>&1 &
     pids[k]=$!
     disown "$!" # faults kill branches on purpose: no job-control noise
 }
@@ -211,6 +276,8 @@ start_branch() {
 rm -rf state
 : >logs/coordinator.log
 log "simulate: $branches branches, alpha $alpha, $rounds rounds, method $method, port $port$([ "$netns" = 1 ] && echo ", network namespaces ${ns_prefix}*")"
+log "simulate: strategy $strategy: $(grep -E '^(rule|server_lr|server_momentum|beta1|beta2|tau|proximal_mu|trim_beta|krum_f|krum_m|norm_bound|norm_bound_median) = .' logs/coordinator-config.txt | sed 's/ = /=/' | paste -sd ' ' -)$([ "$personal_head" = 1 ] && echo ", personal heads")$([ "$personalize_epochs" != 0 ] && echo ", personalisation $personalize_epochs epochs")"
+[ "$malicious" = 0 ] || log "simulate: branches 0 to $((malicious - 1)) are malicious: --test-attack $attack --test-attack-factor $attack_factor"
 start_coordinator
 for ((k = 0; k < branches; k++)); do start_branch "$k"; done
 
@@ -219,7 +286,7 @@ num() { sed -n "s/.*\"$1\":\([-0-9.e]*\).*/\1/p" <<<"$2"; }
 printed=0
 fault_at() { [ -n "$1" ] && [ "${1#*:}" = "$2" ]; }
 kill_done=0 delay_done=0 restart_done=0
-[ "$quiet" = 1 ] || printf '%-6s %-9s %-8s %-10s %-10s %-10s %s\n' round branches samples fed_acc server_acc bytes_in bytes_out >&2
+[ "$quiet" = 1 ] || printf '%-6s %-9s %-8s %-10s %-10s %-10s %-10s %s\n' round branches samples fed_acc server_acc bytes_in bytes_out strategy >&2
 while :; do
     alive=1
     kill -0 "$coord_pid" 2>/dev/null || alive=0
@@ -249,9 +316,11 @@ while :; do
             if [ "$quiet" = 0 ]; then
                 nb=$(grep -o '"branch":"[^"]*","samples"' <<<"$line" | wc -l)
                 agg=$(grep -q '"aggregated":true' <<<"$line" && echo "" || echo " (not aggregated)")
-                printf '%-6s %-9s %-8s %-10s %-10s %-10s %s%s\n' "$r" "$nb" "$(num samples "$line")" \
+                verdicts=$(num verdicts_total "$line")
+                printf '%-6s %-9s %-8s %-10s %-10s %-10s %-10s %s%s%s\n' "$r" "$nb" "$(num samples "$line")" \
                     "$(num fed_eval_accuracy "$line")" "$(num server_eval_accuracy "$line")" \
-                    "$(num bytes_in "$line")" "$(num bytes_out "$line")" "$agg" >&2
+                    "$(num bytes_in "$line")" "$(num bytes_out "$line")" "$strategy" \
+                    "${verdicts:+ ($verdicts clipped or dropped)}" "$agg" >&2
             fi
             if [ "$restart_done" = 0 ] && [ -n "$restart_after" ] && [ "$r" = "$restart_after" ] &&
                 grep -q '"aggregated":true' <<<"$line"; then
@@ -282,4 +351,38 @@ done
 done_rounds=$(grep -c '"aggregated":true' state/rounds.jsonl 2>/dev/null || true)
 finals=$(ls branch-*/final.fta 2>/dev/null | wc -l)
 log "simulate: coordinator exit $coord_rc, $done_rounds of $rounds rounds aggregated, $finals branches hold the final adapter; ledger $run/state/rounds.jsonl, logs $run/logs/"
+
+# ---- the summary: server accuracy, its spread, and the branches' own figures ----
+# Numbers only (and a strategy name from the coordinator's fixed list): written with printf.
+server_accs=$(grep '"aggregated":true' state/rounds.jsonl 2>/dev/null |
+    sed -n 's/.*"server_eval_accuracy":\([-0-9.e]*\).*/\1/p' || true)
+stats() { # count, mean, min, max of the numbers on stdin ("null"s when there are none)
+    awk '{ n++; s += $1; if (n == 1 || $1 < lo) lo = $1; if (n == 1 || $1 > hi) hi = $1 }
+         END { if (n) printf "%d %.5f %.5f %.5f", n, s / n, lo, hi; else print "0 null null null" }'
+}
+read -r _ _ lo5 hi5 <<<"$(tail -n 5 <<<"$server_accs" | grep . | stats)"
+final_acc=$(tail -n 1 <<<"$server_accs" | grep . || echo null)
+spread=null
+[ "$lo5" != null ] && spread=$(awk -v a="$hi5" -v b="$lo5" 'BEGIN { printf "%.5f", a - b }')
+personal_json=""
+if [ "$personal_head" = 1 ] || [ "$personalize_epochs" != 0 ]; then
+    if [ "$personalize_epochs" != 0 ]; then # each branch's final line
+        pairs=$(cat logs/branch-*.log 2>/dev/null | grep 'event=final ' |
+            sed -n 's/.*global_accuracy=\([0-9.]*\) personal_accuracy=\([0-9.]*\).*/\1 \2/p' || true)
+        source_of="final"
+    else # the last aggregated round's participants
+        pairs=$(grep '"aggregated":true' state/rounds.jsonl | tail -n 1 | grep -o '"eval_accuracy":[0-9.e-]*,"personal_accuracy":[0-9.e-]*' |
+            sed 's/"eval_accuracy":\([^,]*\),"personal_accuracy":\(.*\)/\1 \2/' || true)
+        source_of="last_round"
+    fi
+    read -r nb gmean gworst _ <<<"$(awk '{ print $1 }' <<<"$pairs" | grep . | stats)"
+    read -r _ pmean pworst _ <<<"$(awk '{ print $2 }' <<<"$pairs" | grep . | stats)"
+    personal_json=$(printf ',"personal":{"from":"%s","branches":%s,"global_mean":%s,"global_worst":%s,"personal_mean":%s,"personal_worst":%s}' \
+        "$source_of" "$nb" "$gmean" "$gworst" "$pmean" "$pworst")
+    log "simulate: branches' held-out accuracy ($source_of, $nb branches): global mean $gmean worst $gworst, personalised mean $pmean worst $pworst"
+fi
+printf '{"strategy":"%s","rounds":%s,"aggregated":%s,"final_server_accuracy":%s,"last5_spread":%s,"personal_head":%s,"personalize_epochs":%s%s}\n' \
+    "$strategy" "$rounds" "${done_rounds:-0}" "$final_acc" "$spread" \
+    "$([ "$personal_head" = 1 ] && echo true || echo false)" "$personalize_epochs" "$personal_json" >summary.json
+log "simulate: final server accuracy $final_acc, last-five-rounds spread $spread; summary $run/summary.json"
 [ "$coord_rc" = 0 ] && [ "$done_rounds" = "$rounds" ]

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install what is missing, configure, build and run every test through ctest.
 # Usage: scripts/test.sh [--sanitize]   (--sanitize: AddressSanitizer + UBSan build in build-asan/)
+# The test build is not the shipped one: -DFEDTL_TESTING=ON compiles fedtl-client's test-only
+# malicious-branch switch (client/fl_attack.h) that test_attack and bench/strategies.sh use;
+# scripts/demo.sh and the README build without it.
 # Exit status: ctest's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=build
-flags=(-DFEDTL_TESTS=ON)
+flags=(-DFEDTL_TESTS=ON -DFEDTL_TESTING=ON)
 if [ "${1:-}" = "--sanitize" ]; then
     build=build-asan
     flags+=(-DFEDTL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include "fl_coord_config.h"
+#include "fl_strategy.h"
 #include "fl_method.h"
 #include "fl_error.h"
 #include "fl_testutil.h"
@@ -171,7 +172,11 @@ Test(fl_coord_config, the_printed_configuration_loads_back_the_same)
                             {"seed", "18446744073709551615"},
                             {"chunk_size", "1048576"},
                             {"exit_when_done", "yes"},
-                            {"eval_data", "t10k.idx.gz"}};
+                            {"eval_data", "t10k.idx.gz"},
+                            {"strategy", "fedadam"},
+                            {"rule", "trimmed-mean"},
+                            {"tau", "0.0125"},
+                            {"personalize_epochs", "4"}};
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
         cr_assert_eq(fl_coord_config_set(&c, set[i][0], set[i][1]), 0, "%s", fl_error_msg());
     char *dir = fl_test_tmpdir("cfgp");
@@ -181,11 +186,18 @@ Test(fl_coord_config, the_printed_configuration_loads_back_the_same)
     fclose(f);
     fl_coord_config_default(&d);
     cr_assert_eq(fl_coord_config_load(&d, path), 0, "%s", fl_error_msg());
+    /* It prints the strategy resolved: what was set, and the defaults of what was not. */
+    cr_assert_eq(fl_coord_config_resolve(&c), 0, "%s", fl_error_msg());
     cr_assert_eq(memcmp(&c, &d, sizeof c), 0, "what --check-config prints reads back the same");
     char *text = fl_test_slurp(path);
     cr_assert(strstr(text, "[coordinator]\n") && strstr(text, "\nstate_dir = fedtl-state\n") &&
-                  strstr(text, "\nlr = 0.0015\n") && strstr(text, "\ncontrol = \n"),
+                  strstr(text, "\nlr = 0.0015\n") && strstr(text, "\ncontrol = \n") &&
+                  strstr(text, "\nstrategy = fedadam\n") &&
+                  strstr(text, "\nrule = trimmed-mean\n") && strstr(text, "\ntau = 0.0125\n") &&
+                  strstr(text, "\nserver_momentum = \n") && strstr(text, "\nkrum_f = \n"),
               "%s", text);
+    cr_assert(!strstr(text, "\nbeta2 = \n") && !strstr(text, "\ntrim_beta = \n"),
+              "the defaults of what applies are shown: %s", text);
     free(text);
     fl_test_rmtree(dir);
     free(dir);
@@ -229,6 +241,168 @@ Test(fl_coord_config, the_bounds_on_an_update_have_defaults_and_read_from_the_fi
     cr_assert_eq(c.max_samples, 60000);
     cr_assert_float_eq(c.max_samples_ratio, 0, 1e-12, "0: no median cap");
     cr_assert_float_eq(c.max_update_norm, 0, 1e-12, "0: no bound");
+    fl_test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+/* The strategy a configuration resolves to (a checked one). */
+static struct fl_strategy_config s_resolved(const struct fl_coord_config *c)
+{
+    struct fl_strategy_config sc;
+    cr_assert_eq(fl_coord_config_strategy(c, &sc), 0, "%s", fl_error_msg());
+    return sc;
+}
+
+Test(fl_coord_config, a_strategy_takes_its_defaults_and_the_settings_given)
+{
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    struct fl_strategy_config sc = s_resolved(&c), want;
+    cr_assert_str_eq(sc.name, "fedavg", "the default strategy");
+    cr_assert_eq(sc.rule, FL_RULE_MEAN);
+    cr_assert_eq(sc.opt, FL_SERVER_OPT_NONE);
+    cr_assert_eq(fl_coord_config_set(&c, "strategy", "fedadam"), 0, "%s", fl_error_msg());
+    sc = s_resolved(&c);
+    cr_assert_eq(fl_strategy_config_default(&want, "fedadam"), 0);
+    cr_assert_eq(sc.opt, FL_SERVER_OPT_ADAM);
+    cr_assert_float_eq(sc.tau, want.tau, 1e-15, "unset: the strategy's default");
+    cr_assert_float_eq(sc.beta2, want.beta2, 1e-15);
+    /* set ones override; a rule under the optimiser brings that rule's own defaults */
+    cr_assert_eq(fl_coord_config_set(&c, "tau", "0.02"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "server-lr", "0.5"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "rule", "multi-krum"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "krum_m", "3"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "min_clients", "5"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "min_start", "5"), 0);
+    sc = s_resolved(&c);
+    cr_assert_eq(fl_strategy_config_default(&want, "multi-krum"), 0);
+    cr_assert_float_eq(sc.tau, 0.02, 1e-15);
+    cr_assert_float_eq(sc.server_lr, 0.5, 1e-15);
+    cr_assert_eq(sc.rule, FL_RULE_MULTI_KRUM);
+    cr_assert_eq(sc.krum_f, want.krum_f, "multi-krum's f");
+    cr_assert_eq(sc.krum_m, 3);
+    cr_assert_eq(fl_coord_config_set(&c, "base", "b.ftm"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "allow", "allow"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "key", "hq.key"), 0);
+    cr_assert_eq(fl_coord_config_check(&c), 0, "%s", fl_error_msg());
+    /* both bounds: the fixed one, or K times the median */
+    cr_assert_eq(fl_coord_config_set(&c, "norm_bound_median", "3"), 0);
+    sc = s_resolved(&c);
+    cr_assert_eq(sc.bound, FL_BOUND_MEDIAN);
+    cr_assert_float_eq(sc.norm_bound, 3.0, 1e-15);
+    cr_assert_eq(fl_coord_config_set(&c, "norm_bound", "2.5"), 0);
+    cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL, "both bounds");
+    cr_assert(strstr(fl_error_msg(), "--norm-bound ") &&
+                  strstr(fl_error_msg(), "--norm-bound-median"),
+              "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "norm_bound_median", ""), 0, "empty: unset again");
+    sc = s_resolved(&c);
+    cr_assert_eq(sc.bound, FL_BOUND_FIXED);
+    cr_assert_float_eq(sc.norm_bound, 2.5, 1e-15);
+}
+
+Test(fl_coord_config, a_setting_that_does_not_apply_to_the_strategy_is_an_error_naming_both)
+{
+    const char *cases[][4] = {
+        /* strategy, option, value, what the message names */
+        {"fedavg", "tau", "0.01", "--tau"},
+        {"fedavg", "server_momentum", "0.9", "--server-momentum"},
+        {"fedavgm", "beta2", "0.99", "--beta2"},
+        {"fedadagrad", "beta2", "0.99", "--beta2"},
+        {"fedadam", "server_momentum", "0.9", "--server-momentum"},
+        {"median", "trim_beta", "0.1", "--trim-beta"},
+        {"krum", "krum_m", "2", "--krum-m"},
+        {"fedyogi", "krum_f", "1", "--krum-f"},
+        {"median", "rule", "mean", "--rule"},
+        {"fedavg", "rule", "median", "--rule"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct fl_coord_config c;
+        fl_coord_config_default(&c);
+        cr_assert_eq(fl_coord_config_set(&c, "strategy", cases[i][0]), 0);
+        cr_assert_eq(fl_coord_config_set(&c, cases[i][1], cases[i][2]), 0, "%s", fl_error_msg());
+        struct fl_strategy_config sc;
+        cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL, "%s with %s", cases[i][0],
+                     cases[i][1]);
+        cr_assert(strstr(fl_error_msg(), cases[i][3]) && strstr(fl_error_msg(), cases[i][0]),
+                  "%s with %s: %s", cases[i][0], cases[i][1], fl_error_msg());
+        cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL, "check says so too");
+    }
+}
+
+Test(fl_coord_config, strategy_values_are_checked_where_they_are_read_and_by_the_strategy)
+{
+    struct fl_strategy_config sc;
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    const char *bad[] = {"abc", "nan", "inf", "1e999", "0.1x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(fl_coord_config_set(&c, "tau", bad[i]), FL_EINVAL, "'%s'", bad[i]);
+        cr_assert(strstr(fl_error_msg(), "tau"), "%s", fl_error_msg());
+    }
+    cr_assert_eq(fl_coord_config_set(&c, "krum_f", "1.5"), FL_EINVAL);
+    cr_assert_eq(fl_coord_config_set(&c, "krum_f", "-1"), FL_EINVAL);
+    cr_assert_eq(fl_coord_config_set(&c, "strategy", "fedmagic"), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "fedmagic") && strstr(fl_error_msg(), "fedyogi"), "%s",
+              fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "rule", "mode"), FL_EINVAL);
+    snprintf(c.rule, sizeof c.rule, "mode"); /* written into the struct: still refused */
+    cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "mode"), "%s", fl_error_msg());
+    c.rule[0] = '\0';
+    /* in range for the text, out of range for the strategy: its check names the field */
+    cr_assert_eq(fl_coord_config_set(&c, "strategy", "trimmed-mean"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "trim_beta", "0.7"), 0);
+    cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "trim"), "%s", fl_error_msg());
+    /* Krum needs n > 2f + 2 every round: min_clients must promise it */
+    fl_coord_config_default(&c);
+    cr_assert_eq(fl_coord_config_set(&c, "base", "b.ftm"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "allow", "allow"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "key", "hq.key"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "strategy", "krum"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "krum_f", "1"), 0);
+    cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "min_clients") && strstr(fl_error_msg(), "krum"), "%s",
+              fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "min_clients", "5"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "min_start", "5"), 0);
+    cr_assert_eq(fl_coord_config_check(&c), 0, "%s", fl_error_msg());
+    /* personalisation epochs */
+    cr_assert_eq(fl_coord_config_set(&c, "personalize_epochs", "1001"), FL_EINVAL);
+    cr_assert_eq(fl_coord_config_set(&c, "personalize_epochs", "1000"), 0);
+}
+
+Test(fl_coord_config, a_strategy_section_names_the_strategy_and_its_settings)
+{
+    char *dir = fl_test_tmpdir("cfgs");
+    char *path = fl_test_path(dir, "coord.ini");
+    s_write(path, "[coordinator]\nrounds = 4\n\n[strategy]\nname = fedyogi\nbeta2 = 0.95\n"
+                  "server_lr = 0.03\nproximal_mu = 0.25\n");
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    cr_assert_eq(fl_coord_config_load(&c, path), 0, "%s", fl_error_msg());
+    cr_assert_str_eq(c.strategy, "fedyogi");
+    struct fl_strategy_config sc = s_resolved(&c);
+    cr_assert_eq(sc.opt, FL_SERVER_OPT_YOGI);
+    cr_assert_float_eq(sc.beta2, 0.95, 1e-15);
+    cr_assert_float_eq(sc.server_lr, 0.03, 1e-15);
+    cr_assert_float_eq(sc.prox_mu, 0.25, 1e-15, "FedProx's mu goes with any strategy");
+    /* "name" is the strategy's key in [strategy] only */
+    s_write(path, "[coordinator]\nname = fedyogi\n");
+    cr_assert_eq(fl_coord_config_load(&c, path), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "name") && strstr(fl_error_msg(), "line 2"), "%s",
+              fl_error_msg());
+    s_write(path, "[strategy]\nname = fedmagic\n");
+    cr_assert_eq(fl_coord_config_load(&c, path), FL_EFORMAT);
+    cr_assert(strstr(fl_error_msg(), "fedmagic"), "%s", fl_error_msg());
+    s_write(path, "[strategy]\nname = fedavg\ntau = 0.1\n");
+    fl_coord_config_default(&c);
+    cr_assert_eq(fl_coord_config_load(&c, path), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "--tau") && strstr(fl_error_msg(), "fedavg"), "%s",
+              fl_error_msg());
     fl_test_rmtree(dir);
     free(path);
     free(dir);

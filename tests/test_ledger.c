@@ -166,10 +166,11 @@ Test(fl_status, the_status_names_the_federation_its_branches_and_the_last_line)
     fl_round_t *r = fl_round_new(&rules, 1, 5, NULL, NULL);
     uint8_t key[FL_SIGN_PK_BYTES] = {7};
     cr_assert_eq(fl_round_hello(r, key, "br\"anch", UINT64_MAX, true, 1000), 0);
-    char *text = fl_status_json(r, s_name, 2, NULL, 1250);
+    char *text = fl_status_json(r, s_name, "fedadam rule=median", 2, NULL, 1250);
     cJSON *s = cJSON_Parse(text);
     cr_assert(cJSON_IsObject(s), "%s", text);
     cr_assert_str_eq(s_str(s, "federation"), s_name);
+    cr_assert_str_eq(s_str(s, "strategy"), "fedadam rule=median");
     cr_assert_str_eq(s_str(s, "phase"), "waiting");
     cr_assert_eq(s_num(s, "round"), 1);
     const cJSON *b = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s, "branches"), 0);
@@ -182,7 +183,7 @@ Test(fl_status, the_status_names_the_federation_its_branches_and_the_last_line)
     cJSON_free(text);
 
     cJSON *last = cJSON_Parse("{\"round\":1,\"aggregated\":true,\"note\":\"a \\\"b\\\"\"}");
-    text = fl_status_json(r, s_name, 2, last, 1250);
+    text = fl_status_json(r, s_name, NULL, 2, last, 1250);
     s = cJSON_Parse(text);
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(s, "last");
     cr_assert_eq(s_num(l, "round"), 1, "%s", text);

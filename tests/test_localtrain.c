@@ -511,3 +511,266 @@ Test(fl_localtrain, new_refuses_a_bad_holdout_and_a_file_without_records)
     cr_assert_null(fl_localtrain_new(&cfg));
     cr_assert(strstr(fl_error_msg(), "/nonexistent/data.csv"), "%s", fl_error_msg());
 }
+
+/* L2 distance between the tensors of two adapters (as bytes), matched by name. */
+static double s_distance(const uint8_t *x, size_t xlen, const uint8_t *y, size_t ylen,
+                         const char *prefix)
+{
+    struct fl_adapter_file a, b;
+    cr_assert_eq(fl_adapter_unpack(x, xlen, "x", &a), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_adapter_unpack(y, ylen, "y", &b), 0, "%s", fl_error_msg());
+    double sq = 0;
+    for (size_t i = 0; i < a.ntensors; i++) {
+        if (prefix && strncmp(a.tensors[i].name, prefix, strlen(prefix)) != 0)
+            continue;
+        const struct fl_tensor *t = fl_adapter_tensor(&b, a.tensors[i].name);
+        cr_assert_not_null(t);
+        for (size_t j = 0; j < fl_tensor_numel(t); j++) {
+            double d = (double)a.tensors[i].data[j] - t->data[j];
+            sq += d * d;
+        }
+    }
+    fl_adapter_close(&a);
+    fl_adapter_close(&b);
+    return sqrt(sq);
+}
+
+/* The trained adapter inside a body, copied out (caller frees). */
+static uint8_t *s_update_of(const uint8_t *body, size_t len, size_t *alen)
+{
+    Fedtl__UpdateBody *b = NULL;
+    s_body_adapter(body, len, &b);
+    uint8_t *copy = malloc(b->adapter.len);
+    cr_assert_not_null(copy);
+    memcpy(copy, b->adapter.data, b->adapter.len);
+    *alen = b->adapter.len;
+    fl_wire_free_body(&b);
+    return copy;
+}
+
+Test(fl_localtrain, the_proximal_term_keeps_the_update_closer_to_the_global_adapter)
+{
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&s_bf, true, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    double dist[2];
+    for (int k = 0; k < 2; k++) {
+        fl_localtrain_t *lt = s_new(&cfg);
+        struct fl_localtrain_task t = s_task(global, glen);
+        t.prox_mu = k ? 5.0f : 0.0f;
+        uint8_t *body = NULL;
+        size_t len = 0, ulen = 0;
+        cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, NULL), 0, "%s",
+                     fl_error_msg());
+        uint8_t *u = s_update_of(body, len, &ulen);
+        dist[k] = s_distance(u, ulen, global, glen, NULL);
+        free(u);
+        free(body);
+        fl_localtrain_destroy(&lt);
+    }
+    cr_log_info("distance from the global adapter: mu 0 %.5f, mu 5 %.5f", dist[0], dist[1]);
+    cr_assert_gt(dist[0], 0.0);
+    cr_assert_lt(dist[1], 0.9 * dist[0], "mu 5: %f, mu 0: %f", dist[1], dist[0]);
+    free(global);
+}
+
+Test(fl_localtrain, refuses_a_proximal_mu_out_of_bounds)
+{
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&s_bf, false, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    const float bad[] = {-0.5f, 1000.5f, NAN, INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct fl_localtrain_task t = s_task(global, glen);
+        t.prox_mu = bad[i];
+        uint8_t *body = NULL;
+        size_t len = 0;
+        cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, NULL), FL_EINVAL,
+                     "mu %g", (double)bad[i]);
+        cr_assert_null(body);
+        cr_assert(strstr(fl_error_msg(), "proximal mu"), "%s", fl_error_msg());
+    }
+    struct fl_localtrain_task t = s_task(global, glen);
+    t.prox_mu = 1000.0f; /* the bound itself is accepted */
+    uint8_t *body = NULL;
+    size_t len = 0;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, NULL), 0, "%s",
+                 fl_error_msg());
+    free(body);
+    free(global);
+    fl_localtrain_destroy(&lt);
+}
+
+/* One SGD step (no momentum, no decay, one batch of every record) from the same weights with
+ * and without the proximal term: the difference is exactly lr mu (w - anchor), and the loss
+ * grows by mu/2 ||w - anchor||^2. */
+Test(fl_localtrain, one_proximal_step_adds_mu_times_the_distance_to_the_gradient)
+{
+    struct fl_adapter_meta am = {.kind = FL_ADAPTER_HEAD, .num_classes = 3, .seed = 9};
+    for (int i = 0; i < 3; i++)
+        am.class_ids[i] = i;
+    struct fl_dataset ds;
+    cr_assert_eq(fl_dataset_load(&ds, s_data, NULL), 0);
+    const float lr = 0.1f, mu = 0.7f;
+    fl_model_t *m[2];
+    struct fl_epoch_stats st[2];
+    struct fl_tensor *anchor = NULL;
+    size_t n = 0;
+    for (int k = 0; k < 2; k++) {
+        m[k] = fl_model_from_base(&s_bf, "base", &am, NULL);
+        cr_assert_not_null(m[k], "%s", fl_error_msg());
+        n = fl_model_ntensors(m[k], FL_SET_TRAINABLE);
+        if (!anchor) { /* the weights as they start, moved by a known amount */
+            anchor = calloc(n, sizeof *anchor);
+            for (size_t i = 0; i < n; i++) {
+                const struct fl_tensor *t = fl_model_tensor(m[k], FL_SET_TRAINABLE, i);
+                cr_assert_eq(fl_tensor_init(&anchor[i], t->name, t->ndim, t->shape), 0);
+                for (size_t j = 0; j < fl_tensor_numel(t); j++)
+                    anchor[i].data[j] = t->data[j] + 0.05f * (float)((int)(j % 7) - 3);
+            }
+        }
+        struct fl_train_opts o;
+        fl_train_opts_default(&o);
+        o.optimizer = FL_OPT_SGD;
+        o.momentum = 0;
+        o.epochs = 1;
+        o.batch = (int)ds.n;
+        o.lr = lr;
+        o.prox_mu = k ? mu : 0.0f;
+        o.prox_anchor = anchor;
+        cr_assert_eq(fl_train(m[k], &ds, &o, NULL, NULL, &st[k]), 0, "%s", fl_error_msg());
+    }
+    double sq = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct fl_tensor *plain = fl_model_tensor(m[0], FL_SET_TRAINABLE, i);
+        const struct fl_tensor *prox = fl_model_tensor(m[1], FL_SET_TRAINABLE, i);
+        for (size_t j = 0; j < fl_tensor_numel(plain); j++) {
+            /* both started at w0 = anchor - 0.05 (j % 7 - 3) */
+            float w0 = anchor[i].data[j] - 0.05f * (float)((int)(j % 7) - 3);
+            float want = plain->data[j] - lr * mu * (w0 - anchor[i].data[j]);
+            cr_assert_float_eq(prox->data[j], want, 1e-5, "%s[%zu]: %g, expected %g", plain->name,
+                               j, (double)prox->data[j], (double)want);
+            sq += (double)(w0 - anchor[i].data[j]) * (w0 - anchor[i].data[j]);
+        }
+    }
+    cr_assert_float_eq(st[1].loss - st[0].loss, 0.5 * mu * sq, 1e-4 * (1 + 0.5 * mu * sq));
+    for (size_t i = 0; i < n; i++)
+        fl_tensor_free(&anchor[i]);
+    free(anchor);
+    fl_model_destroy(&m[0]);
+    fl_model_destroy(&m[1]);
+    fl_dataset_free(&ds);
+}
+
+Test(fl_localtrain, a_personal_head_is_kept_and_trained_from_in_the_next_round)
+{
+    char head[700];
+    snprintf(head, sizeof head, "%s/personal.fta", s_dir);
+    struct fl_localtrain_config cfg = s_config();
+    cfg.head_path = head;
+    fl_localtrain_t *lt = s_new(&cfg);
+    uint8_t *g1 = NULL, *body = NULL;
+    size_t g1len = 0, len = 0;
+    s_global_adapter(&s_bf, true, &g1, &g1len);
+    struct fl_localtrain_task t = s_task(g1, g1len);
+    t.personal_head = true;
+    struct fl_localtrain_metrics m;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, &m), 0, "%s",
+                 fl_error_msg());
+    /* Both figures reported: the fresh global adapter as received, and the trained one. */
+    cr_assert(m.personal);
+    cr_assert_gt(m.personal_accuracy, 0.9, "%f", m.personal_accuracy);
+    cr_assert_lt(m.eval_accuracy, m.personal_accuracy);
+    Fedtl__UpdateBody *b = NULL;
+    s_body_adapter(body, len, &b);
+    cr_assert_float_eq(b->personal_accuracy, (float)m.personal_accuracy, 1e-6);
+    cr_assert_float_eq(b->eval_accuracy, (float)m.eval_accuracy, 1e-6);
+    fl_wire_free_body(&b);
+    size_t k1len = 0;
+    uint8_t *kept1 = s_update_of(body, len, &k1len);
+    free(body);
+    char *saved = fl_test_slurp(head);
+    cr_assert_not_null(saved, "the trained adapter is kept at %s", head);
+    free(saved);
+    /* Round 2: another global adapter (another head); a tiny step keeps the own head. */
+    uint8_t *g2 = NULL;
+    size_t g2len = 0;
+    struct fl_adapter_file a;
+    cr_assert_eq(fl_adapter_unpack(g1, g1len, "g1", &a), 0);
+    for (size_t i = 0; i < a.ntensors; i++)
+        for (size_t j = 0; j < fl_tensor_numel(&a.tensors[i]); j++)
+            a.tensors[i].data[j] += 0.3f * (float)((int)(j % 5) - 2);
+    cr_assert_eq(fl_adapter_pack(&a.meta, a.tensors, a.ntensors, &g2, &g2len), 0);
+    fl_adapter_close(&a);
+    t = s_task(g2, g2len);
+    t.personal_head = true;
+    t.lr = 1e-6f;
+    t.epochs = 1;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, &m), 0, "%s",
+                 fl_error_msg());
+    size_t u2len = 0;
+    uint8_t *u2 = s_update_of(body, len, &u2len);
+    double to_own = s_distance(u2, u2len, kept1, k1len, "head."),
+           to_global = s_distance(u2, u2len, g2, g2len, "head.");
+    cr_assert_lt(to_own, 0.01 * to_global, "head: %f from the kept one, %f from the global's",
+                 to_own, to_global);
+    /* The rest of the adapter is the global's. */
+    cr_assert_lt(s_distance(u2, u2len, g2, g2len, "fc1."), 1e-3);
+    free(u2);
+    free(body);
+    free(kept1);
+    free(g1);
+    free(g2);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, a_personal_head_needs_a_place_to_keep_it)
+{
+    uint8_t *global = NULL, *body = NULL;
+    size_t glen = 0, len = 0;
+    s_global_adapter(&s_bf, false, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_task t = s_task(global, glen);
+    t.personal_head = true;
+    cr_assert_eq(fl_localtrain_run(lt, &s_bf, "base", &t, &body, &len, NULL), FL_EINVAL);
+    cr_assert_null(body);
+    free(global);
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, personalizing_the_final_adapter_fine_tunes_it_and_scores_both)
+{
+    uint8_t *global = NULL, *out = NULL;
+    size_t glen = 0, len = 0;
+    s_global_adapter(&s_bf, true, &global, &glen);
+    struct fl_localtrain_config cfg = s_config();
+    fl_localtrain_t *lt = s_new(&cfg);
+    struct fl_localtrain_final f = {.adapter = global,
+                                    .adapter_len = glen,
+                                    .round = 9,
+                                    .epochs = 5,
+                                    .batch = 16,
+                                    .lr = 0.01f,
+                                    .seed = 2};
+    struct fl_localtrain_metrics m;
+    cr_assert_eq(fl_localtrain_personalize(lt, &s_bf, "base", &f, &out, &len, &m), 0, "%s",
+                 fl_error_msg());
+    cr_assert(m.personal);
+    cr_assert_gt(m.personal_accuracy, 0.9, "%f", m.personal_accuracy);
+    cr_assert_gt(m.personal_accuracy, m.eval_accuracy);
+    struct fl_adapter_file a;
+    cr_assert_eq(fl_adapter_unpack(out, len, "personalised", &a), 0);
+    cr_assert_eq(a.meta.round, 9);
+    fl_adapter_close(&a);
+    cr_assert_gt(s_distance(out, len, global, glen, NULL), 0.0);
+    free(out);
+    f.epochs = 1001;
+    cr_assert_eq(fl_localtrain_personalize(lt, &s_bf, "base", &f, &out, &len, &m), FL_EINVAL);
+    cr_assert_null(out);
+    free(global);
+    fl_localtrain_destroy(&lt);
+}

@@ -1,5 +1,5 @@
-/* fedtl status: ask a running coordinator (over its local control socket) for its round, its
- * connected branches and its last round's metrics. */
+/* fedtl status: ask a running coordinator (over its local control socket) for its strategy,
+ * its round, its connected branches and its last round's metrics. */
 #include "fedtl.h"
 
 #include <cJSON.h>
@@ -18,7 +18,8 @@ static const struct fl_option s_status_options[] = {
 
 const struct fl_options_spec tool_status_spec = TOOL_SPEC(
     "status",
-    "Prints the coordinator's status as one JSON object: federation, phase, round, rounds,\n"
+    "Prints the coordinator's status as one JSON object: federation, strategy (its full\n"
+    "description), phase, round, rounds,\n"
     "connected branches (name, key id, base held, samples, ms since last heard) and the last\n"
     "round's ledger line. Give --state-dir or --control.\n",
     s_status_options);

@@ -114,6 +114,14 @@ struct fl_options_action {
     const char *help; /* one line for --help */
 };
 
+/* A key that means an option under another name in one INI section ([strategy] name = is
+ * the coordinator's strategy). */
+struct fl_options_alias {
+    const char *section; /* the section, "strategy" (NULL ends the list) */
+    const char *key;     /* the key there, "name" */
+    const char *option;  /* the option it sets, "strategy" */
+};
+
 /* A program (or a subcommand) and its table. */
 struct fl_options_spec {
     const char *program;                     /* "fedtl-client", "fedtl finetune" */
@@ -131,6 +139,7 @@ struct fl_options_spec {
     /* Sibling subcommands (NULL-ended, may include this one): a flag of theirs "does not apply"
      * here rather than being unknown. */
     const struct fl_options_spec *const *siblings;
+    const struct fl_options_alias *aliases; /* section keys with another name (may be NULL) */
 };
 
 #define FL_OPTIONS_MAX_POSITIONAL 8

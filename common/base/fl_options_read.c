@@ -75,6 +75,16 @@ static void s_sections(const struct fl_options_spec *s, char *buf, size_t len)
         n += (size_t)snprintf(buf + n, len - n, "%s[%s]", p == s->sections ? "" : " or ", *p);
 }
 
+/* The option a key names in a section: an alias's, or the key's own. */
+static const struct fl_option *s_ini_option(const struct fl_options_spec *s, const char *section,
+                                            const char *name)
+{
+    for (const struct fl_options_alias *a = s->aliases; a && a->section; a++)
+        if (strcmp(a->section, section) == 0 && fl_options_name_eq(name, strlen(name), a->key))
+            return fl_options_find(s, a->option, strlen(a->option));
+    return fl_options_find(s, name, strlen(name));
+}
+
 static int s_ini_entry(void *user, const char *section, const char *name, const char *value)
 {
     struct s_load *x = user;
@@ -84,7 +94,7 @@ static int s_ini_entry(void *user, const char *section, const char *name, const 
     s_sections(x->s, want, sizeof want);
     int rc = 0;
     if (s_listed(x->s->sections, section)) {
-        const struct fl_option *o = fl_options_find(x->s, name, strlen(name));
+        const struct fl_option *o = s_ini_option(x->s, section, name);
         if (!o || o->where == FL_OPTION_FLAG_ONLY) {
             rc = fl_fail(FL_EFORMAT,
                          o ? "'%s' is a command-line flag only" : "unknown option '%s' in [%s]", qn,

@@ -25,10 +25,11 @@ void fl_train_opts_default(struct fl_train_opts *o)
     o->label = "train";
 }
 
-/* Optimiser state: one or two moment buffers per trainable tensor. */
+/* Optimiser state: one or two moment buffers per trainable tensor, and the proximal anchor. */
 struct s_optim {
     size_t n;         /* trainable tensors */
     float **m1, **m2; /* first / second moments */
+    float **anchor;   /* FedProx's anchor per tensor (NULL: no proximal term) */
     long step;        /* Adam step count */
 };
 
@@ -37,13 +38,36 @@ static void s_optim_free(struct s_optim *o)
     for (size_t i = 0; i < o->n; i++) {
         free(o->m1 ? o->m1[i] : NULL);
         free(o->m2 ? o->m2[i] : NULL);
+        free(o->anchor ? o->anchor[i] : NULL);
     }
     free(o->m1);
     free(o->m2);
+    free(o->anchor);
     memset(o, 0, sizeof *o);
 }
 
-static int s_optim_init(struct s_optim *o, fl_model_t *m)
+/* A copy of the proximal anchor: opt's, checked against the trainable tensors, or those. */
+static int s_optim_anchor(struct s_optim *o, fl_model_t *m, const struct fl_train_opts *opt)
+{
+    if (!(opt->prox_mu > 0))
+        return 0;
+    if (!(o->anchor = calloc(o->n ? o->n : 1, sizeof(float *))))
+        return fl_fail(FL_ENOMEM, "out of memory for the proximal anchor");
+    for (size_t i = 0; i < o->n; i++) {
+        const struct fl_tensor *t = fl_model_tensor(m, FL_SET_TRAINABLE, i);
+        const struct fl_tensor *a = opt->prox_anchor ? &opt->prox_anchor[i] : t;
+        size_t len = fl_tensor_numel(t);
+        if (fl_tensor_numel(a) != len)
+            return fl_fail(FL_EMISMATCH, "proximal anchor: tensor %zu (%s) has %zu values, %s %zu",
+                           i, a->name, fl_tensor_numel(a), t->name, len);
+        if (!(o->anchor[i] = fl_falloc(len)))
+            return fl_fail(FL_ENOMEM, "out of memory for the proximal anchor");
+        memcpy(o->anchor[i], a->data, len * sizeof(float));
+    }
+    return 0;
+}
+
+static int s_optim_init(struct s_optim *o, fl_model_t *m, const struct fl_train_opts *opt)
 {
     memset(o, 0, sizeof *o);
     o->n = fl_model_ntensors(m, FL_SET_TRAINABLE);
@@ -56,22 +80,41 @@ static int s_optim_init(struct s_optim *o, fl_model_t *m)
         if (!(o->m1[i] = fl_falloc(len)) || !(o->m2[i] = fl_falloc(len)))
             goto out_nomem;
     }
-    return 0;
+    int rc = s_optim_anchor(o, m, opt);
+    if (rc)
+        s_optim_free(o);
+    return rc;
 out_nomem:
     s_optim_free(o);
     return fl_fail(FL_ENOMEM, "out of memory for optimiser state");
 }
 
-static void s_optim_step(struct s_optim *o, fl_model_t *m, const struct fl_train_opts *opt)
+/* FedProx: mu (w - anchor) into the gradient g; returns mu/2 ||w - anchor||^2. */
+static double s_prox(float *g, const float *w, const float *anchor, size_t len, float mu)
+{
+    double sq = 0;
+    for (size_t j = 0; j < len; j++) {
+        float d = w[j] - anchor[j];
+        g[j] += mu * d;
+        sq += (double)d * d;
+    }
+    return 0.5 * mu * sq;
+}
+
+/* One step of the optimiser; returns the proximal term's loss at the weights it started from. */
+static double s_optim_step(struct s_optim *o, fl_model_t *m, const struct fl_train_opts *opt)
 {
     o->step++;
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     float c1 = 1.0f - powf(b1, (float)o->step), c2 = 1.0f - powf(b2, (float)o->step);
+    double prox = 0;
     for (size_t i = 0; i < o->n; i++) {
         struct fl_tensor *t = fl_model_tensor(m, FL_SET_TRAINABLE, i);
         float *g = fl_model_grad(m, i), *p = t->data, *v = o->m1[i], *s = o->m2[i];
         size_t len = fl_tensor_numel(t);
         float wd = opt->weight_decay, lr = opt->lr, mom = opt->momentum;
+        if (o->anchor)
+            prox += s_prox(g, p, o->anchor[i], len, opt->prox_mu);
         if (opt->optimizer == FL_OPT_SGD) {
             for (size_t j = 0; j < len; j++) {
                 v[j] = mom * v[j] + g[j] + wd * p[j];
@@ -86,6 +129,7 @@ static void s_optim_step(struct s_optim *o, fl_model_t *m, const struct fl_train
             p[j] -= lr * (v[j] / c1) / (sqrtf(s[j] / c2) + eps);
         }
     }
+    return prox;
 }
 
 /* The frozen-prefix cache: inputs of the first trainable layer for records [0, cap). */
@@ -189,7 +233,7 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
     struct s_cache cache;
     struct fl_rng rng;
     fl_rng_seed(&rng, o->seed);
-    if ((rc = s_optim_init(&opt, m)) != 0)
+    if ((rc = s_optim_init(&opt, m, o)) != 0)
         return rc;
     s_cache_init(&cache, m, ds->n, o->cache_bytes);
     size_t in_dim = cache.layer > 0 ? cache.dim : ds->dim;
@@ -236,7 +280,7 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
                              o->label, loss, e);
                 goto out_free;
             }
-            s_optim_step(&opt, m, o);
+            loss += s_optim_step(&opt, m, o);
             loss_sum += loss * n;
             hits += (size_t)correct;
             if (tty && (done / o->batch) % 16 == 0)

@@ -25,9 +25,16 @@ struct fl_train_opts {
     size_t cache_bytes;          /* frozen-prefix cache budget; 0 turns the cache off */
     bool progress;               /* per-epoch lines (and a live bar on a terminal) on stderr */
     const char *label;           /* prefix of progress lines, e.g. "pretrain" */
+    float prox_mu;               /* FedProx (Li et al. 2020): mu/2 ||w - anchor||^2 over the
+                                    trainable tensors is added to the loss, mu (w - anchor) to
+                                    the gradient; 0: off */
+    const struct fl_tensor *prox_anchor; /* the anchor, one tensor per trainable tensor in
+                                            their order (NULL: the trainable tensors as training
+                                            starts, i.e. the global adapter a branch got) */
 };
 
-/* Defaults: 5 epochs, batch 64, Adam, lr 1e-3, momentum 0.9, no decay, seed 1, 1 GiB cache. */
+/* Defaults: 5 epochs, batch 64, Adam, lr 1e-3, momentum 0.9, no decay, seed 1, 1 GiB cache,
+ * no proximal term. */
 void fl_train_opts_default(struct fl_train_opts *o);
 
 struct fl_epoch_stats {
@@ -42,7 +49,8 @@ struct fl_epoch_stats {
 typedef void(fl_epoch_fn)(const struct fl_epoch_stats *s, void *arg);
 
 /* Train m on ds (labels must be < the model's classes); fn, if set, sees every epoch.
- * last (may be NULL) receives the final epoch's statistics. */
+ * last (may be NULL) receives the final epoch's statistics (its loss includes the proximal
+ * term). FL_EMISMATCH when prox_anchor's tensors do not match the trainable ones. */
 int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_opts *o,
              fl_epoch_fn *fn, void *arg, struct fl_epoch_stats *last);
 
