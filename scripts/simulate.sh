@@ -131,7 +131,8 @@ if [ "$malicious" -gt 0 ]; then
     "") echo "simulate.sh: --malicious $malicious needs --attack scale|signflip|noise|nan|labelflip" >&2; exit 2 ;;
     *) echo "simulate.sh: --attack $attack: not scale, signflip, noise, nan or labelflip" >&2; exit 2 ;;
     esac
-    case $("$bin/fedtl-client" --help 2>/dev/null || true) in
+    client_help=$("$bin"/fedtl-client --help 2>/dev/null || true)
+    case $client_help in
     *--test-attack*) ;;
     *) echo "simulate.sh: --malicious needs a fedtl-client built with -DFEDTL_TESTING=ON; $bin/fedtl-client was built without it (cmake -S . -B build -DFEDTL_TESTING=ON && cmake --build build)" >&2
        exit 2 ;;
