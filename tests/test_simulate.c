@@ -106,6 +106,16 @@ Test(simulate, three_branches_on_loopback, .init = s_setup, .fini = s_teardown, 
         snprintf(name, sizeof name, "branch-%02d/final.fta", k);
         cr_assert_eq(access(s_file("loop", name), R_OK), 0, "%s missing", name);
     }
+    /* The federation is over and its coordinator gone: fedtl status reads its state. */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/fedtl status --state-dir %s", FEDTL_BIN_DIR,
+             s_file("loop", "state"));
+    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out);
+    cr_assert(strstr(out, "\"running\":false") && strstr(out, "\"phase\":\"done\"") &&
+                  strstr(out, "\"round\":3,\"rounds\":3") &&
+                  strstr(out, "\"last_round\":{\"round\":3,"),
+              "%s", out);
+    free(out);
 }
 
 Test(simulate, three_branches_in_network_namespaces, .init = s_setup, .fini = s_teardown,
