@@ -6,6 +6,7 @@
 #   KEYS_DIR/hq.key, hq.pub            the coordinator's identity     (volume hq-keys)
 #   ALLOW_DIR/branch-NN.pub            the allow-list, one per branch  (volume allow)
 #   BASE_DIR/base.ftm                  the base: pretrained once, then reused (volume base)
+#   BASE_DIR/strategy.ini              the coordinator's [strategy] section  (volume base)
 #   BRANCHES_DIR/branch-NN/branch.key  branch NN's identity (named branch-NN)
 #                          branch.pub
 #                          hq.pub      the coordinator's key, pinned by the branch
@@ -17,7 +18,9 @@
 # BASE_SOURCE (a base .ftm to copy instead of pretraining) DATA_DIR
 # (/usr/share/datasets/fashion-mnist) DATA, LABELS (its train set) FEDTL_BIN (the programs'
 # directory; default: PATH). Paths: FEDTL_HOME (/var/lib/fedtl), KEYS_DIR, ALLOW_DIR,
-# BASE_DIR, BRANCHES_DIR (FEDTL_HOME/keys, allow, base, branches).
+# BASE_DIR, BRANCHES_DIR (FEDTL_HOME/keys, allow, base, branches). STRATEGY (fedavg) and
+# STRATEGY_OPTS (KEY=VALUE words, keys of the coordinator's [strategy] section) become
+# BASE_DIR/strategy.ini, which the coordinator reads with --config.
 # REQUIRE_MOUNTS=1 (set by docker-compose.yml) checks that every output directory is a mounted
 # volume, which catches a BRANCHES that does not match the branch volumes.
 # Started as root with FEDTL_USER set (the image sets it), it gives the output directories to
@@ -29,6 +32,7 @@ trap 'printf "fedtl-prepare: failed (exit %s) at line %s: %s\n" "$?" "$LINENO" "
 home=${FEDTL_HOME:-/var/lib/fedtl}
 keys=${KEYS_DIR:-$home/keys} allow=${ALLOW_DIR:-$home/allow}
 basedir=${BASE_DIR:-$home/base} branches_dir=${BRANCHES_DIR:-$home/branches}
+strategy=${STRATEGY:-fedavg} strategy_opts=${STRATEGY_OPTS:-}
 branches=${BRANCHES:-3} samples=${SAMPLES:-5000} alpha=${ALPHA:-0.3} seed=${SEED:-1}
 classes=${CLASSES:-5-9} base_classes=${BASE_CLASSES:-0-4} pre_epochs=${PRETRAIN_EPOCHS:-3}
 pre_samples=${PRETRAIN_SAMPLES:-} base_source=${BASE_SOURCE:-}
@@ -110,6 +114,20 @@ else
         --quiet --out "$base" >/dev/null
 fi
 
+# ---- the coordinator's strategy, as simulate.sh writes it (--strategy, --strategy-opt) ----
+# The coordinator checks names and values when it starts; here only the form.
+case $strategy in '' | *[!a-z-]*) die 2 "STRATEGY must be a strategy name (fedavg, fedprox, median, ...), not '$strategy'" ;; esac
+{
+    printf '[strategy]\nname = %s\n' "$strategy"
+    for kv in $strategy_opts; do
+        [[ $kv =~ ^[a-z_0-9]+=[-+.eE0-9a-z]+$ ]] ||
+            die 2 "STRATEGY_OPTS: '$kv' is not KEY=VALUE (e.g. proximal_mu=0.1 norm_bound_median=3)"
+        printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"
+    done
+} >"$basedir/strategy.ini.tmp.$$"
+chmod 0644 "$basedir/strategy.ini.tmp.$$"
+mv -f "$basedir/strategy.ini.tmp.$$" "$basedir/strategy.ini"
+
 # ---- the shards: simulate.sh's partition, then each into its own branch's volume ----
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fedtl-prepare.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -120,4 +138,4 @@ if [ "$alpha" = 0 ]; then skew=(--iid); else skew=(--dirichlet "$alpha"); fi
 for ((k = 0; k < branches; k++)); do
     put "$tmp/shards/client-$(printf %02d "$k").csv" "$branches_dir/${names[k]}/shard.csv" 0640
 done
-log "ready: $branches branches ($classes, $samples records, alpha $alpha), base $base"
+log "ready: $branches branches ($classes, $samples records, alpha $alpha), base $base, strategy $strategy${strategy_opts:+ ($strategy_opts)}"

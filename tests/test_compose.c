@@ -530,7 +530,8 @@ static void s_fixture(int nbranches)
     snprintf(path, sizeof path, "%s/pre.csv", s_dir);
     s_write_images(path, 40, 0, 5);
     s_sh("cd '%s' && %s pretrain --data pre.csv --classes 0-4 --arch cnn-small --epochs 1 "
-         "--quiet --out base/base.ftm",
+         "--quiet --out base/base.ftm && printf '[strategy]\\nname = fedprox\\n' "
+         ">base/strategy.ini",
          s_dir, b);
     for (int k = 0; k < nbranches; k++) {
         char d[1024 - 64];
@@ -840,12 +841,21 @@ Test(compose, prepare_script_makes_what_the_services_use)
     if (!s_have_fashion())
         cr_skip_test("Fashion-MNIST not installed in " FMNIST ": scripts/deps.sh test");
     char *out = NULL;
-    int rc = s_prepare(2, NULL, &out);
+    int rc =
+        s_prepare(2, "STRATEGY=fedprox STRATEGY_OPTS='proximal_mu=0.1 norm_bound_median=3'", &out);
     cr_assert_eq(rc, 0, "prepare.sh: exit %d\n%s", rc, out ? out : "");
     free(out);
     cr_assert_eq(s_mode("keys/hq.key"), 0600);
     s_mode("keys/hq.pub");
     s_mode("base/base.ftm");
+    /* The compose file's strategy, as the coordinator reads it with --config. */
+    cr_assert_eq(s_mode("base/strategy.ini") & 0777, 0644);
+    char *ini_path = fl_test_path(s_dir, "base/strategy.ini"), *ini = fl_test_slurp(ini_path);
+    cr_assert(ini && strstr(ini, "[strategy]\nname = fedprox\nproximal_mu = 0.1\n"
+                                 "norm_bound_median = 3\n"),
+              "%s", ini ? ini : "");
+    free(ini);
+    free(ini_path);
     for (int k = 0; k < 2; k++) {
         char p[256];
         snprintf(p, sizeof p, "allow/branch-%02d.pub", k);
@@ -878,6 +888,12 @@ Test(compose, prepare_script_makes_what_the_services_use)
          "cmp -s old/shard.csv branches/branch-01/shard.csv && "
          "cmp -s old/branch.pub allow/branch-01.pub",
          s_dir);
+
+    /* A strategy setting that is not KEY=VALUE is refused, naming it. */
+    rc = s_prepare(2, "STRATEGY_OPTS='proximal_mu=0.1 norm_bound_median'", &out);
+    cr_assert_eq(rc, 2, "a bad STRATEGY_OPTS: exit %d\n%s", rc, out ? out : "");
+    cr_assert(out && strstr(out, "'norm_bound_median' is not KEY=VALUE"), "%s", out ? out : "");
+    free(out);
 
     /* BRANCHES that does not match the branch volumes is refused. */
     rc = s_prepare(1, NULL, &out);
