@@ -82,7 +82,7 @@ if [ "${VERIFY_UNITS:-1}" = 1 ]; then
     # Instances need their configuration to exist (ConditionPathExists), not to verify.
     out=$(systemd-analyze verify $units/fedtl-coordinator.service $units/fedtl-client@hq.service 2>&1) ||
         { echo "$out" >&2; fail "systemd-analyze verify"; }
-    if echo "$out" | grep -i 'fedtl' | grep -qiv 'is not executable\|No such file'; then
+    if echo "$out" | grep -qi 'fedtl'; then
         echo "$out" >&2; fail "systemd-analyze verify complains about the units"
     fi
     say "systemd-analyze verify: the units are clean"

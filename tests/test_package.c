@@ -120,6 +120,8 @@ Test(package, installs_in_a_clean_container_and_runs_a_federation)
                             "check: system user fedtl",
                             "/var/lib/fedtl fedtl:fedtl 0750, keys 0700",
                             "check: man pages in /usr/share/man/man1",
+                            "check: man -w finds fedtl",
+                            "check: systemd-analyze verify: the units are clean",
                             "check: example configurations in /etc/fedtl, conffiles",
                             "check: configurations adapted from the examples pass --check-config",
                             "check: federation done"};
