@@ -31,7 +31,7 @@ usage: bench/strategies.sh [--quick] [--only skew|attack|personal] [--work DIR] 
   --fresh      run everything again instead of reusing WORK/runs
   --rules "K ..."      only these rows: fedavg fedavgm fedadagrad fedadam fedyogi fedprox
                        median trimmed-mean krum multi-krum norm-bound (fedavg with
-                       --norm-bound-median 3) prox-bound (fedprox with it)
+                       --norm-bound-median 3) prox-bound (fedprox, mu 0.1, with it)
   --attacks "K ..."    only these attacks (default: scale signflip noise nan labelflip)
   --malicious "N ..."  only these malicious counts (default: 1 2)
 Environment: FEDTL_BIN (default ./build: a build with -DFEDTL_TESTING=ON for the attack table).
@@ -105,7 +105,7 @@ strategies=(
     "krum|--strategy krum$krum_min"
     "multi-krum|--strategy multi-krum$krum_min"
     "norm-bound|--strategy fedavg --strategy-opt norm_bound_median=3"
-    "prox-bound|--strategy fedprox --strategy-opt norm_bound_median=3"
+    "prox-bound|--strategy fedprox --strategy-opt proximal_mu=0.1 --strategy-opt norm_bound_median=3"
 )
 robust=(fedavg median trimmed-mean krum multi-krum norm-bound prox-bound)
 [ -z "$attacks_given" ] || read -r -a attacks <<<"$attacks_given"
@@ -118,7 +118,7 @@ strategy_opts() {
 label() {
     case $1 in
     norm-bound) printf 'fedavg, --norm-bound-median 3' ;;
-    prox-bound) printf 'fedprox, --norm-bound-median 3' ;;
+    prox-bound) printf 'fedprox mu 0.1, --norm-bound-median 3' ;;
     *) printf '%s' "$1" ;;
     esac
 }
