@@ -31,6 +31,8 @@ struct fl_gvalue {
     bool needs_grad;                 /* a gradient is computed for it */
     bool derived;                    /* parameter computed from others (LoRA's merged weight) */
     int producer;                    /* node index writing it, -1 for input and params */
+    int alias;                       /* value whose data this one shares (a fused activation's
+                                      * output is its conv's), -1 for none */
 };
 
 /* A node: op, its input and output value indices, attributes and planned geometry. */
@@ -42,10 +44,15 @@ struct fl_gnode {
     int in[FL_GRAPH_MAX_INPUTS];                           /* value indices */
     int out;                                               /* output value index */
     struct fl_op_attrs a;                                  /* attributes */
-    int64_t bstride[2][5]; /* binary ops: operand strides (batch first) */
-    int64_t bdims[5];      /* binary ops: output dims (batch first) */
-    int32_t *argmax;       /* maxpool: winner per output element */
-    size_t scratch;        /* floats of per-worker scratch it needs */
+    int64_t bstride[2][5];  /* binary ops: operand strides (batch first) */
+    int64_t bdims[5];       /* binary ops: output dims (batch first) */
+    int32_t *argmax;        /* maxpool: winner per output element */
+    size_t scratch;         /* floats of per-worker scratch it needs */
+    enum fl_op act;         /* conv: Relu or Clip applied to its output by its own kernel (the
+                             * activation node that read it is fused), 0 for none */
+    float act_min, act_max; /* the fused Clip's bounds */
+    bool fused;             /* an activation its producer applied: forward does nothing, its
+                             * output shares the producer's data */
 };
 
 /* LoRA on a node's weight W [rows, cols...] read as a matrix [rows, cols]: the node reads the
@@ -63,6 +70,7 @@ struct fl_glora {
 struct fl_graph {
     fl_pool_t *pool;                      /* borrowed compute threads, or NULL */
     int nworkers;                         /* fl_pool_size(pool) */
+    bool simd;                            /* convs use fl_convk (AVX-512) where they can */
     int nvalues, cap_values;              /* values used / allocated */
     struct fl_gvalue *values;             /* every named value */
     int nnodes, cap_nodes;                /* nodes used / allocated */
@@ -103,6 +111,10 @@ static inline float *fl_gv_grad(const fl_graph_t *g, int v, int t, size_t s)
  * [b0, b1) as worker t. Backward kernels accumulate into the input gradients. */
 typedef int(fl_op_infer_fn)(fl_graph_t *g, struct fl_gnode *nd);
 typedef void(fl_op_run_fn)(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1);
+/* Part `part` of nparts of an op's forward pass over the whole batch, as worker `part`: the
+ * pool's workers share a batch smaller than the pool (a batch of one) by splitting each
+ * sample's work. The result does not depend on nparts. */
+typedef void(fl_op_part_fn)(fl_graph_t *g, const struct fl_gnode *nd, int part, int nparts);
 
 struct fl_op_info {
     const char *name;       /* ONNX name */
@@ -110,7 +122,14 @@ struct fl_op_info {
     fl_op_infer_fn *infer;  /* shapes */
     fl_op_run_fn *forward;  /* forward kernel */
     fl_op_run_fn *backward; /* backward kernel */
+    fl_op_part_fn *part;    /* forward split within samples (small batches), or NULL */
 };
+
+/* Run node nd's forward pass on the graph's current batch, over the pool. */
+void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd);
+
+/* A conv's fused activation (nd->act) on n values of its output, in place. */
+void fl_act_apply(const struct fl_gnode *nd, float *y, size_t n);
 
 /* The table of ops, indexed by enum fl_op (NULL for an unknown op). */
 const struct fl_op_info *fl_op_info(enum fl_op op);
@@ -133,6 +152,7 @@ void fl_lora_backward_all(fl_graph_t *g);
 fl_op_infer_fn fl_conv_infer, fl_pool_infer, fl_gap_infer, fl_unary_infer, fl_binary_infer,
     fl_bn_infer, fl_gemm_infer, fl_matmul_infer, fl_flatten_infer, fl_reshape_infer,
     fl_concat_infer;
+fl_op_part_fn fl_conv_fwd_part;
 fl_op_run_fn fl_conv_fwd, fl_conv_bwd, fl_maxpool_fwd, fl_maxpool_bwd, fl_avgpool_fwd,
     fl_avgpool_bwd, fl_gap_fwd, fl_gap_bwd, fl_unary_fwd, fl_unary_bwd, fl_binary_fwd,
     fl_binary_bwd, fl_bn_fwd, fl_bn_bwd, fl_gemm_fwd, fl_gemm_bwd, fl_copy_fwd, fl_copy_bwd,

@@ -46,8 +46,8 @@ static void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, in
 /* Depthwise convolution of one sample, channel by channel on a zero-padded copy of its input
  * plane (buf), so that each tap adds a weighted input row to an output row with no bounds
  * test: the inner loop runs over the output row and vectorises. */
-static void s_rows_fwd(const struct fl_wgeom *q, const float *x, const float *w, const float *b,
-                       float *y, float *buf)
+static void s_rows_fwd(const struct fl_gnode *nd, const struct fl_wgeom *q, const float *x,
+                       const float *w, const float *b, float *y, float *buf)
 {
     int ph, pw;
     s_padded(q, &ph, &pw);
@@ -74,6 +74,7 @@ static void s_rows_fwd(const struct fl_wgeom *q, const float *x, const float *w,
                 }
             }
         }
+        fl_act_apply(nd, y + (size_t)o * q->oh * q->ow, (size_t)q->oh * q->ow);
     }
 }
 
@@ -188,7 +189,7 @@ void fl_depthwise_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
     if (!s_channels_last(q)) {
         for (size_t s = b0; s < b1; s++)
-            s_rows_fwd(q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
+            s_rows_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
                        g->scratch[t]);
         return;
     }
@@ -198,6 +199,7 @@ void fl_depthwise_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
     for (size_t s = b0; s < b1; s++) {
         s_transpose(fl_gv_data(g, nd->in[0], s), xT, c, hw);
         s_cl_fwd(q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
+        fl_act_apply(nd, fl_gv_data(g, nd->out, s), c * (size_t)q->oh * q->ow);
     }
 }
 
