@@ -254,9 +254,10 @@ static fl_graph_t *s_conv_graph(const struct s_conv_case *k, fl_pool_t *pool, bo
 }
 
 /* Odd shapes around the kernel's register block (14 rows) and panel (32 columns, across
- * samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large plane: the AVX-512
- * kernel (where the CPU has it) against the portable path, at batch 1 (under 16 columns: the
- * narrow kernel) and 3, with the bias and each fused activation. */
+ * samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large plane, depthwise
+ * convs (channels-last and by rows, a multiplier of 2): the AVX-512 kernels (where the CPU has
+ * them) against the portable path, at batch 1 (under 16 columns: the narrow kernel) and 3,
+ * with the bias and each fused activation. */
 Test(fl_graph, conv_simd_kernel_matches_portable_path)
 {
     const struct s_conv_case cases[] = {
@@ -267,6 +268,9 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
         {7, 1, 1, 20, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
         {9, 2, 3, 14, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
         {2, 30, 31, 3, 5, 5, 1, 1, {2, 2, 2, 2}, 1, 1, 1},
+        {8, 9, 9, 8, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 8},
+        {6, 12, 12, 6, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 6},
+        {20, 7, 6, 40, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 1, 20},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     struct fl_rng r;

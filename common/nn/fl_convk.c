@@ -6,6 +6,7 @@
 #include "fl_convk.h"
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #define S_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,fma")))
 #define S_MR     FL_CONVK_MR
@@ -126,34 +127,54 @@ S_TARGET void fl_convk_run(const struct fl_convk_job *j, int m0, int m1, int p0,
     }
 }
 
-/* A 4 x 4 block of dot products over k: rows of W against columns of B (both contiguous),
+/* A 4 x nc block of dot products over k: rows of W against columns of B (both contiguous),
  * 16 values of k at a time, the rest under a mask; each sum reduced at the end. */
-static S_TARGET void s_dots(int k, const float *const a[4], const float *const b[4],
-                            float out[4][4])
+static inline __attribute__((always_inline)) S_TARGET void
+s_dots(int k, const float *const a[4], const float *const b[4], int nc, float out[4][4])
 {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < nc; c++)
             acc[i][c] = _mm512_setzero_ps();
     for (int kk = 0; kk < k; kk += 16) {
         __mmask16 m = k - kk >= 16 ? 0xffff : (__mmask16)((1u << (k - kk)) - 1);
         __m512 av[4], bv[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 4; i++)
             av[i] = _mm512_maskz_loadu_ps(m, a[i] + kk);
-            bv[i] = _mm512_maskz_loadu_ps(m, b[i] + kk);
-        }
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++)
+            bv[c] = _mm512_maskz_loadu_ps(m, b[c] + kk);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++)
+            for (int c = 0; c < nc; c++)
                 acc[i][c] = _mm512_fmadd_ps(av[i], bv[c], acc[i][c]);
     }
     for (int i = 0; i < 4; i++)
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < nc; c++)
             out[i][c] = _mm512_reduce_add_ps(acc[i][c]);
+}
+
+static __attribute__((noinline)) S_TARGET void
+s_dots_n(int k, const float *const a[4], const float *const b[4], int nc, float out[4][4])
+{
+    switch (nc) { /* each width its own unrolled loop: no column computed twice */
+    case 1:
+        s_dots(k, a, b, 1, out);
+        break;
+    case 2:
+        s_dots(k, a, b, 2, out);
+        break;
+    case 3:
+        s_dots(k, a, b, 3, out);
+        break;
+    default:
+        s_dots(k, a, b, 4, out);
+        break;
+    }
 }
 
 S_TARGET void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1)
@@ -170,13 +191,37 @@ S_TARGET void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1)
             float out[4][4];
             for (int c = 0; c < 4; c++)
                 b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
-            s_dots(j->k, a, b, out);
+            s_dots_n(j->k, a, b, nc, out);
             for (int c = 0; c < nc; c++) {
                 size_t col = (size_t)c0 + (size_t)c;
                 float *dst = j->y + col / p * j->ystride + col % p;
                 for (int i = 0; i < mr; i++)
                     dst[(size_t)(o + i) * p] =
                         s_act(j, out[i][c] + (j->bias ? j->bias[o + i] : 0.0f));
+            }
+        }
+    }
+}
+
+S_TARGET void fl_convk_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
+                            size_t ldi, int len, float *dst)
+{
+    __mmask16 k0 = len >= 16 ? 0xffff : (__mmask16)((1u << len) - 1);
+    __mmask16 k1 = len >= 32 ? 0xffff : len > 16 ? (__mmask16)((1u << (len - 16)) - 1) : 0;
+    const __m512i zero = _mm512_setzero_si512();
+    for (int l = 0; l < ntaps; l++) {
+        const int32_t *il = idx + (size_t)l * ldi;
+        __m512i i0 = _mm512_maskz_loadu_epi32(k0, il), i1 = _mm512_maskz_loadu_epi32(k1, il + 16);
+        __mmask16 v0 = _mm512_mask_cmpge_epi32_mask(k0, i0, zero);
+        __mmask16 v1 = _mm512_mask_cmpge_epi32_mask(k1, i1, zero);
+        for (int c = 0; c < nch; c++) {
+            const float *xc = x + (size_t)c * plane;
+            float *row = dst + ((size_t)c * ntaps + l) * S_NR;
+            __m512 g0 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), v0, i0, xc, 4);
+            _mm512_mask_storeu_ps(row, k0, g0);
+            if (k1) {
+                __m512 g1 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), v1, i1, xc, 4);
+                _mm512_mask_storeu_ps(row + 16, k1, g1);
             }
         }
     }

@@ -10,6 +10,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* For the engine's loops compiled twice: FL_AVX512 on a function compiles it (and the
+ * FL_INLINE functions it calls) for AVX-512; callers choose it only when fl_convk_supported(). */
+#define FL_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define FL_INLINE static inline __attribute__((always_inline))
 
 #define FL_CONVK_NR 32 /* columns of a packed panel of B (two 16-float vectors) */
 #define FL_CONVK_MR 14 /* rows of W per register block (28 accumulators) */
@@ -51,6 +57,13 @@ void fl_convk_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1);
  * bp + j * k (for products of fewer than FL_CONVK_NARROW columns, small planes at batch 1,
  * where a panel's vector would be mostly empty). Same contract as fl_convk_run otherwise. */
 void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1);
+
+/* Gather one sample's columns into a panel: for input channel c < nch and tap l < ntaps, the
+ * panel's row c * ntaps + l, lanes 0 .. len-1 from dst on (len <= FL_CONVK_NR, within the
+ * panel), gets x[c * plane + idx[l * ldi + i]], or 0 where that index is negative (padding).
+ * Only when fl_convk_supported(). */
+void fl_convk_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx, size_t ldi,
+                   int len, float *dst);
 
 #define FL_CONVK_NARROW 16 /* products of fewer columns use fl_convk_run_narrow */
 

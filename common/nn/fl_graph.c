@@ -14,7 +14,8 @@
 #include <string.h>
 
 static const struct fl_op_info s_ops[FL_OP_COUNT_] = {
-    [FL_OP_CONV] = {"Conv", 2, 3, fl_conv_infer, fl_conv_fwd, fl_conv_bwd, fl_conv_fwd_part},
+    [FL_OP_CONV] = {"Conv", 2, 3, fl_conv_infer, fl_conv_fwd, fl_conv_bwd, fl_conv_fwd_part,
+                    fl_conv_splits},
     [FL_OP_GEMM] = {"Gemm", 2, 3, fl_gemm_infer, fl_gemm_fwd, fl_gemm_bwd},
     [FL_OP_MATMUL] = {"MatMul", 2, 2, fl_matmul_infer, fl_gemm_fwd, fl_gemm_bwd},
     [FL_OP_RELU] = {"Relu", 1, 1, fl_unary_infer, fl_unary_fwd, fl_unary_bwd},
@@ -403,19 +404,6 @@ static void s_fuse(fl_graph_t *g)
         act->fused = true;
         g->values[act->out].alias = v;
     }
-}
-
-void fl_act_apply(const struct fl_gnode *nd, float *y, size_t n)
-{
-    float lo = nd->act_min, hi = nd->act_max;
-    if (nd->act == FL_OP_RELU)
-        for (size_t i = 0; i < n; i++)
-            y[i] = y[i] > 0 ? y[i] : 0;
-    else if (nd->act == FL_OP_CLIP)
-        for (size_t i = 0; i < n; i++) {
-            float v = y[i] < lo ? lo : y[i];
-            y[i] = v > hi ? hi : v;
-        }
 }
 
 static int s_alloc(fl_graph_t *g)

@@ -115,21 +115,37 @@ typedef void(fl_op_run_fn)(fl_graph_t *g, const struct fl_gnode *nd, int t, size
  * pool's workers share a batch smaller than the pool (a batch of one) by splitting each
  * sample's work. The result does not depend on nparts. */
 typedef void(fl_op_part_fn)(fl_graph_t *g, const struct fl_gnode *nd, int part, int nparts);
+/* Is node nd's forward pass worth splitting among the workers at the current batch? */
+typedef bool(fl_op_splits_fn)(const fl_graph_t *g, const struct fl_gnode *nd);
 
 struct fl_op_info {
-    const char *name;       /* ONNX name */
-    int min_in, max_in;     /* inputs accepted */
-    fl_op_infer_fn *infer;  /* shapes */
-    fl_op_run_fn *forward;  /* forward kernel */
-    fl_op_run_fn *backward; /* backward kernel */
-    fl_op_part_fn *part;    /* forward split within samples (small batches), or NULL */
+    const char *name;        /* ONNX name */
+    int min_in, max_in;      /* inputs accepted */
+    fl_op_infer_fn *infer;   /* shapes */
+    fl_op_run_fn *forward;   /* forward kernel */
+    fl_op_run_fn *backward;  /* backward kernel */
+    fl_op_part_fn *part;     /* forward split within samples (small batches), or NULL */
+    fl_op_splits_fn *splits; /* when part is worth it (with part) */
 };
 
 /* Run node nd's forward pass on the graph's current batch, over the pool. */
 void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd);
 
-/* A conv's fused activation (nd->act) on n values of its output, in place. */
-void fl_act_apply(const struct fl_gnode *nd, float *y, size_t n);
+/* A conv's fused activation (nd->act) on n values of its output, in place (inline: kernels
+ * compiled for AVX-512 get it vectorised so). */
+static inline __attribute__((always_inline)) void fl_act_apply(const struct fl_gnode *nd, float *y,
+                                                               size_t n)
+{
+    float lo = nd->act_min, hi = nd->act_max;
+    if (nd->act == FL_OP_RELU)
+        for (size_t i = 0; i < n; i++)
+            y[i] = y[i] > 0 ? y[i] : 0;
+    else if (nd->act == FL_OP_CLIP)
+        for (size_t i = 0; i < n; i++) {
+            float v = y[i] < lo ? lo : y[i];
+            y[i] = v > hi ? hi : v;
+        }
+}
 
 /* The table of ops, indexed by enum fl_op (NULL for an unknown op). */
 const struct fl_op_info *fl_op_info(enum fl_op op);
@@ -153,6 +169,7 @@ fl_op_infer_fn fl_conv_infer, fl_pool_infer, fl_gap_infer, fl_unary_infer, fl_bi
     fl_bn_infer, fl_gemm_infer, fl_matmul_infer, fl_flatten_infer, fl_reshape_infer,
     fl_concat_infer;
 fl_op_part_fn fl_conv_fwd_part;
+fl_op_splits_fn fl_conv_splits;
 fl_op_run_fn fl_conv_fwd, fl_conv_bwd, fl_maxpool_fwd, fl_maxpool_bwd, fl_avgpool_fwd,
     fl_avgpool_bwd, fl_gap_fwd, fl_gap_bwd, fl_unary_fwd, fl_unary_bwd, fl_binary_fwd,
     fl_binary_bwd, fl_bn_fwd, fl_bn_bwd, fl_gemm_fwd, fl_gemm_bwd, fl_copy_fwd, fl_copy_bwd,

@@ -46,7 +46,7 @@ static void s_run(fl_graph_t *g, const struct fl_gnode *nd, fl_op_run_fn *fn)
 void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd)
 {
     const struct fl_op_info *info = fl_op_info(nd->op);
-    if (g->batch < g->nworkers && info->part) { /* too few samples to go round: split them */
+    if (g->batch < g->nworkers && info->part && info->splits(g, nd)) { /* too few samples */
         struct s_job j = {g, nd, NULL, g->nworkers};
         fl_pool_run(g->pool, j.ntasks, s_part_task, &j);
         return;

@@ -291,7 +291,8 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
                       (nb > few                     ? nb
                        : few > (size_t)g->max_batch ? (size_t)g->max_batch
                                                     : few);
-        size_t fast = s_fixed_floats(&q, s_lora_rank(g, nd)) + s_kfull(&q) * (cols + FL_CONVK_NR);
+        size_t fast = s_fixed_floats(&q, s_lora_rank(g, nd)) + (size_t)q.kh * q.kw * q.oh * q.ow +
+                      s_kfull(&q) * (cols + FL_CONVK_NR);
         nd->scratch = nd->scratch > fast ? nd->scratch : fast;
     }
     return 0;
@@ -458,6 +459,23 @@ static void s_pack_narrow(const struct fl_wgeom *q, const struct s_taps *T, cons
         }
 }
 
+/* idx [T->n][oh*ow]: for each kept tap and output position, the offset in an input plane
+ * the tap reads, or -1 in the padding (fl_convk_pack's table). */
+static void s_tap_index(const struct fl_wgeom *q, const struct s_taps *T, int32_t *idx)
+{
+    for (int l = 0; l < T->n; l++) {
+        int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+        for (int oy = 0; oy < q->oh; oy++) {
+            int iy = oy * q->sh - q->pt + ki * q->dh;
+            for (int ox = 0; ox < q->ow; ox++) {
+                int ix = ox * q->sw - q->pl + kj * q->dw;
+                bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
+                *idx++ = in ? iy * q->w + ix : -1;
+            }
+        }
+    }
+}
+
 /* Can fl_convk run node nd's forward pass? One group, no factored LoRA. */
 static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
@@ -497,7 +515,7 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
     struct s_taps T;
     s_taps_of(q, true, &T);
     size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
-    size_t avail = (nd->scratch - fixed) / k;
+    size_t apk = (size_t)q->kh * q->kw * p, avail = (nd->scratch - fixed - apk) / k;
     size_t nb = avail > nr - 1 + p ? (avail - (nr - 1)) / p : 1;
     size_t pa, pb, ma, mb; /* the first chunk's share fixes the rows compacted */
     s_share(q, (b1 - b0 < nb ? b1 - b0 : nb) * p, narrow, part, nparts, &pa, &pb, &ma, &mb);
@@ -509,7 +527,7 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                              .k = x.k,
                              .w = x.w,
                              .ldw = x.k,
-                             .bp = x.work,
+                             .bp = x.work + apk,
                              .p = (int)p,
                              .ystride = g->values[nd->out].numel,
                              .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
@@ -518,6 +536,9 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                                                             : FL_CONVK_NONE,
                              .lo = nd->act_min,
                              .hi = nd->act_max};
+    int32_t *idx = (int32_t *)x.work; /* the gather's offsets (not for 1x1 or narrow) */
+    if (!narrow && !q->direct)
+        s_tap_index(q, &x.taps, idx);
     for (size_t s0 = b0; s0 < b1; s0 += nb) {
         size_t n = b1 - s0 < nb ? b1 - s0 : nb, ncols = n * p;
         s_share(q, ncols, narrow, part, nparts, &pa, &pb, &ma, &mb);
@@ -527,15 +548,26 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
         j.y = fl_gv_data(g, nd->out, s0);
         if (narrow) {
             for (size_t sj = 0; sj < n; sj++)
-                s_pack_narrow(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work, k, sj * p);
+                s_pack_narrow(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work + apk, k,
+                              sj * p);
             fl_convk_run_narrow(&j, (int)ma, (int)mb);
             continue;
         }
         size_t c0 = pa * nr, c1 = pb * nr < ncols ? pb * nr : ncols;
         for (size_t sj = c0 / p; sj * p < c1; sj++) { /* the samples these columns cover */
             size_t i0 = sj * p < c0 ? c0 - sj * p : 0, i1 = (sj + 1) * p > c1 ? c1 - sj * p : p;
-            s_pack_sample(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work, k, sj * p, (int)i0,
-                          (int)i1);
+            const float *xs = fl_gv_data(g, nd->in[0], s0 + sj);
+            if (q->direct) {
+                s_pack_sample(q, &x.taps, xs, x.work + apk, k, sj * p, (int)i0, (int)i1);
+                continue;
+            }
+            for (size_t i = i0; i < i1;) { /* runs within a panel */
+                size_t col = sj * p + i, lane = col % nr,
+                       len = nr - lane < i1 - i ? nr - lane : i1 - i;
+                fl_convk_pack(xs, (size_t)q->h * q->w, q->c, x.taps.n, idx + i, p, (int)len,
+                              x.work + apk + col / nr * k * nr + lane);
+                i += len;
+            }
         }
         fl_convk_run(&j, (int)ma, (int)mb, (int)pa, (int)pb);
     }
@@ -676,13 +708,22 @@ void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
 #define S_SPLIT_MACS    ((size_t)1 << 21)
 #define S_SPLIT_WEIGHTS ((size_t)1 << 18)
 
-void fl_conv_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, int part, int nparts)
+bool fl_conv_splits(const fl_graph_t *g, const struct fl_gnode *nd)
 {
     struct fl_wgeom q;
     fl_wgeom_of(g, nd, &q);
     size_t wts = (size_t)q.mg * s_kfull(&q), macs = wts * (size_t)g->batch * q.oh * q.ow;
-    if (s_fast(g, nd, &q) && (macs >= S_SPLIT_MACS || wts >= S_SPLIT_WEIGHTS))
+    if (q.depthwise)
+        return fl_depthwise_splits(g, &q);
+    return s_fast(g, nd, &q) && (macs >= S_SPLIT_MACS || wts >= S_SPLIT_WEIGHTS);
+}
+
+void fl_conv_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, int part, int nparts)
+{
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
+    if (q.depthwise)
+        fl_depthwise_fwd_part(g, nd, &q, part, nparts);
+    else
         s_conv_fwd_fast(g, nd, &q, part, 0, (size_t)g->batch, part, nparts);
-    else if (part == 0) /* the others split batches only */
-        fl_conv_fwd(g, nd, 0, 0, (size_t)g->batch);
 }
