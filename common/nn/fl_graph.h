@@ -22,8 +22,14 @@
  * Values are all kept after a forward pass (the backward pass reads them). LoRA's merged weight
  * is internal: it is not listed among the parameters.
  *
+ * Fusion. A Relu or Clip that alone reads a Conv's output is applied by the conv's kernel as it
+ * writes that output (no pass of its own): the conv's output value then holds the activated
+ * values, the same as the activation's output.
+ *
  * Threads: each node splits the batch over the pool given to fl_graph_new (borrowed, must
- * outlive the graph; NULL = the caller's thread). A graph is not thread-safe. */
+ * outlive the graph; NULL = the caller's thread); a batch smaller than the pool (a batch of
+ * one) is split within each large conv instead, by output positions or channels, which gives
+ * the same values as one thread. A graph is not thread-safe. */
 #ifndef FL_GRAPH_H
 #define FL_GRAPH_H
 
