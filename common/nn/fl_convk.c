@@ -19,48 +19,6 @@ bool fl_convk_supported(void)
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma");
 }
 
-/* tile [MR][NR] = rows a .. (mr of them, lda apart; the missing ones repeat the last) times
- * panel bp over k; nv vectors of the panel's 2 (nv 1: the first 16 columns only). */
-static inline __attribute__((always_inline)) S_TARGET void
-s_micro(int k, const float *a, size_t lda, int mr, const float *bp, int nv, float *tile)
-{
-    const float *r[S_MR];
-    for (int i = 0; i < S_MR; i++)
-        r[i] = a + (size_t)(i < mr ? i : mr - 1) * lda;
-    __m512 c0[S_MR], c1[S_MR];
-#pragma GCC unroll 14
-    for (int i = 0; i < S_MR; i++)
-        c0[i] = c1[i] = _mm512_setzero_ps();
-    for (int kk = 0; kk < k; kk++, bp += S_NR) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = nv > 1 ? _mm512_loadu_ps(bp + 16) : b0;
-#pragma GCC unroll 14
-        for (int i = 0; i < S_MR; i++) {
-            __m512 av = _mm512_set1_ps(r[i][kk]);
-            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-            if (nv > 1)
-                c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
-        }
-    }
-#pragma GCC unroll 14
-    for (int i = 0; i < S_MR; i++) {
-        _mm512_store_ps(tile + i * S_NR, c0[i]);
-        if (nv > 1)
-            _mm512_store_ps(tile + i * S_NR + 16, c1[i]);
-    }
-}
-
-static __attribute__((noinline)) S_TARGET void s_micro2(int k, const float *a, size_t lda, int mr,
-                                                        const float *bp, float *tile)
-{
-    s_micro(k, a, lda, mr, bp, 2, tile);
-}
-
-static __attribute__((noinline)) S_TARGET void s_micro1(int k, const float *a, size_t lda, int mr,
-                                                        const float *bp, float *tile)
-{
-    s_micro(k, a, lda, mr, bp, 1, tile);
-}
-
 static inline float s_act(const struct fl_convk_job *j, float v)
 {
     if (j->act == FL_CONVK_RELU)
@@ -79,6 +37,82 @@ static inline S_TARGET __m512 s_act16(const struct fl_convk_job *j, __m512 v)
     if (j->act == FL_CONVK_CLIP) /* lo > v ? lo : v, then hi < v ? hi : v */
         return _mm512_min_ps(_mm512_set1_ps(j->hi), _mm512_max_ps(_mm512_set1_ps(j->lo), v));
     return v;
+}
+
+/* Where a register block goes straight to the output: row i at dst + i * p, columns under
+ * masks k0 and k1, plus bias[i] (bias may be NULL), through the activation. */
+struct s_out {
+    float *dst;        /* row 0, column 0 of the block in the output */
+    size_t p;          /* floats between rows (a channel plane) */
+    const float *bias; /* the block's first row's bias, or NULL */
+    __mmask16 k0, k1;  /* columns 0..15 and 16..31 stored */
+};
+
+/* Rows a .. (mr of them, lda apart; the missing ones repeat the last) times panel bp over k,
+ * nv vectors of the panel's 2 (nv 1: the first 16 columns only); stored into tile [MR][NR], or
+ * (out not NULL) with the epilogue straight from the registers into the output. */
+static inline __attribute__((always_inline)) S_TARGET void
+s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
+        int nv, float *tile, const struct s_out *out)
+{
+    const float *r[S_MR];
+    for (int i = 0; i < S_MR; i++)
+        r[i] = a + (size_t)(i < mr ? i : mr - 1) * lda;
+    __m512 c0[S_MR], c1[S_MR];
+#pragma GCC unroll 14
+    for (int i = 0; i < S_MR; i++)
+        c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int kk = 0; kk < k; kk++, bp += S_NR) {
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = nv > 1 ? _mm512_loadu_ps(bp + 16) : b0;
+#pragma GCC unroll 14
+        for (int i = 0; i < S_MR; i++) {
+            __m512 av = _mm512_set1_ps(r[i][kk]);
+            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+            if (nv > 1)
+                c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+    if (!out) {
+#pragma GCC unroll 14
+        for (int i = 0; i < S_MR; i++) {
+            _mm512_store_ps(tile + i * S_NR, c0[i]);
+            if (nv > 1)
+                _mm512_store_ps(tile + i * S_NR + 16, c1[i]);
+        }
+        return;
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < S_MR; i++) {
+        if (i >= mr)
+            break;
+        __m512 bv = _mm512_set1_ps(out->bias ? out->bias[i] : 0.0f);
+        float *d = out->dst + (size_t)i * out->p;
+        _mm512_mask_storeu_ps(d, out->k0, s_act16(j, _mm512_add_ps(c0[i], bv)));
+        if (nv > 1)
+            _mm512_mask_storeu_ps(d + 16, out->k1, s_act16(j, _mm512_add_ps(c1[i], bv)));
+    }
+}
+
+static __attribute__((noinline)) S_TARGET void s_micro2(const struct fl_convk_job *j, int k,
+                                                        const float *a, size_t lda, int mr,
+                                                        const float *bp, float *tile,
+                                                        const struct s_out *out)
+{
+    if (out)
+        s_micro(j, k, a, lda, mr, bp, 2, NULL, out);
+    else
+        s_micro(j, k, a, lda, mr, bp, 2, tile, NULL);
+}
+
+static __attribute__((noinline)) S_TARGET void s_micro1(const struct fl_convk_job *j, int k,
+                                                        const float *a, size_t lda, int mr,
+                                                        const float *bp, float *tile,
+                                                        const struct s_out *out)
+{
+    if (out)
+        s_micro(j, k, a, lda, mr, bp, 1, NULL, out);
+    else
+        s_micro(j, k, a, lda, mr, bp, 1, tile, NULL);
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile, plus bias, through the activation:
@@ -112,17 +146,27 @@ static S_TARGET void s_store(const struct fl_convk_job *j, const float *tile, in
 S_TARGET void fl_convk_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
 {
     float tile[S_MR * S_NR] __attribute__((aligned(64)));
+    size_t p = (size_t)j->p;
     for (int o = m0; o < m1; o += S_MR) {
         int mr = m1 - o < S_MR ? m1 - o : S_MR;
         const float *a = j->w + (size_t)o * (size_t)j->ldw;
         for (int pn = p0; pn < p1; pn++) {
             int c0 = pn * S_NR, nc = j->ncols - c0 < S_NR ? j->ncols - c0 : S_NR;
             const float *bp = j->bp + (size_t)pn * (size_t)j->k * S_NR;
+            size_t pos = (size_t)c0 % p;
+            struct s_out out = {j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos, p,
+                                j->bias ? j->bias + o : NULL,
+                                nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1),
+                                nc >= 32  ? 0xffff
+                                : nc > 16 ? (__mmask16)((1u << (nc - 16)) - 1)
+                                          : 0};
+            bool direct = pos + (size_t)nc <= p; /* one sample's run of positions */
             if (nc > 16)
-                s_micro2(j->k, a, (size_t)j->ldw, mr, bp, tile);
+                s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, tile, direct ? &out : NULL);
             else
-                s_micro1(j->k, a, (size_t)j->ldw, mr, bp, tile);
-            s_store(j, tile, o, mr, c0, nc);
+                s_micro1(j, j->k, a, (size_t)j->ldw, mr, bp, tile, direct ? &out : NULL);
+            if (!direct)
+                s_store(j, tile, o, mr, c0, nc);
         }
     }
 }
