@@ -65,6 +65,10 @@ void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1);
 void fl_convk_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx, size_t ldi,
                    int len, float *dst);
 
+/* dst [cols, rows] = the transpose of src [rows, cols], by 16 x 16 blocks in registers.
+ * Only when fl_convk_supported(). */
+void fl_convk_transpose(const float *src, float *dst, size_t rows, size_t cols);
+
 #define FL_CONVK_NARROW 16 /* products of fewer columns use fl_convk_run_narrow */
 
 #endif

@@ -124,10 +124,16 @@ FL_INLINE void s_rows_bwd(const struct fl_wgeom *q, const float *x, const float 
     }
 }
 
-/* dst [cols, rows] = the transpose of src [rows, cols], by 16 x 16 tiles (each tile's rows and
- * columns stay in the first-level cache; a plain double loop strides through memory). */
-FL_INLINE void s_transpose(const float *restrict src, float *restrict dst, size_t rows, size_t cols)
+/* dst [cols, rows] = the transpose of src [rows, cols]: fl_convk_transpose when simd, else by
+ * 16 x 16 tiles (each tile's rows and columns stay in the first-level cache; a plain double
+ * loop strides through memory). */
+FL_INLINE void s_transpose(bool simd, const float *restrict src, float *restrict dst, size_t rows,
+                           size_t cols)
 {
+    if (simd) {
+        fl_convk_transpose(src, dst, rows, cols);
+        return;
+    }
     for (size_t r0 = 0; r0 < rows; r0 += 16)
         for (size_t c0 = 0; c0 < cols; c0 += 16) {
             size_t r1 = r0 + 16 < rows ? r0 + 16 : rows, c1 = c0 + 16 < cols ? c0 + 16 : cols;
@@ -157,8 +163,8 @@ FL_INLINE void s_transpose(const float *restrict src, float *restrict dst, size_
             }
 
 /* One sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT scratch. */
-FL_INLINE void s_cl_fwd(const struct fl_wgeom *q, const float *xT, const float *wT, const float *b,
-                        float *yT, float *y)
+FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, const float *xT, const float *wT,
+                        const float *b, float *yT, float *y)
 {
     size_t c = (size_t)q->groups, ohw = (size_t)q->oh * q->ow;
     for (size_t o = 0; o < ohw; o++)
@@ -170,7 +176,7 @@ FL_INLINE void s_cl_fwd(const struct fl_wgeom *q, const float *xT, const float *
         for (size_t ch = 0; ch < c; ch++)
             yo[ch] += wk[ch] * xi[ch];
     })
-    s_transpose(yT, y, ohw, c);
+    s_transpose(simd, yT, y, ohw, c);
 }
 
 /* One sample channels-last backward: dyT [ohw, c]; dwT += (when xT), dxT = (when dxT). */
@@ -202,10 +208,10 @@ FL_INLINE void s_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_w
     }
     size_t c = (size_t)q->groups, hw = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
     float *wT = g->scratch[t], *xT = wT + 2 * c * kk, *yT = xT + 2 * c * hw;
-    s_transpose(w, wT, c, kk);
+    s_transpose(g->simd, w, wT, c, kk);
     for (size_t s = b0; s < b1; s++) {
-        s_transpose(fl_gv_data(g, nd->in[0], s), xT, c, hw);
-        s_cl_fwd(q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
+        s_transpose(g->simd, fl_gv_data(g, nd->in[0], s), xT, c, hw);
+        s_cl_fwd(g->simd, q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
         fl_act_apply(nd, fl_gv_data(g, nd->out, s), c * (size_t)q->oh * q->ow);
     }
 }
@@ -226,7 +232,7 @@ FL_INLINE void s_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_w
     size_t ohw = (size_t)q->oh * q->ow;
     float *wT = g->scratch[t], *dwT = wT + c * kk, *xT = dwT + c * kk, *dxT = xT + c * hw;
     float *dyT = dxT + c * hw;
-    s_transpose(w, wT, c, kk);
+    s_transpose(g->simd, w, wT, c, kk);
     memset(dwT, 0, c * kk * sizeof *dwT);
     for (size_t s = b0; s < b1; s++) {
         const float *dy = fl_gv_grad(g, nd->out, t, s);
@@ -234,9 +240,9 @@ FL_INLINE void s_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_w
         for (size_t ch = 0; db && ch < c; ch++)
             for (size_t o = 0; o < ohw; o++)
                 db[ch] += dy[ch * ohw + o];
-        s_transpose(dy, dyT, c, ohw);
+        s_transpose(g->simd, dy, dyT, c, ohw);
         if (dw)
-            s_transpose(fl_gv_data(g, nd->in[0], s), xT, c, hw);
+            s_transpose(g->simd, fl_gv_data(g, nd->in[0], s), xT, c, hw);
         if (dx)
             memset(dxT, 0, c * hw * sizeof *dxT);
         s_cl_bwd(q, dw ? xT : NULL, wT, dyT, dwT, dx ? dxT : NULL);
