@@ -291,8 +291,9 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
                       (nb > few                     ? nb
                        : few > (size_t)g->max_batch ? (size_t)g->max_batch
                                                     : few);
-        size_t fast = s_fixed_floats(&q, s_lora_rank(g, nd)) + (size_t)q.kh * q.kw * q.oh * q.ow +
-                      s_kfull(&q) * (cols + FL_CONVK_NR);
+        size_t rank = (size_t)s_lora_rank(g, nd), lora = rank ? (rank + (size_t)q.mg) * cols : 0;
+        size_t fast = s_fixed_floats(&q, (int)rank) + (size_t)q.kh * q.kw * q.oh * q.ow +
+                      s_kfull(&q) * (cols + FL_CONVK_NR) + lora;
         nd->scratch = nd->scratch > fast ? nd->scratch : fast;
     }
     return 0;
@@ -476,10 +477,43 @@ static void s_tap_index(const struct fl_wgeom *q, const struct s_taps *T, int32_
     }
 }
 
-/* Can fl_convk run node nd's forward pass? One group, no factored LoRA. */
+/* Can fl_convk run node nd's forward pass? One group (a factored LoRA too). */
 static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
-    return g->simd && !q->depthwise && q->groups == 1 && !fl_lora_of(g, nd);
+    (void)nd;
+    return g->simd && !q->depthwise && q->groups == 1;
+}
+
+/* A factored LoRA's term on rows [ma, mb) and columns [c0, c1) of a chunk whose main product j
+ * stored without the activation: ac [rank, ncols] = A col by fl_convk (panels [pa, pb), or the
+ * narrow kernel), then y = act(y + s B ac), each sample's run of positions at a time. */
+static void s_lora_fwd_fast(const struct fl_gnode *nd, const struct s_ctx *x,
+                            const struct fl_convk_job *j, const float *B, float *ac, bool narrow,
+                            size_t pa, size_t pb, size_t ma, size_t mb, size_t c0, size_t c1)
+{
+    const struct fl_glora *L = x->L;
+    size_t r = (size_t)L->rank, ncols = (size_t)j->ncols, p = (size_t)j->p;
+    struct fl_convk_job ja = *j;
+    ja.m = L->rank, ja.w = x->a, ja.y = ac, ja.p = j->ncols, ja.ystride = 0, ja.bias = NULL;
+    ja.act = FL_CONVK_NONE;
+    if (narrow)
+        fl_convk_run_narrow(&ja, 0, L->rank);
+    else
+        fl_convk_run(&ja, 0, L->rank, (int)pa, (int)pb);
+    for (size_t cs = c0; cs < c1;) {
+        size_t ce = (cs / p + 1) * p < c1 ? (cs / p + 1) * p : c1;
+        for (size_t o = ma; o < mb; o++) {
+            float *restrict dst = j->y + cs / p * j->ystride + o * p + cs % p;
+            for (size_t i = 0; i < r; i++) {
+                float coef = L->scale * B[o * r + i];
+                const float *restrict ai = ac + i * ncols + cs;
+                for (size_t c = 0; c < ce - cs; c++)
+                    dst[c] += coef * ai[c];
+            }
+            fl_act_apply(nd, dst, ce - cs);
+        }
+        cs = ce;
+    }
 }
 
 /* How part `part` of nparts shares a chunk of ncols columns: panels [*pa, *pb) (a wide chunk)
@@ -514,9 +548,11 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
     bool narrow = p * (size_t)g->batch < FL_CONVK_NARROW; /* the same for every worker */
     struct s_taps T;
     s_taps_of(q, true, &T);
+    const struct fl_glora *L = fl_lora_of(g, nd);
     size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
-    size_t apk = (size_t)q->kh * q->kw * p, avail = (nd->scratch - fixed - apk) / k;
-    size_t nb = avail > nr - 1 + p ? (avail - (nr - 1)) / p : 1;
+    size_t apk = (size_t)q->kh * q->kw * p, avail = nd->scratch - fixed - apk;
+    size_t per = k + (L ? (size_t)L->rank + (size_t)q->mg : 0); /* floats a column */
+    size_t nb = avail > k * nr + per * p ? (avail - k * nr) / (per * p) : 1;
     size_t pa, pb, ma, mb; /* the first chunk's share fixes the rows compacted */
     s_share(q, (b1 - b0 < nb ? b1 - b0 : nb) * p, narrow, part, nparts, &pa, &pb, &ma, &mb);
     if (ma == mb)
@@ -531,11 +567,14 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                              .p = (int)p,
                              .ystride = g->values[nd->out].numel,
                              .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                             .act = nd->act == FL_OP_RELU   ? FL_CONVK_RELU
+                             .act = L                       ? FL_CONVK_NONE /* after LoRA's */
+                                    : nd->act == FL_OP_RELU ? FL_CONVK_RELU
                                     : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
                                                             : FL_CONVK_NONE,
                              .lo = nd->act_min,
                              .hi = nd->act_max};
+    float *ac = x.work + apk + k * (nb * p + nr); /* a factored LoRA's A col */
+    const float *B = L ? g->values[L->b].data : NULL;
     int32_t *idx = (int32_t *)x.work; /* the gather's offsets (not for 1x1 or narrow) */
     if (!narrow && !q->direct)
         s_tap_index(q, &x.taps, idx);
@@ -551,6 +590,8 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                 s_pack_narrow(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work + apk, k,
                               sj * p);
             fl_convk_run_narrow(&j, (int)ma, (int)mb);
+            if (L)
+                s_lora_fwd_fast(nd, &x, &j, B, ac, true, 0, 1, ma, mb, 0, ncols);
             continue;
         }
         size_t c0 = pa * nr, c1 = pb * nr < ncols ? pb * nr : ncols;
@@ -570,6 +611,8 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
             }
         }
         fl_convk_run(&j, (int)ma, (int)mb, (int)pa, (int)pb);
+        if (L)
+            s_lora_fwd_fast(nd, &x, &j, B, ac, false, pa, pb, ma, mb, c0, c1);
     }
 }
 
