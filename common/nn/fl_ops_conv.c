@@ -477,11 +477,24 @@ static void s_tap_index(const struct fl_wgeom *q, const struct s_taps *T, int32_
     }
 }
 
+/* Does the conv's product take fl_convk_run_narrow? Fewer columns at this batch (the same for
+ * every worker) than a vector holds. */
+static bool s_narrow(const fl_graph_t *g, const struct fl_wgeom *q)
+{
+    return (size_t)q->oh * q->ow * (size_t)g->batch < FL_CONVK_NARROW;
+}
+
+/* A narrow product needs a long k: its dot products end in reductions, which a short k does
+ * not pay for; OpenBLAS does those better (measured on mobilenet_v2 and resnet18 at batch 1:
+ * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower). */
+#define S_NARROW_MIN_K 1024
+
 /* Can fl_convk run node nd's forward pass? One group (a factored LoRA too). */
 static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
     (void)nd;
-    return g->simd && !q->depthwise && q->groups == 1;
+    return g->simd && !q->depthwise && q->groups == 1 &&
+           (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K);
 }
 
 /* A factored LoRA's term on rows [ma, mb) and columns [c0, c1) of a chunk whose main product j
@@ -545,7 +558,7 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                             int t, size_t b0, size_t b1, int part, int nparts)
 {
     const size_t nr = FL_CONVK_NR, p = (size_t)q->oh * q->ow;
-    bool narrow = p * (size_t)g->batch < FL_CONVK_NARROW; /* the same for every worker */
+    bool narrow = s_narrow(g, q);
     struct s_taps T;
     s_taps_of(q, true, &T);
     const struct fl_glora *L = fl_lora_of(g, nd);
