@@ -28,6 +28,8 @@ struct s_opts {
     const char *torch;    /* script, NULL: none */
     const char *ort;      /* ort_graph.js, NULL: none */
     const char *onnx_dir; /* where torch's exports go for ORT (or fedtl's, by name) */
+    bool portable;        /* fedtl without its AVX-512 kernels (fl_graph_use_simd false) */
+    bool convs;           /* time single convs instead: fl_convk against OpenBLAS */
 };
 
 /* LoRA targets: resnet18's last stage, mobilenet_v2's last three blocks' 1x1 convs. */
@@ -47,7 +49,7 @@ static int s_targets(const char *arch, const char *out[8])
 
 /* A planned graph of arch at hw on pool: with LoRA and a trainable head when train. */
 static fl_graph_t *s_graph(const char *arch, int hw, bool train, int rank, int batch,
-                           fl_pool_t *pool)
+                           fl_pool_t *pool, bool portable)
 {
     struct fl_graphdef def;
     struct fl_tensor *p = NULL;
@@ -56,6 +58,8 @@ static fl_graph_t *s_graph(const char *arch, int hw, bool train, int rank, int b
         return NULL;
     fl_graph_t *g = fl_graph_from_def(&def, p, n, pool);
     fl_zoo_free_params(p, n);
+    if (g)
+        fl_graph_use_simd(g, !portable);
     const char *tg[8];
     int nt = s_targets(arch, tg), rc = g ? 0 : FL_ENOMEM;
     bool rn = strcmp(arch, "resnet18") == 0;
@@ -109,7 +113,7 @@ static int s_fedtl(const struct s_opts *o, const char *arch, int hw, int t, doub
         x[i] = (float)fl_rng_uniform(&r);
     for (int i = 0; i < o->batch; i++)
         y[i] = (int32_t)fl_rng_below(&r, S_CLASSES);
-    if (!(g = s_graph(arch, hw, true, o->rank, o->batch, pool)))
+    if (!(g = s_graph(arch, hw, true, o->rank, o->batch, pool, o->portable)))
         goto out;
     for (int s = 0; s < o->warmup + o->steps; s++) {
         double t0 = fl_now_s(), loss;
@@ -124,7 +128,7 @@ static int s_fedtl(const struct s_opts *o, const char *arch, int hw, int t, doub
     fig[S_TRAIN] = o->batch / s_bench_median(times, o->steps);
     fl_graph_destroy(&g);
     rc = FL_ENOMEM;
-    if (!(g = s_graph(arch, hw, false, o->rank, o->batch, pool)))
+    if (!(g = s_graph(arch, hw, false, o->rank, o->batch, pool, o->portable)))
         goto out;
     for (int f = S_INFER1; f <= S_INFERB; f++) {
         int n = f == S_INFER1 ? 1 : o->batch, steps = f == S_INFER1 ? 4 * o->steps : o->steps;
@@ -262,13 +266,98 @@ static int s_config(const struct s_opts *o, const char *arch, int hw)
     return 0;
 }
 
+/* One conv x [c, hw, hw] -> y with a k x k weight (stride, padding k/2) and a bias, then Relu,
+ * planned for batch on one thread, with or without fl_convk. */
+static fl_graph_t *s_conv_graph(int c, int hw, int m, int k, int stride, int batch, bool simd)
+{
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {c, hw, hw}, wd[4] = {m, c, k, k}, bd[1] = {m};
+    size_t nw = (size_t)m * c * k * k;
+    float *w = malloc(nw * sizeof *w);
+    struct fl_rng r;
+    fl_rng_seed(&r, 5);
+    for (size_t i = 0; w && i < nw; i++)
+        w[i] = (float)(fl_rng_uniform(&r) - 0.5) * 0.1f;
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.stride[0] = a.stride[1] = stride;
+    a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = k / 2;
+    const char *ins[3] = {"x", "w", "b"}, *act[1] = {"c"};
+    int rc = !g || !w || fl_graph_add_input(g, "x", 3, in) ||
+             fl_graph_add_param(g, "w", 4, wd, w, false) ||
+             fl_graph_add_param(g, "b", 1, bd, NULL, false) ||
+             fl_graph_add_node(g, "conv", FL_OP_CONV, ins, 3, "c", &a) ||
+             fl_graph_add_node(g, "relu", FL_OP_RELU, act, 1, "y", NULL) ||
+             fl_graph_set_output(g, "y");
+    free(w);
+    if (!rc) {
+        fl_graph_use_simd(g, simd);
+        rc = fl_graph_plan(g, batch, false);
+    }
+    if (rc)
+        fl_graph_destroy(&g);
+    return g;
+}
+
+/* The hot convs of resnet18 and mobilenet_v2 at 32x32 and 64x64 inputs, batch 1 and o->batch,
+ * one thread: fl_convk (AVX-512, where the CPU has it) against the portable path (im2col and
+ * OpenBLAS), the two run alternately; median GFLOP/s each and their ratio. */
+static int s_convs(const struct s_opts *o)
+{
+    static const int shapes[][5] = {
+        /* c, hw, m, k, stride */
+        {3, 32, 64, 7, 2},    {64, 8, 64, 3, 1},   {128, 4, 128, 3, 1}, {256, 2, 256, 3, 1},
+        {512, 1, 512, 3, 1},  {3, 64, 64, 7, 2},   {64, 16, 64, 3, 1},  {128, 8, 128, 3, 1},
+        {256, 4, 256, 3, 1},  {512, 2, 512, 3, 1}, {24, 16, 144, 1, 1}, {64, 4, 384, 1, 1},
+        {320, 1, 1280, 1, 1}, {32, 32, 192, 1, 1}, {96, 8, 576, 1, 1},  {320, 2, 1280, 1, 1},
+    };
+    int batches[2] = {1, o->batch};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int bi = 0; bi < 2; bi++) {
+            const int *sh = shapes[i];
+            int b = batches[bi], reps = 2 * o->steps + 1, oh = (sh[1] - 1) / sh[4] + 1;
+            fl_graph_t *g[2] = {s_conv_graph(sh[0], sh[1], sh[2], sh[3], sh[4], b, false),
+                                s_conv_graph(sh[0], sh[1], sh[2], sh[3], sh[4], b, true)};
+            size_t nx = (size_t)b * sh[0] * sh[1] * sh[1];
+            float *x = fl_falloc(nx);
+            double *t[2] = {malloc(sizeof(double) * reps), malloc(sizeof(double) * reps)};
+            if (!g[0] || !g[1] || !x || !t[0] || !t[1]) {
+                fprintf(stderr, "bench_graph: out of memory\n");
+                return 1;
+            }
+            for (size_t j = 0; j < nx; j++)
+                x[j] = (float)(j % 97) / 97.0f;
+            for (int r = -o->warmup; r < reps; r++)
+                for (int v = 0; v < 2; v++) {
+                    double t0 = fl_now_s();
+                    fl_graph_forward(g[v], x, b);
+                    if (r >= 0)
+                        t[v][r] = fl_now_s() - t0;
+                }
+            double flop = 2.0 * b * sh[0] * sh[2] * sh[3] * sh[3] * oh * oh;
+            double gp = flop / s_bench_median(t[0], reps) * 1e-9;
+            double gs = flop / s_bench_median(t[1], reps) * 1e-9;
+            printf("bench=conv c=%d hw=%d m=%d k=%d stride=%d batch=%d openblas_gflops=%.1f "
+                   "fl_convk_gflops=%.1f ratio=%.2f\n",
+                   sh[0], sh[1], sh[2], sh[3], sh[4], b, gp, gs, gs / gp);
+            fflush(stdout);
+            free(t[0]);
+            free(t[1]);
+            free(x);
+            fl_graph_destroy(&g[0]);
+            fl_graph_destroy(&g[1]);
+        }
+    return 0;
+}
+
 static void s_usage(void)
 {
     fprintf(stderr,
             "usage: bench_graph [--arch resnet18,mobilenet_v2] [--hw 32,64] [--threads 1,2]\n"
             "                   [--batch 32] [--steps 10] [--warmup 2] [--rounds 3] [--rank 8]\n"
             "                   [--torch bench/torch_graph.py | --no-torch]\n"
-            "                   [--ort bench/ort_graph.js --onnx-dir DIR | --no-ort]\n");
+            "                   [--ort bench/ort_graph.js --onnx-dir DIR | --no-ort]\n"
+            "                   [--portable: fedtl without its AVX-512 kernels]\n"
+            "       bench_graph --convs [--batch 32] [--steps 10] [--warmup 2]\n");
 }
 
 static int s_parse(int argc, char **argv, struct s_opts *o)
@@ -292,6 +381,10 @@ static int s_parse(int argc, char **argv, struct s_opts *o)
             o->torch = NULL, val = false;
         else if (strcmp(a, "--no-ort") == 0)
             o->ort = NULL, val = false;
+        else if (strcmp(a, "--portable") == 0)
+            o->portable = true, val = false;
+        else if (strcmp(a, "--convs") == 0)
+            o->convs = true, val = false;
         else if (!v)
             return -1;
         else if (strcmp(a, "--arch") == 0)
@@ -335,6 +428,11 @@ int main(int argc, char **argv)
     if (s_parse(argc, argv, &o)) {
         s_usage();
         return 2;
+    }
+    if (o.convs) {
+        const char *ct = getenv("OPENBLAS_CORETYPE");
+        printf("# convs: OPENBLAS_CORETYPE=%s, one thread\n", ct ? ct : "(unset)");
+        return s_convs(&o);
     }
     if (o.torch && (access("/usr/bin/python3", X_OK) != 0 || access(o.torch, R_OK) != 0)) {
         printf("# torch: skipped (no /usr/bin/python3 or %s)\n", o.torch);

@@ -226,6 +226,207 @@ Test(fl_graph, conv_large_chunked_matches_reference)
     fl_pool_destroy(&pool);
 }
 
+/* x -> conv (-> act, Relu or Clip -0.3..0.4, fused into the conv) -> y on pool, with the conv's
+ * AVX-512 kernel allowed or not; the same parameters for the same seed. */
+static fl_graph_t *s_conv_graph(const struct s_conv_case *k, fl_pool_t *pool, bool simd,
+                                enum fl_op act, uint64_t seed, int max_batch)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, seed);
+    fl_graph_t *g = fl_graph_new(pool);
+    fl_graph_use_simd(g, simd);
+    int64_t in[3] = {k->c, k->h, k->w};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "w", false, &r, 0.3, k->m, k->c / k->group, k->kh, k->kw);
+    s_param(g, "b", false, &r, 0.3, k->m, 0, 0, 0);
+    struct fl_op_attrs a = fl_op_attrs_default(), clip = fl_op_attrs_default();
+    a.stride[0] = k->sh, a.stride[1] = k->sw;
+    memcpy(a.pads, k->pads, sizeof a.pads);
+    a.dilation[0] = k->dh, a.dilation[1] = k->dw;
+    a.group = k->group;
+    clip.min = -0.3f, clip.max = 0.4f;
+    s_node(g, "conv", FL_OP_CONV, "x", "w", "b", act ? "c" : "y", &a);
+    if (act)
+        s_node(g, "act", act, "c", NULL, NULL, "y", act == FL_OP_CLIP ? &clip : NULL);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, max_batch, false), 0, "%s", fl_error_msg());
+    return g;
+}
+
+/* Odd shapes around the kernel's register block (14 rows) and panel (32 columns, across
+ * samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large plane, depthwise
+ * convs (channels-last and by rows, a multiplier of 2): the AVX-512 kernels (where the CPU has
+ * them) against the portable path, at batch 1 and 3, with the bias and each fused activation
+ * (the narrow kernel's long products: the test below). */
+Test(fl_graph, conv_simd_kernel_matches_portable_path)
+{
+    const struct s_conv_case cases[] = {
+        {5, 9, 7, 17, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {3, 11, 10, 29, 3, 3, 2, 2, {0, 1, 2, 1}, 1, 1, 1},
+        {4, 9, 9, 15, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 1},
+        {6, 5, 7, 16, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {7, 1, 1, 20, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {9, 2, 3, 14, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {2, 30, 31, 3, 5, 5, 1, 1, {2, 2, 2, 2}, 1, 1, 1},
+        {8, 9, 9, 8, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 8},
+        {6, 12, 12, 6, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 6},
+        {20, 7, 6, 40, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 1, 20},
+    };
+    const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
+    struct fl_rng r;
+    fl_rng_seed(&r, 31);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct s_conv_case *k = &cases[c];
+        size_t nin = (size_t)k->c * k->h * k->w;
+        float *x = malloc(3 * nin * sizeof *x);
+        s_fill(x, 3 * nin, &r, 1);
+        for (int n = 1; n <= 3; n += 2) {
+            fl_graph_t *fast = s_conv_graph(k, NULL, true, acts[c % 3], 40 + c, 3);
+            fl_graph_t *slow = s_conv_graph(k, NULL, false, acts[c % 3], 40 + c, 3);
+            cr_assert_eq(fl_graph_forward(fast, x, n), 0);
+            cr_assert_eq(fl_graph_forward(slow, x, n), 0);
+            size_t per;
+            const float *yf = fl_graph_output(fast, &per), *ys = fl_graph_output(slow, NULL);
+            for (size_t i = 0; i < per * (size_t)n; i++)
+                cr_assert_float_eq(yf[i], ys[i], 1e-4 * (1 + fabsf(ys[i])),
+                                   "case %zu batch %d [%zu]: %f vs %f", c, n, i, yf[i], ys[i]);
+            fl_graph_destroy(&fast);
+            fl_graph_destroy(&slow);
+        }
+        free(x);
+    }
+}
+
+/* A batch smaller than the pool is shared out within each conv (by output columns, or by
+ * output channels when the weight dominates, with the narrow kernel or panels, with dead taps):
+ * the same bits as one thread, for pools of 2 and 3 and batches of 1 and 2, and the values of
+ * plain loops. */
+Test(fl_graph, conv_small_batch_split_over_pool_gives_the_same_bits)
+{
+    const struct s_conv_case cases[] = {
+        {64, 16, 16, 64, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {128, 2, 2, 256, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {128, 1, 1, 512, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {32, 8, 8, 300, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+    };
+    fl_pool_t *pools[2] = {fl_pool_new(2), fl_pool_new(3)};
+    struct fl_rng r;
+    fl_rng_seed(&r, 32);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct s_conv_case *k = &cases[c];
+        size_t nin = (size_t)k->c * k->h * k->w;
+        float *x = malloc(2 * nin * sizeof *x);
+        s_fill(x, 2 * nin, &r, 1);
+        fl_graph_t *one = s_conv_graph(k, NULL, true, FL_OP_RELU, 50 + c, 2);
+        for (int n = 1; n <= 2; n++) {
+            cr_assert_eq(fl_graph_forward(one, x, n), 0);
+            size_t per;
+            const float *y1 = fl_graph_output(one, &per);
+            float *ref = malloc(per * sizeof *ref);
+            s_conv_ref(k, x + (size_t)(n - 1) * nin, fl_graph_param(one, "w", NULL),
+                       fl_graph_param(one, "b", NULL), k->h, k->w, ref);
+            for (size_t i = 0; i < per; i++)
+                cr_assert_float_eq(y1[(size_t)(n - 1) * per + i], ref[i] > 0 ? ref[i] : 0,
+                                   1e-4 * (1 + fabsf(ref[i])), "case %zu [%zu]", c, i);
+            for (int pi = 0; pi < 2; pi++) {
+                fl_graph_t *g = s_conv_graph(k, pools[pi], true, FL_OP_RELU, 50 + c, 2);
+                cr_assert_eq(fl_graph_forward(g, x, n), 0);
+                cr_assert(memcmp(fl_graph_output(g, NULL), y1, per * (size_t)n * sizeof *y1) == 0,
+                          "case %zu batch %d pool %d differs from one thread", c, n, pi + 2);
+                fl_graph_destroy(&g);
+            }
+            free(ref);
+        }
+        fl_graph_destroy(&one);
+        free(x);
+    }
+    fl_pool_destroy(&pools[0]);
+    fl_pool_destroy(&pools[1]);
+}
+
+/* Relu and Clip fused into the convs they alone read: the values and gradients (parameters
+ * and input) of the same graph with an Identity between each conv and its activation (nothing
+ * fused; each op's gradients are checked by finite differences above), on both kernels; a
+ * conv whose output two nodes read keeps its raw output. */
+Test(fl_graph, conv_activation_fused_values_and_gradients)
+{
+    struct fl_rng r;
+    for (int simd = 0; simd < 2; simd++) {
+        fl_rng_seed(&r, 33);
+        fl_graph_t *g[2];
+        for (int v = 0; v < 2; v++) {
+            g[v] = fl_graph_new(NULL);
+            int64_t in[3] = {3, 6, 5};
+            cr_assert_eq(fl_graph_add_input(g[v], "x", 3, in), 0);
+            struct fl_rng rp;
+            fl_rng_seed(&rp, 34);
+            s_param(g[v], "w1", true, &rp, 0.5, 4, 3, 3, 3);
+            s_param(g[v], "b1", true, &rp, 0.5, 4, 0, 0, 0);
+            s_param(g[v], "w2", true, &rp, 0.5, 5, 4, 3, 3);
+            struct fl_op_attrs a = fl_op_attrs_default(), clip = fl_op_attrs_default();
+            a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = 1;
+            clip.min = -0.3f, clip.max = 0.4f;
+            bool direct = v == 0;
+            s_node(g[v], "conv1", FL_OP_CONV, "x", "w1", "b1", direct ? "c1" : "c1r", &a);
+            if (!direct)
+                s_node(g[v], "id1", FL_OP_IDENTITY, "c1r", NULL, NULL, "c1", NULL);
+            s_node(g[v], "relu", FL_OP_RELU, "c1", NULL, NULL, "h", NULL);
+            s_node(g[v], "conv2", FL_OP_CONV, "h", "w2", NULL, direct ? "c2" : "c2r", &a);
+            if (!direct)
+                s_node(g[v], "id2", FL_OP_IDENTITY, "c2r", NULL, NULL, "c2", NULL);
+            s_node(g[v], "clip", FL_OP_CLIP, "c2", NULL, NULL, "y", &clip);
+            cr_assert_eq(fl_graph_set_output(g[v], "y"), 0);
+            fl_graph_use_simd(g[v], simd == 1);
+            cr_assert_eq(fl_graph_plan(g[v], 2, true), 0, "%s", fl_error_msg());
+        }
+        float x[2 * 90], dy[2 * 150];
+        s_fill(x, 180, &r, 1);
+        s_fill(dy, 300, &r, 1);
+        for (int v = 0; v < 2; v++) {
+            cr_assert_eq(fl_graph_forward(g[v], x, 2), 0);
+            cr_assert_eq(fl_graph_backward(g[v], dy), 0);
+        }
+        const float *y0 = fl_graph_output(g[0], NULL), *y1 = fl_graph_output(g[1], NULL);
+        for (int i = 0; i < 300; i++)
+            cr_assert_float_eq(y0[i], y1[i], 1e-5, "y[%d]", i);
+        const char *names[3] = {"w1", "b1", "w2"};
+        size_t sizes[3] = {108, 4, 180};
+        for (int p = 0; p < 3; p++)
+            for (size_t i = 0; i < sizes[p]; i++)
+                cr_assert_float_eq(fl_graph_grad(g[0], names[p])[i],
+                                   fl_graph_grad(g[1], names[p])[i], 1e-4, "%s[%zu]", names[p], i);
+        for (int i = 0; i < 180; i++)
+            cr_assert_float_eq(fl_graph_input_grad(g[0])[i], fl_graph_input_grad(g[1])[i], 1e-4,
+                               "dx[%d]", i);
+        fl_graph_destroy(&g[0]);
+        fl_graph_destroy(&g[1]);
+    }
+    /* Read twice: y = relu(c) + c needs c as the conv computed it. */
+    fl_rng_seed(&r, 36);
+    fl_graph_t *g = fl_graph_new(NULL);
+    int64_t in[3] = {2, 4, 4};
+    cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
+    s_param(g, "w", false, &r, 0.5, 3, 2, 3, 3);
+    struct fl_op_attrs a = fl_op_attrs_default();
+    a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = 1;
+    s_node(g, "conv", FL_OP_CONV, "x", "w", NULL, "c", &a);
+    s_node(g, "relu", FL_OP_RELU, "c", NULL, NULL, "h", NULL);
+    s_node(g, "add", FL_OP_ADD, "h", "c", NULL, "y", NULL);
+    cr_assert_eq(fl_graph_set_output(g, "y"), 0);
+    cr_assert_eq(fl_graph_plan(g, 1, false), 0, "%s", fl_error_msg());
+    float x[32];
+    s_fill(x, 32, &r, 1);
+    cr_assert_eq(fl_graph_forward(g, x, 1), 0);
+    const float *c = fl_graph_value(g, "c", NULL), *y = fl_graph_output(g, NULL);
+    int negative = 0;
+    for (int i = 0; i < 48; i++) {
+        negative += c[i] < 0;
+        cr_assert_float_eq(y[i], (c[i] > 0 ? c[i] : 0) + c[i], 1e-6, "y[%d]", i);
+    }
+    cr_assert(negative > 0, "the conv's raw output has negative values");
+    fl_graph_destroy(&g);
+}
+
 /* A graph x [in...] -> op -> y with the given parameters already added by build. */
 static fl_graph_t *s_unary_graph(enum fl_op op, const struct fl_op_attrs *a, int ndim,
                                  const int64_t *dims)

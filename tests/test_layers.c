@@ -2,6 +2,7 @@
  * finite differences, and the BLAS path against the naive reference. */
 #include <criterion/criterion.h>
 
+#include "fl_convk.h"
 #include "fl_layers.h"
 #include "fl_linalg.h"
 #include "fl_rng.h"
@@ -76,6 +77,106 @@ Test(fl_linalg, gemm_single_column_matches_reference)
                     cr_assert(c1[i] == c2[i] || fabsf(c1[i] - c2[i]) < 1e-4f,
                               "ta=%d tb=%d beta0=%d i=%d: %f vs %f", ta, tb, zero, i, c1[i], c2[i]);
             }
+}
+
+/* What fl_convk must store: OpenBLAS's W B, then the bias and the activation, at column j's
+ * place in the output planes (sample j / p, position j % p). */
+static void s_convk_expected(const struct fl_convk_job *j, const float *b, float *y)
+{
+    float *c = malloc((size_t)j->m * j->ncols * sizeof *c);
+    fl_gemm(false, false, j->m, j->ncols, j->k, 1.0f, j->w, j->ldw, b, j->ncols, 0.0f, c, j->ncols);
+    for (int o = 0; o < j->m; o++)
+        for (int col = 0; col < j->ncols; col++) {
+            float v = c[(size_t)o * j->ncols + col] + (j->bias ? j->bias[o] : 0.0f);
+            if (j->act == FL_CONVK_RELU)
+                v = v > 0 ? v : 0;
+            else if (j->act == FL_CONVK_CLIP)
+                v = v < j->lo ? j->lo : v > j->hi ? j->hi : v;
+            y[(size_t)(col / j->p) * j->ystride + (size_t)o * j->p + col % j->p] = v;
+        }
+    free(c);
+}
+
+/* fl_convk (AVX-512) against OpenBLAS on odd sizes: rows around the register block, columns
+ * around the panel and across samples, k from 1, each activation; the job cut into row and
+ * panel ranges in two ways gives the same bits. On a CPU without AVX-512 there is nothing to
+ * check (the engine never calls it there). */
+Test(fl_convk, matches_openblas_on_odd_shapes)
+{
+    if (!fl_convk_supported())
+        cr_skip_test("no AVX-512 on this CPU");
+    struct fl_rng r;
+    fl_rng_seed(&r, 21);
+    const int ms[] = {1, 13, 14, 15, 29}, ks[] = {1, 7, 33}, ns[] = {1, 5, 16, 17, 33, 70};
+    const int ps[] = {1, 4, 9, 70};
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (size_t c = 0; c < 6; c++)
+                for (size_t d = 0; d < 4; d++) {
+                    int m = ms[a], k = ks[b], n = ns[c], p = ps[d], np = (n + 31) / 32;
+                    int nsamp = (n + p - 1) / p, act = (int)((a + c + d) % 3);
+                    float *w = malloc((size_t)m * (k + 2) * sizeof *w);
+                    float *bm = malloc((size_t)k * n * sizeof *bm), *bias = malloc(m * 4);
+                    float *bp = calloc((size_t)np * 32 * k, sizeof *bp);
+                    float *bt = malloc((size_t)k * n * sizeof *bt);
+                    size_t ny = (size_t)nsamp * (m * p + 3);
+                    float *y1 = calloc(ny, 4), *y2 = calloc(ny, 4), *y3 = calloc(ny, 4);
+                    float *ye = calloc(ny, 4);
+                    s_fill(w, (size_t)m * (k + 2), &r, 1);
+                    s_fill(bm, (size_t)k * n, &r, 1);
+                    s_fill(bias, (size_t)m, &r, 1);
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < n; j++) {
+                            bp[(size_t)(j / 32) * 32 * k + (size_t)i * 32 + j % 32] = bm[i * n + j];
+                            bt[(size_t)j * k + i] = bm[i * n + j];
+                        }
+                    struct fl_convk_job job = {.m = m,
+                                               .k = k,
+                                               .w = w,
+                                               .ldw = k + 2,
+                                               .bp = bp,
+                                               .ncols = n,
+                                               .y = ye,
+                                               .p = p,
+                                               .ystride = (size_t)m * p + 3,
+                                               .bias = c % 2 ? bias : NULL,
+                                               .act = (enum fl_convk_act)act,
+                                               .lo = -0.5f,
+                                               .hi = 0.75f};
+                    /* the expected values with ldw: W's rows are k + 2 apart */
+                    float *wc = malloc((size_t)m * k * sizeof *wc);
+                    for (int i = 0; i < m; i++)
+                        memcpy(wc + (size_t)i * k, w + (size_t)i * (k + 2), (size_t)k * 4);
+                    struct fl_convk_job ref = job;
+                    ref.w = wc, ref.ldw = k;
+                    s_convk_expected(&ref, bm, ye);
+                    job.y = y1;
+                    fl_convk_run(&job, 0, m, 0, np);
+                    job.y = y2;
+                    fl_convk_run(&job, 0, m / 2, 0, np);
+                    fl_convk_run(&job, m / 2, m, 0, np / 2);
+                    fl_convk_run(&job, m / 2, m, np / 2, np);
+                    job.y = y3, job.bp = bt;
+                    fl_convk_run_narrow(&job, 0, m / 3);
+                    fl_convk_run_narrow(&job, m / 3, m);
+                    for (size_t i = 0; i < ny; i++) {
+                        cr_assert_float_eq(y1[i], ye[i], 1e-4 * (1 + fabsf(ye[i])),
+                                           "m=%d k=%d n=%d p=%d act=%d [%zu]", m, k, n, p, act, i);
+                        cr_assert_eq(y2[i], y1[i], "split rows/panels differ at %zu", i);
+                        cr_assert_float_eq(y3[i], ye[i], 1e-4 * (1 + fabsf(ye[i])),
+                                           "narrow m=%d k=%d n=%d p=%d [%zu]", m, k, n, p, i);
+                    }
+                    free(wc);
+                    free(ye);
+                    free(y3);
+                    free(y2);
+                    free(y1);
+                    free(bt);
+                    free(bp);
+                    free(bias);
+                    free(bm);
+                    free(w);
+                }
 }
 
 Test(fl_linalg, colsum_adds_each_column)

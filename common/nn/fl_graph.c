@@ -1,6 +1,7 @@
 /* fl_graph: building a graph, validating it (names, cycles, shapes) and planning its buffers. */
 #include "fl_graph_impl.h"
 
+#include "fl_convk.h"
 #include "fl_error.h"
 #include "fl_linalg.h"
 #include "fl_mem.h"
@@ -13,7 +14,8 @@
 #include <string.h>
 
 static const struct fl_op_info s_ops[FL_OP_COUNT_] = {
-    [FL_OP_CONV] = {"Conv", 2, 3, fl_conv_infer, fl_conv_fwd, fl_conv_bwd},
+    [FL_OP_CONV] = {"Conv", 2, 3, fl_conv_infer, fl_conv_fwd, fl_conv_bwd, fl_conv_fwd_part,
+                    fl_conv_splits},
     [FL_OP_GEMM] = {"Gemm", 2, 3, fl_gemm_infer, fl_gemm_fwd, fl_gemm_bwd},
     [FL_OP_MATMUL] = {"MatMul", 2, 2, fl_matmul_infer, fl_gemm_fwd, fl_gemm_bwd},
     [FL_OP_RELU] = {"Relu", 1, 1, fl_unary_infer, fl_unary_fwd, fl_unary_bwd},
@@ -89,8 +91,14 @@ fl_graph_t *fl_graph_new(fl_pool_t *pool)
     if (g->nworkers > FL_GRAPH_MAX_WORKERS)
         g->nworkers = FL_GRAPH_MAX_WORKERS;
     g->input = g->output = -1;
+    g->simd = fl_convk_supported();
     fl_linalg_init();
     return g;
+}
+
+void fl_graph_use_simd(fl_graph_t *g, bool allow)
+{
+    g->simd = allow && fl_convk_supported();
 }
 
 void fl_graph_destroy(fl_graph_t **self_p)
@@ -99,7 +107,8 @@ void fl_graph_destroy(fl_graph_t **self_p)
         return;
     fl_graph_t *g = *self_p;
     for (int i = 0; i < g->nvalues; i++) {
-        free(g->values[i].data);
+        if (g->values[i].alias < 0)
+            free(g->values[i].data);
         free(g->values[i].grad);
     }
     for (int i = 0; i < g->nnodes; i++)
@@ -168,6 +177,7 @@ static int s_new_value(fl_graph_t *g, const char *name, enum fl_gvalue_kind kind
     snprintf(v->name, sizeof v->name, "%s", name);
     v->kind = kind;
     v->producer = -1;
+    v->alias = -1;
     return g->nvalues++;
 }
 
@@ -366,6 +376,36 @@ static void s_mark_grads(fl_graph_t *g, bool input_grad)
     fl_lora_settle(g);
 }
 
+/* Fuse each Relu or Clip that alone reads a Conv's output into that conv: the conv's kernel
+ * clamps its output as it writes it (no pass of its own over memory) and the activation's
+ * output shares the conv's data. Its backward pass still runs: Relu's reads its output, Clip's
+ * its input (the clamped values), and the clamped values say where the gradient passes as the
+ * raw ones did (lo < y < hi exactly when lo < x < hi). */
+static void s_fuse(fl_graph_t *g)
+{
+    for (int n = 0; n < g->nnodes; n++) {
+        struct fl_gnode *cv = &g->nodes[n];
+        int v = cv->out, reader = -1, reads = 0;
+        if (cv->op != FL_OP_CONV || v == g->output)
+            continue;
+        for (int r = 0; r < g->nnodes; r++)
+            for (int i = 0; i < g->nodes[r].nin; i++)
+                if (g->nodes[r].in[i] == v)
+                    reads++, reader = r;
+        if (reads != 1)
+            continue;
+        struct fl_gnode *act = &g->nodes[reader];
+        bool relu = act->op == FL_OP_RELU;
+        if (!relu && !(act->op == FL_OP_CLIP && act->a.min < act->a.max))
+            continue;
+        cv->act = act->op;
+        cv->act_min = relu ? 0.0f : act->a.min;
+        cv->act_max = relu ? INFINITY : act->a.max;
+        act->fused = true;
+        g->values[act->out].alias = v;
+    }
+}
+
 static int s_alloc(fl_graph_t *g)
 {
     size_t scratch = 1;
@@ -380,11 +420,14 @@ static int s_alloc(fl_graph_t *g)
     for (int v = 0; v < g->nvalues; v++) {
         struct fl_gvalue *x = &g->values[v];
         size_t n = x->kind == FL_GV_PARAM ? x->numel : x->numel * (size_t)g->max_batch;
-        if (x->kind != FL_GV_PARAM && !(x->data = fl_falloc(n)))
+        if (x->kind != FL_GV_PARAM && x->alias < 0 && !(x->data = fl_falloc(n)))
             return FL_ENOMEM;
         if (x->needs_grad && !(x->grad = fl_falloc(n)))
             return FL_ENOMEM;
     }
+    for (int v = 0; v < g->nvalues; v++)
+        if (g->values[v].alias >= 0)
+            g->values[v].data = g->values[g->values[v].alias].data;
     for (int t = 0; t < g->nworkers; t++) {
         if (!(g->scratch[t] = fl_falloc(scratch)))
             return FL_ENOMEM;
@@ -454,6 +497,7 @@ int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad)
     if (rc)
         return rc;
     s_mark_grads(g, input_grad);
+    s_fuse(g);
     if (s_alloc(g))
         return fl_fail(FL_ENOMEM, "graph: out of memory planning %d nodes for batch %d", g->nnodes,
                        max_batch);

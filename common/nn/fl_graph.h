@@ -22,8 +22,14 @@
  * Values are all kept after a forward pass (the backward pass reads them). LoRA's merged weight
  * is internal: it is not listed among the parameters.
  *
+ * Fusion. A Relu or Clip that alone reads a Conv's output is applied by the conv's kernel as it
+ * writes that output (no pass of its own): the conv's output value then holds the activated
+ * values, the same as the activation's output.
+ *
  * Threads: each node splits the batch over the pool given to fl_graph_new (borrowed, must
- * outlive the graph; NULL = the caller's thread). A graph is not thread-safe. */
+ * outlive the graph; NULL = the caller's thread); a batch smaller than the pool (a batch of
+ * one) is split within each large conv instead, by output positions or channels, which gives
+ * the same values as one thread. A graph is not thread-safe. */
 #ifndef FL_GRAPH_H
 #define FL_GRAPH_H
 
@@ -90,6 +96,10 @@ const char *fl_op_name(enum fl_op op);
 /* An empty graph running on pool (borrowed, may be NULL). NULL when out of memory. */
 fl_graph_t *fl_graph_new(fl_pool_t *pool);
 void fl_graph_destroy(fl_graph_t **self_p);
+/* Let the convolutions use the engine's own AVX-512 kernel where the CPU has it (the default),
+ * or keep them on the portable path (OpenBLAS) when allow is false: for comparisons and tests.
+ * Both compute the same values up to float rounding. */
+void fl_graph_use_simd(fl_graph_t *g, bool allow);
 
 /* The graph's input: ndim per-sample axes (1 to 3, e.g. {C, H, W}). One input per graph. */
 int fl_graph_add_input(fl_graph_t *g, const char *name, int ndim, const int64_t *dims);

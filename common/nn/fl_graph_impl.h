@@ -31,6 +31,8 @@ struct fl_gvalue {
     bool needs_grad;                 /* a gradient is computed for it */
     bool derived;                    /* parameter computed from others (LoRA's merged weight) */
     int producer;                    /* node index writing it, -1 for input and params */
+    int alias;                       /* value whose data this one shares (a fused activation's
+                                      * output is its conv's), -1 for none */
 };
 
 /* A node: op, its input and output value indices, attributes and planned geometry. */
@@ -42,10 +44,15 @@ struct fl_gnode {
     int in[FL_GRAPH_MAX_INPUTS];                           /* value indices */
     int out;                                               /* output value index */
     struct fl_op_attrs a;                                  /* attributes */
-    int64_t bstride[2][5]; /* binary ops: operand strides (batch first) */
-    int64_t bdims[5];      /* binary ops: output dims (batch first) */
-    int32_t *argmax;       /* maxpool: winner per output element */
-    size_t scratch;        /* floats of per-worker scratch it needs */
+    int64_t bstride[2][5];  /* binary ops: operand strides (batch first) */
+    int64_t bdims[5];       /* binary ops: output dims (batch first) */
+    int32_t *argmax;        /* maxpool: winner per output element */
+    size_t scratch;         /* floats of per-worker scratch it needs */
+    enum fl_op act;         /* conv: Relu or Clip applied to its output by its own kernel (the
+                             * activation node that read it is fused), 0 for none */
+    float act_min, act_max; /* the fused Clip's bounds */
+    bool fused;             /* an activation its producer applied: forward does nothing, its
+                             * output shares the producer's data */
 };
 
 /* LoRA on a node's weight W [rows, cols...] read as a matrix [rows, cols]: the node reads the
@@ -63,6 +70,7 @@ struct fl_glora {
 struct fl_graph {
     fl_pool_t *pool;                      /* borrowed compute threads, or NULL */
     int nworkers;                         /* fl_pool_size(pool) */
+    bool simd;                            /* convs use fl_convk (AVX-512) where they can */
     int nvalues, cap_values;              /* values used / allocated */
     struct fl_gvalue *values;             /* every named value */
     int nnodes, cap_nodes;                /* nodes used / allocated */
@@ -103,14 +111,41 @@ static inline float *fl_gv_grad(const fl_graph_t *g, int v, int t, size_t s)
  * [b0, b1) as worker t. Backward kernels accumulate into the input gradients. */
 typedef int(fl_op_infer_fn)(fl_graph_t *g, struct fl_gnode *nd);
 typedef void(fl_op_run_fn)(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1);
+/* Part `part` of nparts of an op's forward pass over the whole batch, as worker `part`: the
+ * pool's workers share a batch smaller than the pool (a batch of one) by splitting each
+ * sample's work. The result does not depend on nparts. */
+typedef void(fl_op_part_fn)(fl_graph_t *g, const struct fl_gnode *nd, int part, int nparts);
+/* Is node nd's forward pass worth splitting among the workers at the current batch? */
+typedef bool(fl_op_splits_fn)(const fl_graph_t *g, const struct fl_gnode *nd);
 
 struct fl_op_info {
-    const char *name;       /* ONNX name */
-    int min_in, max_in;     /* inputs accepted */
-    fl_op_infer_fn *infer;  /* shapes */
-    fl_op_run_fn *forward;  /* forward kernel */
-    fl_op_run_fn *backward; /* backward kernel */
+    const char *name;        /* ONNX name */
+    int min_in, max_in;      /* inputs accepted */
+    fl_op_infer_fn *infer;   /* shapes */
+    fl_op_run_fn *forward;   /* forward kernel */
+    fl_op_run_fn *backward;  /* backward kernel */
+    fl_op_part_fn *part;     /* forward split within samples (small batches), or NULL */
+    fl_op_splits_fn *splits; /* when part is worth it (with part) */
 };
+
+/* Run node nd's forward pass on the graph's current batch, over the pool. */
+void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd);
+
+/* A conv's fused activation (nd->act) on n values of its output, in place (inline: kernels
+ * compiled for AVX-512 get it vectorised so). */
+static inline __attribute__((always_inline)) void fl_act_apply(const struct fl_gnode *nd, float *y,
+                                                               size_t n)
+{
+    float lo = nd->act_min, hi = nd->act_max;
+    if (nd->act == FL_OP_RELU)
+        for (size_t i = 0; i < n; i++)
+            y[i] = y[i] > 0 ? y[i] : 0;
+    else if (nd->act == FL_OP_CLIP)
+        for (size_t i = 0; i < n; i++) {
+            float v = y[i] < lo ? lo : y[i];
+            y[i] = v > hi ? hi : v;
+        }
+}
 
 /* The table of ops, indexed by enum fl_op (NULL for an unknown op). */
 const struct fl_op_info *fl_op_info(enum fl_op op);
@@ -133,6 +168,8 @@ void fl_lora_backward_all(fl_graph_t *g);
 fl_op_infer_fn fl_conv_infer, fl_pool_infer, fl_gap_infer, fl_unary_infer, fl_binary_infer,
     fl_bn_infer, fl_gemm_infer, fl_matmul_infer, fl_flatten_infer, fl_reshape_infer,
     fl_concat_infer;
+fl_op_part_fn fl_conv_fwd_part;
+fl_op_splits_fn fl_conv_splits;
 fl_op_run_fn fl_conv_fwd, fl_conv_bwd, fl_maxpool_fwd, fl_maxpool_bwd, fl_avgpool_fwd,
     fl_avgpool_bwd, fl_gap_fwd, fl_gap_bwd, fl_unary_fwd, fl_unary_bwd, fl_binary_fwd,
     fl_binary_bwd, fl_bn_fwd, fl_bn_bwd, fl_gemm_fwd, fl_gemm_bwd, fl_copy_fwd, fl_copy_bwd,

@@ -19,31 +19,11 @@ struct fl_graph_cut {
     size_t dim;    /* floats per sample of a packed frontier; 0: no cut */
 };
 
-struct s_job {
-    fl_graph_t *g;             /* the graph */
-    const struct fl_gnode *nd; /* the node run */
-    int ntasks;                /* pieces the batch is cut into */
-};
-
-static void s_task(void *arg, int t)
-{
-    const struct s_job *j = arg;
-    size_t n = (size_t)j->g->batch;
-    size_t b0 = n * (size_t)t / (size_t)j->ntasks, b1 = n * ((size_t)t + 1) / (size_t)j->ntasks;
-    if (b1 > b0)
-        fl_op_info(j->nd->op)->forward(j->g, j->nd, t, b0, b1);
-}
-
 /* Run the forward kernels of the listed nodes on the graph's current batch. */
 static void s_run(fl_graph_t *g, const int *nodes, int n)
 {
-    for (int k = 0; k < n; k++) {
-        struct s_job j = {g, &g->nodes[nodes[k]], g->batch < g->nworkers ? g->batch : g->nworkers};
-        if (j.ntasks <= 1)
-            s_task(&j, 0);
-        else
-            fl_pool_run(g->pool, j.ntasks, s_task, &j);
-    }
+    for (int k = 0; k < n; k++)
+        fl_graph_node_forward(g, &g->nodes[nodes[k]]);
 }
 
 void fl_graph_cut_destroy(fl_graph_cut_t **self_p)

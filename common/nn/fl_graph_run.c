@@ -23,6 +23,12 @@ static void s_task(void *arg, int t)
         j->fn(j->g, j->nd, t, b0, b1);
 }
 
+static void s_part_task(void *arg, int t)
+{
+    const struct s_job *j = arg;
+    fl_op_info(j->nd->op)->part(j->g, j->nd, t, j->ntasks);
+}
+
 static int s_ntasks(const fl_graph_t *g)
 {
     return g->batch < g->nworkers ? g->batch : g->nworkers;
@@ -37,6 +43,17 @@ static void s_run(fl_graph_t *g, const struct fl_gnode *nd, fl_op_run_fn *fn)
         fl_pool_run(g->pool, j.ntasks, s_task, &j);
 }
 
+void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd)
+{
+    const struct fl_op_info *info = fl_op_info(nd->op);
+    if (g->batch < g->nworkers && info->part && info->splits(g, nd)) { /* too few samples */
+        struct s_job j = {g, nd, NULL, g->nworkers};
+        fl_pool_run(g->pool, j.ntasks, s_part_task, &j);
+        return;
+    }
+    s_run(g, nd, info->forward);
+}
+
 int fl_graph_forward(fl_graph_t *g, const float *x, int n)
 {
     if (!g->planned)
@@ -48,8 +65,7 @@ int fl_graph_forward(fl_graph_t *g, const float *x, int n)
     memcpy(in->data, x, (size_t)n * in->numel * sizeof(float));
     fl_lora_merge_all(g);
     for (int k = 0; k < g->nnodes; k++) {
-        const struct fl_gnode *nd = &g->nodes[g->order[k]];
-        s_run(g, nd, fl_op_info(nd->op)->forward);
+        fl_graph_node_forward(g, &g->nodes[g->order[k]]);
     }
     return 0;
 }

@@ -5,6 +5,7 @@
  * depthwise convs: fl_ops_depthwise.c; pools: fl_ops_pool.c. */
 #include "fl_ops_window.h"
 
+#include "fl_convk.h"
 #include "fl_error.h"
 #include "fl_linalg.h"
 
@@ -93,6 +94,12 @@ static int s_lora_rank(const fl_graph_t *g, const struct fl_gnode *nd)
         if (g->loras[i].weff == nd->in[1])
             return g->loras[i].rank;
     return 0;
+}
+
+/* Rows of a conv's full col matrix: c * kh * kw. */
+static size_t s_kfull(const struct fl_wgeom *q)
+{
+    return (size_t)q->c * q->kh * q->kw;
 }
 
 /* Scratch floats per sample of a chunk: col and dcol [k, p], the gathered output or its
@@ -275,10 +282,20 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     size_t per = s_chunk_floats(&q, s_lora_rank(g, nd)),
            workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
     size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
-    nd->scratch = q.depthwise ? fl_depthwise_scratch(&q)
-                              : s_fixed_floats(&q, s_lora_rank(g, nd)) + per * (nb < 1       ? 1
-                                                                                : nb > share ? share
-                                                                                             : nb);
+    nb = nb < 1 ? 1 : nb > share ? share : nb;
+    nd->scratch =
+        q.depthwise ? fl_depthwise_scratch(&q) : s_fixed_floats(&q, s_lora_rank(g, nd)) + per * nb;
+    if (!q.depthwise) { /* fl_convk's panels: a chunk's columns, or a small batch's */
+        size_t few = workers > 1 ? workers - 1 : 1;
+        size_t cols = (size_t)q.oh * q.ow *
+                      (nb > few                     ? nb
+                       : few > (size_t)g->max_batch ? (size_t)g->max_batch
+                                                    : few);
+        size_t rank = (size_t)s_lora_rank(g, nd), lora = rank ? (rank + (size_t)q.mg) * cols : 0;
+        size_t fast = s_fixed_floats(&q, (int)rank) + (size_t)q.kh * q.kw * q.oh * q.ow +
+                      s_kfull(&q) * (cols + FL_CONVK_NR) + lora;
+        nd->scratch = nd->scratch > fast ? nd->scratch : fast;
+    }
     return 0;
 }
 
@@ -288,8 +305,10 @@ int fl_pool_infer(fl_graph_t *g, struct fl_gnode *nd)
                           nd->a.kernel[1]);
 }
 
+/* The context of a kernel call as worker t; with pruned taps, W's rows [r0, r1) are compacted
+ * (the others are not read). */
 static void s_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
-                       bool allow_prune, struct s_ctx *x)
+                       bool allow_prune, int r0, int r1, struct s_ctx *x)
 {
     x->L = fl_lora_of(g, nd);
     x->w = fl_gv_data(g, x->L ? x->L->w : nd->in[1], 0);
@@ -303,7 +322,7 @@ static void s_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl
     x->dap = NULL;
     if (!x->taps.pruned)
         return;
-    s_compact(q, &x->taps, x->w, q->mg, base);
+    s_compact(q, &x->taps, x->w + (size_t)r0 * kfull, r1 - r0, base + (size_t)r0 * x->k);
     x->w = base;
     if (x->L) {
         s_compact(q, &x->taps, x->a, r, base + (size_t)q->mg * kfull);
@@ -356,7 +375,257 @@ static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
             float bo = b ? b[o] : 0.0f, *dst = y + (size_t)o * p;
             for (int i = 0; i < p; i++)
                 dst[i] = src[i] + bo;
+            fl_act_apply(nd, dst, (size_t)p);
         }
+    }
+}
+
+/* len values src[0], src[sw], ... (zeros when src is NULL) into a packed row from column cc
+ * on: runs within a panel (NR floats at rowb + panel * kstride) are contiguous. */
+static void s_put(float *rowb, size_t kstride, size_t cc, const float *src, int sw, size_t len)
+{
+    const size_t nr = FL_CONVK_NR;
+    while (len > 0) {
+        size_t lane = cc % nr, take = nr - lane < len ? nr - lane : len;
+        float *restrict dst = rowb + cc / nr * kstride + lane;
+        if (!src)
+            memset(dst, 0, take * sizeof *dst);
+        else if (sw == 1)
+            for (size_t i = 0; i < take; i++)
+                dst[i] = src[i];
+        else
+            for (size_t i = 0; i < take; i++)
+                dst[i] = src[i * (size_t)sw];
+        if (src)
+            src += take * (size_t)sw;
+        cc += take, len -= take;
+    }
+}
+
+/* Columns [j0, j1) of a chunk's col matrix (sample s's position i in column
+ * (s - first) * p + i) packed in fl_convk's panels: bp holds panel j / NR at (j / NR) * k * NR,
+ * row r of it NR floats at r * NR. x: the sample's input, col0 its first column. */
+static void s_pack_sample(const struct fl_wgeom *q, const struct s_taps *T, const float *x,
+                          float *bp, size_t k, size_t col0, int i0, int i1)
+{
+    const size_t nr = FL_CONVK_NR, kstride = k * nr;
+    if (q->direct) { /* 1x1: each channel's plane is a row of col */
+        for (int c = 0; c < q->c; c++)
+            s_put(bp + (size_t)c * nr, kstride, col0 + (size_t)i0, x + (size_t)c * q->h * q->w + i0,
+                  1, (size_t)(i1 - i0));
+        return;
+    }
+    int oy0 = i0 / q->ow, oy1 = (i1 - 1) / q->ow;
+    for (int c = 0; c < q->c; c++)
+        for (int l = 0; l < T->n; l++) {
+            int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+            float *rowb = bp + ((size_t)c * T->n + l) * nr;
+            const float *plane = x + (size_t)c * q->h * q->w;
+            int o0, o1, off = kj * q->dw - q->pl;
+            s_valid_cols(q, kj, &o0, &o1);
+            for (int oy = oy0; oy <= oy1; oy++) {
+                int xa = oy == oy0 ? i0 - oy * q->ow : 0, xb = oy == oy1 ? i1 - oy * q->ow : q->ow;
+                int iy = oy * q->sh - q->pt + ki * q->dh;
+                size_t col = col0 + (size_t)oy * q->ow;
+                int va = xa > o0 ? xa : o0, vb = xb < o1 ? xb : o1;
+                if (iy < 0 || iy >= q->h)
+                    va = vb = xb;
+                if (vb < va)
+                    vb = va;
+                const float *src = plane + (size_t)(iy < 0 ? 0 : iy) * q->w;
+                s_put(rowb, kstride, col + xa, NULL, 0, (size_t)(va - xa));
+                if (vb > va)
+                    s_put(rowb, kstride, col + va, src + va * q->sw + off, q->sw,
+                          (size_t)(vb - va));
+                s_put(rowb, kstride, col + vb, NULL, 0, (size_t)(xb - vb));
+            }
+        }
+}
+
+/* Column j of a chunk's col matrix packed for fl_convk_run_narrow: its k values at bt + j * k.
+ * x: a sample's input, col0 its first column. */
+static void s_pack_narrow(const struct fl_wgeom *q, const struct s_taps *T, const float *x,
+                          float *bt, size_t k, size_t col0)
+{
+    for (int oy = 0; oy < q->oh; oy++)
+        for (int ox = 0; ox < q->ow; ox++) {
+            float *dst = bt + (col0 + (size_t)oy * q->ow + ox) * k;
+            for (int c = 0; c < q->c; c++)
+                for (int l = 0; l < T->n; l++) {
+                    int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+                    int iy = oy * q->sh - q->pt + ki * q->dh, ix = ox * q->sw - q->pl + kj * q->dw;
+                    bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
+                    *dst++ = in ? x[((size_t)c * q->h + iy) * q->w + ix] : 0.0f;
+                }
+        }
+}
+
+/* idx [T->n][oh*ow]: for each kept tap and output position, the offset in an input plane
+ * the tap reads, or -1 in the padding (fl_convk_pack's table). */
+static void s_tap_index(const struct fl_wgeom *q, const struct s_taps *T, int32_t *idx)
+{
+    for (int l = 0; l < T->n; l++) {
+        int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+        for (int oy = 0; oy < q->oh; oy++) {
+            int iy = oy * q->sh - q->pt + ki * q->dh;
+            for (int ox = 0; ox < q->ow; ox++) {
+                int ix = ox * q->sw - q->pl + kj * q->dw;
+                bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
+                *idx++ = in ? iy * q->w + ix : -1;
+            }
+        }
+    }
+}
+
+/* Does the conv's product take fl_convk_run_narrow? Fewer columns at this batch (the same for
+ * every worker) than a vector holds. */
+static bool s_narrow(const fl_graph_t *g, const struct fl_wgeom *q)
+{
+    return (size_t)q->oh * q->ow * (size_t)g->batch < FL_CONVK_NARROW;
+}
+
+/* A narrow product needs a long k: its dot products end in reductions, which a short k does
+ * not pay for; OpenBLAS does those better (measured on mobilenet_v2 and resnet18 at batch 1:
+ * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower). */
+#define S_NARROW_MIN_K 1024
+
+/* Can fl_convk run node nd's forward pass? One group (a factored LoRA too). */
+static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+{
+    (void)nd;
+    return g->simd && !q->depthwise && q->groups == 1 &&
+           (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K);
+}
+
+/* A factored LoRA's term on rows [ma, mb) and columns [c0, c1) of a chunk whose main product j
+ * stored without the activation: ac [rank, ncols] = A col by fl_convk (panels [pa, pb), or the
+ * narrow kernel), then y = act(y + s B ac), each sample's run of positions at a time. */
+static void s_lora_fwd_fast(const struct fl_gnode *nd, const struct s_ctx *x,
+                            const struct fl_convk_job *j, const float *B, float *ac, bool narrow,
+                            size_t pa, size_t pb, size_t ma, size_t mb, size_t c0, size_t c1)
+{
+    const struct fl_glora *L = x->L;
+    size_t r = (size_t)L->rank, ncols = (size_t)j->ncols, p = (size_t)j->p;
+    struct fl_convk_job ja = *j;
+    ja.m = L->rank, ja.w = x->a, ja.y = ac, ja.p = j->ncols, ja.ystride = 0, ja.bias = NULL;
+    ja.act = FL_CONVK_NONE;
+    if (narrow)
+        fl_convk_run_narrow(&ja, 0, L->rank);
+    else
+        fl_convk_run(&ja, 0, L->rank, (int)pa, (int)pb);
+    for (size_t cs = c0; cs < c1;) {
+        size_t ce = (cs / p + 1) * p < c1 ? (cs / p + 1) * p : c1;
+        for (size_t o = ma; o < mb; o++) {
+            float *restrict dst = j->y + cs / p * j->ystride + o * p + cs % p;
+            for (size_t i = 0; i < r; i++) {
+                float coef = L->scale * B[o * r + i];
+                const float *restrict ai = ac + i * ncols + cs;
+                for (size_t c = 0; c < ce - cs; c++)
+                    dst[c] += coef * ai[c];
+            }
+            fl_act_apply(nd, dst, ce - cs);
+        }
+        cs = ce;
+    }
+}
+
+/* How part `part` of nparts shares a chunk of ncols columns: panels [*pa, *pb) (a wide chunk)
+ * or output channels [*ma, *mb) (a narrow one: the last stages of a CNN at batch 1, where the
+ * weight dominates). Cuts fall on panel and register-block boundaries. */
+static void s_share(const struct fl_wgeom *q, size_t ncols, bool narrow, int part, int nparts,
+                    size_t *pa, size_t *pb, size_t *ma, size_t *mb)
+{
+    size_t nr = FL_CONVK_NR, mr = narrow ? 4 : FL_CONVK_MR, mg = (size_t)q->mg;
+    size_t npan = narrow ? 1 : (ncols + nr - 1) / nr, mblk = (mg + mr - 1) / mr;
+    *pa = 0, *pb = npan, *ma = 0, *mb = mg;
+    if (nparts > 1 && !narrow && ncols >= mg) {
+        *pa = npan * (size_t)part / (size_t)nparts;
+        *pb = npan * ((size_t)part + 1) / (size_t)nparts;
+    } else if (nparts > 1) {
+        *ma = mblk * (size_t)part / (size_t)nparts * mr;
+        *mb = mblk * ((size_t)part + 1) / (size_t)nparts * mr;
+        *mb = *mb < mg ? *mb : mg;
+        *ma = *ma < *mb ? *ma : *mb;
+    }
+}
+
+/* Forward of samples [b0, b1) with fl_convk as worker t, part `part` of nparts (see s_share):
+ * chunks of samples whose packed columns fill the scratch, packed straight from the input
+ * (panels, or columns for planes under FL_CONVK_NARROW positions), the product stored into the
+ * output planes with the bias and the fused activation. Each element is the same sum in the
+ * same order whatever the chunks and parts, so the thread count does not change the result. */
+static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                            int t, size_t b0, size_t b1, int part, int nparts)
+{
+    const size_t nr = FL_CONVK_NR, p = (size_t)q->oh * q->ow;
+    bool narrow = s_narrow(g, q);
+    struct s_taps T;
+    s_taps_of(q, true, &T);
+    const struct fl_glora *L = fl_lora_of(g, nd);
+    size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
+    size_t apk = (size_t)q->kh * q->kw * p, avail = nd->scratch - fixed - apk;
+    size_t per = k + (L ? (size_t)L->rank + (size_t)q->mg : 0); /* floats a column */
+    size_t nb = avail > k * nr + per * p ? (avail - k * nr) / (per * p) : 1;
+    size_t pa, pb, ma, mb; /* the first chunk's share fixes the rows compacted */
+    s_share(q, (b1 - b0 < nb ? b1 - b0 : nb) * p, narrow, part, nparts, &pa, &pb, &ma, &mb);
+    if (ma == mb)
+        return;
+    struct s_ctx x;
+    s_ctx_init(g, nd, q, t, true, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg, &x);
+    struct fl_convk_job j = {.m = q->mg,
+                             .k = x.k,
+                             .w = x.w,
+                             .ldw = x.k,
+                             .bp = x.work + apk,
+                             .p = (int)p,
+                             .ystride = g->values[nd->out].numel,
+                             .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
+                             .act = L                       ? FL_CONVK_NONE /* after LoRA's */
+                                    : nd->act == FL_OP_RELU ? FL_CONVK_RELU
+                                    : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
+                                                            : FL_CONVK_NONE,
+                             .lo = nd->act_min,
+                             .hi = nd->act_max};
+    float *ac = x.work + apk + k * (nb * p + nr); /* a factored LoRA's A col */
+    const float *B = L ? g->values[L->b].data : NULL;
+    int32_t *idx = (int32_t *)x.work; /* the gather's offsets (not for 1x1 or narrow) */
+    if (!narrow && !q->direct)
+        s_tap_index(q, &x.taps, idx);
+    for (size_t s0 = b0; s0 < b1; s0 += nb) {
+        size_t n = b1 - s0 < nb ? b1 - s0 : nb, ncols = n * p;
+        s_share(q, ncols, narrow, part, nparts, &pa, &pb, &ma, &mb);
+        if (pa == pb || ma == mb)
+            continue;
+        j.ncols = (int)ncols;
+        j.y = fl_gv_data(g, nd->out, s0);
+        if (narrow) {
+            for (size_t sj = 0; sj < n; sj++)
+                s_pack_narrow(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work + apk, k,
+                              sj * p);
+            fl_convk_run_narrow(&j, (int)ma, (int)mb);
+            if (L)
+                s_lora_fwd_fast(nd, &x, &j, B, ac, true, 0, 1, ma, mb, 0, ncols);
+            continue;
+        }
+        size_t c0 = pa * nr, c1 = pb * nr < ncols ? pb * nr : ncols;
+        for (size_t sj = c0 / p; sj * p < c1; sj++) { /* the samples these columns cover */
+            size_t i0 = sj * p < c0 ? c0 - sj * p : 0, i1 = (sj + 1) * p > c1 ? c1 - sj * p : p;
+            const float *xs = fl_gv_data(g, nd->in[0], s0 + sj);
+            if (q->direct) {
+                s_pack_sample(q, &x.taps, xs, x.work + apk, k, sj * p, (int)i0, (int)i1);
+                continue;
+            }
+            for (size_t i = i0; i < i1;) { /* runs within a panel */
+                size_t col = sj * p + i, lane = col % nr,
+                       len = nr - lane < i1 - i ? nr - lane : i1 - i;
+                fl_convk_pack(xs, (size_t)q->h * q->w, q->c, x.taps.n, idx + i, p, (int)len,
+                              x.work + apk + col / nr * k * nr + lane);
+                i += len;
+            }
+        }
+        fl_convk_run(&j, (int)ma, (int)mb, (int)pa, (int)pb);
+        if (L)
+            s_lora_fwd_fast(nd, &x, &j, B, ac, false, pa, pb, ma, mb, c0, c1);
     }
 }
 
@@ -368,8 +637,12 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         fl_depthwise_fwd(g, nd, &q, t, b0, b1);
         return;
     }
+    if (s_fast(g, nd, &q)) {
+        s_conv_fwd_fast(g, nd, &q, t, b0, b1, 0, 1);
+        return;
+    }
     struct s_ctx x;
-    s_ctx_init(g, nd, &q, t, true, &x);
+    s_ctx_init(g, nd, &q, t, true, 0, q.mg, &x);
     size_t nb = s_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
         s_conv_fwd_chunk(g, nd, &q, &x, s, b1 - s < nb ? b1 - s : nb);
@@ -480,8 +753,33 @@ void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         return;
     }
     struct s_ctx x; /* a weight gradient needs every tap's columns */
-    s_ctx_init(g, nd, &q, t, !g->values[nd->in[1]].needs_grad, &x);
+    s_ctx_init(g, nd, &q, t, !g->values[nd->in[1]].needs_grad, 0, q.mg, &x);
     size_t nb = s_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
         s_conv_bwd_chunk(g, nd, &q, &x, t, s, b1 - s < nb ? b1 - s : nb);
+}
+
+/* Below these, a conv's forward pass is not worth sharing among workers: multiply-adds, and
+ * weight floats (read once whatever the batch: the last stages at batch 1). */
+#define S_SPLIT_MACS    ((size_t)1 << 21)
+#define S_SPLIT_WEIGHTS ((size_t)1 << 18)
+
+bool fl_conv_splits(const fl_graph_t *g, const struct fl_gnode *nd)
+{
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
+    size_t wts = (size_t)q.mg * s_kfull(&q), macs = wts * (size_t)g->batch * q.oh * q.ow;
+    if (q.depthwise)
+        return fl_depthwise_splits(g, &q);
+    return s_fast(g, nd, &q) && (macs >= S_SPLIT_MACS || wts >= S_SPLIT_WEIGHTS);
+}
+
+void fl_conv_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, int part, int nparts)
+{
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
+    if (q.depthwise)
+        fl_depthwise_fwd_part(g, nd, &q, part, nparts);
+    else
+        s_conv_fwd_fast(g, nd, &q, part, 0, (size_t)g->batch, part, nparts);
 }

@@ -5,19 +5,21 @@
  * to channels-last, [position, channel], so that the inner loop runs over the channels. */
 #include "fl_ops_window.h"
 
+#include "fl_convk.h"
+
 #include <string.h>
 
 /* Output planes up to this many positions run channels-last. */
 #define S_CL_MAX_POSITIONS 64
 
-static bool s_channels_last(const struct fl_wgeom *q)
+FL_INLINE bool s_channels_last(const struct fl_wgeom *q)
 {
     return q->mg == 1 && q->oh * q->ow <= S_CL_MAX_POSITIONS;
 }
 
 /* Rows and columns of a depthwise conv's zero-padded input plane: every tap of every output
  * lands inside it. */
-static void s_padded(const struct fl_wgeom *q, int *ph, int *pw)
+FL_INLINE void s_padded(const struct fl_wgeom *q, int *ph, int *pw)
 {
     int rows = (q->oh - 1) * q->sh + (q->kh - 1) * q->dh + 1;
     int cols = (q->ow - 1) * q->sw + (q->kw - 1) * q->dw + 1;
@@ -35,7 +37,7 @@ size_t fl_depthwise_scratch(const struct fl_wgeom *q)
     return 2 * (size_t)ph * pw;
 }
 
-static void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, int ph, int pw)
+FL_INLINE void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, int ph, int pw)
 {
     memset(buf, 0, (size_t)ph * pw * sizeof *buf);
     for (int iy = 0; iy < q->h; iy++)
@@ -46,15 +48,15 @@ static void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, in
 /* Depthwise convolution of one sample, channel by channel on a zero-padded copy of its input
  * plane (buf), so that each tap adds a weighted input row to an output row with no bounds
  * test: the inner loop runs over the output row and vectorises. */
-static void s_rows_fwd(const struct fl_wgeom *q, const float *x, const float *w, const float *b,
-                       float *y, float *buf)
+FL_INLINE void s_rows_fwd(const struct fl_gnode *nd, const struct fl_wgeom *q, const float *x,
+                          const float *w, const float *b, float *y, float *buf, int o0, int o1)
 {
     int ph, pw;
     s_padded(q, &ph, &pw);
     size_t plane = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
-    for (int o = 0; o < q->groups * q->mg; o++) {
+    for (int o = o0; o < o1; o++) {
         const float *wk = w + (size_t)o * kk;
-        if (o % q->mg == 0)
+        if (o % q->mg == 0 || o == o0)
             s_pad_plane(q, x + (size_t)(o / q->mg) * plane, buf, ph, pw);
         for (int oy = 0; oy < q->oh; oy++) {
             float *restrict yr = y + ((size_t)o * q->oh + oy) * q->ow;
@@ -74,13 +76,14 @@ static void s_rows_fwd(const struct fl_wgeom *q, const float *x, const float *w,
                 }
             }
         }
+        fl_act_apply(nd, y + (size_t)o * q->oh * q->ow, (size_t)q->oh * q->ow);
     }
 }
 
 /* dw, db and dx (each may be NULL) of one sample's depthwise conv; buf holds two padded planes
  * (the input, the input's gradient). */
-static void s_rows_bwd(const struct fl_wgeom *q, const float *x, const float *w, const float *dy,
-                       float *dw, float *db, float *dx, float *buf)
+FL_INLINE void s_rows_bwd(const struct fl_wgeom *q, const float *x, const float *w, const float *dy,
+                          float *dw, float *db, float *dx, float *buf)
 {
     int ph, pw;
     s_padded(q, &ph, &pw);
@@ -121,12 +124,23 @@ static void s_rows_bwd(const struct fl_wgeom *q, const float *x, const float *w,
     }
 }
 
-/* dst [cols, rows] = the transpose of src [rows, cols]. */
-static void s_transpose(const float *restrict src, float *restrict dst, size_t rows, size_t cols)
+/* dst [cols, rows] = the transpose of src [rows, cols]: fl_convk_transpose when simd, else by
+ * 16 x 16 tiles (each tile's rows and columns stay in the first-level cache; a plain double
+ * loop strides through memory). */
+FL_INLINE void s_transpose(bool simd, const float *restrict src, float *restrict dst, size_t rows,
+                           size_t cols)
 {
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++)
-            dst[c * rows + r] = src[r * cols + c];
+    if (simd) {
+        fl_convk_transpose(src, dst, rows, cols);
+        return;
+    }
+    for (size_t r0 = 0; r0 < rows; r0 += 16)
+        for (size_t c0 = 0; c0 < cols; c0 += 16) {
+            size_t r1 = r0 + 16 < rows ? r0 + 16 : rows, c1 = c0 + 16 < cols ? c0 + 16 : cols;
+            for (size_t c = c0; c < c1; c++)
+                for (size_t r = r0; r < r1; r++)
+                    dst[c * rows + r] = src[r * cols + c];
+        }
 }
 
 /* Calls body for every output position o (oy, ox) and window tap k landing on input position i,
@@ -149,8 +163,8 @@ static void s_transpose(const float *restrict src, float *restrict dst, size_t r
             }
 
 /* One sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT scratch. */
-static void s_cl_fwd(const struct fl_wgeom *q, const float *xT, const float *wT, const float *b,
-                     float *yT, float *y)
+FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, const float *xT, const float *wT,
+                        const float *b, float *yT, float *y)
 {
     size_t c = (size_t)q->groups, ohw = (size_t)q->oh * q->ow;
     for (size_t o = 0; o < ohw; o++)
@@ -162,12 +176,12 @@ static void s_cl_fwd(const struct fl_wgeom *q, const float *xT, const float *wT,
         for (size_t ch = 0; ch < c; ch++)
             yo[ch] += wk[ch] * xi[ch];
     })
-    s_transpose(yT, y, ohw, c);
+    s_transpose(simd, yT, y, ohw, c);
 }
 
 /* One sample channels-last backward: dyT [ohw, c]; dwT += (when xT), dxT = (when dxT). */
-static void s_cl_bwd(const struct fl_wgeom *q, const float *xT, const float *wT, const float *dyT,
-                     float *dwT, float *dxT)
+FL_INLINE void s_cl_bwd(const struct fl_wgeom *q, const float *xT, const float *wT,
+                        const float *dyT, float *dwT, float *dxT)
 {
     size_t c = (size_t)q->groups;
     S_TAPS(q, {
@@ -181,28 +195,29 @@ static void s_cl_bwd(const struct fl_wgeom *q, const float *xT, const float *wT,
     })
 }
 
-void fl_depthwise_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
-                      size_t b0, size_t b1)
+FL_INLINE void s_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                     size_t b0, size_t b1)
 {
     const float *w = fl_gv_data(g, nd->in[1], 0);
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
     if (!s_channels_last(q)) {
         for (size_t s = b0; s < b1; s++)
-            s_rows_fwd(q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
-                       g->scratch[t]);
+            s_rows_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
+                       g->scratch[t], 0, q->groups * q->mg);
         return;
     }
     size_t c = (size_t)q->groups, hw = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
     float *wT = g->scratch[t], *xT = wT + 2 * c * kk, *yT = xT + 2 * c * hw;
-    s_transpose(w, wT, c, kk);
+    s_transpose(g->simd, w, wT, c, kk);
     for (size_t s = b0; s < b1; s++) {
-        s_transpose(fl_gv_data(g, nd->in[0], s), xT, c, hw);
-        s_cl_fwd(q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
+        s_transpose(g->simd, fl_gv_data(g, nd->in[0], s), xT, c, hw);
+        s_cl_fwd(g->simd, q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
+        fl_act_apply(nd, fl_gv_data(g, nd->out, s), c * (size_t)q->oh * q->ow);
     }
 }
 
-void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
-                      size_t b0, size_t b1)
+FL_INLINE void s_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                     size_t b0, size_t b1)
 {
     const float *w = fl_gv_data(g, nd->in[1], 0);
     float *dw = fl_gv_grad(g, nd->in[1], t, 0);
@@ -217,7 +232,7 @@ void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
     size_t ohw = (size_t)q->oh * q->ow;
     float *wT = g->scratch[t], *dwT = wT + c * kk, *xT = dwT + c * kk, *dxT = xT + c * hw;
     float *dyT = dxT + c * hw;
-    s_transpose(w, wT, c, kk);
+    s_transpose(g->simd, w, wT, c, kk);
     memset(dwT, 0, c * kk * sizeof *dwT);
     for (size_t s = b0; s < b1; s++) {
         const float *dy = fl_gv_grad(g, nd->out, t, s);
@@ -225,9 +240,9 @@ void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
         for (size_t ch = 0; db && ch < c; ch++)
             for (size_t o = 0; o < ohw; o++)
                 db[ch] += dy[ch * ohw + o];
-        s_transpose(dy, dyT, c, ohw);
+        s_transpose(g->simd, dy, dyT, c, ohw);
         if (dw)
-            s_transpose(fl_gv_data(g, nd->in[0], s), xT, c, hw);
+            s_transpose(g->simd, fl_gv_data(g, nd->in[0], s), xT, c, hw);
         if (dx)
             memset(dxT, 0, c * hw * sizeof *dxT);
         s_cl_bwd(q, dw ? xT : NULL, wT, dyT, dwT, dx ? dxT : NULL);
@@ -238,4 +253,82 @@ void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
     for (size_t ch = 0; dw && ch < c; ch++)
         for (size_t k = 0; k < kk; k++)
             dw[ch * kk + k] += dwT[k * c + ch];
+}
+
+/* The kernels above compiled twice, for AVX-512 and for any x86-64, chosen by the graph. */
+static FL_AVX512 void s_fwd_avx512(fl_graph_t *g, const struct fl_gnode *nd,
+                                   const struct fl_wgeom *q, int t, size_t b0, size_t b1)
+{
+    s_fwd(g, nd, q, t, b0, b1);
+}
+
+static void s_fwd_portable(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                           int t, size_t b0, size_t b1)
+{
+    s_fwd(g, nd, q, t, b0, b1);
+}
+
+static FL_AVX512 void s_bwd_avx512(fl_graph_t *g, const struct fl_gnode *nd,
+                                   const struct fl_wgeom *q, int t, size_t b0, size_t b1)
+{
+    s_bwd(g, nd, q, t, b0, b1);
+}
+
+static void s_bwd_portable(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                           int t, size_t b0, size_t b1)
+{
+    s_bwd(g, nd, q, t, b0, b1);
+}
+
+void fl_depthwise_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                      size_t b0, size_t b1)
+{
+    (g->simd ? s_fwd_avx512 : s_fwd_portable)(g, nd, q, t, b0, b1);
+}
+
+void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                      size_t b0, size_t b1)
+{
+    (g->simd ? s_bwd_avx512 : s_bwd_portable)(g, nd, q, t, b0, b1);
+}
+
+/* Below this many multiply-adds a batch's depthwise conv is not worth sharing out. */
+#define S_SPLIT_MACS ((size_t)1 << 18)
+
+bool fl_depthwise_splits(const fl_graph_t *g, const struct fl_wgeom *q)
+{
+    size_t m = (size_t)q->groups * q->mg;
+    size_t macs = m * (size_t)q->oh * q->ow * q->kh * q->kw * (size_t)g->batch;
+    return !s_channels_last(q) && macs >= S_SPLIT_MACS;
+}
+
+FL_INLINE void s_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                          int part, int nparts)
+{
+    size_t m = (size_t)q->groups * q->mg;
+    const float *w = fl_gv_data(g, nd->in[1], 0);
+    const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
+    int o0 = (int)(m * (size_t)part / (size_t)nparts);
+    int o1 = (int)(m * ((size_t)part + 1) / (size_t)nparts);
+    for (size_t s = 0; s < (size_t)g->batch && o0 < o1; s++)
+        s_rows_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
+                   g->scratch[part], o0, o1);
+}
+
+static FL_AVX512 void s_fwd_part_avx512(fl_graph_t *g, const struct fl_gnode *nd,
+                                        const struct fl_wgeom *q, int part, int nparts)
+{
+    s_fwd_part(g, nd, q, part, nparts);
+}
+
+static void s_fwd_part_portable(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                                int part, int nparts)
+{
+    s_fwd_part(g, nd, q, part, nparts);
+}
+
+void fl_depthwise_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                           int part, int nparts)
+{
+    (g->simd ? s_fwd_part_avx512 : s_fwd_part_portable)(g, nd, q, part, nparts);
 }

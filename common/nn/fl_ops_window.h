@@ -29,6 +29,11 @@ void fl_wgeom_of(const fl_graph_t *g, const struct fl_gnode *nd, struct fl_wgeom
 size_t fl_depthwise_scratch(const struct fl_wgeom *q);
 void fl_depthwise_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
                       size_t b0, size_t b1);
+/* Whether a depthwise Conv's forward pass is worth sharing among workers at the current batch,
+ * and part `part` of nparts of it over the whole batch (fl_op_part_fn's contract). */
+bool fl_depthwise_splits(const fl_graph_t *g, const struct fl_wgeom *q);
+void fl_depthwise_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                           int part, int nparts);
 void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
                       size_t b0, size_t b1);
 

@@ -1,0 +1,74 @@
+/* fl_convk: the graph engine's own AVX-512 kernel for the product at the heart of a
+ * convolution's forward pass, Y [m, n] = W [m, k] B [k, n], B being the conv's im2col matrix
+ * packed by the caller in panels of FL_CONVK_NR columns (written there directly from the
+ * input, never as a plain matrix first), with the conv's bias and fused activation applied as
+ * Y is stored into the output planes. Chosen at run time when the CPU has AVX-512
+ * (fl_convk_supported); callers keep the portable path (OpenBLAS) for other CPUs, and tests
+ * check the one against the other. Internal to the graph engine. */
+#ifndef FL_CONVK_H
+#define FL_CONVK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* For the engine's loops compiled twice: FL_AVX512 on a function compiles it (and the
+ * FL_INLINE functions it calls) for AVX-512; callers choose it only when fl_convk_supported(). */
+#define FL_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define FL_INLINE static inline __attribute__((always_inline))
+
+#define FL_CONVK_NR 32 /* columns of a packed panel of B (two 16-float vectors) */
+#define FL_CONVK_MR 14 /* rows of W per register block (28 accumulators) */
+
+/* Fused activation applied as Y is stored. */
+enum fl_convk_act {
+    FL_CONVK_NONE = 0, /* y */
+    FL_CONVK_RELU,     /* y > 0 ? y : 0 */
+    FL_CONVK_CLIP      /* y < lo ? lo : y > hi ? hi : y */
+};
+
+/* One product and where its result goes. B's panel P holds columns P*NR .. P*NR+NR-1 as
+ * [k][NR] (row r of the panel: NR consecutive floats; columns past ncols are ignored). Column
+ * j of B is position j % p of sample j / p: Y's element (o, j) is stored at
+ * y[(j / p) * ystride + o * p + j % p] (NCHW planes of consecutive samples). */
+struct fl_convk_job {
+    int m, k;              /* rows of W (output channels), rows of B */
+    const float *w;        /* W [m, k], rows ldw floats apart */
+    int ldw;               /* floats between W's rows */
+    const float *bp;       /* B packed in panels */
+    int ncols;             /* columns of B */
+    float *y;              /* output of the first sample */
+    int p;                 /* positions per sample (a channel plane) */
+    size_t ystride;        /* floats between consecutive samples' outputs */
+    const float *bias;     /* [m], or NULL */
+    enum fl_convk_act act; /* fused activation */
+    float lo, hi;          /* FL_CONVK_CLIP's bounds */
+};
+
+/* Does this CPU (and OS) run the AVX-512 kernel? */
+bool fl_convk_supported(void);
+
+/* Rows [m0, m1) of Y over panels [p0, p1) of job j. Only when fl_convk_supported(). Each
+ * element is the same sum in the same order whatever the rows and panels asked, so splitting a
+ * job among threads does not change its result. */
+void fl_convk_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1);
+
+/* Rows [m0, m1) of Y for a job whose B is packed by columns instead: column j's k values at
+ * bp + j * k (for products of fewer than FL_CONVK_NARROW columns, small planes at batch 1,
+ * where a panel's vector would be mostly empty). Same contract as fl_convk_run otherwise. */
+void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1);
+
+/* Gather one sample's columns into a panel: for input channel c < nch and tap l < ntaps, the
+ * panel's row c * ntaps + l, lanes 0 .. len-1 from dst on (len <= FL_CONVK_NR, within the
+ * panel), gets x[c * plane + idx[l * ldi + i]], or 0 where that index is negative (padding).
+ * Only when fl_convk_supported(). */
+void fl_convk_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx, size_t ldi,
+                   int len, float *dst);
+
+/* dst [cols, rows] = the transpose of src [rows, cols], by 16 x 16 blocks in registers.
+ * Only when fl_convk_supported(). */
+void fl_convk_transpose(const float *src, float *dst, size_t rows, size_t cols);
+
+#define FL_CONVK_NARROW 16 /* products of fewer columns use fl_convk_run_narrow */
+
+#endif
