@@ -1,9 +1,12 @@
-/* fl_ops_conv: the graph's Conv on NCHW values (stride, asymmetric padding, dilation, groups)
- * and the shape inference of every windowed op. A worker's samples go through in chunks, one
- * im2col matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N); a 1x1
- * stride-1 unpadded conv needs no im2col; a LoRA on a plain conv stays factored (W x + s B A x);
- * depthwise convs: fl_ops_depthwise.c; pools: fl_ops_pool.c. */
+/* fl_ops_conv: the graph's Conv on NCHW values (stride, asymmetric padding, dilation, groups):
+ * its shape inference and forward pass. A worker's samples go through in chunks, one im2col
+ * matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N), or the
+ * AVX-512 kernel (fl_convk) where it runs; a 1x1 stride-1 unpadded conv needs no im2col; a
+ * LoRA on a plain conv stays factored (W x + s B A x). The backward pass: fl_ops_conv_bwd.c;
+ * the window geometry: fl_ops_window.c; depthwise convs: fl_ops_depthwise.c; pools:
+ * fl_ops_pool.c. */
 #include "fl_ops_window.h"
+#include "fl_ops_conv_impl.h"
 
 #include "fl_convk.h"
 #include "fl_error.h"
@@ -11,75 +14,6 @@
 
 #include <float.h>
 #include <string.h>
-
-void fl_wgeom_of(const fl_graph_t *g, const struct fl_gnode *nd, struct fl_wgeom *q)
-{
-    const struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
-    memset(q, 0, sizeof *q);
-    q->groups = nd->op == FL_OP_CONV ? nd->a.group : 1;
-    q->c = (int)x->dims[0] / q->groups;
-    q->h = (int)x->dims[1], q->w = (int)x->dims[2];
-    if (nd->op == FL_OP_CONV) {
-        const struct fl_gvalue *wt = &g->values[nd->in[1]];
-        q->kh = (int)wt->dims[2], q->kw = (int)wt->dims[3];
-        q->mg = (int)wt->dims[0] / q->groups;
-    } else {
-        q->kh = nd->a.kernel[0], q->kw = nd->a.kernel[1];
-    }
-    q->sh = nd->a.stride[0], q->sw = nd->a.stride[1];
-    q->pt = nd->a.pads[0], q->pl = nd->a.pads[1];
-    q->dh = nd->op == FL_OP_CONV ? nd->a.dilation[0] : 1;
-    q->dw = nd->op == FL_OP_CONV ? nd->a.dilation[1] : 1;
-    q->oh = y->ndim == 3 ? (int)y->dims[1] : 0;
-    q->ow = y->ndim == 3 ? (int)y->dims[2] : 0;
-    q->depthwise = nd->op == FL_OP_CONV && q->c == 1 && q->groups > 1;
-    q->direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && q->pt == 0 && q->pl == 0 &&
-                nd->a.pads[2] == 0 && nd->a.pads[3] == 0;
-}
-
-/* Output size along one axis, or 0 when the window does not fit (64-bit: the kernel comes
- * from a weight's shape, which a file sets). */
-static int s_out_size(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int64_t stride,
-                      int64_t dil)
-{
-    int64_t span = dil * (k - 1) + 1, len = in + pad0 + pad1;
-    return len < span ? 0 : (int)((len - span) / stride + 1);
-}
-
-#define S_GEOM_MAX 4096 /* kernel, stride, dilation and padding along an axis */
-
-static int s_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh, int kw)
-{
-    struct fl_gvalue *x = &g->values[nd->in[0]], *y = &g->values[nd->out];
-    char xs[64];
-    const struct fl_op_attrs *a = &nd->a;
-    if (x->ndim != 3)
-        return fl_fail(FL_EMISMATCH, "graph: node '%s' (%s) needs a CxHxW input, '%s' is %s",
-                       nd->name, fl_op_name(nd->op), x->name, fl_gv_shape_str(x, xs, sizeof xs));
-    bool conv = nd->op == FL_OP_CONV;
-    int dh = conv ? a->dilation[0] : 1, dw = conv ? a->dilation[1] : 1;
-    if (a->stride[0] < 1 || a->stride[1] < 1 || dh < 1 || dw < 1 || kh < 1 || kw < 1 ||
-        a->stride[0] > S_GEOM_MAX || a->stride[1] > S_GEOM_MAX || dh > S_GEOM_MAX ||
-        dw > S_GEOM_MAX || kh > S_GEOM_MAX || kw > S_GEOM_MAX)
-        return fl_fail(FL_EINVAL,
-                       "graph: node '%s' has kernel %dx%d, stride %dx%d, dilation %dx%d "
-                       "(each 1 to %d)",
-                       nd->name, kh, kw, a->stride[0], a->stride[1], dh, dw, S_GEOM_MAX);
-    for (int i = 0; i < 4; i++)
-        if (a->pads[i] < 0 || a->pads[i] > S_GEOM_MAX || (!conv && a->pads[i] >= (i % 2 ? kw : kh)))
-            return fl_fail(FL_EINVAL, "graph: node '%s' has padding %d on side %d", nd->name,
-                           a->pads[i], i);
-    int oh = s_out_size((int)x->dims[1], a->pads[0], a->pads[2], kh, a->stride[0], dh);
-    int ow = s_out_size((int)x->dims[2], a->pads[1], a->pads[3], kw, a->stride[1], dw);
-    if (oh < 1 || ow < 1)
-        return fl_fail(FL_EMISMATCH, "graph: node '%s': a %dx%d window does not fit input %s",
-                       nd->name, kh, kw, fl_gv_shape_str(x, xs, sizeof xs));
-    int64_t dims[3] = {c_out, oh, ow};
-    y->ndim = 3;
-    memcpy(y->dims, dims, sizeof dims);
-    y->numel = (size_t)c_out * (size_t)oh * (size_t)ow;
-    return 0;
-}
 
 /* Scratch floats a worker uses for a chunk of samples: one GEMM over a chunk amortises
  * OpenBLAS's packing of the weight, which dominates when a sample's output plane is small (the
@@ -122,23 +56,16 @@ static void s_valid_cols(const struct fl_wgeom *q, int kj, int *o0, int *o1)
 }
 
 /* The window taps a conv's col matrix holds: all of them, or (one group, a kernel of at most
- * S_MAX_TAPS taps) only the live ones: a tap that lands in the padding for every output row or
+ * FL_CV_MAX_TAPS taps) only the live ones: a tap that lands in the padding for every output row or
  * every output column contributes nothing (a 3x3 padded conv on a 1x1 or 2x2 plane, as in the
- * last stage of a CNN on small images), so its rows of col and columns of W are dropped. */
-#define S_MAX_TAPS 64
-
-struct s_taps {
-    int n;               /* taps kept */
-    bool pruned;         /* some were dropped: idx lists the kept ones */
-    int idx[S_MAX_TAPS]; /* ki * kw + kj of each kept tap */
-};
-
-static void s_taps_of(const struct fl_wgeom *q, bool allow, struct s_taps *T)
+ * last stage of a CNN on small images), so its rows of col and columns of W are dropped
+ * (struct fl_cv_taps, fl_ops_conv_impl.h). */
+static void s_taps_of(const struct fl_wgeom *q, bool allow, struct fl_cv_taps *T)
 {
     int kk = q->kh * q->kw;
     T->n = kk;
     T->pruned = false;
-    if (!allow || q->groups != 1 || kk > S_MAX_TAPS || q->direct)
+    if (!allow || q->groups != 1 || kk > FL_CV_MAX_TAPS || q->direct)
         return;
     int n = 0;
     for (int ki = 0; ki < q->kh; ki++) {
@@ -161,8 +88,8 @@ static void s_taps_of(const struct fl_wgeom *q, bool allow, struct s_taps *T)
 }
 
 /* dst [rows, c*T->n] = the kept taps' columns of src [rows, c*kh*kw]. */
-static void s_compact(const struct fl_wgeom *q, const struct s_taps *T, const float *src, int rows,
-                      float *dst)
+static void s_compact(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *src,
+                      int rows, float *dst)
 {
     size_t kk = (size_t)q->kh * q->kw, kq = (size_t)q->c * T->n;
     for (size_t r = 0; r < (size_t)rows; r++)
@@ -172,7 +99,7 @@ static void s_compact(const struct fl_wgeom *q, const struct s_taps *T, const fl
 }
 
 /* col [c*T->n, oh*ow] (rows ld floats apart) of one group's input planes x [c, h, w]. */
-static void s_im2col(const struct fl_wgeom *q, const struct s_taps *T, const float *restrict x,
+static void s_im2col(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *restrict x,
                      float *restrict col, size_t ld)
 {
     for (int c = 0; c < q->c; c++)
@@ -204,8 +131,8 @@ static void s_im2col(const struct fl_wgeom *q, const struct s_taps *T, const flo
 }
 
 /* dx [c, h, w] += the scatter of dcol [c*T->n, oh*ow] (rows ld floats apart). */
-static void s_col2im(const struct fl_wgeom *q, const struct s_taps *T, const float *dcol, float *dx,
-                     size_t ld)
+void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *dcol,
+                  float *dx, size_t ld)
 {
     for (int c = 0; c < q->c; c++)
         for (int l = 0; l < T->n; l++) {
@@ -225,28 +152,17 @@ static void s_col2im(const struct fl_wgeom *q, const struct s_taps *T, const flo
         }
 }
 
-/* What a kernel call shares across its chunks: the taps, the weight (and a factored LoRA's A)
- * as the GEMMs read them (compacted when taps were dropped), and the chunk's scratch. */
-struct s_ctx {
-    struct s_taps taps;       /* the col matrix's taps */
-    int k;                    /* rows of col: c * taps.n */
-    const float *w, *a;       /* W [out, k] and A [rank, k] as used */
-    const struct fl_glora *L; /* factored LoRA, or NULL */
-    float *dap;               /* [rank, k]: dA of the kept taps (pruned only) */
-    float *work;              /* chunk scratch */
-};
-
 /* Scratch floats before the chunk's: compacted W and A, and dA (see s_ctx). */
 static size_t s_fixed_floats(const struct fl_wgeom *q, int rank)
 {
-    struct s_taps T;
+    struct fl_cv_taps T;
     s_taps_of(q, true, &T);
     size_t k = (size_t)q->c * q->kh * q->kw;
     return T.pruned ? ((size_t)q->mg + 2 * (size_t)rank) * k : 0;
 }
 
 /* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
-static size_t s_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+size_t fl_cv_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
     int rank = s_lora_rank(g, nd);
     size_t nb = (nd->scratch - s_fixed_floats(q, rank)) / s_chunk_floats(q, rank);
@@ -274,7 +190,7 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
             return fl_fail(FL_EMISMATCH, "graph: node '%s' (Conv): bias %s for %lld outputs",
                            nd->name, fl_gv_shape_str(b, bs, sizeof bs), (long long)w->dims[0]);
     }
-    int rc = s_window_infer(g, nd, (int)w->dims[0], (int)w->dims[2], (int)w->dims[3]);
+    int rc = fl_window_infer(g, nd, (int)w->dims[0], (int)w->dims[2], (int)w->dims[3]);
     if (rc)
         return rc;
     struct fl_wgeom q;
@@ -299,16 +215,10 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     return 0;
 }
 
-int fl_pool_infer(fl_graph_t *g, struct fl_gnode *nd)
-{
-    return s_window_infer(g, nd, (int)g->values[nd->in[0]].dims[0], nd->a.kernel[0],
-                          nd->a.kernel[1]);
-}
-
 /* The context of a kernel call as worker t; with pruned taps, W's rows [r0, r1) are compacted
  * (the others are not read). */
-static void s_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
-                       bool allow_prune, int r0, int r1, struct s_ctx *x)
+void fl_cv_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                    bool allow_prune, int r0, int r1, struct fl_cv_ctx *x)
 {
     x->L = fl_lora_of(g, nd);
     x->w = fl_gv_data(g, x->L ? x->L->w : nd->in[1], 0);
@@ -332,8 +242,8 @@ static void s_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl
 }
 
 /* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
-static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                         const struct s_taps *T, int gi, size_t s0, size_t nb, float *col)
+void fl_cv_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                      const struct fl_cv_taps *T, int gi, size_t s0, size_t nb, float *col)
 {
     int k = q->c * T->n, p = q->oh * q->ow;
     size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
@@ -351,14 +261,14 @@ static void s_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct 
  * j*p..), Y [out, nb*p] = W col (+ s B (A col)), then each sample's planes get their columns
  * and the bias. */
 static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                             const struct s_ctx *x, size_t s0, size_t nb)
+                             const struct fl_cv_ctx *x, size_t s0, size_t nb)
 {
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
     int k = x->k, p = q->oh * q->ow, m = q->mg * q->groups;
     size_t ld = nb * (size_t)p;
     float *col = x->work, *yc = col + 2 * (size_t)k * ld, *ac = yc + (size_t)m * ld;
     for (int gi = 0; gi < q->groups; gi++) {
-        s_gather_col(g, nd, q, &x->taps, gi, s0, nb, col);
+        fl_cv_gather_col(g, nd, q, &x->taps, gi, s0, nb, col);
         fl_gemm(false, false, q->mg, (int)ld, k, 1.0f, x->w + (size_t)gi * q->mg * k, k, col,
                 (int)ld, 0.0f, yc + (size_t)gi * q->mg * ld, (int)ld);
     }
@@ -405,7 +315,7 @@ static void s_put(float *rowb, size_t kstride, size_t cc, const float *src, int 
 /* Columns [j0, j1) of a chunk's col matrix (sample s's position i in column
  * (s - first) * p + i) packed in fl_convk's panels: bp holds panel j / NR at (j / NR) * k * NR,
  * row r of it NR floats at r * NR. x: the sample's input, col0 its first column. */
-static void s_pack_sample(const struct fl_wgeom *q, const struct s_taps *T, const float *x,
+static void s_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
                           float *bp, size_t k, size_t col0, int i0, int i1)
 {
     const size_t nr = FL_CONVK_NR, kstride = k * nr;
@@ -444,7 +354,7 @@ static void s_pack_sample(const struct fl_wgeom *q, const struct s_taps *T, cons
 
 /* Column j of a chunk's col matrix packed for fl_convk_run_narrow: its k values at bt + j * k.
  * x: a sample's input, col0 its first column. */
-static void s_pack_narrow(const struct fl_wgeom *q, const struct s_taps *T, const float *x,
+static void s_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
                           float *bt, size_t k, size_t col0)
 {
     for (int oy = 0; oy < q->oh; oy++)
@@ -462,7 +372,7 @@ static void s_pack_narrow(const struct fl_wgeom *q, const struct s_taps *T, cons
 
 /* idx [T->n][oh*ow]: for each kept tap and output position, the offset in an input plane
  * the tap reads, or -1 in the padding (fl_convk_pack's table). */
-static void s_tap_index(const struct fl_wgeom *q, const struct s_taps *T, int32_t *idx)
+static void s_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32_t *idx)
 {
     for (int l = 0; l < T->n; l++) {
         int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
@@ -500,7 +410,7 @@ static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct 
 /* A factored LoRA's term on rows [ma, mb) and columns [c0, c1) of a chunk whose main product j
  * stored without the activation: ac [rank, ncols] = A col by fl_convk (panels [pa, pb), or the
  * narrow kernel), then y = act(y + s B ac), each sample's run of positions at a time. */
-static void s_lora_fwd_fast(const struct fl_gnode *nd, const struct s_ctx *x,
+static void s_lora_fwd_fast(const struct fl_gnode *nd, const struct fl_cv_ctx *x,
                             const struct fl_convk_job *j, const float *B, float *ac, bool narrow,
                             size_t pa, size_t pb, size_t ma, size_t mb, size_t c0, size_t c1)
 {
@@ -559,7 +469,7 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
 {
     const size_t nr = FL_CONVK_NR, p = (size_t)q->oh * q->ow;
     bool narrow = s_narrow(g, q);
-    struct s_taps T;
+    struct fl_cv_taps T;
     s_taps_of(q, true, &T);
     const struct fl_glora *L = fl_lora_of(g, nd);
     size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
@@ -570,8 +480,8 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
     s_share(q, (b1 - b0 < nb ? b1 - b0 : nb) * p, narrow, part, nparts, &pa, &pb, &ma, &mb);
     if (ma == mb)
         return;
-    struct s_ctx x;
-    s_ctx_init(g, nd, q, t, true, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg, &x);
+    struct fl_cv_ctx x;
+    fl_cv_ctx_init(g, nd, q, t, true, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg, &x);
     struct fl_convk_job j = {.m = q->mg,
                              .k = x.k,
                              .w = x.w,
@@ -641,122 +551,11 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         s_conv_fwd_fast(g, nd, &q, t, b0, b1, 0, 1);
         return;
     }
-    struct s_ctx x;
-    s_ctx_init(g, nd, &q, t, true, 0, q.mg, &x);
-    size_t nb = s_chunk(g, nd, &q);
+    struct fl_cv_ctx x;
+    fl_cv_ctx_init(g, nd, &q, t, true, 0, q.mg, &x);
+    size_t nb = fl_cv_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
         s_conv_fwd_chunk(g, nd, &q, &x, s, b1 - s < nb ? b1 - s : nb);
-}
-
-/* dx of group gi of samples [s0, s0 + nb) += the scatter of dcol [k, nb*p]. */
-static void s_scatter_dcol(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                           const struct s_taps *T, int t, int gi, size_t s0, size_t nb,
-                           const float *dcol)
-{
-    int k = q->c * T->n, p = q->oh * q->ow;
-    size_t ld = nb * (size_t)p, xin = (size_t)q->c * q->h * q->w;
-    for (size_t j = 0; j < nb; j++) {
-        float *dxs = fl_gv_grad(g, nd->in[0], t, s0 + j) + gi * xin;
-        if (!q->direct) {
-            s_col2im(q, T, dcol + j * p, dxs, ld);
-            continue;
-        }
-        for (int c = 0; c < k; c++) {
-            const float *src = dcol + c * ld + j * p;
-            float *dst = dxs + (size_t)c * p;
-            for (int i = 0; i < p; i++)
-                dst[i] += src[i];
-        }
-    }
-}
-
-/* A factored LoRA's backward on a chunk (one group): with u = B^T dY and a = A col,
- * dA += s u col^T, dB += s dY a^T, dcol = W^T dY + s A^T u. */
-static void s_lora_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                             const struct s_ctx *x, int t, size_t s0, size_t nb, const float *dyc)
-{
-    const struct fl_glora *L = x->L;
-    int k = x->k, p = q->oh * q->ow, m = q->mg, r = L->rank;
-    size_t ld = nb * (size_t)p;
-    float *col = x->work, *dcol = col + (size_t)k * ld, *u = dcol + (size_t)(k + m) * ld;
-    float *ac = u + (size_t)r * ld, *da = fl_gv_grad(g, L->a, t, 0);
-    float *dbl = fl_gv_grad(g, L->b, t, 0);
-    const float *B = g->values[L->b].data;
-    fl_gemm(true, false, r, (int)ld, m, 1.0f, B, r, dyc, (int)ld, 0.0f, u, (int)ld);
-    if (da || dbl)
-        s_gather_col(g, nd, q, &x->taps, 0, s0, nb, col);
-    if (da && !x->dap)
-        fl_gemm(false, true, r, k, (int)ld, L->scale, u, (int)ld, col, (int)ld, 1.0f, da, k);
-    if (da && x->dap) { /* the kept taps' columns, then into dA's */
-        fl_gemm(false, true, r, k, (int)ld, L->scale, u, (int)ld, col, (int)ld, 0.0f, x->dap, k);
-        size_t kk = (size_t)q->kh * q->kw;
-        for (size_t i = 0; i < (size_t)r * q->c; i++)
-            for (int l = 0; l < x->taps.n; l++)
-                da[i * kk + x->taps.idx[l]] += x->dap[i * x->taps.n + l];
-    }
-    if (dbl) {
-        fl_gemm(false, false, r, (int)ld, k, 1.0f, x->a, k, col, (int)ld, 0.0f, ac, (int)ld);
-        fl_gemm(false, true, m, r, (int)ld, L->scale, dyc, (int)ld, ac, (int)ld, 1.0f, dbl, r);
-    }
-    if (!g->values[nd->in[0]].needs_grad)
-        return;
-    fl_gemm(true, false, k, (int)ld, m, 1.0f, x->w, k, dyc, (int)ld, 0.0f, dcol, (int)ld);
-    fl_gemm(true, false, k, (int)ld, r, L->scale, x->a, k, u, (int)ld, 1.0f, dcol, (int)ld);
-    s_scatter_dcol(g, nd, q, &x->taps, t, 0, s0, nb, dcol);
-}
-
-/* Backward of samples [s0, s0 + nb): dY gathered into [out, nb*p]; dW += dY col^T, db += the
- * rows of dY, dcol = W^T dY scattered back into each sample's dx. Only what is wanted. */
-static void s_conv_bwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
-                             const struct s_ctx *x, int t, size_t s0, size_t nb)
-{
-    float *dw = fl_gv_grad(g, nd->in[1], t, 0);
-    float *db = nd->nin == 3 ? fl_gv_grad(g, nd->in[2], t, 0) : NULL;
-    int k = x->k, p = q->oh * q->ow, m = q->mg * q->groups;
-    size_t ld = nb * (size_t)p;
-    float *col = x->work, *dcol = col + (size_t)k * ld, *dyc = dcol + (size_t)k * ld;
-    for (size_t j = 0; j < nb; j++) {
-        const float *dy = fl_gv_grad(g, nd->out, t, s0 + j);
-        for (int o = 0; o < m; o++)
-            memcpy(dyc + o * ld + j * p, dy + (size_t)o * p, (size_t)p * sizeof *dyc);
-    }
-    for (int o = 0; db && o < m; o++) {
-        float sum = 0.0f;
-        for (size_t i = 0; i < ld; i++)
-            sum += dyc[o * ld + i];
-        db[o] += sum;
-    }
-    if (x->L) {
-        s_lora_bwd_chunk(g, nd, q, x, t, s0, nb, dyc);
-        return;
-    }
-    for (int gi = 0; gi < q->groups; gi++) {
-        const float *dyg = dyc + (size_t)gi * q->mg * ld, *wg = x->w + (size_t)gi * q->mg * k;
-        if (dw) {
-            s_gather_col(g, nd, q, &x->taps, gi, s0, nb, col);
-            fl_gemm(false, true, q->mg, k, (int)ld, 1.0f, dyg, (int)ld, col, (int)ld, 1.0f,
-                    dw + (size_t)gi * q->mg * k, k);
-        }
-        if (!g->values[nd->in[0]].needs_grad)
-            continue;
-        fl_gemm(true, false, k, (int)ld, q->mg, 1.0f, wg, k, dyg, (int)ld, 0.0f, dcol, (int)ld);
-        s_scatter_dcol(g, nd, q, &x->taps, t, gi, s0, nb, dcol);
-    }
-}
-
-void fl_conv_bwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
-{
-    struct fl_wgeom q;
-    fl_wgeom_of(g, nd, &q);
-    if (q.depthwise) {
-        fl_depthwise_bwd(g, nd, &q, t, b0, b1);
-        return;
-    }
-    struct s_ctx x; /* a weight gradient needs every tap's columns */
-    s_ctx_init(g, nd, &q, t, !g->values[nd->in[1]].needs_grad, 0, q.mg, &x);
-    size_t nb = s_chunk(g, nd, &q);
-    for (size_t s = b0; s < b1; s += nb)
-        s_conv_bwd_chunk(g, nd, &q, &x, t, s, b1 - s < nb ? b1 - s : nb);
 }
 
 /* Below these, a conv's forward pass is not worth sharing among workers: multiply-adds, and

@@ -23,6 +23,9 @@ struct fl_wgeom {
 
 /* The geometry of node nd (its output shape must be inferred). */
 void fl_wgeom_of(const fl_graph_t *g, const struct fl_gnode *nd, struct fl_wgeom *q);
+/* Infer a windowed node's CxHxW output (c_out channels, a kh x kw window) from its input and
+ * attributes, each checked (fl_ops_window.c); FL_EMISMATCH / FL_EINVAL naming the node. */
+int fl_window_infer(fl_graph_t *g, struct fl_gnode *nd, int c_out, int kh, int kw);
 
 /* Depthwise Conv (q->depthwise): per-worker scratch floats it needs, and its forward and
  * backward over samples [b0, b1) as worker t (fl_op_run_fn's contract). */

@@ -1,0 +1,45 @@
+/* fl_ops_conv_impl: what the forward (fl_ops_conv.c) and backward (fl_ops_conv_bwd.c) halves
+ * of the graph's Conv share: the taps a call keeps, its context, and the helpers both use. */
+#ifndef FL_OPS_CONV_IMPL_H
+#define FL_OPS_CONV_IMPL_H
+
+#include "fl_ops_window.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A kxk conv's taps: all of them, or (a kernel of at most FL_CV_MAX_TAPS taps) only the live
+ * ones (fl_ops_conv.c says which those are). */
+#define FL_CV_MAX_TAPS 64
+
+struct fl_cv_taps {
+    int n;                   /* taps kept */
+    bool pruned;             /* some were dropped: idx lists the kept ones */
+    int idx[FL_CV_MAX_TAPS]; /* ki * kw + kj of each kept tap */
+};
+
+/* What a kernel call shares across its chunks: the taps, the weight (and a factored LoRA's A)
+ * as the GEMMs read them (compacted when taps were dropped), and the chunk's scratch. */
+struct fl_cv_ctx {
+    struct fl_cv_taps taps;   /* the col matrix's taps */
+    int k;                    /* rows of col: c * taps.n */
+    const float *w, *a;       /* W [out, k] and A [rank, k] as used */
+    const struct fl_glora *L; /* factored LoRA, or NULL */
+    float *dap;               /* [rank, k]: dA of the kept taps (pruned only) */
+    float *work;              /* chunk scratch */
+};
+
+/* The context of a kernel call as worker t; with pruned taps, W's rows [r0, r1) are compacted
+ * (the others are not read). */
+void fl_cv_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                    bool allow_prune, int r0, int r1, struct fl_cv_ctx *x);
+/* Samples per chunk of a worker's share (the scratch was sized for it at planning). */
+size_t fl_cv_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q);
+/* dx [c, h, w] += the scatter of dcol [c*T->n, oh*ow] (rows ld floats apart). */
+void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *dcol,
+                  float *dx, size_t ld);
+/* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
+void fl_cv_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                      const struct fl_cv_taps *T, int gi, size_t s0, size_t nb, float *col);
+
+#endif
