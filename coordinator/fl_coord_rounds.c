@@ -90,7 +90,7 @@ static void s_record_verdicts(struct fl_coord *c, uint32_t round)
                                        .scale = v[i].scale,
                                        .score = v[i].score,
                                        .why = v[i].why};
-        snprintf(lv.id, sizeof lv.id, "%s", v[i].id);
+        snprintf(lv.id, sizeof lv.id, "%.*s", (int)sizeof lv.id - 1, v[i].id);
         fl_ledger_verdict(c->ledger, &lv);
     }
 }

@@ -251,7 +251,7 @@ Test(fedtl_federation, three_branches_three_rounds_average_and_beat_the_head, .t
     s_setup_data(&f, true);
     s_start_coord_fashion(&f, "--rounds 3 --min-start 3 --min-clients 3 --deadline 120 "
                               "--epochs 5 --lr 0.005 --exit-when-done");
-    char key[8];
+    char key[16];
     for (int i = 0; i < NB; i++) {
         snprintf(key, sizeof key, "b%d", i);
         f.branch[i] = s_start_branch(&f, i, key, "hq.pub", "");
@@ -282,7 +282,7 @@ Test(fedtl_federation, three_branches_three_rounds_average_and_beat_the_head, .t
     struct fl_adapter_file sent[NB];
     double w[NB];
     for (int i = 0; i < NB; i++) {
-        char name[64], branch[8];
+        char name[64], branch[16];
         snprintf(name, sizeof name, "kept%d/round-3.fta", i);
         snprintf(branch, sizeof branch, "b%d", i);
         cr_assert_eq(fl_adapter_read(s_file(&f, name), &sent[i]), 0, "%s", name);

@@ -134,7 +134,7 @@ static int s_default_name(char *out, size_t len)
                        "host name '%.80s' is not a usable key name (at most %d characters, no "
                        "spaces); give a key name",
                        host, FL_NODE_NAME_MAX - 1);
-    snprintf(out, len, "%s", host);
+    snprintf(out, len, "%.*s", FL_NODE_NAME_MAX - 1, host); /* s_name_ok: it fits */
     return 0;
 }
 
