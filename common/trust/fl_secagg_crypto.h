@@ -18,8 +18,10 @@
 #define FL_SECAGG_SEED_BYTES 32 /* the seed the neighbour graph is drawn from */
 #define FL_SECAGG_SEAL_OVERHEAD                                                                    \
     (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
-#define FL_SECAGG_COMPLETE_MAX 16  /* up to this many branches, everyone is everyone's neighbour */
-#define FL_SECAGG_MAX_DEGREE   254 /* neighbours per branch: each takes one Shamir point */
+#define FL_SECAGG_COMPLETE_MAX 16   /* up to this many branches, everyone is everyone's neighbour */
+#define FL_SECAGG_MAX_DEGREE   254  /* neighbours per branch: each takes one Shamir point */
+#define FL_SECAGG_MAX_BRANCHES 1024 /* branches in one secure aggregation */
+#define FL_SECAGG_SHARE_BYTES  (2 * FL_SECAGG_KEY_BYTES) /* a neighbour's two shares, sealed */
 
 /* The round a secure aggregation belongs to; every key and signature is bound to it. */
 struct fl_secagg_ctx {
