@@ -592,3 +592,44 @@ Test(fl_secagg_protocol, codec_takes_the_largest_rosters_and_refuses_malformed_e
     cr_expect_eq(fl_wire_decode(buf, len, &out), FL_EFORMAT);
     free(buf);
 }
+
+/* ---- strategies -------------------------------------------------------------------------------
+ */
+
+Test(fl_secagg_protocol, strategies_that_need_individual_updates_are_refused)
+{
+    static const char *const ok[] = {"fedavg",  "fedavgm", "fedadagrad",
+                                     "fedadam", "fedyogi", "fedprox"};
+    static const char *const refused[] = {"median", "trimmed-mean", "krum", "multi-krum"};
+    struct fl_strategy_config c;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        cr_assert_eq(fl_strategy_config_default(&c, ok[i]), 0);
+        cr_expect_eq(fl_secagg_strategy_check(&c), 0, "%s: %s", ok[i], fl_error_msg());
+        c.bound = FL_BOUND_FIXED;
+        c.norm_bound = 2.0;
+        cr_expect_eq(fl_secagg_strategy_check(&c), 0, "%s with a fixed bound", ok[i]);
+        c.bound = FL_BOUND_MEDIAN;
+        cr_expect_eq(fl_secagg_strategy_check(&c), FL_EINVAL, "%s with the median bound", ok[i]);
+        cr_expect(strstr(fl_error_msg(), "median norm bound"), "%s", fl_error_msg());
+    }
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        cr_assert_eq(fl_strategy_config_default(&c, refused[i]), 0);
+        cr_expect_eq(fl_secagg_strategy_check(&c), FL_EINVAL, "%s", refused[i]);
+        cr_expect(strstr(fl_error_msg(), "must see every branch's update"), "%s", fl_error_msg());
+    }
+}
+
+Test(fl_secagg_protocol, a_branch_clips_its_own_update_to_a_fixed_bound)
+{
+    float d[4] = {3, 4, 0, 0}; /* norm 5 */
+    double scale = fl_secagg_clip(d, 4, 10.0); /* (criterion's macros evaluate twice) */
+    cr_expect_float_eq(scale, 1.0, 1e-12);
+    cr_expect_eq(d[0], 3.0f);
+    scale = fl_secagg_clip(d, 4, 2.5);
+    cr_expect_float_eq(scale, 0.5, 1e-12);
+    cr_expect_float_eq(d[0], 1.5f, 1e-6);
+    cr_expect_float_eq(d[1], 2.0f, 1e-6);
+    scale = fl_secagg_clip(d, 4, 0);
+    cr_expect_float_eq(scale, 1.0, 1e-12);
+    cr_expect_float_eq(d[0], 1.5f, 1e-6);
+}

@@ -3,6 +3,7 @@
 #include "fl_codec.h"
 #include "fl_error.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,4 +203,37 @@ int fl_secagg_body_words(const uint64_t *w, size_t n, uint8_t **body, size_t *le
         for (int b = 0; b < 8; b++)
             (*body)[(*len)++] = (uint8_t)(w[i] >> (8 * b));
     return 0;
+}
+
+int fl_secagg_strategy_check(const struct fl_strategy_config *c)
+{
+    static const char *const rules[] = {"the mean", "the coordinate-wise median",
+                                        "the trimmed mean", "Krum", "multi-Krum"};
+    if (c->rule != FL_RULE_MEAN)
+        return fl_fail(FL_EINVAL,
+                       "secure aggregation: strategy %s uses %s, which must see every branch's "
+                       "update; the coordinator sees only their sum (use fedavg, fedavgm, "
+                       "fedadagrad, fedadam, fedyogi or fedprox)",
+                       c->name, (unsigned)c->rule < 5 ? rules[c->rule] : "a rule");
+    if (c->bound == FL_BOUND_MEDIAN)
+        return fl_fail(FL_EINVAL,
+                       "secure aggregation: the median norm bound needs every update's norm; "
+                       "use a fixed norm bound (each branch clips its own update)");
+    return 0;
+}
+
+double fl_secagg_clip(float *delta, size_t n, double bound)
+{
+    if (!(bound > 0))
+        return 1.0;
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)delta[i] * delta[i];
+    double norm = sqrt(ss);
+    if (norm <= bound)
+        return 1.0;
+    double scale = bound / norm;
+    for (size_t i = 0; i < n; i++)
+        delta[i] = (float)(delta[i] * scale);
+    return scale;
 }

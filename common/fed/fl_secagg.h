@@ -5,6 +5,7 @@
 #define FL_SECAGG_H
 
 #include "fedtl_wire.pb-c.h"
+#include "fl_strategy.h"
 #include "fl_secagg_crypto.h"
 #include "fl_secagg_fixed.h"
 
@@ -65,5 +66,15 @@ int fl_secagg_body_keys(const ProtobufCBinaryData *keys, size_t n, uint8_t **bod
 int fl_secagg_body_reveal(Fedtl__SecAggRevealShare *const *s, size_t n, uint8_t **body,
                           size_t *len);
 int fl_secagg_body_words(const uint64_t *w, size_t n, uint8_t **body, size_t *len);
+
+/* Can strategy c run under secure aggregation, where the coordinator sees only the sum? The
+ * sample-weighted mean can, with any server optimiser (they act on the aggregate), and so can a
+ * fixed norm bound (each branch clips its own delta before masking: fl_secagg_clip). Rules that
+ * must see individual updates (median, trimmed mean, Krum, multi-Krum) and the median norm
+ * bound cannot: FL_EINVAL saying so. */
+int fl_secagg_strategy_check(const struct fl_strategy_config *c);
+/* Scale delta (n values) so that its L2 norm is at most bound (bound <= 0: no bound); returns
+ * the factor applied (1 when within it). */
+double fl_secagg_clip(float *delta, size_t n, double bound);
 
 #endif
