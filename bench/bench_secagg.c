@@ -68,15 +68,27 @@ static void s_push(struct s_run *r, bool to_server, uint32_t who, const uint8_t 
         r->cl_bytes_in += len;
 }
 
-static void s_srv_send(void *arg, uint32_t branch, const uint8_t *frame, size_t len)
+static void s_srv_send(void *arg, uint32_t branch, Fedtl__Envelope *env)
 {
-    s_push(arg, false, branch, frame, len);
+    uint8_t *buf;
+    size_t len;
+    if (fl_wire_encode(env, &buf, &len) == 0) {
+        s_push(arg, false, branch, buf, len);
+        free(buf);
+    }
 }
 
-static void s_cl_send(void *arg, const uint8_t *frame, size_t len)
+static int s_cl_send(void *arg, Fedtl__Envelope *env)
 {
     struct s_arg *a = arg;
-    s_push(a->run, true, a->i, frame, len);
+    uint8_t *buf;
+    size_t len;
+    int rc = fl_wire_encode(env, &buf, &len);
+    if (rc == 0) {
+        s_push(a->run, true, a->i, buf, len);
+        free(buf);
+    }
+    return rc;
 }
 
 /* One round of n branches with L values each; returns 0 when it ends with the sum. */

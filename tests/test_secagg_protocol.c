@@ -72,15 +72,25 @@ struct s_client_arg {
 };
 static struct s_client_arg s_args[S_MAXB];
 
-static void s_srv_send(void *arg, uint32_t branch, const uint8_t *frame, size_t len)
+/* Frames go through the codec, as the programs send them. */
+static void s_srv_send(void *arg, uint32_t branch, Fedtl__Envelope *env)
 {
-    s_push(arg, false, branch, frame, len);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(fl_wire_encode(env, &buf, &len), 0);
+    s_push(arg, false, branch, buf, len);
+    free(buf);
 }
 
-static void s_cl_send(void *arg, const uint8_t *frame, size_t len)
+static int s_cl_send(void *arg, Fedtl__Envelope *env)
 {
     struct s_client_arg *a = arg;
-    s_push(a->net, true, a->i, frame, len);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(fl_wire_encode(env, &buf, &len), 0);
+    s_push(a->net, true, a->i, buf, len);
+    free(buf);
+    return 0;
 }
 
 /* The phase a branch message belongs to. */
@@ -621,7 +631,7 @@ Test(fl_secagg_protocol, strategies_that_need_individual_updates_are_refused)
 
 Test(fl_secagg_protocol, a_branch_clips_its_own_update_to_a_fixed_bound)
 {
-    float d[4] = {3, 4, 0, 0}; /* norm 5 */
+    float d[4] = {3, 4, 0, 0};                 /* norm 5 */
     double scale = fl_secagg_clip(d, 4, 10.0); /* (criterion's macros evaluate twice) */
     cr_expect_float_eq(scale, 1.0, 1e-12);
     cr_expect_eq(d[0], 3.0f);

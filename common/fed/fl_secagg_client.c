@@ -109,14 +109,7 @@ enum fl_secagg_phase fl_secagg_client_phase(const fl_secagg_client_t *self)
 
 static int s_send(fl_secagg_client_t *self, Fedtl__Envelope *env)
 {
-    uint8_t *buf;
-    size_t len;
-    int rc = fl_wire_encode(env, &buf, &len);
-    if (rc)
-        return rc;
-    self->ops.send(self->arg, buf, len);
-    free(buf);
-    return 0;
+    return self->ops.send(self->arg, env);
 }
 
 /* Fresh ephemeral keys and self-mask seed, advertised signed for this setup. */

@@ -12,8 +12,9 @@
 
 /* What the client asks for. */
 struct fl_secagg_client_ops {
-    /* Send frame (len bytes, an encoded Envelope) to the coordinator (copy it). */
-    void (*send)(void *arg, const uint8_t *frame, size_t len);
+    /* Send env to the coordinator; env and what it points to are valid during the call only
+     * (encode it there). 0, or an FL_E code: the client then aborts. */
+    int (*send)(void *arg, Fedtl__Envelope *env);
 };
 
 typedef struct fl_secagg_client fl_secagg_client_t;

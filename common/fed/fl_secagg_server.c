@@ -49,12 +49,7 @@ static const uint32_t *s_row(const fl_secagg_server_t *self, uint32_t i)
 
 static void s_send(fl_secagg_server_t *self, uint32_t i, Fedtl__Envelope *env)
 {
-    uint8_t *buf;
-    size_t len;
-    if (fl_wire_encode(env, &buf, &len) == 0) {
-        self->ops.send(self->arg, i, buf, len);
-        free(buf);
-    }
+    self->ops.send(self->arg, i, env);
 }
 
 fl_secagg_server_t *fl_secagg_server_new(const struct fl_secagg_ctx *ctx,

@@ -1,6 +1,6 @@
 /* fl_secagg_server: the coordinator's side of secure aggregation (SecAgg+) for one round, with
  * no I/O: it is started, fed the branches' decoded messages and told when a phase's time is up;
- * it asks for frames to be sent through a callback. In the end it holds the sum of the masked
+ * it asks for messages to be sent through a callback. In the end it holds the sum of the masked
  * inputs of the branches that survived, unmasked, and never any single branch's input
  * (docs/SECURITY.md, "Secure aggregation"). Single-threaded. */
 #ifndef FL_SECAGG_SERVER_H
@@ -10,9 +10,9 @@
 
 /* What the server asks for. */
 struct fl_secagg_server_ops {
-    /* Send frame (len bytes, an encoded Envelope) to branch (its index in the roster). The
-     * frame is the server's: copy it. */
-    void (*send)(void *arg, uint32_t branch, const uint8_t *frame, size_t len);
+    /* Send env to branch (its index in the roster). env and what it points to are the
+     * server's and valid during the call only (encode it there). */
+    void (*send)(void *arg, uint32_t branch, Fedtl__Envelope *env);
 };
 
 typedef struct fl_secagg_server fl_secagg_server_t;
