@@ -590,3 +590,11 @@ uint32_t fl_secagg_server_answered(const fl_secagg_server_t *self, enum fl_secag
 {
     return phase <= FL_SECAGG_PHASE_REVEAL ? s_count(self, phase) : 0;
 }
+
+int fl_secagg_server_progress(const fl_secagg_server_t *self, uint32_t branch)
+{
+    int p = 0;
+    while (branch < self->p.n && p < S_NPHASE && self->b[branch].in[p])
+        p++;
+    return p;
+}

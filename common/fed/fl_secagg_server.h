@@ -42,6 +42,8 @@ int fl_secagg_server_abort_code(const fl_secagg_server_t *self);
 const uint64_t *fl_secagg_server_sum(const fl_secagg_server_t *self);
 /* Did branch's masked input reach the sum? (false before the masked phase ended) */
 bool fl_secagg_server_survived(const fl_secagg_server_t *self, uint32_t branch);
+/* How many phases branch answered, in order (0: not even its keys; 5: it revealed). */
+int fl_secagg_server_progress(const fl_secagg_server_t *self, uint32_t branch);
 /* How many branches answered a phase (keys, shares, masked, consistency, reveal). */
 uint32_t fl_secagg_server_answered(const fl_secagg_server_t *self, enum fl_secagg_phase phase);
 
