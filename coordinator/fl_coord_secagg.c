@@ -45,8 +45,12 @@ void fl_coord_secagg_destroy(fl_coord_secagg_t **self_p)
     *self_p = NULL;
 }
 
-const cJSON *fl_coord_secagg_record(const fl_coord_secagg_t *self)
+static void s_record(fl_coord_secagg_t *self);
+
+const cJSON *fl_coord_secagg_record(fl_coord_secagg_t *self)
 {
+    if (self->srv && !self->finished)
+        s_record(self); /* the round ended first: where the protocol stood */
     return self->record;
 }
 
@@ -91,7 +95,7 @@ static void s_record(fl_coord_secagg_t *self)
         cJSON_AddNumberToObject(o, "abort_code", fl_secagg_server_abort_code(self->srv));
     for (uint32_t i = 0; i < self->p.n; i++) {
         int got = fl_secagg_server_progress(self->srv, i);
-        if (got == 5 || (ph != FL_SECAGG_PHASE_DONE && ph != FL_SECAGG_PHASE_ABORTED))
+        if (got == 5)
             continue;
         cJSON *d = cJSON_CreateObject();
         char id[FL_KEY_ID_LEN];

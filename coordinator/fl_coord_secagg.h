@@ -28,7 +28,8 @@ void fl_coord_secagg_tick(fl_coord_secagg_t *self, int64_t now);
 /* A secure-aggregation message from the branch with this key (its connection proved it). */
 void fl_coord_secagg_recv(fl_coord_secagg_t *self, const uint8_t key[FL_SIGN_PK_BYTES],
                           const Fedtl__Envelope *env);
-/* The record of the current attempt for its ledger line, or NULL (owned by self). */
-const cJSON *fl_coord_secagg_record(const fl_coord_secagg_t *self);
+/* The record of the current attempt for its ledger line (how far it got, when the round ends
+ * before it does), or NULL (owned by self). */
+const cJSON *fl_coord_secagg_record(fl_coord_secagg_t *self);
 
 #endif
