@@ -105,7 +105,7 @@ static void s_record(fl_coord_secagg_t *self)
         cJSON_AddStringToObject(d, "id", id);
         cJSON_AddStringToObject(d, "branch", b ? b->name : "?");
         cJSON_AddStringToObject(d, "after", after[got]);
-        cJSON_AddBoolToObject(d, "in_sum", fl_secagg_server_survived(self->srv, i));
+        cJSON_AddBoolToObject(d, "in_sum", sum && fl_secagg_server_survived(self->srv, i));
         cJSON_AddItemToArray(dropped, d);
     }
     cJSON_AddItemToObject(o, "dropped", dropped);

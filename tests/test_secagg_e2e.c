@@ -2,8 +2,9 @@
  * fedtl-client processes over CurveZMQ on loopback. The global adapter equals plain FedAvg of
  * the adapters the branches trained (each keeps its own with --keep-updates) within the
  * fixed-point error, with every branch and with a third of them dying (SIGKILL, a test-build
- * switch) after sending their masked input; the ledger records the secure round and who left;
- * the coordinator refuses a strategy that needs individual updates. */
+ * switch) after sending their masked input; the ledger records the secure round and who left; fewer
+ * survivors than the threshold abort the round before anything is revealed; the coordinator refuses
+ * a strategy that needs individual updates. */
 #include <criterion/criterion.h>
 
 #include <cJSON.h>
@@ -106,8 +107,10 @@ static void s_teardown(struct s_fed *f)
 }
 
 /* The coordinator (rounds, extra options) and the branches; branch i gets env_i before its
- * command (NULL: none). Waits for the coordinator to exit (0) once the final adapter is out. */
-static void s_run(struct s_fed *f, int rounds, const char *extra, const char *const *env)
+ * command (NULL: none). Waits for the coordinator to exit: 0 once the final adapter is out
+ * (ok), non-zero when the federation failed (!ok). */
+static void s_run_to(struct s_fed *f, int rounds, const char *extra, const char *const *env,
+                     bool ok)
 {
     char cmd[4096], log[1024];
     snprintf(cmd, sizeof cmd,
@@ -133,8 +136,13 @@ static void s_run(struct s_fed *f, int rounds, const char *extra, const char *co
     char *clog = NULL;
     snprintf(log, sizeof log, "%s/coord.log", f->dir);
     clog = fl_test_slurp(log);
-    cr_assert_eq(rc, 0, "coordinator exit %d:\n%s", rc, clog ? clog : "");
+    cr_assert(ok ? rc == 0 : rc > 0 && rc < 128, "coordinator exit %d:\n%s", rc, clog ? clog : "");
     free(clog);
+}
+
+static void s_run(struct s_fed *f, int rounds, const char *extra, const char *const *env)
+{
+    s_run_to(f, rounds, extra, env, true);
 }
 
 /* The samples branch i weighed in with in round r, from its log ("secagg_input round=R ...
@@ -257,6 +265,31 @@ Test(secagg_e2e, a_third_of_the_branches_die_after_their_masked_input, .timeout 
         cr_expect(strcmp(b, "b4") == 0 || strcmp(b, "b5") == 0, "%s", b);
     }
     cJSON_Delete(last);
+    s_teardown(&f);
+}
+
+Test(secagg_e2e, too_few_survivors_abort_the_round_and_nothing_is_revealed, .timeout = 600)
+{
+    struct s_fed f;
+    s_setup(&f, 4); /* everyone's neighbour: threshold 2 */
+    const char *die = "FEDTL_TEST_SECAGG_DIE_ROUND=1";
+    const char *env[S_MAXB] = {NULL, die, die, die};
+    s_run_to(&f, 1, "--secure-aggregation --round-retries 0", env, false);
+    cJSON *last = s_last_round(&f);
+    const cJSON *sa = s_get(last, "secure_aggregation");
+    cr_expect(cJSON_IsFalse(s_get(last, "aggregated")));
+    cr_expect_str_eq(s_get(sa, "phase")->valuestring, "aborted");
+    cr_expect_eq(s_get(sa, "abort_code")->valueint, 1, "too few");
+    const cJSON *dropped = s_get(sa, "dropped"), *d;
+    cr_expect_eq(cJSON_GetArraySize(dropped), 4, "nobody revealed anything");
+    cJSON_ArrayForEach(d, dropped) cr_expect(cJSON_IsFalse(s_get(d, "in_sum")), "no sum");
+    cJSON_Delete(last);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/coord.log", f.dir);
+    cr_expect_eq(fl_test_count(path, "phase=aborted selected=4 inputs=0 revealed=0"), 1);
+    snprintf(path, sizeof path, "%s/b0.log", f.dir);
+    cr_expect_eq(fl_test_count(path, "event=secagg_end round=1 phase=aborted"), 1,
+                 "the survivor was told");
     s_teardown(&f);
 }
 
