@@ -282,7 +282,10 @@ Test(secagg_e2e, too_few_survivors_abort_the_round_and_nothing_is_revealed, .tim
     cr_expect_eq(s_get(sa, "abort_code")->valueint, 1, "too few");
     const cJSON *dropped = s_get(sa, "dropped"), *d;
     cr_expect_eq(cJSON_GetArraySize(dropped), 4, "nobody revealed anything");
-    cJSON_ArrayForEach(d, dropped) cr_expect(cJSON_IsFalse(s_get(d, "in_sum")), "no sum");
+    cJSON_ArrayForEach(d, dropped)
+    {
+        cr_expect(cJSON_IsFalse(s_get(d, "in_sum")), "no sum");
+    }
     cJSON_Delete(last);
     char path[1024];
     snprintf(path, sizeof path, "%s/coord.log", f.dir);
