@@ -377,6 +377,8 @@ void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r)
     cJSON_AddStringToObject(line, "federation", self->federation);
     if (r->strategy)
         cJSON_AddStringToObject(line, "strategy", r->strategy);
+    if (r->secagg)
+        cJSON_AddItemToObject(line, "secure_aggregation", cJSON_Duplicate(r->secagg, true));
     s_append(self, line);
     cJSON_Delete(self->last);
     self->last = line;

@@ -50,6 +50,7 @@ struct fl_ledger_round {
     double server_loss;     /* its loss there */
     double duration_s;      /* from the start of the attempt to now */
     const char *strategy;   /* the strategy's name (NULL: not written) */
+    const cJSON *secagg;    /* secure aggregation's record, as "secure_aggregation" (or NULL) */
 };
 
 /* What state.json says. */
