@@ -68,34 +68,47 @@ static uint64_t s_mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
-void fl_augment_record(const struct fl_augment *a, const struct fl_augment_shape *s, uint64_t seed,
-                       uint64_t epoch, uint64_t record, float *x, float *tmp)
+void fl_augment_draw(const struct fl_augment *a, uint64_t seed, uint64_t epoch, uint64_t record,
+                     struct fl_augment_draw *d)
 {
-    if (!a->ops)
-        return;
     struct fl_rng r;
     fl_rng_seed(&r, s_mix(seed ^ s_mix(epoch ^ s_mix(record))));
     int pad = (a->ops & FL_AUGMENT_CROP) ? (a->pad > 0 ? a->pad : FL_AUGMENT_PAD) : 0;
-    /* torchvision's order: the crop's top, then its left, then the flip's coin. */
-    int top = pad ? (int)fl_rng_below(&r, (uint64_t)(2 * pad + 1)) - pad : 0;
-    int left = pad ? (int)fl_rng_below(&r, (uint64_t)(2 * pad + 1)) - pad : 0;
-    bool flip = (a->ops & FL_AUGMENT_FLIP) && fl_rng_uniform(&r) < 0.5;
-    if (top == 0 && left == 0 && !flip)
+    d->top = pad ? (int)fl_rng_below(&r, (uint64_t)(2 * pad + 1)) - pad : 0;
+    d->left = pad ? (int)fl_rng_below(&r, (uint64_t)(2 * pad + 1)) - pad : 0;
+    d->flip = (a->ops & FL_AUGMENT_FLIP) && fl_rng_uniform(&r) < 0.5;
+}
+
+void fl_augment_apply(const struct fl_augment_shape *s, const struct fl_augment_draw *d, float *x,
+                      float *tmp)
+{
+    if (d->top == 0 && d->left == 0 && !d->flip)
         return;
     int c = s->c, h = s->h, w = s->w;
     size_t plane = (size_t)h * (size_t)w;
     for (int y = 0; y < h; y++) {
-        int sy = y + top;
+        int sy = y + d->top;
         for (int xo = 0; xo < w; xo++) {
-            int sx = (flip ? w - 1 - xo : xo) + left;
+            int sx = (d->flip ? w - 1 - xo : xo) + d->left;
             bool in = sy >= 0 && sy < h && sx >= 0 && sx < w;
-            size_t src = (size_t)sy * (size_t)w + (size_t)sx, dst = (size_t)y * (size_t)w + xo;
+            size_t src = in ? (size_t)sy * (size_t)w + (size_t)sx : 0;
+            size_t dst = (size_t)y * (size_t)w + (size_t)xo;
             for (int k = 0; k < c; k++) {
-                size_t si = s->hwc ? src * (size_t)c + k : k * plane + src;
-                size_t di = s->hwc ? dst * (size_t)c + k : k * plane + dst;
+                size_t si = s->hwc ? src * (size_t)c + (size_t)k : (size_t)k * plane + src;
+                size_t di = s->hwc ? dst * (size_t)c + (size_t)k : (size_t)k * plane + dst;
                 tmp[di] = in ? x[si] : 0.0f;
             }
         }
     }
     memcpy(x, tmp, sizeof(float) * plane * (size_t)c);
+}
+
+void fl_augment_record(const struct fl_augment *a, const struct fl_augment_shape *s, uint64_t seed,
+                       uint64_t epoch, uint64_t record, float *x, float *tmp)
+{
+    if (!a->ops)
+        return;
+    struct fl_augment_draw d;
+    fl_augment_draw(a, seed, epoch, record, &d);
+    fl_augment_apply(s, &d, x, tmp);
 }

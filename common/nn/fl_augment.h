@@ -41,8 +41,22 @@ int fl_augment_validate(const char *spec);
  * the records are flat and augmentation needs C x H x W. */
 int fl_augment_shape_of(const struct fl_arch *arch, struct fl_augment_shape *s);
 
-/* Augment one record x (c * h * w raw values) in place for (seed, epoch, record); tmp holds
- * c * h * w scratch values. A no-op when a->ops is 0. */
+/* One record's random draw: where the crop window sits relative to the image, and the flip. */
+struct fl_augment_draw {
+    int top, left; /* offset of the crop window, in [-pad, pad] each (0 without crop) */
+    bool flip;     /* mirrored left to right (after the crop) */
+};
+
+/* The draw of (seed, epoch, record): top, then left (uniform in [-pad, pad]), then the flip's
+ * coin, as torchvision draws RandomCrop then RandomHorizontalFlip. */
+void fl_augment_draw(const struct fl_augment *a, uint64_t seed, uint64_t epoch, uint64_t record,
+                     struct fl_augment_draw *d);
+/* Apply a draw to x in place: out(y, x) = in(y + top, x' + left) with x' = w - 1 - x when
+ * flipped, else x, and 0 where that falls outside the image; tmp holds c * h * w values. */
+void fl_augment_apply(const struct fl_augment_shape *s, const struct fl_augment_draw *d, float *x,
+                      float *tmp);
+/* Augment one record x (c * h * w raw values) in place for (seed, epoch, record): its draw,
+ * applied; tmp holds c * h * w scratch values. A no-op when a->ops is 0. */
 void fl_augment_record(const struct fl_augment *a, const struct fl_augment_shape *s, uint64_t seed,
                        uint64_t epoch, uint64_t record, float *x, float *tmp);
 
