@@ -56,8 +56,8 @@ extern const struct fl_options_spec tool_keygen_spec, tool_pretrain_spec, tool_f
 extern const struct fl_options_spec *const tool_specs[];
 
 /* Parse argv for a subcommand over its defaults, check its required options, apply --quiet,
- * --iid, --cache-mb and --threads. Prints the help and returns 1 for --help; prints the error
- * and the usage line and returns 2 for a usage error; 0 otherwise. */
+ * --iid, --cache-mb, --augment and --threads. Prints the help and returns 1 for --help; prints the
+ * error and the usage line and returns 2 for a usage error; 0 otherwise. */
 int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct tool_opts *o);
 /* Print "fedtl CMD: msg" and the usage line for a usage error; returns 2. */
 int tool_usage_error(const struct fl_options_spec *spec, const char *msg);
