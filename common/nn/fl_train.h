@@ -75,8 +75,8 @@ int fl_evaluate(fl_model_t *m, const struct fl_dataset *ds, struct fl_eval *out)
 /* Predicted class of each of the n records of x [n, input dim]. */
 int fl_predict(fl_model_t *m, const float *x, size_t n, int32_t *pred);
 
-/* Per-feature (or, with global, one) mean and standard deviation of ds, for the base's
- * input normalisation; mean/std hold dim (or 1) values. */
+/* Per-feature (or, with global, one) mean and standard deviation of ds (records in memory),
+ * for the base's input normalisation; mean/std hold dim (or 1) values. */
 void fl_data_stats(const struct fl_dataset *ds, bool global, float *mean, float *std);
 
 #endif
