@@ -185,7 +185,9 @@ Test(fedtl_pipeline, augmentation_is_refused_where_it_cannot_apply)
     cr_expect_eq(s_run(&out, "fedtl", "predict --augment flip --base b --data d"), 2);
     free(out);
     /* A flat base (an MLP over a CSV's features) has no image to crop or flip. */
-    FILE *f = fopen(fl_test_path(s_dir, "t.csv"), "w");
+    char *csv = fl_test_path(s_dir, "t.csv");
+    FILE *f = fopen(csv, "w");
+    free(csv);
     cr_assert_not_null(f);
     for (int i = 0; i < 40; i++)
         fprintf(f, "%d,%d,%d,%d\n", i % 2, i % 7, (i * 3) % 5, i % 2 ? 4 : -4);
