@@ -1,14 +1,16 @@
 /* bench_pipeline: training on an image folder larger than the memory budget. The folder is
  * loaded as fedtl finetune loads it (fl_dataset_load_ex with a budget: over it, the records
- * stream, each decoded again on the thread pool when read), then one epoch runs in the seeded
- * shuffled order, a batch at a time, and the program prints the peak resident set
- * (getrusage ru_maxrss) and the throughput. bench/pipeline.sh makes the folder and runs it.
- *   bench_pipeline --data DIR [--size 224] [--budget 1G] [--threads 2] [--batch 64]
+ * stream, each decoded again on the thread pool when read, but for those the budget keeps once
+ * decoded), then one or more epochs run in the seeded shuffled order, a batch at a time, and
+ * the program prints the peak resident set (getrusage ru_maxrss) and the throughput.
+ * bench/pipeline.sh makes the folder and runs it. bench_pipeline --data DIR [--size 224] [--budget
+ * 1G] [--threads 2] [--batch 64]
  *                  [--mode feed|finetune] [--arch mobilenet_v2] [--augment crop,flip]
- *                  [--samples N]
+ *                  [--samples N] [--epochs 1]
  *     feed: the records of every batch gathered (decoded, prepared) as fl_train gathers them,
- *       nothing computed on them; finetune: fl_train, one epoch of a new head over a frozen
+ *       nothing computed on them; finetune: fl_train, epochs of a new head over a frozen
  *       zoo network (random weights) at 3 x size x size, whose frozen prefix is cached.
+ *   (the figures are the last epoch's)
  *   prints "bench=pipeline mode=... records=... decoded_gib=... budget_gib=... streamed=...
  *     load_s=... epoch_s=... records_per_s=... rss_after_load_mb=... peak_rss_mb=..." */
 #include "fl_data.h"
@@ -40,6 +42,7 @@ struct s_args {
     int threads;         /* pool size */
     int batch;           /* records per batch */
     size_t samples;      /* records used (0: all) */
+    int epochs;          /* epochs run; the figures are the last one's */
 };
 
 #define A(f) FL_OPTION_FIELD(struct s_args, f)
@@ -59,11 +62,13 @@ static const struct fl_option s_options[] = {
      .range.i = {0, 4096}, .def = "2", .help = "threads"},
     {"batch", .type = FL_OPTION_INT, .where = FL_OPTION_FLAG_ONLY, A(batch), .range.i = {1, 4096},
      .def = "64", .help = "batch"},
+    {"epochs", .type = FL_OPTION_INT, .where = FL_OPTION_FLAG_ONLY, A(epochs), .range.i = {1, 1000},
+     .def = "1", .help = "epochs (the last one is reported)"},
     {"samples", .type = FL_OPTION_UINT, .where = FL_OPTION_FLAG_ONLY, A(samples),
      .range.u = {0, SIZE_MAX}, .def = "0", .help = "records used (0: all)"},
 };
 static const struct fl_options_spec s_spec = {
-    .program = "bench_pipeline", .options = s_options, .noptions = 9};
+    .program = "bench_pipeline", .options = s_options, .noptions = 10};
 
 static double s_peak_rss_mb(void)
 {
@@ -72,8 +77,9 @@ static double s_peak_rss_mb(void)
     return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
 }
 
-/* One epoch of gathering: what fl_train reads, nothing computed. Returns a checksum. */
-static int s_feed(const struct fl_dataset *ds, int batch, double *sum)
+/* Epochs of gathering: what fl_train reads, nothing computed; *last the last epoch's
+ * seconds. Returns a checksum of the last epoch in *sum. */
+static int s_feed(const struct fl_dataset *ds, int batch, int epochs, double *sum, double *last)
 {
     size_t *perm = malloc(ds->n * sizeof *perm);
     float *buf = fl_falloc((size_t)batch * ds->dim);
@@ -83,20 +89,26 @@ static int s_feed(const struct fl_dataset *ds, int batch, double *sum)
         perm[i] = i;
     struct fl_rng r;
     fl_rng_seed(&r, 1);
-    fl_rng_shuffle(&r, perm, ds->n);
     int rc = 0;
-    for (size_t done = 0; done < ds->n && rc == 0; done += (size_t)batch) {
-        size_t n = ds->n - done < (size_t)batch ? ds->n - done : (size_t)batch;
-        if ((rc = fl_dataset_gather(ds, perm + done, n, buf)) == 0)
-            for (size_t k = 0; k < n * ds->dim; k += 97)
-                *sum += buf[k];
+    for (int e = 0; e < epochs && rc == 0; e++) {
+        double t0 = fl_now_s();
+        *sum = 0;
+        fl_rng_shuffle(&r, perm, ds->n);
+        for (size_t done = 0; done < ds->n && rc == 0; done += (size_t)batch) {
+            size_t n = ds->n - done < (size_t)batch ? ds->n - done : (size_t)batch;
+            if ((rc = fl_dataset_gather(ds, perm + done, n, buf)) == 0)
+                for (size_t k = 0; k < n * ds->dim; k += 97)
+                    *sum += buf[k];
+        }
+        *last = fl_now_s() - t0;
+        fprintf(stderr, "bench feed epoch %d/%d %.1fs\n", e + 1, epochs, *last);
     }
     free(perm);
     free(buf);
     return rc;
 }
 
-/* One epoch of fine-tuning a new head over a frozen, randomly initialised zoo network. */
+/* Epochs of fine-tuning a new head over a frozen, randomly initialised zoo network. */
 static int s_finetune(const struct s_args *a, const struct fl_dataset *ds, fl_pool_t *pool,
                       double *loss, double *seconds)
 {
@@ -118,14 +130,14 @@ static int s_finetune(const struct s_args *a, const struct fl_dataset *ds, fl_po
     }
     struct fl_train_opts o;
     fl_train_opts_default(&o);
-    o.epochs = 1, o.batch = a->batch, o.progress = true, o.label = "bench";
+    o.epochs = a->epochs, o.batch = a->batch, o.progress = true, o.label = "bench";
     struct fl_epoch_stats st = {0};
     if (rc == 0 && a->augment)
         rc = fl_augment_parse(a->augment, &o.augment.ops);
     if (rc == 0)
         rc = fl_train(m, ds, &o, NULL, NULL, &st);
     *loss = st.loss;
-    *seconds = st.seconds; /* the epoch alone, not building the network */
+    *seconds = st.seconds; /* the last epoch alone, not building the network */
     fl_model_destroy(&m);
     fl_zoo_free_params(params, np);
     fl_graphdef_free(&def);
@@ -158,12 +170,9 @@ int main(int argc, char **argv)
         ds = all, all = (struct fl_dataset){0};
     fl_dataset_free(&all);
     double load_s = fl_now_s() - t0, rss_load = s_peak_rss_mb(), sum = 0, loss = 0, epoch_s = 0;
-    t0 = fl_now_s();
     if (rc == 0)
         rc = strcmp(mode, "finetune") == 0 ? s_finetune(&a, &ds, pool, &loss, &epoch_s)
-                                           : s_feed(&ds, a.batch, &sum);
-    if (strcmp(mode, "finetune") != 0)
-        epoch_s = fl_now_s() - t0;
+                                           : s_feed(&ds, a.batch, a.epochs, &sum, &epoch_s);
     if (rc) {
         fprintf(stderr, "bench_pipeline: %s\n", fl_error_msg());
         fl_dataset_free(&ds);
@@ -171,14 +180,15 @@ int main(int argc, char **argv)
         return 1;
     }
     double decoded = (double)ds.n * (double)ds.dim * sizeof(float);
-    printf("bench=pipeline mode=%s arch=%s augment=%s records=%zu size=%d decoded_gib=%.2f "
-           "budget_gib=%.2f streamed=%s threads=%d batch=%d load_s=%.2f epoch_s=%.1f "
-           "records_per_s=%.1f decoded_mb_per_s=%.0f rss_after_load_mb=%.0f peak_rss_mb=%.0f "
-           "checksum=%.6g loss=%.4f\n",
-           mode, strcmp(mode, "finetune") == 0 ? a.arch : "-", a.augment ? a.augment : "none", ds.n,
-           a.size, decoded / (1 << 30), (double)a.budget / (1 << 30),
-           fl_dataset_streamed(&ds) ? "yes" : "no", fl_pool_size(pool), a.batch, load_s, epoch_s,
-           ds.n / epoch_s, decoded / 1e6 / epoch_s, rss_load, s_peak_rss_mb(), sum, loss);
+    printf(
+        "bench=pipeline mode=%s arch=%s augment=%s epochs=%d records=%zu size=%d decoded_gib=%.2f "
+        "budget_gib=%.2f streamed=%s threads=%d batch=%d load_s=%.2f epoch_s=%.1f "
+        "records_per_s=%.1f decoded_mb_per_s=%.0f rss_after_load_mb=%.0f peak_rss_mb=%.0f "
+        "checksum=%.6g loss=%.4f\n",
+        mode, strcmp(mode, "finetune") == 0 ? a.arch : "-", a.augment ? a.augment : "none",
+        a.epochs, ds.n, a.size, decoded / (1 << 30), (double)a.budget / (1 << 30),
+        fl_dataset_streamed(&ds) ? "yes" : "no", fl_pool_size(pool), a.batch, load_s, epoch_s,
+        ds.n / epoch_s, decoded / 1e6 / epoch_s, rss_load, s_peak_rss_mb(), sum, loss);
     fl_dataset_free(&ds);
     fl_pool_destroy(&pool);
     return 0;

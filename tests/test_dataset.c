@@ -244,3 +244,35 @@ Test(fl_dataset, skipping_bad_files_while_streaming_is_refused)
     cr_expect_null(ds.src);
     free(root);
 }
+
+Test(fl_dataset, what_the_budget_holds_stays_decoded_the_rest_streams)
+{
+    char *root = s_write_folder();
+    struct fl_dataset mem, str;
+    s_load(root, 0, &mem);
+    /* Room for 20 of the 48 records: the first 20 of the listing (class 0's 16, then class 1's
+     * 00 to 03) are kept once read, the others decoded again each time. */
+    s_load(root, 20 * 784 * sizeof(float), &str);
+    cr_assert(fl_dataset_streamed(&str));
+    s_expect_same_records(&mem, &str);
+    /* Both a kept and a streamed record's file go bad: the kept one still reads, as it was. */
+    char path[4200];
+    const char *gone[2] = {"1/02.png", "1/09.png"}; /* records 18 (kept) and 25 */
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", root, gone[k]);
+        FILE *f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        fputs("junk", f);
+        fclose(f);
+    }
+    float a[784], b[784];
+    size_t kept = 18, streamed = 25;
+    cr_assert_eq(fl_dataset_gather(&str, &kept, 1, a), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_dataset_gather(&mem, &kept, 1, b), 0);
+    cr_expect(memcmp(a, b, sizeof a) == 0, "the kept record changed");
+    cr_expect_eq(fl_dataset_gather(&str, &streamed, 1, a), FL_EFORMAT);
+    cr_expect_not_null(strstr(fl_error_msg(), "1/09.png"), "%s", fl_error_msg());
+    fl_dataset_free(&mem);
+    fl_dataset_free(&str);
+    free(root);
+}

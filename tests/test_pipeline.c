@@ -111,15 +111,21 @@ static void s_expect_same_file(const char *a, const char *b, bool same)
 Test(fedtl_pipeline, a_tiny_cache_budget_streams_and_writes_the_same_adapter)
 {
     s_images_and_base();
-    const char *ft = "finetune --base base.ftm --data imgs --classes 2-3 --method lora "
+    const char *ft = "finetune --base base.ftm --data imgs --classes 1-2 --method lora "
                      "--epochs 3 --threads 2 --quiet";
     S_OK("%s --out held.fta", ft);
     S_OK("%s --cache-budget 1K --out streamed.fta", ft);
     S_OK("%s --cache-budget 1K --cache-mb 0 --out streamed-nocache.fta", ft);
+    /* 100 KiB keeps the first 32 of the 80 records decoded (class 1 from its 00 to 11); the
+     * rest streams. */
+    S_OK("%s --cache-budget 100K --cache-mb 0 --out part-held.fta", ft);
+    s_expect_same_file("held.fta", "part-held.fta", true);
     s_expect_same_file("held.fta", "streamed.fta", true);
     s_expect_same_file("held.fta", "streamed-nocache.fta", true);
     S_OK("%s --augment crop,flip --out aug-held.fta", ft);
     S_OK("%s --augment crop,flip --cache-budget 1 --out aug-streamed.fta", ft);
+    S_OK("%s --augment crop,flip --cache-budget 100K --out aug-part-held.fta", ft);
+    s_expect_same_file("aug-held.fta", "aug-part-held.fta", true);
     S_OK("%s --augment crop,flip --seed 2 --out aug-seed2.fta", ft);
     s_expect_same_file("aug-held.fta", "aug-streamed.fta", true);
     s_expect_same_file("held.fta", "aug-held.fta", false);

@@ -63,7 +63,9 @@ static void s_decode_range(void *arg, int t, size_t begin, size_t end)
 
 /* ---- streaming: the files decoded again each time their records are read ---- */
 
-/* A folder's images as a record source (fl_dataset.h). */
+/* A folder's images as a record source (fl_dataset.h). What the budget holds stays decoded:
+ * the first nheld records (in the listing's order) are kept as they are first read, so only
+ * the rest is decoded again each epoch. */
 struct s_stream {
     struct fl_source src;         /* the interface; first, so a source is a stream */
     char **paths;                 /* [n] the files, in the listing's order */
@@ -73,7 +75,13 @@ struct s_stream {
     size_t dim;                   /* features per record */
     fl_pool_t *pool;              /* decoding threads (borrowed, or own) */
     fl_pool_t *own;               /* the pool made when none was lent */
+    size_t nheld;                 /* records 0..nheld-1 are kept once decoded */
+    float *held;                  /* [nheld, dim] their features */
+    bool *filled;                 /* [nheld] which of them are */
 };
+
+/* A fetch slot served from the held records, not decoded (an error is negative). */
+#define S_HELD 1
 
 /* One fetch, shared by the pool's tasks; each record has its own slots. */
 struct s_fetch {
@@ -90,8 +98,8 @@ static void s_fetch_range(void *arg, int t, size_t begin, size_t end)
     struct s_fetch *f = arg;
     const struct s_stream *s = f->s;
     for (size_t i = begin; i < end; i++)
-        if ((f->rc[i] = s_decode_file(s->paths[f->idx[i]], &s->asked, &s->t, f->out + i * s->dim,
-                                      s->dim)) != 0)
+        if (f->rc[i] != S_HELD && (f->rc[i] = s_decode_file(s->paths[f->idx[i]], &s->asked, &s->t,
+                                                            f->out + i * s->dim, s->dim)) != 0)
             f->msg[i] = strdup(fl_error_msg());
 }
 
@@ -107,11 +115,21 @@ static int s_stream_fetch(struct fl_source *src, const size_t *idx, size_t n, fl
     int rc = 0;
     if (!f.rc || !f.msg)
         rc = fl_fail(FL_ENOMEM, "out of memory reading %zu images", n);
-    else
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (idx[i] < s->nheld && s->filled[idx[i]]) {
+            memcpy(out + i * s->dim, s->held + idx[i] * s->dim, sizeof(float) * s->dim);
+            f.rc[i] = S_HELD;
+        }
+    if (rc == 0)
         fl_pool_for(s->pool, n, 1, s_fetch_range, &f);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        if (f.rc[i]) /* the first failure in the order asked, whatever thread met it */
+        if (f.rc[i] < 0) /* the first failure in the order asked, whatever thread met it */
             rc = fl_fail(f.rc[i], "%s", f.msg[i] ? f.msg[i] : fl_strerror(f.rc[i]));
+    for (size_t i = 0; rc == 0 && i < n; i++) /* keep what the budget holds */
+        if (idx[i] < s->nheld && !s->filled[idx[i]]) {
+            memcpy(s->held + idx[i] * s->dim, out + i * s->dim, sizeof(float) * s->dim);
+            s->filled[idx[i]] = true;
+        }
     for (size_t i = 0; f.msg && i < n; i++)
         free(f.msg[i]);
     free(f.msg);
@@ -125,6 +143,8 @@ static void s_stream_destroy(struct fl_source *src)
     for (size_t i = 0; i < s->n; i++)
         free(s->paths[i]);
     free(s->paths);
+    free(s->held);
+    free(s->filled);
     fl_pool_destroy(&s->own);
     free(s);
 }
@@ -166,6 +186,11 @@ static int s_stream_new(struct fl_imagelist *l, const struct fl_data_opts *opts,
     }
     ds->n = l->n, ds->dim = dim;
     ds->rows = (uint32_t)t->height, ds->cols = (uint32_t)t->width;
+    /* Pages are touched only as records are kept; without the memory, nothing is kept. */
+    size_t nheld = opts->budget / sizeof(float) / dim;
+    if (nheld > 0 && (s->held = fl_malloc_array(nheld * dim, sizeof(float))) &&
+        (s->filled = calloc(nheld, sizeof *s->filled)))
+        s->nheld = nheld;
     return 0;
 }
 
