@@ -1,5 +1,6 @@
 /* fl_imagefolder: the files listed (fl_imagelist) then decoded on the thread pool, one slot
- * per file, so that records keep the listing's order whatever thread decoded them. */
+ * per file, so that records keep the listing's order whatever thread decoded them; or, over
+ * the load's budget, kept as a record source that decodes them again when they are read. */
 #include "fl_imagefolder.h"
 #include "fl_error.h"
 #include "fl_imagelist.h"
@@ -149,7 +150,7 @@ static void s_stream_destroy(struct fl_source *src)
     free(s);
 }
 
-/* The listed files as streamed records of ds (they take the listing's paths). */
+/* The listed files as streamed records of ds (the source copies their paths). */
 static int s_stream_new(struct fl_imagelist *l, const struct fl_data_opts *opts,
                         const struct fl_image_target *asked, const struct fl_image_target *t,
                         size_t dim, struct fl_dataset *ds)
