@@ -165,8 +165,7 @@ static int s_check_params(const fl_localtrain_t *self, const struct fl_localtrai
 
 /* The training options of a task: the task sets epochs, batch, learning rate and seed, the
  * branch its augmentation; the rest (optimiser, momentum, decay, prefix cache) is the engine's
- * default. The one place the
- * branch resolves training defaults. */
+ * default. The one place the branch resolves training defaults. */
 static void s_train_opts(const fl_localtrain_t *self, const struct fl_localtrain_task *t,
                          const char *label, struct fl_train_opts *o)
 {

@@ -22,20 +22,21 @@
 
 /* Where the records come from and how they are used; the strings must outlive the module. */
 struct fl_localtrain_config {
-    const char *data;          /* local records: CSV, or IDX images */
-    const char *labels;        /* IDX labels (NULL for CSV) */
-    double holdout;            /* share of the records held out for evaluation, [0, 1) */
+    const char *data;      /* local records: CSV, or IDX images */
+    const char *labels;    /* IDX labels (NULL for CSV) */
+    double holdout;        /* share of the records held out for evaluation, [0, 1) */
+    uint64_t split_seed;   /* seed of the training / held-out split */
+    const char *keep_dir;  /* when set, each round's trained adapter is also written to
+                              keep_dir/round-N.fta */
+    const char *head_path; /* where the branch keeps its own adapter for FedPer (tasks with
+                              personal_head): its head.* tensors replace the global's before
+                              training; NULL: personal heads are refused */
+    bool progress;         /* per-epoch progress lines on stderr */
+    fl_pool_t *pool;       /* training threads, borrowed (NULL: the caller's thread alone) */
+
     struct fl_augment augment; /* training augmentation (zeroed: none); needs an image base */
-    size_t cache_budget;       /* decoded image records held in memory, bytes; a larger set streams
-                                  from its files (0: no limit) */
-    uint64_t split_seed;       /* seed of the training / held-out split */
-    const char *keep_dir;      /* when set, each round's trained adapter is also written to
-                                  keep_dir/round-N.fta */
-    const char *head_path;     /* where the branch keeps its own adapter for FedPer (tasks with
-                                  personal_head): its head.* tensors replace the global's before
-                                  training; NULL: personal heads are refused */
-    bool progress;             /* per-epoch progress lines on stderr */
-    fl_pool_t *pool;           /* training threads, borrowed (NULL: the caller's thread alone) */
+    size_t cache_budget;       /* decoded image records held in memory, bytes; a larger set
+                                  streams from its files (0: no limit) */
 #ifdef FEDTL_TESTING
     const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
 #endif
