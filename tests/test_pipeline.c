@@ -126,6 +126,19 @@ Test(fedtl_pipeline, a_tiny_cache_budget_streams_and_writes_the_same_adapter)
     S_OK("%s --augment crop,flip --cache-budget 1 --out aug-streamed.fta", ft);
     S_OK("%s --augment crop,flip --cache-budget 100K --out aug-part-held.fta", ft);
     s_expect_same_file("aug-held.fta", "aug-part-held.fta", true);
+    /* Evaluation reads streamed records to the same figures. */
+    char *held = NULL, *streamed = NULL;
+    cr_assert_eq(
+        s_run(&held, "fedtl", "eval --base base.ftm --adapter held.fta --data imgs --json"), 0,
+        "%s", held);
+    cr_assert_eq(s_run(&streamed, "fedtl",
+                       "eval --base base.ftm --adapter held.fta --data imgs --json "
+                       "--cache-budget 1"),
+                 0, "%s", streamed);
+    cr_expect_str_eq(held, streamed);
+    cr_expect_not_null(strstr(held, "\"n\":40"), "%s", held);
+    free(held);
+    free(streamed);
     S_OK("%s --augment crop,flip --seed 2 --out aug-seed2.fta", ft);
     s_expect_same_file("aug-held.fta", "aug-streamed.fta", true);
     s_expect_same_file("held.fta", "aug-held.fta", false);
@@ -184,7 +197,8 @@ Test(fedtl_pipeline, augmentation_is_refused_where_it_cannot_apply)
     cr_expect_eq(s_run(&out, "fedtl-client", "--augment crop,crop --data d"), 2);
     cr_expect_not_null(strstr(out, "twice"), "%s", out);
     free(out);
-    /* Evaluation and prediction never augment: they do not take the flag. */
+    /* Evaluation and prediction never augment: they do not take the flag (eval takes the
+     * budget). */
     cr_expect_eq(s_run(&out, "fedtl", "eval --augment crop --base b --data d"), 2);
     cr_expect_not_null(strstr(out, "--augment"), "%s", out);
     free(out);
