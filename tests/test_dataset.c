@@ -233,15 +233,41 @@ Test(fl_dataset, a_file_that_went_bad_is_named_when_streamed)
     free(root);
 }
 
-Test(fl_dataset, skipping_bad_files_while_streaming_is_refused)
+Test(fl_dataset, skipping_bad_files_while_streaming_leaves_them_out_and_counts_them)
 {
     char *root = s_write_folder();
-    struct fl_dataset ds;
-    struct fl_data_opts o = {.budget = 1, .skip_bad = true};
-    cr_expect_eq(fl_dataset_load_ex(&ds, root, NULL, &o, NULL), FL_EINVAL);
-    cr_expect_not_null(strstr(fl_error_msg(), "--skip-bad"), "message: %s", fl_error_msg());
-    cr_expect_null(ds.x);
-    cr_expect_null(ds.src);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/2/03.png", root);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fputs("not a png", f);
+    fclose(f);
+    struct fl_dataset mem, str;
+    struct fl_data_info mi, si;
+    struct fl_data_opts o = {.skip_bad = true};
+    cr_assert_eq(fl_dataset_load_ex(&mem, root, NULL, &o, &mi), 0, "%s", fl_error_msg());
+    o.budget = 1;
+    cr_assert_eq(fl_dataset_load_ex(&str, root, NULL, &o, &si), 0, "%s", fl_error_msg());
+    cr_expect(fl_dataset_streamed(&str));
+    cr_expect_eq(str.n, 47);
+    cr_expect_eq(si.skipped, 1);
+    cr_expect_eq(mi.skipped, 1);
+    cr_assert_eq(si.nfiles, 47);
+    cr_expect_null(strstr(si.files[35], "2/03.png"));
+    s_expect_same_records(&mem, &str);
+    /* Without skip_bad the load still streams: the bad file fails the read naming it. */
+    struct fl_dataset bad;
+    o.skip_bad = false;
+    cr_assert_eq(fl_dataset_load_ex(&bad, root, NULL, &o, NULL), 0, "%s", fl_error_msg());
+    float *x = fl_falloc(bad.n * bad.dim);
+    cr_expect_eq(fl_dataset_read(&bad, 0, bad.n, x), FL_EFORMAT);
+    cr_expect_not_null(strstr(fl_error_msg(), "2/03.png"), "%s", fl_error_msg());
+    free(x);
+    fl_dataset_free(&bad);
+    fl_data_info_free(&mi);
+    fl_data_info_free(&si);
+    fl_dataset_free(&mem);
+    fl_dataset_free(&str);
     free(root);
 }
 

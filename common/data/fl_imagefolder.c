@@ -155,12 +155,6 @@ static int s_stream_new(struct fl_imagelist *l, const struct fl_data_opts *opts,
                         const struct fl_image_target *asked, const struct fl_image_target *t,
                         size_t dim, struct fl_dataset *ds)
 {
-    if (opts->skip_bad)
-        return fl_fail(FL_EINVAL,
-                       "%zu images of %zu features are more than the budget of %zu bytes, so "
-                       "they would stream from disk, and skipping bad images (--skip-bad) needs "
-                       "them in memory: raise the budget or remove the bad files",
-                       l->n, dim, opts->budget);
     struct s_stream *s = calloc(1, sizeof *s);
     if (!s)
         return fl_fail(FL_ENOMEM, "out of memory");
@@ -246,12 +240,66 @@ static int s_fill_info(struct fl_imagelist *l, struct fl_data_info *info)
     return 0;
 }
 
-/* The listed files as streamed records: nothing decoded beyond the first image. */
+/* skip_bad over the budget: every file decoded once, a chunk at a time on pool, and the bad
+ * ones left out of the listing (counted), as a load held in memory leaves them out. */
+static int s_drop_bad(struct fl_imagelist *l, const struct s_job *j, fl_pool_t *pool)
+{
+    enum { CHUNK = 64 };
+    struct fl_imagelist view = {0};
+    struct s_job c = *j;
+    c.l = &view;
+    c.x = fl_falloc(CHUNK * j->dim);
+    c.rc = calloc(CHUNK, sizeof *c.rc);
+    c.msg = calloc(CHUNK, sizeof *c.msg);
+    int rc = c.x && c.rc && c.msg ? 0 : fl_fail(FL_ENOMEM, "out of memory checking images");
+    for (size_t first = 0; rc == 0 && first < l->n; first += CHUNK) {
+        view.e = l->e + first;
+        view.n = l->n - first < CHUNK ? l->n - first : CHUNK;
+        memset(c.rc, 0, CHUNK * sizeof *c.rc);
+        fl_pool_for(pool, view.n, 1, s_decode_range, &c);
+        for (size_t i = 0; i < view.n; i++) {
+            if (!c.rc[i])
+                continue;
+            fl_error_set("%s", c.msg[i] ? c.msg[i] : fl_strerror(c.rc[i]));
+            free(c.msg[i]);
+            c.msg[i] = NULL;
+            if (rc == 0 && (rc = fl_imagelist_bad(l, c.rc[i])) == 0) {
+                free(view.e[i].path);
+                view.e[i].path = NULL;
+            }
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < l->n; i++)
+        if (l->e[i].path)
+            l->e[k++] = l->e[i];
+    if (rc == 0)
+        l->n = k;
+    if (rc == 0 && k == 0)
+        rc = fl_fail(FL_ENOTFOUND, "no image could be read");
+    for (size_t i = 0; c.msg && i < CHUNK; i++)
+        free(c.msg[i]);
+    free(c.msg);
+    free(c.rc);
+    free(c.x);
+    return rc;
+}
+
+/* The listed files as streamed records: nothing decoded beyond the first image (but with
+ * skip_bad, where every file is decoded once to find the bad ones). */
 static int s_decode_streamed(struct fl_imagelist *l, const struct fl_data_opts *opts,
                              const struct s_job *j, struct fl_dataset *ds,
                              struct fl_data_info *info)
 {
-    int rc = s_stream_new(l, opts, &j->asked, &j->t, j->dim, ds);
+    int rc = 0;
+    if (l->skip_bad) {
+        fl_pool_t *own = opts->pool ? NULL : fl_pool_new(0);
+        rc = opts->pool || own ? s_drop_bad(l, j, opts->pool ? opts->pool : own)
+                               : fl_fail(FL_ENOMEM, "cannot make the decoding threads");
+        fl_pool_destroy(&own);
+    }
+    if (rc == 0)
+        rc = s_stream_new(l, opts, &j->asked, &j->t, j->dim, ds);
     if (rc == 0) {
         ds->num_classes = s_num_classes(ds->y, ds->n, l);
         rc = s_fill_info(l, info);

@@ -24,8 +24,9 @@ bool fl_imagefolder_is_image_name(const char *name);
  * opts->skip_bad, which skips and counts it. When the decoded records would take more than
  * opts->budget bytes, only the first image is decoded (for the geometry) and *ds streams:
  * each record is decoded again on opts->pool when read (fl_dataset_gather), but for the first
- * budget's worth of the listing, kept once decoded. A bad file then fails the read naming it
- * (skip_bad is refused over the budget). *ds zeroed on failure. */
+ * budget's worth of the listing, kept once decoded. A bad file then fails the read naming it;
+ * with skip_bad every file is decoded once at the load, a chunk at a time, and the bad ones
+ * are left out. *ds zeroed on failure. */
 int fl_imagefolder_load(struct fl_dataset *ds, const char *path, const struct fl_data_opts *opts,
                         struct fl_data_info *info);
 /* The same for a list of image files (labels 0, no classes): what predict reads. */
