@@ -1,6 +1,7 @@
 /* fedtl-client: a branch of a fedtl federation. Options come from the command line and/or an
  * INI file (section [client], keys named like the long options); the command line wins
  * (client/fl_client_config holds the table). */
+#include "fl_augment.h"
 #include "fl_branch.h"
 #include "fl_client_config.h"
 #include "fl_error.h"
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
         .data = o.data,
         .labels = o.labels,
         .holdout = o.holdout,
+        .cache_budget = o.cache_budget,
         .cache_dir = o.cache_dir,
         .out = o.out,
         .keep_updates = o.keep_updates,
@@ -94,6 +96,12 @@ int main(int argc, char **argv)
         .progress = true,
         .pool = pool,
     };
+    if (o.augment && fl_augment_parse(o.augment, &cfg.augment) != 0) { /* checked: never */
+        fprintf(stderr, "fedtl-client: --augment %s\n", fl_error_msg());
+        fl_pool_destroy(&pool);
+        fl_client_config_free(&o);
+        return 2;
+    }
 #ifdef FEDTL_TESTING
     struct fl_attack attack = {.kind = o.test_attack, .factor = o.test_attack_factor};
     cfg.attack = &attack;

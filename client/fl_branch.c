@@ -149,6 +149,8 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
     struct fl_localtrain_config lc = {.data = cfg->data,
                                       .labels = cfg->labels,
                                       .holdout = cfg->holdout,
+                                      .augment = {.ops = cfg->augment},
+                                      .cache_budget = cfg->cache_budget,
                                       .keep_dir = cfg->keep_updates,
                                       .head_path = self->head_path,
                                       .progress = self->progress_tty,
@@ -206,6 +208,9 @@ void fl_branch_print(const fl_branch_t *self, FILE *out)
     fprintf(out, "  data             %s%s%s: %zu records, %zu features, %d classes\n", c->data,
             c->labels ? " + " : "", c->labels ? c->labels : "", li.records, li.dim, li.classes);
     fprintf(out, "  holdout          %.3g\n", c->holdout);
+    fprintf(out, "  augment          %s%s%s\n", c->augment & FL_AUGMENT_CROP ? "crop " : "",
+            c->augment & FL_AUGMENT_FLIP ? "flip" : "", c->augment ? "" : "none");
+    fprintf(out, "  cache budget     %zu bytes\n", c->cache_budget);
     fprintf(out, "  cache            %s\n", c->cache_dir);
     fprintf(out, "  final adapter    %s\n", self->out_path);
     if (c->heartbeat_ms > 0)

@@ -21,6 +21,8 @@ struct fl_branch_config {
     const char *data;            /* local data: CSV, or IDX images */
     const char *labels;          /* IDX labels (NULL for CSV) */
     double holdout;              /* share of local records held out for evaluation, [0, 1) */
+    unsigned augment;            /* training augmentation, FL_AUGMENT_* bits (0: none) */
+    size_t cache_budget;         /* decoded image records held in memory, bytes (0: no limit) */
     const char *cache_dir;       /* where bases are cached */
     const char *out;             /* where the final adapter goes (NULL: cache_dir/final.fta) */
     const char *keep_updates;    /* when set, each round's own adapter is kept here too

@@ -3,6 +3,7 @@
 #ifdef FEDTL_TESTING
 #include "fl_attack.h"
 #endif
+#include "fl_augment.h"
 #include "fl_error.h"
 #include "fl_http.h"
 
@@ -48,6 +49,13 @@ static const struct fl_option s_options[] = {
      .metavar = "F",
      .help = "share of the local records held out for evaluation (at most half: the "
              "coordinator refuses more held-out than training records)"},
+    {"augment", TEXT, C(augment), .validate = fl_augment_validate, .metavar = "crop,flip",
+     .help = "training augmentation of image records: random crop with 4 px zero padding, "
+             "horizontal flip, seeded by each round's seed (unset: none; never at evaluation)"},
+    {"cache_budget", .type = FL_OPTION_SIZE, .range.u = {1, (unsigned long long)1 << 50},
+     C(cache_budget), .def = "1G", .metavar = "SIZE",
+     .help = "decoded image records held in memory (512M, 1G, ...); a larger set is decoded "
+             "again from its files each epoch"},
     {"threads", INT(0, 4096), C(threads), .def = "0", .help = "training threads (0: every core)"},
     {"cache_dir", PATH, C(cache_dir), .metavar = "DIR", .group = "Files",
      .help = "base model cache (unset: ./fedtl-cache)"},

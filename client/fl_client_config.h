@@ -21,6 +21,8 @@ struct fl_client_config {
     char *keep_updates;    /* directory for each round's own adapter */
     char *http;            /* serve /metrics here (NULL: off) */
     double holdout;        /* share of records held out for evaluation */
+    char *augment;         /* training augmentation, "crop,flip" (NULL: none) */
+    size_t cache_budget;   /* decoded image records held in memory, bytes */
     bool insecure;         /* plaintext, no CURVE */
     int threads;           /* training threads, 0 = every core */
     int heartbeat_ms;      /* 0 = the coordinator's */

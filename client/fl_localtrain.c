@@ -30,7 +30,8 @@ struct fl_localtrain {
 static int s_load(fl_localtrain_t *self)
 {
     struct fl_data_opts o = {.image = self->has_image ? &self->image : NULL,
-                             .pool = self->cfg.pool};
+                             .pool = self->cfg.pool,
+                             .budget = self->cfg.cache_budget};
     return fl_dataset_load_ex(&self->data, self->cfg.data, self->cfg.labels, &o, NULL);
 }
 
@@ -99,6 +100,9 @@ int fl_localtrain_check_base(fl_localtrain_t *self, const struct fl_base_file *b
         if (rc)
             return rc;
     }
+    struct fl_augment_shape shape;
+    if (self->cfg.augment.ops && fl_augment_shape_of(a, &shape) != 0)
+        return FL_EINVAL;
     if (in != self->data.dim)
         return fl_fail(FL_EMISMATCH, "%s has %zu features per record, the base (%s) takes %zu",
                        self->cfg.data, self->data.dim, a->name, in);
@@ -159,9 +163,9 @@ static int s_check_params(const fl_localtrain_t *self, const struct fl_localtrai
     return 0;
 }
 
-/* The training options of a task: the task sets epochs, batch, learning rate and seed; the
- * rest (optimiser, momentum, decay, cache budget) is the engine's default. The one place the
- * branch resolves training defaults. */
+/* The training options of a task: the task sets epochs, batch, learning rate and seed, the
+ * branch its augmentation; the rest (optimiser, momentum, decay, prefix cache) is the engine's
+ * default. The one place the branch resolves training defaults. */
 static void s_train_opts(const fl_localtrain_t *self, const struct fl_localtrain_task *t,
                          const char *label, struct fl_train_opts *o)
 {
@@ -173,6 +177,7 @@ static void s_train_opts(const fl_localtrain_t *self, const struct fl_localtrain
     o->progress = self->cfg.progress;
     o->label = label;
     o->prox_mu = t->prox_mu; /* anchored at the global adapter as received */
+    o->augment = self->cfg.augment;
 }
 
 /* The branch's own head (head.* tensors of the adapter kept at head_path) into a, in place of

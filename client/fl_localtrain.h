@@ -9,6 +9,7 @@
 #ifndef FL_LOCALTRAIN_H
 #define FL_LOCALTRAIN_H
 
+#include "fl_augment.h"
 #include "fl_modelfile.h"
 #ifdef FEDTL_TESTING
 #include "fl_attack.h"
@@ -32,6 +33,10 @@ struct fl_localtrain_config {
                               training; NULL: personal heads are refused */
     bool progress;         /* per-epoch progress lines on stderr */
     fl_pool_t *pool;       /* training threads, borrowed (NULL: the caller's thread alone) */
+
+    struct fl_augment augment; /* training augmentation (zeroed: none); needs an image base */
+    size_t cache_budget;       /* decoded image records held in memory, bytes; a larger set
+                                  streams from its files (0: no limit) */
 #ifdef FEDTL_TESTING
     const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
 #endif

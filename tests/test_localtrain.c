@@ -5,6 +5,7 @@
 #include "fl_data.h"
 #include "fl_error.h"
 #include "fl_fs.h"
+#include "fl_image.h"
 #include "fl_localtrain.h"
 #include "fl_model.h"
 #include "fl_modelfile.h"
@@ -772,5 +773,93 @@ Test(fl_localtrain, personalizing_the_final_adapter_fine_tunes_it_and_scores_bot
     cr_assert_eq(fl_localtrain_personalize(lt, &s_bf, "base", &f, &out, &len, &m), FL_EINVAL);
     cr_assert_null(out);
     free(global);
+    fl_localtrain_destroy(&lt);
+}
+
+/* ---- image records: streamed and augmented ---- */
+
+/* dir/<c>/<i>.png for classes 0-2: grey 28 x 28 noise with a bar at a column set by the class;
+ * and a chain cnn-small base for them at base. */
+static void s_write_images(const char *dir, const char *base)
+{
+    cr_assert_eq(fl_fs_mkdirs(dir, 0700), 0);
+    uint32_t state = 9;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 12; i++) {
+            uint8_t px[28 * 28];
+            for (int k = 0; k < 28 * 28; k++)
+                px[k] = (uint8_t)((state = state * 1664525u + 1013904223u) >> 26);
+            for (int y = 0; y < 28; y++)
+                px[y * 28 + 4 + 9 * c] = 240;
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%d", dir, c);
+            cr_assert_eq(fl_fs_mkdirs(path, 0700), 0);
+            snprintf(path, sizeof path, "%s/%d/%02d.png", dir, c, i);
+            struct fl_image img = {.w = 28, .h = 28, .c = 1, .p = px};
+            cr_assert_eq(fl_image_write(path, &img, 0), 0, "%s", fl_error_msg());
+        }
+    struct fl_arch arch;
+    cr_assert_eq(fl_arch_builtin("cnn-small", 28 * 28, 3, &arch), 0, "%s", fl_error_msg());
+    fl_model_t *m = fl_model_new(&arch, 2, NULL);
+    cr_assert_not_null(m, "%s", fl_error_msg());
+    struct fl_base_meta meta = {.nclasses = 3, .class_ids = {0, 1, 2}, .created_unix = 1};
+    cr_assert_eq(fl_model_write_base(m, &meta, base, NULL), 0, "%s", fl_error_msg());
+    fl_model_destroy(&m);
+}
+
+/* The update body a branch with cfg sends for the task t on the image base bf. */
+static void s_image_update(struct fl_localtrain_config cfg, const struct fl_base_file *bf,
+                           const struct fl_localtrain_task *t, uint8_t **body, size_t *len)
+{
+    fl_localtrain_t *lt = s_new(&cfg);
+    cr_assert_eq(fl_localtrain_check_base(lt, bf), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_localtrain_run(lt, bf, "base", t, body, len, NULL), 0, "%s", fl_error_msg());
+    fl_localtrain_destroy(&lt);
+}
+
+Test(fl_localtrain, streamed_images_give_the_update_held_ones_give)
+{
+    char dir[700], base[700];
+    snprintf(dir, sizeof dir, "%s/imgs", s_dir);
+    snprintf(base, sizeof base, "%s/cnn.ftm", s_dir);
+    s_write_images(dir, base);
+    struct fl_base_file bf;
+    cr_assert_eq(fl_base_read(base, &bf), 0, "%s", fl_error_msg());
+    uint8_t *global = NULL;
+    size_t glen = 0;
+    s_global_adapter(&bf, true, &global, &glen);
+    struct fl_localtrain_task t = s_task(global, glen);
+    t.epochs = 2;
+    struct fl_localtrain_config cfg = {.data = dir, .holdout = 0.25, .split_seed = 42};
+    uint8_t *held = NULL, *streamed = NULL, *aug_held = NULL, *aug_streamed = NULL;
+    size_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
+    s_image_update(cfg, &bf, &t, &held, &l1);
+    cfg.cache_budget = 1; /* every record decoded again when read */
+    s_image_update(cfg, &bf, &t, &streamed, &l2);
+    cr_assert_eq(l1, l2);
+    cr_expect_eq(memcmp(held, streamed, l1), 0, "streaming changed the update");
+    cfg.augment.ops = FL_AUGMENT_CROP | FL_AUGMENT_FLIP;
+    s_image_update(cfg, &bf, &t, &aug_streamed, &l3);
+    cfg.cache_budget = 0;
+    s_image_update(cfg, &bf, &t, &aug_held, &l4);
+    cr_assert_eq(l3, l4);
+    cr_expect_eq(memcmp(aug_held, aug_streamed, l3), 0, "streaming changed the augmented update");
+    cr_expect(l3 != l1 || memcmp(held, aug_held, l1) != 0, "augmentation changed nothing");
+    free(held);
+    free(streamed);
+    free(aug_held);
+    free(aug_streamed);
+    free(global);
+    fl_base_close(&bf);
+}
+
+Test(fl_localtrain, augmentation_over_a_flat_base_is_refused)
+{
+    struct fl_localtrain_config cfg = s_config();
+    cfg.augment.ops = FL_AUGMENT_FLIP;
+    fl_localtrain_t *lt = s_new(&cfg);
+    cr_expect_eq(fl_localtrain_check_base(lt, &s_bf), FL_EINVAL);
+    cr_expect_not_null(strstr(fl_error_msg(), "augmentation needs image records"), "%s",
+                       fl_error_msg());
     fl_localtrain_destroy(&lt);
 }

@@ -589,3 +589,59 @@ Test(fl_options, a_malformed_table_is_caught)
     two[1].name = "count";
     cr_assert_eq(fl_options_check_spec(&s), FL_EINVAL, "a name taken twice");
 }
+
+/* A byte count option alone. */
+struct s_sized {
+    size_t budget;  /* SIZE, 64 bits */
+    uint32_t small; /* SIZE, 32 bits */
+};
+#define Z(f) FL_OPTION_FIELD(struct s_sized, f)
+static const struct fl_option s_size_options[] = {
+    {"budget", .type = FL_OPTION_SIZE, Z(budget), .range.u = {1, (unsigned long long)1 << 50},
+     .def = "1G", .help = "a budget"},
+    {"small", .type = FL_OPTION_SIZE, Z(small), .range.u = {0, UINT32_MAX}, .def = "4K",
+     .help = "a small size"},
+};
+static const struct fl_options_spec s_size_spec = {
+    .program = "sized", .options = s_size_options, .noptions = 2};
+
+Test(fl_options, sizes_take_binary_suffixes_and_print_back_exactly)
+{
+    struct s_sized c = {0};
+    cr_assert_eq(fl_options_check_spec(&s_size_spec), 0, "%s", fl_error_msg());
+    fl_options_reset(&s_size_spec, &c);
+    cr_expect_eq(c.budget, (size_t)1 << 30);
+    cr_expect_eq(c.small, 4096u);
+    const struct {
+        const char *text;
+        size_t want;
+        const char *printed;
+    } ok[] = {{"512M", (size_t)512 << 20, "512M"},
+              {"1536m", (size_t)1536 << 20, "1536M"},
+              {"2g", (size_t)2 << 30, "2G"},
+              {"64KiB", 64 << 10, "64K"},
+              {"1000", 1000, "1000"},
+              {"1025B", 1025, "1025"},
+              {"1T", (size_t)1 << 40, "1T"},
+              {"1024T", (size_t)1 << 50, "1024T"}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        cr_assert_eq(fl_options_set(&s_size_spec, &c, "budget", ok[i].text, NULL), 0, "%s: %s",
+                     ok[i].text, fl_error_msg());
+        cr_expect_eq(c.budget, ok[i].want, "%s read as %zu", ok[i].text, c.budget);
+        char buf[64];
+        fl_options_format(&s_size_options[0], &c, buf, sizeof buf);
+        cr_expect_str_eq(buf, ok[i].printed);
+    }
+    const char *bad[] = {
+        "0", "-1", "1X", "1.5G", "", "G", "1 G", "1KK", "1Gb!", "1025T", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t before = c.budget;
+        cr_expect_eq(fl_options_set(&s_size_spec, &c, "budget", bad[i], "cmd"), FL_EINVAL,
+                     "'%s' accepted", bad[i]);
+        cr_expect_not_null(strstr(fl_error_msg(), "--budget"), "%s", fl_error_msg());
+        cr_expect_eq(c.budget, before, "'%s' changed the value", bad[i]);
+    }
+    cr_expect_eq(fl_options_set(&s_size_spec, &c, "small", "4G", NULL), FL_EINVAL);
+    cr_expect_not_null(strstr(fl_error_msg(), "between 0 and 4294967295 bytes"), "%s",
+                       fl_error_msg());
+}

@@ -22,6 +22,7 @@ static const struct fl_option s_eval_options[] = {
     TOOL_OPT_TABLE,
     TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
+    TOOL_OPT_CACHE_BUDGET,
     TOOL_OPT_THREADS,
     TOOL_OPT_JSON,
 };
@@ -109,6 +110,7 @@ static int s_data(struct tool_opts *o, const struct tool_model *l, struct fl_dat
     struct fl_image_target image;
     fl_image_target_for_base(&image, &l->base.arch, &l->base.meta);
     o->image = &image;
+    o->pool = l->pool; /* streamed records are decoded on the command's threads */
     int rc = tool_load_data(o, ds, ids, &n, NULL);
     o->image = NULL;
     bool same = rc == 0 && n == l->nclasses;

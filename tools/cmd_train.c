@@ -39,6 +39,8 @@ static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_MOMENTUM,
     TOOL_OPT_WEIGHT_DECAY,
     TOOL_OPT_SEED,
+    TOOL_OPT_AUGMENT,
+    TOOL_OPT_CACHE_BUDGET,
     TOOL_OPT_THREADS,
     TOOL_OPT_QUIET,
 };
@@ -80,7 +82,9 @@ static const struct fl_option s_finetune_options[] = {
     TOOL_OPT_WEIGHT_DECAY,
     TOOL_OPT_SEED,
     TOOL_UINT("cache_mb", cache_mb, 1 << 20, "MB",
-              "cache of the frozen layers' output per record (0: off)"),
+              "cache of the frozen layers' output per record (0: off; unused with --augment)"),
+    TOOL_OPT_AUGMENT,
+    TOOL_OPT_CACHE_BUDGET,
     TOOL_OPT_THREADS,
     TOOL_OPT_QUIET,
 };
@@ -89,7 +93,8 @@ const struct fl_options_spec tool_finetune_spec = TOOL_SPEC(
     "finetune",
     "Fine-tune an adapter over the frozen base on local data: lora, ffa-lora and bitfit train a\n"
     "new head too, head trains only the head. The frozen layers below the first adapted one run\n"
-    "once per record and are cached (--cache-mb).\n",
+    "once per record and are cached (--cache-mb); with --augment they run on every step. Image\n"
+    "sets larger than --cache-budget once decoded stream from their files each epoch.\n",
     s_finetune_options);
 
 static int s_write_base(const char *path, fl_model_t *m, const struct fl_base_meta *meta)
@@ -154,23 +159,38 @@ static fl_model_t *s_fresh_model(const struct tool_opts *o, size_t dim, int clas
     return m;
 }
 
-/* Mean and standard deviation of each of c channels of ds's records (planes of dim / c). */
-static void s_channel_stats(const struct fl_dataset *ds, int c, float *mean, float *std)
+/* Mean and standard deviation of each of c channels of ds's records (planes of dim / c), read
+ * a chunk of records at a time (streamed records are decoded into buf, [chunk, dim]). */
+static int s_channel_stats(const struct fl_dataset *ds, int c, float *mean, float *std)
 {
+    enum { CHUNK = 64 };
     size_t plane = ds->dim / (size_t)c;
-    for (int k = 0; k < c; k++) {
-        double s = 0, s2 = 0;
-        for (size_t i = 0; i < ds->n; i++)
-            for (size_t j = 0; j < plane; j++) {
-                double v = ds->x[i * ds->dim + (size_t)k * plane + j];
-                s += v;
-                s2 += v * v;
-            }
+    double *s = calloc((size_t)c, sizeof *s), *s2 = calloc((size_t)c, sizeof *s2);
+    float *buf = fl_dataset_streamed(ds) ? fl_falloc(CHUNK * ds->dim) : NULL;
+    int rc = s && s2 && (buf || !fl_dataset_streamed(ds)) ? 0 : FL_ENOMEM;
+    for (size_t first = 0; rc == 0 && first < ds->n; first += CHUNK) {
+        size_t n = ds->n - first < CHUNK ? ds->n - first : CHUNK;
+        const float *x = buf ? buf : ds->x + first * ds->dim;
+        if (buf && (rc = fl_dataset_read(ds, first, n, buf)) != 0)
+            break;
+        for (int k = 0; k < c; k++)
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < plane; j++) {
+                    double v = x[i * ds->dim + (size_t)k * plane + j];
+                    s[k] += v;
+                    s2[k] += v * v;
+                }
+    }
+    for (int k = 0; rc == 0 && k < c; k++) {
         double cnt = ds->n * plane > 0 ? (double)(ds->n * plane) : 1.0;
-        double mu = s / cnt, var = s2 / cnt - mu * mu;
+        double mu = s[k] / cnt, var = s2[k] / cnt - mu * mu;
         mean[k] = (float)mu;
         std[k] = (float)(var > 1e-12 ? sqrt(var) : 1.0);
     }
+    free(s);
+    free(s2);
+    free(buf);
+    return rc;
 }
 
 /* The input normalisation from the data, one value per channel of the graph's input: one for
@@ -180,10 +200,8 @@ static int s_norm(fl_model_t *m, const struct fl_dataset *ds)
     const struct fl_arch *a = fl_model_arch(m);
     float *mean = fl_falloc(ds->dim), *std = fl_falloc(ds->dim);
     int rc = FL_ENOMEM;
-    if (mean && std) {
-        s_channel_stats(ds, a->in_c, mean, std);
+    if (mean && std && (rc = s_channel_stats(ds, a->in_c, mean, std)) == 0)
         rc = fl_model_set_norm(m, mean, std, (size_t)a->in_c);
-    }
     free(mean);
     free(std);
     return rc;
@@ -204,23 +222,26 @@ int cmd_pretrain(int argc, char **argv)
     int rc = tool_parse(&tool_pretrain_spec, argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    struct fl_dataset ds;
+    struct fl_dataset ds = {0};
     struct fl_base_meta meta = {0};
     int nclasses = 0;
     struct fl_data_info info;
-    if (tool_load_data(&o, &ds, meta.class_ids, &nclasses, &info) != 0)
-        return 1;
-    s_label_names(&meta, &info);
-    fl_data_info_free(&info);
     struct fl_arch arch;
     struct fl_graphdef def; /* a graph architecture's description, borrowed by the model */
     fl_model_t *m = NULL;
-    fl_pool_t *pool = NULL; /* the command's compute threads (--threads) */
+    fl_pool_t *pool = NULL; /* the command's threads (--threads): decoding and compute */
     fl_graphdef_init(&def);
     if (!(pool = fl_pool_new(o.threads))) {
         rc = tool_error(FL_ENOMEM, "cannot make the threads");
         goto out_free_data;
     }
+    o.pool = pool;
+    if (tool_load_data(&o, &ds, meta.class_ids, &nclasses, &info) != 0) {
+        rc = 1;
+        goto out_free_data;
+    }
+    s_label_names(&meta, &info);
+    fl_data_info_free(&info);
     if (!(m = s_fresh_model(&o, ds.dim, nclasses, &arch, &def, pool))) {
         rc = tool_error(FL_EINVAL, "cannot build the model");
         goto out_free_data;
@@ -245,9 +266,9 @@ int cmd_pretrain(int argc, char **argv)
 out_destroy:
     fl_model_destroy(&m);
 out_free_data:
+    fl_dataset_free(&ds);
     fl_pool_destroy(&pool);
     fl_graphdef_free(&def);
-    fl_dataset_free(&ds);
     return rc;
 }
 
@@ -282,9 +303,14 @@ int cmd_finetune(int argc, char **argv)
     struct fl_image_target image;
     fl_image_target_for_base(&image, &bf.arch, &bf.meta);
     o.image = &image;
+    if (!(pool = fl_pool_new(o.threads))) {
+        rc = tool_error(FL_ENOMEM, "cannot make the threads");
+        goto out_free_data;
+    }
+    o.pool = pool;
     if (tool_load_data(&o, &ds, class_ids, &nclasses, NULL) != 0) {
         rc = 1;
-        goto out_close;
+        goto out_free_data;
     }
     struct fl_method mp;
     struct fl_method_overrides mo = {.rank = o.rank,
@@ -300,7 +326,7 @@ int cmd_finetune(int argc, char **argv)
     o.train.epochs = mp.epochs;
     struct fl_adapter_meta am;
     tool_adapter_meta(&o, &mp, nclasses, class_ids, &am);
-    if (!(pool = fl_pool_new(o.threads)) || !(m = fl_model_from_base(&bf, o.base, &am, pool))) {
+    if (!(m = fl_model_from_base(&bf, o.base, &am, pool))) {
         rc = tool_error(FL_EINVAL, "cannot build the adapter");
         goto out_free_data;
     }
@@ -322,9 +348,8 @@ int cmd_finetune(int argc, char **argv)
 out_destroy:
     fl_model_destroy(&m);
 out_free_data:
-    fl_pool_destroy(&pool);
     fl_dataset_free(&ds);
-out_close:
+    fl_pool_destroy(&pool);
     fl_base_close(&bf);
     return rc;
 }

@@ -96,6 +96,8 @@ int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct
     o->file = args.npositional ? args.positional[0] : NULL;
     o->train.progress = !o->quiet;
     o->train.cache_bytes = o->cache_mb << 20;
+    if (o->augment && fl_augment_parse(o->augment, &o->train.augment.ops) != 0)
+        return tool_usage_error(spec, fl_error_msg()); /* the table's check passed it: never */
     if (o->iid)
         o->dir_alpha = 0;
     return 0;
@@ -105,7 +107,8 @@ int tool_load_data(const struct tool_opts *o, struct fl_dataset *ds, int32_t *cl
                    int *nclasses, struct fl_data_info *info)
 {
     struct fl_table_opts table = {.label_column = o->label_column, .columns = o->columns};
-    struct fl_data_opts dopts = {.image = o->image, .skip_bad = o->skip_bad};
+    struct fl_data_opts dopts = {
+        .image = o->image, .skip_bad = o->skip_bad, .budget = o->cache_budget, .pool = o->pool};
     if (o->missing && fl_missing_parse(o->missing, &table.missing) != 0)
         return tool_error(FL_EINVAL, "--missing");
     if (o->label_column || o->columns || o->missing)

@@ -31,6 +31,10 @@ struct tool_opts {
     int threads;                          /* 0 = every core */
     size_t samples;                       /* use this many records (stratified), 0 = all */
     size_t cache_mb;                      /* finetune: frozen-prefix cache, MiB */
+    size_t cache_budget;                  /* pretrain, finetune: decoded records held in
+                                             memory, bytes; a larger image set streams */
+    const char *augment;                  /* pretrain, finetune: "crop,flip" (NULL: none) */
+    fl_pool_t *pool;                      /* threads lent to the load (NULL: its own) */
     int clients;                          /* partition: shards */
     double dir_alpha;                     /* partition: Dirichlet alpha, 0 = IID */
     size_t min_size;                      /* partition: minimum shard size */
@@ -52,8 +56,8 @@ extern const struct fl_options_spec tool_keygen_spec, tool_pretrain_spec, tool_f
 extern const struct fl_options_spec *const tool_specs[];
 
 /* Parse argv for a subcommand over its defaults, check its required options, apply --quiet,
- * --iid, --cache-mb and --threads. Prints the help and returns 1 for --help; prints the error
- * and the usage line and returns 2 for a usage error; 0 otherwise. */
+ * --iid, --cache-mb, --augment and --threads. Prints the help and returns 1 for --help; prints the
+ * error and the usage line and returns 2 for a usage error; 0 otherwise. */
 int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct tool_opts *o);
 /* Print "fedtl CMD: msg" and the usage line for a usage error; returns 2. */
 int tool_usage_error(const struct fl_options_spec *spec, const char *msg);
@@ -146,9 +150,26 @@ int tool_graph_json(const struct fl_base_file *bf, struct cJSON *o);
               "keep these classes (0-4 or 0,3,7), renumbered 0..k-1 in the order given")
 #define TOOL_OPT_SAMPLES                                                                           \
     TOOL_UINT("samples", samples, SIZE_MAX, "N", "a stratified random subset of N records (0: all)")
-#define TOOL_OPT_THREADS       TOOL_INT("threads", threads, 0, 4096, "N", "threads (0: every core)")
-#define TOOL_OPT_SEED          TOOL_UINT("seed", train.seed, UINT64_MAX, "S", "random seed")
-#define TOOL_OPT_QUIET         TOOL_SWITCH("quiet", quiet, "no progress lines")
+#define TOOL_OPT_THREADS TOOL_INT("threads", threads, 0, 4096, "N", "threads (0: every core)")
+#define TOOL_OPT_SEED    TOOL_UINT("seed", train.seed, UINT64_MAX, "S", "random seed")
+#define TOOL_OPT_QUIET   TOOL_SWITCH("quiet", quiet, "no progress lines")
+#define TOOL_OPT_AUGMENT                                                                           \
+    {                                                                                              \
+        "augment", .type = FL_OPTION_STRING, TOOL_ARG, TOOL_FIELD(augment),                        \
+                   .metavar = "crop,flip", .validate = fl_augment_validate,                        \
+                   .help = "training augmentation of image records: random crop with 4 px zero "   \
+                           "padding, horizontal flip; seeded (--seed), never at evaluation"        \
+    }
+/* Default memory for decoded records; a larger image set streams from its files each epoch. */
+#define TOOL_CACHE_BUDGET "1G"
+#define TOOL_OPT_CACHE_BUDGET                                                                      \
+    {                                                                                              \
+        "cache_budget", .type = FL_OPTION_SIZE, .where = FL_OPTION_FLAG_ONLY,                      \
+                        TOOL_FIELD(cache_budget), .range.u = {1, (unsigned long long)1 << 50},     \
+                        .def = TOOL_CACHE_BUDGET, .metavar = "SIZE",                               \
+                        .help = "decoded image records held in memory (512M, 1G, ...); a "         \
+                                "larger set is decoded again from its files each epoch"            \
+    }
 #define TOOL_OPT_JSON          TOOL_SWITCH("json", json, "print one JSON object")
 #define TOOL_OPT_BASE(fl)      TOOL_PATH("base", base, fl, "FILE", "the base model (.ftm)")
 #define TOOL_OPT_ADAPTER       TOOL_PATH("adapter", adapter, 0, "FILE", "an adapter (.fta) over the base")

@@ -142,6 +142,38 @@ static int s_parse_number(const struct fl_option *o, const char *t, const char *
     return 0;
 }
 
+/* A byte count: a whole number, then K, M, G or T (powers of 1024), then B or iB, any case. */
+static int s_parse_size(const struct fl_option *o, const char *t, const char *who, const char *q,
+                        union s_value *v)
+{
+    static const char units[] = "KMGT";
+    char num[32];
+    size_t len = strspn(t, "0123456789");
+    const char *u = t + len, *p = strchr(units, toupper((unsigned char)*u));
+    int shift = *u && p ? 10 * (int)(p - units + 1) : 0;
+    const char *rest = shift ? u + 1 : u;
+    bool ok = len > 0 && len < sizeof num &&
+              (!*rest || strcasecmp(rest, "b") == 0 || (shift && strcasecmp(rest, "ib") == 0));
+    unsigned long long mag = 0;
+    if (ok) {
+        memcpy(num, t, len);
+        num[len] = '\0';
+        errno = 0;
+        mag = strtoull(num, NULL, 10);
+        ok = errno != ERANGE && mag <= (ULLONG_MAX >> shift);
+    }
+    v->u = mag << shift;
+    if (!ok)
+        return fl_fail(FL_EINVAL,
+                       "%s: '%s' is not a size (a whole number of bytes, or with K, M, G or T: "
+                       "512M, 1G)",
+                       who, q);
+    if (v->u < o->range.u.lo || v->u > o->range.u.hi)
+        return fl_fail(FL_EINVAL, "%s: %s is not between %llu and %llu bytes", who, q,
+                       o->range.u.lo, o->range.u.hi);
+    return 0;
+}
+
 static int s_parse_choice(const struct fl_option *o, const char *t, const char *who, const char *q,
                           union s_value *v)
 {
@@ -189,6 +221,9 @@ static int s_parse(const struct fl_option *o, const char *t, const char *who, un
     }
     case FL_OPTION_CHOICE:
         rc = s_parse_choice(o, t, who, q, v);
+        break;
+    case FL_OPTION_SIZE:
+        rc = s_parse_size(o, t, who, q, v);
         break;
     }
     if (rc == 0 && o->validate && o->validate(t) != 0) {
@@ -239,6 +274,7 @@ int fl_options_set_entry(const struct fl_option *o, void *cfg, const char *t, co
         *(int *)field = (int)v.i;
         break;
     case FL_OPTION_UINT:
+    case FL_OPTION_SIZE:
         if (o->size == sizeof(uint32_t))
             *(uint32_t *)field = (uint32_t)v.u;
         else
@@ -359,6 +395,16 @@ void fl_options_format(const struct fl_option *o, const void *cfg, char *buf, si
                  o->size == sizeof(uint32_t) ? (unsigned long long)*(const uint32_t *)field
                                              : (unsigned long long)*(const uint64_t *)field);
         break;
+    case FL_OPTION_SIZE: { /* the largest unit that says it exactly: 1G, 1536M */
+        unsigned long long v = o->size == sizeof(uint32_t)
+                                   ? (unsigned long long)*(const uint32_t *)field
+                                   : (unsigned long long)*(const uint64_t *)field;
+        int k = 0;
+        while (k < 4 && v && (v & 1023) == 0)
+            v >>= 10, k++;
+        snprintf(buf, len, "%llu%s", v, k ? (const char *[]){"K", "M", "G", "T"}[k - 1] : "");
+        break;
+    }
     case FL_OPTION_DOUBLE: {
         /* The shortest text that reads back to the same value. */
         double v = o->size == sizeof(float) ? *(const float *)field : *(const double *)field;
@@ -413,6 +459,7 @@ static const char *s_entry_problem(const struct fl_option *o)
                    ? NULL
                    : "an int field and a range within int are needed";
     case FL_OPTION_UINT:
+    case FL_OPTION_SIZE:
         return value && (o->size == 8 || (o->size == 4 && o->range.u.hi <= UINT32_MAX)) &&
                        o->range.u.lo <= o->range.u.hi
                    ? NULL

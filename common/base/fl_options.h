@@ -38,7 +38,10 @@ enum fl_option_type {
     FL_OPTION_DOUBLE, /* double or float (by size) within range.d */
     FL_OPTION_STRING, /* text of at most max_len bytes (char arrays: their size - 1) */
     FL_OPTION_PATH,   /* a file, directory or socket name: text, shown as PATH */
-    FL_OPTION_CHOICE  /* one of choices[] */
+    FL_OPTION_CHOICE, /* one of choices[] */
+    FL_OPTION_SIZE    /* a byte count, a whole number with an optional binary suffix K, M, G
+                         or T (1G = 2^30; a trailing B or iB allowed), into a uint32_t,
+                         uint64_t or size_t within range.u (in bytes) */
 };
 
 /* Where an option may be given. */
@@ -77,7 +80,7 @@ union fl_option_range {
     } i;                  /* FL_OPTION_INT */
     struct {
         unsigned long long lo, hi; /* lowest and highest accepted */
-    } u;                           /* FL_OPTION_UINT */
+    } u;                           /* FL_OPTION_UINT, FL_OPTION_SIZE */
     struct {
         double lo, hi; /* lowest and highest (or first refused) accepted */
     } d;               /* FL_OPTION_DOUBLE */

@@ -12,7 +12,7 @@ static void s_metavar(const struct fl_option *o, char *buf, size_t len)
     static const char *const by_type[] = {
         [FL_OPTION_BOOL] = "",    [FL_OPTION_INT] = "N",       [FL_OPTION_UINT] = "N",
         [FL_OPTION_DOUBLE] = "X", [FL_OPTION_STRING] = "TEXT", [FL_OPTION_PATH] = "PATH",
-        [FL_OPTION_CHOICE] = ""};
+        [FL_OPTION_CHOICE] = "",  [FL_OPTION_SIZE] = "SIZE"};
     if (o->metavar) {
         snprintf(buf, len, "%s", o->metavar);
         return;

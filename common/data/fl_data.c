@@ -186,8 +186,10 @@ int fl_dataset_select_classes(struct fl_dataset *ds, const int32_t *classes, int
         int32_t y = ds->y[i];
         if (y < 0 || y >= ds->num_classes || map[y] < 0)
             continue;
-        if (i != j)
+        if (i != j && ds->x)
             memcpy(ds->x + j * ds->dim, ds->x + i * ds->dim, ds->dim * sizeof(float));
+        if (ds->ref) /* streamed: the record keeps its place in the source */
+            ds->ref[j] = ds->ref[i];
         ds->y[j++] = map[y];
     }
     ds->n = j;
@@ -211,14 +213,21 @@ int fl_dataset_subset(struct fl_dataset *out, const struct fl_dataset *ds, const
                            idx[i], ds->n);
     if (ds->dim && n > SIZE_MAX / ds->dim)
         return fl_fail(FL_ERANGE, "subset: %zu records too many", n);
-    d.x = fl_falloc(n * ds->dim);
+    if (ds->src) { /* streamed: the subset shares the source, records by reference */
+        d.src = fl_source_ref(ds->src);
+        d.ref = fl_malloc_array(n, sizeof *d.ref);
+    } else
+        d.x = fl_falloc(n * ds->dim);
     d.y = fl_malloc_array(n, sizeof *d.y);
-    if (!d.x || !d.y) {
+    if ((!d.x && !d.ref) || !d.y) {
         fl_dataset_free(&d);
         return fl_fail(FL_ENOMEM, "subset: out of memory for %zu records", n);
     }
     for (size_t i = 0; i < n; i++) {
-        memcpy(d.x + i * ds->dim, ds->x + idx[i] * ds->dim, ds->dim * sizeof(float));
+        if (d.ref)
+            d.ref[i] = ds->ref[idx[i]];
+        else
+            memcpy(d.x + i * ds->dim, ds->x + idx[i] * ds->dim, ds->dim * sizeof(float));
         d.y[i] = ds->y[idx[i]];
     }
     *out = d;

@@ -29,6 +29,11 @@ struct fl_data_opts {
     fl_pool_t *pool; /* decoding threads, borrowed; NULL: a pool of every core for the load */
     const struct fl_table_opts *table; /* a CSV with a header read by column name (fl_table.h);
                                           NULL: the plain CSV reader (fl_csv.h) */
+    size_t budget; /* images: bytes of decoded records held in memory; a set that would take
+                      more streams instead (fl_dataset.h: each record decoded again when read,
+                      on pool, which must then outlive the records, but for the first ones of
+                      the listing, which are kept once read while the budget lasts). 0: no
+                      limit */
 };
 
 /* What a load found besides the records; free with fl_data_info_free. */

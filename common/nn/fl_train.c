@@ -174,12 +174,13 @@ static void s_cache_init(struct s_cache *c, fl_model_t *m, size_t n, size_t budg
 }
 
 /* Fill `in` with the inputs of layer cache->layer for the batch, from the cache where it can;
- * the rest is computed by the frozen prefix (and stored while the budget lasts). */
+ * the rest is read (from memory or the source) into raw and computed by the frozen prefix
+ * (and stored while the budget lasts). miss_idx and miss_pos hold n entries each. */
 static int s_cache_gather(struct s_cache *c, fl_model_t *m, const struct fl_dataset *ds,
-                          const size_t *idx, int n, float *in, float *raw, float *tmp, size_t *hits)
+                          const size_t *idx, int n, float *in, float *raw, float *tmp,
+                          size_t *miss_idx, int *miss_pos, size_t *hits)
 {
     int miss = 0;
-    int miss_pos[n];
     for (int i = 0; i < n; i++) {
         size_t s = idx[i];
         if (s < c->cap && c->filled[s]) {
@@ -187,12 +188,14 @@ static int s_cache_gather(struct s_cache *c, fl_model_t *m, const struct fl_data
             (*hits)++;
             continue;
         }
-        memcpy(raw + (size_t)miss * ds->dim, ds->x + s * ds->dim, sizeof(float) * ds->dim);
+        miss_idx[miss] = s;
         miss_pos[miss++] = i;
     }
     if (miss == 0)
         return 0;
-    int rc = fl_model_forward_prefix(m, raw, miss, c->layer, tmp);
+    int rc = fl_dataset_gather(ds, miss_idx, (size_t)miss, raw);
+    if (rc == 0)
+        rc = fl_model_forward_prefix(m, raw, miss, c->layer, tmp);
     if (rc)
         return rc;
     for (int j = 0; j < miss; j++) {
@@ -205,6 +208,18 @@ static int s_cache_gather(struct s_cache *c, fl_model_t *m, const struct fl_data
         }
     }
     return 0;
+}
+
+/* The raw records of a batch into in, augmented for the epoch when asked (tmp: scratch). */
+static int s_raw_batch(const struct fl_dataset *ds, const struct fl_train_opts *o,
+                       const struct fl_augment_shape *shape, int epoch, const size_t *idx, int n,
+                       float *in, float *tmp)
+{
+    int rc = fl_dataset_gather(ds, idx, (size_t)n, in);
+    for (int i = 0; rc == 0 && o->augment.ops && i < n; i++)
+        fl_augment_record(&o->augment, shape, o->seed, (uint64_t)epoch, idx[i],
+                          in + (size_t)i * ds->dim, tmp);
+    return rc;
 }
 
 static void s_progress_bar(const struct fl_train_opts *o, int epoch, size_t done, size_t n,
@@ -228,6 +243,9 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
         if (ds->y[i] < 0 || ds->y[i] >= fl_model_num_classes(m))
             return fl_fail(FL_ERANGE, "record %zu: label %d, the model has %d classes", i, ds->y[i],
                            fl_model_num_classes(m));
+    struct fl_augment_shape shape = {0};
+    if (o->augment.ops && fl_augment_shape_of(fl_model_arch(m), &shape) != 0)
+        return FL_EINVAL;
     int rc = FL_ENOMEM;
     struct s_optim opt;
     struct s_cache cache;
@@ -235,14 +253,17 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
     fl_rng_seed(&rng, o->seed);
     if ((rc = s_optim_init(&opt, m, o)) != 0)
         return rc;
-    s_cache_init(&cache, m, ds->n, o->cache_bytes);
+    /* Augmented records differ every epoch: the frozen prefix's output cannot be kept. */
+    s_cache_init(&cache, m, ds->n, o->augment.ops ? 0 : o->cache_bytes);
     size_t in_dim = cache.layer > 0 ? cache.dim : ds->dim;
     size_t *perm = malloc(sizeof(size_t) * ds->n);
     float *in = fl_falloc((size_t)o->batch * (in_dim > ds->dim ? in_dim : ds->dim));
     float *raw = fl_falloc((size_t)o->batch * ds->dim);
-    float *tmp = fl_falloc((size_t)o->batch * in_dim);
+    float *tmp = fl_falloc((size_t)o->batch * (in_dim > ds->dim ? in_dim : ds->dim));
     int32_t *y = malloc(sizeof(int32_t) * o->batch);
-    if (!perm || !in || !raw || !tmp || !y) {
+    size_t *miss_idx = malloc(sizeof(size_t) * o->batch);
+    int *miss_pos = malloc(sizeof(int) * o->batch);
+    if (!perm || !in || !raw || !tmp || !y || !miss_idx || !miss_pos) {
         rc = fl_fail(FL_ENOMEM, "out of memory for training buffers");
         goto out_free;
     }
@@ -259,13 +280,11 @@ int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_o
             const size_t *idx = perm + done;
             for (int i = 0; i < n; i++)
                 y[i] = ds->y[idx[i]];
-            if (cache.cap > 0) {
-                rc = s_cache_gather(&cache, m, ds, idx, n, in, raw, tmp, &cached);
-            } else {
-                for (int i = 0; i < n; i++)
-                    memcpy(in + (size_t)i * ds->dim, ds->x + idx[i] * ds->dim,
-                           sizeof(float) * ds->dim);
-            }
+            if (cache.cap > 0)
+                rc = s_cache_gather(&cache, m, ds, idx, n, in, raw, tmp, miss_idx, miss_pos,
+                                    &cached);
+            else
+                rc = s_raw_batch(ds, o, &shape, e, idx, n, in, tmp);
             double loss = 0;
             int correct = 0;
             if (rc == 0)
@@ -310,31 +329,38 @@ out_free:
     free(raw);
     free(tmp);
     free(y);
+    free(miss_idx);
+    free(miss_pos);
     s_cache_free(&cache);
     s_optim_free(&opt);
     return rc;
 }
 
-#define S_CHUNK 1024 /* records per forward call when evaluating or predicting */
+#define S_CHUNK        1024 /* records per forward call when evaluating or predicting */
+#define S_STREAM_CHUNK 64   /* the same for streamed records, read into a buffer first */
 
 /* What s_forward_chunks hands on: records [first, first + n) and their logits [n, k]. */
 typedef int(s_logits_fn)(void *arg, size_t first, size_t n, const float *logits, int k);
 
-/* The logits of the n records of x, S_CHUNK records at a time, each chunk handed to fn; stops
- * at the first non-zero return (of the model or of fn) and returns it. */
-static int s_forward_chunks(fl_model_t *m, const float *x, size_t n, s_logits_fn *fn, void *arg)
+/* The logits of the n records of x, or of ds when x is NULL (streamed records read a chunk at
+ * a time), S_CHUNK records at a time, each chunk handed to fn; stops at the first non-zero
+ * return (of the model, the source or fn) and returns it. */
+static int s_forward_chunks(fl_model_t *m, const struct fl_dataset *ds, const float *x, size_t n,
+                            s_logits_fn *fn, void *arg)
 {
     int k = fl_model_num_classes(m);
-    size_t dim = fl_model_input_dim(m);
-    float *logits = fl_falloc(S_CHUNK * (size_t)k);
-    if (!logits)
-        return FL_ENOMEM;
-    int rc = 0;
-    for (size_t done = 0; done < n && rc == 0; done += S_CHUNK) {
-        size_t b = n - done < S_CHUNK ? n - done : S_CHUNK;
-        if ((rc = fl_model_forward(m, x + done * dim, b, logits)) == 0)
+    size_t dim = fl_model_input_dim(m), chunk = x ? S_CHUNK : S_STREAM_CHUNK;
+    float *logits = fl_falloc(chunk * (size_t)k);
+    float *buf = x ? NULL : fl_falloc(chunk * dim);
+    int rc = logits && (x || buf) ? 0 : fl_fail(FL_ENOMEM, "out of memory for evaluation");
+    for (size_t done = 0; done < n && rc == 0; done += chunk) {
+        size_t b = n - done < chunk ? n - done : chunk;
+        if (!x && (rc = fl_dataset_read(ds, done, b, buf)) != 0)
+            break;
+        if ((rc = fl_model_forward(m, x ? x + done * dim : buf, b, logits)) == 0)
             rc = fn(arg, done, b, logits, k);
     }
+    free(buf);
     free(logits);
     return rc;
 }
@@ -372,7 +398,7 @@ int fl_evaluate(fl_model_t *m, const struct fl_dataset *ds, struct fl_eval *out)
         return fl_fail(FL_EMISMATCH, "data has %zu features, the model takes %zu", ds->dim,
                        fl_model_input_dim(m));
     struct s_score s = {.y = ds->y, .out = out};
-    int rc = s_forward_chunks(m, ds->x, ds->n, s_score_chunk, &s);
+    int rc = s_forward_chunks(m, ds, ds->x, ds->n, s_score_chunk, &s);
     if (rc)
         return rc;
     out->n = ds->n;
@@ -397,7 +423,7 @@ static int s_argmax_chunk(void *arg, size_t first, size_t n, const float *logits
 
 int fl_predict(fl_model_t *m, const float *x, size_t n, int32_t *pred)
 {
-    return s_forward_chunks(m, x, n, s_argmax_chunk, pred);
+    return s_forward_chunks(m, NULL, x, n, s_argmax_chunk, pred);
 }
 
 void fl_data_stats(const struct fl_dataset *ds, bool global, float *mean, float *std)

@@ -5,6 +5,7 @@
 #define FL_TRAIN_H
 
 #include "fl_arch.h"
+#include "fl_augment.h"
 #include "fl_dataset.h"
 #include "fl_model.h"
 
@@ -23,6 +24,11 @@ struct fl_train_opts {
     float weight_decay;          /* L2 penalty added to the gradient */
     uint64_t seed;               /* shuffling seed */
     size_t cache_bytes;          /* frozen-prefix cache budget; 0 turns the cache off */
+    struct fl_augment augment;   /* training augmentation (zeroed: none). With it the records
+                                    change every epoch, so the frozen prefix runs on every
+                                    step and its cache is off: what stays cached across epochs
+                                    is the decoded records (in memory, or none when they
+                                    stream) */
     bool progress;               /* per-epoch lines (and a live bar on a terminal) on stderr */
     const char *label;           /* prefix of progress lines, e.g. "pretrain" */
     float prox_mu;               /* FedProx (Li et al. 2020): mu/2 ||w - anchor||^2 over the
@@ -48,7 +54,9 @@ struct fl_epoch_stats {
 
 typedef void(fl_epoch_fn)(const struct fl_epoch_stats *s, void *arg);
 
-/* Train m on ds (labels must be < the model's classes); fn, if set, sees every epoch.
+/* Train m on ds (labels must be < the model's classes; records in memory or streamed, read in
+ * the seeded shuffled order a batch at a time, so both give the same run); fn, if set, sees
+ * every epoch. FL_EINVAL when augmentation is asked of a model whose input is not an image.
  * last (may be NULL) receives the final epoch's statistics (its loss includes the proximal
  * term). FL_EMISMATCH when prox_anchor's tensors do not match the trainable ones. */
 int fl_train(fl_model_t *m, const struct fl_dataset *ds, const struct fl_train_opts *o,
@@ -67,8 +75,8 @@ int fl_evaluate(fl_model_t *m, const struct fl_dataset *ds, struct fl_eval *out)
 /* Predicted class of each of the n records of x [n, input dim]. */
 int fl_predict(fl_model_t *m, const float *x, size_t n, int32_t *pred);
 
-/* Per-feature (or, with global, one) mean and standard deviation of ds, for the base's
- * input normalisation; mean/std hold dim (or 1) values. */
+/* Per-feature (or, with global, one) mean and standard deviation of ds (records in memory),
+ * for the base's input normalisation; mean/std hold dim (or 1) values. */
 void fl_data_stats(const struct fl_dataset *ds, bool global, float *mean, float *std);
 
 #endif
