@@ -120,6 +120,8 @@ static const struct fl_option s_options[] = {
      .metavar = "RULE",
      .help = "the rule under the server optimiser: mean median trimmed-mean krum multi-krum"},
     {"server_lr", SREAL(server_lr), .help = "server learning rate eta"},
+    {"server_lr_decay", SREAL(server_lr_decay),
+     .help = "eta's schedule: after t rounds the step is eta x X^t, X in (0, 1] (1: constant)"},
     {"server_momentum", SREAL(server_momentum), .help = "FedAvgM's momentum"},
     {"beta1", SREAL(beta1), .help = "FedAdagrad, FedAdam, FedYogi: first-moment decay"},
     {"beta2", SREAL(beta2), .help = "FedAdam, FedYogi: second-moment decay"},
@@ -319,6 +321,7 @@ struct s_setting {
 #define SV(f) offsetof(struct fl_strategy_config, f)
 static const struct s_setting s_settings[] = {
     {"server_lr", ST(server_lr), SV(server_lr), false, s_any},
+    {"server_lr_decay", ST(server_lr_decay), SV(server_lr_decay), false, s_any},
     {"server_momentum", ST(server_momentum), SV(beta1), false, s_avgm},
     {"beta1", ST(beta1), SV(beta1), false, s_adaptive},
     {"beta2", ST(beta2), SV(beta2), false, s_second_moment},

@@ -34,7 +34,8 @@ int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed)
         return rc;
     char path[FL_COORD_PATH_MAX + 64];
     fl_coord_strategy_path(c, completed, path, sizeof path);
-    bool keeps_state = c->scfg.opt != FL_SERVER_OPT_NONE;
+    /* the moments, or the rounds a decaying server learning rate counts */
+    bool keeps_state = c->scfg.opt != FL_SERVER_OPT_NONE || c->scfg.server_lr_decay != 1;
     if (access(path, F_OK) != 0) {
         if (!keeps_state)
             return 0;

@@ -80,6 +80,7 @@ int fl_strategy_config_default(struct fl_strategy_config *c, const char *name)
         c->krum_f = 1;
         c->krum_m = 0;
         c->server_lr = s_names[i].server_lr;
+        c->server_lr_decay = 1.0;
         c->beta1 = 0.9;
         c->beta2 = 0.99;
         c->tau = 1e-3;
@@ -136,6 +137,9 @@ int fl_strategy_config_check(const struct fl_strategy_config *c)
                        c->krum_m, s_rule_names[c->rule]);
     if (!(isfinite(c->server_lr) && c->server_lr > 0 && c->server_lr <= 1e6))
         return fl_fail(FL_EINVAL, "strategy: server-lr %g is outside (0, 1e6]", c->server_lr);
+    if (!(isfinite(c->server_lr_decay) && c->server_lr_decay > 0 && c->server_lr_decay <= 1))
+        return fl_fail(FL_EINVAL, "strategy: server-lr-decay %g is outside (0, 1]",
+                       c->server_lr_decay);
     if (!s_in(c->beta1, 0, 1, true))
         return fl_fail(FL_EINVAL, "strategy: beta1 %g is outside [0, 1)", c->beta1);
     if (!s_in(c->beta2, 0, 1, true))
@@ -183,6 +187,8 @@ void fl_strategy_config_str(const struct fl_strategy_config *c, char *buf, size_
               c->norm_bound);
     S_PUT(" opt=%s eta=%g", (unsigned)c->opt <= FL_SERVER_OPT_YOGI ? s_opt_names[c->opt] : "?",
           c->server_lr);
+    if (c->server_lr_decay != 1)
+        S_PUT(" eta-decay=%g", c->server_lr_decay);
     if (c->opt != FL_SERVER_OPT_NONE)
         S_PUT(" beta1=%g", c->beta1);
     if (c->opt == FL_SERVER_OPT_ADAM || c->opt == FL_SERVER_OPT_YOGI)
