@@ -278,7 +278,7 @@ start_branch() {
 rm -rf state
 : >logs/coordinator.log
 log "simulate: $branches branches, alpha $alpha, $rounds rounds, method $method, port $port$([ "$netns" = 1 ] && echo ", network namespaces ${ns_prefix}*")"
-log "simulate: strategy $strategy: $(grep -E '^(rule|server_lr|server_lr_decay|server_momentum|beta1|beta2|tau|proximal_mu|trim_beta|krum_f|krum_m|norm_bound|norm_bound_median) = .' logs/coordinator-config.txt | sed 's/ = /=/' | paste -sd ' ' -)$([ "$personal_head" = 1 ] && echo ", personal heads")$([ "$personalize_epochs" != 0 ] && echo ", personalisation $personalize_epochs epochs")"
+log "simulate: strategy $strategy: $(grep -E '^(rule|server_lr|server_lr_decay|server_lr_decay_after|server_momentum|beta1|beta2|tau|proximal_mu|trim_beta|krum_f|krum_m|norm_bound|norm_bound_median) = .' logs/coordinator-config.txt | sed 's/ = /=/' | paste -sd ' ' -)$([ "$personal_head" = 1 ] && echo ", personal heads")$([ "$personalize_epochs" != 0 ] && echo ", personalisation $personalize_epochs epochs")"
 [ "$malicious" = 0 ] || log "simulate: branches 0 to $((malicious - 1)) are malicious: --test-attack $attack --test-attack-factor $attack_factor"
 start_coordinator
 for ((k = 0; k < branches; k++)); do start_branch "$k"; done

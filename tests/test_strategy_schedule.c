@@ -1,6 +1,6 @@
-/* fl_strategy: the server learning rate's schedule (server_lr_decay): the steps it takes
- * worked out by hand for the plain step and FedAvgM, its range, its place in the
- * configuration string, and its round count surviving the state file. */
+/* fl_strategy: the server learning rate's schedule (server_lr_decay, server_lr_decay_after):
+ * the steps it takes worked out by hand for the plain step and FedAvgM, its range, its place
+ * in the configuration string, and its round count surviving the state file. */
 #include <criterion/criterion.h>
 
 #include "fl_error.h"
@@ -12,16 +12,22 @@
 #include <string.h>
 #include <unistd.h>
 
-static fl_strategy_t *s_new(const char *name, double eta, double decay)
+static fl_strategy_t *s_new_after(const char *name, double eta, double decay, uint32_t after)
 {
     struct fl_strategy_config c;
     cr_assert_eq(fl_strategy_config_default(&c, name), 0);
     c.server_lr = eta;
     c.server_lr_decay = decay;
+    c.server_lr_decay_after = after;
     cr_assert_eq(fl_strategy_config_check(&c), 0, "%s", fl_error_msg());
     fl_strategy_t *s = fl_strategy_new(&c);
     cr_assert_not_null(s, "%s", fl_error_msg());
     return s;
+}
+
+static fl_strategy_t *s_new(const char *name, double eta, double decay)
+{
+    return s_new_after(name, eta, decay, 0);
 }
 
 /* One round over a two-value adapter whose one update is the global plus d. */
@@ -92,6 +98,25 @@ Test(fl_strategy_schedule, the_step_decays_by_the_factor_every_round)
     fl_strategy_destroy(&s);
 }
 
+/* fedavg, eta 1, decay 0.5 after 2 rounds, d = (1, -0.5) every round: rounds 1-3 take the
+ * full step (t = 0, 1, 2 <= 2), round 4 eta 0.5^(3 - 2) = 0.5, round 5 0.25:
+ *   x = (1, -0.5), (2, -1), (3, -1.5), (3.5, -1.75), (3.75, -1.875) */
+Test(fl_strategy_schedule, the_decay_waits_the_rounds_it_is_told)
+{
+    static const float d[2] = {1.0f, -0.5f};
+    static const double x[5] = {1, 2, 3, 3.5, 3.75}, eta[6] = {1, 1, 1, 0.5, 0.25, 0.125};
+    fl_strategy_t *s = s_new_after("fedavg", 1, 0.5, 2);
+    float g[2] = {0, 0};
+    for (int t = 0; t < 5; t++) {
+        cr_assert_eq(fl_strategy_server_lr(s), eta[t], "before round %d", t + 1);
+        s_round(s, g, d);
+        cr_assert_float_eq(g[0], x[t], 1e-7, "round %d: %.9g", t + 1, (double)g[0]);
+        cr_assert_float_eq(g[1], -0.5 * x[t], 1e-7, "round %d: %.9g", t + 1, (double)g[1]);
+    }
+    cr_assert_eq(fl_strategy_server_lr(s), eta[5]);
+    fl_strategy_destroy(&s);
+}
+
 Test(fl_strategy_schedule, the_factor_is_checked_and_named_in_the_configuration)
 {
     struct fl_strategy_config c;
@@ -106,10 +131,24 @@ Test(fl_strategy_schedule, the_factor_is_checked_and_named_in_the_configuration)
         cr_assert_eq(fl_strategy_config_check(&c), FL_EINVAL, "%g accepted", bad[i]);
         cr_assert(strstr(fl_error_msg(), "server-lr-decay"), "%s", fl_error_msg());
     }
+    /* the rounds before it: only with a decay, and bounded */
+    c.server_lr_decay = 1;
+    c.server_lr_decay_after = 5;
+    cr_assert_eq(fl_strategy_config_check(&c), FL_EINVAL, "a wait for no decay");
+    cr_assert(strstr(fl_error_msg(), "server-lr-decay-after 5"), "%s", fl_error_msg());
     c.server_lr_decay = 0.9;
+    c.server_lr_decay_after = 1000001;
+    cr_assert_eq(fl_strategy_config_check(&c), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "server-lr-decay-after"), "%s", fl_error_msg());
+    c.server_lr_decay_after = 0;
     cr_assert_eq(fl_strategy_config_check(&c), 0, "%s", fl_error_msg());
     fl_strategy_config_str(&c, str, sizeof str);
     cr_assert(strstr(str, " eta=1 eta-decay=0.9"), "%s", str);
+    cr_assert_null(strstr(str, "after"), "%s", str);
+    c.server_lr_decay_after = 15;
+    cr_assert_eq(fl_strategy_config_check(&c), 0, "%s", fl_error_msg());
+    fl_strategy_config_str(&c, str, sizeof str);
+    cr_assert(strstr(str, " eta=1 eta-decay=0.9 eta-decay-after=15"), "%s", str);
 }
 
 /* Two rounds, saved; a fresh strategy loads the file and takes the third round's step (eta x
@@ -121,20 +160,22 @@ Test(fl_strategy_schedule, the_round_count_resumes_from_the_state_file)
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/strategy.state", dir);
     static const float d[3][2] = {{0.25f, -0.75f}, {0.5f, 0.125f}, {-1.0f, 0.5f}};
-    const char *names[] = {"fedavg", "fedavgm"};
-    for (size_t i = 0; i < 2; i++) {
-        fl_strategy_t *a = s_new(names[i], 0.5, 0.5);
+    const char *names[] = {"fedavg", "fedavgm", "fedavg"};
+    const uint32_t after[] = {0, 0, 1}; /* the third: round 3 steps with 0.5 x 0.5^(2 - 1) */
+    for (size_t i = 0; i < 3; i++) {
+        fl_strategy_t *a = s_new_after(names[i], 0.5, 0.5, after[i]);
         float ga[2] = {0.5f, -0.25f}, gb[2];
         s_round(a, ga, d[0]);
         s_round(a, ga, d[1]);
         cr_assert_eq(fl_strategy_save_file(a, path, 2), 0, "%s", fl_error_msg());
         memcpy(gb, ga, sizeof gb);
-        fl_strategy_t *b = s_new(names[i], 0.5, 0.5);
+        fl_strategy_t *b = s_new_after(names[i], 0.5, 0.5, after[i]);
         cr_assert_eq(fl_strategy_server_lr(b), 0.5);
         uint32_t round = 0;
         cr_assert_eq(fl_strategy_load_file(b, path, &round), 0, "%s", fl_error_msg());
         cr_assert_eq(round, 2);
-        cr_assert_eq(fl_strategy_server_lr(b), 0.125, "%s: 0.5 x 0.5^2", names[i]);
+        cr_assert_eq(fl_strategy_server_lr(b), after[i] ? 0.25 : 0.125, "%s: 0.5 x 0.5^(2 - %u)",
+                     names[i], after[i]);
         s_round(a, ga, d[2]);
         s_round(b, gb, d[2]);
         cr_assert_eq(memcmp(ga, gb, sizeof ga), 0, "%s: %.9g %.9g vs %.9g %.9g", names[i],
@@ -145,7 +186,8 @@ Test(fl_strategy_schedule, the_round_count_resumes_from_the_state_file)
     /* fedavg's third step by hand: x2 = (0.5, -0.25) + 0.5 d1 + 0.25 d2
      * = (0.75, -0.59375); x3 = x2 + 0.125 d3 = (0.625, -0.53125) */
     fl_strategy_t *c = s_new("fedavg", 0.5, 0.5);
-    cr_assert_eq(fl_strategy_load_file(c, path, NULL), FL_EMISMATCH, "fedavgm's file");
+    cr_assert_eq(fl_strategy_load_file(c, path, NULL), FL_EMISMATCH,
+                 "the file of the one that waits a round");
     fl_strategy_destroy(&c);
     fl_strategy_t *a = s_new("fedavg", 0.5, 0.5);
     float g[2] = {0.5f, -0.25f};

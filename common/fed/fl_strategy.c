@@ -140,6 +140,13 @@ int fl_strategy_config_check(const struct fl_strategy_config *c)
     if (!(isfinite(c->server_lr_decay) && c->server_lr_decay > 0 && c->server_lr_decay <= 1))
         return fl_fail(FL_EINVAL, "strategy: server-lr-decay %g is outside (0, 1]",
                        c->server_lr_decay);
+    if (c->server_lr_decay_after > 1000000)
+        return fl_fail(FL_EINVAL, "strategy: server-lr-decay-after %u is above 1000000",
+                       c->server_lr_decay_after);
+    if (c->server_lr_decay_after && c->server_lr_decay == 1)
+        return fl_fail(FL_EINVAL,
+                       "strategy: server-lr-decay-after %u needs a server-lr-decay below 1",
+                       c->server_lr_decay_after);
     if (!s_in(c->beta1, 0, 1, true))
         return fl_fail(FL_EINVAL, "strategy: beta1 %g is outside [0, 1)", c->beta1);
     if (!s_in(c->beta2, 0, 1, true))
@@ -189,6 +196,8 @@ void fl_strategy_config_str(const struct fl_strategy_config *c, char *buf, size_
           c->server_lr);
     if (c->server_lr_decay != 1)
         S_PUT(" eta-decay=%g", c->server_lr_decay);
+    if (c->server_lr_decay_after)
+        S_PUT(" eta-decay-after=%u", c->server_lr_decay_after);
     if (c->opt != FL_SERVER_OPT_NONE)
         S_PUT(" beta1=%g", c->beta1);
     if (c->opt == FL_SERVER_OPT_ADAM || c->opt == FL_SERVER_OPT_YOGI)

@@ -9,9 +9,10 @@
  *   yogi     m = beta1 m + (1 - beta1) d;  v = v - (1 - beta2) d^2 sign(v - d^2)
  *            and for the three:            x += eta m / (sqrt(v) + tau)
  *
- * m starts at 0 and v at tau^2. eta is the configured server_lr times server_lr_decay^t, t
- * the rounds finished before this one (the state's steps, saved and restored with m and v):
- * a per-round exponential decay of the server's step (1: constant). Computed in double from the
+ * m starts at 0 and v at tau^2. eta is the configured server_lr times
+ * server_lr_decay^max(0, t - server_lr_decay_after), t the rounds finished before this one
+ * (the state's steps, saved and restored with m and v): the full step for the first rounds,
+ * then a per-round exponential decay (server_lr_decay 1: constant). Computed in double from the
  * float state; the new m and v are kept (and saved) as floats, the step uses them before that
  * rounding. */
 #include "fl_strategy_impl.h"
@@ -174,8 +175,9 @@ static void s_opt_task(void *arg, int t, size_t begin, size_t end)
 double fl_strategy_server_lr(const fl_strategy_t *s)
 {
     const struct fl_strategy_config *c = &s->cfg;
-    return c->server_lr_decay == 1 ? c->server_lr
-                                   : c->server_lr * pow(c->server_lr_decay, (double)s->steps);
+    if (c->server_lr_decay == 1 || s->steps <= c->server_lr_decay_after)
+        return c->server_lr;
+    return c->server_lr * pow(c->server_lr_decay, (double)(s->steps - c->server_lr_decay_after));
 }
 
 int fl_strategy_opt_step(fl_strategy_t *s, const double *d, struct fl_tensor *global)
