@@ -271,8 +271,10 @@ seed_runs() {
     for k in "${seeded[@]}"; do
         if ! chosen "$k" || ! runnable "$k"; then continue; fi
         for sd in $seeds; do
+            # seed 1 is skew_runs' alpha 0.1 run, started already (and maybe still running)
+            [ "$sd" = 1 ] && continue
             # shellcheck disable=SC2046
-            run "$(seed_run "$k" "$sd")" --alpha 0.1 $([ "$sd" = 1 ] || echo --seed "$sd") $(strategy_opts "$k")
+            run "$(seed_run "$k" "$sd")" --alpha 0.1 --seed "$sd" $(strategy_opts "$k")
         done
     done
 }
