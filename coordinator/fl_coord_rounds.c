@@ -40,7 +40,7 @@ int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed)
         if (!keeps_state)
             return 0;
         return fl_fail(FL_EINVAL,
-                       "%s is missing: the %s optimiser's state after round %u, the round "
+                       "%s is missing: the %s strategy's state after round %u, the round "
                        "global.fta holds (move the state directory away to start over)",
                        path, c->scfg.name, completed);
     }

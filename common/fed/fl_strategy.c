@@ -17,7 +17,8 @@
  *   multi-krum    multi-krum    none       1      krum_f 1, krum_m 0 (n - f)
  *
  * Every name also carries the others' defaults (trim_beta 0.1, krum_f 1, krum_m 0, beta1 0.9,
- * beta2 0.99, tau 1e-3, bound none with norm_bound 0: a bound needs its value), so that an
+ * beta2 0.99, tau 1e-3, bound none with norm_bound 0: a bound needs its value; a constant eta:
+ * server_lr_decay 1, server_lr_decay_after 0), so that an
  * option may switch the rule or the optimiser alone. The adaptive optimisers' first step moves
  * each coordinate by about eta x sign(delta) (Adam, Yogi: m = 0.1 delta, sqrt(v) ~ 0.1 |delta|)
  * or 0.1 eta x sign(delta) (Adagrad: sqrt(v) ~ |delta|), whatever the size of delta: eta 0.01
