@@ -77,6 +77,7 @@ struct fl_coord_config {
     bool insecure;            /* plaintext transport */
     bool exit_when_done;      /* exit after the final adapter is sent */
     int threads;              /* size of the pool main makes for the coordinator (0: every core) */
+    bool secure_aggregation;  /* SecAgg+: the coordinator learns only the sum of the updates */
 };
 
 /* Defaults for every field. */

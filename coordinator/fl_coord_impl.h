@@ -26,6 +26,7 @@
 #include "fl_time.h"
 #include "fl_zap.h"
 #include "fl_coord_http.h"
+#include "fl_coord_secagg.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -58,6 +59,7 @@ struct fl_coord {
     int64_t done_at;                 /* when the final adapter went out (ms) */
     fl_metrics_t *metrics;           /* counters for --http (NULL: off) */
     fl_http_t *http;                 /* the --http server (fl_coord_http), or NULL */
+    fl_coord_secagg_t *secagg;       /* --secure-aggregation's state, or NULL */
 };
 
 /* What the round core asks the coordinator to do (fl_coord_rounds.c); its argument is the

@@ -178,7 +178,8 @@ static void s_ledger_line(struct fl_coord *c, const struct fl_round_info *info, 
                                  .server_loss = srv_loss,
                                  .duration_s = (fl_now_ms() - info->started_ms) / 1000.0,
                                  .strategy = c->scfg.name,
-                                 .server_lr = eta};
+                                 .server_lr = eta,
+                                 .secagg = c->secagg ? fl_coord_secagg_record(c->secagg) : NULL};
     fl_ledger_write(c->ledger, &lr);
 }
 

@@ -52,6 +52,7 @@ struct fl_ledger_round {
     const char *strategy;   /* the strategy's name (NULL: not written) */
     double server_lr;       /* the server learning rate the aggregation stepped with (0: not
                                written) */
+    const cJSON *secagg;    /* secure aggregation's record, as "secure_aggregation" (or NULL) */
 };
 
 /* What state.json says. */
