@@ -4,7 +4,8 @@
 # Fashion-MNIST 0-4 -> 5-9) and read from each run's ledger (RUN/state/rounds.jsonl: the
 # server's accuracy on t10k 5-9 after every round).
 #   skew      every strategy at Dirichlet alpha 0.1, 0.3 and 1.0: final server accuracy and the
-#             spread (max - min) of the last five rounds;
+#             spread (max - min) of the last five rounds; then, at alpha 0.1, the same for the
+#             strategies meant for skewed branches over several seeds (--seeds);
 #   attack    at alpha 0.3 (simulate.sh's default): 1 and 2 malicious branches with each attack
 #             (scale, signflip, noise, nan, labelflip: fedtl-client --test-attack, a
 #             -DFEDTL_TESTING=ON build) against fedavg and every robust rule, and their clean runs;
@@ -21,7 +22,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: bench/strategies.sh [--quick] [--only skew|attack|personal] [--work DIR] [--jobs N]
-                           [--branches N] [--rounds R] [--fresh]
+                           [--branches N] [--rounds R] [--fresh] [--seeds "S ..."]
   --quick      8 branches, 5 rounds, 1,500 records: to try the script (minutes, not hours)
   --only T     one table: skew, attack or personal (default: all three)
   --work DIR   runs, base and logs (default bench/out/strategies, bench/out/strategies-quick)
@@ -32,6 +33,9 @@ usage: bench/strategies.sh [--quick] [--only skew|attack|personal] [--work DIR] 
   --rules "K ..."      only these rows: fedavg fedavgm fedadagrad fedadam fedyogi fedprox
                        median trimmed-mean krum multi-krum norm-bound (fedavg with
                        --norm-bound-median 3) prox-bound (fedprox, mu 0.1, with it)
+                       prox-bound-sched (the same with the server learning rate halved
+                       every round after round 15: server_lr_decay 0.5, after 14)
+  --seeds "S ..."      seeds of the alpha 0.1 seed table (default: 1 2 3; "" : no table)
   --attacks "K ..."    only these attacks (default: scale signflip noise nan labelflip)
   --malicious "N ..."  only these malicious counts (default: 1 2)
 Environment: FEDTL_BIN (default ./build: a build with -DFEDTL_TESTING=ON for the attack table).
@@ -42,7 +46,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${FEDTL_BIN:-$root/build}
 sim=$root/scripts/simulate.sh
 quick=0 only="" work="" jobs=1 branches="" rounds="" fresh=0
-rules_given="" attacks_given="" counts_given=""
+rules_given="" attacks_given="" counts_given="" seeds="1 2 3"
 attacks=(scale signflip noise nan labelflip) counts=(1 2)
 args_given=""
 [ $# -eq 0 ] || { args_given=$(printf '%q ' "$@"); args_given=${args_given% }; }
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2 ;; --work) work=$2 ;; --jobs) jobs=$2 ;;
     --branches) branches=$2 ;; --rounds) rounds=$2 ;;
     --rules) rules_given=$2 ;; --attacks) attacks_given=$2 ;; --malicious) counts_given=$2 ;;
+    --seeds) seeds=$2 ;;
     *) echo "strategies.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
     shift 2
@@ -106,7 +111,10 @@ strategies=(
     "multi-krum|--strategy multi-krum$krum_min"
     "norm-bound|--strategy fedavg --strategy-opt norm_bound_median=3"
     "prox-bound|--strategy fedprox --strategy-opt proximal_mu=0.1 --strategy-opt norm_bound_median=3"
+    "prox-bound-sched|--strategy fedprox --strategy-opt proximal_mu=0.1 --strategy-opt norm_bound_median=3 --strategy-opt server_lr_decay=0.5 --strategy-opt server_lr_decay_after=14"
 )
+# The rows of the seed table (alpha 0.1): FedAvg and the strategies for skewed branches.
+seeded=(fedavg norm-bound prox-bound prox-bound-sched)
 robust=(fedavg median trimmed-mean krum multi-krum norm-bound prox-bound)
 [ -z "$attacks_given" ] || read -r -a attacks <<<"$attacks_given"
 [ -z "$counts_given" ] || read -r -a counts <<<"$counts_given"
@@ -119,6 +127,7 @@ label() {
     case $1 in
     norm-bound) printf 'fedavg, --norm-bound-median 3' ;;
     prox-bound) printf 'fedprox mu 0.1, --norm-bound-median 3' ;;
+    prox-bound-sched) printf 'fedprox mu 0.1, --norm-bound-median 3, server_lr_decay 0.5 after 14' ;;
     *) printf '%s' "$1" ;;
     esac
 }
@@ -255,6 +264,48 @@ skew_table() {
     done
 }
 
+# The seed table: alpha 0.1, each seed of --seeds (seed 1 is the skew table's run).
+seed_run() { if [ "$2" = 1 ]; then printf 'skew-%s-a0.1' "$1"; else printf 'seed-%s-s%s' "$1" "$2"; fi; }
+seed_runs() {
+    local k sd
+    for k in "${seeded[@]}"; do
+        if ! chosen "$k" || ! runnable "$k"; then continue; fi
+        for sd in $seeds; do
+            # seed 1 is skew_runs' alpha 0.1 run, started already (and maybe still running)
+            [ "$sd" = 1 ] && continue
+            # shellcheck disable=SC2046
+            run "$(seed_run "$k" "$sd")" --alpha 0.1 --seed "$sd" $(strategy_opts "$k")
+        done
+    done
+}
+seed_table() {
+    [ -n "$seeds" ] || return 0
+    header skew-seeds
+    echo "Alpha 0.1, each seed (\`--seed S\`; seed 1 is simulate.sh's default): final server accuracy and, in brackets, the spread of the last five rounds; the mean of both over the seeds."
+    echo
+    local hdr="| strategy |" sep="|---|" k sd row sums
+    for sd in $seeds; do hdr="$hdr seed $sd |"; sep="$sep---|"; done
+    echo "$hdr mean |"
+    echo "$sep---|"
+    for k in "${seeded[@]}"; do
+        chosen "$k" || continue
+        runnable "$k" || continue
+        row="| $(label "$k") |" sums=()
+        for sd in $seeds; do
+            local line
+            line=$(summary_of "$(seed_run "$k" "$sd")")
+            row="$row $(cell "$line" skew) |"
+            sums+=("$line")
+        done
+        row="$row $("$py" -c '
+import json, sys
+s = [json.loads(a) for a in sys.argv[1:]]
+s = [x for x in s if x.get("ok")]
+print("%.4f (%.4f)" % (sum(x["final"] for x in s) / len(s), sum(x["spread"] for x in s) / len(s)) if s else "n/a")' "${sums[@]}") |"
+        echo "$row"
+    done
+}
+
 # ---- (b) attacks ----
 attack_alpha=0.3
 attack_runs() {
@@ -369,6 +420,7 @@ personal_table() {
 # ---- run, then print ----
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 want skew && skew_runs
+want skew && seed_runs
 want attack && attack_runs
 want personal && personal_runs
 finish_runs
@@ -377,6 +429,7 @@ for name in "${used_runs[@]}"; do
     total_seconds=$((total_seconds + $(cat "$work/runs/$name/bench.seconds" 2>/dev/null || echo 0)))
 done
 want skew && skew_table
+want skew && seed_table
 want attack && attack_table
 want personal && personal_table
 t_end=$(date +%s)

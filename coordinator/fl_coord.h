@@ -57,7 +57,9 @@ struct fl_coord_config {
      * (fl_coord_config_strategy resolves them). */
     char rule[16];                        /* the rule under the optimiser: mean, median, ... */
     char server_lr[FL_COORD_SETTING_MAX]; /* eta */
-    char server_momentum[FL_COORD_SETTING_MAX];   /* FedAvgM's beta */
+    char server_lr_decay[FL_COORD_SETTING_MAX];       /* eta's factor per finished round */
+    char server_lr_decay_after[FL_COORD_SETTING_MAX]; /* rounds before it applies */
+    char server_momentum[FL_COORD_SETTING_MAX];       /* FedAvgM's beta */
     char beta1[FL_COORD_SETTING_MAX];             /* the adaptive optimisers' first-moment decay */
     char beta2[FL_COORD_SETTING_MAX];             /* and second-moment decay */
     char tau[FL_COORD_SETTING_MAX];               /* their adaptivity */

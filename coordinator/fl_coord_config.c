@@ -121,6 +121,11 @@ static const struct fl_option s_options[] = {
      .metavar = "RULE",
      .help = "the rule under the server optimiser: mean median trimmed-mean krum multi-krum"},
     {"server_lr", SREAL(server_lr), .help = "server learning rate eta"},
+    {"server_lr_decay", SREAL(server_lr_decay),
+     .help = "eta's schedule: after t rounds the step is eta x X^max(0, t - A), X in (0, 1] "
+             "(1: constant)"},
+    {"server_lr_decay_after", SCOUNT(server_lr_decay_after),
+     .help = "A: rounds at the full eta before server_lr_decay applies (0: from the first)"},
     {"server_momentum", SREAL(server_momentum), .help = "FedAvgM's momentum"},
     {"beta1", SREAL(beta1), .help = "FedAdagrad, FedAdam, FedYogi: first-moment decay"},
     {"beta2", SREAL(beta2), .help = "FedAdam, FedYogi: second-moment decay"},
@@ -301,6 +306,10 @@ static bool s_second_moment(const struct fl_strategy_config *s)
 {
     return s->opt == FL_SERVER_OPT_ADAM || s->opt == FL_SERVER_OPT_YOGI;
 }
+static bool s_decaying(const struct fl_strategy_config *s)
+{
+    return s->server_lr_decay != 1;
+}
 static bool s_trimmed(const struct fl_strategy_config *s)
 {
     return s->rule == FL_RULE_TRIMMED_MEAN;
@@ -335,6 +344,9 @@ struct s_setting {
 #define SV(f) offsetof(struct fl_strategy_config, f)
 static const struct s_setting s_settings[] = {
     {"server_lr", ST(server_lr), SV(server_lr), false, s_any},
+    {"server_lr_decay", ST(server_lr_decay), SV(server_lr_decay), false, s_any},
+    {"server_lr_decay_after", ST(server_lr_decay_after), SV(server_lr_decay_after), true,
+     s_decaying},
     {"server_momentum", ST(server_momentum), SV(beta1), false, s_avgm},
     {"beta1", ST(beta1), SV(beta1), false, s_adaptive},
     {"beta2", ST(beta2), SV(beta2), false, s_second_moment},

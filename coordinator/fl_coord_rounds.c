@@ -34,12 +34,13 @@ int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed)
         return rc;
     char path[FL_COORD_PATH_MAX + 64];
     fl_coord_strategy_path(c, completed, path, sizeof path);
-    bool keeps_state = c->scfg.opt != FL_SERVER_OPT_NONE;
+    /* the moments, or the rounds a decaying server learning rate counts */
+    bool keeps_state = c->scfg.opt != FL_SERVER_OPT_NONE || c->scfg.server_lr_decay != 1;
     if (access(path, F_OK) != 0) {
         if (!keeps_state)
             return 0;
         return fl_fail(FL_EINVAL,
-                       "%s is missing: the %s optimiser's state after round %u, the round "
+                       "%s is missing: the %s strategy's state after round %u, the round "
                        "global.fta holds (move the state directory away to start over)",
                        path, c->scfg.name, completed);
     }
@@ -166,7 +167,7 @@ static int s_on_begin(void *arg, const struct fl_round_info *info)
 
 /* The round attempt's ledger line. */
 static void s_ledger_line(struct fl_coord *c, const struct fl_round_info *info, bool aggregated,
-                          bool has_srv, double srv_acc, double srv_loss)
+                          bool has_srv, double srv_acc, double srv_loss, double eta)
 {
     struct fl_ledger_round lr = {.round = info->round,
                                  .aggregated = aggregated,
@@ -177,6 +178,7 @@ static void s_ledger_line(struct fl_coord *c, const struct fl_round_info *info, 
                                  .server_loss = srv_loss,
                                  .duration_s = (fl_now_ms() - info->started_ms) / 1000.0,
                                  .strategy = c->scfg.name,
+                                 .server_lr = eta,
                                  .secagg = c->secagg ? fl_coord_secagg_record(c->secagg) : NULL};
     fl_ledger_write(c->ledger, &lr);
 }
@@ -187,7 +189,7 @@ static void s_on_fell_short(void *arg, const struct fl_round_info *info)
     fl_log(FL_LOG_WARN, "round_short",
            "round=%u accepted=%d min_clients=%d selected=%d retry=%d of=%d", info->round,
            info->accepted, c->cfg.min_clients, info->selected, info->retry, c->cfg.round_retries);
-    s_ledger_line(c, info, false, false, 0, 0);
+    s_ledger_line(c, info, false, false, 0, 0, 0);
     fl_metrics_round_end(c->metrics, info, false, false, 0, 0);
 }
 
@@ -200,6 +202,7 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
 {
     struct fl_coord *c = arg;
     struct fl_adapter_file *g = fl_global_adapter(c->global);
+    double eta = fl_strategy_server_lr(c->strategy); /* the step finish takes */
     int rc = fl_strategy_finish(c->strategy, g->tensors, g->ntensors);
     if (rc)
         return rc;
@@ -222,7 +225,7 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
                                  .base_hash = c->base.hash,
                                  .run_id = c->run_id};
     fl_ledger_save_state(c->ledger, &st);
-    s_ledger_line(c, info, true, has_srv, sacc, sloss);
+    s_ledger_line(c, info, true, has_srv, sacc, sloss, eta);
     fl_metrics_round_end(c->metrics, info, true, has_srv, sacc, sloss);
     uint64_t bytes_in, bytes_out;
     fl_ledger_bytes(c->ledger, &bytes_in, &bytes_out);
@@ -231,10 +234,10 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
         snprintf(srv, sizeof srv, " server_accuracy=%.4f", sacc);
     fl_log(FL_LOG_INFO, "round_done",
            "round=%u accepted=%d selected=%d rejected=%d%s bytes_in=%llu bytes_out=%llu "
-           "seconds=%.2f strategy=%s",
+           "seconds=%.2f strategy=%s server_lr=%g",
            info->round, info->accepted, info->selected, fl_ledger_rejected(c->ledger), srv,
            (unsigned long long)bytes_in, (unsigned long long)bytes_out,
-           (fl_now_ms() - info->started_ms) / 1000.0, c->scfg.name);
+           (fl_now_ms() - info->started_ms) / 1000.0, c->scfg.name, eta);
     return 0;
 }
 

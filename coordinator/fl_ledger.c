@@ -377,6 +377,8 @@ void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r)
     cJSON_AddStringToObject(line, "federation", self->federation);
     if (r->strategy)
         cJSON_AddStringToObject(line, "strategy", r->strategy);
+    if (r->server_lr > 0)
+        cJSON_AddNumberToObject(line, "server_lr", r->server_lr);
     if (r->secagg)
         cJSON_AddItemToObject(line, "secure_aggregation", cJSON_Duplicate(r->secagg, true));
     s_append(self, line);

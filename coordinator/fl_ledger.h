@@ -50,6 +50,8 @@ struct fl_ledger_round {
     double server_loss;     /* its loss there */
     double duration_s;      /* from the start of the attempt to now */
     const char *strategy;   /* the strategy's name (NULL: not written) */
+    double server_lr;       /* the server learning rate the aggregation stepped with (0: not
+                               written) */
     const cJSON *secagg;    /* secure aggregation's record, as "secure_aggregation" (or NULL) */
 };
 

@@ -18,9 +18,13 @@
 # BASE_SOURCE (a base .ftm to copy instead of pretraining) DATA_DIR
 # (/usr/share/datasets/fashion-mnist) DATA, LABELS (its train set) FEDTL_BIN (the programs'
 # directory; default: PATH). Paths: FEDTL_HOME (/var/lib/fedtl), KEYS_DIR, ALLOW_DIR,
-# BASE_DIR, BRANCHES_DIR (FEDTL_HOME/keys, allow, base, branches). STRATEGY (fedavg) and
-# STRATEGY_OPTS (KEY=VALUE words, keys of the coordinator's [strategy] section) become
-# BASE_DIR/strategy.ini, which the coordinator reads with --config.
+# BASE_DIR, BRANCHES_DIR (FEDTL_HOME/keys, allow, base, branches). STRATEGY and STRATEGY_OPTS
+# (KEY=VALUE words, keys of the coordinator's [strategy] section) become BASE_DIR/strategy.ini,
+# which the coordinator reads with --config. Unset, they are docs/STRATEGIES.md's
+# recommendation for skewed branches over 20 rounds: fedprox with "proximal_mu=0.1
+# norm_bound_median=3 server_lr_decay=0.5 server_lr_decay_after=14" (the server's step halves
+# every round after round 15: with another number of rounds, move server_lr_decay_after to
+# rounds - 6). A STRATEGY given alone has no options but its own defaults.
 # REQUIRE_MOUNTS=1 (set by docker-compose.yml) checks that every output directory is a mounted
 # volume, which catches a BRANCHES that does not match the branch volumes.
 # Started as root with FEDTL_USER set (the image sets it), it gives the output directories to
@@ -32,7 +36,12 @@ trap 'printf "fedtl-prepare: failed (exit %s) at line %s: %s\n" "$?" "$LINENO" "
 home=${FEDTL_HOME:-/var/lib/fedtl}
 keys=${KEYS_DIR:-$home/keys} allow=${ALLOW_DIR:-$home/allow}
 basedir=${BASE_DIR:-$home/base} branches_dir=${BRANCHES_DIR:-$home/branches}
-strategy=${STRATEGY:-fedavg} strategy_opts=${STRATEGY_OPTS:-}
+if [ -n "${STRATEGY:-}" ]; then
+    strategy=$STRATEGY strategy_opts=${STRATEGY_OPTS:-}
+else
+    strategy=fedprox
+    strategy_opts=${STRATEGY_OPTS-proximal_mu=0.1 norm_bound_median=3 server_lr_decay=0.5 server_lr_decay_after=14}
+fi
 branches=${BRANCHES:-3} samples=${SAMPLES:-5000} alpha=${ALPHA:-0.3} seed=${SEED:-1}
 classes=${CLASSES:-5-9} base_classes=${BASE_CLASSES:-0-4} pre_epochs=${PRETRAIN_EPOCHS:-3}
 pre_samples=${PRETRAIN_SAMPLES:-} base_source=${BASE_SOURCE:-}

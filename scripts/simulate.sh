@@ -44,7 +44,8 @@ strategies and personalisation:
   --strategy NAME      aggregation: fedavg fedavgm fedadagrad fedadam fedyogi fedprox median
                        trimmed-mean krum multi-krum (default fedavg)
   --strategy-opt K=V   a setting of the coordinator's [strategy] section, e.g. rule=median,
-                       server_lr=0.01, tau=0.001, proximal_mu=0.1, norm_bound_median=3
+                       server_lr=0.01, server_lr_decay=0.9, tau=0.001, proximal_mu=0.1,
+                       norm_bound_median=3
                        (repeatable; fedtl-coordinator --help lists them)
   --personal-head      FedPer: each branch keeps its own head
   --personalize-epochs N   branches fine-tune the final adapter N epochs on their records
@@ -277,7 +278,7 @@ start_branch() {
 rm -rf state
 : >logs/coordinator.log
 log "simulate: $branches branches, alpha $alpha, $rounds rounds, method $method, port $port$([ "$netns" = 1 ] && echo ", network namespaces ${ns_prefix}*")"
-log "simulate: strategy $strategy: $(grep -E '^(rule|server_lr|server_momentum|beta1|beta2|tau|proximal_mu|trim_beta|krum_f|krum_m|norm_bound|norm_bound_median) = .' logs/coordinator-config.txt | sed 's/ = /=/' | paste -sd ' ' -)$([ "$personal_head" = 1 ] && echo ", personal heads")$([ "$personalize_epochs" != 0 ] && echo ", personalisation $personalize_epochs epochs")"
+log "simulate: strategy $strategy: $(grep -E '^(rule|server_lr|server_lr_decay|server_lr_decay_after|server_momentum|beta1|beta2|tau|proximal_mu|trim_beta|krum_f|krum_m|norm_bound|norm_bound_median) = .' logs/coordinator-config.txt | sed 's/ = /=/' | paste -sd ' ' -)$([ "$personal_head" = 1 ] && echo ", personal heads")$([ "$personalize_epochs" != 0 ] && echo ", personalisation $personalize_epochs epochs")"
 [ "$malicious" = 0 ] || log "simulate: branches 0 to $((malicious - 1)) are malicious: --test-attack $attack --test-attack-factor $attack_factor"
 start_coordinator
 for ((k = 0; k < branches; k++)); do start_branch "$k"; done

@@ -841,8 +841,10 @@ Test(compose, prepare_script_makes_what_the_services_use)
     if (!s_have_fashion())
         cr_skip_test("Fashion-MNIST not installed in " FMNIST ": scripts/deps.sh test");
     char *out = NULL;
-    int rc =
-        s_prepare(2, "STRATEGY=fedprox STRATEGY_OPTS='proximal_mu=0.1 norm_bound_median=3'", &out);
+    int rc = s_prepare(2,
+                       "STRATEGY=fedprox STRATEGY_OPTS='proximal_mu=0.1 norm_bound_median=3 "
+                       "server_lr_decay=0.5 server_lr_decay_after=14'",
+                       &out);
     cr_assert_eq(rc, 0, "prepare.sh: exit %d\n%s", rc, out ? out : "");
     free(out);
     cr_assert_eq(s_mode("keys/hq.key"), 0600);
@@ -852,10 +854,10 @@ Test(compose, prepare_script_makes_what_the_services_use)
     cr_assert_eq(s_mode("base/strategy.ini") & 0777, 0644);
     char *ini_path = fl_test_path(s_dir, "base/strategy.ini"), *ini = fl_test_slurp(ini_path);
     cr_assert(ini && strstr(ini, "[strategy]\nname = fedprox\nproximal_mu = 0.1\n"
-                                 "norm_bound_median = 3\n"),
+                                 "norm_bound_median = 3\nserver_lr_decay = 0.5\n"
+                                 "server_lr_decay_after = 14\n"),
               "%s", ini ? ini : "");
     free(ini);
-    free(ini_path);
     for (int k = 0; k < 2; k++) {
         char p[256];
         snprintf(p, sizeof p, "allow/branch-%02d.pub", k);
@@ -884,6 +886,14 @@ Test(compose, prepare_script_makes_what_the_services_use)
     cr_assert_eq(rc, 0, "prepare.sh again: exit %d\n%s", rc, out ? out : "");
     cr_assert(out && strstr(out, "reusing the base"), "%s", out ? out : "");
     free(out);
+    /* with no STRATEGY, the same: the recommendation for skewed branches (docs/STRATEGIES.md) */
+    ini = fl_test_slurp(ini_path);
+    cr_assert(ini && strstr(ini, "[strategy]\nname = fedprox\nproximal_mu = 0.1\n"
+                                 "norm_bound_median = 3\nserver_lr_decay = 0.5\n"
+                                 "server_lr_decay_after = 14\n"),
+              "%s", ini ? ini : "");
+    free(ini);
+    free(ini_path);
     s_sh("cd '%s' && cmp -s old/hq.pub keys/hq.pub && cmp -s old/base.ftm base/base.ftm && "
          "cmp -s old/shard.csv branches/branch-01/shard.csv && "
          "cmp -s old/branch.pub allow/branch-01.pub",

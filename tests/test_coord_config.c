@@ -316,6 +316,7 @@ Test(fl_coord_config, a_setting_that_does_not_apply_to_the_strategy_is_an_error_
         {"fedyogi", "krum_f", "1", "--krum-f"},
         {"median", "rule", "mean", "--rule"},
         {"fedavg", "rule", "median", "--rule"},
+        {"fedprox", "server_lr_decay_after", "3", "--server-lr-decay-after"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct fl_coord_config c;
@@ -356,6 +357,11 @@ Test(fl_coord_config, strategy_values_are_checked_where_they_are_read_and_by_the
     cr_assert_eq(fl_coord_config_set(&c, "trim_beta", "0.7"), 0);
     cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "trim"), "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "trim_beta", ""), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "server_lr_decay", "1.5"), 0);
+    cr_assert_eq(fl_coord_config_strategy(&c, &sc), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "server-lr-decay"), "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "server_lr_decay", ""), 0);
     /* Krum needs n > 2f + 2 every round: min_clients must promise it */
     fl_coord_config_default(&c);
     cr_assert_eq(fl_coord_config_set(&c, "base", "b.ftm"), 0);
@@ -379,7 +385,8 @@ Test(fl_coord_config, a_strategy_section_names_the_strategy_and_its_settings)
     char *dir = fl_test_tmpdir("cfgs");
     char *path = fl_test_path(dir, "coord.ini");
     s_write(path, "[coordinator]\nrounds = 4\n\n[strategy]\nname = fedyogi\nbeta2 = 0.95\n"
-                  "server_lr = 0.03\nproximal_mu = 0.25\n");
+                  "server_lr = 0.03\nserver_lr_decay = 0.9\nserver_lr_decay_after = 14\n"
+                  "proximal_mu = 0.25\n");
     struct fl_coord_config c;
     fl_coord_config_default(&c);
     cr_assert_eq(fl_coord_config_load(&c, path), 0, "%s", fl_error_msg());
@@ -388,6 +395,8 @@ Test(fl_coord_config, a_strategy_section_names_the_strategy_and_its_settings)
     cr_assert_eq(sc.opt, FL_SERVER_OPT_YOGI);
     cr_assert_float_eq(sc.beta2, 0.95, 1e-15);
     cr_assert_float_eq(sc.server_lr, 0.03, 1e-15);
+    cr_assert_float_eq(sc.server_lr_decay, 0.9, 1e-15, "the schedule goes with any optimiser");
+    cr_assert_eq(sc.server_lr_decay_after, 14);
     cr_assert_float_eq(sc.prox_mu, 0.25, 1e-15, "FedProx's mu goes with any strategy");
     /* "name" is the strategy's key in [strategy] only */
     s_write(path, "[coordinator]\nname = fedyogi\n");

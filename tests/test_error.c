@@ -49,3 +49,17 @@ Test(fl_error, log_str_cuts_between_characters_and_keeps_the_quotes)
     cr_assert_str_eq(fl_log_str("anything", out, 3), "\"\"");
     cr_assert_str_eq(fl_log_str("anything", out, 2), "");
 }
+
+/* A message that wraps the previous one (the usual "PATH: %s", fl_error_msg()) keeps all of
+ * it: the new text is formatted aside, never over what it reads. */
+Test(fl_error, a_message_may_wrap_the_previous_one)
+{
+    fl_fail(FL_EINVAL, "strategy: server-lr-decay %g is outside (0, 1]", 1.5);
+    cr_assert_eq(fl_fail(FL_EINVAL, "strategy %s: %s", "trimmed-mean", fl_error_msg()), FL_EINVAL);
+    cr_assert_str_eq(fl_error_msg(),
+                     "strategy trimmed-mean: strategy: server-lr-decay 1.5 is outside (0, 1]");
+    fl_error_set("%s, %s", fl_error_msg(), "again");
+    cr_assert_str_eq(
+        fl_error_msg(),
+        "strategy trimmed-mean: strategy: server-lr-decay 1.5 is outside (0, 1], again");
+}

@@ -1,6 +1,7 @@
 /* Strategies as users run them, end to end through scripts/simulate.sh: real coordinator and
  * branch processes, real keys, sockets and files. A FedAdam federation whose coordinator is
- * killed (SIGKILL) and restarted keeps its optimiser's steps and moments; a median federation
+ * killed (SIGKILL) and restarted keeps its optimiser's steps and moments, and a decaying server
+ * learning rate its round count; a median federation
  * with a median-relative bound records what it clipped; FedProx's mu reaches every branch;
  * personal heads and a personalised final adapter are reported and saved by every branch. */
 #include <criterion/criterion.h>
@@ -164,6 +165,55 @@ Test(strategy_e2e, fedadam_keeps_its_moments_through_a_coordinator_sigkill)
     cr_assert_eq(s_restart("adam", "--strategy fedadam", &out), 1, "%s", out);
     cr_assert(strstr(out, "strategy-3.state") && strstr(out, "missing"), "%s", out);
     free(out);
+}
+
+/* A server learning rate halved every round after the first, through a SIGKILL of the
+ * coordinator after round 2 of 3: the restart takes the round count from round 2's state file,
+ * so round 3 steps with 0.5 (a count started again would step with 1). The ledger says which
+ * step each round took, and the log which the restart resumed. */
+Test(strategy_e2e, a_decaying_server_lr_keeps_its_round_count_through_a_coordinator_sigkill)
+{
+    char *out = NULL;
+    int rc = s_simulate("decay", 3,
+                        "--strategy-opt server_lr_decay=0.5 --strategy-opt server_lr_decay_after=1 "
+                        "--restart-coordinator 2",
+                        &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "SIGKILL to the coordinator after round 2"), "%s", out);
+    free(out);
+    char *log = fl_test_slurp(s_file("decay", "logs/coordinator.log"));
+    cr_assert_not_null(log);
+    cr_assert(strstr(log, "resumed_round=2") && strstr(log, "strategy_steps=2"), "%s", log);
+    cr_assert(strstr(log, "eta-decay=0.5 eta-decay-after=1"), "the configuration is logged");
+    free(log);
+    static const double want[3] = {1, 1, 0.5};
+    int seen = 0;
+    cJSON *lines = fl_test_jsonl(s_file("decay", "state/rounds.jsonl"));
+    cr_assert_not_null(lines);
+    const cJSON *line;
+    cJSON_ArrayForEach(line, lines)
+    {
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(line, "aggregated")))
+            continue;
+        int r = (int)s_num(line, "round");
+        cr_assert(r >= 1 && r <= 3, "round %d", r);
+        cr_assert_float_eq(s_num(line, "server_lr"), want[r - 1], 1e-12, "round %d", r);
+        seen |= 1 << (r - 1);
+    }
+    cJSON_Delete(lines);
+    cr_assert_eq(seen, 7, "rounds 1, 2 and 3 are in the ledger");
+    uint32_t round = 0;
+    struct fl_strategy_config cfg;
+    cr_assert_eq(fl_strategy_config_default(&cfg, "fedavg"), 0);
+    cfg.server_lr_decay = 0.5;
+    cfg.server_lr_decay_after = 1;
+    fl_strategy_t *s = fl_strategy_new(&cfg);
+    cr_assert_not_null(s);
+    cr_assert_eq(fl_strategy_load_file(s, s_file("decay", "state/strategy-3.state"), &round), 0,
+                 "%s", fl_error_msg());
+    cr_assert_eq(round, 3);
+    cr_assert_eq(fl_strategy_server_lr(s), 0.25, "the next round would step with 0.5^2");
+    fl_strategy_destroy(&s);
 }
 
 /* Coordinate-wise median with a bound of 1 x the round's median change norm: the updates

@@ -41,11 +41,20 @@ const char *fl_strerror(int err)
     }
 }
 
+/* The message from fmt: formatted aside first, since callers often wrap the previous one
+ * (fl_fail(rc, "%s: %s", path, fl_error_msg())) and vsnprintf must not read what it writes. */
+static void s_format(const char *fmt, va_list ap)
+{
+    char buf[sizeof s_msg];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    memcpy(s_msg, buf, sizeof s_msg);
+}
+
 void fl_error_set(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s_msg, sizeof s_msg, fmt, ap);
+    s_format(fmt, ap);
     va_end(ap);
 }
 
@@ -58,7 +67,7 @@ int fl_fail(int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s_msg, sizeof s_msg, fmt, ap);
+    s_format(fmt, ap);
     va_end(ap);
     return err;
 }

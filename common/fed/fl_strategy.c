@@ -17,7 +17,8 @@
  *   multi-krum    multi-krum    none       1      krum_f 1, krum_m 0 (n - f)
  *
  * Every name also carries the others' defaults (trim_beta 0.1, krum_f 1, krum_m 0, beta1 0.9,
- * beta2 0.99, tau 1e-3, bound none with norm_bound 0: a bound needs its value), so that an
+ * beta2 0.99, tau 1e-3, bound none with norm_bound 0: a bound needs its value; a constant eta:
+ * server_lr_decay 1, server_lr_decay_after 0), so that an
  * option may switch the rule or the optimiser alone. The adaptive optimisers' first step moves
  * each coordinate by about eta x sign(delta) (Adam, Yogi: m = 0.1 delta, sqrt(v) ~ 0.1 |delta|)
  * or 0.1 eta x sign(delta) (Adagrad: sqrt(v) ~ |delta|), whatever the size of delta: eta 0.01
@@ -80,6 +81,7 @@ int fl_strategy_config_default(struct fl_strategy_config *c, const char *name)
         c->krum_f = 1;
         c->krum_m = 0;
         c->server_lr = s_names[i].server_lr;
+        c->server_lr_decay = 1.0;
         c->beta1 = 0.9;
         c->beta2 = 0.99;
         c->tau = 1e-3;
@@ -136,6 +138,16 @@ int fl_strategy_config_check(const struct fl_strategy_config *c)
                        c->krum_m, s_rule_names[c->rule]);
     if (!(isfinite(c->server_lr) && c->server_lr > 0 && c->server_lr <= 1e6))
         return fl_fail(FL_EINVAL, "strategy: server-lr %g is outside (0, 1e6]", c->server_lr);
+    if (!(isfinite(c->server_lr_decay) && c->server_lr_decay > 0 && c->server_lr_decay <= 1))
+        return fl_fail(FL_EINVAL, "strategy: server-lr-decay %g is outside (0, 1]",
+                       c->server_lr_decay);
+    if (c->server_lr_decay_after > 1000000)
+        return fl_fail(FL_EINVAL, "strategy: server-lr-decay-after %u is above 1000000",
+                       c->server_lr_decay_after);
+    if (c->server_lr_decay_after && c->server_lr_decay == 1)
+        return fl_fail(FL_EINVAL,
+                       "strategy: server-lr-decay-after %u needs a server-lr-decay below 1",
+                       c->server_lr_decay_after);
     if (!s_in(c->beta1, 0, 1, true))
         return fl_fail(FL_EINVAL, "strategy: beta1 %g is outside [0, 1)", c->beta1);
     if (!s_in(c->beta2, 0, 1, true))
@@ -183,6 +195,10 @@ void fl_strategy_config_str(const struct fl_strategy_config *c, char *buf, size_
               c->norm_bound);
     S_PUT(" opt=%s eta=%g", (unsigned)c->opt <= FL_SERVER_OPT_YOGI ? s_opt_names[c->opt] : "?",
           c->server_lr);
+    if (c->server_lr_decay != 1)
+        S_PUT(" eta-decay=%g", c->server_lr_decay);
+    if (c->server_lr_decay_after)
+        S_PUT(" eta-decay-after=%u", c->server_lr_decay_after);
     if (c->opt != FL_SERVER_OPT_NONE)
         S_PUT(" beta1=%g", c->beta1);
     if (c->opt == FL_SERVER_OPT_ADAM || c->opt == FL_SERVER_OPT_YOGI)

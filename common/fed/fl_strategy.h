@@ -38,6 +38,8 @@ enum fl_rule {
  * global += eta m / (sqrt(v) + tau), with m starting at 0 and v at tau^2 (Reddi et al.,
  * Algorithm 2, no bias correction); they differ in v. */
 enum fl_server_opt {
+    /* eta is the configured server_lr times server_lr_decay^max(0, t - server_lr_decay_after)
+     * after t finished rounds. */
     FL_SERVER_OPT_NONE,    /* global += eta * delta (eta 1: plain FedAvg) */
     FL_SERVER_OPT_AVGM,    /* FedAvgM: m = beta1 m + delta; global += eta m */
     FL_SERVER_OPT_ADAGRAD, /* v += delta^2 */
@@ -54,20 +56,24 @@ enum fl_bound {
 /* A strategy's settings. fl_strategy_config_default fills the defaults documented in
  * docs/STRATEGIES.md for a strategy name; fl_strategy_config_check validates. */
 struct fl_strategy_config {
-    char name[32];          /* as configured: fedavg, fedavgm, fedadagrad, fedadam, fedyogi,
-                               fedprox, median, trimmed-mean, krum, multi-krum */
-    enum fl_rule rule;      /* stage 2 */
-    enum fl_server_opt opt; /* stage 3 */
-    enum fl_bound bound;    /* stage 1 */
-    double norm_bound;      /* FIXED: the bound; MEDIAN: the multiple, > 0 */
-    double trim_beta;       /* trimmed mean: share cut at each end, [0, 0.5) */
-    uint32_t krum_f;        /* Krum, multi-Krum: Byzantine updates tolerated */
-    uint32_t krum_m;        /* multi-Krum: updates kept (0, or above n - f: n - f) */
-    double server_lr;       /* eta */
-    double beta1;           /* momentum (FedAvgM's beta; the adaptive methods' beta1) */
-    double beta2;           /* second-moment decay (FedAdam, FedYogi) */
-    double tau;             /* adaptivity (FedAdagrad, FedAdam, FedYogi); v starts at tau^2 */
-    double prox_mu;         /* FedProx's mu, sent with the task (0: off) */
+    char name[32];                  /* as configured: fedavg, fedavgm, fedadagrad, fedadam, fedyogi,
+                                       fedprox, median, trimmed-mean, krum, multi-krum */
+    enum fl_rule rule;              /* stage 2 */
+    enum fl_server_opt opt;         /* stage 3 */
+    enum fl_bound bound;            /* stage 1 */
+    double norm_bound;              /* FIXED: the bound; MEDIAN: the multiple, > 0 */
+    double trim_beta;               /* trimmed mean: share cut at each end, [0, 0.5) */
+    uint32_t krum_f;                /* Krum, multi-Krum: Byzantine updates tolerated */
+    uint32_t krum_m;                /* multi-Krum: updates kept (0, or above n - f: n - f) */
+    double server_lr;               /* eta */
+    double server_lr_decay;         /* the schedule: after t finished rounds the step uses
+                                       eta x server_lr_decay^max(0, t - server_lr_decay_after), in
+                                       (0, 1] (1: constant eta) */
+    uint32_t server_lr_decay_after; /* rounds at the full eta before the decay starts */
+    double beta1;                   /* momentum (FedAvgM's beta; the adaptive methods' beta1) */
+    double beta2;                   /* second-moment decay (FedAdam, FedYogi) */
+    double tau;     /* adaptivity (FedAdagrad, FedAdam, FedYogi); v starts at tau^2 */
+    double prox_mu; /* FedProx's mu, sent with the task (0: off) */
 };
 
 /* The defaults for a strategy name: its rule, optimiser and the paper's parameters.
@@ -109,6 +115,10 @@ void fl_strategy_destroy(fl_strategy_t **self_p);
 void fl_strategy_set_pool(fl_strategy_t *s, fl_pool_t *pool);
 const struct fl_strategy_config *fl_strategy_config(const fl_strategy_t *s);
 const char *fl_strategy_name(const fl_strategy_t *s);
+
+/* The server learning rate the next finish steps with: server_lr x
+ * server_lr_decay^max(0, steps - server_lr_decay_after). */
+double fl_strategy_server_lr(const fl_strategy_t *s);
 
 /* Start a round from the current global tensors (n of them; borrowed until finish). */
 int fl_strategy_begin(fl_strategy_t *s, const struct fl_tensor *global, size_t n);

@@ -9,8 +9,12 @@
  *   yogi     m = beta1 m + (1 - beta1) d;  v = v - (1 - beta2) d^2 sign(v - d^2)
  *            and for the three:            x += eta m / (sqrt(v) + tau)
  *
- * m starts at 0 and v at tau^2. Computed in double from the float state; the new m and v are
- * kept (and saved) as floats, the step uses them before that rounding. */
+ * m starts at 0 and v at tau^2. eta is the configured server_lr times
+ * server_lr_decay^max(0, t - server_lr_decay_after), t the rounds finished before this one
+ * (the state's steps, saved and restored with m and v): the full step for the first rounds,
+ * then a per-round exponential decay (server_lr_decay 1: constant). Computed in double from the
+ * float state; the new m and v are kept (and saved) as floats, the step uses them before that
+ * rounding. */
 #include "fl_strategy_impl.h"
 #include "fl_error.h"
 
@@ -109,10 +113,10 @@ int fl_strategy_opt_prepare(fl_strategy_t *s)
 }
 
 /* One coordinate's step: from x, m, v, d to the new x (as float), m and v (double). */
-static inline float s_step(const struct fl_strategy_config *c, float x, float m, float v, double d,
-                           double *mn, double *vn)
+static inline float s_step(const struct fl_strategy_config *c, double eta, float x, float m,
+                           float v, double d, double *mn, double *vn)
 {
-    double eta = c->server_lr, b1 = c->beta1, b2 = c->beta2, dd = d * d;
+    double b1 = c->beta1, b2 = c->beta2, dd = d * d;
     switch (c->opt) {
     case FL_SERVER_OPT_NONE:
         return (float)((double)x + eta * d);
@@ -139,6 +143,7 @@ struct s_opt {
     const fl_strategy_t *s; /* configuration, global, state */
     size_t i;               /* the tensor */
     const double *d;        /* its aggregate delta */
+    double eta;             /* this round's server learning rate */
     float *out;             /* write: the caller's global tensor; check: NULL */
     bool *bad;              /* check: per task, a value would not be finite */
 };
@@ -152,7 +157,7 @@ static void s_opt_task(void *arg, int t, size_t begin, size_t end)
     bool ok = true;
     for (size_t j = begin; j < end; j++) {
         double mn = 0, vn = 0;
-        float x = s_step(&s->cfg, g[j], m ? m[j] : 0, v ? v[j] : 0, a->d[j], &mn, &vn);
+        float x = s_step(&s->cfg, a->eta, g[j], m ? m[j] : 0, v ? v[j] : 0, a->d[j], &mn, &vn);
         if (!a->out) {
             ok &= isfinite(x) && isfinite((float)mn) && isfinite((float)vn);
             continue;
@@ -167,14 +172,23 @@ static void s_opt_task(void *arg, int t, size_t begin, size_t end)
         a->bad[t] = !ok;
 }
 
+double fl_strategy_server_lr(const fl_strategy_t *s)
+{
+    const struct fl_strategy_config *c = &s->cfg;
+    if (c->server_lr_decay == 1 || s->steps <= c->server_lr_decay_after)
+        return c->server_lr;
+    return c->server_lr * pow(c->server_lr_decay, (double)(s->steps - c->server_lr_decay_after));
+}
+
 int fl_strategy_opt_step(fl_strategy_t *s, const double *d, struct fl_tensor *global)
 {
     bool bad[64];
+    double eta = fl_strategy_server_lr(s);
     int size = fl_pool_size(s->pool);
     fl_pool_t *pool = size <= 64 ? s->pool : NULL; /* a wider pool checks on the caller */
     /* first pass: every new value finite, or nothing changes */
     for (size_t i = 0; i < s->n; i++) {
-        struct s_opt a = {s, i, d + s->off[i], NULL, bad};
+        struct s_opt a = {s, i, d + s->off[i], eta, NULL, bad};
         int tasks = fl_pool_for(pool, s->off[i + 1] - s->off[i], 1u << 14, s_opt_task, &a);
         for (int t = 0; t < tasks; t++)
             if (bad[t]) {
@@ -182,11 +196,11 @@ int fl_strategy_opt_step(fl_strategy_t *s, const double *d, struct fl_tensor *gl
                 return fl_fail(FL_ERANGE,
                                "strategy: the step would make tensor %s non-finite (server-lr "
                                "%g too large for these updates?)",
-                               fl_log_str(global[i].name, name, sizeof name), s->cfg.server_lr);
+                               fl_log_str(global[i].name, name, sizeof name), eta);
             }
     }
     for (size_t i = 0; i < s->n; i++) {
-        struct s_opt a = {s, i, d + s->off[i], global[i].data, NULL};
+        struct s_opt a = {s, i, d + s->off[i], eta, global[i].data, NULL};
         fl_pool_for(s->pool, s->off[i + 1] - s->off[i], 1u << 14, s_opt_task, &a);
     }
     s->steps++;
