@@ -68,6 +68,10 @@ struct fl_strategy_config {
     double beta2;           /* second-moment decay (FedAdam, FedYogi) */
     double tau;             /* adaptivity (FedAdagrad, FedAdam, FedYogi); v starts at tau^2 */
     double prox_mu;         /* FedProx's mu, sent with the task (0: off) */
+    double dp_noise;        /* DP-FedAvg's noise multiplier z (0: off): needs the mean and a
+                               fixed bound C; updates count alike (weights ignored), Gaussian
+                               noise of deviation z C joins their sum, which is divided by the
+                               round's expected count (fl_strategy_set_expected) */
 };
 
 /* The defaults for a strategy name: its rule, optimiser and the paper's parameters.
@@ -120,6 +124,10 @@ int fl_strategy_begin(fl_strategy_t *s, const struct fl_tensor *global, size_t n
  * not counted and leaves the round as it was. */
 int fl_strategy_add(fl_strategy_t *s, const struct fl_tensor *update, size_t n, double weight,
                     const char *id);
+/* DP-FedAvg: the fixed denominator of the open round's mean, the number of updates expected
+ * (the branches selected), set after begin; the mean of n < expected updates is shrunk toward
+ * 0 rather than revealing n. FL_EINVAL when no round is open or expected is 0. */
+int fl_strategy_set_expected(fl_strategy_t *s, uint32_t expected);
 /* Updates added since begin. */
 size_t fl_strategy_count(const fl_strategy_t *s);
 /* Bytes currently held for the round's updates (0 when streaming without a median bound). */
