@@ -50,6 +50,11 @@ struct fl_ledger_round {
     double server_loss;     /* its loss there */
     double duration_s;      /* from the start of the attempt to now */
     const char *strategy;   /* the strategy's name (NULL: not written) */
+    bool has_dp;            /* DP-FedAvg is on: the four below are written */
+    double dp_epsilon;      /* the epsilon spent once this attempt ended */
+    double dp_delta;        /* at this delta */
+    double dp_noise;        /* the noise multiplier */
+    double dp_q;            /* this attempt's sampling rate (selected / eligible) */
 };
 
 /* What state.json says. */

@@ -14,7 +14,9 @@
  * the order of their ids, never of their arrival, and the streaming mean adds in double-double
  * (fl_strategy_rules.c), so that a round's result does not depend on timing. Tensors are matched by
  * position: the caller has checked names and shapes against the global adapter. FedProx is
- * client-side: the strategy only carries its mu. */
+ * client-side: the strategy only carries its mu. With dp_noise (DP-FedAvg, docs/PRIVACY.md) the
+ * streaming mean counts every update alike (the fixed bound is the clip), adds Gaussian noise
+ * (fl_dp) to the sum and divides it by the round's expected count. */
 #ifndef FL_STRATEGY_H
 #define FL_STRATEGY_H
 

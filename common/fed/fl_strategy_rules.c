@@ -8,7 +8,11 @@
  * updates arrived in, unless the exact sum lies within about n x 2^-106 of its terms' size
  * from a rounding boundary of the result (catastrophic cancellation to below a float's
  * precision), which timing cannot bring about in practice. Each term w x scale x (u - g) is
- * computed from the update alone, so it does not depend on the order either. */
+ * computed from the update alone, so it does not depend on the order either.
+ *
+ * DP-FedAvg (cfg.dp_noise > 0) is the streaming mean with every weight 1, Gaussian noise of
+ * deviation dp_noise x norm_bound added to the sum, and the round's expected count as the
+ * denominator (docs/PRIVACY.md). */
 #include "fl_strategy_impl.h"
 #include "fl_dp.h"
 #include "fl_error.h"
