@@ -76,6 +76,12 @@ int fl_coord_privacy_open(struct fl_coord *c)
         return FL_EINVAL;
     c->scfg.dp_noise = fl_privacy_noise(c->privacy);
     c->dp_spent = !fl_privacy_affords(c->privacy, ps.q, NULL); /* resumed with it spent */
+    if (ps.q < 1)
+        fl_log(FL_LOG_WARN, "privacy_sampling",
+               "planned_sampling_rate=%.6g reason=\"the accountant credits amplification by "
+               "Poisson sampling hidden from observers; fedtl selects a fixed number of "
+               "branches drawn from the federation's seed (docs/PRIVACY.md)\"",
+               ps.q);
     fl_log(FL_LOG_INFO, "privacy",
            "mechanism=dp-fedavg noise_multiplier=%.6g clip=%g budget_epsilon=%g delta=%g "
            "planned_rounds=%d planned_sampling_rate=%.6g spent_epsilon=%.6f chosen=%d spent=%d",
