@@ -4,13 +4,15 @@
  * (the spent budget is resumed, not reset); every round's (epsilon, delta) is in rounds.jsonl,
  * `fedtl status` and /metrics, and equals the accountant's (fl_dp, checked against published
  * figures in test_dp.c); a target epsilon alone chooses the noise for the planned rounds; the
- * coordinator's options refuse what breaks the analysis, naming both settings. */
+ * coordinator's options refuse what breaks the analysis, naming both settings; the account file
+ * resumes to the bit and a file that lies is refused by name. */
 #include <criterion/criterion.h>
 
 #include "fl_coord.h"
 #include "fl_dp.h"
 #include "fl_error.h"
 #include "fl_metrics.h"
+#include "fl_privacy.h"
 #include "fl_strategy.h"
 #include "fl_testutil.h"
 
@@ -317,4 +319,70 @@ Test(dp_e2e, metrics_carry_the_spent_budget)
     cr_assert_eq(strtod(strstr(text, "\nfedtl_dp_delta ") + 16, NULL), 1e-5);
     free(text);
     fl_metrics_destroy(&m);
+}
+
+/* ---- the accountant's state file (no processes) ---- */
+
+/* Spent, saved and resumed: the same epsilon to the bit and the same z; a target alone gets
+ * fl_dp_calibrate's z; a file that lies (another round, a negative or missing RDP, not JSON)
+ * is refused naming it. */
+Test(dp_e2e, the_account_file_resumes_exactly_and_refuses_a_bad_one)
+{
+    char *dir = fl_test_tmpdir("dpstate");
+    struct fl_privacy_settings ps = {
+        .noise = 1.5, .clip = 0.5, .epsilon = 0, .delta = 1e-5, .rounds = 20, .q = 0.3};
+    fl_privacy_t *p = fl_privacy_new(&ps, dir, 0);
+    cr_assert_not_null(p, "%s", fl_error_msg());
+    cr_assert_eq(fl_privacy_spend(p, 0.3), 0);
+    cr_assert_eq(fl_privacy_spend(p, 0.5), 0);
+    cr_assert_eq(fl_privacy_save(p, 2), 0, "%s", fl_error_msg());
+    double eps = fl_privacy_epsilon(p);
+    cr_assert_gt(eps, 0);
+    fl_privacy_destroy(&p);
+    ps.noise = 0; /* resumed: z comes from the file */
+    ps.epsilon = 100;
+    fl_privacy_t *q = fl_privacy_new(&ps, dir, 2);
+    cr_assert_not_null(q, "%s", fl_error_msg());
+    cr_assert_eq(fl_privacy_epsilon(q), eps);
+    cr_assert_eq(fl_privacy_noise(q), 1.5);
+    fl_privacy_destroy(&q);
+    /* fresh, with a target alone */
+    double z = 0;
+    ps.epsilon = 3;
+    cr_assert_eq(fl_dp_calibrate(3, 1e-5, 0.3, 20, &z), 0);
+    fl_privacy_t *c = fl_privacy_new(&ps, dir, 0);
+    cr_assert_not_null(c);
+    cr_assert_eq(fl_privacy_noise(c), z);
+    double after = 0;
+    cr_assert(fl_privacy_affords(c, 0.3, &after));
+    cr_assert_leq(after, 3, "one round of the planned 20 fits the budget");
+    for (int r = 0; r < 20; r++)
+        cr_assert_eq(fl_privacy_spend(c, 0.3), 0);
+    cr_assert_leq(fl_privacy_epsilon(c), 3, "the planned rounds fit");
+    cr_assert(!fl_privacy_affords(c, 0.3, &after) && after > 3, "a 21st does not");
+    fl_privacy_destroy(&c);
+    /* lies */
+    char *path = fl_test_path(dir, "privacy-2.state");
+    char *text = fl_test_slurp(path);
+    cr_assert_not_null(text);
+    const char *bad[] = {"{\"round\":3}", "not json", NULL, NULL};
+    char *neg = strdup(text), *at = strstr(neg, "\"rdp\":[");
+    cr_assert_not_null(at);
+    memmove(at + 8, at + 7, strlen(at + 7) + 1);
+    at[7] = '-'; /* the first order's RDP negative */
+    bad[2] = neg;
+    for (int i = 0; bad[i]; i++) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(bad[i], f);
+        fclose(f);
+        ps.noise = 1.5;
+        cr_assert_null(fl_privacy_new(&ps, dir, 2), "case %d accepted", i);
+        cr_assert(strstr(fl_error_msg(), "privacy-2.state"), "%s", fl_error_msg());
+    }
+    free(neg);
+    free(text);
+    free(path);
+    fl_test_rmtree(dir);
+    free(dir);
 }
