@@ -291,6 +291,11 @@ Test(fl_dp, noise_shares_sum_to_the_full_noise)
     }
     cr_assert_lt(fabs(sqrt(s8 / n) / (z * clip) - 1), 0.02, "%g", sqrt(s8 / n));
     cr_assert_lt(fabs(sqrt(s10 / n) / (z * clip * sqrt(10 / 8.0)) - 1), 0.02);
+    /* what the aggregator may account: z with 8 survivors, more with 10, less with 7 */
+    cr_assert_float_eq(fl_dp_share_noise(z, 8, 10, 2), z, 1e-12);
+    cr_assert_float_eq(fl_dp_share_noise(z, 10, 10, 2), z * sqrt(10 / 8.0), 1e-12);
+    cr_assert_lt(fl_dp_share_noise(z, 7, 10, 2), z);
+    cr_assert_eq(fl_dp_share_noise(z, 7, 10, 10), 0);
     float keep = share[0];
     cr_assert_eq(fl_dp_add_share(share, n, z, clip, 10, 10), FL_EINVAL);
     cr_assert_eq(fl_dp_add_share(share, n, 0, clip, 10, 0), FL_EINVAL);

@@ -288,6 +288,13 @@ int fl_dp_share_sigma(double z, double clip, uint32_t expected, uint32_t tolerat
     return 0;
 }
 
+double fl_dp_share_noise(double z, uint32_t survivors, uint32_t expected, uint32_t tolerated)
+{
+    if (!(z > 0 && isfinite(z)) || tolerated >= expected)
+        return 0;
+    return z * sqrt((double)survivors / (double)(expected - tolerated));
+}
+
 int fl_dp_add_share(float *delta, size_t n, double z, double clip, uint32_t expected,
                     uint32_t tolerated)
 {

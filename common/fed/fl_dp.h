@@ -77,6 +77,11 @@ double fl_dp_clip(float *delta, size_t n, double clip);
  * least: z * clip / sqrt(expected - tolerated). FL_EINVAL unless z > 0, clip > 0 and
  * tolerated < expected. */
 int fl_dp_share_sigma(double z, double clip, uint32_t expected, uint32_t tolerated, double *sigma);
+/* Distributed DP, at the aggregator: the noise multiplier the sum of `survivors` shares carries,
+ * z sqrt(survivors / (expected - tolerated)): at least z when survivors >= expected -
+ * tolerated; below it the round must not be released as a z-noisy one (discard it, or account
+ * it at this smaller multiplier). 0 for arguments fl_dp_share_sigma refuses. */
+double fl_dp_share_noise(double z, uint32_t survivors, uint32_t expected, uint32_t tolerated);
 /* Distributed DP, at a branch: add its share (fl_dp_share_sigma) to its clipped change (n
  * floats) before secure aggregation masks it. fl_dp_share_sigma's errors, delta unchanged. */
 int fl_dp_add_share(float *delta, size_t n, double z, double clip, uint32_t expected,
