@@ -75,7 +75,14 @@ int fl_coord_privacy_open(struct fl_coord *c)
     if (!(c->privacy = fl_privacy_new(&ps, c->cfg.state_dir, completed)))
         return FL_EINVAL;
     c->scfg.dp_noise = fl_privacy_noise(c->privacy);
-    c->dp_spent = !fl_privacy_affords(c->privacy, ps.q, NULL); /* resumed with it spent */
+    double first = 0;
+    c->dp_spent = !fl_privacy_affords(c->privacy, ps.q, &first); /* resumed with it spent */
+    if (c->dp_spent && completed == 0)
+        return fl_fail(
+            FL_EINVAL,
+            "--dp-noise %g spends epsilon %.4g (delta %g) in the first round at sampling "
+            "rate %.4g, above the budget --dp-epsilon %g: raise the noise or the budget",
+            fl_privacy_noise(c->privacy), first, c->cfg.dp_delta, ps.q, c->cfg.dp_epsilon);
     if (ps.q < 1)
         fl_log(FL_LOG_WARN, "privacy_sampling",
                "planned_sampling_rate=%.6g reason=\"the accountant credits amplification by "

@@ -223,6 +223,11 @@ Test(dp_e2e, a_budget_stops_the_federation_and_survives_a_restart)
     cr_assert_eq(s_restart("budget", "--dp-clip 0.5 --dp-noise 1 --dp-epsilon 10", &out), 1);
     cr_assert(strstr(out, "privacy-3.state") && strstr(out, "unknown"), "%s", out);
     free(out);
+    /* a noise that cannot pay for one round of a fresh federation is refused at once */
+    cr_assert_eq(unlink(s_file("budget", "state/global.fta")), 0);
+    cr_assert_eq(s_restart("budget", "--dp-clip 0.5 --dp-noise 0.2 --dp-epsilon 1", &out), 1);
+    cr_assert(strstr(out, "--dp-noise 0.2") && strstr(out, "--dp-epsilon 1"), "%s", out);
+    free(out);
 }
 
 /* A target epsilon of 5 over 3 planned rounds at sampling rate 1: the coordinator chooses
