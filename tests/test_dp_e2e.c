@@ -371,7 +371,10 @@ Test(dp_e2e, the_account_file_resumes_exactly_and_refuses_a_bad_one)
     char *text = fl_test_slurp(path);
     cr_assert_not_null(text);
     const char *bad[] = {"{\"round\":3}", "not json", NULL, NULL};
-    char *neg = strdup(text), *at = strstr(neg, "\"rdp\":[");
+    char *neg = calloc(strlen(text) + 2, 1), *at = NULL; /* room for one byte more */
+    cr_assert_not_null(neg);
+    memcpy(neg, text, strlen(text));
+    at = strstr(neg, "\"rdp\":[");
     cr_assert_not_null(at);
     memmove(at + 8, at + 7, strlen(at + 7) + 1);
     at[7] = '-'; /* the first order's RDP negative */
