@@ -3,6 +3,7 @@
  * ties them to the messages. */
 #include "fl_branch.h"
 #include "fl_basecache.h"
+#include "fl_branch_secagg.h"
 #include "fl_client_http.h"
 #include "fl_codec.h"
 #include "fl_error.h"
@@ -52,6 +53,7 @@ struct fl_branch {
     uint64_t progress_at;                 /* ms: last progress line */
     bool progress_tty;                    /* draw progress (stderr is a terminal) */
     fl_client_http_t *http;               /* --http /metrics (NULL: off) */
+    fl_branch_secagg_t *secagg;           /* tasks with secure aggregation answer through it */
 };
 
 static void s_hex12(const uint8_t hash[FL_HASH_BYTES], char out[FL_KEY_ID_LEN])
@@ -445,7 +447,9 @@ static int s_run_task(fl_branch_t *self, const Fedtl__RoundTask *t)
         fl_localtrain_run(self->local, &self->base, self->base_path, &task, &body, &body_len, &m);
     if (rc)
         return rc;
-    rc = s_send_update(self, t->round, body, body_len, &bytes);
+    rc = t->secure_aggregation ? fl_branch_secagg_answer(self->secagg, self->federation,
+                                                         self->run_id, t, body, body_len)
+                               : s_send_update(self, t->round, body, body_len, &bytes);
     sodium_memzero(body, body_len);
     free(body);
     double secs = (double)((uint64_t)fl_now_ms() - t0) / 1000.0;
@@ -509,6 +513,12 @@ static int s_dispatch(fl_branch_t *self, Fedtl__Envelope *env, uint64_t now)
         return s_on_final(self, env->final);
     case FEDTL__ENVELOPE__BODY_BYE:
         return s_on_bye(self, env->bye, now);
+    case FEDTL__ENVELOPE__BODY_SA_SETUP:
+    case FEDTL__ENVELOPE__BODY_SA_KEY_SET:
+    case FEDTL__ENVELOPE__BODY_SA_SHARE_SET:
+    case FEDTL__ENVELOPE__BODY_SA_SURVIVORS:
+    case FEDTL__ENVELOPE__BODY_SA_ABORT:
+        return fl_branch_secagg_recv(self->secagg, env);
     default:
         fl_log(FL_LOG_WARN, "bad_message", "msg=%d error=\"not one a coordinator sends\"",
                (int)env->body_case);
@@ -577,7 +587,8 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
         return FL_EIO;
     self->up = fl_uplink_new(self->id, self->cfg.insecure ? NULL : self->coord.box_pk,
                              self->cfg.coordinator);
-    if (!self->up || (self->cfg.http && !(self->http = fl_client_http_new(self->cfg.http)))) {
+    if (!self->up || !(self->secagg = fl_branch_secagg_new(self->id, self->up)) ||
+        (self->cfg.http && !(self->http = fl_client_http_new(self->cfg.http)))) {
         rc = FL_EIO;
         goto out_close;
     }
@@ -594,6 +605,7 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
     if (rc == 0)
         fl_uplink_linger(self->up, 500); /* let the Bye leave */
 out_close:
+    fl_branch_secagg_destroy(&self->secagg);
     fl_client_http_destroy(&self->http);
     fl_uplink_destroy(&self->up);
     fl_basecache_destroy(&self->cache);

@@ -239,6 +239,11 @@ int fl_uplink_hello(fl_uplink_t *self, uint64_t samples, const uint8_t *base_has
     return rc;
 }
 
+int fl_uplink_send(fl_uplink_t *self, Fedtl__Envelope *env, const char *what)
+{
+    return s_send(self, env, what, NULL);
+}
+
 int fl_uplink_heartbeat(fl_uplink_t *self, uint32_t round)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;

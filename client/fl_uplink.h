@@ -53,5 +53,7 @@ int fl_uplink_base_request(fl_uplink_t *self, const uint8_t base_hash[FL_HASH_BY
                            uint64_t offset, uint32_t credit);
 /* A sealed update; *bytes (may be NULL) gets the frame's size. */
 int fl_uplink_update(fl_uplink_t *self, const struct fl_sealed *sealed, size_t *bytes);
+/* Any other message (secure aggregation's); what names it in a failure's log line. */
+int fl_uplink_send(fl_uplink_t *self, Fedtl__Envelope *env, const char *what);
 
 #endif

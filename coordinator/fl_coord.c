@@ -163,6 +163,20 @@ static void s_on_message(struct fl_coord *c, const uint8_t *route, size_t route_
     case FEDTL__ENVELOPE__BODY_BYE:
         s_on_bye(c, route, route_len, peer, peer_len, env->bye);
         break;
+    case FEDTL__ENVELOPE__BODY_SA_KEYS:
+    case FEDTL__ENVELOPE__BODY_SA_SHARES:
+    case FEDTL__ENVELOPE__BODY_SA_MASKED:
+    case FEDTL__ENVELOPE__BODY_SA_CONSISTENCY:
+    case FEDTL__ENVELOPE__BODY_SA_REVEAL:
+        fl_ledger_traffic(c->ledger, bytes, 0);
+        if (c->secagg)
+            fl_coord_secagg_recv(c->secagg, peer, env);
+        else
+            fl_log(FL_LOG_WARN, "message_rejected", "peer=%s reason=\"secure aggregation is off\"",
+                   fl_round_find(c->round, peer, peer_len)
+                       ? fl_round_find(c->round, peer, peer_len)->id
+                       : "unknown");
+        break;
     default: {
         char id[FL_KEY_ID_LEN];
         fl_key_id(peer, id);
@@ -249,6 +263,8 @@ static int s_tick(struct fl_coord *c)
         before = fl_round_phase(c->round);
         rc = fl_round_tick(c->round, fl_now_ms());
         now = fl_round_phase(c->round);
+        if (rc == 0 && c->secagg)
+            fl_coord_secagg_tick(c->secagg, fl_now_ms());
     } while (rc == 0 && (now != before || (c->dp_spent && now == FL_ROUND_WAITING)) &&
              now != FL_ROUND_DONE);
     return rc;
@@ -373,6 +389,8 @@ static int s_open_state(struct fl_coord *c)
                                 .limits = &c->limits,
                                 .pool = c->pool,
                                 .personal_head = c->cfg.personal_head};
+    if (c->cfg.secure_aggregation && !(c->secagg = fl_coord_secagg_new(c)))
+        return FL_ENOMEM;
     if (!c->round || !(c->intake = fl_intake_new(&env)) ||
         !(c->basedist = fl_basedist_new(c->base.map, c->base.map_len, c->cfg.chunk_size,
                                         c->cfg.heartbeat_ms)))
@@ -397,6 +415,7 @@ static int s_open_sockets(struct fl_coord *c)
         return FL_EIO;
     if (!(c->router = fl_net_router(c->ctx, c->cfg.insecure ? NULL : c->id, c->cfg.endpoint)))
         return FL_EIO;
+    float clip = c->scfg.bound == FL_BOUND_FIXED ? (float)c->scfg.norm_bound : 0;
     struct fl_outbox_env env = {.router = c->router,
                                 .sessions = c->sessions,
                                 .run_id = c->run_id,
@@ -405,7 +424,8 @@ static int s_open_sockets(struct fl_coord *c)
                                 .base = &c->base,
                                 .base_sig = c->base_sig,
                                 .global = c->global,
-                                .prox_mu = (float)c->scfg.prox_mu};
+                                .prox_mu = (float)c->scfg.prox_mu,
+                                .secagg_norm_bound = clip};
     return (c->outbox = fl_outbox_new(&env)) ? 0 : FL_ENOMEM;
 }
 
@@ -469,6 +489,7 @@ void fl_coord_destroy(fl_coord_t **self_p)
         zmq_ctx_term(c->ctx);
     fl_outbox_destroy(&c->outbox);
     fl_basedist_destroy(&c->basedist);
+    fl_coord_secagg_destroy(&c->secagg);
     fl_intake_destroy(&c->intake);
     fl_round_destroy(&c->round);
     fl_session_destroy(&c->sessions);

@@ -79,6 +79,7 @@ struct fl_coord_config {
     double dp_clip;    /* DP-FedAvg: L2 bound C of each update's change */
     double dp_epsilon; /* DP-FedAvg: privacy budget (0: none) */
     double dp_delta;   /* and its delta */
+    bool secure_aggregation; /* SecAgg+: the coordinator learns only the sum of the updates */
 };
 
 /* Defaults for every field. */

@@ -6,6 +6,7 @@
 #include "fl_error.h"
 #include "fl_http.h"
 #include "fl_method.h"
+#include "fl_secagg.h"
 #include "fl_strategy.h"
 
 #include <math.h>
@@ -179,6 +180,11 @@ static const struct fl_option s_options[] = {
      .help = "plaintext transport, no CurveZMQ (the branches must be --insecure too)"},
     {"exit_when_done", .type = FL_OPTION_BOOL, C(exit_when_done), .def = "false",
      .help = "exit once the final adapter is sent"},
+    /* Secure aggregation */
+    {"secure_aggregation", .type = FL_OPTION_BOOL, C(secure_aggregation), .def = "false",
+     .group = "Secure aggregation (docs/SECURITY.md)",
+     .help = "SecAgg+: branches mask their updates so that the coordinator learns only their "
+             "weighted sum (fedavg and the server optimisers, with a fixed norm bound at most)"},
 };
 
 static const char *const s_sections[] = {"coordinator", "federation", "strategy", NULL};
@@ -265,6 +271,22 @@ int fl_coord_config_check(const struct fl_coord_config *c)
                        "--strategy %s with krum_f %u needs min_clients of at least 2f + 3 = %u "
                        "(min_clients is %d)",
                        sc.name, sc.krum_f, 2 * sc.krum_f + 3, c->min_clients);
+    if (c->secure_aggregation) {
+        if (c->dp_noise > 0 || c->dp_epsilon > 0)
+            return fl_fail(FL_EINVAL,
+                           "%s with --secure-aggregation: the coordinator sees only the sum, so "
+                           "DP-FedAvg's noise would have to come from the branches (distributed "
+                           "DP), which fedtl does not ask of them yet: give one or the other",
+                           c->dp_noise > 0 ? "--dp-noise" : "--dp-epsilon");
+        if ((rc = fl_secagg_strategy_check(&sc)) != 0)
+            return rc;
+        if (c->personal_head)
+            return fl_fail(FL_EINVAL, "secure aggregation: personal_head is not supported (each "
+                                      "branch's head would have to leave the sum)");
+        if (c->min_clients < 3)
+            return fl_fail(FL_EINVAL, "secure aggregation needs min_clients of at least 3 (the "
+                                      "sum of two reveals each to the other)");
+    }
     return 0;
 }
 

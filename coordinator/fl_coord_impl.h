@@ -27,6 +27,7 @@
 #include "fl_time.h"
 #include "fl_zap.h"
 #include "fl_coord_http.h"
+#include "fl_coord_secagg.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -62,6 +63,7 @@ struct fl_coord {
     fl_privacy_t *privacy;           /* DP-FedAvg's accountant, or NULL when DP is off */
     double dp_q;                     /* the open round's sampling rate: selected / eligible */
     bool dp_spent;                   /* the budget cannot pay for another round: stop */
+    fl_coord_secagg_t *secagg;       /* --secure-aggregation's state, or NULL */
 };
 
 /* What the round core asks the coordinator to do (fl_coord_rounds.c); its argument is the

@@ -247,7 +247,8 @@ static void s_ledger_line(struct fl_coord *c, const struct fl_round_info *info, 
                                  .server_accuracy = srv_acc,
                                  .server_loss = srv_loss,
                                  .duration_s = (fl_now_ms() - info->started_ms) / 1000.0,
-                                 .strategy = c->scfg.name};
+                                 .strategy = c->scfg.name,
+                                 .secagg = c->secagg ? fl_coord_secagg_record(c->secagg) : NULL};
     if (c->privacy) {
         lr.has_dp = true;
         lr.dp_epsilon = fl_privacy_epsilon(c->privacy);

@@ -392,6 +392,8 @@ void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r)
         cJSON_AddNumberToObject(line, "dp_noise_multiplier", r->dp_noise);
         s_add_fixed(line, "dp_sampling_rate", r->dp_q, 6);
     }
+    if (r->secagg)
+        cJSON_AddItemToObject(line, "secure_aggregation", cJSON_Duplicate(r->secagg, true));
     s_append(self, line);
     cJSON_Delete(self->last);
     self->last = line;

@@ -55,6 +55,7 @@ struct fl_ledger_round {
     double dp_delta;        /* at this delta */
     double dp_noise;        /* the noise multiplier */
     double dp_q;            /* this attempt's sampling rate (selected / eligible) */
+    const cJSON *secagg;    /* secure aggregation's record, as "secure_aggregation" (or NULL) */
 };
 
 /* What state.json says. */

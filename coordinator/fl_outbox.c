@@ -69,6 +69,11 @@ int fl_outbox_welcome(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], ui
     return s_send(self, key, &env);
 }
 
+int fl_outbox_envelope(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], Fedtl__Envelope *env)
+{
+    return s_send(self, key, env);
+}
+
 int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t round,
                    int64_t deadline_ms)
 {
@@ -88,6 +93,8 @@ int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint3
     t.deadline_ms = deadline_ms > 0 ? (uint64_t)deadline_ms : 0;
     t.proximal_mu = e->prox_mu;
     t.personal_head = e->cfg->personal_head;
+    t.secure_aggregation = e->cfg->secure_aggregation;
+    t.norm_bound = e->cfg->secure_aggregation ? e->secagg_norm_bound : 0;
     env.body_case = FEDTL__ENVELOPE__BODY_TASK;
     env.task = &t;
     return s_send(self, key, &env);

@@ -27,9 +27,14 @@ struct fl_outbox_env {
     const uint8_t *run_id;             /* this run's id (FL_RUN_ID_BYTES) */
     fl_global_t *global;               /* the adapter tasks and the final model carry */
     float prox_mu;                     /* FedProx's mu every task carries (0: off) */
+    float secagg_norm_bound;           /* secure aggregation: the branches' own clip (0: off) */
 };
 
 typedef struct fl_outbox fl_outbox_t;
+
+/* Send env (a secure-aggregation message) to the branch with this key. */
+int fl_outbox_envelope(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES],
+                       Fedtl__Envelope *env);
 
 /* NULL when out of memory. */
 fl_outbox_t *fl_outbox_new(const struct fl_outbox_env *env);

@@ -69,3 +69,33 @@ void fuzz_coord_identity(struct fl_identity *id)
 {
     s_identity(id, 0xC0, "fuzz-coordinator");
 }
+
+void fuzz_secagg_identity(struct fl_identity *id, int i)
+{
+    s_identity(id, (uint8_t)(0xB7 + i), i ? "fuzz-secagg-branch" : "fuzz-branch");
+}
+
+void fuzz_secagg_params(struct fl_secagg_params *p, uint8_t keys[FUZZ_SECAGG_N][FL_SIGN_PK_BYTES])
+{
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < FUZZ_SECAGG_N; i++) {
+        struct fl_identity id;
+        fuzz_secagg_identity(&id, i);
+        memcpy(keys[i], id.sign_pk, FL_SIGN_PK_BYTES);
+    }
+    p->n = FUZZ_SECAGG_N;
+    p->branches = keys;
+    memset(p->graph_seed, 0x5E, sizeof p->graph_seed);
+    p->degree = 2;
+    p->threshold = 2;
+    p->fixed = FL_SECAGG_FIXED_DEFAULT;
+    p->length = FUZZ_SECAGG_LENGTH;
+}
+
+void fuzz_secagg_ctx(struct fl_secagg_ctx *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->federation = FUZZ_FEDERATION;
+    memcpy(ctx->run_id, FUZZ_RUN_ID, FL_RUN_ID_BYTES);
+    ctx->round = FUZZ_ROUND;
+}

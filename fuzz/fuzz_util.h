@@ -5,6 +5,7 @@
 #define FUZZ_UTIL_H
 
 #include "fl_keys.h"
+#include "fl_secagg.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +37,21 @@ void fuzz_fix_hash(uint8_t *buf, size_t len);
  * Plain memory (not sodium_malloc): these keys are public test fixtures. */
 void fuzz_branch_identity(struct fl_identity *id);
 void fuzz_coord_identity(struct fl_identity *id);
+
+/* Secure aggregation's fixture: FUZZ_SECAGG_N branches, branch 0 being fuzz_branch_identity
+ * and the others from their own fixed seeds, and the round they take part in (degree 2,
+ * threshold 2, the default encoding, FUZZ_SECAGG_LENGTH values, a fixed graph seed).
+ * fuzz_secagg_params fills p with branches pointing into keys. */
+#define FUZZ_SECAGG_N      3
+#define FUZZ_SECAGG_LENGTH 4
+void fuzz_secagg_identity(struct fl_identity *id, int i);
+void fuzz_secagg_params(struct fl_secagg_params *p, uint8_t keys[FUZZ_SECAGG_N][FL_SIGN_PK_BYTES]);
+void fuzz_secagg_ctx(struct fl_secagg_ctx *ctx);
+
+/* How make_corpus writes a seed: OUT_DIR/target/name. */
+typedef void(corpus_write_fn)(const char *target, const char *name, const void *buf, size_t len);
+/* The wire corpus's secure-aggregation frames (corpus_secagg.c), written through write. */
+void corpus_secagg(corpus_write_fn *write);
 
 /* make_corpus's tiny graph base (corpus_graph.c): x [1,6,6] -> Conv 3x3 -> Relu -> Add (+ x)
  * -> GlobalAveragePool -> Flatten -> Gemm [3, 2], written to OUT_DIR/base/graph-tiny.ftm; 0 or

@@ -5,11 +5,16 @@
  * the key it names and with the fixture branch key, fl_open_update with the fixture
  * coordinator key on a 2-thread pool, fl_wire_decode_body, fl_adapter_unpack). The same bytes are
  * also read as an UpdateBody (a second interpretation) and its adapter unpacked. Adapters that fail
- * only their content hash are unpacked again with the hash fixed, to reach the code behind it. */
+ * only their content hash are unpacked again with the hash fixed, to reach the code behind it.
+ * A secure-aggregation message goes to the fixture round's coordinator core as from branch 0
+ * (fl_secagg_server_recv) and to branch 0's core: a SecAggSetup to a fresh one, anything else
+ * to one that took the fixture's setup and its input (fl_secagg_client_recv). */
 #include "fl_codec.h"
 #include "fl_error.h"
 #include "fl_modelfile.h"
 #include "fl_seal.h"
+#include "fl_secagg_client.h"
+#include "fl_secagg_server.h"
 #include "fuzz_util.h"
 
 #include <stdbool.h>
@@ -18,13 +23,73 @@
 #include <string.h>
 
 static struct fl_identity s_branch, s_coord;
+static uint8_t s_sa_keys[FUZZ_SECAGG_N][FL_SIGN_PK_BYTES];
+static struct fl_secagg_params s_sa_params; /* the fixture round */
+static struct fl_secagg_ctx s_sa_ctx;       /* its context */
+static uint8_t *s_sa_setup;                 /* its SecAggSetup frame */
+static size_t s_sa_setup_len;               /* the frame's bytes */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     fuzz_branch_identity(&s_branch);
     fuzz_coord_identity(&s_coord);
+    fuzz_secagg_params(&s_sa_params, s_sa_keys);
+    fuzz_secagg_ctx(&s_sa_ctx);
+    ProtobufCBinaryData keys[FUZZ_SECAGG_N];
+    Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
+    Fedtl__SecAggSetup m = FEDTL__SEC_AGG_SETUP__INIT;
+    fl_secagg_params_put(&s_sa_params, s_sa_ctx.round, &m, keys);
+    env.body_case = FEDTL__ENVELOPE__BODY_SA_SETUP;
+    env.sa_setup = &m;
+    if (fl_wire_encode(&env, &s_sa_setup, &s_sa_setup_len) != 0)
+        abort();
     return 0;
+}
+
+/* What the cores send is encoded (the programs' path) and dropped. */
+static int s_sa_discard(void *arg, Fedtl__Envelope *env)
+{
+    (void)arg;
+    uint8_t *buf;
+    size_t len;
+    if (fl_wire_encode(env, &buf, &len) != 0)
+        abort();
+    free(buf);
+    return 0;
+}
+
+static void s_sa_srv_discard(void *arg, uint32_t branch, Fedtl__Envelope *env)
+{
+    (void)branch;
+    s_sa_discard(arg, env);
+}
+
+/* A secure-aggregation message to both cores of the fixture round. */
+static void s_secagg(const Fedtl__Envelope *env)
+{
+    struct fl_secagg_server_ops sops = {.send = s_sa_srv_discard};
+    fl_secagg_server_t *srv = fl_secagg_server_new(&s_sa_ctx, &s_sa_params, &sops, NULL);
+    if (!srv || fl_secagg_server_start(srv) != 0)
+        abort();
+    (void)fl_secagg_server_recv(srv, 0, env);
+    fl_secagg_server_destroy(&srv);
+
+    struct fl_secagg_client_ops cops = {.send = s_sa_discard};
+    fl_secagg_client_t *cl = fl_secagg_client_new(&s_branch, &s_sa_ctx, &cops, NULL);
+    if (!cl)
+        abort();
+    if (env->body_case != FEDTL__ENVELOPE__BODY_SA_SETUP) {
+        static const float x[FUZZ_SECAGG_LENGTH] = {0.25f, -0.5f, 1.0f, 0.0f};
+        Fedtl__Envelope *setup;
+        if (fl_wire_decode(s_sa_setup, s_sa_setup_len, &setup) != 0 ||
+            fl_secagg_client_recv(cl, setup) != 0 ||
+            fl_secagg_client_input(cl, x, FUZZ_SECAGG_LENGTH, 10) != 0)
+            abort();
+        fl_wire_free(&setup);
+    }
+    (void)fl_secagg_client_recv(cl, env);
+    fl_secagg_client_destroy(&cl);
 }
 
 /* Unpack adapter bytes as received, then (if only the hash was wrong) with the hash fixed. */
@@ -129,6 +194,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             s_adapter(env->final->adapter.data, env->final->adapter.len);
             break;
         default:
+            if (env->body_case >= FEDTL__ENVELOPE__BODY_SA_SETUP &&
+                env->body_case <= FEDTL__ENVELOPE__BODY_SA_ABORT)
+                s_secagg(env);
             break;
         }
         fl_wire_free(&env);

@@ -610,10 +610,10 @@ int main(int argc, char **argv)
         s_write("adapter", methods[i].file, bytes[i], lens[i]);
     }
     s_wire(bf.hash, bytes[0], lens[0], bytes[1], lens[1]);
+    corpus_secagg(s_write);
     for (int i = 0; i < 4; i++)
         free(bytes[i]);
     fl_base_close(&bf);
-
     s_idx();
     s_texts_write();
     return 0;

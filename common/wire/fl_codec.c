@@ -1,6 +1,7 @@
 /* fl_codec: protobuf-c encoding of the federation protocol (proto/fedtl_wire.proto), with
  * the size limits checked before parsing and every decoded field's length checked after. */
 #include "fl_codec.h"
+#include "fl_codec_secagg.h"
 #include "fl_error.h"
 #include "fl_protobuf.h"
 
@@ -92,7 +93,7 @@ static int s_wire_check(const Fedtl__Envelope *e)
             return fl_fail(FL_EFORMAT, "challenge: bad nonce or federation");
         return 0;
     default:
-        return fl_fail(FL_EFORMAT, "unknown message type %d", (int)e->body_case);
+        return fl_wire_secagg_check(e); /* or "unknown message type" */
     }
 }
 
@@ -104,6 +105,7 @@ static int s_wire_check(const Fedtl__Envelope *e)
 #define S_ENV_SLACK  (4u << 10) /* an Envelope's own bytes around a large body */
 #define S_MAX_FIELDS 64         /* fields in the Envelope or in its body (each has <= 10) */
 #define S_BUDGET_PAD (64u << 10) /* what a decode may allocate beyond the frame's own size */
+#define S_FIELD_COST 128         /* and per field of a body allowed more than S_MAX_FIELDS */
 
 /* A varint at *p (advanced past it); false when truncated or longer than 10 bytes. */
 static bool s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -174,7 +176,7 @@ static size_t s_type_max(uint64_t body)
     case FEDTL__ENVELOPE__BODY_UPDATE:
         return FL_ADAPTER_MAX_BYTES + FL_WIRE_SEAL_SLACK + S_ENV_SLACK;
     default:
-        return 0;
+        return fl_wire_secagg_type_max(body); /* 0: no such type */
     }
 }
 
@@ -192,10 +194,17 @@ static int s_count_fields(const uint8_t *p, const uint8_t *end, int max)
     return n;
 }
 
+/* The most fields a body may hold: secure aggregation's lists may hold more than S_MAX_FIELDS. */
+static int s_body_fields(uint64_t type)
+{
+    int n = fl_wire_secagg_max_fields(type);
+    return n > S_MAX_FIELDS ? n : S_MAX_FIELDS;
+}
+
 /* The Envelope's shape checked from its bytes, before protobuf-c allocates anything: one body
  * of a known type, the frame within that type's limit, few fields at both levels. So a Hello
  * of 60 MiB or a frame of millions of unknown fields is refused at the cost of a scan. */
-static int s_wire_prescan(const uint8_t *buf, size_t len)
+static int s_wire_prescan(const uint8_t *buf, size_t len, uint64_t *type_out)
 {
     const uint8_t *p = buf, *end = buf + len, *body = NULL;
     size_t body_len = 0;
@@ -226,9 +235,11 @@ static int s_wire_prescan(const uint8_t *buf, size_t len)
     if (len > s_type_max(type))
         return fl_fail(FL_ERANGE, "message type %d in a frame of %zu bytes (its limit is %zu)",
                        (int)type, len, s_type_max(type));
-    if (s_count_fields(body, body + body_len, S_MAX_FIELDS) < 0)
+    int max_fields = s_body_fields(type);
+    if (s_count_fields(body, body + body_len, max_fields) < 0)
         return fl_fail(FL_EFORMAT, "message type %d: malformed, or more than %d fields", (int)type,
-                       S_MAX_FIELDS);
+                       max_fields);
+    *type_out = type;
     return 0;
 }
 
@@ -269,11 +280,14 @@ int fl_wire_decode(const uint8_t *buf, size_t len, Fedtl__Envelope **env)
     if (len > FL_WIRE_MAX_MSG)
         return fl_fail(FL_ERANGE, "frame of %zu bytes exceeds the %u-byte limit", len,
                        FL_WIRE_MAX_MSG);
-    int rc = s_wire_prescan(buf, len);
+    uint64_t type = 0;
+    int rc = s_wire_prescan(buf, len, &type);
     if (rc)
         return rc;
-    struct s_budget budget;
-    ProtobufCAllocator a = s_budget_allocator(&budget, len);
+    struct s_budget budget; /* each field of a long list costs protobuf-c a struct or pointer */
+    int fields = s_body_fields(type);
+    ProtobufCAllocator a = s_budget_allocator(
+        &budget, len + (fields > S_MAX_FIELDS ? (size_t)fields * S_FIELD_COST : 0));
     Fedtl__Envelope *e = fedtl__envelope__unpack(&a, len, buf);
     if (!e)
         return fl_fail(FL_EFORMAT, "malformed protobuf frame (%zu bytes)", len);

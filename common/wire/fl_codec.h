@@ -19,6 +19,8 @@
 /* Largest frame accepted (also ZMQ_MAXMSGSIZE): an update of the largest adapter. */
 #define FL_WIRE_MAX_MSG   (FL_ADAPTER_MAX_BYTES + (128u << 10))
 #define FL_WIRE_MAX_CHUNK (4u << 20) /* largest base chunk */
+/* Most words a masked input (SecAggMasked) may carry: 8 bytes each within an update's limit. */
+#define FL_WIRE_SECAGG_MAX_WORDS (FL_ADAPTER_MAX_BYTES / 8)
 
 /* Decode one frame into *env (free with fl_wire_free). Before parsing, the frame's bytes are
  * scanned without allocating: one body of a known type, the frame within that type's limit

@@ -1,0 +1,262 @@
+/* fl_coord_secagg: the coordinator's secure aggregation, one fl_secagg_server per round attempt. */
+#include "fl_coord_secagg.h"
+#include "fl_coord_impl.h"
+#include "fl_secagg_server.h"
+
+#define S_KEYS_SHARE  0.6 /* of the round's deadline: training, then the keys */
+#define S_PHASE_SHARE 0.1 /* and each later phase */
+
+struct fl_coord_secagg {
+    struct fl_coord *c;         /* the coordinator (borrowed) */
+    fl_secagg_server_t *srv;    /* the current attempt's, or NULL */
+    int64_t started_ms;         /* the attempt it serves (fl_round_info.started_ms) */
+    uint32_t round;             /* its round */
+    struct fl_secagg_params p;  /* its parameters (roster owned) */
+    enum fl_secagg_phase phase; /* the server's phase when phase_end was set */
+    int64_t phase_end;          /* when that phase is closed at the latest (ms) */
+    bool finished;              /* the outcome went to the round core */
+    cJSON *record;              /* the attempt's ledger record */
+};
+
+fl_coord_secagg_t *fl_coord_secagg_new(struct fl_coord *c)
+{
+    fl_coord_secagg_t *self = calloc(1, sizeof *self);
+    if (self)
+        self->c = c;
+    return self;
+}
+
+static void s_reset(fl_coord_secagg_t *self)
+{
+    fl_secagg_server_destroy(&self->srv);
+    free(self->p.branches);
+    self->p.branches = NULL;
+    cJSON_Delete(self->record);
+    self->record = NULL;
+    self->finished = false;
+}
+
+void fl_coord_secagg_destroy(fl_coord_secagg_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    s_reset(*self_p);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+static void s_record(fl_coord_secagg_t *self);
+
+const cJSON *fl_coord_secagg_record(fl_coord_secagg_t *self)
+{
+    if (self->srv && !self->finished)
+        s_record(self); /* the round ended first: where the protocol stood */
+    return self->record;
+}
+
+static void s_send(void *arg, uint32_t branch, Fedtl__Envelope *env)
+{
+    fl_coord_secagg_t *self = arg;
+    fl_outbox_envelope(self->c->outbox, self->p.branches[branch], env);
+}
+
+/* Values in the global adapter: the length of every input. */
+static size_t s_length(struct fl_coord *c)
+{
+    const struct fl_adapter_file *g = fl_global_adapter(c->global);
+    size_t n = 0;
+    for (size_t t = 0; t < g->ntensors; t++)
+        n += fl_tensor_numel(&g->tensors[t]);
+    return n;
+}
+
+/* The attempt's record: how far each phase got, and who left when. */
+static void s_record(fl_coord_secagg_t *self)
+{
+    static const char *const after[] = {"setup",        "keys",        "shares",
+                                        "masked_input", "consistency", "reveal"};
+    cJSON_Delete(self->record);
+    cJSON *o = self->record = cJSON_CreateObject(), *dropped = cJSON_CreateArray();
+    if (!o || !dropped) {
+        cJSON_Delete(dropped);
+        return;
+    }
+    enum fl_secagg_phase ph = fl_secagg_server_phase(self->srv);
+    cJSON_AddStringToObject(o, "phase", fl_secagg_phase_name(ph));
+    cJSON_AddNumberToObject(o, "selected", self->p.n);
+    cJSON_AddNumberToObject(o, "degree", self->p.degree);
+    cJSON_AddNumberToObject(o, "threshold", self->p.threshold);
+    cJSON_AddNumberToObject(o, "inputs",
+                            fl_secagg_server_answered(self->srv, FL_SECAGG_PHASE_MASKED));
+    const uint64_t *sum = fl_secagg_server_sum(self->srv);
+    if (sum)
+        fl_json_add_u64(o, "total_weight", sum[self->p.length]);
+    if (ph == FL_SECAGG_PHASE_ABORTED)
+        cJSON_AddNumberToObject(o, "abort_code", fl_secagg_server_abort_code(self->srv));
+    for (uint32_t i = 0; i < self->p.n; i++) {
+        int got = fl_secagg_server_progress(self->srv, i);
+        if (got == 5)
+            continue;
+        cJSON *d = cJSON_CreateObject();
+        char id[FL_KEY_ID_LEN];
+        fl_key_id(self->p.branches[i], id);
+        const struct fl_round_branch *b =
+            fl_round_find(self->c->round, self->p.branches[i], FL_SIGN_PK_BYTES);
+        cJSON_AddStringToObject(d, "id", id);
+        cJSON_AddStringToObject(d, "branch", b ? b->name : "?");
+        cJSON_AddStringToObject(d, "after", after[got]);
+        cJSON_AddBoolToObject(d, "in_sum", sum && fl_secagg_server_survived(self->srv, i));
+        cJSON_AddItemToArray(dropped, d);
+    }
+    cJSON_AddItemToObject(o, "dropped", dropped);
+}
+
+/* A round attempt started: its secure aggregation among the branches it selected. */
+static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, int64_t now)
+{
+    struct fl_coord *c = self->c;
+    s_reset(self);
+    self->started_ms = info->started_ms;
+    self->round = info->round;
+    size_t nb = fl_round_nbranches(c->round);
+    self->p.branches = malloc((nb ? nb : 1) * FL_SIGN_PK_BYTES);
+    self->p.n = 0;
+    for (size_t i = 0; self->p.branches && i < nb; i++) {
+        const struct fl_round_branch *b = fl_round_branch_at(c->round, i);
+        if (fl_round_busy(c->round, b))
+            memcpy(self->p.branches[self->p.n++], b->key, FL_SIGN_PK_BYTES);
+    }
+    randombytes_buf(self->p.graph_seed, sizeof self->p.graph_seed);
+    self->p.degree = fl_secagg_degree(self->p.n);
+    self->p.threshold = fl_secagg_threshold(self->p.degree);
+    self->p.fixed = FL_SECAGG_FIXED_DEFAULT;
+    if (c->cfg.max_samples < self->p.fixed.max_weight)
+        self->p.fixed.max_weight = (uint32_t)c->cfg.max_samples;
+    self->p.length = s_length(c);
+    struct fl_secagg_ctx ctx = {.federation = c->cfg.federation, .round = info->round};
+    memcpy(ctx.run_id, c->run_id, FL_RUN_ID_BYTES);
+    struct fl_secagg_server_ops ops = {.send = s_send};
+    char reason[512];
+    if (!self->p.branches || !(self->srv = fl_secagg_server_new(&ctx, &self->p, &ops, self)) ||
+        fl_secagg_server_start(self->srv) != 0) {
+        fl_log(FL_LOG_ERROR, "secagg_failed", "round=%u selected=%u reason=%s", info->round,
+               self->p.n, fl_log_str(fl_error_msg(), reason, sizeof reason));
+        fl_secagg_server_destroy(&self->srv);
+        return; /* the attempt falls short at its deadline */
+    }
+    self->phase = FL_SECAGG_PHASE_KEYS;
+    self->phase_end = now + (int64_t)(c->cfg.deadline_s * 1000 * S_KEYS_SHARE);
+    fl_log(FL_LOG_INFO, "secagg_start", "round=%u selected=%u degree=%u threshold=%u values=%llu",
+           info->round, self->p.n, self->p.degree, self->p.threshold,
+           (unsigned long long)self->p.length);
+}
+
+/* The sum is known: the weighted mean change, added to the global adapter, is the round's one
+ * update, with the total weight. 0, or an FL_E code (logged by the caller). */
+static int s_add_update(fl_coord_secagg_t *self)
+{
+    struct fl_coord *c = self->c;
+    const struct fl_adapter_file *g = fl_global_adapter(c->global);
+    float *mean = malloc((self->p.length ? self->p.length : 1) * sizeof *mean);
+    struct fl_tensor *upd = calloc(g->ntensors ? g->ntensors : 1, sizeof *upd);
+    uint64_t total = 0;
+    int rc = !mean || !upd ? FL_ENOMEM : 0;
+    if (rc == 0)
+        rc = fl_secagg_fixed_decode(&self->p.fixed, fl_secagg_server_sum(self->srv), self->p.length,
+                                    mean, &total);
+    size_t off = 0, made = 0;
+    for (; rc == 0 && made < g->ntensors; made++) {
+        if ((rc = fl_tensor_copy(&upd[made], &g->tensors[made])) != 0)
+            break;
+        size_t n = fl_tensor_numel(&upd[made]);
+        for (size_t v = 0; v < n; v++)
+            upd[made].data[v] += mean[off + v];
+        off += n;
+    }
+    if (rc == 0)
+        rc = fl_strategy_add(c->strategy, upd, g->ntensors, (double)total, "secure-aggregate");
+    for (size_t t = 0; t < made; t++)
+        fl_tensor_free(&upd[t]);
+    free(upd);
+    free(mean);
+    return rc;
+}
+
+/* The attempt ended (sum or abort): every selected branch has answered; those in the sum are
+ * the round's accepted updates (none when it aborted or the sum could not be used). */
+static void s_finish(fl_coord_secagg_t *self)
+{
+    struct fl_coord *c = self->c;
+    enum fl_secagg_phase ph = fl_secagg_server_phase(self->srv);
+    char reason[512];
+    int rc = ph == FL_SECAGG_PHASE_DONE ? s_add_update(self) : FL_ERANGE;
+    if (ph == FL_SECAGG_PHASE_DONE && rc != 0)
+        fl_log(FL_LOG_ERROR, "secagg_sum_unusable", "round=%u reason=%s", self->round,
+               fl_log_str(fl_error_msg(), reason, sizeof reason));
+    uint32_t inputs = 0;
+    for (uint32_t i = 0; i < self->p.n; i++) {
+        fl_round_answered(c->round, self->p.branches[i]);
+        if (rc == 0 && fl_secagg_server_survived(self->srv, i)) {
+            fl_round_accept(c->round, self->p.branches[i], FL_SIGN_PK_BYTES, self->round);
+            inputs++;
+        }
+    }
+    s_record(self);
+    self->finished = true;
+    fl_log(ph == FL_SECAGG_PHASE_DONE ? FL_LOG_INFO : FL_LOG_WARN, "secagg_end",
+           "round=%u phase=%s selected=%u inputs=%u revealed=%u abort_code=%d", self->round,
+           fl_secagg_phase_name(ph), self->p.n, inputs,
+           fl_secagg_server_answered(self->srv, FL_SECAGG_PHASE_REVEAL),
+           fl_secagg_server_abort_code(self->srv));
+}
+
+/* After the server moved: a new phase gets its deadline; the end goes to the round core. */
+static void s_check(fl_coord_secagg_t *self, int64_t now)
+{
+    enum fl_secagg_phase ph = fl_secagg_server_phase(self->srv);
+    if (ph == self->phase)
+        return;
+    self->phase = ph;
+    if (ph == FL_SECAGG_PHASE_DONE || ph == FL_SECAGG_PHASE_ABORTED) {
+        s_finish(self);
+        return;
+    }
+    self->phase_end = now + (int64_t)(self->c->cfg.deadline_s * 1000 * S_PHASE_SHARE);
+    fl_log(FL_LOG_INFO, "secagg_phase", "round=%u phase=%s answered_before=%u", self->round,
+           fl_secagg_phase_name(ph), fl_secagg_server_answered(self->srv, ph - 1));
+}
+
+void fl_coord_secagg_tick(fl_coord_secagg_t *self, int64_t now)
+{
+    struct fl_coord *c = self->c;
+    const struct fl_round_info *info = fl_round_info(c->round);
+    if (fl_round_phase(c->round) != FL_ROUND_RUNNING)
+        return;
+    if (!self->p.branches || info->started_ms != self->started_ms) {
+        s_begin(self, info, now);
+        return;
+    }
+    if (self->srv && !self->finished && now >= self->phase_end) {
+        fl_log(FL_LOG_INFO, "secagg_timeout", "round=%u phase=%s", self->round,
+               fl_secagg_phase_name(self->phase));
+        fl_secagg_server_timeout(self->srv);
+        s_check(self, now);
+    }
+}
+
+void fl_coord_secagg_recv(fl_coord_secagg_t *self, const uint8_t key[FL_SIGN_PK_BYTES],
+                          const Fedtl__Envelope *env)
+{
+    char id[FL_KEY_ID_LEN], reason[512];
+    fl_key_id(key, id);
+    int i = self->srv && !self->finished ? fl_secagg_index(&self->p, key) : -1;
+    int rc = i < 0 ? fl_fail(FL_EINVAL, "no secure aggregation of this branch is open")
+                   : fl_secagg_server_recv(self->srv, (uint32_t)i, env);
+    if (rc) {
+        fl_log(FL_LOG_WARN, "secagg_refused", "peer=%s msg=%d error=%s reason=%s", id,
+               (int)env->body_case, fl_strerror(rc),
+               fl_log_str(fl_error_msg(), reason, sizeof reason));
+        return;
+    }
+    s_check(self, fl_now_ms());
+}
