@@ -258,12 +258,15 @@ static int s_tick(struct fl_coord *c)
     enum fl_round_phase before, now;
     int rc;
     do {
+        if (c->dp_spent)
+            fl_round_stop(c->round); /* the privacy budget is spent */
         before = fl_round_phase(c->round);
         rc = fl_round_tick(c->round, fl_now_ms());
         now = fl_round_phase(c->round);
         if (rc == 0 && c->secagg)
             fl_coord_secagg_tick(c->secagg, fl_now_ms());
-    } while (rc == 0 && now != before && now != FL_ROUND_DONE);
+    } while (rc == 0 && (now != before || (c->dp_spent && now == FL_ROUND_WAITING)) &&
+             now != FL_ROUND_DONE);
     return rc;
 }
 
@@ -336,8 +339,8 @@ static int s_open_state(struct fl_coord *c)
         fl_base_read(c->cfg.base, &c->base) != 0 ||
         fl_sign_base(c->id, c->base.hash, c->base_sig) != 0 ||
         fl_coord_config_strategy(&c->cfg, &c->scfg) != 0 ||
-        !(c->strategy = fl_strategy_new(&c->scfg)) ||
-        !(c->global = fl_global_new(&c->cfg, &c->base, c->pool)))
+        !(c->global = fl_global_new(&c->cfg, &c->base, c->pool)) || fl_coord_privacy_open(c) != 0 ||
+        !(c->strategy = fl_strategy_new(&c->scfg)))
         return FL_EINVAL;
     fl_strategy_set_pool(c->strategy, c->pool);
     fl_strategy_config_str(&c->scfg, c->strategy_desc, sizeof c->strategy_desc);
@@ -445,6 +448,8 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg, fl_pool_t *pool)
     fl_error_set("%s", "");
     if (s_open_state(c) != 0 || s_open_sockets(c) != 0 || fl_coord_http_open(c) != 0)
         goto out_destroy;
+    if (c->privacy && fl_privacy_epsilon(c->privacy) > 0) /* resumed: what is already spent */
+        fl_metrics_privacy(c->metrics, fl_privacy_epsilon(c->privacy), c->cfg.dp_delta);
     struct fl_strategy_state st;
     fl_strategy_get_state(c->strategy, &st);
     char hex[2 * FL_HASH_BYTES + 1], fed[2 * FL_NODE_NAME_MAX + 8], ep[600], strat[600];
@@ -491,6 +496,7 @@ void fl_coord_destroy(fl_coord_t **self_p)
     fl_ledger_destroy(&c->ledger);
     fl_global_destroy(&c->global);
     fl_strategy_destroy(&c->strategy);
+    fl_privacy_destroy(&c->privacy);
     fl_base_close(&c->base);
     fl_allowlist_destroy(&c->allow);
     fl_identity_destroy(&c->id);

@@ -77,7 +77,11 @@ struct fl_coord_config {
     bool insecure;            /* plaintext transport */
     bool exit_when_done;      /* exit after the final adapter is sent */
     int threads;              /* size of the pool main makes for the coordinator (0: every core) */
-    bool secure_aggregation;  /* SecAgg+: the coordinator learns only the sum of the updates */
+    double dp_noise;   /* DP-FedAvg: noise multiplier z (0: none, or chosen from dp_epsilon) */
+    double dp_clip;    /* DP-FedAvg: L2 bound C of each update's change */
+    double dp_epsilon; /* DP-FedAvg: privacy budget (0: none) */
+    double dp_delta;   /* and its delta */
+    bool secure_aggregation; /* SecAgg+: the coordinator learns only the sum of the updates */
 };
 
 /* Defaults for every field. */

@@ -138,6 +138,18 @@ static const struct fl_option s_options[] = {
     {"norm_bound", SREAL(norm_bound), .help = "clip each update's change to this L2 norm"},
     {"norm_bound_median", TEXT, C(norm_bound_median), .validate = s_real, .metavar = "K",
      .help = "or to K times the round's median change norm"},
+    /* Differential privacy */
+    {"dp_noise", REAL(0, 1e6), C(dp_noise), .def = "0", .metavar = "Z",
+     .group = "Differential privacy (DP-FedAvg, docs/PRIVACY.md)",
+     .help = "noise multiplier: Gaussian noise of deviation Z x dp_clip on the sum of the round's "
+             "updates (0: none, or chosen from dp_epsilon)"},
+    {"dp_clip", REAL(0, 1e30), C(dp_clip), .def = "0", .metavar = "C",
+     .help = "clip each update's change to this L2 norm (needed with dp_noise or dp_epsilon)"},
+    {"dp_epsilon", REAL(0, 1e6), C(dp_epsilon), .def = "0", .metavar = "EPS",
+     .help = "privacy budget: the federation stops before a round would spend more; without "
+             "dp_noise the noise is chosen to last the planned rounds (0: no budget)"},
+    {"dp_delta", REAL(0, 0.1), C(dp_delta), .def = "1e-5", .metavar = "DELTA",
+     .help = "the delta of the (epsilon, delta) reported and budgeted, > 0"},
     /* Personalisation */
     {"personal_head", .type = FL_OPTION_BOOL, C(personal_head), .def = "false",
      .group = "Personalisation (sent to the branches)",
@@ -265,6 +277,12 @@ int fl_coord_config_check(const struct fl_coord_config *c)
                        "(min_clients is %d)",
                        sc.name, sc.krum_f, 2 * sc.krum_f + 3, c->min_clients);
     if (c->secure_aggregation) {
+        if (c->dp_noise > 0 || c->dp_epsilon > 0)
+            return fl_fail(FL_EINVAL,
+                           "%s with --secure-aggregation: the coordinator sees only the sum, so "
+                           "DP-FedAvg's noise would have to come from the branches (distributed "
+                           "DP), which fedtl does not ask of them yet: give one or the other",
+                           c->dp_noise > 0 ? "--dp-noise" : "--dp-epsilon");
         if ((rc = fl_secagg_strategy_check(&sc)) != 0)
             return rc;
         if (c->personal_head)
@@ -414,6 +432,47 @@ static int s_apply_rule(const struct fl_coord_config *c, struct fl_strategy_conf
     return 0;
 }
 
+/* DP-FedAvg's settings: a fixed bound (dp_clip, which norm_bound may only repeat) on the mean,
+ * and noise or a budget. out->dp_noise stays 0 when the noise is to be chosen from the budget
+ * (fl_privacy, at start-up). */
+static int s_apply_dp(const struct fl_coord_config *c, struct fl_strategy_config *out)
+{
+    char what[128];
+    if (c->dp_noise == 0 && c->dp_epsilon == 0) {
+        if (c->dp_clip > 0)
+            return fl_fail(FL_EINVAL, "--dp-clip %g needs --dp-noise or --dp-epsilon", c->dp_clip);
+        return 0;
+    }
+    const char *flag = c->dp_noise > 0 ? "--dp-noise" : "--dp-epsilon";
+    if (!(c->dp_clip > 0))
+        return fl_fail(FL_EINVAL, "%s needs --dp-clip C, the L2 bound of each update's change",
+                       flag);
+    if (!(c->dp_delta > 0))
+        return fl_fail(FL_EINVAL, "%s needs --dp-delta above 0", flag);
+    if (out->rule != FL_RULE_MEAN) {
+        s_describe(out, what, sizeof what);
+        return fl_fail(FL_EINVAL,
+                       "%s (DP-FedAvg) does not apply to %s: its analysis needs the mean of "
+                       "clipped updates",
+                       flag, what);
+    }
+    if (c->norm_bound_median[0])
+        return fl_fail(FL_EINVAL,
+                       "%s (DP-FedAvg) and --norm-bound-median %s: a bound relative to the "
+                       "round's median moves with the other branches' updates; DP needs the "
+                       "fixed --dp-clip alone",
+                       flag, c->norm_bound_median);
+    if (c->norm_bound[0] && strtod(c->norm_bound, NULL) != c->dp_clip)
+        return fl_fail(FL_EINVAL,
+                       "--dp-clip %g and --norm-bound %s both bound each update: give "
+                       "--dp-clip alone",
+                       c->dp_clip, c->norm_bound);
+    out->bound = FL_BOUND_FIXED;
+    out->norm_bound = c->dp_clip;
+    out->dp_noise = c->dp_noise;
+    return 0;
+}
+
 int fl_coord_config_strategy(const struct fl_coord_config *c, struct fl_strategy_config *out)
 {
     int rc = fl_strategy_config_default(out, c->strategy[0] ? c->strategy : "fedavg");
@@ -424,7 +483,9 @@ int fl_coord_config_strategy(const struct fl_coord_config *c, struct fl_strategy
     if (c->norm_bound[0] && c->norm_bound_median[0])
         return fl_fail(FL_EINVAL, "--norm-bound %s and --norm-bound-median %s: give one bound",
                        c->norm_bound, c->norm_bound_median);
-    if (c->norm_bound[0])
+    if ((rc = s_apply_dp(c, out)) != 0)
+        return rc;
+    if (c->norm_bound[0] || out->dp_noise > 0 || c->dp_epsilon > 0)
         out->bound = FL_BOUND_FIXED;
     else if (c->norm_bound_median[0])
         out->bound = FL_BOUND_MEDIAN;

@@ -18,6 +18,7 @@
 #include "fl_linalg.h"
 #include "fl_net.h"
 #include "fl_outbox.h"
+#include "fl_privacy.h"
 #include "fl_round.h"
 #include "fl_seal.h"
 #include "fl_session.h"
@@ -59,6 +60,9 @@ struct fl_coord {
     int64_t done_at;                 /* when the final adapter went out (ms) */
     fl_metrics_t *metrics;           /* counters for --http (NULL: off) */
     fl_http_t *http;                 /* the --http server (fl_coord_http), or NULL */
+    fl_privacy_t *privacy;           /* DP-FedAvg's accountant, or NULL when DP is off */
+    double dp_q;                     /* the open round's sampling rate: selected / eligible */
+    bool dp_spent;                   /* the budget cannot pay for another round: stop */
     fl_coord_secagg_t *secagg;       /* --secure-aggregation's state, or NULL */
 };
 
@@ -72,5 +76,8 @@ void fl_coord_strategy_path(const struct fl_coord *c, uint32_t round, char *buf,
  * FL_EINVAL naming the file when it is missing and the optimiser keeps state, or when the
  * configuration differs from the one the state was saved with. */
 int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed);
+/* At start-up, before the strategy is made: with DP on, the accountant of the round the
+ * global adapter holds, and the noise multiplier it chose into scfg (fl_coord_rounds.c). */
+int fl_coord_privacy_open(struct fl_coord *c);
 
 #endif

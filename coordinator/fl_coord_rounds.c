@@ -4,6 +4,7 @@
  * the strategy's own state (its optimiser's moments) kept beside the global adapter. */
 #include "fl_coord_impl.h"
 
+#include <math.h>
 #include <unistd.h>
 
 /* ---- the strategy's state ---- */
@@ -53,12 +54,76 @@ int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed)
     return 0;
 }
 
+/* ---- differential privacy ---- */
+
+int fl_coord_privacy_open(struct fl_coord *c)
+{
+    if (c->cfg.dp_noise <= 0 && c->cfg.dp_epsilon <= 0)
+        return 0;
+    /* The planned rate: the quota of fl_round's selection over every enrolled branch. */
+    double enrolled = (double)fl_allowlist_size(c->allow);
+    double k =
+        c->cfg.clients_per_round > 0 ? c->cfg.clients_per_round : ceil(c->cfg.fraction * enrolled);
+    k = k < c->cfg.min_clients ? c->cfg.min_clients : k;
+    k = k > enrolled ? enrolled : k;
+    struct fl_privacy_settings ps = {.noise = c->cfg.dp_noise,
+                                     .clip = c->cfg.dp_clip,
+                                     .epsilon = c->cfg.dp_epsilon,
+                                     .delta = c->cfg.dp_delta,
+                                     .rounds = (uint32_t)c->cfg.rounds,
+                                     .q = enrolled > 0 ? k / enrolled : 1};
+    uint32_t completed = fl_global_adapter(c->global)->meta.round;
+    if (!(c->privacy = fl_privacy_new(&ps, c->cfg.state_dir, completed)))
+        return FL_EINVAL;
+    c->scfg.dp_noise = fl_privacy_noise(c->privacy);
+    double first = 0;
+    c->dp_spent = !fl_privacy_affords(c->privacy, ps.q, &first); /* resumed with it spent */
+    if (c->dp_spent && completed == 0)
+        return fl_fail(
+            FL_EINVAL,
+            "--dp-noise %g spends epsilon %.4g (delta %g) in the first round at sampling "
+            "rate %.4g, above the budget --dp-epsilon %g: raise the noise or the budget",
+            fl_privacy_noise(c->privacy), first, c->cfg.dp_delta, ps.q, c->cfg.dp_epsilon);
+    if (ps.q < 1)
+        fl_log(FL_LOG_WARN, "privacy_sampling",
+               "planned_sampling_rate=%.6g reason=\"the accountant credits amplification by "
+               "Poisson sampling hidden from observers; fedtl selects a fixed number of "
+               "branches drawn from the federation's seed (docs/PRIVACY.md)\"",
+               ps.q);
+    fl_log(FL_LOG_INFO, "privacy",
+           "mechanism=dp-fedavg noise_multiplier=%.6g clip=%g budget_epsilon=%g delta=%g "
+           "planned_rounds=%d planned_sampling_rate=%.6g spent_epsilon=%.6f chosen=%d spent=%d",
+           fl_privacy_noise(c->privacy), c->cfg.dp_clip, c->cfg.dp_epsilon, c->cfg.dp_delta,
+           c->cfg.rounds, ps.q, fl_privacy_epsilon(c->privacy), c->cfg.dp_noise <= 0, c->dp_spent);
+    return 0;
+}
+
+/* Whether the budget pays for the round about to start (the rate it samples at is known
+ * now); when it does not, the federation stops with the rounds done. */
+static bool s_privacy_affords(struct fl_coord *c, const struct fl_round_info *info)
+{
+    if (!c->privacy)
+        return true;
+    double after = 0;
+    c->dp_q = info->eligible > 0 ? (double)info->selected / info->eligible : 1;
+    if (fl_privacy_affords(c->privacy, c->dp_q, &after))
+        return true;
+    c->dp_spent = true;
+    fl_log(FL_LOG_WARN, "privacy_budget_spent",
+           "round=%u epsilon=%.6f delta=%g budget=%g epsilon_after_round=%.6f "
+           "sampling_rate=%.6g: the federation stops after round %u",
+           info->round, fl_privacy_epsilon(c->privacy), c->cfg.dp_delta, c->cfg.dp_epsilon, after,
+           c->dp_q, info->round - 1);
+    return false;
+}
+
 /* Save the strategy's state after `round` (before global.fta commits the round). */
 static int s_save_strategy(struct fl_coord *c, uint32_t round)
 {
     char path[FL_COORD_PATH_MAX + 64];
     fl_coord_strategy_path(c, round, path, sizeof path);
-    return fl_strategy_save_file(c->strategy, path, round);
+    int rc = fl_strategy_save_file(c->strategy, path, round);
+    return rc || !c->privacy ? rc : fl_privacy_save(c->privacy, round);
 }
 
 /* Once round `round` is committed, the state before the previous one is not needed. */
@@ -69,6 +134,8 @@ static void s_prune_strategy(struct fl_coord *c, uint32_t round)
     char path[FL_COORD_PATH_MAX + 64];
     fl_coord_strategy_path(c, round - 2, path, sizeof path);
     unlink(path);
+    if (c->privacy)
+        fl_privacy_prune(c->privacy, round);
 }
 
 /* A log line and a ledger entry per update the strategy did not keep as sent. */
@@ -151,9 +218,13 @@ static int s_on_begin(void *arg, const struct fl_round_info *info)
 {
     struct fl_coord *c = arg;
     struct fl_adapter_file *g = fl_global_adapter(c->global);
+    if (!s_privacy_affords(c, info))
+        return FL_ERANGE;
     fl_metrics_begin(c->metrics, c->ledger); /* before the ledger forgets the traffic */
     fl_ledger_begin(c->ledger);
     int rc = fl_strategy_begin(c->strategy, g->tensors, g->ntensors);
+    if (rc == 0 && c->privacy) /* DP-FedAvg's fixed denominator */
+        rc = fl_strategy_set_expected(c->strategy, (uint32_t)info->selected);
     if (rc) {
         char reason[512];
         fl_log(FL_LOG_ERROR, "round_start_failed", "round=%u reason=%s", info->round,
@@ -180,6 +251,13 @@ static void s_ledger_line(struct fl_coord *c, const struct fl_round_info *info, 
                                  .strategy = c->scfg.name,
                                  .server_lr = eta,
                                  .secagg = c->secagg ? fl_coord_secagg_record(c->secagg) : NULL};
+    if (c->privacy) {
+        lr.has_dp = true;
+        lr.dp_epsilon = fl_privacy_epsilon(c->privacy);
+        lr.dp_delta = fl_privacy_delta(c->privacy);
+        lr.dp_noise = fl_privacy_noise(c->privacy);
+        lr.dp_q = c->dp_q;
+    }
     fl_ledger_write(c->ledger, &lr);
 }
 
@@ -204,6 +282,8 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
     struct fl_adapter_file *g = fl_global_adapter(c->global);
     double eta = fl_strategy_server_lr(c->strategy); /* the step finish takes */
     int rc = fl_strategy_finish(c->strategy, g->tensors, g->ntensors);
+    if (rc == 0 && c->privacy) /* the noisy aggregate is out of the strategy: count it */
+        rc = fl_privacy_spend(c->privacy, c->dp_q);
     if (rc)
         return rc;
     s_record_verdicts(c, info->round);
@@ -227,6 +307,9 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
     fl_ledger_save_state(c->ledger, &st);
     s_ledger_line(c, info, true, has_srv, sacc, sloss, eta);
     fl_metrics_round_end(c->metrics, info, true, has_srv, sacc, sloss);
+    if (c->privacy)
+        fl_metrics_privacy(c->metrics, fl_privacy_epsilon(c->privacy),
+                           fl_privacy_delta(c->privacy));
     uint64_t bytes_in, bytes_out;
     fl_ledger_bytes(c->ledger, &bytes_in, &bytes_out);
     char srv[48] = "";

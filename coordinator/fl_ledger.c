@@ -162,6 +162,14 @@ void fl_ledger_mend(fl_ledger_t *self, uint32_t completed)
             fl_log(FL_LOG_ERROR, "ledger_failed", "path=%s reason=\"%s\"", shown, strerror(errno));
         text[keep] = '\0';
     }
+    const char *tail = keep > 0 ? (const char *)text + keep - 1 : NULL;
+    while (tail && tail > (const char *)text && tail[-1] != '\n')
+        tail--; /* the last line: what the status shows until this run writes one */
+    cJSON *prev = tail ? cJSON_Parse(tail) : NULL;
+    if (cJSON_IsObject(prev) && !self->last)
+        self->last = prev;
+    else
+        cJSON_Delete(prev);
     uint32_t last = s_last_aggregated((char *)text);
     free(text);
     for (uint32_t r = last + 1; r <= completed; r++) {
@@ -190,7 +198,8 @@ void fl_ledger_sweep(fl_ledger_t *self)
     for (struct dirent *e; (e = readdir(d));) {
         if (strncmp(e->d_name, "global.fta.tmp.", 15) != 0 &&
             strncmp(e->d_name, "state.json.tmp.", 15) != 0 &&
-            !(strncmp(e->d_name, "strategy-", 9) == 0 && strstr(e->d_name, ".state.tmp.")))
+            !((strncmp(e->d_name, "strategy-", 9) == 0 || strncmp(e->d_name, "privacy-", 8) == 0) &&
+              strstr(e->d_name, ".state.tmp.")))
             continue;
         char path[PATH_MAX + 300], shown[PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", self->dir, e->d_name);
@@ -379,6 +388,12 @@ void fl_ledger_write(fl_ledger_t *self, const struct fl_ledger_round *r)
         cJSON_AddStringToObject(line, "strategy", r->strategy);
     if (r->server_lr > 0)
         cJSON_AddNumberToObject(line, "server_lr", r->server_lr);
+    if (r->has_dp) {
+        s_add_fixed(line, "dp_epsilon", r->dp_epsilon, 6);
+        cJSON_AddNumberToObject(line, "dp_delta", r->dp_delta);
+        cJSON_AddNumberToObject(line, "dp_noise_multiplier", r->dp_noise);
+        s_add_fixed(line, "dp_sampling_rate", r->dp_q, 6);
+    }
     if (r->secagg)
         cJSON_AddItemToObject(line, "secure_aggregation", cJSON_Duplicate(r->secagg, true));
     s_append(self, line);

@@ -52,6 +52,11 @@ struct fl_ledger_round {
     const char *strategy;   /* the strategy's name (NULL: not written) */
     double server_lr;       /* the server learning rate the aggregation stepped with (0: not
                                written) */
+    bool has_dp;            /* DP-FedAvg is on: the four below are written */
+    double dp_epsilon;      /* the epsilon spent once this attempt ended */
+    double dp_delta;        /* at this delta */
+    double dp_noise;        /* the noise multiplier */
+    double dp_q;            /* this attempt's sampling rate (selected / eligible) */
     const cJSON *secagg;    /* secure aggregation's record, as "secure_aggregation" (or NULL) */
 };
 

@@ -31,6 +31,8 @@ struct fl_metrics {
     size_t rounds_head, nrounds;                            /* its oldest entry and its size */
     struct fl_metrics_branch *branches;                     /* seen branches */
     size_t nbranches, cap;                                  /* in use, allocated */
+    bool has_dp;                                            /* DP-FedAvg has released a round */
+    double dp_epsilon, dp_delta;                            /* its spending: (epsilon, delta) */
 };
 
 fl_metrics_t *fl_metrics_new(void)
@@ -166,6 +168,15 @@ void fl_metrics_round_end(fl_metrics_t *self, const struct fl_round_info *info, 
         self->nrounds++;
     else
         self->rounds_head = (self->rounds_head + 1) % FL_METRICS_ROUNDS_KEPT;
+}
+
+void fl_metrics_privacy(fl_metrics_t *self, double epsilon, double delta)
+{
+    if (!self)
+        return;
+    self->has_dp = true;
+    self->dp_epsilon = epsilon;
+    self->dp_delta = delta;
 }
 
 void fl_metrics_base_request(fl_metrics_t *self, uint64_t offset)
@@ -333,9 +344,14 @@ static void s_write_quality(const struct fl_metrics *m, FILE *f)
                 m->last.server_accuracy);
         s_gauge(f, "fedtl_server_loss", "its loss there", m->last.server_loss);
     }
-    /* Differential privacy's spent budget goes here once fedtl has DP:
-     * fedtl_dp_epsilon (gauge) and fedtl_dp_delta. Nothing is emitted until a mechanism
-     * exists to account for it: a made-up epsilon would be worse than none. */
+    /* Differential privacy's spent budget (fl_privacy's RDP accountant), once DP-FedAvg has
+     * released a round: absent without DP, never a made-up figure. */
+    if (m->has_dp) {
+        s_gauge(f, "fedtl_dp_epsilon",
+                "the privacy budget spent so far (DP-FedAvg, RDP accountant), at fedtl_dp_delta",
+                m->dp_epsilon);
+        s_gauge(f, "fedtl_dp_delta", "the delta fedtl_dp_epsilon is reported at", m->dp_delta);
+    }
 }
 
 char *fl_metrics_prometheus(const fl_metrics_t *self, const struct fl_metrics_live *live,

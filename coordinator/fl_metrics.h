@@ -80,6 +80,8 @@ void fl_metrics_rejected(fl_metrics_t *self, const struct fl_round_rejection *r)
 /* A round attempt ended: committed (aggregated), or fell short. */
 void fl_metrics_round_end(fl_metrics_t *self, const struct fl_round_info *info, bool aggregated,
                           bool has_server, double server_accuracy, double server_loss);
+/* DP-FedAvg's spending after a round: epsilon at delta. */
+void fl_metrics_privacy(fl_metrics_t *self, double epsilon, double delta);
 /* A branch asked for the base from offset (0: a download starts). */
 void fl_metrics_base_request(fl_metrics_t *self, uint64_t offset);
 /* A chunk of the base of len bytes went out. */

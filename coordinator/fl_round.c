@@ -439,6 +439,12 @@ int fl_round_tick(fl_round_t *self, int64_t now)
     return 0;
 }
 
+void fl_round_stop(fl_round_t *self)
+{
+    if (self->phase != FL_ROUND_RUNNING && self->completed < (uint32_t)self->rules.rounds)
+        self->rules.rounds = (int)self->completed;
+}
+
 /* ---- what callers read ---- */
 
 enum fl_round_phase fl_round_phase(const fl_round_t *self)

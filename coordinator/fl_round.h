@@ -165,6 +165,11 @@ void fl_round_reject_text(enum fl_reject why, const char *detail, char *out, siz
  * 0, the error a commit returned, or FL_ERANGE when a round fell short round_retries times. */
 int fl_round_tick(fl_round_t *self, int64_t now);
 
+/* End the federation after the rounds completed so far (a privacy budget is spent): between
+ * rounds, the next tick finishes it as if every round were done. Nothing while a round is
+ * open. */
+void fl_round_stop(fl_round_t *self);
+
 enum fl_round_phase fl_round_phase(const fl_round_t *self);
 /* "waiting", "round" or "done". */
 const char *fl_round_phase_name(enum fl_round_phase phase);

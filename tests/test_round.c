@@ -425,6 +425,30 @@ Test(fl_round, a_round_ends_and_commits_when_every_selected_branch_answered)
     fl_round_destroy(&r);
 }
 
+/* A spent privacy budget: stop during a round changes nothing; between rounds the next tick
+ * ends the federation with the rounds done (final adapters to every branch holding the base),
+ * not the rounds planned. */
+Test(fl_round, stop_ends_the_federation_after_the_rounds_done)
+{
+    struct s_rec rec = {0};
+    struct fl_round_rules rules = s_rules();
+    fl_round_t *r = s_started(&rec, &rules, 2);
+    fl_round_stop(r);
+    cr_assert_eq(fl_round_phase(r), FL_ROUND_RUNNING, "the open round is not cut short");
+    s_answer(r, 0, 1);
+    s_answer(r, 1, 1);
+    cr_assert_eq(fl_round_tick(r, 100), 0);
+    cr_assert_eq(fl_round_completed(r), 1);
+    int from = rec.n;
+    fl_round_stop(r);
+    cr_assert_eq(fl_round_tick(r, 200), 0);
+    cr_assert_eq(fl_round_phase(r), FL_ROUND_DONE);
+    cr_assert_eq(s_count(&rec, from, A_BEGIN, NULL), 0, "round 2 of 3 never begins");
+    cr_assert_eq(s_last(&rec, A_DONE)->round, 1);
+    cr_assert_eq(s_count(&rec, from, A_FINAL, NULL), 2);
+    fl_round_destroy(&r);
+}
+
 Test(fl_round, a_round_ends_at_its_deadline_with_the_updates_it_has)
 {
     struct s_rec rec = {0};

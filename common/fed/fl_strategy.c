@@ -159,7 +159,7 @@ int fl_strategy_config_check(const struct fl_strategy_config *c)
                        c->tau);
     if (!s_in(c->prox_mu, 0, 1e6, false))
         return fl_fail(FL_EINVAL, "strategy: prox-mu %g is outside [0, 1e6]", c->prox_mu);
-    return 0;
+    return fl_strategy_dp_check(c);
 }
 
 bool fl_strategy_config_holds_all(const struct fl_strategy_config *c)
@@ -208,6 +208,14 @@ void fl_strategy_config_str(const struct fl_strategy_config *c, char *buf, size_
         S_PUT(" tau=%g", c->tau);
     if (c->prox_mu > 0)
         S_PUT(" prox-mu=%g", c->prox_mu);
+    for (int k = 6; c->dp_noise > 0 && k <= 17; k++) { /* the shortest text that reads back */
+        char z[32];
+        snprintf(z, sizeof z, "%.*g", k, c->dp_noise);
+        if (strtod(z, NULL) == c->dp_noise || k == 17) {
+            S_PUT(" dp-noise=%s", z);
+            break;
+        }
+    }
 #undef S_PUT
 }
 
@@ -248,6 +256,7 @@ static void s_round_clear(fl_strategy_t *s)
     s->whi = s->wlo = 0;
     s->global = NULL;
     s->n = s->numel = 0;
+    s->expected = 0;
     s->open = false;
 }
 
@@ -444,10 +453,18 @@ int fl_strategy_add(fl_strategy_t *s, const struct fl_tensor *update, size_t n, 
     } else {
         if (s->cfg.bound == FL_BOUND_FIXED && e->norm > s->cfg.norm_bound)
             e->scale = s->cfg.norm_bound / e->norm;
-        fl_strategy_fold(s, update, weight * e->scale);
+        fl_strategy_fold(s, update, s->cfg.dp_noise > 0 ? e->scale : weight * e->scale);
         s_two_sum(&s->whi, &s->wlo, weight);
     }
     s->ne++;
+    return 0;
+}
+
+int fl_strategy_set_expected(fl_strategy_t *s, uint32_t expected)
+{
+    if (!s->open || expected == 0)
+        return fl_fail(FL_EINVAL, "strategy: an expected count of %u outside a round", expected);
+    s->expected = expected;
     return 0;
 }
 
@@ -549,6 +566,8 @@ int fl_strategy_finish(fl_strategy_t *s, struct fl_tensor *global, size_t n)
     qsort(s->e, s->ne, sizeof *s->e, s_cmp_entry);
     if (fl_strategy_config_holds_all(&s->cfg)) {
         rc = fl_strategy_rules_held(s, d);
+    } else if (s->cfg.dp_noise > 0) {
+        rc = fl_strategy_dp_mean(s, d);
     } else {
         struct s_mean a = {s, d, s->whi + s->wlo};
         fl_pool_for(s->pool, s->numel, 1u << 15, s_mean_task, &a);

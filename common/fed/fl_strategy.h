@@ -14,7 +14,9 @@
  * the order of their ids, never of their arrival, and the streaming mean adds in double-double
  * (fl_strategy_rules.c), so that a round's result does not depend on timing. Tensors are matched by
  * position: the caller has checked names and shapes against the global adapter. FedProx is
- * client-side: the strategy only carries its mu. */
+ * client-side: the strategy only carries its mu. With dp_noise (DP-FedAvg, docs/PRIVACY.md) the
+ * streaming mean counts every update alike (the fixed bound is the clip), adds Gaussian noise
+ * (fl_dp) to the sum and divides it by the round's expected count. */
 #ifndef FL_STRATEGY_H
 #define FL_STRATEGY_H
 
@@ -72,8 +74,12 @@ struct fl_strategy_config {
     uint32_t server_lr_decay_after; /* rounds at the full eta before the decay starts */
     double beta1;                   /* momentum (FedAvgM's beta; the adaptive methods' beta1) */
     double beta2;                   /* second-moment decay (FedAdam, FedYogi) */
-    double tau;     /* adaptivity (FedAdagrad, FedAdam, FedYogi); v starts at tau^2 */
-    double prox_mu; /* FedProx's mu, sent with the task (0: off) */
+    double tau;      /* adaptivity (FedAdagrad, FedAdam, FedYogi); v starts at tau^2 */
+    double prox_mu;  /* FedProx's mu, sent with the task (0: off) */
+    double dp_noise; /* DP-FedAvg's noise multiplier z (0: off): needs the mean and a
+                        fixed bound C; updates count alike (weights ignored), Gaussian
+                        noise of deviation z C joins their sum, which is divided by the
+                        round's expected count (fl_strategy_set_expected) */
 };
 
 /* The defaults for a strategy name: its rule, optimiser and the paper's parameters.
@@ -130,6 +136,10 @@ int fl_strategy_begin(fl_strategy_t *s, const struct fl_tensor *global, size_t n
  * not counted and leaves the round as it was. */
 int fl_strategy_add(fl_strategy_t *s, const struct fl_tensor *update, size_t n, double weight,
                     const char *id);
+/* DP-FedAvg: the fixed denominator of the open round's mean, the number of updates expected
+ * (the branches selected), set after begin; the mean of n < expected updates is shrunk toward
+ * 0 rather than revealing n. FL_EINVAL when no round is open or expected is 0. */
+int fl_strategy_set_expected(fl_strategy_t *s, uint32_t expected);
 /* Updates added since begin. */
 size_t fl_strategy_count(const fl_strategy_t *s);
 /* Bytes currently held for the round's updates (0 when streaming without a median bound). */

@@ -32,6 +32,7 @@ struct fl_strategy {
     double whi, wlo;                /* streaming: the weight sum as hi + lo */
     struct fl_strategy_entry *e;    /* the round's updates in arrival order */
     size_t ne, ecap;                /* used and allocated */
+    uint32_t expected;              /* DP-FedAvg: the mean's fixed denominator (0: unset) */
 
     /* The last finished round. */
     struct fl_verdict *verdicts; /* in id order */
@@ -57,6 +58,11 @@ int fl_strategy_rules_held(fl_strategy_t *s, double *d);
 int fl_strategy_rules_bound(fl_strategy_t *s);
 /* Streaming: fold update (per tensor) into hi/lo with weight * scale. */
 void fl_strategy_fold(fl_strategy_t *s, const struct fl_tensor *update, double c);
+
+/* DP-FedAvg (cfg.dp_noise > 0): whether the configuration keeps the analysis (mean, fixed
+ * bound), FL_EINVAL naming what breaks it; and the noisy mean of the streamed sum into d. */
+int fl_strategy_dp_check(const struct fl_strategy_config *c);
+int fl_strategy_dp_mean(fl_strategy_t *s, double *d);
 
 /* Stage 3: create or check the optimiser's state for the round's global (FL_EMISMATCH). */
 int fl_strategy_opt_prepare(fl_strategy_t *s);

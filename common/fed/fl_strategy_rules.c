@@ -8,8 +8,13 @@
  * updates arrived in, unless the exact sum lies within about n x 2^-106 of its terms' size
  * from a rounding boundary of the result (catastrophic cancellation to below a float's
  * precision), which timing cannot bring about in practice. Each term w x scale x (u - g) is
- * computed from the update alone, so it does not depend on the order either. */
+ * computed from the update alone, so it does not depend on the order either.
+ *
+ * DP-FedAvg (cfg.dp_noise > 0) is the streaming mean with every weight 1, Gaussian noise of
+ * deviation dp_noise x norm_bound added to the sum, and the round's expected count as the
+ * denominator (docs/PRIVACY.md). */
 #include "fl_strategy_impl.h"
+#include "fl_dp.h"
 #include "fl_error.h"
 
 #include <math.h>
@@ -435,4 +440,44 @@ int fl_strategy_rules_held(fl_strategy_t *s, double *d)
         return 0;
     }
     return fl_fail(FL_EINVAL, "strategy: unknown rule");
+}
+
+/* ---- DP-FedAvg ---- */
+
+int fl_strategy_dp_check(const struct fl_strategy_config *c)
+{
+    static const char *const rules[] = {"mean", "median", "trimmed-mean", "krum", "multi-krum"};
+    if (!(isfinite(c->dp_noise) && c->dp_noise >= 0 && c->dp_noise <= 1e6))
+        return fl_fail(FL_EINVAL, "strategy: dp-noise %g is outside [0, 1e6]", c->dp_noise);
+    if (c->dp_noise == 0)
+        return 0;
+    if (c->rule != FL_RULE_MEAN)
+        return fl_fail(FL_EINVAL,
+                       "strategy: dp-noise (DP-FedAvg) needs the mean, not rule %s: the noise is "
+                       "calibrated to one update's share of a sum",
+                       (unsigned)c->rule <= FL_RULE_MULTI_KRUM ? rules[c->rule] : "?");
+    if (c->bound != FL_BOUND_FIXED)
+        return fl_fail(FL_EINVAL,
+                       "strategy: dp-noise (DP-FedAvg) needs a fixed bound on each update's change "
+                       "(the clip), not %s",
+                       c->bound == FL_BOUND_MEDIAN
+                           ? "a multiple of the round's median norm, which other updates move"
+                           : "none");
+    return 0;
+}
+
+int fl_strategy_dp_mean(fl_strategy_t *s, double *d)
+{
+    if (s->expected == 0)
+        return fl_fail(FL_EINVAL, "strategy: DP-FedAvg needs the round's expected count of "
+                                  "updates (fl_strategy_set_expected)");
+    if (s->ne > s->expected)
+        return fl_fail(FL_EINVAL, "strategy: %zu updates, more than the %u expected", s->ne,
+                       s->expected);
+    for (size_t j = 0; j < s->numel; j++)
+        d[j] = s->hi[j] + s->lo[j];
+    fl_dp_add_noise(d, s->numel, s->cfg.dp_noise * s->cfg.norm_bound);
+    for (size_t j = 0; j < s->numel; j++)
+        d[j] /= s->expected;
+    return 0;
 }
