@@ -23,6 +23,7 @@ static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_TABLE,
     TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
+    TOOL_OPT_CLASS_NAMES,
     TOOL_OPT_SAMPLES,
     {"arch", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(arch),
      .choices = s_archs,
@@ -212,6 +213,10 @@ int cmd_pretrain(int argc, char **argv)
         return 1;
     s_label_names(&meta, &info);
     fl_data_info_free(&info);
+    if ((rc = tool_class_names(&o, &meta, nclasses)) != 0) {
+        fl_dataset_free(&ds);
+        return tool_error(rc, "--class-names");
+    }
     struct fl_arch arch;
     struct fl_graphdef def; /* a graph architecture's description, borrowed by the model */
     fl_model_t *m = NULL;
