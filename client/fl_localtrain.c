@@ -30,7 +30,8 @@ struct fl_localtrain {
 static int s_load(fl_localtrain_t *self)
 {
     struct fl_data_opts o = {.image = self->has_image ? &self->image : NULL,
-                             .pool = self->cfg.pool};
+                             .pool = self->cfg.pool,
+                             .table = self->cfg.table};
     return fl_dataset_load_ex(&self->data, self->cfg.data, self->cfg.labels, &o, NULL);
 }
 

@@ -14,6 +14,7 @@
 #include "fl_attack.h"
 #endif
 #include "fl_pool.h"
+#include "fl_table.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,6 +33,8 @@ struct fl_localtrain_config {
                               training; NULL: personal heads are refused */
     bool progress;         /* per-epoch progress lines on stderr */
     fl_pool_t *pool;       /* training threads, borrowed (NULL: the caller's thread alone) */
+    /* the data as a CSV with a header, by column name (fl_table.h); NULL: a plain CSV */
+    const struct fl_table_opts *table;
 #ifdef FEDTL_TESTING
     const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
 #endif
