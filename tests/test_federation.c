@@ -502,7 +502,7 @@ Test(fedtl_federation, branches_and_the_coordinator_read_header_tables_by_column
     char key[16];
     for (int i = 0; i < NB; i++) {
         snprintf(key, sizeof key, "b%d", i);
-        char branch_opts[1024];
+        char branch_opts[1200];
         snprintf(branch_opts, sizeof branch_opts, "%s --data named%d.csv", opts, i);
         f.branch[i] = s_start_branch(&f, i, key, "hq.pub", branch_opts);
     }
