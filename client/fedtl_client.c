@@ -84,6 +84,7 @@ int main(int argc, char **argv)
         .key = o.key,
         .data = o.data,
         .labels = o.labels,
+        .table = fl_client_config_table(&o),
         .holdout = o.holdout,
         .cache_budget = o.cache_budget,
         .cache_dir = o.cache_dir,

@@ -148,6 +148,7 @@ fl_branch_t *fl_branch_new(const struct fl_branch_config *cfg)
     self->progress_tty = cfg->progress && isatty(STDERR_FILENO);
     struct fl_localtrain_config lc = {.data = cfg->data,
                                       .labels = cfg->labels,
+                                      .table = cfg->table,
                                       .holdout = cfg->holdout,
                                       .augment = {.ops = cfg->augment},
                                       .cache_budget = cfg->cache_budget,

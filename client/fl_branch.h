@@ -5,6 +5,7 @@
 #define FL_BRANCH_H
 
 #include "fl_pool.h"
+#include "fl_table.h"
 #ifdef FEDTL_TESTING
 #include "fl_attack.h"
 #endif
@@ -34,6 +35,8 @@ struct fl_branch_config {
     const char *http;            /* serve /metrics here (fl_client_http; NULL: off) */
     fl_pool_t *pool;             /* training threads, borrowed (NULL: the branch's thread);
                                     the branch's one thread is its only caller */
+    /* the data as a CSV with a header, by column name (fl_table.h); NULL: a plain CSV */
+    const struct fl_table_opts *table;
 #ifdef FEDTL_TESTING
     const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
 #endif

@@ -25,6 +25,12 @@ static const struct fl_option_choice s_attacks[] = {{"none", FL_ATTACK_NONE},
                                                     {NULL, 0}};
 #endif
 
+static int s_missing(const char *value)
+{
+    enum fl_missing m;
+    return fl_missing_parse(value, &m);
+}
+
 static const struct fl_option s_options[] = {
     {"coordinator", TEXT, C(coordinator), .flags = FL_OPTION_REQUIRED, .metavar = "ENDPOINT",
      .group = "Federation", .help = "the coordinator, e.g. tcp://hq.example:7777"},
@@ -45,6 +51,13 @@ static const struct fl_option s_options[] = {
     {"data", PATH, C(data), .flags = FL_OPTION_REQUIRED, .metavar = "FILE", .group = "Local data",
      .help = "local data: CSV (label, features...), or IDX images"},
     {"labels", PATH, C(labels), .metavar = "FILE", .help = "the IDX images' labels"},
+    {"label_column", TEXT, C(label_column), .metavar = "NAME",
+     .help = "a CSV with a header: the label column (default: the first)"},
+    {"columns", TEXT, C(columns), .metavar = "A,B,...",
+     .help = "a CSV with a header: the feature columns, in this order (default: the rest)"},
+    {"missing", TEXT, C(missing), .validate = s_missing, .metavar = "error|mean|drop",
+     .help = "a CSV with a header: a missing value (empty, NA, NaN, null, ?) is an error "
+             "(default), takes its column's mean, or drops its row"},
     {"holdout", .type = FL_OPTION_DOUBLE, .range.d = {0, 0.5}, C(holdout), .def = "0.2",
      .metavar = "F",
      .help = "share of the local records held out for evaluation (at most half: the "
@@ -120,7 +133,15 @@ int fl_client_config_check(struct fl_client_config *c)
         return rc;
     if (!c->cache_dir && !(c->cache_dir = strdup("./fedtl-cache")))
         return fl_fail(FL_ENOMEM, "out of memory");
+    c->table = (struct fl_table_opts){.label_column = c->label_column, .columns = c->columns};
+    if (c->missing && (rc = fl_missing_parse(c->missing, &c->table.missing)) != 0)
+        return rc;
     return 0;
+}
+
+const struct fl_table_opts *fl_client_config_table(const struct fl_client_config *c)
+{
+    return c->label_column || c->columns || c->missing ? &c->table : NULL;
 }
 
 void fl_client_config_free(struct fl_client_config *c)

@@ -6,6 +6,7 @@
 #define FL_CLIENT_CONFIG_H
 
 #include "fl_options.h"
+#include "fl_table.h"
 
 #include <stdbool.h>
 
@@ -27,6 +28,10 @@ struct fl_client_config {
     int threads;           /* training threads, 0 = every core */
     int heartbeat_ms;      /* 0 = the coordinator's */
     int connect_timeout_s; /* give up after this much silence, 0 = never */
+    /* a CSV with a header: the label column's name, the feature columns' (comma-separated),
+     * what a missing value does (error, mean or drop); parsed by fl_client_config_check */
+    char *label_column, *columns, *missing;
+    struct fl_table_opts table;
 #ifdef FEDTL_TESTING
     int test_attack;           /* test builds only: enum fl_attack_kind (fl_attack.h) */
     double test_attack_factor; /* test builds only: its F, 0 = the attack's default */
@@ -51,5 +56,8 @@ int fl_client_config_load(struct fl_client_config *c, const char *path);
  * directory defaults to ./fedtl-cache. 0 or FL_EINVAL saying what is missing. */
 int fl_client_config_check(struct fl_client_config *c);
 void fl_client_config_free(struct fl_client_config *c);
+/* How the data is read as a CSV with a header (label_column, columns, missing, checked by
+ * fl_client_config_check), or NULL when none of them is set (a plain CSV). Points into c. */
+const struct fl_table_opts *fl_client_config_table(const struct fl_client_config *c);
 
 #endif

@@ -31,7 +31,8 @@ static int s_load(fl_localtrain_t *self)
 {
     struct fl_data_opts o = {.image = self->has_image ? &self->image : NULL,
                              .pool = self->cfg.pool,
-                             .budget = self->cfg.cache_budget};
+                             .budget = self->cfg.cache_budget,
+                             .table = self->cfg.table};
     return fl_dataset_load_ex(&self->data, self->cfg.data, self->cfg.labels, &o, NULL);
 }
 

@@ -15,6 +15,7 @@
 #include "fl_attack.h"
 #endif
 #include "fl_pool.h"
+#include "fl_table.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +38,8 @@ struct fl_localtrain_config {
     struct fl_augment augment; /* training augmentation (zeroed: none); needs an image base */
     size_t cache_budget;       /* decoded image records held in memory, bytes; a larger set
                                   streams from its files (0: no limit) */
+    /* the data as a CSV with a header, by column name (fl_table.h); NULL: a plain CSV */
+    const struct fl_table_opts *table;
 #ifdef FEDTL_TESTING
     const struct fl_attack *attack; /* test builds only: the attack mounted (NULL: none) */
 #endif

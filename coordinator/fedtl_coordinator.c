@@ -35,7 +35,9 @@ static int s_check_files(const struct fl_coord_config *cfg)
         struct fl_dataset ds;
         struct fl_image_target image;
         fl_image_target_for_base(&image, &base.arch, &base.meta);
-        struct fl_data_opts dopts = {.image = &image};
+        struct fl_table_opts table;
+        struct fl_data_opts dopts = {.image = &image,
+                                     .table = fl_coord_config_eval_table(cfg, &table)};
         rc = fl_dataset_load_ex(&ds, cfg->eval_data, cfg->eval_labels[0] ? cfg->eval_labels : NULL,
                                 &dopts, NULL);
         fl_dataset_free(&ds);

@@ -82,6 +82,11 @@ struct fl_coord_config {
     double dp_epsilon; /* DP-FedAvg: privacy budget (0: none) */
     double dp_delta;   /* and its delta */
     bool secure_aggregation; /* SecAgg+: the coordinator learns only the sum of the updates */
+    /* the evaluation data as a CSV with a header (all empty: a plain CSV): the label column's
+     * name, the feature columns' (comma-separated), what a missing value does */
+    char eval_label_column[256];
+    char eval_columns[FL_COORD_PATH_MAX];
+    char eval_missing[8];
 };
 
 /* Defaults for every field. */
@@ -101,6 +106,11 @@ int fl_coord_config_strategy(const struct fl_coord_config *c, struct fl_strategy
 /* Write the resolved strategy back into c's text fields (the options that apply to it set,
  * the others empty), as --check-config shows them. 0, or fl_coord_config_strategy's error. */
 int fl_coord_config_resolve(struct fl_coord_config *c);
+struct fl_table_opts;
+/* How the evaluation data is read as a CSV with a header (eval_label_column, eval_columns,
+ * eval_missing), in *t and returned; NULL when none is set (a plain CSV). */
+const struct fl_table_opts *fl_coord_config_eval_table(const struct fl_coord_config *c,
+                                                       struct fl_table_opts *t);
 /* Print the effective configuration, one key = value per line (the strategy resolved). */
 void fl_coord_config_print(const struct fl_coord_config *c, FILE *f);
 

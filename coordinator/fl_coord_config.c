@@ -46,6 +46,13 @@ static int s_count(const char *value)
                : fl_fail(FL_EINVAL, "not a whole number from 0 to 2147483647");
 }
 
+/* What a missing value in a table does: error, mean or drop. */
+static int s_missing(const char *value)
+{
+    enum fl_missing m;
+    return fl_missing_parse(value, &m);
+}
+
 /* fl_strategy's names, and the rules one may run under an optimiser. */
 static const struct fl_option_choice s_strategies[] = {
     {"fedavg", 0},  {"fedavgm", 1},    {"fedadagrad", 2}, {"fedadam", 3},
@@ -85,6 +92,13 @@ static const struct fl_option s_options[] = {
      .help = "server-side evaluation data (CSV, or IDX images)"},
     {"eval_labels", PATH, C(eval_labels), .metavar = "FILE",
      .help = "the evaluation data's IDX labels"},
+    {"eval_label_column", TEXT, C(eval_label_column), .metavar = "NAME",
+     .help = "evaluation data in a CSV with a header: the label column (default: the first)"},
+    {"eval_columns", TEXT, C(eval_columns), .metavar = "A,B,...",
+     .help = "and the feature columns, in this order (default: the rest)"},
+    {"eval_missing", TEXT, C(eval_missing), .validate = s_missing, .metavar = "error|mean|drop",
+     .help = "and a missing value (empty, NA, NaN, null, ?): an error (default), its column's "
+             "mean, or its row dropped"},
     /* Rounds */
     {"rounds", INT(1, 1000000), C(rounds), .def = "10", .group = "Rounds", .help = "rounds to run"},
     {"clients_per_round", INT(0, 1000000), C(clients_per_round), .def = "0",
@@ -293,6 +307,17 @@ int fl_coord_config_check(const struct fl_coord_config *c)
                                       "sum of two reveals each to the other)");
     }
     return 0;
+}
+
+const struct fl_table_opts *fl_coord_config_eval_table(const struct fl_coord_config *c,
+                                                       struct fl_table_opts *t)
+{
+    *t = (struct fl_table_opts){.label_column =
+                                    c->eval_label_column[0] ? c->eval_label_column : NULL,
+                                .columns = c->eval_columns[0] ? c->eval_columns : NULL};
+    if (c->eval_missing[0] && fl_missing_parse(c->eval_missing, &t->missing) != 0)
+        t->missing = FL_MISSING_ERROR; /* refused when it was set: not reached */
+    return t->label_column || t->columns || c->eval_missing[0] ? t : NULL;
 }
 
 void fl_coord_config_print(const struct fl_coord_config *c, FILE *f)

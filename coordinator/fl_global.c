@@ -131,7 +131,9 @@ static int s_load_eval(fl_global_t *self, const struct fl_coord_config *cfg)
         return 0;
     struct fl_image_target image; /* images are prepared as the base says */
     fl_image_target_for_base(&image, &self->base->arch, &self->base->meta);
-    struct fl_data_opts dopts = {.image = &image, .pool = self->pool};
+    struct fl_table_opts table;
+    struct fl_data_opts dopts = {
+        .image = &image, .pool = self->pool, .table = fl_coord_config_eval_table(cfg, &table)};
     int rc = fl_dataset_load_ex(&self->eval, cfg->eval_data,
                                 cfg->eval_labels[0] ? cfg->eval_labels : NULL, &dopts, NULL);
     if (rc == 0)

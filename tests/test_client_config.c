@@ -174,3 +174,30 @@ Test(fl_client_config, the_printed_configuration_loads_back_the_same)
     free(dir);
     free(path);
 }
+
+Test(fl_client_config, table_options_read_a_csv_with_a_header_only_when_set)
+{
+    struct fl_client_config c;
+    fl_client_config_default(&c);
+    cr_assert_eq(fl_client_config_set(&c, "coordinator", "tcp://hq:7777", "f"), 0);
+    cr_assert_eq(fl_client_config_set(&c, "coordinator_key", "hq.pub", "f"), 0);
+    cr_assert_eq(fl_client_config_set(&c, "key", "b.key", "f"), 0);
+    cr_assert_eq(fl_client_config_set(&c, "data", "t.csv", "f"), 0);
+    cr_assert_eq(fl_client_config_check(&c), 0, "%s", fl_error_msg());
+    cr_assert_null(fl_client_config_table(&c), "none set: the plain CSV reader");
+    cr_assert_eq(fl_client_config_set(&c, "missing", "sometimes", "b.ini [client] missing"),
+                 FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "b.ini [client] missing") &&
+                  strstr(fl_error_msg(), "error, mean or drop"),
+              "%s", fl_error_msg());
+    cr_assert_eq(fl_client_config_set(&c, "label-column", "species", "f"), 0);
+    cr_assert_eq(fl_client_config_set(&c, "columns", "petal_length,petal_width", "f"), 0);
+    cr_assert_eq(fl_client_config_set(&c, "missing", "mean", "f"), 0);
+    cr_assert_eq(fl_client_config_check(&c), 0, "%s", fl_error_msg());
+    const struct fl_table_opts *t = fl_client_config_table(&c);
+    cr_assert_not_null(t);
+    cr_assert_str_eq(t->label_column, "species");
+    cr_assert_str_eq(t->columns, "petal_length,petal_width");
+    cr_assert_eq(t->missing, FL_MISSING_MEAN);
+    fl_client_config_free(&c);
+}

@@ -5,6 +5,7 @@
 #include "fl_strategy.h"
 #include "fl_method.h"
 #include "fl_error.h"
+#include "fl_table.h"
 #include "fl_testutil.h"
 
 #include <stdio.h>
@@ -415,4 +416,26 @@ Test(fl_coord_config, a_strategy_section_names_the_strategy_and_its_settings)
     fl_test_rmtree(dir);
     free(path);
     free(dir);
+}
+
+Test(fl_coord_config, evaluation_table_options_read_a_csv_with_a_header_only_when_set)
+{
+    struct fl_coord_config c;
+    struct fl_table_opts t;
+    fl_coord_config_default(&c);
+    cr_assert_null(fl_coord_config_eval_table(&c, &t), "none set: the plain CSV reader");
+    cr_assert_eq(fl_coord_config_set(&c, "eval_missing", "often"), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "eval_missing") || strstr(fl_error_msg(), "eval-missing"),
+              "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "eval_missing", "drop"), 0);
+    const struct fl_table_opts *p = fl_coord_config_eval_table(&c, &t);
+    cr_assert_eq(p, &t);
+    cr_assert_null(t.label_column);
+    cr_assert_null(t.columns);
+    cr_assert_eq(t.missing, FL_MISSING_DROP);
+    cr_assert_eq(fl_coord_config_set(&c, "eval-label-column", "species"), 0);
+    cr_assert_eq(fl_coord_config_set(&c, "eval_columns", "a,b"), 0);
+    cr_assert_not_null(fl_coord_config_eval_table(&c, &t));
+    cr_assert_str_eq(t.label_column, "species");
+    cr_assert_str_eq(t.columns, "a,b");
 }

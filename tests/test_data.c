@@ -503,6 +503,42 @@ Test(fl_data, classes_parse_ranges_and_lists)
     cr_assert(n == 2 && c[0] == 7 && c[1] == 5);
 }
 
+Test(fl_data, class_names_parse_in_order_and_refuse_what_a_base_cannot_hold)
+{
+    char names[4][FL_LABEL_NAME_MAX];
+    int n = -1;
+    cr_assert_eq(fl_class_names_parse("T-shirt/top,caf\xc3\xa9,big dog", names, 4, &n), 0, "%s",
+                 fl_error_msg());
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(names[0], "T-shirt/top");
+    cr_assert_str_eq(names[1], "caf\xc3\xa9");
+    cr_assert_str_eq(names[2], "big dog");
+    char long_name[FL_LABEL_NAME_MAX + 8];
+    memset(long_name, 'x', FL_LABEL_NAME_MAX - 1);
+    long_name[FL_LABEL_NAME_MAX - 1] = '\0';
+    cr_assert_eq(fl_class_names_parse(long_name, names, 4, &n), 0, "63 bytes fit");
+    strcat(long_name, "x");
+    static const struct {
+        const char *spec; /* the list */
+        int rc;           /* what it gives */
+        const char *msg;  /* part of the message */
+    } bad[] = {
+        {"", FL_EINVAL, "empty list"},        {"a,", FL_EINVAL, "name 2 is empty"},
+        {",a", FL_EINVAL, "name 1 is empty"}, {"a,b,a", FL_EINVAL, "'a' is named twice"},
+        {"a,b\tc", FL_EINVAL, "control"},     {"a,\xff", FL_EINVAL, "not UTF-8"},
+        {" a", FL_EINVAL, "space"},           {"a,b,c,d,e", FL_ERANGE, "more than 4"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(fl_class_names_parse(bad[i].spec, names, 4, &n), bad[i].rc, "'%s'",
+                     bad[i].spec);
+        cr_assert_not_null(strstr(fl_error_msg(), bad[i].msg), "'%s': %s", bad[i].spec,
+                           fl_error_msg());
+        cr_assert_eq(n, 0);
+    }
+    cr_assert_eq(fl_class_names_parse(long_name, names, 4, &n), FL_ERANGE);
+    cr_assert_not_null(strstr(fl_error_msg(), "at most 63"), "%s", fl_error_msg());
+}
+
 Test(fl_data, classes_parse_rejects_junk)
 {
     int32_t c[4];

@@ -433,3 +433,107 @@ Test(fedtl_federation, refused_keys_fail_fast_with_a_clear_message, .timeout = 1
     f.coord = 0;
     s_teardown(&f);
 }
+
+/* A shard rewritten as a table with a header: an id column, the 20 features in reverse order
+ * (f19 ... f0), the label last as "kind", then the first row again with f7 missing ("NA"). */
+static void s_write_named(struct s_fed *f, const char *in, const char *out)
+{
+    s_sh(f,
+         "awk -F, 'BEGIN { printf \"id\"; for (j = 19; j >= 0; j--) printf \",f%%d\", j; "
+         "print \",kind\" } NR == 1 { first = $0 } "
+         "{ printf \"r%%d\", NR; for (j = 21; j >= 2; j--) printf \",%%s\", $j; print \",\" $1 } "
+         "END { n = split(first, a, \",\"); printf \"x\"; "
+         "for (j = 21; j >= 2; j--) printf \",%%s\", j == 9 ? \"NA\" : a[j]; print \",\" a[1] }' "
+         "%s > %s",
+         in, out);
+}
+
+Test(fedtl_federation, branches_and_the_coordinator_read_header_tables_by_column_name,
+     .timeout = 240)
+{
+    struct s_fed f;
+    s_setup(&f);
+    char cols[256] = "", opts[1024];
+    for (int j = 0; j < 20; j++)
+        snprintf(cols + strlen(cols), sizeof cols - strlen(cols), "%sf%d", j ? "," : "", j);
+    char in[64], out[64];
+    for (int i = 0; i < NB; i++) {
+        snprintf(in, sizeof in, "shards/client-%02d.csv", i);
+        snprintf(out, sizeof out, "named%d.csv", i);
+        s_write_named(&f, in, out);
+    }
+    s_write_named(&f, "test.csv", "test_named.csv");
+    /* A branch reads its table by name: the records of its plain shard, the row with a missing
+     * value dropped; without --missing drop that row is an error naming the file. */
+    snprintf(opts, sizeof opts, "--label-column kind --columns %s", cols);
+    char cmd[4096], *text = NULL;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s/fedtl-client --check-config --coordinator tcp://127.0.0.1:1 "
+             "--coordinator-key hq.pub --key b0.key --data named0.csv %s --missing drop",
+             f.dir, FEDTL_BIN_DIR, opts);
+    cr_assert_eq(fl_test_run(cmd, &text), 0, "%s", text);
+    const char *summary = strstr(text, "named0.csv: ");
+    cr_assert_not_null(summary, "%s", text);
+    size_t records = 0, shard = 0;
+    cr_assert_eq(sscanf(summary, "named0.csv: %zu records, 20 features", &records), 1, "%s", text);
+    free(text);
+    snprintf(cmd, sizeof cmd, "wc -l < %s/shards/client-00.csv", f.dir);
+    cr_assert_eq(fl_test_run(cmd, &text), 0);
+    cr_assert_eq(sscanf(text, "%zu", &shard), 1, "%s", text);
+    cr_assert_eq(records, shard, "the table's records are the shard's");
+    free(text);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s/fedtl-client --check-config --coordinator tcp://127.0.0.1:1 "
+             "--coordinator-key hq.pub --key b0.key --data named0.csv %s",
+             f.dir, FEDTL_BIN_DIR, opts);
+    cr_assert_neq(fl_test_run(cmd, &text), 0, "%s", text);
+    cr_assert_not_null(strstr(text, "named0.csv"), "%s", text);
+    cr_assert_not_null(strstr(text, "f7"), "%s", text);
+    free(text);
+    /* The federation on the tables, the coordinator evaluating on one too. */
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "--rounds 2 --min-start 3 --min-clients 3 --deadline 120 --exit-when-done "
+             "--eval-data test_named.csv --eval-label-column kind --eval-columns %s "
+             "--eval-missing drop",
+             cols);
+    s_start_coord(&f, extra);
+    snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --missing drop");
+    char key[16];
+    for (int i = 0; i < NB; i++) {
+        snprintf(key, sizeof key, "b%d", i);
+        char branch_opts[1200];
+        snprintf(branch_opts, sizeof branch_opts, "%s --data named%d.csv", opts, i);
+        f.branch[i] = s_start_branch(&f, i, key, "hq.pub", branch_opts);
+    }
+    cr_assert_eq(fl_test_wait(f.coord, 180), 0, "coordinator failed");
+    f.coord = 0;
+    for (int i = 0; i < NB; i++) {
+        cr_assert_eq(fl_test_wait(f.branch[i], 30), 0, "branch %d failed", i);
+        f.branch[i] = 0;
+    }
+    /* The coordinator's evaluation read the same records as the plain test set: the accuracy
+     * it recorded for the final round is fedtl eval's on test.csv. */
+    cJSON *ledger = s_ledger(&f);
+    const cJSON *last;
+    cr_assert_eq(fl_test_ledger_lines(ledger, -1, 1, &last), 2);
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(last, "server_eval_accuracy");
+    cr_assert(cJSON_IsNumber(acc), "no server evaluation in the ledger");
+    double server = acc->valuedouble;
+    cJSON_Delete(ledger);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s/fedtl eval --base base.ftm --adapter state/global.fta --data test.csv "
+             "--json",
+             f.dir, FEDTL_BIN_DIR);
+    cr_assert_eq(fl_test_run(cmd, &text), 0, "%s", text);
+    cJSON *ev = cJSON_Parse(text);
+    const cJSON *tacc = cJSON_GetObjectItemCaseSensitive(ev, "accuracy");
+    cr_assert(cJSON_IsNumber(tacc), "%s", text);
+    cr_log_info("server evaluation on the table %.5f, fedtl eval on the plain CSV %.5f", server,
+                tacc->valuedouble);
+    cr_assert_float_eq(server, tacc->valuedouble, 1e-4);
+    cr_assert_gt(server, 0.5, "3 classes: well above chance");
+    cJSON_Delete(ev);
+    free(text);
+    s_teardown(&f);
+}

@@ -233,9 +233,14 @@ Test(fl_graph_pretrain, fedtl_pretrains_resnet18_that_inspect_eval_finetune_acce
     rc = s_fedtl(&out, "export --base r18.ftm --adapter a.fta --out merged.onnx");
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
-    rc = s_fedtl(&out, "import merged.onnx --out merged.ftm --classes 0-4");
+    rc = s_fedtl(&out, "import merged.onnx --out merged.ftm --classes 0-4 "
+                       "--class-names 'T-shirt/top,Trouser,Pullover,Dress,Coat'");
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_not_null(strstr(out, "5 classes"), "%s", out);
+    free(out);
+    cr_assert_eq(s_fedtl(&out, "inspect merged.ftm"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "labels      0=T-shirt/top 1=Trouser 2=Pullover 3=Dress 4=Coat"),
+                       "%s", out);
     free(out);
     char *want = NULL, *got = NULL;
     cr_assert_eq(s_fedtl(&want, "predict --base r18.ftm --adapter a.fta --data test.csv"), 0, "%s",
@@ -248,6 +253,9 @@ Test(fl_graph_pretrain, fedtl_pretrains_resnet18_that_inspect_eval_finetune_acce
     cr_assert_neq(s_fedtl(&out, "import merged.onnx --out x.ftm --classes 0-2"), 0);
     cr_assert_not_null(strstr(out, "--classes names 3 classes, the model has 5 outputs"), "%s",
                        out);
+    free(out);
+    cr_assert_neq(s_fedtl(&out, "import merged.onnx --out x.ftm --class-names a,b,c,d"), 0);
+    cr_assert_not_null(strstr(out, "--class-names names 4 classes, the base has 5"), "%s", out);
     free(out);
     cr_assert_neq(s_fedtl(&out, "import merged.onnx --out x.ftm --mean 1,2 --std 3"), 0);
     cr_assert_not_null(strstr(out, "the input has 1 channels"), "%s", out);

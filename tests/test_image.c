@@ -262,6 +262,96 @@ Test(fl_image, prepare_writes_chw_scaled_by_pixel_max)
     fl_image_free(&img);
 }
 
+/* The features fl_image_resize_shorter, fl_image_crop_center and ToTensor give, one step at a
+ * time on whole images. */
+static void s_prepare_by_steps(const struct fl_image *src, const struct fl_image_target *t,
+                               float *out)
+{
+    struct fl_image img = {.w = src->w, .h = src->h, .c = src->c};
+    size_t n = (size_t)src->w * src->h * src->c;
+    img.p = malloc(n);
+    memcpy(img.p, src->p, n);
+    cr_assert_eq(fl_image_convert(&img, t->channels), 0);
+    cr_assert_eq(fl_image_resize_shorter(&img, t->resize), 0);
+    cr_assert_eq(fl_image_crop_center(&img, t->width, t->height), 0);
+    size_t plane = (size_t)t->width * t->height;
+    for (int ch = 0; ch < img.c; ch++)
+        for (size_t i = 0; i < plane; i++) {
+            float v = img.p[i * img.c + ch];
+            out[t->hwc ? i * img.c + ch : ch * plane + i] = v / 255.0f * t->pixel_max;
+        }
+    fl_image_free(&img);
+}
+
+Test(fl_image, prepare_resamples_only_the_crop_to_the_whole_resizes_values)
+{
+    /* w, h, c of the file; resize, crop; channels asked; HWC */
+    static const int cases[][8] = {
+        {256, 192, 3, 128, 112, 3, 0}, {97, 61, 3, 24, 24, 3, 1}, {61, 97, 3, 40, 33, 1, 0},
+        {50, 70, 1, 64, 56, 3, 0},     {33, 29, 3, 17, 16, 1, 1}, {120, 90, 1, 13, 13, 1, 0},
+        {40, 40, 3, 40, 31, 3, 0},     {9, 300, 3, 8, 8, 3, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int *cs = cases[k];
+        struct fl_image img = s_pattern(cs[0], cs[1], cs[2], (unsigned)k + 11);
+        struct fl_image_target t = {.channels = cs[5],
+                                    .height = cs[4],
+                                    .width = cs[4],
+                                    .resize = cs[3],
+                                    .pixel_max = 1,
+                                    .hwc = cs[6]};
+        size_t dim = (size_t)cs[5] * cs[4] * cs[4];
+        float *got = malloc(dim * sizeof *got), *want = malloc(dim * sizeof *want);
+        cr_assert_eq(fl_image_prepare(&img, &t, "x", got, dim), 0, "%s", fl_error_msg());
+        cr_assert_eq(img.w, cs[0], "img is left as it was");
+        s_prepare_by_steps(&img, &t, want);
+        for (size_t i = 0; i < dim; i++)
+            cr_assert_eq(got[i], want[i], "case %zu feature %zu: %g, by steps %g", k, i,
+                         (double)got[i], (double)want[i]);
+        free(got);
+        free(want);
+        fl_image_free(&img);
+    }
+}
+
+Test(fl_image, one_threads_buffers_read_file_after_file_as_fresh_reads_do)
+{
+    /* JPEG and PNG, colour and grey, of different sizes, a corrupt JPEG between them: the
+     * reused decoder and buffers give each file what a fresh read gives */
+    s_write("a.jpg", 64, 48, 3, 1);
+    s_write("b.png", 30, 40, 1, 2);
+    cr_assert_eq(fl_fs_write_file(s_at("c.jpg"), "\xff\xd8\xff\xe0garbage", 11, 0644), 0);
+    s_write("d.jpg", 200, 150, 3, 3);
+    s_write("e.jpg", 20, 25, 1, 4);
+    s_write("f.png", 64, 48, 3, 5);
+    static const char *const names[] = {"a.jpg", "b.png", "c.jpg", "d.jpg",
+                                        "e.jpg", "f.png", "a.jpg"};
+    struct fl_image_target t = {
+        .channels = 3, .height = 16, .width = 16, .resize = 20, .pixel_max = 1};
+    float got[3 * 16 * 16], want[3 * 16 * 16];
+    fl_image_work_t *w = fl_image_work_new();
+    cr_assert_not_null(w);
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        struct fl_image mine, fresh;
+        int rc = fl_image_work_read(w, s_at(names[k]), &mine);
+        cr_assert_eq(rc, fl_image_read(s_at(names[k]), &fresh), "%s", names[k]);
+        if (rc) {
+            cr_assert_eq(rc, FL_EFORMAT);
+            cr_assert_not_null(strstr(fl_error_msg(), "c.jpg"), "%s", fl_error_msg());
+            continue;
+        }
+        cr_assert(mine.w == fresh.w && mine.h == fresh.h && mine.c == fresh.c);
+        cr_assert_arr_eq(mine.p, fresh.p, (size_t)mine.w * mine.h * mine.c, "%s", names[k]);
+        cr_assert_eq(fl_image_work_prepare(w, &mine, &t, names[k], got, sizeof got / 4), 0);
+        cr_assert_eq(fl_image_prepare(&fresh, &t, names[k], want, sizeof want / 4), 0);
+        cr_assert_arr_eq(got, want, sizeof got, "%s", names[k]);
+        fl_image_free(&fresh);
+    }
+    fl_image_work_destroy(&w);
+    fl_image_work_destroy(&w);
+    cr_assert_null(w);
+}
+
 /* ---- folders and manifests ---- */
 
 static int s_load(const char *name, bool skip_bad, struct fl_dataset *ds, struct fl_data_info *info)

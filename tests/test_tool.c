@@ -5,6 +5,7 @@
 
 #include <cJSON.h>
 
+#include "fl_image.h"
 #include "fl_testutil.h"
 
 #include <ctype.h>
@@ -15,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define S_FEATURES 20
 #define S_CLASSES  4
@@ -421,6 +424,63 @@ Test(fedtl_tool, predict_prints_one_original_label_per_record)
          line = strtok_r(NULL, "\n", &save))
         cr_assert(strcmp(line, "0") == 0 || strcmp(line, "2") == 0, "'%s'", line);
     free(pred);
+}
+
+Test(fedtl_tool, class_names_are_recorded_in_the_base_and_checked)
+{
+    s_write_data();
+    /* outputs 0 and 1 stand for original labels 3 and 1: their names go to labels 3 and 1 */
+    free(s_fedtl_ok("pretrain --data train.csv --classes 3,1 --class-names 'cat,big dog' "
+                    "--arch mlp --epochs 1 --quiet --out base.ftm"));
+    char *out = s_fedtl_ok("inspect base.ftm");
+    cr_assert_not_null(strstr(out, "labels      0= 1=big dog 2= 3=cat\n"), "%s", out);
+    free(out);
+    static const char *const bad[][2] = {
+        {"cat", "--class-names names 1 classes, the base has 2"},
+        {"cat,,dog", "name 2 is empty"},
+        {"cat,cat", "'cat' is named twice"},
+        {"cat,dog ", "name 2 ('dog ') starts or ends with a space"},
+        {"cat,$(printf 'd\\to')", "holds a control character"},
+        {"cat,$(printf 'x%.0s' $(seq 64))", "name 2 is 64 bytes, at most 63 allowed"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_neq(s_fedtl(&out,
+                              "pretrain --data train.csv --classes 3,1 --class-names \"%s\" "
+                              "--arch mlp --epochs 1 --quiet --out bad.ftm",
+                              bad[i][0]),
+                      0, "'%s' accepted", bad[i][0]);
+        cr_assert_not_null(strstr(out, bad[i][1]), "'%s': %s", bad[i][0], out);
+        free(out);
+    }
+    char *bad_base = fl_test_path(s_dir, "bad.ftm");
+    cr_assert_neq(access(bad_base, F_OK), 0, "no base written after a refusal");
+    free(bad_base);
+}
+
+Test(fedtl_tool, predict_prints_the_class_names_given_at_pretrain_for_images)
+{
+    /* two class folders of 6 x 6 grey PNGs: "a" bright on the left, "b" on the right */
+    for (int c = 0; c < 2; c++)
+        for (int k = 0; k < 12; k++) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/img", s_dir);
+            mkdir(path, 0755);
+            snprintf(path, sizeof path, "%s/img/%c", s_dir, 'a' + c);
+            mkdir(path, 0755);
+            struct fl_image img = {.w = 6, .h = 6, .c = 1, .p = calloc(36, 1)};
+            for (int y = 0; y < 6; y++)
+                for (int x = 0; x < 3; x++)
+                    img.p[y * 6 + x + 3 * c] = (uint8_t)(200 + k);
+            snprintf(path, sizeof path, "%s/img/%c/%02d.png", s_dir, 'a' + c, k);
+            cr_assert_eq(fl_image_write(path, &img, 0), 0);
+            free(img.p);
+        }
+    free(s_fedtl_ok("pretrain --data img --class-names left,right --arch mlp --epochs 30 "
+                    "--quiet --out base.ftm"));
+    char *out = s_fedtl_ok("predict --base base.ftm img/a/00.png img/b/00.png");
+    cr_assert_not_null(strstr(out, "img/a/00.png\tleft\t"), "%s", out);
+    cr_assert_not_null(strstr(out, "img/b/00.png\tright\t"), "%s", out);
+    free(out);
 }
 
 /* ---- partition ------------------------------------------------------------------------ */

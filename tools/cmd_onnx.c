@@ -37,6 +37,7 @@ static const struct fl_option s_import_options[] = {
              "images: the feature value of a white pixel: 1 (ToTensor's [0, 1], default) or 255"),
     TOOL_TEXT("classes", classes, 0, "C",
               "the original label of each model output, in order (0-4 or 3,5,7; default 0..k-1)"),
+    TOOL_OPT_CLASS_NAMES,
     TOOL_TEXT("name", name, 0, "NAME", "the architecture's name (default: the file's name)"),
     TOOL_TEXT("desc", desc, 0, "TEXT", "what the model was trained on (free text)"),
     TOOL_OPT_JSON,
@@ -270,6 +271,8 @@ int cmd_import(int argc, char **argv)
             count != classes)
             rc = fl_fail(FL_EINVAL, "--classes names %d classes, the model has %d outputs", count,
                          classes);
+        if (rc == 0)
+            rc = tool_class_names(&o, &meta, classes);
     }
     if (rc == 0)
         rc = s_image_prep(&o, &arch, &meta);

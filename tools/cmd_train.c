@@ -23,6 +23,7 @@ static const struct fl_option s_pretrain_options[] = {
     TOOL_OPT_TABLE,
     TOOL_OPT_SKIP_BAD,
     TOOL_OPT_CLASSES,
+    TOOL_OPT_CLASS_NAMES,
     TOOL_OPT_SAMPLES,
     {"arch", .type = FL_OPTION_CHOICE, TOOL_ARG, .flags = FL_OPTION_REQUIRED, TOOL_FIELD(arch),
      .choices = s_archs,
@@ -242,6 +243,10 @@ int cmd_pretrain(int argc, char **argv)
     }
     s_label_names(&meta, &info);
     fl_data_info_free(&info);
+    if ((rc = tool_class_names(&o, &meta, nclasses)) != 0) {
+        rc = tool_error(rc, "--class-names");
+        goto out_free_data;
+    }
     if (!(m = s_fresh_model(&o, ds.dim, nclasses, &arch, &def, pool))) {
         rc = tool_error(FL_EINVAL, "cannot build the model");
         goto out_free_data;

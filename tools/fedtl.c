@@ -103,6 +103,41 @@ int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct
     return 0;
 }
 
+int tool_class_names(const struct tool_opts *o, struct fl_base_meta *meta, int nclasses)
+{
+    if (!o->class_names)
+        return 0;
+    char(*names)[FL_LABEL_NAME_MAX] = calloc(FL_MAX_CLASSES, sizeof *names);
+    int count = 0, rc;
+    if (!names)
+        return fl_fail(FL_ENOMEM, "out of memory");
+    if ((rc = fl_class_names_parse(o->class_names, names, FL_MAX_CLASSES, &count)) != 0)
+        goto out_free;
+    if (count != nclasses) {
+        rc = fl_fail(FL_EINVAL, "--class-names names %d classes, the base has %d", count, nclasses);
+        goto out_free;
+    }
+    for (int i = 0; i < count; i++)
+        if (meta->class_ids[i] < 0 || meta->class_ids[i] >= FL_MAX_CLASSES) {
+            rc = fl_fail(FL_ERANGE,
+                         "--class-names: class %d's original label %d is past the %d "
+                         "a base can name",
+                         i, (int)meta->class_ids[i], FL_MAX_CLASSES);
+            goto out_free;
+        }
+    memset(meta->label_names, 0, sizeof meta->label_names);
+    meta->nlabel_names = 0;
+    for (int i = 0; i < count; i++) {
+        int32_t y = meta->class_ids[i];
+        memcpy(meta->label_names[y], names[i], FL_LABEL_NAME_MAX);
+        if (y + 1 > meta->nlabel_names)
+            meta->nlabel_names = y + 1;
+    }
+out_free:
+    free(names);
+    return rc;
+}
+
 int tool_load_data(const struct tool_opts *o, struct fl_dataset *ds, int32_t *class_ids,
                    int *nclasses, struct fl_data_info *info)
 {

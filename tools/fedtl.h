@@ -46,6 +46,7 @@ struct tool_opts {
     const char *format;                   /* export-images: png or jpeg */
     const char *label_column, *columns;   /* tables: the label and feature columns by name */
     const char *missing;                  /* tables: error, mean or drop */
+    const char *class_names;              /* import, pretrain: each output's name, a,b,... */
     struct fl_train_opts train;           /* epochs, batch, lr, optimiser, seed, cache */
 };
 
@@ -61,6 +62,9 @@ extern const struct fl_options_spec *const tool_specs[];
 int tool_parse(const struct fl_options_spec *spec, int argc, char **argv, struct tool_opts *o);
 /* Print "fedtl CMD: msg" and the usage line for a usage error; returns 2. */
 int tool_usage_error(const struct fl_options_spec *spec, const char *msg);
+/* Record --class-names (if given) in meta: the name of output i becomes that of its original
+ * label meta->class_ids[i], for the base's nclasses outputs. 0, or an error naming the option. */
+int tool_class_names(const struct tool_opts *o, struct fl_base_meta *meta, int nclasses);
 /* Load --data/--labels (images prepared as o->image says, --skip-bad), apply --classes and
  * --samples; info (may be NULL) receives the class names and files. Prints the error and a
  * line for skipped or ignored files; returns 0 or 1. */
@@ -144,6 +148,10 @@ int tool_graph_json(const struct fl_base_file *bf, struct cJSON *o);
         TOOL_TEXT("missing", missing, 0, "error|mean|drop",                                        \
                   "a CSV with a header: a missing value (empty, NA, NaN, null, ?) is an error "    \
                   "(default), takes its column's mean, or drops its row")
+#define TOOL_OPT_CLASS_NAMES                                                                       \
+    TOOL_TEXT("class-names", class_names, 0, "A,B,...",                                            \
+              "the name of each class, in output order, recorded in the base for predict "         \
+              "(no commas; at most 63 bytes each)")
 #define TOOL_OPT_LABELS TOOL_PATH("labels", labels, 0, "L", "the IDX images' IDX labels")
 #define TOOL_OPT_CLASSES                                                                           \
     TOOL_TEXT("classes", classes, 0, "C",                                                          \

@@ -146,6 +146,44 @@ int fl_classes_parse(const char *spec, int32_t *classes, int max, int *count)
     return 0;
 }
 
+int fl_class_names_parse(const char *spec, char (*names)[FL_LABEL_NAME_MAX], int max, int *count)
+{
+    *count = 0;
+    if (!spec || !*spec)
+        return fl_fail(FL_EINVAL, "class names: empty list");
+    int n = 0;
+    for (const char *p = spec;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0)
+            return fl_fail(FL_EINVAL, "class names: name %d is empty", n + 1);
+        if (len >= FL_LABEL_NAME_MAX)
+            return fl_fail(FL_ERANGE, "class names: name %d is %zu bytes, at most %d allowed",
+                           n + 1, len, FL_LABEL_NAME_MAX - 1);
+        if (n >= max)
+            return fl_fail(FL_ERANGE, "class names: more than %d names", max);
+        memcpy(names[n], p, len);
+        names[n][len] = '\0';
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+                return fl_fail(FL_EINVAL, "class names: name %d holds a control character", n + 1);
+        if (!fl_utf8_valid(names[n]))
+            return fl_fail(FL_EINVAL, "class names: name %d is not UTF-8 text", n + 1);
+        if (p[0] == ' ' || p[len - 1] == ' ')
+            return fl_fail(FL_EINVAL, "class names: name %d ('%s') starts or ends with a space",
+                           n + 1, names[n]);
+        for (int k = 0; k < n; k++)
+            if (strcmp(names[k], names[n]) == 0)
+                return fl_fail(FL_EINVAL, "class names: '%s' is named twice", names[n]);
+        n++;
+        if (!end)
+            break;
+        p = end;
+    }
+    *count = n;
+    return 0;
+}
+
 int fl_dataset_select_classes(struct fl_dataset *ds, const int32_t *classes, int count)
 {
     if (count <= 0)

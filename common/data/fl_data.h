@@ -66,6 +66,11 @@ int fl_dataset_load(struct fl_dataset *ds, const char *data_path, const char *la
  * written. Fails with FL_EINVAL on junk, negatives, duplicates or an empty list, and
  * FL_ERANGE when more than max classes are listed. */
 int fl_classes_parse(const char *spec, int32_t *classes, int max, int *count);
+/* Parse a class name list such as "cat,dog,bird" into names[0..*count), in the order
+ * written: each name non-empty, UTF-8, without control characters or spaces at its ends, at
+ * most FL_LABEL_NAME_MAX - 1 bytes, none twice (commas separate names, so no name holds
+ * one). FL_EINVAL naming the bad entry, FL_ERANGE for a name too long or more than max. */
+int fl_class_names_parse(const char *spec, char (*names)[FL_LABEL_NAME_MAX], int max, int *count);
 /* Keep only records whose label is in classes, relabelled to its position in classes (so
  * "7,5" maps 7 -> 0, 5 -> 1); num_classes becomes count. In place; *ds unchanged on error. */
 int fl_dataset_select_classes(struct fl_dataset *ds, const int32_t *classes, int count);

@@ -3,6 +3,7 @@
  * (PIL-exact conversion, resize, crop, scaling) is in fl_image_prep.c. */
 #include "fl_image.h"
 #include "fl_error.h"
+#include "fl_image_work.h"
 #include "fl_fs.h"
 #include "fl_mem.h"
 
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const uint8_t s_png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -183,55 +185,85 @@ static void s_jpeg_output(j_common_ptr cinfo)
     (void)cinfo;
 }
 
-static int s_jpeg_decode(const uint8_t *buf, size_t len, const char *name, struct fl_image *out)
+/* A JPEG decoder: created once, aborted back to its start after each image. */
+struct fl_image_jpeg {
+    struct jpeg_decompress_struct ci; /* libjpeg's state */
+    struct s_jerr err;                /* its error manager */
+};
+
+static void s_jpeg_errors(struct s_jerr *err)
 {
-    struct jpeg_decompress_struct ci;
-    struct s_jerr err;
+    err->pub.error_exit = s_jpeg_error_exit;
+    err->pub.emit_message = s_jpeg_emit;
+    err->pub.output_message = s_jpeg_output;
+    err->msg[0] = '\0';
+}
+
+static int s_jpeg_init(struct fl_image_jpeg *d)
+{
+    d->ci.err = jpeg_std_error(&d->err.pub);
+    s_jpeg_errors(&d->err);
+    if (setjmp(d->err.jb)) {
+        jpeg_destroy_decompress(&d->ci);
+        return fl_fail(FL_ENOMEM, "out of memory for the JPEG decoder: %s", d->err.msg);
+    }
+    jpeg_create_decompress(&d->ci);
+    return 0;
+}
+
+/* Decode into keep's bytes (out's pixels then belong to keep) or, keep NULL, into pixels
+ * malloc'd for out. d is ready for the next image whatever happens. */
+static int s_jpeg_decode(struct fl_image_jpeg *d, const uint8_t *buf, size_t len, const char *name,
+                         struct fl_image *out, struct fl_image_buf *keep)
+{
+    struct jpeg_decompress_struct *ci = &d->ci;
     struct fl_image img = {0};
     uint8_t *volatile pix = NULL;
     int rc = 0;
-    ci.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = s_jpeg_error_exit;
-    err.pub.emit_message = s_jpeg_emit;
-    err.pub.output_message = s_jpeg_output;
-    err.msg[0] = '\0';
-    if (setjmp(err.jb)) {
-        free(pix);
-        rc = fl_fail(FL_EFORMAT, "%s: corrupt JPEG: %s", name, err.msg);
-        jpeg_destroy_decompress(&ci);
-        return rc;
+    d->err.msg[0] = '\0';
+    if (setjmp(d->err.jb)) {
+        if (!keep)
+            free(pix);
+        jpeg_abort_decompress(ci);
+        return fl_fail(FL_EFORMAT, "%s: corrupt JPEG: %s", name, d->err.msg);
     }
-    jpeg_create_decompress(&ci);
-    jpeg_mem_src(&ci, buf, (unsigned long)len);
-    jpeg_read_header(&ci, TRUE);
-    if ((rc = s_check_size(name, ci.image_width, ci.image_height)) != 0)
-        goto out_destroy;
-    if (ci.jpeg_color_space == JCS_CMYK || ci.jpeg_color_space == JCS_YCCK) {
+    jpeg_mem_src(ci, buf, (unsigned long)len);
+    jpeg_read_header(ci, TRUE);
+    if ((rc = s_check_size(name, ci->image_width, ci->image_height)) != 0)
+        goto out_abort;
+    if (ci->jpeg_color_space == JCS_CMYK || ci->jpeg_color_space == JCS_YCCK) {
         rc = fl_fail(FL_EFORMAT, "%s: CMYK JPEG: fedtl reads grey and colour JPEGs", name);
-        goto out_destroy;
+        goto out_abort;
     }
-    ci.out_color_space = ci.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_start_decompress(&ci);
-    img.w = (int)ci.output_width, img.h = (int)ci.output_height, img.c = ci.output_components;
+    ci->out_color_space = ci->num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(ci);
+    img.w = (int)ci->output_width, img.h = (int)ci->output_height, img.c = ci->output_components;
     if (img.c != 1 && img.c != 3) {
         rc = fl_fail(FL_EFORMAT, "%s: JPEG with %d channels", name, img.c);
-        goto out_destroy;
+        goto out_abort;
     }
-    if (!(pix = malloc((size_t)img.w * (size_t)img.h * (size_t)img.c))) {
+    size_t stride = (size_t)img.w * (size_t)img.c, n = stride * (size_t)img.h;
+    if (keep ? fl_image_buf_reserve(keep, n) != 0 : !(pix = malloc(n))) {
         rc = fl_fail(FL_ENOMEM, "%s: out of memory for %d x %d pixels", name, img.w, img.h);
-        goto out_destroy;
+        goto out_abort;
     }
-    while (ci.output_scanline < ci.output_height) {
-        JSAMPROW row = pix + (size_t)ci.output_scanline * (size_t)img.w * (size_t)img.c;
-        jpeg_read_scanlines(&ci, &row, 1);
+    if (keep)
+        pix = keep->p;
+    while (ci->output_scanline < ci->output_height) {
+        JSAMPROW rows[8];
+        JDIMENSION left = ci->output_height - ci->output_scanline, k = left < 8 ? left : 8;
+        for (JDIMENSION r = 0; r < k; r++)
+            rows[r] = pix + ((size_t)ci->output_scanline + r) * stride;
+        jpeg_read_scanlines(ci, rows, k);
     }
-    jpeg_finish_decompress(&ci);
+    jpeg_finish_decompress(ci);
     img.p = pix;
-    pix = NULL;
     *out = img;
-out_destroy:
-    free(pix);
-    jpeg_destroy_decompress(&ci);
+    return 0;
+out_abort:
+    if (!keep)
+        free(pix);
+    jpeg_abort_decompress(ci);
     return rc;
 }
 
@@ -241,8 +273,15 @@ int fl_image_decode(const uint8_t *buf, size_t len, const char *name, struct fl_
     switch (s_kind(buf, len)) {
     case S_PNG:
         return s_png_decode(buf, len, name, out);
-    case S_JPEG:
-        return s_jpeg_decode(buf, len, name, out);
+    case S_JPEG: {
+        struct fl_image_jpeg d;
+        int rc = s_jpeg_init(&d);
+        if (rc)
+            return rc;
+        rc = s_jpeg_decode(&d, buf, len, name, out, NULL);
+        jpeg_destroy_decompress(&d.ci);
+        return rc;
+    }
     default:
         return fl_fail(FL_EFORMAT, "%s: not an image (fedtl reads PNG and JPEG)", name);
     }
@@ -259,6 +298,93 @@ int fl_image_read(const char *path, struct fl_image *out)
     rc = fl_image_decode(buf, len, path, out);
     free(buf);
     return rc;
+}
+
+/* ---- reading many images with one thread's buffers ---- */
+
+int fl_image_buf_reserve(struct fl_image_buf *b, size_t n)
+{
+    if (n <= b->cap)
+        return 0;
+    size_t cap = n < SIZE_MAX / 2 ? n + n / 2 : n; /* room for the next, slightly larger one */
+    uint8_t *p = malloc(cap);
+    if (!p)
+        return FL_ENOMEM;
+    free(b->p);
+    b->p = p, b->cap = cap;
+    return 0;
+}
+
+fl_image_work_t *fl_image_work_new(void)
+{
+    return calloc(1, sizeof(fl_image_work_t));
+}
+
+void fl_image_work_destroy(fl_image_work_t **self_p)
+{
+    fl_image_work_t *w = self_p ? *self_p : NULL;
+    if (!w)
+        return;
+    if (w->jpeg) {
+        jpeg_destroy_decompress(&w->jpeg->ci);
+        free(w->jpeg);
+    }
+    free(w->file.p);
+    free(w->pix.p);
+    fl_image_work_release_prep(w);
+    free(w);
+    *self_p = NULL;
+}
+
+/* The whole file at path in b, in one read; *len its length. */
+static int s_read_into(const char *path, struct fl_image_buf *b, size_t *len)
+{
+    int fd;
+    struct stat st;
+    int rc = fl_fs_open_regular(path, &fd, &st);
+    if (rc)
+        return rc;
+    size_t n = (size_t)st.st_size;
+    if (n > FL_IMAGE_MAX_FILE)
+        rc = fl_fail(FL_ERANGE, "%s: %zu bytes, more than the %zu allowed", path, n,
+                     FL_IMAGE_MAX_FILE);
+    else if (fl_image_buf_reserve(b, n + 1) != 0)
+        rc = fl_fail(FL_ENOMEM, "%s: out of memory", path);
+    else if (fl_fs_read_fd(fd, b->p, n) != n)
+        rc = fl_fail(FL_ETRUNC, "%s: short read", path);
+    close(fd);
+    *len = n;
+    return rc;
+}
+
+int fl_image_work_read(fl_image_work_t *w, const char *path, struct fl_image *out)
+{
+    size_t len;
+    memset(out, 0, sizeof *out);
+    int rc = s_read_into(path, &w->file, &len);
+    if (rc)
+        return rc;
+    switch (s_kind(w->file.p, len)) {
+    case S_PNG:
+        if ((rc = s_png_decode(w->file.p, len, path, out)) != 0)
+            return rc;
+        free(w->pix.p); /* the pixels libpng's decode allocated become w's */
+        w->pix.p = out->p, w->pix.cap = (size_t)out->w * (size_t)out->h * (size_t)out->c;
+        return 0;
+    case S_JPEG:
+        if (!w->jpeg) {
+            if (!(w->jpeg = malloc(sizeof *w->jpeg)))
+                return fl_fail(FL_ENOMEM, "out of memory for the JPEG decoder");
+            if ((rc = s_jpeg_init(w->jpeg)) != 0) {
+                free(w->jpeg);
+                w->jpeg = NULL;
+                return rc;
+            }
+        }
+        return s_jpeg_decode(w->jpeg, w->file.p, len, path, out, &w->pix);
+    default:
+        return fl_fail(FL_EFORMAT, "%s: not an image (fedtl reads PNG and JPEG)", path);
+    }
 }
 
 /* ---- encoding (for fedtl export-images, the tests and the benchmark) ---- */
@@ -296,9 +422,7 @@ static int s_write_jpeg(FILE *f, const struct fl_image *img, int quality, const 
     struct jpeg_compress_struct ci;
     struct s_jerr err;
     ci.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = s_jpeg_error_exit;
-    err.pub.emit_message = s_jpeg_emit;
-    err.pub.output_message = s_jpeg_output;
+    s_jpeg_errors(&err);
     if (setjmp(err.jb)) {
         jpeg_destroy_compress(&ci);
         return fl_fail(FL_EIO, "%s: cannot write JPEG: %s", path, err.msg);

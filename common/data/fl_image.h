@@ -63,13 +63,28 @@ int fl_image_resize_shorter(struct fl_image *img, int size);
 int fl_image_crop_center(struct fl_image *img, int w, int h);
 /* Prepare img for a base: convert, resize, crop as target says, then write its
  * channels * height * width features to out in CHW order, scaled by target->pixel_max / 255.
- * img is changed in place. name names the image in messages. With zero target fields, out
- * must hold img's own (converted, resized) size: fl_image_prepared_dims tells it. */
-int fl_image_prepare(struct fl_image *img, const struct fl_image_target *target, const char *name,
-                     float *out, size_t out_len);
+ * Only the pixels the crop keeps are resampled (each is PIL's value whatever the crop); img
+ * is not changed. name names the image in messages. With zero target fields, out must hold
+ * img's own (converted, resized) size: fl_image_prepared_dims tells it. */
+int fl_image_prepare(const struct fl_image *img, const struct fl_image_target *target,
+                     const char *name, float *out, size_t out_len);
 /* Channels, height and width img would have after fl_image_prepare's convert, resize, crop. */
 void fl_image_prepared_dims(const struct fl_image *img, const struct fl_image_target *target,
                             int *c, int *h, int *w);
+
+/* Buffers one thread reuses while it reads and prepares many images (the file's bytes, the
+ * pixels, the resize's rows and weights, a JPEG decoder): no allocation per image once they
+ * have grown. Not thread-safe: one per thread. */
+typedef struct fl_image_work fl_image_work_t;
+fl_image_work_t *fl_image_work_new(void);
+void fl_image_work_destroy(fl_image_work_t **self_p);
+/* fl_image_read with w's buffers: out's pixels belong to w and stay valid until w's next read
+ * (never fl_image_free them). */
+int fl_image_work_read(fl_image_work_t *w, const char *path, struct fl_image *out);
+/* fl_image_prepare with w's buffers; the same features. */
+int fl_image_work_prepare(fl_image_work_t *w, const struct fl_image *img,
+                          const struct fl_image_target *target, const char *name, float *out,
+                          size_t out_len);
 
 /* Write img to path atomically: JPEG (at quality 1-100) when the name ends in .jpg or .jpeg,
  * else PNG. */

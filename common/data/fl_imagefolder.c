@@ -8,12 +8,18 @@
 #include "fl_tensor.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 /* ---- decoding ---- */
+
+/* Files a task takes from the shared counter at a time: few enough that the threads finish
+ * together on a busy machine, enough to keep the counter cold. */
+#define S_CHUNK 8
 
 /* The decode of a whole list, shared by the pool's tasks; each file has its own slots. */
 struct s_job {
@@ -24,6 +30,8 @@ struct s_job {
     float *x;                     /* [l->n, dim] */
     int *rc;                      /* [l->n] each file's result */
     char **msg;                   /* [l->n] each failure's message, malloc'd */
+    fl_image_work_t **work;       /* [tasks] each task's buffers */
+    atomic_size_t next;           /* the first file no task has taken yet */
 };
 
 /* Decode and prepare one file into out [dim]; asked is the target as given, t the fixed one. */
@@ -48,18 +56,48 @@ static int s_decode_file(const char *path, const struct fl_image_target *asked,
     return rc;
 }
 
-static int s_decode_one(const struct s_job *j, size_t i)
-{
-    return s_decode_file(j->l->e[i].path, &j->asked, &j->t, j->x + i * j->dim, j->dim);
-}
-
+/* Files begin..end-1 of j, each with fresh buffers (the check of skip_bad over the budget). */
 static void s_decode_range(void *arg, int t, size_t begin, size_t end)
 {
     (void)t;
     struct s_job *j = arg;
     for (size_t i = begin; i < end; i++)
-        if ((j->rc[i] = s_decode_one(j, i)) != 0)
+        if ((j->rc[i] =
+                 s_decode_file(j->l->e[i].path, &j->asked, &j->t, j->x + i * j->dim, j->dim)) != 0)
             j->msg[i] = strdup(fl_error_msg());
+}
+
+static int s_decode_one(const struct s_job *j, fl_image_work_t *wk, size_t i)
+{
+    struct fl_image img;
+    const char *path = j->l->e[i].path;
+    int rc = fl_image_work_read(wk, path, &img);
+    if (rc)
+        return rc;
+    int c, h, w;
+    fl_image_prepared_dims(&img, &j->asked, &c, &h, &w);
+    if (!j->asked.height && (h != j->t.height || w != j->t.width))
+        return fl_fail(FL_EMISMATCH,
+                       "%s: is %d x %d (after any resize), the first image %d x %d: "
+                       "images of one data set share a size unless the base "
+                       "records a resize and crop",
+                       path, w, h, j->t.width, j->t.height);
+    return fl_image_work_prepare(wk, &img, &j->t, path, j->x + i * j->dim, j->dim);
+}
+
+/* Task t: files taken S_CHUNK at a time until none is left. */
+static void s_decode_task(void *arg, int t)
+{
+    struct s_job *j = arg;
+    for (;;) {
+        size_t begin = atomic_fetch_add(&j->next, S_CHUNK), n = j->l->n;
+        if (begin >= n)
+            return;
+        size_t end = n - begin < S_CHUNK ? n : begin + S_CHUNK;
+        for (size_t i = begin; i < end; i++)
+            if ((j->rc[i] = s_decode_one(j, j->work[t], i)) != 0)
+                j->msg[i] = strdup(fl_error_msg());
+    }
 }
 
 /* ---- streaming: the files decoded again each time their records are read ---- */
@@ -323,16 +361,27 @@ static int s_decode(struct fl_imagelist *l, const struct fl_data_opts *opts, str
     if (l->n > FL_DATA_MAX_BYTES / sizeof(float) / j.dim)
         return fl_fail(FL_ERANGE, "%zu images of %zu features: more than %zu bytes", l->n, j.dim,
                        FL_DATA_MAX_BYTES);
-    j.x = fl_falloc(l->n * j.dim);
+    /* not zeroed: every record is written by its decode (the pages are first touched there,
+     * by the threads), a failed one is dropped below */
+    j.x = fl_malloc_array(l->n * j.dim, sizeof *j.x);
     j.rc = calloc(l->n, sizeof *j.rc);
     j.msg = calloc(l->n, sizeof *j.msg);
     ds->y = fl_malloc_array(l->n, sizeof *ds->y);
     fl_pool_t *own = opts->pool ? NULL : fl_pool_new(0);
-    if (!j.x || !j.rc || !j.msg || !ds->y || (!opts->pool && !own)) {
+    fl_pool_t *pool = opts->pool ? opts->pool : own;
+    int ntasks = fl_pool_size(pool) < (int)((l->n + S_CHUNK - 1) / S_CHUNK)
+                     ? fl_pool_size(pool)
+                     : (int)((l->n + S_CHUNK - 1) / S_CHUNK);
+    j.work = calloc((size_t)ntasks, sizeof *j.work);
+    bool made = j.work != NULL;
+    for (int t = 0; made && t < ntasks; t++)
+        made = (j.work[t] = fl_image_work_new()) != NULL;
+    if (!j.x || !j.rc || !j.msg || !ds->y || !pool || !made) {
         rc = fl_fail(FL_ENOMEM, "out of memory for %zu images", l->n);
         goto out_free;
     }
-    fl_pool_for(opts->pool ? opts->pool : own, l->n, 4, s_decode_range, &j);
+    atomic_init(&j.next, 0);
+    fl_pool_run(pool, ntasks, s_decode_task, &j);
     size_t k = 0;
     for (size_t i = 0; i < l->n; i++) {
         if (j.rc[i]) {
@@ -362,6 +411,9 @@ static int s_decode(struct fl_imagelist *l, const struct fl_data_opts *opts, str
     ds->num_classes = s_num_classes(ds->y, k, l);
     rc = s_fill_info(l, info);
 out_free:
+    for (int t = 0; j.work && t < ntasks; t++)
+        fl_image_work_destroy(&j.work[t]);
+    free(j.work);
     fl_pool_destroy(&own);
     if (j.msg)
         for (size_t i = 0; i < l->cap && i < listed; i++)
