@@ -8,7 +8,10 @@
  * without secure aggregation. "drop" rounds lose 30% of the branches after their shares (the
  * costly case: the coordinator expands every dropped branch's pairwise masks).
  *
- *   build-bench/bench_secagg [--repeats 3] [--quick]
+ *   build-bench/bench_secagg [--repeats 3] [--quick | --grid]
+ *
+ * --grid runs 10, 100 and 500 branches with 30 KB and 4 MB adapters (7,680 and 1,048,576
+ * float values) instead of the default cases; the 500 x 4 MB case holds about 4 GB.
  *
  * Prints `bench=secagg ...` lines, then a table. */
 #include "fl_codec.h"
@@ -196,24 +199,33 @@ static double s_plain(uint32_t n, size_t L)
 int main(int argc, char **argv)
 {
     int repeats = 3;
-    bool quick = false;
+    bool quick = false, grid = false;
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--repeats") == 0 && a + 1 < argc)
             repeats = atoi(argv[++a]);
         else if (strcmp(argv[a], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[a], "--grid") == 0)
+            grid = true;
         else {
-            fprintf(stderr, "usage: bench_secagg [--repeats N] [--quick]\n");
+            fprintf(stderr, "usage: bench_secagg [--repeats N] [--quick | --grid]\n");
             return 2;
         }
     }
     if (sodium_init() < 0 || repeats < 1)
         return 1;
-    static const struct {
+    struct s_case {
         uint32_t n;
         size_t L;
-    } cases[] = {{10, 8133}, {10, 100000}, {30, 100000}, {100, 100000}, {10, 1000000}};
-    size_t ncases = quick ? 2 : sizeof cases / sizeof cases[0];
+    };
+    static const struct s_case s_default[] = {
+        {10, 8133}, {10, 100000}, {30, 100000}, {100, 100000}, {10, 1000000}};
+    static const struct s_case s_grid[] = {{10, 7680},    {100, 7680},    {500, 7680},
+                                           {10, 1048576}, {100, 1048576}, {500, 1048576}};
+    const struct s_case *cases = grid ? s_grid : s_default;
+    size_t ncases = grid    ? sizeof s_grid / sizeof s_grid[0]
+                    : quick ? 2
+                            : sizeof s_default / sizeof s_default[0];
     printf("%-5s %-9s %-5s %-4s %-3s %12s %12s %12s %12s %12s\n", "n", "values", "drop", "k", "t",
            "coord_s", "branch_s", "plain_sum_s", "branch_out", "branch_in");
     for (size_t c = 0; c < ncases; c++)
