@@ -2,7 +2,7 @@
 # Build the libFuzzer targets of fuzz/ (clang, ASan + UBSan) in build-fuzz/ and run each one,
 # one after the other, for SECONDS on a copy of its seed corpus fuzz/corpus/<target>/.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (SECONDS default 60; targets default: all of
-#        wire adapter base idx csv config client_config image onnx)
+#        wire adapter base idx csv table config client_config image onnx)
 # Prints per target: executions, coverage (libFuzzer's cov:), new corpus units, crashes.
 # Crash, leak, timeout and OOM inputs go to build-fuzz/artifacts/<target>/, logs to
 # build-fuzz/logs/<target>.log. Exit status: 0 no crash, 1 some target crashed, 2 bad usage.
@@ -17,7 +17,7 @@ case "$secs" in '' | *[!0-9]*)
 esac
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(wire adapter base idx csv config client_config image onnx)
+[ ${#targets[@]} -eq 0 ] && targets=(wire adapter base idx csv table config client_config image onnx)
 build=build-fuzz
 
 # Dependencies: fedtl's own, then clang and its compiler-rt (libFuzzer, sanitizer runtimes).
