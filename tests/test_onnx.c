@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #define S_SCRIPT FEDTL_SRC_DIR "/tests/peers/onnx_models.py"
@@ -48,6 +50,13 @@ static char *s_peers(void)
     snprintf(dir, sizeof dir, "%s/fedtl-onnx-peers-%d", tmp, (int)getuid());
     snprintf(stamp, sizeof stamp, "%s/stamp", dir);
     snprintf(want, sizeof want, "%lld-%lld", (long long)st.st_mtime, (long long)st.st_size);
+    /* Criterion runs tests in parallel processes (and other checkouts share the folder): one
+     * at a time checks the stamp and makes the files. */
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s.lock", dir);
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert_geq(lfd, 0, "cannot open %s", lock);
+    cr_assert_eq(flock(lfd, LOCK_EX), 0);
     char *have = fl_test_slurp(stamp);
     bool fresh = have && strcmp(have, want) == 0;
     free(have);
@@ -62,6 +71,7 @@ static char *s_peers(void)
         cr_assert_eq(rc, 0, "onnx_models.py failed: %s", out ? out : "");
         free(out);
     }
+    close(lfd); /* releases the lock */
     return strdup(dir);
 }
 
