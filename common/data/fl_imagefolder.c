@@ -1,6 +1,7 @@
 /* fl_imagefolder: the files listed (fl_imagelist) then decoded on the thread pool, one slot
  * per file, so that records keep the listing's order whatever thread decoded them; or, over
- * the load's budget, kept as a record source that decodes them again when they are read. */
+ * the load's budget, kept as a record source that decodes them again when they are read. Each
+ * decoding thread reuses its own buffers and JPEG decoder (fl_image_work) from file to file. */
 #include "fl_imagefolder.h"
 #include "fl_error.h"
 #include "fl_imagelist.h"
@@ -34,55 +35,60 @@ struct s_job {
     atomic_size_t next;           /* the first file no task has taken yet */
 };
 
-/* Decode and prepare one file into out [dim]; asked is the target as given, t the fixed one. */
-static int s_decode_file(const char *path, const struct fl_image_target *asked,
+/* Decode and prepare one file into out [dim] with a thread's buffers wk; asked is the target
+ * as given, t the one with its geometry fixed. */
+static int s_decode_file(fl_image_work_t *wk, const char *path, const struct fl_image_target *asked,
                          const struct fl_image_target *t, float *out, size_t dim)
 {
     struct fl_image img;
-    int rc = fl_image_read(path, &img);
+    int rc = fl_image_work_read(wk, path, &img);
     if (rc)
         return rc;
     int c, h, w;
     fl_image_prepared_dims(&img, asked, &c, &h, &w);
     if (!asked->height && (h != t->height || w != t->width))
-        rc = fl_fail(FL_EMISMATCH,
-                     "%s: is %d x %d (after any resize), the first image %d x %d: "
-                     "images of one data set share a size unless the base "
-                     "records a resize and crop",
-                     path, w, h, t->width, t->height);
-    else
-        rc = fl_image_prepare(&img, t, path, out, dim);
-    fl_image_free(&img);
-    return rc;
-}
-
-/* Files begin..end-1 of j, each with fresh buffers (the check of skip_bad over the budget). */
-static void s_decode_range(void *arg, int t, size_t begin, size_t end)
-{
-    (void)t;
-    struct s_job *j = arg;
-    for (size_t i = begin; i < end; i++)
-        if ((j->rc[i] =
-                 s_decode_file(j->l->e[i].path, &j->asked, &j->t, j->x + i * j->dim, j->dim)) != 0)
-            j->msg[i] = strdup(fl_error_msg());
-}
-
-static int s_decode_one(const struct s_job *j, fl_image_work_t *wk, size_t i)
-{
-    struct fl_image img;
-    const char *path = j->l->e[i].path;
-    int rc = fl_image_work_read(wk, path, &img);
-    if (rc)
-        return rc;
-    int c, h, w;
-    fl_image_prepared_dims(&img, &j->asked, &c, &h, &w);
-    if (!j->asked.height && (h != j->t.height || w != j->t.width))
         return fl_fail(FL_EMISMATCH,
                        "%s: is %d x %d (after any resize), the first image %d x %d: "
                        "images of one data set share a size unless the base "
                        "records a resize and crop",
-                       path, w, h, j->t.width, j->t.height);
-    return fl_image_work_prepare(wk, &img, &j->t, path, j->x + i * j->dim, j->dim);
+                       path, w, h, t->width, t->height);
+    return fl_image_work_prepare(wk, &img, t, path, out, dim);
+}
+
+static int s_decode_one(const struct s_job *j, fl_image_work_t *wk, size_t i)
+{
+    return s_decode_file(wk, j->l->e[i].path, &j->asked, &j->t, j->x + i * j->dim, j->dim);
+}
+
+/* Files begin..end-1 of j, as task t (the check of skip_bad over the budget). */
+static void s_decode_range(void *arg, int t, size_t begin, size_t end)
+{
+    struct s_job *j = arg;
+    for (size_t i = begin; i < end; i++)
+        if ((j->rc[i] = s_decode_one(j, j->work[t], i)) != 0)
+            j->msg[i] = strdup(fl_error_msg());
+}
+
+/* n threads' decoding buffers, or NULL without the memory. */
+static fl_image_work_t **s_works_new(int n)
+{
+    fl_image_work_t **w = calloc((size_t)n, sizeof *w);
+    for (int t = 0; w && t < n; t++)
+        if (!(w[t] = fl_image_work_new())) {
+            while (t-- > 0)
+                fl_image_work_destroy(&w[t]);
+            free(w);
+            return NULL;
+        }
+    return w;
+}
+
+static void s_works_destroy(fl_image_work_t ***w_p, int n)
+{
+    for (int t = 0; *w_p && t < n; t++)
+        fl_image_work_destroy(&(*w_p)[t]);
+    free(*w_p);
+    *w_p = NULL;
 }
 
 /* Task t: files taken S_CHUNK at a time until none is left. */
@@ -114,6 +120,7 @@ struct s_stream {
     size_t dim;                   /* features per record */
     fl_pool_t *pool;              /* decoding threads (borrowed, or own) */
     fl_pool_t *own;               /* the pool made when none was lent */
+    fl_image_work_t **work;       /* [fl_pool_size(pool)] each thread's decoding buffers */
     size_t nheld;                 /* records 0..nheld-1 are kept once decoded */
     float *held;                  /* [nheld, dim] their features */
     bool *filled;                 /* [nheld] which of them are */
@@ -133,12 +140,12 @@ struct s_fetch {
 
 static void s_fetch_range(void *arg, int t, size_t begin, size_t end)
 {
-    (void)t;
     struct s_fetch *f = arg;
     const struct s_stream *s = f->s;
     for (size_t i = begin; i < end; i++)
-        if (f->rc[i] != S_HELD && (f->rc[i] = s_decode_file(s->paths[f->idx[i]], &s->asked, &s->t,
-                                                            f->out + i * s->dim, s->dim)) != 0)
+        if (f->rc[i] != S_HELD &&
+            (f->rc[i] = s_decode_file(s->work[t], s->paths[f->idx[i]], &s->asked, &s->t,
+                                      f->out + i * s->dim, s->dim)) != 0)
             f->msg[i] = strdup(fl_error_msg());
 }
 
@@ -184,6 +191,7 @@ static void s_stream_destroy(struct fl_source *src)
     free(s->paths);
     free(s->held);
     free(s->filled);
+    s_works_destroy(&s->work, fl_pool_size(s->pool));
     fl_pool_destroy(&s->own);
     free(s);
 }
@@ -204,6 +212,8 @@ static int s_stream_new(struct fl_imagelist *l, const struct fl_data_opts *opts,
         return fl_fail(FL_ENOMEM, "cannot make the decoding threads");
     }
     ds->src = fl_source_ref(&s->src);
+    if (!(s->work = s_works_new(fl_pool_size(s->pool))))
+        return fl_fail(FL_ENOMEM, "out of memory for the decoding buffers");
     s->paths = fl_malloc_array(l->n, sizeof *s->paths);
     ds->ref = fl_malloc_array(l->n, sizeof *ds->ref);
     ds->y = fl_malloc_array(l->n, sizeof *ds->y);
@@ -289,7 +299,9 @@ static int s_drop_bad(struct fl_imagelist *l, const struct s_job *j, fl_pool_t *
     c.x = fl_falloc(CHUNK * j->dim);
     c.rc = calloc(CHUNK, sizeof *c.rc);
     c.msg = calloc(CHUNK, sizeof *c.msg);
-    int rc = c.x && c.rc && c.msg ? 0 : fl_fail(FL_ENOMEM, "out of memory checking images");
+    c.work = s_works_new(fl_pool_size(pool));
+    int rc =
+        c.x && c.rc && c.msg && c.work ? 0 : fl_fail(FL_ENOMEM, "out of memory checking images");
     for (size_t first = 0; rc == 0 && first < l->n; first += CHUNK) {
         view.e = l->e + first;
         view.n = l->n - first < CHUNK ? l->n - first : CHUNK;
@@ -317,6 +329,7 @@ static int s_drop_bad(struct fl_imagelist *l, const struct s_job *j, fl_pool_t *
         rc = fl_fail(FL_ENOTFOUND, "no image could be read");
     for (size_t i = 0; c.msg && i < CHUNK; i++)
         free(c.msg[i]);
+    s_works_destroy(&c.work, fl_pool_size(pool));
     free(c.msg);
     free(c.rc);
     free(c.x);
@@ -372,11 +385,8 @@ static int s_decode(struct fl_imagelist *l, const struct fl_data_opts *opts, str
     int ntasks = fl_pool_size(pool) < (int)((l->n + S_CHUNK - 1) / S_CHUNK)
                      ? fl_pool_size(pool)
                      : (int)((l->n + S_CHUNK - 1) / S_CHUNK);
-    j.work = calloc((size_t)ntasks, sizeof *j.work);
-    bool made = j.work != NULL;
-    for (int t = 0; made && t < ntasks; t++)
-        made = (j.work[t] = fl_image_work_new()) != NULL;
-    if (!j.x || !j.rc || !j.msg || !ds->y || !pool || !made) {
+    j.work = s_works_new(ntasks);
+    if (!j.x || !j.rc || !j.msg || !ds->y || !pool || !j.work) {
         rc = fl_fail(FL_ENOMEM, "out of memory for %zu images", l->n);
         goto out_free;
     }
@@ -411,9 +421,7 @@ static int s_decode(struct fl_imagelist *l, const struct fl_data_opts *opts, str
     ds->num_classes = s_num_classes(ds->y, k, l);
     rc = s_fill_info(l, info);
 out_free:
-    for (int t = 0; j.work && t < ntasks; t++)
-        fl_image_work_destroy(&j.work[t]);
-    free(j.work);
+    s_works_destroy(&j.work, ntasks);
     fl_pool_destroy(&own);
     if (j.msg)
         for (size_t i = 0; i < l->cap && i < listed; i++)
