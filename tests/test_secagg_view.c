@@ -15,12 +15,9 @@
 #include "fl_codec.h"
 #include "fl_error.h"
 #include "fl_modelfile.h"
-#include "fl_rng.h"
 #include "fl_testutil.h"
 
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,68 +26,15 @@
 #define S_NB     5 /* branches */
 #define S_ROUNDS 2
 
-struct s_fed {
-    char *dir;          /* scratch directory */
-    int port;           /* coordinator port */
-    pid_t coord;        /* coordinator */
-    pid_t branch[S_NB]; /* clients */
-};
-
-static void s_sh(struct s_fed *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_sh(struct s_fed *f, const char *fmt, ...)
+/* The federation (fl_test_fed_setup), every program recording into rec/, until the
+ * coordinator exits after S_ROUNDS rounds. */
+static void s_run(struct fl_test_fed *f)
 {
-    char body[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && B=%s && %s", f->dir, FEDTL_BIN_DIR, body);
-    char *out = NULL;
-    int rc = fl_test_run(cmd, &out);
-    cr_assert_eq(rc, 0, "%s\n%s", body, out ? out : "");
-    free(out);
-}
-
-/* Four Gaussian classes in 20 dimensions (as test_secagg_e2e's). */
-static void s_write_blobs(const char *path, int n, uint64_t seed)
-{
-    struct fl_rng r;
-    fl_rng_seed(&r, 77);
-    double centre[4][20];
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 20; j++)
-            centre[k][j] = fl_rng_normal(&r) * 1.2;
-    fl_rng_seed(&r, seed);
-    FILE *fp = fopen(path, "w");
-    cr_assert_not_null(fp);
-    for (int i = 0; i < n; i++) {
-        int k = (int)fl_rng_below(&r, 4);
-        fprintf(fp, "%d", k);
-        for (int j = 0; j < 20; j++)
-            fprintf(fp, ",%.4f", centre[k][j] + fl_rng_normal(&r) * 1.6);
-        fprintf(fp, "\n");
-    }
-    fclose(fp);
-}
-
-/* Keys, data, an mlp base (classes 0-2) and S_NB shards of classes 1-3; then the federation,
- * every program recording into rec/, until the coordinator exits after S_ROUNDS rounds. */
-static void s_run(struct s_fed *f)
-{
-    memset(f, 0, sizeof *f);
-    f->dir = fl_test_tmpdir("secagg-view");
-    f->port = fl_test_free_port();
+    char *why = NULL;
+    int rc = fl_test_fed_setup(f, "secagg-view", S_NB, FEDTL_BIN_DIR, &why);
+    cr_assert_eq(rc, 0, "%s", why ? why : "");
+    free(why);
     char cmd[4096], log[1024];
-    snprintf(cmd, sizeof cmd, "%s/train.csv", f->dir);
-    s_write_blobs(cmd, 3000, 1);
-    s_sh(f, "mkdir allow rec && for k in hq b0 b1 b2 b3 b4; do $B/fedtl keygen --out $k --name "
-            "$k >/dev/null || exit 1; cp $k.pub allow/; done && rm allow/hq.pub");
-    s_sh(f, "$B/fedtl pretrain --data train.csv --classes 0-2 --arch mlp --epochs 4 --seed 3 "
-            "--threads 1 --quiet --out base.ftm");
-    s_sh(f,
-         "$B/fedtl partition --data train.csv --classes 1-3 --samples 1200 --clients %d "
-         "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
-         S_NB);
     snprintf(cmd, sizeof cmd,
              "cd %s && FEDTL_TEST_RECORD_DIR=%s/rec exec %s/fedtl-coordinator --key hq.key "
              "--allow allow --base base.ftm --state-dir state --endpoint tcp://127.0.0.1:%d "
@@ -110,28 +54,12 @@ static void s_run(struct s_fed *f)
         snprintf(log, sizeof log, "%s/b%d.log", f->dir, i);
         f->branch[i] = fl_test_spawn(cmd, log);
     }
-    int rc = fl_test_wait(f->coord, 300);
+    rc = fl_test_wait(f->coord, 300);
     f->coord = 0;
     snprintf(log, sizeof log, "%s/coord.log", f->dir);
     char *clog = fl_test_slurp(log);
     cr_assert_eq(rc, 0, "coordinator exit %d:\n%s", rc, clog ? clog : "");
     free(clog);
-}
-
-static void s_teardown(struct s_fed *f)
-{
-    for (int i = 0; i < S_NB; i++)
-        if (f->branch[i] > 0) {
-            kill(f->branch[i], SIGKILL);
-            fl_test_wait(f->branch[i], 5);
-        }
-    if (f->coord > 0) {
-        kill(f->coord, SIGKILL);
-        fl_test_wait(f->coord, 5);
-    }
-    if (!getenv("FEDTL_KEEP_TMP"))
-        fl_test_rmtree(f->dir);
-    free(f->dir);
 }
 
 /* ---- the records ---- */
@@ -163,7 +91,7 @@ struct s_frame {
 
 /* Every frame in DIR/rec/frames into *frames (malloc'd, *n of them); the record's bytes in
  * *buf (free it after the frames). */
-static void s_frames(struct s_fed *f, uint8_t **buf, struct s_frame **frames, size_t *n)
+static void s_frames(struct fl_test_fed *f, uint8_t **buf, struct s_frame **frames, size_t *n)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/rec/frames", f->dir);
@@ -205,7 +133,7 @@ struct s_input {
     float *x;        /* the n values (malloc'd) */
 };
 
-static void s_input(struct s_fed *f, const char *id, uint32_t r, struct s_input *in)
+static void s_input(struct fl_test_fed *f, const char *id, uint32_t r, struct s_input *in)
 {
     char path[1024], want[128];
     snprintf(path, sizeof path, "%s/rec/input-%s-%u", f->dir, id, r);
@@ -313,27 +241,27 @@ static void s_corr(const uint64_t *masked, const uint64_t *enc, size_t n, double
 
 /* What the checks share: the records, and the worst figures seen. */
 struct s_view {
-    struct s_fed *f;     /* the federation */
-    uint8_t *rec;        /* the coordinator's record */
-    struct s_frame *fr;  /* its frames */
-    size_t nfr;          /* how many */
-    uint64_t *win;       /* every 8-byte window of every frame, sorted */
-    size_t nwin;         /* how many */
-    char ids[S_NB][64];  /* branch i's key id */
-    cJSON *ledger;       /* rounds.jsonl */
-    double bound;        /* the correlation bound */
-    double worst_r;      /* largest |r| of a masked input with its input */
-    double worst_gap;    /* largest |committed change - decoded mean of the inputs| */
-    double worst_fx;     /* largest |decoded mean - weighted mean of the floats| */
-    size_t words, pairs; /* encoded values and float pairs looked for */
-    size_t found;        /* and found */
+    struct fl_test_fed *f; /* the federation */
+    uint8_t *rec;          /* the coordinator's record */
+    struct s_frame *fr;    /* its frames */
+    size_t nfr;            /* how many */
+    uint64_t *win;         /* every 8-byte window of every frame, sorted */
+    size_t nwin;           /* how many */
+    char ids[S_NB][64];    /* branch i's key id */
+    cJSON *ledger;         /* rounds.jsonl */
+    double bound;          /* the correlation bound */
+    double worst_r;        /* largest |r| of a masked input with its input */
+    double worst_gap;      /* largest |committed change - decoded mean of the inputs| */
+    double worst_fx;       /* largest |decoded mean - weighted mean of the floats| */
+    size_t words, pairs;   /* encoded values and float pairs looked for */
+    size_t found;          /* and found */
 };
 
 /* The coordinator's record: its frames, what the decoder saw (every frame decodes to the type
  * it is tagged with, none is a plain update: under secure aggregation no branch sends one),
  * their windows, and the branches' key ids (from the frames they sent once their hello proved
  * the key). */
-static void s_view_load(struct s_view *v, struct s_fed *f)
+static void s_view_load(struct s_view *v, struct fl_test_fed *f)
 {
     memset(v, 0, sizeof *v);
     v->f = f;
@@ -521,7 +449,7 @@ static void s_check_round(struct s_view *v, uint32_t r)
 
 Test(secagg_view, the_coordinator_sees_no_branch_input_only_their_sum, .timeout = 900)
 {
-    struct s_fed f;
+    struct fl_test_fed f;
     s_run(&f);
     struct s_view v;
     s_view_load(&v, &f);
@@ -536,5 +464,5 @@ Test(secagg_view, the_coordinator_sees_no_branch_input_only_their_sum, .timeout 
                 v.worst_gap, v.worst_fx);
     cr_expect_gt(v.words, (size_t)S_ROUNDS * S_NB * 1000, "enough values to look for");
     s_view_free(&v);
-    s_teardown(&f);
+    fl_test_fed_teardown(&f);
 }
