@@ -8,14 +8,21 @@
 #include <math.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct fl_branch_secagg {
     const struct fl_identity *id; /* the branch (borrowed) */
     fl_uplink_t *up;              /* its connection (borrowed) */
     fl_secagg_client_t *cl;       /* the current round's, or NULL */
     uint32_t round;               /* its round */
+#ifdef FEDTL_TESTING
+    float *test_x;         /* test builds, FEDTL_TEST_RECORD_DIR set: the round's input, or NULL */
+    size_t test_n;         /* its values */
+    uint64_t test_samples; /* its sample count */
+#endif
 };
 
 fl_branch_secagg_t *fl_branch_secagg_new(const struct fl_identity *id, fl_uplink_t *up)
@@ -33,6 +40,9 @@ void fl_branch_secagg_destroy(fl_branch_secagg_t **self_p)
     if (!self_p || !*self_p)
         return;
     fl_secagg_client_destroy(&(*self_p)->cl);
+#ifdef FEDTL_TESTING
+    free((*self_p)->test_x);
+#endif
     free(*self_p);
     *self_p = NULL;
 }
@@ -79,6 +89,68 @@ static int s_delta(const uint8_t *global, size_t global_len, const uint8_t *trai
     return rc;
 }
 
+#ifdef FEDTL_TESTING
+/* Test builds only, with FEDTL_TEST_RECORD_DIR set: the global adapter the task t came with
+ * goes to DIR/task-ID-ROUND.fta (ID the branch's key id), and the round's input (x NULL: none)
+ * is kept until the masked input is out (s_test_record). */
+static void s_test_keep(fl_branch_secagg_t *self, const Fedtl__RoundTask *t, const float *x,
+                        size_t n, uint64_t samples)
+{
+    free(self->test_x);
+    self->test_x = NULL;
+    const char *dir = getenv("FEDTL_TEST_RECORD_DIR");
+    if (!dir || !*dir)
+        return;
+    char id[FL_KEY_ID_LEN], path[4096];
+    fl_key_id(self->id->sign_pk, id);
+    snprintf(path, sizeof path, "%s/task-%s-%u.fta", dir, id, t->round);
+    (void)mkdir(dir, 0700);
+    FILE *fp = fopen(path, "wb");
+    bool ok = fp && fwrite(t->adapter.data, 1, t->adapter.len, fp) == t->adapter.len;
+    if ((fp && fclose(fp) != 0) || !ok)
+        fl_log(FL_LOG_ERROR, "test_record_failed", "path=\"%s\"", path);
+    if (!x || !(self->test_x = malloc((n ? n : 1) * sizeof *x)))
+        return;
+    memcpy(self->test_x, x, n * sizeof *x);
+    self->test_n = n;
+    self->test_samples = samples;
+}
+
+/* Test builds only: once the masked input is out, the input it masked goes to
+ * FEDTL_TEST_RECORD_DIR/input-ID-ROUND (ID the branch's key id): a line "input branch=ID
+ * round=R values=N samples=S weight=W", a newline, the N + 1 words of its fixed-point encoding
+ * under the round's setup (the weight W last), then its N values as floats, both in host byte
+ * order (tests/test_secagg_view.c compares them with what the coordinator read). */
+static void s_test_record(fl_branch_secagg_t *self)
+{
+    const char *dir = getenv("FEDTL_TEST_RECORD_DIR");
+    const struct fl_secagg_params *p = fl_secagg_client_params(self->cl);
+    if (!dir || !*dir || !p || !self->test_x)
+        return;
+    size_t n = self->test_n;
+    uint32_t w = fl_secagg_fixed_weight(&p->fixed, self->test_samples);
+    uint64_t *y = malloc((n + 1) * sizeof *y);
+    char id[FL_KEY_ID_LEN], path[4096];
+    fl_key_id(self->id->sign_pk, id);
+    snprintf(path, sizeof path, "%s/input-%s-%u", dir, id, self->round);
+    FILE *fp = y && fl_secagg_fixed_encode(&p->fixed, self->test_x, n, w, y) == 0
+                   ? fopen(path, "wb")
+                   : NULL;
+    bool ok = fp &&
+              fprintf(fp, "input branch=%s round=%u values=%zu samples=%llu weight=%u\n", id,
+                      self->round, n, (unsigned long long)self->test_samples, w) > 0 &&
+              fwrite(y, sizeof *y, n + 1, fp) == n + 1 &&
+              fwrite(self->test_x, sizeof *self->test_x, n, fp) == n;
+    if (fp && fclose(fp) != 0)
+        ok = false;
+    if (!ok)
+        fl_log(FL_LOG_ERROR, "test_record_failed", "path=\"%s\"", path);
+    free(y);
+    free(self->test_x);
+    self->test_x = NULL;
+}
+#endif
+
 int fl_branch_secagg_answer(fl_branch_secagg_t *self, const char *federation,
                             const uint8_t run_id[FL_RUN_ID_BYTES], const Fedtl__RoundTask *t,
                             const uint8_t *body, size_t body_len)
@@ -104,6 +176,9 @@ int fl_branch_secagg_answer(fl_branch_secagg_t *self, const char *federation,
         fl_log(FL_LOG_INFO, "secagg_input", "round=%u values=%zu samples=%llu clip_scale=%.4g",
                t->round, n, (unsigned long long)b->samples, scale);
     self->round = t->round;
+#ifdef FEDTL_TESTING
+    s_test_keep(self, t, rc == 0 ? delta : NULL, n, rc == 0 ? b->samples : 0);
+#endif
     if (delta)
         sodium_memzero(delta, n * sizeof *delta);
     free(delta);
@@ -141,6 +216,10 @@ int fl_branch_secagg_recv(fl_branch_secagg_t *self, const Fedtl__Envelope *env)
     enum fl_secagg_phase before = fl_secagg_client_phase(self->cl);
     int rc = fl_secagg_client_recv(self->cl, env);
     enum fl_secagg_phase after = fl_secagg_client_phase(self->cl);
+#ifdef FEDTL_TESTING
+    if (before < FL_SECAGG_PHASE_CONSISTENCY && after == FL_SECAGG_PHASE_CONSISTENCY)
+        s_test_record(self);
+#endif
     if (rc)
         fl_log(rc == FL_EINVAL ? FL_LOG_DEBUG : FL_LOG_WARN, "secagg_refused",
                "round=%u msg=%d error=%s reason=%s", self->round, (int)env->body_case,

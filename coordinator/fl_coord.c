@@ -186,20 +186,42 @@ static void s_on_message(struct fl_coord *c, const uint8_t *route, size_t route_
     }
 }
 
+#ifdef FEDTL_TESTING
+/* Test builds only: the frame, as the decoder saw it, into FEDTL_TEST_RECORD_DIR's record
+ * (fl_coord_record.h), tagged with the key the connection proved (proven, or NULL) and the
+ * message type (env, or NULL when it did not decode). */
+static void s_record(struct fl_coord *c, const uint8_t *proven, const char *id,
+                     const Fedtl__Envelope *env, const uint8_t *frame, size_t bytes)
+{
+    const struct fl_round_branch *b =
+        proven ? fl_round_find(c->round, proven, FL_SIGN_PK_BYTES) : NULL;
+    if (frame)
+        fl_coord_record_frame(c->record, id, b ? b->name : "?", env ? (int)env->body_case : -1,
+                              fl_round_info(c->round)->round, frame, bytes);
+}
+#define S_FRAME(c, frame) ((c)->record ? (frame) : NULL)
+#else
+#define S_FRAME(c, frame) NULL
+#endif
+
 static void s_read_router(struct fl_coord *c)
 {
     for (int i = 0; i < 256; i++) {
-        uint8_t peer[FL_NET_PEER_MAX];
+        uint8_t peer[FL_NET_PEER_MAX], *frame = NULL;
         size_t peer_len = 0, bytes = 0;
         Fedtl__Envelope *env = NULL;
         char user_id[FL_ZAP_USER_ID_LEN], id[FL_KEY_ID_LEN] = "unknown";
-        int rc =
-            fl_net_recv_from(c->router, peer, &peer_len, user_id, sizeof user_id, &env, &bytes);
+        int rc = fl_net_recv_from(c->router, peer, &peer_len, user_id, sizeof user_id, &env, &bytes,
+                                  S_FRAME(c, &frame));
         if (rc == 1)
             return;
         const uint8_t *proven = fl_session_key(c->sessions, peer, peer_len);
         if (proven)
             fl_key_id(proven, id);
+#ifdef FEDTL_TESTING
+        s_record(c, proven, id, env, frame, bytes);
+#endif
+        free(frame);
         if (rc < 0) {
             char reason[512];
             fl_log(FL_LOG_WARN, "message_rejected", "peer=%s bytes=%zu reason=%s", id, bytes,
@@ -448,6 +470,9 @@ fl_coord_t *fl_coord_new(const struct fl_coord_config *cfg, fl_pool_t *pool)
     fl_error_set("%s", "");
     if (s_open_state(c) != 0 || s_open_sockets(c) != 0 || fl_coord_http_open(c) != 0)
         goto out_destroy;
+#ifdef FEDTL_TESTING
+    c->record = fl_coord_record_open();
+#endif
     if (c->privacy && fl_privacy_epsilon(c->privacy) > 0) /* resumed: what is already spent */
         fl_metrics_privacy(c->metrics, fl_privacy_epsilon(c->privacy), c->cfg.dp_delta);
     struct fl_strategy_state st;
@@ -490,6 +515,9 @@ void fl_coord_destroy(fl_coord_t **self_p)
     fl_outbox_destroy(&c->outbox);
     fl_basedist_destroy(&c->basedist);
     fl_coord_secagg_destroy(&c->secagg);
+#ifdef FEDTL_TESTING
+    fl_coord_record_close(&c->record);
+#endif
     fl_intake_destroy(&c->intake);
     fl_round_destroy(&c->round);
     fl_session_destroy(&c->sessions);

@@ -28,6 +28,9 @@
 #include "fl_zap.h"
 #include "fl_coord_http.h"
 #include "fl_coord_secagg.h"
+#ifdef FEDTL_TESTING
+#include "fl_coord_record.h"
+#endif
 
 #include <errno.h>
 #include <sodium.h>
@@ -64,6 +67,9 @@ struct fl_coord {
     double dp_q;                     /* the open round's sampling rate: selected / eligible */
     bool dp_spent;                   /* the budget cannot pay for another round: stop */
     fl_coord_secagg_t *secagg;       /* --secure-aggregation's state, or NULL */
+#ifdef FEDTL_TESTING
+    fl_coord_record_t *record; /* test builds: FEDTL_TEST_RECORD_DIR's record, or NULL */
+#endif
 };
 
 /* What the round core asks the coordinator to do (fl_coord_rounds.c); its argument is the

@@ -26,6 +26,13 @@ if "$build/fedtl-client" --help | grep -q -- --test-attack; then
     say "$build/fedtl-client has the test-only --test-attack: FEDTL_TESTING is on there"
     exit 1
 fi
+# Nor the test builds' environment switches (FEDTL_TEST_SECAGG_DIE_ROUND, FEDTL_TEST_RECORD_DIR).
+for prog in fedtl fedtl-coordinator fedtl-client; do
+    if grep -q FEDTL_TEST_ "$build/$prog"; then
+        say "$build/$prog has a test-only FEDTL_TEST_ switch: FEDTL_TESTING is on there"
+        exit 1
+    fi
+done
 rm -f "$build"/fedtl_*.deb
 (cd "$build" && cpack -G DEB >&2)
 mkdir -p "$out"

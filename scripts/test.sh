@@ -2,8 +2,9 @@
 # Install what is missing, configure, build and run every test through ctest.
 # Usage: scripts/test.sh [--sanitize]   (--sanitize: AddressSanitizer + UBSan build in build-asan/)
 # The test build is not the shipped one: -DFEDTL_TESTING=ON compiles fedtl-client's test-only
-# malicious-branch switch (client/fl_attack.h) that test_attack and bench/strategies.sh use;
-# scripts/demo.sh and the README build without it.
+# malicious-branch switch (client/fl_attack.h) that test_attack and bench/strategies.sh use, and
+# the FEDTL_TEST_* environment switches of both programs (test_secagg_e2e, test_secagg_view);
+# scripts/demo.sh and the README build without them.
 # Exit status: ctest's.
 set -euo pipefail
 cd "$(dirname "$0")/.."

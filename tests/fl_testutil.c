@@ -1,5 +1,6 @@
 /* The harness for running fedtl's real programs (tests and benchmarks). */
 #include "fl_testutil.h"
+#include "fl_rng.h"
 #include "fl_sizes.h"
 #include "fl_time.h"
 
@@ -292,4 +293,78 @@ bool fl_test_have_python(const char *modules)
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "cd / && /usr/bin/python3 -c 'import %s' >/dev/null 2>&1", modules);
     return fl_test_run(cmd, NULL) == 0;
+}
+
+int fl_test_write_blobs(const char *path, int n, unsigned long long seed)
+{
+    struct fl_rng r;
+    fl_rng_seed(&r, 77);
+    double centre[4][20];
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 20; j++)
+            centre[k][j] = fl_rng_normal(&r) * 1.2;
+    fl_rng_seed(&r, seed);
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        int k = (int)fl_rng_below(&r, 4);
+        fprintf(fp, "%d", k);
+        for (int j = 0; j < 20; j++)
+            fprintf(fp, ",%.4f", centre[k][j] + fl_rng_normal(&r) * 1.6);
+        fprintf(fp, "\n");
+    }
+    return fclose(fp) == 0 ? 0 : -1;
+}
+
+int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char *bin_dir,
+                      char **why)
+{
+    memset(f, 0, sizeof *f);
+    *why = NULL;
+    if (nb < 1 || nb > FL_TEST_FED_MAX || !(f->dir = fl_test_tmpdir(tag))) {
+        *why = strdup("no scratch directory, or a branch count out of range");
+        return -1;
+    }
+    f->nb = nb;
+    f->port = fl_test_free_port();
+    char *train = fl_test_path(f->dir, "train.csv");
+    int rc = train ? fl_test_write_blobs(train, 3000, 1) : -1;
+    free(train);
+    if (rc != 0) {
+        *why = strdup("train.csv cannot be written");
+        return -1;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && B=%s && mkdir allow && for k in hq b0 b1 b2 b3 b4 b5; do $B/fedtl keygen "
+             "--out $k --name $k >/dev/null || exit 1; done && for k in $(seq 0 %d); do cp "
+             "b$k.pub allow/; done && $B/fedtl pretrain --data train.csv --classes 0-2 --arch "
+             "mlp --epochs 4 --seed 3 --threads 1 --quiet --out base.ftm && $B/fedtl partition "
+             "--data train.csv --classes 1-3 --samples 1200 --clients %d --dirichlet 1.0 "
+             "--min-size 60 --seed 5 --out-dir shards >/dev/null",
+             f->dir, bin_dir, nb - 1, nb);
+    char *out = NULL;
+    if (fl_test_run(cmd, &out) != 0) {
+        *why = out ? out : strdup(cmd);
+        return -1;
+    }
+    free(out);
+    return 0;
+}
+
+void fl_test_fed_teardown(struct fl_test_fed *f)
+{
+    for (int i = 0; i < f->nb; i++)
+        if (f->branch[i] > 0) {
+            kill(f->branch[i], SIGKILL);
+            fl_test_wait(f->branch[i], 5);
+        }
+    if (f->coord > 0) {
+        kill(f->coord, SIGKILL);
+        fl_test_wait(f->coord, 5);
+    }
+    fl_test_rmtree(f->dir);
+    free(f->dir);
+    f->dir = NULL;
 }

@@ -61,4 +61,31 @@ struct cJSON *fl_test_jsonl(const char *path);
 int fl_test_ledger_lines(const struct cJSON *lines, int round, int aggregated,
                          const struct cJSON **last);
 
+/* ---- the federation of the secure-aggregation tests (test_secagg_e2e, test_secagg_view) ---- */
+
+#define FL_TEST_FED_MAX 6 /* branches at most */
+
+/* A federation of fedtl's real programs in a scratch directory. */
+struct fl_test_fed {
+    char *dir;                     /* scratch directory */
+    int port;                      /* the coordinator's port on 127.0.0.1 */
+    int nb;                        /* branches */
+    pid_t coord;                   /* the coordinator, or 0 */
+    pid_t branch[FL_TEST_FED_MAX]; /* the clients, or 0 */
+};
+
+/* Write n samples of four Gaussian classes in 20 dimensions (the same centres whatever the
+ * seed) to the CSV file path. 0, or -1 when it cannot be written. */
+int fl_test_write_blobs(const char *path, int n, unsigned long long seed);
+/* A fresh federation of nb branches (at most FL_TEST_FED_MAX) in a scratch directory named
+ * after tag, made with bin_dir's programs: keys hq and b0..b5 (the first nb branches' public
+ * keys in allow/), train.csv (3000 samples of fl_test_write_blobs), base.ftm (an mlp pretrained
+ * on classes 0-2) and nb shards of classes 1-3 in shards/client-NN.csv; nothing runs yet.
+ * 0, or -1 with what failed in *why (malloc'd, the caller frees it). */
+int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char *bin_dir,
+                      char **why);
+/* Kill the coordinator and the clients still running, remove the directory (kept with
+ * FEDTL_KEEP_TMP). */
+void fl_test_fed_teardown(struct fl_test_fed *f);
+
 #endif

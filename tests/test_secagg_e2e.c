@@ -10,106 +10,29 @@
 #include <cJSON.h>
 
 #include "fl_modelfile.h"
-#include "fl_rng.h"
 #include "fl_testutil.h"
 
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define S_MAXB 6
+#define S_MAXB FL_TEST_FED_MAX
 
-struct s_fed {
-    char *dir;            /* scratch directory */
-    int port;             /* coordinator port */
-    int nb;               /* branches */
-    pid_t coord;          /* coordinator */
-    pid_t branch[S_MAXB]; /* clients */
-};
-
-static void s_sh(struct s_fed *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_sh(struct s_fed *f, const char *fmt, ...)
+/* Keys, data, an mlp base (classes 0-2) and nb shards of classes 1-3 (fl_test_fed_setup). */
+static void s_setup(struct fl_test_fed *f, int nb)
 {
-    char body[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && B=%s && %s", f->dir, FEDTL_BIN_DIR, body);
-    char *out = NULL;
-    int rc = fl_test_run(cmd, &out);
-    cr_assert_eq(rc, 0, "%s\n%s", body, out ? out : "");
-    free(out);
-}
-
-/* Four Gaussian classes in 20 dimensions (as test_federation's). */
-static void s_write_blobs(const char *path, int n, uint64_t seed)
-{
-    struct fl_rng r;
-    fl_rng_seed(&r, 77);
-    double centre[4][20];
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 20; j++)
-            centre[k][j] = fl_rng_normal(&r) * 1.2;
-    fl_rng_seed(&r, seed);
-    FILE *fp = fopen(path, "w");
-    cr_assert_not_null(fp);
-    for (int i = 0; i < n; i++) {
-        int k = (int)fl_rng_below(&r, 4);
-        fprintf(fp, "%d", k);
-        for (int j = 0; j < 20; j++)
-            fprintf(fp, ",%.4f", centre[k][j] + fl_rng_normal(&r) * 1.6);
-        fprintf(fp, "\n");
-    }
-    fclose(fp);
-}
-
-/* Keys, data, an mlp base (classes 0-2) and nb shards of classes 1-3. */
-static void s_setup(struct s_fed *f, int nb)
-{
-    memset(f, 0, sizeof *f);
-    f->dir = fl_test_tmpdir("secagg");
-    f->nb = nb;
-    f->port = fl_test_free_port();
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train.csv", f->dir);
-    s_write_blobs(path, 3000, 1);
-    s_sh(f,
-         "mkdir allow && for k in hq b0 b1 b2 b3 b4 b5; do $B/fedtl keygen --out $k --name $k "
-         ">/dev/null || exit 1; done && for k in $(seq 0 %d); do cp b$k.pub allow/; done",
-         nb - 1);
-    s_sh(f, "$B/fedtl pretrain --data train.csv --classes 0-2 --arch mlp --epochs 4 --seed 3 "
-            "--threads 1 --quiet --out base.ftm");
-    s_sh(f,
-         "$B/fedtl partition --data train.csv --classes 1-3 --samples 1200 --clients %d "
-         "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
-         nb);
-}
-
-static void s_teardown(struct s_fed *f)
-{
-    for (int i = 0; i < f->nb; i++)
-        if (f->branch[i] > 0) {
-            kill(f->branch[i], SIGKILL);
-            fl_test_wait(f->branch[i], 5);
-        }
-    if (f->coord > 0) {
-        kill(f->coord, SIGKILL);
-        fl_test_wait(f->coord, 5);
-    }
-    if (!getenv("FEDTL_KEEP_TMP"))
-        fl_test_rmtree(f->dir);
-    free(f->dir);
+    char *why = NULL;
+    int rc = fl_test_fed_setup(f, "secagg", nb, FEDTL_BIN_DIR, &why);
+    cr_assert_eq(rc, 0, "%s", why ? why : "");
+    free(why);
 }
 
 /* The coordinator (rounds, extra options) and the branches; branch i gets env_i before its
  * command (NULL: none). Waits for the coordinator to exit: 0 once the final adapter is out
  * (ok), non-zero when the federation failed (!ok). */
-static void s_run_to(struct s_fed *f, int rounds, const char *extra, const char *const *env,
+static void s_run_to(struct fl_test_fed *f, int rounds, const char *extra, const char *const *env,
                      bool ok)
 {
     char cmd[4096], log[1024];
@@ -140,14 +63,14 @@ static void s_run_to(struct s_fed *f, int rounds, const char *extra, const char 
     free(clog);
 }
 
-static void s_run(struct s_fed *f, int rounds, const char *extra, const char *const *env)
+static void s_run(struct fl_test_fed *f, int rounds, const char *extra, const char *const *env)
 {
     s_run_to(f, rounds, extra, env, true);
 }
 
 /* The samples branch i weighed in with in round r, from its log ("secagg_input round=R ...
  * samples=N"), or 0 when it logged none. */
-static uint64_t s_samples(struct s_fed *f, int i, int r)
+static uint64_t s_samples(struct fl_test_fed *f, int i, int r)
 {
     char path[1024], needle[64];
     snprintf(path, sizeof path, "%s/b%d.log", f->dir, i);
@@ -162,7 +85,7 @@ static uint64_t s_samples(struct s_fed *f, int i, int r)
 
 /* The largest difference between the global adapter and the sample-weighted mean of the
  * adapters the branches in `in` trained in round r; the largest such value in *scale. */
-static double s_fedavg_gap(struct s_fed *f, int r, const bool *in, double *scale)
+static double s_fedavg_gap(struct fl_test_fed *f, int r, const bool *in, double *scale)
 {
     char path[1024];
     struct fl_adapter_file g, a[S_MAXB];
@@ -198,7 +121,7 @@ static double s_fedavg_gap(struct s_fed *f, int r, const bool *in, double *scale
 }
 
 /* The last line of the ledger. */
-static cJSON *s_last_round(struct s_fed *f)
+static cJSON *s_last_round(struct fl_test_fed *f)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/state/rounds.jsonl", f->dir);
@@ -219,7 +142,7 @@ static const cJSON *s_get(const cJSON *o, const char *key)
 Test(secagg_e2e, the_global_adapter_is_fedavg_of_the_branches_within_fixed_point_error,
      .timeout = 600)
 {
-    struct s_fed f;
+    struct fl_test_fed f;
     s_setup(&f, 4);
     s_run(&f, 2, "--secure-aggregation", NULL);
     bool in[S_MAXB] = {true, true, true, true};
@@ -236,12 +159,12 @@ Test(secagg_e2e, the_global_adapter_is_fedavg_of_the_branches_within_fixed_point
     cr_expect_eq(s_get(sa, "inputs")->valueint, 4);
     cr_expect_eq(cJSON_GetArraySize(s_get(sa, "dropped")), 0);
     cJSON_Delete(last);
-    s_teardown(&f);
+    fl_test_fed_teardown(&f);
 }
 
 Test(secagg_e2e, a_third_of_the_branches_die_after_their_masked_input, .timeout = 600)
 {
-    struct s_fed f;
+    struct fl_test_fed f;
     s_setup(&f, 6);
     const char *env[S_MAXB] = {
         NULL, NULL, NULL, NULL, "FEDTL_TEST_SECAGG_DIE_ROUND=2", "FEDTL_TEST_SECAGG_DIE_ROUND=2"};
@@ -265,12 +188,12 @@ Test(secagg_e2e, a_third_of_the_branches_die_after_their_masked_input, .timeout 
         cr_expect(strcmp(b, "b4") == 0 || strcmp(b, "b5") == 0, "%s", b);
     }
     cJSON_Delete(last);
-    s_teardown(&f);
+    fl_test_fed_teardown(&f);
 }
 
 Test(secagg_e2e, too_few_survivors_abort_the_round_and_nothing_is_revealed, .timeout = 600)
 {
-    struct s_fed f;
+    struct fl_test_fed f;
     s_setup(&f, 4); /* everyone's neighbour: threshold 2 */
     const char *die = "FEDTL_TEST_SECAGG_DIE_ROUND=1";
     const char *env[S_MAXB] = {NULL, die, die, die};
@@ -293,7 +216,7 @@ Test(secagg_e2e, too_few_survivors_abort_the_round_and_nothing_is_revealed, .tim
     snprintf(path, sizeof path, "%s/b0.log", f.dir);
     cr_expect_eq(fl_test_count(path, "event=secagg_end round=1 phase=aborted"), 1,
                  "the survivor was told");
-    s_teardown(&f);
+    fl_test_fed_teardown(&f);
 }
 
 Test(secagg_e2e, strategies_that_need_every_update_are_refused, .timeout = 60)

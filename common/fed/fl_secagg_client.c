@@ -107,6 +107,11 @@ enum fl_secagg_phase fl_secagg_client_phase(const fl_secagg_client_t *self)
     return self->phase;
 }
 
+const struct fl_secagg_params *fl_secagg_client_params(const fl_secagg_client_t *self)
+{
+    return self->have_setup ? &self->p : NULL;
+}
+
 static int s_send(fl_secagg_client_t *self, Fedtl__Envelope *env)
 {
     return self->ops.send(self->arg, env);

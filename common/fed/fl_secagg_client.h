@@ -37,5 +37,7 @@ int fl_secagg_client_recv(fl_secagg_client_t *self, const Fedtl__Envelope *env);
 /* The phase the client takes part in next (FL_SECAGG_PHASE_DONE once it revealed its shares,
  * FL_SECAGG_PHASE_ABORTED after an abort). */
 enum fl_secagg_phase fl_secagg_client_phase(const fl_secagg_client_t *self);
+/* The round's setup as the coordinator sent it (checked), or NULL before it arrived. */
+const struct fl_secagg_params *fl_secagg_client_params(const fl_secagg_client_t *self);
 
 #endif

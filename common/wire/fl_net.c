@@ -148,9 +148,11 @@ static void s_drain(void *sock)
 }
 
 static int s_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, char *user_id,
-                  size_t user_id_len, Fedtl__Envelope **env, size_t *bytes)
+                  size_t user_id_len, Fedtl__Envelope **env, size_t *bytes, uint8_t **frame_copy)
 {
     *env = NULL;
+    if (frame_copy)
+        *frame_copy = NULL;
     zmq_msg_t m;
     if (router) {
         zmq_msg_init(&m);
@@ -178,6 +180,8 @@ static int s_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, char
         const char *uid = zmq_msg_gets(&m, "User-Id");
         snprintf(user_id, user_id_len, "%s", uid ? uid : "");
     }
+    if (frame_copy && (*frame_copy = malloc(zmq_msg_size(&m) ? zmq_msg_size(&m) : 1)))
+        memcpy(*frame_copy, zmq_msg_data(&m), zmq_msg_size(&m));
     int rc;
     if (more) {
         s_drain(sock);
@@ -199,11 +203,11 @@ static int s_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, char
 int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl__Envelope **env,
                 size_t *bytes)
 {
-    return s_recv(sock, router, peer, peer_len, NULL, 0, env, bytes);
+    return s_recv(sock, router, peer, peer_len, NULL, 0, env, bytes, NULL);
 }
 
 int fl_net_recv_from(void *sock, uint8_t *peer, size_t *peer_len, char *user_id, size_t user_id_len,
-                     Fedtl__Envelope **env, size_t *bytes)
+                     Fedtl__Envelope **env, size_t *bytes, uint8_t **frame)
 {
-    return s_recv(sock, true, peer, peer_len, user_id, user_id_len, env, bytes);
+    return s_recv(sock, true, peer, peer_len, user_id, user_id_len, env, bytes, frame);
 }

@@ -36,8 +36,10 @@ int fl_net_recv(void *sock, bool router, uint8_t *peer, size_t *peer_len, Fedtl_
 
 /* fl_net_recv on a ROUTER that also returns the connection's User-Id, which the ZAP handler
  * sets to the hex of the client's CurveZMQ key (empty on a plaintext socket): the proof of
- * who is at the other end, which the routing id alone is not. */
+ * who is at the other end, which the routing id alone is not. With frame non-NULL, *frame gets
+ * a malloc'd copy of the frame read (*bytes long, after CurveZMQ: what the decoder saw), good
+ * or bad, or NULL when nothing was read or out of memory; the caller frees it. */
 int fl_net_recv_from(void *sock, uint8_t *peer, size_t *peer_len, char *user_id, size_t user_id_len,
-                     Fedtl__Envelope **env, size_t *bytes);
+                     Fedtl__Envelope **env, size_t *bytes, uint8_t **frame);
 
 #endif
