@@ -291,12 +291,6 @@ int fl_coord_config_check(const struct fl_coord_config *c)
                        "(min_clients is %d)",
                        sc.name, sc.krum_f, 2 * sc.krum_f + 3, c->min_clients);
     if (c->secure_aggregation) {
-        if (c->dp_noise > 0 || c->dp_epsilon > 0)
-            return fl_fail(FL_EINVAL,
-                           "%s with --secure-aggregation: the coordinator sees only the sum, so "
-                           "DP-FedAvg's noise would have to come from the branches (distributed "
-                           "DP), which fedtl does not ask of them yet: give one or the other",
-                           c->dp_noise > 0 ? "--dp-noise" : "--dp-epsilon");
         if ((rc = fl_secagg_strategy_check(&sc)) != 0)
             return rc;
         if (c->personal_head)
@@ -495,6 +489,7 @@ static int s_apply_dp(const struct fl_coord_config *c, struct fl_strategy_config
     out->bound = FL_BOUND_FIXED;
     out->norm_bound = c->dp_clip;
     out->dp_noise = c->dp_noise;
+    out->dp_distributed = c->secure_aggregation; /* the branches add the noise */
     return 0;
 }
 
