@@ -77,6 +77,7 @@ int fl_coord_privacy_open(struct fl_coord *c)
     if (!(c->privacy = fl_privacy_new(&ps, c->cfg.state_dir, completed)))
         return FL_EINVAL;
     c->scfg.dp_noise = fl_privacy_noise(c->privacy);
+    c->scfg.dp_distributed = c->cfg.secure_aggregation;
     double sigma = 0; /* the branches' shares fit the encoding, even split in two */
     if (c->cfg.secure_aggregation &&
         fl_secagg_dp_check(c->scfg.dp_noise, (float)c->cfg.dp_clip, 2, &sigma) != 0)
