@@ -145,8 +145,10 @@ static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, i
     memcpy(ctx.run_id, c->run_id, FL_RUN_ID_BYTES);
     struct fl_secagg_server_ops ops = {.send = s_send};
     char reason[512];
-    if (!self->p.branches || !(self->srv = fl_secagg_server_new(&ctx, &self->p, &ops, self)) ||
-        fl_secagg_server_start(self->srv) != 0) {
+    self->srv = self->p.branches ? fl_secagg_server_new(&ctx, &self->p, &ops, self) : NULL;
+    if (self->srv) /* a sum of fewer inputs would fall short: it is not unmasked at all */
+        fl_secagg_server_min_inputs(self->srv, (uint32_t)c->cfg.min_clients);
+    if (!self->srv || fl_secagg_server_start(self->srv) != 0) {
         fl_log(FL_LOG_ERROR, "secagg_failed", "round=%u selected=%u reason=%s", info->round,
                self->p.n, fl_log_str(fl_error_msg(), reason, sizeof reason));
         fl_secagg_server_destroy(&self->srv);
@@ -273,7 +275,11 @@ void fl_coord_secagg_recv(fl_coord_secagg_t *self, const uint8_t key[FL_SIGN_PK_
 {
     char id[FL_KEY_ID_LEN], reason[512];
     fl_key_id(key, id);
-    int i = self->srv && !self->finished ? fl_secagg_index(&self->p, key) : -1;
+    const struct fl_round_info *info = fl_round_info(self->c->round);
+    bool open = self->srv && !self->finished &&
+                fl_round_phase(self->c->round) == FL_ROUND_RUNNING &&
+                info->started_ms == self->started_ms; /* an attempt that ended unmasks nothing */
+    int i = open ? fl_secagg_index(&self->p, key) : -1;
     int rc = i < 0 ? fl_fail(FL_EINVAL, "no secure aggregation of this branch is open")
                    : fl_secagg_server_recv(self->srv, (uint32_t)i, env);
     if (rc) {
