@@ -6,7 +6,8 @@
 # coordinator chooses the noise multiplier for the planned rounds (--dp-epsilon, every branch
 # selected every round: sampling rate 1) and clips each update's change to --clip; "clip" is
 # DP-FedAvg's estimator (the clip, uniform weights, the fixed denominator) with negligible
-# noise, which separates the cost of the estimator from the cost of the noise.
+# noise, which separates the cost of the estimator from the cost of the noise. With --secure
+# every run uses secure aggregation, and with DP the branches add the noise (distributed DP).
 # Prints a markdown table under the command that produced it, then the wall time.
 # Exit status: 0, 1 when a run failed, 2 on bad usage.
 set -euo pipefail
@@ -14,7 +15,8 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: bench/privacy.sh [--branches "10 100"] [--epsilons "none 8 4 1"] [--rounds 10]
-                        [--clip 0.5] [--samples 5000] [--alpha 1.0] [--seed 1] [--work DIR]
+                        [--clip 0.5] [--samples 5000] [--alpha 1.0] [--seed 1] [--secure]
+                        [--work DIR]
   --branches "N ..."   federation sizes (default "10 100")
   --epsilons "E ..."   target epsilons at delta 1e-5; "none" runs without DP, "clip" with
                        DP-FedAvg's clip and uniform weights but noise 1e-6: what the noise
@@ -23,6 +25,8 @@ usage: bench/privacy.sh [--branches "10 100"] [--epsilons "none 8 4 1"] [--round
   --clip C             L2 bound of each update's change (default 0.5)
   --samples N          target-class records shared over the branches (default 5000)
   --alpha A, --seed S  Dirichlet label skew and seed (default 1.0 and 1)
+  --secure             secure aggregation in every run (with DP: distributed DP, each branch
+                       adding its share of the noise)
   --work DIR           runs and base (default bench/out/privacy)
 Environment: FEDTL_BIN (default ./build).
 EOF
@@ -31,9 +35,12 @@ EOF
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${FEDTL_BIN:-$root/build}
 branches_list="10 100" eps_list="none clip 8 4 1" rounds=10 clip=0.5 samples=5000 alpha=1.0 seed=1
-work=$root/bench/out/privacy
+work=$root/bench/out/privacy secure=()
 while [ $# -gt 0 ]; do
-    case $1 in -h | --help) usage; exit 0 ;; esac
+    case $1 in
+    -h | --help) usage; exit 0 ;;
+    --secure) secure=(--strategy-opt secure_aggregation=true); shift; continue ;;
+    esac
     [ $# -ge 2 ] || { echo "privacy.sh: $1 needs a value" >&2; usage >&2; exit 2; }
     case $1 in
     --branches) branches_list=$2 ;; --epsilons) eps_list=$2 ;; --rounds) rounds=$2 ;;
@@ -53,7 +60,7 @@ status=0
 rows=()
 for n in $branches_list; do
     for eps in $eps_list; do
-        run=$work/b$n-eps$eps
+        run=$work/b$n-eps$eps${secure:+-secure}
         rm -rf "$run"
         case $eps in
         none) dp=() ;;
@@ -63,7 +70,7 @@ for n in $branches_list; do
         esac
         cmd=("$root/scripts/simulate.sh" --run "$run" --branches "$n" --rounds "$rounds"
              --samples "$samples" --alpha "$alpha" --seed "$seed" --epochs 2 --holdout 0.2
-             --deadline 300 --min-clients "$n" --quiet "${dp[@]}")
+             --deadline 300 --min-clients "$n" --quiet "${dp[@]}" "${secure[@]}")
         [ ! -f "$work/base.ftm" ] || cmd+=(--base "$work/base.ftm")
         echo "privacy.sh: ${cmd[*]}" >&2
         "${cmd[@]}" >"$run.log" 2>&1 || { echo "privacy.sh: run $run failed (see $run.log)" >&2; status=1; continue; }
@@ -86,7 +93,7 @@ PY
     done
 done
 echo
-echo "bench/privacy.sh --branches \"$branches_list\" --epsilons \"$eps_list\" --rounds $rounds --clip $clip --samples $samples --alpha $alpha --seed $seed"
+echo "bench/privacy.sh --branches \"$branches_list\" --epsilons \"$eps_list\" --rounds $rounds --clip $clip --samples $samples --alpha $alpha --seed $seed${secure:+ --secure}"
 echo
 echo "| branches | target epsilon (delta 1e-5) | noise multiplier | rounds | epsilon spent | final accuracy | best accuracy |"
 echo "|---|---|---|---|---|---|---|"

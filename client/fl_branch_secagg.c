@@ -1,6 +1,9 @@
-/* fl_branch_secagg: a branch's secure aggregation, one fl_secagg_client per round. */
+/* fl_branch_secagg: a branch's secure aggregation, one fl_secagg_client per round; under
+ * distributed DP (RoundTask.dp_noise_multiplier) its input is its clipped change plus its share
+ * of the noise, with weight 1 (docs/PRIVACY.md). */
 #include "fl_branch_secagg.h"
 #include "fl_codec.h"
+#include "fl_dp.h"
 #include "fl_error.h"
 #include "fl_modelfile.h"
 #include "fl_secagg_client.h"
@@ -151,6 +154,38 @@ static void s_test_record(fl_branch_secagg_t *self)
 }
 #endif
 
+/* The task's distributed-DP settings: *sigma the branch's noise share's deviation (0: off). */
+static int s_dp_settings(const Fedtl__RoundTask *t, double *sigma)
+{
+    *sigma = 0;
+    if (t->dp_noise_multiplier == 0 && t->dp_noise_shares == 0)
+        return 0;
+    int rc = fl_secagg_dp_check(t->dp_noise_multiplier, t->norm_bound, t->dp_noise_shares, sigma);
+    return rc ? fl_fail(rc, "task of round %u: %s", t->round, fl_error_msg()) : 0;
+}
+
+/* The branch's input: its change clipped to the norm bound, plus its noise share under DP. */
+static int s_input(fl_branch_secagg_t *self, const Fedtl__RoundTask *t, double sigma, float *delta,
+                   size_t n, uint64_t samples)
+{
+    double scale = fl_secagg_clip(delta, n, t->norm_bound);
+    int rc = 0;
+    if (sigma > 0) {
+        fl_secagg_client_require(self->cl, t->dp_noise_shares,
+                                 t->norm_bound + FL_SECAGG_DP_TAIL * sigma);
+        rc =
+            fl_dp_add_share(delta, n, t->dp_noise_multiplier, t->norm_bound, t->dp_noise_shares, 0);
+        samples = 1; /* DP-FedAvg's uniform weights */
+    }
+    if (rc == 0)
+        rc = fl_secagg_client_input(self->cl, delta, n, samples);
+    if (rc == 0)
+        fl_log(FL_LOG_INFO, "secagg_input",
+               "round=%u values=%zu samples=%llu clip_scale=%.4g dp_noise_sigma=%.6g", t->round, n,
+               (unsigned long long)samples, scale, sigma);
+    return rc;
+}
+
 int fl_branch_secagg_answer(fl_branch_secagg_t *self, const char *federation,
                             const uint8_t run_id[FL_RUN_ID_BYTES], const Fedtl__RoundTask *t,
                             const uint8_t *body, size_t body_len)
@@ -158,26 +193,26 @@ int fl_branch_secagg_answer(fl_branch_secagg_t *self, const char *federation,
     fl_secagg_client_destroy(&self->cl);
     if (!isfinite(t->norm_bound) || t->norm_bound < 0)
         return fl_fail(FL_EFORMAT, "task: norm bound %g", (double)t->norm_bound);
+    double sigma = 0;
+    int rc = s_dp_settings(t, &sigma);
+    if (rc)
+        return rc;
     Fedtl__UpdateBody *b = NULL;
     float *delta = NULL;
     size_t n = 0;
-    int rc = fl_wire_decode_body(body, body_len, &b);
+    rc = fl_wire_decode_body(body, body_len, &b);
     if (rc == 0)
         rc = s_delta(t->adapter.data, t->adapter.len, b->adapter.data, b->adapter.len, &delta, &n);
-    double scale = rc == 0 ? fl_secagg_clip(delta, n, t->norm_bound) : 1;
     struct fl_secagg_ctx ctx = {.federation = federation, .round = t->round};
     memcpy(ctx.run_id, run_id, FL_RUN_ID_BYTES);
     struct fl_secagg_client_ops ops = {.send = s_send};
     if (rc == 0 && !(self->cl = fl_secagg_client_new(self->id, &ctx, &ops, self)))
         rc = FL_ENOMEM;
     if (rc == 0)
-        rc = fl_secagg_client_input(self->cl, delta, n, b->samples);
-    if (rc == 0)
-        fl_log(FL_LOG_INFO, "secagg_input", "round=%u values=%zu samples=%llu clip_scale=%.4g",
-               t->round, n, (unsigned long long)b->samples, scale);
+        rc = s_input(self, t, sigma, delta, n, b->samples);
     self->round = t->round;
 #ifdef FEDTL_TESTING
-    s_test_keep(self, t, rc == 0 ? delta : NULL, n, rc == 0 ? b->samples : 0);
+    s_test_keep(self, t, rc == 0 ? delta : NULL, n, rc != 0 ? 0 : sigma > 0 ? 1 : b->samples);
 #endif
     if (delta)
         sodium_memzero(delta, n * sizeof *delta);

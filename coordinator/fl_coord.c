@@ -447,7 +447,8 @@ static int s_open_sockets(struct fl_coord *c)
                                 .base_sig = c->base_sig,
                                 .global = c->global,
                                 .prox_mu = (float)c->scfg.prox_mu,
-                                .secagg_norm_bound = clip};
+                                .secagg_norm_bound = clip,
+                                .dp_noise = c->privacy ? fl_privacy_noise(c->privacy) : 0};
     return (c->outbox = fl_outbox_new(&env)) ? 0 : FL_ENOMEM;
 }
 

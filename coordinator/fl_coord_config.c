@@ -291,12 +291,6 @@ int fl_coord_config_check(const struct fl_coord_config *c)
                        "(min_clients is %d)",
                        sc.name, sc.krum_f, 2 * sc.krum_f + 3, c->min_clients);
     if (c->secure_aggregation) {
-        if (c->dp_noise > 0 || c->dp_epsilon > 0)
-            return fl_fail(FL_EINVAL,
-                           "%s with --secure-aggregation: the coordinator sees only the sum, so "
-                           "DP-FedAvg's noise would have to come from the branches (distributed "
-                           "DP), which fedtl does not ask of them yet: give one or the other",
-                           c->dp_noise > 0 ? "--dp-noise" : "--dp-epsilon");
         if ((rc = fl_secagg_strategy_check(&sc)) != 0)
             return rc;
         if (c->personal_head)
@@ -458,7 +452,8 @@ static int s_apply_rule(const struct fl_coord_config *c, struct fl_strategy_conf
 }
 
 /* DP-FedAvg's settings: a fixed bound (dp_clip, which norm_bound may only repeat) on the mean,
- * and noise or a budget. out->dp_noise stays 0 when the noise is to be chosen from the budget
+ * and noise or a budget; with secure aggregation the branches add the noise (dp_distributed).
+ * out->dp_noise (and dp_distributed) stay 0 when the noise is to be chosen from the budget
  * (fl_privacy, at start-up). */
 static int s_apply_dp(const struct fl_coord_config *c, struct fl_strategy_config *out)
 {
@@ -495,6 +490,7 @@ static int s_apply_dp(const struct fl_coord_config *c, struct fl_strategy_config
     out->bound = FL_BOUND_FIXED;
     out->norm_bound = c->dp_clip;
     out->dp_noise = c->dp_noise;
+    out->dp_distributed = c->secure_aggregation && c->dp_noise > 0; /* the branches add it */
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * commit rounds (the strategy's result into the global adapter, the ledger and the state), and
  * the strategy's own state (its optimiser's moments) kept beside the global adapter. */
 #include "fl_coord_impl.h"
+#include "fl_secagg.h"
 
 #include <math.h>
 #include <unistd.h>
@@ -76,6 +77,11 @@ int fl_coord_privacy_open(struct fl_coord *c)
     if (!(c->privacy = fl_privacy_new(&ps, c->cfg.state_dir, completed)))
         return FL_EINVAL;
     c->scfg.dp_noise = fl_privacy_noise(c->privacy);
+    c->scfg.dp_distributed = c->cfg.secure_aggregation;
+    double sigma = 0; /* the branches' shares fit the encoding, even split in two */
+    if (c->cfg.secure_aggregation &&
+        fl_secagg_dp_check(c->scfg.dp_noise, (float)c->cfg.dp_clip, 2, &sigma) != 0)
+        return fl_fail(FL_EINVAL, "--secure-aggregation with DP: %s", fl_error_msg());
     double first = 0;
     c->dp_spent = !fl_privacy_affords(c->privacy, ps.q, &first); /* resumed with it spent */
     if (c->dp_spent && completed == 0)
@@ -91,10 +97,12 @@ int fl_coord_privacy_open(struct fl_coord *c)
                "branches drawn from the federation's seed (docs/PRIVACY.md)\"",
                ps.q);
     fl_log(FL_LOG_INFO, "privacy",
-           "mechanism=dp-fedavg noise_multiplier=%.6g clip=%g budget_epsilon=%g delta=%g "
-           "planned_rounds=%d planned_sampling_rate=%.6g spent_epsilon=%.6f chosen=%d spent=%d",
-           fl_privacy_noise(c->privacy), c->cfg.dp_clip, c->cfg.dp_epsilon, c->cfg.dp_delta,
-           c->cfg.rounds, ps.q, fl_privacy_epsilon(c->privacy), c->cfg.dp_noise <= 0, c->dp_spent);
+           "mechanism=dp-fedavg noise=%s noise_multiplier=%.6g clip=%g budget_epsilon=%g "
+           "delta=%g planned_rounds=%d planned_sampling_rate=%.6g spent_epsilon=%.6f chosen=%d "
+           "spent=%d",
+           c->cfg.secure_aggregation ? "distributed" : "central", fl_privacy_noise(c->privacy),
+           c->cfg.dp_clip, c->cfg.dp_epsilon, c->cfg.dp_delta, c->cfg.rounds, ps.q,
+           fl_privacy_epsilon(c->privacy), c->cfg.dp_noise <= 0, c->dp_spent);
     return 0;
 }
 
@@ -184,7 +192,9 @@ static void s_on_task(void *arg, const struct fl_round_branch *b, uint32_t round
                       int64_t deadline_ms)
 {
     struct fl_coord *c = arg;
-    fl_outbox_task(c->outbox, b->key, round, deadline_ms);
+    uint32_t selected = (uint32_t)fl_round_info(c->round)->selected;
+    fl_outbox_task(c->outbox, b->key, round, deadline_ms,
+                   fl_secagg_dp_shares(selected, (uint32_t)c->cfg.min_clients));
 }
 
 static void s_on_final(void *arg, const struct fl_round_branch *b)

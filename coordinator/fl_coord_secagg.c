@@ -1,4 +1,7 @@
-/* fl_coord_secagg: the coordinator's secure aggregation, one fl_secagg_server per round attempt. */
+/* fl_coord_secagg: the coordinator's secure aggregation, one fl_secagg_server per round attempt.
+ * Under distributed DP (docs/PRIVACY.md) every weight is 1, the encoding is FL_SECAGG_FIXED_DP,
+ * the threshold is the share count the tasks carried, and the unmasked sum goes to the strategy
+ * whole (it divides it by the branches selected). */
 #include "fl_coord_secagg.h"
 #include "fl_coord_impl.h"
 #include "fl_secagg_server.h"
@@ -132,13 +135,20 @@ static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, i
     self->p.fixed = FL_SECAGG_FIXED_DEFAULT;
     if (c->cfg.max_samples < self->p.fixed.max_weight)
         self->p.fixed.max_weight = (uint32_t)c->cfg.max_samples;
+    if (c->privacy) { /* as the tasks said; above the degree the setup is refused */
+        self->p.threshold =
+            fl_secagg_dp_shares((uint32_t)info->selected, (uint32_t)c->cfg.min_clients);
+        self->p.fixed = FL_SECAGG_FIXED_DP;
+    }
     self->p.length = s_length(c);
     struct fl_secagg_ctx ctx = {.federation = c->cfg.federation, .round = info->round};
     memcpy(ctx.run_id, c->run_id, FL_RUN_ID_BYTES);
     struct fl_secagg_server_ops ops = {.send = s_send};
     char reason[512];
-    if (!self->p.branches || !(self->srv = fl_secagg_server_new(&ctx, &self->p, &ops, self)) ||
-        fl_secagg_server_start(self->srv) != 0) {
+    self->srv = self->p.branches ? fl_secagg_server_new(&ctx, &self->p, &ops, self) : NULL;
+    if (self->srv) /* a sum of fewer inputs would fall short: it is not unmasked at all */
+        fl_secagg_server_min_inputs(self->srv, (uint32_t)c->cfg.min_clients);
+    if (!self->srv || fl_secagg_server_start(self->srv) != 0) {
         fl_log(FL_LOG_ERROR, "secagg_failed", "round=%u selected=%u reason=%s", info->round,
                self->p.n, fl_log_str(fl_error_msg(), reason, sizeof reason));
         fl_secagg_server_destroy(&self->srv);
@@ -151,26 +161,42 @@ static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, i
            (unsigned long long)self->p.length);
 }
 
-/* The sum is known: the weighted mean change, added to the global adapter, is the round's one
+/* The change the sum stands for: the weighted mean change, or under DP the sum of the noisy
+ * clipped changes (the strategy divides it by the branches selected). */
+static int s_decode(fl_coord_secagg_t *self, double *out, uint64_t *total)
+{
+    const uint64_t *sum = fl_secagg_server_sum(self->srv);
+    if (self->c->privacy)
+        return fl_secagg_fixed_decode_sum(&self->p.fixed, sum, self->p.length, out, total);
+    float *mean = malloc((self->p.length ? self->p.length : 1) * sizeof *mean);
+    if (!mean)
+        return FL_ENOMEM;
+    int rc = fl_secagg_fixed_decode(&self->p.fixed, sum, self->p.length, mean, total);
+    for (size_t i = 0; rc == 0 && i < self->p.length; i++)
+        out[i] = mean[i];
+    free(mean);
+    return rc;
+}
+
+/* The sum is known: the change it stands for, added to the global adapter, is the round's one
  * update, with the total weight. 0, or an FL_E code (logged by the caller). */
 static int s_add_update(fl_coord_secagg_t *self)
 {
     struct fl_coord *c = self->c;
     const struct fl_adapter_file *g = fl_global_adapter(c->global);
-    float *mean = malloc((self->p.length ? self->p.length : 1) * sizeof *mean);
+    double *mean = malloc((self->p.length ? self->p.length : 1) * sizeof *mean);
     struct fl_tensor *upd = calloc(g->ntensors ? g->ntensors : 1, sizeof *upd);
     uint64_t total = 0;
     int rc = !mean || !upd ? FL_ENOMEM : 0;
     if (rc == 0)
-        rc = fl_secagg_fixed_decode(&self->p.fixed, fl_secagg_server_sum(self->srv), self->p.length,
-                                    mean, &total);
+        rc = s_decode(self, mean, &total);
     size_t off = 0, made = 0;
     for (; rc == 0 && made < g->ntensors; made++) {
         if ((rc = fl_tensor_copy(&upd[made], &g->tensors[made])) != 0)
             break;
         size_t n = fl_tensor_numel(&upd[made]);
         for (size_t v = 0; v < n; v++)
-            upd[made].data[v] += mean[off + v];
+            upd[made].data[v] = (float)(upd[made].data[v] + mean[off + v]);
         off += n;
     }
     if (rc == 0)
@@ -249,7 +275,11 @@ void fl_coord_secagg_recv(fl_coord_secagg_t *self, const uint8_t key[FL_SIGN_PK_
 {
     char id[FL_KEY_ID_LEN], reason[512];
     fl_key_id(key, id);
-    int i = self->srv && !self->finished ? fl_secagg_index(&self->p, key) : -1;
+    const struct fl_round_info *info = fl_round_info(self->c->round);
+    bool open = self->srv && !self->finished &&
+                fl_round_phase(self->c->round) == FL_ROUND_RUNNING &&
+                info->started_ms == self->started_ms; /* an attempt that ended unmasks nothing */
+    int i = open ? fl_secagg_index(&self->p, key) : -1;
     int rc = i < 0 ? fl_fail(FL_EINVAL, "no secure aggregation of this branch is open")
                    : fl_secagg_server_recv(self->srv, (uint32_t)i, env);
     if (rc) {

@@ -75,7 +75,7 @@ int fl_outbox_envelope(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], F
 }
 
 int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t round,
-                   int64_t deadline_ms)
+                   int64_t deadline_ms, uint32_t dp_shares)
 {
     const struct fl_outbox_env *e = &self->env;
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
@@ -95,6 +95,10 @@ int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint3
     t.personal_head = e->cfg->personal_head;
     t.secure_aggregation = e->cfg->secure_aggregation;
     t.norm_bound = e->cfg->secure_aggregation ? e->secagg_norm_bound : 0;
+    if (e->cfg->secure_aggregation && e->dp_noise > 0) {
+        t.dp_noise_multiplier = e->dp_noise;
+        t.dp_noise_shares = dp_shares;
+    }
     env.body_case = FEDTL__ENVELOPE__BODY_TASK;
     env.task = &t;
     return s_send(self, key, &env);

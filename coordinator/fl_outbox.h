@@ -28,6 +28,8 @@ struct fl_outbox_env {
     fl_global_t *global;               /* the adapter tasks and the final model carry */
     float prox_mu;                     /* FedProx's mu every task carries (0: off) */
     float secagg_norm_bound;           /* secure aggregation: the branches' own clip (0: off) */
+    double dp_noise;                   /* secure aggregation: distributed DP's noise multiplier
+                                          (0: off) */
 };
 
 typedef struct fl_outbox fl_outbox_t;
@@ -45,9 +47,10 @@ void fl_outbox_destroy(fl_outbox_t **self_p);
 /* Welcome{federation, base offer, rounds completed, heartbeat, run id}. */
 int fl_outbox_welcome(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t completed);
 /* RoundTask{round, global adapter, training settings, deadline in ms, proximal mu, personal
- * head}. */
+ * head, secure aggregation, norm bound, and under distributed DP the noise multiplier and the
+ * round's dp_shares (fl_secagg_dp_shares)}. */
 int fl_outbox_task(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t round,
-                   int64_t deadline_ms);
+                   int64_t deadline_ms, uint32_t dp_shares);
 /* FinalModel{rounds completed, global adapter, personalisation (when personalize_epochs),
  * personal head}. */
 int fl_outbox_final(fl_outbox_t *self, const uint8_t key[FL_SIGN_PK_BYTES], uint32_t completed);

@@ -4,7 +4,8 @@
  * (the spent budget is resumed, not reset); every round's (epsilon, delta) is in rounds.jsonl,
  * `fedtl status` and /metrics, and equals the accountant's (fl_dp, checked against published
  * figures in test_dp.c); a target epsilon alone chooses the noise for the planned rounds; the
- * coordinator's options refuse what breaks the analysis, naming both settings; the account file
+ * coordinator's options refuse what breaks the analysis, naming both settings (and accept
+ * secure aggregation, where the branches add the noise: test_ddp_e2e.c); the account file
  * resumes to the bit and a file that lies is refused by name. */
 #include <criterion/criterion.h>
 
@@ -291,12 +292,26 @@ Test(dp_e2e, options_refuse_what_breaks_the_analysis)
                           "min_start", "5",       NULL};
     cr_assert_eq(s_check(krum), FL_EINVAL);
     cr_assert(strstr(fl_error_msg(), "krum"), "%s", fl_error_msg());
+    /* with secure aggregation the branches add the noise (distributed DP, test_ddp_e2e.c);
+     * the mean is still the only rule */
     const char *secagg[] = {"secure_aggregation", "true", "min_clients", "3", "min_start", "3",
                             "dp_epsilon",         "4",    "dp_clip",     "1", NULL};
-    cr_assert_eq(s_check(secagg), FL_EINVAL);
-    cr_assert(strstr(fl_error_msg(), "--dp-epsilon") &&
-                  strstr(fl_error_msg(), "--secure-aggregation"),
-              "%s", fl_error_msg());
+    cr_assert_eq(s_check(secagg), 0, "%s", fl_error_msg());
+    const char *secagg_median[] = {"secure_aggregation",
+                                   "true",
+                                   "min_clients",
+                                   "3",
+                                   "min_start",
+                                   "3",
+                                   "dp_noise",
+                                   "1",
+                                   "dp_clip",
+                                   "1",
+                                   "strategy",
+                                   "median",
+                                   NULL};
+    cr_assert_eq(s_check(secagg_median), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "median"), "%s", fl_error_msg());
     /* a server optimiser on the noisy mean is post-processing: accepted, with the clip as the
      * strategy's fixed bound */
     const char *adam[] = {"strategy", "fedadam", "dp_noise", "1.5", "dp_clip", "0.25", NULL};

@@ -55,6 +55,7 @@ struct s_net {
     s_tamper_srv_fn *tamper_srv;    /* optional */
     uint8_t *saved[8];              /* frames a test keeps (tamper hooks) */
     size_t saved_len[8];            /* their lengths */
+    uint32_t min_inputs;            /* fl_secagg_server_min_inputs (0: not called) */
 };
 
 static void s_push(struct s_net *net, bool to_server, uint32_t who, const uint8_t *buf, size_t len)
@@ -182,6 +183,8 @@ static void s_net_run(struct s_net *net)
     struct fl_secagg_server_ops sops = {.send = s_srv_send};
     net->srv = fl_secagg_server_new(&net->ctx, &net->p, &sops, net);
     cr_assert_not_null(net->srv, "%s", fl_error_msg());
+    if (net->min_inputs)
+        fl_secagg_server_min_inputs(net->srv, net->min_inputs);
     struct fl_secagg_client_ops cops = {.send = s_cl_send};
     for (uint32_t i = 0; i < net->n; i++) {
         s_args[i] = (struct s_client_arg){net, i};
@@ -329,6 +332,32 @@ Test(fl_secagg_protocol, fewer_than_t_masked_inputs_abort_before_anything_is_rev
         cr_expect_eq(fl_secagg_client_phase(net->cl[i]), FL_SECAGG_PHASE_ABORTED,
                      "branch %u heard of the abort", i);
     s_net_free(net);
+}
+
+/* The coordinator's floor on the inputs of a sum (min_clients, and distributed DP's noise
+ * shares) above the threshold: 7 masked inputs of 10 are enough for threshold 5 but not for 8,
+ * and the round then aborts before any share is revealed; with a floor of 7 it completes. */
+Test(fl_secagg_protocol, fewer_masked_inputs_than_the_floor_abort_before_anything_is_revealed)
+{
+    struct s_net *net = &s_n;
+    for (uint32_t least = 8; least >= 7; least--) {
+        s_net_init(net, 10); /* threshold 5 */
+        net->min_inputs = least;
+        for (uint32_t i = 0; i < 3; i++)
+            net->stop[i] = FL_SECAGG_PHASE_MASKED;
+        s_net_run(net);
+        cr_expect_eq(fl_secagg_server_answered(net->srv, FL_SECAGG_PHASE_MASKED), 7);
+        if (least == 8) {
+            cr_assert_eq(fl_secagg_server_phase(net->srv), FL_SECAGG_PHASE_ABORTED);
+            cr_expect_eq(fl_secagg_server_abort_code(net->srv),
+                         FEDTL__SEC_AGG_ABORT_CODE__SECAGG_ABORT_TOO_FEW);
+            cr_expect_null(fl_secagg_server_sum(net->srv));
+            cr_expect_eq(s_count_sent(net, FL_SECAGG_PHASE_REVEAL), 0, "no share was revealed");
+        } else {
+            cr_assert_eq(s_check_sum(net), 7);
+        }
+        s_net_free(net);
+    }
 }
 
 Test(fl_secagg_protocol, fewer_than_t_consistency_signatures_abort_too)

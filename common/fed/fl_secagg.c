@@ -237,3 +237,31 @@ double fl_secagg_clip(float *delta, size_t n, double bound)
         delta[i] = (float)(delta[i] * scale);
     return scale;
 }
+
+uint32_t fl_secagg_dp_shares(uint32_t selected, uint32_t min_clients)
+{
+    if (selected < 3)
+        return 0;
+    uint32_t k = fl_secagg_degree(selected), t = fl_secagg_threshold(k);
+    uint32_t lo = min_clients < k ? min_clients : k;
+    return t > lo ? t : lo;
+}
+
+int fl_secagg_dp_check(double z, double clip, uint32_t shares, double *sigma)
+{
+    if (!(isfinite(z) && z > 0 && z <= 1e6))
+        return fl_fail(FL_EFORMAT, "distributed DP: noise multiplier %g is not in (0, 1e6]", z);
+    if (!(isfinite(clip) && clip > 0))
+        return fl_fail(FL_EFORMAT, "distributed DP: norm bound %g is not a finite value > 0", clip);
+    if (shares < 2 || shares > FL_SECAGG_MAX_BRANCHES)
+        return fl_fail(FL_EFORMAT, "distributed DP: %u noise shares, not in [2, %d]", shares,
+                       FL_SECAGG_MAX_BRANCHES);
+    double s = z * clip / sqrt((double)shares), range = FL_SECAGG_FIXED_DP.clip;
+    if (!(clip + FL_SECAGG_DP_TAIL * s <= range))
+        return fl_fail(FL_ERANGE,
+                       "distributed DP: noise of deviation %g on values up to %g does not fit "
+                       "the encoding's range %g (noise multiplier %g, norm bound %g)",
+                       s, clip, range, z, clip);
+    *sigma = s;
+    return 0;
+}

@@ -77,4 +77,22 @@ int fl_secagg_strategy_check(const struct fl_strategy_config *c);
  * the factor applied (1 when within it). */
 double fl_secagg_clip(float *delta, size_t n, double bound);
 
+/* ---- distributed DP (docs/PRIVACY.md, "Central and distributed DP") ---- */
+
+/* A noise share must fit the encoding: clip + FL_SECAGG_DP_TAIL deviations within
+ * FL_SECAGG_FIXED_DP's range (a value is cut there with probability below 1e-32). */
+#define FL_SECAGG_DP_TAIL 12.0
+
+/* m, the fewest inputs a distributed-DP sum of `selected` branches may be unmasked with, and
+ * the setup's threshold: the secure aggregation's own threshold, raised to min_clients (a
+ * round with fewer inputs falls short anyway) as far as the neighbour count allows. Each
+ * branch's noise share is z C / sqrt(m). 0 when selected < 3. */
+uint32_t fl_secagg_dp_shares(uint32_t selected, uint32_t min_clients);
+/* Check the DP settings of a RoundTask (noise multiplier z, clip C = its norm bound, share
+ * count m) and give a branch's share deviation *sigma = z C / sqrt(m). FL_EFORMAT naming the
+ * field for z not finite or outside (0, 1e6], C not finite or <= 0, m outside [2,
+ * FL_SECAGG_MAX_BRANCHES]; FL_ERANGE when C + FL_SECAGG_DP_TAIL sigma exceeds the DP
+ * encoding's range. */
+int fl_secagg_dp_check(double z, double clip, uint32_t shares, double *sigma);
+
 #endif

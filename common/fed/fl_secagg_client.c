@@ -47,6 +47,8 @@ struct fl_secagg_client {
     uint64_t samples;                /* its sample count */
     uint8_t *survivors;              /* the survivor set this branch signed */
     size_t survivors_len;            /* its bytes */
+    uint32_t min_threshold;          /* the least threshold a setup may have */
+    double min_range;                /* the least clip its encoding may have */
 };
 
 fl_secagg_client_t *fl_secagg_client_new(const struct fl_identity *id,
@@ -165,6 +167,12 @@ int fl_secagg_client_input(fl_secagg_client_t *self, const float *x, size_t n, u
     return self->have_setup ? s_send_keys(self) : 0;
 }
 
+void fl_secagg_client_require(fl_secagg_client_t *self, uint32_t min_threshold, double min_range)
+{
+    self->min_threshold = min_threshold;
+    self->min_range = min_range;
+}
+
 static int s_on_setup(fl_secagg_client_t *self, const Fedtl__SecAggSetup *m)
 {
     if (self->have_setup || m->round != self->ctx.round)
@@ -173,6 +181,11 @@ static int s_on_setup(fl_secagg_client_t *self, const Fedtl__SecAggSetup *m)
     if (rc)
         return rc;
     self->have_setup = true;
+    if (self->p.threshold < self->min_threshold || self->p.fixed.clip < self->min_range)
+        return fl_fail(FL_EFORMAT,
+                       "secagg setup: threshold %u and value range %g, distributed DP needs at "
+                       "least %u and %g",
+                       self->p.threshold, self->p.fixed.clip, self->min_threshold, self->min_range);
     int me = fl_secagg_index(&self->p, self->id->sign_pk);
     if (me < 0)
         return fl_fail(FL_EFORMAT, "secagg setup: this branch is not in the roster");

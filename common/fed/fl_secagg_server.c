@@ -40,6 +40,7 @@ struct fl_secagg_server {
     size_t survivors_len;            /* its length in bytes */
     struct fl_secagg_server_ops ops; /* callbacks */
     void *arg;                       /* their argument */
+    uint32_t min_inputs;             /* fewest masked inputs to unmask (0: the threshold) */
 };
 
 static const uint32_t *s_row(const fl_secagg_server_t *self, uint32_t i)
@@ -357,7 +358,10 @@ static int s_close(fl_secagg_server_t *self)
     int ph = self->phase;
     if (ph > FL_SECAGG_PHASE_REVEAL)
         return FL_EINVAL;
-    if (s_count(self, ph) < self->p.threshold) {
+    uint32_t need = self->p.threshold;
+    if (ph == FL_SECAGG_PHASE_MASKED && self->min_inputs > need)
+        need = self->min_inputs;
+    if (s_count(self, ph) < need) {
         s_abort(self, FEDTL__SEC_AGG_ABORT_CODE__SECAGG_ABORT_TOO_FEW);
         return 0;
     }
@@ -382,6 +386,11 @@ static int s_close(fl_secagg_server_t *self)
     if (rc == 0)
         self->phase = ph + 1;
     return rc;
+}
+
+void fl_secagg_server_min_inputs(fl_secagg_server_t *self, uint32_t k)
+{
+    self->min_inputs = k;
 }
 
 int fl_secagg_server_timeout(fl_secagg_server_t *self)

@@ -32,6 +32,10 @@ int fl_secagg_server_start(fl_secagg_server_t *self);
  * in), FL_ECRYPTO for a bad signature, FL_EFORMAT for contents that break the protocol; the
  * message is then ignored, and the error says why (the caller logs it with the peer). */
 int fl_secagg_server_recv(fl_secagg_server_t *self, uint32_t branch, const Fedtl__Envelope *env);
+/* The fewest masked inputs the sum may be unmasked with (0: the threshold, as by default):
+ * fewer end the round at the masked phase with SECAGG_ABORT_TOO_FEW, before anything is
+ * revealed. Before the masked phase ends. */
+void fl_secagg_server_min_inputs(fl_secagg_server_t *self, uint32_t k);
 /* The phase's time is up: end it with the branches that answered (the others dropped). */
 int fl_secagg_server_timeout(fl_secagg_server_t *self);
 enum fl_secagg_phase fl_secagg_server_phase(const fl_secagg_server_t *self);

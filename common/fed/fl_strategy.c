@@ -212,7 +212,7 @@ void fl_strategy_config_str(const struct fl_strategy_config *c, char *buf, size_
         char z[32];
         snprintf(z, sizeof z, "%.*g", k, c->dp_noise);
         if (strtod(z, NULL) == c->dp_noise || k == 17) {
-            S_PUT(" dp-noise=%s", z);
+            S_PUT(" dp-noise=%s%s", z, c->dp_distributed ? " dp-distributed" : "");
             break;
         }
     }
@@ -451,7 +451,7 @@ int fl_strategy_add(fl_strategy_t *s, const struct fl_tensor *update, size_t n, 
                 memcpy(e->u + s->off[i], update[i].data,
                        (s->off[i + 1] - s->off[i]) * sizeof(float));
     } else {
-        if (s->cfg.bound == FL_BOUND_FIXED && e->norm > s->cfg.norm_bound)
+        if (s->cfg.bound == FL_BOUND_FIXED && !s->cfg.dp_distributed && e->norm > s->cfg.norm_bound)
             e->scale = s->cfg.norm_bound / e->norm;
         fl_strategy_fold(s, update, s->cfg.dp_noise > 0 ? e->scale : weight * e->scale);
         s_two_sum(&s->whi, &s->wlo, weight);

@@ -74,12 +74,15 @@ struct fl_strategy_config {
     uint32_t server_lr_decay_after; /* rounds at the full eta before the decay starts */
     double beta1;                   /* momentum (FedAvgM's beta; the adaptive methods' beta1) */
     double beta2;                   /* second-moment decay (FedAdam, FedYogi) */
-    double tau;      /* adaptivity (FedAdagrad, FedAdam, FedYogi); v starts at tau^2 */
-    double prox_mu;  /* FedProx's mu, sent with the task (0: off) */
-    double dp_noise; /* DP-FedAvg's noise multiplier z (0: off): needs the mean and a
-                        fixed bound C; updates count alike (weights ignored), Gaussian
-                        noise of deviation z C joins their sum, which is divided by the
-                        round's expected count (fl_strategy_set_expected) */
+    double tau;          /* adaptivity (FedAdagrad, FedAdam, FedYogi); v starts at tau^2 */
+    double prox_mu;      /* FedProx's mu, sent with the task (0: off) */
+    double dp_noise;     /* DP-FedAvg's noise multiplier z (0: off): needs the mean and a
+                            fixed bound C; updates count alike (weights ignored), Gaussian
+                            noise of deviation z C joins their sum, which is divided by the
+                            round's expected count (fl_strategy_set_expected) */
+    bool dp_distributed; /* with dp_noise: the branches clipped their changes and added the
+                            noise (distributed DP under secure aggregation); what is added is
+                            their secure sum, neither clipped nor noised again here */
 };
 
 /* The defaults for a strategy name: its rule, optimiser and the paper's parameters.

@@ -12,7 +12,8 @@
  *
  * DP-FedAvg (cfg.dp_noise > 0) is the streaming mean with every weight 1, Gaussian noise of
  * deviation dp_noise x norm_bound added to the sum, and the round's expected count as the
- * denominator (docs/PRIVACY.md). */
+ * denominator (docs/PRIVACY.md); with dp_distributed the noise came with the branches' secure
+ * sum instead, which is added whole. */
 #include "fl_strategy_impl.h"
 #include "fl_dp.h"
 #include "fl_error.h"
@@ -450,7 +451,8 @@ int fl_strategy_dp_check(const struct fl_strategy_config *c)
     if (!(isfinite(c->dp_noise) && c->dp_noise >= 0 && c->dp_noise <= 1e6))
         return fl_fail(FL_EINVAL, "strategy: dp-noise %g is outside [0, 1e6]", c->dp_noise);
     if (c->dp_noise == 0)
-        return 0;
+        return c->dp_distributed ? fl_fail(FL_EINVAL, "strategy: dp-distributed without dp-noise")
+                                 : 0;
     if (c->rule != FL_RULE_MEAN)
         return fl_fail(FL_EINVAL,
                        "strategy: dp-noise (DP-FedAvg) needs the mean, not rule %s: the noise is "
@@ -476,7 +478,8 @@ int fl_strategy_dp_mean(fl_strategy_t *s, double *d)
                        s->expected);
     for (size_t j = 0; j < s->numel; j++)
         d[j] = s->hi[j] + s->lo[j];
-    fl_dp_add_noise(d, s->numel, s->cfg.dp_noise * s->cfg.norm_bound);
+    if (!s->cfg.dp_distributed) /* else the branches' shares are in the sum */
+        fl_dp_add_noise(d, s->numel, s->cfg.dp_noise * s->cfg.norm_bound);
     for (size_t j = 0; j < s->numel; j++)
         d[j] /= s->expected;
     return 0;

@@ -47,13 +47,35 @@ int fl_secagg_fixed_encode(const struct fl_secagg_fixed *fx, const float *x, siz
     return 0;
 }
 
-int fl_secagg_fixed_decode(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
-                           float *mean, uint64_t *total_weight)
+/* sum[n] is a total weight some inputs can have. */
+static int s_total(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n)
 {
     uint64_t w = sum[n];
     if (w == 0 || w > (uint64_t)fx->max_branches * fx->max_weight)
         return fl_fail(FL_ERANGE, "secure aggregation: total weight %llu is not a sum of inputs",
                        (unsigned long long)w);
+    return 0;
+}
+
+int fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
+                               double *out, uint64_t *total_weight)
+{
+    int rc = s_total(fx, sum, n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        out[i] = ldexp((double)(int64_t)sum[i], -(int)fx->frac_bits);
+    *total_weight = sum[n];
+    return 0;
+}
+
+int fl_secagg_fixed_decode(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
+                           float *mean, uint64_t *total_weight)
+{
+    uint64_t w = sum[n];
+    int rc = s_total(fx, sum, n);
+    if (rc)
+        return rc;
     double div = ldexp((double)w, (int)fx->frac_bits);
     for (size_t i = 0; i < n; i++)
         mean[i] = (float)((double)(int64_t)sum[i] / div);

@@ -29,6 +29,13 @@ struct fl_secagg_fixed {
     ((struct fl_secagg_fixed){                                                                     \
         .frac_bits = 24, .clip = 256.0, .max_weight = 1u << 20, .max_branches = 1u << 10})
 
+/* Under distributed DP (docs/PRIVACY.md) every weight is 1, which leaves room for a wide
+ * value range: a branch's noise share must not reach the clip (it would be cut, and the sum
+ * would carry less noise than counted). 2^10 * 1 * 2^20 * 2^24 = 2^54 < 2^63. */
+#define FL_SECAGG_FIXED_DP                                                                         \
+    ((struct fl_secagg_fixed){                                                                     \
+        .frac_bits = 24, .clip = 1048576.0, .max_weight = 1, .max_branches = 1u << 10})
+
 /* 0 when max_branches * max_weight * clip * 2^frac_bits (plus the rounding) stays below 2^63
  * and the total weight fits, else FL_ERANGE naming the bound; FL_EINVAL for a non-positive
  * clip, a zero count or more than 52 fractional bits. */
@@ -41,6 +48,12 @@ uint32_t fl_secagg_fixed_weight(const struct fl_secagg_fixed *fx, uint64_t sampl
  * is not finite (naming its index), FL_EINVAL for a weight outside [1, max_weight]. */
 int fl_secagg_fixed_encode(const struct fl_secagg_fixed *fx, const float *x, size_t n,
                            uint32_t weight, uint64_t *out);
+
+/* The sum of the inputs summed into sum[n + 1], unweighted: out[i] = sum[i] / 2^frac_bits
+ * (distributed DP, where every weight is 1 and the sum, not the mean, is wanted);
+ * *total_weight gets sum[n]. fl_secagg_fixed_decode's errors. */
+int fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
+                               double *out, uint64_t *total_weight);
 
 /* The weighted mean of the inputs summed into sum[n + 1]: mean[i] = sum[i] / (sum[n] *
  * 2^frac_bits), sum[i] read as two's complement; *total_weight gets sum[n]. FL_ERANGE when
