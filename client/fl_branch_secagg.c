@@ -16,14 +16,17 @@ struct fl_branch_secagg {
     fl_uplink_t *up;              /* its connection (borrowed) */
     fl_secagg_client_t *cl;       /* the current round's, or NULL */
     uint32_t round;               /* its round */
+    fl_pool_t *pool;              /* expands the masks (borrowed), or NULL */
 };
 
-fl_branch_secagg_t *fl_branch_secagg_new(const struct fl_identity *id, fl_uplink_t *up)
+fl_branch_secagg_t *fl_branch_secagg_new(const struct fl_identity *id, fl_uplink_t *up,
+                                         fl_pool_t *pool)
 {
     fl_branch_secagg_t *self = calloc(1, sizeof *self);
     if (self) {
         self->id = id;
         self->up = up;
+        self->pool = pool;
     }
     return self;
 }
@@ -95,7 +98,7 @@ int fl_branch_secagg_answer(fl_branch_secagg_t *self, const char *federation,
     double scale = rc == 0 ? fl_secagg_clip(delta, n, t->norm_bound) : 1;
     struct fl_secagg_ctx ctx = {.federation = federation, .round = t->round};
     memcpy(ctx.run_id, run_id, FL_RUN_ID_BYTES);
-    struct fl_secagg_client_ops ops = {.send = s_send};
+    struct fl_secagg_client_ops ops = {.send = s_send, .pool = self->pool};
     if (rc == 0 && !(self->cl = fl_secagg_client_new(self->id, &ctx, &ops, self)))
         rc = FL_ENOMEM;
     if (rc == 0)
