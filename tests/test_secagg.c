@@ -181,8 +181,7 @@ Test(fl_secagg_crypto, mask_is_the_chacha20_key_stream)
 
 /* The reference: vec +/-= each mask's words, each mask's key stream made in one piece by
  * libsodium's crypto_stream_chacha20_ietf (zero nonce) and read byte by byte. */
-static void s_masks_reference(const struct fl_secagg_mask *m, size_t count, uint64_t *vec,
-                              size_t n)
+static void s_masks_reference(const struct fl_secagg_mask *m, size_t count, uint64_t *vec, size_t n)
 {
     static const uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
     uint8_t *stream = malloc(n * 8);
@@ -223,8 +222,8 @@ Test(fl_secagg_crypto, blocked_parallel_masks_equal_the_reference_for_any_thread
         for (int p = 0; p < 4; p++) {
             memcpy(got, start, n * 8);
             cr_assert_eq(fl_secagg_masks_apply(m, NMASK, got, n, pools[p]), 0);
-            cr_expect_eq(memcmp(got, want, n * 8), 0, "%zu words, pool of %d: not the reference",
-                         n, fl_pool_size(pools[p]));
+            cr_expect_eq(memcmp(got, want, n * 8), 0, "%zu words, pool of %d: not the reference", n,
+                         fl_pool_size(pools[p]));
         }
         memcpy(got, start, n * 8); /* one mask at a time gives the same */
         for (int k = 0; k < NMASK; k++)
@@ -332,6 +331,31 @@ Test(fl_secagg_crypto, signatures_bind_kind_round_signer_and_body)
                  FL_ECRYPTO, "another body");
     sodium_free(a);
     sodium_free(b);
+}
+
+Test(fl_secagg_crypto, masked_words_are_signed_as_their_little_endian_bytes)
+{
+    /* fl_secagg_sign_words hashes the words in place: the signed text must stay that of the
+     * body fl_secagg_body_words spells out, in both directions */
+    struct fl_identity *a = s_identity();
+    enum { N = 1001 };
+    static uint64_t w[N];
+    uint8_t *body = NULL, sig[FL_SIG_BYTES];
+    size_t len = 0;
+    randombytes_buf(w, sizeof w);
+    cr_assert_eq(fl_secagg_body_words(w, N, &body, &len), 0);
+    cr_assert_eq(len, (size_t)N * 8);
+    cr_assert_eq(fl_secagg_sign_words(a, &s_ctx, FL_SECAGG_SIG_MASKED, w, N, sig), 0);
+    cr_expect_eq(fl_secagg_verify(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, body, len, sig), 0);
+    cr_assert_eq(fl_secagg_sign(a, &s_ctx, FL_SECAGG_SIG_MASKED, body, len, sig), 0);
+    cr_expect_eq(fl_secagg_verify_words(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, w, N, sig), 0);
+    w[N - 1] ^= 1;
+    cr_expect_eq(fl_secagg_verify_words(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, w, N, sig),
+                 FL_ECRYPTO, "one bit of the last word changed");
+    cr_expect_eq(fl_secagg_verify_words(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, w, N - 1, sig),
+                 FL_ECRYPTO, "a word fewer");
+    free(body);
+    sodium_free(a);
 }
 
 Test(fl_secagg_crypto, sealed_shares_open_only_for_their_pair_and_round)

@@ -324,8 +324,7 @@ static int s_send_masked(fl_secagg_client_t *self)
         rc = fl_secagg_fixed_encode(&self->p.fixed, self->x, self->xn, w, y);
     if (rc == 0 && (rc = s_masks(self, m, &cnt)) == 0)
         rc = fl_secagg_masks_apply(m, cnt, y, words, self->ops.pool);
-    if (m)
-        sodium_free(m); /* wipes the keys */
+    sodium_free(m); /* wipes the keys */
     if (rc == 0)
         rc = fl_secagg_sign_words(self->id, &self->ctx, FL_SECAGG_SIG_MASKED, y, words, sig);
     if (rc == 0) {
