@@ -17,12 +17,13 @@
  * update as fl_coord_secagg.c does (fl_secagg_fixed_decode, fl_strategy_add), then
  * fl_strategy_finish. All in this process, over real encoded frames (fl_wire_encode /
  * fl_wire_decode), with no network. "30%" rounds lose 30% of the branches after their shares
- * (the coordinator then expands every dropped branch's pairwise masks); the plain round they
- * are compared with takes 70% of the updates.
+ * (the coordinator then expands every dropped branch's pairwise masks); the plain round then
+ * takes 70% of the updates.
  *
- * Both sides get a pool of --threads threads, as fedtl-coordinator and fedtl-client have from
- * their --threads. Figures are medians over --repeats; each repeat runs plain, then secure, so
- * a busy machine slows both alike.
+ * Both sides get a pool of --threads threads (fedtl-coordinator's and fedtl-client's --threads).
+ * Medians over --repeats; each repeat runs plain, then secure, so a busy machine slows both
+ * alike. A secure round the protocol aborts (a random neighbour graph left a dropped branch
+ * fewer than t surviving neighbours) is run again on another graph and counted (aborted=).
  *
  *   build-bench/bench_secagg [--repeats 3] [--threads 2] [--quick | --grid | --case N,L]
  *
@@ -45,6 +46,7 @@
 #define S_DISTINCT 4       /* distinct plain updates (and branch keys) */
 #define S_FED      "bench" /* federation bound into signatures */
 #define S_REPEATS  31      /* most repeats kept for medians */
+#define S_ABORTED  1       /* s_secure_round: the protocol aborted (too few answers) */
 
 /* What one case shares between its rounds. */
 struct s_env {
@@ -261,8 +263,6 @@ static int s_plain_round(const struct s_env *e, uint32_t answer, struct s_cost *
     return rc;
 }
 
-/* ---- the secure round ---- */
-
 struct s_frame {
     bool to_server; /* direction */
     uint32_t who;   /* the branch */
@@ -271,7 +271,6 @@ struct s_frame {
 };
 
 struct s_run {
-    const struct s_env *e;              /* the case */
     struct s_frame *q;                  /* frames in flight */
     size_t head, tail, cap;             /* FIFO */
     fl_secagg_server_t *srv;            /* the coordinator */
@@ -413,7 +412,7 @@ static void s_deliver(struct s_run *r, struct s_cost *c)
 static int s_secure_round(const struct s_env *e, bool drop, struct s_cost *c)
 {
     uint32_t n = e->n;
-    struct s_run run = {.e = e}, *r = &run;
+    struct s_run run = {0}, *r = &run;
     memset(c, 0, sizeof *c);
     struct fl_secagg_ctx ctx = {.federation = S_FED, .round = 1};
     memcpy(ctx.run_id, e->run_id, FL_RUN_ID_BYTES);
@@ -466,6 +465,8 @@ static int s_secure_round(const struct s_env *e, bool drop, struct s_cost *c)
         if (fl_secagg_server_phase(r->srv) == FL_SECAGG_PHASE_DONE)
             c->unmask_s += dt;
     }
+    if (rc == 0 && fl_secagg_server_phase(r->srv) == FL_SECAGG_PHASE_ABORTED)
+        rc = S_ABORTED;
     t0 = fl_now_s();
     if (rc == 0)
         rc = s_use_sum(e, &p, fl_secagg_server_sum(r->srv));
@@ -491,8 +492,6 @@ static int s_secure_round(const struct s_env *e, bool drop, struct s_cost *c)
     free(p.branches);
     return rc;
 }
-
-/* ---- the report ---- */
 
 static int s_cmp_d(const void *a, const void *b)
 {
@@ -534,12 +533,17 @@ static int s_case(uint32_t n, size_t L, int reps, fl_pool_t *pool, int threads)
     for (uint32_t i = 0; i < n; i++)
         dropped += i % 10 < 3;
     int rc = 0;
+    int aborted[2] = {0, 0};
     for (int rep = 0; rep < reps && rc == 0; rep++)
-        for (int drop = 0; drop < 2 && rc == 0; drop++)
-            if ((rc = s_plain_round(&e, drop ? n - dropped : n, &pl[drop][rep])) != 0 ||
-                (rc = s_secure_round(&e, drop, &se[drop][rep])) != 0)
+        for (int drop = 0; drop < 2 && rc == 0; drop++) {
+            if ((rc = s_plain_round(&e, drop ? n - dropped : n, &pl[drop][rep])) == 0)
+                do /* a round the graph left with too few neighbours: another graph */
+                    aborted[drop] += (rc = s_secure_round(&e, drop, &se[drop][rep])) == S_ABORTED;
+                while (rc == S_ABORTED && aborted[drop] < 10);
+            if (rc)
                 fprintf(stderr, "bench_secagg: a %s round failed: %s\n", drop ? "30%" : "0%",
                         fl_error_msg());
+        }
     for (int drop = 0; drop < 2 && rc == 0; drop++) {
         struct s_cost P = s_med(pl[drop], reps), S = s_med(se[drop], reps);
         double pr = P.coord_s + P.branch_s, sr = S.coord_s + S.branch_s;
@@ -548,10 +552,10 @@ static int s_case(uint32_t n, size_t L, int reps, fl_pool_t *pool, int threads)
                "repeats=%d plain_coord_s=%.4f plain_branch_s=%.4f plain_round_s=%.4f "
                "plain_bytes=%.0f secure_coord_s=%.4f secure_branch_s=%.4f secure_round_s=%.4f "
                "coord_masked_s=%.4f coord_unmask_s=%.4f branch_bytes_out=%.0f "
-               "branch_bytes_in=%.0f ratio=%.2f\n",
+               "branch_bytes_in=%.0f ratio=%.2f aborted=%d\n",
                n, L, drop ? 30 : 0, k, fl_secagg_threshold(k), threads, reps, P.coord_s, P.branch_s,
                pr, P.out_bytes, S.coord_s, S.branch_s, sr, S.masked_s, S.unmask_s, S.out_bytes,
-               S.in_bytes, sr / pr);
+               S.in_bytes, sr / pr, aborted[drop]);
         printf(
             "%-4u %-8zu %-4s | %8.3f %8.3f %8.3f %9.0f | %8.3f %8.3f %8.3f %9.0f %7.0f | %5.2f\n",
             n, L, drop ? "30%" : "0", P.coord_s, P.branch_s, pr, P.out_bytes, S.coord_s, S.branch_s,
