@@ -386,7 +386,8 @@ static int s_use_sum(const struct s_env *e, const struct fl_secagg_params *p, co
 static void s_deliver(struct s_run *r, struct s_cost *c)
 {
     while (r->head < r->tail) {
-        struct s_frame *f = &r->q[r->head++];
+        struct s_frame fr = r->q[r->head], *f = &fr; /* a copy: the queue may move meanwhile */
+        r->q[r->head++].buf = NULL;
         Fedtl__Envelope *env = NULL;
         bool to_gone = !f->to_server && r->drop[f->who] &&
                        fl_secagg_client_phase(r->cl[f->who]) >= FL_SECAGG_PHASE_MASKED;
@@ -404,7 +405,6 @@ static void s_deliver(struct s_run *r, struct s_cost *c)
         c->unmask_s += kind == FEDTL__ENVELOPE__BODY_SA_REVEAL ? dt : 0; /* the last removes them */
         fl_wire_free(&env);
         free(f->buf);
-        f->buf = NULL;
     }
 }
 
