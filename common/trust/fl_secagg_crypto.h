@@ -66,7 +66,8 @@ bool fl_secagg_pair_adds(const uint8_t me[FL_SIGN_PK_BYTES], const uint8_t other
 
 /* vec[i] += (or -= when subtract) word i of the mask expanded from key, modulo 2^64: the
  * ChaCha20 (IETF) key stream under key with a zero nonce, read as little-endian u64 words.
- * FL_ERANGE when n words exceed one key stream (2^35 words). */
+ * FL_ERANGE when n words exceed one key stream (2^35 words), FL_ENOMEM when no locked memory
+ * holds the key's copy. One mask at a time: fl_secagg_masks_apply does many in one pass. */
 int fl_secagg_mask_apply(const uint8_t key[FL_SECAGG_KEY_BYTES], bool subtract, uint64_t *vec,
                          size_t n);
 
