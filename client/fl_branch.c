@@ -593,7 +593,7 @@ int fl_branch_run(fl_branch_t *self, volatile sig_atomic_t *stop)
         return FL_EIO;
     self->up = fl_uplink_new(self->id, self->cfg.insecure ? NULL : self->coord.box_pk,
                              self->cfg.coordinator);
-    if (!self->up || !(self->secagg = fl_branch_secagg_new(self->id, self->up)) ||
+    if (!self->up || !(self->secagg = fl_branch_secagg_new(self->id, self->up, self->cfg.pool)) ||
         (self->cfg.http && !(self->http = fl_client_http_new(self->cfg.http)))) {
         rc = FL_EIO;
         goto out_close;

@@ -21,6 +21,7 @@ struct fl_branch_secagg {
     fl_uplink_t *up;              /* its connection (borrowed) */
     fl_secagg_client_t *cl;       /* the current round's, or NULL */
     uint32_t round;               /* its round */
+    fl_pool_t *pool;              /* expands the masks (borrowed), or NULL */
 #ifdef FEDTL_TESTING
     float *test_x;         /* test builds, FEDTL_TEST_RECORD_DIR set: the round's input, or NULL */
     size_t test_n;         /* its values */
@@ -28,12 +29,14 @@ struct fl_branch_secagg {
 #endif
 };
 
-fl_branch_secagg_t *fl_branch_secagg_new(const struct fl_identity *id, fl_uplink_t *up)
+fl_branch_secagg_t *fl_branch_secagg_new(const struct fl_identity *id, fl_uplink_t *up,
+                                         fl_pool_t *pool)
 {
     fl_branch_secagg_t *self = calloc(1, sizeof *self);
     if (self) {
         self->id = id;
         self->up = up;
+        self->pool = pool;
     }
     return self;
 }
@@ -205,7 +208,7 @@ int fl_branch_secagg_answer(fl_branch_secagg_t *self, const char *federation,
         rc = s_delta(t->adapter.data, t->adapter.len, b->adapter.data, b->adapter.len, &delta, &n);
     struct fl_secagg_ctx ctx = {.federation = federation, .round = t->round};
     memcpy(ctx.run_id, run_id, FL_RUN_ID_BYTES);
-    struct fl_secagg_client_ops ops = {.send = s_send};
+    struct fl_secagg_client_ops ops = {.send = s_send, .pool = self->pool};
     if (rc == 0 && !(self->cl = fl_secagg_client_new(self->id, &ctx, &ops, self)))
         rc = FL_ENOMEM;
     if (rc == 0)

@@ -7,12 +7,15 @@
 
 #include "fedtl_wire.pb-c.h"
 #include "fl_keys.h"
+#include "fl_pool.h"
 #include "fl_uplink.h"
 
 typedef struct fl_branch_secagg fl_branch_secagg_t;
 
-/* The branch id (borrowed) speaking through up (borrowed). NULL when out of memory. */
-fl_branch_secagg_t *fl_branch_secagg_new(const struct fl_identity *id, fl_uplink_t *up);
+/* The branch id (borrowed) speaking through up (borrowed), expanding masks on pool's threads
+ * (borrowed; NULL: the caller's). NULL when out of memory. */
+fl_branch_secagg_t *fl_branch_secagg_new(const struct fl_identity *id, fl_uplink_t *up,
+                                         fl_pool_t *pool);
 void fl_branch_secagg_destroy(fl_branch_secagg_t **self_p);
 /* Task t was trained into body (an UpdateBody): its adapter's change from t's adapter, clipped
  * to t's norm bound, weighted by its samples, is the input of a fresh secure aggregation of

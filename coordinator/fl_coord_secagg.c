@@ -143,7 +143,7 @@ static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, i
     self->p.length = s_length(c);
     struct fl_secagg_ctx ctx = {.federation = c->cfg.federation, .round = info->round};
     memcpy(ctx.run_id, c->run_id, FL_RUN_ID_BYTES);
-    struct fl_secagg_server_ops ops = {.send = s_send};
+    struct fl_secagg_server_ops ops = {.send = s_send, .pool = c->pool};
     char reason[512];
     self->srv = self->p.branches ? fl_secagg_server_new(&ctx, &self->p, &ops, self) : NULL;
     if (self->srv) /* a sum of fewer inputs would fall short: it is not unmasked at all */

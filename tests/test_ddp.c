@@ -79,7 +79,7 @@ static Fedtl__RoundTask s_task(double z, float clip, uint32_t shares)
 Test(fl_ddp, a_branch_refuses_a_task_with_hostile_dp_fields)
 {
     /* No identity, connection or body: the task's settings are refused before any is used. */
-    fl_branch_secagg_t *b = fl_branch_secagg_new(NULL, NULL);
+    fl_branch_secagg_t *b = fl_branch_secagg_new(NULL, NULL, NULL);
     cr_assert_not_null(b);
     const uint8_t run_id[FL_RUN_ID_BYTES] = {0};
     const uint8_t body[1] = {0};

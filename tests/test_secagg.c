@@ -3,6 +3,8 @@
  * the fixed-point encoding (fl_secagg_fixed). */
 #include "fl_error.h"
 #include "fl_keys.h"
+#include "fl_pool.h"
+#include "fl_secagg.h"
 #include "fl_secagg_crypto.h"
 #include "fl_secagg_fixed.h"
 #include "fl_shamir.h"
@@ -177,6 +179,67 @@ Test(fl_secagg_crypto, mask_is_the_chacha20_key_stream)
     }
 }
 
+/* The reference: vec +/-= each mask's words, each mask's key stream made in one piece by
+ * libsodium's crypto_stream_chacha20_ietf (zero nonce) and read byte by byte. */
+static void s_masks_reference(const struct fl_secagg_mask *m, size_t count, uint64_t *vec, size_t n)
+{
+    static const uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+    uint8_t *stream = malloc(n * 8);
+    cr_assert_not_null(stream);
+    for (size_t k = 0; k < count; k++) {
+        crypto_stream_chacha20_ietf(stream, n * 8, nonce, m[k].key);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t w = 0;
+            for (int b = 7; b >= 0; b--)
+                w = (w << 8) | stream[i * 8 + (size_t)b];
+            vec[i] = m[k].subtract ? vec[i] - w : vec[i] + w;
+        }
+    }
+    free(stream);
+}
+
+Test(fl_secagg_crypto, blocked_parallel_masks_equal_the_reference_for_any_thread_count)
+{
+    /* lengths around the 2,048-word block and the 8-word ChaCha20 block, and long enough for
+     * the range to be cut between 2 and 3 threads (16 blocks at least each) */
+    static const size_t lens[] = {1, 7, 8, 9, 2047, 2048, 2049, 4103, 16 * 2048 * 3 + 13};
+    enum { NMASK = 5 };
+    struct fl_secagg_mask m[NMASK];
+    for (int k = 0; k < NMASK; k++) {
+        randombytes_buf(m[k].key, sizeof m[k].key);
+        m[k].subtract = k % 2 == 1;
+    }
+    fl_pool_t *pools[4] = {NULL, fl_pool_new(1), fl_pool_new(2), fl_pool_new(3)};
+    for (int p = 1; p < 4; p++)
+        cr_assert_not_null(pools[p]);
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        size_t n = lens[l];
+        uint64_t *start = malloc(n * 8), *want = malloc(n * 8), *got = malloc(n * 8);
+        cr_assert(start && want && got);
+        randombytes_buf(start, n * 8);
+        memcpy(want, start, n * 8);
+        s_masks_reference(m, NMASK, want, n);
+        for (int p = 0; p < 4; p++) {
+            memcpy(got, start, n * 8);
+            cr_assert_eq(fl_secagg_masks_apply(m, NMASK, got, n, pools[p]), 0);
+            cr_expect_eq(memcmp(got, want, n * 8), 0, "%zu words, pool of %d: not the reference", n,
+                         fl_pool_size(pools[p]));
+        }
+        memcpy(got, start, n * 8); /* one mask at a time gives the same */
+        for (int k = 0; k < NMASK; k++)
+            cr_assert_eq(fl_secagg_mask_apply(m[k].key, m[k].subtract, got, n), 0);
+        cr_expect_eq(memcmp(got, want, n * 8), 0, "%zu words, mask by mask", n);
+        free(start);
+        free(want);
+        free(got);
+    }
+    uint64_t v = 0;
+    cr_expect_eq(fl_secagg_masks_apply(m, NMASK, &v, ((size_t)1 << 35) + 1, pools[2]), FL_ERANGE,
+                 "a mask longer than one key stream is refused before anything is written");
+    for (int p = 1; p < 4; p++)
+        fl_pool_destroy(&pools[p]);
+}
+
 Test(fl_secagg_crypto, both_ends_agree_on_a_key_bound_to_round_and_purpose)
 {
     struct fl_identity *a = s_identity(), *b = s_identity();
@@ -268,6 +331,31 @@ Test(fl_secagg_crypto, signatures_bind_kind_round_signer_and_body)
                  FL_ECRYPTO, "another body");
     sodium_free(a);
     sodium_free(b);
+}
+
+Test(fl_secagg_crypto, masked_words_are_signed_as_their_little_endian_bytes)
+{
+    /* fl_secagg_sign_words hashes the words in place: the signed text must stay that of the
+     * body fl_secagg_body_words spells out, in both directions */
+    struct fl_identity *a = s_identity();
+    enum { N = 1001 };
+    static uint64_t w[N];
+    uint8_t *body = NULL, sig[FL_SIG_BYTES];
+    size_t len = 0;
+    randombytes_buf(w, sizeof w);
+    cr_assert_eq(fl_secagg_body_words(w, N, &body, &len), 0);
+    cr_assert_eq(len, (size_t)N * 8);
+    cr_assert_eq(fl_secagg_sign_words(a, &s_ctx, FL_SECAGG_SIG_MASKED, w, N, sig), 0);
+    cr_expect_eq(fl_secagg_verify(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, body, len, sig), 0);
+    cr_assert_eq(fl_secagg_sign(a, &s_ctx, FL_SECAGG_SIG_MASKED, body, len, sig), 0);
+    cr_expect_eq(fl_secagg_verify_words(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, w, N, sig), 0);
+    w[N - 1] ^= 1;
+    cr_expect_eq(fl_secagg_verify_words(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, w, N, sig),
+                 FL_ECRYPTO, "one bit of the last word changed");
+    cr_expect_eq(fl_secagg_verify_words(a->sign_pk, &s_ctx, FL_SECAGG_SIG_MASKED, w, N - 1, sig),
+                 FL_ECRYPTO, "a word fewer");
+    free(body);
+    sodium_free(a);
 }
 
 Test(fl_secagg_crypto, sealed_shares_open_only_for_their_pair_and_round)

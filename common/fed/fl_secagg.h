@@ -60,7 +60,7 @@ int fl_secagg_pos(const uint32_t *row, uint32_t k, uint32_t j);
 
 /* The signed bodies (malloc'd into *body, *len; FL_ENOMEM): the shares' (peer || ciphertext)*,
  * the survivor list's keys concatenated, the reveal's (owner || survived || share)*, the masked
- * words little-endian. */
+ * words little-endian (which fl_secagg_sign_words / fl_secagg_verify_words hash in place). */
 int fl_secagg_body_shares(Fedtl__SecAggShare *const *s, size_t n, uint8_t **body, size_t *len);
 int fl_secagg_body_keys(const ProtobufCBinaryData *keys, size_t n, uint8_t **body, size_t *len);
 int fl_secagg_body_reveal(Fedtl__SecAggRevealShare *const *s, size_t n, uint8_t **body,

@@ -309,46 +309,55 @@ static int s_on_key_set(fl_secagg_client_t *self, const Fedtl__SecAggKeySet *m)
     return s_send_shares(self);
 }
 
-/* The masked input: the encoded update, plus the self-mask, plus or minus the mask shared with
- * every neighbour whose shares arrived. */
-static int s_send_masked(fl_secagg_client_t *self)
+/* The masks of the masked input into m (k + 1 entries), their count in *cnt: the self-mask,
+ * and the mask shared with every neighbour whose shares arrived, added or subtracted. */
+static int s_masks(fl_secagg_client_t *self, struct fl_secagg_mask *m, size_t *cnt)
 {
-    size_t words = self->p.length + 1;
-    uint64_t *y = malloc(words * sizeof *y);
-    uint8_t key[S_KEY], sig[FL_SIG_BYTES], *body = NULL;
-    size_t body_len = 0;
-    if (!y)
-        return FL_ENOMEM;
-    uint32_t w = fl_secagg_fixed_weight(&self->p.fixed, self->samples);
-    int rc = fl_secagg_fixed_encode(&self->p.fixed, self->x, self->xn, w, y);
-    if (rc == 0 && (rc = fl_secagg_self_key(self->sec->b, &self->ctx, self->id->sign_pk, key)) == 0)
-        rc = fl_secagg_mask_apply(key, false, y, words);
+    m[0].subtract = false;
+    int rc = fl_secagg_self_key(self->sec->b, &self->ctx, self->id->sign_pk, m[0].key);
+    *cnt = 1;
     for (uint32_t j = 0; rc == 0 && j < self->p.degree; j++) {
         if (!self->nb[j].got_share)
             continue;
         const uint8_t *vk = s_nbr_key(self, j);
+        struct fl_secagg_mask *e = &m[(*cnt)++];
+        e->subtract = !fl_secagg_pair_adds(self->id->sign_pk, vk);
         rc = fl_secagg_agree(self->sec->s_sk, self->nb[j].s_pk, &self->ctx, FL_SECAGG_MASK,
-                             self->id->sign_pk, vk, key);
-        if (rc == 0)
-            rc = fl_secagg_mask_apply(key, !fl_secagg_pair_adds(self->id->sign_pk, vk), y, words);
+                             self->id->sign_pk, vk, e->key);
     }
-    sodium_memzero(key, sizeof key);
-    if (rc == 0 && (rc = fl_secagg_body_words(y, words, &body, &body_len)) == 0)
-        rc = fl_secagg_sign(self->id, &self->ctx, FL_SECAGG_SIG_MASKED, body, body_len, sig);
+    return rc;
+}
+
+/* The masked input: the encoded update, plus the self-mask, plus or minus the mask shared with
+ * every neighbour whose shares arrived, expanded together on the pool's threads. */
+static int s_send_masked(fl_secagg_client_t *self)
+{
+    size_t words = self->p.length + 1, cnt = 0;
+    uint64_t *y = malloc(words * sizeof *y);
+    struct fl_secagg_mask *m = sodium_malloc(((size_t)self->p.degree + 1) * sizeof *m);
+    uint8_t sig[FL_SIG_BYTES];
+    int rc = y && m ? 0 : FL_ENOMEM;
+    uint32_t w = fl_secagg_fixed_weight(&self->p.fixed, self->samples);
+    if (rc == 0)
+        rc = fl_secagg_fixed_encode(&self->p.fixed, self->x, self->xn, w, y);
+    if (rc == 0 && (rc = s_masks(self, m, &cnt)) == 0)
+        rc = fl_secagg_masks_apply(m, cnt, y, words, self->ops.pool);
+    sodium_free(m); /* wipes the keys */
+    if (rc == 0)
+        rc = fl_secagg_sign_words(self->id, &self->ctx, FL_SECAGG_SIG_MASKED, y, words, sig);
     if (rc == 0) {
         Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
-        Fedtl__SecAggMasked m = FEDTL__SEC_AGG_MASKED__INIT;
-        m.round = self->ctx.round;
-        m.branch_key = (ProtobufCBinaryData){FL_SIGN_PK_BYTES, (uint8_t *)self->id->sign_pk};
-        m.n_words = words;
-        m.words = y;
-        m.signature = (ProtobufCBinaryData){sizeof sig, sig};
+        Fedtl__SecAggMasked msg = FEDTL__SEC_AGG_MASKED__INIT;
+        msg.round = self->ctx.round;
+        msg.branch_key = (ProtobufCBinaryData){FL_SIGN_PK_BYTES, (uint8_t *)self->id->sign_pk};
+        msg.n_words = words;
+        msg.words = y;
+        msg.signature = (ProtobufCBinaryData){sizeof sig, sig};
         env.body_case = FEDTL__ENVELOPE__BODY_SA_MASKED;
-        env.sa_masked = &m;
+        env.sa_masked = &msg;
         if ((rc = s_send(self, &env)) == 0)
             self->phase = FL_SECAGG_PHASE_CONSISTENCY;
     }
-    free(body);
     free(y);
     return rc;
 }

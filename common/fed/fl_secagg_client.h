@@ -15,6 +15,9 @@ struct fl_secagg_client_ops {
     /* Send env to the coordinator; env and what it points to are valid during the call only
      * (encode it there). 0, or an FL_E code: the client then aborts. */
     int (*send)(void *arg, Fedtl__Envelope *env);
+    /* Threads that expand the masks of the masked input (borrowed; NULL: the caller's thread
+     * alone). The masked input is the same whatever the pool. */
+    fl_pool_t *pool;
 };
 
 typedef struct fl_secagg_client fl_secagg_client_t;

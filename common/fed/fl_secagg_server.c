@@ -138,9 +138,8 @@ int fl_secagg_server_start(fl_secagg_server_t *self)
 /* Is branch i still expected to answer the current phase? */
 static bool s_expected(const fl_secagg_server_t *self, uint32_t i)
 {
-    if (self->phase > FL_SECAGG_PHASE_REVEAL)
-        return false;
-    return self->phase == FL_SECAGG_PHASE_KEYS || self->b[i].in[self->phase - 1];
+    return self->phase <= FL_SECAGG_PHASE_REVEAL &&
+           (self->phase == FL_SECAGG_PHASE_KEYS || self->b[i].in[self->phase - 1]);
 }
 
 static uint32_t s_count(const fl_secagg_server_t *self, int phase)
@@ -300,10 +299,12 @@ static int s_rebuild(fl_secagg_server_t *self, uint32_t v, uint8_t out[S_KEY])
     return fl_shamir_combine(xs, ys, m, S_KEY, out);
 }
 
-/* Remove dropped branch v's pairwise masks from the sum, given its rebuilt mask key. */
-static int s_remove_pairs(fl_secagg_server_t *self, uint32_t v, const uint8_t s_sk[S_KEY])
+/* Dropped branch v's pairwise masks with the survivors, to take out of the sum, appended to
+ * m[*cnt...], given its rebuilt mask key. */
+static int s_pair_masks(fl_secagg_server_t *self, uint32_t v, const uint8_t s_sk[S_KEY],
+                        struct fl_secagg_mask *m, size_t *cnt)
 {
-    uint8_t pk[FL_SECAGG_PK_BYTES], key[S_KEY];
+    uint8_t pk[FL_SECAGG_PK_BYTES];
     crypto_scalarmult_base(pk, s_sk);
     if (sodium_memcmp(pk, self->b[v].s_pk, sizeof pk) != 0)
         return FL_ECRYPTO; /* the shares did not give the key it advertised */
@@ -314,11 +315,9 @@ static int s_remove_pairs(fl_secagg_server_t *self, uint32_t v, const uint8_t s_
         if (!self->b[u].in[2] || pu < 0 || !self->b[u].delivered[pu])
             continue; /* u did not mask with v */
         const uint8_t *uk = self->p.branches[u], *vk = self->p.branches[v];
-        int rc = fl_secagg_agree(s_sk, self->b[u].s_pk, &self->ctx, FL_SECAGG_MASK, vk, uk, key);
-        if (rc == 0)
-            rc = fl_secagg_mask_apply(key, fl_secagg_pair_adds(uk, vk), self->sum,
-                                      self->p.length + 1);
-        sodium_memzero(key, sizeof key);
+        struct fl_secagg_mask *e = &m[(*cnt)++];
+        e->subtract = fl_secagg_pair_adds(uk, vk); /* u added it: take it away */
+        int rc = fl_secagg_agree(s_sk, self->b[u].s_pk, &self->ctx, FL_SECAGG_MASK, vk, uk, e->key);
         if (rc)
             return rc;
     }
@@ -326,24 +325,30 @@ static int s_remove_pairs(fl_secagg_server_t *self, uint32_t v, const uint8_t s_
 }
 
 /* The reveal phase is over: rebuild the survivors' self-mask seeds and the dropped branches'
- * mask keys, and take their masks out of the sum. */
+ * mask keys, and take all their masks out of the sum in one pass (on the pool's threads). */
 static void s_unmask(fl_secagg_server_t *self)
 {
-    uint8_t secret[S_KEY], key[S_KEY];
-    int rc = 0;
+    uint8_t secret[S_KEY];
+    size_t cap = 1, cnt = 0;
+    for (uint32_t v = 0; v < self->p.n; v++)
+        cap += !self->b[v].in[1] ? 0 : self->b[v].in[2] ? 1 : self->p.degree;
+    struct fl_secagg_mask *m = sodium_malloc(cap * sizeof *m);
+    int rc = m ? 0 : FL_ENOMEM;
     for (uint32_t v = 0; v < self->p.n && rc == 0; v++) {
         if (!self->b[v].in[1])
             continue; /* shared nothing: nobody masked with it */
         rc = s_rebuild(self, v, secret);
         if (rc == 0 && self->b[v].in[2]) {
-            fl_secagg_self_key(secret, &self->ctx, self->p.branches[v], key);
-            rc = fl_secagg_mask_apply(key, true, self->sum, self->p.length + 1);
+            m[cnt].subtract = true;
+            rc = fl_secagg_self_key(secret, &self->ctx, self->p.branches[v], m[cnt++].key);
         } else if (rc == 0) {
-            rc = s_remove_pairs(self, v, secret);
+            rc = s_pair_masks(self, v, secret, m, &cnt);
         }
     }
+    if (rc == 0)
+        rc = fl_secagg_masks_apply(m, cnt, self->sum, self->p.length + 1, self->ops.pool);
     sodium_memzero(secret, sizeof secret);
-    sodium_memzero(key, sizeof key);
+    sodium_free(m); /* wipes the keys */
     if (rc == FL_ERANGE)
         s_abort(self, FEDTL__SEC_AGG_ABORT_CODE__SECAGG_ABORT_TOO_FEW);
     else if (rc)
@@ -481,12 +486,9 @@ static int s_on_masked(fl_secagg_server_t *self, uint32_t i, const Fedtl__SecAgg
     if (m->n_words != self->p.length + 1)
         return fl_fail(FL_EFORMAT, "secagg masked input: %zu words, want %llu", m->n_words,
                        (unsigned long long)self->p.length + 1);
-    uint8_t *body = NULL;
-    size_t len = 0;
-    rc = fl_secagg_body_words(m->words, m->n_words, &body, &len);
-    rc = s_verify(self, i, FL_SECAGG_SIG_MASKED, body, len, rc, m->signature);
-    if (rc)
-        return rc;
+    if (fl_secagg_verify_words(self->p.branches[i], &self->ctx, FL_SECAGG_SIG_MASKED, m->words,
+                               m->n_words, m->signature.data))
+        return fl_fail(FL_ECRYPTO, "secagg masked input: bad signature");
     for (size_t w = 0; w < m->n_words; w++)
         self->sum[w] += m->words[w];
     self->b[i].in[2] = true;
@@ -527,9 +529,7 @@ static int s_on_reveal(fl_secagg_server_t *self, uint32_t i, const Fedtl__SecAgg
         int pos = v < 0 ? -1 : fl_secagg_pos(s_row(self, i), k, (uint32_t)v);
         if (pos < 0 || !self->b[i].delivered[pos] || seen[pos] || r->survived != self->b[v].in[2])
             return fl_fail(FL_EFORMAT,
-                           "secagg reveal: share %zu of a secret it does not hold, "
-                           "twice, or of the wrong kind",
-                           s);
+                           "secagg reveal: share %zu not held, twice or of the wrong kind", s);
         seen[pos] = true;
     }
     if (m->n_shares != want)

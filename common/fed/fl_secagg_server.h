@@ -13,6 +13,9 @@ struct fl_secagg_server_ops {
     /* Send env to branch (its index in the roster). env and what it points to are the
      * server's and valid during the call only (encode it there). */
     void (*send)(void *arg, uint32_t branch, Fedtl__Envelope *env);
+    /* Threads that expand the masks the server removes (borrowed; NULL: the caller's thread
+     * alone). The sum is the same whatever the pool. */
+    fl_pool_t *pool;
 };
 
 typedef struct fl_secagg_server fl_secagg_server_t;

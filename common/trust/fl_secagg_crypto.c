@@ -8,18 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_KDF_TAG   "fedtl-secagg-kdf-v1"  /* 19 bytes, no NUL */
-#define S_SIG_TAG   "fedtl-secagg-sig-v1"  /* 19 bytes, no NUL */
-#define S_SEAL_TAG  "fedtl-secagg-seal-v1" /* 20 bytes, no NUL */
-#define S_GRAPH_TAG "fedtl-secagg-graph-v1"
-#define S_FED_MAX   255
-#define S_CTX_MAX   (32 + 4 + 1 + S_FED_MAX + FL_RUN_ID_BYTES + 4 + 1 + 2 * FL_SIGN_PK_BYTES + 32)
-#define S_CHUNK     4096 /* key stream bytes generated at a time: 64 ChaCha20 blocks */
+#define S_KDF_TAG      "fedtl-secagg-kdf-v1"  /* 19 bytes, no NUL */
+#define S_SIG_TAG      "fedtl-secagg-sig-v1"  /* 19 bytes, no NUL */
+#define S_SEAL_TAG     "fedtl-secagg-seal-v1" /* 20 bytes, no NUL */
+#define S_GRAPH_TAG    "fedtl-secagg-graph-v1"
+#define S_FED_MAX      255
+#define S_CTX_MAX      (32 + 4 + 1 + S_FED_MAX + FL_RUN_ID_BYTES + 4 + 1 + 2 * FL_SIGN_PK_BYTES + 32)
+#define S_BLOCK_WORDS  2048 /* mask words made at a time, each mask in turn (16 KiB, 256 blocks) */
+#define S_GRAIN_BLOCKS 16   /* a thread takes at least this many S_BLOCK_WORDS */
 
 _Static_assert(FL_SECAGG_KEY_BYTES == crypto_stream_chacha20_ietf_KEYBYTES, "mask key");
 _Static_assert(FL_SECAGG_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES, "channel key");
 _Static_assert(FL_SECAGG_PK_BYTES == 32 && FL_SECAGG_SK_BYTES == 32, "X25519 sizes");
-_Static_assert(S_CHUNK % 64 == 0, "whole ChaCha20 blocks");
+_Static_assert(S_BLOCK_WORDS % 8 == 0, "whole ChaCha20 blocks");
 
 static size_t s_put_le(uint8_t *p, uint64_t v, int n)
 {
@@ -96,35 +97,87 @@ int fl_secagg_self_key(const uint8_t seed[FL_SECAGG_KEY_BYTES], const struct fl_
     return 0;
 }
 
-int fl_secagg_mask_apply(const uint8_t key[FL_SECAGG_KEY_BYTES], bool subtract, uint64_t *vec,
-                         size_t n)
+/* Little-endian u64 at p. */
+static inline uint64_t s_le64(const uint8_t *p)
 {
-    static const uint8_t zero[S_CHUNK];
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+#else
+    uint64_t w = 0;
+    for (int b = 7; b >= 0; b--)
+        w = (w << 8) | p[b];
+    return w;
+#endif
+}
+
+/* One fl_secagg_masks_apply: the masks and the vector they go into. */
+struct s_masks_job {
+    const struct fl_secagg_mask *m; /* the masks */
+    size_t count;                   /* how many */
+    uint64_t *vec;                  /* the vector */
+    size_t n;                       /* its words */
+};
+
+/* Words [begin, end) x S_BLOCK_WORDS of the job's vector, every mask in turn over one block
+ * while it is in cache. Block b of a mask is the key stream from ChaCha20 block
+ * b x S_BLOCK_WORDS / 8 on, so the result does not depend on how the range is cut. */
+static void s_masks_range(void *arg, int t, size_t begin, size_t end)
+{
+    (void)t;
+    static const uint8_t zero[S_BLOCK_WORDS * 8];
     static const uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
-    if (n > ((uint64_t)1 << 35))
-        return fl_fail(FL_ERANGE, "secagg: a mask of %zu words is longer than one key stream", n);
-    uint8_t buf[S_CHUNK];
-    uint32_t block = 0;
-    for (size_t done = 0; done < n;) {
-        size_t words = n - done < S_CHUNK / 8 ? n - done : S_CHUNK / 8;
+    const struct s_masks_job *j = arg;
+    uint8_t buf[S_BLOCK_WORDS * 8];
+    for (size_t blk = begin; blk < end; blk++) {
+        size_t off = blk * S_BLOCK_WORDS;
+        size_t words = j->n - off < S_BLOCK_WORDS ? j->n - off : S_BLOCK_WORDS;
         size_t bytes = (words * 8 + 63) / 64 * 64;
-        crypto_stream_chacha20_ietf_xor_ic(buf, zero, bytes, nonce, block, key);
-        for (size_t i = 0; i < words; i++) {
-            uint64_t w = 0;
-            for (int b = 7; b >= 0; b--)
-                w = (w << 8) | buf[i * 8 + (size_t)b];
-            vec[done + i] = subtract ? vec[done + i] - w : vec[done + i] + w;
+        uint64_t *v = j->vec + off;
+        for (size_t k = 0; k < j->count; k++) {
+            crypto_stream_chacha20_ietf_xor_ic(buf, zero, bytes, nonce, (uint32_t)(off / 8),
+                                               j->m[k].key);
+            if (j->m[k].subtract)
+                for (size_t i = 0; i < words; i++)
+                    v[i] -= s_le64(buf + 8 * i);
+            else
+                for (size_t i = 0; i < words; i++)
+                    v[i] += s_le64(buf + 8 * i);
         }
-        done += words;
-        block += (uint32_t)(bytes / 64);
     }
     sodium_memzero(buf, sizeof buf);
+}
+
+int fl_secagg_masks_apply(const struct fl_secagg_mask *m, size_t count, uint64_t *vec, size_t n,
+                          fl_pool_t *pool)
+{
+    if (n > ((uint64_t)1 << 35))
+        return fl_fail(FL_ERANGE, "secagg: a mask of %zu words is longer than one key stream", n);
+    if (count == 0 || n == 0)
+        return 0;
+    struct s_masks_job job = {m, count, vec, n};
+    fl_pool_for(pool, (n + S_BLOCK_WORDS - 1) / S_BLOCK_WORDS, S_GRAIN_BLOCKS, s_masks_range, &job);
     return 0;
 }
 
-/* The signed text of fl_secagg_sign into msg[S_CTX_MAX]; its length, or 0. */
+int fl_secagg_mask_apply(const uint8_t key[FL_SECAGG_KEY_BYTES], bool subtract, uint64_t *vec,
+                         size_t n)
+{
+    struct fl_secagg_mask *m = sodium_malloc(sizeof *m);
+    if (!m)
+        return FL_ENOMEM;
+    memcpy(m->key, key, FL_SECAGG_KEY_BYTES);
+    m->subtract = subtract;
+    int rc = fl_secagg_masks_apply(m, 1, vec, n, NULL);
+    sodium_free(m); /* wipes */
+    return rc;
+}
+
+/* The signed text of fl_secagg_sign, for a body of BLAKE2b-256 digest, into msg[S_CTX_MAX];
+ * its length, or 0. */
 static size_t s_sig_msg(const uint8_t signer[FL_SIGN_PK_BYTES], const struct fl_secagg_ctx *ctx,
-                        enum fl_secagg_kind kind, const uint8_t *body, size_t len, uint8_t *msg)
+                        enum fl_secagg_kind kind, const uint8_t digest[32], uint8_t *msg)
 {
     size_t n = s_put_ctx(msg, S_SIG_TAG, ctx);
     if (n == 0)
@@ -132,31 +185,88 @@ static size_t s_sig_msg(const uint8_t signer[FL_SIGN_PK_BYTES], const struct fl_
     msg[n++] = (uint8_t)kind;
     memcpy(msg + n, signer, FL_SIGN_PK_BYTES);
     n += FL_SIGN_PK_BYTES;
-    crypto_generichash(msg + n, 32, body, len, NULL, 0);
+    memcpy(msg + n, digest, 32);
     return n + 32;
 }
 
-int fl_secagg_sign(const struct fl_identity *id, const struct fl_secagg_ctx *ctx,
-                   enum fl_secagg_kind kind, const uint8_t *body, size_t len,
-                   uint8_t sig[FL_SIG_BYTES])
+/* BLAKE2b-256 of n words as little-endian bytes (fl_secagg_body_words), without a copy where
+ * the machine is little-endian. */
+static void s_words_digest(const uint64_t *w, size_t n, uint8_t digest[32])
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    crypto_generichash(digest, 32, (const uint8_t *)w, n * sizeof *w, NULL, 0);
+#else
+    crypto_generichash_state st;
+    uint8_t buf[4096];
+    crypto_generichash_init(&st, NULL, 0, 32);
+    for (size_t done = 0; done < n;) {
+        size_t m = n - done < sizeof buf / 8 ? n - done : sizeof buf / 8;
+        for (size_t i = 0; i < m; i++)
+            for (int b = 0; b < 8; b++)
+                buf[8 * i + (size_t)b] = (uint8_t)(w[done + i] >> (8 * b));
+        crypto_generichash_update(&st, buf, m * 8);
+        done += m;
+    }
+    crypto_generichash_final(&st, digest, 32);
+#endif
+}
+
+static int s_sign(const struct fl_identity *id, const struct fl_secagg_ctx *ctx,
+                  enum fl_secagg_kind kind, const uint8_t digest[32], uint8_t sig[FL_SIG_BYTES])
 {
     uint8_t msg[S_CTX_MAX];
-    size_t n = s_sig_msg(id->sign_pk, ctx, kind, body, len, msg);
+    size_t n = s_sig_msg(id->sign_pk, ctx, kind, digest, msg);
     if (n == 0)
         return fl_fail(FL_EINVAL, "secagg: federation name too long");
     crypto_sign_detached(sig, NULL, msg, n, id->sign_sk);
     return 0;
 }
 
+static int s_verify(const uint8_t signer[FL_SIGN_PK_BYTES], const struct fl_secagg_ctx *ctx,
+                    enum fl_secagg_kind kind, const uint8_t digest[32],
+                    const uint8_t sig[FL_SIG_BYTES])
+{
+    uint8_t msg[S_CTX_MAX];
+    size_t n = s_sig_msg(signer, ctx, kind, digest, msg);
+    if (n == 0 || crypto_sign_verify_detached(sig, msg, n, signer) != 0)
+        return FL_ECRYPTO;
+    return 0;
+}
+
+int fl_secagg_sign(const struct fl_identity *id, const struct fl_secagg_ctx *ctx,
+                   enum fl_secagg_kind kind, const uint8_t *body, size_t len,
+                   uint8_t sig[FL_SIG_BYTES])
+{
+    uint8_t digest[32];
+    crypto_generichash(digest, sizeof digest, body, len, NULL, 0);
+    return s_sign(id, ctx, kind, digest, sig);
+}
+
 int fl_secagg_verify(const uint8_t signer[FL_SIGN_PK_BYTES], const struct fl_secagg_ctx *ctx,
                      enum fl_secagg_kind kind, const uint8_t *body, size_t len,
                      const uint8_t sig[FL_SIG_BYTES])
 {
-    uint8_t msg[S_CTX_MAX];
-    size_t n = s_sig_msg(signer, ctx, kind, body, len, msg);
-    if (n == 0 || crypto_sign_verify_detached(sig, msg, n, signer) != 0)
-        return FL_ECRYPTO;
-    return 0;
+    uint8_t digest[32];
+    crypto_generichash(digest, sizeof digest, body, len, NULL, 0);
+    return s_verify(signer, ctx, kind, digest, sig);
+}
+
+int fl_secagg_sign_words(const struct fl_identity *id, const struct fl_secagg_ctx *ctx,
+                         enum fl_secagg_kind kind, const uint64_t *w, size_t n,
+                         uint8_t sig[FL_SIG_BYTES])
+{
+    uint8_t digest[32];
+    s_words_digest(w, n, digest);
+    return s_sign(id, ctx, kind, digest, sig);
+}
+
+int fl_secagg_verify_words(const uint8_t signer[FL_SIGN_PK_BYTES], const struct fl_secagg_ctx *ctx,
+                           enum fl_secagg_kind kind, const uint64_t *w, size_t n,
+                           const uint8_t sig[FL_SIG_BYTES])
+{
+    uint8_t digest[32];
+    s_words_digest(w, n, digest);
+    return s_verify(signer, ctx, kind, digest, sig);
 }
 
 /* The associated data of a sealed share message into ad[S_CTX_MAX]; its length, or 0. */

@@ -7,6 +7,7 @@
 #define FL_SECAGG_CRYPTO_H
 
 #include "fl_keys.h"
+#include "fl_pool.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -65,9 +66,22 @@ bool fl_secagg_pair_adds(const uint8_t me[FL_SIGN_PK_BYTES], const uint8_t other
 
 /* vec[i] += (or -= when subtract) word i of the mask expanded from key, modulo 2^64: the
  * ChaCha20 (IETF) key stream under key with a zero nonce, read as little-endian u64 words.
- * FL_ERANGE when n words exceed one key stream (2^35 words). */
+ * FL_ERANGE when n words exceed one key stream (2^35 words), FL_ENOMEM when no locked memory
+ * holds the key's copy. One mask at a time: fl_secagg_masks_apply does many in one pass. */
 int fl_secagg_mask_apply(const uint8_t key[FL_SECAGG_KEY_BYTES], bool subtract, uint64_t *vec,
                          size_t n);
+
+/* One mask of a sum: the key it expands from and its sign. Keep in locked memory
+ * (sodium_malloc) and wipe. */
+struct fl_secagg_mask {
+    uint8_t key[FL_SECAGG_KEY_BYTES]; /* the ChaCha20 key */
+    bool subtract;                    /* taken away from the vector rather than added */
+};
+/* fl_secagg_mask_apply of each of the count masks m into vec, in cache-sized blocks spread
+ * over pool's threads (NULL: the caller's alone). The result is the same whatever the pool:
+ * every word's mask depends only on its position, and the sum in Z_2^64 on no order. */
+int fl_secagg_masks_apply(const struct fl_secagg_mask *m, size_t count, uint64_t *vec, size_t n,
+                          fl_pool_t *pool);
 
 /* Sign, as id, a secure-aggregation message of kind with its body: the signed text is the tag,
  * protocol version, federation, run, round, kind, signer's key and the BLAKE2b-256 of body. */
@@ -78,6 +92,14 @@ int fl_secagg_sign(const struct fl_identity *id, const struct fl_secagg_ctx *ctx
 int fl_secagg_verify(const uint8_t signer[FL_SIGN_PK_BYTES], const struct fl_secagg_ctx *ctx,
                      enum fl_secagg_kind kind, const uint8_t *body, size_t len,
                      const uint8_t sig[FL_SIG_BYTES]) __attribute__((warn_unused_result));
+/* fl_secagg_sign and fl_secagg_verify of n words as body, each as 8 little-endian bytes
+ * (fl_secagg_body_words), hashed in place where the machine is little-endian. */
+int fl_secagg_sign_words(const struct fl_identity *id, const struct fl_secagg_ctx *ctx,
+                         enum fl_secagg_kind kind, const uint64_t *w, size_t n,
+                         uint8_t sig[FL_SIG_BYTES]);
+int fl_secagg_verify_words(const uint8_t signer[FL_SIGN_PK_BYTES], const struct fl_secagg_ctx *ctx,
+                           enum fl_secagg_kind kind, const uint64_t *w, size_t n,
+                           const uint8_t sig[FL_SIG_BYTES]) __attribute__((warn_unused_result));
 
 /* Encrypt plain (len bytes) from branch `from` to branch `to` under their channel key, bound to
  * ctx and the pair in that direction; out gets len + FL_SECAGG_SEAL_OVERHEAD bytes. */
