@@ -57,16 +57,11 @@ static int s_total(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t
     return 0;
 }
 
-int fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
-                               double *out, uint64_t *total_weight)
+void fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
+                                double *out)
 {
-    int rc = s_total(fx, sum, n);
-    if (rc)
-        return rc;
     for (size_t i = 0; i < n; i++)
         out[i] = ldexp((double)(int64_t)sum[i], -(int)fx->frac_bits);
-    *total_weight = sum[n];
-    return 0;
 }
 
 int fl_secagg_fixed_decode(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,

@@ -50,10 +50,10 @@ int fl_secagg_fixed_encode(const struct fl_secagg_fixed *fx, const float *x, siz
                            uint32_t weight, uint64_t *out);
 
 /* The sum of the inputs summed into sum[n + 1], unweighted: out[i] = sum[i] / 2^frac_bits
- * (distributed DP, where every weight is 1 and the sum, not the mean, is wanted);
- * *total_weight gets sum[n]. fl_secagg_fixed_decode's errors. */
-int fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
-                               double *out, uint64_t *total_weight);
+ * (distributed DP, where every weight is 1 and the sum, not the mean, is wanted). The weight
+ * word sum[n] is not read: each branch writes its own, and the caller knows the input count. */
+void fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
+                                double *out);
 
 /* The weighted mean of the inputs summed into sum[n + 1]: mean[i] = sum[i] / (sum[n] *
  * 2^frac_bits), sum[i] read as two's complement; *total_weight gets sum[n]. FL_ERANGE when
