@@ -142,6 +142,7 @@ int fl_coord_privacy_release(struct fl_coord *c, uint32_t round)
         return 0;
     c->dp_released = true;
     int rc = fl_privacy_release(c->privacy, c->dp_q, round - 1);
+    fl_metrics_privacy(c->metrics, fl_privacy_epsilon(c->privacy), fl_privacy_delta(c->privacy));
     char reason[512];
     if (rc)
         fl_log(FL_LOG_ERROR, "privacy_save_failed", "round=%u epsilon=%.6f reason=%s", round,

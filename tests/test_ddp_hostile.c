@@ -6,7 +6,8 @@
  *   weight the count of inputs in it, and charged once;
  * - a branch reveals a wrong share of a dropped branch's key, so that unmasking fails after
  *   the coordinator held the reveals it needed: that attempt is charged all the same, and the
- *   retry that commits reports the epsilon of two releases. */
+ *   retry that commits reports the epsilon of two releases; with a budget for one release
+ *   only, the retry does not start and the federation stops. */
 #include "fl_dp.h"
 #include "fl_hostile.h"
 #include "fl_secagg_client.h"
@@ -304,6 +305,33 @@ Test(ddp_hostile, an_attempt_that_fails_after_the_reveals_is_charged_and_its_ret
         cr_expect_lt(fabs(eps - s_eps(r + 1)), 1.5e-6, "attempt %d: epsilon %.6f, want %.6f", r,
                      eps, s_eps(r + 1));
     }
+    cJSON_Delete(lines);
+    s_close_all(&f, p);
+}
+
+Test(ddp_hostile, a_retry_the_budget_cannot_pay_for_after_a_charged_attempt_does_not_start,
+     .timeout = 240)
+{
+    struct s_fed f;
+    struct s_peer p[S_NB];
+    char extra[512];
+    snprintf(extra, sizeof extra,
+             "--secure-aggregation --dp-clip 0.5 --dp-noise 1 --dp-epsilon %.6f --rounds 1 "
+             "--min-start 5 --min-clients 3 --deadline 20 --round-retries 3 --threads 1",
+             (s_eps(1) + s_eps(2)) / 2);
+    s_start(&f, p, extra);
+    p[2].drop_masked = true;
+    p[4].bad_reveal = p[2].b.id->sign_pk;
+    s_attempt(&f, p, 1, NULL);
+    s_wait_log(&f, "event=federation_done rounds=0 ");
+    cr_expect_eq(fl_test_count(f.path[F_LOG], "event=privacy_release round=1 "), 1);
+    cr_expect_eq(fl_test_count(f.path[F_LOG], "event=privacy_budget_spent round=1 "), 1);
+    cr_expect_eq(fl_test_count(f.path[F_LOG], "event=round_start"), 1, "no retry");
+    cJSON *lines = fl_test_jsonl(f.path[F_LEDGER]);
+    cr_assert_eq(cJSON_GetArraySize(lines), 1);
+    const cJSON *line = cJSON_GetArrayItem(lines, 0);
+    cr_expect(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(line, "aggregated")));
+    cr_expect_lt(fabs(s_num(line, "dp_epsilon") - s_eps(1)), 1.5e-6);
     cJSON_Delete(lines);
     s_close_all(&f, p);
 }
