@@ -174,15 +174,6 @@ void fl_secagg_client_require(fl_secagg_client_t *self, uint32_t min_threshold,
     self->fixed = *fixed;
 }
 
-/* The setup's encoding is the one required (every field: a clip exact as a double). */
-static bool s_fixed_ok(const fl_secagg_client_t *self)
-{
-    const struct fl_secagg_fixed *a = &self->p.fixed, *b = &self->fixed;
-    return self->min_threshold == 0 ||
-           (a->frac_bits == b->frac_bits && a->clip == b->clip && a->max_weight == b->max_weight &&
-            a->max_branches == b->max_branches);
-}
-
 static int s_on_setup(fl_secagg_client_t *self, const Fedtl__SecAggSetup *m)
 {
     if (self->have_setup || m->round != self->ctx.round)
@@ -191,7 +182,8 @@ static int s_on_setup(fl_secagg_client_t *self, const Fedtl__SecAggSetup *m)
     if (rc)
         return rc;
     self->have_setup = true;
-    if (self->p.threshold < self->min_threshold || !s_fixed_ok(self))
+    if (self->p.threshold < self->min_threshold ||
+        (self->min_threshold && !fl_secagg_fixed_same(&self->p.fixed, &self->fixed)))
         return fl_fail(FL_EFORMAT,
                        "secagg setup: threshold %u, encoding of %u fractional bits, range %g, "
                        "weights up to %u, %u branches; distributed DP needs a threshold of at "

@@ -22,6 +22,12 @@ int fl_secagg_fixed_check(const struct fl_secagg_fixed *fx)
     return 0;
 }
 
+bool fl_secagg_fixed_same(const struct fl_secagg_fixed *a, const struct fl_secagg_fixed *b)
+{
+    return a->frac_bits == b->frac_bits && a->clip == b->clip && a->max_weight == b->max_weight &&
+           a->max_branches == b->max_branches;
+}
+
 uint32_t fl_secagg_fixed_weight(const struct fl_secagg_fixed *fx, uint64_t samples)
 {
     if (samples < 1)

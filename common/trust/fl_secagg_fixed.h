@@ -12,6 +12,7 @@
 #ifndef FL_SECAGG_FIXED_H
 #define FL_SECAGG_FIXED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,9 @@ struct fl_secagg_fixed {
  * and the total weight fits, else FL_ERANGE naming the bound; FL_EINVAL for a non-positive
  * clip, a zero count or more than 52 fractional bits. */
 int fl_secagg_fixed_check(const struct fl_secagg_fixed *fx);
+
+/* Are a and b the same encoding, field by field (the clip exactly)? */
+bool fl_secagg_fixed_same(const struct fl_secagg_fixed *a, const struct fl_secagg_fixed *b);
 
 /* The weight a branch with `samples` samples contributes: samples clamped to [1, max_weight]. */
 uint32_t fl_secagg_fixed_weight(const struct fl_secagg_fixed *fx, uint64_t samples);
