@@ -2,8 +2,8 @@
  * (fedtl-coordinator --secure-aggregation --dp-noise) and five branches of our own speaking
  * the protocol through the real protocol core (fl_secagg_client) over CurveZMQ, re-signing
  * what they spoil so that only the protocol's own checks can catch it:
- * - a branch writes weight 1004 instead of 1 into its masked input: the sum is still used, its
- *   weight the count of inputs in it, and charged once;
+ * - a branch writes weight 2^40 + 1 instead of 1 into its masked input (a total no inputs can
+ *   have): the sum is still used, its weight the count of inputs in it, and charged once;
  * - a branch reveals a wrong share of a dropped branch's key, so that unmasking fails after
  *   the coordinator held the reveals it needed: that attempt is charged all the same, and the
  *   retry that commits reports the epsilon of two releases; with a budget for one release
@@ -22,7 +22,7 @@ struct s_peer {
     Fedtl__Envelope *task;     /* a task that came while the last attempt ended, or NULL */
     Fedtl__Envelope *setup;    /* and the setup after it, or NULL */
     bool drop_masked;          /* drops out: its masked input never leaves */
-    bool bad_weight;           /* writes weight 1004 into its masked input */
+    bool bad_weight;           /* writes weight 2^40 + 1 into its masked input */
     const uint8_t *bad_reveal; /* reveals a wrong share of this branch's key (or NULL) */
 };
 
@@ -45,7 +45,7 @@ static int s_send(void *arg, Fedtl__Envelope *env)
         return 0;
     if (env->body_case == FEDTL__ENVELOPE__BODY_SA_MASKED && p->bad_weight) {
         Fedtl__SecAggMasked *m = env->sa_masked;
-        m->words[m->n_words - 1] += 1003; /* the weight word: 1 + 1003 */
+        m->words[m->n_words - 1] += 1ull << 40; /* the weight word: 2^40 + 1 */
         cr_assert_eq(fl_secagg_body_words(m->words, m->n_words, &body, &len), 0);
         s_resign(p, FL_SECAGG_SIG_MASKED, body, len, sig);
         field = &m->signature;
@@ -230,8 +230,9 @@ Test(ddp_hostile, a_weight_word_other_than_one_neither_spoils_the_sum_nor_escape
     s_wait_log(&f, "event=round_done");
     char *log = fl_test_slurp(f.path[F_LOG]);
     cr_expect(strstr(log, "event=round_done round=1 accepted=5"), "%s", log);
-    cr_expect(strstr(log, "event=secagg_weight_mismatch round=1 inputs=5 weight_word=1008 "), "%s",
-              log);
+    cr_expect(
+        strstr(log, "event=secagg_weight_mismatch round=1 inputs=5 weight_word=1099511627781 "),
+        "%s", log);
     cr_expect_eq(fl_test_count(f.path[F_LOG], "event=secagg_sum_unusable"), 0);
     cr_expect_eq(fl_test_count(f.path[F_LOG], "event=privacy_release round=1 "), 1);
     free(log);
