@@ -174,8 +174,9 @@ static int s_input(fl_branch_secagg_t *self, const Fedtl__RoundTask *t, double s
     double scale = fl_secagg_clip(delta, n, t->norm_bound);
     int rc = 0;
     if (sigma > 0) {
-        fl_secagg_client_require(self->cl, t->dp_noise_shares,
-                                 t->norm_bound + FL_SECAGG_DP_TAIL * sigma);
+        /* the encoding fl_secagg_dp_check fitted the noise into (s_dp_settings) */
+        const struct fl_secagg_fixed dp = FL_SECAGG_FIXED_DP;
+        fl_secagg_client_require(self->cl, t->dp_noise_shares, &dp);
         rc =
             fl_dp_add_share(delta, n, t->dp_noise_multiplier, t->norm_bound, t->dp_noise_shares, 0);
         samples = 1; /* DP-FedAvg's uniform weights */

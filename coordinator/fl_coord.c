@@ -283,6 +283,8 @@ static int s_tick(struct fl_coord *c)
         if (c->dp_spent)
             fl_round_stop(c->round); /* the privacy budget is spent */
         before = fl_round_phase(c->round);
+        if (c->secagg) /* a phase due ends before the round's deadline is looked at */
+            fl_coord_secagg_tick(c->secagg, fl_now_ms());
         rc = fl_round_tick(c->round, fl_now_ms());
         now = fl_round_phase(c->round);
         if (rc == 0 && c->secagg)

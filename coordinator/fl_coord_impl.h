@@ -64,8 +64,9 @@ struct fl_coord {
     fl_metrics_t *metrics;           /* counters for --http (NULL: off) */
     fl_http_t *http;                 /* the --http server (fl_coord_http), or NULL */
     fl_privacy_t *privacy;           /* DP-FedAvg's accountant, or NULL when DP is off */
-    double dp_q;                     /* the open round's sampling rate: selected / eligible */
+    double dp_q;                     /* the open round's sampling rate (1 under secagg) */
     bool dp_spent;                   /* the budget cannot pay for another round: stop */
+    bool dp_released;                /* the open attempt's sum was counted when unmaskable */
     fl_coord_secagg_t *secagg;       /* --secure-aggregation's state, or NULL */
 #ifdef FEDTL_TESTING
     fl_coord_record_t *record; /* test builds: FEDTL_TEST_RECORD_DIR's record, or NULL */
@@ -85,5 +86,9 @@ int fl_coord_strategy_resume(struct fl_coord *c, uint32_t completed);
 /* At start-up, before the strategy is made: with DP on, the accountant of the round the
  * global adapter holds, and the noise multiplier it chose into scfg (fl_coord_rounds.c). */
 int fl_coord_privacy_open(struct fl_coord *c);
+/* Distributed DP: the coordinator holds what unmasks the sum of the open attempt at `round`:
+ * count it once (at the attempt's sampling rate) and save the account before anything else
+ * (fl_privacy_release). 0, or the save's error (logged; the charge stays counted). */
+int fl_coord_privacy_release(struct fl_coord *c, uint32_t round);
 
 #endif

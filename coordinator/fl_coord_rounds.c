@@ -67,12 +67,15 @@ int fl_coord_privacy_open(struct fl_coord *c)
         c->cfg.clients_per_round > 0 ? c->cfg.clients_per_round : ceil(c->cfg.fraction * enrolled);
     k = k < c->cfg.min_clients ? c->cfg.min_clients : k;
     k = k > enrolled ? enrolled : k;
+    double drawn = enrolled > 0 ? k / enrolled : 1;
+    /* Under secure aggregation the guarantee is owed to HQ too, which draws the selection and
+     * sees who takes part: no amplification by sampling is credited. */
     struct fl_privacy_settings ps = {.noise = c->cfg.dp_noise,
                                      .clip = c->cfg.dp_clip,
                                      .epsilon = c->cfg.dp_epsilon,
                                      .delta = c->cfg.dp_delta,
                                      .rounds = (uint32_t)c->cfg.rounds,
-                                     .q = enrolled > 0 ? k / enrolled : 1};
+                                     .q = c->cfg.secure_aggregation ? 1 : drawn};
     uint32_t completed = fl_global_adapter(c->global)->meta.round;
     if (!(c->privacy = fl_privacy_new(&ps, c->cfg.state_dir, completed)))
         return FL_EINVAL;
@@ -90,7 +93,13 @@ int fl_coord_privacy_open(struct fl_coord *c)
             "--dp-noise %g spends epsilon %.4g (delta %g) in the first round at sampling "
             "rate %.4g, above the budget --dp-epsilon %g: raise the noise or the budget",
             fl_privacy_noise(c->privacy), first, c->cfg.dp_delta, ps.q, c->cfg.dp_epsilon);
-    if (ps.q < 1)
+    if (c->cfg.secure_aggregation && drawn < 1)
+        fl_log(FL_LOG_INFO, "privacy_sampling",
+               "planned_sampling_rate=1 selection_rate=%.6g reason=\"under secure aggregation "
+               "the accountant credits no amplification by sampling: the coordinator draws the "
+               "selection and sees who takes part (docs/PRIVACY.md)\"",
+               drawn);
+    else if (ps.q < 1)
         fl_log(FL_LOG_WARN, "privacy_sampling",
                "planned_sampling_rate=%.6g reason=\"the accountant credits amplification by "
                "Poisson sampling hidden from observers; fedtl selects a fixed number of "
@@ -113,7 +122,9 @@ static bool s_privacy_affords(struct fl_coord *c, const struct fl_round_info *in
     if (!c->privacy)
         return true;
     double after = 0;
-    c->dp_q = info->eligible > 0 ? (double)info->selected / info->eligible : 1;
+    c->dp_q = info->eligible > 0 && !c->cfg.secure_aggregation
+                  ? (double)info->selected / info->eligible
+                  : 1; /* fl_coord_privacy_open: none credited against HQ */
     if (fl_privacy_affords(c->privacy, c->dp_q, &after))
         return true;
     c->dp_spent = true;
@@ -123,6 +134,23 @@ static bool s_privacy_affords(struct fl_coord *c, const struct fl_round_info *in
            info->round, fl_privacy_epsilon(c->privacy), c->cfg.dp_delta, c->cfg.dp_epsilon, after,
            c->dp_q, info->round - 1);
     return false;
+}
+
+int fl_coord_privacy_release(struct fl_coord *c, uint32_t round)
+{
+    if (!c->privacy || c->dp_released)
+        return 0;
+    c->dp_released = true;
+    int rc = fl_privacy_release(c->privacy, c->dp_q, round - 1);
+    fl_metrics_privacy(c->metrics, fl_privacy_epsilon(c->privacy), fl_privacy_delta(c->privacy));
+    char reason[512];
+    if (rc)
+        fl_log(FL_LOG_ERROR, "privacy_save_failed", "round=%u epsilon=%.6f reason=%s", round,
+               fl_privacy_epsilon(c->privacy), fl_log_str(fl_error_msg(), reason, sizeof reason));
+    else
+        fl_log(FL_LOG_INFO, "privacy_release", "round=%u epsilon=%.6f delta=%g sampling_rate=%.6g",
+               round, fl_privacy_epsilon(c->privacy), fl_privacy_delta(c->privacy), c->dp_q);
+    return rc;
 }
 
 /* Save the strategy's state after `round` (before global.fta commits the round). */
@@ -137,13 +165,13 @@ static int s_save_strategy(struct fl_coord *c, uint32_t round)
 /* Once round `round` is committed, the state before the previous one is not needed. */
 static void s_prune_strategy(struct fl_coord *c, uint32_t round)
 {
+    if (c->privacy)
+        fl_privacy_prune(c->privacy, round);
     if (round < 3)
         return;
     char path[FL_COORD_PATH_MAX + 64];
     fl_coord_strategy_path(c, round - 2, path, sizeof path);
     unlink(path);
-    if (c->privacy)
-        fl_privacy_prune(c->privacy, round);
 }
 
 /* A log line and a ledger entry per update the strategy did not keep as sent. */
@@ -230,6 +258,7 @@ static int s_on_begin(void *arg, const struct fl_round_info *info)
     struct fl_adapter_file *g = fl_global_adapter(c->global);
     if (!s_privacy_affords(c, info))
         return FL_ERANGE;
+    c->dp_released = false;
     fl_metrics_begin(c->metrics, c->ledger); /* before the ledger forgets the traffic */
     fl_ledger_begin(c->ledger);
     int rc = fl_strategy_begin(c->strategy, g->tensors, g->ntensors);
@@ -292,7 +321,8 @@ static int s_on_commit(void *arg, const struct fl_round_info *info)
     struct fl_adapter_file *g = fl_global_adapter(c->global);
     double eta = fl_strategy_server_lr(c->strategy); /* the step finish takes */
     int rc = fl_strategy_finish(c->strategy, g->tensors, g->ntensors);
-    if (rc == 0 && c->privacy) /* the noisy aggregate is out of the strategy: count it */
+    /* the noisy aggregate is out of the strategy: count it, unless its release was counted */
+    if (rc == 0 && c->privacy && !c->dp_released)
         rc = fl_privacy_spend(c->privacy, c->dp_q);
     if (rc)
         return rc;

@@ -1,13 +1,19 @@
 /* fl_coord_secagg: the coordinator's secure aggregation, one fl_secagg_server per round attempt.
  * Under distributed DP (docs/PRIVACY.md) every weight is 1, the encoding is FL_SECAGG_FIXED_DP,
  * the threshold is the share count the tasks carried, and the unmasked sum goes to the strategy
- * whole (it divides it by the branches selected). */
+ * whole (it divides it by the branches selected), its weight the count of inputs in it. The
+ * attempt is charged to the privacy account once the coordinator holds threshold reveals (what
+ * unmasking needs), whatever becomes of it after. */
 #include "fl_coord_secagg.h"
 #include "fl_coord_impl.h"
 #include "fl_secagg_server.h"
 
-#define S_KEYS_SHARE  0.6 /* of the round's deadline: training, then the keys */
-#define S_PHASE_SHARE 0.1 /* and each later phase */
+#include <signal.h>
+
+/* Of the round's deadline: training, then the keys; and each later phase. The four later ones
+ * end by 0.9 of it, so that an attempt ends in the protocol rather than at the deadline. */
+#define S_KEYS_SHARE  0.5
+#define S_PHASE_SHARE 0.1
 
 struct fl_coord_secagg {
     struct fl_coord *c;         /* the coordinator (borrowed) */
@@ -18,6 +24,8 @@ struct fl_coord_secagg {
     enum fl_secagg_phase phase; /* the server's phase when phase_end was set */
     int64_t phase_end;          /* when that phase is closed at the latest (ms) */
     bool finished;              /* the outcome went to the round core */
+    bool released;              /* DP: the attempt was charged (threshold reveals held) */
+    bool unchargeable;          /* DP: the charge could not be saved: the sum is not used */
     cJSON *record;              /* the attempt's ledger record */
 };
 
@@ -37,6 +45,8 @@ static void s_reset(fl_coord_secagg_t *self)
     cJSON_Delete(self->record);
     self->record = NULL;
     self->finished = false;
+    self->released = false;
+    self->unchargeable = false;
 }
 
 void fl_coord_secagg_destroy(fl_coord_secagg_t **self_p)
@@ -135,9 +145,9 @@ static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, i
     self->p.fixed = FL_SECAGG_FIXED_DEFAULT;
     if (c->cfg.max_samples < self->p.fixed.max_weight)
         self->p.fixed.max_weight = (uint32_t)c->cfg.max_samples;
-    if (c->privacy) { /* as the tasks said; above the degree the setup is refused */
-        self->p.threshold =
-            fl_secagg_dp_shares((uint32_t)info->selected, (uint32_t)c->cfg.min_clients);
+    if (c->privacy) { /* as the tasks said, of the roster: at most the degree (a branch
+                       * whose task said more refuses the setup) */
+        self->p.threshold = fl_secagg_dp_shares(self->p.n, (uint32_t)c->cfg.min_clients);
         self->p.fixed = FL_SECAGG_FIXED_DP;
     }
     self->p.length = s_length(c);
@@ -161,13 +171,30 @@ static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, i
            (unsigned long long)self->p.length);
 }
 
+/* The inputs in the sum: under DP each weighs 1, whatever weight word a branch wrote. */
+static uint64_t s_inputs(fl_coord_secagg_t *self, const uint64_t *sum)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < self->p.n; i++)
+        n += fl_secagg_server_survived(self->srv, i);
+    if (sum[self->p.length] != n) /* the sum is anonymous: nobody in particular is to blame */
+        fl_log(FL_LOG_WARN, "secagg_weight_mismatch",
+               "round=%u inputs=%llu weight_word=%llu reason=\"a branch in the sum wrote a "
+               "weight other than 1; the sum counts as its inputs\"",
+               self->round, (unsigned long long)n, (unsigned long long)sum[self->p.length]);
+    return n;
+}
+
 /* The change the sum stands for: the weighted mean change, or under DP the sum of the noisy
  * clipped changes (the strategy divides it by the branches selected). */
 static int s_decode(fl_coord_secagg_t *self, double *out, uint64_t *total)
 {
     const uint64_t *sum = fl_secagg_server_sum(self->srv);
-    if (self->c->privacy)
-        return fl_secagg_fixed_decode_sum(&self->p.fixed, sum, self->p.length, out, total);
+    if (self->c->privacy) {
+        *total = s_inputs(self, sum);
+        fl_secagg_fixed_decode_sum(&self->p.fixed, sum, self->p.length, out);
+        return 0;
+    }
     float *mean = malloc((self->p.length ? self->p.length : 1) * sizeof *mean);
     if (!mean)
         return FL_ENOMEM;
@@ -215,7 +242,11 @@ static void s_finish(fl_coord_secagg_t *self)
     struct fl_coord *c = self->c;
     enum fl_secagg_phase ph = fl_secagg_server_phase(self->srv);
     char reason[512];
-    int rc = ph == FL_SECAGG_PHASE_DONE ? s_add_update(self) : FL_ERANGE;
+    int rc = ph == FL_SECAGG_PHASE_DONE ? 0 : FL_ERANGE;
+    if (rc == 0 && c->privacy && (!self->released || self->unchargeable))
+        rc = fl_fail(FL_EIO, "the privacy account could not count the sum");
+    if (rc == 0)
+        rc = s_add_update(self);
     if (ph == FL_SECAGG_PHASE_DONE && rc != 0)
         fl_log(FL_LOG_ERROR, "secagg_sum_unusable", "round=%u reason=%s", self->round,
                fl_log_str(fl_error_msg(), reason, sizeof reason));
@@ -236,9 +267,38 @@ static void s_finish(fl_coord_secagg_t *self)
            fl_secagg_server_abort_code(self->srv));
 }
 
+#ifdef FEDTL_TESTING
+/* Test builds only: FEDTL_TEST_DDP_DIE_RELEASE=R makes the coordinator die (SIGKILL) once it
+ * counted an unmaskable sum of round R, before the round commits (tests/test_ddp_e2e.c). */
+static void s_test_die(const fl_coord_secagg_t *self)
+{
+    const char *r = getenv("FEDTL_TEST_DDP_DIE_RELEASE");
+    if (r && strtoul(r, NULL, 10) == self->round) {
+        fl_log(FL_LOG_WARN, "test_ddp_die", "round=%u", self->round);
+        raise(SIGKILL);
+    }
+}
+#endif
+
+/* Under DP, once the coordinator holds threshold reveals it may unmask the sum: charge the
+ * attempt then, before anything is decoded, and once, whatever becomes of it. */
+static void s_release(fl_coord_secagg_t *self)
+{
+    if (!self->c->privacy || self->released ||
+        fl_secagg_server_answered(self->srv, FL_SECAGG_PHASE_REVEAL) < self->p.threshold)
+        return;
+    self->released = true;
+    if (fl_coord_privacy_release(self->c, self->round) != 0)
+        self->unchargeable = true;
+#ifdef FEDTL_TESTING
+    s_test_die(self);
+#endif
+}
+
 /* After the server moved: a new phase gets its deadline; the end goes to the round core. */
 static void s_check(fl_coord_secagg_t *self, int64_t now)
 {
+    s_release(self);
     enum fl_secagg_phase ph = fl_secagg_server_phase(self->srv);
     if (ph == self->phase)
         return;

@@ -50,9 +50,9 @@ static int s_load(fl_privacy_t *p, const char *path, uint32_t round)
     int rc = fl_fs_read_file(path, S_STATE_MAX, &buf, &len);
     if (rc)
         return fl_fail(FL_EINVAL,
-                       "%s cannot be read (%s): the privacy budget spent by rounds 1 to %u is "
-                       "unknown, and a restart must not reset it (move the state directory "
-                       "away to start over)",
+                       "%s cannot be read (%s): the privacy budget spent by round %u and the "
+                       "sums unmasked since is unknown, and a restart must not reset it (move "
+                       "the state directory away to start over)",
                        path, fl_error_msg(), round);
     cJSON *o = cJSON_ParseWithLength((const char *)buf, len);
     free(buf);
@@ -60,7 +60,8 @@ static int s_load(fl_privacy_t *p, const char *path, uint32_t round)
     const cJSON *rdp = cJSON_GetObjectItemCaseSensitive(o, "rdp");
     double z = s_num(o, "noise_multiplier"), r = s_num(o, "round"), n = s_num(o, "released");
     rc = FL_EFORMAT;
-    if (!cJSON_IsObject(o) || r != round || !(z > 0 && isfinite(z)) || !(n >= 0 && n <= r) ||
+    if (!cJSON_IsObject(o) || r != round || !(z > 0 && isfinite(z)) ||
+        !(n >= 0 && n <= UINT32_MAX && n == floor(n)) ||
         cJSON_GetArraySize(orders) != FL_DP_NORDERS || cJSON_GetArraySize(rdp) != FL_DP_NORDERS)
         goto out_format;
     for (int k = 0; k < FL_DP_NORDERS; k++) {
@@ -105,7 +106,8 @@ fl_privacy_t *fl_privacy_new(const struct fl_privacy_settings *s, const char *st
     snprintf(p->dir, sizeof p->dir, "%s", state_dir);
     char path[S_PATH_MAX + 32];
     s_path(p, completed, path, sizeof path);
-    if (completed > 0) {
+    /* before round 1 commits, the file exists once a sum of round 1 could be unmasked */
+    if (completed > 0 || access(path, F_OK) == 0) {
         if (s_load(p, path, completed) != 0)
             goto out_free;
     } else if (p->set.noise <= 0 &&
@@ -154,6 +156,12 @@ int fl_privacy_spend(fl_privacy_t *self, double q)
     return fl_dp_account_spend(&self->acc, q, self->set.noise);
 }
 
+int fl_privacy_release(fl_privacy_t *self, double q, uint32_t completed)
+{
+    int rc = fl_privacy_spend(self, q);
+    return rc ? rc : fl_privacy_save(self, completed);
+}
+
 int fl_privacy_save(const fl_privacy_t *self, uint32_t round)
 {
     char path[S_PATH_MAX + 32];
@@ -191,7 +199,7 @@ int fl_privacy_save(const fl_privacy_t *self, uint32_t round)
 
 void fl_privacy_prune(const fl_privacy_t *self, uint32_t round)
 {
-    if (round < 3)
+    if (round < 2)
         return;
     char path[S_PATH_MAX + 32];
     s_path(self, round - 2, path, sizeof path);

@@ -160,9 +160,9 @@ Test(fl_ddp, shares_have_variance_z_c_squared_over_m_and_m_of_them_sum_to_z_c_sq
             sum[i] += w[i];
     }
     double *dec = malloc(D * sizeof *dec);
-    uint64_t total = 0;
-    cr_assert_eq(fl_secagg_fixed_decode_sum(&fx, sum, D, dec, &total), 0);
-    cr_expect_eq(total, M, "every weight is 1");
+    cr_expect_eq(sum[D], M, "every weight is 1");
+    sum[D] = 12345; /* the weight word is each branch's own: decoding does not read it */
+    fl_secagg_fixed_decode_sum(&fx, sum, D, dec);
     for (size_t i = 0; i < D; i++)
         noise[i] = dec[i] - clipped[i];
     double mean, var = s_var0(noise, D, &mean), want = z * z * clip * clip;
@@ -189,8 +189,8 @@ static int s_count_send(void *arg, Fedtl__Envelope *env)
     return 0;
 }
 
-/* A client of a 4-branch round that requires threshold 3 and range 100, given a setup with
- * `threshold` and `fixed`: what recv says, and how many messages it sent. */
+/* A client of a 4-branch round that requires threshold 3 and FL_SECAGG_FIXED_DP, given a setup
+ * with `threshold` and `fixed`: what recv says, and how many messages it sent. */
 static int s_setup_with(uint32_t threshold, struct fl_secagg_fixed fixed, int *sent)
 {
     struct fl_identity *id = sodium_malloc(sizeof *id);
@@ -203,7 +203,8 @@ static int s_setup_with(uint32_t threshold, struct fl_secagg_fixed fixed, int *s
     *sent = 0;
     fl_secagg_client_t *cl = fl_secagg_client_new(id, &ctx, &ops, sent);
     cr_assert_not_null(cl);
-    fl_secagg_client_require(cl, 3, 100);
+    const struct fl_secagg_fixed dp = FL_SECAGG_FIXED_DP;
+    fl_secagg_client_require(cl, 3, &dp);
     const float x[8] = {0.1f, -0.2f};
     cr_assert_eq(fl_secagg_client_input(cl, x, 8, 1), 0);
     uint8_t keys[4][FL_SIGN_PK_BYTES];
@@ -227,7 +228,7 @@ static int s_setup_with(uint32_t threshold, struct fl_secagg_fixed fixed, int *s
     return rc;
 }
 
-Test(fl_ddp, a_client_refuses_a_setup_too_weak_for_the_noise)
+Test(fl_ddp, a_client_refuses_a_setup_too_weak_for_the_noise_or_of_another_encoding)
 {
     int sent = 0;
     cr_expect_eq(s_setup_with(3, FL_SECAGG_FIXED_DP, &sent), 0);
@@ -235,11 +236,27 @@ Test(fl_ddp, a_client_refuses_a_setup_too_weak_for_the_noise)
     cr_expect_eq(s_setup_with(2, FL_SECAGG_FIXED_DP, &sent), FL_EFORMAT, "threshold below m");
     cr_expect(strstr(fl_error_msg(), "threshold 2"), "%s", fl_error_msg());
     cr_expect_eq(sent, 0, "nothing went out");
-    struct fl_secagg_fixed narrow = FL_SECAGG_FIXED_DEFAULT;
-    cr_expect_eq(s_setup_with(3, narrow, &sent), 0, "range 256: enough for the 100 asked");
-    narrow.clip = 64;
-    cr_expect_eq(s_setup_with(3, narrow, &sent), FL_EFORMAT, "range 64 would cut the noise");
-    cr_expect(strstr(fl_error_msg(), "value range 64"), "%s", fl_error_msg());
+    /* every field of the encoding is the DP one, or the setup is refused */
+    struct fl_secagg_fixed other = FL_SECAGG_FIXED_DEFAULT;
+    cr_expect_eq(s_setup_with(3, other, &sent), FL_EFORMAT, "weights up to 2^20, range 256");
+    cr_expect(strstr(fl_error_msg(), "range 256"), "%s", fl_error_msg());
+    cr_expect_eq(sent, 0);
+    other = FL_SECAGG_FIXED_DP;
+    other.clip = 64;
+    cr_expect_eq(s_setup_with(3, other, &sent), FL_EFORMAT, "range 64 would cut the noise");
+    cr_expect(strstr(fl_error_msg(), "range 64"), "%s", fl_error_msg());
+    other = FL_SECAGG_FIXED_DP;
+    other.frac_bits = 2;
+    cr_expect_eq(s_setup_with(3, other, &sent), FL_EFORMAT, "a grid of 1/4 rounds noise away");
+    cr_expect(strstr(fl_error_msg(), "2 fractional bits"), "%s", fl_error_msg());
+    other = FL_SECAGG_FIXED_DP;
+    other.max_weight = 16;
+    other.clip = 65536; /* still within the ring */
+    cr_expect_eq(s_setup_with(3, other, &sent), FL_EFORMAT, "weights above 1");
+    other = FL_SECAGG_FIXED_DP;
+    other.max_branches = 512;
+    cr_expect_eq(s_setup_with(3, other, &sent), FL_EFORMAT, "another branch bound");
+    cr_expect_eq(sent, 0, "nothing went out");
 }
 
 /* The strategy under distributed DP: the one update it is given is the branches' noisy sum; it

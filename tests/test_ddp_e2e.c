@@ -4,8 +4,10 @@
  * branches' clipped changes (kept with --keep-updates) by noise of exactly the variance the
  * shares add up to, (z C)^2 n / m over n^2, also across a restart of the coordinator; the
  * ledger and `fedtl status` report the epsilon central DP-FedAvg reports for the same settings
- * (the accountant of test_dp.c); a target epsilon chooses the same noise as in central mode;
- * noise the encoding cannot hold is refused at start. */
+ * (the accountant of test_dp.c), at sampling rate 1 whatever the selection, and count a sum
+ * from the moment the coordinator could unmask it, across a crash before the round commits; a
+ * target epsilon chooses the same noise as in central mode; noise the encoding cannot hold is
+ * refused at start. */
 #include <criterion/criterion.h>
 
 #include <cJSON.h>
@@ -90,18 +92,20 @@ static void s_teardown(struct s_fed *f)
     free(f->dir);
 }
 
-/* The coordinator with `rounds` and extra options on STATE, and the branches, until the
- * coordinator exits: its exit status; its log is coord-TAG.log. */
-static int s_run(struct s_fed *f, const char *tag, int rounds, const char *extra)
+/* The coordinator with `rounds`, environment `env` and extra options on STATE, and the
+ * branches, until the coordinator exits: its exit status; its log is coord-TAG.log. The
+ * branches of a coordinator that did not exit 0 are stopped at once. */
+static int s_run_env(struct s_fed *f, const char *tag, int rounds, const char *env,
+                     const char *extra)
 {
     char cmd[4096], log[1024];
     int port = fl_test_free_port();
     snprintf(cmd, sizeof cmd,
-             "cd %s && exec %s/fedtl-coordinator --key hq.key --allow allow --base base.ftm "
+             "cd %s && %s exec %s/fedtl-coordinator --key hq.key --allow allow --base base.ftm "
              "--state-dir state --endpoint tcp://127.0.0.1:%d --classes 1-3 --method lora "
              "--epochs 2 --heartbeat-ms 200 --threads 1 --rounds %d --min-clients 3 "
              "--min-start %d --deadline 30 --exit-when-done --secure-aggregation %s",
-             f->dir, FEDTL_BIN_DIR, port, rounds, f->nb, extra);
+             f->dir, env, FEDTL_BIN_DIR, port, rounds, f->nb, extra);
     snprintf(log, sizeof log, "%s/coord-%s.log", f->dir, tag);
     pid_t coord = fl_test_spawn(cmd, log), branch[S_MAXB];
     cr_assert_gt(coord, 0);
@@ -117,9 +121,14 @@ static int s_run(struct s_fed *f, const char *tag, int rounds, const char *extra
     }
     int rc = fl_test_wait(coord, 240);
     for (int i = 0; i < f->nb; i++)
-        if (branch[i] > 0 && fl_test_wait(branch[i], 20) < 0)
+        if (branch[i] > 0 && fl_test_wait(branch[i], rc == 0 ? 20 : 0) < 0 && rc == 0)
             cr_log_warn("branch %d did not exit", i);
     return rc;
+}
+
+static int s_run(struct s_fed *f, const char *tag, int rounds, const char *extra)
+{
+    return s_run_env(f, tag, rounds, "", extra);
 }
 
 static char *s_file(struct s_fed *f, const char *name)
@@ -292,5 +301,64 @@ Test(ddp_e2e, a_target_epsilon_chooses_the_central_noise, .timeout = 600)
     cr_expect_neq(fl_test_run(cmd, &out), 0);
     cr_expect(out && strstr(out, "does not fit the encoding's range"), "%s", out ? out : "");
     free(out);
+    s_teardown(&f);
+}
+
+/* The JSON object in file `name`. */
+static cJSON *s_json(struct s_fed *f, const char *name)
+{
+    char *text = fl_test_slurp(s_file(f, name));
+    cr_assert_not_null(text, "%s", name);
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    cr_assert(cJSON_IsObject(o), "%s", name);
+    return o;
+}
+
+/* Five branches, four selected a round: the accountant credits no sampling (rate 1, not 0.8:
+ * HQ draws the selection). The coordinator is killed (a test build's
+ * FEDTL_TEST_DDP_DIE_RELEASE) once it holds the reveals that unmask round 1's sum, before the
+ * round commits: the charge is in STATE/privacy-0.state already, a restart resumes it, and the
+ * round it then commits reports the epsilon of two releases. */
+Test(ddp_e2e, a_sum_unmaskable_before_a_crash_stays_charged_at_sampling_rate_one, .timeout = 600)
+{
+    struct s_fed f;
+    s_setup(&f, 5);
+    const double z = 1.0;
+    const char *opts = "--dp-clip 0.5 --dp-noise 1 --clients-per-round 4";
+    int rc = s_run_env(&f, "die", 1, "FEDTL_TEST_DDP_DIE_RELEASE=1", opts);
+    cr_assert_eq(rc, 128 + SIGKILL, "killed after the release, exit status %d", rc);
+    const char *log = s_file(&f, "coord-die.log");
+    cr_expect_eq(fl_test_count(log, "event=privacy_sampling planned_sampling_rate=1 "
+                                    "selection_rate=0.8 "),
+                 1);
+    cr_expect_eq(fl_test_count(log, "planned_sampling_rate=1 spent_epsilon=0.000000"), 1);
+    cr_assert_eq(fl_test_count(log, "event=privacy_release round=1 "), 1);
+    cr_assert_eq(fl_test_count(log, "event=test_ddp_die round=1"), 1);
+    cr_expect_eq(fl_test_count(log, "event=round_done"), 0, "killed before the commit");
+    cJSON *o = s_json(&f, "state/privacy-0.state");
+    cr_expect_eq(s_num(o, "round"), 0);
+    cr_expect_eq(s_num(o, "released"), 1, "the release is counted");
+    cr_expect_lt(fabs(s_num(o, "epsilon") - s_eps_after(1, z)), 1e-9);
+    cJSON_Delete(o);
+
+    cr_assert_eq(s_run(&f, "after", 1, opts), 0, "restarted, round 1 again");
+    char want[128];
+    snprintf(want, sizeof want, "planned_sampling_rate=1 spent_epsilon=%.6f ", s_eps_after(1, z));
+    cr_expect_eq(fl_test_count(s_file(&f, "coord-after.log"), want), 1, "resumed: %s", want);
+    cJSON *lines = fl_test_jsonl(s_file(&f, "state/rounds.jsonl"));
+    cr_assert_not_null(lines);
+    cr_assert_eq(cJSON_GetArraySize(lines), 1);
+    const cJSON *line = cJSON_GetArrayItem(lines, 0);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(line, "aggregated")));
+    cr_expect_eq(s_num(line, "selected"), 4);
+    cr_expect_eq(s_num(line, "dp_sampling_rate"), 1.0);
+    double eps = s_num(line, "dp_epsilon");
+    cr_expect_lt(fabs(eps - s_eps_after(2, z)), 1.5e-6, "two releases: %.6f, want %.6f", eps,
+                 s_eps_after(2, z));
+    cJSON_Delete(lines);
+    o = s_json(&f, "state/privacy-1.state");
+    cr_expect_eq(s_num(o, "released"), 2, "the commit counted nothing more");
+    cJSON_Delete(o);
     s_teardown(&f);
 }

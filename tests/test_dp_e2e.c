@@ -415,3 +415,38 @@ Test(dp_e2e, the_account_file_resumes_exactly_and_refuses_a_bad_one)
     fl_test_rmtree(dir);
     free(dir);
 }
+
+/* Distributed DP charges a sum when it becomes unmaskable, into the file of the rounds
+ * committed: before round 1 commits, privacy-0.state, read back at start (more releases than
+ * rounds: retries), and dropped once round 2 commits. */
+Test(dp_e2e, releases_before_a_commit_are_kept_and_resumed)
+{
+    char *dir = fl_test_tmpdir("dprelease");
+    struct fl_privacy_settings ps = {
+        .noise = 1, .clip = 0.5, .epsilon = 0, .delta = 1e-5, .rounds = 5, .q = 1};
+    fl_privacy_t *p = fl_privacy_new(&ps, dir, 0);
+    cr_assert_not_null(p, "%s", fl_error_msg());
+    for (int i = 0; i < 3; i++) /* three attempts at round 1 */
+        cr_assert_eq(fl_privacy_release(p, 1, 0), 0, "%s", fl_error_msg());
+    double eps = fl_privacy_epsilon(p);
+    fl_privacy_destroy(&p);
+    char *path = fl_test_path(dir, "privacy-0.state");
+    char *text = fl_test_slurp(path);
+    cr_assert_not_null(text, "the charge is on disk at once");
+    cr_expect(strstr(text, "\"round\":0,\"released\":3"), "%s", text);
+    free(text);
+    ps.noise = 0; /* z from the file, not calibrated afresh */
+    ps.epsilon = 100;
+    fl_privacy_t *q = fl_privacy_new(&ps, dir, 0);
+    cr_assert_not_null(q, "%s", fl_error_msg());
+    cr_expect_eq(fl_privacy_epsilon(q), eps, "a restart before round 1 commits resumes it");
+    cr_expect_eq(fl_privacy_noise(q), 1);
+    cr_assert_eq(fl_privacy_save(q, 1), 0);
+    cr_assert_eq(fl_privacy_save(q, 2), 0);
+    fl_privacy_prune(q, 2);
+    cr_expect_neq(access(path, F_OK), 0, "dropped once round 2 is committed");
+    fl_privacy_destroy(&q);
+    free(path);
+    fl_test_rmtree(dir);
+    free(dir);
+}

@@ -48,7 +48,7 @@ struct fl_secagg_client {
     uint8_t *survivors;              /* the survivor set this branch signed */
     size_t survivors_len;            /* its bytes */
     uint32_t min_threshold;          /* the least threshold a setup may have */
-    double min_range;                /* the least clip its encoding may have */
+    struct fl_secagg_fixed fixed;    /* the encoding a setup must have (when min_threshold) */
 };
 
 fl_secagg_client_t *fl_secagg_client_new(const struct fl_identity *id,
@@ -167,10 +167,11 @@ int fl_secagg_client_input(fl_secagg_client_t *self, const float *x, size_t n, u
     return self->have_setup ? s_send_keys(self) : 0;
 }
 
-void fl_secagg_client_require(fl_secagg_client_t *self, uint32_t min_threshold, double min_range)
+void fl_secagg_client_require(fl_secagg_client_t *self, uint32_t min_threshold,
+                              const struct fl_secagg_fixed *fixed)
 {
     self->min_threshold = min_threshold;
-    self->min_range = min_range;
+    self->fixed = *fixed;
 }
 
 static int s_on_setup(fl_secagg_client_t *self, const Fedtl__SecAggSetup *m)
@@ -181,11 +182,16 @@ static int s_on_setup(fl_secagg_client_t *self, const Fedtl__SecAggSetup *m)
     if (rc)
         return rc;
     self->have_setup = true;
-    if (self->p.threshold < self->min_threshold || self->p.fixed.clip < self->min_range)
+    if (self->p.threshold < self->min_threshold ||
+        (self->min_threshold && !fl_secagg_fixed_same(&self->p.fixed, &self->fixed)))
         return fl_fail(FL_EFORMAT,
-                       "secagg setup: threshold %u and value range %g, distributed DP needs at "
-                       "least %u and %g",
-                       self->p.threshold, self->p.fixed.clip, self->min_threshold, self->min_range);
+                       "secagg setup: threshold %u, encoding of %u fractional bits, range %g, "
+                       "weights up to %u, %u branches; distributed DP needs a threshold of at "
+                       "least %u and the encoding of %u bits, range %g, weight %u, %u branches",
+                       self->p.threshold, self->p.fixed.frac_bits, self->p.fixed.clip,
+                       self->p.fixed.max_weight, self->p.fixed.max_branches, self->min_threshold,
+                       self->fixed.frac_bits, self->fixed.clip, self->fixed.max_weight,
+                       self->fixed.max_branches);
     int me = fl_secagg_index(&self->p, self->id->sign_pk);
     if (me < 0)
         return fl_fail(FL_EFORMAT, "secagg setup: this branch is not in the roster");

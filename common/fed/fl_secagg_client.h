@@ -34,9 +34,11 @@ void fl_secagg_client_destroy(fl_secagg_client_t **self_p);
  * FL_EMISMATCH when n is not the setup's length; FL_ERANGE for a value that is not finite. */
 int fl_secagg_client_input(fl_secagg_client_t *self, const float *x, size_t n, uint64_t samples);
 /* Distributed DP: refuse (abort at) a setup whose threshold is below min_threshold (a sum of
- * fewer inputs would carry less noise than counted) or whose encoding cuts values below
- * min_range (it would cut the noise). Before the setup arrives. */
-void fl_secagg_client_require(fl_secagg_client_t *self, uint32_t min_threshold, double min_range);
+ * fewer inputs would carry less noise than counted) or whose encoding is not exactly *fixed
+ * (copied): another clip could cut the noise, another grid round it away, another weight scale
+ * one input above the rest. Before the setup arrives. */
+void fl_secagg_client_require(fl_secagg_client_t *self, uint32_t min_threshold,
+                              const struct fl_secagg_fixed *fixed);
 /* Take a decoded message from the coordinator. 0 when taken; FL_EINVAL for one of another
  * round or phase (ignored); FL_EFORMAT, FL_ECRYPTO or FL_ERANGE when it breaks the protocol or
  * leaves too few neighbours: the client then aborts (wipes its secrets, sends nothing more). */

@@ -22,6 +22,12 @@ int fl_secagg_fixed_check(const struct fl_secagg_fixed *fx)
     return 0;
 }
 
+bool fl_secagg_fixed_same(const struct fl_secagg_fixed *a, const struct fl_secagg_fixed *b)
+{
+    return a->frac_bits == b->frac_bits && a->clip == b->clip && a->max_weight == b->max_weight &&
+           a->max_branches == b->max_branches;
+}
+
 uint32_t fl_secagg_fixed_weight(const struct fl_secagg_fixed *fx, uint64_t samples)
 {
     if (samples < 1)
@@ -57,16 +63,11 @@ static int s_total(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t
     return 0;
 }
 
-int fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
-                               double *out, uint64_t *total_weight)
+void fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
+                                double *out)
 {
-    int rc = s_total(fx, sum, n);
-    if (rc)
-        return rc;
     for (size_t i = 0; i < n; i++)
         out[i] = ldexp((double)(int64_t)sum[i], -(int)fx->frac_bits);
-    *total_weight = sum[n];
-    return 0;
 }
 
 int fl_secagg_fixed_decode(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,

@@ -12,6 +12,7 @@
 #ifndef FL_SECAGG_FIXED_H
 #define FL_SECAGG_FIXED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,9 @@ struct fl_secagg_fixed {
  * clip, a zero count or more than 52 fractional bits. */
 int fl_secagg_fixed_check(const struct fl_secagg_fixed *fx);
 
+/* Are a and b the same encoding, field by field (the clip exactly)? */
+bool fl_secagg_fixed_same(const struct fl_secagg_fixed *a, const struct fl_secagg_fixed *b);
+
 /* The weight a branch with `samples` samples contributes: samples clamped to [1, max_weight]. */
 uint32_t fl_secagg_fixed_weight(const struct fl_secagg_fixed *fx, uint64_t samples);
 
@@ -50,10 +54,10 @@ int fl_secagg_fixed_encode(const struct fl_secagg_fixed *fx, const float *x, siz
                            uint32_t weight, uint64_t *out);
 
 /* The sum of the inputs summed into sum[n + 1], unweighted: out[i] = sum[i] / 2^frac_bits
- * (distributed DP, where every weight is 1 and the sum, not the mean, is wanted);
- * *total_weight gets sum[n]. fl_secagg_fixed_decode's errors. */
-int fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
-                               double *out, uint64_t *total_weight);
+ * (distributed DP, where every weight is 1 and the sum, not the mean, is wanted). The weight
+ * word sum[n] is not read: each branch writes its own, and the caller knows the input count. */
+void fl_secagg_fixed_decode_sum(const struct fl_secagg_fixed *fx, const uint64_t *sum, size_t n,
+                                double *out);
 
 /* The weighted mean of the inputs summed into sum[n + 1]: mean[i] = sum[i] / (sum[n] *
  * 2^frac_bits), sum[i] read as two's complement; *total_weight gets sum[n]. FL_ERANGE when
