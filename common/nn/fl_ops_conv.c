@@ -396,7 +396,10 @@ static bool s_narrow(const fl_graph_t *g, const struct fl_wgeom *q)
 
 /* A narrow product needs a long k: its dot products end in reductions, which a short k does
  * not pay for; OpenBLAS does those better (measured on mobilenet_v2 and resnet18 at batch 1:
- * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower). */
+ * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower).
+ * It reads W in place with its dead taps (zeros in B): the product is bound by reading W,
+ * which compacting the kept taps' columns first would read too, by scattered floats, and then
+ * write and read again. */
 #define S_NARROW_MIN_K 1024
 
 /* Can fl_convk run node nd's forward pass? One group (a factored LoRA too). */
@@ -469,8 +472,8 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
 {
     const size_t nr = FL_CONVK_NR, p = (size_t)q->oh * q->ow;
     bool narrow = s_narrow(g, q);
-    struct fl_cv_taps T;
-    s_taps_of(q, true, &T);
+    struct fl_cv_taps T; /* a narrow product keeps its dead taps (see S_NARROW_MIN_K) */
+    s_taps_of(q, !narrow, &T);
     const struct fl_glora *L = fl_lora_of(g, nd);
     size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
     size_t apk = (size_t)q->kh * q->kw * p, avail = nd->scratch - fixed - apk;
@@ -481,7 +484,8 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
     if (ma == mb)
         return;
     struct fl_cv_ctx x;
-    fl_cv_ctx_init(g, nd, q, t, true, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg, &x);
+    fl_cv_ctx_init(g, nd, q, t, !narrow, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg,
+                   &x);
     struct fl_convk_job j = {.m = q->mg,
                              .k = x.k,
                              .w = x.w,
