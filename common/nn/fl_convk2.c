@@ -133,32 +133,36 @@ static void s_store(const struct fl_convk_job *j, const float *tile, int o0, int
     }
 }
 
+/* Rows o .. o+mr-1 of Y over panels [g0, g1) (tile: S_MR x 16 floats, 32-byte aligned). */
+static S_TARGET void s_run_group(const struct fl_convk_job *j, int o, int mr, int g0, int g1,
+                                 float *tile)
+{
+    size_t p = (size_t)j->p;
+    const float *a = j->w + (size_t)o * (size_t)j->ldw;
+    for (int pn = g0; pn < g1; pn++)
+        for (int h = 0; h < 2; h++) {
+            int c0 = pn * S_NR + 16 * h, nc = j->ncols - c0 < 16 ? j->ncols - c0 : 16;
+            if (nc <= 0)
+                break;
+            const float *bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
+            size_t pos = (size_t)c0 % p;
+            bool direct = pos + (size_t)nc <= p; /* one sample's run of positions */
+            float *dst = direct ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
+            const float *bias = j->bias ? j->bias + o : NULL;
+            if (nc > 8)
+                s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
+            else
+                s_micro1(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
+            if (!direct)
+                s_store(j, tile, o, mr, c0, nc);
+        }
+}
+
 S_TARGET void fl_convk2_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
 {
     float tile[S_MR * 16] __attribute__((aligned(32)));
-    size_t p = (size_t)j->p;
-    for (int o = m0; o < m1; o += S_MR) {
-        int mr = m1 - o < S_MR ? m1 - o : S_MR;
-        const float *a = j->w + (size_t)o * (size_t)j->ldw;
-        for (int pn = p0; pn < p1; pn++)
-            for (int h = 0; h < 2; h++) {
-                int c0 = pn * S_NR + 16 * h, nc = j->ncols - c0 < 16 ? j->ncols - c0 : 16;
-                if (nc <= 0)
-                    break;
-                const float *bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
-                size_t pos = (size_t)c0 % p;
-                bool direct = pos + (size_t)nc <= p; /* one sample's run of positions */
-                float *dst =
-                    direct ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
-                const float *bias = j->bias ? j->bias + o : NULL;
-                if (nc > 8)
-                    s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
-                else
-                    s_micro1(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
-                if (!direct)
-                    s_store(j, tile, o, mr, c0, nc);
-            }
-    }
+    for (int o = m0; o < m1; o += S_MR)
+        s_run_group(j, o, m1 - o < S_MR ? m1 - o : S_MR, p0, p1, tile);
 }
 
 static inline S_TARGET float s_hsum(__m256 v)
@@ -244,16 +248,60 @@ S_TARGET void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1)
     }
 }
 
+/* A run of a panel row's lanes [a, b): zeros (step 0), or x[base + (i - a) * step]. */
+struct s_run {
+    int a, b;     /* lanes */
+    int step;     /* 0: padding; else the input offset's stride from lane to lane */
+    int32_t base; /* the input offset of lane a */
+};
+
+/* The runs of lanes 0 .. len-1 of one tap's offsets il (at most FL_CONVK_NR runs). */
+static int s_runs(const int32_t *il, int len, struct s_run *run)
+{
+    int n = 0;
+    for (int i = 0; i < len;) {
+        int j = i + 1, step = 0;
+        if (il[i] < 0)
+            while (j < len && il[j] < 0)
+                j++;
+        else if (i + 1 < len && il[i + 1] > il[i]) {
+            step = il[i + 1] - il[i];
+            while (j < len && il[j] == il[j - 1] + step)
+                j++;
+        } else
+            step = 1;
+        run[n++] = (struct s_run){i, j, step, il[i]};
+        i = j;
+    }
+    return n;
+}
+
+/* The tap offsets of a panel row fall in runs (a row of output positions at stride 1 reads a
+ * row of the input); each run is found once per tap and copied for every channel. */
 S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
                              size_t ldi, int len, float *dst)
 {
+    struct s_run run[S_NR];
     for (int l = 0; l < ntaps; l++) {
-        const int32_t *il = idx + (size_t)l * ldi;
+        int nrun = s_runs(idx + (size_t)l * ldi, len, run);
         for (int c = 0; c < nch; c++) {
             const float *xc = x + (size_t)c * plane;
             float *row = dst + ((size_t)c * ntaps + l) * S_NR;
-            for (int i = 0; i < len; i++)
-                row[i] = il[i] >= 0 ? xc[il[i]] : 0.0f;
+            for (int r = 0; r < nrun; r++) {
+                const struct s_run *u = &run[r];
+                float *restrict d = row + u->a;
+                const float *restrict src = xc + u->base;
+                int n = u->b - u->a;
+                if (u->step == 0)
+                    for (int i = 0; i < n; i++)
+                        d[i] = 0.0f;
+                else if (u->step == 1)
+                    for (int i = 0; i < n; i++)
+                        d[i] = src[i];
+                else
+                    for (int i = 0; i < n; i++)
+                        d[i] = src[(size_t)i * (size_t)u->step];
+            }
         }
     }
 }

@@ -20,6 +20,10 @@
  * last stages of a CNN); 1 MiB keeps the im2col matrix near the cache (measured on resnet18 and
  * mobilenet_v2 at 32x32 and 64x64, batch 32: 4 MiB and 16 MiB were slower, 256 and 512 KiB too). */
 #define S_CHUNK_FLOATS ((size_t)256 << 10)
+/* ...but at least this many columns (samples times positions) when the planes are small: the
+ * backward pass's W^T dY packs W once per chunk, and with resnet18's last stage at 64x64 (2x2
+ * planes, W 512 x 4608) a 1 MiB chunk held 6 samples, so W was packed 6 times per batch. */
+#define S_CHUNK_MIN_COLS 128
 
 /* Rank of a LoRA on the node's weight (0 for none). */
 static int s_lora_rank(const fl_graph_t *g, const struct fl_gnode *nd)
@@ -169,6 +173,27 @@ size_t fl_cv_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct 
     return nb < 1 ? 1 : nb;
 }
 
+/* Scratch floats of a conv (not depthwise) whose chunks hold what S_CHUNK_FLOATS does, at
+ * least `least` samples, at most a worker's share: the portable path's chunk, or fl_convk's
+ * panels (a chunk's columns, or a small batch's). */
+static size_t s_scratch(const fl_graph_t *g, const struct fl_wgeom *q, int rank, size_t least)
+{
+    size_t workers = g->nworkers > 0 ? (size_t)g->nworkers : 1, few = workers > 1 ? workers - 1 : 1;
+    size_t share = ((size_t)g->max_batch + workers - 1) / workers;
+    size_t nb = S_CHUNK_FLOATS / s_chunk_floats(q, rank); /* samples a chunk */
+    nb = nb < least ? least : nb;
+    nb = nb < 1 ? 1 : nb > share ? share : nb;
+    size_t plain = s_fixed_floats(q, rank) + s_chunk_floats(q, rank) * nb;
+    size_t cols = (size_t)q->oh * q->ow *
+                  (nb > few                     ? nb
+                   : few > (size_t)g->max_batch ? (size_t)g->max_batch
+                                                : few);
+    size_t lora = rank ? ((size_t)rank + (size_t)q->mg) * cols : 0;
+    size_t fast = s_fixed_floats(q, rank) + (size_t)q->kh * q->kw * q->oh * q->ow +
+                  s_kfull(q) * (cols + FL_CONVK_NR) + lora;
+    return plain > fast ? plain : fast;
+}
+
 int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
 {
     const struct fl_gvalue *x = &g->values[nd->in[0]], *w = &g->values[nd->in[1]];
@@ -195,23 +220,9 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
         return rc;
     struct fl_wgeom q;
     fl_wgeom_of(g, nd, &q);
-    size_t per = s_chunk_floats(&q, s_lora_rank(g, nd)),
-           workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
-    size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
-    nb = nb < 1 ? 1 : nb > share ? share : nb;
+    size_t p = (size_t)q.oh * q.ow, least = (S_CHUNK_MIN_COLS + p - 1) / p;
     nd->scratch =
-        q.depthwise ? fl_depthwise_scratch(&q) : s_fixed_floats(&q, s_lora_rank(g, nd)) + per * nb;
-    if (!q.depthwise) { /* fl_convk's panels: a chunk's columns, or a small batch's */
-        size_t few = workers > 1 ? workers - 1 : 1;
-        size_t cols = (size_t)q.oh * q.ow *
-                      (nb > few                     ? nb
-                       : few > (size_t)g->max_batch ? (size_t)g->max_batch
-                                                    : few);
-        size_t rank = (size_t)s_lora_rank(g, nd), lora = rank ? (rank + (size_t)q.mg) * cols : 0;
-        size_t fast = s_fixed_floats(&q, (int)rank) + (size_t)q.kh * q.kw * q.oh * q.ow +
-                      s_kfull(&q) * (cols + FL_CONVK_NR) + lora;
-        nd->scratch = nd->scratch > fast ? nd->scratch : fast;
-    }
+        q.depthwise ? fl_depthwise_scratch(&q) : s_scratch(g, &q, s_lora_rank(g, nd), least);
     return 0;
 }
 
@@ -476,8 +487,9 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
     s_taps_of(q, !narrow, &T);
     const struct fl_glora *L = fl_lora_of(g, nd);
     size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
-    size_t apk = (size_t)q->kh * q->kw * p, avail = nd->scratch - fixed - apk;
-    size_t per = k + (L ? (size_t)L->rank + (size_t)q->mg : 0); /* floats a column */
+    size_t apk = (size_t)q->kh * q->kw * p; /* chunks as without S_CHUNK_MIN_COLS: */
+    size_t avail = s_scratch(g, q, s_lora_rank(g, nd), 1) - fixed - apk; /* B near the cache */
+    size_t per = k + (L ? (size_t)L->rank + (size_t)q->mg : 0);          /* floats a column */
     size_t nb = avail > k * nr + per * p ? (avail - k * nr) / (per * p) : 1;
     size_t pa, pb, ma, mb; /* the first chunk's share fixes the rows compacted */
     s_share(q, (b1 - b0 < nb ? b1 - b0 : nb) * p, narrow, part, nparts, &pa, &pb, &ma, &mb);
