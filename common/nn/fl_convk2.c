@@ -8,9 +8,10 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-#define S_TARGET __attribute__((target("avx2,fma")))
-#define S_MR     6
-#define S_NR     FL_CONVK_NR
+#define S_TARGET   __attribute__((target("avx2,fma")))
+#define S_MR       6
+#define S_NR       FL_CONVK_NR
+#define S_PREFETCH 8 /* rows of a panel ahead */
 
 static inline float s_act(const struct fl_convk_job *j, float v)
 {
@@ -55,6 +56,7 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
     for (int i = 0; i < S_MR; i++)
         c0[i] = c1[i] = _mm256_setzero_ps();
     for (int kk = 0; kk < k; kk++, bp += S_NR) {
+        _mm_prefetch((const char *)(bp + S_PREFETCH * S_NR), _MM_HINT_T0);
         __m256 b0 = _mm256_loadu_ps(bp), b1 = nv > 1 ? _mm256_loadu_ps(bp + 8) : b0;
 #pragma GCC unroll 6
         for (int i = 0; i < S_MR; i++) {
