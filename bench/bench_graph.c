@@ -28,7 +28,7 @@ struct s_opts {
     const char *torch;    /* script, NULL: none */
     const char *ort;      /* ort_graph.js, NULL: none */
     const char *onnx_dir; /* where torch's exports go for ORT (or fedtl's, by name) */
-    bool portable;        /* fedtl without its AVX-512 kernels (fl_graph_use_simd false) */
+    bool portable;        /* fedtl without its own kernels (fl_graph_use_simd false) */
     bool convs;           /* time single convs instead: fl_convk against OpenBLAS */
 };
 
@@ -299,8 +299,8 @@ static fl_graph_t *s_conv_graph(int c, int hw, int m, int k, int stride, int bat
 }
 
 /* The hot convs of resnet18 and mobilenet_v2 at 32x32 and 64x64 inputs, batch 1 and o->batch,
- * one thread: fl_convk (AVX-512, where the CPU has it) against the portable path (im2col and
- * OpenBLAS), the two run alternately; median GFLOP/s each and their ratio. */
+ * one thread: fl_convk (AVX-512 or AVX2, where the CPU has it) against the portable path (im2col
+ * and OpenBLAS), the two run alternately; median GFLOP/s each and their ratio. */
 static int s_convs(const struct s_opts *o)
 {
     static const int shapes[][5] = {
@@ -356,7 +356,7 @@ static void s_usage(void)
             "                   [--batch 32] [--steps 10] [--warmup 2] [--rounds 3] [--rank 8]\n"
             "                   [--torch bench/torch_graph.py | --no-torch]\n"
             "                   [--ort bench/ort_graph.js --onnx-dir DIR | --no-ort]\n"
-            "                   [--portable: fedtl without its AVX-512 kernels]\n"
+            "                   [--portable: fedtl without its own AVX kernels]\n"
             "       bench_graph --convs [--batch 32] [--steps 10] [--warmup 2]\n");
 }
 

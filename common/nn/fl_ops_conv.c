@@ -1,10 +1,9 @@
 /* fl_ops_conv: the graph's Conv on NCHW values (stride, asymmetric padding, dilation, groups):
  * its shape inference and forward pass. A worker's samples go through in chunks, one im2col
- * matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N), or the
- * AVX-512 kernel (fl_convk) where it runs; a 1x1 stride-1 unpadded conv needs no im2col; a
- * LoRA on a plain conv stays factored (W x + s B A x). The backward pass: fl_ops_conv_bwd.c;
- * the window geometry: fl_ops_window.c; depthwise convs: fl_ops_depthwise.c; pools:
- * fl_ops_pool.c. */
+ * matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N), or fl_convk
+ * (AVX-512 or AVX2) where it runs; a 1x1 stride-1 unpadded conv needs no im2col; a LoRA on a
+ * plain conv stays factored (W x + s B A x). The backward pass: fl_ops_conv_bwd.c; the window
+ * geometry: fl_ops_window.c; depthwise convs: fl_ops_depthwise.c; pools: fl_ops_pool.c. */
 #include "fl_ops_window.h"
 #include "fl_ops_conv_impl.h"
 
