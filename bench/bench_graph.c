@@ -28,7 +28,7 @@ struct s_opts {
     const char *torch;    /* script, NULL: none */
     const char *ort;      /* ort_graph.js, NULL: none */
     const char *onnx_dir; /* where torch's exports go for ORT (or fedtl's, by name) */
-    bool portable;        /* fedtl without its AVX-512 kernels (fl_graph_use_simd false) */
+    bool portable;        /* fedtl without its own kernels (fl_graph_use_simd false) */
     bool convs;           /* time single convs instead: fl_convk against OpenBLAS */
 };
 
@@ -266,13 +266,15 @@ static int s_config(const struct s_opts *o, const char *arch, int hw)
     return 0;
 }
 
-/* One conv x [c, hw, hw] -> y with a k x k weight (stride, padding k/2) and a bias, then Relu,
- * planned for batch on one thread, with or without fl_convk. */
-static fl_graph_t *s_conv_graph(int c, int hw, int m, int k, int stride, int batch, bool simd)
+/* One conv x [c, hw, hw] -> y with a k x k weight (stride, padding k/2, group groups: c for a
+ * depthwise one) and a bias, then Relu, planned for batch on one thread, with or without the
+ * engine's own kernels. */
+static fl_graph_t *s_conv_graph(const int *sh, int batch, bool simd)
 {
+    int c = sh[0], hw = sh[1], m = sh[2], k = sh[3], stride = sh[4], group = sh[5];
     fl_graph_t *g = fl_graph_new(NULL);
-    int64_t in[3] = {c, hw, hw}, wd[4] = {m, c, k, k}, bd[1] = {m};
-    size_t nw = (size_t)m * c * k * k;
+    int64_t in[3] = {c, hw, hw}, wd[4] = {m, c / group, k, k}, bd[1] = {m};
+    size_t nw = (size_t)m * (c / group) * k * k;
     float *w = malloc(nw * sizeof *w);
     struct fl_rng r;
     fl_rng_seed(&r, 5);
@@ -281,6 +283,7 @@ static fl_graph_t *s_conv_graph(int c, int hw, int m, int k, int stride, int bat
     struct fl_op_attrs a = fl_op_attrs_default();
     a.stride[0] = a.stride[1] = stride;
     a.pads[0] = a.pads[1] = a.pads[2] = a.pads[3] = k / 2;
+    a.group = group;
     const char *ins[3] = {"x", "w", "b"}, *act[1] = {"c"};
     int rc = !g || !w || fl_graph_add_input(g, "x", 3, in) ||
              fl_graph_add_param(g, "w", 4, wd, w, false) ||
@@ -299,24 +302,30 @@ static fl_graph_t *s_conv_graph(int c, int hw, int m, int k, int stride, int bat
 }
 
 /* The hot convs of resnet18 and mobilenet_v2 at 32x32 and 64x64 inputs, batch 1 and o->batch,
- * one thread: fl_convk (AVX-512, where the CPU has it) against the portable path (im2col and
- * OpenBLAS), the two run alternately; median GFLOP/s each and their ratio. */
+ * one thread: the engine with its own kernels (fl_convk, AVX-512 or AVX2, where the CPU has it
+ * and fl_convk_pays picks it; depthwise ones compiled for the CPU) against the portable path
+ * (im2col and OpenBLAS), the two run alternately; median GFLOP/s each and their ratio. */
 static int s_convs(const struct s_opts *o)
 {
-    static const int shapes[][5] = {
-        /* c, hw, m, k, stride */
-        {3, 32, 64, 7, 2},    {64, 8, 64, 3, 1},   {128, 4, 128, 3, 1}, {256, 2, 256, 3, 1},
-        {512, 1, 512, 3, 1},  {3, 64, 64, 7, 2},   {64, 16, 64, 3, 1},  {128, 8, 128, 3, 1},
-        {256, 4, 256, 3, 1},  {512, 2, 512, 3, 1}, {24, 16, 144, 1, 1}, {64, 4, 384, 1, 1},
-        {320, 1, 1280, 1, 1}, {32, 32, 192, 1, 1}, {96, 8, 576, 1, 1},  {320, 2, 1280, 1, 1},
+    static const int shapes[][6] = {
+        /* c, hw, m, k, stride, group */
+        {3, 32, 64, 7, 2, 1},     {64, 8, 64, 3, 1, 1},     {128, 4, 128, 3, 1, 1},
+        {256, 2, 256, 3, 1, 1},   {512, 1, 512, 3, 1, 1},   {3, 64, 64, 7, 2, 1},
+        {64, 16, 64, 3, 1, 1},    {128, 8, 128, 3, 1, 1},   {256, 4, 256, 3, 1, 1},
+        {512, 2, 512, 3, 1, 1},   {24, 16, 144, 1, 1, 1},   {64, 4, 384, 1, 1, 1},
+        {320, 1, 1280, 1, 1, 1},  {32, 32, 192, 1, 1, 1},   {96, 8, 576, 1, 1, 1},
+        {320, 2, 1280, 1, 1, 1},  {3, 32, 32, 3, 2, 1},     {24, 8, 144, 1, 1, 1},
+        {144, 8, 32, 1, 1, 1},    {32, 4, 192, 1, 1, 1},    {64, 2, 384, 1, 1, 1},
+        {384, 2, 96, 1, 1, 1},    {160, 1, 960, 1, 1, 1},   {960, 1, 320, 1, 1, 1},
+        {144, 8, 144, 3, 1, 144}, {192, 4, 192, 3, 1, 192}, {384, 2, 384, 3, 1, 384},
+        {960, 1, 960, 3, 1, 960},
     };
     int batches[2] = {1, o->batch};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int bi = 0; bi < 2; bi++) {
             const int *sh = shapes[i];
             int b = batches[bi], reps = 2 * o->steps + 1, oh = (sh[1] - 1) / sh[4] + 1;
-            fl_graph_t *g[2] = {s_conv_graph(sh[0], sh[1], sh[2], sh[3], sh[4], b, false),
-                                s_conv_graph(sh[0], sh[1], sh[2], sh[3], sh[4], b, true)};
+            fl_graph_t *g[2] = {s_conv_graph(sh, b, false), s_conv_graph(sh, b, true)};
             size_t nx = (size_t)b * sh[0] * sh[1] * sh[1];
             float *x = fl_falloc(nx);
             double *t[2] = {malloc(sizeof(double) * reps), malloc(sizeof(double) * reps)};
@@ -333,12 +342,12 @@ static int s_convs(const struct s_opts *o)
                     if (r >= 0)
                         t[v][r] = fl_now_s() - t0;
                 }
-            double flop = 2.0 * b * sh[0] * sh[2] * sh[3] * sh[3] * oh * oh;
+            double flop = 2.0 * b * (sh[0] / sh[5]) * sh[2] * sh[3] * sh[3] * oh * oh;
             double gp = flop / s_bench_median(t[0], reps) * 1e-9;
             double gs = flop / s_bench_median(t[1], reps) * 1e-9;
-            printf("bench=conv c=%d hw=%d m=%d k=%d stride=%d batch=%d openblas_gflops=%.1f "
-                   "fl_convk_gflops=%.1f ratio=%.2f\n",
-                   sh[0], sh[1], sh[2], sh[3], sh[4], b, gp, gs, gs / gp);
+            printf("bench=conv c=%d hw=%d m=%d k=%d stride=%d group=%d batch=%d "
+                   "openblas_gflops=%.1f fl_convk_gflops=%.1f ratio=%.2f\n",
+                   sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], b, gp, gs, gs / gp);
             fflush(stdout);
             free(t[0]);
             free(t[1]);
@@ -356,7 +365,7 @@ static void s_usage(void)
             "                   [--batch 32] [--steps 10] [--warmup 2] [--rounds 3] [--rank 8]\n"
             "                   [--torch bench/torch_graph.py | --no-torch]\n"
             "                   [--ort bench/ort_graph.js --onnx-dir DIR | --no-ort]\n"
-            "                   [--portable: fedtl without its AVX-512 kernels]\n"
+            "                   [--portable: fedtl without its own AVX kernels]\n"
             "       bench_graph --convs [--batch 32] [--steps 10] [--warmup 2]\n");
 }
 

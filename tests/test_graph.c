@@ -227,7 +227,7 @@ Test(fl_graph, conv_large_chunked_matches_reference)
 }
 
 /* x -> conv (-> act, Relu or Clip -0.3..0.4, fused into the conv) -> y on pool, with the conv's
- * AVX-512 kernel allowed or not; the same parameters for the same seed. */
+ * own kernel (fl_convk) allowed or not; the same parameters for the same seed. */
 static fl_graph_t *s_conv_graph(const struct s_conv_case *k, fl_pool_t *pool, bool simd,
                                 enum fl_op act, uint64_t seed, int max_batch)
 {
@@ -253,11 +253,11 @@ static fl_graph_t *s_conv_graph(const struct s_conv_case *k, fl_pool_t *pool, bo
     return g;
 }
 
-/* Odd shapes around the kernel's register block (14 rows) and panel (32 columns, across
- * samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large plane, depthwise
- * convs (channels-last and by rows, a multiplier of 2): the AVX-512 kernels (where the CPU has
- * them) against the portable path, at batch 1 and 3, with the bias and each fused activation
- * (the narrow kernel's long products: the test below). */
+/* Odd shapes around the kernels' register blocks (14 rows, or 6 with AVX2) and panel (32
+ * columns, across samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large
+ * plane, depthwise convs (channels-last and by rows, a multiplier of 2): the AVX-512 or AVX2
+ * kernels (where the CPU has them) against the portable path, at batch 1 and 3, with the bias
+ * and each fused activation (the narrow kernel's long products: the test below). */
 Test(fl_graph, conv_simd_kernel_matches_portable_path)
 {
     const struct s_conv_case cases[] = {

@@ -12,11 +12,17 @@
 #define S_MR     FL_CONVK_MR
 #define S_NR     FL_CONVK_NR
 
-bool fl_convk_supported(void)
+bool fl_convk_wide(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma");
+}
+
+bool fl_convk_supported(void)
+{
+    __builtin_cpu_init();
+    return fl_convk_wide() || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
 }
 
 static inline float s_act(const struct fl_convk_job *j, float v)
@@ -143,7 +149,7 @@ static S_TARGET void s_store(const struct fl_convk_job *j, const float *tile, in
     }
 }
 
-S_TARGET void fl_convk_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
+static S_TARGET void s_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
 {
     float tile[S_MR * S_NR] __attribute__((aligned(64)));
     size_t p = (size_t)j->p;
@@ -221,7 +227,7 @@ s_dots_n(int k, const float *const a[4], const float *const b[4], int nc, float 
     }
 }
 
-S_TARGET void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1)
+static S_TARGET void s_run_narrow(const struct fl_convk_job *j, int m0, int m1)
 {
     size_t p = (size_t)j->p, k = (size_t)j->k;
     for (int o = m0; o < m1; o += 4) {
@@ -247,7 +253,7 @@ S_TARGET void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1)
     }
 }
 
-S_TARGET void fl_convk_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
+static S_TARGET void s_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
                             size_t ldi, int len, float *dst)
 {
     __mmask16 k0 = len >= 16 ? 0xffff : (__mmask16)((1u << len) - 1);
@@ -298,7 +304,7 @@ static inline __attribute__((always_inline)) S_TARGET void s_transpose16(__m512 
     }
 }
 
-S_TARGET void fl_convk_transpose(const float *src, float *dst, size_t rows, size_t cols)
+static S_TARGET void s_transpose(const float *src, float *dst, size_t rows, size_t cols)
 {
     for (size_t r0 = 0; r0 < rows; r0 += 16)
         for (size_t c0 = 0; c0 < cols; c0 += 16) {
@@ -312,4 +318,36 @@ S_TARGET void fl_convk_transpose(const float *src, float *dst, size_t rows, size
             for (size_t c = 0; c < nc; c++)
                 _mm512_mask_storeu_ps(dst + (c0 + c) * rows + r0, kr, r[c]);
         }
+}
+
+/* With AVX2 (Zen 3, no AVX-512), `bench_graph --convs --steps 5`, two runs, fl_convk against
+ * im2col and OpenBLAS: resnet18's 7x7 stem over 3 channels 0.57-0.88 (32x32 and 64x64, batch 1
+ * and 32: the gather dominates); 64 output channels, 3x3, 16x16 planes at batch 32 (8192
+ * columns) 0.84 both runs, where OpenBLAS's large GEMM wins, while the same on 8x8 planes (2048
+ * columns) was 1.00-1.06 and convs of 128 or more output channels 0.93-2.3 elsewhere. */
+bool fl_convk_pays(int taps, int m, size_t cols)
+{
+    return fl_convk_wide() || (taps <= 9 && (m > 64 || cols < 4096));
+}
+
+/* The AVX-512 kernels above where the CPU has them, else fl_convk2.c's AVX2 ones. */
+void fl_convk_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
+{
+    (fl_convk_wide() ? s_run : fl_convk2_run)(j, m0, m1, p0, p1);
+}
+
+void fl_convk_run_narrow(const struct fl_convk_job *j, int m0, int m1)
+{
+    (fl_convk_wide() ? s_run_narrow : fl_convk2_run_narrow)(j, m0, m1);
+}
+
+void fl_convk_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx, size_t ldi,
+                   int len, float *dst)
+{
+    (fl_convk_wide() ? s_pack : fl_convk2_pack)(x, plane, nch, ntaps, idx, ldi, len, dst);
+}
+
+void fl_convk_transpose(const float *src, float *dst, size_t rows, size_t cols)
+{
+    (fl_convk_wide() ? s_transpose : fl_convk2_transpose)(src, dst, rows, cols);
 }

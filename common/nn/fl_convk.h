@@ -1,10 +1,10 @@
-/* fl_convk: the graph engine's own AVX-512 kernel for the product at the heart of a
+/* fl_convk: the graph engine's own AVX-512 (or AVX2) kernel for the product at the heart of a
  * convolution's forward pass, Y [m, n] = W [m, k] B [k, n], B being the conv's im2col matrix
  * packed by the caller in panels of FL_CONVK_NR columns (written there directly from the
  * input, never as a plain matrix first), with the conv's bias and fused activation applied as
- * Y is stored into the output planes. Chosen at run time when the CPU has AVX-512
- * (fl_convk_supported); callers keep the portable path (OpenBLAS) for other CPUs, and tests
- * check the one against the other. Internal to the graph engine. */
+ * Y is stored into the output planes. Chosen at run time when the CPU has AVX-512, or AVX2 and
+ * FMA (fl_convk2.c; fl_convk_supported); callers keep the portable path (OpenBLAS) for other
+ * CPUs, and tests check the one against the other. Internal to the graph engine. */
 #ifndef FL_CONVK_H
 #define FL_CONVK_H
 
@@ -12,9 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* For the engine's loops compiled twice: FL_AVX512 on a function compiles it (and the
- * FL_INLINE functions it calls) for AVX-512; callers choose it only when fl_convk_supported(). */
+/* For the engine's loops compiled more than once: FL_AVX512 (FL_AVX2) on a function compiles
+ * it (and the FL_INLINE functions it calls) for AVX-512 (AVX2 and FMA); callers choose the
+ * first only when fl_convk_wide(), the second when fl_convk_supported() otherwise. */
 #define FL_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define FL_AVX2   __attribute__((target("avx2,fma")))
 #define FL_INLINE static inline __attribute__((always_inline))
 
 #define FL_CONVK_NR 32 /* columns of a packed panel of B (two 16-float vectors) */
@@ -45,8 +47,10 @@ struct fl_convk_job {
     float lo, hi;          /* FL_CONVK_CLIP's bounds */
 };
 
-/* Does this CPU (and OS) run the AVX-512 kernel? */
+/* Does this CPU (and OS) run the kernels below (AVX-512, or AVX2 and FMA)? */
 bool fl_convk_supported(void);
+/* Does it run them with AVX-512? */
+bool fl_convk_wide(void);
 
 /* Rows [m0, m1) of Y over panels [p0, p1) of job j. Only when fl_convk_supported(). Each
  * element is the same sum in the same order whatever the rows and panels asked, so splitting a
@@ -70,5 +74,18 @@ void fl_convk_pack(const float *x, size_t plane, int nch, int ntaps, const int32
 void fl_convk_transpose(const float *src, float *dst, size_t rows, size_t cols);
 
 #define FL_CONVK_NARROW 16 /* products of fewer columns use fl_convk_run_narrow */
+
+/* Does fl_convk beat im2col and OpenBLAS on a conv with this many taps (kh * kw), m output
+ * channels and cols columns (samples times positions)? Always with AVX-512; with AVX2 not for
+ * windows wider than 3x3 nor for few output channels over many columns (fl_convk.c). */
+bool fl_convk_pays(int taps, int m, size_t cols);
+
+/* The AVX2 builds of the four functions above (fl_convk2.c), same contracts; only fl_convk.c
+ * calls them, on CPUs with AVX2 and FMA but not AVX-512. */
+void fl_convk2_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1);
+void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1);
+void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
+                    size_t ldi, int len, float *dst);
+void fl_convk2_transpose(const float *src, float *dst, size_t rows, size_t cols);
 
 #endif

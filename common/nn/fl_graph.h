@@ -96,9 +96,9 @@ const char *fl_op_name(enum fl_op op);
 /* An empty graph running on pool (borrowed, may be NULL). NULL when out of memory. */
 fl_graph_t *fl_graph_new(fl_pool_t *pool);
 void fl_graph_destroy(fl_graph_t **self_p);
-/* Let the convolutions use the engine's own AVX-512 kernel where the CPU has it (the default),
- * or keep them on the portable path (OpenBLAS) when allow is false: for comparisons and tests.
- * Both compute the same values up to float rounding. */
+/* Let the convolutions use the engine's own AVX-512 or AVX2 kernels where the CPU has them
+ * (the default), or keep them on the portable path (OpenBLAS) when allow is false: for
+ * comparisons and tests. Both compute the same values up to float rounding. */
 void fl_graph_use_simd(fl_graph_t *g, bool allow);
 
 /* The graph's input: ndim per-sample axes (1 to 3, e.g. {C, H, W}). One input per graph. */

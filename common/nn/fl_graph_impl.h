@@ -70,7 +70,7 @@ struct fl_glora {
 struct fl_graph {
     fl_pool_t *pool;                      /* borrowed compute threads, or NULL */
     int nworkers;                         /* fl_pool_size(pool) */
-    bool simd;                            /* convs use fl_convk (AVX-512) where they can */
+    bool simd;                            /* convs use fl_convk (AVX-512 or AVX2) where they can */
     int nvalues, cap_values;              /* values used / allocated */
     struct fl_gvalue *values;             /* every named value */
     int nnodes, cap_nodes;                /* nodes used / allocated */

@@ -1,10 +1,9 @@
 /* fl_ops_conv: the graph's Conv on NCHW values (stride, asymmetric padding, dilation, groups):
  * its shape inference and forward pass. A worker's samples go through in chunks, one im2col
- * matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N), or the
- * AVX-512 kernel (fl_convk) where it runs; a 1x1 stride-1 unpadded conv needs no im2col; a
- * LoRA on a plain conv stays factored (W x + s B A x). The backward pass: fl_ops_conv_bwd.c;
- * the window geometry: fl_ops_window.c; depthwise convs: fl_ops_depthwise.c; pools:
- * fl_ops_pool.c. */
+ * matrix and one fl_gemm per chunk and group (the batch folded into the GEMM's N), or fl_convk
+ * (AVX-512 or AVX2) where it runs; a 1x1 stride-1 unpadded conv needs no im2col; a LoRA on a
+ * plain conv stays factored (W x + s B A x). The backward pass: fl_ops_conv_bwd.c; the window
+ * geometry: fl_ops_window.c; depthwise convs: fl_ops_depthwise.c; pools: fl_ops_pool.c. */
 #include "fl_ops_window.h"
 #include "fl_ops_conv_impl.h"
 
@@ -20,6 +19,10 @@
  * last stages of a CNN); 1 MiB keeps the im2col matrix near the cache (measured on resnet18 and
  * mobilenet_v2 at 32x32 and 64x64, batch 32: 4 MiB and 16 MiB were slower, 256 and 512 KiB too). */
 #define S_CHUNK_FLOATS ((size_t)256 << 10)
+/* ...but at least this many columns (samples times positions) when the planes are small: the
+ * backward pass's W^T dY packs W once per chunk, and with resnet18's last stage at 64x64 (2x2
+ * planes, W 512 x 4608) a 1 MiB chunk held 6 samples, so W was packed 6 times per batch. */
+#define S_CHUNK_MIN_COLS 128
 
 /* Rank of a LoRA on the node's weight (0 for none). */
 static int s_lora_rank(const fl_graph_t *g, const struct fl_gnode *nd)
@@ -169,6 +172,27 @@ size_t fl_cv_chunk(const fl_graph_t *g, const struct fl_gnode *nd, const struct 
     return nb < 1 ? 1 : nb;
 }
 
+/* Scratch floats of a conv (not depthwise) whose chunks hold what S_CHUNK_FLOATS does, at
+ * least `least` samples, at most a worker's share: the portable path's chunk, or fl_convk's
+ * panels (a chunk's columns, or a small batch's). */
+static size_t s_scratch(const fl_graph_t *g, const struct fl_wgeom *q, int rank, size_t least)
+{
+    size_t workers = g->nworkers > 0 ? (size_t)g->nworkers : 1, few = workers > 1 ? workers - 1 : 1;
+    size_t share = ((size_t)g->max_batch + workers - 1) / workers;
+    size_t nb = S_CHUNK_FLOATS / s_chunk_floats(q, rank); /* samples a chunk */
+    nb = nb < least ? least : nb;
+    nb = nb < 1 ? 1 : nb > share ? share : nb;
+    size_t plain = s_fixed_floats(q, rank) + s_chunk_floats(q, rank) * nb;
+    size_t cols = (size_t)q->oh * q->ow *
+                  (nb > few                     ? nb
+                   : few > (size_t)g->max_batch ? (size_t)g->max_batch
+                                                : few);
+    size_t lora = rank ? ((size_t)rank + (size_t)q->mg) * cols : 0;
+    size_t fast = s_fixed_floats(q, rank) + (size_t)q->kh * q->kw * q->oh * q->ow +
+                  s_kfull(q) * (cols + FL_CONVK_NR) + lora;
+    return plain > fast ? plain : fast;
+}
+
 int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
 {
     const struct fl_gvalue *x = &g->values[nd->in[0]], *w = &g->values[nd->in[1]];
@@ -195,23 +219,9 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
         return rc;
     struct fl_wgeom q;
     fl_wgeom_of(g, nd, &q);
-    size_t per = s_chunk_floats(&q, s_lora_rank(g, nd)),
-           workers = g->nworkers > 0 ? (size_t)g->nworkers : 1;
-    size_t share = ((size_t)g->max_batch + workers - 1) / workers, nb = S_CHUNK_FLOATS / per;
-    nb = nb < 1 ? 1 : nb > share ? share : nb;
+    size_t p = (size_t)q.oh * q.ow, least = (S_CHUNK_MIN_COLS + p - 1) / p;
     nd->scratch =
-        q.depthwise ? fl_depthwise_scratch(&q) : s_fixed_floats(&q, s_lora_rank(g, nd)) + per * nb;
-    if (!q.depthwise) { /* fl_convk's panels: a chunk's columns, or a small batch's */
-        size_t few = workers > 1 ? workers - 1 : 1;
-        size_t cols = (size_t)q.oh * q.ow *
-                      (nb > few                     ? nb
-                       : few > (size_t)g->max_batch ? (size_t)g->max_batch
-                                                    : few);
-        size_t rank = (size_t)s_lora_rank(g, nd), lora = rank ? (rank + (size_t)q.mg) * cols : 0;
-        size_t fast = s_fixed_floats(&q, (int)rank) + (size_t)q.kh * q.kw * q.oh * q.ow +
-                      s_kfull(&q) * (cols + FL_CONVK_NR) + lora;
-        nd->scratch = nd->scratch > fast ? nd->scratch : fast;
-    }
+        q.depthwise ? fl_depthwise_scratch(&q) : s_scratch(g, &q, s_lora_rank(g, nd), least);
     return 0;
 }
 
@@ -396,7 +406,10 @@ static bool s_narrow(const fl_graph_t *g, const struct fl_wgeom *q)
 
 /* A narrow product needs a long k: its dot products end in reductions, which a short k does
  * not pay for; OpenBLAS does those better (measured on mobilenet_v2 and resnet18 at batch 1:
- * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower). */
+ * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower).
+ * It reads W in place with its dead taps (zeros in B): the product is bound by reading W,
+ * which compacting the kept taps' columns first would read too, by scattered floats, and then
+ * write and read again. */
 #define S_NARROW_MIN_K 1024
 
 /* Can fl_convk run node nd's forward pass? One group (a factored LoRA too). */
@@ -404,6 +417,7 @@ static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct 
 {
     (void)nd;
     return g->simd && !q->depthwise && q->groups == 1 &&
+           fl_convk_pays(q->kh * q->kw, q->mg, (size_t)q->oh * q->ow * (size_t)g->batch) &&
            (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K);
 }
 
@@ -469,19 +483,21 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
 {
     const size_t nr = FL_CONVK_NR, p = (size_t)q->oh * q->ow;
     bool narrow = s_narrow(g, q);
-    struct fl_cv_taps T;
-    s_taps_of(q, true, &T);
+    struct fl_cv_taps T; /* a narrow product keeps its dead taps (see S_NARROW_MIN_K) */
+    s_taps_of(q, !narrow, &T);
     const struct fl_glora *L = fl_lora_of(g, nd);
     size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
-    size_t apk = (size_t)q->kh * q->kw * p, avail = nd->scratch - fixed - apk;
-    size_t per = k + (L ? (size_t)L->rank + (size_t)q->mg : 0); /* floats a column */
+    size_t apk = (size_t)q->kh * q->kw * p; /* chunks as without S_CHUNK_MIN_COLS: */
+    size_t avail = s_scratch(g, q, s_lora_rank(g, nd), 1) - fixed - apk; /* B near the cache */
+    size_t per = k + (L ? (size_t)L->rank + (size_t)q->mg : 0);          /* floats a column */
     size_t nb = avail > k * nr + per * p ? (avail - k * nr) / (per * p) : 1;
     size_t pa, pb, ma, mb; /* the first chunk's share fixes the rows compacted */
     s_share(q, (b1 - b0 < nb ? b1 - b0 : nb) * p, narrow, part, nparts, &pa, &pb, &ma, &mb);
     if (ma == mb)
         return;
     struct fl_cv_ctx x;
-    fl_cv_ctx_init(g, nd, q, t, true, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg, &x);
+    fl_cv_ctx_init(g, nd, q, t, !narrow, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg,
+                   &x);
     struct fl_convk_job j = {.m = q->mg,
                              .k = x.k,
                              .w = x.w,

@@ -255,9 +255,16 @@ FL_INLINE void s_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_w
             dw[ch * kk + k] += dwT[k * c + ch];
 }
 
-/* The kernels above compiled twice, for AVX-512 and for any x86-64, chosen by the graph. */
+/* The kernels above compiled three times, for AVX-512, AVX2 and any x86-64, chosen by the graph
+ * and the CPU. */
 static FL_AVX512 void s_fwd_avx512(fl_graph_t *g, const struct fl_gnode *nd,
                                    const struct fl_wgeom *q, int t, size_t b0, size_t b1)
+{
+    s_fwd(g, nd, q, t, b0, b1);
+}
+
+static FL_AVX2 void s_fwd_avx2(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                               int t, size_t b0, size_t b1)
 {
     s_fwd(g, nd, q, t, b0, b1);
 }
@@ -274,6 +281,12 @@ static FL_AVX512 void s_bwd_avx512(fl_graph_t *g, const struct fl_gnode *nd,
     s_bwd(g, nd, q, t, b0, b1);
 }
 
+static FL_AVX2 void s_bwd_avx2(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                               int t, size_t b0, size_t b1)
+{
+    s_bwd(g, nd, q, t, b0, b1);
+}
+
 static void s_bwd_portable(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                            int t, size_t b0, size_t b1)
 {
@@ -283,13 +296,13 @@ static void s_bwd_portable(fl_graph_t *g, const struct fl_gnode *nd, const struc
 void fl_depthwise_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
                       size_t b0, size_t b1)
 {
-    (g->simd ? s_fwd_avx512 : s_fwd_portable)(g, nd, q, t, b0, b1);
+    (!g->simd ? s_fwd_portable : fl_convk_wide() ? s_fwd_avx512 : s_fwd_avx2)(g, nd, q, t, b0, b1);
 }
 
 void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
                       size_t b0, size_t b1)
 {
-    (g->simd ? s_bwd_avx512 : s_bwd_portable)(g, nd, q, t, b0, b1);
+    (!g->simd ? s_bwd_portable : fl_convk_wide() ? s_bwd_avx512 : s_bwd_avx2)(g, nd, q, t, b0, b1);
 }
 
 /* Below this many multiply-adds a batch's depthwise conv is not worth sharing out. */
@@ -321,6 +334,12 @@ static FL_AVX512 void s_fwd_part_avx512(fl_graph_t *g, const struct fl_gnode *nd
     s_fwd_part(g, nd, q, part, nparts);
 }
 
+static FL_AVX2 void s_fwd_part_avx2(fl_graph_t *g, const struct fl_gnode *nd,
+                                    const struct fl_wgeom *q, int part, int nparts)
+{
+    s_fwd_part(g, nd, q, part, nparts);
+}
+
 static void s_fwd_part_portable(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                                 int part, int nparts)
 {
@@ -330,5 +349,7 @@ static void s_fwd_part_portable(fl_graph_t *g, const struct fl_gnode *nd, const 
 void fl_depthwise_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                            int part, int nparts)
 {
-    (g->simd ? s_fwd_part_avx512 : s_fwd_part_portable)(g, nd, q, part, nparts);
+    (!g->simd          ? s_fwd_part_portable
+     : fl_convk_wide() ? s_fwd_part_avx512
+                       : s_fwd_part_avx2)(g, nd, q, part, nparts);
 }

@@ -1,0 +1,349 @@
+/* fl_convk2: fl_convk's kernels for CPUs with AVX2 and FMA but not AVX-512 (fl_convk.c calls
+ * them there). The same packed panels of FL_CONVK_NR columns, taken as two halves of 16: a
+ * register block of 6 rows of W by 16 columns (12 accumulators of 8 floats) over the whole k,
+ * then bias and activation on the way out. Each element is one chain of multiply-adds over k
+ * in order, whatever the rows and panels asked. Compiled for AVX2 by function attributes only. */
+#include "fl_convk.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#define S_TARGET   __attribute__((target("avx2,fma")))
+#define S_MR       6
+#define S_NR       FL_CONVK_NR
+#define S_PREFETCH 8 /* rows of a panel ahead */
+
+static inline float s_act(const struct fl_convk_job *j, float v)
+{
+    if (j->act == FL_CONVK_RELU)
+        return v > 0 ? v : 0;
+    if (j->act == FL_CONVK_CLIP) {
+        v = v < j->lo ? j->lo : v;
+        return v > j->hi ? j->hi : v;
+    }
+    return v;
+}
+
+static inline S_TARGET __m256 s_act8(const struct fl_convk_job *j, __m256 v)
+{
+    if (j->act == FL_CONVK_RELU) /* v > 0 ? v : 0 */
+        return _mm256_max_ps(v, _mm256_setzero_ps());
+    if (j->act == FL_CONVK_CLIP) /* lo > v ? lo : v, then hi < v ? hi : v */
+        return _mm256_min_ps(_mm256_set1_ps(j->hi), _mm256_max_ps(_mm256_set1_ps(j->lo), v));
+    return v;
+}
+
+/* Lanes 0 .. n-1 of a mask vector (n may be outside 0..8). */
+static inline S_TARGET __m256i s_mask(int n)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota);
+}
+
+/* Rows a .. (mr of them, lda apart; the missing ones repeat the last) times the 16 columns of
+ * a half panel bp (rows S_NR floats apart) over k, nv vectors of its 2; stored into tile
+ * [S_MR][16], or (dst not NULL) with bias and activation straight into the output: row i at
+ * dst + i * p, the first nc columns. */
+static inline __attribute__((always_inline)) S_TARGET void
+s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
+        int nv, float *tile, float *dst, size_t p, const float *bias, int nc)
+{
+    const float *r[S_MR];
+    for (int i = 0; i < S_MR; i++)
+        r[i] = a + (size_t)(i < mr ? i : mr - 1) * lda;
+    __m256 c0[S_MR], c1[S_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < S_MR; i++)
+        c0[i] = c1[i] = _mm256_setzero_ps();
+    for (int kk = 0; kk < k; kk++, bp += S_NR) {
+        _mm_prefetch((const char *)(bp + S_PREFETCH * S_NR), _MM_HINT_T0);
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = nv > 1 ? _mm256_loadu_ps(bp + 8) : b0;
+#pragma GCC unroll 6
+        for (int i = 0; i < S_MR; i++) {
+            __m256 av = _mm256_broadcast_ss(r[i] + kk);
+            c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+            if (nv > 1)
+                c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+    if (!dst) {
+#pragma GCC unroll 6
+        for (int i = 0; i < S_MR; i++) {
+            _mm256_store_ps(tile + i * 16, c0[i]);
+            if (nv > 1)
+                _mm256_store_ps(tile + i * 16 + 8, c1[i]);
+        }
+        return;
+    }
+    __m256i m0 = s_mask(nc), m1 = s_mask(nc - 8);
+    bool full0 = nc >= 8, full1 = nc >= 16;
+#pragma GCC unroll 6
+    for (int i = 0; i < S_MR; i++) {
+        if (i >= mr)
+            break;
+        __m256 bv = _mm256_set1_ps(bias ? bias[i] : 0.0f);
+        float *d = dst + (size_t)i * p;
+        __m256 v0 = s_act8(j, _mm256_add_ps(c0[i], bv));
+        if (full0)
+            _mm256_storeu_ps(d, v0);
+        else
+            _mm256_maskstore_ps(d, m0, v0);
+        if (nv > 1) {
+            __m256 v1 = s_act8(j, _mm256_add_ps(c1[i], bv));
+            if (full1)
+                _mm256_storeu_ps(d + 8, v1);
+            else
+                _mm256_maskstore_ps(d + 8, m1, v1);
+        }
+    }
+}
+
+static __attribute__((noinline)) S_TARGET void s_micro2(const struct fl_convk_job *j, int k,
+                                                        const float *a, size_t lda, int mr,
+                                                        const float *bp, float *tile, float *dst,
+                                                        size_t p, const float *bias, int nc)
+{
+    if (dst)
+        s_micro(j, k, a, lda, mr, bp, 2, NULL, dst, p, bias, nc);
+    else
+        s_micro(j, k, a, lda, mr, bp, 2, tile, NULL, p, bias, nc);
+}
+
+static __attribute__((noinline)) S_TARGET void s_micro1(const struct fl_convk_job *j, int k,
+                                                        const float *a, size_t lda, int mr,
+                                                        const float *bp, float *tile, float *dst,
+                                                        size_t p, const float *bias, int nc)
+{
+    if (dst)
+        s_micro(j, k, a, lda, mr, bp, 1, NULL, dst, p, bias, nc);
+    else
+        s_micro(j, k, a, lda, mr, bp, 1, tile, NULL, p, bias, nc);
+}
+
+/* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
+ * through the activation, each column to its sample's plane. */
+static void s_store(const struct fl_convk_job *j, const float *tile, int o0, int mr, int c0, int nc)
+{
+    size_t p = (size_t)j->p;
+    for (int c = 0; c < nc; c++) {
+        size_t col = (size_t)c0 + (size_t)c;
+        float *base = j->y + col / p * j->ystride + col % p;
+        for (int i = 0; i < mr; i++) {
+            int o = o0 + i;
+            base[(size_t)o * p] = s_act(j, tile[i * 16 + c] + (j->bias ? j->bias[o] : 0.0f));
+        }
+    }
+}
+
+/* Rows o .. o+mr-1 of Y over panels [g0, g1) (tile: S_MR x 16 floats, 32-byte aligned). */
+static S_TARGET void s_run_group(const struct fl_convk_job *j, int o, int mr, int g0, int g1,
+                                 float *tile)
+{
+    size_t p = (size_t)j->p;
+    const float *a = j->w + (size_t)o * (size_t)j->ldw;
+    for (int pn = g0; pn < g1; pn++)
+        for (int h = 0; h < 2; h++) {
+            int c0 = pn * S_NR + 16 * h, nc = j->ncols - c0 < 16 ? j->ncols - c0 : 16;
+            if (nc <= 0)
+                break;
+            const float *bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
+            size_t pos = (size_t)c0 % p;
+            bool direct = pos + (size_t)nc <= p; /* one sample's run of positions */
+            float *dst = direct ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
+            const float *bias = j->bias ? j->bias + o : NULL;
+            if (nc > 8)
+                s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
+            else
+                s_micro1(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
+            if (!direct)
+                s_store(j, tile, o, mr, c0, nc);
+        }
+}
+
+S_TARGET void fl_convk2_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
+{
+    float tile[S_MR * 16] __attribute__((aligned(32)));
+    for (int o = m0; o < m1; o += S_MR)
+        s_run_group(j, o, m1 - o < S_MR ? m1 - o : S_MR, p0, p1, tile);
+}
+
+static inline S_TARGET float s_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* A 4 x nc (nc <= 2) block of dot products over k: rows of W against columns of B (both
+ * contiguous), 8 values of k at a time, the rest under a mask; each sum reduced at the end. */
+static inline __attribute__((always_inline)) S_TARGET void
+s_dots(int k, const float *const a[4], const float *const b[2], int nc, float out[4][2])
+{
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 2
+        for (int c = 0; c < nc; c++)
+            acc[i][c] = _mm256_setzero_ps();
+    for (int kk = 0; kk < k; kk += 8) {
+        __m256 av[4], bv[2];
+        if (k - kk >= 8) {
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                av[i] = _mm256_loadu_ps(a[i] + kk);
+#pragma GCC unroll 2
+            for (int c = 0; c < nc; c++)
+                bv[c] = _mm256_loadu_ps(b[c] + kk);
+        } else {
+            __m256i m = s_mask(k - kk);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                av[i] = _mm256_maskload_ps(a[i] + kk, m);
+#pragma GCC unroll 2
+            for (int c = 0; c < nc; c++)
+                bv[c] = _mm256_maskload_ps(b[c] + kk, m);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+#pragma GCC unroll 2
+            for (int c = 0; c < nc; c++)
+                acc[i][c] = _mm256_fmadd_ps(av[i], bv[c], acc[i][c]);
+    }
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < nc; c++)
+            out[i][c] = s_hsum(acc[i][c]);
+}
+
+static __attribute__((noinline)) S_TARGET void
+s_dots_n(int k, const float *const a[4], const float *const b[2], int nc, float out[4][2])
+{
+    if (nc == 1) /* each width its own unrolled loop: no column computed twice */
+        s_dots(k, a, b, 1, out);
+    else
+        s_dots(k, a, b, 2, out);
+}
+
+S_TARGET void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1)
+{
+    size_t p = (size_t)j->p, k = (size_t)j->k;
+    for (int o = m0; o < m1; o += 4) {
+        int mr = m1 - o < 4 ? m1 - o : 4;
+        const float *a[4];
+        for (int i = 0; i < 4; i++)
+            a[i] = j->w + (size_t)(o + (i < mr ? i : mr - 1)) * (size_t)j->ldw;
+        for (int c0 = 0; c0 < j->ncols; c0 += 2) {
+            int nc = j->ncols - c0 < 2 ? j->ncols - c0 : 2;
+            const float *b[2];
+            float out[4][2];
+            for (int c = 0; c < 2; c++)
+                b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
+            s_dots_n(j->k, a, b, nc, out);
+            for (int c = 0; c < nc; c++) {
+                size_t col = (size_t)c0 + (size_t)c;
+                float *dst = j->y + col / p * j->ystride + col % p;
+                for (int i = 0; i < mr; i++)
+                    dst[(size_t)(o + i) * p] =
+                        s_act(j, out[i][c] + (j->bias ? j->bias[o + i] : 0.0f));
+            }
+        }
+    }
+}
+
+/* A run of a panel row's lanes [a, b): zeros (step 0), or x[base + (i - a) * step]. */
+struct s_run {
+    int a, b;     /* lanes */
+    int step;     /* 0: padding; else the input offset's stride from lane to lane */
+    int32_t base; /* the input offset of lane a */
+};
+
+/* The runs of lanes 0 .. len-1 of one tap's offsets il (at most FL_CONVK_NR runs). */
+static int s_runs(const int32_t *il, int len, struct s_run *run)
+{
+    int n = 0;
+    for (int i = 0; i < len;) {
+        int j = i + 1, step = 0;
+        if (il[i] < 0)
+            while (j < len && il[j] < 0)
+                j++;
+        else if (i + 1 < len && il[i + 1] > il[i]) {
+            step = il[i + 1] - il[i];
+            while (j < len && il[j] == il[j - 1] + step)
+                j++;
+        } else
+            step = 1;
+        run[n++] = (struct s_run){i, j, step, il[i]};
+        i = j;
+    }
+    return n;
+}
+
+/* The tap offsets of a panel row fall in runs (a row of output positions at stride 1 reads a
+ * row of the input); each run is found once per tap and copied for every channel. */
+S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
+                             size_t ldi, int len, float *dst)
+{
+    struct s_run run[S_NR];
+    for (int l = 0; l < ntaps; l++) {
+        int nrun = s_runs(idx + (size_t)l * ldi, len, run);
+        for (int c = 0; c < nch; c++) {
+            const float *xc = x + (size_t)c * plane;
+            float *row = dst + ((size_t)c * ntaps + l) * S_NR;
+            for (int r = 0; r < nrun; r++) {
+                const struct s_run *u = &run[r];
+                float *restrict d = row + u->a;
+                const float *restrict src = xc + u->base;
+                int n = u->b - u->a;
+                if (u->step == 0)
+                    for (int i = 0; i < n; i++)
+                        d[i] = 0.0f;
+                else if (u->step == 1)
+                    for (int i = 0; i < n; i++)
+                        d[i] = src[i];
+                else
+                    for (int i = 0; i < n; i++)
+                        d[i] = src[(size_t)i * (size_t)u->step];
+            }
+        }
+    }
+}
+
+/* r [8] rows of an 8 x 8 block, transposed in place (unpacks, shuffles, 128-bit lane swaps). */
+static inline __attribute__((always_inline)) S_TARGET void s_transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+        r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+}
+
+S_TARGET void fl_convk2_transpose(const float *src, float *dst, size_t rows, size_t cols)
+{
+    for (size_t r0 = 0; r0 < rows; r0 += 8)
+        for (size_t c0 = 0; c0 < cols; c0 += 8) {
+            size_t nr = rows - r0 < 8 ? rows - r0 : 8, nc = cols - c0 < 8 ? cols - c0 : 8;
+            if (nr < 8 || nc < 8) { /* the edges, by floats */
+                for (size_t c = c0; c < c0 + nc; c++)
+                    for (size_t r = r0; r < r0 + nr; r++)
+                        dst[c * rows + r] = src[r * cols + c];
+                continue;
+            }
+            __m256 r[8];
+            for (size_t i = 0; i < 8; i++)
+                r[i] = _mm256_loadu_ps(src + (r0 + i) * cols + c0);
+            s_transpose8(r);
+            for (size_t c = 0; c < 8; c++)
+                _mm256_storeu_ps(dst + (c0 + c) * rows + r0, r[c]);
+        }
+}
