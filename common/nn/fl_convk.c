@@ -320,16 +320,6 @@ static S_TARGET void s_transpose(const float *src, float *dst, size_t rows, size
         }
 }
 
-/* With AVX2 (Zen 3, no AVX-512), `bench_graph --convs --steps 5`, two runs, fl_convk against
- * im2col and OpenBLAS: resnet18's 7x7 stem over 3 channels 0.57-0.88 (32x32 and 64x64, batch 1
- * and 32: the gather dominates); 64 output channels, 3x3, 16x16 planes at batch 32 (8192
- * columns) 0.84 both runs, where OpenBLAS's large GEMM wins, while the same on 8x8 planes (2048
- * columns) was 1.00-1.06 and convs of 128 or more output channels 0.93-2.3 elsewhere. */
-bool fl_convk_pays(int taps, int m, size_t cols)
-{
-    return fl_convk_wide() || (taps <= 9 && (m > 64 || cols < 4096));
-}
-
 /* The AVX-512 kernels above where the CPU has them, else fl_convk2.c's AVX2 ones. */
 void fl_convk_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
 {

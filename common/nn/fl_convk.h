@@ -75,11 +75,6 @@ void fl_convk_transpose(const float *src, float *dst, size_t rows, size_t cols);
 
 #define FL_CONVK_NARROW 16 /* products of fewer columns use fl_convk_run_narrow */
 
-/* Does fl_convk beat im2col and OpenBLAS on a conv with this many taps (kh * kw), m output
- * channels and cols columns (samples times positions)? Always with AVX-512; with AVX2 not for
- * windows wider than 3x3 nor for few output channels over many columns (fl_convk.c). */
-bool fl_convk_pays(int taps, int m, size_t cols);
-
 /* The AVX2 builds of the four functions above (fl_convk2.c), same contracts; only fl_convk.c
  * calls them, on CPUs with AVX2 and FMA but not AVX-512. */
 void fl_convk2_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1);

@@ -417,7 +417,6 @@ static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct 
 {
     (void)nd;
     return g->simd && !q->depthwise && q->groups == 1 &&
-           fl_convk_pays(q->kh * q->kw, q->mg, (size_t)q->oh * q->ow * (size_t)g->batch) &&
            (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K);
 }
 
