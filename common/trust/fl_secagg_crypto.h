@@ -21,7 +21,7 @@
     (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
 #define FL_SECAGG_COMPLETE_MAX 16  /* up to this many branches, everyone is everyone's neighbour */
 #define FL_SECAGG_MAX_DEGREE   254 /* neighbours per branch: each takes one Shamir point */
-#define FL_SECAGG_FAIL_BOUND   0x1p-20 /* fl_secagg_degree: chance a round loses a branch's seeds */
+#define FL_SECAGG_FAIL_BOUND   0x1p-20 /* fl_secagg_degree's bound on a round's abort */
 #define FL_SECAGG_MAX_BRANCHES 1024    /* branches in one secure aggregation */
 #define FL_SECAGG_SHARE_BYTES  (2 * FL_SECAGG_KEY_BYTES) /* a neighbour's two shares, sealed */
 
