@@ -24,8 +24,9 @@
  * Medians over --repeats; each repeat runs plain, then secure, so a busy machine slows both
  * alike. A secure round the protocol aborts (a random neighbour graph left a dropped branch
  * fewer than t surviving neighbours) is run again on another graph and counted (aborted=).
+ * The graph is fl_secagg_degree's for --dropout F, by default the case's drop (0 or 0.3).
  *
- *   build-bench/bench_secagg [--repeats 3] [--threads 2] [--quick | --grid | --case N,L]
+ *   build-bench/bench_secagg [--repeats 3] [--threads 2] [--dropout F] [--quick|--grid|--case N,L]
  *
  * --grid: 10, 100 and 500 branches with 30 KB and 4 MB adapters (7,680 and 1,048,576 values;
  * the 500 x 4 MB case holds about 4 GB). L is a multiple of 16 (a LoRA pair of rank 8). */
@@ -122,10 +123,7 @@ static int s_keys(struct s_env *e)
 
 static int s_env_init(struct s_env *e, uint32_t n, size_t L, fl_pool_t *pool)
 {
-    memset(e, 0, sizeof *e);
-    e->n = n;
-    e->L = L;
-    e->pool = pool;
+    *e = (struct s_env){.n = n, .L = L, .pool = pool};
     randombytes_buf(e->run_id, sizeof e->run_id);
     randombytes_buf(e->base_hash, sizeof e->base_hash);
     int64_t cols = (int64_t)(L / (2 * S_RANK));
@@ -408,6 +406,8 @@ static void s_deliver(struct s_run *r, struct s_cost *c)
     }
 }
 
+static double s_dropout = -1; /* --dropout (negative, the default: the case's drop fraction) */
+#define S_GRAPH_DROPOUT(drop) (s_dropout >= 0 ? s_dropout : (drop) ? 0.3 : 0)
 /* One secure round of the case's n branches; drop: 30% leave after their shares. */
 static int s_secure_round(const struct s_env *e, bool drop, struct s_cost *c)
 {
@@ -419,7 +419,7 @@ static int s_secure_round(const struct s_env *e, bool drop, struct s_cost *c)
     struct fl_secagg_params p = {.n = n, .fixed = FL_SECAGG_FIXED_DEFAULT, .length = e->L};
     p.branches = malloc((size_t)n * FL_SIGN_PK_BYTES);
     randombytes_buf(p.graph_seed, sizeof p.graph_seed);
-    p.degree = fl_secagg_degree(n);
+    p.degree = fl_secagg_degree(n, S_GRAPH_DROPOUT(drop));
     p.threshold = fl_secagg_threshold(p.degree);
     struct fl_identity **id = calloc(n, sizeof *id);
     struct s_arg *args = calloc(n, sizeof *args);
@@ -529,11 +529,8 @@ static int s_case(uint32_t n, size_t L, int reps, fl_pool_t *pool, int threads)
         return 1;
     }
     struct s_cost pl[2][S_REPEATS], se[2][S_REPEATS];
-    uint32_t dropped = 0; /* s_secure_round's: i % 10 < 3 */
-    for (uint32_t i = 0; i < n; i++)
-        dropped += i % 10 < 3;
-    int rc = 0;
-    int aborted[2] = {0, 0};
+    uint32_t dropped = n / 10 * 3 + (n % 10 < 3 ? n % 10 : 3); /* s_secure_round's i % 10 < 3 */
+    int rc = 0, aborted[2] = {0, 0};
     for (int rep = 0; rep < reps && rc == 0; rep++)
         for (int drop = 0; drop < 2 && rc == 0; drop++) {
             if ((rc = s_plain_round(&e, drop ? n - dropped : n, &pl[drop][rep])) == 0)
@@ -547,7 +544,7 @@ static int s_case(uint32_t n, size_t L, int reps, fl_pool_t *pool, int threads)
     for (int drop = 0; drop < 2 && rc == 0; drop++) {
         struct s_cost P = s_med(pl[drop], reps), S = s_med(se[drop], reps);
         double pr = P.coord_s + P.branch_s, sr = S.coord_s + S.branch_s;
-        uint32_t k = fl_secagg_degree(n);
+        uint32_t k = fl_secagg_degree(n, S_GRAPH_DROPOUT(drop));
         printf("bench=secagg n=%u values=%zu drop=%d degree=%u threshold=%u threads=%d "
                "repeats=%d plain_coord_s=%.4f plain_branch_s=%.4f plain_round_s=%.4f "
                "plain_bytes=%.0f secure_coord_s=%.4f secure_branch_s=%.4f secure_round_s=%.4f "
@@ -579,6 +576,8 @@ int main(int argc, char **argv)
             repeats = atoi(argv[++a]);
         else if (strcmp(argv[a], "--threads") == 0 && a + 1 < argc)
             threads = atoi(argv[++a]);
+        else if (strcmp(argv[a], "--dropout") == 0 && a + 1 < argc)
+            s_dropout = atof(argv[++a]);
         else if (strcmp(argv[a], "--quick") == 0)
             quick = true;
         else if (strcmp(argv[a], "--grid") == 0)
@@ -587,12 +586,13 @@ int main(int argc, char **argv)
                  sscanf(argv[++a], "%u,%zu", &one.n, &one.L) == 2)
             have_one = true;
         else {
-            fprintf(stderr, "usage: bench_secagg [--repeats N] [--threads T] "
+            fprintf(stderr, "usage: bench_secagg [--repeats N] [--threads T] [--dropout F] "
                             "[--quick | --grid | --case N,L]\n");
             return 2;
         }
     }
     if (sodium_init() < 0 || repeats < 1 || repeats > S_REPEATS || threads < 1 ||
+        !(s_dropout < 0.5) ||
         (have_one && (one.n < 2 || one.n > FL_SECAGG_MAX_BRANCHES || one.L == 0)))
         return 2;
     static const struct s_case s_default[] = {
@@ -611,7 +611,7 @@ int main(int argc, char **argv)
            "coord_s", "branch_s", "round_s", "bytes", "coord_s", "branch_s", "round_s", "out", "in",
            "ratio");
     printf("%-18s | %-35s | %-45s |\n", "", "plain round", "secure round");
-    int rc = 0;
+    int rc = 0; /* one case after another while they succeed */
     for (size_t c = 0; c < ncases && rc == 0; c++)
         rc = s_case(cases[c].n, cases[c].L, repeats, pool, threads);
     fl_pool_destroy(&pool);

@@ -82,6 +82,7 @@ struct fl_coord_config {
     double dp_epsilon; /* DP-FedAvg: privacy budget (0: none) */
     double dp_delta;   /* and its delta */
     bool secure_aggregation; /* SecAgg+: the coordinator learns only the sum of the updates */
+    double secagg_dropout;   /* the fraction of selected branches its neighbour graph survives */
     /* the evaluation data as a CSV with a header (all empty: a plain CSV): the label column's
      * name, the feature columns' (comma-separated), what a missing value does */
     char eval_label_column[256];

@@ -204,6 +204,11 @@ static const struct fl_option s_options[] = {
      .group = "Secure aggregation (docs/SECURITY.md)",
      .help = "SecAgg+: branches mask their updates so that the coordinator learns only their "
              "weighted sum (fedavg and the server optimisers, with a fixed norm bound at most)"},
+    {"secagg_dropout", REAL(0, 0.5), .flags = FL_OPTION_HI_OPEN, C(secagg_dropout), .def = "0.1",
+     .metavar = "F",
+     .help = "the fraction of a round's branches secure aggregation should survive losing: "
+             "each branch gets enough neighbours that n x P[fewer than a threshold of them "
+             "stay] <= 2^-20 (more neighbours, more work per branch)"},
 };
 
 static const char *const s_sections[] = {"coordinator", "federation", "strategy", NULL};
@@ -299,6 +304,9 @@ int fl_coord_config_check(const struct fl_coord_config *c)
         if (c->min_clients < 3)
             return fl_fail(FL_EINVAL, "secure aggregation needs min_clients of at least 3 (the "
                                       "sum of two reveals each to the other)");
+    } else if (c->secagg_dropout != 0.1) {
+        return fl_fail(FL_EINVAL, "--secagg-dropout %g needs --secure-aggregation",
+                       c->secagg_dropout);
     }
     return 0;
 }

@@ -221,8 +221,9 @@ static void s_on_task(void *arg, const struct fl_round_branch *b, uint32_t round
 {
     struct fl_coord *c = arg;
     uint32_t selected = (uint32_t)fl_round_info(c->round)->selected;
-    fl_outbox_task(c->outbox, b->key, round, deadline_ms,
-                   fl_secagg_dp_shares(selected, (uint32_t)c->cfg.min_clients));
+    fl_outbox_task(
+        c->outbox, b->key, round, deadline_ms,
+        fl_secagg_dp_shares(selected, (uint32_t)c->cfg.min_clients, c->cfg.secagg_dropout));
 }
 
 static void s_on_final(void *arg, const struct fl_round_branch *b)

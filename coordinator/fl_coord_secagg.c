@@ -140,14 +140,15 @@ static void s_begin(fl_coord_secagg_t *self, const struct fl_round_info *info, i
             memcpy(self->p.branches[self->p.n++], b->key, FL_SIGN_PK_BYTES);
     }
     randombytes_buf(self->p.graph_seed, sizeof self->p.graph_seed);
-    self->p.degree = fl_secagg_degree(self->p.n);
+    self->p.degree = fl_secagg_degree(self->p.n, c->cfg.secagg_dropout);
     self->p.threshold = fl_secagg_threshold(self->p.degree);
     self->p.fixed = FL_SECAGG_FIXED_DEFAULT;
     if (c->cfg.max_samples < self->p.fixed.max_weight)
         self->p.fixed.max_weight = (uint32_t)c->cfg.max_samples;
     if (c->privacy) { /* as the tasks said, of the roster: at most the degree (a branch
                        * whose task said more refuses the setup) */
-        self->p.threshold = fl_secagg_dp_shares(self->p.n, (uint32_t)c->cfg.min_clients);
+        self->p.threshold =
+            fl_secagg_dp_shares(self->p.n, (uint32_t)c->cfg.min_clients, c->cfg.secagg_dropout);
         self->p.fixed = FL_SECAGG_FIXED_DP;
     }
     self->p.length = s_length(c);

@@ -439,3 +439,35 @@ Test(fl_coord_config, evaluation_table_options_read_a_csv_with_a_header_only_whe
     cr_assert_str_eq(t.label_column, "species");
     cr_assert_str_eq(t.columns, "a,b");
 }
+
+Test(fl_coord_config, secagg_dropout_is_a_fraction_below_a_half_and_only_for_secure_aggregation)
+{
+    char *dir = fl_test_tmpdir("cfgd");
+    char *path = fl_test_path(dir, "coord.ini");
+    s_write(
+        path,
+        "[coordinator]\nbase = b.ftm\nallow = allow\nkey = hq.key\nmin_clients = 3\nmin_start = 3\n"
+        "secagg_dropout = 0.3\n");
+    struct fl_coord_config c;
+    fl_coord_config_default(&c);
+    cr_expect_eq(c.secagg_dropout, 0.1);
+    cr_assert_eq(fl_coord_config_load(&c, path), 0, "%s", fl_error_msg());
+    cr_expect_eq(c.secagg_dropout, 0.3);
+    /* set without secure aggregation: refused, naming it */
+    cr_assert_eq(fl_coord_config_check(&c), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "--secagg-dropout") &&
+                  strstr(fl_error_msg(), "--secure-aggregation"),
+              "%s", fl_error_msg());
+    cr_assert_eq(fl_coord_config_set(&c, "secure_aggregation", "true"), 0);
+    cr_assert_eq(fl_coord_config_check(&c), 0, "%s", fl_error_msg());
+    /* [0, 0.5): at a half no graph can keep a strict majority of neighbours */
+    cr_expect_eq(fl_coord_config_set(&c, "secagg_dropout", "0"), 0);
+    cr_expect_eq(fl_coord_config_set(&c, "secagg_dropout", "0.499"), 0);
+    cr_expect_eq(fl_coord_config_set(&c, "secagg_dropout", "0.5"), FL_EINVAL);
+    cr_assert(strstr(fl_error_msg(), "secagg"), "%s", fl_error_msg());
+    cr_expect_eq(fl_coord_config_set(&c, "secagg_dropout", "-0.1"), FL_EINVAL);
+    cr_expect_eq(c.secagg_dropout, 0.499, "a refused value leaves the setting");
+    fl_test_rmtree(dir);
+    free(path);
+    free(dir);
+}

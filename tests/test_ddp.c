@@ -26,14 +26,17 @@ TestSuite(fl_ddp, .init = s_init);
 
 Test(fl_ddp, shares_are_the_threshold_raised_to_min_clients)
 {
-    cr_expect_eq(fl_secagg_dp_shares(2, 3), 0, "no secure aggregation of 2");
-    cr_expect_eq(fl_secagg_dp_shares(3, 3), 2, "degree 2: the threshold 2 is the most");
-    cr_expect_eq(fl_secagg_dp_shares(5, 3), 3, "degree 4, threshold 3");
-    cr_expect_eq(fl_secagg_dp_shares(10, 3), 5, "degree 9, threshold 5 above min_clients");
-    cr_expect_eq(fl_secagg_dp_shares(10, 8), 8, "min_clients above the threshold");
-    cr_expect_eq(fl_secagg_dp_shares(10, 10), 9, "no threshold above the degree");
-    cr_expect_eq(fl_secagg_dp_shares(100, 3), 15, "sparse graph: degree 28, threshold 15");
-    cr_expect_eq(fl_secagg_dp_shares(100, 50), 28);
+    cr_expect_eq(fl_secagg_dp_shares(2, 3, 0.1), 0, "no secure aggregation of 2");
+    cr_expect_eq(fl_secagg_dp_shares(3, 3, 0.1), 2, "degree 2: the threshold 2 is the most");
+    cr_expect_eq(fl_secagg_dp_shares(5, 3, 0.1), 3, "degree 4, threshold 3");
+    cr_expect_eq(fl_secagg_dp_shares(10, 3, 0.1), 5, "degree 9, threshold 5 above min_clients");
+    cr_expect_eq(fl_secagg_dp_shares(10, 8, 0.1), 8, "min_clients above the threshold");
+    cr_expect_eq(fl_secagg_dp_shares(10, 10, 0.1), 9, "no threshold above the degree");
+    cr_expect_eq(fl_secagg_dp_shares(100, 3, 0), 15, "sparse graph: degree 28, threshold 15");
+    cr_expect_eq(fl_secagg_dp_shares(100, 50, 0), 28);
+    /* dropout 0.1: degree 34 (tests/test_secagg.c, degree_from_dropout), threshold 18 */
+    cr_expect_eq(fl_secagg_dp_shares(100, 3, 0.1), 18);
+    cr_expect_eq(fl_secagg_dp_shares(100, 50, 0.1), 34);
 }
 
 Test(fl_ddp, hostile_settings_are_refused)

@@ -420,14 +420,63 @@ static void s_check_graph(const uint32_t *nbr, uint32_t n, uint32_t k)
     free(seen);
 }
 
+/* The tail sums against values computed apart, exactly in Python:
+ * python3 -c "from math import comb; f=lambda k,p,t: sum(comb(k,i)*p**i*(1-p)**(k-i)
+ *             for i in range(t)); print(f(28,.7,15), f(28,.9,15), f(10,.5,3))" */
+Test(fl_secagg_crypto, binomial_tail)
+{
+    cr_expect(fabs(fl_secagg_binom_below(28, 0.7, 15) / 0.02076328162048037 - 1) < 1e-9);
+    cr_expect(fabs(fl_secagg_binom_below(28, 0.9, 15) / 1.0222265369206622e-07 - 1) < 1e-9);
+    cr_expect(fabs(fl_secagg_binom_below(10, 0.5, 3) - 0.0546875) < 1e-12); /* 56 / 1024 */
+    cr_expect_eq(fl_secagg_binom_below(10, 0.5, 0), 0);
+    cr_expect_eq(fl_secagg_binom_below(10, 0.5, 11), 1);
+    cr_expect_eq(fl_secagg_binom_below(10, 1.0, 6), 0, "no dropout: never short");
+    cr_expect(fabs(fl_secagg_binom_below(254, 0.5, 254) - (1 - ldexp(1, -254))) < 1e-12);
+}
+
+/* Degrees: the smallest even k from 4 log2 n up with n P[Bin(k, 1 - dropout) < k/2 + 1] at most
+ * 2^-20 = 9.54e-7 (tail sums as in binomial_tail):
+ *   n 100, dropout 0.1: 4 log2 100 = 26.6 -> 28; 100 f(32,.9,17) = 1.24e-6 > 2^-20,
+ *     100 f(34,.9,18) = 4.34e-7: 34
+ *   n 1000, dropout 0.1: 39.9 -> 40; 1000 f(40,.9,21) = 1.87e-7: 40
+ *   n 500, dropout 0.3: 500 f(202,.7,102) = 1.09e-6, 500 f(204,.7,103) = 9.07e-7: 204
+ *   n 100, dropout 0.3: no even k below 100 (100 f(98,.7,50) = 2.7e-3): everyone, 99 */
+Test(fl_secagg_crypto, degree_from_dropout)
+{
+    cr_expect_eq(fl_secagg_degree(2, 0.1), 1);
+    cr_expect_eq(fl_secagg_degree(10, 0.3), 9);
+    cr_expect_eq(fl_secagg_degree(16, 0.1), 15);
+    cr_expect_eq(fl_secagg_degree(17, 0), 16);   /* ceil(4 log2 17) = 17 -> 18 > 16: n - 1 */
+    cr_expect_eq(fl_secagg_degree(100, 0), 28);  /* 4 log2 100 = 26.6 -> 27 -> 28 */
+    cr_expect_eq(fl_secagg_degree(1000, 0), 40); /* 39.9 -> 40 */
+    cr_expect_eq(fl_secagg_degree(100, 0.1), 34);
+    cr_expect_eq(fl_secagg_degree(1000, 0.1), 40);
+    cr_expect_eq(fl_secagg_degree(500, 0.3), 204);
+    cr_expect_eq(fl_secagg_degree(100, 0.3), 99);
+    cr_expect_eq(fl_secagg_degree(1000, 0.45), FL_SECAGG_MAX_DEGREE, "capped");
+    /* where the bound is met, it holds at the degree chosen and not two below it */
+    static const struct {
+        uint32_t n;
+        double d;
+    } met[] = {{100, 0.1}, {1000, 0.1}, {500, 0.3}, {1000, 0.3}, {200, 0.2}};
+    for (size_t i = 0; i < sizeof met / sizeof met[0]; i++) {
+        uint32_t n = met[i].n, k = fl_secagg_degree(n, met[i].d);
+        cr_assert(k < n - 1, "n %u dropout %g: degree %u", n, met[i].d, k);
+        cr_expect_eq(k % 2, 0);
+        cr_expect(n * fl_secagg_binom_below(k, 1 - met[i].d, fl_secagg_threshold(k)) <=
+                  FL_SECAGG_FAIL_BOUND);
+        uint32_t k0 = ((uint32_t)ceil(4 * log2(n)) + 1u) & ~1u;
+        cr_expect(k == k0 ||
+                  n * fl_secagg_binom_below(k - 2, 1 - met[i].d, fl_secagg_threshold(k - 2)) >
+                      FL_SECAGG_FAIL_BOUND);
+    }
+    /* n 100 at dropout 0.3: no sparse graph meets the bound; even everyone does not (100
+     * f(99,.7,50) = 1.6e-3), which is the most secure aggregation can do */
+    cr_expect(100 * fl_secagg_binom_below(98, 0.7, 50) > FL_SECAGG_FAIL_BOUND);
+}
+
 Test(fl_secagg_crypto, neighbour_graph_is_regular_random_and_reproducible)
 {
-    cr_expect_eq(fl_secagg_degree(2), 1);
-    cr_expect_eq(fl_secagg_degree(10), 9);
-    cr_expect_eq(fl_secagg_degree(16), 15);
-    cr_expect_eq(fl_secagg_degree(17), 16);   /* ceil(4 log2 17) = 17 -> 18 > 16: n - 1 */
-    cr_expect_eq(fl_secagg_degree(100), 28);  /* 4 log2 100 = 26.6 -> 27 -> 28 */
-    cr_expect_eq(fl_secagg_degree(1000), 40); /* 39.9 -> 40 */
     cr_expect_eq(fl_secagg_threshold(9), 5);
     cr_expect_eq(fl_secagg_threshold(28), 15);
     cr_expect_eq(fl_secagg_threshold(2), 2);

@@ -149,7 +149,8 @@ out_free:
     f->buf = NULL;
 }
 
-/* A round of n branches, inputs random, the degree and threshold fedtl's defaults. */
+/* A round of n branches, inputs random, the degree and threshold fedtl's for no dropout (4 log2 n:
+ * a sparse graph from 20 branches up). */
 static void s_net_init(struct s_net *net, uint32_t n)
 {
     cr_assert_geq(sodium_init(), 0);
@@ -160,7 +161,7 @@ static void s_net_init(struct s_net *net, uint32_t n)
     net->p.n = n;
     net->p.branches = malloc((size_t)n * FL_SIGN_PK_BYTES);
     randombytes_buf(net->p.graph_seed, sizeof net->p.graph_seed);
-    net->p.degree = fl_secagg_degree(n);
+    net->p.degree = fl_secagg_degree(n, 0);
     net->p.threshold = fl_secagg_threshold(net->p.degree);
     net->p.fixed = FL_SECAGG_FIXED_DEFAULT;
     net->p.length = S_LENGTH;

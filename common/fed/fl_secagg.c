@@ -238,11 +238,11 @@ double fl_secagg_clip(float *delta, size_t n, double bound)
     return scale;
 }
 
-uint32_t fl_secagg_dp_shares(uint32_t selected, uint32_t min_clients)
+uint32_t fl_secagg_dp_shares(uint32_t selected, uint32_t min_clients, double dropout)
 {
     if (selected < 3)
         return 0;
-    uint32_t k = fl_secagg_degree(selected), t = fl_secagg_threshold(k);
+    uint32_t k = fl_secagg_degree(selected, dropout), t = fl_secagg_threshold(k);
     uint32_t lo = min_clients < k ? min_clients : k;
     return t > lo ? t : lo;
 }

@@ -85,9 +85,10 @@ double fl_secagg_clip(float *delta, size_t n, double bound);
 
 /* m, the fewest inputs a distributed-DP sum of `selected` branches may be unmasked with, and
  * the setup's threshold: the secure aggregation's own threshold, raised to min_clients (a
- * round with fewer inputs falls short anyway) as far as the neighbour count allows. Each
+ * round with fewer inputs falls short anyway) as far as the neighbour count
+ * (fl_secagg_degree(selected, dropout), the coordinator's secagg_dropout) allows. Each
  * branch's noise share is z C / sqrt(m). 0 when selected < 3. */
-uint32_t fl_secagg_dp_shares(uint32_t selected, uint32_t min_clients);
+uint32_t fl_secagg_dp_shares(uint32_t selected, uint32_t min_clients, double dropout);
 /* Check the DP settings of a RoundTask (noise multiplier z, clip C = its norm bound, share
  * count m) and give a branch's share deviation *sigma = z C / sqrt(m). FL_EFORMAT naming the
  * field for z not finite or outside (0, 1e6], C not finite or <= 0, m outside [2,

@@ -312,15 +312,39 @@ int fl_secagg_open(const uint8_t key[FL_SECAGG_KEY_BYTES], const struct fl_secag
     return 0;
 }
 
-uint32_t fl_secagg_degree(uint32_t n)
+double fl_secagg_binom_below(uint32_t k, double p, uint32_t t)
+{
+    if (t == 0)
+        return 0;
+    if (t > k)
+        return 1;
+    if (p <= 0)
+        return 1;
+    if (p >= 1)
+        return 0;
+    /* Each term C(k, i) p^i (1-p)^(k-i) in log space: no overflow of C(k, i) nor underflow of
+     * p^i before the product is formed. */
+    double lp = log(p), lq = log1p(-p), lk = lgamma((double)k + 1), sum = 0;
+    for (uint32_t i = 0; i < t; i++)
+        sum +=
+            exp(lk - lgamma((double)i + 1) - lgamma((double)(k - i) + 1) + i * lp + (k - i) * lq);
+    return sum < 1 ? sum : 1;
+}
+
+uint32_t fl_secagg_degree(uint32_t n, double dropout)
 {
     if (n <= FL_SECAGG_COMPLETE_MAX)
         return n ? n - 1 : 0;
+    uint32_t everyone = n - 1 < FL_SECAGG_MAX_DEGREE ? n - 1 : FL_SECAGG_MAX_DEGREE;
     uint32_t k = (uint32_t)ceil(4.0 * log2((double)n));
     k += k & 1u;
-    if (k > FL_SECAGG_MAX_DEGREE)
-        k = FL_SECAGG_MAX_DEGREE;
-    return k >= n ? ((n - 1) & ~1u) : k;
+    if (k >= n)
+        k = (n - 1) & ~1u;
+    for (; k <= everyone; k += 2)
+        if ((double)n * fl_secagg_binom_below(k, 1 - dropout, fl_secagg_threshold(k)) <=
+            FL_SECAGG_FAIL_BOUND)
+            return k;
+    return everyone;
 }
 
 uint32_t fl_secagg_threshold(uint32_t k)

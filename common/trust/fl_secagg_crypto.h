@@ -19,9 +19,10 @@
 #define FL_SECAGG_SEED_BYTES 32 /* the seed the neighbour graph is drawn from */
 #define FL_SECAGG_SEAL_OVERHEAD                                                                    \
     (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
-#define FL_SECAGG_COMPLETE_MAX 16   /* up to this many branches, everyone is everyone's neighbour */
-#define FL_SECAGG_MAX_DEGREE   254  /* neighbours per branch: each takes one Shamir point */
-#define FL_SECAGG_MAX_BRANCHES 1024 /* branches in one secure aggregation */
+#define FL_SECAGG_COMPLETE_MAX 16  /* up to this many branches, everyone is everyone's neighbour */
+#define FL_SECAGG_MAX_DEGREE   254 /* neighbours per branch: each takes one Shamir point */
+#define FL_SECAGG_FAIL_BOUND   0x1p-20 /* fl_secagg_degree's bound on a round's abort */
+#define FL_SECAGG_MAX_BRANCHES 1024    /* branches in one secure aggregation */
 #define FL_SECAGG_SHARE_BYTES  (2 * FL_SECAGG_KEY_BYTES) /* a neighbour's two shares, sealed */
 
 /* The round a secure aggregation belongs to; every key and signature is bound to it. */
@@ -113,9 +114,16 @@ int fl_secagg_open(const uint8_t key[FL_SECAGG_KEY_BYTES], const struct fl_secag
                    const uint8_t *ct, size_t ct_len, uint8_t *plain)
     __attribute__((warn_unused_result));
 
-/* The neighbour count for n branches: n - 1 (everyone) up to FL_SECAGG_COMPLETE_MAX branches,
- * else the even number at or above 4 log2 n, at most n - 1 and FL_SECAGG_MAX_DEGREE. */
-uint32_t fl_secagg_degree(uint32_t n);
+/* P[Binomial(k, p) < t]: the chance that fewer than t of k neighbours survive when each does
+ * with probability p, summed exactly in double (each term in log space). */
+double fl_secagg_binom_below(uint32_t k, double p, uint32_t t);
+/* The neighbour count for n branches that should survive losing a fraction dropout of them
+ * (in [0, 0.5)): n - 1 (everyone) up to FL_SECAGG_COMPLETE_MAX branches, else the smallest even
+ * k at or above 4 log2 n with n * P[Binomial(k, 1 - dropout) < fl_secagg_threshold(k)] at most
+ * FL_SECAGG_FAIL_BOUND (no branch left with fewer than a threshold of surviving neighbours,
+ * by a union bound over the n), or when no even k below n and FL_SECAGG_MAX_DEGREE meets that,
+ * everyone: n - 1, at most FL_SECAGG_MAX_DEGREE. */
+uint32_t fl_secagg_degree(uint32_t n, double dropout);
 /* The default Shamir threshold among k neighbours: a strict majority, k / 2 + 1, at least 2
  * (1 when k = 1). */
 uint32_t fl_secagg_threshold(uint32_t k);
