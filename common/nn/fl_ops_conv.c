@@ -404,20 +404,21 @@ static bool s_narrow(const fl_graph_t *g, const struct fl_wgeom *q)
     return (size_t)q->oh * q->ow * (size_t)g->batch < FL_CONVK_NARROW;
 }
 
-/* A narrow product needs a long k: its dot products end in reductions, which a short k does
- * not pay for; OpenBLAS does those better (measured on mobilenet_v2 and resnet18 at batch 1:
- * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower).
- * It reads W in place with its dead taps (zeros in B): the product is bound by reading W,
- * which compacting the kept taps' columns first would read too, by scattered floats, and then
- * write and read again. */
-#define S_NARROW_MIN_K 1024
+/* A narrow product needs k of a few vectors: its dot products end in reductions (eight at once
+ * on AVX2). It reads W in place with its dead taps (zeros in B): the product is bound by
+ * reading W, which compacting the kept taps' columns first would read too, by scattered floats,
+ * and then write and read again. Measured on AVX2 with mobilenet_v2 at 64x64, batch 1: its
+ * 1x1 convs on 2x2 planes (k 160 to 960) took 1.5-1.8x less time than through OpenBLAS, which
+ * packs the whole weight for 4 columns. The AVX-512 kernel keeps the bound it was measured
+ * with (1024 beat 256 there). */
+#define S_NARROW_MIN_K(wide) ((wide) ? 1024 : 64)
 
 /* Can fl_convk run node nd's forward pass? One group (a factored LoRA too). */
 static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
     (void)nd;
     return g->simd && !q->depthwise && q->groups == 1 &&
-           (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K);
+           (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K(fl_convk_wide()));
 }
 
 /* A factored LoRA's term on rows [ma, mb) and columns [c0, c1) of a chunk whose main product j
