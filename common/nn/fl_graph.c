@@ -114,8 +114,10 @@ void fl_graph_destroy(fl_graph_t **self_p)
             free(g->values[i].data);
         free(g->values[i].grad);
     }
-    for (int i = 0; i < g->nnodes; i++)
+    for (int i = 0; i < g->nnodes; i++) {
         free(g->nodes[i].argmax);
+        free(g->nodes[i].wc);
+    }
     for (int t = 0; t < FL_GRAPH_MAX_WORKERS; t++) {
         free(g->scratch[t]);
         if (g->wgrad[t] && t > 0)
