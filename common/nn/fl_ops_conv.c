@@ -527,8 +527,8 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
 
 /* Below these, a conv's forward pass is not worth sharing among workers: multiply-adds, and
  * weight floats (read once whatever the batch: the last stages at batch 1). */
-#define S_SPLIT_MACS    ((size_t)1 << 21)
-#define S_SPLIT_WEIGHTS ((size_t)1 << 18)
+#define S_SPLIT_MACS    ((size_t)1 << 17)
+#define S_SPLIT_WEIGHTS ((size_t)1 << 15)
 
 bool fl_conv_splits(const fl_graph_t *g, const struct fl_gnode *nd)
 {
