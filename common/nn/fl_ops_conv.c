@@ -318,6 +318,16 @@ static void s_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, 
 static void s_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
                           float *bt, size_t k, size_t col0)
 {
+    if (q->direct) { /* 1x1: column j is position j of every channel plane */
+        size_t p = (size_t)q->oh * q->ow;
+        if (p == 1)
+            memcpy(bt + col0 * k, x, k * sizeof *bt);
+        else
+            for (size_t c = 0; c < k; c++)
+                for (size_t j = 0; j < p; j++)
+                    bt[(col0 + j) * k + c] = x[c * p + j];
+        return;
+    }
     for (int oy = 0; oy < q->oh; oy++)
         for (int ox = 0; ox < q->ow; ox++) {
             float *dst = bt + (col0 + (size_t)oy * q->ow + ox) * k;
