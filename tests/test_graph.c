@@ -674,6 +674,40 @@ Test(fl_graph, pools_known_answers)
     fl_graph_destroy(&g);
 }
 
+/* MaxPool planned without gradients takes the windows row by row and keeps no winners: the
+ * same values as with them, over strides, odd planes and (asymmetric) padding. */
+Test(fl_graph, maxpool_without_gradients_gives_the_same_values)
+{
+    const int geo[][8] = {
+        /* h, w, kernel, stride, pads top, left, bottom, right */
+        {9, 8, 3, 2, 1, 1, 1, 1}, {7, 7, 2, 2, 0, 0, 0, 0}, {5, 6, 3, 1, 1, 1, 1, 1},
+        {6, 9, 3, 2, 0, 1, 1, 0}, {1, 1, 3, 1, 1, 1, 1, 1}, {16, 16, 3, 2, 1, 1, 1, 1},
+    };
+    struct fl_rng r;
+    fl_rng_seed(&r, 34);
+    for (size_t i = 0; i < sizeof geo / sizeof geo[0]; i++) {
+        const int *q = geo[i];
+        int64_t d[3] = {3, q[0], q[1]};
+        struct fl_op_attrs mp = fl_op_attrs_default();
+        mp.kernel[0] = mp.kernel[1] = q[2], mp.stride[0] = mp.stride[1] = q[3];
+        memcpy(mp.pads, q + 4, sizeof mp.pads);
+        float x[2 * 3 * 16 * 16];
+        s_fill(x, (size_t)2 * 3 * q[0] * q[1], &r, 1);
+        fl_graph_t *with = s_unary_graph(FL_OP_MAXPOOL, &mp, 3, d), *without = fl_graph_new(NULL);
+        cr_assert_eq(fl_graph_add_input(without, "x", 3, d), 0);
+        s_node(without, "op", FL_OP_MAXPOOL, "x", NULL, NULL, "y", &mp);
+        cr_assert_eq(fl_graph_set_output(without, "y"), 0);
+        cr_assert_eq(fl_graph_plan(without, 3, false), 0, "%s", fl_error_msg());
+        cr_assert_eq(fl_graph_forward(with, x, 2), 0);
+        cr_assert_eq(fl_graph_forward(without, x, 2), 0);
+        size_t per;
+        const float *a = fl_graph_output(with, &per), *b = fl_graph_output(without, NULL);
+        cr_assert(memcmp(a, b, 2 * per * sizeof *a) == 0, "geometry %zu differs", i);
+        fl_graph_destroy(&with);
+        fl_graph_destroy(&without);
+    }
+}
+
 Test(fl_graph, pool_gradients)
 {
     struct fl_rng r;
