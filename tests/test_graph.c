@@ -297,6 +297,58 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
     }
 }
 
+/* y against plain loops on the graph's current parameters (Relu applied), batch n of x. */
+static void s_expect_conv(fl_graph_t *g, const struct s_conv_case *k, const float *x, int n)
+{
+    size_t per, nin = (size_t)k->c * k->h * k->w;
+    cr_assert_eq(fl_graph_forward(g, x, n), 0, "%s", fl_error_msg());
+    const float *y = fl_graph_output(g, &per);
+    float *ref = malloc(per * sizeof *ref);
+    int oh = (k->h + k->pads[0] + k->pads[2] - k->kh) / k->sh + 1;
+    int ow = (k->w + k->pads[1] + k->pads[3] - k->kw) / k->sw + 1;
+    for (int s = 0; s < n; s++) {
+        s_conv_ref(k, x + (size_t)s * nin, fl_graph_value(g, "w", NULL),
+                   fl_graph_value(g, "b", NULL), oh, ow, ref); /* read only: no touch */
+        for (size_t i = 0; i < per; i++)
+            cr_assert_float_eq(y[(size_t)s * per + i], ref[i] > 0 ? ref[i] : 0,
+                               1e-4 * (1 + fabsf(ref[i])), "sample %d [%zu]", s, i);
+    }
+    free(ref);
+}
+
+/* A frozen weight whose conv drops taps (3x3 on 1x1 and 2x2 planes) has its live columns kept
+ * between forward passes; a write through fl_graph_param, or through a pointer kept from it
+ * followed by fl_graph_touch, shows in the next pass, at batch 1 (narrow) and 3. */
+Test(fl_graph, frozen_conv_weight_cached_columns_follow_writes)
+{
+    const struct s_conv_case cases[] = {
+        {96, 1, 1, 20, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {40, 2, 2, 9, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1},
+    };
+    struct fl_rng r;
+    fl_rng_seed(&r, 33);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct s_conv_case *k = &cases[c];
+        size_t nin = (size_t)k->c * k->h * k->w, nw;
+        float x[3 * 160];
+        s_fill(x, 3 * nin, &r, 1);
+        fl_graph_t *g = s_conv_graph(k, NULL, true, FL_OP_RELU, 60 + c, 3);
+        for (int n = 1; n <= 3; n += 2) {
+            s_expect_conv(g, k, x, n);
+            s_expect_conv(g, k, x, n); /* from the kept columns */
+            float *w = fl_graph_param(g, "w", &nw);
+            for (size_t i = 0; i < nw; i++)
+                w[i] = -0.5f * w[i] + 0.01f * (float)(i % 7);
+            s_expect_conv(g, k, x, n);
+            for (size_t i = 0; i < nw; i++) /* the pointer kept across a pass */
+                w[i] = 1.5f * w[i];
+            fl_graph_touch(g);
+            s_expect_conv(g, k, x, n);
+        }
+        fl_graph_destroy(&g);
+    }
+}
+
 /* A batch smaller than the pool is shared out within each conv (by output columns, or by
  * output channels when the weight dominates, with the narrow kernel or panels, with dead taps):
  * the same bits as one thread, for pools of 2 and 3 and batches of 1 and 2, and the values of
@@ -620,6 +672,40 @@ Test(fl_graph, pools_known_answers)
     cr_assert_eq(fl_graph_forward(g, x, 1), 0);
     cr_assert_float_eq(fl_graph_output(g, NULL)[0], 7.5f, 1e-6);
     fl_graph_destroy(&g);
+}
+
+/* MaxPool planned without gradients takes the windows row by row and keeps no winners: the
+ * same values as with them, over strides, odd planes and (asymmetric) padding. */
+Test(fl_graph, maxpool_without_gradients_gives_the_same_values)
+{
+    const int geo[][8] = {
+        /* h, w, kernel, stride, pads top, left, bottom, right */
+        {9, 8, 3, 2, 1, 1, 1, 1}, {7, 7, 2, 2, 0, 0, 0, 0}, {5, 6, 3, 1, 1, 1, 1, 1},
+        {6, 9, 3, 2, 0, 1, 1, 0}, {1, 1, 3, 1, 1, 1, 1, 1}, {16, 16, 3, 2, 1, 1, 1, 1},
+    };
+    struct fl_rng r;
+    fl_rng_seed(&r, 34);
+    for (size_t i = 0; i < sizeof geo / sizeof geo[0]; i++) {
+        const int *q = geo[i];
+        int64_t d[3] = {3, q[0], q[1]};
+        struct fl_op_attrs mp = fl_op_attrs_default();
+        mp.kernel[0] = mp.kernel[1] = q[2], mp.stride[0] = mp.stride[1] = q[3];
+        memcpy(mp.pads, q + 4, sizeof mp.pads);
+        float x[2 * 3 * 16 * 16];
+        s_fill(x, (size_t)2 * 3 * q[0] * q[1], &r, 1);
+        fl_graph_t *with = s_unary_graph(FL_OP_MAXPOOL, &mp, 3, d), *without = fl_graph_new(NULL);
+        cr_assert_eq(fl_graph_add_input(without, "x", 3, d), 0);
+        s_node(without, "op", FL_OP_MAXPOOL, "x", NULL, NULL, "y", &mp);
+        cr_assert_eq(fl_graph_set_output(without, "y"), 0);
+        cr_assert_eq(fl_graph_plan(without, 3, false), 0, "%s", fl_error_msg());
+        cr_assert_eq(fl_graph_forward(with, x, 2), 0);
+        cr_assert_eq(fl_graph_forward(without, x, 2), 0);
+        size_t per;
+        const float *a = fl_graph_output(with, &per), *b = fl_graph_output(without, NULL);
+        cr_assert(memcmp(a, b, 2 * per * sizeof *a) == 0, "geometry %zu differs", i);
+        fl_graph_destroy(&with);
+        fl_graph_destroy(&without);
+    }
 }
 
 Test(fl_graph, pool_gradients)

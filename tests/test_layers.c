@@ -99,19 +99,21 @@ static void s_convk_expected(const struct fl_convk_job *j, const float *b, float
 
 /* fl_convk (AVX-512, or AVX2 where the CPU has no AVX-512) against OpenBLAS on odd sizes: rows
  * around the register blocks (14 rows; 6), columns around the panel and its halves and across
- * samples, k from 1, each activation; the job cut into row and panel ranges in two ways gives
- * the same bits. On a CPU with neither there is nothing to check (the engine never calls it). */
+ * samples, k from 1 (tails of a vector and whole ones), each activation; the job cut into row and
+ * panel ranges in two ways gives the same bits. On a CPU with neither there is nothing to check
+ * (the engine never calls it). */
 Test(fl_convk, matches_openblas_on_odd_shapes)
 {
     if (!fl_convk_supported())
         cr_skip_test("no AVX-512 or AVX2 on this CPU");
     struct fl_rng r;
     fl_rng_seed(&r, 21);
-    const int ms[] = {1, 5, 13, 14, 15, 29}, ks[] = {1, 7, 33}, ns[] = {1, 5, 9, 16, 17, 33, 70};
+    const int ms[] = {1, 5, 13, 14, 15, 29}, ks[] = {1, 7, 33, 160};
+    const int ns[] = {1, 3, 4, 5, 9, 16, 17, 33, 70};
     const int ps[] = {1, 4, 9, 70};
     for (size_t a = 0; a < 6; a++)
-        for (size_t b = 0; b < 3; b++)
-            for (size_t c = 0; c < 7; c++)
+        for (size_t b = 0; b < 4; b++)
+            for (size_t c = 0; c < 9; c++)
                 for (size_t d = 0; d < 4; d++) {
                     int m = ms[a], k = ks[b], n = ns[c], p = ps[d], np = (n + 31) / 32;
                     int nsamp = (n + p - 1) / p, act = (int)((a + c + d) % 3);

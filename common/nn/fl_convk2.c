@@ -167,84 +167,93 @@ S_TARGET void fl_convk2_run(const struct fl_convk_job *j, int m0, int m1, int p0
         s_run_group(j, o, m1 - o < S_MR ? m1 - o : S_MR, p0, p1, tile);
 }
 
-static inline S_TARGET float s_hsum(__m256 v)
+/* Lane i of the result: the sum of v[i]'s eight lanes (two rounds of pairwise adds, then the
+ * two halves). */
+static inline __attribute__((always_inline)) S_TARGET __m256 s_hsum8(const __m256 v[8])
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    __m256 a = _mm256_hadd_ps(v[0], v[1]), b = _mm256_hadd_ps(v[2], v[3]);
+    __m256 c = _mm256_hadd_ps(v[4], v[5]), d = _mm256_hadd_ps(v[6], v[7]);
+    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20),
+                         _mm256_permute2f128_ps(ab, cd, 0x31));
 }
 
-/* A 4 x nc (nc <= 2) block of dot products over k: rows of W against columns of B (both
- * contiguous), 8 values of k at a time, the rest under a mask; each sum reduced at the end. */
+/* out [2][4] = 2 rows of W (a0, a1) times nc <= 4 columns of B (b[c], contiguous over k): dot
+ * products 8 values of k at a time in 8 accumulators (the tail under a mask), reduced together
+ * at the end. Columns past nc repeat the last. */
 static inline __attribute__((always_inline)) S_TARGET void
-s_dots(int k, const float *const a[4], const float *const b[2], int nc, float out[4][2])
+s_dots(int k, const float *a0, const float *a1, const float *const b[4], int nc, float out[8],
+       const float *pf0, const float *pf1)
 {
-    __m256 acc[4][2];
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        acc[i] = _mm256_setzero_ps();
+    int k8 = k & ~7;
+    for (int kk = 0; kk < k8; kk += 8) {
+        _mm_prefetch((const char *)(pf0 + kk), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pf1 + kk), _MM_HINT_T0);
+        __m256 w0 = _mm256_loadu_ps(a0 + kk), w1 = _mm256_loadu_ps(a1 + kk);
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++)
-#pragma GCC unroll 2
-        for (int c = 0; c < nc; c++)
-            acc[i][c] = _mm256_setzero_ps();
-    for (int kk = 0; kk < k; kk += 8) {
-        __m256 av[4], bv[2];
-        if (k - kk >= 8) {
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++)
-                av[i] = _mm256_loadu_ps(a[i] + kk);
-#pragma GCC unroll 2
-            for (int c = 0; c < nc; c++)
-                bv[c] = _mm256_loadu_ps(b[c] + kk);
-        } else {
-            __m256i m = s_mask(k - kk);
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++)
-                av[i] = _mm256_maskload_ps(a[i] + kk, m);
-#pragma GCC unroll 2
-            for (int c = 0; c < nc; c++)
-                bv[c] = _mm256_maskload_ps(b[c] + kk, m);
+        for (int c = 0; c < nc; c++) {
+            __m256 bv = _mm256_loadu_ps(b[c] + kk);
+            acc[c] = _mm256_fmadd_ps(w0, bv, acc[c]);
+            acc[4 + c] = _mm256_fmadd_ps(w1, bv, acc[4 + c]);
         }
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++)
-#pragma GCC unroll 2
-            for (int c = 0; c < nc; c++)
-                acc[i][c] = _mm256_fmadd_ps(av[i], bv[c], acc[i][c]);
     }
-    for (int i = 0; i < 4; i++)
-        for (int c = 0; c < nc; c++)
-            out[i][c] = s_hsum(acc[i][c]);
+    if (k8 < k) {
+        __m256i m = s_mask(k - k8);
+        __m256 w0 = _mm256_maskload_ps(a0 + k8, m), w1 = _mm256_maskload_ps(a1 + k8, m);
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) {
+            __m256 bv = _mm256_maskload_ps(b[c] + k8, m);
+            acc[c] = _mm256_fmadd_ps(w0, bv, acc[c]);
+            acc[4 + c] = _mm256_fmadd_ps(w1, bv, acc[4 + c]);
+        }
+    }
+    _mm256_storeu_ps(out, s_hsum8(acc));
 }
 
-static __attribute__((noinline)) S_TARGET void
-s_dots_n(int k, const float *const a[4], const float *const b[2], int nc, float out[4][2])
+/* Each width its own unrolled loop: no column computed twice. pf0, pf1: rows read next. */
+static __attribute__((noinline)) S_TARGET void s_dots_n(int k, const float *a0, const float *a1,
+                                                        const float *const b[4], int nc,
+                                                        float out[8], const float *pf0,
+                                                        const float *pf1)
 {
-    if (nc == 1) /* each width its own unrolled loop: no column computed twice */
-        s_dots(k, a, b, 1, out);
+    if (nc == 1)
+        s_dots(k, a0, a1, b, 1, out, pf0, pf1);
+    else if (nc == 2)
+        s_dots(k, a0, a1, b, 2, out, pf0, pf1);
+    else if (nc == 3)
+        s_dots(k, a0, a1, b, 3, out, pf0, pf1);
     else
-        s_dots(k, a, b, 2, out);
+        s_dots(k, a0, a1, b, 4, out, pf0, pf1);
 }
 
+/* Blocks of 2 rows of W by 4 columns of B: 8 accumulators and the 6 vectors they read fit
+ * AVX2's 16 registers; a block's rows of W (at most a few KiB) stay in L1 for the next columns,
+ * so W is read from memory once. */
 S_TARGET void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1)
 {
     size_t p = (size_t)j->p, k = (size_t)j->k;
-    for (int o = m0; o < m1; o += 4) {
-        int mr = m1 - o < 4 ? m1 - o : 4;
-        const float *a[4];
-        for (int i = 0; i < 4; i++)
-            a[i] = j->w + (size_t)(o + (i < mr ? i : mr - 1)) * (size_t)j->ldw;
-        for (int c0 = 0; c0 < j->ncols; c0 += 2) {
-            int nc = j->ncols - c0 < 2 ? j->ncols - c0 : 2;
-            const float *b[2];
-            float out[4][2];
-            for (int c = 0; c < 2; c++)
+    for (int o = m0; o < m1; o += 2) {
+        int mr = m1 - o < 2 ? m1 - o : 2;
+        const float *a0 = j->w + (size_t)o * (size_t)j->ldw;
+        const float *a1 = mr > 1 ? a0 + j->ldw : a0;
+        const float *pf = o + 2 < m1 ? a0 + 2 * (size_t)j->ldw : a0; /* the next rows, ahead */
+        for (int c0 = 0; c0 < j->ncols; c0 += 4) {
+            int nc = j->ncols - c0 < 4 ? j->ncols - c0 : 4;
+            const float *b[4];
+            float out[8];
+            for (int c = 0; c < 4; c++)
                 b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
-            s_dots_n(j->k, a, b, nc, out);
+            s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + 3 < m1 ? j->ldw : 0));
             for (int c = 0; c < nc; c++) {
                 size_t col = (size_t)c0 + (size_t)c;
                 float *dst = j->y + col / p * j->ystride + col % p;
                 for (int i = 0; i < mr; i++)
                     dst[(size_t)(o + i) * p] =
-                        s_act(j, out[i][c] + (j->bias ? j->bias[o + i] : 0.0f));
+                        s_act(j, out[4 * i + c] + (j->bias ? j->bias[o + i] : 0.0f));
             }
         }
     }

@@ -1,5 +1,6 @@
 /* fl_graph: building a graph, validating it (names, cycles, shapes) and planning its buffers. */
 #include "fl_graph_impl.h"
+#include "fl_ops_conv_impl.h"
 
 #include "fl_convk.h"
 #include "fl_error.h"
@@ -114,8 +115,10 @@ void fl_graph_destroy(fl_graph_t **self_p)
             free(g->values[i].data);
         free(g->values[i].grad);
     }
-    for (int i = 0; i < g->nnodes; i++)
+    for (int i = 0; i < g->nnodes; i++) {
         free(g->nodes[i].argmax);
+        free(g->nodes[i].wc);
+    }
     for (int t = 0; t < FL_GRAPH_MAX_WORKERS; t++) {
         free(g->scratch[t]);
         if (g->wgrad[t] && t > 0)
@@ -501,7 +504,7 @@ int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad)
         return rc;
     s_mark_grads(g, input_grad);
     s_fuse(g);
-    if (s_alloc(g))
+    if (s_alloc(g) || fl_cv_cache_all(g)) /* the kept conv columns too: passes allocate nothing */
         return fl_fail(FL_ENOMEM, "graph: out of memory planning %d nodes for batch %d", g->nnodes,
                        max_batch);
     g->planned = true;

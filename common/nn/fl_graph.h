@@ -158,8 +158,14 @@ int fl_graph_train_step(fl_graph_t *g, const float *x, const int32_t *labels, in
                         int *correct);
 
 /* A parameter's values (live: writing changes the graph) and its number of elements; NULL
- * when there is no such parameter. */
+ * when there is no such parameter. The graph keeps copies made from frozen parameters between
+ * forward passes (a conv's live columns): this call drops them, so write through the pointer
+ * before the next forward pass, or call fl_graph_touch after writing. */
 float *fl_graph_param(fl_graph_t *g, const char *name, size_t *numel);
+
+/* Parameters may have been written (through a pointer kept from fl_graph_param): the copies
+ * made from them are made again at the next forward pass. */
+void fl_graph_touch(fl_graph_t *g);
 /* A trainable parameter's gradient after a backward pass (same size); NULL when frozen. */
 const float *fl_graph_grad(const fl_graph_t *g, const char *name);
 /* Number of parameters and the name of the i-th, in the order they were added. */

@@ -53,6 +53,8 @@ struct fl_gnode {
     float act_min, act_max; /* the fused Clip's bounds */
     bool fused;             /* an activation its producer applied: forward does nothing, its
                              * output shares the producer's data */
+    float *wc;              /* conv with a frozen weight and dropped taps: the kept columns */
+    unsigned long wc_gen;   /* param_gen + 1 when wc was made (0: never) */
 };
 
 /* LoRA on a node's weight W [rows, cols...] read as a matrix [rows, cols]: the node reads the
@@ -86,6 +88,7 @@ struct fl_graph {
     float *dlogits;                       /* [max_batch, classes] for train_step */
     int nloras;                           /* entries used in loras */
     struct fl_glora *loras;               /* LoRA adapters (fl_graph_lora.c) */
+    unsigned long param_gen;              /* bumped when a parameter may have been written */
 };
 
 /* Data of sample s of value v (a parameter's data whatever s). */
@@ -127,6 +130,10 @@ struct fl_op_info {
     fl_op_part_fn *part;     /* forward split within samples (small batches), or NULL */
     fl_op_splits_fn *splits; /* when part is worth it (with part) */
 };
+
+/* What every forward pass does first: LoRA merged into its weights, frozen convs' cached
+ * columns made again if a parameter may have changed. 0 or FL_ENOMEM. */
+int fl_graph_prepare(fl_graph_t *g);
 
 /* Run node nd's forward pass on the graph's current batch, over the pool. */
 void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd);

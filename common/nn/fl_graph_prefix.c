@@ -126,7 +126,8 @@ int fl_graph_cut_forward_prefix(const fl_graph_cut_t *c, const float *x, int n, 
     g->batch = n;
     struct fl_gvalue *in = &g->values[g->input];
     memcpy(in->data, x, (size_t)n * in->numel * sizeof(float));
-    fl_lora_merge_all(g);
+    if ((rc = fl_graph_prepare(g)))
+        return rc;
     s_run(g, c->frozen, c->nfrozen);
     for (int s = 0; s < n; s++) {
         float *dst = out + (size_t)s * c->dim;
@@ -154,7 +155,8 @@ int fl_graph_cut_forward_rest(const fl_graph_cut_t *c, const float *packed, int 
             src += len;
         }
     }
-    fl_lora_merge_all(g);
+    if ((rc = fl_graph_prepare(g)))
+        return rc;
     s_run(g, c->rest, c->nrest);
     return 0;
 }

@@ -4,6 +4,7 @@
 
 #include "fl_error.h"
 #include "fl_layers.h"
+#include "fl_ops_conv_impl.h"
 
 #include <string.h>
 
@@ -54,6 +55,17 @@ void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd)
     s_run(g, nd, info->forward);
 }
 
+int fl_graph_prepare(fl_graph_t *g)
+{
+    fl_lora_merge_all(g);
+    return fl_cv_cache_all(g) ? fl_fail(FL_ENOMEM, "graph: out of memory for conv weights") : 0;
+}
+
+void fl_graph_touch(fl_graph_t *g)
+{
+    g->param_gen++;
+}
+
 int fl_graph_forward(fl_graph_t *g, const float *x, int n)
 {
     if (!g->planned)
@@ -63,7 +75,9 @@ int fl_graph_forward(fl_graph_t *g, const float *x, int n)
     g->batch = n;
     struct fl_gvalue *in = &g->values[g->input];
     memcpy(in->data, x, (size_t)n * in->numel * sizeof(float));
-    fl_lora_merge_all(g);
+    int rc = fl_graph_prepare(g);
+    if (rc)
+        return rc;
     for (int k = 0; k < g->nnodes; k++) {
         fl_graph_node_forward(g, &g->nodes[g->order[k]]);
     }
@@ -188,6 +202,7 @@ float *fl_graph_param(fl_graph_t *g, const char *name, size_t *numel)
         return NULL;
     if (numel)
         *numel = g->values[v].numel;
+    fl_graph_touch(g); /* the caller may write it */
     return g->values[v].data;
 }
 

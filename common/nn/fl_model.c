@@ -538,6 +538,9 @@ static struct fl_model_param *s_nth(fl_model_t *m, enum fl_tensor_set set, size_
 struct fl_tensor *fl_model_tensor(fl_model_t *m, enum fl_tensor_set set, size_t i)
 {
     struct fl_model_param *p = s_nth(m, set, i);
+    if (p && m->graph && set == FL_SET_BASE)
+        fl_model_graph_touch(m); /* the caller may write a frozen weight (the others are
+                                  * never cached: trainable, or read through LoRA) */
     return p ? &p->t : NULL;
 }
 

@@ -422,6 +422,12 @@ out_destroy:
     return NULL;
 }
 
+void fl_model_graph_touch(fl_model_t *m)
+{
+    if (m->graph->g)
+        fl_graph_touch(m->graph->g);
+}
+
 void fl_model_graph_free(fl_model_t *m)
 {
     struct fl_model_graph *mg = m->graph;

@@ -77,6 +77,8 @@ int fl_model_graph_build(fl_model_t *m, const struct fl_tensor *tensors, size_t 
 void fl_model_graph_free(fl_model_t *m);
 size_t fl_model_graph_input_dim(const fl_model_t *m);
 bool fl_model_graph_norm_fits(const fl_model_t *m, size_t len);
+/* The model's parameters may be written through a tensor handed out (fl_graph_touch). */
+void fl_model_graph_touch(fl_model_t *m);
 size_t fl_model_graph_act_dim(const fl_model_t *m, int l);
 int fl_model_graph_forward_prefix(fl_model_t *m, const float *x, int n, int upto, float *out);
 int fl_model_graph_train_step(fl_model_t *m, int start, const float *in, const int32_t *y, int n,

@@ -47,60 +47,6 @@ static size_t s_chunk_floats(const struct fl_wgeom *q, int rank)
     return (2 * k + (size_t)q->mg * q->groups + 2 * (size_t)rank) * p;
 }
 
-/* Output columns [*o0, *o1) of a row whose input column ox * sw - pl + kj * dw is inside
- * [0, w). */
-static void s_valid_cols(const struct fl_wgeom *q, int kj, int *o0, int *o1)
-{
-    int off = kj * q->dw - q->pl; /* ix = ox * sw + off */
-    int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
-    int hi = q->w - off <= 0 ? 0 : (q->w - off + q->sw - 1) / q->sw;
-    *o0 = lo < q->ow ? lo : q->ow;
-    *o1 = hi < *o0 ? *o0 : hi > q->ow ? q->ow : hi;
-}
-
-/* The window taps a conv's col matrix holds: all of them, or (one group, a kernel of at most
- * FL_CV_MAX_TAPS taps) only the live ones: a tap that lands in the padding for every output row or
- * every output column contributes nothing (a 3x3 padded conv on a 1x1 or 2x2 plane, as in the
- * last stage of a CNN on small images), so its rows of col and columns of W are dropped
- * (struct fl_cv_taps, fl_ops_conv_impl.h). */
-static void s_taps_of(const struct fl_wgeom *q, bool allow, struct fl_cv_taps *T)
-{
-    int kk = q->kh * q->kw;
-    T->n = kk;
-    T->pruned = false;
-    if (!allow || q->groups != 1 || kk > FL_CV_MAX_TAPS || q->direct)
-        return;
-    int n = 0;
-    for (int ki = 0; ki < q->kh; ki++) {
-        bool rows = false;
-        for (int oy = 0; oy < q->oh && !rows; oy++) {
-            int iy = oy * q->sh - q->pt + ki * q->dh;
-            rows = iy >= 0 && iy < q->h;
-        }
-        for (int kj = 0; kj < q->kw; kj++) {
-            int o0, o1;
-            s_valid_cols(q, kj, &o0, &o1);
-            if (rows && o0 < o1)
-                T->idx[n++] = ki * q->kw + kj;
-        }
-    }
-    T->pruned = n < kk;
-    T->n = n > 0 ? n : kk;
-    if (n == 0)
-        T->pruned = false;
-}
-
-/* dst [rows, c*T->n] = the kept taps' columns of src [rows, c*kh*kw]. */
-static void s_compact(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *src,
-                      int rows, float *dst)
-{
-    size_t kk = (size_t)q->kh * q->kw, kq = (size_t)q->c * T->n;
-    for (size_t r = 0; r < (size_t)rows; r++)
-        for (size_t c = 0; c < (size_t)q->c; c++)
-            for (int l = 0; l < T->n; l++)
-                dst[r * kq + c * T->n + l] = src[(r * q->c + c) * kk + T->idx[l]];
-}
-
 /* col [c*T->n, oh*ow] (rows ld floats apart) of one group's input planes x [c, h, w]. */
 static void s_im2col(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *restrict x,
                      float *restrict col, size_t ld)
@@ -111,7 +57,7 @@ static void s_im2col(const struct fl_wgeom *q, const struct fl_cv_taps *T, const
             float *row = col + ((size_t)c * T->n + l) * ld;
             const float *plane = x + (size_t)c * q->h * q->w;
             int o0, o1, off = kj * q->dw - q->pl;
-            s_valid_cols(q, kj, &o0, &o1);
+            fl_cv_valid_cols(q, kj, &o0, &o1);
             for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
                 int iy = oy * q->sh - q->pt + ki * q->dh;
                 if (iy < 0 || iy >= q->h || o0 == o1) {
@@ -143,7 +89,7 @@ void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const fl
             const float *row = dcol + ((size_t)c * T->n + l) * ld;
             float *plane = dx + (size_t)c * q->h * q->w;
             int o0, o1, off = kj * q->dw - q->pl;
-            s_valid_cols(q, kj, &o0, &o1);
+            fl_cv_valid_cols(q, kj, &o0, &o1);
             for (int oy = 0; oy < q->oh; oy++, row += q->ow) {
                 int iy = oy * q->sh - q->pt + ki * q->dh;
                 if (iy < 0 || iy >= q->h)
@@ -159,7 +105,7 @@ void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const fl
 static size_t s_fixed_floats(const struct fl_wgeom *q, int rank)
 {
     struct fl_cv_taps T;
-    s_taps_of(q, true, &T);
+    fl_cv_taps_of(q, true, &T);
     size_t k = (size_t)q->c * q->kh * q->kw;
     return T.pruned ? ((size_t)q->mg + 2 * (size_t)rank) * k : 0;
 }
@@ -233,7 +179,7 @@ void fl_cv_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wg
     x->L = fl_lora_of(g, nd);
     x->w = fl_gv_data(g, x->L ? x->L->w : nd->in[1], 0);
     x->a = x->L ? g->values[x->L->a].data : NULL;
-    s_taps_of(q, allow_prune, &x->taps);
+    fl_cv_taps_of(q, allow_prune, &x->taps);
     x->k = q->c * x->taps.n;
     int r = x->L ? x->L->rank : 0;
     size_t kfull = (size_t)q->c * q->kh * q->kw, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
@@ -242,10 +188,15 @@ void fl_cv_ctx_init(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wg
     x->dap = NULL;
     if (!x->taps.pruned)
         return;
-    s_compact(q, &x->taps, x->w + (size_t)r0 * kfull, r1 - r0, base + (size_t)r0 * x->k);
+    const float *wc = x->L ? NULL : fl_cv_cached(g, nd); /* the same taps: fl_cv_taps_of(q, true) */
+    if (wc) {
+        x->w = wc;
+        return;
+    }
+    fl_cv_compact(q, &x->taps, x->w + (size_t)r0 * kfull, r1 - r0, base + (size_t)r0 * x->k);
     x->w = base;
     if (x->L) {
-        s_compact(q, &x->taps, x->a, r, base + (size_t)q->mg * kfull);
+        fl_cv_compact(q, &x->taps, x->a, r, base + (size_t)q->mg * kfull);
         x->a = base + (size_t)q->mg * kfull;
         x->dap = base + ((size_t)q->mg + (size_t)r) * kfull;
     }
@@ -342,7 +293,7 @@ static void s_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, 
             float *rowb = bp + ((size_t)c * T->n + l) * nr;
             const float *plane = x + (size_t)c * q->h * q->w;
             int o0, o1, off = kj * q->dw - q->pl;
-            s_valid_cols(q, kj, &o0, &o1);
+            fl_cv_valid_cols(q, kj, &o0, &o1);
             for (int oy = oy0; oy <= oy1; oy++) {
                 int xa = oy == oy0 ? i0 - oy * q->ow : 0, xb = oy == oy1 ? i1 - oy * q->ow : q->ow;
                 int iy = oy * q->sh - q->pt + ki * q->dh;
@@ -367,6 +318,16 @@ static void s_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, 
 static void s_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
                           float *bt, size_t k, size_t col0)
 {
+    if (q->direct) { /* 1x1: column j is position j of every channel plane */
+        size_t p = (size_t)q->oh * q->ow;
+        if (p == 1)
+            memcpy(bt + col0 * k, x, k * sizeof *bt);
+        else
+            for (size_t c = 0; c < k; c++)
+                for (size_t j = 0; j < p; j++)
+                    bt[(col0 + j) * k + c] = x[c * p + j];
+        return;
+    }
     for (int oy = 0; oy < q->oh; oy++)
         for (int ox = 0; ox < q->ow; ox++) {
             float *dst = bt + (col0 + (size_t)oy * q->ow + ox) * k;
@@ -404,20 +365,21 @@ static bool s_narrow(const fl_graph_t *g, const struct fl_wgeom *q)
     return (size_t)q->oh * q->ow * (size_t)g->batch < FL_CONVK_NARROW;
 }
 
-/* A narrow product needs a long k: its dot products end in reductions, which a short k does
- * not pay for; OpenBLAS does those better (measured on mobilenet_v2 and resnet18 at batch 1:
- * 1024 beat 256 and no narrow kernel at all; the panels' mostly empty vectors were slower).
- * It reads W in place with its dead taps (zeros in B): the product is bound by reading W,
- * which compacting the kept taps' columns first would read too, by scattered floats, and then
- * write and read again. */
-#define S_NARROW_MIN_K 1024
+/* A narrow product needs k of a few vectors: its dot products end in reductions (eight at once
+ * on AVX2). It reads W in place with its dead taps (zeros in B): the product is bound by
+ * reading W, which compacting the kept taps' columns first would read too, by scattered floats,
+ * and then write and read again. Measured on AVX2 with mobilenet_v2 at 64x64, batch 1: its
+ * 1x1 convs on 2x2 planes (k 160 to 960) took 1.5-1.8x less time than through OpenBLAS, which
+ * packs the whole weight for 4 columns. The AVX-512 kernel keeps the bound it was measured
+ * with (1024 beat 256 there). */
+#define S_NARROW_MIN_K(wide) ((wide) ? 1024 : 64)
 
 /* Can fl_convk run node nd's forward pass? One group (a factored LoRA too). */
 static bool s_fast(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
     (void)nd;
     return g->simd && !q->depthwise && q->groups == 1 &&
-           (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K);
+           (!s_narrow(g, q) || s_kfull(q) >= S_NARROW_MIN_K(fl_convk_wide()));
 }
 
 /* A factored LoRA's term on rows [ma, mb) and columns [c0, c1) of a chunk whose main product j
@@ -481,9 +443,10 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                             int t, size_t b0, size_t b1, int part, int nparts)
 {
     const size_t nr = FL_CONVK_NR, p = (size_t)q->oh * q->ow;
-    bool narrow = s_narrow(g, q);
-    struct fl_cv_taps T; /* a narrow product keeps its dead taps (see S_NARROW_MIN_K) */
-    s_taps_of(q, !narrow, &T);
+    bool narrow = s_narrow(g, q), prune = !narrow || fl_cv_cached(g, nd);
+    struct fl_cv_taps T; /* a narrow product keeps its dead taps unless they were dropped from a
+                          * cached W (see S_NARROW_MIN_K) */
+    fl_cv_taps_of(q, prune, &T);
     const struct fl_glora *L = fl_lora_of(g, nd);
     size_t k = (size_t)q->c * T.n, fixed = s_fixed_floats(q, s_lora_rank(g, nd));
     size_t apk = (size_t)q->kh * q->kw * p; /* chunks as without S_CHUNK_MIN_COLS: */
@@ -495,8 +458,7 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
     if (ma == mb)
         return;
     struct fl_cv_ctx x;
-    fl_cv_ctx_init(g, nd, q, t, !narrow, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg,
-                   &x);
+    fl_cv_ctx_init(g, nd, q, t, prune, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg, &x);
     struct fl_convk_job j = {.m = q->mg,
                              .k = x.k,
                              .w = x.w,
@@ -575,8 +537,8 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
 
 /* Below these, a conv's forward pass is not worth sharing among workers: multiply-adds, and
  * weight floats (read once whatever the batch: the last stages at batch 1). */
-#define S_SPLIT_MACS    ((size_t)1 << 21)
-#define S_SPLIT_WEIGHTS ((size_t)1 << 18)
+#define S_SPLIT_MACS    ((size_t)1 << 17)
+#define S_SPLIT_WEIGHTS ((size_t)1 << 15)
 
 bool fl_conv_splits(const fl_graph_t *g, const struct fl_gnode *nd)
 {

@@ -18,6 +18,20 @@ struct fl_cv_taps {
     int idx[FL_CV_MAX_TAPS]; /* ki * kw + kj of each kept tap */
 };
 
+/* Output columns [*o0, *o1) of a row whose input column ox * sw - pl + kj * dw is inside
+ * [0, w). */
+void fl_cv_valid_cols(const struct fl_wgeom *q, int kj, int *o0, int *o1);
+/* The taps a conv's col matrix holds: all (allow false), or only the live ones. */
+void fl_cv_taps_of(const struct fl_wgeom *q, bool allow, struct fl_cv_taps *T);
+/* dst [rows, c*T->n] = the kept taps' columns of src [rows, c*kh*kw]. */
+void fl_cv_compact(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *src, int rows,
+                   float *dst);
+/* Before a forward pass: the kept columns of every frozen conv weight that drops taps, made
+ * again where a parameter may have changed since (fl_graph_touch). 0 or FL_ENOMEM. */
+int fl_cv_cache_all(fl_graph_t *g);
+/* Node nd's cached W [out, c * kept taps] (the taps of fl_cv_taps_of(q, true)), or NULL. */
+const float *fl_cv_cached(const fl_graph_t *g, const struct fl_gnode *nd);
+
 /* What a kernel call shares across its chunks: the taps, the weight (and a factored LoRA's A)
  * as the GEMMs read them (compacted when taps were dropped), and the chunk's scratch. */
 struct fl_cv_ctx {

@@ -306,7 +306,7 @@ void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
 }
 
 /* Below this many multiply-adds a batch's depthwise conv is not worth sharing out. */
-#define S_SPLIT_MACS ((size_t)1 << 18)
+#define S_SPLIT_MACS ((size_t)1 << 16)
 
 bool fl_depthwise_splits(const fl_graph_t *g, const struct fl_wgeom *q)
 {

@@ -21,14 +21,47 @@
                 __VA_ARGS__                                                                        \
             }
 
+/* One sample's max pool without the winners (no backward pass wanted): each output row
+ * gathers its window's rows tap by tap, the inner loop along the output row, so that the
+ * running maxima are independent (one chain per window takes the maxes' latency each). */
+static void s_maxpool_rows(const struct fl_wgeom *q, const float *x, float *y)
+{
+    for (int c = 0; c < q->c; c++) {
+        const float *xc = x + (size_t)c * q->h * q->w;
+        for (int oy = 0; oy < q->oh; oy++) {
+            float *restrict yr = y + ((size_t)c * q->oh + oy) * q->ow;
+            for (int ox = 0; ox < q->ow; ox++)
+                yr[ox] = -FLT_MAX;
+            int y0 = oy * q->sh - q->pt;
+            for (int iy = y0 < 0 ? 0 : y0; iy < y0 + q->kh && iy < q->h; iy++)
+                for (int kj = 0; kj < q->kw; kj++) {
+                    int off = kj - q->pl; /* ix = ox * sw + off */
+                    int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
+                    int hi = q->w - off <= 0 ? 0 : (q->w - off + q->sw - 1) / q->sw;
+                    hi = hi < q->ow ? hi : q->ow;
+                    const float *restrict xr = xc + (size_t)iy * q->w + off;
+                    for (int ox = lo; ox < hi; ox++) {
+                        float v = xr[(size_t)ox * q->sw];
+                        yr[ox] = v > yr[ox] ? v : yr[ox];
+                    }
+                }
+        }
+    }
+}
+
 void fl_maxpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
     struct fl_wgeom q;
     fl_wgeom_of(g, nd, &q);
     size_t per = g->values[nd->out].numel;
+    bool keep = g->values[nd->out].needs_grad; /* the winners, for a backward pass */
     for (size_t s = b0; s < b1; s++) {
         const float *x = fl_gv_data(g, nd->in[0], s);
         float *y = fl_gv_data(g, nd->out, s);
+        if (!keep) {
+            s_maxpool_rows(&q, x, y);
+            continue;
+        }
         int32_t *arg = nd->argmax + s * per;
         S_WINDOW_LOOP(q, {
             float best = -FLT_MAX;
