@@ -37,8 +37,14 @@
 
 /* ---- peers: the generated files, made once and kept in a temp dir ---- */
 
+/* The lock on the folder this test process holds shared while it reads the files (-1: none). */
+static int s_peers_lock = -1;
+
 /* The folder of onnx_models.py's files (generated when missing or stale), or NULL when the
- * peers are not installed. */
+ * peers are not installed. Criterion runs tests in parallel processes, and other checkouts
+ * (another script, another stamp) share the folder: a process makes the files under an
+ * exclusive lock, then holds a shared one while it reads them, until it exits, so that no
+ * other process remakes them under it. */
 static char *s_peers(void)
 {
     if (!fl_test_have_python("torch, torchvision, onnx"))
@@ -48,30 +54,38 @@ static char *s_peers(void)
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char dir[512], stamp[600], want[64], cmd[4096];
     snprintf(dir, sizeof dir, "%s/fedtl-onnx-peers-%d", tmp, (int)getuid());
+    if (s_peers_lock >= 0) /* made and held already */
+        return strdup(dir);
     snprintf(stamp, sizeof stamp, "%s/stamp", dir);
     snprintf(want, sizeof want, "%lld-%lld", (long long)st.st_mtime, (long long)st.st_size);
-    /* Criterion runs tests in parallel processes (and other checkouts share the folder): one
-     * at a time checks the stamp and makes the files. */
     char lock[600];
     snprintf(lock, sizeof lock, "%s.lock", dir);
     int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     cr_assert_geq(lfd, 0, "cannot open %s", lock);
-    cr_assert_eq(flock(lfd, LOCK_EX), 0);
-    char *have = fl_test_slurp(stamp);
-    bool fresh = have && strcmp(have, want) == 0;
-    free(have);
-    if (!fresh) {
-        fl_test_rmtree(dir);
-        snprintf(cmd, sizeof cmd,
-                 "cd / && /usr/bin/python3 %s %s 2>&1 && echo %s > %s/stamp.tmp "
-                 "&& tr -d '\\n' < %s/stamp.tmp > %s",
-                 S_SCRIPT, dir, want, dir, dir, stamp);
-        char *out = NULL;
-        int rc = fl_test_run(cmd, &out);
-        cr_assert_eq(rc, 0, "onnx_models.py failed: %s", out ? out : "");
-        free(out);
+    for (;;) {
+        cr_assert_eq(flock(lfd, LOCK_EX), 0);
+        char *have = fl_test_slurp(stamp);
+        bool fresh = have && strcmp(have, want) == 0;
+        free(have);
+        if (!fresh) {
+            fl_test_rmtree(dir);
+            snprintf(cmd, sizeof cmd,
+                     "cd / && /usr/bin/python3 %s %s 2>&1 && echo %s > %s/stamp.tmp "
+                     "&& tr -d '\\n' < %s/stamp.tmp > %s",
+                     S_SCRIPT, dir, want, dir, dir, stamp);
+            char *out = NULL;
+            int rc = fl_test_run(cmd, &out);
+            cr_assert_eq(rc, 0, "onnx_models.py failed: %s", out ? out : "");
+            free(out);
+        }
+        cr_assert_eq(flock(lfd, LOCK_SH), 0); /* not atomic: see that they are still ours */
+        have = fl_test_slurp(stamp);
+        fresh = have && strcmp(have, want) == 0;
+        free(have);
+        if (fresh)
+            break;
     }
-    close(lfd); /* releases the lock */
+    s_peers_lock = lfd; /* released when the process exits */
     return strdup(dir);
 }
 
