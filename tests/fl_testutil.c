@@ -303,7 +303,8 @@ int fl_test_write_blobs(const char *path, int n, unsigned long long seed)
     for (int k = 0; k < 4; k++)
         for (int j = 0; j < 20; j++)
             centre[k][j] = fl_rng_normal(&r) * 1.2;
-    fl_rng_seed(&r, seed);
+    if (seed != FL_TEST_BLOBS_CENTRES_STREAM)
+        fl_rng_seed(&r, seed);
     FILE *fp = fopen(path, "w");
     if (!fp)
         return -1;
@@ -320,6 +321,12 @@ int fl_test_write_blobs(const char *path, int n, unsigned long long seed)
 int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char *bin_dir,
                       char **why)
 {
+    return fl_test_fed_setup_seeded(f, tag, nb, 1, bin_dir, why);
+}
+
+int fl_test_fed_setup_seeded(struct fl_test_fed *f, const char *tag, int nb,
+                             unsigned long long blobs_seed, const char *bin_dir, char **why)
+{
     memset(f, 0, sizeof *f);
     *why = NULL;
     if (nb < 1 || nb > FL_TEST_FED_MAX || !(f->dir = fl_test_tmpdir(tag))) {
@@ -329,7 +336,7 @@ int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char
     f->nb = nb;
     f->port = fl_test_free_port();
     char *train = fl_test_path(f->dir, "train.csv");
-    int rc = train ? fl_test_write_blobs(train, 3000, 1) : -1;
+    int rc = train ? fl_test_write_blobs(train, 3000, blobs_seed) : -1;
     free(train);
     if (rc != 0) {
         *why = strdup("train.csv cannot be written");

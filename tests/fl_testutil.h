@@ -61,7 +61,8 @@ struct cJSON *fl_test_jsonl(const char *path);
 int fl_test_ledger_lines(const struct cJSON *lines, int round, int aggregated,
                          const struct cJSON **last);
 
-/* ---- the federation of the secure-aggregation tests (test_secagg_e2e, test_secagg_view) ---- */
+/* ---- the federation of the secure-aggregation tests (test_secagg_e2e, test_secagg_view,
+ * test_ddp_e2e) ---- */
 
 #define FL_TEST_FED_MAX 6 /* branches at most */
 
@@ -74,6 +75,10 @@ struct fl_test_fed {
     pid_t branch[FL_TEST_FED_MAX]; /* the clients, or 0 */
 };
 
+/* The seed of fl_test_write_blobs whose samples go on from the stream that drew the centres
+ * rather than start one of their own. */
+#define FL_TEST_BLOBS_CENTRES_STREAM 0ULL
+
 /* Write n samples of four Gaussian classes in 20 dimensions (the same centres whatever the
  * seed) to the CSV file path. 0, or -1 when it cannot be written. */
 int fl_test_write_blobs(const char *path, int n, unsigned long long seed);
@@ -84,6 +89,9 @@ int fl_test_write_blobs(const char *path, int n, unsigned long long seed);
  * 0, or -1 with what failed in *why (malloc'd, the caller frees it). */
 int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char *bin_dir,
                       char **why);
+/* The same with train.csv drawn from blobs_seed (fl_test_write_blobs) instead of 1. */
+int fl_test_fed_setup_seeded(struct fl_test_fed *f, const char *tag, int nb,
+                             unsigned long long blobs_seed, const char *bin_dir, char **why);
 /* Kill the coordinator and the clients still running, remove the directory (kept with
  * FEDTL_KEEP_TMP). */
 void fl_test_fed_teardown(struct fl_test_fed *f);
