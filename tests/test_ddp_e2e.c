@@ -30,9 +30,9 @@
  * goes on), an mlp base on classes 0-2 and nb shards of classes 1-3 (fl_test_fed_setup). */
 static void s_setup(struct fl_test_fed *f, int nb)
 {
+    const struct fl_test_fed_opts o = {.blobs_seed = FL_TEST_BLOBS_CENTRES_STREAM};
     char *why = NULL;
-    int rc =
-        fl_test_fed_setup_seeded(f, "ddp", nb, FL_TEST_BLOBS_CENTRES_STREAM, FEDTL_BIN_DIR, &why);
+    int rc = fl_test_fed_setup_opts(f, "ddp", nb, &o, FEDTL_BIN_DIR, &why);
     cr_assert_eq(rc, 0, "%s", why ? why : "");
     free(why);
 }
