@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define S_FMNIST "/usr/share/datasets/fashion-mnist"
+
 char *fl_test_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR");
@@ -406,4 +408,30 @@ void fl_test_fed_teardown(struct fl_test_fed *f)
     fl_test_rmtree(f->dir);
     free(f->dir);
     f->dir = NULL;
+}
+
+char *fl_test_fashion_base(const char *tag, int samples, int epochs, const char *bin_dir,
+                           char **why)
+{
+    *why = NULL;
+    char *dir = fl_test_tmpdir(tag);
+    if (!dir) {
+        *why = strdup("no scratch directory");
+        return NULL;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s/fedtl pretrain --data " S_FMNIST "/train-images-idx3-ubyte.gz --labels " S_FMNIST
+             "/train-labels-idx1-ubyte.gz --classes 0-4 --samples %d --arch cnn-small "
+             "--epochs %d --quiet --out %s/base.ftm",
+             bin_dir, samples, epochs, dir);
+    char *out = NULL;
+    if (fl_test_run(cmd, &out) != 0) {
+        *why = out ? out : strdup(cmd);
+        fl_test_rmtree(dir);
+        free(dir);
+        return NULL;
+    }
+    free(out);
+    return dir;
 }

@@ -107,4 +107,11 @@ int fl_test_fed_setup_opts(struct fl_test_fed *f, const char *tag, int nb,
  * FEDTL_KEEP_TMP). */
 void fl_test_fed_teardown(struct fl_test_fed *f);
 
+/* A fresh scratch directory named after tag holding base.ftm, for scripts/simulate.sh:
+ * cnn-small pretrained by bin_dir's fedtl on `samples` Fashion-MNIST training images of
+ * classes 0-4 for `epochs` epochs. The directory (malloc'd), or NULL with what failed in *why
+ * (malloc'd, the caller frees it). */
+char *fl_test_fashion_base(const char *tag, int samples, int epochs, const char *bin_dir,
+                           char **why);
+
 #endif
