@@ -96,8 +96,8 @@ struct fl_test_fed_opts {
     int test_rows;                      /* rows of test.csv (blobs of seed 2), 0: none */
     const char *names[FL_TEST_FED_MAX]; /* branch i's name (keygen --name, no '), NULL: bI */
     const char *more_keys;              /* keys made and not enrolled ("stranger"), or NULL */
-    const char *pretrain;               /* fedtl pretrain's options but --out */
-    const char *shards;                 /* fedtl partition's data, classes and --samples */
+    const char *pretrain; /* fedtl pretrain's options but --out, NULL: the mlp of classes 0-2 */
+    const char *shards;   /* fedtl partition's data, classes and --samples, NULL: 1200 of 1-3 */
 };
 
 /* fl_test_fed_setup with the differences of opts (NULL: none). */
