@@ -415,4 +415,57 @@ static inline int s_rejections(const cJSON *line, const char *reason)
     return n;
 }
 
+/* Wait up to tries x 50 ms for `what` in the coordinator's log; asserts that it came. */
+static inline void s_log_await(const struct s_fed *f, const char *what, int tries)
+{
+    for (int i = 0; i < tries && fl_test_count(f->path[F_LOG], what) == 0; i++)
+        usleep(50000);
+    cr_assert_gt(fl_test_count(f->path[F_LOG], what), 0, "%s", what);
+}
+
+/* Enrol branches while the coordinator runs: once it has started (its SIGHUP handler is in
+ * place from then on), keys for the names in `make` (separated by spaces), the public keys in
+ * `allow` copied into the allow-list, a SIGHUP, and its reload logged. */
+static inline void s_fed_enrol(struct s_fed *f, const char *make, const char *allow)
+{
+    s_log_await(f, "event=coordinator_start", 100);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && for k in %s; do %s/fedtl keygen --out $k --name $k >/dev/null || exit 1; "
+             "done && cp %s allow/",
+             f->dir, make, FEDTL_BIN_DIR, allow);
+    s_run(cmd);
+    kill(f->coord, SIGHUP);
+    s_log_await(f, "event=allowlist_reloaded", 100);
+}
+
+/* Branch i's change in the secure-aggregation tests: a ramp of its own. */
+static inline float s_ramp(int i, size_t v)
+{
+    return 0.001f * (float)(i + 1) + 1e-5f * (float)(v % 97) * (i % 2 ? -1.0f : 1.0f);
+}
+
+/* The largest |difference| between the adapter g and task's plus the mean of the ramps of
+ * branches 0..n-1 weighted w[i]. */
+static inline double s_ramp_gap(const struct fl_adapter_file *g, const struct fl_adapter_file *task,
+                                const double *w, int n)
+{
+    double worst = 0, wsum = 0;
+    for (int i = 0; i < n; i++)
+        wsum += w[i];
+    size_t off = 0;
+    for (size_t k = 0; k < g->ntensors; k++) {
+        size_t len = fl_tensor_numel(&g->tensors[k]);
+        for (size_t v = 0; v < len; v++) {
+            double m = 0;
+            for (int i = 0; i < n; i++)
+                m += w[i] * s_ramp(i, off + v);
+            worst =
+                fmax(worst, fabs(g->tensors[k].data[v] - (task->tensors[k].data[v] + m / wsum)));
+        }
+        off += len;
+    }
+    return worst;
+}
+
 #endif

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define S_FMNIST "/usr/share/datasets/fashion-mnist"
+
 char *fl_test_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR");
@@ -303,7 +305,8 @@ int fl_test_write_blobs(const char *path, int n, unsigned long long seed)
     for (int k = 0; k < 4; k++)
         for (int j = 0; j < 20; j++)
             centre[k][j] = fl_rng_normal(&r) * 1.2;
-    fl_rng_seed(&r, seed);
+    if (seed != FL_TEST_BLOBS_CENTRES_STREAM)
+        fl_rng_seed(&r, seed);
     FILE *fp = fopen(path, "w");
     if (!fp)
         return -1;
@@ -320,6 +323,29 @@ int fl_test_write_blobs(const char *path, int n, unsigned long long seed)
 int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char *bin_dir,
                       char **why)
 {
+    return fl_test_fed_setup_opts(f, tag, nb, NULL, bin_dir, why);
+}
+
+/* Write rows of blobs from seed to dir/name; 0, or -1 with *why set. */
+static int s_fed_blobs(const char *dir, const char *name, int rows, unsigned long long seed,
+                       char **why)
+{
+    char *path = fl_test_path(dir, name);
+    int rc = path ? fl_test_write_blobs(path, rows, seed) : -1;
+    free(path);
+    if (rc != 0) {
+        size_t n = strlen(name) + 32;
+        if ((*why = malloc(n)))
+            snprintf(*why, n, "%s cannot be written", name);
+    }
+    return rc;
+}
+
+int fl_test_fed_setup_opts(struct fl_test_fed *f, const char *tag, int nb,
+                           const struct fl_test_fed_opts *opts, const char *bin_dir, char **why)
+{
+    static const struct fl_test_fed_opts none;
+    const struct fl_test_fed_opts *o = opts ? opts : &none;
     memset(f, 0, sizeof *f);
     *why = NULL;
     if (nb < 1 || nb > FL_TEST_FED_MAX || !(f->dir = fl_test_tmpdir(tag))) {
@@ -328,22 +354,37 @@ int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char
     }
     f->nb = nb;
     f->port = fl_test_free_port();
-    char *train = fl_test_path(f->dir, "train.csv");
-    int rc = train ? fl_test_write_blobs(train, 3000, 1) : -1;
-    free(train);
-    if (rc != 0) {
-        *why = strdup("train.csv cannot be written");
+    if (s_fed_blobs(f->dir, "train.csv", 3000, o->blobs_seed ? o->blobs_seed : 1, why) != 0 ||
+        (o->test_rows > 0 && s_fed_blobs(f->dir, "test.csv", o->test_rows, 2, why) != 0))
+        return -1;
+    char cmd[8192];
+    size_t at = (size_t)snprintf(cmd, sizeof cmd,
+                                 "cd %s && B=%s && mkdir allow && $B/fedtl keygen --out hq "
+                                 "--name hq >/dev/null",
+                                 f->dir, bin_dir);
+    for (int i = 0; i < FL_TEST_FED_MAX && at < sizeof cmd; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "b%d", i);
+        at += (size_t)snprintf(cmd + at, sizeof cmd - at,
+                               " && $B/fedtl keygen --out %s --name '%s' >/dev/null", name,
+                               o->names[i] ? o->names[i] : name);
+    }
+    if (at < sizeof cmd)
+        at += (size_t)snprintf(
+            cmd + at, sizeof cmd - at,
+            " && for k in %s; do $B/fedtl keygen --out $k --name $k >/dev/null || exit 1; done && "
+            "for k in $(seq 0 %d); do cp b$k.pub allow/; done && $B/fedtl pretrain %s --out "
+            "base.ftm && $B/fedtl partition %s --clients %d --dirichlet 1.0 --min-size 60 "
+            "--seed 5 --out-dir shards >/dev/null",
+            o->more_keys ? o->more_keys : "", nb - 1,
+            o->pretrain ? o->pretrain
+                        : "--data train.csv --classes 0-2 --arch mlp --epochs 4 --seed 3 "
+                          "--threads 1 --quiet",
+            o->shards ? o->shards : "--data train.csv --classes 1-3 --samples 1200", nb);
+    if (at >= sizeof cmd) {
+        *why = strdup("the set-up command is too long");
         return -1;
     }
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && B=%s && mkdir allow && for k in hq b0 b1 b2 b3 b4 b5; do $B/fedtl keygen "
-             "--out $k --name $k >/dev/null || exit 1; done && for k in $(seq 0 %d); do cp "
-             "b$k.pub allow/; done && $B/fedtl pretrain --data train.csv --classes 0-2 --arch "
-             "mlp --epochs 4 --seed 3 --threads 1 --quiet --out base.ftm && $B/fedtl partition "
-             "--data train.csv --classes 1-3 --samples 1200 --clients %d --dirichlet 1.0 "
-             "--min-size 60 --seed 5 --out-dir shards >/dev/null",
-             f->dir, bin_dir, nb - 1, nb);
     char *out = NULL;
     if (fl_test_run(cmd, &out) != 0) {
         *why = out ? out : strdup(cmd);
@@ -367,4 +408,30 @@ void fl_test_fed_teardown(struct fl_test_fed *f)
     fl_test_rmtree(f->dir);
     free(f->dir);
     f->dir = NULL;
+}
+
+char *fl_test_fashion_base(const char *tag, int samples, int epochs, const char *bin_dir,
+                           char **why)
+{
+    *why = NULL;
+    char *dir = fl_test_tmpdir(tag);
+    if (!dir) {
+        *why = strdup("no scratch directory");
+        return NULL;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s/fedtl pretrain --data " S_FMNIST "/train-images-idx3-ubyte.gz --labels " S_FMNIST
+             "/train-labels-idx1-ubyte.gz --classes 0-4 --samples %d --arch cnn-small "
+             "--epochs %d --quiet --out %s/base.ftm",
+             bin_dir, samples, epochs, dir);
+    char *out = NULL;
+    if (fl_test_run(cmd, &out) != 0) {
+        *why = out ? out : strdup(cmd);
+        fl_test_rmtree(dir);
+        free(dir);
+        return NULL;
+    }
+    free(out);
+    return dir;
 }

@@ -61,7 +61,7 @@ struct cJSON *fl_test_jsonl(const char *path);
 int fl_test_ledger_lines(const struct cJSON *lines, int round, int aggregated,
                          const struct cJSON **last);
 
-/* ---- the federation of the secure-aggregation tests (test_secagg_e2e, test_secagg_view) ---- */
+/* ---- the federation of the end-to-end tests: fedtl's programs in a scratch directory ---- */
 
 #define FL_TEST_FED_MAX 6 /* branches at most */
 
@@ -74,6 +74,10 @@ struct fl_test_fed {
     pid_t branch[FL_TEST_FED_MAX]; /* the clients, or 0 */
 };
 
+/* The seed of fl_test_write_blobs whose samples go on from the stream that drew the centres
+ * rather than start one of their own. */
+#define FL_TEST_BLOBS_CENTRES_STREAM 0xffffffffffffffffULL
+
 /* Write n samples of four Gaussian classes in 20 dimensions (the same centres whatever the
  * seed) to the CSV file path. 0, or -1 when it cannot be written. */
 int fl_test_write_blobs(const char *path, int n, unsigned long long seed);
@@ -84,8 +88,30 @@ int fl_test_write_blobs(const char *path, int n, unsigned long long seed);
  * 0, or -1 with what failed in *why (malloc'd, the caller frees it). */
 int fl_test_fed_setup(struct fl_test_fed *f, const char *tag, int nb, const char *bin_dir,
                       char **why);
+
+/* What a federation of fl_test_fed_setup_opts holds other than fl_test_fed_setup's; each field
+ * zero or NULL: as fl_test_fed_setup. Names and options go to the shell as they are. */
+struct fl_test_fed_opts {
+    unsigned long long blobs_seed;      /* train.csv's seed (fl_test_write_blobs), 0: 1 */
+    int test_rows;                      /* rows of test.csv (blobs of seed 2), 0: none */
+    const char *names[FL_TEST_FED_MAX]; /* branch i's name (keygen --name, no '), NULL: bI */
+    const char *more_keys;              /* keys made and not enrolled ("stranger"), or NULL */
+    const char *pretrain; /* fedtl pretrain's options but --out, NULL: the mlp of classes 0-2 */
+    const char *shards;   /* fedtl partition's data, classes and --samples, NULL: 1200 of 1-3 */
+};
+
+/* fl_test_fed_setup with the differences of opts (NULL: none). */
+int fl_test_fed_setup_opts(struct fl_test_fed *f, const char *tag, int nb,
+                           const struct fl_test_fed_opts *opts, const char *bin_dir, char **why);
 /* Kill the coordinator and the clients still running, remove the directory (kept with
  * FEDTL_KEEP_TMP). */
 void fl_test_fed_teardown(struct fl_test_fed *f);
+
+/* A fresh scratch directory named after tag holding base.ftm, for scripts/simulate.sh:
+ * cnn-small pretrained by bin_dir's fedtl on `samples` Fashion-MNIST training images of
+ * classes 0-4 for `epochs` epochs. The directory (malloc'd), or NULL with what failed in *why
+ * (malloc'd, the caller frees it). */
+char *fl_test_fashion_base(const char *tag, int samples, int epochs, const char *bin_dir,
+                           char **why);
 
 #endif

@@ -14,12 +14,10 @@
 
 #include "fl_dp.h"
 #include "fl_modelfile.h"
-#include "fl_rng.h"
 #include "fl_testutil.h"
 
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,74 +26,21 @@
 #define S_MAXB 5
 #define S_CLIP 0.5
 
-struct s_fed {
-    char *dir; /* scratch directory */
-    int nb;    /* branches */
-};
-
-static void s_sh(struct s_fed *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_sh(struct s_fed *f, const char *fmt, ...)
+/* Keys, 3,000 rows of four Gaussian classes in 20 dimensions (the stream that drew the centres
+ * goes on), an mlp base on classes 0-2 and nb shards of classes 1-3 (fl_test_fed_setup). */
+static void s_setup(struct fl_test_fed *f, int nb)
 {
-    char body[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && B=%s && %s", f->dir, FEDTL_BIN_DIR, body);
-    char *out = NULL;
-    int rc = fl_test_run(cmd, &out);
-    cr_assert_eq(rc, 0, "%s\n%s", body, out ? out : "");
-    free(out);
-}
-
-/* Keys, 3,000 rows of four Gaussian classes in 20 dimensions, an mlp base on classes 0-2 and
- * nb shards of classes 1-3. */
-static void s_setup(struct s_fed *f, int nb)
-{
-    f->dir = fl_test_tmpdir("ddp");
-    cr_assert_not_null(f->dir);
-    f->nb = nb;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train.csv", f->dir);
-    FILE *fp = fopen(path, "w");
-    cr_assert_not_null(fp);
-    struct fl_rng r;
-    fl_rng_seed(&r, 77);
-    double centre[4][20];
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 20; j++)
-            centre[k][j] = fl_rng_normal(&r) * 1.2;
-    for (int i = 0; i < 3000; i++) {
-        int k = (int)fl_rng_below(&r, 4);
-        fprintf(fp, "%d", k);
-        for (int j = 0; j < 20; j++)
-            fprintf(fp, ",%.4f", centre[k][j] + fl_rng_normal(&r) * 1.6);
-        fprintf(fp, "\n");
-    }
-    fclose(fp);
-    s_sh(f,
-         "mkdir allow && for k in hq b0 b1 b2 b3 b4; do $B/fedtl keygen --out $k --name $k "
-         ">/dev/null || exit 1; done && for k in $(seq 0 %d); do cp b$k.pub allow/; done",
-         nb - 1);
-    s_sh(f, "$B/fedtl pretrain --data train.csv --classes 0-2 --arch mlp --epochs 4 --seed 3 "
-            "--threads 1 --quiet --out base.ftm");
-    s_sh(f,
-         "$B/fedtl partition --data train.csv --classes 1-3 --samples 1200 --clients %d "
-         "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
-         nb);
-}
-
-static void s_teardown(struct s_fed *f)
-{
-    if (!getenv("FEDTL_KEEP_TMP"))
-        fl_test_rmtree(f->dir);
-    free(f->dir);
+    const struct fl_test_fed_opts o = {.blobs_seed = FL_TEST_BLOBS_CENTRES_STREAM};
+    char *why = NULL;
+    int rc = fl_test_fed_setup_opts(f, "ddp", nb, &o, FEDTL_BIN_DIR, &why);
+    cr_assert_eq(rc, 0, "%s", why ? why : "");
+    free(why);
 }
 
 /* The coordinator with `rounds`, environment `env` and extra options on STATE, and the
  * branches, until the coordinator exits: its exit status; its log is coord-TAG.log. The
  * branches of a coordinator that did not exit 0 are stopped at once. */
-static int s_run_env(struct s_fed *f, const char *tag, int rounds, const char *env,
+static int s_run_env(struct fl_test_fed *f, const char *tag, int rounds, const char *env,
                      const char *extra)
 {
     char cmd[4096], log[1024];
@@ -126,12 +71,12 @@ static int s_run_env(struct s_fed *f, const char *tag, int rounds, const char *e
     return rc;
 }
 
-static int s_run(struct s_fed *f, const char *tag, int rounds, const char *extra)
+static int s_run(struct fl_test_fed *f, const char *tag, int rounds, const char *extra)
 {
     return s_run_env(f, tag, rounds, "", extra);
 }
 
-static char *s_file(struct s_fed *f, const char *name)
+static char *s_file(struct fl_test_fed *f, const char *name)
 {
     static char path[2048];
     snprintf(path, sizeof path, "%s/%s", f->dir, name);
@@ -158,7 +103,7 @@ static double s_eps_after(int r, double z)
 
 /* Every aggregated ledger line reports the central accountant's epsilon after its round at
  * noise z, and a secure round of n inputs with threshold m, every weight 1. Their count. */
-static int s_check_ledger(struct s_fed *f, double z, int n, int m)
+static int s_check_ledger(struct fl_test_fed *f, double z, int n, int m)
 {
     cJSON *lines = fl_test_jsonl(s_file(f, "state/rounds.jsonl"));
     cr_assert_not_null(lines);
@@ -189,7 +134,7 @@ static int s_check_ledger(struct s_fed *f, double z, int n, int m)
 /* The noise in the step from global adapter g0 to g1: n (g1 - g0) minus the sum of the
  * branches' changes in round r clipped to S_CLIP (their kept adapters), into a malloc'd
  * *noise of *d values. */
-static void s_noise(struct s_fed *f, const char *g0_path, int r, double **noise, size_t *d)
+static void s_noise(struct fl_test_fed *f, const char *g0_path, int r, double **noise, size_t *d)
 {
     struct fl_adapter_file g0, g1, a[S_MAXB];
     cr_assert_eq(fl_adapter_read(s_file(f, g0_path), &g0), 0);
@@ -232,12 +177,14 @@ static void s_noise(struct s_fed *f, const char *g0_path, int r, double **noise,
  * would be far off: m = n gives 0.25, central noise on top 0.67, no shares 0. */
 Test(ddp_e2e, the_step_carries_the_shares_noise_and_the_ledger_the_central_epsilon, .timeout = 600)
 {
-    struct s_fed f;
+    struct fl_test_fed f;
     s_setup(&f, 5);
     const double z = 1.0;
     const char *opts = "--dp-clip 0.5 --dp-noise 1";
     cr_assert_eq(s_run(&f, "1", 1, opts), 0);
-    s_sh(&f, "cp state/global.fta global-1.fta");
+    char cp[4096];
+    snprintf(cp, sizeof cp, "cp %s/state/global.fta %s/global-1.fta", f.dir, f.dir);
+    cr_assert_eq(fl_test_run(cp, NULL), 0, "%s", cp);
     cr_assert_eq(s_run(&f, "2", 2, opts), 0, "resumed for round 2");
     cr_expect_eq(s_check_ledger(&f, z, 5, 3), 2);
     double *noise;
@@ -274,14 +221,14 @@ Test(ddp_e2e, the_step_carries_the_shares_noise_and_the_ledger_the_central_epsil
     cr_expect_lt(fabs(s_num(last, "dp_epsilon") - s_eps_after(2, z)), 1.5e-6);
     cJSON_Delete(o);
     free(out);
-    s_teardown(&f);
+    fl_test_fed_teardown(&f);
 }
 
 /* A budget alone chooses the noise as in central mode (the planned rounds at rate 1), and the
  * rounds spend what the central accountant says; noise the encoding cannot hold is refused. */
 Test(ddp_e2e, a_target_epsilon_chooses_the_central_noise, .timeout = 600)
 {
-    struct s_fed f;
+    struct fl_test_fed f;
     s_setup(&f, 3);
     double z = 0;
     cr_assert_eq(fl_dp_calibrate(8, 1e-5, 1, 2, &z), 0);
@@ -301,11 +248,11 @@ Test(ddp_e2e, a_target_epsilon_chooses_the_central_noise, .timeout = 600)
     cr_expect_neq(fl_test_run(cmd, &out), 0);
     cr_expect(out && strstr(out, "does not fit the encoding's range"), "%s", out ? out : "");
     free(out);
-    s_teardown(&f);
+    fl_test_fed_teardown(&f);
 }
 
 /* The JSON object in file `name`. */
-static cJSON *s_json(struct s_fed *f, const char *name)
+static cJSON *s_json(struct fl_test_fed *f, const char *name)
 {
     char *text = fl_test_slurp(s_file(f, name));
     cr_assert_not_null(text, "%s", name);
@@ -322,7 +269,7 @@ static cJSON *s_json(struct s_fed *f, const char *name)
  * round it then commits reports the epsilon of two releases. */
 Test(ddp_e2e, a_sum_unmaskable_before_a_crash_stays_charged_at_sampling_rate_one, .timeout = 600)
 {
-    struct s_fed f;
+    struct fl_test_fed f;
     s_setup(&f, 5);
     const double z = 1.0;
     const char *opts = "--dp-clip 0.5 --dp-noise 1 --clients-per-round 4";
@@ -360,5 +307,5 @@ Test(ddp_e2e, a_sum_unmaskable_before_a_crash_stays_charged_at_sampling_rate_one
     o = s_json(&f, "state/privacy-1.state");
     cr_expect_eq(s_num(o, "released"), 2, "the commit counted nothing more");
     cJSON_Delete(o);
-    s_teardown(&f);
+    fl_test_fed_teardown(&f);
 }

@@ -73,12 +73,6 @@ static int s_send(void *arg, Fedtl__Envelope *env)
     return rc;
 }
 
-/* Branch i's change: a ramp of its own. */
-static float s_delta(int i, size_t v)
-{
-    return 0.001f * (float)(i + 1) + 1e-5f * (float)(v % 97) * (i % 2 ? -1.0f : 1.0f);
-}
-
 static void s_beat(struct s_peer *p)
 {
     Fedtl__Envelope env = FEDTL__ENVELOPE__INIT;
@@ -93,19 +87,7 @@ static void s_beat(struct s_peer *p)
 static void s_start(struct s_fed *f, struct s_peer *p, const char *extra)
 {
     s_fed_setup(f, extra);
-    for (int i = 0; i < 100 && fl_test_count(f->path[F_LOG], "event=coordinator_start") == 0; i++)
-        usleep(50000); /* its SIGHUP handler is in place from then on */
-    cr_assert_gt(fl_test_count(f->path[F_LOG], "event=coordinator_start"), 0);
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && for k in b3 b4; do %s/fedtl keygen --out $k --name $k >/dev/null || "
-             "exit 1; done && cp b3.pub b4.pub evil.pub allow/",
-             f->dir, FEDTL_BIN_DIR);
-    s_run(cmd);
-    kill(f->coord, SIGHUP);
-    for (int i = 0; i < 100 && fl_test_count(f->path[F_LOG], "event=allowlist_reloaded") == 0; i++)
-        usleep(50000);
-    cr_assert_gt(fl_test_count(f->path[F_LOG], "event=allowlist_reloaded"), 0);
+    s_fed_enrol(f, "b3 b4", "b3.pub b4.pub evil.pub");
     static const char *const names[S_NB] = {"b1", "b2", "b3", "b4", "evil"};
     memset(p, 0, S_NB * sizeof *p);
     for (int i = 0; i < S_NB; i++) {
@@ -143,7 +125,7 @@ static void s_attempt(struct s_fed *f, struct s_peer *p, int ends, struct fl_ada
         cr_assert_not_null(p[i].cl);
         float *x = malloc(length * sizeof *x);
         for (size_t v = 0; v < length; v++)
-            x[v] = s_delta(i, v);
+            x[v] = s_ramp(i, v);
         cr_assert_eq(fl_secagg_client_input(p[i].cl, x, length, 1), 0);
         free(x);
         if (p[i].setup)
@@ -191,14 +173,6 @@ static void s_close_all(struct s_fed *f, struct s_peer *p)
     s_fed_teardown(f);
 }
 
-/* Wait up to 10 s for `what` in the coordinator's log. */
-static void s_wait_log(struct s_fed *f, const char *what)
-{
-    for (int i = 0; i < 200 && fl_test_count(f->path[F_LOG], what) == 0; i++)
-        usleep(50000);
-    cr_assert_gt(fl_test_count(f->path[F_LOG], what), 0, "%s", what);
-}
-
 /* The epsilon of r releases at rate 1, noise 1, delta 1e-5. */
 static double s_eps(int r)
 {
@@ -227,7 +201,7 @@ Test(ddp_hostile, a_weight_word_other_than_one_neither_spoils_the_sum_nor_escape
     p[4].bad_weight = true;
     struct fl_adapter_file task;
     s_attempt(&f, p, 1, &task);
-    s_wait_log(&f, "event=round_done");
+    s_log_await(&f, "event=round_done", 200);
     char *log = fl_test_slurp(f.path[F_LOG]);
     cr_expect(strstr(log, "event=round_done round=1 accepted=5"), "%s", log);
     cr_expect(
@@ -249,19 +223,8 @@ Test(ddp_hostile, a_weight_word_other_than_one_neither_spoils_the_sum_nor_escape
     /* the global adapter: the task's plus the five changes' sum over the five selected */
     struct fl_adapter_file g;
     cr_assert_eq(fl_adapter_read(f.path[F_GLOBAL], &g), 0);
-    double worst = 0;
-    size_t off = 0;
-    for (size_t k = 0; k < g.ntensors; k++) {
-        size_t n = fl_tensor_numel(&g.tensors[k]);
-        for (size_t v = 0; v < n; v++) {
-            double sum = 0;
-            for (int i = 0; i < S_NB; i++)
-                sum += s_delta(i, off + v);
-            worst =
-                fmax(worst, fabs(g.tensors[k].data[v] - (task.tensors[k].data[v] + sum / S_NB)));
-        }
-        off += n;
-    }
+    const double w[S_NB] = {1, 1, 1, 1, 1};
+    double worst = s_ramp_gap(&g, &task, w, S_NB);
     cr_log_info("global adapter vs the task plus the sum over 5: max |difference| %.3g", worst);
     cr_expect_leq(worst, 1e-6);
     fl_adapter_close(&g);
@@ -280,7 +243,7 @@ Test(ddp_hostile, an_attempt_that_fails_after_the_reveals_is_charged_and_its_ret
     p[2].drop_masked = true; /* b3 drops out after its shares */
     p[4].bad_reveal = p[2].b.id->sign_pk;
     s_attempt(&f, p, 1, NULL);
-    s_wait_log(&f, "event=round_short round=1 ");
+    s_log_await(&f, "event=round_short round=1 ", 200);
     char *log = fl_test_slurp(f.path[F_LOG]);
     char want[96];
     snprintf(want, sizeof want, "event=secagg_abort round=1 code=%d",
@@ -294,7 +257,7 @@ Test(ddp_hostile, an_attempt_that_fails_after_the_reveals_is_charged_and_its_ret
     p[2].drop_masked = false; /* the retry: all honest */
     p[4].bad_reveal = NULL;
     s_attempt(&f, p, 2, NULL);
-    s_wait_log(&f, "event=round_done");
+    s_log_await(&f, "event=round_done", 200);
     cr_expect_eq(fl_test_count(f.path[F_LOG], "event=privacy_release round=1 "), 2);
     cJSON *lines = fl_test_jsonl(f.path[F_LEDGER]);
     cr_assert_eq(cJSON_GetArraySize(lines), 2);
@@ -324,7 +287,7 @@ Test(ddp_hostile, a_retry_the_budget_cannot_pay_for_after_a_charged_attempt_does
     p[2].drop_masked = true;
     p[4].bad_reveal = p[2].b.id->sign_pk;
     s_attempt(&f, p, 1, NULL);
-    s_wait_log(&f, "event=federation_done rounds=0 ");
+    s_log_await(&f, "event=federation_done rounds=0 ", 200);
     cr_expect_eq(fl_test_count(f.path[F_LOG], "event=privacy_release round=1 "), 1);
     cr_expect_eq(fl_test_count(f.path[F_LOG], "event=privacy_budget_spent round=1 "), 1);
     cr_expect_eq(fl_test_count(f.path[F_LOG], "event=round_start"), 1, "no retry");

@@ -5,7 +5,6 @@
 #include <cJSON.h>
 
 #include "fl_modelfile.h"
-#include "fl_rng.h"
 #include "fl_testutil.h"
 
 #include <math.h>
@@ -19,11 +18,8 @@
 #define NB 3
 
 struct s_fed {
-    char *dir;            /* scratch directory, all paths below are inside */
-    int port;             /* coordinator port */
+    struct fl_test_fed t; /* the federation: scratch directory, port, processes */
     char coord_cmd[4096]; /* how the coordinator was started (for restarts) */
-    pid_t coord;          /* coordinator */
-    pid_t branch[NB];     /* clients */
 };
 
 static void s_sh(struct s_fed *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,33 +30,11 @@ static void s_sh(struct s_fed *f, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(body, sizeof body, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && B=%s && %s", f->dir, FEDTL_BIN_DIR, body);
+    snprintf(cmd, sizeof cmd, "cd %s && B=%s && %s", f->t.dir, FEDTL_BIN_DIR, body);
     char *out = NULL;
     int rc = fl_test_run(cmd, &out);
     cr_assert_eq(rc, 0, "%s\n%s", body, out ? out : "");
     free(out);
-}
-
-/* Four Gaussian classes in 20 dimensions; class 3 lives where the base has seen nothing. */
-static void s_write_blobs(const char *path, int n, uint64_t seed)
-{
-    struct fl_rng r;
-    fl_rng_seed(&r, 77); /* same class centres for every file */
-    double centre[4][20];
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 20; j++)
-            centre[k][j] = fl_rng_normal(&r) * 1.2;
-    fl_rng_seed(&r, seed);
-    FILE *fp = fopen(path, "w");
-    cr_assert_not_null(fp);
-    for (int i = 0; i < n; i++) {
-        int k = (int)fl_rng_below(&r, 4);
-        fprintf(fp, "%d", k);
-        for (int j = 0; j < 20; j++)
-            fprintf(fp, ",%.4f", centre[k][j] + fl_rng_normal(&r) * 1.6);
-        fprintf(fp, "\n");
-    }
-    fclose(fp);
 }
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
@@ -70,32 +44,24 @@ static void s_write_blobs(const char *path, int n, uint64_t seed)
 static void s_setup_data(struct s_fed *f, bool fashion)
 {
     memset(f, 0, sizeof *f);
-    f->dir = fl_test_tmpdir("fed");
-    f->port = 20000 + (int)((getpid() * 7) % 20000);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train.csv", f->dir);
-    s_write_blobs(path, 3000, 1);
-    snprintf(path, sizeof path, "%s/test.csv", f->dir);
-    s_write_blobs(path, 1200, 2);
-    s_sh(f, "mkdir allow && for k in hq b0 b1 b2 stranger; do $B/fedtl keygen --out $k --name $k "
-            ">/dev/null || exit 1; done && cp b0.pub b1.pub b2.pub allow/");
+    /* train.csv, test.csv: four Gaussian classes in 20 dimensions, class 3 where the base has
+     * seen nothing */
+    struct fl_test_fed_opts o = {
+        .test_rows = 1200,
+        .more_keys = "stranger",
+        .shards = "--data train.csv --classes 1-3 --samples 900",
+    };
     if (fashion) {
-        s_sh(f, "$B/fedtl pretrain --data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
-                "/train-labels-idx1-ubyte.gz --classes 0-4 --samples 6000 --arch cnn-small "
-                "--epochs 2 --seed 3 --quiet --out base.ftm");
-        s_sh(f,
-             "$B/fedtl partition --data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
-             "/train-labels-idx1-ubyte.gz --classes 5-9 --samples 900 --clients %d "
-             "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
-             NB);
-        return;
+        o.pretrain = "--data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
+                     "/train-labels-idx1-ubyte.gz --classes 0-4 --samples 6000 --arch cnn-small "
+                     "--epochs 2 --seed 3 --quiet";
+        o.shards = "--data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
+                   "/train-labels-idx1-ubyte.gz --classes 5-9 --samples 900";
     }
-    s_sh(f, "$B/fedtl pretrain --data train.csv --classes 0-2 --arch mlp --epochs 4 --seed 3 "
-            "--threads 1 --quiet --out base.ftm");
-    s_sh(f,
-         "$B/fedtl partition --data train.csv --classes 1-3 --samples 900 --clients %d "
-         "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
-         NB);
+    char *why = NULL;
+    int rc = fl_test_fed_setup_opts(&f->t, "fed", NB, &o, FEDTL_BIN_DIR, &why);
+    cr_assert_eq(rc, 0, "%s", why ? why : "");
+    free(why);
 }
 
 static void s_setup(struct s_fed *f)
@@ -111,7 +77,7 @@ static void s_start_coord(struct s_fed *f, const char *extra)
              "cd %s && exec %s/fedtl-coordinator --key hq.key --allow allow --base base.ftm "
              "--state-dir state --endpoint tcp://127.0.0.1:%d --classes 1-3 --method lora "
              "--epochs 3 --heartbeat-ms 200 --eval-data test.csv --threads 1 %s",
-             f->dir, FEDTL_BIN_DIR, f->port, extra);
+             f->t.dir, FEDTL_BIN_DIR, f->t.port, extra);
     s_spawn_coord(f);
 }
 
@@ -122,15 +88,15 @@ static void s_start_coord_fashion(struct s_fed *f, const char *extra)
              "--state-dir state --endpoint tcp://127.0.0.1:%d --classes 5-9 --method lora "
              "--epochs 3 --heartbeat-ms 200 --eval-data " FMNIST "/t10k-images-idx3-ubyte.gz "
              "--eval-labels " FMNIST "/t10k-labels-idx1-ubyte.gz %s",
-             f->dir, FEDTL_BIN_DIR, f->port, extra);
+             f->t.dir, FEDTL_BIN_DIR, f->t.port, extra);
     s_spawn_coord(f);
 }
 
 static void s_spawn_coord(struct s_fed *f)
 {
     char log[1024];
-    snprintf(log, sizeof log, "%s/coord.log", f->dir);
-    f->coord = fl_test_spawn(f->coord_cmd, log);
+    snprintf(log, sizeof log, "%s/coord.log", f->t.dir);
+    f->t.coord = fl_test_spawn(f->coord_cmd, log);
 }
 
 static pid_t s_start_branch(struct s_fed *f, int i, const char *key, const char *coord_pub,
@@ -141,31 +107,20 @@ static pid_t s_start_branch(struct s_fed *f, int i, const char *key, const char 
              "cd %s && exec %s/fedtl-client --coordinator tcp://127.0.0.1:%d --coordinator-key %s "
              "--key %s.key --data shards/client-%02d.csv --cache-dir cache%d --out final%d.fta "
              "--keep-updates kept%d --threads 1 --connect-timeout 20 %s",
-             f->dir, FEDTL_BIN_DIR, f->port, coord_pub, key, i, i, i, i, extra);
-    snprintf(log, sizeof log, "%s/%s.log", f->dir, key);
+             f->t.dir, FEDTL_BIN_DIR, f->t.port, coord_pub, key, i, i, i, i, extra);
+    snprintf(log, sizeof log, "%s/%s.log", f->t.dir, key);
     return fl_test_spawn(cmd, log);
 }
 
 static void s_teardown(struct s_fed *f)
 {
-    for (int i = 0; i < NB; i++)
-        if (f->branch[i] > 0) {
-            kill(f->branch[i], SIGKILL);
-            fl_test_wait(f->branch[i], 5);
-        }
-    if (f->coord > 0) {
-        kill(f->coord, SIGKILL);
-        fl_test_wait(f->coord, 5);
-    }
-    if (!getenv("FEDTL_KEEP_TMP"))
-        fl_test_rmtree(f->dir);
-    free(f->dir);
+    fl_test_fed_teardown(&f->t);
 }
 
 static char *s_file(struct s_fed *f, const char *name)
 {
     static char path[1024];
-    snprintf(path, sizeof path, "%s/%s", f->dir, name);
+    snprintf(path, sizeof path, "%s/%s", f->t.dir, name);
     return path;
 }
 
@@ -187,7 +142,7 @@ static double s_eval(struct s_fed *f, const char *adapter)
              "cd %s && %s/fedtl eval --base base.ftm --adapter %s --data " FMNIST
              "/t10k-images-idx3-ubyte.gz --labels " FMNIST "/t10k-labels-idx1-ubyte.gz "
              "--json",
-             f->dir, FEDTL_BIN_DIR, adapter);
+             f->t.dir, FEDTL_BIN_DIR, adapter);
     cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out ? out : "");
     cJSON *ev = cJSON_Parse(out);
     const cJSON *acc = cJSON_GetObjectItemCaseSensitive(ev, "accuracy");
@@ -254,13 +209,13 @@ Test(fedtl_federation, three_branches_three_rounds_average_and_beat_the_head, .t
     char key[16];
     for (int i = 0; i < NB; i++) {
         snprintf(key, sizeof key, "b%d", i);
-        f.branch[i] = s_start_branch(&f, i, key, "hq.pub", "");
+        f.t.branch[i] = s_start_branch(&f, i, key, "hq.pub", "");
     }
-    cr_assert_eq(fl_test_wait(f.coord, 180), 0, "coordinator failed");
-    f.coord = 0;
+    cr_assert_eq(fl_test_wait(f.t.coord, 180), 0, "coordinator failed");
+    f.t.coord = 0;
     for (int i = 0; i < NB; i++) {
-        cr_assert_eq(fl_test_wait(f.branch[i], 30), 0, "branch %d failed", i);
-        f.branch[i] = 0;
+        cr_assert_eq(fl_test_wait(f.t.branch[i], 30), 0, "branch %d failed", i);
+        f.t.branch[i] = 0;
     }
     cJSON *ledger = s_ledger(&f);
     cr_assert_eq(fl_test_ledger_lines(ledger, -1, 1, NULL), 3);
@@ -348,33 +303,33 @@ Test(fedtl_federation, a_branch_killed_mid_round_and_a_coordinator_killed_after_
                               "--exit-when-done");
     /* Branch 2 holds far more data (all 30,000 training images of classes 5-9), so it is
      * still training when it is killed in round 1. */
-    f.branch[2] = s_start_branch(&f, 2, "b2", "hq.pub",
-                                 "--data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
-                                 "/train-labels-idx1-ubyte.gz");
+    f.t.branch[2] = s_start_branch(&f, 2, "b2", "hq.pub",
+                                   "--data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
+                                   "/train-labels-idx1-ubyte.gz");
     cr_assert(s_wait_line(&f, "coord.log", "branch=b2", "has_base=1", 60), "b2 never ready");
-    f.branch[0] = s_start_branch(&f, 0, "b0", "hq.pub", "");
+    f.t.branch[0] = s_start_branch(&f, 0, "b0", "hq.pub", "");
     cr_assert(s_wait_for(&f, "b2.log", "event=task round=1", 60), "no task for b2");
-    kill(f.branch[2], SIGKILL);
-    fl_test_wait(f.branch[2], 5);
-    f.branch[2] = 0;
-    f.branch[1] = s_start_branch(&f, 1, "b1", "hq.pub", "");
+    kill(f.t.branch[2], SIGKILL);
+    fl_test_wait(f.t.branch[2], 5);
+    f.t.branch[2] = 0;
+    f.t.branch[1] = s_start_branch(&f, 1, "b1", "hq.pub", "");
     cr_assert(s_wait_aggregated(&f, 2, 120), "round 2 never done");
     /* The coordinator dies without warning after round 2 and comes back; the branches are
      * not restarted. */
-    kill(f.coord, SIGKILL);
-    fl_test_wait(f.coord, 5);
+    kill(f.t.coord, SIGKILL);
+    fl_test_wait(f.t.coord, 5);
     struct fl_adapter_file r2;
     cr_assert_eq(fl_adapter_read(s_file(&f, "state/global.fta"), &r2), 0);
     cr_assert_eq(r2.meta.round, 2);
     fl_adapter_close(&r2);
     char log[1024];
-    snprintf(log, sizeof log, "%s/coord2.log", f.dir);
-    f.coord = fl_test_spawn(f.coord_cmd, log);
-    cr_assert_eq(fl_test_wait(f.coord, 120), 0, "restarted coordinator failed");
-    f.coord = 0;
+    snprintf(log, sizeof log, "%s/coord2.log", f.t.dir);
+    f.t.coord = fl_test_spawn(f.coord_cmd, log);
+    cr_assert_eq(fl_test_wait(f.t.coord, 120), 0, "restarted coordinator failed");
+    f.t.coord = 0;
     for (int i = 0; i < 2; i++) {
-        cr_assert_eq(fl_test_wait(f.branch[i], 30), 0, "branch %d failed", i);
-        f.branch[i] = 0;
+        cr_assert_eq(fl_test_wait(f.t.branch[i], 30), 0, "branch %d failed", i);
+        f.t.branch[i] = 0;
     }
     /* It resumed at round 3 from round 2's adapter, and ran no round twice. */
     cr_assert_eq(fl_test_count(s_file(&f, "coord2.log"), "resumed_round=2"), 1);
@@ -413,24 +368,24 @@ Test(fedtl_federation, refused_keys_fail_fast_with_a_clear_message, .timeout = 1
     cr_assert_eq(fl_test_wait(p, 30), 1);
     cr_assert_gt(fl_test_count(s_file(&f, "b0.log"), "coordinator-key"), 0);
     /* Revocation: b1 registers, its key leaves the allow-list, SIGHUP: it is told and refused. */
-    f.branch[1] = s_start_branch(&f, 1, "b1", "hq.pub", "");
+    f.t.branch[1] = s_start_branch(&f, 1, "b1", "hq.pub", "");
     cr_assert(s_wait_for(&f, "coord.log", "branch=b1", 30), "b1 never registered");
     s_sh(&f, "rm allow/b1.pub");
-    kill(f.coord, SIGHUP);
-    cr_assert_eq(fl_test_wait(f.branch[1], 30), 1);
-    f.branch[1] = 0;
+    kill(f.t.coord, SIGHUP);
+    cr_assert_eq(fl_test_wait(f.t.branch[1], 30), 1);
+    f.t.branch[1] = 0;
     cr_assert_gt(fl_test_count(s_file(&f, "coord.log"), "event=branch_revoked"), 0);
     cr_assert_gt(fl_test_count(s_file(&f, "b1.log"), "revoked"), 0);
     p = s_start_branch(&f, 1, "b1", "hq.pub", "");
     cr_assert_eq(fl_test_wait(p, 30), 1, "a revoked key got in again");
     /* The coordinator is still serving. */
     char cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s/fedtl status --state-dir %s/state", FEDTL_BIN_DIR, f.dir);
+    snprintf(cmd, sizeof cmd, "%s/fedtl status --state-dir %s/state", FEDTL_BIN_DIR, f.t.dir);
     cr_assert_eq(fl_test_run(cmd, &out), 0);
     free(out);
-    kill(f.coord, SIGTERM);
-    cr_assert_eq(fl_test_wait(f.coord, 10), 0, "SIGTERM should exit 0");
-    f.coord = 0;
+    kill(f.t.coord, SIGTERM);
+    cr_assert_eq(fl_test_wait(f.t.coord, 10), 0, "SIGTERM should exit 0");
+    f.t.coord = 0;
     s_teardown(&f);
 }
 
@@ -470,14 +425,14 @@ Test(fedtl_federation, branches_and_the_coordinator_read_header_tables_by_column
     snprintf(cmd, sizeof cmd,
              "cd %s && %s/fedtl-client --check-config --coordinator tcp://127.0.0.1:1 "
              "--coordinator-key hq.pub --key b0.key --data named0.csv %s --missing drop",
-             f.dir, FEDTL_BIN_DIR, opts);
+             f.t.dir, FEDTL_BIN_DIR, opts);
     cr_assert_eq(fl_test_run(cmd, &text), 0, "%s", text);
     const char *summary = strstr(text, "named0.csv: ");
     cr_assert_not_null(summary, "%s", text);
     size_t records = 0, shard = 0;
     cr_assert_eq(sscanf(summary, "named0.csv: %zu records, 20 features", &records), 1, "%s", text);
     free(text);
-    snprintf(cmd, sizeof cmd, "wc -l < %s/shards/client-00.csv", f.dir);
+    snprintf(cmd, sizeof cmd, "wc -l < %s/shards/client-00.csv", f.t.dir);
     cr_assert_eq(fl_test_run(cmd, &text), 0);
     cr_assert_eq(sscanf(text, "%zu", &shard), 1, "%s", text);
     cr_assert_eq(records, shard, "the table's records are the shard's");
@@ -485,7 +440,7 @@ Test(fedtl_federation, branches_and_the_coordinator_read_header_tables_by_column
     snprintf(cmd, sizeof cmd,
              "cd %s && %s/fedtl-client --check-config --coordinator tcp://127.0.0.1:1 "
              "--coordinator-key hq.pub --key b0.key --data named0.csv %s",
-             f.dir, FEDTL_BIN_DIR, opts);
+             f.t.dir, FEDTL_BIN_DIR, opts);
     cr_assert_neq(fl_test_run(cmd, &text), 0, "%s", text);
     cr_assert_not_null(strstr(text, "named0.csv"), "%s", text);
     cr_assert_not_null(strstr(text, "f7"), "%s", text);
@@ -504,13 +459,13 @@ Test(fedtl_federation, branches_and_the_coordinator_read_header_tables_by_column
         snprintf(key, sizeof key, "b%d", i);
         char branch_opts[1200];
         snprintf(branch_opts, sizeof branch_opts, "%s --data named%d.csv", opts, i);
-        f.branch[i] = s_start_branch(&f, i, key, "hq.pub", branch_opts);
+        f.t.branch[i] = s_start_branch(&f, i, key, "hq.pub", branch_opts);
     }
-    cr_assert_eq(fl_test_wait(f.coord, 180), 0, "coordinator failed");
-    f.coord = 0;
+    cr_assert_eq(fl_test_wait(f.t.coord, 180), 0, "coordinator failed");
+    f.t.coord = 0;
     for (int i = 0; i < NB; i++) {
-        cr_assert_eq(fl_test_wait(f.branch[i], 30), 0, "branch %d failed", i);
-        f.branch[i] = 0;
+        cr_assert_eq(fl_test_wait(f.t.branch[i], 30), 0, "branch %d failed", i);
+        f.t.branch[i] = 0;
     }
     /* The coordinator's evaluation read the same records as the plain test set: the accuracy
      * it recorded for the final round is fedtl eval's on test.csv. */
@@ -524,7 +479,7 @@ Test(fedtl_federation, branches_and_the_coordinator_read_header_tables_by_column
     snprintf(cmd, sizeof cmd,
              "cd %s && %s/fedtl eval --base base.ftm --adapter state/global.fta --data test.csv "
              "--json",
-             f.dir, FEDTL_BIN_DIR);
+             f.t.dir, FEDTL_BIN_DIR);
     cr_assert_eq(fl_test_run(cmd, &text), 0, "%s", text);
     cJSON *ev = cJSON_Parse(text);
     const cJSON *tacc = cJSON_GetObjectItemCaseSensitive(ev, "accuracy");

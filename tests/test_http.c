@@ -10,13 +10,11 @@
 #include "fl_error.h"
 #include "fl_http.h"
 #include "fl_prom.h"
-#include "fl_rng.h"
 #include "fl_testutil.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,77 +29,28 @@
 static const char *const s_names[NB] = {"lisbon", "porto", SCRIPT_NAME};
 
 struct s_fed {
-    char *dir;        /* scratch directory */
-    int port;         /* coordinator's ZeroMQ port */
-    int http;         /* coordinator's HTTP port */
-    int branch_http;  /* branch 0's HTTP port */
-    pid_t coord;      /* coordinator */
-    pid_t branch[NB]; /* clients */
+    struct fl_test_fed t; /* the federation: scratch directory, ZeroMQ port, processes */
+    int http;             /* coordinator's HTTP port */
+    int branch_http;      /* branch 0's HTTP port */
 };
-
-static void s_sh(struct s_fed *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_sh(struct s_fed *f, const char *fmt, ...)
-{
-    char body[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && B=%s && %s", f->dir, FEDTL_BIN_DIR, body);
-    char *out = NULL;
-    int rc = fl_test_run(cmd, &out);
-    cr_assert_eq(rc, 0, "%s\n%s", body, out ? out : "");
-    free(out);
-}
-
-/* Four Gaussian classes in 20 dimensions (as test_federation's). */
-static void s_write_blobs(const char *path, int n, uint64_t seed)
-{
-    struct fl_rng r;
-    fl_rng_seed(&r, 77);
-    double centre[4][20];
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 20; j++)
-            centre[k][j] = fl_rng_normal(&r) * 1.2;
-    fl_rng_seed(&r, seed);
-    FILE *fp = fopen(path, "w");
-    cr_assert_not_null(fp);
-    for (int i = 0; i < n; i++) {
-        int k = (int)fl_rng_below(&r, 4);
-        fprintf(fp, "%d", k);
-        for (int j = 0; j < 20; j++)
-            fprintf(fp, ",%.4f", centre[k][j] + fl_rng_normal(&r) * 1.6);
-        fprintf(fp, "\n");
-    }
-    fclose(fp);
-}
 
 /* Keys (the third branch named <script>...), data, a base, shards; the coordinator with
  * --http, then the three branches (branch 0 with --http too). */
 static void s_start(struct s_fed *f)
 {
     memset(f, 0, sizeof *f);
-    f->dir = fl_test_tmpdir("http");
-    f->port = fl_test_free_port();
+    /* train.csv and test.csv of four Gaussian classes in 20 dimensions */
+    const struct fl_test_fed_opts o = {
+        .test_rows = 1200,
+        .names = {s_names[0], s_names[1], s_names[2]},
+        .shards = "--data train.csv --classes 1-3 --samples 900",
+    };
+    char *why = NULL;
+    int rc = fl_test_fed_setup_opts(&f->t, "http", NB, &o, FEDTL_BIN_DIR, &why);
+    cr_assert_eq(rc, 0, "%s", why ? why : "");
+    free(why);
     f->http = fl_test_free_port();
     f->branch_http = fl_test_free_port();
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train.csv", f->dir);
-    s_write_blobs(path, 3000, 1);
-    snprintf(path, sizeof path, "%s/test.csv", f->dir);
-    s_write_blobs(path, 1200, 2);
-    s_sh(f,
-         "mkdir allow && $B/fedtl keygen --out hq --name hq >/dev/null && "
-         "$B/fedtl keygen --out b0 --name '%s' >/dev/null && "
-         "$B/fedtl keygen --out b1 --name '%s' >/dev/null && "
-         "$B/fedtl keygen --out b2 --name '%s' >/dev/null && cp b0.pub b1.pub b2.pub allow/",
-         s_names[0], s_names[1], s_names[2]);
-    s_sh(f, "$B/fedtl pretrain --data train.csv --classes 0-2 --arch mlp --epochs 4 --seed 3 "
-            "--threads 1 --quiet --out base.ftm");
-    s_sh(f,
-         "$B/fedtl partition --data train.csv --classes 1-3 --samples 900 --clients %d "
-         "--dirichlet 1.0 --min-size 60 --seed 5 --out-dir shards >/dev/null",
-         NB);
     char cmd[4096], log[1024];
     /* Every round waits for all three (min_clients 3) for as long as the test needs. */
     snprintf(cmd, sizeof cmd,
@@ -109,10 +58,10 @@ static void s_start(struct s_fed *f)
              "--state-dir state --endpoint tcp://127.0.0.1:%d --classes 1-3 --method lora "
              "--epochs 1 --heartbeat-ms 200 --eval-data test.csv --threads 1 --rounds %d "
              "--min-start 3 --min-clients 3 --deadline 600 --http 127.0.0.1:%d",
-             f->dir, FEDTL_BIN_DIR, f->port, ROUNDS, f->http);
-    snprintf(log, sizeof log, "%s/coord.log", f->dir);
-    f->coord = fl_test_spawn(cmd, log);
-    cr_assert_gt(f->coord, 0);
+             f->t.dir, FEDTL_BIN_DIR, f->t.port, ROUNDS, f->http);
+    snprintf(log, sizeof log, "%s/coord.log", f->t.dir);
+    f->t.coord = fl_test_spawn(cmd, log);
+    cr_assert_gt(f->t.coord, 0);
     for (int i = 0; i < NB; i++) {
         char extra[64] = "";
         if (i == 0)
@@ -121,36 +70,27 @@ static void s_start(struct s_fed *f)
                  "cd %s && exec %s/fedtl-client --coordinator tcp://127.0.0.1:%d "
                  "--coordinator-key hq.pub --key b%d.key --data shards/client-%02d.csv "
                  "--cache-dir cache%d --out final%d.fta --threads 1 --connect-timeout 30 %s",
-                 f->dir, FEDTL_BIN_DIR, f->port, i, i, i, i, extra);
-        snprintf(log, sizeof log, "%s/b%d.log", f->dir, i);
-        f->branch[i] = fl_test_spawn(cmd, log);
-        cr_assert_gt(f->branch[i], 0);
+                 f->t.dir, FEDTL_BIN_DIR, f->t.port, i, i, i, i, extra);
+        snprintf(log, sizeof log, "%s/b%d.log", f->t.dir, i);
+        f->t.branch[i] = fl_test_spawn(cmd, log);
+        cr_assert_gt(f->t.branch[i], 0);
     }
 }
 
 static void s_stop(struct s_fed *f)
 {
     for (int i = 0; i < NB; i++)
-        if (f->branch[i] > 0) {
-            kill(f->branch[i], SIGCONT);
-            kill(f->branch[i], SIGKILL);
-            fl_test_wait(f->branch[i], 5);
-        }
-    if (f->coord > 0) {
-        kill(f->coord, SIGKILL);
-        fl_test_wait(f->coord, 5);
-    }
-    if (!getenv("FEDTL_KEEP_TMP"))
-        fl_test_rmtree(f->dir);
-    free(f->dir);
+        if (f->t.branch[i] > 0)
+            kill(f->t.branch[i], SIGCONT);
+    fl_test_fed_teardown(&f->t);
 }
 
 /* SIGTERM the coordinator: it must stop cleanly (and, under ASan, without a leak). */
 static void s_stop_coord(struct s_fed *f)
 {
-    kill(f->coord, SIGTERM);
-    int rc = fl_test_wait(f->coord, 60);
-    f->coord = 0;
+    kill(f->t.coord, SIGTERM);
+    int rc = fl_test_wait(f->t.coord, 60);
+    f->t.coord = 0;
     cr_assert_eq(rc, 0, "the coordinator exited %d on SIGTERM", rc);
 }
 
@@ -270,7 +210,7 @@ static void s_promtool(struct s_fed *f, const char *text, const char *name)
         return;
     }
     char path[1024], cmd[2048];
-    snprintf(path, sizeof path, "%s/%s.prom", f->dir, name);
+    snprintf(path, sizeof path, "%s/%s.prom", f->t.dir, name);
     FILE *fp = fopen(path, "w");
     cr_assert_not_null(fp);
     fputs(text, fp);
@@ -338,7 +278,7 @@ static cJSON *s_branch(cJSON *status, const char *name)
  * 600 s), so the federation holds still. */
 static cJSON *s_freeze(struct s_fed *f)
 {
-    kill(f->branch[2], SIGSTOP);
+    kill(f->t.branch[2], SIGSTOP);
     for (int i = 0; i < 1200; i++) {
         char *text = s_get(f->http, "/status.json");
         cJSON *st = cJSON_Parse(text);
@@ -370,13 +310,13 @@ static char *s_chromium(struct s_fed *f, const char *url, const char *screenshot
              "HOME=%s timeout 120 chromium --headless --no-sandbox --disable-gpu "
              "--disable-dev-shm-usage --user-data-dir=%s/chromium --hide-scrollbars "
              "--window-size=1000,1050 %s%s %s 2>>%s/chromium.log",
-             f->dir, f->dir, screenshot ? "--screenshot=" : "--dump-dom",
-             screenshot ? screenshot : "", url, f->dir);
+             f->t.dir, f->t.dir, screenshot ? "--screenshot=" : "--dump-dom",
+             screenshot ? screenshot : "", url, f->t.dir);
     char *out = NULL;
     int rc = fl_test_run(cmd, &out);
     if (rc != 0) {
         char log[1024];
-        snprintf(log, sizeof log, "%s/chromium.log", f->dir);
+        snprintf(log, sizeof log, "%s/chromium.log", f->t.dir);
         char *text = fl_test_slurp(log);
         cr_assert_fail("%s: exit %d\n%s\n%s", cmd, rc, out ? out : "", text ? text : "");
     }
@@ -419,7 +359,7 @@ static void s_check_status_page(struct s_fed *f, int completed)
     free(dom);
 
     char shot[1024];
-    snprintf(shot, sizeof shot, "%s/status-page.png", f->dir);
+    snprintf(shot, sizeof shot, "%s/status-page.png", f->t.dir);
     free(s_chromium(f, url, shot));
     char *png = fl_test_slurp(shot);
     cr_assert(png && strncmp(png + 1, "PNG", 3) == 0, "no screenshot at %s", shot);
@@ -508,10 +448,10 @@ Test(fl_http, federation_pages, .timeout = 600)
     s_check_status_page(&f, completed);
 
     /* Let it finish: every round counted, each with three updates. */
-    kill(f.branch[2], SIGCONT);
+    kill(f.t.branch[2], SIGCONT);
     for (int i = 0; i < NB; i++) {
-        int rc = fl_test_wait(f.branch[i], 300);
-        f.branch[i] = 0;
+        int rc = fl_test_wait(f.t.branch[i], 300);
+        f.t.branch[i] = 0;
         cr_assert_eq(rc, 0, "branch %d exited %d", i, rc);
     }
     m = s_get(f.http, "/metrics");
@@ -541,12 +481,12 @@ Test(fl_http, hostile_clients, .timeout = 600)
             send(held[i], "GET /metr", 9, MSG_NOSIGNAL);
     }
     for (int i = 0; i < NB; i++) {
-        int rc = fl_test_wait(f.branch[i], 300);
-        f.branch[i] = 0;
+        int rc = fl_test_wait(f.t.branch[i], 300);
+        f.t.branch[i] = 0;
         cr_assert_eq(rc, 0, "branch %d exited %d while HTTP was flooded", i, rc);
     }
     char log[1024];
-    snprintf(log, sizeof log, "%s/coord.log", f.dir);
+    snprintf(log, sizeof log, "%s/coord.log", f.t.dir);
     cr_assert_eq(fl_test_count(log, "event=federation_done"), 1);
     for (int i = 0; i < NCONN; i++)
         if (held[i] >= 0)
@@ -624,7 +564,7 @@ Test(fl_http, hostile_clients, .timeout = 600)
     snprintf(cmd, sizeof cmd,
              "cd %s && %s/fedtl-coordinator --key hq.key --allow allow --base base.ftm "
              "--http 127.0.0.1:99999 --check-config",
-             f.dir, FEDTL_BIN_DIR);
+             f.t.dir, FEDTL_BIN_DIR);
     cr_assert_eq(fl_test_run(cmd, &out), 2, "%s", out ? out : "");
     cr_assert(out && strstr(out, "http") && strstr(out, "99999"), "%s", out ? out : "");
     free(out);
@@ -632,7 +572,7 @@ Test(fl_http, hostile_clients, .timeout = 600)
     snprintf(cmd, sizeof cmd,
              "cd %s && %s/fedtl-client --coordinator tcp://127.0.0.1:1 --coordinator-key hq.pub "
              "--key b0.key --data shards/client-00.csv --http example.org:80 --check-config",
-             f.dir, FEDTL_BIN_DIR);
+             f.t.dir, FEDTL_BIN_DIR);
     cr_assert_eq(fl_test_run(cmd, &out), 2, "%s", out ? out : "");
     cr_assert(out && strstr(out, "http") && strstr(out, "example.org"), "%s", out ? out : "");
     free(out);

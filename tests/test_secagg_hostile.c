@@ -36,29 +36,12 @@ static int s_send(void *arg, Fedtl__Envelope *env)
     return rc;
 }
 
-/* Branch i's change: a ramp of its own. */
-static float s_delta(int i, size_t v)
-{
-    return 0.001f * (float)(i + 1) + 1e-5f * (float)(v % 97) * (i % 2 ? -1.0f : 1.0f);
-}
-
 Test(secagg_hostile, a_forged_masked_input_and_a_borrowed_key_are_refused, .timeout = 240)
 {
     struct s_fed f;
     s_fed_setup(&f, "--secure-aggregation --rounds 1 --min-start 4 --min-clients 3 "
                     "--deadline 20 --threads 1");
-    for (int i = 0; i < 100 && fl_test_count(f.path[F_LOG], "event=coordinator_start") == 0; i++)
-        usleep(50000); /* its SIGHUP handler is in place from then on */
-    cr_assert_gt(fl_test_count(f.path[F_LOG], "event=coordinator_start"), 0);
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && %s/fedtl keygen --out b3 --name b3 >/dev/null && cp b3.pub evil.pub allow/",
-             f.dir, FEDTL_BIN_DIR);
-    s_run(cmd);
-    kill(f.coord, SIGHUP); /* reload the allow-list: b3 and evil are enrolled now */
-    for (int i = 0; i < 100 && fl_test_count(f.path[F_LOG], "event=allowlist_reloaded") == 0; i++)
-        usleep(50000);
-    cr_assert_gt(fl_test_count(f.path[F_LOG], "event=allowlist_reloaded"), 0);
+    s_fed_enrol(&f, "b3", "b3.pub evil.pub"); /* b3 and evil are enrolled now */
 
     static const char *const names[S_NB] = {"b1", "b2", "b3", "evil"};
     static const uint64_t samples[S_NB] = {100, 200, 300, 400};
@@ -94,7 +77,7 @@ Test(secagg_hostile, a_forged_masked_input_and_a_borrowed_key_are_refused, .time
         cr_assert_not_null(p[i].cl);
         float *x = malloc(length * sizeof *x);
         for (size_t v = 0; v < length; v++)
-            x[v] = s_delta(i, v);
+            x[v] = s_ramp(i, v);
         cr_assert_eq(fl_secagg_client_input(p[i].cl, x, length, samples[i]), 0);
         free(x);
     }
@@ -120,8 +103,7 @@ Test(secagg_hostile, a_forged_masked_input_and_a_borrowed_key_are_refused, .time
     for (int i = 0; i < 3; i++)
         cr_assert_eq(fl_secagg_client_phase(p[i].cl), FL_SECAGG_PHASE_DONE, "%s: phase %s",
                      names[i], fl_secagg_phase_name(fl_secagg_client_phase(p[i].cl)));
-    for (int i = 0; i < 200 && fl_test_count(f.path[F_LOG], "event=round_done") == 0; i++)
-        usleep(50000);
+    s_log_await(&f, "event=round_done", 200);
     char *log = fl_test_slurp(f.path[F_LOG]);
     cr_assert(strstr(log, "event=round_done round=1 accepted=3"), "%s", log);
     cr_expect_eq(fl_test_count(f.path[F_LOG], "event=secagg_refused"), 2, "%s", log);
@@ -132,20 +114,8 @@ Test(secagg_hostile, a_forged_masked_input_and_a_borrowed_key_are_refused, .time
     /* the global adapter: the task's plus the mean change of b1, b2, b3 weighted 1:2:3 */
     struct fl_adapter_file g;
     cr_assert_eq(fl_adapter_read(f.path[F_GLOBAL], &g), 0);
-    double worst = 0;
-    size_t off = 0;
-    for (size_t k = 0; k < g.ntensors; k++) {
-        size_t n = fl_tensor_numel(&g.tensors[k]);
-        for (size_t v = 0; v < n; v++) {
-            double m = 0;
-            for (int i = 0; i < 3; i++)
-                m += (double)samples[i] * s_delta(i, off + v);
-            m /= 600.0;
-            double want = task.tensors[k].data[v] + m;
-            worst = fmax(worst, fabs(g.tensors[k].data[v] - want));
-        }
-        off += n;
-    }
+    const double w[3] = {(double)samples[0], (double)samples[1], (double)samples[2]};
+    double worst = s_ramp_gap(&g, &task, w, 3);
     cr_log_info("global adapter vs the honest branches' FedAvg: max |difference| %.3g", worst);
     cr_expect_leq(worst, 1e-6, "the evil branch's input is not in the sum");
     fl_adapter_close(&g);

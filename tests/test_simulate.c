@@ -17,16 +17,10 @@ static char *s_dir;
 /* One base for every test of this file: cnn-small on 6,000 images of classes 0-4. */
 static void s_setup(void)
 {
-    s_dir = fl_test_tmpdir("sim");
-    cr_assert_not_null(s_dir);
-    char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "%s/fedtl pretrain --data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
-             "/train-labels-idx1-ubyte.gz --classes 0-4 --samples 6000 --arch cnn-small "
-             "--epochs 2 --quiet --out %s/base.ftm",
-             FEDTL_BIN_DIR, s_dir);
-    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out);
-    free(out);
+    char *why = NULL;
+    s_dir = fl_test_fashion_base("sim", 6000, 2, FEDTL_BIN_DIR, &why);
+    cr_assert_not_null(s_dir, "%s", why ? why : "");
+    free(why);
 }
 
 static void s_teardown(void)

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FMNIST   "/usr/share/datasets/fashion-mnist"
 #define BRANCHES 3
 
 static char *s_dir;
@@ -25,16 +24,10 @@ static char *s_dir;
 /* A small base for each test: cnn-small on 2,000 images of classes 0-4, one epoch. */
 static void s_setup(void)
 {
-    s_dir = fl_test_tmpdir("strat");
-    cr_assert_not_null(s_dir);
-    char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "%s/fedtl pretrain --data " FMNIST "/train-images-idx3-ubyte.gz --labels " FMNIST
-             "/train-labels-idx1-ubyte.gz --classes 0-4 --samples 2000 --arch cnn-small "
-             "--epochs 1 --quiet --out %s/base.ftm",
-             FEDTL_BIN_DIR, s_dir);
-    cr_assert_eq(fl_test_run(cmd, &out), 0, "%s", out);
-    free(out);
+    char *why = NULL;
+    s_dir = fl_test_fashion_base("strat", 2000, 1, FEDTL_BIN_DIR, &why);
+    cr_assert_not_null(s_dir, "%s", why ? why : "");
+    free(why);
 }
 
 static void s_teardown(void)
