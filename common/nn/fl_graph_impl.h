@@ -89,6 +89,7 @@ struct fl_graph {
     int nloras;                           /* entries used in loras */
     struct fl_glora *loras;               /* LoRA adapters (fl_graph_lora.c) */
     unsigned long param_gen;              /* bumped when a parameter may have been written */
+    unsigned long wc_gen;                 /* param_gen + 1 when the kept conv columns were made */
 };
 
 /* Data of sample s of value v (a parameter's data whatever s). */

@@ -84,6 +84,8 @@ static bool s_cacheable(const fl_graph_t *g, const struct fl_gnode *nd, struct f
 
 int fl_cv_cache_all(fl_graph_t *g)
 {
+    if (g->wc_gen == g->param_gen + 1) /* nothing written since the last pass */
+        return 0;
     for (int i = 0; i < g->nnodes; i++) {
         struct fl_gnode *nd = &g->nodes[i];
         struct fl_wgeom q;
@@ -96,6 +98,7 @@ int fl_cv_cache_all(fl_graph_t *g)
         fl_cv_compact(&q, &T, g->values[nd->in[1]].data, q.mg, nd->wc);
         nd->wc_gen = g->param_gen + 1;
     }
+    g->wc_gen = g->param_gen + 1;
     return 0;
 }
 

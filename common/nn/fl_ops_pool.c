@@ -1,6 +1,7 @@
 /* fl_ops_pool: the graph's pooling ops on NCHW values: MaxPool (with the winner of each window
  * kept for the backward pass), AveragePool (padding counted or not) and GlobalAveragePool. */
 #include "fl_ops_window.h"
+#include "fl_ops_conv_impl.h"
 
 #include "fl_error.h"
 
@@ -35,11 +36,9 @@ static void s_maxpool_rows(const struct fl_wgeom *q, const float *x, float *y)
             int y0 = oy * q->sh - q->pt;
             for (int iy = y0 < 0 ? 0 : y0; iy < y0 + q->kh && iy < q->h; iy++)
                 for (int kj = 0; kj < q->kw; kj++) {
-                    int off = kj - q->pl; /* ix = ox * sw + off */
-                    int lo = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
-                    int hi = q->w - off <= 0 ? 0 : (q->w - off + q->sw - 1) / q->sw;
-                    hi = hi < q->ow ? hi : q->ow;
-                    const float *restrict xr = xc + (size_t)iy * q->w + off;
+                    int lo, hi; /* the output columns whose tap kj lands inside the row */
+                    fl_cv_valid_cols(q, kj, &lo, &hi);
+                    const float *restrict xr = xc + (size_t)iy * q->w + kj * q->dw - q->pl;
                     for (int ox = lo; ox < hi; ox++) {
                         float v = xr[(size_t)ox * q->sw];
                         yr[ox] = v > yr[ox] ? v : yr[ox];
