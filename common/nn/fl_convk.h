@@ -45,6 +45,11 @@ struct fl_convk_job {
     const float *bias;     /* [m], or NULL */
     enum fl_convk_act act; /* fused activation */
     float lo, hi;          /* FL_CONVK_CLIP's bounds */
+    /* AVX2 kernel only (fl_convk_wide() false), both NULL otherwise. km: B's row r meets W's
+     * column km[r] (not r): B holds a subset of W's columns, in W's order. cmap: column j is
+     * stored at y[cmap[j] + o * p] (not by samples and positions as above). */
+    const int32_t *km;
+    const size_t *cmap;
 };
 
 /* Does this CPU (and OS) run the kernels below (AVX-512, or AVX2 and FMA)? */
