@@ -301,7 +301,7 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
  * (padded rows copied per plane, split by column parity at stride 2): rows that are and are not
  * whole vectors, asymmetric and double padding, none, a multiplier of 2, each fused activation,
  * against the portable path at batch 1 and 3; shared among 2 and 3 workers by output channels,
- * the same bits as one thread. */
+ * the same bits as one thread (small planes channels-last too: the last two cases). */
 Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
 {
     const struct s_conv_case cases[] = {
@@ -313,6 +313,8 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
         {2, 9, 9, 2, 3, 3, 1, 1, {2, 2, 2, 2}, 1, 1, 2},
         {64, 16, 16, 64, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 64},
         {32, 24, 24, 64, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 32},
+        {576, 4, 4, 576, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 576},
+        {960, 3, 3, 960, 3, 3, 2, 2, {1, 0, 1, 1}, 1, 1, 960},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     fl_pool_t *pools[2] = {fl_pool_new(2), fl_pool_new(3)};

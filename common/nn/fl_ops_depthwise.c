@@ -200,11 +200,12 @@ FL_INLINE void s_transpose(bool simd, const float *restrict src, float *restrict
                 }                                                                                  \
             }
 
-/* One sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT scratch. */
-FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, const float *xT, const float *wT,
-                        const float *b, float *yT, float *y)
+/* c channels of one sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT
+ * scratch. */
+FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, size_t c, const float *xT,
+                        const float *wT, const float *b, float *yT, float *y)
 {
-    size_t c = (size_t)q->groups, ohw = (size_t)q->oh * q->ow;
+    size_t ohw = (size_t)q->oh * q->ow;
     for (size_t o = 0; o < ohw; o++)
         for (size_t ch = 0; ch < c; ch++)
             yT[o * c + ch] = b ? b[ch] : 0.0f;
@@ -233,6 +234,23 @@ FL_INLINE void s_cl_bwd(const struct fl_wgeom *q, const float *xT, const float *
     })
 }
 
+/* Channels [c0, c1) of samples [b0, b1) channels-last (buf: the worker's scratch). */
+FL_INLINE void s_cl_range(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                          const float *w, const float *b, float *buf, size_t b0, size_t b1,
+                          size_t c0, size_t c1)
+{
+    size_t c = (size_t)q->groups, cc = c1 - c0, hw = (size_t)q->h * q->w;
+    size_t kk = (size_t)q->kh * q->kw, ohw = (size_t)q->oh * q->ow;
+    float *wT = buf, *xT = wT + 2 * c * kk, *yT = xT + 2 * c * hw;
+    s_transpose(g->simd, w + c0 * kk, wT, cc, kk);
+    for (size_t s = b0; s < b1; s++) {
+        float *y = fl_gv_data(g, nd->out, s) + c0 * ohw;
+        s_transpose(g->simd, fl_gv_data(g, nd->in[0], s) + c0 * hw, xT, cc, hw);
+        s_cl_fwd(g->simd, q, cc, xT, wT, b ? b + c0 : NULL, yT, y);
+        fl_act_apply(nd, y, cc * ohw);
+    }
+}
+
 FL_INLINE void s_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
                      size_t b0, size_t b1)
 {
@@ -250,14 +268,7 @@ FL_INLINE void s_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_w
                        g->scratch[t], 0, q->groups * q->mg);
         return;
     }
-    size_t c = (size_t)q->groups, hw = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
-    float *wT = g->scratch[t], *xT = wT + 2 * c * kk, *yT = xT + 2 * c * hw;
-    s_transpose(g->simd, w, wT, c, kk);
-    for (size_t s = b0; s < b1; s++) {
-        s_transpose(g->simd, fl_gv_data(g, nd->in[0], s), xT, c, hw);
-        s_cl_fwd(g->simd, q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
-        fl_act_apply(nd, fl_gv_data(g, nd->out, s), c * (size_t)q->oh * q->ow);
-    }
+    s_cl_range(g, nd, q, w, b, g->scratch[t], b0, b1, 0, (size_t)q->groups);
 }
 
 FL_INLINE void s_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
@@ -349,14 +360,15 @@ void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
     (!g->simd ? s_bwd_portable : fl_convk_wide() ? s_bwd_avx512 : s_bwd_avx2)(g, nd, q, t, b0, b1);
 }
 
-/* Below this many multiply-adds a batch's depthwise conv is not worth sharing out. */
-#define S_SPLIT_MACS ((size_t)1 << 16)
+/* Below this many multiply-adds a batch's depthwise conv is not worth sharing out (by output
+ * channels). */
+#define S_SPLIT_MACS ((size_t)1 << 15)
 
 bool fl_depthwise_splits(const fl_graph_t *g, const struct fl_wgeom *q)
 {
     size_t m = (size_t)q->groups * q->mg;
     size_t macs = m * (size_t)q->oh * q->ow * q->kh * q->kw * (size_t)g->batch;
-    return (s_dwk(g, q) || !s_channels_last(q)) && macs >= S_SPLIT_MACS;
+    return macs >= S_SPLIT_MACS;
 }
 
 FL_INLINE void s_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
@@ -367,6 +379,12 @@ FL_INLINE void s_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
     int o0 = (int)(m * (size_t)part / (size_t)nparts);
     int o1 = (int)(m * ((size_t)part + 1) / (size_t)nparts);
+    if (!s_dwk(g, q) && s_channels_last(q)) { /* one output channel an input channel */
+        if (o0 < o1)
+            s_cl_range(g, nd, q, w, b, g->scratch[part], 0, (size_t)g->batch, (size_t)o0,
+                       (size_t)o1);
+        return;
+    }
     for (size_t s = 0; s < (size_t)g->batch && o0 < o1; s++)
         if (s_dwk(g, q))
             s_dwk_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
