@@ -297,6 +297,130 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
     }
 }
 
+/* 3x3 depthwise convs at stride 1 and 2 on output rows of 9 and more take their own kernel
+ * (padded rows copied per plane, split by column parity at stride 2): rows that are and are not
+ * whole vectors, asymmetric and double padding, none, a multiplier of 2, each fused activation,
+ * against the portable path at batch 1 and 3; shared among 2 and 3 workers by output channels,
+ * the same bits as one thread (small planes channels-last too: the last two cases). */
+Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
+{
+    const struct s_conv_case cases[] = {
+        {8, 16, 16, 8, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 8},
+        {6, 32, 33, 6, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 6},
+        {5, 19, 23, 5, 3, 3, 1, 1, {0, 2, 1, 0}, 1, 1, 5},
+        {4, 20, 18, 8, 3, 3, 2, 2, {2, 0, 0, 1}, 1, 1, 4},
+        {3, 12, 40, 3, 3, 3, 2, 2, {0, 0, 0, 0}, 1, 1, 3},
+        {2, 9, 9, 2, 3, 3, 1, 1, {2, 2, 2, 2}, 1, 1, 2},
+        {64, 16, 16, 64, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 64},
+        {32, 24, 24, 64, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 32},
+        {576, 4, 4, 576, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 576},
+        {960, 3, 3, 960, 3, 3, 2, 2, {1, 0, 1, 1}, 1, 1, 960},
+    };
+    const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
+    fl_pool_t *pools[2] = {fl_pool_new(2), fl_pool_new(3)};
+    struct fl_rng r;
+    fl_rng_seed(&r, 35);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct s_conv_case *k = &cases[c];
+        size_t nin = (size_t)k->c * k->h * k->w;
+        float *x = malloc(3 * nin * sizeof *x);
+        s_fill(x, 3 * nin, &r, 1);
+        enum fl_op act = acts[c % 3];
+        fl_graph_t *fast = s_conv_graph(k, NULL, true, act, 60 + c, 3);
+        fl_graph_t *slow = s_conv_graph(k, NULL, false, act, 60 + c, 3);
+        for (int n = 1; n <= 3; n += 2) {
+            cr_assert_eq(fl_graph_forward(fast, x, n), 0);
+            cr_assert_eq(fl_graph_forward(slow, x, n), 0);
+            size_t per;
+            const float *yf = fl_graph_output(fast, &per), *ys = fl_graph_output(slow, NULL);
+            for (size_t i = 0; i < per * (size_t)n; i++)
+                cr_assert_float_eq(yf[i], ys[i], 1e-5 * (1 + fabsf(ys[i])),
+                                   "case %zu batch %d [%zu]: %f vs %f", c, n, i, yf[i], ys[i]);
+        }
+        cr_assert_eq(fl_graph_forward(fast, x, 1), 0);
+        size_t per;
+        const float *y1 = fl_graph_output(fast, &per);
+        for (int pi = 0; pi < 2; pi++) {
+            fl_graph_t *g = s_conv_graph(k, pools[pi], true, act, 60 + c, 3);
+            cr_assert_eq(fl_graph_forward(g, x, 1), 0);
+            cr_assert(memcmp(fl_graph_output(g, NULL), y1, per * sizeof *y1) == 0,
+                      "case %zu pool %d differs from one thread", c, pi + 2);
+            fl_graph_destroy(&g);
+        }
+        fl_graph_destroy(&fast);
+        fl_graph_destroy(&slow);
+        free(x);
+    }
+    fl_pool_destroy(&pools[0]);
+    fl_pool_destroy(&pools[1]);
+}
+
+/* Batches of 8 and more take padded convs on small planes by tap classes (the AVX2 kernel; the
+ * other kernels the full product): plain loops' values at batch 16, each sample the same bits as
+ * alone at batch 1 (where that runs panels: 16 positions and more; narrow products sum in
+ * another order), and the same bits on pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4
+ * and 8x8 planes, stride 2 with asymmetric padding, dilation, padding wider than the window
+ * (positions reading nothing but padding), each fused activation. */
+Test(fl_graph, conv_tap_classes_match_loops_and_single_samples)
+{
+    const struct s_conv_case cases[] = {
+        {16, 4, 4, 20, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {24, 2, 2, 7, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {12, 8, 8, 9, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {8, 7, 5, 13, 3, 3, 2, 2, {1, 0, 2, 1}, 1, 1, 1},
+        {10, 5, 6, 6, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 1},
+        {8, 2, 2, 5, 3, 3, 1, 1, {3, 3, 3, 3}, 1, 1, 1},
+    };
+    const enum fl_op acts[3] = {FL_OP_RELU, FL_OP_CLIP, 0};
+    enum { N = 16 };
+    fl_pool_t *pools[2] = {fl_pool_new(2), fl_pool_new(3)};
+    struct fl_rng r;
+    fl_rng_seed(&r, 36);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct s_conv_case *k = &cases[c];
+        enum fl_op act = acts[c % 3];
+        size_t nin = (size_t)k->c * k->h * k->w, per;
+        float *x = malloc(N * nin * sizeof *x);
+        s_fill(x, N * nin, &r, 1);
+        fl_graph_t *g = s_conv_graph(k, NULL, true, act, 70 + c, N);
+        cr_assert_eq(fl_graph_forward(g, x, N), 0);
+        const float *y = fl_graph_output(g, &per);
+        float *yn = malloc(N * per * sizeof *yn), *ref = malloc(per * sizeof *ref);
+        memcpy(yn, y, N * per * sizeof *yn);
+        int oh = (k->h + k->pads[0] + k->pads[2] - k->dh * (k->kh - 1) - 1) / k->sh + 1;
+        int ow = (k->w + k->pads[1] + k->pads[3] - k->dw * (k->kw - 1) - 1) / k->sw + 1;
+        for (int s = 0; s < N; s++) {
+            s_conv_ref(k, x + (size_t)s * nin, fl_graph_value(g, "w", NULL),
+                       fl_graph_value(g, "b", NULL), oh, ow, ref);
+            for (size_t i = 0; i < per; i++) {
+                float v = act == FL_OP_RELU   ? fmaxf(ref[i], 0.0f)
+                          : act == FL_OP_CLIP ? fminf(fmaxf(ref[i], -0.3f), 0.4f)
+                                              : ref[i];
+                cr_assert_float_eq(yn[(size_t)s * per + i], v, 1e-4 * (1 + fabsf(v)),
+                                   "case %zu sample %d [%zu]", c, s, i);
+            }
+            if (oh * ow < 16)
+                continue;
+            cr_assert_eq(fl_graph_forward(g, x + (size_t)s * nin, 1), 0);
+            cr_assert(memcmp(fl_graph_output(g, NULL), yn + (size_t)s * per, per * sizeof *yn) == 0,
+                      "case %zu sample %d alone differs from batch %d", c, s, N);
+        }
+        for (int pi = 0; pi < 2; pi++) {
+            fl_graph_t *gp = s_conv_graph(k, pools[pi], true, act, 70 + c, N);
+            cr_assert_eq(fl_graph_forward(gp, x, N), 0);
+            cr_assert(memcmp(fl_graph_output(gp, NULL), yn, N * per * sizeof *yn) == 0,
+                      "case %zu pool %d differs from one thread", c, pi + 2);
+            fl_graph_destroy(&gp);
+        }
+        fl_graph_destroy(&g);
+        free(ref);
+        free(yn);
+        free(x);
+    }
+    fl_pool_destroy(&pools[0]);
+    fl_pool_destroy(&pools[1]);
+}
+
 /* y against plain loops on the graph's current parameters (Relu applied), batch n of x. */
 static void s_expect_conv(fl_graph_t *g, const struct s_conv_case *k, const float *x, int n)
 {

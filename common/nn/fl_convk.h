@@ -45,6 +45,11 @@ struct fl_convk_job {
     const float *bias;     /* [m], or NULL */
     enum fl_convk_act act; /* fused activation */
     float lo, hi;          /* FL_CONVK_CLIP's bounds */
+    /* AVX2 kernel only (fl_convk_wide() false), both NULL otherwise. km: B's row r meets W's
+     * column km[r] (not r): B holds a subset of W's columns, in W's order. cmap: column j is
+     * stored at y[cmap[j] + o * p] (not by samples and positions as above). */
+    const int32_t *km;
+    const size_t *cmap;
 };
 
 /* Does this CPU (and OS) run the kernels below (AVX-512, or AVX2 and FMA)? */
@@ -82,5 +87,34 @@ void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1);
 void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
                     size_t ldi, int len, float *dst);
 void fl_convk2_transpose(const float *src, float *dst, size_t rows, size_t cols);
+
+/* fl_dwk.c: 3x3 depthwise convolutions, stride 1 or 2 both ways, dilation 1, channel plane by
+ * channel plane with AVX2 and FMA (AVX-512 CPUs too). Only when fl_convk_supported(). */
+struct fl_dwk_plane {
+    int h, w;   /* input plane */
+    int pt, pl; /* padding before (top, left); the output's geometry says the rest */
+    int stride; /* 1 or 2 */
+    int oh, ow; /* output plane */
+};
+/* Output channel o's plane y + o * ystride [oh, ow] = the 3x3 window sums of input plane
+ * x + (o / mg) * xstride [h, w] (zeros outside) weighted by w + 9 o (row by row), plus bias[o]
+ * (when bias), through act. */
+struct fl_dwk_job {
+    struct fl_dwk_plane q;
+    const float *x;
+    size_t xstride;
+    int mg;
+    const float *w, *bias;
+    float *y;
+    size_t ystride;
+    enum fl_convk_act act;
+    float lo, hi; /* FL_CONVK_CLIP's bounds */
+};
+/* Does a depthwise conv of this window, stride and dilation take fl_dwk_run? */
+bool fl_dwk_fits(int kh, int kw, int sh, int sw, int dh, int dw);
+/* Scratch floats fl_dwk_run needs for planes of this geometry. */
+size_t fl_dwk_scratch(const struct fl_dwk_plane *q);
+/* Output channels [o0, o1) of job j; buf: fl_dwk_scratch floats. */
+void fl_dwk_run(const struct fl_dwk_job *j, int o0, int o1, float *buf);
 
 #endif

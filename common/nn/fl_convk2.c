@@ -41,12 +41,12 @@ static inline S_TARGET __m256i s_mask(int n)
 }
 
 /* Rows a .. (mr of them, lda apart; the missing ones repeat the last) times the 16 columns of
- * a half panel bp (rows S_NR floats apart) over k, nv vectors of its 2; stored into tile
- * [S_MR][16], or (dst not NULL) with bias and activation straight into the output: row i at
- * dst + i * p, the first nc columns. */
+ * a half panel bp (rows S_NR floats apart) over k, nv vectors of its 2 (B's row kk meeting
+ * column km[kk] of the rows when km); stored into tile [S_MR][16], or (dst not NULL) with bias
+ * and activation straight into the output: row i at dst + i * p, the first nc columns. */
 static inline __attribute__((always_inline)) S_TARGET void
 s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
-        int nv, float *tile, float *dst, size_t p, const float *bias, int nc)
+        int nv, const int32_t *km, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
     const float *r[S_MR];
     for (int i = 0; i < S_MR; i++)
@@ -60,7 +60,7 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
         __m256 b0 = _mm256_loadu_ps(bp), b1 = nv > 1 ? _mm256_loadu_ps(bp + 8) : b0;
 #pragma GCC unroll 6
         for (int i = 0; i < S_MR; i++) {
-            __m256 av = _mm256_broadcast_ss(r[i] + kk);
+            __m256 av = _mm256_broadcast_ss(r[i] + (km ? km[kk] : kk));
             c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
             if (nv > 1)
                 c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
@@ -98,15 +98,19 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
     }
 }
 
+/* s_micro for 2 vectors and 1, each into the output, into the tile, or into the tile with
+ * j->km. */
 static __attribute__((noinline)) S_TARGET void s_micro2(const struct fl_convk_job *j, int k,
                                                         const float *a, size_t lda, int mr,
                                                         const float *bp, float *tile, float *dst,
                                                         size_t p, const float *bias, int nc)
 {
     if (dst)
-        s_micro(j, k, a, lda, mr, bp, 2, NULL, dst, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, 2, NULL, NULL, dst, p, bias, nc);
+    else if (j->km)
+        s_micro(j, k, a, lda, mr, bp, 2, j->km, tile, NULL, p, bias, nc);
     else
-        s_micro(j, k, a, lda, mr, bp, 2, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, 2, NULL, tile, NULL, p, bias, nc);
 }
 
 static __attribute__((noinline)) S_TARGET void s_micro1(const struct fl_convk_job *j, int k,
@@ -115,23 +119,31 @@ static __attribute__((noinline)) S_TARGET void s_micro1(const struct fl_convk_jo
                                                         size_t p, const float *bias, int nc)
 {
     if (dst)
-        s_micro(j, k, a, lda, mr, bp, 1, NULL, dst, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, 1, NULL, NULL, dst, p, bias, nc);
+    else if (j->km)
+        s_micro(j, k, a, lda, mr, bp, 1, j->km, tile, NULL, p, bias, nc);
     else
-        s_micro(j, k, a, lda, mr, bp, 1, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, 1, NULL, tile, NULL, p, bias, nc);
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
- * through the activation, each column to its sample's plane. */
+ * through the activation, each column to its sample's plane (or where j->cmap says): a run of
+ * one sample's positions at a time (small planes: a panel's 16 columns span several samples). */
 static void s_store(const struct fl_convk_job *j, const float *tile, int o0, int mr, int c0, int nc)
 {
     size_t p = (size_t)j->p;
-    for (int c = 0; c < nc; c++) {
-        size_t col = (size_t)c0 + (size_t)c;
-        float *base = j->y + col / p * j->ystride + col % p;
+    for (int c = 0; c < nc;) {
+        size_t col = (size_t)c0 + (size_t)c, len = j->cmap ? 1 : p - col % p;
+        len = len < (size_t)(nc - c) ? len : (size_t)(nc - c);
+        float *base = j->cmap ? j->y + j->cmap[col] : j->y + col / p * j->ystride + col % p;
         for (int i = 0; i < mr; i++) {
             int o = o0 + i;
-            base[(size_t)o * p] = s_act(j, tile[i * 16 + c] + (j->bias ? j->bias[o] : 0.0f));
+            float b = j->bias ? j->bias[o] : 0.0f, *restrict d = base + (size_t)o * p;
+            const float *restrict t = tile + i * 16 + c;
+            for (size_t e = 0; e < len; e++)
+                d[e] = s_act(j, t[e] + b);
         }
+        c += (int)len;
     }
 }
 
@@ -148,7 +160,7 @@ static S_TARGET void s_run_group(const struct fl_convk_job *j, int o, int mr, in
                 break;
             const float *bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
             size_t pos = (size_t)c0 % p;
-            bool direct = pos + (size_t)nc <= p; /* one sample's run of positions */
+            bool direct = !j->cmap && pos + (size_t)nc <= p; /* one sample's run of positions */
             float *dst = direct ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
             const float *bias = j->bias ? j->bias + o : NULL;
             if (nc > 8)
@@ -230,6 +242,11 @@ static __attribute__((noinline)) S_TARGET void s_dots_n(int k, const float *a0, 
         s_dots(k, a0, a1, b, 4, out, pf0, pf1);
 }
 
+/* Rows of W the narrow kernel prefetches ahead of the two it reads (4 measured 1.02-1.05x
+ * faster than 2 on mobilenet_v2 64x64 and resnet18 32x32 at batch 1, one thread; 8 no better
+ * than 4). */
+#define S_PF_ROWS 4
+
 /* Blocks of 2 rows of W by 4 columns of B: 8 accumulators and the 6 vectors they read fit
  * AVX2's 16 registers; a block's rows of W (at most a few KiB) stay in L1 for the next columns,
  * so W is read from memory once. */
@@ -240,14 +257,14 @@ S_TARGET void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1)
         int mr = m1 - o < 2 ? m1 - o : 2;
         const float *a0 = j->w + (size_t)o * (size_t)j->ldw;
         const float *a1 = mr > 1 ? a0 + j->ldw : a0;
-        const float *pf = o + 2 < m1 ? a0 + 2 * (size_t)j->ldw : a0; /* the next rows, ahead */
+        const float *pf = o + S_PF_ROWS < m1 ? a0 + S_PF_ROWS * (size_t)j->ldw : a0;
         for (int c0 = 0; c0 < j->ncols; c0 += 4) {
             int nc = j->ncols - c0 < 4 ? j->ncols - c0 : 4;
             const float *b[4];
             float out[8];
             for (int c = 0; c < 4; c++)
                 b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
-            s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + 3 < m1 ? j->ldw : 0));
+            s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + S_PF_ROWS + 1 < m1 ? j->ldw : 0));
             for (int c = 0; c < nc; c++) {
                 size_t col = (size_t)c0 + (size_t)c;
                 float *dst = j->y + col / p * j->ystride + col % p;

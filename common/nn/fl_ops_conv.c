@@ -168,6 +168,11 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     size_t p = (size_t)q.oh * q.ow, least = (S_CHUNK_MIN_COLS + p - 1) / p;
     nd->scratch =
         q.depthwise ? fl_depthwise_scratch(&q) : s_scratch(g, &q, s_lora_rank(g, nd), least);
+    size_t classes = fl_cv_classes_scratch(g, &q);
+    if (classes)
+        nd->scratch = s_fixed_floats(&q, 0) + classes > nd->scratch
+                          ? s_fixed_floats(&q, 0) + classes
+                          : nd->scratch;
     return 0;
 }
 
@@ -524,6 +529,10 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         fl_depthwise_fwd(g, nd, &q, t, b0, b1);
         return;
     }
+    if (s_fast(g, nd, &q) && fl_cv_classes_pay(g, nd, &q)) {
+        fl_cv_fwd_classes(g, nd, &q, t, b0, b1);
+        return;
+    }
     if (s_fast(g, nd, &q)) {
         s_conv_fwd_fast(g, nd, &q, t, b0, b1, 0, 1);
         return;
@@ -547,7 +556,8 @@ bool fl_conv_splits(const fl_graph_t *g, const struct fl_gnode *nd)
     size_t wts = (size_t)q.mg * s_kfull(&q), macs = wts * (size_t)g->batch * q.oh * q.ow;
     if (q.depthwise)
         return fl_depthwise_splits(g, &q);
-    return s_fast(g, nd, &q) && (macs >= S_SPLIT_MACS || wts >= S_SPLIT_WEIGHTS);
+    return s_fast(g, nd, &q) && !fl_cv_classes_pay(g, nd, &q) &&
+           (macs >= S_SPLIT_MACS || wts >= S_SPLIT_WEIGHTS);
 }
 
 void fl_conv_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, int part, int nparts)

@@ -56,4 +56,12 @@ void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const fl
 void fl_cv_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                       const struct fl_cv_taps *T, int gi, size_t s0, size_t nb, float *col);
 
+/* fl_ops_conv_class.c: does node nd's forward pass at the current batch go by tap classes
+ * (small padded planes, the AVX2 kernel), and that pass over samples [b0, b1) as worker t. */
+bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q);
+/* Scratch floats that pass needs (0 where it never runs). */
+size_t fl_cv_classes_scratch(const fl_graph_t *g, const struct fl_wgeom *q);
+void fl_cv_fwd_classes(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
+                       size_t b0, size_t b1);
+
 #endif

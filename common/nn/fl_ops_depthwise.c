@@ -1,8 +1,10 @@
-/* fl_ops_depthwise: the graph's depthwise Conv (one input channel per group). Large planes go
- * channel by channel over a zero-padded copy of the input plane, each tap adding a weighted
- * input row to an output row (the inner loop runs along the row and vectorises). Small planes
- * (the last stages of a CNN: 8x8 and below, where rows are too short for that) are transposed
- * to channels-last, [position, channel], so that the inner loop runs over the channels. */
+/* fl_ops_depthwise: the graph's depthwise Conv (one input channel per group). With the engine's
+ * kernels, 3x3 windows at stride 1 or 2 on output rows of 8 or more go channel plane by plane
+ * to fl_dwk_run (taps summed in registers). Other large planes go channel by channel over a
+ * zero-padded copy of the input plane, each tap adding a weighted input row to an output row
+ * (the inner loop runs along the row and vectorises). Small planes (the last stages of a CNN:
+ * 8x8 and below, where rows are too short for that) are transposed to channels-last,
+ * [position, channel], so that the inner loop runs over the channels. */
 #include "fl_ops_window.h"
 
 #include "fl_convk.h"
@@ -15,6 +17,20 @@
 FL_INLINE bool s_channels_last(const struct fl_wgeom *q)
 {
     return q->mg == 1 && q->oh * q->ow <= S_CL_MAX_POSITIONS;
+}
+
+/* Output rows at least this long take fl_dwk_run (when it fits the window and stride). */
+#define S_DWK_MIN_OW 9
+
+FL_INLINE bool s_dwk(const fl_graph_t *g, const struct fl_wgeom *q)
+{
+    return g->simd && q->ow >= S_DWK_MIN_OW &&
+           fl_dwk_fits(q->kh, q->kw, q->sh, q->sw, q->dh, q->dw);
+}
+
+FL_INLINE struct fl_dwk_plane s_dwk_plane(const struct fl_wgeom *q)
+{
+    return (struct fl_dwk_plane){q->h, q->w, q->pt, q->pl, q->sh, q->oh, q->ow};
 }
 
 /* Rows and columns of a depthwise conv's zero-padded input plane: every tap of every output
@@ -34,7 +50,9 @@ size_t fl_depthwise_scratch(const struct fl_wgeom *q)
         return c * (2 * kk + 2 * hw + (size_t)q->oh * q->ow);
     int ph, pw;
     s_padded(q, &ph, &pw);
-    return 2 * (size_t)ph * pw;
+    struct fl_dwk_plane d = s_dwk_plane(q);
+    size_t rows = 2 * (size_t)ph * pw, dwk = fl_dwk_scratch(&d);
+    return rows > dwk ? rows : dwk;
 }
 
 FL_INLINE void s_pad_plane(const struct fl_wgeom *q, const float *x, float *buf, int ph, int pw)
@@ -78,6 +96,26 @@ FL_INLINE void s_rows_fwd(const struct fl_gnode *nd, const struct fl_wgeom *q, c
         }
         fl_act_apply(nd, y + (size_t)o * q->oh * q->ow, (size_t)q->oh * q->ow);
     }
+}
+
+/* Output channels [o0, o1) of one sample through fl_dwk_run. */
+static void s_dwk_fwd(const struct fl_gnode *nd, const struct fl_wgeom *q, const float *x,
+                      const float *w, const float *b, float *y, float *buf, int o0, int o1)
+{
+    struct fl_dwk_job j = {.q = s_dwk_plane(q),
+                           .x = x,
+                           .xstride = (size_t)q->h * q->w,
+                           .mg = q->mg,
+                           .w = w,
+                           .bias = b,
+                           .y = y,
+                           .ystride = (size_t)q->oh * q->ow,
+                           .act = nd->act == FL_OP_RELU   ? FL_CONVK_RELU
+                                  : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
+                                                          : FL_CONVK_NONE,
+                           .lo = nd->act_min,
+                           .hi = nd->act_max};
+    fl_dwk_run(&j, o0, o1, buf);
 }
 
 /* dw, db and dx (each may be NULL) of one sample's depthwise conv; buf holds two padded planes
@@ -162,11 +200,12 @@ FL_INLINE void s_transpose(bool simd, const float *restrict src, float *restrict
                 }                                                                                  \
             }
 
-/* One sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT scratch. */
-FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, const float *xT, const float *wT,
-                        const float *b, float *yT, float *y)
+/* c channels of one sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT
+ * scratch. */
+FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, size_t c, const float *xT,
+                        const float *wT, const float *b, float *yT, float *y)
 {
-    size_t c = (size_t)q->groups, ohw = (size_t)q->oh * q->ow;
+    size_t ohw = (size_t)q->oh * q->ow;
     for (size_t o = 0; o < ohw; o++)
         for (size_t ch = 0; ch < c; ch++)
             yT[o * c + ch] = b ? b[ch] : 0.0f;
@@ -195,25 +234,41 @@ FL_INLINE void s_cl_bwd(const struct fl_wgeom *q, const float *xT, const float *
     })
 }
 
+/* Channels [c0, c1) of samples [b0, b1) channels-last (buf: the worker's scratch). */
+FL_INLINE void s_cl_range(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
+                          const float *w, const float *b, float *buf, size_t b0, size_t b1,
+                          size_t c0, size_t c1)
+{
+    size_t c = (size_t)q->groups, cc = c1 - c0, hw = (size_t)q->h * q->w;
+    size_t kk = (size_t)q->kh * q->kw, ohw = (size_t)q->oh * q->ow;
+    float *wT = buf, *xT = wT + 2 * c * kk, *yT = xT + 2 * c * hw;
+    s_transpose(g->simd, w + c0 * kk, wT, cc, kk);
+    for (size_t s = b0; s < b1; s++) {
+        float *y = fl_gv_data(g, nd->out, s) + c0 * ohw;
+        s_transpose(g->simd, fl_gv_data(g, nd->in[0], s) + c0 * hw, xT, cc, hw);
+        s_cl_fwd(g->simd, q, cc, xT, wT, b ? b + c0 : NULL, yT, y);
+        fl_act_apply(nd, y, cc * ohw);
+    }
+}
+
 FL_INLINE void s_fwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
                      size_t b0, size_t b1)
 {
     const float *w = fl_gv_data(g, nd->in[1], 0);
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
+    if (s_dwk(g, q)) {
+        for (size_t s = b0; s < b1; s++)
+            s_dwk_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
+                      g->scratch[t], 0, q->groups * q->mg);
+        return;
+    }
     if (!s_channels_last(q)) {
         for (size_t s = b0; s < b1; s++)
             s_rows_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
                        g->scratch[t], 0, q->groups * q->mg);
         return;
     }
-    size_t c = (size_t)q->groups, hw = (size_t)q->h * q->w, kk = (size_t)q->kh * q->kw;
-    float *wT = g->scratch[t], *xT = wT + 2 * c * kk, *yT = xT + 2 * c * hw;
-    s_transpose(g->simd, w, wT, c, kk);
-    for (size_t s = b0; s < b1; s++) {
-        s_transpose(g->simd, fl_gv_data(g, nd->in[0], s), xT, c, hw);
-        s_cl_fwd(g->simd, q, xT, wT, b, yT, fl_gv_data(g, nd->out, s));
-        fl_act_apply(nd, fl_gv_data(g, nd->out, s), c * (size_t)q->oh * q->ow);
-    }
+    s_cl_range(g, nd, q, w, b, g->scratch[t], b0, b1, 0, (size_t)q->groups);
 }
 
 FL_INLINE void s_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
@@ -305,14 +360,15 @@ void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
     (!g->simd ? s_bwd_portable : fl_convk_wide() ? s_bwd_avx512 : s_bwd_avx2)(g, nd, q, t, b0, b1);
 }
 
-/* Below this many multiply-adds a batch's depthwise conv is not worth sharing out. */
-#define S_SPLIT_MACS ((size_t)1 << 16)
+/* Below this many multiply-adds a batch's depthwise conv is not worth sharing out (by output
+ * channels). */
+#define S_SPLIT_MACS ((size_t)1 << 15)
 
 bool fl_depthwise_splits(const fl_graph_t *g, const struct fl_wgeom *q)
 {
     size_t m = (size_t)q->groups * q->mg;
     size_t macs = m * (size_t)q->oh * q->ow * q->kh * q->kw * (size_t)g->batch;
-    return !s_channels_last(q) && macs >= S_SPLIT_MACS;
+    return macs >= S_SPLIT_MACS;
 }
 
 FL_INLINE void s_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
@@ -323,9 +379,19 @@ FL_INLINE void s_fwd_part(fl_graph_t *g, const struct fl_gnode *nd, const struct
     const float *b = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL;
     int o0 = (int)(m * (size_t)part / (size_t)nparts);
     int o1 = (int)(m * ((size_t)part + 1) / (size_t)nparts);
+    if (!s_dwk(g, q) && s_channels_last(q)) { /* one output channel an input channel */
+        if (o0 < o1)
+            s_cl_range(g, nd, q, w, b, g->scratch[part], 0, (size_t)g->batch, (size_t)o0,
+                       (size_t)o1);
+        return;
+    }
     for (size_t s = 0; s < (size_t)g->batch && o0 < o1; s++)
-        s_rows_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
-                   g->scratch[part], o0, o1);
+        if (s_dwk(g, q))
+            s_dwk_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
+                      g->scratch[part], o0, o1);
+        else
+            s_rows_fwd(nd, q, fl_gv_data(g, nd->in[0], s), w, b, fl_gv_data(g, nd->out, s),
+                       g->scratch[part], o0, o1);
 }
 
 static FL_AVX512 void s_fwd_part_avx512(fl_graph_t *g, const struct fl_gnode *nd,

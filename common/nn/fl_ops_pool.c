@@ -22,28 +22,36 @@
                 __VA_ARGS__                                                                        \
             }
 
-/* One sample's max pool without the winners (no backward pass wanted): each output row
- * gathers its window's rows tap by tap, the inner loop along the output row, so that the
- * running maxima are independent (one chain per window takes the maxes' latency each). */
+/* Widest input row s_maxpool_rows takes (its column maxima live on the stack). */
+#define S_ROWS_MAX_W 1024
+
+/* One sample's max pool without the winners (no backward pass wanted), in two steps an output
+ * row: the maxima of the window's input rows column by column (the inner loop along the row,
+ * vectorised), then of each window's columns of those. */
 static void s_maxpool_rows(const struct fl_wgeom *q, const float *x, float *y)
 {
+    float vm[S_ROWS_MAX_W];
     for (int c = 0; c < q->c; c++) {
         const float *xc = x + (size_t)c * q->h * q->w;
         for (int oy = 0; oy < q->oh; oy++) {
             float *restrict yr = y + ((size_t)c * q->oh + oy) * q->ow;
-            for (int ox = 0; ox < q->ow; ox++)
-                yr[ox] = -FLT_MAX;
-            int y0 = oy * q->sh - q->pt;
-            for (int iy = y0 < 0 ? 0 : y0; iy < y0 + q->kh && iy < q->h; iy++)
-                for (int kj = 0; kj < q->kw; kj++) {
-                    int lo, hi; /* the output columns whose tap kj lands inside the row */
-                    fl_cv_valid_cols(q, kj, &lo, &hi);
-                    const float *restrict xr = xc + (size_t)iy * q->w + kj * q->dw - q->pl;
-                    for (int ox = lo; ox < hi; ox++) {
-                        float v = xr[(size_t)ox * q->sw];
-                        yr[ox] = v > yr[ox] ? v : yr[ox];
-                    }
-                }
+            int y0 = oy * q->sh - q->pt, ya = y0 < 0 ? 0 : y0;
+            int yb = y0 + q->kh > q->h ? q->h : y0 + q->kh;
+            for (int ix = 0; ix < q->w; ix++)
+                vm[ix] = ya < yb ? xc[(size_t)ya * q->w + ix] : -FLT_MAX;
+            for (int iy = ya + 1; iy < yb; iy++) {
+                const float *restrict xr = xc + (size_t)iy * q->w;
+                for (int ix = 0; ix < q->w; ix++)
+                    vm[ix] = xr[ix] > vm[ix] ? xr[ix] : vm[ix];
+            }
+            for (int ox = 0; ox < q->ow; ox++) {
+                int x0 = ox * q->sw - q->pl, xa = x0 < 0 ? 0 : x0;
+                int xb = x0 + q->kw > q->w ? q->w : x0 + q->kw;
+                float best = -FLT_MAX;
+                for (int ix = xa; ix < xb; ix++)
+                    best = vm[ix] > best ? vm[ix] : best;
+                yr[ox] = best;
+            }
         }
     }
 }
@@ -57,11 +65,11 @@ void fl_maxpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, 
     for (size_t s = b0; s < b1; s++) {
         const float *x = fl_gv_data(g, nd->in[0], s);
         float *y = fl_gv_data(g, nd->out, s);
-        if (!keep) {
+        if (!keep && q.w <= S_ROWS_MAX_W) {
             s_maxpool_rows(&q, x, y);
             continue;
         }
-        int32_t *arg = nd->argmax + s * per;
+        int32_t *arg = keep ? nd->argmax + s * per : NULL;
         S_WINDOW_LOOP(q, {
             float best = -FLT_MAX;
             int32_t at = (int32_t)(base + (size_t)ya * q.w + xa);
@@ -72,7 +80,8 @@ void fl_maxpool_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, 
                         at = (int32_t)(base + (size_t)iy * q.w + ix);
                     }
             y[o] = best;
-            arg[o] = at;
+            if (arg)
+                arg[o] = at;
         })
     }
 }
