@@ -201,14 +201,17 @@ s_dots(int k, const float *a0, const float *a1, const float *const b[4], int nc,
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
         acc[i] = _mm256_setzero_ps();
-    int k8 = k & ~7;
+    int k8 = k & ~7, k16 = k & ~15;
     for (int kk = 0; kk < k8; kk += 8) {
-        _mm_prefetch((const char *)(pf0 + kk), _MM_HINT_T0);
-        _mm_prefetch((const char *)(pf1 + kk), _MM_HINT_T0);
+        if (kk % 16 == 0 && kk < k16) { /* a line of each row read next, every other step */
+            _mm_prefetch((const char *)(pf0 + kk), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf1 + kk), _MM_HINT_T0);
+        }
         __m256 w0 = _mm256_loadu_ps(a0 + kk), w1 = _mm256_loadu_ps(a1 + kk);
 #pragma GCC unroll 4
         for (int c = 0; c < nc; c++) {
             __m256 bv = _mm256_loadu_ps(b[c] + kk);
+            __asm__("" : "+x"(bv)); /* one load for both rows, not one folded into each FMA */
             acc[c] = _mm256_fmadd_ps(w0, bv, acc[c]);
             acc[4 + c] = _mm256_fmadd_ps(w1, bv, acc[4 + c]);
         }
