@@ -544,6 +544,13 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         s_conv_fwd_chunk(g, nd, &q, &x, s, b1 - s < nb ? b1 - s : nb);
 }
 
+bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd)
+{
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
+    return g->simd && (q.depthwise || (s_fast(g, nd, &q) && !fl_cv_classes_pay(g, nd, &q)));
+}
+
 /* Below these, a conv's forward pass is not worth sharing among workers: multiply-adds, and
  * weight floats (read once whatever the batch: the last stages at batch 1). */
 #define S_SPLIT_MACS    ((size_t)1 << 17)
