@@ -315,6 +315,16 @@ S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, c
     struct s_run run[S_NR];
     for (int l = 0; l < ntaps; l++) {
         int nrun = s_runs(idx + (size_t)l * ldi, len, run);
+        if (nrun * 4 > len) { /* short runs (small planes): lane by lane */
+            const int32_t *il = idx + (size_t)l * ldi;
+            for (int c = 0; c < nch; c++) {
+                const float *xc = x + (size_t)c * plane;
+                float *restrict row = dst + ((size_t)c * ntaps + l) * S_NR;
+                for (int i = 0; i < len; i++)
+                    row[i] = il[i] < 0 ? 0.0f : xc[il[i]];
+            }
+            continue;
+        }
         for (int c = 0; c < nch; c++) {
             const float *xc = x + (size_t)c * plane;
             float *row = dst + ((size_t)c * ntaps + l) * S_NR;
