@@ -307,6 +307,23 @@ static int s_runs(const int32_t *il, int len, struct s_run *run)
     return n;
 }
 
+/* d [n] = src[0], src[2], ..., src[2 n - 2]: 8 at a time from two vectors (per 128-bit lane
+ * the even floats of both, then the 64-bit halves in order) while the second vector ends before
+ * the last float read, then one by one. */
+static inline __attribute__((always_inline)) S_TARGET void s_evens(const float *src, int n,
+                                                                   float *d)
+{
+    int i = 0;
+    for (; i + 8 < n; i += 8) {
+        __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
+        __m256 ev = _mm256_shuffle_ps(a, b, 0x88);
+        _mm256_storeu_ps(d + i,
+                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xd8)));
+    }
+    for (; i < n; i++)
+        d[i] = src[2 * (size_t)i];
+}
+
 /* The tap offsets of a panel row fall in runs (a row of output positions at stride 1 reads a
  * row of the input); each run is found once per tap and copied for every channel. */
 S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
@@ -339,6 +356,8 @@ S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, c
                 else if (u->step == 1)
                     for (int i = 0; i < n; i++)
                         d[i] = src[i];
+                else if (u->step == 2)
+                    s_evens(src, n, d);
                 else
                     for (int i = 0; i < n; i++)
                         d[i] = src[(size_t)i * (size_t)u->step];
