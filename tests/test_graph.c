@@ -6,8 +6,10 @@
 
 #include "fl_error.h"
 #include "fl_graph.h"
+#include "fl_graphdef.h"
 #include "fl_pool.h"
 #include "fl_rng.h"
+#include "fl_zoo.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -255,7 +257,8 @@ static fl_graph_t *s_conv_graph(const struct s_conv_case *k, fl_pool_t *pool, bo
 
 /* Odd shapes around the kernels' register blocks (14 rows, or 6 with AVX2) and panel (32
  * columns, across samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large
- * plane, depthwise convs (channels-last and by rows, a multiplier of 2): the AVX-512 or AVX2
+ * plane, depthwise convs (channels-last and by rows, a multiplier of 2), stride 2 along long
+ * rows (the pack's even floats by vectors): the AVX-512 or AVX2
  * kernels (where the CPU has them) against the portable path, at batch 1 and 3, with the bias
  * and each fused activation (the narrow kernel's long products: the test below). */
 Test(fl_graph, conv_simd_kernel_matches_portable_path)
@@ -271,6 +274,7 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
         {8, 9, 9, 8, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 8},
         {6, 12, 12, 6, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 6},
         {20, 7, 6, 40, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 1, 20},
+        {3, 40, 37, 10, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     struct fl_rng r;
@@ -419,6 +423,47 @@ Test(fl_graph, conv_tap_classes_match_loops_and_single_samples)
     }
     fl_pool_destroy(&pools[0]);
     fl_pool_destroy(&pools[1]);
+}
+
+/* An inference pass takes mobilenet_v2's first blocks (light weights, large planes) a few
+ * samples at a time through all of them, then the rest node by node: the same bits as every
+ * node over the whole batch, on one thread and on pools of 2 and 3, at batches of 6 and 9. */
+Test(fl_graph, depth_first_inference_gives_the_same_bits)
+{
+    struct fl_graphdef def;
+    struct fl_tensor *params = NULL;
+    size_t np = 0, nin = 3 * 32 * 32;
+    fl_graphdef_init(&def);
+    cr_assert_eq(fl_zoo_build("mobilenet_v2", 3, 32, 32, 10, 7, &def, &params, &np), 0, "%s",
+                 fl_error_msg());
+    fl_pool_t *pools[3] = {NULL, fl_pool_new(2), fl_pool_new(3)};
+    float *x = malloc(9 * nin * sizeof *x);
+    struct fl_rng r;
+    fl_rng_seed(&r, 37);
+    s_fill(x, 9 * nin, &r, 1);
+    for (int pi = 0; pi < 3; pi++)
+        for (int n = 6; n <= 9; n += 3) {
+            fl_graph_t *g[2];
+            const float *y[2];
+            size_t per;
+            for (int df = 0; df < 2; df++) {
+                g[df] = fl_graph_from_def(&def, params, np, pools[pi]);
+                cr_assert_not_null(g[df], "%s", fl_error_msg());
+                fl_graph_use_depth_first(g[df], df);
+                cr_assert_eq(fl_graph_plan(g[df], 9, false), 0, "%s", fl_error_msg());
+                cr_assert_eq(fl_graph_forward(g[df], x, n), 0, "%s", fl_error_msg());
+                y[df] = fl_graph_output(g[df], &per);
+            }
+            cr_assert(memcmp(y[0], y[1], (size_t)n * per * sizeof *y[0]) == 0,
+                      "pool %d batch %d: depth-first differs", pi + 1, n);
+            fl_graph_destroy(&g[0]);
+            fl_graph_destroy(&g[1]);
+        }
+    free(x);
+    fl_pool_destroy(&pools[1]);
+    fl_pool_destroy(&pools[2]);
+    fl_zoo_free_params(params, np);
+    fl_graphdef_free(&def);
 }
 
 /* y against plain loops on the graph's current parameters (Relu applied), batch n of x. */

@@ -201,14 +201,17 @@ s_dots(int k, const float *a0, const float *a1, const float *const b[4], int nc,
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
         acc[i] = _mm256_setzero_ps();
-    int k8 = k & ~7;
+    int k8 = k & ~7, k16 = k & ~15;
     for (int kk = 0; kk < k8; kk += 8) {
-        _mm_prefetch((const char *)(pf0 + kk), _MM_HINT_T0);
-        _mm_prefetch((const char *)(pf1 + kk), _MM_HINT_T0);
+        if (kk % 16 == 0 && kk < k16) { /* a line of each row read next, every other step */
+            _mm_prefetch((const char *)(pf0 + kk), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf1 + kk), _MM_HINT_T0);
+        }
         __m256 w0 = _mm256_loadu_ps(a0 + kk), w1 = _mm256_loadu_ps(a1 + kk);
 #pragma GCC unroll 4
         for (int c = 0; c < nc; c++) {
             __m256 bv = _mm256_loadu_ps(b[c] + kk);
+            __asm__("" : "+x"(bv)); /* one load for both rows, not one folded into each FMA */
             acc[c] = _mm256_fmadd_ps(w0, bv, acc[c]);
             acc[4 + c] = _mm256_fmadd_ps(w1, bv, acc[4 + c]);
         }
@@ -304,6 +307,23 @@ static int s_runs(const int32_t *il, int len, struct s_run *run)
     return n;
 }
 
+/* d [n] = src[0], src[2], ..., src[2 n - 2]: 8 at a time from two vectors (per 128-bit lane
+ * the even floats of both, then the 64-bit halves in order) while the second vector ends before
+ * the last float read, then one by one. */
+static inline __attribute__((always_inline)) S_TARGET void s_evens(const float *src, int n,
+                                                                   float *d)
+{
+    int i = 0;
+    for (; i + 8 < n; i += 8) {
+        __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
+        __m256 ev = _mm256_shuffle_ps(a, b, 0x88);
+        _mm256_storeu_ps(d + i,
+                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xd8)));
+    }
+    for (; i < n; i++)
+        d[i] = src[2 * (size_t)i];
+}
+
 /* The tap offsets of a panel row fall in runs (a row of output positions at stride 1 reads a
  * row of the input); each run is found once per tap and copied for every channel. */
 S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, const int32_t *idx,
@@ -312,6 +332,16 @@ S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, c
     struct s_run run[S_NR];
     for (int l = 0; l < ntaps; l++) {
         int nrun = s_runs(idx + (size_t)l * ldi, len, run);
+        if (nrun * 4 > len) { /* short runs (small planes): lane by lane */
+            const int32_t *il = idx + (size_t)l * ldi;
+            for (int c = 0; c < nch; c++) {
+                const float *xc = x + (size_t)c * plane;
+                float *restrict row = dst + ((size_t)c * ntaps + l) * S_NR;
+                for (int i = 0; i < len; i++)
+                    row[i] = il[i] < 0 ? 0.0f : xc[il[i]];
+            }
+            continue;
+        }
         for (int c = 0; c < nch; c++) {
             const float *xc = x + (size_t)c * plane;
             float *row = dst + ((size_t)c * ntaps + l) * S_NR;
@@ -326,6 +356,8 @@ S_TARGET void fl_convk2_pack(const float *x, size_t plane, int nch, int ntaps, c
                 else if (u->step == 1)
                     for (int i = 0; i < n; i++)
                         d[i] = src[i];
+                else if (u->step == 2)
+                    s_evens(src, n, d);
                 else
                     for (int i = 0; i < n; i++)
                         d[i] = src[(size_t)i * (size_t)u->step];

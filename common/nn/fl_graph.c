@@ -96,6 +96,7 @@ fl_graph_t *fl_graph_new(fl_pool_t *pool)
         g->nworkers = FL_GRAPH_MAX_WORKERS;
     g->input = g->output = -1;
     g->simd = fl_convk_supported();
+    g->depth_first = true;
     fl_linalg_init();
     return g;
 }
@@ -103,6 +104,11 @@ fl_graph_t *fl_graph_new(fl_pool_t *pool)
 void fl_graph_use_simd(fl_graph_t *g, bool allow)
 {
     g->simd = allow && fl_convk_supported();
+}
+
+void fl_graph_use_depth_first(fl_graph_t *g, bool allow)
+{
+    g->depth_first = allow;
 }
 
 void fl_graph_destroy(fl_graph_t **self_p)

@@ -100,6 +100,12 @@ void fl_graph_destroy(fl_graph_t **self_p);
  * (the default), or keep them on the portable path (OpenBLAS) when allow is false: for
  * comparisons and tests. Both compute the same values up to float rounding. */
 void fl_graph_use_simd(fl_graph_t *g, bool allow);
+/* Let an inference pass run its first nodes (as long as the weights they read fit the
+ * second-level cache) sample by sample, each worker taking its samples through all of them
+ * before the rest run node by node (the default), or every node over the whole batch when allow
+ * is false. Only with the engine's own kernels (fl_graph_use_simd), whose values do not depend
+ * on the samples computed together: both give the same bits. */
+void fl_graph_use_depth_first(fl_graph_t *g, bool allow);
 
 /* The graph's input: ndim per-sample axes (1 to 3, e.g. {C, H, W}). One input per graph. */
 int fl_graph_add_input(fl_graph_t *g, const char *name, int ndim, const int64_t *dims);

@@ -73,6 +73,7 @@ struct fl_graph {
     fl_pool_t *pool;                      /* borrowed compute threads, or NULL */
     int nworkers;                         /* fl_pool_size(pool) */
     bool simd;                            /* convs use fl_convk (AVX-512 or AVX2) where they can */
+    bool depth_first;                     /* fl_graph_use_depth_first */
     int nvalues, cap_values;              /* values used / allocated */
     struct fl_gvalue *values;             /* every named value */
     int nnodes, cap_nodes;                /* nodes used / allocated */

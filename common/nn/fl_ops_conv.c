@@ -333,16 +333,23 @@ static void s_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, 
                     bt[(col0 + j) * k + c] = x[c * p + j];
         return;
     }
+    size_t plane = (size_t)q->h * q->w;
     for (int oy = 0; oy < q->oh; oy++)
         for (int ox = 0; ox < q->ow; ox++) {
             float *dst = bt + (col0 + (size_t)oy * q->ow + ox) * k;
-            for (int c = 0; c < q->c; c++)
-                for (int l = 0; l < T->n; l++) {
-                    int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
-                    int iy = oy * q->sh - q->pt + ki * q->dh, ix = ox * q->sw - q->pl + kj * q->dw;
-                    bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
-                    *dst++ = in ? x[((size_t)c * q->h + iy) * q->w + ix] : 0.0f;
+            for (int l = 0; l < T->n; l++) { /* tap by tap: where it reads, then every channel */
+                int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
+                int iy = oy * q->sh - q->pt + ki * q->dh, ix = ox * q->sw - q->pl + kj * q->dw;
+                float *restrict d = dst + l;
+                if (iy < 0 || iy >= q->h || ix < 0 || ix >= q->w) {
+                    for (int c = 0; c < q->c; c++)
+                        d[(size_t)c * T->n] = 0.0f;
+                    continue;
                 }
+                const float *restrict src = x + (size_t)iy * q->w + ix;
+                for (int c = 0; c < q->c; c++)
+                    d[(size_t)c * T->n] = src[(size_t)c * plane];
+            }
         }
 }
 
@@ -542,6 +549,13 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
     size_t nb = fl_cv_chunk(g, nd, &q);
     for (size_t s = b0; s < b1; s += nb)
         s_conv_fwd_chunk(g, nd, &q, &x, s, b1 - s < nb ? b1 - s : nb);
+}
+
+bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd)
+{
+    struct fl_wgeom q;
+    fl_wgeom_of(g, nd, &q);
+    return g->simd && (q.depthwise || (s_fast(g, nd, &q) && !fl_cv_classes_pay(g, nd, &q)));
 }
 
 /* Below these, a conv's forward pass is not worth sharing among workers: multiply-adds, and

@@ -56,6 +56,10 @@ void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const fl
 void fl_cv_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                       const struct fl_cv_taps *T, int gi, size_t s0, size_t nb, float *col);
 
+/* Are node nd's values, at the current batch, the same whatever samples a call computes together
+ * (the engine's own kernels: each element one sum in a fixed order)? */
+bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd);
+
 /* fl_ops_conv_class.c: does node nd's forward pass at the current batch go by tap classes
  * (small padded planes, the AVX2 kernel), and that pass over samples [b0, b1) as worker t. */
 bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q);

@@ -200,21 +200,69 @@ FL_INLINE void s_transpose(bool simd, const float *restrict src, float *restrict
                 }                                                                                  \
             }
 
+/* Channels summed in registers at once by s_cl_fwd (4 vectors of AVX2, 2 of AVX-512), and the
+ * most taps it lists for a position (larger windows take S_TAPS's loop). */
+#define S_CL_BLOCK 32
+#define S_CL_TAPS  64
+
+/* 8 floats, read and written at any float's alignment. */
+typedef float s_v8 __attribute__((vector_size(32), aligned(4)));
+
 /* c channels of one sample channels-last: xT [hw, c] in, y [c, ohw] out; wT [kk, c]; yT
- * scratch. */
+ * scratch. Each position's taps inside the input are listed once, then summed for a block of
+ * channels in registers (the bias first, then the taps in window order, as S_TAPS's loop). */
 FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, size_t c, const float *xT,
                         const float *wT, const float *b, float *yT, float *y)
 {
     size_t ohw = (size_t)q->oh * q->ow;
-    for (size_t o = 0; o < ohw; o++)
-        for (size_t ch = 0; ch < c; ch++)
-            yT[o * c + ch] = b ? b[ch] : 0.0f;
-    S_TAPS(q, {
-        float *restrict yo = yT + o * c;
-        const float *restrict xi = xT + i * c, *restrict wk = wT + k * c;
-        for (size_t ch = 0; ch < c; ch++)
-            yo[ch] += wk[ch] * xi[ch];
-    })
+    if (q->kh * q->kw > S_CL_TAPS) {
+        for (size_t o = 0; o < ohw; o++)
+            for (size_t ch = 0; ch < c; ch++)
+                yT[o * c + ch] = b ? b[ch] : 0.0f;
+        S_TAPS(q, {
+            float *restrict yo = yT + o * c;
+            const float *restrict xi = xT + i * c, *restrict wk = wT + k * c;
+            for (size_t ch = 0; ch < c; ch++)
+                yo[ch] += wk[ch] * xi[ch];
+        })
+        s_transpose(simd, yT, y, ohw, c);
+        return;
+    }
+    size_t xo[S_CL_TAPS], wo[S_CL_TAPS];
+    for (int oy = 0; oy < q->oh; oy++)
+        for (int ox = 0; ox < q->ow; ox++) {
+            int n = 0;
+            for (int ki = 0; ki < q->kh; ki++) {
+                int iy = oy * q->sh - q->pt + ki * q->dh;
+                for (int kj = 0; iy >= 0 && iy < q->h && kj < q->kw; kj++) {
+                    int ix = ox * q->sw - q->pl + kj * q->dw;
+                    if (ix < 0 || ix >= q->w)
+                        continue;
+                    xo[n] = ((size_t)iy * q->w + (size_t)ix) * c;
+                    wo[n++] = ((size_t)ki * q->kw + (size_t)kj) * c;
+                }
+            }
+            float *restrict yo = yT + ((size_t)oy * q->ow + (size_t)ox) * c;
+            size_t ch = 0;
+            for (; ch + S_CL_BLOCK <= c; ch += S_CL_BLOCK) {
+                s_v8 acc[S_CL_BLOCK / 8];
+                for (int v = 0; v < S_CL_BLOCK / 8; v++)
+                    acc[v] = b ? *(const s_v8 *)(b + ch + 8 * (size_t)v) : (s_v8){0};
+                for (int l = 0; l < n; l++) {
+                    const float *xi = xT + xo[l] + ch, *wk = wT + wo[l] + ch;
+                    for (int v = 0; v < S_CL_BLOCK / 8; v++)
+                        acc[v] += *(const s_v8 *)(wk + 8 * v) * *(const s_v8 *)(xi + 8 * v);
+                }
+                for (int v = 0; v < S_CL_BLOCK / 8; v++)
+                    *(s_v8 *)(yo + ch + 8 * (size_t)v) = acc[v];
+            }
+            for (; ch < c; ch++) {
+                float a = b ? b[ch] : 0.0f;
+                for (int l = 0; l < n; l++)
+                    a += wT[wo[l] + ch] * xT[xo[l] + ch];
+                yo[ch] = a;
+            }
+        }
     s_transpose(simd, yT, y, ohw, c);
 }
 
