@@ -259,9 +259,8 @@ static fl_graph_t *s_conv_graph(const struct s_conv_case *k, fl_pool_t *pool, bo
  * columns, across samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large
  * plane, depthwise convs (channels-last and by rows, a multiplier of 2), stride 2 along long
  * rows (the pack's even floats by vectors), a 7x7 stem (small W: panel by panel): the AVX-512
- * or AVX2
- * kernels (where the CPU has them) against the portable path, at batch 1 and 3, with the bias
- * and each fused activation (the narrow kernel's long products: the test below). */
+ * or AVX2 kernels (where the CPU has them) against the portable path, at batch 1 and 3, with
+ * the bias and each fused activation (the narrow kernel's long products: the test below). */
 Test(fl_graph, conv_simd_kernel_matches_portable_path)
 {
     const struct s_conv_case cases[] = {
