@@ -258,9 +258,9 @@ static fl_graph_t *s_conv_graph(const struct s_conv_case *k, fl_pool_t *pool, bo
 /* Odd shapes around the kernels' register blocks (14 rows, or 6 with AVX2) and panel (32
  * columns, across samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large
  * plane, depthwise convs (channels-last and by rows, a multiplier of 2), stride 2 along long
- * rows (the pack's even floats by vectors): the AVX-512 or AVX2
- * kernels (where the CPU has them) against the portable path, at batch 1 and 3, with the bias
- * and each fused activation (the narrow kernel's long products: the test below). */
+ * rows (the pack's even floats by vectors), a 7x7 stem (small W: panel by panel): the AVX-512
+ * or AVX2 kernels (where the CPU has them) against the portable path, at batch 1 and 3, with
+ * the bias and each fused activation (the narrow kernel's long products: the test below). */
 Test(fl_graph, conv_simd_kernel_matches_portable_path)
 {
     const struct s_conv_case cases[] = {
@@ -275,6 +275,7 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
         {6, 12, 12, 6, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 6},
         {20, 7, 6, 40, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 1, 20},
         {3, 40, 37, 10, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1},
+        {3, 30, 30, 16, 7, 7, 2, 2, {3, 3, 3, 3}, 1, 1, 1},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     struct fl_rng r;

@@ -50,6 +50,9 @@ struct fl_convk_job {
      * stored at y[cmap[j] + o * p] (not by samples and positions as above). */
     const int32_t *km;
     const size_t *cmap;
+    /* AVX2 kernel: panel by panel, every row of W over each (W small, B large: a conv's
+     * gathered columns stream from memory once instead of once per 6 rows of W). */
+    bool by_panels;
 };
 
 /* Does this CPU (and OS) run the kernels below (AVX-512, or AVX2 and FMA)? */

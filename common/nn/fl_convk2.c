@@ -175,6 +175,12 @@ static S_TARGET void s_run_group(const struct fl_convk_job *j, int o, int mr, in
 S_TARGET void fl_convk2_run(const struct fl_convk_job *j, int m0, int m1, int p0, int p1)
 {
     float tile[S_MR * 16] __attribute__((aligned(32)));
+    if (j->by_panels) {
+        for (int pn = p0; pn < p1; pn++)
+            for (int o = m0; o < m1; o += S_MR)
+                s_run_group(j, o, m1 - o < S_MR ? m1 - o : S_MR, pn, pn + 1, tile);
+        return;
+    }
     for (int o = m0; o < m1; o += S_MR)
         s_run_group(j, o, m1 - o < S_MR ? m1 - o : S_MR, p0, p1, tile);
 }

@@ -446,6 +446,13 @@ static void s_share(const struct fl_wgeom *q, size_t ncols, bool narrow, int par
     }
 }
 
+/* A gathered conv's W of up to this many floats (64 KiB) and at least this many columns runs
+ * panel by panel (fl_convk_job's by_panels): resnet18's 7x7 stem (64 x 147) 1.02-1.06x the
+ * whole pass at batch 32. Slower so: mobilenet_v2's direct 1x1 convs (0.90x) and its 3x3 stem
+ * (k 27), whose stores then scatter over the output planes for little work each. */
+#define S_BY_PANELS_W ((size_t)16 << 10)
+#define S_BY_PANELS_K 64
+
 /* Forward of samples [b0, b1) with fl_convk as worker t, part `part` of nparts (see s_share):
  * chunks of samples whose packed columns fill the scratch, packed straight from the input
  * (panels, or columns for planes under FL_CONVK_NARROW positions), the product stored into the
@@ -484,7 +491,9 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                                     : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
                                                             : FL_CONVK_NONE,
                              .lo = nd->act_min,
-                             .hi = nd->act_max};
+                             .hi = nd->act_max,
+                             .by_panels = !q->direct && x.k >= S_BY_PANELS_K &&
+                                          (size_t)q->mg * x.k <= S_BY_PANELS_W};
     float *ac = x.work + apk + k * (nb * p + nr); /* a factored LoRA's A col */
     const float *B = L ? g->values[L->b].data : NULL;
     int32_t *idx = (int32_t *)x.work; /* the gather's offsets (not for 1x1 or narrow) */
