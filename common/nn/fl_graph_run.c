@@ -15,11 +15,19 @@ struct s_job {
     int ntasks;                /* pieces the batch is cut into */
 };
 
+/* Task t's samples [*b0, *b1) of a batch cut into ntasks pieces. */
+static void s_samples(const fl_graph_t *g, int t, int ntasks, size_t *b0, size_t *b1)
+{
+    size_t n = (size_t)g->batch;
+    *b0 = n * (size_t)t / (size_t)ntasks;
+    *b1 = n * ((size_t)t + 1) / (size_t)ntasks;
+}
+
 static void s_task(void *arg, int t)
 {
     const struct s_job *j = arg;
-    size_t n = (size_t)j->g->batch;
-    size_t b0 = n * (size_t)t / (size_t)j->ntasks, b1 = n * ((size_t)t + 1) / (size_t)j->ntasks;
+    size_t b0, b1;
+    s_samples(j->g, t, j->ntasks, &b0, &b1);
     if (b1 > b0)
         j->fn(j->g, j->nd, t, b0, b1);
 }
@@ -124,8 +132,8 @@ struct s_df_job {
 static void s_df_task(void *arg, int t)
 {
     const struct s_df_job *j = arg;
-    size_t n = (size_t)j->g->batch;
-    size_t b0 = n * (size_t)t / (size_t)j->ntasks, b1 = n * ((size_t)t + 1) / (size_t)j->ntasks;
+    size_t b0, b1;
+    s_samples(j->g, t, j->ntasks, &b0, &b1);
     for (size_t s = b0; s < b1; s += S_DF_GROUP) {
         size_t e = b1 - s < S_DF_GROUP ? b1 : s + S_DF_GROUP;
         for (int k = 0; k < j->nk; k++) {

@@ -34,6 +34,21 @@ static uint64_t s_taps_at(const struct fl_wgeom *q, const struct fl_cv_taps *T, 
     return m;
 }
 
+/* The class of taps m among cls [*n]: its index, a new one when absent, or -1 when cls already
+ * holds FL_CV_MAX_TAPS classes. */
+static int s_class(uint64_t *cls, int *n, uint64_t m)
+{
+    int c = 0;
+    while (c < *n && cls[c] != m)
+        c++;
+    if (c < *n)
+        return c;
+    if (c == FL_CV_MAX_TAPS)
+        return -1;
+    cls[(*n)++] = m;
+    return c;
+}
+
 bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
 {
     if (!g->simd || fl_convk_wide() || q->depthwise || q->direct || q->groups != 1 ||
@@ -49,33 +64,23 @@ bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const str
     for (int oy = 0; oy < q->oh; oy++)
         for (int ox = 0; ox < q->ow; ox++) {
             uint64_t m = s_taps_at(q, &T, oy, ox);
-            int c = 0;
-            while (c < n && cls[c] != m)
-                c++;
-            if (c == FL_CV_MAX_TAPS)
+            if (s_class(cls, &n, m) < 0)
                 return false; /* more classes than s_classes keeps */
-            if (c == n)
-                cls[n++] = m;
             used += (size_t)__builtin_popcountll(m);
         }
     size_t all = p * (size_t)T.n, dropped = (all - used) * (size_t)q->c;
     return (double)used <= (1.0 - S_MIN_DROP) * (double)all && dropped >= S_MIN_DROPPED * p;
 }
 
-/* The classes: cls[i] the taps of class i (at most p of them), pos[] the positions grouped by
- * class (class i's from start[i] to start[i + 1]). Returns the class count. */
+/* The classes (as many as fl_cv_classes_pay found room for): cls[i] the taps of class i, pos[]
+ * the positions grouped by class (class i's from start[i] to start[i + 1]). Returns the class
+ * count. */
 static int s_classes(const struct fl_wgeom *q, const struct fl_cv_taps *T, uint64_t *cls,
                      int *start, int32_t *pos)
 {
     int p = q->oh * q->ow, n = 0;
-    for (int i = 0; i < p; i++) {
-        uint64_t m = s_taps_at(q, T, i / q->ow, i % q->ow);
-        int c = 0;
-        while (c < n && cls[c] != m)
-            c++;
-        if (c == n)
-            cls[n++] = m;
-    }
+    for (int i = 0; i < p; i++)
+        s_class(cls, &n, s_taps_at(q, T, i / q->ow, i % q->ow));
     int at = 0;
     for (int c = 0; c < n; c++) {
         start[c] = at;

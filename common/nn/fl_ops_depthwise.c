@@ -1,5 +1,5 @@
 /* fl_ops_depthwise: the graph's depthwise Conv (one input channel per group). With the engine's
- * kernels, 3x3 windows at stride 1 or 2 on output rows of 8 or more go channel plane by plane
+ * kernels, 3x3 windows at stride 1 or 2 on output rows of 9 or more go channel plane by plane
  * to fl_dwk_run (taps summed in registers). Other large planes go channel by channel over a
  * zero-padded copy of the input plane, each tap adding a weighted input row to an output row
  * (the inner loop runs along the row and vectorises). Small planes (the last stages of a CNN:

@@ -1,7 +1,6 @@
 /* fl_ops_pool: the graph's pooling ops on NCHW values: MaxPool (with the winner of each window
  * kept for the backward pass), AveragePool (padding counted or not) and GlobalAveragePool. */
 #include "fl_ops_window.h"
-#include "fl_ops_conv_impl.h"
 
 #include "fl_error.h"
 
