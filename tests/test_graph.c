@@ -359,13 +359,15 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
     fl_pool_destroy(&pools[1]);
 }
 
-/* Batches of 8 and more take padded convs on small planes by tap classes (the AVX2 kernel; the
- * other kernels the full product): plain loops' values at batch 16, each sample the same bits as
- * alone at batch 1 (where that runs panels: 16 positions and more; narrow products sum in
- * another order), and the same bits on pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4
- * and 8x8 planes, stride 2 with asymmetric padding, dilation, padding wider than the window
- * (positions reading nothing but padding), each fused activation. */
-Test(fl_graph, conv_tap_classes_match_loops_and_single_samples)
+/* Convs on small planes at batch 16, where a panel's columns span several samples: padded ones
+ * by tap classes (the AVX2 kernel; the other kernels the full product), 1x1 ones packed panel by
+ * panel. Plain loops' values, each sample the same bits as alone at batch 1 (where that runs
+ * panels: 16 positions and more; narrow products sum in another order), and the same bits on
+ * pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4 and 8x8 planes, stride 2 with
+ * asymmetric padding, dilation, padding wider than the window (positions reading nothing but
+ * padding); 1x1 convs on 1x1, 2x2 and 2x3 planes (samples across panels' edges); each fused
+ * activation. */
+Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
 {
     const struct s_conv_case cases[] = {
         {16, 4, 4, 20, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
@@ -374,6 +376,9 @@ Test(fl_graph, conv_tap_classes_match_loops_and_single_samples)
         {8, 7, 5, 13, 3, 3, 2, 2, {1, 0, 2, 1}, 1, 1, 1},
         {10, 5, 6, 6, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 1},
         {8, 2, 2, 5, 3, 3, 1, 1, {3, 3, 3, 3}, 1, 1, 1},
+        {70, 1, 1, 13, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {33, 2, 2, 7, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {20, 2, 3, 9, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
     };
     const enum fl_op acts[3] = {FL_OP_RELU, FL_OP_CLIP, 0};
     enum { N = 16 };

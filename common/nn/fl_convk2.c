@@ -127,22 +127,34 @@ static __attribute__((noinline)) S_TARGET void s_micro1(const struct fl_convk_jo
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
- * through the activation, each column to its sample's plane (or where j->cmap says): a run of
- * one sample's positions at a time (small planes: a panel's 16 columns span several samples). */
-static void s_store(const struct fl_convk_job *j, const float *tile, int o0, int mr, int c0, int nc)
+ * through the activation (both in vectors, in the tile), then each column to its sample's plane
+ * (or where j->cmap says): a run of one sample's positions at a time (small planes: a panel's
+ * 16 columns span several samples; on 1x1 planes, one float each). */
+static S_TARGET void s_store(const struct fl_convk_job *j, float *tile, int o0, int mr, int c0,
+                             int nc)
 {
     size_t p = (size_t)j->p;
-    for (int c = 0; c < nc;) {
-        size_t col = (size_t)c0 + (size_t)c, len = j->cmap ? 1 : p - col % p;
-        len = len < (size_t)(nc - c) ? len : (size_t)(nc - c);
-        float *base = j->cmap ? j->y + j->cmap[col] : j->y + col / p * j->ystride + col % p;
-        for (int i = 0; i < mr; i++) {
-            int o = o0 + i;
-            float b = j->bias ? j->bias[o] : 0.0f, *restrict d = base + (size_t)o * p;
-            const float *restrict t = tile + i * 16 + c;
-            for (size_t e = 0; e < len; e++)
-                d[e] = s_act(j, t[e] + b);
+    for (int i = 0; i < mr; i++) {
+        __m256 bv = _mm256_set1_ps(j->bias ? j->bias[o0 + i] : 0.0f);
+        _mm256_store_ps(tile + i * 16, s_act8(j, _mm256_add_ps(_mm256_load_ps(tile + i * 16), bv)));
+        _mm256_store_ps(tile + i * 16 + 8,
+                        s_act8(j, _mm256_add_ps(_mm256_load_ps(tile + i * 16 + 8), bv)));
+    }
+    if (j->cmap) {
+        for (int c = 0; c < nc; c++) {
+            float *restrict d = j->y + j->cmap[c0 + c] + (size_t)o0 * p;
+            for (int i = 0; i < mr; i++)
+                d[(size_t)i * p] = tile[i * 16 + c];
         }
+        return;
+    }
+    size_t s = (size_t)c0 / p, pos = (size_t)c0 % p;
+    for (int c = 0; c < nc; s++, pos = 0) {
+        size_t len = p - pos < (size_t)(nc - c) ? p - pos : (size_t)(nc - c);
+        float *restrict d = j->y + s * j->ystride + (size_t)o0 * p + pos;
+        for (int i = 0; i < mr; i++)
+            for (size_t e = 0; e < len; e++)
+                d[(size_t)i * p + e] = tile[i * 16 + c + (int)e];
         c += (int)len;
     }
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A kxk conv's taps: all of them, or (a kernel of at most FL_CV_MAX_TAPS taps) only the live
  * ones (fl_ops_conv.c says which those are). */
@@ -55,6 +56,22 @@ void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const fl
 /* col [k, nb*p] of group gi of samples [s0, s0 + nb) (sample j in columns j*p..). */
 void fl_cv_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                       const struct fl_cv_taps *T, int gi, size_t s0, size_t nb, float *col);
+
+/* fl_ops_conv_pack.c: the input packed for fl_convk. Columns [i0, i1) of sample x's positions
+ * (col0: its first column in the chunk) into panels bp [k rows] (panel j / NR at j / NR * k * NR,
+ * row r of it NR floats at r * NR). */
+void fl_cv_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
+                       float *bp, size_t k, size_t col0, int i0, int i1);
+/* Columns [c0, c1) of a 1x1 conv's chunk into panels as above, for planes of p < FL_CONVK_NR
+ * positions (a panel spans samples): x0 the chunk's first sample, samples xs floats apart. */
+void fl_cv_pack_direct(const float *x0, size_t xs, size_t p, int nch, float *bp, size_t k,
+                       size_t c0, size_t c1);
+/* Sample x's columns for fl_convk_run_narrow: column j's k values at bt + j * k, from col0. */
+void fl_cv_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
+                       float *bt, size_t k, size_t col0);
+/* idx [T->n][oh*ow]: the input plane offset each kept tap reads at each position, -1 in the
+ * padding (fl_convk_pack's table). */
+void fl_cv_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32_t *idx);
 
 /* Are node nd's values, at the current batch, the same whatever samples a call computes together
  * (the engine's own kernels: each element one sum in a fixed order)? */
