@@ -315,7 +315,8 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
  * (padded rows copied per plane, split by column parity at stride 2): rows that are and are not
  * whole vectors, asymmetric and double padding, none, a multiplier of 2, each fused activation,
  * against the portable path at batch 1 and 3; shared among 2 and 3 workers by output channels,
- * the same bits as one thread (small planes channels-last too: the last two cases). */
+ * the same bits as one thread (small planes channels-last too: the last four; 2x2 planes take
+ * matrices from batch 4 on: the test below). */
 Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
 {
     const struct s_conv_case cases[] = {
@@ -329,6 +330,8 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
         {32, 24, 24, 64, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 32},
         {576, 4, 4, 576, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 576},
         {960, 3, 3, 960, 3, 3, 2, 2, {1, 0, 1, 1}, 1, 1, 960},
+        {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},
+        {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     fl_pool_t *pools[2] = {fl_pool_new(2), fl_pool_new(3)};
@@ -365,8 +368,8 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
  * panels: 16 positions and more; narrow products sum in another order), and the same bits on
  * pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4 and 8x8 planes, stride 2 with
  * asymmetric padding, dilation, padding wider than the window (positions reading nothing but
- * padding); 1x1 convs on 1x1, 2x2 and 2x3 planes (samples across panels' edges); each fused
- * activation. */
+ * padding); 1x1 convs on 1x1, 2x2 and 2x3 planes (samples across panels' edges); depthwise
+ * convs on 2x2 planes by matrices (an odd number of channels, dilated); each fused activation. */
 Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
 {
     const struct s_conv_case cases[] = {
@@ -379,6 +382,8 @@ Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
         {70, 1, 1, 13, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
         {33, 2, 2, 7, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
         {20, 2, 3, 9, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},
+        {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
     };
     const enum fl_op acts[3] = {FL_OP_RELU, FL_OP_CLIP, 0};
     enum { N = 16 };

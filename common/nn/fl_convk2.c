@@ -404,15 +404,40 @@ static inline __attribute__((always_inline)) S_TARGET void s_transpose8(__m256 r
     }
 }
 
+/* The transpose of src's block [r0, r0 + nr) x [c0, c0 + nc) (an edge of the 8 x 8 blocks):
+ * 4 x 4 blocks in registers, the rest float by float. */
+static S_TARGET void s_transpose_edge(const float *src, float *dst, size_t rows, size_t cols,
+                                      size_t r0, size_t c0, size_t nr, size_t nc)
+{
+    size_t r4 = nr & ~(size_t)3, c4 = nc & ~(size_t)3;
+    for (size_t r = r0; r < r0 + r4; r += 4)
+        for (size_t c = c0; c < c0 + c4; c += 4) {
+            __m128 a = _mm_loadu_ps(src + r * cols + c), b = _mm_loadu_ps(src + (r + 1) * cols + c);
+            __m128 d = _mm_loadu_ps(src + (r + 2) * cols + c);
+            __m128 e = _mm_loadu_ps(src + (r + 3) * cols + c);
+            _MM_TRANSPOSE4_PS(a, b, d, e);
+            _mm_storeu_ps(dst + c * rows + r, a);
+            _mm_storeu_ps(dst + (c + 1) * rows + r, b);
+            _mm_storeu_ps(dst + (c + 2) * rows + r, d);
+            _mm_storeu_ps(dst + (c + 3) * rows + r, e);
+        }
+    for (size_t r = r0; r < r0 + nr; r++) /* the last columns, then the last rows */
+        for (size_t c = r < r0 + r4 ? c0 + c4 : c0; c < c0 + nc; c++)
+            dst[c * rows + r] = src[r * cols + c];
+}
+
 S_TARGET void fl_convk2_transpose(const float *src, float *dst, size_t rows, size_t cols)
 {
+    if (rows == 1 || cols == 1) { /* the same floats in the same order */
+        for (size_t i = 0; i < rows * cols; i++)
+            dst[i] = src[i];
+        return;
+    }
     for (size_t r0 = 0; r0 < rows; r0 += 8)
         for (size_t c0 = 0; c0 < cols; c0 += 8) {
             size_t nr = rows - r0 < 8 ? rows - r0 : 8, nc = cols - c0 < 8 ? cols - c0 : 8;
-            if (nr < 8 || nc < 8) { /* the edges, by floats */
-                for (size_t c = c0; c < c0 + nc; c++)
-                    for (size_t r = r0; r < r0 + nr; r++)
-                        dst[c * rows + r] = src[r * cols + c];
+            if (nr < 8 || nc < 8) {
+                s_transpose_edge(src, dst, rows, cols, r0, c0, nr, nc);
                 continue;
             }
             __m256 r[8];
