@@ -316,7 +316,8 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
  * whole vectors, asymmetric and double padding, none, a multiplier of 2, each fused activation,
  * against the portable path at batch 1 and 3; shared among 2 and 3 workers by output channels,
  * the same bits as one thread (small planes channels-last too: the last four; 2x2 planes take
- * matrices from batch 4 on: the test below). */
+ * matrices from batch 4 on: the test below, which also checks channels-last against plain
+ * loops, the portable path sharing its code). */
 Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
 {
     const struct s_conv_case cases[] = {
@@ -369,7 +370,8 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
  * pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4 and 8x8 planes, stride 2 with
  * asymmetric padding, dilation, padding wider than the window (positions reading nothing but
  * padding); 1x1 convs on 1x1, 2x2 and 2x3 planes (samples across panels' edges); depthwise
- * convs on 2x2 planes by matrices (an odd number of channels, dilated); each fused activation. */
+ * convs on 2x2 planes by matrices (an odd number of channels, dilated) and channels-last (44
+ * channels: blocks of 32, 8 and one by one); each fused activation. */
 Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
 {
     const struct s_conv_case cases[] = {
@@ -384,6 +386,7 @@ Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
         {20, 2, 3, 9, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
         {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},
         {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
+        {44, 6, 6, 44, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 44},
     };
     const enum fl_op acts[3] = {FL_OP_RELU, FL_OP_CLIP, 0};
     enum { N = 16 };

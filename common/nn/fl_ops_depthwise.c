@@ -258,6 +258,12 @@ FL_INLINE void s_cl_fwd(bool simd, const struct fl_wgeom *q, size_t c, const flo
                 for (int v = 0; v < S_CL_BLOCK / 8; v++)
                     *(s_v8 *)(yo + ch + 8 * (size_t)v) = acc[v];
             }
+            for (; ch + 8 <= c; ch += 8) { /* the rest by vectors, then by floats */
+                s_v8 acc = b ? *(const s_v8 *)(b + ch) : (s_v8){0};
+                for (int l = 0; l < n; l++)
+                    acc += *(const s_v8 *)(wT + wo[l] + ch) * *(const s_v8 *)(xT + xo[l] + ch);
+                *(s_v8 *)(yo + ch) = acc;
+            }
             for (; ch < c; ch++) {
                 float a = b ? b[ch] : 0.0f;
                 for (int l = 0; l < n; l++)
