@@ -70,18 +70,30 @@ void fl_cv_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, con
 
 /* Columns [c0, c1) of a 1x1 conv's chunk (its first sample's input at x0, samples xs floats
  * apart) packed in panels, for planes of fewer positions than a panel holds (a panel's columns
- * span several samples): each panel's lanes find their sample and position once, then every
- * channel's row is read lane by lane. */
+ * span several samples): planes of 8 positions and more by runs of a sample's positions (each
+ * run a few vectors a channel), smaller ones lane by lane, each lane's sample and position found
+ * once a panel. */
 void fl_cv_pack_direct(const float *x0, size_t xs, size_t p, int nch, float *bp, size_t k,
                        size_t c0, size_t c1)
 {
     const size_t nr = FL_CONVK_NR;
     for (size_t pn = c0 / nr; pn * nr < c1; pn++) {
         size_t la = pn * nr < c0 ? c0 - pn * nr : 0, lb = c1 - pn * nr < nr ? c1 - pn * nr : nr;
-        const float *src[FL_CONVK_NR];
+        float *restrict row = bp + pn * k * nr;
+        if (p >= 8) { /* runs of a sample's positions, each a few vectors for every channel */
+            for (size_t l = la; l < lb;) {
+                size_t col = pn * nr + l, pos = col % p, len = p - pos < lb - l ? p - pos : lb - l;
+                const float *restrict src = x0 + col / p * xs + pos;
+                for (int c = 0; c < nch; c++)
+                    for (size_t i = 0; i < len; i++)
+                        row[(size_t)c * nr + l + i] = src[(size_t)c * p + i];
+                l += len;
+            }
+            continue;
+        }
+        const float *src[FL_CONVK_NR]; /* lane by lane: every lane's sample and position */
         for (size_t l = la; l < lb; l++)
             src[l] = x0 + (pn * nr + l) / p * xs + (pn * nr + l) % p;
-        float *restrict row = bp + pn * k * nr;
         for (int c = 0; c < nch; c++, row += nr)
             for (size_t l = la; l < lb; l++)
                 row[l] = src[l][(size_t)c * p];
