@@ -13,17 +13,6 @@
 #define S_NR       FL_CONVK_NR
 #define S_PREFETCH 8 /* rows of a panel ahead */
 
-static inline float s_act(const struct fl_convk_job *j, float v)
-{
-    if (j->act == FL_CONVK_RELU)
-        return v > 0 ? v : 0;
-    if (j->act == FL_CONVK_CLIP) {
-        v = v < j->lo ? j->lo : v;
-        return v > j->hi ? j->hi : v;
-    }
-    return v;
-}
-
 static inline S_TARGET __m256 s_act8(const struct fl_convk_job *j, __m256 v)
 {
     if (j->act == FL_CONVK_RELU) /* v > 0 ? v : 0 */
@@ -273,25 +262,32 @@ static __attribute__((noinline)) S_TARGET void s_dots_n(int k, const float *a0, 
  * so W is read from memory once. */
 S_TARGET void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1)
 {
-    size_t p = (size_t)j->p, k = (size_t)j->k;
-    for (int o = m0; o < m1; o += 2) {
-        int mr = m1 - o < 2 ? m1 - o : 2;
-        const float *a0 = j->w + (size_t)o * (size_t)j->ldw;
-        const float *a1 = mr > 1 ? a0 + j->ldw : a0;
-        const float *pf = o + S_PF_ROWS < m1 ? a0 + S_PF_ROWS * (size_t)j->ldw : a0;
-        for (int c0 = 0; c0 < j->ncols; c0 += 4) {
-            int nc = j->ncols - c0 < 4 ? j->ncols - c0 : 4;
-            const float *b[4];
-            float out[8];
-            for (int c = 0; c < 4; c++)
-                b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
-            s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + S_PF_ROWS + 1 < m1 ? j->ldw : 0));
-            for (int c = 0; c < nc; c++) {
-                size_t col = (size_t)c0 + (size_t)c;
-                float *dst = j->y + col / p * j->ystride + col % p;
-                for (int i = 0; i < mr; i++)
-                    dst[(size_t)(o + i) * p] =
-                        s_act(j, out[4 * i + c] + (j->bias ? j->bias[o + i] : 0.0f));
+    size_t p = (size_t)j->p, k = (size_t)j->k, at[FL_CONVK_NARROW];
+    for (int g0 = 0; g0 < j->ncols; g0 += FL_CONVK_NARROW) { /* one group as the engine calls */
+        int g1 = j->ncols - g0 < FL_CONVK_NARROW ? j->ncols : g0 + FL_CONVK_NARROW;
+        for (int c = g0; c < g1; c++) /* each column's place in the output, found once */
+            at[c - g0] = (size_t)c / p * j->ystride + (size_t)c % p;
+        for (int o = m0; o < m1; o += 2) {
+            int mr = m1 - o < 2 ? m1 - o : 2;
+            const float *a0 = j->w + (size_t)o * (size_t)j->ldw;
+            const float *a1 = mr > 1 ? a0 + j->ldw : a0;
+            const float *pf = o + S_PF_ROWS < m1 ? a0 + S_PF_ROWS * (size_t)j->ldw : a0;
+            float b0 = j->bias ? j->bias[o] : 0.0f, b1 = j->bias && mr > 1 ? j->bias[o + 1] : 0.0f;
+            __m256 bv = _mm256_setr_ps(b0, b0, b0, b0, b1, b1, b1, b1);
+            for (int c0 = g0; c0 < g1; c0 += 4) {
+                int nc = g1 - c0 < 4 ? g1 - c0 : 4;
+                const float *b[4];
+                float out[8];
+                for (int c = 0; c < 4; c++)
+                    b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
+                s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + S_PF_ROWS + 1 < m1 ? j->ldw : 0));
+                _mm256_storeu_ps(out, s_act8(j, _mm256_add_ps(_mm256_loadu_ps(out), bv)));
+                for (int c = 0; c < nc; c++) { /* row o's sums in lanes 0-3, row o + 1's in 4-7 */
+                    float *dst = j->y + at[c0 - g0 + c] + (size_t)o * p;
+                    dst[0] = out[c];
+                    if (mr > 1)
+                        dst[p] = out[4 + c];
+                }
             }
         }
     }
