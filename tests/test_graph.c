@@ -443,7 +443,10 @@ Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
 
 /* An inference pass takes mobilenet_v2's first blocks (light weights, large planes) a few
  * samples at a time through all of them, then the rest node by node: the same bits as every
- * node over the whole batch, on one thread and on pools of 2 and 3, at batches of 6 and 9. */
+ * node over the whole batch, on one thread and on pools of 2 and 3, at batches of 6 and 9.
+ * These graphs train nothing, so their activations share memory by lifetimes: the same bits
+ * again as a graph that keeps every value (one trainable bias), whose intermediate values stay
+ * readable where the others' are reused. */
 Test(fl_graph, depth_first_inference_gives_the_same_bits)
 {
     struct fl_graphdef def;
@@ -459,21 +462,27 @@ Test(fl_graph, depth_first_inference_gives_the_same_bits)
     s_fill(x, 9 * nin, &r, 1);
     for (int pi = 0; pi < 3; pi++)
         for (int n = 6; n <= 9; n += 3) {
-            fl_graph_t *g[2];
-            const float *y[2];
+            fl_graph_t *g[3]; /* whole batch, depth-first, depth-first keeping every value */
+            const float *y[3];
             size_t per;
-            for (int df = 0; df < 2; df++) {
-                g[df] = fl_graph_from_def(&def, params, np, pools[pi]);
-                cr_assert_not_null(g[df], "%s", fl_error_msg());
-                fl_graph_use_depth_first(g[df], df);
-                cr_assert_eq(fl_graph_plan(g[df], 9, false), 0, "%s", fl_error_msg());
-                cr_assert_eq(fl_graph_forward(g[df], x, n), 0, "%s", fl_error_msg());
-                y[df] = fl_graph_output(g[df], &per);
+            for (int v = 0; v < 3; v++) {
+                g[v] = fl_graph_from_def(&def, params, np, pools[pi]);
+                cr_assert_not_null(g[v], "%s", fl_error_msg());
+                fl_graph_use_depth_first(g[v], v > 0);
+                if (v == 2)
+                    cr_assert_eq(fl_graph_set_trainable(g[v], "classifier.1.bias", true), 0);
+                cr_assert_eq(fl_graph_plan(g[v], 9, false), 0, "%s", fl_error_msg());
+                cr_assert_eq(fl_graph_forward(g[v], x, n), 0, "%s", fl_error_msg());
+                y[v] = fl_graph_output(g[v], &per);
             }
             cr_assert(memcmp(y[0], y[1], (size_t)n * per * sizeof *y[0]) == 0,
                       "pool %d batch %d: depth-first differs", pi + 1, n);
-            fl_graph_destroy(&g[0]);
-            fl_graph_destroy(&g[1]);
+            cr_assert(memcmp(y[1], y[2], (size_t)n * per * sizeof *y[0]) == 0,
+                      "pool %d batch %d: shared activations differ", pi + 1, n);
+            cr_assert_null(fl_graph_value(g[0], "features.1.conv.1", NULL));
+            cr_assert_not_null(fl_graph_value(g[2], "features.1.conv.1", NULL));
+            for (int v = 0; v < 3; v++)
+                fl_graph_destroy(&g[v]);
         }
     free(x);
     fl_pool_destroy(&pools[1]);
