@@ -140,14 +140,17 @@ void fl_cv_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, con
 void fl_cv_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32_t *idx)
 {
     for (int l = 0; l < T->n; l++) {
-        int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
-        for (int oy = 0; oy < q->oh; oy++) {
-            int iy = oy * q->sh - q->pt + ki * q->dh;
-            for (int ox = 0; ox < q->ow; ox++) {
-                int ix = ox * q->sw - q->pl + kj * q->dw;
-                bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
-                *idx++ = in ? iy * q->w + ix : -1;
-            }
+        int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw, o0, o1;
+        fl_cv_valid_cols(q, kj, &o0, &o1); /* a row's outputs whose column is inside */
+        for (int oy = 0; oy < q->oh; oy++, idx += q->ow) {
+            int iy = oy * q->sh - q->pt + ki * q->dh, at = iy * q->w + kj * q->dw - q->pl;
+            int a = iy >= 0 && iy < q->h ? o0 : q->ow, b = a < o1 ? o1 : a;
+            for (int ox = 0; ox < a; ox++)
+                idx[ox] = -1;
+            for (int ox = a; ox < b; ox++)
+                idx[ox] = at + ox * q->sw;
+            for (int ox = b; ox < q->ow; ox++)
+                idx[ox] = -1;
         }
     }
 }
