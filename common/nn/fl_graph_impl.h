@@ -55,6 +55,7 @@ struct fl_gnode {
     float act_min, act_max; /* the fused Clip's bounds */
     bool fused;             /* an activation its producer applied: forward does nothing, its
                              * output shares the producer's data */
+    bool classes_fit;       /* conv: its padding makes tap classes pay (fl_ops_conv_class.c) */
     float *wc;              /* conv with a frozen weight and dropped taps: the kept columns */
     unsigned long wc_gen;   /* param_gen + 1 when wc was made (0: never) */
 };

@@ -168,6 +168,7 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     size_t p = (size_t)q.oh * q.ow, least = (S_CHUNK_MIN_COLS + p - 1) / p;
     nd->scratch =
         q.depthwise ? fl_depthwise_scratch(&q) : s_scratch(g, &q, s_lora_rank(g, nd), least);
+    nd->classes_fit = fl_cv_classes_fit(&q);
     size_t classes = fl_cv_classes_scratch(g, &q);
     if (classes)
         nd->scratch = s_fixed_floats(&q, 0) + classes > nd->scratch

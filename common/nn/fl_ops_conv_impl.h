@@ -77,8 +77,11 @@ void fl_cv_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32
  * (the engine's own kernels: each element one sum in a fixed order)? */
 bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd);
 
-/* fl_ops_conv_class.c: does node nd's forward pass at the current batch go by tap classes
- * (small padded planes, the AVX2 kernel), and that pass over samples [b0, b1) as worker t. */
+/* fl_ops_conv_class.c: would a conv of geometry q gain by tap classes (enough of its product
+ * in the padding; found once, at planning: fl_gnode's classes_fit)? Does node nd's forward pass
+ * at the current batch go by tap classes (the AVX2 kernel), and that pass over samples [b0, b1)
+ * as worker t. */
+bool fl_cv_classes_fit(const struct fl_wgeom *q);
 bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q);
 /* Scratch floats that pass needs (0 where it never runs). */
 size_t fl_cv_classes_scratch(const fl_graph_t *g, const struct fl_wgeom *q);
