@@ -315,7 +315,9 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
  * (padded rows copied per plane, split by column parity at stride 2): rows that are and are not
  * whole vectors, asymmetric and double padding, none, a multiplier of 2, each fused activation,
  * against the portable path at batch 1 and 3; shared among 2 and 3 workers by output channels,
- * the same bits as one thread (small planes channels-last too: the last two cases). */
+ * the same bits as one thread (small planes channels-last too: the last four; 2x2 planes take
+ * matrices from batch 4 on: the test below, which also checks channels-last against plain
+ * loops, the portable path sharing its code). */
 Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
 {
     const struct s_conv_case cases[] = {
@@ -329,6 +331,8 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
         {32, 24, 24, 64, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 32},
         {576, 4, 4, 576, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 576},
         {960, 3, 3, 960, 3, 3, 2, 2, {1, 0, 1, 1}, 1, 1, 960},
+        {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},
+        {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     fl_pool_t *pools[2] = {fl_pool_new(2), fl_pool_new(3)};
@@ -359,13 +363,17 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
     fl_pool_destroy(&pools[1]);
 }
 
-/* Batches of 8 and more take padded convs on small planes by tap classes (the AVX2 kernel; the
- * other kernels the full product): plain loops' values at batch 16, each sample the same bits as
- * alone at batch 1 (where that runs panels: 16 positions and more; narrow products sum in
- * another order), and the same bits on pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4
- * and 8x8 planes, stride 2 with asymmetric padding, dilation, padding wider than the window
- * (positions reading nothing but padding), each fused activation. */
-Test(fl_graph, conv_tap_classes_match_loops_and_single_samples)
+/* Convs on small planes at batch 16, where a panel's columns span several samples: padded ones
+ * by tap classes (the AVX2 kernel; the other kernels the full product), 1x1 ones packed panel by
+ * panel. Plain loops' values, each sample the same bits as alone at batch 1 (where that runs
+ * panels: 16 positions and more; narrow products sum in another order), and the same bits on
+ * pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4 and 8x8 planes, stride 2 with
+ * asymmetric padding, dilation, padding wider than the window (positions reading nothing but
+ * padding); 1x1 convs on 1x1, 2x2, 2x3, 3x3 and 4x4 planes (samples across panels' edges, lane
+ * by lane and by runs); depthwise
+ * convs on 2x2 planes by matrices (an odd number of channels, dilated) and channels-last (44
+ * channels: blocks of 32, 8 and one by one); each fused activation. */
+Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
 {
     const struct s_conv_case cases[] = {
         {16, 4, 4, 20, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
@@ -374,6 +382,14 @@ Test(fl_graph, conv_tap_classes_match_loops_and_single_samples)
         {8, 7, 5, 13, 3, 3, 2, 2, {1, 0, 2, 1}, 1, 1, 1},
         {10, 5, 6, 6, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 1},
         {8, 2, 2, 5, 3, 3, 1, 1, {3, 3, 3, 3}, 1, 1, 1},
+        {70, 1, 1, 13, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {33, 2, 2, 7, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {20, 2, 3, 9, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {24, 4, 4, 10, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {19, 3, 3, 11, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},
+        {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
+        {44, 6, 6, 44, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 44},
     };
     const enum fl_op acts[3] = {FL_OP_RELU, FL_OP_CLIP, 0};
     enum { N = 16 };
@@ -427,7 +443,10 @@ Test(fl_graph, conv_tap_classes_match_loops_and_single_samples)
 
 /* An inference pass takes mobilenet_v2's first blocks (light weights, large planes) a few
  * samples at a time through all of them, then the rest node by node: the same bits as every
- * node over the whole batch, on one thread and on pools of 2 and 3, at batches of 6 and 9. */
+ * node over the whole batch, on one thread and on pools of 2 and 3, at batches of 6 and 9.
+ * These graphs train nothing, so their activations share memory by lifetimes: the same bits
+ * again as a graph that keeps every value (one trainable bias), whose intermediate values stay
+ * readable where the others' are reused. */
 Test(fl_graph, depth_first_inference_gives_the_same_bits)
 {
     struct fl_graphdef def;
@@ -443,21 +462,27 @@ Test(fl_graph, depth_first_inference_gives_the_same_bits)
     s_fill(x, 9 * nin, &r, 1);
     for (int pi = 0; pi < 3; pi++)
         for (int n = 6; n <= 9; n += 3) {
-            fl_graph_t *g[2];
-            const float *y[2];
+            fl_graph_t *g[3]; /* whole batch, depth-first, depth-first keeping every value */
+            const float *y[3];
             size_t per;
-            for (int df = 0; df < 2; df++) {
-                g[df] = fl_graph_from_def(&def, params, np, pools[pi]);
-                cr_assert_not_null(g[df], "%s", fl_error_msg());
-                fl_graph_use_depth_first(g[df], df);
-                cr_assert_eq(fl_graph_plan(g[df], 9, false), 0, "%s", fl_error_msg());
-                cr_assert_eq(fl_graph_forward(g[df], x, n), 0, "%s", fl_error_msg());
-                y[df] = fl_graph_output(g[df], &per);
+            for (int v = 0; v < 3; v++) {
+                g[v] = fl_graph_from_def(&def, params, np, pools[pi]);
+                cr_assert_not_null(g[v], "%s", fl_error_msg());
+                fl_graph_use_depth_first(g[v], v > 0);
+                if (v == 2)
+                    cr_assert_eq(fl_graph_set_trainable(g[v], "classifier.1.bias", true), 0);
+                cr_assert_eq(fl_graph_plan(g[v], 9, false), 0, "%s", fl_error_msg());
+                cr_assert_eq(fl_graph_forward(g[v], x, n), 0, "%s", fl_error_msg());
+                y[v] = fl_graph_output(g[v], &per);
             }
             cr_assert(memcmp(y[0], y[1], (size_t)n * per * sizeof *y[0]) == 0,
                       "pool %d batch %d: depth-first differs", pi + 1, n);
-            fl_graph_destroy(&g[0]);
-            fl_graph_destroy(&g[1]);
+            cr_assert(memcmp(y[1], y[2], (size_t)n * per * sizeof *y[0]) == 0,
+                      "pool %d batch %d: shared activations differ", pi + 1, n);
+            cr_assert_null(fl_graph_value(g[0], "features.1.conv.1", NULL));
+            cr_assert_not_null(fl_graph_value(g[2], "features.1.conv.1", NULL));
+            for (int v = 0; v < 3; v++)
+                fl_graph_destroy(&g[v]);
         }
     free(x);
     fl_pool_destroy(&pools[1]);

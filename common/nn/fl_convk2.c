@@ -13,17 +13,6 @@
 #define S_NR       FL_CONVK_NR
 #define S_PREFETCH 8 /* rows of a panel ahead */
 
-static inline float s_act(const struct fl_convk_job *j, float v)
-{
-    if (j->act == FL_CONVK_RELU)
-        return v > 0 ? v : 0;
-    if (j->act == FL_CONVK_CLIP) {
-        v = v < j->lo ? j->lo : v;
-        return v > j->hi ? j->hi : v;
-    }
-    return v;
-}
-
 static inline S_TARGET __m256 s_act8(const struct fl_convk_job *j, __m256 v)
 {
     if (j->act == FL_CONVK_RELU) /* v > 0 ? v : 0 */
@@ -127,22 +116,34 @@ static __attribute__((noinline)) S_TARGET void s_micro1(const struct fl_convk_jo
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
- * through the activation, each column to its sample's plane (or where j->cmap says): a run of
- * one sample's positions at a time (small planes: a panel's 16 columns span several samples). */
-static void s_store(const struct fl_convk_job *j, const float *tile, int o0, int mr, int c0, int nc)
+ * through the activation (both in vectors, in the tile), then each column to its sample's plane
+ * (or where j->cmap says): a run of one sample's positions at a time (small planes: a panel's
+ * 16 columns span several samples; on 1x1 planes, one float each). */
+static S_TARGET void s_store(const struct fl_convk_job *j, float *tile, int o0, int mr, int c0,
+                             int nc)
 {
     size_t p = (size_t)j->p;
-    for (int c = 0; c < nc;) {
-        size_t col = (size_t)c0 + (size_t)c, len = j->cmap ? 1 : p - col % p;
-        len = len < (size_t)(nc - c) ? len : (size_t)(nc - c);
-        float *base = j->cmap ? j->y + j->cmap[col] : j->y + col / p * j->ystride + col % p;
-        for (int i = 0; i < mr; i++) {
-            int o = o0 + i;
-            float b = j->bias ? j->bias[o] : 0.0f, *restrict d = base + (size_t)o * p;
-            const float *restrict t = tile + i * 16 + c;
-            for (size_t e = 0; e < len; e++)
-                d[e] = s_act(j, t[e] + b);
+    for (int i = 0; i < mr; i++) {
+        __m256 bv = _mm256_set1_ps(j->bias ? j->bias[o0 + i] : 0.0f);
+        _mm256_store_ps(tile + i * 16, s_act8(j, _mm256_add_ps(_mm256_load_ps(tile + i * 16), bv)));
+        _mm256_store_ps(tile + i * 16 + 8,
+                        s_act8(j, _mm256_add_ps(_mm256_load_ps(tile + i * 16 + 8), bv)));
+    }
+    if (j->cmap) {
+        for (int c = 0; c < nc; c++) {
+            float *restrict d = j->y + j->cmap[c0 + c] + (size_t)o0 * p;
+            for (int i = 0; i < mr; i++)
+                d[(size_t)i * p] = tile[i * 16 + c];
         }
+        return;
+    }
+    size_t s = (size_t)c0 / p, pos = (size_t)c0 % p;
+    for (int c = 0; c < nc; s++, pos = 0) {
+        size_t len = p - pos < (size_t)(nc - c) ? p - pos : (size_t)(nc - c);
+        float *restrict d = j->y + s * j->ystride + (size_t)o0 * p + pos;
+        for (int i = 0; i < mr; i++)
+            for (size_t e = 0; e < len; e++)
+                d[(size_t)i * p + e] = tile[i * 16 + c + (int)e];
         c += (int)len;
     }
 }
@@ -261,25 +262,32 @@ static __attribute__((noinline)) S_TARGET void s_dots_n(int k, const float *a0, 
  * so W is read from memory once. */
 S_TARGET void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1)
 {
-    size_t p = (size_t)j->p, k = (size_t)j->k;
-    for (int o = m0; o < m1; o += 2) {
-        int mr = m1 - o < 2 ? m1 - o : 2;
-        const float *a0 = j->w + (size_t)o * (size_t)j->ldw;
-        const float *a1 = mr > 1 ? a0 + j->ldw : a0;
-        const float *pf = o + S_PF_ROWS < m1 ? a0 + S_PF_ROWS * (size_t)j->ldw : a0;
-        for (int c0 = 0; c0 < j->ncols; c0 += 4) {
-            int nc = j->ncols - c0 < 4 ? j->ncols - c0 : 4;
-            const float *b[4];
-            float out[8];
-            for (int c = 0; c < 4; c++)
-                b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
-            s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + S_PF_ROWS + 1 < m1 ? j->ldw : 0));
-            for (int c = 0; c < nc; c++) {
-                size_t col = (size_t)c0 + (size_t)c;
-                float *dst = j->y + col / p * j->ystride + col % p;
-                for (int i = 0; i < mr; i++)
-                    dst[(size_t)(o + i) * p] =
-                        s_act(j, out[4 * i + c] + (j->bias ? j->bias[o + i] : 0.0f));
+    size_t p = (size_t)j->p, k = (size_t)j->k, at[FL_CONVK_NARROW];
+    for (int g0 = 0; g0 < j->ncols; g0 += FL_CONVK_NARROW) { /* one group as the engine calls */
+        int g1 = j->ncols - g0 < FL_CONVK_NARROW ? j->ncols : g0 + FL_CONVK_NARROW;
+        for (int c = g0; c < g1; c++) /* each column's place in the output, found once */
+            at[c - g0] = (size_t)c / p * j->ystride + (size_t)c % p;
+        for (int o = m0; o < m1; o += 2) {
+            int mr = m1 - o < 2 ? m1 - o : 2;
+            const float *a0 = j->w + (size_t)o * (size_t)j->ldw;
+            const float *a1 = mr > 1 ? a0 + j->ldw : a0;
+            const float *pf = o + S_PF_ROWS < m1 ? a0 + S_PF_ROWS * (size_t)j->ldw : a0;
+            float b0 = j->bias ? j->bias[o] : 0.0f, b1 = j->bias && mr > 1 ? j->bias[o + 1] : 0.0f;
+            __m256 bv = _mm256_setr_ps(b0, b0, b0, b0, b1, b1, b1, b1);
+            for (int c0 = g0; c0 < g1; c0 += 4) {
+                int nc = g1 - c0 < 4 ? g1 - c0 : 4;
+                const float *b[4];
+                float out[8];
+                for (int c = 0; c < 4; c++)
+                    b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
+                s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + S_PF_ROWS + 1 < m1 ? j->ldw : 0));
+                _mm256_storeu_ps(out, s_act8(j, _mm256_add_ps(_mm256_loadu_ps(out), bv)));
+                for (int c = 0; c < nc; c++) { /* row o's sums in lanes 0-3, row o + 1's in 4-7 */
+                    float *dst = j->y + at[c0 - g0 + c] + (size_t)o * p;
+                    dst[0] = out[c];
+                    if (mr > 1)
+                        dst[p] = out[4 + c];
+                }
             }
         }
     }
@@ -392,15 +400,40 @@ static inline __attribute__((always_inline)) S_TARGET void s_transpose8(__m256 r
     }
 }
 
+/* The transpose of src's block [r0, r0 + nr) x [c0, c0 + nc) (an edge of the 8 x 8 blocks):
+ * 4 x 4 blocks in registers, the rest float by float. */
+static S_TARGET void s_transpose_edge(const float *src, float *dst, size_t rows, size_t cols,
+                                      size_t r0, size_t c0, size_t nr, size_t nc)
+{
+    size_t r4 = nr & ~(size_t)3, c4 = nc & ~(size_t)3;
+    for (size_t r = r0; r < r0 + r4; r += 4)
+        for (size_t c = c0; c < c0 + c4; c += 4) {
+            __m128 a = _mm_loadu_ps(src + r * cols + c), b = _mm_loadu_ps(src + (r + 1) * cols + c);
+            __m128 d = _mm_loadu_ps(src + (r + 2) * cols + c);
+            __m128 e = _mm_loadu_ps(src + (r + 3) * cols + c);
+            _MM_TRANSPOSE4_PS(a, b, d, e);
+            _mm_storeu_ps(dst + c * rows + r, a);
+            _mm_storeu_ps(dst + (c + 1) * rows + r, b);
+            _mm_storeu_ps(dst + (c + 2) * rows + r, d);
+            _mm_storeu_ps(dst + (c + 3) * rows + r, e);
+        }
+    for (size_t r = r0; r < r0 + nr; r++) /* the last columns, then the last rows */
+        for (size_t c = r < r0 + r4 ? c0 + c4 : c0; c < c0 + nc; c++)
+            dst[c * rows + r] = src[r * cols + c];
+}
+
 S_TARGET void fl_convk2_transpose(const float *src, float *dst, size_t rows, size_t cols)
 {
+    if (rows == 1 || cols == 1) { /* the same floats in the same order */
+        for (size_t i = 0; i < rows * cols; i++)
+            dst[i] = src[i];
+        return;
+    }
     for (size_t r0 = 0; r0 < rows; r0 += 8)
         for (size_t c0 = 0; c0 < cols; c0 += 8) {
             size_t nr = rows - r0 < 8 ? rows - r0 : 8, nc = cols - c0 < 8 ? cols - c0 : 8;
-            if (nr < 8 || nc < 8) { /* the edges, by floats */
-                for (size_t c = c0; c < c0 + nc; c++)
-                    for (size_t r = r0; r < r0 + nr; r++)
-                        dst[c * rows + r] = src[r * cols + c];
+            if (nr < 8 || nc < 8) {
+                s_transpose_edge(src, dst, rows, cols, r0, c0, nr, nc);
                 continue;
             }
             __m256 r[8];

@@ -6,7 +6,8 @@
  * copied before this one is computed, so the computing loads never wait on the copy's stores.
  * Each block of 8 outputs sums its 9 taps in registers (one partial sum per window row, two
  * blocks at a time: six independent chains), then adds the rows' sums and applies the
- * activation as it stores. */
+ * activation as it stores. At stride 1 the blocks are of two output rows, which share two input
+ * rows' loads (mobilenet_v2's 16x16 planes: 1.13x). */
 #include "fl_convk.h"
 
 #include <immintrin.h>
@@ -129,6 +130,34 @@ S_INLINE __m256 s_block(const float *const p[9], int x, const __m256 w[9], __m25
     return _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
 }
 
+/* At stride 1, the 8 outputs from column x of two output rows, v0 and v1, whose windows share
+ * two input rows: tap i of row v0 reads p[i] + x, of row v1 p[i + 3] + x (each input row's
+ * three loads serve both). The same sums in the same order as s_block. */
+S_INLINE void s_block_rows(const float *const p[12], int x, const __m256 w[9], __m256 bias,
+                           __m256 *v0, __m256 *v1)
+{
+    __m256 r0 = _mm256_loadu_ps(p[0] + x), r1 = _mm256_loadu_ps(p[1] + x);
+    __m256 r2 = _mm256_loadu_ps(p[2] + x);
+    __m256 a0 = _mm256_fmadd_ps(w[0], r0, bias);
+    a0 = _mm256_fmadd_ps(w[1], r1, a0);
+    a0 = _mm256_fmadd_ps(w[2], r2, a0);
+    r0 = _mm256_loadu_ps(p[3] + x), r1 = _mm256_loadu_ps(p[4] + x), r2 = _mm256_loadu_ps(p[5] + x);
+    __m256 a1 = _mm256_mul_ps(w[3], r0), b0 = _mm256_fmadd_ps(w[0], r0, bias);
+    a1 = _mm256_fmadd_ps(w[4], r1, a1), b0 = _mm256_fmadd_ps(w[1], r1, b0);
+    a1 = _mm256_fmadd_ps(w[5], r2, a1), b0 = _mm256_fmadd_ps(w[2], r2, b0);
+    r0 = _mm256_loadu_ps(p[6] + x), r1 = _mm256_loadu_ps(p[7] + x), r2 = _mm256_loadu_ps(p[8] + x);
+    __m256 a2 = _mm256_mul_ps(w[6], r0), b1 = _mm256_mul_ps(w[3], r0);
+    a2 = _mm256_fmadd_ps(w[7], r1, a2), b1 = _mm256_fmadd_ps(w[4], r1, b1);
+    a2 = _mm256_fmadd_ps(w[8], r2, a2), b1 = _mm256_fmadd_ps(w[5], r2, b1);
+    *v0 = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
+    r0 = _mm256_loadu_ps(p[9] + x), r1 = _mm256_loadu_ps(p[10] + x);
+    r2 = _mm256_loadu_ps(p[11] + x);
+    __m256 b2 = _mm256_mul_ps(w[6], r0);
+    b2 = _mm256_fmadd_ps(w[7], r1, b2);
+    b2 = _mm256_fmadd_ps(w[8], r2, b2);
+    *v1 = _mm256_add_ps(_mm256_add_ps(b0, b1), b2);
+}
+
 /* Output plane y of output channel o from its copied input plane (e, o as s_fill left them). */
 S_INLINE void s_plane_out(const struct fl_dwk_job *j, int o, const float *e, const float *od)
 {
@@ -142,7 +171,27 @@ S_INLINE void s_plane_out(const struct fl_dwk_job *j, int o, const float *e, con
     __m256i mask =
         _mm256_cmpgt_epi32(_mm256_set1_epi32(q->ow & 7), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     float *y = j->y + (size_t)o * j->ystride;
-    for (int oy = 0; oy < q->oh; oy++) {
+    int oy = 0;
+    for (; q->stride == 1 && oy + 2 <= q->oh; oy += 2) { /* two rows at a time */
+        const float *p[12];
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 3; c++)
+                p[3 * r + c] = e + (size_t)(oy + r) * len + c;
+        float *yr = y + (size_t)oy * q->ow;
+        for (int ox = 0; ox < q->ow; ox += 8) {
+            __m256 v0, v1;
+            s_block_rows(p, ox, w, bv, &v0, &v1);
+            v0 = s_act(v0, j->act, lv, hv), v1 = s_act(v1, j->act, lv, hv);
+            if (ox + 8 <= q->ow) {
+                _mm256_storeu_ps(yr + ox, v0);
+                _mm256_storeu_ps(yr + q->ow + ox, v1);
+            } else {
+                _mm256_maskstore_ps(yr + ox, mask, v0);
+                _mm256_maskstore_ps(yr + q->ow + ox, mask, v1);
+            }
+        }
+    }
+    for (; oy < q->oh; oy++) {
         const float *p[9];
         for (int ki = 0; ki < 3; ki++) {
             size_t r = (size_t)(oy * q->stride + ki) * len;

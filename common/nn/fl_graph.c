@@ -117,7 +117,7 @@ void fl_graph_destroy(fl_graph_t **self_p)
         return;
     fl_graph_t *g = *self_p;
     for (int i = 0; i < g->nvalues; i++) {
-        if (g->values[i].alias < 0)
+        if (g->values[i].alias < 0 && !g->values[i].in_arena)
             free(g->values[i].data);
         free(g->values[i].grad);
     }
@@ -133,6 +133,7 @@ void fl_graph_destroy(fl_graph_t **self_p)
         free(g->wgrad[t]);
     }
     free(g->dlogits);
+    free(g->arena);
     free(g->loras);
     free(g->order);
     free(g->values);
@@ -421,6 +422,8 @@ static void s_fuse(fl_graph_t *g)
 static int s_alloc(fl_graph_t *g)
 {
     size_t scratch = 1;
+    if (fl_graph_share_memory(g))
+        return FL_ENOMEM;
     for (int n = 0; n < g->nnodes; n++) {
         if (g->nodes[n].scratch > scratch)
             scratch = g->nodes[n].scratch;
@@ -432,7 +435,7 @@ static int s_alloc(fl_graph_t *g)
     for (int v = 0; v < g->nvalues; v++) {
         struct fl_gvalue *x = &g->values[v];
         size_t n = x->kind == FL_GV_PARAM ? x->numel : x->numel * (size_t)g->max_batch;
-        if (x->kind != FL_GV_PARAM && x->alias < 0 && !(x->data = fl_falloc(n)))
+        if (x->kind != FL_GV_PARAM && x->alias < 0 && !x->in_arena && !(x->data = fl_falloc(n)))
             return FL_ENOMEM;
         if (x->needs_grad && !(x->grad = fl_falloc(n)))
             return FL_ENOMEM;

@@ -148,7 +148,10 @@ int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad);
 int fl_graph_forward(fl_graph_t *g, const float *x, int n);
 /* The output of the last forward pass, [n, output shape], and its per-sample size. */
 const float *fl_graph_output(const fl_graph_t *g, size_t *per_sample);
-/* The value called name after a forward pass (NULL when unknown) and its per-sample size. */
+/* The value called name after a forward pass (NULL when unknown) and its per-sample size. In a
+ * graph that trains nothing (no trainable parameter, no input gradient), later values reuse the
+ * memory of those no node reads any more: NULL for those too (the output and what the last
+ * nodes read stay). */
 const float *fl_graph_value(const fl_graph_t *g, const char *name, size_t *per_sample);
 /* Per-sample shape of a value after planning; returns its ndim or -1 when unknown. */
 int fl_graph_value_shape(const fl_graph_t *g, const char *name, int64_t dims[FL_GRAPH_MAX_DIMS]);

@@ -33,6 +33,8 @@ struct fl_gvalue {
     int producer;                    /* node index writing it, -1 for input and params */
     int alias;                       /* value whose data this one shares (a fused activation's
                                       * output is its conv's), -1 for none */
+    bool in_arena;                   /* its data is in the graph's arena (fl_graph_mem.c) */
+    bool shared;                     /* ...where later values reuse it: gone after the pass */
 };
 
 /* A node: op, its input and output value indices, attributes and planned geometry. */
@@ -53,6 +55,7 @@ struct fl_gnode {
     float act_min, act_max; /* the fused Clip's bounds */
     bool fused;             /* an activation its producer applied: forward does nothing, its
                              * output shares the producer's data */
+    bool classes_fit;       /* conv: its padding makes tap classes pay (fl_ops_conv_class.c) */
     float *wc;              /* conv with a frozen weight and dropped taps: the kept columns */
     unsigned long wc_gen;   /* param_gen + 1 when wc was made (0: never) */
 };
@@ -91,6 +94,8 @@ struct fl_graph {
     struct fl_glora *loras;               /* LoRA adapters (fl_graph_lora.c) */
     unsigned long param_gen;              /* bumped when a parameter may have been written */
     unsigned long wc_gen;                 /* param_gen + 1 when the kept conv columns were made */
+    float *arena;                         /* activations of a graph that trains nothing */
+    int df_bound;                         /* the most nodes a pass may run depth-first */
 };
 
 /* Data of sample s of value v (a parameter's data whatever s). */
@@ -136,6 +141,14 @@ struct fl_op_info {
 /* What every forward pass does first: LoRA merged into its weights, frozen convs' cached
  * columns made again if a parameter may have changed. 0 or FL_ENOMEM. */
 int fl_graph_prepare(fl_graph_t *g);
+
+/* fl_graph_mem.c, at planning: when nothing in the graph carries a gradient, its activations
+ * placed in one arena by their lifetimes (values that never meet share memory); sets
+ * g->df_bound either way. 0 or FL_ENOMEM. */
+int fl_graph_share_memory(fl_graph_t *g);
+/* fl_graph_run.c: the most nodes (from the first) a forward pass may ever run depth-first,
+ * whatever the batch and the graph's switches: 0 for none. */
+int fl_graph_df_bound(const fl_graph_t *g);
 
 /* Run node nd's forward pass on the graph's current batch, over the pool. */
 void fl_graph_node_forward(fl_graph_t *g, const struct fl_gnode *nd);

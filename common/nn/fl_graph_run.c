@@ -102,7 +102,27 @@ static bool s_df_node(const fl_graph_t *g, const struct fl_gnode *nd)
     }
 }
 
-/* Nodes (from the first, in order) an inference pass runs depth-first: 0 for none. */
+int fl_graph_df_bound(const fl_graph_t *g)
+{
+    size_t w = 0;
+    int k = 0;
+    if (!g->depth_first || !g->simd) /* as planned: not run depth-first later either */
+        return 0;
+    for (; k < g->nnodes; k++) { /* s_df_nodes's loop, every conv taken as per sample */
+        const struct fl_gnode *nd = &g->nodes[g->order[k]];
+        if (nd->op == FL_OP_GEMM || nd->op == FL_OP_MATMUL || nd->op == FL_OP_COUNT_)
+            break;
+        for (int i = 0; i < nd->nin; i++)
+            if (g->values[nd->in[i]].kind == FL_GV_PARAM)
+                w += g->values[nd->in[i]].numel;
+        if (w > S_DF_WEIGHTS)
+            break;
+    }
+    return k >= S_DF_MIN_NODES ? k : 0;
+}
+
+/* Nodes (from the first, in order) an inference pass runs depth-first: 0 for none (at most
+ * the bound the values' memory was planned for). */
 static int s_df_nodes(const fl_graph_t *g)
 {
     int workers = g->nworkers > 1 ? g->nworkers : 1;
@@ -120,7 +140,7 @@ static int s_df_nodes(const fl_graph_t *g)
         if (w > S_DF_WEIGHTS)
             break;
     }
-    return k >= S_DF_MIN_NODES ? k : 0;
+    return k >= S_DF_MIN_NODES && k <= g->df_bound ? k : 0;
 }
 
 struct s_df_job {
@@ -255,7 +275,8 @@ const float *fl_graph_output(const fl_graph_t *g, size_t *per_sample)
 const float *fl_graph_value(const fl_graph_t *g, const char *name, size_t *per_sample)
 {
     int v = s_value(g, name);
-    if (v < 0 || !g->values[v].data)
+    if (v < 0 || !g->values[v].data || g->values[v].shared ||
+        (g->values[v].alias >= 0 && g->values[g->values[v].alias].shared))
         return NULL;
     if (per_sample)
         *per_sample = g->values[v].numel;

@@ -168,6 +168,7 @@ int fl_conv_infer(fl_graph_t *g, struct fl_gnode *nd)
     size_t p = (size_t)q.oh * q.ow, least = (S_CHUNK_MIN_COLS + p - 1) / p;
     nd->scratch =
         q.depthwise ? fl_depthwise_scratch(&q) : s_scratch(g, &q, s_lora_rank(g, nd), least);
+    nd->classes_fit = fl_cv_classes_fit(&q);
     size_t classes = fl_cv_classes_scratch(g, &q);
     if (classes)
         nd->scratch = s_fixed_floats(&q, 0) + classes > nd->scratch
@@ -252,120 +253,6 @@ static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
             for (int i = 0; i < p; i++)
                 dst[i] = src[i] + bo;
             fl_act_apply(nd, dst, (size_t)p);
-        }
-    }
-}
-
-/* len values src[0], src[sw], ... (zeros when src is NULL) into a packed row from column cc
- * on: runs within a panel (NR floats at rowb + panel * kstride) are contiguous. */
-static void s_put(float *rowb, size_t kstride, size_t cc, const float *src, int sw, size_t len)
-{
-    const size_t nr = FL_CONVK_NR;
-    while (len > 0) {
-        size_t lane = cc % nr, take = nr - lane < len ? nr - lane : len;
-        float *restrict dst = rowb + cc / nr * kstride + lane;
-        if (!src)
-            memset(dst, 0, take * sizeof *dst);
-        else if (sw == 1)
-            for (size_t i = 0; i < take; i++)
-                dst[i] = src[i];
-        else
-            for (size_t i = 0; i < take; i++)
-                dst[i] = src[i * (size_t)sw];
-        if (src)
-            src += take * (size_t)sw;
-        cc += take, len -= take;
-    }
-}
-
-/* Columns [j0, j1) of a chunk's col matrix (sample s's position i in column
- * (s - first) * p + i) packed in fl_convk's panels: bp holds panel j / NR at (j / NR) * k * NR,
- * row r of it NR floats at r * NR. x: the sample's input, col0 its first column. */
-static void s_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
-                          float *bp, size_t k, size_t col0, int i0, int i1)
-{
-    const size_t nr = FL_CONVK_NR, kstride = k * nr;
-    if (q->direct) { /* 1x1: each channel's plane is a row of col */
-        for (int c = 0; c < q->c; c++)
-            s_put(bp + (size_t)c * nr, kstride, col0 + (size_t)i0, x + (size_t)c * q->h * q->w + i0,
-                  1, (size_t)(i1 - i0));
-        return;
-    }
-    int oy0 = i0 / q->ow, oy1 = (i1 - 1) / q->ow;
-    for (int c = 0; c < q->c; c++)
-        for (int l = 0; l < T->n; l++) {
-            int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
-            float *rowb = bp + ((size_t)c * T->n + l) * nr;
-            const float *plane = x + (size_t)c * q->h * q->w;
-            int o0, o1, off = kj * q->dw - q->pl;
-            fl_cv_valid_cols(q, kj, &o0, &o1);
-            for (int oy = oy0; oy <= oy1; oy++) {
-                int xa = oy == oy0 ? i0 - oy * q->ow : 0, xb = oy == oy1 ? i1 - oy * q->ow : q->ow;
-                int iy = oy * q->sh - q->pt + ki * q->dh;
-                size_t col = col0 + (size_t)oy * q->ow;
-                int va = xa > o0 ? xa : o0, vb = xb < o1 ? xb : o1;
-                if (iy < 0 || iy >= q->h)
-                    va = vb = xb;
-                if (vb < va)
-                    vb = va;
-                const float *src = plane + (size_t)(iy < 0 ? 0 : iy) * q->w;
-                s_put(rowb, kstride, col + xa, NULL, 0, (size_t)(va - xa));
-                if (vb > va)
-                    s_put(rowb, kstride, col + va, src + va * q->sw + off, q->sw,
-                          (size_t)(vb - va));
-                s_put(rowb, kstride, col + vb, NULL, 0, (size_t)(xb - vb));
-            }
-        }
-}
-
-/* Column j of a chunk's col matrix packed for fl_convk_run_narrow: its k values at bt + j * k.
- * x: a sample's input, col0 its first column. */
-static void s_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
-                          float *bt, size_t k, size_t col0)
-{
-    if (q->direct) { /* 1x1: column j is position j of every channel plane */
-        size_t p = (size_t)q->oh * q->ow;
-        if (p == 1)
-            memcpy(bt + col0 * k, x, k * sizeof *bt);
-        else
-            for (size_t c = 0; c < k; c++)
-                for (size_t j = 0; j < p; j++)
-                    bt[(col0 + j) * k + c] = x[c * p + j];
-        return;
-    }
-    size_t plane = (size_t)q->h * q->w;
-    for (int oy = 0; oy < q->oh; oy++)
-        for (int ox = 0; ox < q->ow; ox++) {
-            float *dst = bt + (col0 + (size_t)oy * q->ow + ox) * k;
-            for (int l = 0; l < T->n; l++) { /* tap by tap: where it reads, then every channel */
-                int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
-                int iy = oy * q->sh - q->pt + ki * q->dh, ix = ox * q->sw - q->pl + kj * q->dw;
-                float *restrict d = dst + l;
-                if (iy < 0 || iy >= q->h || ix < 0 || ix >= q->w) {
-                    for (int c = 0; c < q->c; c++)
-                        d[(size_t)c * T->n] = 0.0f;
-                    continue;
-                }
-                const float *restrict src = x + (size_t)iy * q->w + ix;
-                for (int c = 0; c < q->c; c++)
-                    d[(size_t)c * T->n] = src[(size_t)c * plane];
-            }
-        }
-}
-
-/* idx [T->n][oh*ow]: for each kept tap and output position, the offset in an input plane
- * the tap reads, or -1 in the padding (fl_convk_pack's table). */
-static void s_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32_t *idx)
-{
-    for (int l = 0; l < T->n; l++) {
-        int tap = T->pruned ? T->idx[l] : l, ki = tap / q->kw, kj = tap % q->kw;
-        for (int oy = 0; oy < q->oh; oy++) {
-            int iy = oy * q->sh - q->pt + ki * q->dh;
-            for (int ox = 0; ox < q->ow; ox++) {
-                int ix = ox * q->sw - q->pl + kj * q->dw;
-                bool in = iy >= 0 && iy < q->h && ix >= 0 && ix < q->w;
-                *idx++ = in ? iy * q->w + ix : -1;
-            }
         }
     }
 }
@@ -498,7 +385,7 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
     const float *B = L ? g->values[L->b].data : NULL;
     int32_t *idx = (int32_t *)x.work; /* the gather's offsets (not for 1x1 or narrow) */
     if (!narrow && !q->direct)
-        s_tap_index(q, &x.taps, idx);
+        fl_cv_tap_index(q, &x.taps, idx);
     for (size_t s0 = b0; s0 < b1; s0 += nb) {
         size_t n = b1 - s0 < nb ? b1 - s0 : nb, ncols = n * p;
         s_share(q, ncols, narrow, part, nparts, &pa, &pb, &ma, &mb);
@@ -508,19 +395,22 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
         j.y = fl_gv_data(g, nd->out, s0);
         if (narrow) {
             for (size_t sj = 0; sj < n; sj++)
-                s_pack_narrow(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work + apk, k,
-                              sj * p);
+                fl_cv_pack_narrow(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work + apk, k,
+                                  sj * p);
             fl_convk_run_narrow(&j, (int)ma, (int)mb);
             if (L)
                 s_lora_fwd_fast(nd, &x, &j, B, ac, true, 0, 1, ma, mb, 0, ncols);
             continue;
         }
         size_t c0 = pa * nr, c1 = pb * nr < ncols ? pb * nr : ncols;
-        for (size_t sj = c0 / p; sj * p < c1; sj++) { /* the samples these columns cover */
+        if (q->direct && p < nr) /* a panel's columns span several samples */
+            fl_cv_pack_direct(fl_gv_data(g, nd->in[0], s0), g->values[nd->in[0]].numel, p, q->c,
+                              x.work + apk, k, c0, c1);
+        for (size_t sj = c0 / p; sj * p < c1 && !(q->direct && p < nr); sj++) {
             size_t i0 = sj * p < c0 ? c0 - sj * p : 0, i1 = (sj + 1) * p > c1 ? c1 - sj * p : p;
             const float *xs = fl_gv_data(g, nd->in[0], s0 + sj);
             if (q->direct) {
-                s_pack_sample(q, &x.taps, xs, x.work + apk, k, sj * p, (int)i0, (int)i1);
+                fl_cv_pack_sample(q, &x.taps, xs, x.work + apk, k, sj * p, (int)i0, (int)i1);
                 continue;
             }
             for (size_t i = i0; i < i1;) { /* runs within a panel */

@@ -49,10 +49,9 @@ static int s_class(uint64_t *cls, int *n, uint64_t m)
     return c;
 }
 
-bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+bool fl_cv_classes_fit(const struct fl_wgeom *q)
 {
-    if (!g->simd || fl_convk_wide() || q->depthwise || q->direct || q->groups != 1 ||
-        g->batch < S_MIN_BATCH || fl_lora_of(g, nd))
+    if (q->depthwise || q->direct || q->groups != 1)
         return false;
     struct fl_cv_taps T;
     fl_cv_taps_of(q, true, &T);
@@ -70,6 +69,13 @@ bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const str
         }
     size_t all = p * (size_t)T.n, dropped = (all - used) * (size_t)q->c;
     return (double)used <= (1.0 - S_MIN_DROP) * (double)all && dropped >= S_MIN_DROPPED * p;
+}
+
+bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+{
+    (void)q;
+    return nd->classes_fit && g->simd && !fl_convk_wide() && g->batch >= S_MIN_BATCH &&
+           !fl_lora_of(g, nd);
 }
 
 /* The classes (as many as fl_cv_classes_pay found room for): cls[i] the taps of class i, pos[]

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A kxk conv's taps: all of them, or (a kernel of at most FL_CV_MAX_TAPS taps) only the live
  * ones (fl_ops_conv.c says which those are). */
@@ -56,12 +57,31 @@ void fl_cv_col2im(const struct fl_wgeom *q, const struct fl_cv_taps *T, const fl
 void fl_cv_gather_col(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                       const struct fl_cv_taps *T, int gi, size_t s0, size_t nb, float *col);
 
+/* fl_ops_conv_pack.c: the input packed for fl_convk. Columns [i0, i1) of sample x's positions
+ * (col0: its first column in the chunk) into panels bp [k rows] (panel j / NR at j / NR * k * NR,
+ * row r of it NR floats at r * NR). */
+void fl_cv_pack_sample(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
+                       float *bp, size_t k, size_t col0, int i0, int i1);
+/* Columns [c0, c1) of a 1x1 conv's chunk into panels as above, for planes of p < FL_CONVK_NR
+ * positions (a panel spans samples): x0 the chunk's first sample, samples xs floats apart. */
+void fl_cv_pack_direct(const float *x0, size_t xs, size_t p, int nch, float *bp, size_t k,
+                       size_t c0, size_t c1);
+/* Sample x's columns for fl_convk_run_narrow: column j's k values at bt + j * k, from col0. */
+void fl_cv_pack_narrow(const struct fl_wgeom *q, const struct fl_cv_taps *T, const float *x,
+                       float *bt, size_t k, size_t col0);
+/* idx [T->n][oh*ow]: the input plane offset each kept tap reads at each position, -1 in the
+ * padding (fl_convk_pack's table). */
+void fl_cv_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32_t *idx);
+
 /* Are node nd's values, at the current batch, the same whatever samples a call computes together
  * (the engine's own kernels: each element one sum in a fixed order)? */
 bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd);
 
-/* fl_ops_conv_class.c: does node nd's forward pass at the current batch go by tap classes
- * (small padded planes, the AVX2 kernel), and that pass over samples [b0, b1) as worker t. */
+/* fl_ops_conv_class.c: would a conv of geometry q gain by tap classes (enough of its product
+ * in the padding; found once, at planning: fl_gnode's classes_fit)? Does node nd's forward pass
+ * at the current batch go by tap classes (the AVX2 kernel), and that pass over samples [b0, b1)
+ * as worker t. */
+bool fl_cv_classes_fit(const struct fl_wgeom *q);
 bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q);
 /* Scratch floats that pass needs (0 where it never runs). */
 size_t fl_cv_classes_scratch(const fl_graph_t *g, const struct fl_wgeom *q);
