@@ -237,3 +237,65 @@ S_TARGET void fl_dwk_run(const struct fl_dwk_job *j, int o0, int o1, float *buf)
         }
     }
 }
+
+/* Rows of 8 outputs (fl_dwk8_run): each input row, one vector at stride 1 (two at stride 2, its
+ * even and odd columns apart), becomes the three vectors its taps read, the row's columns
+ * shifted by a lane (the padding column's zero shifted in) for the left tap; the output rows then
+ * sum 9 taps from those in registers, bias first, in window order. No padded copy of the
+ * plane, no masked loads: what 8x8 and 16x16 planes spend on instead of their taps. */
+#define S_DWK8_MAX_ROWS 32
+
+bool fl_dwk8_fits(const struct fl_dwk_plane *q)
+{
+    return q->ow == 8 && q->pl == 1 && q->w == 8 * q->stride && q->pt <= 1 && q->h >= 1 &&
+           q->h <= S_DWK8_MAX_ROWS && (q->oh - 1) * q->stride - q->pt + 2 <= q->h;
+}
+
+S_TARGET void fl_dwk8_run(const struct fl_dwk_job *j, int o0, int o1)
+{
+    const struct fl_dwk_plane *q = &j->q;
+    const __m256i right = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6); /* lane i <- i - 1 */
+    const __m256i left = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);  /* lane i <- i + 1 */
+    const __m256 zero = _mm256_setzero_ps();
+    /* rows[1 + iy] for input rows -1 .. h: the vectors taps 0, 1, 2 read (zeros outside) */
+    __m256 rows[S_DWK8_MAX_ROWS + 2][3];
+    rows[0][0] = rows[0][1] = rows[0][2] = zero;
+    rows[q->h + 1][0] = rows[q->h + 1][1] = rows[q->h + 1][2] = zero;
+    __m256 lv = _mm256_set1_ps(j->lo), hv = _mm256_set1_ps(j->hi);
+    for (int o = o0; o < o1; o++) {
+        const float *x = j->x + (size_t)(o / j->mg) * j->xstride;
+        if (o == o0 || o % j->mg == 0)
+            for (int iy = 0; iy < q->h; iy++) {
+                __m256 *r = rows[1 + iy];
+                if (q->stride == 1) {
+                    __m256 v = _mm256_loadu_ps(x + (size_t)iy * 8);
+                    r[0] = _mm256_blend_ps(_mm256_permutevar8x32_ps(v, right), zero, 0x01);
+                    r[1] = v;
+                    r[2] = _mm256_blend_ps(_mm256_permutevar8x32_ps(v, left), zero, 0x80);
+                    continue;
+                }
+                __m256 a = _mm256_loadu_ps(x + (size_t)iy * 16),
+                       b = _mm256_loadu_ps(x + iy * 16 + 8);
+                __m256 ev = _mm256_castpd_ps(
+                    _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+                __m256 od = _mm256_castpd_ps(
+                    _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+                r[0] = _mm256_blend_ps(_mm256_permutevar8x32_ps(od, right), zero, 0x01);
+                r[1] = ev;
+                r[2] = od;
+            }
+        __m256 w[9];
+        for (int i = 0; i < 9; i++)
+            w[i] = _mm256_set1_ps(j->w[(size_t)o * 9 + (size_t)i]);
+        __m256 bv = _mm256_set1_ps(j->bias ? j->bias[o] : 0.0f);
+        float *y = j->y + (size_t)o * j->ystride;
+        for (int oy = 0; oy < q->oh; oy++) {
+            const __m256(*r)[3] = (const __m256(*)[3])rows[oy * q->stride - q->pt + 1];
+            __m256 acc = bv;
+            for (int ki = 0; ki < 3; ki++)
+                for (int kj = 0; kj < 3; kj++)
+                    acc = _mm256_fmadd_ps(w[3 * ki + kj], r[ki][kj], acc);
+            _mm256_storeu_ps(y + (size_t)oy * 8, s_act(acc, j->act, lv, hv));
+        }
+    }
+}
