@@ -1,8 +1,8 @@
 /* fl_ops_depthwise: the graph's depthwise Conv (one input channel per group). With the engine's
  * kernels, 3x3 windows at stride 1 or 2 on output rows of 9 or more go channel plane by plane
- * to fl_dwk_run (taps summed in registers), rows of 8 (and at stride 2 up to 32) to fl_dwk8_run
- * (each input row shifted in registers, no padded copy: 8x8 and 16x16 planes 1.8-2.2x faster
- * than channels-last, 32x32 at stride 2 3.2x faster than fl_dwk_run). Other large
+ * to fl_dwk_run (taps summed in registers), rows of 8 to 32 first to fl_dwk8_run (each input
+ * row shifted in registers, no padded copy: 8-wide rows 1.8-2.2x faster than channels-last,
+ * longer ones 1.2-3.2x faster than fl_dwk_run). Other large
  * planes go channel by channel over a zero-padded copy of the input plane, each tap adding a
  * weighted input row to an output row (the inner loop runs along the row and vectorises). Small
  * planes (the last stages of a CNN: 8x8 and below, where rows are too short for that) are
