@@ -119,5 +119,11 @@ bool fl_dwk_fits(int kh, int kw, int sh, int sw, int dh, int dw);
 size_t fl_dwk_scratch(const struct fl_dwk_plane *q);
 /* Output channels [o0, o1) of job j; buf: fl_dwk_scratch floats. */
 void fl_dwk_run(const struct fl_dwk_job *j, int o0, int o1, float *buf);
+/* Output rows of 8, 16, 24 or 32 from input rows as long (stride 1) or twice as long (stride
+ * 2), one column of padding on the left, at most one row on top, planes of up to 32 rows: does
+ * the plane take fl_dwk8_run (ahead of fl_dwk_run), and that run over output channels [o0, o1)
+ * (no scratch). */
+bool fl_dwk8_fits(const struct fl_dwk_plane *q);
+void fl_dwk8_run(const struct fl_dwk_job *j, int o0, int o1);
 
 #endif
