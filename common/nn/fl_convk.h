@@ -125,5 +125,9 @@ void fl_dwk_run(const struct fl_dwk_job *j, int o0, int o1, float *buf);
  * (no scratch). */
 bool fl_dwk8_fits(const struct fl_dwk_plane *q);
 void fl_dwk8_run(const struct fl_dwk_job *j, int o0, int o1);
+/* Rows of 4 from rows of 4 (stride 1; an even number of output rows, at most 16 input rows),
+ * one column of padding on the left, at most one row on top: fl_dwk4_run, same contract. */
+bool fl_dwk4_fits(const struct fl_dwk_plane *q);
+void fl_dwk4_run(const struct fl_dwk_job *j, int o0, int o1);
 
 #endif

@@ -338,3 +338,51 @@ S_TARGET void fl_dwk8_run(const struct fl_dwk_job *j, int o0, int o1)
         break;
     }
 }
+
+/* Rows of 4 at stride 1 (fl_dwk4_run: 4x4 planes, the middle stages of a CNN at 64x64): a
+ * vector holds two rows of the plane, read in place (half a vector of zeros at the top and
+ * bottom), and its left and right taps shift each half by a lane (permutes within the 128-bit
+ * halves, the padding's zero blended in at the ends); two output rows a vector, 9 taps in
+ * registers, bias first, in window order. */
+#define S_DWK4_MAX_ROWS 16
+
+bool fl_dwk4_fits(const struct fl_dwk_plane *q)
+{
+    return q->stride == 1 && q->ow == 4 && q->w == 4 && q->pl == 1 && q->pt <= 1 &&
+           q->oh % 2 == 0 && q->h <= S_DWK4_MAX_ROWS && q->oh - q->pt + 1 <= q->h;
+}
+
+/* Rows r and r + 1 of plane x (h rows of 4), zeros outside. */
+S_INLINE __m256 s_rows4(const float *x, int h, int r)
+{
+    if (r >= 0 && r + 1 < h)
+        return _mm256_loadu_ps(x + 4 * r);
+    __m128 z = _mm_setzero_ps();
+    __m128 a = r >= 0 && r < h ? _mm_loadu_ps(x + 4 * r) : z;
+    __m128 b = r + 1 >= 0 && r + 1 < h ? _mm_loadu_ps(x + 4 * (r + 1)) : z;
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(a), b, 1);
+}
+
+S_TARGET void fl_dwk4_run(const struct fl_dwk_job *j, int o0, int o1)
+{
+    const struct fl_dwk_plane *q = &j->q;
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 lv = _mm256_set1_ps(j->lo), hv = _mm256_set1_ps(j->hi);
+    for (int o = o0; o < o1; o++) {
+        const float *x = j->x + (size_t)(o / j->mg) * j->xstride, *wk = j->w + (size_t)o * 9;
+        __m256 bv = _mm256_set1_ps(j->bias ? j->bias[o] : 0.0f);
+        float *y = j->y + (size_t)o * j->ystride;
+        for (int oy = 0; oy < q->oh; oy += 2) {
+            __m256 acc = bv;
+            for (int ki = 0; ki < 3; ki++) { /* rows oy + ki - pt and the one after */
+                __m256 c = s_rows4(x, q->h, oy + ki - q->pt);
+                __m256 l = _mm256_blend_ps(_mm256_permute_ps(c, 0x90), zero, 0x11); /* i - 1 */
+                __m256 r = _mm256_blend_ps(_mm256_permute_ps(c, 0x39), zero, 0x88); /* i + 1 */
+                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(wk + 3 * ki), l, acc);
+                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(wk + 3 * ki + 1), c, acc);
+                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(wk + 3 * ki + 2), r, acc);
+            }
+            _mm256_storeu_ps(y + (size_t)oy * 4, s_act(acc, j->act, lv, hv));
+        }
+    }
+}

@@ -36,11 +36,13 @@ FL_INLINE struct fl_dwk_plane s_dwk_plane(const struct fl_wgeom *q)
     return (struct fl_dwk_plane){q->h, q->w, q->pt, q->pl, q->sh, q->oh, q->ow};
 }
 
-/* Output rows of 8 (fl_dwk8_run): ahead of both fl_dwk_run and channels-last. */
+/* Output rows of 8 to 32 (fl_dwk8_run) or 4 (fl_dwk4_run): ahead of both fl_dwk_run and
+ * channels-last. */
 FL_INLINE bool s_dwk8(const fl_graph_t *g, const struct fl_wgeom *q)
 {
     struct fl_dwk_plane d = s_dwk_plane(q);
-    return g->simd && fl_dwk_fits(q->kh, q->kw, q->sh, q->sw, q->dh, q->dw) && fl_dwk8_fits(&d);
+    return g->simd && fl_dwk_fits(q->kh, q->kw, q->sh, q->sw, q->dh, q->dw) &&
+           (fl_dwk8_fits(&d) || fl_dwk4_fits(&d));
 }
 
 /* Rows and columns of a depthwise conv's zero-padded input plane: every tap of every output
@@ -110,7 +112,8 @@ FL_INLINE void s_rows_fwd(const struct fl_gnode *nd, const struct fl_wgeom *q, c
     }
 }
 
-/* Output channels [o0, o1) of one sample through fl_dwk_run (fl_dwk8_run when buf is NULL). */
+/* Output channels [o0, o1) of one sample through fl_dwk_run (fl_dwk8_run or fl_dwk4_run when
+ * buf is NULL). */
 static void s_dwk_fwd(const struct fl_gnode *nd, const struct fl_wgeom *q, const float *x,
                       const float *w, const float *b, float *y, float *buf, int o0, int o1)
 {
@@ -129,6 +132,8 @@ static void s_dwk_fwd(const struct fl_gnode *nd, const struct fl_wgeom *q, const
                            .hi = nd->act_max};
     if (buf)
         fl_dwk_run(&j, o0, o1, buf);
+    else if (fl_dwk4_fits(&j.q))
+        fl_dwk4_run(&j, o0, o1);
     else
         fl_dwk8_run(&j, o0, o1);
 }
