@@ -500,8 +500,8 @@ void fl_depthwise_bwd(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_
 }
 
 /* Below this many multiply-adds a batch's depthwise conv is not worth sharing out (by output
- * channels). */
-#define S_SPLIT_MACS ((size_t)1 << 15)
+ * channels; see fl_ops_conv.c's S_SPLIT_MACS). */
+#define S_SPLIT_MACS ((size_t)1 << 13)
 
 bool fl_depthwise_splits(const fl_graph_t *g, const struct fl_wgeom *q)
 {
