@@ -102,15 +102,18 @@ static bool s_df_node(const fl_graph_t *g, const struct fl_gnode *nd)
     }
 }
 
-int fl_graph_df_bound(const fl_graph_t *g)
+/* The first nodes (in order) that may run depth-first, their weights together within
+ * S_DF_WEIGHTS: at the current batch (each node's own test), or whatever the batch (every op
+ * but Gemm and MatMul, which never do). 0 when fewer than S_DF_MIN_NODES. */
+static int s_df_prefix(const fl_graph_t *g, bool any_batch)
 {
     size_t w = 0;
     int k = 0;
-    if (!g->depth_first || !g->simd) /* as planned: not run depth-first later either */
-        return 0;
-    for (; k < g->nnodes; k++) { /* s_df_nodes's loop, every conv taken as per sample */
+    for (; k < g->nnodes; k++) {
         const struct fl_gnode *nd = &g->nodes[g->order[k]];
-        if (nd->op == FL_OP_GEMM || nd->op == FL_OP_MATMUL || nd->op == FL_OP_COUNT_)
+        bool may = any_batch ? nd->op != FL_OP_GEMM && nd->op != FL_OP_MATMUL
+                             : !g->values[nd->out].needs_grad && s_df_node(g, nd);
+        if (!may)
             break;
         for (int i = 0; i < nd->nin; i++)
             if (g->values[nd->in[i]].kind == FL_GV_PARAM)
@@ -121,6 +124,12 @@ int fl_graph_df_bound(const fl_graph_t *g)
     return k >= S_DF_MIN_NODES ? k : 0;
 }
 
+int fl_graph_df_bound(const fl_graph_t *g)
+{
+    /* as planned: not run depth-first later either */
+    return g->depth_first && g->simd ? s_df_prefix(g, true) : 0;
+}
+
 /* Nodes (from the first, in order) an inference pass runs depth-first: 0 for none (at most
  * the bound the values' memory was planned for). */
 static int s_df_nodes(const fl_graph_t *g)
@@ -128,19 +137,8 @@ static int s_df_nodes(const fl_graph_t *g)
     int workers = g->nworkers > 1 ? g->nworkers : 1;
     if (!g->depth_first || !g->simd || g->batch < 2 * workers)
         return 0;
-    size_t w = 0;
-    int k = 0;
-    for (; k < g->nnodes; k++) {
-        const struct fl_gnode *nd = &g->nodes[g->order[k]];
-        if (g->values[nd->out].needs_grad || !s_df_node(g, nd))
-            break;
-        for (int i = 0; i < nd->nin; i++)
-            if (g->values[nd->in[i]].kind == FL_GV_PARAM)
-                w += g->values[nd->in[i]].numel;
-        if (w > S_DF_WEIGHTS)
-            break;
-    }
-    return k >= S_DF_MIN_NODES && k <= g->df_bound ? k : 0;
+    int k = s_df_prefix(g, false);
+    return k <= g->df_bound ? k : 0;
 }
 
 struct s_df_job {

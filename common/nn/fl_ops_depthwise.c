@@ -1,13 +1,12 @@
 /* fl_ops_depthwise: the graph's depthwise Conv (one input channel per group). With the engine's
- * kernels, 3x3 windows at stride 1 or 2 on output rows of 9 or more go channel plane by plane
- * to fl_dwk_run (taps summed in registers), rows of 8 to 32 first to fl_dwk8_run (each input
- * row shifted in registers, no padded copy: 8-wide rows 1.8-2.2x faster than channels-last,
- * longer ones 1.2-3.2x faster than fl_dwk_run). Other large
- * planes go channel by channel over a zero-padded copy of the input plane, each tap adding a
- * weighted input row to an output row (the inner loop runs along the row and vectorises). Small
- * planes (the last stages of a CNN: 8x8 and below, where rows are too short for that) are
- * transposed to channels-last, [position, channel], so that the inner loop runs over the channels.
- */
+ * kernels, 3x3 windows at stride 1 or 2 on output rows of 4 and of 8 to 32 go channel plane by
+ * plane to fl_dwk4_run / fl_dwk8_run (each input row shifted in registers, no padded copy),
+ * longer rows to fl_dwk_run (padded rows copied, taps summed in registers). Other large planes
+ * go channel by channel over a zero-padded copy of the input plane, each tap adding a weighted
+ * input row to an output row (the inner loop runs along the row and vectorises). Small planes
+ * (the last stages of a CNN: 8x8 and below, where rows are too short for that) are transposed
+ * to channels-last, [position, channel], so that the inner loop runs over the channels; 2x2
+ * planes at batches of 4 and more go by a 4x4 matrix a channel instead. */
 #include "fl_ops_window.h"
 
 #include "fl_convk.h"
