@@ -322,7 +322,8 @@ FL_INLINE bool s_mat(const struct fl_wgeom *q, size_t samples)
     return q->mg == 1 && q->h * q->w == 4 && q->oh * q->ow == 4 && samples >= S_MAT_MIN_SAMPLES;
 }
 
-typedef int s_v8i __attribute__((vector_size(32)));
+/* Input position i of both channels of v (lanes i and 4 + i), each across its half. */
+#define S_HALVES(v, i) __builtin_shufflevector(v, v, i, i, i, i, 4 + i, 4 + i, 4 + i, 4 + i)
 
 /* Channels s_mat_range takes through every sample at a time (their matrices: 8 KiB). */
 #define S_MAT_BLOCK 128
@@ -358,10 +359,10 @@ FL_INLINE void s_mat_range(fl_graph_t *g, const struct fl_gnode *nd, const struc
                 }
                 s_v8 xv = *(const s_v8 *)(x + 4 * ch);
                 s_v8 acc = {v0, v0, v0, v0, v1, v1, v1, v1};
-#pragma GCC unroll 4
-                for (int i = 0; i < 4; i++)
-                    acc += *(const s_v8 *)(m + 8 * i) *
-                           __builtin_shuffle(xv, (s_v8i){i, i, i, i, 4 + i, 4 + i, 4 + i, 4 + i});
+                acc += *(const s_v8 *)m * S_HALVES(xv, 0);
+                acc += *(const s_v8 *)(m + 8) * S_HALVES(xv, 1);
+                acc += *(const s_v8 *)(m + 16) * S_HALVES(xv, 2);
+                acc += *(const s_v8 *)(m + 24) * S_HALVES(xv, 3);
                 *(s_v8 *)(y + 4 * ch) = acc;
             }
             fl_act_apply(nd, y + 4 * cb, 4 * (ce - cb));
