@@ -26,8 +26,11 @@ fl_pool_t *fl_pool_new(int nthreads);
 void fl_pool_destroy(fl_pool_t **self_p);
 /* Number of tasks the pool runs at once (1 for a NULL pool). */
 int fl_pool_size(const fl_pool_t *p);
-/* Run fn(arg, t) for t = 0..ntasks-1 (ntasks is clamped to the size; task 0 on the calling
- * thread) and return when all have finished. p may be NULL: task 0 alone, on the caller. */
+/* Run fn(arg, t) for t = 0..ntasks-1 (ntasks is clamped to the size) and return when all have
+ * finished. Each task runs once, on whichever thread claims it first: the caller takes task 0
+ * and then any task no worker has started yet, so tasks must not wait for one another (two
+ * may run one after the other on one thread), and t, not the thread, names a task's scratch.
+ * p may be NULL: task 0 alone, on the caller. */
 void fl_pool_run(fl_pool_t *p, int ntasks, fl_pool_fn *fn, void *arg);
 
 /* The function fl_pool_for runs: elements [begin, end) of the range, as task t. */
