@@ -316,7 +316,8 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
  * whole vectors, asymmetric and double padding, none, a multiplier of 2, each fused activation,
  * against the portable path at batch 1 and 3; shared among 2 and 3 workers by output channels,
  * the same bits as one thread (rows of 4 and of 8 to 32 outputs, from rows as long or at stride
- * 2 twice as long, in registers: a multiplier of 2, no top padding, none at the right; small
+ * 2 twice as long, in registers: a multiplier of 2, no top padding, none at the right, rows of
+ * 4 from tall planes with two rows of padding at the top or bottom; small
  * planes channels-last too: the last four; 2x2 planes take matrices from batch 4 on: the test
  * below, which also checks channels-last against plain loops, the portable path sharing its
  * code). */
@@ -341,6 +342,8 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
         {4, 10, 24, 4, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 4},
         {3, 6, 32, 6, 3, 3, 1, 1, {0, 1, 1, 1}, 1, 1, 3},
         {5, 5, 4, 10, 3, 3, 1, 1, {0, 1, 1, 1}, 1, 1, 5},
+        {6, 20, 4, 6, 3, 3, 1, 1, {2, 1, 2, 1}, 1, 1, 6},
+        {4, 24, 4, 8, 3, 3, 1, 1, {0, 1, 2, 1}, 1, 1, 4},
         {576, 4, 4, 576, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 576},
         {960, 3, 3, 960, 3, 3, 2, 2, {1, 0, 1, 1}, 1, 1, 960},
         {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},

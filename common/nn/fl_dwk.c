@@ -340,16 +340,13 @@ S_TARGET void fl_dwk8_run(const struct fl_dwk_job *j, int o0, int o1)
 }
 
 /* Rows of 4 at stride 1 (fl_dwk4_run: 4x4 planes, the middle stages of a CNN at 64x64): a
- * vector holds two rows of the plane, read in place (half a vector of zeros at the top and
- * bottom), and its left and right taps shift each half by a lane (permutes within the 128-bit
- * halves, the padding's zero blended in at the ends); two output rows a vector, 9 taps in
- * registers, bias first, in window order. */
-#define S_DWK4_MAX_ROWS 16
-
+ * vector holds two rows of the plane, read in place (zeros for rows above and below it, as
+ * many as the padding asks), and its left and right taps shift each half by a lane (permutes
+ * within the 128-bit halves, the padding's zero blended in at the ends); two output rows a
+ * vector (an even number of them), 9 taps in registers, bias first, in window order. */
 bool fl_dwk4_fits(const struct fl_dwk_plane *q)
 {
-    return q->stride == 1 && q->ow == 4 && q->w == 4 && q->pl == 1 && q->pt <= 1 &&
-           q->oh % 2 == 0 && q->h <= S_DWK4_MAX_ROWS && q->oh - q->pt + 1 <= q->h;
+    return q->stride == 1 && q->ow == 4 && q->w == 4 && q->pl == 1 && q->oh % 2 == 0;
 }
 
 /* Rows r and r + 1 of plane x (h rows of 4), zeros outside. */

@@ -435,7 +435,7 @@ void fl_conv_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, siz
         fl_depthwise_fwd(g, nd, &q, t, b0, b1);
         return;
     }
-    if (s_fast(g, nd, &q) && fl_cv_classes_pay(g, nd, &q)) {
+    if (s_fast(g, nd, &q) && fl_cv_classes_pay(g, nd)) {
         fl_cv_fwd_classes(g, nd, &q, t, b0, b1);
         return;
     }
@@ -454,7 +454,7 @@ bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd)
 {
     struct fl_wgeom q;
     fl_wgeom_of(g, nd, &q);
-    return g->simd && (q.depthwise || (s_fast(g, nd, &q) && !fl_cv_classes_pay(g, nd, &q)));
+    return g->simd && (q.depthwise || (s_fast(g, nd, &q) && !fl_cv_classes_pay(g, nd)));
 }
 
 /* Below these, a conv's forward pass is not worth sharing among workers: multiply-adds, and
@@ -471,7 +471,7 @@ bool fl_conv_splits(const fl_graph_t *g, const struct fl_gnode *nd)
     size_t wts = (size_t)q.mg * s_kfull(&q), macs = wts * (size_t)g->batch * q.oh * q.ow;
     if (q.depthwise)
         return fl_depthwise_splits(g, &q);
-    return s_fast(g, nd, &q) && !fl_cv_classes_pay(g, nd, &q) &&
+    return s_fast(g, nd, &q) && !fl_cv_classes_pay(g, nd) &&
            (macs >= S_SPLIT_MACS || wts >= S_SPLIT_WEIGHTS);
 }
 

@@ -71,9 +71,8 @@ bool fl_cv_classes_fit(const struct fl_wgeom *q)
     return (double)used <= (1.0 - S_MIN_DROP) * (double)all && dropped >= S_MIN_DROPPED * p;
 }
 
-bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd)
 {
-    (void)q;
     return nd->classes_fit && g->simd && !fl_convk_wide() && g->batch >= S_MIN_BATCH &&
            !fl_lora_of(g, nd);
 }

@@ -82,7 +82,7 @@ bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd);
  * at the current batch go by tap classes (the AVX2 kernel), and that pass over samples [b0, b1)
  * as worker t. */
 bool fl_cv_classes_fit(const struct fl_wgeom *q);
-bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q);
+bool fl_cv_classes_pay(const fl_graph_t *g, const struct fl_gnode *nd);
 /* Scratch floats that pass needs (0 where it never runs). */
 size_t fl_cv_classes_scratch(const fl_graph_t *g, const struct fl_wgeom *q);
 void fl_cv_fwd_classes(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
