@@ -1,8 +1,9 @@
 /* bench_graph: LoRA fine-tuning and inference throughput (images/s) of the graph engine on
  * resnet18 and mobilenet_v2 (fl_zoo), against PyTorch (bench/torch_graph.py) and, for
  * inference, ONNX Runtime (bench/ort_graph.js on an .onnx file). Per arch and input size, each
- * round runs fedtl at every thread count (a fresh graph on an fl_pool of that size), then the
- * peers, so that the contenders meet the same machine load; figures are medians over rounds. */
+ * round runs fedtl at every thread count (a fresh graph on an fl_pool of that size), ONNX
+ * Runtime right after it at the same count, then PyTorch, so that the contenders meet the same
+ * machine load (it changes within minutes here); figures are medians over rounds. */
 #include "bench_common.h"
 
 #include "fl_graph.h"
@@ -223,6 +224,12 @@ static int s_config(const struct s_opts *o, const char *arch, int hw)
             printf("bench=graph-check arch=%s hw=%d threads=%d first_loss=%.6f "
                    "logit_sum=%.6f\n",
                    arch, hw, o->threads[i], check[0], check[1]);
+            if (onnx[0]) { /* right after fedtl at the same thread count */
+                snprintf(cmd, sizeof cmd,
+                         "node '%s' '%s' --arch %s --hw %d --threads %d --batches 1,%d --steps %d",
+                         o->ort, onnx, arch, hw, o->threads[i], o->batch, o->steps);
+                s_peer(o, cmd, fig[r][2]);
+            }
         }
         if (o->torch) {
             snprintf(cmd, sizeof cmd,
@@ -230,12 +237,6 @@ static int s_config(const struct s_opts *o, const char *arch, int hw)
                      "--warmup %d --batch %d --rank %d --alpha %d",
                      o->torch, arch, hw, tl, o->steps, o->warmup, o->batch, o->rank, 2 * o->rank);
             s_peer(o, cmd, fig[r][1]);
-        }
-        if (onnx[0]) {
-            snprintf(cmd, sizeof cmd,
-                     "node '%s' '%s' --arch %s --hw %d --threads %s --batches 1,%d --steps %d",
-                     o->ort, onnx, arch, hw, tl, o->batch, o->steps);
-            s_peer(o, cmd, fig[r][2]);
         }
     }
     static const char *const impl[3] = {"fedtl", "torch", "ort"};
