@@ -629,8 +629,9 @@ static void s_check_factored(const struct s_fcase *fc)
 
 Test(fl_graph, lora_on_plain_conv_factored_values_and_gradients)
 {
-    struct s_fcase fc = {7, 6, 2, 3, 2, {1, 2, 0, 1}};
+    struct s_fcase fc = {7, 6, 2, 3, 2, {1, 2, 0, 1}}, pointwise = {8, 8, 1, 1, 1, {0, 0, 0, 0}};
     s_check_factored(&fc);
+    s_check_factored(&pointwise); /* with AVX2, its input read in place by A's product too */
 }
 
 /* A 3x3 padded conv on planes so small that some taps only ever read padding (1x1 input: the
