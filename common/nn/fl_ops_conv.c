@@ -340,17 +340,21 @@ static void s_share(const struct fl_wgeom *q, size_t ncols, bool narrow, int par
 #define S_BY_PANELS_W ((size_t)16 << 10)
 #define S_BY_PANELS_K 64
 
-/* Does fl_convk read a 1x1 conv's input where it lies instead of packing it? Its planes must
- * hold whole half panels (16 positions, 64 bytes), and the AVX2 kernel only. A half panel's
- * rows are a plane apart: p / 16 cache lines, which must not be a multiple of 32, or the rows
- * would fall into one or two of the first-level cache's 64 sets (planes of 1024 positions ran
- * 1.3-2.3x slower so). Measured on mobilenet_v2's projections (k 96 to 576, m 16 to 96), one
- * thread, best of 50 to 200 runs, against packing: 16x16 to 4x4 planes at batch 32 1.10-1.19x
- * faster, 28x28 at batch 16 1.28-1.50x, 56x56 and 112x112 at batch 4 1.18-1.69x. */
+/* Does fl_convk read a 1x1 conv's input where it lies instead of packing it? Where packing
+ * costs most for each multiply-add: W of no more rows (outputs) than columns (inputs), as in
+ * mobilenet_v2's projections; the AVX2 kernel only. Its planes must hold whole half panels (16
+ * positions, 64 bytes). A half panel's rows are a plane apart: p / 16 cache lines, which must
+ * not be a multiple of 32, or the rows would fall into one or two of the first-level cache's 64
+ * sets (planes of 1024 positions ran 1.3-2.3x slower so). Measured one node at a time, one
+ * thread, best of 30 to 300 runs, against packing: mobilenet_v2's projections (k 96 to 576, m
+ * 24 to 96) on 16x16 to 4x4 planes 1.10-1.19x faster at batch 32 and 1.08-1.29x at batch 1,
+ * on 28x28 at batch 16 1.28-1.50x, 56x56 and 112x112 at batch 4 1.18-1.69x; its expansions
+ * (k 24, m 144) on 16x16 planes 0.91-0.96x. */
 static bool s_in_place(const struct fl_wgeom *q, bool narrow)
 {
     size_t p = (size_t)q->oh * q->ow;
-    return q->direct && !narrow && !fl_convk_wide() && p % 16 == 0 && (p / 16) % 32 != 0;
+    return q->direct && q->mg <= q->c && !narrow && !fl_convk_wide() && p % 16 == 0 &&
+           (p / 16) % 32 != 0;
 }
 
 /* Forward of samples [b0, b1) with fl_convk as worker t, part `part` of nparts (see s_share):
