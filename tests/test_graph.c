@@ -385,7 +385,7 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
  * pools of 2 and 3 (8 and 6 samples a worker): 2x2, 4x4 and 8x8 planes, stride 2 with
  * asymmetric padding, dilation, padding wider than the window (positions reading nothing but
  * padding); 1x1 convs on 1x1, 2x2, 2x3, 3x3 and 4x4 planes (samples across panels' edges, lane
- * by lane and by runs); depthwise
+ * by lane and by runs; with AVX2, 4x4, 8x8 and 16x16 planes read in place); depthwise
  * convs on 2x2 planes by matrices (an odd number of channels, dilated) and channels-last (44
  * channels: blocks of 32, 8 and one by one); each fused activation. */
 Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
@@ -402,6 +402,8 @@ Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
         {20, 2, 3, 9, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
         {24, 4, 4, 10, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
         {19, 3, 3, 11, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {20, 8, 8, 13, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {9, 16, 16, 7, 1, 1, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
         {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},
         {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
         {44, 6, 6, 44, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 44},

@@ -540,12 +540,13 @@ Test(fl_graph, building_errors_name_the_problem)
     fl_graph_destroy(&g);
 }
 
-/* The conv of s_factored_net: input 3 x h x w, 5 outputs, kh x kw, stride, padding. */
+/* The conv of s_factored_net: input c x h x w (c 3 when 0), m outputs (5 when 0), kh x kw,
+ * stride, padding. */
 struct s_fcase {
-    int h, w, kh, kw, stride, pads[4];
+    int h, w, kh, kw, stride, pads[4], c, m;
 };
 
-/* x [3,h,w] -> conv (one group) -> sigmoid -> gap -> flatten -> gemm [2]; LoRA on the conv,
+/* x [c,h,w] -> conv (one group) -> sigmoid -> gap -> flatten -> gemm [2]; LoRA on the conv,
  * whose frozen weight lets the kernel keep the factors apart (W x + s B (A x)) instead of
  * merging them. wdelta is added to the conv's weight. */
 static fl_graph_t *s_factored_net(const struct s_fcase *fc_, fl_pool_t *pool, const float *wdelta,
@@ -554,14 +555,15 @@ static fl_graph_t *s_factored_net(const struct s_fcase *fc_, fl_pool_t *pool, co
     struct fl_rng r;
     fl_rng_seed(&r, 180);
     fl_graph_t *g = fl_graph_new(pool);
-    int64_t in[3] = {3, fc_->h, fc_->w};
-    int kw = 3 * fc_->kh * fc_->kw;
+    int ch = fc_->c ? fc_->c : 3, m = fc_->m ? fc_->m : 5;
+    int64_t in[3] = {ch, fc_->h, fc_->w};
+    int kw = ch * fc_->kh * fc_->kw;
     cr_assert_eq(fl_graph_add_input(g, "x", 3, in), 0);
-    s_param(g, "cw", false, &r, 0.4, 5, 3, fc_->kh, fc_->kw);
-    s_param(g, "cb", false, &r, 0.4, 5, 0, 0, 0);
-    s_param(g, "fw", true, &r, 0.4, 2, 5, 0, 0);
+    s_param(g, "cw", false, &r, 0.4, m, ch, fc_->kh, fc_->kw);
+    s_param(g, "cb", false, &r, 0.4, m, 0, 0, 0);
+    s_param(g, "fw", true, &r, 0.4, 2, m, 0, 0);
     float *w = fl_graph_param(g, "cw", NULL);
-    for (int i = 0; wdelta && i < 5 * kw; i++)
+    for (int i = 0; wdelta && i < m * kw; i++)
         w[i] += wdelta[i];
     struct fl_op_attrs c = fl_op_attrs_default(), fc = fl_op_attrs_default();
     c.stride[0] = c.stride[1] = fc_->stride;
@@ -577,7 +579,7 @@ static fl_graph_t *s_factored_net(const struct s_fcase *fc_, fl_pool_t *pool, co
         cr_assert_eq(fl_graph_add_lora(g, "conv", 2, 3.0f, 4, true), 0, "%s", fl_error_msg());
         float *b = fl_graph_param(g, "conv.lora_B", NULL);
         fl_rng_seed(&r, 181);
-        s_fill(b, 10, &r, 0.5);
+        s_fill(b, 2 * (size_t)m, &r, 0.5);
     }
     cr_assert_eq(fl_graph_plan(g, 5, true), 0, "%s", fl_error_msg());
     return g;
@@ -592,15 +594,18 @@ static void s_check_factored(const struct s_fcase *fc)
                *g2 = s_factored_net(fc, pool, NULL, true);
     const float *a = fl_graph_param(g, "conv.lora_A", NULL);
     const float *b = fl_graph_param(g, "conv.lora_B", NULL);
-    int kw = 3 * fc->kh * fc->kw, nin = 3 * fc->h * fc->w;
-    float delta[5 * 3 * 9];
-    for (int i = 0; i < 5; i++)
+    int c = fc->c ? fc->c : 3, m = fc->m ? fc->m : 5;
+    int kw = c * fc->kh * fc->kw, nin = c * fc->h * fc->w;
+    float delta[6 * 6 * 9];
+    cr_assert_leq(m * kw, 6 * 6 * 9);
+    cr_assert_leq(nin, 6 * 64);
+    for (int i = 0; i < m; i++)
         for (int j = 0; j < kw; j++)
             delta[i * kw + j] = 1.5f * (b[i * 2] * a[j] + b[i * 2 + 1] * a[kw + j]);
     fl_graph_t *plain = s_factored_net(fc, NULL, delta, false);
     struct fl_rng r;
     fl_rng_seed(&r, 182);
-    float x[5 * 3 * 64], dout[10];
+    float x[5 * 6 * 64], dout[10];
     s_fill(x, (size_t)5 * nin, &r, 1);
     s_fill(dout, 10, &r, 1);
     cr_assert_eq(fl_graph_forward(g, x, 5), 0);
@@ -617,7 +622,7 @@ static void s_check_factored(const struct s_fcase *fc)
         cr_assert_float_eq(fl_graph_input_grad(g2)[i], fl_graph_input_grad(plain)[i], 1e-5);
     const char *pn[2] = {"conv.lora_A", "conv.lora_B"};
     for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 2 * (k ? 5 : kw); i++)
+        for (int i = 0; i < 2 * (k ? m : kw); i++)
             cr_assert_float_eq(fl_graph_grad(g, pn[k])[i], fl_graph_grad(g2, pn[k])[i], 1e-5,
                                "%s[%d], one worker vs two", pn[k], i);
     s_gradcheck(g, x, (size_t)nin, 3, 183);
@@ -629,8 +634,10 @@ static void s_check_factored(const struct s_fcase *fc)
 
 Test(fl_graph, lora_on_plain_conv_factored_values_and_gradients)
 {
-    struct s_fcase fc = {7, 6, 2, 3, 2, {1, 2, 0, 1}};
+    struct s_fcase fc = {7, 6, 2, 3, 2, {1, 2, 0, 1}, 0, 0};
+    struct s_fcase pointwise = {8, 8, 1, 1, 1, {0, 0, 0, 0}, 6, 4}; /* fewer outputs than inputs */
     s_check_factored(&fc);
+    s_check_factored(&pointwise); /* with AVX2, its input read in place by A's product too */
 }
 
 /* A 3x3 padded conv on planes so small that some taps only ever read padding (1x1 input: the
@@ -638,7 +645,8 @@ Test(fl_graph, lora_on_plain_conv_factored_values_and_gradients)
  * are dropped from the GEMMs, and A's gradient there stays zero. */
 Test(fl_graph, lora_on_conv_with_dead_taps)
 {
-    struct s_fcase one = {1, 1, 3, 3, 1, {1, 1, 1, 1}}, two = {2, 2, 3, 3, 2, {1, 1, 1, 1}};
+    struct s_fcase one = {1, 1, 3, 3, 1, {1, 1, 1, 1}, 0, 0},
+                   two = {2, 2, 3, 3, 2, {1, 1, 1, 1}, 0, 0};
     s_check_factored(&one);
     s_check_factored(&two);
 }

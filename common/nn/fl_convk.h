@@ -53,6 +53,11 @@ struct fl_convk_job {
     /* AVX2 kernel: panel by panel, every row of W over each (W small, B large: a conv's
      * gathered columns stream from memory once instead of once per 6 rows of W). */
     bool by_panels;
+    /* AVX2 kernel only, NULL otherwise: B read where it lies, not packed (a 1x1 conv's input,
+     * whose planes hold a multiple of 16 positions): column j's row r is bx[(j / xp) * xstride
+     * + r * xp + j % xp]. bp is not read then. */
+    const float *bx;
+    size_t xp, xstride;
 };
 
 /* Does this CPU (and OS) run the kernels below (AVX-512, or AVX2 and FMA)? */

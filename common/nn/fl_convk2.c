@@ -30,12 +30,14 @@ static inline S_TARGET __m256i s_mask(int n)
 }
 
 /* Rows a .. (mr of them, lda apart; the missing ones repeat the last) times the 16 columns of
- * a half panel bp (rows S_NR floats apart) over k, nv vectors of its 2 (B's row kk meeting
- * column km[kk] of the rows when km); stored into tile [S_MR][16], or (dst not NULL) with bias
- * and activation straight into the output: row i at dst + i * p, the first nc columns. */
+ * a half panel bp (rows ldb floats apart: S_NR packed, a plane in place) over k, nv vectors of its
+ * 2 (B's row kk meeting column km[kk] of the rows when km); stored into tile [S_MR][16], or (dst
+ * not NULL) with bias and activation straight into the output: row i at dst + i * p, the first nc
+ * columns. */
 static inline __attribute__((always_inline)) S_TARGET void
 s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
-        int nv, const int32_t *km, float *tile, float *dst, size_t p, const float *bias, int nc)
+        size_t ldb, int nv, const int32_t *km, float *tile, float *dst, size_t p, const float *bias,
+        int nc)
 {
     const float *r[S_MR];
     for (int i = 0; i < S_MR; i++)
@@ -44,8 +46,8 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
 #pragma GCC unroll 6
     for (int i = 0; i < S_MR; i++)
         c0[i] = c1[i] = _mm256_setzero_ps();
-    for (int kk = 0; kk < k; kk++, bp += S_NR) {
-        _mm_prefetch((const char *)(bp + S_PREFETCH * S_NR), _MM_HINT_T0);
+    for (int kk = 0; kk < k; kk++, bp += ldb) {
+        _mm_prefetch((const char *)(bp + S_PREFETCH * ldb), _MM_HINT_T0);
         __m256 b0 = _mm256_loadu_ps(bp), b1 = nv > 1 ? _mm256_loadu_ps(bp + 8) : b0;
 #pragma GCC unroll 6
         for (int i = 0; i < S_MR; i++) {
@@ -87,32 +89,34 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
     }
 }
 
-/* s_micro for 2 vectors and 1, each into the output, into the tile, or into the tile with
- * j->km. */
-static __attribute__((noinline)) S_TARGET void s_micro2(const struct fl_convk_job *j, int k,
-                                                        const float *a, size_t lda, int mr,
-                                                        const float *bp, float *tile, float *dst,
-                                                        size_t p, const float *bias, int nc)
+/* s_micro for 2 vectors and 1, each into the output (from B packed or in place), into the
+ * tile, or into the tile with j->km. */
+static __attribute__((noinline)) S_TARGET void
+s_micro2(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
+         size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
-    if (dst)
-        s_micro(j, k, a, lda, mr, bp, 2, NULL, NULL, dst, p, bias, nc);
+    if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
+        s_micro(j, k, a, lda, mr, bp, ldb, 2, NULL, NULL, dst, p, bias, nc);
+    else if (dst)
+        s_micro(j, k, a, lda, mr, bp, S_NR, 2, NULL, NULL, dst, p, bias, nc);
     else if (j->km)
-        s_micro(j, k, a, lda, mr, bp, 2, j->km, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, 2, j->km, tile, NULL, p, bias, nc);
     else
-        s_micro(j, k, a, lda, mr, bp, 2, NULL, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, 2, NULL, tile, NULL, p, bias, nc);
 }
 
-static __attribute__((noinline)) S_TARGET void s_micro1(const struct fl_convk_job *j, int k,
-                                                        const float *a, size_t lda, int mr,
-                                                        const float *bp, float *tile, float *dst,
-                                                        size_t p, const float *bias, int nc)
+static __attribute__((noinline)) S_TARGET void
+s_micro1(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
+         size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
-    if (dst)
-        s_micro(j, k, a, lda, mr, bp, 1, NULL, NULL, dst, p, bias, nc);
+    if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
+        s_micro(j, k, a, lda, mr, bp, ldb, 1, NULL, NULL, dst, p, bias, nc);
+    else if (dst)
+        s_micro(j, k, a, lda, mr, bp, S_NR, 1, NULL, NULL, dst, p, bias, nc);
     else if (j->km)
-        s_micro(j, k, a, lda, mr, bp, 1, j->km, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, 1, j->km, tile, NULL, p, bias, nc);
     else
-        s_micro(j, k, a, lda, mr, bp, 1, NULL, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, 1, NULL, tile, NULL, p, bias, nc);
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
@@ -160,14 +164,17 @@ static S_TARGET void s_run_group(const struct fl_convk_job *j, int o, int mr, in
             if (nc <= 0)
                 break;
             const float *bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
+            size_t ldb = S_NR;
+            if (j->bx) /* 16 columns of one sample's planes */
+                bp = j->bx + (size_t)c0 / j->xp * j->xstride + (size_t)c0 % j->xp, ldb = j->xp;
             size_t pos = (size_t)c0 % p;
             bool direct = !j->cmap && pos + (size_t)nc <= p; /* one sample's run of positions */
             float *dst = direct ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
             const float *bias = j->bias ? j->bias + o : NULL;
             if (nc > 8)
-                s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
+                s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, ldb, tile, dst, p, bias, nc);
             else
-                s_micro1(j, j->k, a, (size_t)j->ldw, mr, bp, tile, dst, p, bias, nc);
+                s_micro1(j, j->k, a, (size_t)j->ldw, mr, bp, ldb, tile, dst, p, bias, nc);
             if (!direct)
                 s_store(j, tile, o, mr, c0, nc);
         }

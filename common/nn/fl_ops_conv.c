@@ -340,11 +340,29 @@ static void s_share(const struct fl_wgeom *q, size_t ncols, bool narrow, int par
 #define S_BY_PANELS_W ((size_t)16 << 10)
 #define S_BY_PANELS_K 64
 
+/* Does fl_convk read a 1x1 conv's input where it lies instead of packing it? Where packing
+ * costs most for each multiply-add: W of no more rows (outputs) than columns (inputs), as in
+ * mobilenet_v2's projections; the AVX2 kernel only. Its planes must hold whole half panels (16
+ * positions, 64 bytes). A half panel's rows are a plane apart: p / 16 cache lines, which must
+ * not be a multiple of 32, or the rows would fall into one or two of the first-level cache's 64
+ * sets (planes of 1024 positions ran 1.3-2.3x slower so). Measured one node at a time, one
+ * thread, best of 30 to 300 runs, against packing: mobilenet_v2's projections (k 96 to 576, m
+ * 24 to 96) on 16x16 to 4x4 planes 1.10-1.19x faster at batch 32 and 1.08-1.29x at batch 1,
+ * on 28x28 at batch 16 1.28-1.50x, 56x56 and 112x112 at batch 4 1.18-1.69x; its expansions
+ * (k 24, m 144) on 16x16 planes 0.91-0.96x. */
+static bool s_in_place(const struct fl_wgeom *q, bool narrow)
+{
+    size_t p = (size_t)q->oh * q->ow;
+    return q->direct && q->mg <= q->c && !narrow && !fl_convk_wide() && p % 16 == 0 &&
+           (p / 16) % 32 != 0;
+}
+
 /* Forward of samples [b0, b1) with fl_convk as worker t, part `part` of nparts (see s_share):
  * chunks of samples whose packed columns fill the scratch, packed straight from the input
- * (panels, or columns for planes under FL_CONVK_NARROW positions), the product stored into the
- * output planes with the bias and the fused activation. Each element is the same sum in the
- * same order whatever the chunks and parts, so the thread count does not change the result. */
+ * (panels, or columns for planes under FL_CONVK_NARROW positions) or read where they lie
+ * (s_in_place), the product stored into the output planes with the bias and the fused
+ * activation. Each element is the same sum in the same order whatever the chunks and parts,
+ * so the thread count does not change the result. */
 static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q,
                             int t, size_t b0, size_t b1, int part, int nparts)
 {
@@ -381,6 +399,11 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
                              .hi = nd->act_max,
                              .by_panels = !q->direct && x.k >= S_BY_PANELS_K &&
                                           (size_t)q->mg * x.k <= S_BY_PANELS_W};
+    if (s_in_place(q, narrow)) {
+        j.bx = fl_gv_data(g, nd->in[0], 0);
+        j.xp = p;
+        j.xstride = g->values[nd->in[0]].numel;
+    }
     float *ac = x.work + apk + k * (nb * p + nr); /* a factored LoRA's A col */
     const float *B = L ? g->values[L->b].data : NULL;
     int32_t *idx = (int32_t *)x.work; /* the gather's offsets (not for 1x1 or narrow) */
@@ -403,10 +426,12 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
             continue;
         }
         size_t c0 = pa * nr, c1 = pb * nr < ncols ? pb * nr : ncols;
-        if (q->direct && p < nr) /* a panel's columns span several samples */
+        if (j.bx) /* read where it lies */
+            j.bx = fl_gv_data(g, nd->in[0], s0);
+        else if (q->direct && p < nr) /* a panel's columns span several samples */
             fl_cv_pack_direct(fl_gv_data(g, nd->in[0], s0), g->values[nd->in[0]].numel, p, q->c,
                               x.work + apk, k, c0, c1);
-        for (size_t sj = c0 / p; sj * p < c1 && !(q->direct && p < nr); sj++) {
+        for (size_t sj = c0 / p; sj * p < c1 && !j.bx && !(q->direct && p < nr); sj++) {
             size_t i0 = sj * p < c0 ? c0 - sj * p : 0, i1 = (sj + 1) * p > c1 ? c1 - sj * p : p;
             const float *xs = fl_gv_data(g, nd->in[0], s0 + sj);
             if (q->direct) {
