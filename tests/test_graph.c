@@ -279,9 +279,11 @@ static void s_expect_fast_as_portable(const struct s_conv_case *k, const float *
 /* Odd shapes around the kernels' register blocks (14 rows, or 6 with AVX2) and panel (32
  * columns, across samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large
  * plane, depthwise convs (channels-last and by rows, a multiplier of 2), stride 2 along long
- * rows (the pack's even floats by vectors), a 7x7 stem (small W: panel by panel): the AVX-512
- * or AVX2 kernels (where the CPU has them) against the portable path, at batch 1 and 3, with
- * the bias and each fused activation (the narrow kernel's long products: the test below). */
+ * rows (the pack's even floats by vectors), a 7x7 stem (small W: panel by panel), stride-1
+ * convs on output rows of 16 and 32 (with AVX2 from a padded copy: padding on all sides, on
+ * some, dilated, none): the AVX-512 or AVX2 kernels (where the CPU has them) against the
+ * portable path, at batch 1 and 3, with the bias and each fused activation (the narrow
+ * kernel's long products: the test below). */
 Test(fl_graph, conv_simd_kernel_matches_portable_path)
 {
     const struct s_conv_case cases[] = {
@@ -297,6 +299,10 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
         {20, 7, 6, 40, 3, 3, 1, 1, {1, 0, 1, 2}, 1, 1, 20},
         {3, 40, 37, 10, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1},
         {3, 30, 30, 16, 7, 7, 2, 2, {3, 3, 3, 3}, 1, 1, 1},
+        {5, 6, 16, 9, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {3, 9, 32, 7, 5, 5, 1, 1, {2, 1, 0, 3}, 1, 1, 1},
+        {4, 10, 16, 6, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 1},
+        {3, 8, 18, 5, 3, 3, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     struct fl_rng r;
@@ -387,7 +393,9 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
  * padding); 1x1 convs on 1x1, 2x2, 2x3, 3x3 and 4x4 planes (samples across panels' edges, lane
  * by lane and by runs; with AVX2, 4x4, 8x8 and 16x16 planes read in place); depthwise
  * convs on 2x2 planes by matrices (an odd number of channels, dilated) and channels-last (44
- * channels: blocks of 32, 8 and one by one); each fused activation. */
+ * channels: blocks of 32, 8 and one by one); a 3x3 conv on 4x16 planes (from a padded copy
+ * with AVX2), whose first sample alone on the pools is shared by output panels; each fused
+ * activation. */
 Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
 {
     const struct s_conv_case cases[] = {
@@ -407,6 +415,7 @@ Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
         {961, 2, 2, 961, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 961},
         {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
         {44, 6, 6, 44, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 44},
+        {16, 4, 16, 24, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
     };
     const enum fl_op acts[3] = {FL_OP_RELU, FL_OP_CLIP, 0};
     enum { N = 16 };
@@ -447,6 +456,11 @@ Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
             cr_assert_eq(fl_graph_forward(gp, x, N), 0);
             cr_assert(memcmp(fl_graph_output(gp, NULL), yn, N * per * sizeof *yn) == 0,
                       "case %zu pool %d differs from one thread", c, pi + 2);
+            if (oh * ow >= 16) { /* one sample, fewer than workers: a conv's parts */
+                cr_assert_eq(fl_graph_forward(gp, x, 1), 0);
+                cr_assert(memcmp(fl_graph_output(gp, NULL), yn, per * sizeof *yn) == 0,
+                          "case %zu pool %d alone differs", c, pi + 2);
+            }
             fl_graph_destroy(&gp);
         }
         fl_graph_destroy(&g);

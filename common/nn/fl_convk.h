@@ -53,12 +53,19 @@ struct fl_convk_job {
     /* AVX2 kernel: panel by panel, every row of W over each (W small, B large: a conv's
      * gathered columns stream from memory once instead of once per 6 rows of W). */
     bool by_panels;
-    /* AVX2 kernel only, NULL otherwise: B read where it lies, not packed (a 1x1 conv's input,
-     * whose planes hold a multiple of 16 positions): column j's row r is bx[(j / xp) * xstride
-     * + r * xp + j % xp]. bp is not read then. */
+    /* AVX2 kernel only, NULL otherwise: B read from an input instead of packed panels (bp is
+     * not read then). Column j, position oy * xow + ox of sample j / xp (xp positions each),
+     * starts at bx + (j / xp) * xstride + oy * xrow + ox, and its row r lies boff[r] floats
+     * further (r * xp when boff is NULL; boff holds FL_CONVK_BOFF_PAD more entries after the
+     * last row, read ahead). Every 16 columns from a multiple of 16 must lie in one row: xow a
+     * multiple of 16. */
     const float *bx;
-    size_t xp, xstride;
+    size_t xstride;
+    const int32_t *boff;
+    int xp, xow, xrow;
 };
+
+#define FL_CONVK_BOFF_PAD 8 /* entries after boff's last row (copies of it) */
 
 /* Does this CPU (and OS) run the kernels below (AVX-512, or AVX2 and FMA)? */
 bool fl_convk_supported(void);

@@ -11,7 +11,7 @@
 #define S_TARGET   __attribute__((target("avx2,fma")))
 #define S_MR       6
 #define S_NR       FL_CONVK_NR
-#define S_PREFETCH 8 /* rows of a panel ahead */
+#define S_PREFETCH FL_CONVK_BOFF_PAD /* rows of a panel ahead */
 
 static inline S_TARGET __m256 s_act8(const struct fl_convk_job *j, __m256 v)
 {
@@ -30,14 +30,14 @@ static inline S_TARGET __m256i s_mask(int n)
 }
 
 /* Rows a .. (mr of them, lda apart; the missing ones repeat the last) times the 16 columns of
- * a half panel bp (rows ldb floats apart: S_NR packed, a plane in place) over k, nv vectors of its
- * 2 (B's row kk meeting column km[kk] of the rows when km); stored into tile [S_MR][16], or (dst
- * not NULL) with bias and activation straight into the output: row i at dst + i * p, the first nc
- * columns. */
+ * a half panel bp (row kk at bp + boff[kk], or kk * ldb: S_NR packed, a plane in place) over k,
+ * nv vectors of its 2 (B's row kk meeting column km[kk] of the rows when km); stored into tile
+ * [S_MR][16], or (dst not NULL) with bias and activation straight into the output: row i at
+ * dst + i * p, the first nc columns. */
 static inline __attribute__((always_inline)) S_TARGET void
 s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
-        size_t ldb, int nv, const int32_t *km, float *tile, float *dst, size_t p, const float *bias,
-        int nc)
+        size_t ldb, const int32_t *boff, int nv, const int32_t *km, float *tile, float *dst,
+        size_t p, const float *bias, int nc)
 {
     const float *r[S_MR];
     for (int i = 0; i < S_MR; i++)
@@ -46,9 +46,11 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
 #pragma GCC unroll 6
     for (int i = 0; i < S_MR; i++)
         c0[i] = c1[i] = _mm256_setzero_ps();
-    for (int kk = 0; kk < k; kk++, bp += ldb) {
-        _mm_prefetch((const char *)(bp + S_PREFETCH * ldb), _MM_HINT_T0);
-        __m256 b0 = _mm256_loadu_ps(bp), b1 = nv > 1 ? _mm256_loadu_ps(bp + 8) : b0;
+    for (int kk = 0; kk < k; kk++) {
+        const float *br = boff ? bp + boff[kk] : bp + (size_t)kk * ldb;
+        _mm_prefetch((const char *)(boff ? bp + boff[kk + S_PREFETCH] : br + S_PREFETCH * ldb),
+                     _MM_HINT_T0);
+        __m256 b0 = _mm256_loadu_ps(br), b1 = nv > 1 ? _mm256_loadu_ps(br + 8) : b0;
 #pragma GCC unroll 6
         for (int i = 0; i < S_MR; i++) {
             __m256 av = _mm256_broadcast_ss(r[i] + (km ? km[kk] : kk));
@@ -95,28 +97,32 @@ static __attribute__((noinline)) S_TARGET void
 s_micro2(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
          size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
-    if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
-        s_micro(j, k, a, lda, mr, bp, ldb, 2, NULL, NULL, dst, p, bias, nc);
+    if (dst && j->boff) /* from an input, rows by the table */
+        s_micro(j, k, a, lda, mr, bp, 0, j->boff, 2, NULL, NULL, dst, p, bias, nc);
+    else if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
+        s_micro(j, k, a, lda, mr, bp, ldb, NULL, 2, NULL, NULL, dst, p, bias, nc);
     else if (dst)
-        s_micro(j, k, a, lda, mr, bp, S_NR, 2, NULL, NULL, dst, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 2, NULL, NULL, dst, p, bias, nc);
     else if (j->km)
-        s_micro(j, k, a, lda, mr, bp, S_NR, 2, j->km, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 2, j->km, tile, NULL, p, bias, nc);
     else
-        s_micro(j, k, a, lda, mr, bp, S_NR, 2, NULL, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 2, NULL, tile, NULL, p, bias, nc);
 }
 
 static __attribute__((noinline)) S_TARGET void
 s_micro1(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
          size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
-    if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
-        s_micro(j, k, a, lda, mr, bp, ldb, 1, NULL, NULL, dst, p, bias, nc);
+    if (dst && j->boff) /* from an input, rows by the table */
+        s_micro(j, k, a, lda, mr, bp, 0, j->boff, 1, NULL, NULL, dst, p, bias, nc);
+    else if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
+        s_micro(j, k, a, lda, mr, bp, ldb, NULL, 1, NULL, NULL, dst, p, bias, nc);
     else if (dst)
-        s_micro(j, k, a, lda, mr, bp, S_NR, 1, NULL, NULL, dst, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 1, NULL, NULL, dst, p, bias, nc);
     else if (j->km)
-        s_micro(j, k, a, lda, mr, bp, S_NR, 1, j->km, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 1, j->km, tile, NULL, p, bias, nc);
     else
-        s_micro(j, k, a, lda, mr, bp, S_NR, 1, NULL, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 1, NULL, tile, NULL, p, bias, nc);
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
@@ -163,11 +169,15 @@ static S_TARGET void s_run_group(const struct fl_convk_job *j, int o, int mr, in
             int c0 = pn * S_NR + 16 * h, nc = j->ncols - c0 < 16 ? j->ncols - c0 : 16;
             if (nc <= 0)
                 break;
-            const float *bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
-            size_t ldb = S_NR;
-            if (j->bx) /* 16 columns of one sample's planes */
-                bp = j->bx + (size_t)c0 / j->xp * j->xstride + (size_t)c0 % j->xp, ldb = j->xp;
-            size_t pos = (size_t)c0 % p;
+            const float *bp;
+            size_t ldb = S_NR, pos = (size_t)c0 % p;
+            if (j->bx) { /* 16 columns of one row of a sample's input */
+                size_t xp = (size_t)j->xp, at = (size_t)c0 % xp;
+                size_t oy = at / (size_t)j->xow, ox = at % (size_t)j->xow;
+                bp = j->bx + (size_t)c0 / xp * j->xstride + oy * (size_t)j->xrow + ox;
+                ldb = xp;
+            } else
+                bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
             bool direct = !j->cmap && pos + (size_t)nc <= p; /* one sample's run of positions */
             float *dst = direct ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
             const float *bias = j->bias ? j->bias + o : NULL;
