@@ -279,11 +279,11 @@ static void s_expect_fast_as_portable(const struct s_conv_case *k, const float *
 /* Odd shapes around the kernels' register blocks (14 rows, or 6 with AVX2) and panel (32
  * columns, across samples), strides, asymmetric padding, dilation, 1x1, dead taps, a large
  * plane, depthwise convs (channels-last and by rows, a multiplier of 2), stride 2 along long
- * rows (the pack's even floats by vectors), a 7x7 stem (small W: panel by panel), stride-1
- * convs on output rows of 16 and 32 (with AVX2 from a padded copy: padding on all sides, on
- * some, dilated, none): the AVX-512 or AVX2 kernels (where the CPU has them) against the
- * portable path, at batch 1 and 3, with the bias and each fused activation (the narrow
- * kernel's long products: the test below). */
+ * rows (the pack's even floats by vectors), a 7x7 stem (small W: panel by panel), convs on
+ * output rows of 16 and 32 (with AVX2 from a padded copy: padding on all sides, on some,
+ * dilated, none; stride 2, split by column phase, with a 7x7 stem): the AVX-512 or AVX2 kernels
+ * (where the CPU has them) against the portable path, at batch 1 and 3, with the bias and each
+ * fused activation (the narrow kernel's long products: the test below). */
 Test(fl_graph, conv_simd_kernel_matches_portable_path)
 {
     const struct s_conv_case cases[] = {
@@ -303,6 +303,9 @@ Test(fl_graph, conv_simd_kernel_matches_portable_path)
         {3, 9, 32, 7, 5, 5, 1, 1, {2, 1, 0, 3}, 1, 1, 1},
         {4, 10, 16, 6, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 1},
         {3, 8, 18, 5, 3, 3, 1, 1, {0, 0, 0, 0}, 1, 1, 1},
+        {3, 33, 32, 8, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1},
+        {3, 32, 32, 16, 7, 7, 2, 2, {3, 3, 3, 3}, 1, 1, 1},
+        {2, 20, 33, 5, 3, 3, 2, 2, {0, 1, 1, 0}, 1, 1, 1},
     };
     const enum fl_op acts[3] = {0, FL_OP_RELU, FL_OP_CLIP};
     struct fl_rng r;
@@ -393,9 +396,9 @@ Test(fl_graph, depthwise_3x3_kernel_matches_portable_path_and_splits)
  * padding); 1x1 convs on 1x1, 2x2, 2x3, 3x3 and 4x4 planes (samples across panels' edges, lane
  * by lane and by runs; with AVX2, 4x4, 8x8 and 16x16 planes read in place); depthwise
  * convs on 2x2 planes by matrices (an odd number of channels, dilated) and channels-last (44
- * channels: blocks of 32, 8 and one by one); a 3x3 conv on 4x16 planes (from a padded copy
- * with AVX2), whose first sample alone on the pools is shared by output panels; each fused
- * activation. */
+ * channels: blocks of 32, 8 and one by one); 3x3 convs on 4x16 and (stride 2) 5x16 planes
+ * (from a padded copy with AVX2), whose first sample alone on the pools is shared by output
+ * panels; each fused activation. */
 Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
 {
     const struct s_conv_case cases[] = {
@@ -416,6 +419,7 @@ Test(fl_graph, small_plane_convs_match_loops_and_single_samples)
         {13, 2, 2, 13, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2, 13},
         {44, 6, 6, 44, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 44},
         {16, 4, 16, 24, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1},
+        {5, 9, 32, 20, 3, 3, 2, 2, {1, 1, 1, 1}, 1, 1, 1},
     };
     const enum fl_op acts[3] = {FL_OP_RELU, FL_OP_CLIP, 0};
     enum { N = 16 };

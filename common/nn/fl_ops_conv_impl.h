@@ -78,8 +78,9 @@ void fl_cv_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32
 bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd);
 
 /* fl_ops_conv_pad.c: can node nd's forward pass read its input from a padded copy (AVX2, one
- * group, stride 1, output rows of whole half panels, no factored LoRA)? Its scratch (floats,
- * after the fixed part), and samples [b0, b1) as worker t, panels of part `part` of nparts. */
+ * group, a window of more than one tap, output rows of whole half panels, no factored LoRA)? Its
+ * scratch (floats, after the fixed part), and samples [b0, b1) as worker t, panels of part `part`
+ * of nparts. */
 bool fl_cv_pad_fits(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q);
 size_t fl_cv_pad_scratch(const struct fl_wgeom *q);
 void fl_cv_fwd_pad(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q, int t,
