@@ -109,24 +109,13 @@ void fl_cv_fwd_pad(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wge
             }
     for (int i = 0; i < FL_CONVK_BOFF_PAD; i++)
         boff[r + i] = boff[r - 1];
-    struct fl_convk_job j = {.m = q->mg,
-                             .k = x.k,
-                             .w = x.w,
-                             .ldw = x.k,
-                             .ncols = (int)p,
-                             .p = (int)p,
-                             .ystride = g->values[nd->out].numel,
-                             .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                             .act = nd->act == FL_OP_RELU   ? FL_CONVK_RELU
-                                    : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
-                                                            : FL_CONVK_NONE,
-                             .lo = nd->act_min,
-                             .hi = nd->act_max,
-                             .bx = xs,
-                             .boff = boff,
-                             .xp = (int)p,
-                             .xow = q->ow,
-                             .xrow = (int)((size_t)q->sh * e.cols)};
+    struct fl_convk_job j = fl_cv_job(g, nd, q, x.w, x.k, false);
+    j.ncols = (int)p;
+    j.bx = xs;
+    j.boff = boff;
+    j.xp = (int)p;
+    j.xow = q->ow;
+    j.xrow = (int)((size_t)q->sh * e.cols);
     for (size_t s = b0; s < b1; s++) {
         s_pad(q, &e, fl_gv_data(g, nd->in[0], s), xs);
         j.y = fl_gv_data(g, nd->out, s);
