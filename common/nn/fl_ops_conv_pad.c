@@ -35,18 +35,19 @@ static void s_geo(const struct fl_wgeom *q, struct s_geo *e)
     e->cols = (cols + e->phases - 1) / e->phases;
 }
 
-bool fl_cv_pad_fits(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
-{
-    return g->simd && !fl_convk_wide() && !q->depthwise && q->groups == 1 && q->kh * q->kw > 1 &&
-           q->ow % 16 == 0 && !fl_lora_of(g, nd);
-}
-
 size_t fl_cv_pad_scratch(const struct fl_wgeom *q)
 {
     struct s_geo e;
     s_geo(q, &e);
     size_t k = (size_t)q->c * q->kh * q->kw; /* planes, table, alignment */
     return e.phases * (size_t)q->c * e.rows * e.cols + k + FL_CONVK_BOFF_PAD + 1;
+}
+
+bool fl_cv_pad_fits(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+{
+    return g->simd && !fl_convk_wide() && !q->depthwise && q->groups == 1 && q->kh * q->kw > 1 &&
+           q->ow % 16 == 0 && !fl_lora_of(g, nd) &&
+           fl_cv_pad_scratch(q) <= INT32_MAX; /* the table's offsets are int32 */
 }
 
 /* xs [phase][c][rows][cols] = sample x [c][h][w] placed at (pt, pl) in the padded plane, zeros
