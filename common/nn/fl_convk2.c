@@ -91,38 +91,37 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
     }
 }
 
-/* s_micro for 2 vectors and 1, each into the output (from B packed or in place), into the
- * tile, or into the tile with j->km. */
+/* s_micro for nv vectors, each way it runs compiled apart: into the output (from B packed, in
+ * place, or through j->boff), into the tile, or into the tile with j->km. */
+static inline __attribute__((always_inline)) S_TARGET void
+s_micro_nv(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
+           size_t ldb, int nv, float *tile, float *dst, size_t p, const float *bias, int nc)
+{
+    if (dst && j->boff) /* from an input, rows by the table */
+        s_micro(j, k, a, lda, mr, bp, 0, j->boff, nv, NULL, NULL, dst, p, bias, nc);
+    else if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
+        s_micro(j, k, a, lda, mr, bp, ldb, NULL, nv, NULL, NULL, dst, p, bias, nc);
+    else if (dst)
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, NULL, NULL, dst, p, bias, nc);
+    else if (j->km)
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, j->km, tile, NULL, p, bias, nc);
+    else
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, NULL, tile, NULL, p, bias, nc);
+}
+
+/* s_micro_nv for 2 vectors and for 1, each its own code. */
 static __attribute__((noinline)) S_TARGET void
 s_micro2(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
          size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
-    if (dst && j->boff) /* from an input, rows by the table */
-        s_micro(j, k, a, lda, mr, bp, 0, j->boff, 2, NULL, NULL, dst, p, bias, nc);
-    else if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
-        s_micro(j, k, a, lda, mr, bp, ldb, NULL, 2, NULL, NULL, dst, p, bias, nc);
-    else if (dst)
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 2, NULL, NULL, dst, p, bias, nc);
-    else if (j->km)
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 2, j->km, tile, NULL, p, bias, nc);
-    else
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 2, NULL, tile, NULL, p, bias, nc);
+    s_micro_nv(j, k, a, lda, mr, bp, ldb, 2, tile, dst, p, bias, nc);
 }
 
 static __attribute__((noinline)) S_TARGET void
 s_micro1(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
          size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
-    if (dst && j->boff) /* from an input, rows by the table */
-        s_micro(j, k, a, lda, mr, bp, 0, j->boff, 1, NULL, NULL, dst, p, bias, nc);
-    else if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
-        s_micro(j, k, a, lda, mr, bp, ldb, NULL, 1, NULL, NULL, dst, p, bias, nc);
-    else if (dst)
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 1, NULL, NULL, dst, p, bias, nc);
-    else if (j->km)
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 1, j->km, tile, NULL, p, bias, nc);
-    else
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, 1, NULL, tile, NULL, p, bias, nc);
+    s_micro_nv(j, k, a, lda, mr, bp, ldb, 1, tile, dst, p, bias, nc);
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,

@@ -349,6 +349,24 @@ static void s_share(const struct fl_wgeom *q, size_t ncols, bool narrow, int par
 #define S_BY_PANELS_W ((size_t)16 << 10)
 #define S_BY_PANELS_K 64
 
+struct fl_convk_job fl_cv_job(const fl_graph_t *g, const struct fl_gnode *nd,
+                              const struct fl_wgeom *q, const float *w, int k, bool raw)
+{
+    return (struct fl_convk_job){.m = q->mg,
+                                 .k = k,
+                                 .w = w,
+                                 .ldw = k,
+                                 .p = q->oh * q->ow,
+                                 .ystride = g->values[nd->out].numel,
+                                 .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
+                                 .act = raw                     ? FL_CONVK_NONE
+                                        : nd->act == FL_OP_RELU ? FL_CONVK_RELU
+                                        : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
+                                                                : FL_CONVK_NONE,
+                                 .lo = nd->act_min,
+                                 .hi = nd->act_max};
+}
+
 /* Does fl_convk read a 1x1 conv's input where it lies instead of packing it? Where packing
  * costs most for each multiply-add: W of no more rows (outputs) than columns (inputs), as in
  * mobilenet_v2's projections; the AVX2 kernel only. Its planes must hold whole half panels (16
@@ -392,22 +410,9 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
         return;
     struct fl_cv_ctx x;
     fl_cv_ctx_init(g, nd, q, t, prune, nparts > 1 ? (int)ma : 0, nparts > 1 ? (int)mb : q->mg, &x);
-    struct fl_convk_job j = {.m = q->mg,
-                             .k = x.k,
-                             .w = x.w,
-                             .ldw = x.k,
-                             .bp = x.work + apk,
-                             .p = (int)p,
-                             .ystride = g->values[nd->out].numel,
-                             .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                             .act = L                       ? FL_CONVK_NONE /* after LoRA's */
-                                    : nd->act == FL_OP_RELU ? FL_CONVK_RELU
-                                    : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
-                                                            : FL_CONVK_NONE,
-                             .lo = nd->act_min,
-                             .hi = nd->act_max,
-                             .by_panels = !q->direct && x.k >= S_BY_PANELS_K &&
-                                          (size_t)q->mg * x.k <= S_BY_PANELS_W};
+    struct fl_convk_job j = fl_cv_job(g, nd, q, x.w, x.k, L != NULL); /* act after LoRA's */
+    j.bp = x.work + apk;
+    j.by_panels = !q->direct && x.k >= S_BY_PANELS_K && (size_t)q->mg * x.k <= S_BY_PANELS_W;
     if (s_in_place(q, narrow)) {
         j.bx = fl_gv_data(g, nd->in[0], 0);
         j.xp = j.xow = (int)p;

@@ -187,20 +187,10 @@ void fl_cv_fwd_classes(fl_graph_t *g, const struct fl_gnode *nd, const struct fl
         ns--;
     float *xt = (float *)(cmap + S_BLOCK_COLS), *bp = xt + xin * ns;
     size_t ystride = g->values[nd->out].numel;
-    struct fl_convk_job j = {.m = q->mg,
-                             .w = x.w,
-                             .ldw = x.k,
-                             .bp = bp,
-                             .p = (int)p,
-                             .ystride = ystride,
-                             .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                             .act = nd->act == FL_OP_RELU   ? FL_CONVK_RELU
-                                    : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
-                                                            : FL_CONVK_NONE,
-                             .lo = nd->act_min,
-                             .hi = nd->act_max,
-                             .km = km,
-                             .cmap = cmap};
+    struct fl_convk_job j = fl_cv_job(g, nd, q, x.w, x.k, false);
+    j.bp = bp;
+    j.km = km;
+    j.cmap = cmap;
     for (size_t s0 = b0; s0 < b1; s0 += ns) {
         size_t n = b1 - s0 < ns ? b1 - s0 : ns;
         j.y = fl_gv_data(g, nd->out, s0);

@@ -3,6 +3,7 @@
 #ifndef FL_OPS_CONV_IMPL_H
 #define FL_OPS_CONV_IMPL_H
 
+#include "fl_convk.h"
 #include "fl_ops_window.h"
 
 #include <stdbool.h>
@@ -76,6 +77,11 @@ void fl_cv_tap_index(const struct fl_wgeom *q, const struct fl_cv_taps *T, int32
 /* Are node nd's values, at the current batch, the same whatever samples a call computes together
  * (the engine's own kernels: each element one sum in a fixed order)? */
 bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd);
+
+/* Node nd's fl_convk job as every path starts it: W [mg, k] (rows k apart), the output planes,
+ * the bias and the fused activation (none when raw: a factored LoRA's term comes first). */
+struct fl_convk_job fl_cv_job(const fl_graph_t *g, const struct fl_gnode *nd,
+                              const struct fl_wgeom *q, const float *w, int k, bool raw);
 
 /* fl_ops_conv_pad.c: can node nd's forward pass read its input from a padded copy (AVX2, one
  * group, a window of more than one tap, output rows of whole half panels, no factored LoRA)? Its

@@ -35,18 +35,19 @@ static void s_geo(const struct fl_wgeom *q, struct s_geo *e)
     e->cols = (cols + e->phases - 1) / e->phases;
 }
 
-bool fl_cv_pad_fits(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
-{
-    return g->simd && !fl_convk_wide() && !q->depthwise && q->groups == 1 && q->kh * q->kw > 1 &&
-           q->ow % 16 == 0 && !fl_lora_of(g, nd);
-}
-
 size_t fl_cv_pad_scratch(const struct fl_wgeom *q)
 {
     struct s_geo e;
     s_geo(q, &e);
     size_t k = (size_t)q->c * q->kh * q->kw; /* planes, table, alignment */
     return e.phases * (size_t)q->c * e.rows * e.cols + k + FL_CONVK_BOFF_PAD + 1;
+}
+
+bool fl_cv_pad_fits(const fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wgeom *q)
+{
+    return g->simd && !fl_convk_wide() && !q->depthwise && q->groups == 1 && q->kh * q->kw > 1 &&
+           q->ow % 16 == 0 && !fl_lora_of(g, nd) &&
+           fl_cv_pad_scratch(q) <= INT32_MAX; /* the table's offsets are int32 */
 }
 
 /* xs [phase][c][rows][cols] = sample x [c][h][w] placed at (pt, pl) in the padded plane, zeros
@@ -109,24 +110,13 @@ void fl_cv_fwd_pad(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wge
             }
     for (int i = 0; i < FL_CONVK_BOFF_PAD; i++)
         boff[r + i] = boff[r - 1];
-    struct fl_convk_job j = {.m = q->mg,
-                             .k = x.k,
-                             .w = x.w,
-                             .ldw = x.k,
-                             .ncols = (int)p,
-                             .p = (int)p,
-                             .ystride = g->values[nd->out].numel,
-                             .bias = nd->nin == 3 ? fl_gv_data(g, nd->in[2], 0) : NULL,
-                             .act = nd->act == FL_OP_RELU   ? FL_CONVK_RELU
-                                    : nd->act == FL_OP_CLIP ? FL_CONVK_CLIP
-                                                            : FL_CONVK_NONE,
-                             .lo = nd->act_min,
-                             .hi = nd->act_max,
-                             .bx = xs,
-                             .boff = boff,
-                             .xp = (int)p,
-                             .xow = q->ow,
-                             .xrow = (int)((size_t)q->sh * e.cols)};
+    struct fl_convk_job j = fl_cv_job(g, nd, q, x.w, x.k, false);
+    j.ncols = (int)p;
+    j.bx = xs;
+    j.boff = boff;
+    j.xp = (int)p;
+    j.xow = q->ow;
+    j.xrow = (int)((size_t)q->sh * e.cols);
     for (size_t s = b0; s < b1; s++) {
         s_pad(q, &e, fl_gv_data(g, nd->in[0], s), xs);
         j.y = fl_gv_data(g, nd->out, s);
