@@ -29,6 +29,51 @@ static inline S_TARGET __m256i s_mask(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota);
 }
 
+/* v through activation act (a constant where inlined: no branch per vector); lo, hi:
+ * FL_CONVK_CLIP's bounds. */
+static inline __attribute__((always_inline)) S_TARGET __m256 s_actv(int act, __m256 v, __m256 lo,
+                                                                    __m256 hi)
+{
+    if (act == FL_CONVK_RELU) /* v > 0 ? v : 0 */
+        return _mm256_max_ps(v, _mm256_setzero_ps());
+    if (act == FL_CONVK_CLIP) /* lo > v ? lo : v, then hi < v ? hi : v */
+        return _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+    return v;
+}
+
+static const float s_zeros[S_MR]; /* the bias of a product without one */
+
+/* Rows 0 .. mr-1 of a register block (c0, c1: nv vectors a row) plus bias (S_MR floats, rows
+ * past mr unread), through act, stored at dst + i * p: all 8 nv lanes (full), or the first nc
+ * under masks. act and full are constants where inlined, so each way is its own straight code
+ * (the block's stores are a large share of a product of small k: 24 in mobilenet_v2's
+ * expansions). */
+static inline __attribute__((always_inline)) S_TARGET void
+s_out(int act, bool full, const __m256 c0[S_MR], const __m256 c1[S_MR], int mr, int nv, float *dst,
+      size_t p, const float *bias, int nc, __m256 lo, __m256 hi)
+{
+    __m256i m0 = s_mask(nc), m1 = s_mask(nc - 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < S_MR; i++) {
+        if (i >= mr)
+            break;
+        __m256 bv = _mm256_broadcast_ss(bias + i);
+        float *d = dst + (size_t)i * p;
+        __m256 v0 = s_actv(act, _mm256_add_ps(c0[i], bv), lo, hi);
+        if (full || nc >= 8)
+            _mm256_storeu_ps(d, v0);
+        else
+            _mm256_maskstore_ps(d, m0, v0);
+        if (nv > 1) {
+            __m256 v1 = s_actv(act, _mm256_add_ps(c1[i], bv), lo, hi);
+            if (full)
+                _mm256_storeu_ps(d + 8, v1);
+            else
+                _mm256_maskstore_ps(d + 8, m1, v1);
+        }
+    }
+}
+
 /* Rows a .. (mr of them, lda apart; the missing ones repeat the last) times the 16 columns of
  * a half panel bp (row kk at bp + boff[kk], or kk * ldb: S_NR packed, a plane in place) over k,
  * nv vectors of its 2 (B's row kk meeting column km[kk] of the rows when km); stored into tile
@@ -68,27 +113,19 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
         }
         return;
     }
-    __m256i m0 = s_mask(nc), m1 = s_mask(nc - 8);
-    bool full0 = nc >= 8, full1 = nc >= 16;
-#pragma GCC unroll 6
-    for (int i = 0; i < S_MR; i++) {
-        if (i >= mr)
-            break;
-        __m256 bv = _mm256_set1_ps(bias ? bias[i] : 0.0f);
-        float *d = dst + (size_t)i * p;
-        __m256 v0 = s_act8(j, _mm256_add_ps(c0[i], bv));
-        if (full0)
-            _mm256_storeu_ps(d, v0);
-        else
-            _mm256_maskstore_ps(d, m0, v0);
-        if (nv > 1) {
-            __m256 v1 = s_act8(j, _mm256_add_ps(c1[i], bv));
-            if (full1)
-                _mm256_storeu_ps(d + 8, v1);
-            else
-                _mm256_maskstore_ps(d + 8, m1, v1);
-        }
-    }
+    /* read from the job once, before any store (which might alias it for the compiler) */
+    const int act = (int)j->act;
+    const __m256 lo = _mm256_set1_ps(j->lo), hi = _mm256_set1_ps(j->hi);
+    const float *bz = bias ? bias : s_zeros;
+    bool full = nc >= 8 * nv;
+    if (act == FL_CONVK_RELU && full)
+        s_out(FL_CONVK_RELU, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+    else if (act == FL_CONVK_CLIP && full)
+        s_out(FL_CONVK_CLIP, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+    else if (full)
+        s_out(FL_CONVK_NONE, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+    else
+        s_out(act, false, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
 }
 
 /* s_micro for nv vectors, each way it runs compiled apart: into the output (from B packed, in
