@@ -6,7 +6,9 @@
  * meet a shared host's load seconds apart. Prints the medians and the median of the paired
  * B/A time ratios with their quartiles, one line of key=value pairs.
  * Usage: pass_ab A.so B.so ARCH HW BATCH THREADS PASSES */
+#ifndef _GNU_SOURCE /* dlopen's RTLD_DEEPBIND (the build defines it too) */
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stddef.h>
