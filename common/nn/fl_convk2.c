@@ -29,15 +29,89 @@ static inline S_TARGET __m256i s_mask(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota);
 }
 
+/* v through activation act (a constant where inlined: no branch per vector); lo, hi:
+ * FL_CONVK_CLIP's bounds. */
+static inline __attribute__((always_inline)) S_TARGET __m256 s_actv(int act, __m256 v, __m256 lo,
+                                                                    __m256 hi)
+{
+    if (act == FL_CONVK_RELU) /* v > 0 ? v : 0 */
+        return _mm256_max_ps(v, _mm256_setzero_ps());
+    if (act == FL_CONVK_CLIP) /* lo > v ? lo : v, then hi < v ? hi : v */
+        return _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+    return v;
+}
+
+static const float s_zeros[S_MR]; /* the bias of a product without one */
+
+/* Rows 0 .. mr-1 of a register block (c0, c1: nv vectors a row) plus bias (S_MR floats, rows
+ * past mr unread), through act, stored at dst + i * p: all 8 nv lanes (full), or the first nc
+ * under masks. act and full are constants where inlined, so each way is its own straight code
+ * (the block's stores are a large share of a product of small k: 24 in mobilenet_v2's
+ * expansions). */
+static inline __attribute__((always_inline)) S_TARGET void
+s_out(int act, bool full, const __m256 c0[S_MR], const __m256 c1[S_MR], int mr, int nv, float *dst,
+      size_t p, const float *bias, int nc, __m256 lo, __m256 hi)
+{
+    __m256i m0 = s_mask(nc), m1 = s_mask(nc - 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < S_MR; i++) {
+        if (i >= mr)
+            break;
+        __m256 bv = _mm256_broadcast_ss(bias + i);
+        float *d = dst + (size_t)i * p;
+        __m256 v0 = s_actv(act, _mm256_add_ps(c0[i], bv), lo, hi);
+        if (full || nc >= 8)
+            _mm256_storeu_ps(d, v0);
+        else
+            _mm256_maskstore_ps(d, m0, v0);
+        if (nv > 1) {
+            __m256 v1 = s_actv(act, _mm256_add_ps(c1[i], bv), lo, hi);
+            if (full)
+                _mm256_storeu_ps(d + 8, v1);
+            else
+                _mm256_maskstore_ps(d + 8, m1, v1);
+        }
+    }
+}
+
+/* As s_out for 16 columns that are 16 / split samples of split positions each (planes of 2x2
+ * or 2x4 at batch 32 and more): row i of sample s at dst + s * ys + i * split, written from the
+ * registers (through a tile, scattered lane by lane, such planes' 1x1 convs spent a quarter of
+ * their time storing). */
+static inline __attribute__((always_inline)) S_TARGET void
+s_out_split(int act, int split, const __m256 c0[S_MR], const __m256 c1[S_MR], int mr, float *dst,
+            size_t ys, const float *bias, __m256 lo, __m256 hi)
+{
+#pragma GCC unroll 6
+    for (int i = 0; i < S_MR; i++) {
+        if (i >= mr)
+            break;
+        __m256 bv = _mm256_broadcast_ss(bias + i);
+        __m256 v0 = s_actv(act, _mm256_add_ps(c0[i], bv), lo, hi);
+        __m256 v1 = s_actv(act, _mm256_add_ps(c1[i], bv), lo, hi);
+        float *d = dst + (size_t)i * (size_t)split;
+        if (split == 8) {
+            _mm256_storeu_ps(d, v0);
+            _mm256_storeu_ps(d + ys, v1);
+        } else {
+            _mm_storeu_ps(d, _mm256_castps256_ps128(v0));
+            _mm_storeu_ps(d + ys, _mm256_extractf128_ps(v0, 1));
+            _mm_storeu_ps(d + 2 * ys, _mm256_castps256_ps128(v1));
+            _mm_storeu_ps(d + 3 * ys, _mm256_extractf128_ps(v1, 1));
+        }
+    }
+}
+
 /* Rows a .. (mr of them, lda apart; the missing ones repeat the last) times the 16 columns of
  * a half panel bp (row kk at bp + boff[kk], or kk * ldb: S_NR packed, a plane in place) over k,
  * nv vectors of its 2 (B's row kk meeting column km[kk] of the rows when km); stored into tile
  * [S_MR][16], or (dst not NULL) with bias and activation straight into the output: row i at
- * dst + i * p, the first nc columns. */
+ * dst + i * p, the first nc columns (split 4 or 8: as s_out_split, 16 columns of planes of
+ * split positions, j->ystride apart). */
 static inline __attribute__((always_inline)) S_TARGET void
 s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
         size_t ldb, const int32_t *boff, int nv, const int32_t *km, float *tile, float *dst,
-        size_t p, const float *bias, int nc)
+        size_t p, const float *bias, int nc, int split)
 {
     const float *r[S_MR];
     for (int i = 0; i < S_MR; i++)
@@ -68,60 +142,66 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
         }
         return;
     }
-    __m256i m0 = s_mask(nc), m1 = s_mask(nc - 8);
-    bool full0 = nc >= 8, full1 = nc >= 16;
-#pragma GCC unroll 6
-    for (int i = 0; i < S_MR; i++) {
-        if (i >= mr)
-            break;
-        __m256 bv = _mm256_set1_ps(bias ? bias[i] : 0.0f);
-        float *d = dst + (size_t)i * p;
-        __m256 v0 = s_act8(j, _mm256_add_ps(c0[i], bv));
-        if (full0)
-            _mm256_storeu_ps(d, v0);
-        else
-            _mm256_maskstore_ps(d, m0, v0);
-        if (nv > 1) {
-            __m256 v1 = s_act8(j, _mm256_add_ps(c1[i], bv));
-            if (full1)
-                _mm256_storeu_ps(d + 8, v1);
-            else
-                _mm256_maskstore_ps(d + 8, m1, v1);
-        }
-    }
+    /* read from the job once, before any store (which might alias it for the compiler) */
+    const int act = (int)j->act;
+    const __m256 lo = _mm256_set1_ps(j->lo), hi = _mm256_set1_ps(j->hi);
+    const float *bz = bias ? bias : s_zeros;
+    bool full = nc >= 8 * nv;
+    if (split == 4 && act == FL_CONVK_RELU) /* each way its own straight code */
+        s_out_split(FL_CONVK_RELU, 4, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+    else if (split == 4 && act == FL_CONVK_CLIP)
+        s_out_split(FL_CONVK_CLIP, 4, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+    else if (split == 4)
+        s_out_split(FL_CONVK_NONE, 4, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+    else if (split == 8 && act == FL_CONVK_RELU)
+        s_out_split(FL_CONVK_RELU, 8, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+    else if (split == 8 && act == FL_CONVK_CLIP)
+        s_out_split(FL_CONVK_CLIP, 8, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+    else if (split == 8)
+        s_out_split(FL_CONVK_NONE, 8, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+    else if (act == FL_CONVK_RELU && full)
+        s_out(FL_CONVK_RELU, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+    else if (act == FL_CONVK_CLIP && full)
+        s_out(FL_CONVK_CLIP, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+    else if (full)
+        s_out(FL_CONVK_NONE, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+    else
+        s_out(act, false, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
 }
 
 /* s_micro for nv vectors, each way it runs compiled apart: into the output (from B packed, in
- * place, or through j->boff), into the tile, or into the tile with j->km. */
+ * place, or through j->boff; split: from B packed only), into the tile, or into the tile with
+ * j->km. */
 static inline __attribute__((always_inline)) S_TARGET void
 s_micro_nv(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
-           size_t ldb, int nv, float *tile, float *dst, size_t p, const float *bias, int nc)
+           size_t ldb, int nv, float *tile, float *dst, size_t p, const float *bias, int nc,
+           int split)
 {
     if (dst && j->boff) /* from an input, rows by the table */
-        s_micro(j, k, a, lda, mr, bp, 0, j->boff, nv, NULL, NULL, dst, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, 0, j->boff, nv, NULL, NULL, dst, p, bias, nc, 0);
     else if (dst && ldb != S_NR) /* in place: B's rows a plane apart */
-        s_micro(j, k, a, lda, mr, bp, ldb, NULL, nv, NULL, NULL, dst, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, ldb, NULL, nv, NULL, NULL, dst, p, bias, nc, 0);
     else if (dst)
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, NULL, NULL, dst, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, NULL, NULL, dst, p, bias, nc, split);
     else if (j->km)
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, j->km, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, j->km, tile, NULL, p, bias, nc, 0);
     else
-        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, NULL, tile, NULL, p, bias, nc);
+        s_micro(j, k, a, lda, mr, bp, S_NR, NULL, nv, NULL, tile, NULL, p, bias, nc, 0);
 }
 
-/* s_micro_nv for 2 vectors and for 1, each its own code. */
+/* s_micro_nv for 2 vectors and for 1 (never split), each its own code. */
 static __attribute__((noinline)) S_TARGET void
 s_micro2(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
-         size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
+         size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc, int split)
 {
-    s_micro_nv(j, k, a, lda, mr, bp, ldb, 2, tile, dst, p, bias, nc);
+    s_micro_nv(j, k, a, lda, mr, bp, ldb, 2, tile, dst, p, bias, nc, split);
 }
 
 static __attribute__((noinline)) S_TARGET void
 s_micro1(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr, const float *bp,
          size_t ldb, float *tile, float *dst, size_t p, const float *bias, int nc)
 {
-    s_micro_nv(j, k, a, lda, mr, bp, ldb, 1, tile, dst, p, bias, nc);
+    s_micro_nv(j, k, a, lda, mr, bp, ldb, 1, tile, dst, p, bias, nc, 0);
 }
 
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
@@ -178,13 +258,17 @@ static S_TARGET void s_run_group(const struct fl_convk_job *j, int o, int mr, in
             } else
                 bp = j->bp + (size_t)pn * (size_t)j->k * S_NR + 16 * h;
             bool direct = !j->cmap && pos + (size_t)nc <= p; /* one sample's run of positions */
-            float *dst = direct ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
+            /* or whole samples' runs (c0 is a multiple of 16, so of p) */
+            int split =
+                !direct && !j->cmap && !j->bx && nc == 16 && (p == 4 || p == 8) ? (int)p : 0;
+            float *dst =
+                direct || split ? j->y + (size_t)c0 / p * j->ystride + (size_t)o * p + pos : NULL;
             const float *bias = j->bias ? j->bias + o : NULL;
             if (nc > 8)
-                s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, ldb, tile, dst, p, bias, nc);
+                s_micro2(j, j->k, a, (size_t)j->ldw, mr, bp, ldb, tile, dst, p, bias, nc, split);
             else
                 s_micro1(j, j->k, a, (size_t)j->ldw, mr, bp, ldb, tile, dst, p, bias, nc);
-            if (!direct)
+            if (!dst)
                 s_store(j, tile, o, mr, c0, nc);
         }
 }
