@@ -13,13 +13,14 @@ shift 2
 if [ "${1:-}" = --passes ]; then passes=$2 && shift 2; fi
 cells=("$@")
 [ ${#cells[@]} -gt 0 ] || cells=(mobilenet_v2:64:32:1 mobilenet_v2:64:32:2 resnet18:64:32:1 resnet18:64:32:2)
+launcher=$(command -v ccache || true)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 so() { # revision -> $work/<tag>.so
     local rev=$1 tag=$2 src=$work/$2-src b=$work/$2-build
     mkdir -p "$src" && git archive "$rev" | tar -x -C "$src"
     cmake -S "$src" -B "$b" -DCMAKE_BUILD_TYPE=Release -DFEDTL_TESTS=OFF \
-        -DCMAKE_POSITION_INDEPENDENT_CODE=ON >/dev/null
+        -DCMAKE_POSITION_INDEPENDENT_CODE=ON ${launcher:+-DCMAKE_C_COMPILER_LAUNCHER=$launcher} >/dev/null
     cmake --build "$b" -j"$(nproc)" --target fedtl_model fedtl_data >/dev/null
     (cd "$b" && cc -shared -o "$work/$tag.so" -Wl,--whole-archive libfedtl_model.a \
         libfedtl_proto_model.a libfedtl_proto_onnx.a libfedtl_data.a libfedtl_nn.a libfedtl_base.a \

@@ -63,6 +63,10 @@ struct fl_convk_job {
     size_t xstride;
     const int32_t *boff;
     int xp, xow, xrow;
+    /* AVX2 kernel only, NULL otherwise: a residual laid out as y (y's element y + e gets
+     * res[e]), added after the bias and before the activation (a residual Add fused into the
+     * conv: the same sums in the same order as the conv's output and then the Add). */
+    const float *res;
 };
 
 #define FL_CONVK_BOFF_PAD 8 /* entries after boff's last row (copies of it) */

@@ -44,13 +44,13 @@ static inline __attribute__((always_inline)) S_TARGET __m256 s_actv(int act, __m
 static const float s_zeros[S_MR]; /* the bias of a product without one */
 
 /* Rows 0 .. mr-1 of a register block (c0, c1: nv vectors a row) plus bias (S_MR floats, rows
- * past mr unread), through act, stored at dst + i * p: all 8 nv lanes (full), or the first nc
- * under masks. act and full are constants where inlined, so each way is its own straight code
- * (the block's stores are a large share of a product of small k: 24 in mobilenet_v2's
- * expansions). */
+ * past mr unread), plus res (when not NULL: laid out as dst), through act, stored at dst + i * p:
+ * all 8 nv lanes (full), or the first nc under masks. act and full are constants where inlined, so
+ * each way is its own straight code (the block's stores are a large share of a product of small k:
+ * 24 in mobilenet_v2's expansions). */
 static inline __attribute__((always_inline)) S_TARGET void
 s_out(int act, bool full, const __m256 c0[S_MR], const __m256 c1[S_MR], int mr, int nv, float *dst,
-      size_t p, const float *bias, int nc, __m256 lo, __m256 hi)
+      const float *res, size_t p, const float *bias, int nc, __m256 lo, __m256 hi)
 {
     __m256i m0 = s_mask(nc), m1 = s_mask(nc - 8);
 #pragma GCC unroll 6
@@ -59,13 +59,22 @@ s_out(int act, bool full, const __m256 c0[S_MR], const __m256 c1[S_MR], int mr, 
             break;
         __m256 bv = _mm256_broadcast_ss(bias + i);
         float *d = dst + (size_t)i * p;
-        __m256 v0 = s_actv(act, _mm256_add_ps(c0[i], bv), lo, hi);
+        const float *rr = res ? res + (size_t)i * p : NULL;
+        __m256 v0 = _mm256_add_ps(c0[i], bv);
+        if (rr)
+            v0 = _mm256_add_ps(v0,
+                               full || nc >= 8 ? _mm256_loadu_ps(rr) : _mm256_maskload_ps(rr, m0));
+        v0 = s_actv(act, v0, lo, hi);
         if (full || nc >= 8)
             _mm256_storeu_ps(d, v0);
         else
             _mm256_maskstore_ps(d, m0, v0);
         if (nv > 1) {
-            __m256 v1 = s_actv(act, _mm256_add_ps(c1[i], bv), lo, hi);
+            __m256 v1 = _mm256_add_ps(c1[i], bv);
+            if (rr)
+                v1 = _mm256_add_ps(v1,
+                                   full ? _mm256_loadu_ps(rr + 8) : _mm256_maskload_ps(rr + 8, m1));
+            v1 = s_actv(act, v1, lo, hi);
             if (full)
                 _mm256_storeu_ps(d + 8, v1);
             else
@@ -80,15 +89,28 @@ s_out(int act, bool full, const __m256 c0[S_MR], const __m256 c1[S_MR], int mr, 
  * their time storing). */
 static inline __attribute__((always_inline)) S_TARGET void
 s_out_split(int act, int split, const __m256 c0[S_MR], const __m256 c1[S_MR], int mr, float *dst,
-            size_t ys, const float *bias, __m256 lo, __m256 hi)
+            const float *res, size_t ys, const float *bias, __m256 lo, __m256 hi)
 {
 #pragma GCC unroll 6
     for (int i = 0; i < S_MR; i++) {
         if (i >= mr)
             break;
         __m256 bv = _mm256_broadcast_ss(bias + i);
-        __m256 v0 = s_actv(act, _mm256_add_ps(c0[i], bv), lo, hi);
-        __m256 v1 = s_actv(act, _mm256_add_ps(c1[i], bv), lo, hi);
+        __m256 v0 = _mm256_add_ps(c0[i], bv), v1 = _mm256_add_ps(c1[i], bv);
+        if (res) { /* the residual's lanes gathered as the stores below scatter them */
+            const float *rr = res + (size_t)i * (size_t)split;
+            __m256 r0 = split == 8 ? _mm256_loadu_ps(rr)
+                                   : _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(rr)),
+                                                          _mm_loadu_ps(rr + ys), 1);
+            __m256 r1 =
+                split == 8 ? _mm256_loadu_ps(rr + ys)
+                           : _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(rr + 2 * ys)),
+                                                  _mm_loadu_ps(rr + 3 * ys), 1);
+            v0 = _mm256_add_ps(v0, r0);
+            v1 = _mm256_add_ps(v1, r1);
+        }
+        v0 = s_actv(act, v0, lo, hi);
+        v1 = s_actv(act, v1, lo, hi);
         float *d = dst + (size_t)i * (size_t)split;
         if (split == 8) {
             _mm256_storeu_ps(d, v0);
@@ -146,27 +168,28 @@ s_micro(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr,
     const int act = (int)j->act;
     const __m256 lo = _mm256_set1_ps(j->lo), hi = _mm256_set1_ps(j->hi);
     const float *bz = bias ? bias : s_zeros;
+    const float *res = j->res ? j->res + (dst - j->y) : NULL; /* laid out as y */
     bool full = nc >= 8 * nv;
     if (split == 4 && act == FL_CONVK_RELU) /* each way its own straight code */
-        s_out_split(FL_CONVK_RELU, 4, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+        s_out_split(FL_CONVK_RELU, 4, c0, c1, mr, dst, res, j->ystride, bz, lo, hi);
     else if (split == 4 && act == FL_CONVK_CLIP)
-        s_out_split(FL_CONVK_CLIP, 4, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+        s_out_split(FL_CONVK_CLIP, 4, c0, c1, mr, dst, res, j->ystride, bz, lo, hi);
     else if (split == 4)
-        s_out_split(FL_CONVK_NONE, 4, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+        s_out_split(FL_CONVK_NONE, 4, c0, c1, mr, dst, res, j->ystride, bz, lo, hi);
     else if (split == 8 && act == FL_CONVK_RELU)
-        s_out_split(FL_CONVK_RELU, 8, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+        s_out_split(FL_CONVK_RELU, 8, c0, c1, mr, dst, res, j->ystride, bz, lo, hi);
     else if (split == 8 && act == FL_CONVK_CLIP)
-        s_out_split(FL_CONVK_CLIP, 8, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+        s_out_split(FL_CONVK_CLIP, 8, c0, c1, mr, dst, res, j->ystride, bz, lo, hi);
     else if (split == 8)
-        s_out_split(FL_CONVK_NONE, 8, c0, c1, mr, dst, j->ystride, bz, lo, hi);
+        s_out_split(FL_CONVK_NONE, 8, c0, c1, mr, dst, res, j->ystride, bz, lo, hi);
     else if (act == FL_CONVK_RELU && full)
-        s_out(FL_CONVK_RELU, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+        s_out(FL_CONVK_RELU, true, c0, c1, mr, nv, dst, res, p, bz, nc, lo, hi);
     else if (act == FL_CONVK_CLIP && full)
-        s_out(FL_CONVK_CLIP, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+        s_out(FL_CONVK_CLIP, true, c0, c1, mr, nv, dst, res, p, bz, nc, lo, hi);
     else if (full)
-        s_out(FL_CONVK_NONE, true, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+        s_out(FL_CONVK_NONE, true, c0, c1, mr, nv, dst, res, p, bz, nc, lo, hi);
     else
-        s_out(act, false, c0, c1, mr, nv, dst, p, bz, nc, lo, hi);
+        s_out(act, false, c0, c1, mr, nv, dst, res, p, bz, nc, lo, hi);
 }
 
 /* s_micro for nv vectors, each way it runs compiled apart: into the output (from B packed, in
@@ -204,20 +227,35 @@ s_micro1(const struct fl_convk_job *j, int k, const float *a, size_t lda, int mr
     s_micro_nv(j, k, a, lda, mr, bp, ldb, 1, tile, dst, p, bias, nc, 0);
 }
 
+/* Where column c of Y goes (row 0; row o is o * p further): in its sample's plane, or where
+ * j->cmap says. */
+static inline size_t s_col_at(const struct fl_convk_job *j, int c)
+{
+    size_t p = (size_t)j->p;
+    return j->cmap ? j->cmap[c] : (size_t)c / p * j->ystride + (size_t)c % p;
+}
+
 /* Rows o0 .. o0+mr-1, columns c0 .. c0+nc-1 of Y from tile (rows 16 floats apart), plus bias,
- * through the activation (both in vectors, in the tile), then each column to its sample's plane
- * (or where j->cmap says): a run of one sample's positions at a time (small planes: a panel's
- * 16 columns span several samples; on 1x1 planes, one float each). */
+ * plus j->res (gathered into a tile first), through the activation (in vectors, in the tile),
+ * then each column to its sample's plane (or where j->cmap says): a run of one sample's
+ * positions at a time (small planes: a panel's 16 columns span several samples; on 1x1 planes,
+ * one float each). */
 static S_TARGET void s_store(const struct fl_convk_job *j, float *tile, int o0, int mr, int c0,
                              int nc)
 {
     size_t p = (size_t)j->p;
-    for (int i = 0; i < mr; i++) {
-        __m256 bv = _mm256_set1_ps(j->bias ? j->bias[o0 + i] : 0.0f);
-        _mm256_store_ps(tile + i * 16, s_act8(j, _mm256_add_ps(_mm256_load_ps(tile + i * 16), bv)));
-        _mm256_store_ps(tile + i * 16 + 8,
-                        s_act8(j, _mm256_add_ps(_mm256_load_ps(tile + i * 16 + 8), bv)));
-    }
+    float rt[S_MR * 16] __attribute__((aligned(32)));
+    for (int c = 0; j->res && c < 16; c++)
+        for (int i = 0; i < mr; i++)
+            rt[i * 16 + c] = c < nc ? j->res[s_col_at(j, c0 + c) + (size_t)(o0 + i) * p] : 0.0f;
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 16; h += 8) {
+            __m256 v = _mm256_add_ps(_mm256_load_ps(tile + i * 16 + h),
+                                     _mm256_set1_ps(j->bias ? j->bias[o0 + i] : 0.0f));
+            if (j->res)
+                v = _mm256_add_ps(v, _mm256_load_ps(rt + i * 16 + h));
+            _mm256_store_ps(tile + i * 16 + h, s_act8(j, v));
+        }
     if (j->cmap) {
         for (int c = 0; c < nc; c++) {
             float *restrict d = j->y + j->cmap[c0 + c] + (size_t)o0 * p;
@@ -381,7 +419,17 @@ S_TARGET void fl_convk2_run_narrow(const struct fl_convk_job *j, int m0, int m1)
                 for (int c = 0; c < 4; c++)
                     b[c] = j->bp + (size_t)(c0 + (c < nc ? c : nc - 1)) * k;
                 s_dots_n(j->k, a0, a1, b, nc, out, pf, pf + (o + S_PF_ROWS + 1 < m1 ? j->ldw : 0));
-                _mm256_storeu_ps(out, s_act8(j, _mm256_add_ps(_mm256_loadu_ps(out), bv)));
+                __m256 v = _mm256_add_ps(_mm256_loadu_ps(out), bv);
+                if (j->res) { /* the residual's lanes as the stores below place them */
+                    float rv[8] = {0};
+                    for (int c = 0; c < nc; c++) {
+                        const float *rr = j->res + at[c0 - g0 + c] + (size_t)o * p;
+                        rv[c] = rr[0];
+                        rv[4 + c] = mr > 1 ? rr[p] : 0.0f;
+                    }
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(rv));
+                }
+                _mm256_storeu_ps(out, s_act8(j, v));
                 for (int c = 0; c < nc; c++) { /* row o's sums in lanes 0-3, row o + 1's in 4-7 */
                     float *dst = j->y + at[c0 - g0 + c] + (size_t)o * p;
                     dst[0] = out[c];

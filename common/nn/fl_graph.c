@@ -286,6 +286,7 @@ int fl_graph_add_node(fl_graph_t *g, const char *name, enum fl_op op, const char
         return FL_EINVAL;
     struct fl_gnode *nd = &g->nodes[g->nnodes];
     memset(nd, 0, sizeof *nd);
+    nd->res = -1;
     snprintf(nd->name, sizeof nd->name, "%s", name);
     nd->op = op;
     nd->nin = ninputs;
@@ -389,36 +390,6 @@ static void s_mark_grads(fl_graph_t *g, bool input_grad)
     fl_lora_settle(g);
 }
 
-/* Fuse each Relu or Clip that alone reads a Conv's output into that conv: the conv's kernel
- * clamps its output as it writes it (no pass of its own over memory) and the activation's
- * output shares the conv's data. Its backward pass still runs: Relu's reads its output, Clip's
- * its input (the clamped values), and the clamped values say where the gradient passes as the
- * raw ones did (lo < y < hi exactly when lo < x < hi). */
-static void s_fuse(fl_graph_t *g)
-{
-    for (int n = 0; n < g->nnodes; n++) {
-        struct fl_gnode *cv = &g->nodes[n];
-        int v = cv->out, reader = -1, reads = 0;
-        if (cv->op != FL_OP_CONV || v == g->output)
-            continue;
-        for (int r = 0; r < g->nnodes; r++)
-            for (int i = 0; i < g->nodes[r].nin; i++)
-                if (g->nodes[r].in[i] == v)
-                    reads++, reader = r;
-        if (reads != 1)
-            continue;
-        struct fl_gnode *act = &g->nodes[reader];
-        bool relu = act->op == FL_OP_RELU;
-        if (!relu && !(act->op == FL_OP_CLIP && act->a.min < act->a.max))
-            continue;
-        cv->act = act->op;
-        cv->act_min = relu ? 0.0f : act->a.min;
-        cv->act_max = relu ? INFINITY : act->a.max;
-        act->fused = true;
-        g->values[act->out].alias = v;
-    }
-}
-
 static int s_alloc(fl_graph_t *g)
 {
     size_t scratch = 1;
@@ -512,8 +483,8 @@ int fl_graph_plan(fl_graph_t *g, int max_batch, bool input_grad)
     if (rc)
         return rc;
     s_mark_grads(g, input_grad);
-    s_fuse(g);
-    if (s_alloc(g) || fl_cv_cache_all(g)) /* the kept conv columns too: passes allocate nothing */
+    /* the kept conv columns too: passes allocate nothing */
+    if (fl_graph_fuse(g) || s_alloc(g) || fl_cv_cache_all(g))
         return fl_fail(FL_ENOMEM, "graph: out of memory planning %d nodes for batch %d", g->nnodes,
                        max_batch);
     g->planned = true;

@@ -53,8 +53,11 @@ struct fl_gnode {
     enum fl_op act;         /* conv: Relu or Clip applied to its output by its own kernel (the
                              * activation node that read it is fused), 0 for none */
     float act_min, act_max; /* the fused Clip's bounds */
-    bool fused;             /* an activation its producer applied: forward does nothing, its
-                             * output shares the producer's data */
+    int res;                /* conv: the value its kernel adds to its output before the
+                             * activation (the other operand of an Add fused into it), -1 for
+                             * none */
+    bool fused;             /* an activation or Add its producer applied: forward does nothing,
+                             * its output shares the producer's data */
     bool classes_fit;       /* conv: its padding makes tap classes pay (fl_ops_conv_class.c) */
     float *wc;              /* conv with a frozen weight and dropped taps: the kept columns */
     unsigned long wc_gen;   /* param_gen + 1 when wc was made (0: never) */
@@ -168,6 +171,10 @@ static inline __attribute__((always_inline)) void fl_act_apply(const struct fl_g
             y[i] = v > hi ? hi : v;
         }
 }
+
+/* Fuse into each Conv the activation, or residual Add (and activation), that alone reads its
+ * output (fl_graph_fuse.c), at planning, after the gradients are marked. 0 or FL_ENOMEM. */
+int fl_graph_fuse(fl_graph_t *g);
 
 /* The table of ops, indexed by enum fl_op (NULL for an unknown op). */
 const struct fl_op_info *fl_op_info(enum fl_op op);

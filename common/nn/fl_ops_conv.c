@@ -249,11 +249,14 @@ static void s_conv_fwd_chunk(fl_graph_t *g, const struct fl_gnode *nd, const str
     }
     for (size_t j = 0; j < nb; j++) {
         float *y = fl_gv_data(g, nd->out, s0 + j);
+        const float *res = fl_cv_res(g, nd, s0 + j);
         for (int o = 0; o < m; o++) {
             const float *src = yc + o * ld + j * p;
             float bo = b ? b[o] : 0.0f, *dst = y + (size_t)o * p;
             for (int i = 0; i < p; i++)
                 dst[i] = src[i] + bo;
+            for (int i = 0; res && i < p; i++)
+                dst[i] += res[(size_t)o * p + (size_t)i];
             fl_act_apply(nd, dst, (size_t)p);
         }
     }
@@ -430,6 +433,7 @@ static void s_conv_fwd_fast(fl_graph_t *g, const struct fl_gnode *nd, const stru
             continue;
         j.ncols = (int)ncols;
         j.y = fl_gv_data(g, nd->out, s0);
+        j.res = fl_cv_res(g, nd, s0);
         if (narrow) {
             for (size_t sj = 0; sj < n; sj++)
                 fl_cv_pack_narrow(q, &x.taps, fl_gv_data(g, nd->in[0], s0 + sj), x.work + apk, k,

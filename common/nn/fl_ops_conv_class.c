@@ -131,13 +131,16 @@ static void s_pack(const struct fl_wgeom *q, const struct fl_cv_taps *T, uint64_
 }
 
 /* Output y (a position of a sample, channels p apart) where no tap reads inside the input: the
- * bias alone through the activation, as the full product stores it. */
+ * bias alone (and the residual res, laid out as y, when not NULL) through the activation, as
+ * the full product stores it. */
 static void s_bias_only(const struct fl_gnode *nd, const struct fl_wgeom *q, const float *bias,
-                        float *y)
+                        const float *res, float *y)
 {
     size_t p = (size_t)q->oh * q->ow;
     for (int o = 0; o < q->mg; o++) {
         float v = 0.0f + (bias ? bias[o] : 0.0f);
+        if (res)
+            v += res[(size_t)o * p];
         fl_act_apply(nd, &v, 1);
         y[(size_t)o * p] = v;
     }
@@ -194,6 +197,7 @@ void fl_cv_fwd_classes(fl_graph_t *g, const struct fl_gnode *nd, const struct fl
     for (size_t s0 = b0; s0 < b1; s0 += ns) {
         size_t n = b1 - s0 < ns ? b1 - s0 : ns;
         j.y = fl_gv_data(g, nd->out, s0);
+        j.res = fl_cv_res(g, nd, s0);
         fl_convk_transpose(fl_gv_data(g, nd->in[0], s0), xt, n, xin);
         for (int c = 0; c < ncls; c++) {
             const int32_t *cp = pos + start[c];
@@ -201,7 +205,9 @@ void fl_cv_fwd_classes(fl_graph_t *g, const struct fl_gnode *nd, const struct fl
             int ntc = __builtin_popcountll(cls[c]), r = 0;
             if (ntc == 0) { /* positions reading nothing but padding: the bias alone */
                 for (size_t jj = 0; jj < cols; jj++)
-                    s_bias_only(nd, q, j.bias, j.y + jj % n * ystride + (size_t)cp[jj / n]);
+                    s_bias_only(nd, q, j.bias,
+                                j.res ? j.res + jj % n * ystride + (size_t)cp[jj / n] : NULL,
+                                j.y + jj % n * ystride + (size_t)cp[jj / n]);
                 continue;
             }
             for (int ch = 0; ch < q->c; ch++)

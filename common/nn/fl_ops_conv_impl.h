@@ -80,6 +80,13 @@ bool fl_conv_per_sample(const fl_graph_t *g, const struct fl_gnode *nd);
 
 /* Node nd's fl_convk job as every path starts it: W [mg, k] (rows k apart), the output planes,
  * the bias and the fused activation (none when raw: a factored LoRA's term comes first). */
+/* The residual a conv adds to its output for sample s on (a fused Add's other operand, laid
+ * out as the output), NULL for none. */
+static inline const float *fl_cv_res(const fl_graph_t *g, const struct fl_gnode *nd, size_t s)
+{
+    return nd->res >= 0 ? fl_gv_data(g, nd->res, s) : NULL;
+}
+
 struct fl_convk_job fl_cv_job(const fl_graph_t *g, const struct fl_gnode *nd,
                               const struct fl_wgeom *q, const float *w, int k, bool raw);
 

@@ -120,6 +120,7 @@ void fl_cv_fwd_pad(fl_graph_t *g, const struct fl_gnode *nd, const struct fl_wge
     for (size_t s = b0; s < b1; s++) {
         s_pad(q, &e, fl_gv_data(g, nd->in[0], s), xs);
         j.y = fl_gv_data(g, nd->out, s);
+        j.res = fl_cv_res(g, nd, s);
         fl_convk_run(&j, 0, q->mg, (int)pa, (int)pb);
     }
 }

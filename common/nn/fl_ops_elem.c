@@ -193,6 +193,8 @@ int fl_binary_infer(fl_graph_t *g, struct fl_gnode *nd)
 
 void fl_binary_fwd(fl_graph_t *g, const struct fl_gnode *nd, int t, size_t b0, size_t b1)
 {
+    if (nd->fused) /* a residual Add its conv made */
+        return;
     const float *a = g->values[nd->in[0]].data, *b = g->values[nd->in[1]].data;
     float *y = g->values[nd->out].data;
     enum fl_op op = nd->op;
