@@ -12,16 +12,7 @@ function arg(name, dflt) {
     return i > 0 ? process.argv[i + 1] : dflt;
 }
 
-function loadOrt() {
-    const roots = [process.env.FEDTL_PEERS, path.join(__dirname, '..', 'tests', 'peers')];
-    for (const r of roots.filter(Boolean)) {
-        try {
-            return require(path.join(r, 'node_modules', 'onnxruntime-node'));
-        } catch (e) { /* next */
-        }
-    }
-    return null;
-}
+const loadOrt = require('./ort_load.js');
 
 async function main() {
     const model = process.argv[2];

@@ -4,19 +4,9 @@
 // and thread spinning are ONNX Runtime's defaults.
 // Usage: node bench/ort_serve.js MODEL.onnx HW BATCH THREADS
 'use strict';
-const path = require('path');
 const readline = require('readline');
 
-function loadOrt() {
-    const roots = [process.env.FEDTL_PEERS, path.join(__dirname, '..', 'tests', 'peers')];
-    for (const r of roots.filter(Boolean)) {
-        try {
-            return require(path.join(r, 'node_modules', 'onnxruntime-node'));
-        } catch (e) { /* next */
-        }
-    }
-    return null;
-}
+const loadOrt = require('./ort_load.js');
 
 async function main() {
     const [model, hw, batch, threads] = [process.argv[2], ...process.argv.slice(3, 6).map(Number)];
