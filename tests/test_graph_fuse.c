@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* x [c, h, w] -> conv a (bias ba) -> ra; x -> conv b (bias bb) -> cb; s = ra + cb; y = act(s) (or y = s). Both
- * convs k x k, the given stride and padding on every side, m outputs. */
+/* x [c, h, w] -> conv a (bias ba) -> ra; x -> conv b (bias bb) -> cb; s = ra + cb; y = act(s) (or y
+ * = s). Both convs k x k, the given stride and padding on every side, m outputs. */
 struct s_case {
     int c, m, h, w, k, stride, pad, batch;
     enum fl_op act;   /* FL_OP_RELU, FL_OP_CLIP or 0 */

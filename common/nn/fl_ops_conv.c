@@ -304,7 +304,7 @@ static void s_lora_fwd_fast(const struct fl_gnode *nd, const struct fl_cv_ctx *x
     size_t r = (size_t)L->rank, ncols = (size_t)j->ncols, p = (size_t)j->p;
     struct fl_convk_job ja = *j;
     ja.m = L->rank, ja.w = x->a, ja.y = ac, ja.p = j->ncols, ja.ystride = 0, ja.bias = NULL;
-    ja.act = FL_CONVK_NONE;
+    ja.act = FL_CONVK_NONE, ja.res = NULL; /* (a conv with LoRA takes no residual: fl_graph_fuse) */
     if (narrow)
         fl_convk_run_narrow(&ja, 0, L->rank);
     else
