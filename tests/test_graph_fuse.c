@@ -64,7 +64,7 @@ static const struct s_case s_cases[] = {
     {4, 8, 2, 2, 1, 1, 0, 5, 0, "2x2 planes, the last columns through the tile"},
     {64, 8, 2, 2, 1, 1, 0, 1, FL_OP_RELU, "the narrow kernel"},
     {3, 8, 16, 16, 3, 1, 1, 2, FL_OP_RELU, "3x3 from a padded copy"},
-    {4, 8, 6, 6, 3, 1, 1, 8, FL_OP_CLIP, "3x3 on 6x6 planes (tap classes)"},
+    {4, 8, 6, 6, 3, 1, 1, 8, FL_OP_CLIP, "3x3 on 6x6 planes, gathered"},
     {8, 8, 1, 1, 1, 1, 0, 20, 0, "1x1 planes through the tile"},
     {4, 8, 4, 4, 1, 1, 1, 8, FL_OP_RELU, "1x1 padded: the border the bias alone (tap classes)"},
     {8, 8, 3, 3, 3, 1, 3, 8, FL_OP_CLIP, "3x3 padded by 3: the bias alone (tap classes)"},
@@ -117,8 +117,8 @@ Test(fl_graph_fuse, residual_add_fused_gives_the_same_bits_on_every_path)
     fl_pool_destroy(&pool);
 }
 
-/* Training through a fused Add: the gradients of both convs' weights, the bias and the input
- * are those of the graph that fuses nothing (the Add's backward reads no data; the conv's
+/* Training through a fused Add: the gradients of both convs' weights, both biases and the
+ * input are those of the graph that fuses nothing (the Add's backward reads no data; the conv's
  * never reads its output; a fused Relu's reads the clamped sum). */
 Test(fl_graph_fuse, residual_add_fused_trains_as_unfused)
 {

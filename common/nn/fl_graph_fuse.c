@@ -42,9 +42,11 @@ static bool s_fuse_act(fl_graph_t *g, struct fl_gnode *cv, struct fl_gnode *act,
 static bool s_res_fits(const fl_graph_t *g, const struct fl_gnode *cv, const struct fl_gnode *add,
                        const int *at)
 {
+    if (add->op != FL_OP_ADD || add->nin != 2)
+        return false;
     int v = cv->out, r = add->in[0] == v ? add->in[1] : add->in[0];
     const struct fl_gvalue *x = &g->values[r], *y = &g->values[v];
-    if (add->op != FL_OP_ADD || r == v || x->kind == FL_GV_PARAM || x->ndim != y->ndim ||
+    if (r == v || x->kind == FL_GV_PARAM || x->ndim != y->ndim ||
         memcmp(x->dims, y->dims, (size_t)y->ndim * sizeof y->dims[0]) != 0)
         return false;
     if (x->kind == FL_GV_ACT && at[x->producer] > at[cv - g->nodes])
